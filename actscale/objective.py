@@ -1,0 +1,100 @@
+"""The three-term objective (method.md §3) and the metrics (method.md §4).
+
+Everything here is a pure function of last-position logits, so it is tested against
+hand-computed values without a model.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+def logit_diff(logits: Tensor, correct: Tensor, wrong: Tensor) -> Tensor:
+    """``Δ = logit(a+) − logit(a−)``: logits [batch d_vocab], ids [batch] -> [batch]."""
+    return logits.gather(-1, correct[:, None]).squeeze(-1) - logits.gather(-1, wrong[:, None]).squeeze(-1)
+
+
+def _answer_mask(logits: Tensor, correct: Tensor, wrong: Tensor) -> Tensor:
+    mask = torch.zeros_like(logits, dtype=torch.bool)
+    mask.scatter_(-1, correct[:, None], True)
+    mask.scatter_(-1, wrong[:, None], True)
+    return mask
+
+
+def kl_divergence(base_logits: Tensor, logits: Tensor, correct: Tensor | None = None,
+                  wrong: Tensor | None = None) -> Tensor:
+    """``KL(p₀ ‖ p)`` per example at the last position, [batch].
+
+    With ``correct`` and ``wrong`` given, both distributions are restricted to the vocabulary
+    without the two answer tokens and renormalised (faithfulness); without them, the whole
+    vocabulary is used (``kl_full``).
+    """
+    if correct is not None and wrong is not None:
+        mask = _answer_mask(logits, correct, wrong)
+        base_logits = base_logits.masked_fill(mask, float("-inf"))
+        logits = logits.masked_fill(mask, float("-inf"))
+    else:
+        mask = torch.zeros_like(logits, dtype=torch.bool)
+    lp0 = torch.log_softmax(base_logits.float(), dim=-1)
+    lp = torch.log_softmax(logits.float(), dim=-1)
+    # Masked entries have p0 = 0 and contribute nothing; where() keeps -inf - -inf out.
+    terms = torch.where(mask, torch.zeros_like(lp), lp0.exp() * (lp0 - lp))
+    return terms.sum(-1)
+
+
+def effectiveness(delta: Tensor, beta: Tensor, margin: float) -> Tensor:
+    """Hinge ``max(0, m − β·Δ)`` per example: β = +1 wants Δ ≥ m, β = −1 wants Δ ≤ −m."""
+    return torch.relu(margin - beta * delta)
+
+
+@dataclass
+class LossTerms:
+    total: Tensor
+    effectiveness: Tensor
+    faithfulness: Tensor
+    minimality: Tensor
+
+
+def objective(logits: Tensor, base_logits: Tensor, correct: Tensor, wrong: Tensor, beta: Tensor,
+              l1: Tensor, *, margin: float, lambda_f: float, lambda_m: float) -> LossTerms:
+    """``L = L_E + λ_F·L_F + λ_M·L_M`` for a batch whose rows carry their own β.
+
+    logits [batch d_vocab] (intervened, last position), base_logits [batch d_vocab]
+    (unmodified model, same rows), correct/wrong/beta [batch], l1 the scalar ``‖θ‖₁``.
+    """
+    l_e = effectiveness(logit_diff(logits, correct, wrong), beta, margin).mean()
+    l_f = kl_divergence(base_logits, logits, correct, wrong).mean()
+    total = l_e + lambda_f * l_f + lambda_m * l1
+    return LossTerms(total, l_e, l_f, l1)
+
+
+METRIC_NAMES = (
+    "flip_acc_pos", "flip_acc_neg", "logit_diff_base", "logit_diff_pos", "logit_diff_neg",
+    "faithfulness_kl", "kl_full", "l1", "n_params", "n_effective", "n_prompts",
+)
+
+
+def split_metrics(base_logits: Tensor, pos_logits: Tensor, neg_logits: Tensor, correct: Tensor,
+                  wrong: Tensor, *, l1: float, n_params: int, n_effective: int) -> dict[str, float | int]:
+    """Every metric of method.md §4 for one split, from last-position logits [n d_vocab] of the
+    unmodified model and of the model steered with β = +1 and β = −1."""
+    d_pos = logit_diff(pos_logits, correct, wrong)
+    d_neg = logit_diff(neg_logits, correct, wrong)
+    faith = torch.cat([kl_divergence(base_logits, pos_logits, correct, wrong),
+                       kl_divergence(base_logits, neg_logits, correct, wrong)])
+    full = torch.cat([kl_divergence(base_logits, pos_logits), kl_divergence(base_logits, neg_logits)])
+    return {
+        "flip_acc_pos": float((d_pos > 0).float().mean()),
+        "flip_acc_neg": float((d_neg < 0).float().mean()),
+        "logit_diff_base": float(logit_diff(base_logits, correct, wrong).mean()),
+        "logit_diff_pos": float(d_pos.mean()),
+        "logit_diff_neg": float(d_neg.mean()),
+        "faithfulness_kl": float(faith.mean()),
+        "kl_full": float(full.mean()),
+        "l1": float(l1),
+        "n_params": int(n_params),
+        "n_effective": int(n_effective),
+        "n_prompts": int(correct.shape[0]),
+    }
