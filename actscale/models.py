@@ -275,7 +275,9 @@ def _tiny_tokenizer() -> Any:
     tk.pre_tokenizer = pre_tokenizers.Whitespace()
     tk.decoder = decoders.WordPiece(prefix="##")
     return PreTrainedTokenizerFast(
-        tokenizer_object=tk, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="[UNK]"
+        tokenizer_object=tk, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="[UNK]",
+        # TransformerLens re-loads a tokenizer by name unless it already prepends BOS.
+        add_bos_token=True, name_or_path="tiny-word-level",
     )
 
 

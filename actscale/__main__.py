@@ -1,0 +1,5 @@
+import sys
+
+from actscale.cli import main
+
+sys.exit(main())

@@ -1,0 +1,164 @@
+"""``python -m actscale train|eval|list`` (interfaces.md, Command line).
+
+Progress goes to stderr; the last line on stdout is one JSON object. Exit status 0 on success,
+2 on bad input (one line on stderr, no traceback), 1 on anything else.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from typing import Sequence
+
+from actscale.errors import ActscaleError, TrainingCancelled
+from actscale.interventions import METHODS
+from actscale.sites import SITES
+
+EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits with status 2 on bad arguments already; keep its message to one line."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_BAD_INPUT, f"error: {message} (see `python -m actscale {self.prog.split()[-1]} --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from actscale.training import TrainConfig
+
+    d = TrainConfig()
+    parser = _Parser(prog="python -m actscale", description="Train and inspect activation-scaling interventions.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train an intervention and store its run bundle")
+    t.add_argument("--model", default=d.model, help="'bundled' (default), a Hugging Face id, or a local folder")
+    t.add_argument("--task", default=d.task, choices=["ioi", "ccc", "custom"])
+    t.add_argument("--method", default=d.method, choices=list(METHODS))
+    t.add_argument("--sites", default=",".join(d.sites), help=f"comma-separated, from {','.join(SITES)}")
+    t.add_argument("--steps", type=int, default=d.steps)
+    t.add_argument("--lr", type=float, default=d.lr)
+    t.add_argument("--batch-size", type=int, default=d.batch_size)
+    t.add_argument("--margin", type=float, default=d.margin)
+    t.add_argument("--lambda-f", type=float, default=d.lambda_f)
+    t.add_argument("--lambda-m", type=float, default=d.lambda_m)
+    t.add_argument("--seed", type=int, default=d.seed)
+    t.add_argument("--n-prompts", type=int, default=d.n_prompts)
+    t.add_argument("--test-frac", type=float, default=d.test_frac)
+    t.add_argument("--dataset", default="", help="CSV/JSONL with prompt,correct,wrong[,split] (task custom)")
+    t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    t.add_argument("--store", default=None, help="where bundles go (default $ACTSCALE_STORE, else ./runs)")
+    t.add_argument("--early-stop", type=int, default=d.early_stop,
+                   help="stop after this many steps in a row with zero effectiveness loss (0 = off)")
+    t.add_argument("--raw-dot", action="store_true", help="DynScalar: dot product with the raw activation")
+    t.add_argument("--ccc-context-is-correct", action="store_true", help="CCC: a+ is the context's capital")
+    t.add_argument("--templates", default="", help="IOI: comma-separated template ids to use")
+    t.add_argument("--test-templates", default="", help="IOI: template ids held out for the test split")
+    t.add_argument("--no-reuse", action="store_true", help="train even if the same run is stored")
+
+    e = sub.add_parser("eval", help="evaluate a stored run")
+    e.add_argument("--run", required=True, help="a run folder, or a run id in --store")
+    e.add_argument("--dataset", default=None, help="evaluate on this CSV/JSONL instead of the run's data")
+    e.add_argument("--beta", type=float, default=1.0, help="steering strength (evaluated at +beta and -beta)")
+    e.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    e.add_argument("--store", default=None)
+
+    ls = sub.add_parser("list", help="list the runs in a store")
+    ls.add_argument("--store", default=None)
+    return parser
+
+
+def _split(text: str) -> tuple[str, ...]:
+    return tuple(s.strip() for s in text.split(",") if s.strip())
+
+
+def _progress(info) -> None:
+    print(
+        f"step {info.step}/{info.n_steps} loss {info.loss:.4f} (E {info.effectiveness:.4f} "
+        f"F {info.faithfulness:.4f} M {info.minimality:.2f}) flip +{info.flip_acc_pos:.2f} "
+        f"-{info.flip_acc_neg:.2f} {info.elapsed:.1f}s",
+        file=sys.stderr, flush=True,
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> dict:
+    from actscale.api import build_task, train_run
+    from actscale.models import load_model
+    from actscale.store import RunStore
+    from actscale.training import TrainConfig
+
+    config = TrainConfig(
+        model=args.model, task=args.task, method=args.method, sites=args.sites, steps=args.steps, lr=args.lr,
+        batch_size=args.batch_size, margin=args.margin, lambda_f=args.lambda_f, lambda_m=args.lambda_m,
+        seed=args.seed, n_prompts=args.n_prompts, test_frac=args.test_frac, dataset=args.dataset,
+        device=args.device, early_stop=args.early_stop, normalize=not args.raw_dot,
+        memory_is_correct=not args.ccc_context_is_correct, templates=_split(args.templates),
+        test_templates=_split(args.test_templates),
+    )
+    print(f"loading model {config.model} ...", file=sys.stderr, flush=True)
+    model = load_model(config.model, config.device)
+    task = build_task(model, config)
+    print(task.summary(), file=sys.stderr, flush=True)
+    cancel = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
+    try:
+        bundle = train_run(config, model, store=RunStore(args.store), task=task, on_step=_progress,
+                           cancel=cancel, reuse=not args.no_reuse)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return {"run_id": bundle.run_id, "bundle": str(bundle.path), "method": bundle.method,
+            "n_params": int(next(iter(bundle.metrics.values()))["n_params"]), "metrics": bundle.metrics}
+
+
+def cmd_eval(args: argparse.Namespace) -> dict:
+    from actscale.api import evaluate_run, load_run
+    from actscale.models import load_model
+    from actscale.store import RunStore
+
+    bundle = load_run(args.run, RunStore(args.store))
+    model = load_model(bundle.config["model"], args.device)
+    metrics = evaluate_run(bundle, model, dataset=args.dataset, beta=args.beta)
+    return {"run_id": bundle.run_id, "bundle": str(bundle.path), "method": bundle.method,
+            "n_params": int(next(iter(metrics.values()))["n_params"]), "beta": args.beta, "metrics": metrics}
+
+
+def cmd_list(args: argparse.Namespace) -> dict:
+    from actscale.store import RunStore
+
+    store = RunStore(args.store)
+    runs = []
+    for row in store.list():
+        entry = {"run_id": row.run_id, "ok": row.ok}
+        if row.ok:
+            c = row.config
+            entry.update(model=c.get("model"), task=c.get("task"), method=c.get("method"), created=c.get("created"),
+                         test=row.metrics.get("test", {}))
+            print(f"{row.run_id}  {c.get('model')}  {c.get('task')}  {c.get('method')}  {c.get('created')}", file=sys.stderr)
+        else:
+            entry["reason"] = row.reason
+            print(f"{row.run_id}  BROKEN: {row.reason}", file=sys.stderr)
+        runs.append(entry)
+    return {"store": str(store.root), "runs": runs}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = {"train": cmd_train, "eval": cmd_eval, "list": cmd_list}[args.command]
+    try:
+        result = command(args)
+    except ActscaleError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except TrainingCancelled as exc:
+        print(f"cancelled: {exc}; nothing was stored", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted; nothing was stored", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001 - status 1 with one line, as the contract says
+        print(f"error: {type(exc).__name__}: {' '.join(str(exc).split())[:500]}", file=sys.stderr)
+        return EXIT_ERROR
+    print(json.dumps(result, sort_keys=True))
+    return EXIT_OK

@@ -1,0 +1,311 @@
+"""Figures of method.md §6, as pure functions from a bundle or a tidy DataFrame to a plotly
+figure. No model is needed for any of them (viewer mode)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from actscale.sites import is_head_site
+from actscale.store import RunBundle
+
+DIVERGING = "RdBu_r"  # red = scaled up, blue = scaled down, white = no change
+SEQUENTIAL = "Viridis"
+_LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=50, b=60))
+
+
+def position_labels(bundle: RunBundle) -> list[str]:
+    labels = bundle.info.get("position_labels")
+    n_pos = int(bundle.config["n_pos"])
+    if isinstance(labels, list) and len(labels) == n_pos:
+        return [str(x) for x in labels]
+    return [str(i) for i in range(n_pos)]
+
+
+def _heatmap(z: np.ndarray, x: list[str], y: list[str], title: str, *, diverging: bool, zlabel: str,
+             xtitle: str = "position", ytitle: str = "layer", zrange: tuple[float, float] | None = None) -> go.Figure:
+    kwargs: dict = {"colorscale": DIVERGING if diverging else SEQUENTIAL}
+    if diverging:
+        bound = float(np.nanmax(np.abs(z))) if z.size else 1.0
+        bound = bound if bound > 0 else 1.0
+        lo, hi = zrange or (-bound, bound)
+        kwargs.update(zmid=0.0, zmin=lo, zmax=hi)
+    elif zrange:
+        kwargs.update(zmin=zrange[0], zmax=zrange[1])
+    fig = go.Figure(go.Heatmap(
+        z=z, x=x, y=y, colorbar=dict(title=zlabel),
+        hovertemplate=f"{ytitle} %{{y}}<br>{xtitle} %{{x}}<br>{zlabel} %{{z:.4f}}<extra></extra>", **kwargs,
+    ))
+    fig.update_layout(title=title, xaxis_title=xtitle, yaxis_title=ytitle, **_LAYOUT)
+    fig.update_yaxes(type="category")
+    fig.update_xaxes(type="category", tickangle=-45)
+    return fig
+
+
+def _layers(n: int) -> list[str]:
+    return [str(i) for i in range(n)]
+
+
+def plot_scalar_heatmap(bundle: RunBundle, site: str) -> go.Figure:
+    """ActivScalar: learned α per layer × position, centred on 0 ("no change")."""
+    alpha = bundle.params[f"alpha.{site}"].numpy()
+    if is_head_site(site):
+        alpha = alpha.sum(-1)
+        title = f"α summed over heads — {site}"
+    else:
+        title = f"α per layer and position — {site}"
+    return _heatmap(alpha, position_labels(bundle), _layers(alpha.shape[0]), title, diverging=True, zlabel="α")
+
+
+def head_values(bundle: RunBundle, position: int | None) -> np.ndarray:
+    """[layer head] values of the head site at one position, or summed over positions (None).
+
+    ActivScalar: α; SteerVec: ‖v‖/‖h‖; DynScalar: ‖w‖ (positions do not apply).
+    """
+    method = bundle.method
+    if method == "activscalar":
+        a = bundle.params["alpha.head"].numpy()  # [layer pos head]
+    elif method == "steervec":
+        a = steer_norm_ratio(bundle, "head")  # [layer pos head]
+    else:
+        return bundle.params["w.head"].norm(dim=-1).numpy()  # [layer head]
+    return a.sum(1) if position is None else a[:, position, :]
+
+
+def plot_head_heatmap(bundle: RunBundle, position: int | None) -> go.Figure:
+    """The head site as layer × head, at one position or summed over positions."""
+    z = head_values(bundle, position)
+    where = "summed over positions" if position is None else f"at position {position_labels(bundle)[position]}"
+    if bundle.method == "dynscalar":
+        where, label, diverging = "(per layer and head)", "‖w‖", False
+    elif bundle.method == "steervec":
+        label, diverging = "‖v‖/‖h‖", False
+    else:
+        label, diverging = "α", True
+    return _heatmap(z, [f"H{h}" for h in range(z.shape[1])], _layers(z.shape[0]), f"head site {where}",
+                    diverging=diverging, zlabel=label, xtitle="head")
+
+
+def steer_norm_ratio(bundle: RunBundle, site: str) -> np.ndarray:
+    """SteerVec: ``‖v‖ / mean‖h‖`` per [layer pos (head)]."""
+    v = bundle.params[f"vector.{site}"]
+    h = bundle.analysis.get(f"hnorm.{site}")
+    vnorm = v.norm(dim=-1)
+    if h is None:
+        return vnorm.numpy()
+    return (vnorm / h.clamp_min(1e-6)).numpy()
+
+
+def plot_steer_heatmaps(bundle: RunBundle, site: str) -> tuple[go.Figure, go.Figure]:
+    """SteerVec: the norm ratio ‖v‖/‖h‖ and the direction cos(v, h) per layer × position."""
+    ratio = steer_norm_ratio(bundle, site)
+    cos = bundle.analysis.get(f"cos.{site}")
+    cos = cos.numpy() if cos is not None else np.zeros_like(ratio)
+    if ratio.ndim == 3:  # head site: the mean over heads
+        ratio, cos = ratio.mean(-1), cos.mean(-1)
+    x, y = position_labels(bundle), _layers(ratio.shape[0])
+    return (
+        _heatmap(ratio, x, y, f"‖v‖/‖h‖ — {site}", diverging=False, zlabel="‖v‖/‖h‖"),
+        _heatmap(cos, x, y, f"cos(v, h) — {site}", diverging=True, zlabel="cos", zrange=(-1.0, 1.0)),
+    )
+
+
+def plot_dyn_weight_norms(bundle: RunBundle) -> go.Figure:
+    """DynScalar: ‖w‖ per layer (and |b|), one line per site."""
+    fig = go.Figure()
+    for site in bundle.sites:
+        w = bundle.params[f"w.{site}"].norm(dim=-1)
+        b = bundle.params[f"b.{site}"].abs()
+        if w.dim() == 2:  # head site: mean over heads
+            w, b = w.mean(-1), b.mean(-1)
+        layers = list(range(w.shape[0]))
+        fig.add_trace(go.Scatter(x=layers, y=w.numpy(), mode="lines+markers", name=f"‖w‖ {site}"))
+        fig.add_trace(go.Scatter(x=layers, y=b.numpy(), mode="lines", name=f"|b| {site}", line=dict(dash="dot")))
+    fig.update_layout(title="DynScalar: ‖w‖ and |b| per layer", xaxis_title="layer", yaxis_title="norm", **_LAYOUT)
+    return fig
+
+
+def dyn_prompt_scalars(bundle: RunBundle, site: str, index: int) -> tuple[np.ndarray, list[str]]:
+    """The scalars α DynScalar produced on dataset prompt ``index`` (β = +1): [layer pos]."""
+    alpha = bundle.analysis[f"dynalpha.{site}"][index]  # [layer pos (head)], left-padded
+    if alpha.dim() == 3:
+        alpha = alpha.mean(-1)
+    tokens = bundle.info.get("str_tokens", [])
+    toks = tokens[index] if index < len(tokens) else []
+    n_real = len(toks) or alpha.shape[1]
+    return alpha[:, -n_real:].numpy(), [f"{i}:{t}" for i, t in enumerate(toks)] or [str(i) for i in range(n_real)]
+
+
+def plot_dyn_prompt(bundle: RunBundle, site: str, index: int) -> go.Figure:
+    z, labels = dyn_prompt_scalars(bundle, site, index)
+    return _heatmap(z, labels, _layers(z.shape[0]), f"scalars α on prompt {index} — {site}",
+                    diverging=True, zlabel="α")
+
+
+def top_components(bundle: RunBundle, k: int = 20) -> pd.DataFrame:
+    """The components with the largest |α| (ActivScalar), ‖v‖/‖h‖ (SteerVec) or ‖w‖ (DynScalar)."""
+    labels = position_labels(bundle)
+    rows = []
+    for site in bundle.sites:
+        if bundle.method == "activscalar":
+            values, name = bundle.params[f"alpha.{site}"].numpy(), "alpha"
+        elif bundle.method == "steervec":
+            values, name = steer_norm_ratio(bundle, site), "norm_ratio"
+        else:
+            values, name = bundle.params[f"w.{site}"].norm(dim=-1).numpy(), "w_norm"
+        for idx in np.ndindex(values.shape):
+            row = {"site": site, "layer": idx[0], "value": float(values[idx]), "metric": name}
+            if bundle.method != "dynscalar":
+                row["position"] = idx[1]
+                row["token"] = labels[idx[1]]
+                row["head"] = idx[2] if len(idx) > 2 else None
+            else:
+                row["head"] = idx[1] if len(idx) > 1 else None
+            rows.append(row)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    df["abs"] = df["value"].abs()
+    return df.sort_values(["abs", "site", "layer"], ascending=[False, True, True]).head(k).reset_index(drop=True)
+
+
+def history_frame(bundle: RunBundle) -> pd.DataFrame:
+    return pd.DataFrame(bundle.history)
+
+
+def plot_history(history: pd.DataFrame) -> go.Figure:
+    """Loss terms and flip accuracies per step (train batch)."""
+    fig = go.Figure()
+    if history.empty:
+        fig.update_layout(title="no steps yet", **_LAYOUT)
+        return fig
+    for col in ("loss", "effectiveness", "faithfulness"):
+        if col in history:
+            fig.add_trace(go.Scatter(x=history["step"], y=history[col], name=col, mode="lines"))
+    for col in ("flip_acc_pos", "flip_acc_neg"):
+        if col in history:
+            fig.add_trace(go.Scatter(x=history["step"], y=history[col], name=col, mode="lines",
+                                     yaxis="y2", line=dict(dash="dash")))
+    fig.update_layout(title="training", xaxis_title="step", yaxis=dict(title="loss"),
+                      yaxis2=dict(title="flip accuracy", overlaying="y", side="right", range=[0, 1.05]),
+                      legend=dict(orientation="h", y=-0.25), **_LAYOUT)
+    return fig
+
+
+def metrics_frame(bundles: list[RunBundle]) -> pd.DataFrame:
+    """One row per (run, split) with every metric: the tidy input of the comparison figures."""
+    rows = []
+    for b in bundles:
+        for split, metrics in b.metrics.items():
+            rows.append({"run_id": b.run_id, "method": b.method, "task": b.config.get("task"),
+                         "split": split, "lambda_m": b.config.get("lambda_m"), "lambda_f": b.config.get("lambda_f"),
+                         "margin": b.config.get("margin"), **metrics})
+    df = pd.DataFrame(rows)
+    if not df.empty:
+        df["flip_acc"] = (df["flip_acc_pos"] + df["flip_acc_neg"]) / 2
+        df["effective_frac"] = df["n_effective"] / df["n_params"].clip(lower=1)
+    return df
+
+
+def plot_method_comparison(df: pd.DataFrame) -> go.Figure:
+    """Effectiveness, faithfulness and minimality per method, train and test side by side."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=3, subplot_titles=(
+        "effectiveness (mean flip accuracy ↑)", "faithfulness (KL ↓)", "minimality (effective fraction ↓)"))
+    colours = {"train": "#9aa5b1", "test": "#b4232c"}
+    for split in ("train", "test"):
+        part = df[df["split"] == split]
+        if part.empty:
+            continue
+        label = part["method"] + " · " + part["run_id"].str[:6]
+        for col, metric in enumerate(("flip_acc", "faithfulness_kl", "effective_frac"), start=1):
+            fig.add_trace(go.Bar(x=label, y=part[metric], name=split, marker_color=colours[split],
+                                 showlegend=col == 1, legendgroup=split), row=1, col=col)
+    fig.update_layout(barmode="group", title="methods compared", **_LAYOUT)
+    return fig
+
+
+def plot_param_counts(df: pd.DataFrame) -> go.Figure:
+    """Learned parameters per run, on a log scale."""
+    first = df.drop_duplicates("run_id")
+    fig = go.Figure(go.Bar(x=first["method"] + " · " + first["run_id"].str[:6], y=first["n_params"],
+                           text=first["n_params"], textposition="outside", marker_color="#3b6ea8"))
+    fig.update_layout(title="learned parameters", yaxis_type="log", yaxis_title="parameters (log)", **_LAYOUT)
+    return fig
+
+
+def plot_tradeoff(df: pd.DataFrame, x: str, y: str = "flip_acc", colour: str = "method") -> go.Figure:
+    """A trade-off scatter (method.md §6.4); each point carries its run id for click-through."""
+    fig = go.Figure()
+    for key, part in df.groupby(colour, sort=True):
+        fig.add_trace(go.Scatter(
+            x=part[x], y=part[y], mode="markers", name=str(key), customdata=part[["run_id"]].to_numpy(),
+            marker=dict(size=11),
+            hovertemplate=f"run %{{customdata[0]}}<br>{x} %{{x:.4g}}<br>{y} %{{y:.3f}}<extra></extra>",
+        ))
+    fig.update_layout(title=f"{y} against {x}", xaxis_title=x, yaxis_title=y, **_LAYOUT)
+    return fig
+
+
+def plot_beta_curve(curve: pd.DataFrame) -> go.Figure:
+    """Δ, p(a+) and p(a−) as β runs from −1 to +1 (method.md §6.5)."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=curve["beta"], y=curve["delta"], name="Δ = logit(a+) − logit(a−)", mode="lines+markers"))
+    fig.add_trace(go.Scatter(x=curve["beta"], y=curve["p_correct"], name="p(a+)", yaxis="y2", mode="lines"))
+    fig.add_trace(go.Scatter(x=curve["beta"], y=curve["p_wrong"], name="p(a−)", yaxis="y2", mode="lines"))
+    fig.add_hline(y=0, line=dict(color="#999", width=1))
+    fig.update_layout(title="steering strength β", xaxis_title="β", yaxis_title="Δ",
+                      yaxis2=dict(title="probability", overlaying="y", side="right", range=[0, 1]),
+                      legend=dict(orientation="h", y=-0.25), **_LAYOUT)
+    return fig
+
+
+def examples_frame(bundle: RunBundle) -> pd.DataFrame:
+    """Per prompt of the run's dataset: Δ before and after (β = ±1) and whether it flipped."""
+    df = pd.DataFrame(bundle.dataset)
+    for key, col in (("delta.base", "delta_base"), ("delta.pos", "delta_pos"), ("delta.neg", "delta_neg")):
+        t = bundle.analysis.get(key)
+        if t is not None and len(t) == len(df):
+            df[col] = t.numpy()
+    if "delta_pos" in df:
+        df["flipped_pos"] = df["delta_pos"] > 0
+        df["flipped_neg"] = df["delta_neg"] < 0
+    tokens = bundle.info.get("str_tokens")
+    if isinstance(tokens, list) and len(tokens) == len(df):
+        df["n_tokens"] = [len(t) for t in tokens]
+    return df
+
+
+def plot_length_generalisation(bundle: RunBundle) -> go.Figure:
+    """Flip accuracy per prompt length and split (DynScalar across lengths, method.md §6.6)."""
+    df = examples_frame(bundle)
+    fig = go.Figure()
+    if "n_tokens" not in df or "flipped_pos" not in df:
+        fig.update_layout(title="no per-prompt results in this bundle", **_LAYOUT)
+        return fig
+    grouped = df.groupby(["split", "n_tokens"])[["flipped_pos", "flipped_neg"]].mean().reset_index()
+    for split, part in grouped.groupby("split"):
+        fig.add_trace(go.Bar(x=part["n_tokens"].astype(str), y=(part["flipped_pos"] + part["flipped_neg"]) / 2,
+                             name=split))
+    fig.update_layout(barmode="group", title="flip accuracy by prompt length", xaxis_title="prompt length (tokens)",
+                      yaxis_title="mean flip accuracy", yaxis_range=[0, 1.05], **_LAYOUT)
+    return fig
+
+
+def run_figures(bundle: RunBundle) -> dict[str, go.Figure]:
+    """Every figure of one run, by title: the Explore page and the HTML report both use this."""
+    figs: dict[str, go.Figure] = {"training": plot_history(history_frame(bundle))}
+    for site in bundle.sites:
+        if bundle.method == "activscalar":
+            figs[f"alpha {site}"] = plot_scalar_heatmap(bundle, site)
+        elif bundle.method == "steervec":
+            ratio, cos = plot_steer_heatmaps(bundle, site)
+            figs[f"norm ratio {site}"], figs[f"cos {site}"] = ratio, cos
+    if "head" in bundle.sites:
+        figs["heads summed over positions"] = plot_head_heatmap(bundle, None)
+    if bundle.method == "dynscalar":
+        figs["weight norms"] = plot_dyn_weight_norms(bundle)
+        figs["length generalisation"] = plot_length_generalisation(bundle)
+        if bundle.dataset and f"dynalpha.{bundle.sites[0]}" in bundle.analysis:
+            figs[f"scalars on prompt 0 {bundle.sites[0]}"] = plot_dyn_prompt(bundle, bundle.sites[0], 0)
+    return figs

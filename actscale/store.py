@@ -1,0 +1,325 @@
+"""The run store: one folder per run, written atomically, read with json and safetensors only.
+
+Layout (interfaces.md, Run bundle)::
+
+    <store>/<run_id>/config.json  params.safetensors  metrics.json  history.csv  dataset.jsonl
+                     analysis.safetensors  analysis.json        (ours: what the dashboard draws)
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+import uuid
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save_file
+
+from actscale.errors import ActscaleError
+
+RUN_ID = re.compile(r"^[0-9a-f]{16}$")
+REQUIRED_FILES = ("config.json", "params.safetensors", "metrics.json", "history.csv", "dataset.jsonl")
+OPTIONAL_FILES = ("analysis.safetensors", "analysis.json")
+BUNDLE_FILES = REQUIRED_FILES + OPTIONAL_FILES
+MAX_BUNDLE_BYTES = 200_000_000
+# Keys of config.json that do not define the run: when it was made, and where a custom
+# dataset file happened to lie (its content is pinned by dataset_hash).
+_NOT_IDENTITY = ("created", "dataset", "run_id")
+
+
+class BrokenBundleError(ActscaleError):
+    """A bundle folder or upload that cannot be read; the message says why."""
+
+
+def default_store() -> Path:
+    """``$ACTSCALE_STORE``, else ``runs/`` in the current folder."""
+    return Path(os.environ.get("ACTSCALE_STORE") or "runs")
+
+
+def run_id_for(config: dict[str, Any]) -> str:
+    """A short hash of the canonical config (minus the created time and the dataset path)."""
+    identity = {k: v for k, v in config.items() if k not in _NOT_IDENTITY}
+    canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def check_run_id(run_id: str) -> str:
+    """Run ids come from links and uploads: only 16 hex digits can name a folder."""
+    if not isinstance(run_id, str) or not RUN_ID.match(run_id):
+        raise ActscaleError(f"invalid run id {str(run_id)[:40]!r}: a run id is 16 hexadecimal digits")
+    return run_id
+
+
+@dataclass
+class RunBundle:
+    """A run as read back from disk."""
+
+    run_id: str
+    path: Path
+    config: dict[str, Any]
+    metrics: dict[str, dict[str, float]]
+    history: list[dict[str, float]]
+    params: dict[str, torch.Tensor]
+    dataset: list[dict[str, str]]
+    analysis: dict[str, torch.Tensor] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def method(self) -> str:
+        return self.config["method"]
+
+    @property
+    def sites(self) -> tuple[str, ...]:
+        return tuple(self.config["sites"])
+
+
+@dataclass(frozen=True)
+class RunListing:
+    """One row of `RunStore.list`: a readable run, or a broken one with the reason."""
+
+    run_id: str
+    path: Path
+    ok: bool
+    reason: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+class RunStore:
+    """A folder of run bundles. Reads never modify anything; writes are atomic renames."""
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root) if root is not None else default_store()
+
+    def path(self, run_id: str) -> Path:
+        return self.root / check_run_id(run_id)
+
+    def exists(self, run_id: str) -> bool:
+        return (self.path(run_id) / "config.json").is_file()
+
+    # ---- writing ----
+    def save(self, config: dict[str, Any], params: dict[str, torch.Tensor], metrics: dict,
+             history: list[dict[str, float]], dataset: list[dict[str, str]],
+             analysis: dict[str, torch.Tensor] | None = None, info: dict[str, Any] | None = None) -> Path:
+        """Write a bundle into a temporary folder and rename it into place, so a half-written
+        run never appears. If the run already exists it is kept as it is."""
+        config = dict(config)
+        config.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        run_id = run_id_for(config)
+        config["run_id"] = run_id
+        final = self.path(run_id)
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{run_id}-", dir=self.root))
+        try:
+            _write_json(tmp / "config.json", config)
+            save_file({k: v.detach().to("cpu", torch.float32).contiguous() for k, v in params.items()},
+                      str(tmp / "params.safetensors"))
+            _write_json(tmp / "metrics.json", metrics)
+            _write_history(tmp / "history.csv", history)
+            with open(tmp / "dataset.jsonl", "w", encoding="utf-8") as fh:
+                for row in dataset:
+                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            if analysis:
+                save_file({k: v.detach().to("cpu", torch.float32).contiguous() for k, v in analysis.items()},
+                          str(tmp / "analysis.safetensors"))
+            _write_json(tmp / "analysis.json", info or {})
+            if final.exists():
+                return final
+            os.replace(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return final
+
+    def delete(self, run_id: str) -> None:
+        path = self.path(run_id)
+        if not path.is_dir():
+            raise ActscaleError(f"no run {run_id} in {self.root}")
+        # Rename first so a half-deleted folder is never listed as a run.
+        trash = self.root / f".trash-{run_id}-{uuid.uuid4().hex[:8]}"
+        os.replace(path, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+
+    # ---- reading ----
+    def load(self, run_id: str) -> RunBundle:
+        return load_bundle(self.path(run_id))
+
+    def list(self) -> list[RunListing]:
+        """Every run folder, newest first; broken ones are listed with the reason."""
+        if not self.root.is_dir():
+            return []
+        rows = []
+        for path in self.root.iterdir():
+            if not path.is_dir() or not RUN_ID.match(path.name):
+                continue
+            try:
+                config, metrics = _read_summary(path)
+                rows.append(RunListing(path.name, path, True, "", config, metrics))
+            except BrokenBundleError as exc:
+                rows.append(RunListing(path.name, path, False, str(exc)))
+        rows.sort(key=lambda r: (r.config.get("created", ""), r.run_id), reverse=True)
+        return rows
+
+    # ---- moving bundles between stores ----
+    def export_zip(self, run_id: str) -> bytes:
+        path = self.path(run_id)
+        load_bundle(path)  # never hand out a broken bundle
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            for name in BUNDLE_FILES:
+                if (path / name).is_file():
+                    zf.write(path / name, f"{run_id}/{name}")
+        return buf.getvalue()
+
+    def import_zip(self, data: bytes, max_bytes: int = MAX_BUNDLE_BYTES) -> str:
+        """Validate an uploaded bundle (a zip of one run folder) and add it to the store.
+
+        Only the known file names are read, each with json or safetensors; nothing is unpickled
+        and no path from the archive is ever used to write.
+        """
+        if len(data) > max_bytes:
+            raise BrokenBundleError(f"the upload is {len(data) // 1_000_000} MB; the limit is {max_bytes // 1_000_000} MB")
+        try:
+            zf = zipfile.ZipFile(io.BytesIO(data))
+            entries = {Path(i.filename).name: i for i in zf.infolist() if not i.is_dir()}
+            total = sum(i.file_size for i in entries.values())
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            raise BrokenBundleError(f"the upload is not a zip archive of a run bundle ({exc})") from None
+        if total > max_bytes:
+            raise BrokenBundleError(f"the bundle unpacks to {total // 1_000_000} MB; the limit is {max_bytes // 1_000_000} MB")
+        missing = [n for n in REQUIRED_FILES if n not in entries]
+        if missing:
+            raise BrokenBundleError(f"the upload is missing {', '.join(missing)}")
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".upload-", dir=self.root))
+        try:
+            for name in BUNDLE_FILES:
+                if name in entries:
+                    (tmp / name).write_bytes(zf.read(entries[name]))
+            bundle = load_bundle(tmp, expected_id=None)
+            run_id = run_id_for(bundle.config)
+            if bundle.config.get("run_id") != run_id:
+                raise BrokenBundleError("config.json does not match its run id (edited or corrupted)")
+            final = self.path(run_id)
+            if not final.exists():
+                os.replace(tmp, final)
+            return run_id
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str), encoding="utf-8")
+
+
+def _write_history(path: Path, history: list[dict[str, float]]) -> None:
+    columns = ["step", "loss", "effectiveness", "faithfulness", "minimality"]
+    extra = sorted({k for row in history for k in row} - set(columns))
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns + extra)
+        writer.writeheader()
+        for row in history:
+            writer.writerow(row)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BrokenBundleError(f"{path.name} is missing") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise BrokenBundleError(f"{path.name} is not valid JSON ({type(exc).__name__})") from None
+
+
+def _read_summary(path: Path) -> tuple[dict, dict]:
+    config = _read_json(path / "config.json")
+    metrics = _read_json(path / "metrics.json")
+    if not isinstance(config, dict) or "method" not in config or "sites" not in config:
+        raise BrokenBundleError("config.json lacks the method or the sites")
+    if not isinstance(metrics, dict) or not all(isinstance(v, dict) for v in metrics.values()):
+        raise BrokenBundleError("metrics.json is not {split: {metric: value}}")
+    for name in REQUIRED_FILES:
+        if not (path / name).is_file():
+            raise BrokenBundleError(f"{name} is missing")
+    return config, metrics
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return dict(load_safetensors_bytes(path.read_bytes()))
+    except FileNotFoundError:
+        raise BrokenBundleError(f"{path.name} is missing") from None
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise BrokenBundleError(f"{path.name} is not a readable safetensors file ({type(exc).__name__})") from None
+
+
+def expected_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """The tensor names and shapes params.safetensors must hold for this config."""
+    from actscale.interventions import make_intervention
+
+    dims = config["model_dims"]
+    iv = make_intervention(
+        config["method"], tuple(config["sites"]), n_layers=dims["n_layers"], n_pos=config["n_pos"],
+        d_model=dims["d_model"], n_heads=dims["n_heads"], d_head=dims["d_head"],
+    )
+    return {name: tuple(t.shape) for name, t in iv.named_tensors().items()}
+
+
+def load_bundle(path: Path, expected_id: str | None = "folder") -> RunBundle:
+    """Read and check a bundle; raise BrokenBundleError naming the first problem."""
+    path = Path(path)
+    config, metrics = _read_summary(path)
+    run_id = path.name if expected_id == "folder" else config.get("run_id", "")
+    if expected_id == "folder" and config.get("run_id") != run_id:
+        raise BrokenBundleError(f"config.json names run {config.get('run_id')!r}, not its folder {run_id}")
+    try:
+        shapes = expected_shapes(config)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BrokenBundleError(f"config.json is incomplete ({type(exc).__name__}: {exc})") from None
+    params = _read_tensors(path / "params.safetensors")
+    for name, shape in shapes.items():
+        if name not in params:
+            raise BrokenBundleError(f"params.safetensors lacks {name}")
+        if tuple(params[name].shape) != shape:
+            raise BrokenBundleError(
+                f"{name} has shape {list(params[name].shape)}, expected {list(shape)} for this model"
+            )
+    analysis = _read_tensors(path / "analysis.safetensors") if (path / "analysis.safetensors").is_file() else {}
+    info = _read_json(path / "analysis.json") if (path / "analysis.json").is_file() else {}
+    history = _read_history(path / "history.csv")
+    dataset = _read_dataset(path / "dataset.jsonl")
+    return RunBundle(run_id, path, config, metrics, history, params, dataset, analysis, info)
+
+
+def _read_history(path: Path) -> list[dict[str, float]]:
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            return [{k: float(v) for k, v in row.items() if k and v not in (None, "")} for row in csv.DictReader(fh)]
+    except (OSError, UnicodeDecodeError, ValueError, csv.Error) as exc:
+        raise BrokenBundleError(f"history.csv is not readable ({type(exc).__name__})") from None
+
+
+def _read_dataset(path: Path) -> list[dict[str, str]]:
+    rows = []
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    row = json.loads(line)
+                    if not isinstance(row, dict):
+                        raise ValueError("a row is not an object")
+                    rows.append(row)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise BrokenBundleError(f"dataset.jsonl is not readable ({type(exc).__name__})") from None
+    return rows

@@ -1,0 +1,375 @@
+"""Tasks: prompts with an answer pair (method.md §5), and their tokenisation for training.
+
+Three sources produce `Example`s: the IOI generator, the CCC generator and a user's CSV/JSONL
+file. `prepare_task` turns them into left-padded token tensors, drops what cannot be used
+(saying why) and assigns the deterministic train/test split.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import hashlib
+import io
+import json
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from actscale.errors import DatasetError
+
+SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One prompt with its answer pair; `correct` is a+ and `wrong` is a-, each meant to be one token."""
+
+    prompt: str
+    correct: str
+    wrong: str
+    split: str = ""  # "train", "test" or "" (unassigned)
+    template: str = ""  # generator template id, e.g. "ioi-3"; "" for custom data
+
+
+# ---------------------------------------------------------------- IOI (Wang et al. 2023 style)
+# {A} is always the indirect object (the answer) and {B} the subject, so the even ids put the
+# answer first (ABBA) and the odd ids put it second (BABA). Each pair shares one sentence, so
+# both orders have the same token length. The five sentences are 15 to 19 tokens long
+# (SmolLM2, with BOS), which lets DynScalar train on some lengths and test on others, and
+# leaves fixed-length methods two templates (both orders) per length.
+IOI_TEMPLATES: dict[str, str] = {
+    "ioi-0": "When {A} and {B} went to the {PLACE}, {B} gave a {OBJECT} to",
+    "ioi-1": "When {B} and {A} went to the {PLACE}, {B} gave a {OBJECT} to",
+    "ioi-2": "Then, {A} and {B} went to the {PLACE}. {B} gave a {OBJECT} to",
+    "ioi-3": "Then, {B} and {A} went to the {PLACE}. {B} gave a {OBJECT} to",
+    "ioi-4": "The day after {A} and {B} went to the {PLACE}, {B} gave a {OBJECT} to",
+    "ioi-5": "The day after {B} and {A} went to the {PLACE}, {B} gave a {OBJECT} to",
+    "ioi-6": "After the lunch, {A} and {B} went to the {PLACE}. {B} gave a {OBJECT} to",
+    "ioi-7": "After the lunch, {B} and {A} went to the {PLACE}. {B} gave a {OBJECT} to",
+    "ioi-8": "When {A} and {B} went to the {PLACE} on a sunny day, {B} gave a {OBJECT} to",
+    "ioi-9": "When {B} and {A} went to the {PLACE} on a sunny day, {B} gave a {OBJECT} to",
+}
+
+# Each word is one token after a space for SmolLM2 (checked) and GPT-2 (common English words).
+NAMES = (
+    "Mary John Tom James Dan Sid Martin Amy Paul Chris Mark Anne Kate Mike Sarah Lisa Emma Jack "
+    "Ben Adam Alex Ryan Jane David Michael Laura Anna Peter Susan Steve Joe Bob Tim Sam Max Kevin"
+).split()
+PLACES = "store park school office hospital station garden restaurant market beach house library".split()
+OBJECTS = "drink ring ball book bone kiss necklace computer basketball snack apple bag pen letter key".split()
+
+CCC_TEMPLATE = "The capital of {country} is {other}. Q: What is the capital of {country}? A:"
+_COUNTRIES_CSV = Path(__file__).parent / "data" / "countries.csv"
+
+
+def generate_ioi(n: int, seed: int, templates: tuple[str, ...] | None = None) -> list[Example]:
+    """`n` IOI examples, deterministic given `seed`; a+ = " {IO}", a- = " {S}" (never equal).
+
+    Example i uses template `templates[i % len(templates)]` (all of `IOI_TEMPLATES` when None),
+    so templates are used evenly. Raises DatasetError on an unknown template id.
+    """
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    ids = tuple(IOI_TEMPLATES) if templates is None else tuple(templates)
+    unknown = [t for t in ids if t not in IOI_TEMPLATES]
+    if unknown or not ids:
+        raise DatasetError(f"unknown IOI template(s) {unknown or '(none given)'}; known: {', '.join(IOI_TEMPLATES)}")
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        tid = ids[i % len(ids)]
+        io_name, s_name = rng.sample(NAMES, 2)  # sample: the two names always differ
+        prompt = IOI_TEMPLATES[tid].format(A=io_name, B=s_name, PLACE=rng.choice(PLACES), OBJECT=rng.choice(OBJECTS))
+        out.append(Example(prompt, f" {io_name}", f" {s_name}", template=tid))
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _countries() -> tuple[tuple[str, str], ...]:
+    """(country, capital) pairs from data/countries.csv, each a single token for SmolLM2 and known to it."""
+    with open(_COUNTRIES_CSV, encoding="utf-8", newline="") as f:
+        return tuple((row["country"], row["capital"]) for row in csv.DictReader(f))
+
+
+def generate_ccc(n: int, seed: int, memory_is_correct: bool = True) -> list[Example]:
+    """`n` country-capital conflict examples, deterministic given `seed`.
+
+    Prompt: `CCC_TEMPLATE` with another country's capital as context. correct/wrong are
+    " {true capital}"/" {other capital}" when `memory_is_correct`, swapped otherwise.
+    Countries are cycled in a shuffled order; round r pairs each country with the r-th of its
+    own shuffled list of other capitals, so pairs only repeat past countries * (countries - 1).
+    """
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    countries = list(_countries())
+    rng = random.Random(seed)
+    order = rng.sample(countries, len(countries))
+    others = {c: rng.sample([k for _, k in countries if k != cap], len(countries) - 1) for c, cap in order}
+    out = []
+    for i in range(n):
+        country, capital = order[i % len(order)]
+        other = others[country][(i // len(order)) % len(others[country])]
+        memory, context = f" {capital}", f" {other}"
+        correct, wrong = (memory, context) if memory_is_correct else (context, memory)
+        out.append(Example(CCC_TEMPLATE.format(country=country, other=other), correct, wrong, template="ccc"))
+    return out
+
+
+def task_vocabulary() -> list[str]:
+    """Sorted pieces (runs of word characters, or single punctuation marks) the generators can produce.
+
+    Split with `re.findall(r"\\w+|[^\\w\\s]", text)`, e.g. "A:" -> "A", ":".
+    """
+    texts = [*IOI_TEMPLATES.values(), CCC_TEMPLATE, *NAMES, *PLACES, *OBJECTS]
+    texts += [w for pair in _countries() for w in pair]
+    pieces = {p for t in texts for p in re.findall(r"\w+|[^\w\s]", re.sub(r"\{\w+\}", " ", t))}
+    return sorted(pieces)
+
+
+# ---------------------------------------------------------------- user datasets
+def read_dataset(path: str | Path, max_bytes: int = 50_000_000) -> list[Example]:
+    """Examples from a CSV (.csv) or JSONL (.jsonl/.json) file with prompt, correct, wrong[, split].
+
+    Values are kept as written (an answer's leading space matters); split is "train", "test"
+    or empty (case and surrounding spaces ignored). Every problem raises DatasetError with a
+    one-line message naming the file (and the row or line); never a raw parser error.
+    """
+    path = Path(path)
+    name = path.name
+    if not path.is_file():
+        raise DatasetError(f"{name}: file not found" if not path.exists() else f"{name}: not a file")
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise DatasetError(f"{name}: file is {size} bytes, more than the limit of {max_bytes}")
+        data = path.read_bytes()
+    except OSError as e:
+        raise DatasetError(f"{name}: cannot read the file ({e.strerror})") from None
+    try:
+        text = data.decode("utf-8-sig")  # -sig: Excel writes a byte-order mark
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{name}: not UTF-8 text (bad byte at offset {e.start})") from None
+    if not text.strip():
+        raise DatasetError(f"{name}: file is empty")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        rows = _csv_rows(text, name)
+    elif suffix in (".jsonl", ".json"):
+        rows = _jsonl_rows(text, name)
+    else:
+        raise DatasetError(f"{name}: unknown file type '{suffix}'; use .csv or .jsonl")
+    if not rows:
+        raise DatasetError(f"{name}: no rows")
+    return [_row_to_example(values, where, name) for where, values in rows]
+
+
+def _csv_rows(text: str, name: str) -> list[tuple[str, dict]]:
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)  # strict: report a stray quote
+    try:
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        missing = [c for c in ("prompt", "correct", "wrong") if c not in header]
+        if missing:
+            raise DatasetError(f"{name}: missing column(s) {', '.join(missing)} (found: {', '.join(header) or 'nothing'})")
+        reader.fieldnames = header
+        # A short row gives None for the missing fields; _row_to_example reports it as empty.
+        return [(f"row {k}", row) for k, row in enumerate(reader, start=1)]
+    except csv.Error as e:
+        raise DatasetError(f"{name}: malformed CSV: {e}") from None
+
+
+def _jsonl_rows(text: str, name: str) -> list[tuple[str, dict]]:
+    rows = []
+    for k, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except (json.JSONDecodeError, RecursionError) as e:
+            raise DatasetError(f"{name}: malformed JSON on line {k}: {getattr(e, 'msg', 'nested too deeply')}") from None
+        if not isinstance(obj, dict):
+            raise DatasetError(f"{name}: line {k} is not a JSON object")
+        missing = [c for c in ("prompt", "correct", "wrong") if c not in obj]
+        if missing:
+            raise DatasetError(f"{name}: missing column(s) {', '.join(missing)} on line {k}")
+        rows.append((f"line {k}", obj))
+    return rows
+
+
+def _row_to_example(values: dict, where: str, name: str) -> Example:
+    fields = {}
+    for col in ("prompt", "correct", "wrong", "split"):
+        v = values.get(col)
+        if v is None:
+            v = ""  # a short CSV row, or JSON null for split
+        if not isinstance(v, str):
+            raise DatasetError(f"{name}: {col} in {where} is not a string (got {type(v).__name__})")
+        if col != "split" and not v.strip():
+            raise DatasetError(f"{name}: empty {col} in {where}")
+        fields[col] = v
+    if fields["correct"] == fields["wrong"]:
+        raise DatasetError(f"{name}: correct and wrong are the same ({fields['correct']!r}) in {where}")
+    split = fields["split"].strip().lower()
+    if split not in ("", *SPLITS):
+        raise DatasetError(f"{name}: split {fields['split']!r} in {where} is not train or test")
+    return Example(fields["prompt"], fields["correct"], fields["wrong"], split=split)
+
+
+# ---------------------------------------------------------------- tokenised task
+@dataclass
+class PreparedTask:
+    """Kept examples (split assigned), tokenised and left-padded; `dropped` says what was left out and why."""
+
+    examples: list[Example]
+    tokens: torch.Tensor  # [batch pos] long, left-padded with the pad id
+    attention_mask: torch.Tensor  # [batch pos] long, 1 on real tokens
+    correct_ids: torch.Tensor  # [batch] long
+    wrong_ids: torch.Tensor  # [batch] long
+    str_tokens: list[list[str]]  # real tokens only, no padding
+    dropped: list[tuple[Example, str]]
+    fixed_length: bool
+
+    @property
+    def n_pos(self) -> int:
+        return self.tokens.shape[1]
+
+    def split_indices(self, split: str) -> torch.Tensor:
+        """Long indices of the examples in `split` ("train" or "test"), in order."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        return torch.tensor([i for i, ex in enumerate(self.examples) if ex.split == split], dtype=torch.long)
+
+    def subset(self, split: str) -> PreparedTask:
+        """The same task restricted to one split; n_pos and `dropped` are unchanged."""
+        idx = self.split_indices(split)
+        return PreparedTask(
+            [self.examples[i] for i in idx.tolist()], self.tokens[idx], self.attention_mask[idx],
+            self.correct_ids[idx], self.wrong_ids[idx], [self.str_tokens[i] for i in idx.tolist()],
+            self.dropped, self.fixed_length,
+        )
+
+    def to_records(self) -> list[dict]:
+        """One {"prompt", "correct", "wrong", "split"} dict per kept example (the bundle's dataset.jsonl)."""
+        return [{"prompt": e.prompt, "correct": e.correct, "wrong": e.wrong, "split": e.split} for e in self.examples]
+
+    @property
+    def dataset_hash(self) -> str:
+        """First 16 hex chars of the sha256 of the kept examples as compact, key-sorted JSONL."""
+        lines = [json.dumps(r, sort_keys=True, ensure_ascii=False, separators=(",", ":")) for r in self.to_records()]
+        return hashlib.sha256(("\n".join(lines) + "\n").encode("utf-8")).hexdigest()[:16]
+
+    def summary(self) -> str:
+        """One line, e.g. "kept 80 of 100 prompts (64 train, 16 test); dropped 20: 18 ..., 2 multi-token answer"."""
+        n_train = sum(e.split == "train" for e in self.examples)
+        kept = len(self.examples)
+        head = f"kept {kept} of {kept + len(self.dropped)} prompts ({n_train} train, {kept - n_train} test)"
+        if not self.dropped:
+            return f"{head}; dropped 0"
+        return f"{head}; dropped {len(self.dropped)}: {_drop_breakdown(self.dropped)}"
+
+
+def _drop_kind(reason: str) -> str:
+    """The summary's group for a drop reason: answers are grouped whatever the word."""
+    if re.fullmatch(r"answer .* is \d+ tokens", reason):
+        return "empty answer" if reason.endswith(" 0 tokens") else "multi-token answer"
+    return reason.replace(",", "")
+
+
+def _drop_breakdown(dropped: list[tuple[Example, str]]) -> str:
+    counts = Counter(_drop_kind(r) for _, r in dropped)  # first-seen order breaks count ties
+    return ", ".join(f"{c} {k}" for k, c in sorted(counts.items(), key=lambda kc: -kc[1]))
+
+
+def prepare_task(
+    examples: list[Example], tokenizer, *, prepend_bos: bool, fixed_length: bool,
+    seed: int = 0, test_frac: float = 0.2, test_templates: tuple[str, ...] = (), max_len: int | None = None,
+) -> PreparedTask:
+    """Tokenise, filter and split `examples` (see the module docstring).
+
+    Prompts are tokenised with `add_special_tokens=False`, with `tokenizer.bos_token_id` in
+    front when `prepend_bos` (and the tokenizer has one). Dropped, with the reason: an answer
+    that is not exactly one token, an empty prompt, correct and wrong with the same id, a
+    prompt longer than `max_len`, and (with `fixed_length`) every length but the most common one (ties: shorter).
+    Splits: an example's own split wins; else a template in `test_templates` goes to test and
+    the rest to train; else a `random.Random(seed)` shuffle puts round(test_frac * n) in test,
+    at least one in each split when n >= 2. Raises DatasetError when nothing or no training
+    prompt is left, or `examples` is empty.
+    """
+    if not examples:
+        raise DatasetError("the dataset is empty")
+    if not 0.0 <= test_frac < 1.0:
+        raise ValueError(f"test_frac must be in [0, 1), got {test_frac}")
+    bos = tokenizer.bos_token_id if prepend_bos else None
+    kept: list[tuple[Example, list[int], int, int]] = []
+    dropped: list[tuple[Example, str]] = []
+    for ex in examples:
+        answer_ids = []
+        for ans in (ex.correct, ex.wrong):
+            ids = tokenizer(ans, add_special_tokens=False).input_ids
+            if len(ids) != 1:
+                dropped.append((ex, f"answer {ans!r} is {len(ids)} tokens"))
+                break
+            answer_ids.append(ids[0])
+        else:
+            prompt_ids = ([bos] if bos is not None else []) + list(tokenizer(ex.prompt, add_special_tokens=False).input_ids)
+            if not prompt_ids:
+                dropped.append((ex, "empty prompt"))
+            elif answer_ids[0] == answer_ids[1]:
+                dropped.append((ex, "correct and wrong are the same token"))
+            elif max_len is not None and len(prompt_ids) > max_len:
+                dropped.append((ex, f"longer than the model's context ({max_len} tokens)"))
+            else:
+                kept.append((ex, prompt_ids, *answer_ids))
+
+    if fixed_length and kept:
+        # Fixed-length methods learn one parameter per position, so all prompts must align.
+        counts = Counter(len(k[1]) for k in kept)
+        common = min(counts, key=lambda n: (-counts[n], n))
+        dropped += [(k[0], f"length {len(k[1])}, not the most common length {common}") for k in kept if len(k[1]) != common]
+        kept = [k for k in kept if len(k[1]) == common]
+    if not kept:
+        raise DatasetError(f"no usable prompts: {_drop_breakdown(dropped)}")
+
+    splits = _assign_splits([k[0] for k in kept], seed, test_frac, test_templates)
+    if "train" not in splits:
+        raise DatasetError(f"no training prompts: all {len(kept)} kept prompts are in the test split")
+
+    pad_id = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0)
+    n_pos = max(len(k[1]) for k in kept)
+    tokens = torch.full((len(kept), n_pos), pad_id, dtype=torch.long)  # [batch pos]
+    mask = torch.zeros((len(kept), n_pos), dtype=torch.long)  # [batch pos]
+    for row, (_, ids, _, _) in enumerate(kept):
+        # Left padding: the last real token sits at the last position for every prompt.
+        tokens[row, n_pos - len(ids):] = torch.tensor(ids, dtype=torch.long)
+        mask[row, n_pos - len(ids):] = 1
+    return PreparedTask(
+        examples=[dataclasses.replace(k[0], split=s) for k, s in zip(kept, splits)],
+        tokens=tokens,
+        attention_mask=mask,
+        correct_ids=torch.tensor([k[2] for k in kept], dtype=torch.long),
+        wrong_ids=torch.tensor([k[3] for k in kept], dtype=torch.long),
+        str_tokens=[[tokenizer.decode([i]) for i in k[1]] for k in kept],
+        dropped=dropped,
+        fixed_length=fixed_length,
+    )
+
+
+def _assign_splits(examples: list[Example], seed: int, test_frac: float, test_templates: tuple[str, ...]) -> list[str]:
+    splits = [ex.split for ex in examples]
+    free = [i for i, s in enumerate(splits) if not s]
+    if test_templates:
+        for i in free:
+            splits[i] = "test" if examples[i].template in test_templates else "train"
+        return splits
+    n = len(free)
+    n_test = min(max(round(test_frac * n), 1), n - 1) if n >= 2 else 0
+    order = free[:]
+    random.Random(seed).shuffle(order)
+    test = set(order[:n_test])
+    for i in free:
+        splits[i] = "test" if i in test else "train"
+    return splits

@@ -1,0 +1,331 @@
+"""Tests for actscale.tasks: generators, dataset reading, tokenisation, splits, hashing."""
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from actscale.errors import DatasetError
+from actscale.tasks import (
+    IOI_TEMPLATES, Example, PreparedTask, generate_ccc, generate_ioi, prepare_task, read_dataset,
+    task_vocabulary,
+)
+
+
+class WordTokenizer:
+    """Splits on spaces, keeping the leading space with the word: " Mary Ann" -> [" Mary", " Ann"].
+
+    Ids are handed out in order of first sight after the three specials (pad 0, bos 1, eos 2).
+    """
+
+    def __init__(self, pad: bool = True) -> None:
+        self.vocab = {"<pad>": 0, "<bos>": 1, "<eos>": 2}
+        self.pad_token_id = 0 if pad else None
+        self.bos_token_id, self.eos_token_id = 1, 2
+
+    def __call__(self, text: str, add_special_tokens: bool = True):
+        assert add_special_tokens is False
+        ids = [self.vocab.setdefault(p, len(self.vocab)) for p in re.findall(r" ?[^ ]+", text)]
+        return type("Encoding", (), {"input_ids": ids})()
+
+    def decode(self, ids: list[int]) -> str:
+        inverse = {i: w for w, i in self.vocab.items()}
+        return "".join(inverse[i] for i in ids)
+
+
+def ex(prompt: str, correct: str = " a", wrong: str = " b", split: str = "", template: str = "") -> Example:
+    return Example(prompt, correct, wrong, split, template)
+
+
+# ---------------------------------------------------------------- generators
+def test_ioi_deterministic_and_seed_dependent():
+    assert generate_ioi(30, seed=4) == generate_ioi(30, seed=4)
+    assert generate_ioi(30, seed=4) != generate_ioi(30, seed=5)
+
+
+def test_ioi_templates_cycle_orders_and_answers():
+    examples = generate_ioi(40, seed=0)
+    assert len(IOI_TEMPLATES) >= 8
+    assert [e.template for e in examples[:10]] == [f"ioi-{i}" for i in range(10)]
+    assert [e.template for e in examples] == [f"ioi-{i % 10}" for i in range(40)]
+    for e in examples:
+        assert e.correct != e.wrong and e.split == ""
+        io, s = e.correct.strip(), e.wrong.strip()
+        assert e.prompt.count(s) == 2 and e.prompt.count(io) == 1 and e.prompt.endswith(" to")
+    # ABBA (answer named first) in even templates, BABA in odd ones: both orders occur.
+    first = [e.prompt.index(e.correct.strip()) < e.prompt.index(e.wrong.strip()) for e in examples]
+    assert first == [i % 2 == 0 for i in range(40)]
+
+
+def test_ioi_template_subset_and_unknown():
+    examples = generate_ioi(6, seed=1, templates=("ioi-3", "ioi-8"))
+    assert [e.template for e in examples] == ["ioi-3", "ioi-8"] * 3
+    with pytest.raises(DatasetError, match="unknown IOI template"):
+        generate_ioi(3, seed=0, templates=("nope",))
+    assert generate_ioi(0, seed=0) == []
+
+
+def test_ccc_prompt_and_memory_switch():
+    examples = generate_ccc(200, seed=2)
+    france = next(e for e in examples if "of France?" in e.prompt)
+    other = france.wrong.strip()
+    assert france.prompt == f"The capital of France is {other}. Q: What is the capital of France? A:"
+    assert france.correct == " Paris" and other != "Paris" and france.template == "ccc"
+    swapped = generate_ccc(200, seed=2, memory_is_correct=False)
+    assert [(e.prompt, e.correct, e.wrong) for e in swapped] == [(e.prompt, e.wrong, e.correct) for e in examples]
+    assert generate_ccc(50, seed=2) == generate_ccc(50, seed=2) != generate_ccc(50, seed=3)
+
+
+def test_ccc_more_prompts_than_countries_uses_distinct_pairs():
+    examples = generate_ccc(100, seed=0)
+    assert len(examples) == 100 and len({e.prompt for e in examples}) == 100
+    assert all(e.correct != e.wrong for e in examples)
+
+
+def test_vocabulary_covers_generated_text():
+    vocab = set(task_vocabulary())
+    for e in generate_ioi(50, seed=0) + generate_ccc(50, seed=0):
+        assert set(re.findall(r"\w+|[^\w\s]", e.prompt + e.correct + e.wrong)) <= vocab
+    assert {"Paris", "France", "Mary", "store", "necklace", ":", "?", ",", "."} <= vocab
+
+
+# ---------------------------------------------------------------- read_dataset
+def test_read_csv(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text('prompt,correct,wrong,split\n"Hi, A gave to", Mary, John,train\nX is, Y, Z,\nP, Q, R, TEST \n')
+    assert read_dataset(path) == [
+        Example("Hi, A gave to", " Mary", " John", "train"),
+        Example("X is", " Y", " Z", ""),
+        Example("P", " Q", " R", "test"),
+    ]
+
+
+def test_read_jsonl(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"prompt": "A to", "correct": " B", "wrong": " C"}\n\n'
+                    '{"prompt": "D", "correct": " E", "wrong": " F", "split": "test", "extra": 1}\n')
+    assert read_dataset(path) == [Example("A to", " B", " C"), Example("D", " E", " F", "test")]
+
+
+CSV_ERRORS = [
+    (b"", "d.csv: file is empty"),
+    (b"  \n", "d.csv: file is empty"),
+    (b"\xff\xfeprompt", "d.csv: not UTF-8 text (bad byte at offset 0)"),
+    (b"prompt,correct,wrong\n", "d.csv: no rows"),
+    (b"prompt,answer\nx,y\n", "d.csv: missing column(s) correct, wrong (found: prompt, answer)"),
+    (b"prompt,correct,wrong\na, b, c\n , b, c\n", "d.csv: empty prompt in row 2"),
+    (b"prompt,correct,wrong\na, b\n", "d.csv: empty wrong in row 1"),
+    (b"prompt,correct,wrong\na, b, b\n", "d.csv: correct and wrong are the same (' b') in row 1"),
+    (b"prompt,correct,wrong,split\na, b, c,dev\n", "d.csv: split 'dev' in row 1 is not train or test"),
+    (b'prompt,correct,wrong\n"a\x00,b', "d.csv: malformed CSV: unexpected end of data"),
+    (b'prompt,correct,wrong\n"a"x,b,c\n', "d.csv: malformed CSV: ',' expected after '\"'"),
+]
+
+
+@pytest.mark.parametrize("content, message", CSV_ERRORS)
+def test_read_csv_errors(tmp_path, content, message):
+    (tmp_path / "d.csv").write_bytes(content)
+    with pytest.raises(DatasetError) as info:
+        read_dataset(tmp_path / "d.csv")
+    assert str(info.value) == message and "\n" not in str(info.value)
+
+
+JSONL_ERRORS = [
+    ('{"prompt": "a", "correct": " b", "wrong": " c"}\n{"prompt": ', "d.jsonl: malformed JSON on line 2: Expecting value"),
+    ("[1, 2]\n", "d.jsonl: line 1 is not a JSON object"),
+    ('{"prompt": "a"}\n', "d.jsonl: missing column(s) correct, wrong on line 1"),
+    ('{"prompt": "a", "correct": 1, "wrong": " c"}\n', "d.jsonl: correct in line 1 is not a string (got int)"),
+    ('{"prompt": "a", "correct": " b", "wrong": " c", "split": 3}\n', "d.jsonl: split in line 1 is not a string (got int)"),
+    ('{"prompt": "a", "correct": " b", "wrong": " c", "split": "val\\nx"}\n',
+     "d.jsonl: split 'val\\nx' in line 1 is not train or test"),
+    ('{"prompt": "", "correct": " b", "wrong": " c"}\n', "d.jsonl: empty prompt in line 1"),
+    ("\n\n", "d.jsonl: file is empty"),
+]
+
+
+@pytest.mark.parametrize("content, message", JSONL_ERRORS)
+def test_read_jsonl_errors(tmp_path, content, message):
+    (tmp_path / "d.jsonl").write_text(content)
+    with pytest.raises(DatasetError) as info:
+        read_dataset(tmp_path / "d.jsonl")
+    assert str(info.value) == message and "\n" not in str(info.value)
+
+
+def test_read_file_level_errors(tmp_path):
+    with pytest.raises(DatasetError, match=r"^nope\.csv: file not found$"):
+        read_dataset(tmp_path / "nope.csv")
+    big = tmp_path / "big.csv"
+    big.write_text("prompt,correct,wrong\n" + "a,b,c\n" * 10)
+    with pytest.raises(DatasetError, match=r"^big\.csv: file is 81 bytes, more than the limit of 50$"):
+        read_dataset(big, max_bytes=50)
+    (tmp_path / "d.txt").write_text("x")
+    with pytest.raises(DatasetError, match=r"^d\.txt: unknown file type '\.txt'; use \.csv or \.jsonl$"):
+        read_dataset(tmp_path / "d.txt")
+
+
+def test_read_random_bytes_never_raw(tmp_path):
+    gen = torch.Generator().manual_seed(0)
+    for i in range(50):
+        for suffix in (".csv", ".jsonl"):
+            path = tmp_path / f"r{i}{suffix}"
+            path.write_bytes(bytes(torch.randint(0, 256, (200,), generator=gen).tolist()))
+            with pytest.raises(DatasetError):
+                read_dataset(path)
+
+
+# ---------------------------------------------------------------- prepare_task
+def test_left_padding_mask_and_ids():
+    tok = WordTokenizer()
+    examples = [ex("x y z", split="train"), ex("x y", " c", " d", split="test")]
+    task = prepare_task(examples, tok, prepend_bos=True, fixed_length=False)
+    # Answers are tokenised before the prompt, so " a"=3, " b"=4, "x"=5, " y"=6, " z"=7, " c"=8, " d"=9
+    assert task.tokens.tolist() == [[1, 5, 6, 7], [0, 1, 5, 6]]
+    assert task.attention_mask.tolist() == [[1, 1, 1, 1], [0, 1, 1, 1]]
+    assert task.correct_ids.tolist() == [3, 8] and task.wrong_ids.tolist() == [4, 9]
+    assert task.str_tokens == [["<bos>", "x", " y", " z"], ["<bos>", "x", " y"]]
+    assert task.n_pos == 4 and task.tokens.dtype == torch.long and task.attention_mask.dtype == torch.long
+    no_bos = prepare_task(examples, tok, prepend_bos=False, fixed_length=False)
+    assert no_bos.tokens.tolist() == [[5, 6, 7], [0, 5, 6]]
+
+
+def test_pad_falls_back_to_eos():
+    task = prepare_task([ex("x y", split="train"), ex("x", split="test")], WordTokenizer(pad=False),
+                        prepend_bos=False, fixed_length=False)
+    assert task.tokens[1, 0].item() == 2
+
+
+def test_drop_reasons_and_summary():
+    examples = [
+        ex("p q r"), ex("p q s"), ex("p q t"),
+        ex("p q", " Mary Ann", " b"),  # multi-token correct
+        ex("p q", " a", " Johnson Jr"),  # multi-token wrong
+        ex("p q", " a", " a "),  # different strings, same token (" a " splits to " a")
+        ex("p q r s t u v"),  # longer than max_len
+        ex("p q"), ex("p q r s"),  # lengths 3 and 5 vs the most common 4
+    ]
+    task = prepare_task(examples, WordTokenizer(), prepend_bos=True, fixed_length=True, max_len=6)
+    assert [r for _, r in task.dropped] == [
+        "answer ' Mary Ann' is 2 tokens",
+        "answer ' Johnson Jr' is 2 tokens",
+        "correct and wrong are the same token",
+        "longer than the model's context (6 tokens)",
+        "length 3, not the most common length 4",
+        "length 5, not the most common length 4",
+    ]
+    assert [e.prompt for e in task.examples] == ["p q r", "p q s", "p q t"]
+    assert task.summary() == (
+        "kept 3 of 9 prompts (2 train, 1 test); dropped 6: 2 multi-token answer, "
+        "1 correct and wrong are the same token, 1 longer than the model's context (6 tokens), "
+        "1 length 3 not the most common length 4, 1 length 5 not the most common length 4"
+    )
+
+
+def test_fixed_length_tie_goes_to_shorter_and_counts():
+    examples = [ex("a b")] * 3 + [ex("a b c")] * 3 + [ex("a")] * 2
+    task = prepare_task(examples, WordTokenizer(), prepend_bos=False, fixed_length=True)
+    assert len(task.examples) == 3 and task.n_pos == 2 and task.attention_mask.all()
+    assert task.summary() == ("kept 3 of 8 prompts (2 train, 1 test); dropped 5: "
+                              "3 length 3 not the most common length 2, 2 length 1 not the most common length 2")
+    free = prepare_task(examples, WordTokenizer(), prepend_bos=False, fixed_length=False)
+    assert len(free.examples) == 8 and free.n_pos == 3 and free.summary() == "kept 8 of 8 prompts (6 train, 2 test); dropped 0"
+
+
+def test_nothing_usable_and_empty():
+    with pytest.raises(DatasetError) as info:
+        prepare_task([ex("p", " a b"), ex("p", " a b"), ex("q", " a", " a")], WordTokenizer(),
+                     prepend_bos=True, fixed_length=False)
+    assert str(info.value) == "no usable prompts: 2 multi-token answer, 1 correct and wrong are the same token"
+    with pytest.raises(DatasetError, match="^no usable prompts: 1 empty prompt$"):
+        prepare_task([ex("")], WordTokenizer(), prepend_bos=False, fixed_length=False)
+    with pytest.raises(DatasetError, match="^the dataset is empty$"):
+        prepare_task([], WordTokenizer(), prepend_bos=True, fixed_length=False)
+    with pytest.raises(DatasetError, match="^no training prompts: all 2 kept prompts are in the test split$"):
+        prepare_task([ex("p", split="test"), ex("q", split="test")], WordTokenizer(), prepend_bos=True, fixed_length=False)
+
+
+def test_random_split_deterministic_and_sized():
+    examples = [ex(f"w{i} x") for i in range(10)]
+    a = prepare_task(examples, WordTokenizer(), prepend_bos=True, fixed_length=True, seed=3, test_frac=0.3)
+    b = prepare_task(examples, WordTokenizer(), prepend_bos=True, fixed_length=True, seed=3, test_frac=0.3)
+    c = prepare_task(examples, WordTokenizer(), prepend_bos=True, fixed_length=True, seed=4, test_frac=0.3)
+    assert [e.split for e in a.examples] == [e.split for e in b.examples]
+    assert [e.split for e in a.examples] != [e.split for e in c.examples]
+    assert a.split_indices("test").numel() == 3 and a.split_indices("train").numel() == 7
+    assert sorted(a.split_indices("train").tolist() + a.split_indices("test").tolist()) == list(range(10))
+    # At least one in each split, even for tiny sets or extreme fractions.
+    two = prepare_task(examples[:2], WordTokenizer(), prepend_bos=True, fixed_length=True, test_frac=0.0)
+    assert sorted(e.split for e in two.examples) == ["test", "train"]
+    one = prepare_task(examples[:1], WordTokenizer(), prepend_bos=True, fixed_length=True)
+    assert [e.split for e in one.examples] == ["train"]
+
+
+def test_given_splits_kept_and_template_routing():
+    examples = [ex("a b", template=f"t{i % 3}") for i in range(9)] + [ex("a b", split="test", template="t0")]
+    task = prepare_task(examples, WordTokenizer(), prepend_bos=False, fixed_length=True, test_templates=("t2",))
+    assert [e.split for e in task.examples] == ["train", "train", "test"] * 3 + ["test"]
+    assert task.split_indices("test").tolist() == [2, 5, 8, 9]
+    assert task.summary() == "kept 10 of 10 prompts (6 train, 4 test); dropped 0"
+
+
+def test_subset_records_and_hash():
+    examples = [ex(f"w{i} x y") for i in range(5)]
+    task = prepare_task(examples, WordTokenizer(), prepend_bos=True, fixed_length=True, seed=0)
+    test = task.subset("test")
+    idx = task.split_indices("test")
+    assert isinstance(test, PreparedTask) and test.n_pos == task.n_pos
+    assert torch.equal(test.tokens, task.tokens[idx]) and torch.equal(test.correct_ids, task.correct_ids[idx])
+    assert all(e.split == "test" for e in test.examples) and test.dropped is task.dropped
+    assert task.to_records()[0] == {"prompt": "w0 x y", "correct": " a", "wrong": " b", "split": task.examples[0].split}
+    again = prepare_task(examples, WordTokenizer(), prepend_bos=True, fixed_length=True, seed=0)
+    assert re.fullmatch(r"[0-9a-f]{16}", task.dataset_hash) and task.dataset_hash == again.dataset_hash
+    changed = prepare_task([ex("w0 x z")] + examples[1:], WordTokenizer(), prepend_bos=True, fixed_length=True, seed=0)
+    assert changed.dataset_hash != task.dataset_hash
+
+
+def test_hash_value_is_canonical_jsonl():
+    import hashlib
+    import json
+    task = prepare_task([ex("é x", split="train")], WordTokenizer(), prepend_bos=False, fixed_length=False)
+    line = json.dumps({"correct": " a", "prompt": "é x", "split": "train", "wrong": " b"}, ensure_ascii=False,
+                      separators=(",", ":"))
+    assert task.dataset_hash == hashlib.sha256((line + "\n").encode()).hexdigest()[:16]
+
+
+def test_value_errors_for_bad_arguments():
+    with pytest.raises(ValueError):
+        prepare_task([ex("a")], WordTokenizer(), prepend_bos=False, fixed_length=False, test_frac=1.0)
+    task = prepare_task([ex("a")], WordTokenizer(), prepend_bos=False, fixed_length=False)
+    with pytest.raises(ValueError):
+        task.split_indices("dev")
+
+
+# ---------------------------------------------------------------- real tokenizer
+@pytest.fixture(scope="module")
+def smol_tokenizer():
+    transformers = pytest.importorskip("transformers")
+    try:
+        return transformers.AutoTokenizer.from_pretrained("/tmp/exp/smol")
+    except OSError:
+        pytest.skip("SmolLM2 tokenizer not found at /tmp/exp/smol")
+
+
+@pytest.mark.slow
+def test_smol_ioi_lengths_and_single_tokens(smol_tokenizer):
+    lengths = {}
+    for tid in IOI_TEMPLATES:
+        task = prepare_task(generate_ioi(30, seed=0, templates=(tid,)), smol_tokenizer, prepend_bos=True,
+                            fixed_length=True)
+        assert task.dropped == [] and task.tokens[:, 0].eq(smol_tokenizer.bos_token_id).all()
+        lengths[tid] = task.n_pos
+    assert lengths == {"ioi-0": 15, "ioi-1": 15, "ioi-2": 16, "ioi-3": 16, "ioi-4": 17, "ioi-5": 17,
+                       "ioi-6": 18, "ioi-7": 18, "ioi-8": 19, "ioi-9": 19}
+
+
+@pytest.mark.slow
+def test_smol_ccc_and_vocabulary_single_tokens(smol_tokenizer):
+    task = prepare_task(generate_ccc(500, seed=0), smol_tokenizer, prepend_bos=True, fixed_length=True)
+    assert task.dropped == [] and task.n_pos == 19
+    assert task.str_tokens[0][-3:] == ["?", " A", ":"]
+    multi = [w for w in task_vocabulary() if w[0].isalpha() and len(smol_tokenizer(" " + w, add_special_tokens=False).input_ids) != 1]
+    assert multi == []
