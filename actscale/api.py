@@ -11,6 +11,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
+import pandas as pd
 import torch
 
 from actscale.errors import ActscaleError
@@ -18,7 +19,8 @@ from actscale.interventions import Intervention, make_intervention
 from actscale.models import LoadedModel
 from actscale.store import RunBundle, RunStore, check_run_id, load_bundle, run_id_for
 from actscale.tasks import Example, PreparedTask, generate_ccc, generate_ioi, prepare_task, read_dataset
-from actscale.training import CancelFlag, StepInfo, TrainConfig, TrainResult, evaluate, train
+from actscale.objective import logit_diff
+from actscale.training import CancelFlag, StepInfo, TrainConfig, TrainResult, base_pass, evaluate, train
 
 __version__ = "0.1.0"
 
@@ -45,12 +47,48 @@ def build_task(model: LoadedModel, config: TrainConfig, examples: list[Example] 
     if examples is not None or config.task == "custom" or not config.fixed_length:
         return prepare(task_examples(config) if examples is None else examples)
     # Generated prompts come from templates of several token lengths, and ActivScalar and
-    # SteerVec keep one length: draw more than asked, keep n_prompts of the most common length.
-    drawn = task_examples(config.replace(n_prompts=4 * config.n_prompts))
+    # SteerVec keep one length: draw eight times as many, keep n_prompts of the most common length.
+    drawn = task_examples(config.replace(n_prompts=8 * config.n_prompts))
     kept = prepare(drawn).examples
     by_prompt = {(e.prompt, e.correct, e.wrong) for e in kept}
     chosen = [e for e in drawn if (e.prompt, e.correct, e.wrong) in by_prompt][: config.n_prompts]
     return prepare(chosen)
+
+
+def preview_task(model: LoadedModel, task: PreparedTask) -> pd.DataFrame:
+    """The validation preview of a prepared task: one row per kept prompt with its split, its
+    tokens (as the model sees them), the answer pair, the unmodified model's ``Δ`` and the
+    token it predicts next. ``picks`` says which answer the model prefers (``a+`` when Δ > 0).
+
+    Runs the unmodified model once (no sites hooked); the result is cached with the task.
+    """
+    base = base_pass(model, task, ())
+    delta = logit_diff(base.logits, task.correct_ids, task.wrong_ids)  # [n]
+    top = base.logits.argmax(-1)  # [n]
+    return pd.DataFrame({
+        "split": [e.split for e in task.examples],
+        "prompt": [e.prompt for e in task.examples],
+        "correct": [e.correct for e in task.examples],
+        "wrong": [e.wrong for e in task.examples],
+        "delta_base": delta.tolist(),
+        "picks": ["a+" if d > 0 else "a−" for d in delta.tolist()],
+        "prediction": [model.tokenizer.decode([int(i)]) for i in top.tolist()],
+        "n_tokens": [len(t) for t in task.str_tokens],
+        # ␣ marks a space, so " Mary" and "Mary" (different tokens) look different.
+        "tokens": [" ".join(_visible(t) for t in toks) for toks in task.str_tokens],
+    })
+
+
+def _visible(token: str) -> str:
+    return "[" + token.replace(" ", "␣").replace("\n", "\\n") + "]"
+
+
+def dropped_frame(task: PreparedTask) -> pd.DataFrame:
+    """The prompts ``prepare_task`` left out, with the reason for each."""
+    return pd.DataFrame(
+        [{"prompt": e.prompt, "correct": e.correct, "wrong": e.wrong, "reason": reason} for e, reason in task.dropped],
+        columns=["prompt", "correct", "wrong", "reason"],
+    )
 
 
 def package_versions() -> dict[str, str]:
@@ -164,7 +202,10 @@ def intervention_from_bundle(bundle: RunBundle, model: LoadedModel) -> Intervent
         cfg["method"], tuple(cfg["sites"]), n_layers=model.n_layers, n_pos=cfg["n_pos"], d_model=model.d_model,
         n_heads=model.n_heads, d_head=model.d_head, normalize=cfg.get("normalize", True),
     )
-    iv.load_named_tensors(bundle.params)
+    try:
+        iv.load_named_tensors(bundle.params)
+    except ValueError as exc:  # the bundle's shapes are for other model dimensions
+        raise ActscaleError(f"run {bundle.run_id} does not fit the loaded model {model.name!r}: {exc}") from None
     return iv.to(model.device)
 
 

@@ -38,12 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--task", default=d.task, choices=["ioi", "ccc", "custom"])
     t.add_argument("--method", default=d.method, choices=list(METHODS))
     t.add_argument("--sites", default=",".join(d.sites), help=f"comma-separated, from {','.join(SITES)}")
-    t.add_argument("--steps", type=int, default=d.steps)
-    t.add_argument("--lr", type=float, default=d.lr)
-    t.add_argument("--batch-size", type=int, default=d.batch_size)
+    t.add_argument("--steps", type=int, default=None, help="default: the method's (see README)")
+    t.add_argument("--lr", type=float, default=None, help="default: the method's (see README)")
+    t.add_argument("--batch-size", type=int, default=None, help="default: the method's (see README)")
     t.add_argument("--margin", type=float, default=d.margin)
     t.add_argument("--lambda-f", type=float, default=d.lambda_f)
-    t.add_argument("--lambda-m", type=float, default=d.lambda_m)
+    t.add_argument("--lambda-m", type=float, default=None, help="default: the method's (see README)")
     t.add_argument("--seed", type=int, default=d.seed)
     t.add_argument("--n-prompts", type=int, default=d.n_prompts)
     t.add_argument("--test-frac", type=float, default=d.test_frac)
@@ -97,6 +97,11 @@ def cmd_train(args: argparse.Namespace) -> dict:
         memory_is_correct=not args.ccc_context_is_correct, templates=_split(args.templates),
         test_templates=_split(args.test_templates),
     )
+    if config.task == "custom":
+        # A broken dataset file is reported before the model load, which can take half a minute.
+        from actscale.tasks import read_dataset
+
+        read_dataset(config.dataset)
     print(f"loading model {config.model} ...", file=sys.stderr, flush=True)
     model = load_model(config.model, config.device)
     task = build_task(model, config)

@@ -242,8 +242,14 @@ def steer(bridge: nn.Module, intervention: Intervention, beta: float | Tensor, b
 
 
 def hook_count(bridge: nn.Module) -> int:
-    """How many forward or backward hooks are attached to the model's hook points (0 when clean)."""
+    """How many forward or backward hooks are attached to the model's hook points (0 when clean).
+
+    ``hook_dict`` lists a hook point under each of its alias names (``blocks.0.hook_attn_out``
+    is ``blocks.0.attn.hook_out``), and TransformerLens keeps its own list of the handles it
+    registered with torch, so each hook point is counted once, by the larger of its two lists.
+    """
     total = 0
-    for hp in bridge.hook_dict.values():
-        total += len(hp._forward_hooks) + len(hp._backward_hooks) + len(getattr(hp, "fwd_hooks", [])) + len(getattr(hp, "bwd_hooks", []))
+    for hp in {id(hp): hp for hp in bridge.hook_dict.values()}.values():
+        total += max(len(hp._forward_hooks), len(getattr(hp, "fwd_hooks", [])))
+        total += max(len(hp._backward_hooks), len(getattr(hp, "bwd_hooks", [])))
     return total

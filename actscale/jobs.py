@@ -96,7 +96,10 @@ class JobManager:
                     task = task_for(config) if task_for else build_task(model, config)
                     if not model.lock.acquire(blocking=False):
                         job.state = "waiting"  # another session is using the model
-                        model.lock.acquire()
+                        # Poll, so that Cancel works while waiting (another run may take minutes).
+                        while not model.lock.acquire(timeout=0.1):
+                            if job.cancel_event.is_set():
+                                raise TrainingCancelled("cancelled while waiting for the model")
                     model.lock.release()
                     job.state = "running"
                     exists_before = _exists(store, model, task, config)

@@ -115,9 +115,43 @@ def load_model(name: str = BUNDLED, device: str = "auto") -> LoadedModel:
             bridge = _boot(str(folder), device, name)
             weights_hash = parameter_fingerprint(bridge)
         else:
-            bridge = _boot(name, device, name)
+            bridge = _boot(_hub_source(name), device, name)
             weights_hash = parameter_fingerprint(bridge)
     return _wrap(name, bridge, device, weights_hash)
+
+
+def _hub_source(name: str) -> str:
+    """A hub id's local snapshot folder when it is cached (no network needed), else the id
+    itself when the hub answers; else a one-line error at once, instead of minutes of
+    retries ending in a stack of warnings."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(name, local_files_only=True)
+    except Exception:  # noqa: BLE001 - not cached (or not a valid id): try the hub below
+        pass
+    if not _hub_reachable():
+        raise ModelLoadError(
+            f"model {name!r} is not in the local Hugging Face cache and the hub cannot be reached "
+            "(no network); use --model bundled, a local folder, or connect to the network"
+        )
+    return name
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def _wrap(name: str, bridge: Any, device: str, weights_hash: str) -> LoadedModel:

@@ -10,7 +10,31 @@ from actscale.store import RunBundle
 
 DIVERGING = "RdBu_r"  # red = scaled up, blue = scaled down, white = no change
 SEQUENTIAL = "Viridis"
-_LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=50, b=60))
+_LAYOUT = dict(margin=dict(l=60, r=20, t=50, b=60))
+_TEMPLATE = "plotly_white"
+
+
+def _styled(fig: go.Figure) -> go.Figure:
+    """Give ``fig`` the house template. Setting a template through ``update_layout`` validates
+    (deep-copies) the whole template, about 50 ms a figure; plotly assigns its own default
+    template unvalidated, and so do we, which keeps a run's dozen figures well under a second."""
+    import plotly.io as pio
+
+    template = pio.templates[_TEMPLATE]
+    layout = fig._layout_obj
+    try:
+        layout._validate = False
+        layout.template = template
+    except Exception:  # noqa: BLE001 - a plotly without this path: the slow, validated way
+        layout._validate = True
+        fig.update_layout(template=_TEMPLATE)
+    finally:
+        layout._validate = True
+    return fig
+
+
+def _new_figure(*args, **kwargs) -> go.Figure:
+    return _styled(go.Figure(*args, **kwargs))
 
 
 def position_labels(bundle: RunBundle) -> list[str]:
@@ -31,7 +55,7 @@ def _heatmap(z: np.ndarray, x: list[str], y: list[str], title: str, *, diverging
         kwargs.update(zmid=0.0, zmin=lo, zmax=hi)
     elif zrange:
         kwargs.update(zmin=zrange[0], zmax=zrange[1])
-    fig = go.Figure(go.Heatmap(
+    fig = _new_figure(go.Heatmap(
         z=z, x=x, y=y, colorbar=dict(title=zlabel),
         hovertemplate=f"{ytitle} %{{y}}<br>{xtitle} %{{x}}<br>{zlabel} %{{z:.4f}}<extra></extra>", **kwargs,
     ))
@@ -111,7 +135,7 @@ def plot_steer_heatmaps(bundle: RunBundle, site: str) -> tuple[go.Figure, go.Fig
 
 def plot_dyn_weight_norms(bundle: RunBundle) -> go.Figure:
     """DynScalar: ‖w‖ per layer (and |b|), one line per site."""
-    fig = go.Figure()
+    fig = _new_figure()
     for site in bundle.sites:
         w = bundle.params[f"w.{site}"].norm(dim=-1)
         b = bundle.params[f"b.{site}"].abs()
@@ -121,6 +145,8 @@ def plot_dyn_weight_norms(bundle: RunBundle) -> go.Figure:
         fig.add_trace(go.Scatter(x=layers, y=w.numpy(), mode="lines+markers", name=f"‖w‖ {site}"))
         fig.add_trace(go.Scatter(x=layers, y=b.numpy(), mode="lines", name=f"|b| {site}", line=dict(dash="dot")))
     fig.update_layout(title="DynScalar: ‖w‖ and |b| per layer", xaxis_title="layer", yaxis_title="norm", **_LAYOUT)
+    n_layers = int(bundle.config.get("model_dims", {}).get("n_layers", 1) or 1)
+    fig.update_xaxes(tickmode="linear", tick0=0, dtick=max(1, n_layers // 15))  # whole layers only
     return fig
 
 
@@ -144,7 +170,7 @@ def plot_dyn_prompt(bundle: RunBundle, site: str, index: int) -> go.Figure:
 def top_components(bundle: RunBundle, k: int = 20) -> pd.DataFrame:
     """The components with the largest |α| (ActivScalar), ‖v‖/‖h‖ (SteerVec) or ‖w‖ (DynScalar)."""
     labels = position_labels(bundle)
-    rows = []
+    parts = []
     for site in bundle.sites:
         if bundle.method == "activscalar":
             values, name = bundle.params[f"alpha.{site}"].numpy(), "alpha"
@@ -152,18 +178,25 @@ def top_components(bundle: RunBundle, k: int = 20) -> pd.DataFrame:
             values, name = steer_norm_ratio(bundle, site), "norm_ratio"
         else:
             values, name = bundle.params[f"w.{site}"].norm(dim=-1).numpy(), "w_norm"
-        for idx in np.ndindex(values.shape):
-            row = {"site": site, "layer": idx[0], "value": float(values[idx]), "metric": name}
-            if bundle.method != "dynscalar":
-                row["position"] = idx[1]
-                row["token"] = labels[idx[1]]
-                row["head"] = idx[2] if len(idx) > 2 else None
-            else:
-                row["head"] = idx[1] if len(idx) > 1 else None
-            rows.append(row)
-    df = pd.DataFrame(rows)
-    if df.empty:
-        return df
+        flat = np.abs(values).reshape(-1)
+        if flat.size == 0:
+            continue
+        # Only the k largest of each site can make the overall top k (ties at the cut kept).
+        cut = np.partition(flat, -min(k, flat.size))[-min(k, flat.size)] if k > 0 else np.inf
+        chosen = np.flatnonzero(flat >= cut)  # ascending: the order np.ndindex would give
+        idx = np.unravel_index(chosen, values.shape)
+        part = {"site": site, "layer": idx[0], "value": values.reshape(-1)[chosen].astype(float), "metric": name}
+        if bundle.method != "dynscalar":
+            part["position"] = idx[1]
+            part["token"] = [labels[i] for i in idx[1]]
+            part["head"] = idx[2] if len(idx) > 2 else None
+        else:
+            part["head"] = idx[1] if len(idx) > 1 else None
+        parts.append(pd.DataFrame(part))
+    if not parts:
+        return pd.DataFrame()
+    df = pd.concat(parts, ignore_index=True)
+    df["head"] = df["head"].astype("Int64")  # empty outside the head site
     df["abs"] = df["value"].abs()
     return df.sort_values(["abs", "site", "layer"], ascending=[False, True, True]).head(k).reset_index(drop=True)
 
@@ -174,7 +207,7 @@ def history_frame(bundle: RunBundle) -> pd.DataFrame:
 
 def plot_history(history: pd.DataFrame) -> go.Figure:
     """Loss terms and flip accuracies per step (train batch)."""
-    fig = go.Figure()
+    fig = _new_figure()
     if history.empty:
         fig.update_layout(title="no steps yet", **_LAYOUT)
         return fig
@@ -186,32 +219,53 @@ def plot_history(history: pd.DataFrame) -> go.Figure:
             fig.add_trace(go.Scatter(x=history["step"], y=history[col], name=col, mode="lines",
                                      yaxis="y2", line=dict(dash="dash")))
     fig.update_layout(title="training", xaxis_title="step", yaxis=dict(title="loss"),
-                      yaxis2=dict(title="flip accuracy", overlaying="y", side="right", range=[0, 1.05]),
+                      yaxis2=dict(title="flip accuracy", overlaying="y", side="right", range=[0, 1.05],
+                                  tickmode="linear", tick0=0, dtick=0.25, showgrid=False),
                       legend=dict(orientation="h", y=-0.25), **_LAYOUT)
     return fig
 
 
+def plot_run_history(bundle: RunBundle) -> go.Figure:
+    """A stored run's training curves."""
+    return plot_history(history_frame(bundle))
+
+
 def metrics_frame(bundles: list[RunBundle]) -> pd.DataFrame:
-    """One row per (run, split) with every metric: the tidy input of the comparison figures."""
+    """One row per (run, split) with every metric: the tidy input of the comparison figures.
+
+    Anything with ``run_id``, ``config`` and ``metrics`` will do (a `RunListing` too, so the
+    Compare page never reads tensors)."""
     rows = []
     for b in bundles:
         for split, metrics in b.metrics.items():
-            rows.append({"run_id": b.run_id, "method": b.method, "task": b.config.get("task"),
+            rows.append({"run_id": b.run_id, "method": b.config.get("method"), "task": b.config.get("task"),
                          "split": split, "lambda_m": b.config.get("lambda_m"), "lambda_f": b.config.get("lambda_f"),
                          "margin": b.config.get("margin"), **metrics})
     df = pd.DataFrame(rows)
-    if not df.empty:
+    if {"flip_acc_pos", "flip_acc_neg"} <= set(df.columns):
         df["flip_acc"] = (df["flip_acc_pos"] + df["flip_acc_neg"]) / 2
+    if {"n_effective", "n_params"} <= set(df.columns):
         df["effective_frac"] = df["n_effective"] / df["n_params"].clip(lower=1)
     return df
+
+
+def metrics_table(bundle: RunBundle) -> pd.DataFrame:
+    """The run's metrics (method.md §4), one row per metric, one column per split."""
+    splits = [s for s in ("train", "test") if s in bundle.metrics] + sorted(set(bundle.metrics) - {"train", "test"})
+    names: list[str] = []
+    for split in splits:
+        names += [k for k in bundle.metrics[split] if k not in names]
+    df = pd.DataFrame({split: [bundle.metrics[split].get(k) for k in names] for split in splits}, index=names)
+    df.index.name = "metric"
+    return df.reset_index()
 
 
 def plot_method_comparison(df: pd.DataFrame) -> go.Figure:
     """Effectiveness, faithfulness and minimality per method, train and test side by side."""
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=1, cols=3, subplot_titles=(
-        "effectiveness (mean flip accuracy ↑)", "faithfulness (KL ↓)", "minimality (effective fraction ↓)"))
+    fig = _styled(make_subplots(rows=1, cols=3, subplot_titles=(
+        "effectiveness (mean flip accuracy ↑)", "faithfulness (KL ↓)", "minimality (effective fraction ↓)")))
     colours = {"train": "#9aa5b1", "test": "#b4232c"}
     for split in ("train", "test"):
         part = df[df["split"] == split]
@@ -228,34 +282,58 @@ def plot_method_comparison(df: pd.DataFrame) -> go.Figure:
 def plot_param_counts(df: pd.DataFrame) -> go.Figure:
     """Learned parameters per run, on a log scale."""
     first = df.drop_duplicates("run_id")
-    fig = go.Figure(go.Bar(x=first["method"] + " · " + first["run_id"].str[:6], y=first["n_params"],
+    fig = _new_figure(go.Bar(x=first["method"] + " · " + first["run_id"].str[:6], y=first["n_params"],
                            text=first["n_params"], textposition="outside", marker_color="#3b6ea8"))
-    fig.update_layout(title="learned parameters", yaxis_type="log", yaxis_title="parameters (log)", **_LAYOUT)
+    fig.update_layout(title="learned parameters", yaxis_title="parameters (log)", **_LAYOUT)
+    fig.update_yaxes(type="log", dtick=1)  # one tick per power of ten
     return fig
+
+
+METRIC_LABELS = {
+    "flip_acc": "effectiveness: mean flip accuracy",
+    "flip_acc_pos": "flip accuracy β = +1",
+    "flip_acc_neg": "flip accuracy β = −1",
+    "faithfulness_kl": "faithfulness: KL (lower is better)",
+    "kl_full": "KL over the whole vocabulary",
+    "l1": "minimality: ‖θ‖₁",
+    "effective_frac": "minimality: fraction of effective components",
+    "n_effective": "minimality: effective components",
+    "n_params": "learned parameters",
+    "lambda_m": "λ_M", "lambda_f": "λ_F", "margin": "m",
+}
 
 
 def plot_tradeoff(df: pd.DataFrame, x: str, y: str = "flip_acc", colour: str = "method") -> go.Figure:
     """A trade-off scatter (method.md §6.4); each point carries its run id for click-through."""
-    fig = go.Figure()
+    fig = _new_figure()
+    xl, yl = METRIC_LABELS.get(x, x), METRIC_LABELS.get(y, y)
     for key, part in df.groupby(colour, sort=True):
+        label = str(key) if isinstance(key, str) else f"{METRIC_LABELS.get(colour, colour)} = {key:g}"
         fig.add_trace(go.Scatter(
-            x=part[x], y=part[y], mode="markers", name=str(key), customdata=part[["run_id"]].to_numpy(),
-            marker=dict(size=11),
-            hovertemplate=f"run %{{customdata[0]}}<br>{x} %{{x:.4g}}<br>{y} %{{y:.3f}}<extra></extra>",
+            x=part[x], y=part[y], mode="markers", name=label,
+            customdata=part[["run_id", "method"]].to_numpy(), marker=dict(size=11),
+            hovertemplate=f"run %{{customdata[0]}} (%{{customdata[1]}})<br>{xl}: %{{x:.4g}}<br>{yl}: %{{y:.3f}}"
+                          "<extra></extra>",
         ))
-    fig.update_layout(title=f"{y} against {x}", xaxis_title=x, yaxis_title=y, **_LAYOUT)
+    fig.update_layout(title=f"{yl.split(':')[0]} against {xl.split(':')[0]}", xaxis_title=xl, yaxis_title=yl,
+                      legend_title_text=METRIC_LABELS.get(colour, colour), **_LAYOUT)
     return fig
 
 
-def plot_beta_curve(curve: pd.DataFrame) -> go.Figure:
-    """Δ, p(a+) and p(a−) as β runs from −1 to +1 (method.md §6.5)."""
-    fig = go.Figure()
+def plot_beta_curve(curve: pd.DataFrame, beta: float | None = None) -> go.Figure:
+    """Δ, p(a+) and p(a−) as β runs from −1 to +1 (method.md §6.5); ``beta`` marks the current
+    strength. The probability axis starts at 0 and fits the data (small models give small p)."""
+    fig = _new_figure()
     fig.add_trace(go.Scatter(x=curve["beta"], y=curve["delta"], name="Δ = logit(a+) − logit(a−)", mode="lines+markers"))
     fig.add_trace(go.Scatter(x=curve["beta"], y=curve["p_correct"], name="p(a+)", yaxis="y2", mode="lines"))
     fig.add_trace(go.Scatter(x=curve["beta"], y=curve["p_wrong"], name="p(a−)", yaxis="y2", mode="lines"))
     fig.add_hline(y=0, line=dict(color="#999", width=1))
+    if beta is not None:
+        fig.add_vline(x=float(beta), line=dict(color="#b4232c", width=1, dash="dot"),
+                      annotation_text=f"β = {float(beta):+.2f}", annotation_position="top")
     fig.update_layout(title="steering strength β", xaxis_title="β", yaxis_title="Δ",
-                      yaxis2=dict(title="probability", overlaying="y", side="right", range=[0, 1]),
+                      yaxis2=dict(title="probability", overlaying="y", side="right", rangemode="tozero",
+                                  tickmode="auto", nticks=6, showgrid=False),
                       legend=dict(orientation="h", y=-0.25), **_LAYOUT)
     return fig
 
@@ -279,7 +357,7 @@ def examples_frame(bundle: RunBundle) -> pd.DataFrame:
 def plot_length_generalisation(bundle: RunBundle) -> go.Figure:
     """Flip accuracy per prompt length and split (DynScalar across lengths, method.md §6.6)."""
     df = examples_frame(bundle)
-    fig = go.Figure()
+    fig = _new_figure()
     if "n_tokens" not in df or "flipped_pos" not in df:
         fig.update_layout(title="no per-prompt results in this bundle", **_LAYOUT)
         return fig
@@ -289,6 +367,8 @@ def plot_length_generalisation(bundle: RunBundle) -> go.Figure:
                              name=split))
     fig.update_layout(barmode="group", title="flip accuracy by prompt length", xaxis_title="prompt length (tokens)",
                       yaxis_title="mean flip accuracy", yaxis_range=[0, 1.05], **_LAYOUT)
+    lengths = [str(n) for n in sorted(grouped["n_tokens"].unique())]
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=lengths)  # shortest first
     return fig
 
 

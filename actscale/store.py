@@ -17,19 +17,21 @@ import shutil
 import tempfile
 import uuid
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save_file
 
 from actscale.errors import ActscaleError
 
-RUN_ID = re.compile(r"^[0-9a-f]{16}$")
+# \Z, not $: "$" also matches before a trailing newline, which would let "<16 hex>\n" through.
+RUN_ID = re.compile(r"^[0-9a-f]{16}\Z")
 REQUIRED_FILES = ("config.json", "params.safetensors", "metrics.json", "history.csv", "dataset.jsonl")
 OPTIONAL_FILES = ("analysis.safetensors", "analysis.json")
 BUNDLE_FILES = REQUIRED_FILES + OPTIONAL_FILES
@@ -114,7 +116,8 @@ class RunStore:
              history: list[dict[str, float]], dataset: list[dict[str, str]],
              analysis: dict[str, torch.Tensor] | None = None, info: dict[str, Any] | None = None) -> Path:
         """Write a bundle into a temporary folder and rename it into place, so a half-written
-        run never appears. If the run already exists it is kept as it is."""
+        run never appears. A readable run with the same id is kept as it is; a broken one is
+        replaced."""
         config = dict(config)
         config.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
         run_id = run_id_for(config)
@@ -135,12 +138,28 @@ class RunStore:
                 save_file({k: v.detach().to("cpu", torch.float32).contiguous() for k, v in analysis.items()},
                           str(tmp / "analysis.safetensors"))
             _write_json(tmp / "analysis.json", info or {})
-            if final.exists():
-                return final
-            os.replace(tmp, final)
+            self._place(tmp, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return final
+
+    def _place(self, tmp: Path, final: Path) -> None:
+        """Rename a complete bundle folder into place. A readable run already there is kept (the
+        same config gives the same run); a broken one is replaced. Another session saving the
+        same run at the same moment is not an error: the first rename wins."""
+        if final.exists():
+            try:
+                verify_bundle(final)
+                return
+            except BrokenBundleError:
+                trash = self.root / f".trash-{final.name}-{uuid.uuid4().hex[:8]}"
+                os.replace(final, trash)
+                shutil.rmtree(trash, ignore_errors=True)
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            if not (final / "config.json").is_file():
+                raise
 
     def delete(self, run_id: str) -> None:
         path = self.path(run_id)
@@ -153,7 +172,10 @@ class RunStore:
 
     # ---- reading ----
     def load(self, run_id: str) -> RunBundle:
-        return load_bundle(self.path(run_id))
+        path = self.path(run_id)
+        if not path.is_dir():  # say so, rather than "config.json is missing"
+            raise ActscaleError(f"no run {run_id} in {self.root}")
+        return load_bundle(path)
 
     def list(self) -> list[RunListing]:
         """Every run folder, newest first; broken ones are listed with the reason."""
@@ -164,7 +186,7 @@ class RunStore:
             if not path.is_dir() or not RUN_ID.match(path.name):
                 continue
             try:
-                config, metrics = _read_summary(path)
+                config, metrics = verify_bundle(path)
                 rows.append(RunListing(path.name, path, True, "", config, metrics))
             except BrokenBundleError as exc:
                 rows.append(RunListing(path.name, path, False, str(exc)))
@@ -192,7 +214,9 @@ class RunStore:
             raise BrokenBundleError(f"the upload is {len(data) // 1_000_000} MB; the limit is {max_bytes // 1_000_000} MB")
         try:
             zf = zipfile.ZipFile(io.BytesIO(data))
-            entries = {Path(i.filename).name: i for i in zf.infolist() if not i.is_dir()}
+            # Base names only (some zip tools write Windows separators): no path from the archive
+            # is ever used.
+            entries = {i.filename.replace("\\", "/").rsplit("/", 1)[-1]: i for i in zf.infolist() if not i.is_dir()}
             total = sum(i.file_size for i in entries.values())
         except (zipfile.BadZipFile, OSError, ValueError) as exc:
             raise BrokenBundleError(f"the upload is not a zip archive of a run bundle ({exc})") from None
@@ -206,14 +230,18 @@ class RunStore:
         try:
             for name in BUNDLE_FILES:
                 if name in entries:
-                    (tmp / name).write_bytes(zf.read(entries[name]))
+                    try:
+                        content = zf.read(entries[name])
+                    except (zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError, EOFError,
+                            OSError, ValueError) as exc:
+                        # A corrupted, encrypted or oddly compressed member.
+                        raise BrokenBundleError(f"{name} in the upload cannot be unpacked ({type(exc).__name__})") from None
+                    (tmp / name).write_bytes(content)
             bundle = load_bundle(tmp, expected_id=None)
             run_id = run_id_for(bundle.config)
             if bundle.config.get("run_id") != run_id:
                 raise BrokenBundleError("config.json does not match its run id (edited or corrupted)")
-            final = self.path(run_id)
-            if not final.exists():
-                os.replace(tmp, final)
+            self._place(tmp, self.path(run_id))
             return run_id
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -238,7 +266,7 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise BrokenBundleError(f"{path.name} is missing") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise BrokenBundleError(f"{path.name} is not valid JSON ({type(exc).__name__})") from None
 
 
@@ -265,36 +293,86 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def expected_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
-    """The tensor names and shapes params.safetensors must hold for this config."""
+    """The tensor names and shapes params.safetensors must hold for this config.
+
+    The config may come from an upload: the dimensions must be positive integers, and the
+    intervention is built on the meta device, so absurd sizes allocate nothing.
+    """
     from actscale.interventions import make_intervention
 
     dims = config["model_dims"]
-    iv = make_intervention(
-        config["method"], tuple(config["sites"]), n_layers=dims["n_layers"], n_pos=config["n_pos"],
-        d_model=dims["d_model"], n_heads=dims["n_heads"], d_head=dims["d_head"],
-    )
-    return {name: tuple(t.shape) for name, t in iv.named_tensors().items()}
+    sizes = {k: dims[k] for k in ("n_layers", "d_model", "n_heads", "d_head")} | {"n_pos": config["n_pos"]}
+    bad = [k for k, v in sizes.items() if not isinstance(v, int) or isinstance(v, bool) or v < 1]
+    if bad:
+        raise ValueError(f"{', '.join(bad)} must be positive integers")
+    if not isinstance(config["sites"], list) or not all(isinstance(s, str) for s in config["sites"]):
+        raise ValueError("sites must be a list of names")
+    with torch.device("meta"):
+        iv = make_intervention(config["method"], tuple(config["sites"]), **sizes)
+    return {key.replace("__", "."): tuple(p.shape) for key, p in iv.params.items()}
+
+
+def _check_shapes(found: dict[str, tuple[tuple[int, ...], str]], shapes: dict[str, tuple[int, ...]]) -> None:
+    for name, shape in shapes.items():
+        if name not in found:
+            raise BrokenBundleError(f"params.safetensors lacks {name}")
+        got, dtype = found[name]
+        if got != shape:
+            raise BrokenBundleError(f"{name} has shape {list(got)}, expected {list(shape)} for this model")
+        if dtype not in ("F32", "float32", str(torch.float32)):
+            raise BrokenBundleError(f"{name} is {dtype}, expected float32")
+
+
+def _config_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    try:
+        return expected_shapes(config)
+    except (KeyError, TypeError, ValueError, RuntimeError, ActscaleError) as exc:
+        raise BrokenBundleError(f"config.json is incomplete or invalid ({type(exc).__name__}: {exc})") from None
+
+
+def _check_run_id(path: Path, config: dict[str, Any], expected_id: str | None) -> str:
+    run_id = path.name if expected_id == "folder" else str(config.get("run_id", ""))
+    if expected_id == "folder" and config.get("run_id") != run_id:
+        raise BrokenBundleError(f"config.json names run {str(config.get('run_id'))[:40]!r}, not its folder {run_id}")
+    return run_id
+
+
+def _tensor_headers(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Names, shapes and dtypes from a safetensors header, without reading the data; a
+    truncated or extended file fails here (the header must cover the file exactly)."""
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return {k: (tuple(fh.get_slice(k).get_shape()), str(fh.get_slice(k).get_dtype())) for k in fh.keys()}
+    except FileNotFoundError:
+        raise BrokenBundleError(f"{path.name} is missing") from None
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise BrokenBundleError(f"{path.name} is not a readable safetensors file ({type(exc).__name__})") from None
+
+
+def verify_bundle(path: Path, expected_id: str | None = "folder") -> tuple[dict, dict]:
+    """Every check `load_bundle` makes, reading tensor headers only (what `RunStore.list` uses);
+    returns (config, metrics) or raises BrokenBundleError naming the first problem."""
+    path = Path(path)
+    config, metrics = _read_summary(path)
+    _check_run_id(path, config, expected_id)
+    _check_shapes(_tensor_headers(path / "params.safetensors"), _config_shapes(config))
+    if (path / "analysis.safetensors").is_file():
+        _tensor_headers(path / "analysis.safetensors")
+    if (path / "analysis.json").is_file():
+        _read_json(path / "analysis.json")
+    _read_history(path / "history.csv")
+    _read_dataset(path / "dataset.jsonl")
+    return config, metrics
 
 
 def load_bundle(path: Path, expected_id: str | None = "folder") -> RunBundle:
     """Read and check a bundle; raise BrokenBundleError naming the first problem."""
     path = Path(path)
     config, metrics = _read_summary(path)
-    run_id = path.name if expected_id == "folder" else config.get("run_id", "")
-    if expected_id == "folder" and config.get("run_id") != run_id:
-        raise BrokenBundleError(f"config.json names run {config.get('run_id')!r}, not its folder {run_id}")
-    try:
-        shapes = expected_shapes(config)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BrokenBundleError(f"config.json is incomplete ({type(exc).__name__}: {exc})") from None
+    run_id = _check_run_id(path, config, expected_id)
+    shapes = _config_shapes(config)
     params = _read_tensors(path / "params.safetensors")
-    for name, shape in shapes.items():
-        if name not in params:
-            raise BrokenBundleError(f"params.safetensors lacks {name}")
-        if tuple(params[name].shape) != shape:
-            raise BrokenBundleError(
-                f"{name} has shape {list(params[name].shape)}, expected {list(shape)} for this model"
-            )
+    _check_shapes({k: (tuple(v.shape), str(v.dtype)) for k, v in params.items()}, shapes)
     analysis = _read_tensors(path / "analysis.safetensors") if (path / "analysis.safetensors").is_file() else {}
     info = _read_json(path / "analysis.json") if (path / "analysis.json").is_file() else {}
     history = _read_history(path / "history.csv")

@@ -184,13 +184,17 @@ def _csv_rows(text: str, name: str) -> list[tuple[str, dict]]:
 
 def _jsonl_rows(text: str, name: str) -> list[tuple[str, dict]]:
     rows = []
-    for k, line in enumerate(text.splitlines(), start=1):
+    # Split on "\n" only: splitlines() would also break at U+2028, U+0085 and friends, which JSON
+    # allows raw inside strings.
+    for k, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
-        except (json.JSONDecodeError, RecursionError) as e:
-            raise DatasetError(f"{name}: malformed JSON on line {k}: {getattr(e, 'msg', 'nested too deeply')}") from None
+        except (ValueError, RecursionError) as e:
+            # ValueError also covers numbers too long to convert (Python's int digit limit).
+            reason = getattr(e, "msg", None) or ("nested too deeply" if isinstance(e, RecursionError) else str(e))
+            raise DatasetError(f"{name}: malformed JSON on line {k}: {reason[:200]}") from None
         if not isinstance(obj, dict):
             raise DatasetError(f"{name}: line {k} is not a JSON object")
         missing = [c for c in ("prompt", "correct", "wrong") if c not in obj]

@@ -7,10 +7,12 @@ sweep on the same data.
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import torch
@@ -26,6 +28,16 @@ from actscale.tasks import PreparedTask
 TASKS = ("ioi", "ccc", "custom")
 
 
+# Per-method defaults (ours, method.md §3), measured on the bundled model; see the README.
+# A scalar per position learns fast with a large step; a vector per position has D times as
+# many coordinates, each with a small gradient, so its L1 weight is far smaller.
+METHOD_DEFAULTS: dict[str, dict[str, float | int]] = {
+    "activscalar": {"steps": 20, "lr": 0.1, "batch_size": 8, "lambda_m": 0.05},
+    "steervec": {"steps": 25, "lr": 0.01, "batch_size": 4, "lambda_m": 1e-4},
+    "dynscalar": {"steps": 40, "lr": 0.02, "batch_size": 8, "lambda_m": 1e-3},
+}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a run; plain data, validated on construction.
@@ -38,14 +50,14 @@ class TrainConfig:
     task: str = "ioi"
     method: str = "activscalar"
     sites: tuple[str, ...] = DEFAULT_SITES
-    steps: int = 40
-    lr: float = 0.05
-    batch_size: int = 8
+    steps: int | None = None             # None: the method's default (METHOD_DEFAULTS)
+    lr: float | None = None
+    batch_size: int | None = None
     margin: float = 2.0
     lambda_f: float = 1.0
-    lambda_m: float = 1e-2
+    lambda_m: float | None = None
     seed: int = 0
-    n_prompts: int = 64
+    n_prompts: int = 48
     test_frac: float = 0.2
     dataset: str = ""                    # custom task: path of the CSV/JSONL file
     device: str = "auto"
@@ -54,14 +66,22 @@ class TrainConfig:
     memory_is_correct: bool = True       # CCC: a+ is the remembered capital
     templates: tuple[str, ...] = ()      # IOI templates to use; () = all
     test_templates: tuple[str, ...] = () # IOI templates held out for the test split
-    early_stop: int = 3                  # stop after this many consecutive steps with L_E = 0 (0 = off)
+    early_stop: int = 0                  # stop after this many consecutive steps with L_E = 0 (0 = off)
+    schedule: str = "cosine"             # learning rate: "cosine" decay to 0 over the steps, or "constant"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sites", parse_sites(self.sites))
+        if self.method in METHOD_DEFAULTS:
+            # Fields left at None take the method's default, so config.json holds real values.
+            for name, value in METHOD_DEFAULTS[self.method].items():
+                if getattr(self, name) is None:
+                    object.__setattr__(self, name, value)
         object.__setattr__(self, "templates", tuple(self.templates))
         object.__setattr__(self, "test_templates", tuple(self.test_templates))
         if self.method not in METHODS:
             raise ActscaleError(f"unknown method {self.method!r}: choose from {', '.join(METHODS)}")
+        if self.schedule not in ("cosine", "constant"):
+            raise ActscaleError(f"unknown schedule {self.schedule!r}: choose cosine or constant")
         if self.task not in TASKS:
             raise ActscaleError(f"unknown task {self.task!r}: choose from {', '.join(TASKS)}")
         if self.task == "custom" and not self.dataset:
@@ -215,20 +235,89 @@ def _trim(tokens: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     return tokens[:, start:], mask[:, start:]
 
 
+def available_memory_bytes(device: str) -> int | None:
+    """Memory a new allocation can get on ``device``: free memory on a CUDA GPU; on a Linux CPU
+    ``MemAvailable`` from /proc/meminfo, capped by the container's cgroup limit; None where it
+    cannot be told (MPS, other systems), and then nothing is checked."""
+    if device.startswith("cuda"):
+        try:
+            return int(torch.cuda.mem_get_info(torch.device(device))[0])
+        except (RuntimeError, AssertionError, ValueError):
+            return None
+    if device != "cpu":
+        return None
+    try:
+        found = re.search(r"^MemAvailable:\s+(\d+) kB", Path("/proc/meminfo").read_text(), re.M)
+    except OSError:
+        return None
+    if found is None:
+        return None
+    available = int(found.group(1)) * 1024
+    try:  # in a container /proc/meminfo shows the host; the cgroup's limit is what counts
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            available = min(available, int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    return max(0, available)
+
+
+def step_memory_bytes(model: LoadedModel, n_pos: int, batch_size: int) -> int:
+    """A rough, generous estimate of one training step's float32 activation memory.
+
+    Both β directions run in one batch (2·batch rows). Per layer and token, the backward pass
+    keeps about 32·d_model numbers (measured on the tiny models: 28-30, with an MLP twice as
+    wide as d_model) plus the attention pattern, 2·n_heads·n_pos; the last position's logits
+    add a few copies of d_vocab per row.
+    """
+    rows = 2 * batch_size
+    per_layer = rows * n_pos * (32 * model.d_model + 2 * model.n_heads * n_pos)
+    logits = 4 * rows * model.d_vocab
+    return 4 * (model.n_layers * per_layer + logits)
+
+
+def _size(n_bytes: float) -> str:
+    return f"{n_bytes / 1e9:.1f} GB" if n_bytes >= 1e8 else f"{n_bytes / 1e6:.1f} MB"
+
+
+def check_memory(model: LoadedModel, task: PreparedTask, config: TrainConfig) -> None:
+    """Raise ActscaleError before training when a step would not fit in the memory available,
+    instead of letting the process be killed (which takes the dashboard's server with it)."""
+    available = available_memory_bytes(model.device)
+    if available is None:
+        return
+    n_train = len(task.split_indices("train"))
+    batch = min(config.batch_size, max(1, 2 * n_train))  # a batch never exceeds twice the train split
+    need = step_memory_bytes(model, task.n_pos, batch)
+    if need > available:
+        raise ActscaleError(
+            f"this batch needs about {_size(need)} of memory for a training step ({batch} prompts of "
+            f"{task.n_pos} tokens, both directions) but only {_size(available)} is available on "
+            f"{model.device}; lower the batch size (now {config.batch_size}) or use shorter prompts"
+        )
+
+
 def train(model: LoadedModel, task: PreparedTask, config: TrainConfig, *,
           on_step: Callable[[StepInfo], None] | None = None, cancel: CancelFlag | None = None) -> TrainResult:
     """Train ``config.method`` on the task's train split, then evaluate on train and test.
 
     Both β directions share one batched forward pass. ``on_step`` gets a StepInfo after every
-    step; ``cancel.is_set()`` is checked before every step and raises TrainingCancelled. A NaN
-    or infinite loss raises TrainingDiverged. The same seed gives the same parameters on a CPU.
+    step; ``cancel.is_set()`` is checked before every step and after the final evaluation and
+    raises TrainingCancelled. A NaN or infinite loss raises TrainingDiverged; a batch that would
+    not fit in memory raises ActscaleError before anything runs (`check_memory`). The same seed
+    gives the same parameters on a CPU.
     """
     if config.fixed_length and not task.fixed_length:
         raise ActscaleError(f"{config.method} needs prompts of one length; prepare the task with fixed_length=True")
+    check_memory(model, task, config)
     start = time.perf_counter()
     base = base_pass(model, task, config.sites)
     intervention = new_intervention(model, task, config)
     optimiser = torch.optim.Adam(intervention.parameters(), lr=config.lr)
+    # Cosine decay (ours): with an L1 term, Adam keeps unneeded scalars jittering around 0 at
+    # about the step size; a step size that shrinks to 0 lets them settle there.
+    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.steps)
+                if config.schedule == "cosine" else None)
     train_idx = task.split_indices("train")
     generator = torch.Generator().manual_seed(config.seed)
     history: list[dict[str, float]] = []
@@ -257,12 +346,14 @@ def train(model: LoadedModel, task: PreparedTask, config: TrainConfig, *,
                               margin=config.margin, lambda_f=config.lambda_f, lambda_m=config.lambda_m)
             if not torch.isfinite(terms.total):
                 raise TrainingDiverged(
-                    f"the loss became {float(terms.total)} at step {step}; lower the learning rate "
+                    f"the loss became {float(terms.total.detach())} at step {step}; lower the learning rate "
                     f"(now {config.lr}) or the margin"
                 )
             optimiser.zero_grad(set_to_none=True)
             terms.total.backward()
             optimiser.step()
+            if schedule is not None:
+                schedule.step()
         delta = logit_diff(logits.detach(), correct, wrong)
         info = StepInfo(
             step=step, n_steps=config.steps, loss=float(terms.total.detach()), effectiveness=float(terms.effectiveness.detach()),
@@ -280,6 +371,8 @@ def train(model: LoadedModel, task: PreparedTask, config: TrainConfig, *,
     if cancel is not None and cancel.is_set():
         raise TrainingCancelled(f"cancelled after step {step} of {config.steps}")
     metrics, analysis = evaluate(model, task, intervention, config, base=base)
+    if cancel is not None and cancel.is_set():  # pressed during the evaluation: still nothing stored
+        raise TrainingCancelled(f"cancelled during the evaluation after step {step}")
     return TrainResult(config, intervention, metrics, history, analysis, step, time.perf_counter() - start, stopped_early)
 
 

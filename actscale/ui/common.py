@@ -2,14 +2,16 @@
 one-line errors and downloads. The only module besides the pages that imports Streamlit."""
 from __future__ import annotations
 
-import io
+import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
+from urllib.parse import urlencode, urlsplit
 
 import pandas as pd
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from actscale.errors import ActscaleError
 from actscale.jobs import JobManager
@@ -26,6 +28,8 @@ class Keys:
     JOB = "job_id"                # this session's training job
     SWEEP_JOB = "sweep_job_id"
     COMPARE = "compare_run_ids"
+    MODEL_ERROR = "model_error"   # (name, device, message) of the last failed load: not retried
+    FLASH = "flash"               # {slot: (kind, message)} shown once after a callback
 
 
 DEFAULT_MODEL = os.environ.get("ACTSCALE_MODEL", "bundled")
@@ -82,6 +86,24 @@ def load_bundle(run_id: str) -> RunBundle:
     if not path.is_dir():
         raise ActscaleError(f"no run {run_id} in the store {s.root}")
     return _bundle(str(s.root), run_id, path.stat().st_mtime)
+
+
+@st.cache_resource(max_entries=256, show_spinner=False)
+def _run_plot(path: str, stamp: float, func: str, args: tuple, _bundle: RunBundle) -> Any:
+    from actscale import plots
+
+    return getattr(plots, func)(_bundle, *args)
+
+
+def run_plot(bundle: RunBundle, func: str, *args: Any) -> Any:
+    """``plots.<func>(bundle, *args)``, cached per run folder (rebuilt when the folder changes),
+    so reruns of a page (a slider moved) redraw without rebuilding every figure. Callers must
+    not modify what this returns: it is shared by every session."""
+    try:
+        stamp = bundle.path.stat().st_mtime
+    except OSError:
+        stamp = 0.0
+    return _run_plot(str(bundle.path), stamp, func, tuple(args), bundle)
 
 
 def list_runs() -> list[RunListing]:
@@ -151,24 +173,194 @@ PLOTLY_CONFIG = {
 }
 
 
-def show_figure(fig, name: str, key: str) -> None:
-    """Draw a plotly figure with an interactive-HTML download (SVG/PNG from its camera button)."""
-    st.plotly_chart(fig, use_container_width=True, config=PLOTLY_CONFIG, key=f"fig-{key}")
+def show_figure(fig, name: str, key: str, *, selectable: bool = False) -> Any:
+    """Draw a plotly figure with an interactive-HTML download (SVG/PNG from its camera button).
+
+    The HTML (plotly.js inlined, about 4 MB) is made only when the button is clicked, so a page
+    with many figures still draws fast. ``selectable=True`` reruns the page when a point is
+    clicked and returns the selection state (see `selected_customdata`)."""
+    kwargs: dict[str, Any] = {"on_select": "rerun", "selection_mode": "points"} if selectable else {}
+    event = st.plotly_chart(fig, width="stretch", config=PLOTLY_CONFIG, key=f"fig-{key}", **kwargs)
     st.download_button(
-        "Download figure (HTML)", fig.to_html(include_plotlyjs=True, full_html=True).encode(),
-        file_name=f"{name}.html", mime="text/html", key=f"dl-{key}",
+        "Download figure (HTML)", lambda: fig.to_html(include_plotlyjs=True, full_html=True).encode(),
+        file_name=f"{name}.html", mime="text/html", key=f"dl-{key}", on_click="ignore",
     )
+    return event
+
+
+def selected_customdata(event: Any) -> list[Any]:
+    """The first customdata value of each point clicked in a ``selectable`` figure."""
+    try:
+        points = event["selection"]["points"]
+    except (KeyError, TypeError, AttributeError):
+        return []
+    out = []
+    for point in points or []:
+        data = point.get("customdata") if isinstance(point, dict) else None
+        if isinstance(data, (list, tuple)) and data:
+            out.append(data[0])
+        elif data is not None and not isinstance(data, (list, tuple)):
+            out.append(data)
+    return out
 
 
 def show_table(df: pd.DataFrame, name: str, key: str, **kwargs) -> None:
     """A table with a CSV download."""
-    st.dataframe(df, use_container_width=True, **kwargs, key=f"tbl-{key}")
-    buf = io.StringIO()
-    df.to_csv(buf, index=False)
-    st.download_button("Download table (CSV)", buf.getvalue().encode(), file_name=f"{name}.csv",
-                       mime="text/csv", key=f"dl-{key}")
+    kwargs.setdefault("width", "stretch")
+    st.dataframe(df, **kwargs, key=f"tbl-{key}")
+    st.download_button("Download table (CSV)", lambda: df.to_csv(index=False).encode(), file_name=f"{name}.csv",
+                       mime="text/csv", key=f"dl-{key}", on_click="ignore")
 
 
 def page_header(title: str, caption: str) -> None:
     st.title(title)
     st.caption(caption)
+
+
+@contextmanager
+def guarded(what: str) -> Iterator[None]:
+    """Like `user_errors`, and any other exception too becomes one red line (its traceback
+    goes to the server log), so no input can put a traceback on the page."""
+    try:
+        yield
+    except ActscaleError as exc:
+        st.error(str(exc))
+    except Exception as exc:  # noqa: BLE001 - shown as one line, logged in full
+        logging.getLogger("actscale.ui").exception("%s failed", what)
+        st.error(f"{what} failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+
+
+def nav_link(page: str, label: str, icon: str | None = None, run_id: str | None = None,
+             help: str | None = None) -> None:
+    """``st.page_link`` to a page of this app (``pages/2_Explore.py``), optionally with
+    ``?run=<run_id>``; a page that is not there is named instead of breaking the page."""
+    try:
+        st.page_link(page, label=label, icon=icon, help=help,
+                     query_params={"run": run_id} if run_id else None)
+    except StreamlitAPIException:
+        st.caption(f"{label} (page {page} is not available)")
+
+
+def share_link(run_id: str, page: str = "Explore", current_page: str = "") -> str:
+    """The link that opens ``run_id`` on ``page`` for whoever has the same store: absolute when
+    the browser's address is known (``st.context.url``), else the path ``/Explore?run=<id>``."""
+    query = urlencode({"run": check_run_id(run_id)})
+    url = getattr(st.context, "url", None)
+    if not url:
+        return f"/{page}?{query}"
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/")
+    if current_page and path.endswith("/" + current_page):
+        path = path[: -len(current_page) - 1]
+    return f"{parts.scheme}://{parts.netloc}{path}/{page}?{query}"
+
+
+def flash(kind: str, message: str, slot: str = "main") -> None:
+    """Keep a message (``kind``: success, info, warning, error) for the next run of the page, at
+    ``slot``: callbacks run before the page draws, so they cannot draw it themselves."""
+    st.session_state.setdefault(Keys.FLASH, {})[slot] = (kind, message)
+
+
+def show_flash(slot: str = "main") -> None:
+    kind, message = st.session_state.get(Keys.FLASH, {}).pop(slot, (None, None))
+    if kind and message:
+        getattr(st, kind, st.info)(message)
+
+
+def model_status_line(model: Any | None) -> str:
+    """One line about the resident model for status displays (never loads one)."""
+    if model is None:
+        return "No model loaded: stored runs open without one (viewer mode); the Train page loads one."
+    return f"Loaded model: {model.describe()}"
+
+
+# ---- Compare and Playground helpers -------------------------------------------------------
+
+MAX_SWEEP = 27  # runs one sweep may launch (3 values of each of λ_M, λ_F and m)
+
+
+def related_runs(rows: list[RunListing]) -> list[str]:
+    """The natural default of a comparison: the readable runs that share the newest run's task
+    and dataset (same ``dataset_hash``). Where that is the newest run alone, the runs on the
+    same task, model and seed: DynScalar keeps prompts of every length, so it never shares a
+    dataset hash with the fixed-length methods trained beside it."""
+    rows = [r for r in rows if r.ok]
+    if not rows:
+        return []
+    newest = rows[0].config
+
+    def same(keys: tuple[str, ...]) -> list[str]:
+        return [r.run_id for r in rows if all(r.config.get(k) == newest.get(k) for k in keys)]
+
+    related = same(("task", "dataset_hash"))
+    return related if len(related) > 1 else same(("task", "model", "seed"))
+
+
+def parse_values(text: str, name: str) -> list[float]:
+    """Comma-separated numbers from a text box (``"0.001, 0.01"``), duplicates removed, order
+    kept. Raises ActscaleError naming the box for anything that is not a finite number >= 0."""
+    values: list[float] = []
+    for part in str(text).replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            value = float(part)
+        except ValueError:
+            raise ActscaleError(f"{name}: {part[:30]!r} is not a number (give comma-separated numbers)") from None
+        if value != value or value in (float("inf"), float("-inf")) or value < 0:
+            raise ActscaleError(f"{name}: {part[:30]!r} must be a finite number >= 0")
+        if value not in values:
+            values.append(value)
+    if not values:
+        raise ActscaleError(f"{name}: give at least one value")
+    return values
+
+
+def open_run(run_id: str, page: str = "pages/2_Explore.py") -> None:
+    """Switch to ``page`` with ``?run=<run_id>``; where the page is not part of this app (a page
+    run on its own, as in tests), keep the run for this session and say where to go."""
+    st.session_state[Keys.RUN] = check_run_id(run_id)
+    try:
+        st.switch_page(page, query_params={"run": run_id})
+    except StreamlitAPIException:
+        st.query_params["run"] = run_id
+        st.info(f"Run {run_id} is selected: open the **{Path(page).stem.split('_', 1)[-1]}** page to see it.")
+
+
+def launch_sweep(bundle: RunBundle, lambda_ms: list[float], lambda_fs: list[float], margins: list[float],
+                 steps: int) -> Any:
+    """Train every combination of λ_M, λ_F and m on ``bundle``'s configuration, prompts and
+    split, as one background job on the resident model; returns the Job. Raises ActscaleError."""
+    from actscale.api import build_task
+    from actscale.tasks import Example
+    from actscale.training import TrainConfig
+
+    base = TrainConfig.from_dict(bundle.config)
+    configs = [base.replace(lambda_m=lm, lambda_f=lf, margin=m, steps=int(steps))
+               for lm in lambda_ms for lf in lambda_fs for m in margins]
+    if len(configs) > MAX_SWEEP:
+        raise ActscaleError(f"that sweep is {len(configs)} runs; at most {MAX_SWEEP} at a time")
+    model = resident_model(bundle.config["model"])
+    # The base run's own prompts and split, so every run of the sweep is comparable (and a
+    # custom dataset need not still be on disk).
+    examples = [Example(r["prompt"], r["correct"], r["wrong"], r.get("split", "")) for r in bundle.dataset]
+    return jobs().submit(configs, model, store(), task_for=lambda config: build_task(model, config, examples))
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _run_intervention(path: str, stamp: float, weights_hash: str, device: str, _bundle: RunBundle,
+                      _model: LoadedModel) -> Any:
+    from actscale.api import intervention_from_bundle
+
+    return intervention_from_bundle(_bundle, _model)
+
+
+def run_intervention(bundle: RunBundle, model: LoadedModel) -> Any:
+    """The run's trained intervention for ``model``, cached. Shared by sessions: it is only ever
+    attached inside ``model.lock``. Raises ActscaleError when the run was made on another model."""
+    try:
+        stamp = bundle.path.stat().st_mtime
+    except OSError:
+        stamp = 0.0
+    return _run_intervention(str(bundle.path), stamp, model.weights_hash, str(model.device), bundle, model)

@@ -1,0 +1,174 @@
+"""Steering one prompt by hand: a trained intervention at any strength β on a prompt of the
+user's choosing (method.md §6.5). Pure computation; the Playground page only draws it.
+
+    iv = intervention_from_bundle(bundle, model)
+    out = steer_prompt(model, iv, "When Mary and John went to the store, John gave a drink to",
+                       " Mary", " John", beta=0.5)
+    out["delta"], out["p_correct"], out["top_after"]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from actscale.errors import ActscaleError
+from actscale.interventions import DynScalar, Intervention, steer
+from actscale.models import LoadedModel, last_position_logits
+from actscale.store import RunBundle
+
+TOP_K = 10
+
+
+@dataclass(frozen=True)
+class PromptTokens:
+    """A prompt and its answer pair as token ids, ready for one forward pass."""
+
+    tokens: Tensor  # [1 pos] long
+    correct_id: int
+    wrong_id: int
+    str_tokens: list[str]
+
+
+def dataset_prompts(bundle: RunBundle) -> list[dict[str, str]]:
+    """The run's dataset rows that can be offered for picking (prompt, correct, wrong, split)."""
+    rows = []
+    for row in bundle.dataset:
+        if all(isinstance(row.get(k), str) for k in ("prompt", "correct", "wrong")):
+            rows.append({k: str(row.get(k) or "") for k in ("prompt", "correct", "wrong", "split")})
+    return rows
+
+
+def answer_id(model: LoadedModel, answer: str, which: str) -> int:
+    """The single token id of an answer; ActscaleError when it is empty or several tokens."""
+    if not answer:
+        raise ActscaleError(f"the {which} answer is empty")
+    ids = model.tokenizer(answer, add_special_tokens=False).input_ids
+    if len(ids) != 1:
+        raise ActscaleError(
+            f"the {which} answer {answer!r} is {len(ids)} tokens for this model; it must be exactly one "
+            "(real tokenizers usually want a leading space, e.g. ' Mary')"
+        )
+    return int(ids[0])
+
+
+def tokenize_prompt(model: LoadedModel, intervention: Intervention, prompt: str, correct: str,
+                    wrong: str) -> PromptTokens:
+    """Tokenise as training does (``add_special_tokens=False``, BOS in front when the model
+    prepends one) and check the prompt fits the intervention. Raises ActscaleError."""
+    if not prompt or not prompt.strip():
+        raise ActscaleError("the prompt is empty")
+    correct_id = answer_id(model, correct, "correct")
+    wrong_id = answer_id(model, wrong, "wrong")
+    bos = model.tokenizer.bos_token_id if model.prepend_bos else None
+    ids = ([bos] if bos is not None else []) + list(model.tokenizer(prompt, add_special_tokens=False).input_ids)
+    if len(ids) > model.n_ctx:
+        raise ActscaleError(f"the prompt is {len(ids)} tokens; the model's context is {model.n_ctx}")
+    if not isinstance(intervention, DynScalar) and len(ids) != intervention.n_pos:
+        raise ActscaleError(
+            f"this {intervention.method} run is tied to prompts of {intervention.n_pos} tokens; "
+            f"this prompt has {len(ids)} (only DynScalar runs take prompts of any length)"
+        )
+    return PromptTokens(torch.tensor([ids], dtype=torch.long), correct_id, wrong_id,
+                        [model.tokenizer.decode([i]) for i in ids])
+
+
+def _logits(model: LoadedModel, intervention: Intervention | None, tokens: Tensor,
+            betas: Tensor | None) -> Tensor:
+    """Last-position logits [n d_vocab] for ``tokens`` [1 pos] repeated once per β, or of the
+    unmodified model (no hook at all) when ``intervention`` is None."""
+    batch = tokens if betas is None else tokens.repeat(len(betas), 1)  # [n pos]
+    with model.lock, torch.no_grad():
+        if intervention is None:
+            return last_position_logits(model, batch).float().cpu()
+        with steer(model.bridge, intervention, betas.float()):
+            return last_position_logits(model, batch).float().cpu()
+
+
+def top_tokens(model: LoadedModel, logits: Tensor, other: Tensor, k: int = TOP_K) -> pd.DataFrame:
+    """The ``k`` most likely next tokens of ``logits`` [d_vocab], most likely first, with their
+    rank (1 = top) and probability here and in ``other`` [d_vocab]."""
+    probs = torch.softmax(logits, -1)
+    other_probs = torch.softmax(other, -1)
+    top = torch.topk(probs, k)
+    rows = []
+    for p, idx in zip(top.values.tolist(), top.indices.tolist()):
+        rank = _rank(logits, idx)
+        other_rank = _rank(other, idx)
+        rows.append({
+            "rank": rank, "token": token_text(model, idx), "token_id": idx, "p": p,
+            "other_rank": other_rank, "other_p": float(other_probs[idx]),
+        })
+    return pd.DataFrame(rows)
+
+
+def token_text(model: LoadedModel, idx: int) -> str:
+    """A token as text; one that decodes to nothing visible (whitespace, a special token the
+    decoder skips, an id the tokenizer does not have) is named, so no row of a table looks empty."""
+    text = model.tokenizer.decode([idx])
+    if text.strip():
+        return text
+    if text:
+        return repr(text)
+    name = model.tokenizer.convert_ids_to_tokens(idx)
+    # Ids past the tokenizer's vocabulary exist where the embedding is padded to a round size.
+    return repr(name) if name else f"<unused id {idx}>"
+
+
+def _rank(logits: Tensor, idx: int) -> int:
+    # 1 + the number of tokens strictly more likely: ties share the better rank.
+    return int((logits > logits[idx]).sum().item()) + 1
+
+
+def steer_prompt(model: LoadedModel, intervention: Intervention, prompt: str, correct: str, wrong: str,
+                 beta: float) -> dict[str, Any]:
+    """The prompt under the unmodified model and under ``intervention`` at strength ``beta``.
+
+    Returns ``delta``, ``p_correct``, ``p_wrong`` (steered), the same with a ``_base`` suffix
+    (unmodified, no hook attached), ``beta``, ``str_tokens``, and two DataFrames of the top-10
+    next tokens: ``top_before`` (the unmodified model's ten, most likely first) and ``top_after``
+    (the steered model's ten), each with ``rank_before``, ``p_before``, ``rank_after``,
+    ``p_after`` (rank 1 = most likely), ``rank_change = rank_before − rank_after`` (positive: the
+    token rose) and ``token_id``. Raises ActscaleError for an unusable prompt or answer.
+    """
+    pt = tokenize_prompt(model, intervention, prompt, correct, wrong)
+    base = _logits(model, None, pt.tokens, None)[0]  # [d_vocab]
+    steered = _logits(model, intervention, pt.tokens, torch.tensor([float(beta)]))[0]  # [d_vocab]
+    out: dict[str, Any] = {"beta": float(beta), "str_tokens": pt.str_tokens}
+    for suffix, logits in (("", steered), ("_base", base)):
+        probs = torch.softmax(logits, -1)
+        out[f"delta{suffix}"] = float(logits[pt.correct_id] - logits[pt.wrong_id])
+        out[f"p_correct{suffix}"] = float(probs[pt.correct_id])
+        out[f"p_wrong{suffix}"] = float(probs[pt.wrong_id])
+    before = top_tokens(model, base, steered).rename(columns={"other_rank": "rank_after", "other_p": "p_after"})
+    after = top_tokens(model, steered, base).rename(columns={"other_rank": "rank_before", "other_p": "p_before"})
+    before = before.rename(columns={"rank": "rank_before", "p": "p_before"})
+    after = after.rename(columns={"rank": "rank_after", "p": "p_after"})
+    for table in (before, after):
+        # What steering did to the token's rank: positive = it rose (rank 5 -> 2 is +3).
+        table["rank_change"] = table["rank_before"] - table["rank_after"]
+    out["top_before"] = before[["rank_before", "token", "p_before", "rank_after", "p_after", "rank_change", "token_id"]]
+    out["top_after"] = after[["rank_after", "token", "p_after", "rank_before", "p_before", "rank_change", "token_id"]]
+    return out
+
+
+def beta_curve(model: LoadedModel, intervention: Intervention, prompt: str, correct: str, wrong: str,
+               betas: Sequence[float] | None = None) -> pd.DataFrame:
+    """``beta, delta, p_correct, p_wrong`` for each β (default ``linspace(-1, 1, 21)``), all in
+    one batched forward pass (method.md §6.5). Raises ActscaleError like ``steer_prompt``."""
+    betas = np.linspace(-1.0, 1.0, 21) if betas is None else np.asarray(list(betas), dtype=float)
+    if betas.size == 0:
+        raise ActscaleError("no β values given")
+    pt = tokenize_prompt(model, intervention, prompt, correct, wrong)
+    logits = _logits(model, intervention, pt.tokens, torch.tensor(betas, dtype=torch.float32))  # [n d_vocab]
+    probs = torch.softmax(logits, -1)
+    return pd.DataFrame({
+        "beta": betas,
+        "delta": (logits[:, pt.correct_id] - logits[:, pt.wrong_id]).numpy(),
+        "p_correct": probs[:, pt.correct_id].numpy(),
+        "p_wrong": probs[:, pt.wrong_id].numpy(),
+    })

@@ -1,0 +1,359 @@
+"""The Train page's parts: the model picker, the dataset picker with its validation preview, the
+hyperparameter form and the live panel of a background job.
+
+Each part returns plain data (a model, a dict of TrainConfig fields, a list of TrainConfigs);
+the page wires them: widgets → configs → the engine (jobs) → bundles.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from actscale import plots, report
+from actscale.api import build_task, dropped_frame, expected_run_id, preview_task
+from actscale.errors import ActscaleError, DatasetError
+from actscale.interventions import FIXED_LENGTH_METHODS, METHODS
+from actscale.jobs import Job
+from actscale.models import LoadedModel
+from actscale.sites import DEFAULT_SITES, SITES
+from actscale.store import RunStore
+from actscale.tasks import IOI_TEMPLATES, PreparedTask
+from actscale.training import METHOD_DEFAULTS, TrainConfig
+from actscale.ui import common
+from actscale.ui.common import Keys
+
+MODEL_SOURCES = ("bundled", "Hugging Face id", "Local folder")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+TASK_LABELS = {"ioi": "IOI (indirect objects)", "ccc": "CCC (country–capital conflicts)",
+               "custom": "Upload a CSV / JSONL"}
+METHOD_LABELS = {"activscalar": "ActivScalar (a scalar per site, layer, position)",
+                 "steervec": "SteerVec (a vector per site, layer, position)",
+                 "dynscalar": "DynScalar (a scalar computed from the activation; any prompt length)"}
+UPLOAD_DIR = Path(tempfile.gettempdir()) / "actscale-uploads"
+# Class defaults (None where each method has its own, METHOD_DEFAULTS).
+_FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+
+
+# ---------------------------------------------------------------- model
+def model_picker() -> LoadedModel | None:
+    """Pick and load the session's model (through the one resident model). A failed load is
+    shown as one line and not retried until the user asks again."""
+    current = st.session_state.get(Keys.MODEL, common.DEFAULT_MODEL)
+    if "train_model_source" not in st.session_state:
+        source = "bundled" if current == "bundled" else "Local folder" if Path(current).expanduser().is_dir() else "Hugging Face id"
+        st.session_state["train_model_source"] = source
+        st.session_state["train_model_name"] = "" if current == "bundled" else current
+        st.session_state["train_device"] = st.session_state.get(Keys.DEVICE, "auto")
+    left, mid, right = st.columns([2, 3, 1])
+    source = left.radio("Model", MODEL_SOURCES, key="train_model_source", horizontal=True)
+    if source == "bundled":
+        mid.text_input("Model name", value="SmolLM2-135M-Instruct (shipped with the package)", disabled=True)
+        name = "bundled"
+    else:
+        hint = "gpt2, EleutherAI/pythia-160m, … (tiny-llama: the test model)" if source == "Hugging Face id" else "/path/to/checkpoint"
+        name = mid.text_input("Hugging Face id" if source == "Hugging Face id" else "Local folder",
+                              key="train_model_name", placeholder=hint).strip()
+    device = right.selectbox("Device", DEVICES, key="train_device")
+    if st.button("Load model", disabled=not name) and name:
+        st.session_state[Keys.MODEL], st.session_state[Keys.DEVICE] = name, device
+        st.session_state.pop(Keys.MODEL_ERROR, None)
+
+    name = st.session_state.get(Keys.MODEL, current)
+    device = st.session_state.get(Keys.DEVICE, "auto")
+    failed = st.session_state.get(Keys.MODEL_ERROR)
+    if failed and tuple(failed[:2]) == (name, device):
+        st.error(failed[2])
+        return None
+    try:
+        model = common.resident_model(name, device)
+    except ActscaleError as exc:
+        st.session_state[Keys.MODEL_ERROR] = (name, device, str(exc))
+        st.error(str(exc))
+        return None
+    except Exception as exc:  # noqa: BLE001 - a loader failure is one line, never a traceback
+        message = f"could not load model {name!r}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        st.session_state[Keys.MODEL_ERROR] = (name, device, message)
+        st.error(message)
+        return None
+    st.caption(common.model_status_line(model))
+    return model
+
+
+# ---------------------------------------------------------------- dataset
+def save_upload(name: str, data: bytes) -> Path:
+    """Keep an uploaded dataset on disk for the background job, named by its content (the same
+    upload maps to the same file; run ids depend on the content, never on this path)."""
+    suffix = Path(name).suffix.lower()
+    if suffix not in (".csv", ".jsonl", ".json"):
+        raise DatasetError(f"{name}: unknown file type {suffix or '(none)'!r}; use .csv or .jsonl")
+    UPLOAD_DIR.mkdir(parents=True, exist_ok=True)
+    path = UPLOAD_DIR / f"{hashlib.sha256(data).hexdigest()[:16]}{suffix}"
+    if not path.is_file():
+        tmp = path.with_suffix(path.suffix + ".part")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    return path
+
+
+def dataset_picker() -> tuple[dict[str, Any], list[str]] | None:
+    """The dataset and the method(s): TrainConfig fields that decide which prompts are used.
+
+    Returns (fields, methods), or None while an upload is missing. The methods are chosen here,
+    not in the form, because they decide the prompts (ActivScalar and SteerVec keep one length).
+    """
+    task = st.radio("Dataset", list(TASK_LABELS), format_func=TASK_LABELS.get, key="train_task", horizontal=True)
+    fields: dict[str, Any] = {"task": task}
+    if task == "ioi":
+        templates = st.multiselect(
+            "Templates", list(IOI_TEMPLATES), default=list(IOI_TEMPLATES), key="train_templates",
+            format_func=lambda t: f"{t}: {IOI_TEMPLATES[t]}",
+            help="{A} is the indirect object (the answer a+), {B} the subject (a−).",
+        )
+        held_out = st.multiselect(
+            "Held-out test templates (optional)", templates, key="train_test_templates",
+            help="Prompts of these templates form the test split (instead of a random split).",
+        )
+        if not templates:
+            st.caption("No template chosen: all of them are used.")
+        fields.update(templates=tuple(t for t in templates if t in IOI_TEMPLATES),
+                      test_templates=tuple(t for t in held_out if t in templates))
+    elif task == "ccc":
+        side = st.radio("The correct answer a+ is", ("memory", "context"), key="train_ccc_side", horizontal=True,
+                        format_func={"memory": "the true capital (memory)",
+                                     "context": "the capital named in the context"}.get)
+        fields["memory_is_correct"] = side == "memory"
+    else:
+        upload = st.file_uploader("Dataset file: columns prompt, correct, wrong and optionally split (train/test)",
+                                  type=["csv", "jsonl", "json"], key="train_upload")
+        if upload is None:
+            st.info("Upload a CSV or JSONL file to continue.")
+            return None
+        try:
+            fields["dataset"] = str(save_upload(upload.name, upload.getvalue()))
+        except (ActscaleError, OSError) as exc:
+            st.error(str(exc) if isinstance(exc, ActscaleError) else f"could not keep the upload: {exc}")
+            return None
+    c1, c2, c3 = st.columns(3)
+    if task != "custom":
+        fields["n_prompts"] = int(c1.number_input("Prompts", 2, 5000, _FIELD_DEFAULTS['n_prompts'], step=8, key="train_n_prompts"))
+    fields["seed"] = int(c2.number_input("Seed", 0, 2**31 - 1, _FIELD_DEFAULTS['seed'], key="train_seed",
+                                         help="Fixes the prompts, the split and the training order."))
+    fields["test_frac"] = float(c3.slider("Test fraction", 0.0, 0.9, _FIELD_DEFAULTS['test_frac'], 0.05, key="train_test_frac",
+                                          help="Ignored for prompts whose split the file or held-out templates set."))
+    methods = st.multiselect("Method(s): several train on the same split and seed, to compare",
+                             list(METHODS), default=[_FIELD_DEFAULTS['method']], key="train_methods", format_func=METHOD_LABELS.get)
+    if not methods:
+        st.warning("Choose at least one method.")
+        return None
+    return fields, methods
+
+
+@dataclass
+class Preview:
+    task: PreparedTask
+    prompts: pd.DataFrame
+    dropped: pd.DataFrame
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _preview(_model: LoadedModel, model_key: str, config_json: str) -> Preview:
+    # Keyed by strings; the model is passed along unhashed. Shared by sessions: never mutated.
+    config = TrainConfig.from_dict(json.loads(config_json))
+    task = build_task(_model, config)
+    return Preview(task, preview_task(_model, task), dropped_frame(task))
+
+
+def model_key(model: LoadedModel) -> str:
+    return f"{model.name}|{model.device}|{model.weights_hash}"
+
+
+def prepared(model: LoadedModel, config: TrainConfig) -> Preview:
+    """The task ``config`` trains on, with its preview tables (cached). Raises ActscaleError."""
+    # The key drops what cannot change the prompts (the form's hyperparameters) and keeps the
+    # rest, so a field added to TrainConfig later is in the key by default. Prompts depend on
+    # the method only through fixed_length.
+    data = {k: v for k, v in config.to_dict().items() if k not in FORM_FIELDS and k != "device"}
+    data["method"] = "activscalar" if config.fixed_length else "dynscalar"
+    return _preview(model, model_key(model), json.dumps(data, sort_keys=True))
+
+
+def show_preview(model: LoadedModel, fields: dict[str, Any], methods: list[str]) -> bool:
+    """The validation preview, once per prompt set the chosen methods use. False on bad input."""
+    kinds = []
+    if any(m in FIXED_LENGTH_METHODS for m in methods):
+        kinds.append((next(m for m in methods if m in FIXED_LENGTH_METHODS), "ActivScalar / SteerVec (one prompt length)"))
+    if any(m not in FIXED_LENGTH_METHODS for m in methods):
+        kinds.append(("dynscalar", "DynScalar (prompts of any length)"))
+    ok = True
+    with st.expander("Validation preview: the prompts as the model sees them", expanded=True):
+        for method, label in kinds:
+            try:
+                with st.spinner("Tokenising the prompts and running the unmodified model on them…"):
+                    pv = prepared(model, TrainConfig(model=model.name, method=method, **fields))
+            except ActscaleError as exc:
+                st.error(str(exc))
+                ok = False
+                continue
+            except Exception as exc:  # noqa: BLE001 - any input gives one line, never a traceback
+                st.error(f"could not prepare the prompts: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+                ok = False
+                continue
+            df = pv.prompts
+            picks = float((df["delta_base"] > 0).mean()) if len(df) else 0.0
+            st.markdown(f"**{label}** — {pv.task.summary()}; the unmodified model prefers a+ on "
+                        f"{100 * picks:.0f}% of them.")
+            st.dataframe(df, hide_index=True, width="stretch", height=240, column_config={
+                "delta_base": st.column_config.NumberColumn("Δ base", format="%.3f",
+                                                            help="logit(a+) − logit(a−), unmodified model"),
+                "prediction": st.column_config.TextColumn("predicts", help="the base model's top next token"),
+            })
+            if len(pv.dropped):
+                st.caption(f"Dropped {len(pv.dropped)} prompt(s):")
+                st.dataframe(pv.dropped, hide_index=True, width="stretch", height=160)
+    return ok
+
+
+# ---------------------------------------------------------------- hyperparameters
+# The TrainConfig fields each part of the page sets; a test checks that together they cover
+# every field, so a new hyperparameter cannot go missing from the page.
+MODEL_FIELDS = ("model", "device")
+DATASET_FIELDS = ("task", "n_prompts", "seed", "test_frac", "dataset", "memory_is_correct", "templates",
+                  "test_templates", "method")
+FORM_FIELDS = ("sites", "steps", "lr", "batch_size", "early_stop", "schedule", "margin", "lambda_f", "lambda_m",
+               "tau", "normalize")
+
+
+def _method_default_help(name: str) -> str:
+    per_method = ", ".join(f"{m} {METHOD_DEFAULTS[m][name]:g}" for m in METHODS if name in METHOD_DEFAULTS.get(m, {}))
+    return f"Empty: each method's default ({per_method})."
+
+
+def _optional_number(column, label: str, name: str, min_value, max_value, fmt: str | None = None):
+    """A number input that may stay empty: the method's own default (TrainConfig takes None)."""
+    if any(name in METHOD_DEFAULTS.get(m, {}) for m in METHODS):
+        return column.number_input(label, min_value, max_value, value=None, format=fmt,
+                                   placeholder="method default", help=_method_default_help(name))
+    return column.number_input(label, min_value, max_value, value=_FIELD_DEFAULTS[name], format=fmt)
+
+
+def hyperparameter_form(job_running: bool) -> dict[str, Any] | None:
+    """Sites and every training hyperparameter, in one form; the fields on submit, else None."""
+    d = _FIELD_DEFAULTS
+    with st.form("train_form"):
+        sites = st.multiselect("Sites", list(SITES), default=list(DEFAULT_SITES),
+                               help="attn_out and mlp_out are the paper's; head is one scalar per attention head.")
+        c1, c2, c3, c4 = st.columns(4)
+        steps = _optional_number(c1, "Steps", "steps", 1, 100_000)
+        lr = _optional_number(c2, "Learning rate", "lr", 1e-6, 10.0, "%g")
+        batch = _optional_number(c3, "Batch size", "batch_size", 1, 4096)
+        schedule = c4.selectbox("Learning-rate schedule", ("cosine", "constant"),
+                                index=("cosine", "constant").index(d["schedule"]) if d["schedule"] in ("cosine", "constant") else 0)
+        c1, c2, c3, c4 = st.columns(4)
+        margin = c1.number_input("Margin m", 0.0, 100.0, float(d["margin"]), format="%g")
+        lambda_f = c2.number_input("λ_F (faithfulness)", 0.0, 1000.0, float(d["lambda_f"]), format="%g")
+        lambda_m = _optional_number(c3, "λ_M (minimality)", "lambda_m", 0.0, 1000.0, "%g")
+        tau = c4.number_input("τ (n_effective threshold)", 0.0, 100.0, float(d["tau"]), format="%g")
+        c1, c2 = st.columns([1, 3])
+        early = c1.number_input("Early stop after (steps with L_E = 0; 0 = off)", 0, 1000, int(d["early_stop"]))
+        normalize = c2.checkbox("DynScalar: dot product with the unit activation h/‖h‖ (ours; off = raw h)",
+                                value=bool(d["normalize"]))
+        submitted = st.form_submit_button("Train", type="primary", disabled=job_running)
+    if not submitted:
+        return None
+    return {"sites": tuple(sites), "steps": None if steps is None else int(steps),
+            "lr": None if lr is None else float(lr), "batch_size": None if batch is None else int(batch),
+            "early_stop": int(early), "schedule": schedule, "margin": float(margin), "lambda_f": float(lambda_f),
+            "lambda_m": None if lambda_m is None else float(lambda_m), "tau": float(tau), "normalize": bool(normalize)}
+
+
+def make_configs(model: LoadedModel, device: str, fields: dict[str, Any], methods: list[str],
+                 hyper: dict[str, Any]) -> list[TrainConfig]:
+    """One TrainConfig per method, all on the same dataset, split and seed. Raises ActscaleError."""
+    return [TrainConfig(model=model.name, method=m, device=device, **fields, **hyper) for m in methods]
+
+
+def stored_run_ids(model: LoadedModel, configs: list[TrainConfig], store: RunStore) -> list[str | None]:
+    """The run id of each config if it is already in the store, else None."""
+    out = []
+    for config in configs:
+        run_id = expected_run_id(model, prepared(model, config).task, config)
+        out.append(run_id if store.exists(run_id) else None)
+    return out
+
+
+# ---------------------------------------------------------------- the job
+def job_panel(job_id: str | None) -> None:
+    """Live progress of this session's job, then its outcome."""
+    job = common.jobs().get(job_id)
+    if job is None:
+        return
+    if job.done:
+        _outcome(job)
+    else:
+        _live(job.id)
+
+
+@st.fragment(run_every=1.0)
+def _live(job_id: str) -> None:
+    job = common.jobs().get(job_id)
+    if job is None:
+        return
+    if job.done:
+        st.rerun()  # the whole page: the form comes back and the outcome is drawn
+    config = job.configs[min(job.current, len(job.configs) - 1)]
+    n = len(job.configs)
+    which = f"run {job.current + 1} of {n}: " if n > 1 else ""
+    rows = [r for r in job.steps if r.get("run") == job.current]
+    step = rows[-1]["step"] if rows else 0
+    if job.state == "waiting":
+        status = "Waiting for the model: another session is using it…"
+    elif job.state == "queued" or not rows:
+        status = f"Preparing {which}{config.method} (tokenising, base model pass)…"
+    else:
+        status = f"Training {which}{config.method}, step {step} of {config.steps}"
+    left = job.seconds_left()
+    status += f" — about {left:.0f} s left" if left is not None else ""
+    if job.cancel_event.is_set():
+        status = "Cancelling…"
+    st.progress(job.progress(), text=status)
+    if st.button("Cancel", key="cancel_training", disabled=job.cancel_event.is_set()):
+        job.cancel()
+        st.info("Cancelling…")
+    st.plotly_chart(plots.plot_history(pd.DataFrame(rows)), width="stretch", key=f"live-{job_id}")
+
+
+def _outcome(job: Job) -> None:
+    if job.state == "cancelled":
+        if job.run_ids:
+            st.warning(f"Cancelled — the {len(job.run_ids)} run(s) finished before it were kept; the rest was not stored.")
+        else:
+            st.warning("Cancelled — nothing was stored.")
+    elif job.state == "failed":
+        st.error(job.error or "the training failed")
+    if not job.run_ids:
+        return
+    if job.state == "done":
+        trained = sum(not r for r in job.reused)
+        st.success(f"Done: {trained} run(s) trained" + (f", {len(job.run_ids) - trained} already stored" if trained < len(job.run_ids) else "") + ".")
+    show_run_links(job.run_ids)
+    curves = pd.DataFrame([r for r in job.steps if r.get("run") == len(job.run_ids) - 1])
+    if len(curves):
+        common.show_figure(plots.plot_history(curves), f"training-{job.run_ids[-1]}", key=f"final-{job.id}")
+
+
+def show_run_links(run_ids: list[str]) -> None:
+    """Headline metrics of the runs and a link to each on Explore; the last one becomes the session's run."""
+    listings = [r for r in common.list_runs() if r.run_id in set(run_ids)]
+    if listings:
+        st.dataframe(report.headline_frame(listings), hide_index=True, width="stretch")
+    for run_id in run_ids:
+        common.nav_link("pages/2_Explore.py", f"Open run {run_id} on Explore", icon=":material/search:", run_id=run_id)
+    st.session_state[Keys.RUN] = run_ids[-1]

@@ -1,0 +1,154 @@
+"""Compare runs: the methods side by side (method.md §6.3), parameter counts, and sweeps of
+λ_M, λ_F and m with their trade-off plots (§6.4), where clicking a point opens that run.
+
+Reads only config.json and metrics.json of each run (no tensors, no model), except to launch
+a sweep, which trains on the resident model in the background.
+"""
+import time
+
+import streamlit as st
+
+from actscale import plots
+from actscale.ui import common
+from actscale.ui.common import Keys
+
+st.set_page_config(page_title="Compare · actscale", layout="wide")
+common.page_header(
+    "Compare runs",
+    "Effectiveness, faithfulness and minimality per method, train and test side by side; sweeps of "
+    "λ_M, λ_F and m and their trade-offs. Click a point of a trade-off plot to open that run.",
+)
+
+PICK = "compare_pick"          # the multiselect's own state
+ACK = "compare_sweep_seen"     # the sweep job whose runs were already added to the selection
+GEN = "compare_tradeoff_gen"   # bumped after a click is used, so the old selection is dropped
+
+# The job is read before the store is listed: a sweep that finishes in between must find
+# all its runs in the listing.
+job = common.jobs().get(st.session_state.get(Keys.SWEEP_JOB))
+job_done = job is not None and job.done
+rows = [r for r in common.list_runs() if r.ok]
+if not rows:
+    st.info("No runs in the store yet: train some on the **Train** page.")
+    st.stop()
+ids = [r.run_id for r in rows]
+labels = {r.run_id: common.run_label(r) for r in rows}
+
+# A finished sweep adds its runs to the comparison, once.
+if job_done and st.session_state.get(ACK) != job.id:
+    st.session_state[ACK] = job.id
+    st.session_state[Keys.COMPARE] = list(dict.fromkeys(st.session_state.get(Keys.COMPARE, []) + job.run_ids))
+    st.session_state.pop(PICK, None)
+
+# The selection survives visits to other pages (widget state does not).
+if PICK not in st.session_state:
+    saved = st.session_state.get(Keys.COMPARE)
+    st.session_state[PICK] = [i for i in saved if i in ids] if saved else common.related_runs(rows)
+else:
+    st.session_state[PICK] = [i for i in st.session_state[PICK] if i in ids]
+chosen = st.multiselect("Runs to compare", ids, format_func=labels.get, key=PICK,
+                        help="By default: the runs on the newest run's task and dataset.")
+st.session_state[Keys.COMPARE] = list(chosen)
+selected = [r for r in rows if r.run_id in chosen]
+
+with common.guarded("Comparing these runs"):
+    df = plots.metrics_frame(selected)
+    if df.empty:
+        st.info("Choose at least one run.")
+    else:
+        st.subheader("Methods compared")
+        common.show_figure(plots.plot_method_comparison(df), "methods-compared", "methods")
+        left, right = st.columns(2)
+        with left:
+            common.show_figure(plots.plot_param_counts(df), "parameter-counts", "params")
+        with right:
+            st.markdown("**Comparison table** (one row per run and split)")
+            columns = [c for c in ("run_id", "method", "split", "flip_acc_pos", "flip_acc_neg", "flip_acc",
+                                   "faithfulness_kl", "kl_full", "l1", "n_params", "n_effective", "effective_frac",
+                                   "lambda_m", "lambda_f", "margin", "task") if c in df.columns]
+            common.show_table(df[columns], "comparison", "comparison", hide_index=True)
+
+        st.subheader("Trade-offs")
+        c1, c2, c3 = st.columns(3)
+        split = c1.radio("Split", ["test", "train"], horizontal=True, key="compare_split")
+        minimality = c2.selectbox("Minimality measure", ["l1", "effective_frac", "n_effective"],
+                                  key="compare_minimality", help="‖θ‖₁, the fraction of effective "
+                                  "components, or their number (method.md §4).")
+        colour = c3.selectbox("Colour by", ["method", "lambda_m", "lambda_f", "margin"], key="compare_colour")
+        part = df[df["split"] == split]
+        if part.empty:
+            st.info(f"None of these runs has a {split} split.")
+        else:
+            gen = st.session_state.get(GEN, 0)
+            clicked: list = []
+            left, right = st.columns(2)
+            with left:
+                event = common.show_figure(plots.plot_tradeoff(part, minimality, colour=colour),
+                                           "tradeoff-minimality", f"tradeoff-min-{gen}", selectable=True)
+                clicked += common.selected_customdata(event)
+            with right:
+                event = common.show_figure(plots.plot_tradeoff(part, "faithfulness_kl", colour=colour),
+                                           "tradeoff-faithfulness", f"tradeoff-faith-{gen}", selectable=True)
+                clicked += common.selected_customdata(event)
+            st.caption("Click a point to open that run on **Explore**.")
+            if clicked and str(clicked[0]) in ids:
+                st.session_state[GEN] = gen + 1
+                common.open_run(str(clicked[0]))
+
+        with st.form("open_run_form", border=False):
+            a, b = st.columns([4, 1], vertical_alignment="bottom")
+            target = a.selectbox("Open run", list(chosen), format_func=labels.get, key="compare_open")
+            if b.form_submit_button("Open on Explore") and target:
+                common.open_run(target)
+
+st.subheader("Sweep λ_M, λ_F and m")
+
+
+@st.fragment(run_every=1.0)
+def sweep_progress(job_id: str) -> None:
+    """Live progress of a running sweep; reruns the page once it is over."""
+    job = common.jobs().get(job_id)
+    if job is None:
+        return
+    if job.done:
+        st.rerun()  # the whole page: the new runs join the comparison
+    n = len(job.configs)
+    left = job.seconds_left()
+    state = "waiting for the model (another session is using it)" if job.state == "waiting" else job.state
+    st.progress(job.progress(), text=f"Sweep {state}: run {min(job.current + 1, n)} of {n}"
+                + (f" · about {left:.0f} s left" if left is not None else ""))
+    if st.button("Cancel sweep", key="sweep_cancel"):
+        job.cancel()
+        st.info("Cancelling after the current step; finished runs are kept.")
+
+
+with common.guarded("The sweep"):
+    if job is not None and not job_done:
+        sweep_progress(job.id)
+    else:
+        if job is not None:
+            new = sum(not r for r in job.reused)
+            if job.state == "done":
+                st.success(f"The last sweep finished: {len(job.run_ids)} runs ({new} new), added to the comparison.")
+            elif job.state == "cancelled":
+                st.warning(f"The last sweep was cancelled; {len(job.run_ids)} runs had finished and are kept.")
+            else:
+                st.error(f"The last sweep failed: {job.error}")
+        base_choices = list(chosen) or ids
+        base_id = st.selectbox("Based on run", base_choices, format_func=labels.get, key="sweep_base",
+                               help="The sweep copies this run's configuration, prompts and split; only "
+                                    "λ_M, λ_F, m and the number of steps change.")
+        cfg = next(r.config for r in rows if r.run_id == base_id)
+        with st.form(f"sweep_form_{base_id}"):
+            c1, c2, c3, c4 = st.columns(4)
+            lm = c1.text_input("λ_M (minimality)", str(cfg.get("lambda_m", "")), help="Comma-separated, e.g. 0.001, 0.01, 0.1")
+            lf = c2.text_input("λ_F (faithfulness)", str(cfg.get("lambda_f", "")), help="Comma-separated")
+            mg = c3.text_input("m (margin)", str(cfg.get("margin", "")), help="Comma-separated")
+            steps = c4.number_input("Steps per run", min_value=1, max_value=10_000, value=int(cfg.get("steps", 40)))
+            launch = st.form_submit_button("Launch sweep", type="primary")
+        if launch:
+            values = [common.parse_values(lm, "λ_M"), common.parse_values(lf, "λ_F"), common.parse_values(mg, "m")]
+            job = common.launch_sweep(common.load_bundle(base_id), *values, steps=int(steps))
+            st.session_state[Keys.SWEEP_JOB] = job.id
+            time.sleep(0.2)  # let the job start, so the progress bar shows its first state
+            st.rerun()

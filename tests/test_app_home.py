@@ -1,0 +1,97 @@
+"""Home page (app.py) through Streamlit's AppTest, on the tiny test model."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from actscale.api import train_run
+from actscale.store import RunStore
+from actscale.training import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+
+
+@pytest.fixture
+def ui_store(tmp_path, monkeypatch) -> RunStore:
+    monkeypatch.setenv("ACTSCALE_MODEL", "tiny-llama")
+    monkeypatch.setenv("ACTSCALE_STORE", str(tmp_path / "runs"))
+    monkeypatch.chdir(ROOT)
+    return RunStore(tmp_path / "runs")
+
+
+@pytest.fixture(scope="module")
+def source_runs(tiny_llama, tmp_path_factory):
+    """Two tiny runs (ActivScalar, then DynScalar), trained once for the module."""
+    store = RunStore(tmp_path_factory.mktemp("home-src") / "runs")
+    older = train_run(TrainConfig(model="tiny-llama", steps=3, n_prompts=16, seed=1), tiny_llama, store=store)
+    newer = train_run(TrainConfig(model="tiny-llama", method="dynscalar", steps=3, n_prompts=16, seed=2), tiny_llama,
+                      store=store)
+    return store, older, newer
+
+
+def copy_runs(source_runs, store: RunStore):
+    src, older, newer = source_runs
+    for bundle in (older, newer):
+        store.import_zip(src.export_zip(bundle.run_id))
+    return older, newer
+
+
+def home() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.session_state["model_name"] = "tiny-llama"
+    return at.run()
+
+
+def test_home_smoke_empty_store_and_no_model(ui_store):
+    from actscale.ui import common
+
+    saved = dict(common._RESIDENT)
+    common._RESIDENT.clear()  # as in a fresh server: nothing loaded yet
+    try:
+        at = home()
+        assert not at.exception
+        assert at.title[0].value == "actscale"
+        assert "No model loaded" in at.info[0].value
+        assert not common._RESIDENT, "the Home page must never load a model"
+    finally:
+        common._RESIDENT.update(saved)
+    assert any("No runs yet" in m.value for m in at.markdown)
+    assert any("Start on **Train**" in m.value for m in at.markdown)
+    labels = [p.value for p in at.get("page_link")]
+    assert "Train" in labels and "Runs" in labels
+
+
+def test_home_lists_recent_runs_with_headline_metrics(ui_store, source_runs):
+    older, newer = copy_runs(source_runs, ui_store)
+    (ui_store.root / "0123456789abcdef").mkdir()  # a broken folder never breaks Home
+    at = home()
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value
+    assert set(table["run"]) == {older.run_id, newer.run_id}
+    assert {"test flip β=+1", "test flip β=−1", "faithfulness KL", "effective / params"} <= set(table.columns)
+    n = newer.metrics["test"]
+    assert table.set_index("run").loc[newer.run_id, "effective / params"] == f"{n['n_effective']} / {n['n_params']}"
+    assert any("1 broken bundle" in c.value for c in at.caption)
+
+
+def test_home_run_picker_links_to_the_chosen_run(ui_store, source_runs):
+    a, b = copy_runs(source_runs, ui_store)
+    at = home()
+    picker = at.selectbox(key="home_run")
+    assert len(picker.options) == 2 and all(" · " in o for o in picker.options)  # labelled runs
+    picker.set_value(a.run_id).run()
+    assert not at.exception
+    assert f"Open run {a.run_id} on Explore" in [p.value for p in at.get("page_link")]
+    picker.set_value(b.run_id).run()
+    assert f"Open run {b.run_id} on Explore" in [p.value for p in at.get("page_link")]
+
+
+def test_home_shows_the_loaded_model(ui_store, tiny_llama):
+    at = home()
+    at.switch_page("pages/1_Train.py").run()  # the Train page loads the session's model
+    assert not at.exception
+    at.switch_page("app.py").run()
+    assert "Loaded model: tiny-llama" in at.info[0].value

@@ -1,0 +1,133 @@
+"""`python -m actscale` in a subprocess: the JSON last line and the exit statuses (interfaces.md)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+METRICS = {"flip_acc_pos", "flip_acc_neg", "logit_diff_base", "logit_diff_pos", "logit_diff_neg",
+           "faithfulness_kl", "kl_full", "l1", "n_params", "n_effective", "n_prompts"}
+LOADING = "loading model tiny-llama ..."
+TRAIN = ["train", "--model", "tiny-llama", "--device", "cpu", "--steps", "3", "--n-prompts", "16"]
+
+# name: (arguments after TRAIN's "train", file to write, the exact stderr lines)
+BAD_INPUTS = {
+    "unknown model": (
+        ["--model", "no-such-org/no-such-model-xyz"], None,
+        ["loading model no-such-org/no-such-model-xyz ...",
+         "error: model 'no-such-org/no-such-model-xyz' is not in the local Hugging Face cache and the hub cannot "
+         "be reached (no network); use --model bundled, a local folder, or connect to the network"]),
+    "malformed dataset": (
+        ["--task", "custom", "--dataset", "bad.jsonl"], ("bad.jsonl", '{"prompt": "a", "correct": " b"\n'),
+        ["error: bad.jsonl: malformed JSON on line 1: Expecting ',' delimiter"]),  # before the model load
+    "multi-token answers only": (
+        ["--task", "custom", "--dataset", "multi.csv"],
+        ("multi.csv", "prompt,correct,wrong\nWhen Mary went to the store she met, New York, Paris\n"
+                      "The capital is, Los Angeles, Rome\n"),
+        [LOADING, "error: no usable prompts: 2 multi-token answer"]),
+    "empty dataset": (
+        ["--task", "custom", "--dataset", "empty.csv"], ("empty.csv", ""),
+        ["error: empty.csv: file is empty"]),
+    "unknown site": (
+        ["--sites", "attn_out,mlp"], None,
+        ["error: unknown site(s) mlp: choose from attn_out, mlp_out, head, resid_post"]),
+    "bad argument value": (
+        ["--steps", "abc"], None,
+        ["error: argument --steps: invalid int value: 'abc' (see `python -m actscale train --help`)"]),
+}
+
+
+def cli(args: list[str], cwd) -> subprocess.CompletedProcess:
+    # One thread: tiny models gain nothing from two, and the processes share 2 cores.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("ACTSCALE_STORE", None)
+    return subprocess.run([sys.executable, "-m", "actscale", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def last_json(proc: subprocess.CompletedProcess) -> dict:
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Every command of this module as its own process, three at a time (each pays for
+    importing torch): the training and the bad inputs, then eval and list on the bundle."""
+    root = tmp_path_factory.mktemp("cli")
+    store = str(root / "runs")
+    jobs = {"train": TRAIN + ["--store", store]}
+    for name, (args, file, _) in BAD_INPUTS.items():
+        if file:
+            (root / file[0]).write_text(file[1])
+        jobs[name] = TRAIN + args + ["--store", store]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = {name: pool.submit(cli, args, root) for name, args in jobs.items()}
+        done = {name: f.result() for name, f in futures.items()}
+        bundle = last_json(done["train"])["bundle"]
+        followups = {
+            "eval": ["eval", "--run", bundle, "--device", "cpu"],
+            "list": ["list", "--store", store],
+        }
+        futures = {name: pool.submit(cli, args, root) for name, args in followups.items()}
+        done.update({name: f.result() for name, f in futures.items()})
+    return done
+
+
+def test_train_prints_the_json_contract(runs):
+    out = last_json(runs["train"])
+    assert set(out) == {"run_id", "bundle", "method", "n_params", "metrics"}
+    assert out["method"] == "activscalar" and out["n_params"] == 2 * 2 * 15  # |S|·L·I on tiny-llama
+    assert out["bundle"].endswith(out["run_id"]) and os.path.isfile(os.path.join(out["bundle"], "params.safetensors"))
+    assert set(out["metrics"]) == {"train", "test"}
+    for split in out["metrics"].values():
+        assert set(split) == METRICS
+    stderr = runs["train"].stderr.splitlines()
+    assert stderr[0] == LOADING and stderr[1].startswith("kept ")
+    assert [line.split()[1] for line in stderr[2:]] == ["1/3", "2/3", "3/3"]  # progress to stderr
+
+
+def test_eval_prints_the_same_metrics(runs):
+    trained, evaluated = last_json(runs["train"]), last_json(runs["eval"])
+    assert evaluated["run_id"] == trained["run_id"] and evaluated["beta"] == 1.0
+    assert set(evaluated["metrics"]) == {"train", "test"}
+    for split, metrics in trained["metrics"].items():
+        assert set(evaluated["metrics"][split]) == METRICS
+        for name, value in metrics.items():
+            assert evaluated["metrics"][split][name] == pytest.approx(value, abs=1e-6)
+
+
+def test_list(runs):
+    out = last_json(runs["list"])
+    (run,) = out["runs"]
+    assert out["store"].endswith("runs")
+    assert run["run_id"] == last_json(runs["train"])["run_id"] and run["ok"] is True
+    assert (run["model"], run["task"], run["method"]) == ("tiny-llama", "ioi", "activscalar")
+    assert run["test"] == last_json(runs["train"])["metrics"]["test"]
+
+
+@pytest.mark.parametrize("name", list(BAD_INPUTS))
+def test_bad_input_exits_2_with_one_line(runs, name):
+    proc, expected = runs[name], BAD_INPUTS[name][2]
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert "Traceback" not in proc.stderr
+    # The message is one line; only a progress line ("loading model ...") may come before it.
+    assert proc.stderr.splitlines() == expected
+
+
+
+def test_unexpected_error_exits_1_with_one_line(monkeypatch, capsys):
+    from actscale import cli as cli_module
+
+    def broken(args):
+        raise RuntimeError("disk\non fire")
+
+    monkeypatch.setattr(cli_module, "cmd_list", broken)
+    assert cli_module.main(["list"]) == 1
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", "error: RuntimeError: disk on fire\n")

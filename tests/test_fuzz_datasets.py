@@ -1,0 +1,393 @@
+"""Hostile datasets (issue 4, part 3): property-based tests with Hypothesis.
+
+Random bytes, non-UTF-8 text, wrong or missing columns, empty and huge files, answers that are
+multi-token, identical or empty, prompts longer than the model's context. Whatever the input,
+`read_dataset`, `prepare_task` and `build_task` either succeed (with the documented invariants)
+or raise DatasetError / ActscaleError with a one-line message: never another exception, never a
+traceback, never a partial run in the store. The command line answers exit 2 with one error line.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from actscale.api import build_task, train_run
+from actscale.errors import ActscaleError, DatasetError
+from actscale.store import RunStore
+from actscale.tasks import Example, PreparedTask, prepare_task, read_dataset, task_vocabulary
+from actscale.training import TrainConfig
+
+# Generated inputs per test (Hypothesis's max_examples); their sum is the figure the issue asks
+# for, and test_inputs_fuzzed_total checks that they really ran.
+MAX_EXAMPLES = {
+    "random_bytes": 250,
+    "non_utf8": 100,
+    "csv_columns": 200,
+    "jsonl_values": 200,
+    "empty_files": 60,
+    "huge_files": 100,
+    "answers_and_prompts": 250,
+    "end_to_end": 40,
+}
+FUZZED: dict[str, int] = {}
+N_CTX = 256  # the tiny models' context
+
+
+def fuzz_settings(name: str):
+    return settings(max_examples=MAX_EXAMPLES[name], deadline=None, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+def _count(name: str) -> None:
+    FUZZED[name] = FUZZED.get(name, 0) + 1
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """Tiny models run fastest on one thread (a busy 2-core machine makes torch's pool spin)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def fuzz_dir():
+    with tempfile.TemporaryDirectory(prefix="actscale-fuzz-") as d:
+        yield Path(d)
+
+
+def _write(folder: Path, data: bytes, suffix: str) -> Path:
+    path = folder / f"data-{uuid.uuid4().hex[:8]}{suffix}"
+    path.write_bytes(data)
+    return path
+
+
+def _one_line(exc: BaseException) -> str:
+    message = str(exc)
+    assert message, f"{type(exc).__name__} with an empty message"
+    assert len(message.splitlines()) == 1 and "\n" not in message and "\r" not in message, repr(message)
+    assert "Traceback" not in message
+    return message
+
+
+def checked_read(path: Path, **kwargs) -> list[Example] | None:
+    """read_dataset's contract: a clean list of examples, or a one-line DatasetError."""
+    try:
+        examples = read_dataset(path, **kwargs)
+    except DatasetError as exc:
+        _one_line(exc)
+        return None
+    assert examples and all(isinstance(e, Example) for e in examples)
+    for e in examples:
+        assert e.prompt.strip() and e.correct.strip() and e.wrong.strip()
+        assert e.correct != e.wrong
+        assert e.split in ("", "train", "test")
+    return examples
+
+
+def checked_prepare(examples: list[Example], model, fixed_length: bool) -> PreparedTask | None:
+    """prepare_task's contract: a consistent task (every kept prompt fits the context, every
+    answer is one token, every drop has a reason), or a one-line DatasetError."""
+    try:
+        task = prepare_task(examples, model.tokenizer, prepend_bos=model.prepend_bos, fixed_length=fixed_length,
+                            seed=0, test_frac=0.2, max_len=model.n_ctx)
+    except DatasetError as exc:
+        _one_line(exc)
+        return None
+    assert len(task.examples) + len(task.dropped) == len(examples)
+    assert 1 <= task.n_pos <= model.n_ctx
+    assert task.tokens.shape == task.attention_mask.shape == (len(task.examples), task.n_pos)
+    assert bool((task.correct_ids != task.wrong_ids).all())
+    assert task.split_indices("train").numel() >= 1
+    if fixed_length:
+        assert bool(task.attention_mask.all())
+    for e in task.examples:
+        assert len(model.tokenizer(e.correct, add_special_tokens=False).input_ids) == 1
+        assert len(model.tokenizer(e.wrong, add_special_tokens=False).input_ids) == 1
+    for _, reason in task.dropped:
+        assert reason and "\n" not in reason
+    _one_line(ValueError(task.summary()))
+    return task
+
+
+# ---- strategies ---------------------------------------------------------------------------
+
+SUFFIXES = st.sampled_from([".csv", ".jsonl", ".json", ".CSV", ".txt", ""])
+WORDS = [w for w in task_vocabulary() if w.isalpha()]
+SINGLE = st.sampled_from(WORDS).map(lambda w: " " + w)              # one token for the tiny tokenizer
+MULTI = st.lists(st.sampled_from(WORDS), min_size=2, max_size=4).map(lambda ws: " " + " ".join(ws))
+UNKNOWN = st.text(alphabet="qxzjk", min_size=5, max_size=8).map(lambda w: " " + w)  # one [UNK] token
+BLANK = st.sampled_from(["", " ", "\t", "  "])
+ANSWER = st.one_of(SINGLE, SINGLE, MULTI, UNKNOWN, BLANK, st.text(max_size=12))
+SHORT_PROMPT = st.lists(st.sampled_from(WORDS), min_size=1, max_size=20).map(" ".join)
+LONG_PROMPT = st.integers(N_CTX, N_CTX + 60).map(lambda n: " ".join(["Mary"] * n))  # > context with BOS
+PROMPT = st.one_of(SHORT_PROMPT, SHORT_PROMPT, LONG_PROMPT, BLANK, st.text(max_size=40))
+SPLIT = st.sampled_from(["", "train", "test", "TEST", " train ", "validation", None])
+COLUMN = st.sampled_from(["prompt", "correct", "wrong", "split", " prompt ", "Prompt", "answer", "", "x"])
+
+
+@st.composite
+def rows(draw, min_size: int = 0, max_size: int = 8):
+    out = []
+    for _ in range(draw(st.integers(min_size, max_size))):
+        row = {"prompt": draw(PROMPT), "correct": draw(ANSWER)}
+        row["wrong"] = draw(st.one_of(ANSWER, st.just(row["correct"])))  # sometimes identical
+        split = draw(SPLIT)
+        if split is not None:
+            row["split"] = split
+        out.append(row)
+    return out
+
+
+def _csv_bytes(header: list[str], body: list[list[str]]) -> bytes:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(header)
+    writer.writerows(body)
+    return buf.getvalue().encode("utf-8")
+
+
+def _dataset_bytes(table: list[dict], fmt: str, ascii_json: bool = True) -> bytes:
+    if fmt == ".jsonl":
+        return "".join(json.dumps(r, ensure_ascii=ascii_json) + "\n" for r in table).encode("utf-8")
+    header = ["prompt", "correct", "wrong", "split"]
+    return _csv_bytes(header, [[r.get(c, "") for c in header] for r in table])
+
+
+JSON_VALUE = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+# ---- the properties -----------------------------------------------------------------------
+
+
+@fuzz_settings("random_bytes")
+@given(data=st.binary(max_size=3000), suffix=SUFFIXES)
+@example(data=b"\x00" * 64, suffix=".csv")
+@example(data=b"prompt,correct,wrong\n\x00,\x00,\x01\n", suffix=".csv")
+@example(data=b'prompt,correct,wrong\n"unclosed, a, b\n', suffix=".csv")
+@example(data=b'{"prompt": ' + b"1" * 5000 + b', "correct": "a", "wrong": "b"}\n', suffix=".jsonl")
+@example(data=b"[" * 100_000, suffix=".jsonl")
+def test_random_bytes(fuzz_dir, tiny_llama, data, suffix):
+    _count("random_bytes")
+    examples = checked_read(_write(fuzz_dir, data, suffix))
+    if examples:
+        checked_prepare(examples, tiny_llama, fixed_length=True)
+
+
+INVALID_UTF8 = st.sampled_from([b"\xff", b"\xfe", b"\xc0\xaf", b"\xed\xa0\x80", b"\x80", b"\xe9"])
+
+
+@fuzz_settings("non_utf8")
+@given(table=rows(min_size=1), fmt=st.sampled_from([".csv", ".jsonl"]), bad=INVALID_UTF8, where=st.floats(0, 1),
+       latin1=st.booleans())
+def test_non_utf8(fuzz_dir, table, fmt, bad, where, latin1):
+    _count("non_utf8")
+    data = _dataset_bytes(table, fmt)
+    if latin1:  # a file saved in Latin-1 by a spreadsheet
+        data = data.decode("utf-8").replace("a", "\u00e9").encode("latin-1", errors="replace")
+    else:
+        cut = int(where * len(data))
+        data = data[:cut] + bad + data[cut:]
+    try:
+        data.decode("utf-8-sig")
+        valid = True
+    except UnicodeDecodeError:
+        valid = False
+    try:
+        read_dataset(_write(fuzz_dir, data, fmt))
+    except DatasetError as exc:
+        message = _one_line(exc)
+        if not valid:
+            assert "UTF-8" in message
+        return
+    assert valid, "invalid UTF-8 was accepted"
+
+
+@fuzz_settings("csv_columns")
+@given(header=st.lists(st.one_of(COLUMN, st.text(max_size=6)), max_size=6),
+       body=st.lists(st.lists(st.one_of(SHORT_PROMPT, ANSWER), max_size=7), max_size=6))
+@example(header=["prompt", "correct"], body=[["a b", " Mary"]])
+@example(header=["prompt", "correct", "wrong"], body=[["When Mary", " Mary"]])  # a short row
+@example(header=["prompt", "correct", "wrong"], body=[])  # header only
+def test_csv_columns(fuzz_dir, tiny_llama, header, body):
+    _count("csv_columns")
+    examples = checked_read(_write(fuzz_dir, _csv_bytes(header, body), ".csv"))
+    present = {h.strip() for h in header}
+    if not {"prompt", "correct", "wrong"} <= present:
+        assert examples is None, "a CSV without the required columns was accepted"
+    if examples:
+        checked_prepare(examples, tiny_llama, fixed_length=False)
+
+
+@fuzz_settings("jsonl_values")
+@given(lines=st.lists(st.one_of(
+    JSON_VALUE.map(json.dumps),
+    st.fixed_dictionaries({"prompt": st.one_of(PROMPT, JSON_VALUE), "correct": st.one_of(ANSWER, JSON_VALUE)},
+                          optional={"wrong": st.one_of(ANSWER, JSON_VALUE), "split": st.one_of(SPLIT, JSON_VALUE)}
+                          ).map(json.dumps),
+    st.text(max_size=30),
+), min_size=0, max_size=6))
+def test_jsonl_values(fuzz_dir, tiny_llama, lines):
+    _count("jsonl_values")
+    examples = checked_read(_write(fuzz_dir, "\n".join(lines).encode("utf-8", errors="surrogatepass"), ".jsonl"))
+    if examples:
+        checked_prepare(examples, tiny_llama, fixed_length=False)
+
+
+@fuzz_settings("empty_files")
+@given(blank=st.text(alphabet=" \t\r\n\x0b\x0c", max_size=50), bom=st.booleans(),
+       suffix=st.sampled_from([".csv", ".jsonl", ".json"]))
+def test_empty_files(fuzz_dir, blank, bom, suffix):
+    _count("empty_files")
+    data = (b"\xef\xbb\xbf" if bom else b"") + blank.encode()
+    with pytest.raises(DatasetError) as info:
+        read_dataset(_write(fuzz_dir, data, suffix))
+    assert "empty" in _one_line(info.value)
+
+
+@fuzz_settings("huge_files")
+@given(limit=st.integers(1, 4000), extra=st.integers(1, 2000), fill=st.binary(min_size=1, max_size=64),
+       suffix=st.sampled_from([".csv", ".jsonl"]))
+def test_huge_files(fuzz_dir, limit, extra, fill, suffix):
+    """Over the size limit: refused before the file is read (the real limit is 50 MB; a small
+    limit makes the test fast)."""
+    _count("huge_files")
+    data = (fill * ((limit + extra) // len(fill) + 1))[: limit + extra]
+    with pytest.raises(DatasetError) as info:
+        read_dataset(_write(fuzz_dir, data, suffix), max_bytes=limit)
+    assert "limit" in _one_line(info.value)
+
+
+def _clean(row: dict) -> bool:
+    """A row read_dataset must accept: no empty field, two different answers, a known split."""
+    return (all(row[c].strip() for c in ("prompt", "correct", "wrong")) and row["correct"] != row["wrong"]
+            and row.get("split", "").strip().lower() in ("", "train", "test"))
+
+
+@fuzz_settings("answers_and_prompts")
+@given(table=rows(min_size=1, max_size=10), fmt=st.sampled_from([".csv", ".jsonl"]), fixed=st.booleans(),
+       ascii_json=st.booleans())
+@example(table=[{"prompt": "When Mary\u2028and John\x85went", "correct": " Mary", "wrong": " John"}], fmt=".jsonl",
+         fixed=False, ascii_json=False)
+def test_answers_and_prompts(fuzz_dir, tiny_llama, table, fmt, fixed, ascii_json):
+    """Multi-token, identical, empty and unknown answers; prompts longer than the context."""
+    _count("answers_and_prompts")
+    examples = checked_read(_write(fuzz_dir, _dataset_bytes(table, fmt, ascii_json), fmt))
+    if any(not r["prompt"].strip() or not r["correct"].strip() or not r["wrong"].strip() for r in table):
+        assert examples is None  # an empty field is an error naming the row
+    if any(r["correct"] == r["wrong"] for r in table):
+        assert examples is None
+    if all(_clean(r) for r in table):  # and a valid file is read back exactly as written
+        assert examples is not None, "a valid dataset was refused"
+        assert [(e.prompt, e.correct, e.wrong) for e in examples] == [(r["prompt"], r["correct"], r["wrong"]) for r in table]
+    if not examples:
+        return
+    task = checked_prepare(examples, tiny_llama, fixed_length=fixed)
+    for ex in examples:
+        n_prompt = 1 + len(tiny_llama.tokenizer(ex.prompt, add_special_tokens=False).input_ids)
+        if n_prompt > N_CTX and task is not None:
+            assert all(e.prompt != ex.prompt for e in task.examples)
+            reasons = [r for e, r in task.dropped if e == ex]
+            assert reasons, "a prompt longer than the context was neither kept nor dropped"
+            ids = [tiny_llama.tokenizer(a, add_special_tokens=False).input_ids for a in (ex.correct, ex.wrong)]
+            if all(len(i) == 1 for i in ids) and ids[0] != ids[1]:  # else an answer problem is reported first
+                assert "context" in reasons[0], reasons
+
+
+@st.composite
+def mostly_usable_rows(draw):
+    """Rows a user might really upload: single-token answers with some multi-token or unknown
+    ones, and some prompts too long for the context, so that runs both train and fail."""
+    out = []
+    for _ in range(draw(st.integers(1, 8))):
+        correct = draw(st.one_of(SINGLE, SINGLE, SINGLE, MULTI, UNKNOWN))
+        wrong = draw(st.one_of(SINGLE, SINGLE, SINGLE, MULTI, UNKNOWN).filter(lambda w: w != correct))
+        out.append({"prompt": draw(st.one_of(SHORT_PROMPT, SHORT_PROMPT, LONG_PROMPT)), "correct": correct,
+                    "wrong": wrong, "split": draw(st.sampled_from(["", "", "train", "test"]))})
+    return out
+
+
+@fuzz_settings("end_to_end")
+@given(table=mostly_usable_rows(), fmt=st.sampled_from([".csv", ".jsonl"]),
+       method=st.sampled_from(["activscalar", "steervec", "dynscalar"]))
+def test_build_task_and_train_never_leave_a_partial_run(fuzz_dir, tiny_llama, table, fmt, method):
+    _count("end_to_end")
+    path = _write(fuzz_dir, _dataset_bytes(table, fmt), fmt)
+    store = RunStore(fuzz_dir / f"store-{uuid.uuid4().hex[:8]}")
+    config = TrainConfig(model="tiny-llama", task="custom", dataset=str(path), method=method, steps=1, early_stop=0)
+    try:
+        task = build_task(tiny_llama, config)
+        bundle = train_run(config, tiny_llama, store=store, task=task)
+    except ActscaleError as exc:
+        _one_line(exc)
+        assert not store.root.exists() or not any(store.root.iterdir()), "a failed run left files"
+        return
+    assert [p.name for p in store.root.iterdir()] == [bundle.run_id]  # complete, and nothing else
+    assert [r.ok for r in store.list()] == [True]
+    _count("end_to_end_trained")
+
+
+def test_inputs_fuzzed_total():
+    """The figure for the issue: at least 1,000 generated inputs (checked when all ran)."""
+    assert sum(MAX_EXAMPLES.values()) >= 1000
+    trained = FUZZED.pop("end_to_end_trained", 0)
+    if set(FUZZED) != set(MAX_EXAMPLES):
+        pytest.skip("only some fuzz tests ran")
+    total = sum(FUZZED.values())
+    print(f"\ninputs fuzzed: {total} ({', '.join(f'{k} {v}' for k, v in FUZZED.items())}); "
+          f"{trained} of the end-to-end inputs trained and stored a complete run")
+    assert total >= 1000
+    assert trained >= 5, "the end-to-end inputs hardly ever reached training"
+
+
+# ---- the command line ---------------------------------------------------------------------
+
+CLI_FILES = {
+    "random.csv": bytes(range(256)) * 4,
+    "latin1.jsonl": '{"prompt": "Caf\u00e9 Mary", "correct": " Mary", "wrong": " John"}\n'.encode("latin-1"),
+    "columns.csv": b"question,answer\nWhen Mary and John went to the store,Mary\n",
+    "answers.csv": _csv_bytes(["prompt", "correct", "wrong"], [
+        ["When Mary and John went to the store, John gave a drink to", " Mary Anne", " John"],
+        [" ".join(["Mary"] * 300), " Mary", " John"],
+        ["When Mary and John went to the store, John gave a drink to", " zzzz", " qqqq"],
+    ]),
+}
+
+
+def test_cli_hostile_datasets_exit_2(tmp_path):
+    env = {**os.environ, "ACTSCALE_STORE": str(tmp_path / "runs"), "HF_HUB_OFFLINE": "1",
+           "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    procs = {}
+    for name, data in CLI_FILES.items():  # started together: each spends its time importing
+        path = tmp_path / name
+        path.write_bytes(data)
+        procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "actscale", "train", "--model", "tiny-llama", "--task", "custom",
+             "--dataset", str(path), "--steps", "1", "--device", "cpu"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+        )
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 2, f"{name}: exit {proc.returncode}: {err}"
+        assert out == "", f"{name}: stdout {out!r}"
+        assert "Traceback" not in err
+        errors = [line for line in err.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and err.splitlines()[-1] == errors[0], f"{name}: {err!r}"
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

@@ -1,0 +1,100 @@
+"""Model loading: device choice, clear one-line errors, the tiny test seam, the weights fingerprint."""
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from actscale.errors import ModelLoadError
+from actscale.models import last_position_logits, load_model, parameter_fingerprint, resolve_device
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The tiny models run fastest on one thread, and a shared 2-core machine makes two
+    threads wait on each other (5x slower under load)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_resolve_device(monkeypatch):
+    # Neither CUDA nor MPS (as on the 2-core CI machine), then CUDA, then MPS only.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu"
+    assert resolve_device("cpu") == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert resolve_device("auto") == "mps"
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(ModelLoadError, match="^device 'mps' was asked for but MPS is not available$"):
+        resolve_device("mps")
+    with pytest.raises(ModelLoadError, match="^device 'cuda' was asked for but no CUDA GPU is available$"):
+        resolve_device("cuda")
+    with pytest.raises(ModelLoadError, match="^unknown device 'tpu': use auto, cpu, cuda or mps$"):
+        resolve_device("tpu")
+
+
+@pytest.mark.parametrize("name", ["", "   "])
+def test_empty_name(name):
+    with pytest.raises(ModelLoadError) as info:
+        load_model(name, "cpu")
+    assert str(info.value) == "no model name given: use 'bundled', a local folder or a Hugging Face id"
+
+
+def test_folder_without_config(tmp_path):
+    (tmp_path / "weights.bin").write_bytes(b"\0" * 8)
+    with pytest.raises(ModelLoadError) as info:
+        load_model(str(tmp_path), "cpu")
+    assert str(info.value) == f"model folder {tmp_path.resolve()} has no config.json: it is not a Hugging Face checkpoint"
+
+
+def test_unknown_hub_id_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError) as info:
+        load_model("no-such-org/no-such-model-xyz", "cpu")
+    assert str(info.value) == (
+        "model 'no-such-org/no-such-model-xyz' is not in the local Hugging Face cache and the hub cannot be "
+
+
+        "reached (no network); use --model bundled, a local folder, or connect to the network"
+    )
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2"])
+def test_tiny_models(name, tiny_llama, tiny_gpt2):
+    model = tiny_llama if name == "tiny-llama" else tiny_gpt2
+    assert model.name == name and model.device == "cpu"
+    assert (model.n_layers, model.d_model, model.n_heads, model.d_head, model.d_vocab) == (2, 64, 4, 16, 192)
+    assert model.prepend_bos and model.tokenizer.bos_token_id == 1
+    assert len(model.tokenizer(" Mary", add_special_tokens=False).input_ids) == 1
+    assert not any(p.requires_grad for p in model.bridge.parameters())
+    assert not model.bridge.training
+    assert model.describe() == f"{name} (2 layers, d_model 64, 4 heads) on cpu"
+
+
+def test_parameter_fingerprint(tiny_llama, tiny_gpt2):
+    fp = parameter_fingerprint(tiny_llama.bridge)
+    assert re.fullmatch(r"[0-9a-f]{16}", fp)
+    assert fp == parameter_fingerprint(tiny_llama.bridge) == tiny_llama.weights_hash
+    assert fp != tiny_gpt2.weights_hash
+    again = load_model("tiny-llama", "cpu")  # a separate copy, built from the same seed
+    assert again.weights_hash == fp
+    with torch.no_grad():
+        next(iter(again.bridge.original_model.parameters())).view(-1)[0] += 1.0
+    assert parameter_fingerprint(again.bridge) != fp
+
+
+def test_last_position_logits_reads_the_last_token(tiny_llama):
+    x = torch.randint(4, 150, (2, 6), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        full = tiny_llama.bridge(x)
+        last = last_position_logits(tiny_llama, x)
+    assert last.shape == (2, tiny_llama.d_vocab)
+    assert torch.allclose(last, full[:, -1], atol=1e-6)

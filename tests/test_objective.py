@@ -1,0 +1,98 @@
+"""The objective and the metrics against values worked out by hand (method.md §3–4)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from actscale.objective import effectiveness, kl_divergence, logit_diff, objective, split_metrics
+
+
+def softmax(xs: list[float]) -> list[float]:
+    z = sum(math.exp(x) for x in xs)
+    return [math.exp(x) / z for x in xs]
+
+
+def kl(p: list[float], q: list[float]) -> float:
+    return sum(pi * (math.log(pi) - math.log(qi)) for pi, qi in zip(p, q))
+
+
+# A 4-token vocabulary; token 0 is a+ and token 1 is a− in both rows.
+BASE = [1.0, 2.0, 3.0, 4.0]
+STEERED = [2.0, 0.0, 1.0, 3.0]
+
+
+def test_logit_diff():
+    logits = torch.tensor([[0.5, -1.0, 2.0, 0.25], [3.0, 1.5, -2.0, 0.0]])
+    delta = logit_diff(logits, torch.tensor([2, 0]), torch.tensor([1, 2]))
+    assert delta.tolist() == [3.0, 5.0]  # 2 − (−1), 3 − (−2)
+
+
+def test_hinge_effectiveness_both_directions():
+    delta = torch.tensor([3.0, 0.5, -1.0, -4.0, 0.0])
+    beta = torch.tensor([1.0, 1.0, -1.0, -1.0, -1.0])
+    # β=+1 wants Δ ≥ 2: Δ=3 → 0, Δ=0.5 → 1.5; β=−1 wants Δ ≤ −2: Δ=−1 → 1, Δ=−4 → 0, Δ=0 → 2.
+    assert effectiveness(delta, beta, margin=2.0).tolist() == [0.0, 1.5, 1.0, 0.0, 2.0]
+    assert effectiveness(delta, beta, margin=0.0).tolist() == [0.0, 0.0, 0.0, 0.0, 0.0]
+
+
+def test_restricted_kl_by_hand():
+    # Without tokens 0 and 1 the distributions are softmax([3, 4]) and softmax([1, 3]).
+    p0, p = softmax([3.0, 4.0]), softmax([1.0, 3.0])
+    expected = kl(p0, p)
+    # The same number written out: a = p0(token 2) = 1/(1+e), b = p(token 2) = 1/(1+e²).
+    a, b = 1 / (1 + math.e), 1 / (1 + math.e ** 2)
+    assert expected == pytest.approx(a * math.log(a / b) + (1 - a) * math.log((1 - a) / (1 - b)), abs=1e-12)
+    assert expected == pytest.approx(0.082608, abs=1e-6)
+    got = kl_divergence(torch.tensor([BASE]), torch.tensor([STEERED]), torch.tensor([0]), torch.tensor([1]))
+    assert got.shape == (1,)
+    assert got.item() == pytest.approx(expected, abs=1e-6)
+    # The answer tokens' own logits do not enter the restricted KL.
+    moved = torch.tensor([[50.0, -50.0, 1.0, 3.0]])
+    assert kl_divergence(torch.tensor([BASE]), moved, torch.tensor([0]), torch.tensor([1])).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_full_kl_by_hand():
+    expected = kl(softmax(BASE), softmax(STEERED))
+    got = kl_divergence(torch.tensor([BASE]), torch.tensor([STEERED]))
+    assert got.item() == pytest.approx(expected, abs=1e-6)
+    assert kl_divergence(torch.tensor([BASE]), torch.tensor([BASE])).item() == 0.0
+    # A constant shift of every logit leaves the distribution, and so the KL, unchanged.
+    assert kl_divergence(torch.tensor([BASE]), torch.tensor([BASE]) + 7.0).abs().item() < 1e-6
+
+
+def test_objective_total_and_terms():
+    base = torch.tensor([BASE, BASE])
+    logits = torch.tensor([STEERED, STEERED])
+    correct, wrong = torch.tensor([0, 0]), torch.tensor([1, 1])
+    beta = torch.tensor([1.0, -1.0])
+    # Δ = 2 − 0 = 2 in both rows: β=+1 → max(0, 3 − 2) = 1; β=−1 → max(0, 3 + 2) = 5.
+    l_f = kl(softmax([3.0, 4.0]), softmax([1.0, 3.0]))
+    terms = objective(logits, base, correct, wrong, beta, torch.tensor(4.0), margin=3.0, lambda_f=0.5, lambda_m=0.25)
+    assert terms.effectiveness.item() == 3.0
+    assert terms.faithfulness.item() == pytest.approx(l_f, abs=1e-6)
+    assert terms.minimality.item() == 4.0
+    assert terms.total.item() == pytest.approx(3.0 + 0.5 * l_f + 0.25 * 4.0, abs=1e-6)
+
+
+def test_split_metrics_by_hand():
+    # Four prompts, vocabulary of 4, a+ = token 0 and a− = token 1 throughout.
+    correct, wrong = torch.zeros(4, dtype=torch.long), torch.ones(4, dtype=torch.long)
+
+    def rows(deltas: list[float]) -> torch.Tensor:  # logits with Δ = d and tokens 2, 3 fixed
+        return torch.tensor([[d, 0.0, 1.0, 2.0] for d in deltas])
+
+    base, pos, neg = rows([1.0, 1.0, 1.0, -1.0]), rows([2.0, 0.5, 0.0, -3.0]), rows([-2.0, -1.0, 0.5, 1.0])
+    m = split_metrics(base, pos, neg, correct, wrong, l1=1.5, n_params=60, n_effective=7)
+    assert m["flip_acc_pos"] == 0.5    # Δ > 0 strictly: 2 and 0.5, not 0 or −3
+    assert m["flip_acc_neg"] == 0.5    # Δ < 0: −2 and −1
+    assert m["logit_diff_base"] == 0.5
+    assert m["logit_diff_pos"] == pytest.approx(-0.125)
+    assert m["logit_diff_neg"] == pytest.approx(-0.375)
+    # Tokens 2 and 3 keep their logits, so the restricted KL is 0 while the full one is not.
+    assert m["faithfulness_kl"] == pytest.approx(0.0, abs=1e-7)
+    full = [kl(softmax(b), softmax(s)) for b, s in zip(base.tolist() * 2, pos.tolist() + neg.tolist())]
+    assert m["kl_full"] == pytest.approx(sum(full) / 8, abs=1e-6)
+    assert (m["l1"], m["n_params"], m["n_effective"], m["n_prompts"]) == (1.5, 60, 7, 4)
+    assert isinstance(m["n_params"], int) and isinstance(m["n_effective"], int)

@@ -1,0 +1,196 @@
+"""The Compare page through Streamlit's AppTest, on tiny-model runs of the three methods."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from actscale.api import train_run
+from actscale.store import RunStore
+from actscale.training import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = str(ROOT / "pages" / "3_Compare.py")
+METHODS = ("activscalar", "steervec", "dynscalar")
+SITES = ("attn_out", "mlp_out", "head")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_llama):
+    """One tiny run per method (made once for the module), in a store of their own."""
+    root = tmp_path_factory.mktemp("compare") / "runs"
+    bundles = {
+        m: train_run(TrainConfig(model="tiny-llama", method=m, steps=3, n_prompts=16, sites=SITES), tiny_llama,
+                     store=RunStore(root))
+        for m in METHODS
+    }
+    return root, bundles
+
+
+@pytest.fixture(autouse=True)
+def env(runs, monkeypatch):
+    monkeypatch.setenv("ACTSCALE_STORE", str(runs[0]))
+    monkeypatch.setenv("ACTSCALE_MODEL", "tiny-llama")
+
+
+def open_page() -> AppTest:
+    return AppTest.from_file(PAGE, default_timeout=60).run()
+
+
+def chart_keys(at: AppTest) -> list[str]:
+    return [c.proto.id.split("-fig-", 1)[1] for c in at.get("plotly_chart")]
+
+
+def chart(at: AppTest, prefix: str) -> dict:
+    found = [c for c in at.get("plotly_chart") if c.proto.id.split("-fig-", 1)[1].startswith(prefix)]
+    assert len(found) == 1
+    return json.loads(found[0].proto.spec)
+
+
+def comparison_table(at: AppTest):
+    tables = [d.value for d in at.dataframe if "faithfulness_kl" in d.value.columns]
+    assert len(tables) == 1
+    return tables[0]
+
+
+def test_smoke_default_selection(runs):
+    at = open_page()
+    assert not at.exception and not at.error
+    # DynScalar keeps prompts of all lengths, so no run shares the newest run's dataset hash:
+    # the default falls back to the runs on the same task, model and seed, i.e. all three.
+    assert set(at.multiselect(key="compare_pick").value) == {b.run_id for b in runs[1].values()}
+    assert {"methods", "params", "tradeoff-min-0", "tradeoff-faith-0"} <= set(chart_keys(at))
+    assert chart(at, "params")["layout"]["yaxis"]["type"] == "log"
+
+
+def test_selecting_runs_shows_their_comparison(runs):
+    at = open_page()
+    two = [runs[1]["activscalar"].run_id, runs[1]["steervec"].run_id]
+    at.multiselect(key="compare_pick").set_value(two).run()
+    assert not at.exception and not at.error
+    table = comparison_table(at)
+    assert sorted(table["run_id"].unique()) == sorted(two)
+    assert set(table["split"]) == {"train", "test"} and len(table) == 4
+    methods = chart(at, "methods")
+    assert {t["name"] for t in methods["data"]} == {"train", "test"}  # train and test side by side
+    assert len(methods["data"]) == 6  # 3 panels × 2 splits
+    # every trade-off point carries its run id for click-through
+    points = chart(at, "tradeoff-faith")
+    ids = {row[0] for trace in points["data"] for row in trace["customdata"]}
+    assert ids == set(two)
+
+    at.multiselect(key="compare_pick").set_value([]).run()
+    assert not at.exception and "Choose at least one run." in [i.value for i in at.info]
+
+
+def test_tradeoff_controls(runs):
+    at = open_page()
+    at.selectbox(key="compare_minimality").set_value("effective_frac").run()
+    at.selectbox(key="compare_colour").set_value("lambda_m").run()
+    at.radio(key="compare_split").set_value("train").run()
+    assert not at.exception and not at.error
+    spec = chart(at, "tradeoff-min")
+    assert spec["layout"]["xaxis"]["title"]["text"] == "minimality: fraction of effective components"
+    assert all(t["name"].startswith("λ_M = ") for t in spec["data"])
+
+
+def text_input(at: AppTest, label: str):
+    return next(t for t in at.text_input if t.label == label)
+
+
+def launch_button(at: AppTest):
+    return next(b for b in at.button if b.label == "Launch sweep")
+
+
+def test_bad_sweep_values_are_one_error(runs):
+    at = open_page()
+    text_input(at, "λ_M (minimality)").set_value("0.01, lots")
+    launch_button(at).click().run()
+    assert not at.exception
+    assert len(at.error) == 1 and "λ_M" in at.error[0].value and "not a number" in at.error[0].value
+    text_input(at, "λ_M (minimality)").set_value("0.01")
+    text_input(at, "m (margin)").set_value("1, 2, 3, 4")
+    text_input(at, "λ_F (faithfulness)").set_value("0, 0.5, 1, 2")
+    text_input(at, "λ_M (minimality)").set_value("0.001, 0.01")
+    launch_button(at).click().run()
+    assert not at.exception
+    assert len(at.error) == 1 and "32 runs" in at.error[0].value
+
+
+def test_sweep_creates_runs(runs):
+    root, bundles = runs
+    before = {r.run_id for r in RunStore(root).list()}
+    base = bundles["activscalar"]
+    at = open_page()
+    at.selectbox(key="sweep_base").set_value(base.run_id).run()
+    text_input(at, "λ_M (minimality)").set_value("0.02, 0.2")
+    next(n for n in at.number_input if n.label == "Steps per run").set_value(2)
+    launch_button(at).click().run()
+    assert not at.exception and not at.error
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if any("The last sweep finished" in s.value for s in at.success):
+            break
+        time.sleep(0.5)
+        at.run()
+        assert not at.exception and not at.error
+    else:
+        pytest.fail("the sweep did not finish in time")
+    new = [r for r in RunStore(root).list() if r.run_id not in before]
+    assert len(new) == 2
+    assert sorted(r.config["lambda_m"] for r in new) == [0.02, 0.2]
+    for r in new:
+        # the base run's configuration, prompts and split, with only the swept values changed
+        assert r.config["steps"] == 2 and r.config["method"] == "activscalar"
+        assert r.config["dataset_hash"] == base.config["dataset_hash"]
+        assert r.config["lambda_f"] == base.config["lambda_f"] and r.config["margin"] == base.config["margin"]
+    # the finished sweep joins the comparison
+    assert {r.run_id for r in new} <= set(at.multiselect(key="compare_pick").value)
+    assert {r.run_id for r in new} <= set(comparison_table(at)["run_id"])
+
+
+def test_open_run_without_the_app_keeps_the_choice(runs):
+    at = open_page()
+    at.multiselect(key="compare_pick").set_value([b.run_id for b in runs[1].values()]).run()
+    target = runs[1]["steervec"].run_id
+    at.selectbox(key="compare_open").set_value(target)
+    next(b for b in at.button if b.label == "Open on Explore").click().run()
+    assert not at.exception and not at.error
+    assert at.query_params["run"] == target
+    assert any(target in i.value for i in at.info)
+
+
+@pytest.mark.skipif(not (ROOT / "app.py").exists(), reason="needs the Home page (app.py)")
+def test_open_run_switches_to_explore(runs):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    at.switch_page("pages/3_Compare.py").run()
+    assert not at.exception
+    at.multiselect(key="compare_pick").set_value([b.run_id for b in runs[1].values()]).run()
+    target = runs[1]["dynscalar"].run_id
+    at.selectbox(key="compare_open").set_value(target)
+    next(b for b in at.button if b.label == "Open on Explore").click().run()
+    assert not at.exception and not at.error
+    assert [t.value for t in at.title] == ["Explore a run"]
+    assert at.selectbox(key="explore_run").value == target
+    assert at.query_params["run"] == target
+
+
+def test_selected_customdata():
+    from actscale.ui.common import selected_customdata
+
+    event = {"selection": {"points": [{"customdata": ["abc"], "x": 1}, {"customdata": "def"}, {"x": 2}]}}
+    assert selected_customdata(event) == ["abc", "def"]
+    assert selected_customdata(None) == [] and selected_customdata({"selection": {}}) == []
+
+
+def test_parse_values():
+    from actscale.errors import ActscaleError
+    from actscale.ui.common import parse_values
+
+    assert parse_values(" 0.1, 1e-3 ,0.1,", "x") == [0.1, 0.001]
+    for bad in ("", " , ", "a", "-1", "nan", "inf"):
+        with pytest.raises(ActscaleError):
+            parse_values(bad, "x")

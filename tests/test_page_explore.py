@@ -1,0 +1,186 @@
+"""The Explore page through Streamlit's AppTest, on tiny-model runs of the three methods.
+
+Explore is viewer mode: no test here may need a model on the page, and none is loaded."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from streamlit.testing.v1 import AppTest
+
+from actscale.api import train_run
+from actscale.store import RunStore
+from actscale.training import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = str(ROOT / "pages" / "2_Explore.py")
+METHODS = ("activscalar", "steervec", "dynscalar")
+SITES = ("attn_out", "mlp_out", "head")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_llama):
+    """One tiny run per method (made once for the module), in a store of their own."""
+    root = tmp_path_factory.mktemp("explore") / "runs"
+    bundles = {
+        m: train_run(TrainConfig(model="tiny-llama", method=m, steps=3, n_prompts=16, sites=SITES), tiny_llama,
+                     store=RunStore(root))
+        for m in METHODS
+    }
+    return root, bundles
+
+
+@pytest.fixture(autouse=True)
+def env(runs, monkeypatch):
+    monkeypatch.setenv("ACTSCALE_STORE", str(runs[0]))
+    monkeypatch.setenv("ACTSCALE_MODEL", "tiny-llama")
+
+
+def open_page(run_id: str | None = None) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    if run_id is not None:
+        at.query_params["run"] = run_id
+    return at.run()
+
+
+def chart(at: AppTest, key: str) -> dict:
+    """The plotly specification of the figure drawn with ``show_figure(..., key)``."""
+    found = [c for c in at.get("plotly_chart") if c.proto.id.endswith(f"-fig-{key}")]
+    assert len(found) == 1, [c.proto.id for c in at.get("plotly_chart")]
+    return json.loads(found[0].proto.spec)
+
+
+def chart_keys(at: AppTest) -> list[str]:
+    return [c.proto.id.split("-fig-", 1)[1] for c in at.get("plotly_chart")]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_query_param_opens_that_run(runs, method):
+    run_id = runs[1][method].run_id
+    at = open_page(run_id)
+    assert not at.exception and not at.error
+    assert at.selectbox(key="explore_run").value == run_id
+    assert at.query_params["run"] == run_id
+    keys = chart_keys(at)
+    assert "history" in keys
+    if method == "activscalar":
+        assert {"alpha-attn_out", "alpha-mlp_out", "alpha-head", "head-position", "head-sum"} <= set(keys)
+        heat = chart(at, "alpha-attn_out")["data"][0]
+        assert heat["type"] == "heatmap" and heat["zmid"] == 0  # diverging, centred on "no change"
+        assert heat["x"] == runs[1][method].info["position_labels"]  # token strings on the position axis
+    elif method == "steervec":
+        assert {"ratio-attn_out", "cos-attn_out", "ratio-head", "cos-head", "head-position"} <= set(keys)
+        assert chart(at, "cos-mlp_out")["data"][0]["zmin"] == -1
+    else:
+        assert {"dyn-norms", "head-dyn", "dyn-prompt-attn_out", "dyn-lengths"} <= set(keys)
+    # the top-components table, the metrics table, and a model never loaded
+    assert len(at.dataframe) >= 2
+    assert any("Download table (CSV)" == b.proto.label for b in at.get("download_button"))
+
+
+def test_invalid_query_param_is_one_error_line(runs):
+    at = open_page("../../etc")
+    assert not at.exception
+    assert len(at.error) == 1 and "invalid run id" in at.error[0].value
+    # and the page still shows a run (the newest)
+    assert at.selectbox(key="explore_run").value in {b.run_id for b in runs[1].values()}
+
+
+def test_unknown_run_id_is_a_warning(runs):
+    at = open_page("0123456789abcdef")
+    assert not at.exception and not at.error
+    assert len(at.warning) == 1 and "0123456789abcdef" in at.warning[0].value
+
+
+def test_head_position_select_changes_the_figure(runs):
+    at = open_page(runs[1]["activscalar"].run_id)
+    slider = at.select_slider(key="explore_head_position")
+    n_pos = runs[1]["activscalar"].config["n_pos"]
+    assert slider.value == n_pos - 1  # the last position (where the answer is read) by default
+    before = chart(at, "head-position")
+    summed = chart(at, "head-sum")
+    at.select_slider(key="explore_head_position").set_value(n_pos - 2).run()
+    assert not at.exception and not at.error
+    after = chart(at, "head-position")
+    assert after["data"][0]["z"] != before["data"][0]["z"]
+    assert runs[1]["activscalar"].info["position_labels"][n_pos - 2] in after["layout"]["title"]["text"]
+    assert chart(at, "head-sum")["data"][0]["z"] == summed["data"][0]["z"]  # not tied to the position
+
+
+def test_dyn_prompt_select_changes_the_scalars(runs):
+    bundle = runs[1]["dynscalar"]
+    at = open_page(bundle.run_id)
+    before = chart(at, "dyn-prompt-mlp_out")
+    lengths = [len(t) for t in bundle.info["str_tokens"]]
+    other = next(i for i, n in enumerate(lengths) if n != lengths[0])
+    at.selectbox(key="explore_dyn_prompt").set_value(other).run()
+    assert not at.exception and not at.error
+    after = chart(at, "dyn-prompt-mlp_out")
+    assert len(after["data"][0]["x"]) == lengths[other] != len(before["data"][0]["x"])
+
+
+def test_top_components_count(runs):
+    at = open_page(runs[1]["activscalar"].run_id)
+    at.number_input(key="explore_top_k").set_value(7).run()
+    assert not at.exception
+    tables = [d.value for d in at.dataframe if "abs" in d.value.columns]
+    assert len(tables) == 1 and len(tables[0]) == 7
+    assert list(tables[0]["abs"]) == sorted(tables[0]["abs"], reverse=True)
+
+
+def copy_run(root: Path, src: str, new_id: str) -> Path:
+    """A copy of run ``src`` under another id (config.json names its folder)."""
+    dest = root / new_id
+    shutil.copytree(root / src, dest)
+    config = json.loads((dest / "config.json").read_text())
+    config["run_id"] = new_id
+    (dest / "config.json").write_text(json.dumps(config))
+    return dest
+
+
+def test_broken_bundles_never_break_the_page(runs):
+    root, bundles = runs
+    garbage = root / "aaaaaaaaaaaaaaaa"
+    garbage.mkdir()
+    (garbage / "config.json").write_text("{not json")
+    unreadable = copy_run(root, bundles["activscalar"].run_id, "bbbbbbbbbbbbbbbb")
+    (unreadable / "params.safetensors").write_bytes(b"\x00garbage")
+    # readable, but its per-prompt scalars have the wrong shape: that figure fails as one line
+    misshapen = copy_run(root, bundles["dynscalar"].run_id, "cccccccccccccccc")
+    n = len(bundles["dynscalar"].dataset)
+    save_file({f"dynalpha.{s}": torch.zeros(n, 1) for s in SITES}, str(misshapen / "analysis.safetensors"))
+    try:
+        at = open_page()
+        assert not at.exception
+        for run_id in ("aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"):
+            at = open_page(run_id)
+            assert not at.exception
+            assert len(at.error) <= 1
+        at = open_page("cccccccccccccccc")
+        assert not at.exception
+        assert len(at.error) == 1 and "per-prompt scalars" in at.error[0].value
+        assert "history" in chart_keys(at)  # the rest of the page is drawn
+        at = open_page(bundles["steervec"].run_id)
+        assert not at.exception and not at.error
+    finally:
+        for path in (garbage, unreadable, misshapen):
+            shutil.rmtree(path)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_viewer_mode_never_loads_a_model(runs, method, monkeypatch):
+    from actscale import models
+    from actscale.ui import common
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("Explore must not load a model")
+
+    monkeypatch.setattr(common, "resident_model", refuse)
+    monkeypatch.setattr(common, "load_model", refuse)
+    monkeypatch.setattr(models, "load_model", refuse)
+    at = open_page(runs[1][method].run_id)
+    assert not at.exception and not at.error

@@ -1,0 +1,168 @@
+"""The Playground page through Streamlit's AppTest, on tiny-model runs of the three methods."""
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from actscale.api import train_run
+from actscale.store import RunStore
+from actscale.training import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = str(ROOT / "pages" / "4_Playground.py")
+METHODS = ("activscalar", "steervec", "dynscalar")
+SITES = ("attn_out", "mlp_out", "head")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_llama):
+    """One tiny run per method (made once for the module), in a store of their own."""
+    root = tmp_path_factory.mktemp("playground") / "runs"
+    bundles = {
+        m: train_run(TrainConfig(model="tiny-llama", method=m, steps=3, n_prompts=16, sites=SITES), tiny_llama,
+                     store=RunStore(root))
+        for m in METHODS
+    }
+    return root, bundles
+
+
+@pytest.fixture(autouse=True)
+def env(runs, monkeypatch):
+    monkeypatch.setenv("ACTSCALE_STORE", str(runs[0]))
+    monkeypatch.setenv("ACTSCALE_MODEL", "tiny-llama")
+
+
+def open_page(run_id: str | None) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    if run_id is not None:
+        at.query_params["run"] = run_id
+    return at.run()
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+DELTA = "Δ = logit(a+) − logit(a−)"
+
+
+def array(value) -> np.ndarray:
+    """A plotly array from a figure's JSON: a list, or a typed array ``{dtype, bdata}``."""
+    if isinstance(value, dict) and "bdata" in value:
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+    return np.asarray(value)
+
+
+def typed(at: AppTest, prompt: str | None = None, correct: str | None = None, wrong: str | None = None) -> AppTest:
+    at.radio(key="pg_source").set_value("Type my own").run()
+    if prompt is not None:
+        at.text_area(key="pg_prompt").set_value(prompt)
+    if correct is not None:
+        at.text_input(key="pg_correct").set_value(correct)
+    if wrong is not None:
+        at.text_input(key="pg_wrong").set_value(wrong)
+    return at.run()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_smoke(runs, method):
+    bundle = runs[1][method]
+    at = open_page(bundle.run_id)
+    assert not at.exception and not at.error
+    assert at.selectbox(key="playground_run").value == bundle.run_id
+    assert set(metrics(at)) == {DELTA, "p(a+)", "p(a−)"}
+    # the top-10 tables before and after, and the per-example table
+    tables = [d.value for d in at.dataframe]
+    top = [t for t in tables if "rank_change" in t.columns]
+    assert len(top) == 2 and all(len(t) == 10 for t in top)
+    examples = [t for t in tables if "delta_base" in t.columns]
+    assert len(examples) == 1 and len(examples[0]) == len(bundle.dataset)
+    assert {"delta_pos", "delta_neg", "flipped_pos", "flipped_neg"} <= set(examples[0].columns)
+    curve = [c for c in at.get("plotly_chart") if c.proto.id.endswith("-fig-beta-curve")]
+    assert len(curve) == 1
+    spec = json.loads(curve[0].proto.spec)
+    assert len(array(spec["data"][0]["x"])) == 21
+
+
+def test_beta_slider_changes_delta(runs):
+    at = open_page(runs[1]["activscalar"].run_id)
+    assert at.slider(key="pg_beta").value == 1.0
+    at_plus = metrics(at)[DELTA]
+    at.slider(key="pg_beta").set_value(-1.0).run()
+    assert not at.exception and not at.error
+    at_minus = metrics(at)[DELTA]
+    assert at_plus != at_minus
+    at.slider(key="pg_beta").set_value(0.0).run()
+    # β = 0 is the unmodified model: no change against it
+    assert [m.delta for m in at.metric if m.label == DELTA] == ["+0.000 vs β = 0"]
+
+
+def test_picking_a_dataset_prompt(runs):
+    bundle = runs[1]["steervec"]
+    at = open_page(bundle.run_id)
+    at.selectbox(key="pg_pick").set_value(3).run()
+    assert not at.exception and not at.error
+    row = bundle.dataset[3]
+    assert any(row["correct"] in c.value and row["wrong"] in c.value for c in at.caption)
+
+
+def test_typed_multi_token_answer_is_one_error(runs):
+    at = open_page(runs[1]["dynscalar"].run_id)
+    typed(at, correct="Mary John")
+    assert not at.exception
+    assert len(at.error) == 1 and "2 tokens" in at.error[0].value
+    # the per-example table needs no model and stays
+    assert any("delta_base" in d.value.columns for d in at.dataframe)
+
+
+def test_typed_prompt_of_the_wrong_length_is_one_error(runs):
+    bundle = runs[1]["activscalar"]
+    at = open_page(bundle.run_id)
+    typed(at, prompt="When Mary went to the store")
+    assert not at.exception
+    assert len(at.error) == 1 and f"{bundle.config['n_pos']} tokens" in at.error[0].value
+
+
+def test_typed_prompt_of_any_length_for_dynscalar(runs):
+    at = open_page(runs[1]["dynscalar"].run_id)
+    typed(at, prompt="When Mary and John went to the park, John gave a ball to", correct="Mary", wrong="John")
+    assert not at.exception and not at.error
+    before = metrics(at)[DELTA]
+    typed(at, prompt="Then, Mary and John went to the park. John gave a ball to")
+    assert not at.exception and not at.error
+    assert metrics(at)[DELTA] != before
+
+
+def test_empty_prompt_is_one_error(runs):
+    at = open_page(runs[1]["dynscalar"].run_id)
+    typed(at, prompt="   ")
+    assert not at.exception and len(at.error) == 1 and "empty" in at.error[0].value
+
+
+def test_invalid_run_link(runs):
+    at = open_page("../../etc/passwd")
+    assert not at.exception
+    assert len(at.error) == 1 and "invalid run id" in at.error[0].value
+
+
+def test_run_made_on_another_model_is_one_error(runs, monkeypatch):
+    """A run whose weights hash is not the loaded model's: one line, and the table stays."""
+    from actscale.ui import common
+
+    real = common.resident_model
+
+    def other_model(name=None, device=None):
+        import dataclasses
+
+        return dataclasses.replace(real(name, device), weights_hash="0000000000000000")
+
+    monkeypatch.setattr(common, "resident_model", other_model)
+    at = open_page(runs[1]["steervec"].run_id)
+    assert not at.exception
+    assert len(at.error) == 1 and "was trained on model" in at.error[0].value
+    assert any("delta_base" in d.value.columns for d in at.dataframe)

@@ -1,0 +1,175 @@
+"""Train page through Streamlit's AppTest, on the tiny test model: the preview, a real
+background training, reuse of a stored run, Cancel, and one-line errors."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from actscale.store import RunStore
+from actscale.training import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+TRAIN = "pages/1_Train.py"
+
+
+@pytest.fixture
+def ui_store(tmp_path, monkeypatch) -> RunStore:
+    monkeypatch.setenv("ACTSCALE_MODEL", "tiny-llama")
+    monkeypatch.setenv("ACTSCALE_STORE", str(tmp_path / "runs"))
+    monkeypatch.chdir(ROOT)
+    from actscale.ui import train_form
+
+    monkeypatch.setattr(train_form, "UPLOAD_DIR", tmp_path / "uploads")  # uploads stay in the test's folder
+    return RunStore(tmp_path / "runs")
+
+
+def train_page() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.session_state["model_name"] = "tiny-llama"
+    at.session_state["device"] = "cpu"
+    at.run()
+    return at.switch_page(TRAIN).run()
+
+
+def number(at: AppTest, label_start: str):
+    return next(w for w in at.number_input if w.label.startswith(label_start))
+
+
+def button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def poll(at: AppTest, done, seconds: float = 90.0) -> AppTest:
+    """Rerun the page (as the fragment's timer would) until ``done(at)`` or the time is up."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        at.run()
+        assert not at.exception, at.exception
+        if done(at):
+            return at
+    raise AssertionError("the page never reached the expected state")
+
+
+def test_train_smoke(ui_store):
+    at = train_page()
+    assert not at.exception and not at.error
+    assert at.title[0].value == "Train"
+    assert any("Loaded model: tiny-llama" in c.value for c in at.caption)
+    # The validation preview: one row per prompt with tokens, Δ and the prediction.
+    preview = at.dataframe[0].value
+    assert {"prompt", "tokens", "delta_base", "picks", "prediction", "split"} <= set(preview.columns)
+    n = TrainConfig().n_prompts  # the page's default
+    assert len(preview) == n
+    assert any(f"kept {n} of {n} prompts" in m.value for m in at.markdown)
+    # Every hyperparameter of TrainConfig is in the form.
+    labels = {w.label.split(" (")[0] for w in at.number_input}
+    assert {"Steps", "Learning rate", "Batch size", "Margin m", "λ_F", "λ_M", "τ", "Early stop after", "Seed",
+            "Prompts"} <= labels
+    assert at.multiselect(key="train_methods").value == ["activscalar"]
+    assert "Train" in [b.label for b in at.button]
+
+
+def test_preview_follows_the_dataset_choices(ui_store):
+    at = train_page()
+    at.number_input(key="train_n_prompts").set_value(10).run()
+    assert len(at.dataframe[0].value) == 10
+    at.radio(key="train_task").set_value("ccc").run()
+    assert not at.exception and not at.error
+    assert at.dataframe[0].value["prompt"].str.startswith("The capital of").all()
+    # Two methods of different kinds: one preview per prompt set.
+    at.multiselect(key="train_methods").set_value(["activscalar", "dynscalar"]).run()
+    assert sum("DynScalar (prompts of any length)" in m.value for m in at.markdown) == 1
+    assert len(at.dataframe) == 2
+
+
+def test_uploaded_dataset_preview_shows_dropped_prompts_and_bad_files_one_error(ui_store):
+    at = train_page()
+    at.radio(key="train_task").set_value("custom").run()
+    assert any("Upload a CSV or JSONL" in i.value for i in at.info)
+    good = ("prompt,correct,wrong\n"
+            "When Mary and John went to the store John gave a drink to, Mary, John\n"
+            "When Amy and Tom went to the park Tom gave a ball to, Amy, Tom\n"
+            "When Kate and Ben went to the school Ben gave a book to, Kate, Ben\n"
+            "Then Anne and Paul went, Anne Paul, Paul\n")
+    at.file_uploader(key="train_upload").upload("mine.csv", good.encode(), "text/csv")
+    at.run()
+    assert not at.exception and not at.error
+    prompts, dropped = at.dataframe[0].value, at.dataframe[1].value
+    assert len(prompts) == 3
+    assert list(dropped["reason"]) == ["answer ' Anne Paul' is 2 tokens"]
+    assert len(list((ui_store.root.parent / "uploads").glob("*.csv"))) == 1
+
+    at.file_uploader(key="train_upload").upload("bad.csv", b"\xff\xfe\x00garbage", "text/csv")
+    at.run()
+    assert not at.exception
+    assert len(at.error) == 1 and "not UTF-8" in at.error[0].value
+    assert "\n" not in at.error[0].value
+
+
+def test_a_bad_model_name_is_one_line(ui_store):
+    at = train_page()
+    at.radio(key="train_model_source").set_value("Local folder").run()
+    at.text_input(key="train_model_name").set_value("/no/such/model/folder").run()
+    button(at, "Load model").click().run()
+    assert not at.exception
+    assert len(at.error) == 1 and "/no/such/model/folder" in at.error[0].value
+    at.run()  # not retried on every rerun, still one line
+    assert len(at.error) == 1
+
+
+def test_submit_trains_in_the_background_then_reuses_the_stored_run(ui_store):
+    at = train_page()
+    at.number_input(key="train_n_prompts").set_value(16)
+    at.run()
+    # Form widgets take their values when the form is submitted, in the same run.
+    number(at, "Steps").set_value(3)
+    number(at, "Early stop").set_value(0)
+    button(at, "Train").click().run()
+    assert not at.exception and not at.error
+    poll(at, lambda a: bool(a.success))
+    assert "Done: 1 run(s) trained" in at.success[0].value
+    runs = [r for r in ui_store.list() if r.ok]
+    assert len(runs) == 1
+    run_id = runs[0].run_id
+    assert f"Open run {run_id} on Explore" in [p.value for p in at.get("page_link")]
+    assert at.session_state["run_id"] == run_id
+    assert runs[0].config["steps"] == 3 and runs[0].config["n_prompts"] == 16
+
+    # The same configuration again: the stored run opens, nothing is trained.
+    button(at, "Train").click().run()
+    assert not at.exception
+    assert "already trained" in at.success[0].value
+    assert f"Open run {run_id} on Explore" in [p.value for p in at.get("page_link")]
+    assert [r.run_id for r in ui_store.list()] == [run_id]
+
+
+def test_cancel_stores_nothing(ui_store):
+    at = train_page()
+    at.number_input(key="train_n_prompts").set_value(16)
+    at.run()
+    number(at, "Steps").set_value(100_000)
+    number(at, "Early stop").set_value(0)
+    button(at, "Train").click().run()
+    poll(at, lambda a: bool(a.get("progress")) and "step" in a.get("progress")[0].proto.text)
+    assert "s left" in at.get("progress")[0].proto.text
+    at.button(key="cancel_training").click().run()
+    assert not at.exception
+    poll(at, lambda a: any("Cancelled" in w.value for w in a.warning))
+    assert any(w.value == "Cancelled — nothing was stored." for w in at.warning)
+    assert ui_store.list() == []
+    assert not [p for p in ui_store.root.iterdir()] if ui_store.root.exists() else True
+
+
+def test_the_page_sets_every_trainconfig_field():
+    """A hyperparameter added to TrainConfig must get a widget on the page."""
+    import dataclasses
+
+    from actscale.ui import train_form as tf
+
+    covered = tf.MODEL_FIELDS + tf.DATASET_FIELDS + tf.FORM_FIELDS
+    assert sorted(covered) == sorted(f.name for f in dataclasses.fields(TrainConfig))

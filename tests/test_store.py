@@ -1,0 +1,160 @@
+"""The run store: bundle format (interfaces.md), atomic writes, run ids, reuse, round trips."""
+from __future__ import annotations
+
+import csv
+import json
+import re
+
+import pytest
+import torch
+from safetensors import safe_open
+
+import actscale.store as store_module
+from actscale.api import build_task, evaluate_run, expected_run_id, intervention_from_bundle, load_run, train_run
+from actscale.errors import ActscaleError
+from actscale.store import run_id_for
+from actscale.training import TrainConfig
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The tiny models run fastest on one thread, and a shared 2-core machine makes two
+    threads wait on each other (5x slower under load)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+METRICS = {"flip_acc_pos", "flip_acc_neg", "logit_diff_base", "logit_diff_pos", "logit_diff_neg",
+           "faithfulness_kl", "kl_full", "l1", "n_params", "n_effective", "n_prompts"}
+FILES = {"config.json", "params.safetensors", "metrics.json", "history.csv", "dataset.jsonl",
+         "analysis.safetensors", "analysis.json"}
+
+
+def config(model, **changes) -> TrainConfig:
+    base = dict(model=model.name, method="activscalar", steps=3, n_prompts=16, batch_size=4, early_stop=0,
+                lr=0.05, device="cpu")
+    return TrainConfig(**{**base, **changes})
+
+
+@pytest.mark.parametrize("method", ["activscalar", "steervec", "dynscalar"])
+def test_save_load_evaluate_gives_the_training_metrics(tiny_llama, store, method):
+    bundle = train_run(config(tiny_llama, method=method, sites=("attn_out", "head")), tiny_llama, store=store)
+    loaded = load_run(bundle.run_id, store)
+    assert loaded.metrics == bundle.metrics and set(loaded.metrics) == {"train", "test"}
+    assert load_run(str(bundle.path)).run_id == bundle.run_id
+    again = evaluate_run(loaded, tiny_llama)
+    for split in ("train", "test"):
+        assert set(again[split]) == METRICS
+        for name, value in bundle.metrics[split].items():
+            assert again[split][name] == pytest.approx(value, abs=1e-6), (split, name)
+
+
+@pytest.mark.parametrize("method,shapes", [
+    ("activscalar", {"alpha.attn_out": [2, 15], "alpha.head": [2, 15, 4]}),
+    ("steervec", {"vector.attn_out": [2, 15, 64], "vector.head": [2, 15, 4, 16]}),
+    ("dynscalar", {"w.attn_out": [2, 64], "b.attn_out": [2], "w.head": [2, 4, 16], "b.head": [2, 4]}),
+])
+def test_bundle_files_and_tensors(tiny_llama, store, method, shapes):
+    cfg = config(tiny_llama, method=method, sites=("attn_out", "head"))
+    bundle = train_run(cfg, tiny_llama, store=store)
+    path = bundle.path
+    assert path == store.root / bundle.run_id and re.fullmatch(r"[0-9a-f]{16}", bundle.run_id)
+    assert {p.name for p in path.iterdir()} == FILES
+    with safe_open(str(path / "params.safetensors"), framework="pt") as fh:
+        assert {k: list(fh.get_slice(k).get_shape()) for k in fh.keys()} == shapes
+        assert {str(fh.get_tensor(k).dtype) for k in fh.keys()} == {"torch.float32"}
+    saved = json.loads((path / "config.json").read_text())
+    for key in ("model", "weights_hash", "method", "sites", "steps", "lr", "batch_size", "margin", "lambda_f",
+                "lambda_m", "seed", "n_prompts", "test_frac", "device", "dtype", "dataset_hash", "versions",
+                "created", "run_id"):
+        assert key in saved, key
+    assert (saved["model"], saved["method"], saved["sites"], saved["dtype"]) == ("tiny-llama", method, ["attn_out", "head"], "float32")
+    assert saved["weights_hash"] == tiny_llama.weights_hash and saved["run_id"] == bundle.run_id
+    assert set(saved["versions"]) >= {"actscale", "torch", "transformers", "transformer-lens"}
+    metrics = json.loads((path / "metrics.json").read_text())
+    assert set(metrics) == {"train", "test"} and all(set(m) == METRICS for m in metrics.values())
+    rows = [json.loads(line) for line in (path / "dataset.jsonl").read_text().splitlines()]
+    assert all(set(r) == {"prompt", "correct", "wrong", "split"} for r in rows)
+    assert [r["split"] for r in rows].count("test") == metrics["test"]["n_prompts"]
+    assert len(rows) == metrics["train"]["n_prompts"] + metrics["test"]["n_prompts"]
+
+
+def test_history_csv(tiny_llama, store):
+    bundle = train_run(config(tiny_llama, steps=4), tiny_llama, store=store)
+    with open(bundle.path / "history.csv", newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader)
+        rows = list(reader)
+    assert header[:5] == ["step", "loss", "effectiveness", "faithfulness", "minimality"]
+    assert set(header[5:]) == {"flip_acc_pos", "flip_acc_neg", "elapsed"}
+    assert [int(r[0]) for r in rows] == [1, 2, 3, 4]
+    assert [h["step"] for h in bundle.history] == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_run_id_is_deterministic_and_reused(tiny_llama, store):
+    cfg = config(tiny_llama, steps=3)
+    steps = []
+    first = train_run(cfg, tiny_llama, store=store, on_step=lambda i: steps.append(i.step))
+    assert steps == [1, 2, 3]
+    second = train_run(cfg, tiny_llama, store=store, on_step=lambda i: steps.append(i.step))
+    assert steps == [1, 2, 3]  # reused: not trained again
+    assert second.run_id == first.run_id and second.config["created"] == first.config["created"]
+    assert first.run_id == run_id_for(first.config) == expected_run_id(tiny_llama, build_task(tiny_llama, cfg), cfg)
+    # The created time is not part of the identity; any hyperparameter is.
+    assert run_id_for({**first.config, "created": "1999-01-01T00:00:00+00:00"}) == first.run_id
+    assert run_id_for({**first.config, "lr": 0.5}) != first.run_id
+    other = train_run(cfg.replace(seed=1), tiny_llama, store=store)
+    assert other.run_id != first.run_id
+    assert sorted(r.run_id for r in store.list()) == sorted([first.run_id, other.run_id])
+
+
+def test_writes_are_atomic(tiny_llama, store, monkeypatch):
+    train_run(config(tiny_llama), tiny_llama, store=store)
+    assert [p.name for p in store.root.iterdir() if p.name.startswith(".")] == []
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store_module, "_write_history", broken)
+    with pytest.raises(OSError, match="disk full"):
+        train_run(config(tiny_llama, seed=7), tiny_llama, store=store)
+    assert len(list(store.root.iterdir())) == 1  # the first run only: no half-written folder
+    assert len(store.list()) == 1
+
+
+def test_delete_and_list(tiny_llama, store):
+    bundle = train_run(config(tiny_llama), tiny_llama, store=store)
+    (listed,) = store.list()
+    assert (listed.run_id, listed.ok, listed.config["method"]) == (bundle.run_id, True, "activscalar")
+    assert listed.metrics == bundle.metrics
+    store.delete(bundle.run_id)
+    assert store.list() == [] and list(store.root.iterdir()) == []
+    with pytest.raises(ActscaleError) as info:
+        store.delete(bundle.run_id)
+    assert str(info.value) == f"no run {bundle.run_id} in {store.root}"
+    with pytest.raises(ActscaleError) as info:
+        load_run(bundle.run_id, store)
+    assert str(info.value) == f"no run {bundle.run_id} in {store.root}"
+    with pytest.raises(ActscaleError, match=r"^invalid run id '\.\./etc': a run id is 16 hexadecimal digits$"):
+        store.load("../etc")
+
+
+def test_bundle_refuses_another_model(tiny_llama, tiny_gpt2, store):
+    bundle = train_run(config(tiny_llama), tiny_llama, store=store)
+    with pytest.raises(ActscaleError) as info:
+        intervention_from_bundle(bundle, tiny_gpt2)
+    assert str(info.value) == (
+        f"run {bundle.run_id} was trained on model 'tiny-llama' (weights {tiny_llama.weights_hash}); "
+
+
+        f"the loaded model is 'tiny-gpt2' ({tiny_gpt2.weights_hash})"
+    )
+
+
+def test_evaluate_run_with_beta_zero_is_the_base_model(tiny_llama, store):
+    bundle = train_run(config(tiny_llama, lr=0.3), tiny_llama, store=store)
+    metrics = evaluate_run(bundle, tiny_llama, beta=0.0)
+    for m in metrics.values():
+        assert m["logit_diff_pos"] == m["logit_diff_neg"] == pytest.approx(m["logit_diff_base"], abs=1e-6)
+        assert m["faithfulness_kl"] == pytest.approx(0.0, abs=1e-7)

@@ -1,0 +1,217 @@
+"""Training on the tiny models: frozen weights, determinism, parameter counts, progress,
+cancelling, divergence, the cached base pass, and DynScalar on prompts of several lengths."""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+import pytest
+import torch
+
+from actscale import training
+from actscale.api import build_task, train_run
+from actscale.errors import ActscaleError, TrainingCancelled, TrainingDiverged
+from actscale.objective import LossTerms
+from actscale.training import TrainConfig, new_intervention, train
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The tiny models run fastest on one thread, and a shared 2-core machine makes two
+    threads wait on each other (5x slower under load)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def config(model, **changes) -> TrainConfig:
+    base = dict(model=model.name, task="ioi", method="activscalar", steps=3, n_prompts=16, batch_size=4,
+                early_stop=0, device="cpu")
+    return TrainConfig(**{**base, **changes})
+
+
+@pytest.mark.parametrize("method", ["activscalar", "steervec", "dynscalar"])
+def test_base_weights_bit_identical_after_training(tiny_model, method):
+    cfg = config(tiny_model, method=method, sites=("attn_out", "mlp_out", "head", "resid_post"), lr=0.5)
+    before = {k: v.clone() for k, v in tiny_model.bridge.original_model.state_dict().items()}
+    result = train(tiny_model, build_task(tiny_model, cfg), cfg)
+    assert result.metrics["train"]["l1"] > 0  # something was learned
+    after = tiny_model.bridge.original_model.state_dict()
+    assert after.keys() == before.keys() and len(before) > 10
+    for name, tensor in before.items():
+        assert torch.equal(after[name], tensor), name
+    assert not any(p.requires_grad for p in tiny_model.bridge.parameters())
+
+
+@pytest.mark.parametrize("method", ["activscalar", "dynscalar"])
+def test_same_seed_same_parameters_other_seed_different(tiny_llama, method):
+    def params(seed):
+        cfg = config(tiny_llama, method=method, seed=seed, steps=4)
+        return train(tiny_llama, build_task(tiny_llama, cfg), cfg).intervention.named_tensors()
+
+    first, second, other = params(0), params(0), params(1)
+    assert first.keys() == second.keys() == other.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert any(not torch.equal(first[k], other[k]) for k in first)
+    assert any(t.abs().sum() > 0 for t in first.values())
+
+
+def test_parameter_counts(tiny_llama):
+    L, D, H, dh = 2, 64, 4, 16
+    task = build_task(tiny_llama, config(tiny_llama))
+    n_pos = task.n_pos
+    assert n_pos == 15
+
+    def count(method, sites):
+        return new_intervention(tiny_llama, task, config(tiny_llama, method=method, sites=sites)).n_params
+
+    for sites in [("attn_out",), ("attn_out", "mlp_out"), ("attn_out", "mlp_out", "resid_post")]:
+        s = len(sites)
+        assert count("activscalar", sites) == s * L * n_pos
+        assert count("steervec", sites) == D * s * L * n_pos
+        assert count("dynscalar", sites) == s * L * (D + 1)
+    assert count("activscalar", ("head",)) == L * H * n_pos
+    assert count("steervec", ("head",)) == L * H * n_pos * dh
+    assert count("dynscalar", ("head",)) == L * H * (dh + 1)
+    cfg = config(tiny_llama, steps=1)
+    assert train(tiny_llama, task, cfg).metrics["test"]["n_params"] == 2 * L * n_pos == 60
+
+
+def test_progress_callback_reports_every_step(tiny_llama):
+    cfg = config(tiny_llama, steps=5, lambda_f=0.5, lambda_m=0.1)
+    infos = []
+    result = train(tiny_llama, build_task(tiny_llama, cfg), cfg, on_step=infos.append)
+    assert [i.step for i in infos] == [1, 2, 3, 4, 5]
+    assert {i.n_steps for i in infos} == {5} and result.steps_run == 5 and not result.stopped_early
+    assert [i.elapsed for i in infos] == sorted(i.elapsed for i in infos)
+    first = infos[0]  # the identity: Δ is the base model's, the KL and ‖θ‖₁ are 0
+    assert abs(first.faithfulness) < 1e-6 and first.minimality == 0.0
+    assert first.flip_acc_pos + first.flip_acc_neg == pytest.approx(1.0)  # Δ>0 or Δ<0 for each prompt
+    for i in infos:
+        assert i.loss == pytest.approx(i.effectiveness + 0.5 * i.faithfulness + 0.1 * i.minimality, rel=1e-5)
+        assert 0.0 <= i.flip_acc_pos <= 1.0 and 0.0 <= i.flip_acc_neg <= 1.0
+    assert [h["step"] for h in result.history] == [1, 2, 3, 4, 5]
+
+
+def test_cancel_after_step_k_stores_nothing(tiny_llama, store):
+    cancel, seen = threading.Event(), []
+
+    def on_step(info):
+        seen.append(info.step)
+        if info.step == 2:
+            cancel.set()
+
+    with pytest.raises(TrainingCancelled, match="^cancelled at step 3 of 6$"):
+        train_run(config(tiny_llama, steps=6), tiny_llama, store=store, on_step=on_step, cancel=cancel)
+    assert seen == [1, 2]
+    assert store.list() == [] and (not store.root.exists() or list(store.root.iterdir()) == [])
+
+
+def test_nan_loss_stops_with_a_clear_message(tiny_llama, store, monkeypatch):
+    real = training.objective
+
+    def nan_at_step_two(*args, **kwargs):
+        terms = real(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:
+            return LossTerms(terms.total * float("nan"), terms.effectiveness, terms.faithfulness, terms.minimality)
+        return terms
+
+    calls = []
+    monkeypatch.setattr(training, "objective", nan_at_step_two)
+    with pytest.raises(TrainingDiverged) as info:
+        train_run(config(tiny_llama, steps=5, lr=0.05), tiny_llama, store=store)
+    assert str(info.value) == "the loss became nan at step 2; lower the learning rate (now 0.05) or the margin"
+    assert store.list() == []
+
+
+def test_huge_learning_rate_diverges(tiny_llama, store, recwarn):
+    with pytest.raises(TrainingDiverged) as info:
+        train_run(config(tiny_llama, method="steervec", lr=1e37), tiny_llama, store=store)
+    assert str(info.value) == "the loss became inf at step 2; lower the learning rate (now 1e+37) or the margin"
+    assert store.list() == []
+    assert not [w for w in recwarn if "requires_grad" in str(w.message)]  # no warning before the message
+
+
+def test_base_pass_runs_once_per_dataset(tiny_llama, monkeypatch):
+    monkeypatch.setattr(training, "_BASE_CACHE", OrderedDict())
+    calls = []
+    real = training.last_position_logits
+    monkeypatch.setattr(training, "last_position_logits", lambda *a, **k: calls.append(1) or real(*a, **k))
+    cfg = config(tiny_llama, steps=3)
+    task = build_task(tiny_llama, cfg)
+    assert len(task.examples) <= 16  # one evaluation batch of 16
+    train(tiny_llama, task, cfg)
+    assert len(calls) == 1 + 3 + 2  # base pass, one per step, evaluation at β = +1 and −1
+    calls.clear()
+    train(tiny_llama, task, cfg.replace(lr=0.1, steps=4))
+    assert len(calls) == 4 + 2  # the base pass is reused
+    assert training.base_pass(tiny_llama, task, cfg.sites) is training.base_pass(tiny_llama, task, cfg.sites)
+    assert len(calls) == 6
+
+
+def test_early_stop_after_zero_effectiveness(tiny_llama, monkeypatch):
+    real = training.objective
+
+    def satisfied(*args, **kwargs):
+        t = real(*args, **kwargs)
+        return LossTerms(t.total, t.effectiveness * 0.0, t.faithfulness, t.minimality)
+
+    monkeypatch.setattr(training, "objective", satisfied)
+    cfg = config(tiny_llama, steps=10, early_stop=3)
+    result = train(tiny_llama, build_task(tiny_llama, cfg), cfg)
+    assert (result.steps_run, result.stopped_early, len(result.history)) == (3, True, 3)
+
+
+def test_dynscalar_on_prompts_of_several_lengths(tiny_gpt2):
+    cfg = config(tiny_gpt2, method="dynscalar", n_prompts=30, steps=4, lr=0.05,
+                 templates=("ioi-0", "ioi-2", "ioi-4", "ioi-8"), test_templates=("ioi-8",))
+    task = build_task(tiny_gpt2, cfg)
+    lengths = task.attention_mask.sum(1)
+    train_len = {int(lengths[i]) for i in task.split_indices("train")}
+    test_len = {int(lengths[i]) for i in task.split_indices("test")}
+    assert len(train_len) >= 2 and not test_len & train_len  # held-out template of its own length
+    assert {task.examples[i].template for i in task.split_indices("test")} == {"ioi-8"}
+    result = train(tiny_gpt2, task, cfg)
+    for split, n in (("train", 23), ("test", 7)):  # templates cycle: ioi-8 is every 4th of 30
+        m = result.metrics[split]
+        assert m["n_prompts"] == n and m["n_params"] == 2 * 2 * 65
+        assert all(torch.isfinite(torch.tensor(float(v))) for v in m.values())
+    alpha = result.analysis["dynalpha.attn_out"]
+    assert alpha.shape == (30, 2, task.n_pos)
+    # The answer is read at each prompt's own last token: with β = 0 the metrics are the base model's.
+    metrics, _ = training.evaluate(tiny_gpt2, task, result.intervention, cfg, beta=0.0)
+    assert metrics["test"]["logit_diff_pos"] == pytest.approx(metrics["test"]["logit_diff_base"], abs=1e-5)
+    assert metrics["test"]["kl_full"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_fixed_length_method_refuses_padded_task(tiny_llama):
+    task = build_task(tiny_llama, config(tiny_llama, method="dynscalar"))
+    with pytest.raises(ActscaleError, match="^steervec needs prompts of one length; prepare the task with fixed_length=True$"):
+        train(tiny_llama, task, config(tiny_llama, method="steervec"))
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"method": "lora"}, "unknown method 'lora': choose from activscalar, steervec, dynscalar"),
+    ({"task": "sst2"}, "unknown task 'sst2': choose from ioi, ccc, custom"),
+    ({"task": "custom"}, "the custom task needs a dataset file (--dataset FILE)"),
+    ({"steps": 0}, "steps must be at least 1"),
+    ({"lr": float("nan")}, "the learning rate must be a positive number"),
+    ({"margin": -1.0}, "the margin must be a number >= 0"),
+    ({"test_frac": 1.0}, "test_frac must be in [0, 1)"),
+    ({"sites": ("mlp",)}, "unknown site(s) mlp: choose from attn_out, mlp_out, head, resid_post"),
+])
+
+
+def test_config_validation(changes, message):
+    with pytest.raises(ActscaleError) as info:
+        TrainConfig(**changes)
+    assert str(info.value) == message
+
+
+def test_config_round_trip():
+    cfg = TrainConfig(sites="head,attn_out", templates=["ioi-1"], lr=0.01)
+    assert cfg.sites == ("head", "attn_out") and cfg.templates == ("ioi-1",)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.replace(seed=3).seed == 3 and cfg.replace(seed=3).lr == 0.01
