@@ -102,6 +102,10 @@ def cmd_train(args: argparse.Namespace) -> dict:
         from actscale.tasks import read_dataset
 
         read_dataset(config.dataset)
+    if config.task == "custom":
+        from actscale.tasks import read_dataset
+
+        read_dataset(config.dataset)  # a bad file fails before the model loads
     print(f"loading model {config.model} ...", file=sys.stderr, flush=True)
     model = load_model(config.model, config.device)
     task = build_task(model, config)

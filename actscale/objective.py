@@ -86,8 +86,9 @@ def split_metrics(base_logits: Tensor, pos_logits: Tensor, neg_logits: Tensor, c
                        kl_divergence(base_logits, neg_logits, correct, wrong)])
     full = torch.cat([kl_divergence(base_logits, pos_logits), kl_divergence(base_logits, neg_logits)])
     return {
-        "flip_acc_pos": float((d_pos > 0).float().mean()),
-        "flip_acc_neg": float((d_neg < 0).float().mean()),
+        # In float64: a float32 mean reports 9 of 10 as 0.8999999761581421, below a 0.90 target.
+        "flip_acc_pos": float((d_pos > 0).double().mean()),
+        "flip_acc_neg": float((d_neg < 0).double().mean()),
         "logit_diff_base": float(logit_diff(base_logits, correct, wrong).mean()),
         "logit_diff_pos": float(d_pos.mean()),
         "logit_diff_neg": float(d_neg.mean()),

@@ -37,8 +37,13 @@ def _new_figure(*args, **kwargs) -> go.Figure:
     return _styled(go.Figure(*args, **kwargs))
 
 
+def _info(bundle: RunBundle) -> dict:
+    """analysis.json is optional and holds whatever was written: only a dict is used."""
+    return bundle.info if isinstance(bundle.info, dict) else {}
+
+
 def position_labels(bundle: RunBundle) -> list[str]:
-    labels = bundle.info.get("position_labels")
+    labels = _info(bundle).get("position_labels")
     n_pos = int(bundle.config["n_pos"])
     if isinstance(labels, list) and len(labels) == n_pos:
         return [str(x) for x in labels]
@@ -155,7 +160,7 @@ def dyn_prompt_scalars(bundle: RunBundle, site: str, index: int) -> tuple[np.nda
     alpha = bundle.analysis[f"dynalpha.{site}"][index]  # [layer pos (head)], left-padded
     if alpha.dim() == 3:
         alpha = alpha.mean(-1)
-    tokens = bundle.info.get("str_tokens", [])
+    tokens = _info(bundle).get("str_tokens", [])
     toks = tokens[index] if index < len(tokens) else []
     n_real = len(toks) or alpha.shape[1]
     return alpha[:, -n_real:].numpy(), [f"{i}:{t}" for i, t in enumerate(toks)] or [str(i) for i in range(n_real)]
@@ -348,7 +353,7 @@ def examples_frame(bundle: RunBundle) -> pd.DataFrame:
     if "delta_pos" in df:
         df["flipped_pos"] = df["delta_pos"] > 0
         df["flipped_neg"] = df["delta_neg"] < 0
-    tokens = bundle.info.get("str_tokens")
+    tokens = _info(bundle).get("str_tokens")
     if isinstance(tokens, list) and len(tokens) == len(df):
         df["n_tokens"] = [len(t) for t in tokens]
     return df

@@ -358,7 +358,7 @@ def train(model: LoadedModel, task: PreparedTask, config: TrainConfig, *,
         info = StepInfo(
             step=step, n_steps=config.steps, loss=float(terms.total.detach()), effectiveness=float(terms.effectiveness.detach()),
             faithfulness=float(terms.faithfulness.detach()), minimality=float(terms.minimality.detach()),
-            flip_acc_pos=float((delta[:b] > 0).float().mean()), flip_acc_neg=float((delta[b:] < 0).float().mean()),
+            flip_acc_pos=float((delta[:b] > 0).double().mean()), flip_acc_neg=float((delta[b:] < 0).double().mean()),
             elapsed=time.perf_counter() - start,
         )
         history.append({k: v for k, v in asdict(info).items() if k != "n_steps"})

@@ -33,11 +33,13 @@ def grid(items: list[tuple[str, tuple, str]], n_cols: int = 2) -> None:
                 figure(func, *args, key=key)
 
 
-cfg, info, method = bundle.config, bundle.info, bundle.method
-st.caption(
-    f"**{method}** on **{cfg.get('task')}** · model `{cfg.get('model')}` · sites {', '.join(bundle.sites)} · "
-    f"{info.get('steps_run', cfg.get('steps'))} steps · {info.get('summary', f'{len(bundle.dataset)} prompts')}"
-)
+cfg, method = bundle.config, bundle.method
+info = bundle.info if isinstance(bundle.info, dict) else {}  # analysis.json is optional and unchecked
+with common.guarded("The run's summary"):
+    st.caption(
+        f"**{method}** on **{cfg.get('task')}** · model `{cfg.get('model')}` · sites {', '.join(map(str, bundle.sites))} · "
+        f"{info.get('steps_run', cfg.get('steps'))} steps · {info.get('summary', f'{len(bundle.dataset)} prompts')}"
+    )
 
 # Each section fails on its own, as one line: a damaged tensor hides one figure, not the page.
 st.subheader("Metrics and training")

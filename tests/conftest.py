@@ -46,3 +46,16 @@ def bundled():
     from actscale.models import load_model
 
     return load_model("bundled", "cpu")
+
+
+@pytest.fixture(autouse=True)
+def _threads(request):
+    """Tiny models run fastest on one thread (two threads mostly spin on such small matrices,
+    and far worse on a busy machine); the real model's slow tests use every core."""
+    import torch
+
+    before = torch.get_num_threads()
+    slow = request.node.get_closest_marker("slow") is not None
+    torch.set_num_threads((os.cpu_count() or 1) if slow else 1)
+    yield
+    torch.set_num_threads(before)

@@ -96,3 +96,14 @@ def test_split_metrics_by_hand():
     assert m["kl_full"] == pytest.approx(sum(full) / 8, abs=1e-6)
     assert (m["l1"], m["n_params"], m["n_effective"], m["n_prompts"]) == (1.5, 60, 7, 4)
     assert isinstance(m["n_params"], int) and isinstance(m["n_effective"], int)
+
+
+def test_flip_accuracy_is_an_exact_fraction():
+    # 9 of 10 prompts flipped is 0.9 exactly (a float32 mean gives 0.8999999761581421 < 0.9).
+    correct, wrong = torch.zeros(10, dtype=torch.long), torch.ones(10, dtype=torch.long)
+    pos = torch.tensor([[1.0, 0.0]] * 9 + [[0.0, 1.0]])
+    neg = torch.tensor([[0.0, 1.0]] * 9 + [[1.0, 0.0]])
+    m = split_metrics(pos, pos, neg, correct, wrong, l1=0.0, n_params=1, n_effective=0)
+    assert m["flip_acc_pos"] == 0.9 and m["flip_acc_neg"] == 0.9
+    third = split_metrics(pos[:3], neg[:3], pos[7:], correct[:3], wrong[:3], l1=0.0, n_params=1, n_effective=0)
+    assert third["flip_acc_pos"] == 0.0 and third["flip_acc_neg"] == 1 / 3

@@ -194,3 +194,31 @@ def test_parse_values():
     for bad in ("", " , ", "a", "-1", "nan", "inf"):
         with pytest.raises(ActscaleError):
             parse_values(bad, "x")
+
+
+def test_broken_bundles_never_break_the_page(runs):
+    """A folder of garbage, and a run whose metrics.json was edited into nonsense: the page
+    still draws, with at most one error line."""
+    import shutil
+
+    root, bundles = runs
+    garbage = root / "aaaaaaaaaaaaaaaa"
+    garbage.mkdir()
+    (garbage / "config.json").write_bytes(b"\xff\xfe not json")
+    edited = root / "bbbbbbbbbbbbbbbb"
+    shutil.copytree(root / bundles["steervec"].run_id, edited)
+    config = json.loads((edited / "config.json").read_text())
+    config["run_id"] = "bbbbbbbbbbbbbbbb"
+    config["created"] = "9999-01-01T00:00:00+00:00"  # the newest: chosen by default
+    (edited / "config.json").write_text(json.dumps(config))
+    (edited / "metrics.json").write_text(json.dumps({"test": {"flip_acc_pos": "lots", "n_params": None}}))
+    try:
+        at = open_page()
+        assert not at.exception
+        assert len(at.error) <= 1
+        assert not any("aaaaaaaaaaaaaaaa" in o for o in at.multiselect(key="compare_pick").options)
+        at.multiselect(key="compare_pick").set_value([bundles["activscalar"].run_id]).run()
+        assert not at.exception and not at.error
+    finally:
+        shutil.rmtree(garbage)
+        shutil.rmtree(edited)

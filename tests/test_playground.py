@@ -125,15 +125,6 @@ def test_beta_curve(case):
         beta_curve(model, iv, row["prompt"], row["correct"], row["wrong"], [])
 
 
-def test_activscalar_delta_moves_with_beta(runs, tiny_llama):
-    """Sanity of the knob: Δ moves monotonically between β = −1 and +1 on a trained run."""
-    bundle = runs["activscalar"]
-    iv = intervention_from_bundle(bundle, tiny_llama)
-    row = bundle.dataset[0]
-    curve = beta_curve(tiny_llama, iv, row["prompt"], row["correct"], row["wrong"])
-    assert curve["delta"].iloc[-1] > curve["delta"].iloc[10] > curve["delta"].iloc[0]
-
-
 @pytest.mark.parametrize(("prompt", "correct", "wrong", "message"), [
     ("", "Mary", "John", "prompt is empty"),
     ("   ", "Mary", "John", "prompt is empty"),

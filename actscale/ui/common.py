@@ -115,7 +115,10 @@ def run_label(row: RunListing) -> str:
     if not row.ok:
         return f"{row.run_id} — broken: {row.reason}"
     test = row.metrics.get("test", {})
-    flips = f" · test flips +{test.get('flip_acc_pos', 0):.2f}/−{test.get('flip_acc_neg', 0):.2f}" if test else ""
+    try:
+        flips = f" · test flips +{test.get('flip_acc_pos', 0):.2f}/−{test.get('flip_acc_neg', 0):.2f}" if test else ""
+    except (TypeError, ValueError):  # a hand-edited metrics.json must not break every page's run picker
+        flips = ""
     return f"{row.run_id} · {c.get('method')} · {c.get('task')} · {c.get('model')}{flips}"
 
 

@@ -1,0 +1,288 @@
+"""End to end, in a real browser: the app (``streamlit run app.py``) on the tiny test model,
+driven by headless Chromium through Playwright.
+
+Train a short run on Train → see its heatmap on Explore → open its ``?run=`` link in a fresh
+browser → start a long training, Cancel it, and check that nothing more was stored.
+
+Chromium is Debian's (``make browser`` installs it; Playwright cannot download one here). A
+missing browser fails the test rather than skipping it: CI installs one, so its absence is a
+broken setup, not an optional feature.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import warnings
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("ACTSCALE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+START_TIMEOUT_S = 90
+# Milliseconds (Playwright's unit). The machine may be small and busy: every wait is generous,
+# and each one returns as soon as its condition holds.
+UI_MS = 60_000        # a page, a model load, a validation preview
+TRAIN_MS = 150_000    # a short training to its stored run
+LONG_TRAINING_STEPS = 100_000
+
+
+# ---------------------------------------------------------------- the app
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _log_tail(log: Path, n: int = 60) -> str:
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no server log)"
+    return "\n".join(lines[-n:])
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the server's process group (it was started in its own session), then SIGKILL."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=15)
+
+
+class App:
+    def __init__(self, url: str, store: Path, log: Path):
+        self.url, self.store, self.log = url, store, log
+
+    def entries(self) -> list[str]:
+        """Everything in the store folder (run folders, and any half-written temporary one)."""
+        return sorted(p.name for p in self.store.iterdir()) if self.store.is_dir() else []
+
+    def runs(self) -> list[str]:
+        return [name for name in self.entries() if not name.startswith(".") and (self.store / name).is_dir()]
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    """The dashboard as a subprocess on a free port, with its own empty run store."""
+    base = tmp_path_factory.mktemp("e2e-app")
+    store, log_path = base / "runs", base / "server.log"
+    port = _free_port()
+    env = dict(os.environ, ACTSCALE_MODEL="tiny-llama", ACTSCALE_STORE=str(store), HF_HUB_OFFLINE="1",
+               TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
+               STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
+    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+           "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none",
+           "--browser.gatherUsageStats", "false"]
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"the app exited with status {proc.returncode} while starting:\n{_log_tail(log_path)}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as response:
+                    if response.read().decode().strip() == "ok":
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"the app did not answer {url}/_stcore/health within {START_TIMEOUT_S} s:\n"
+                            f"{_log_tail(log_path)}")
+            time.sleep(0.5)
+        yield App(url, store, log_path)
+    finally:
+        _stop(proc)
+        log.close()
+
+
+# ---------------------------------------------------------------- the browser
+def require_browser() -> None:
+    """Fail (never skip) without Chromium or Playwright: CI installs both."""
+    if not (Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK)):
+        pytest.fail(f"no Chromium at {CHROMIUM}: the browser test needs Debian's chromium "
+                    "(`make browser`, or `apt-get install -y chromium`); Playwright cannot download one here")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - requirements.txt installs it
+        pytest.fail(f"the python package playwright is missing ({exc}); `pip install -r requirements.txt`")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+class Shots:
+    """Numbered screenshots of every stage into the test's tmp_path (and of every open page on
+    failure), so a failure can be looked at rather than guessed."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.n = folder, 0
+
+    def __call__(self, page, name: str) -> None:
+        self.n += 1
+        try:
+            page.screenshot(path=str(self.folder / f"{self.n:02d}-{name}.png"), full_page=True, timeout=15_000)
+        except Exception:  # noqa: BLE001 - a screenshot never hides the real failure
+            pass
+
+
+def wait_idle(page) -> None:
+    """Until Streamlit is not running the script: its status widget (“Running…”) is gone."""
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=UI_MS)
+
+
+def open_train_page(page, url: str, shots: Shots, tag: str) -> None:
+    page.goto(f"{url}/Train")
+    page.get_by_role("heading", name="Train", exact=True).wait_for(timeout=UI_MS)
+    # The model loads on its own (ACTSCALE_MODEL), then the validation preview is computed.
+    page.get_by_text("Loaded model: tiny-llama").wait_for(timeout=UI_MS)
+    page.get_by_text(re.compile(r"the unmodified model prefers a\+ on")).first.wait_for(timeout=UI_MS)
+    page.get_by_role("button", name="Train", exact=True).wait_for(timeout=UI_MS)
+    wait_idle(page)
+    shots(page, f"train-page-{tag}")
+
+
+def start_training(page, steps: int) -> None:
+    """Type the steps into the form and press Train. Tab commits the number before the click."""
+    box = page.get_by_label("Steps", exact=True)
+    box.fill(str(steps))
+    box.press("Tab")
+    train = page.get_by_role("button", name="Train", exact=True)
+    train.click()
+
+
+def click_cancel(page, attempts: int = 3) -> None:
+    """Press Cancel on the live panel. The panel is a fragment redrawn every second; should a
+    click land in a redraw and be lost (the button still enabled, no “Cancelling…”), press again,
+    and say so in a warning."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for attempt in range(1, attempts + 1):
+        page.get_by_role("button", name="Cancel", exact=True).click()
+        try:
+            page.get_by_text(re.compile("Cancelling…|Cancelled —")).first.wait_for(timeout=20_000)
+        except PlaywrightTimeout:
+            if attempt == attempts:
+                raise
+            warnings.warn(f"the Cancel click #{attempt} had no effect within 20 s; clicking again")
+        else:
+            return
+
+
+def expect_explore(page, run_id: str) -> None:
+    """Explore shows ``run_id`` and its heatmaps (plotly)."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("heading", name="Explore a run").wait_for(timeout=UI_MS)
+    expect(page).to_have_url(re.compile(rf"/Explore\?(.*&)?run={re.escape(run_id)}"), timeout=UI_MS)
+    # The run picker (a combobox whose value is the run's label, which starts with its id).
+    expect(page.get_by_role("combobox", name="Run")).to_have_value(re.compile(rf"^{re.escape(run_id)} "),
+                                                                   timeout=UI_MS)
+    page.get_by_role("heading", name="What was learned").wait_for(timeout=UI_MS)
+    # A figure with a heatmap trace (g.hm), not just any figure: the training curves are plotly too.
+    heatmap = page.locator(".js-plotly-plot", has=page.locator("g.hm")).first
+    heatmap.wait_for(state="visible", timeout=UI_MS)
+    heatmap.scroll_into_view_if_needed()
+    expect(page.get_by_text("is not in this store")).to_have_count(0)
+
+
+# ---------------------------------------------------------------- the test
+def test_train_explore_share_cancel(request, tmp_path):
+    # Checked here, before the fixtures, so a missing browser is this test's failure (not a
+    # fixture error) and costs no app start.
+    require_browser()
+    browser = request.getfixturevalue("browser")
+    app: App = request.getfixturevalue("app")
+    shots = Shots(tmp_path)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(UI_MS)
+    page = context.new_page()
+    pages = [page]
+    try:
+        assert app.runs() == [], app.entries()
+
+        # 1 · A short training on Train, to its stored run.
+        open_train_page(page, app.url, shots, "first")
+        start_training(page, 3)
+        page.get_by_text("Done: 1 run(s) trained.").wait_for(timeout=TRAIN_MS)
+        runs = app.runs()
+        assert len(runs) == 1, f"expected one stored run, the store holds {app.entries()}"
+        run_id = runs[0]
+        link = page.get_by_role("link", name=f"Open run {run_id} on Explore")
+        link.wait_for(timeout=UI_MS)
+        wait_idle(page)
+        shots(page, "trained")
+
+        # 2 · Its link opens the run on Explore, with its heatmaps.
+        link.click()
+        expect_explore(page, run_id)
+        # The run has the 3 steps typed into the form (not the method's default).
+        page.get_by_text(re.compile(r"\b3 steps\b")).first.wait_for(timeout=UI_MS)
+        shots(page, "explore")
+
+        # 3 · The ?run= link, in a fresh browser (no session, no cookies), shows the same run.
+        fresh = browser.new_context(viewport={"width": 1400, "height": 1000})
+        fresh.set_default_timeout(UI_MS)
+        shared = fresh.new_page()
+        pages.append(shared)
+        shared.goto(f"{app.url}/Explore?run={run_id}")
+        expect_explore(shared, run_id)
+        shots(shared, "shared-link")
+        fresh.close()
+        pages.remove(shared)
+
+        # 4 · A long training, cancelled while it trains: a message, and nothing more stored.
+        open_train_page(page, app.url, shots, "second")
+        start_training(page, LONG_TRAINING_STEPS)
+        page.get_by_text(re.compile(rf"Training activscalar, step \d+ of {LONG_TRAINING_STEPS}")).wait_for(
+            timeout=TRAIN_MS)
+        shots(page, "long-training")
+        click_cancel(page)
+        page.get_by_text("Cancelled — nothing was stored.").wait_for(timeout=TRAIN_MS)
+        wait_idle(page)
+        shots(page, "cancelled")
+        assert app.entries() == [run_id], f"the cancelled training left {app.entries()} in the store"
+        # The Train form is back, and enabled, for the next training.
+        from playwright.sync_api import expect
+
+        expect(page.get_by_role("button", name="Train", exact=True)).to_be_enabled(timeout=UI_MS)
+    except Exception as exc:
+        for i, pg in enumerate(pages):
+            shots(pg, f"FAILED-{i}")
+        raise AssertionError(f"{type(exc).__name__}: {exc}\n\nscreenshots in {tmp_path}\n\n"
+                             f"server log (last lines):\n{_log_tail(app.log)}") from exc
+    finally:
+        context.close()
