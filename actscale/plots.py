@@ -211,22 +211,33 @@ def history_frame(bundle: RunBundle) -> pd.DataFrame:
 
 
 def plot_history(history: pd.DataFrame) -> go.Figure:
-    """Loss terms and flip accuracies per step (train batch)."""
-    fig = _new_figure()
+    """Each loss term and the flip accuracies per step (train batch): the effectiveness and
+    faithfulness terms on top with the flip accuracies on the right axis, the minimality term
+    ‖θ‖₁ below (its scale is its own)."""
+    from plotly.subplots import make_subplots
+
     if history.empty:
+        fig = _new_figure()
         fig.update_layout(title="no steps yet", **_LAYOUT)
         return fig
+    fig = _styled(make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.68, 0.32],
+                                vertical_spacing=0.08, specs=[[{"secondary_y": True}], [{}]]))
     for col in ("loss", "effectiveness", "faithfulness"):
         if col in history:
-            fig.add_trace(go.Scatter(x=history["step"], y=history[col], name=col, mode="lines"))
+            fig.add_trace(go.Scatter(x=history["step"], y=history[col], name=col, mode="lines"), row=1, col=1)
     for col in ("flip_acc_pos", "flip_acc_neg"):
         if col in history:
             fig.add_trace(go.Scatter(x=history["step"], y=history[col], name=col, mode="lines",
-                                     yaxis="y2", line=dict(dash="dash")))
-    fig.update_layout(title="training", xaxis_title="step", yaxis=dict(title="loss"),
-                      yaxis2=dict(title="flip accuracy", overlaying="y", side="right", range=[0, 1.05],
-                                  tickmode="linear", tick0=0, dtick=0.25, showgrid=False),
-                      legend=dict(orientation="h", y=-0.25), **_LAYOUT)
+                                     line=dict(dash="dash")), row=1, col=1, secondary_y=True)
+    if "minimality" in history:
+        fig.add_trace(go.Scatter(x=history["step"], y=history["minimality"], name="minimality ‖θ‖₁",
+                                 mode="lines", line=dict(color="#6b4c9a")), row=2, col=1)
+    fig.update_yaxes(title_text="loss", row=1, col=1, secondary_y=False)
+    fig.update_yaxes(title_text="flip accuracy", range=[0, 1.05], tickmode="linear", tick0=0, dtick=0.25,
+                     showgrid=False, row=1, col=1, secondary_y=True)
+    fig.update_yaxes(title_text="‖θ‖₁", row=2, col=1)
+    fig.update_xaxes(title_text="step", row=2, col=1)
+    fig.update_layout(title="training", legend=dict(orientation="h", y=-0.2), **_LAYOUT)
     return fig
 
 

@@ -115,7 +115,13 @@ class TrainConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known})
 
     def replace(self, **changes: Any) -> "TrainConfig":
-        return TrainConfig.from_dict({**self.to_dict(), **changes})
+        """A copy with ``changes``; switching the method also switches to the new method's
+        defaults for the fields not given in ``changes``."""
+        data = self.to_dict()
+        if changes.get("method", self.method) != self.method:
+            for name in METHOD_DEFAULTS.get(changes["method"], {}):
+                data[name] = None
+        return TrainConfig.from_dict({**data, **changes})
 
 
 @dataclass(frozen=True)
