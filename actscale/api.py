@@ -161,7 +161,8 @@ def save_result(store: RunStore, model: LoadedModel, task: PreparedTask, result:
 
 def train_run(config: TrainConfig, model: LoadedModel, *, store: RunStore | str | Path | None = None,
               task: PreparedTask | None = None, on_step: Callable[[StepInfo], None] | None = None,
-              cancel: CancelFlag | None = None, reuse: bool = True) -> RunBundle:
+              cancel: CancelFlag | None = None, reuse: bool = True,
+              on_wait: Callable[[], None] | None = None) -> RunBundle:
     """Train (or reuse) the run ``config`` describes and return its stored bundle.
 
     A run whose configuration is already in the store is loaded, not retrained. Cancelling or
@@ -177,7 +178,7 @@ def train_run(config: TrainConfig, model: LoadedModel, *, store: RunStore | str 
             return store.load(run_id)
         except ActscaleError:
             pass  # a broken copy is replaced by a fresh run
-    result = train(model, task, config, on_step=on_step, cancel=cancel)
+    result = train(model, task, config, on_step=on_step, cancel=cancel, on_wait=on_wait)
     return save_result(store, model, task, result)
 
 

@@ -87,6 +87,9 @@ class JobManager:
             job.state = "running"
             job.steps.append({"run": job.current, **info.__dict__})
 
+        def on_wait() -> None:
+            job.state = "waiting"  # another session's step or request holds the model
+
         def work() -> None:
             try:
                 for i, config in enumerate(job.configs):
@@ -104,7 +107,7 @@ class JobManager:
                     job.state = "running"
                     exists_before = _exists(store, model, task, config)
                     bundle = train_run(config, model, store=store, task=task, on_step=on_step,
-                                       cancel=job.cancel_event)
+                                       cancel=job.cancel_event, on_wait=on_wait)
                     job.run_ids.append(bundle.run_id)
                     job.reused.append(exists_before)
                 job.state = "done"

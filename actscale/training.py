@@ -6,6 +6,7 @@ sweep on the same data.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import threading
@@ -303,15 +304,30 @@ def check_memory(model: LoadedModel, task: PreparedTask, config: TrainConfig) ->
         )
 
 
+@contextlib.contextmanager
+def _holding(lock: threading.RLock, on_wait: Callable[[], None] | None):
+    """Hold ``lock``; if another session holds it, tell ``on_wait`` first, then wait."""
+    if not lock.acquire(blocking=False):
+        if on_wait is not None:
+            on_wait()
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def train(model: LoadedModel, task: PreparedTask, config: TrainConfig, *,
-          on_step: Callable[[StepInfo], None] | None = None, cancel: CancelFlag | None = None) -> TrainResult:
+          on_step: Callable[[StepInfo], None] | None = None, cancel: CancelFlag | None = None,
+          on_wait: Callable[[], None] | None = None) -> TrainResult:
     """Train ``config.method`` on the task's train split, then evaluate on train and test.
 
     Both β directions share one batched forward pass. ``on_step`` gets a StepInfo after every
     step; ``cancel.is_set()`` is checked before every step and after the final evaluation and
     raises TrainingCancelled. A NaN or infinite loss raises TrainingDiverged; a batch that would
     not fit in memory raises ActscaleError before anything runs (`check_memory`). The same seed
-    gives the same parameters on a CPU.
+    gives the same parameters on a CPU. ``on_wait`` is called when a step has to wait for
+    another session's use of the model.
     """
     if config.fixed_length and not task.fixed_length:
         raise ActscaleError(f"{config.method} needs prompts of one length; prepare the task with fixed_length=True")
@@ -345,7 +361,7 @@ def train(model: LoadedModel, task: PreparedTask, config: TrainConfig, *,
         correct = task.correct_ids[rows].repeat(2).to(device)
         wrong = task.wrong_ids[rows].repeat(2).to(device)
         base_logits = base.logits[rows].repeat(2, 1).to(device)
-        with model.lock:
+        with _holding(model.lock, on_wait):
             with steer(model.bridge, intervention, beta):
                 logits = last_position_logits(model, tokens.repeat(2, 1), mask.repeat(2, 1))
             terms = objective(logits, base_logits, correct, wrong, beta, intervention.minimality(),

@@ -208,3 +208,29 @@ def test_forwards_between_training_steps_never_see_hooks(tiny_llama, sequential,
     for job, config in zip(jobs, long_configs):
         want = train_run(config, model, store=alone)
         assert _params_equal(store.load(job.run_ids[0]).params, want.params)
+
+
+def test_job_reports_waiting_mid_run_while_another_session_holds_the_model(tiny_llama, store):
+    """A running job whose next step finds the model busy says 'waiting', then runs on."""
+    import time
+
+    from actscale.jobs import JobManager
+    from actscale.training import TrainConfig
+
+    seen = []
+    manager = JobManager()
+    job = manager.submit([TrainConfig(model="tiny-llama", steps=30, seed=11)], tiny_llama, store)
+    deadline = time.time() + 60
+    while not job.steps and time.time() < deadline:
+        time.sleep(0.01)
+    assert job.steps, "the job never started"
+    with tiny_llama.lock:  # another session's request holds the model
+        while job.state != "waiting" and time.time() < deadline:
+            time.sleep(0.01)
+        seen.append(job.state)
+        steps_while_held = len(job.steps)
+        time.sleep(0.3)
+        assert len(job.steps) == steps_while_held  # no step ran while the model was held
+    job.thread.join(120)
+    assert seen == ["waiting"]
+    assert job.state == "done" and len(job.run_ids) == 1
