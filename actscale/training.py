@@ -12,7 +12,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -23,7 +23,7 @@ from actscale.errors import ActscaleError, TrainingCancelled, TrainingDiverged
 from actscale.interventions import FIXED_LENGTH_METHODS, METHODS, DynScalar, Intervention, make_intervention, steer
 from actscale.models import LoadedModel, last_position_logits
 from actscale.objective import logit_diff, objective, split_metrics
-from actscale.sites import DEFAULT_SITES, hook_name, is_head_site, parse_sites
+from actscale.sites import DEFAULT_SITES, hook_name, parse_sites
 from actscale.tasks import PreparedTask
 
 TASKS = ("ioi", "ccc", "custom")
@@ -35,7 +35,7 @@ TASKS = ("ioi", "ccc", "custom")
 METHOD_DEFAULTS: dict[str, dict[str, float | int]] = {
     "activscalar": {"steps": 20, "lr": 0.1, "batch_size": 8, "lambda_m": 0.05},
     "steervec": {"steps": 25, "lr": 0.01, "batch_size": 4, "lambda_m": 1e-4},
-    "dynscalar": {"steps": 40, "lr": 0.02, "batch_size": 8, "lambda_m": 1e-3},
+    "dynscalar": {"steps": 40, "lr": 0.015, "batch_size": 8, "lambda_m": 1e-3},
 }
 
 

@@ -31,6 +31,20 @@ def tiny_model(request, tiny_llama, tiny_gpt2):
     return tiny_llama if request.param == "tiny-llama" else tiny_gpt2
 
 
+def make_method_runs(root, model, sites=("attn_out", "mlp_out", "head"), **config):
+    """One tiny run per method in a store at ``root``: {method: RunBundle}. The page tests
+    share this (each in a module-scoped fixture of its own)."""
+    from actscale.api import train_run
+    from actscale.store import RunStore
+    from actscale.training import TrainConfig
+
+    config = {"steps": 3, "n_prompts": 16, **config}
+    return {
+        m: train_run(TrainConfig(model=model.name, method=m, sites=sites, **config), model, store=RunStore(root))
+        for m in ("activscalar", "steervec", "dynscalar")
+    }
+
+
 @pytest.fixture
 def store(tmp_path, monkeypatch):
     from actscale.store import RunStore
@@ -48,14 +62,26 @@ def bundled():
     return load_model("bundled", "cpu")
 
 
-@pytest.fixture(autouse=True)
-def _threads(request):
-    """Tiny models run fastest on one thread (two threads mostly spin on such small matrices,
-    and far worse on a busy machine); the real model's slow tests use every core."""
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """Tiny models run fastest on one thread: on such small matrices two threads mostly spin,
+    and far worse on a busy machine (measured 4-5x the CPU time)."""
     import torch
 
     before = torch.get_num_threads()
-    slow = request.node.get_closest_marker("slow") is not None
-    torch.set_num_threads((os.cpu_count() or 1) if slow else 1)
+    torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _all_threads_for_slow_tests(request):
+    """The real model's slow tests use every core."""
+    import torch
+
+    if request.node.get_closest_marker("slow") is None:
+        yield
+        return
+    torch.set_num_threads(os.cpu_count() or 1)
+    yield
+    torch.set_num_threads(1)

@@ -26,14 +26,6 @@ from actscale.store import REQUIRED_FILES, BrokenBundleError, RunStore
 from actscale.training import TrainConfig
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny models run fastest on one thread (a busy 2-core machine makes torch's pool spin)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _config(model: str, method: str, seed: int) -> TrainConfig:
     return TrainConfig(model=model, task="ioi", method=method, steps=3, n_prompts=12, seed=seed, early_stop=0)

@@ -43,15 +43,6 @@ CONFIGS = {
 OTHER = TrainConfig(model="tiny-llama", task="ioi", method="steervec", steps=3, n_prompts=8, seed=9, early_stop=0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny models run fastest on one thread; on a busy 2-core machine torch's thread pool
-    spends most of its time spinning (measured: 4x the CPU time of one thread)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def test_cancel_points_counted():
     assert len(set(ENGINE_POINTS)) == len(ENGINE_POINTS) >= 6

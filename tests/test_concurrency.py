@@ -35,15 +35,6 @@ N_CONCURRENT = len(CONFIGS)  # sessions held at once in each concurrent test (th
 JOIN_TIMEOUT = 120.0
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny models run fastest on one thread; on a busy 2-core machine torch's thread pool
-    spends most of its time spinning (measured: 4x the CPU time of one thread)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _params_equal(a, b) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -19,7 +19,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -53,14 +52,6 @@ def fuzz_settings(name: str):
 def _count(name: str) -> None:
     FUZZED[name] = FUZZED.get(name, 0) + 1
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny models run fastest on one thread (a busy 2-core machine makes torch's pool spin)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

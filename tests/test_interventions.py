@@ -9,15 +9,6 @@ from actscale.models import last_position_logits
 from actscale.sites import SITES, hook_name
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tiny models run fastest on one thread, and a shared 2-core machine makes two
-    threads wait on each other (5x slower under load)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 N_POS = 7
 
 

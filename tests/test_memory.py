@@ -25,13 +25,6 @@ from actscale.training import TrainConfig, available_memory_bytes, check_memory,
 CONFIG = TrainConfig(model="tiny-llama", task="ioi", method="activscalar", steps=2, n_prompts=12, early_stop=0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _prepare(model, examples, fixed_length=False):
     return prepare_task(examples, model.tokenizer, prepend_bos=model.prepend_bos, fixed_length=fixed_length,

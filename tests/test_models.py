@@ -10,15 +10,6 @@ from actscale.errors import ModelLoadError
 from actscale.models import last_position_logits, load_model, parameter_fingerprint, resolve_device
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tiny models run fastest on one thread, and a shared 2-core machine makes two
-    threads wait on each other (5x slower under load)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def test_resolve_device(monkeypatch):
     # Neither CUDA nor MPS (as on the 2-core CI machine), then CUDA, then MPS only.

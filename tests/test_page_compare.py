@@ -8,13 +8,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from actscale.api import train_run
+from conftest import make_method_runs
+
 from actscale.store import RunStore
-from actscale.training import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "3_Compare.py")
-METHODS = ("activscalar", "steervec", "dynscalar")
 SITES = ("attn_out", "mlp_out", "head")
 
 
@@ -22,12 +21,7 @@ SITES = ("attn_out", "mlp_out", "head")
 def runs(tmp_path_factory, tiny_llama):
     """One tiny run per method (made once for the module), in a store of their own."""
     root = tmp_path_factory.mktemp("compare") / "runs"
-    bundles = {
-        m: train_run(TrainConfig(model="tiny-llama", method=m, steps=3, n_prompts=16, sites=SITES), tiny_llama,
-                     store=RunStore(root))
-        for m in METHODS
-    }
-    return root, bundles
+    return root, make_method_runs(root, tiny_llama, SITES)
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -42,13 +41,6 @@ BAD_IDS = [
     "0123456789abcdef\x00", "~/0123456789abcdef", "C:\\0123456789ab",
 ]
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("bad", BAD_IDS + [None, 123, b"0123456789abcdef", ["0123456789abcdef"]])

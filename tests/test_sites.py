@@ -9,15 +9,6 @@ from actscale.interventions import make_intervention, steer
 from actscale.sites import DEFAULT_SITES, SITES, SiteAddress, hook_name, is_head_site, parse_hook_name, parse_sites
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tiny models run fastest on one thread, and a shared 2-core machine makes two
-    threads wait on each other (5x slower under load)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def test_hook_names_and_their_inverse():
     assert SITES == ("attn_out", "mlp_out", "head", "resid_post")

@@ -6,7 +6,6 @@ import json
 import re
 
 import pytest
-import torch
 from safetensors import safe_open
 
 import actscale.store as store_module
@@ -15,15 +14,6 @@ from actscale.errors import ActscaleError
 from actscale.store import run_id_for
 from actscale.training import TrainConfig
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tiny models run fastest on one thread, and a shared 2-core machine makes two
-    threads wait on each other (5x slower under load)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 METRICS = {"flip_acc_pos", "flip_acc_neg", "logit_diff_base", "logit_diff_pos", "logit_diff_neg",
            "faithfulness_kl", "kl_full", "l1", "n_params", "n_effective", "n_prompts"}

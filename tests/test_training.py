@@ -15,15 +15,6 @@ from actscale.objective import LossTerms
 from actscale.training import TrainConfig, new_intervention, train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tiny models run fastest on one thread, and a shared 2-core machine makes two
-    threads wait on each other (5x slower under load)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def config(model, **changes) -> TrainConfig:
     base = dict(model=model.name, task="ioi", method="activscalar", steps=3, n_prompts=16, batch_size=4,
