@@ -33,7 +33,7 @@ TASKS = ("ioi", "ccc", "custom")
 # A scalar per position learns fast with a large step; a vector per position has D times as
 # many coordinates, each with a small gradient, so its L1 weight is far smaller.
 METHOD_DEFAULTS: dict[str, dict[str, float | int]] = {
-    "activscalar": {"steps": 20, "lr": 0.1, "batch_size": 8, "lambda_m": 0.05},
+    "activscalar": {"steps": 18, "lr": 0.1, "batch_size": 8, "lambda_m": 0.05},
     "steervec": {"steps": 25, "lr": 0.01, "batch_size": 4, "lambda_m": 1e-4},
     "dynscalar": {"steps": 40, "lr": 0.015, "batch_size": 8, "lambda_m": 1e-3},
 }
