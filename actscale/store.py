@@ -190,7 +190,8 @@ class RunStore:
                 rows.append(RunListing(path.name, path, True, "", config, metrics))
             except BrokenBundleError as exc:
                 rows.append(RunListing(path.name, path, False, str(exc)))
-        rows.sort(key=lambda r: (r.config.get("created", ""), r.run_id), reverse=True)
+        # `created` has one-second resolution; the folder's mtime orders runs made in the same second.
+        rows.sort(key=lambda r: (str(r.config.get("created", "")), _mtime_ns(r.path), r.run_id), reverse=True)
         return rows
 
     # ---- moving bundles between stores ----
@@ -245,6 +246,13 @@ class RunStore:
             return run_id
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _mtime_ns(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -148,3 +148,23 @@ def test_evaluate_run_with_beta_zero_is_the_base_model(tiny_llama, store):
     for m in metrics.values():
         assert m["logit_diff_pos"] == m["logit_diff_neg"] == pytest.approx(m["logit_diff_base"], abs=1e-6)
         assert m["faithfulness_kl"] == pytest.approx(0.0, abs=1e-7)
+
+
+def test_list_orders_runs_made_in_the_same_second_by_when_they_were_written(store):
+    """`created` has one-second resolution: runs written within one second still list newest first."""
+    import os
+
+    import torch
+
+    from actscale.store import run_id_for
+
+    paths, ids = [], []
+    for i in range(3):
+        config = {"method": "activscalar", "sites": ["attn_out"], "seed": i, "created": "2026-01-01T00:00:00+00:00",
+                  "n_pos": 2, "model_dims": {"n_layers": 1, "d_model": 4, "n_heads": 1, "d_head": 4}}
+        paths.append(store.save(config, {"alpha.attn_out": torch.zeros(1, 2)}, {"train": {}}, [], []))
+        ids.append(run_id_for(config))
+    for order in (ids, ids[::-1]):  # both orders, so a lucky sort by id cannot pass
+        for rank, run_id in enumerate(order):
+            os.utime(paths[ids.index(run_id)], ns=(10**18 + rank, 10**18 + rank))
+        assert [r.run_id for r in store.list()] == order[::-1]
