@@ -105,11 +105,11 @@ class JobManager:
                                 raise TrainingCancelled("cancelled while waiting for the model")
                     model.lock.release()
                     job.state = "running"
-                    exists_before = _exists(store, model, task, config)
                     bundle = train_run(config, model, store=store, task=task, on_step=on_step,
                                        cancel=job.cancel_event, on_wait=on_wait)
                     job.run_ids.append(bundle.run_id)
-                    job.reused.append(exists_before)
+                    # A stored run is opened without a single training step.
+                    job.reused.append(not any(row["run"] == i for row in job.steps))
                 job.state = "done"
             except TrainingCancelled:
                 job.state = "cancelled"
@@ -131,8 +131,3 @@ class JobManager:
         job.thread.start()
         return job
 
-
-def _exists(store: RunStore, model: LoadedModel, task, config: TrainConfig) -> bool:
-    from actscale.api import expected_run_id
-
-    return store.exists(expected_run_id(model, task, config.replace(model=model.name)))
