@@ -303,11 +303,12 @@ def test_value_errors_for_bad_arguments():
 # ---------------------------------------------------------------- real tokenizer
 @pytest.fixture(scope="module")
 def smol_tokenizer():
-    transformers = pytest.importorskip("transformers")
-    try:
-        return transformers.AutoTokenizer.from_pretrained("/tmp/exp/smol")
-    except OSError:
-        pytest.skip("SmolLM2 tokenizer not found at /tmp/exp/smol")
+    """The bundled model's own tokenizer (`make test` converts the model first)."""
+    import transformers
+
+    from actscale.models import bundled_model_folder
+
+    return transformers.AutoTokenizer.from_pretrained(bundled_model_folder())
 
 
 @pytest.mark.slow
