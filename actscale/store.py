@@ -197,7 +197,7 @@ class RunStore:
     # ---- moving bundles between stores ----
     def export_zip(self, run_id: str) -> bytes:
         path = self.path(run_id)
-        load_bundle(path)  # never hand out a broken bundle
+        verify_bundle(path)  # never hand out a broken bundle (headers only: no tensor is read)
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
             for name in BUNDLE_FILES:
@@ -238,9 +238,9 @@ class RunStore:
                         # A corrupted, encrypted or oddly compressed member.
                         raise BrokenBundleError(f"{name} in the upload cannot be unpacked ({type(exc).__name__})") from None
                     (tmp / name).write_bytes(content)
-            bundle = load_bundle(tmp, expected_id=None)
-            run_id = run_id_for(bundle.config)
-            if bundle.config.get("run_id") != run_id:
+            config, _ = verify_bundle(tmp, expected_id=None)
+            run_id = run_id_for(config)
+            if config.get("run_id") != run_id:
                 raise BrokenBundleError("config.json does not match its run id (edited or corrupted)")
             self._place(tmp, self.path(run_id))
             return run_id
