@@ -11,16 +11,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
-import pandas as pd
 import torch
 
 from actscale.errors import ActscaleError
 from actscale.interventions import Intervention, make_intervention
 from actscale.models import LoadedModel
 from actscale.store import RunBundle, RunStore, check_run_id, load_bundle, run_id_for
+from actscale.config import TrainConfig
 from actscale.tasks import Example, PreparedTask, generate_ccc, generate_ioi, prepare_task, read_dataset
-from actscale.objective import logit_diff
-from actscale.training import CancelFlag, StepInfo, TrainConfig, TrainResult, base_pass, evaluate, train
+from actscale.training import CancelFlag, StepInfo, TrainResult, evaluate, model_dims, train
 
 __version__ = "0.1.0"
 
@@ -55,42 +54,6 @@ def build_task(model: LoadedModel, config: TrainConfig, examples: list[Example] 
     return prepare(chosen)
 
 
-def preview_task(model: LoadedModel, task: PreparedTask) -> pd.DataFrame:
-    """The validation preview of a prepared task: one row per kept prompt with its split, its
-    tokens (as the model sees them), the answer pair, the unmodified model's ``Δ`` and the
-    token it predicts next. ``picks`` says which answer the model prefers (``a+`` when Δ > 0).
-
-    Runs the unmodified model once (no sites hooked); the result is cached with the task.
-    """
-    base = base_pass(model, task, ())
-    delta = logit_diff(base.logits, task.correct_ids, task.wrong_ids)  # [n]
-    top = base.logits.argmax(-1)  # [n]
-    return pd.DataFrame({
-        "split": [e.split for e in task.examples],
-        "prompt": [e.prompt for e in task.examples],
-        "correct": [e.correct for e in task.examples],
-        "wrong": [e.wrong for e in task.examples],
-        "delta_base": delta.tolist(),
-        "picks": ["a+" if d > 0 else "a−" for d in delta.tolist()],
-        "prediction": [model.tokenizer.decode([int(i)]) for i in top.tolist()],
-        "n_tokens": [len(t) for t in task.str_tokens],
-        # ␣ marks a space, so " Mary" and "Mary" (different tokens) look different.
-        "tokens": [" ".join(_visible(t) for t in toks) for toks in task.str_tokens],
-    })
-
-
-def _visible(token: str) -> str:
-    return "[" + token.replace(" ", "␣").replace("\n", "\\n") + "]"
-
-
-def dropped_frame(task: PreparedTask) -> pd.DataFrame:
-    """The prompts ``prepare_task`` left out, with the reason for each."""
-    return pd.DataFrame(
-        [{"prompt": e.prompt, "correct": e.correct, "wrong": e.wrong, "reason": reason} for e, reason in task.dropped],
-        columns=["prompt", "correct", "wrong", "reason"],
-    )
-
-
 def package_versions() -> dict[str, str]:
     versions = {"actscale": __version__, "torch": torch.__version__}
     for name in ("transformers", "transformer-lens"):
@@ -122,30 +85,10 @@ def expected_run_id(model: LoadedModel, task: PreparedTask, config: TrainConfig)
     return run_id_for(run_config(model, task, config))
 
 
-def position_labels(task: PreparedTask) -> list[str]:
-    """A label per position for fixed-length runs: the token all train prompts share there, or
-    the most common one followed by '…' where they differ (names, places)."""
-    idx = task.split_indices("train").tolist() or list(range(len(task.examples)))
-    labels = []
-    for pos in range(task.n_pos):
-        seen: dict[str, int] = {}
-        for i in idx:
-            toks = task.str_tokens[i]
-            offset = task.n_pos - len(toks)
-            if pos >= offset:
-                seen[toks[pos - offset]] = seen.get(toks[pos - offset], 0) + 1
-        if not seen:
-            labels.append(f"{pos}:")
-            continue
-        top = max(seen, key=lambda k: (seen[k], k))
-        labels.append(f"{pos}:{top}" + ("" if len(seen) == 1 else "…"))
-    return labels
-
-
 def save_result(store: RunStore, model: LoadedModel, task: PreparedTask, result: TrainResult) -> RunBundle:
     config = run_config(model, task, result.config)
     info = {
-        "position_labels": position_labels(task),
+        "position_labels": task.position_labels(),
         "str_tokens": task.str_tokens,
         "dropped": [{"prompt": e.prompt, "reason": r} for e, r in task.dropped],
         "summary": task.summary(),
@@ -199,10 +142,7 @@ def intervention_from_bundle(bundle: RunBundle, model: LoadedModel) -> Intervent
             f"run {bundle.run_id} was trained on model {cfg.get('model')!r} "
             f"(weights {cfg.get('weights_hash')}); the loaded model is {model.name!r} ({model.weights_hash})"
         )
-    iv = make_intervention(
-        cfg["method"], tuple(cfg["sites"]), n_layers=model.n_layers, n_pos=cfg["n_pos"], d_model=model.d_model,
-        n_heads=model.n_heads, d_head=model.d_head, normalize=cfg.get("normalize", True),
-    )
+    iv = make_intervention(cfg["method"], tuple(cfg["sites"]), model_dims(model, cfg["n_pos"]), cfg)
     try:
         iv.load_named_tensors(bundle.params)
     except ValueError as exc:  # the bundle's shapes are for other model dimensions
@@ -224,5 +164,4 @@ def evaluate_run(bundle: RunBundle, model: LoadedModel, dataset: str | Path | No
         raise ActscaleError(
             f"this {config.method} run is tied to prompts of {iv.n_pos} tokens; the dataset's prompts have {task.n_pos}"
         )
-    metrics, _ = evaluate(model, task, iv, config, beta=beta)
-    return metrics
+    return evaluate(model, task, iv, config, beta=beta).metrics

@@ -13,7 +13,7 @@ import threading
 from typing import Sequence
 
 from actscale.errors import ActscaleError, TrainingCancelled
-from actscale.interventions import METHODS
+from actscale.interventions import registered_methods
 from actscale.sites import SITES
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train an intervention and store its run bundle")
     t.add_argument("--model", default=d.model, help="'bundled' (default), a Hugging Face id, or a local folder")
     t.add_argument("--task", default=d.task, choices=["ioi", "ccc", "custom"])
-    t.add_argument("--method", default=d.method, choices=list(METHODS))
+    t.add_argument("--method", default=d.method, choices=list(registered_methods()))
     t.add_argument("--sites", default=",".join(d.sites), help=f"comma-separated, from {','.join(SITES)}")
     t.add_argument("--steps", type=int, default=None, help="default: the method's (see README)")
     t.add_argument("--lr", type=float, default=None, help="default: the method's (see README)")

@@ -1,9 +1,15 @@
-"""The three interventions of method.md §2, behind one small interface.
+"""The interventions of method.md §2, behind one small interface, and the registry of methods.
 
-Each intervention is an `nn.Module` that holds only its parameters. Its call signature is a
-TransformerLens hook, ``intervention(act, hook, site=..., layer=...)``, and it is attached to a
-model only through `steer`, a context manager that removes exactly the hooks it added, also
-when the forward pass raises.
+Each intervention is an `nn.Module` that holds only its parameters and constants (its sites and
+the model's dimensions). Its hook functions are made per `steer` call, with the strength ``β``
+and an optional recorder bound into their closures, so a shared intervention object never
+changes state during a forward pass, and two `steer` blocks with different ``β`` never see each
+other's strength.
+
+A method is a subclass registered with `register_method`. Everything that differs between
+methods lives on the class: its parameter shapes and edit, whether it is tied to one prompt
+length, its default hyperparameters, what one "component" is and how large it is, and which
+analysis arrays it records. Nothing outside this module branches on the method's name.
 
 Steering strength ``β`` is per example (a ``[batch]`` tensor), so one forward pass can hold the
 ``β = +1`` and ``β = −1`` copies of a batch side by side.
@@ -12,52 +18,126 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import ClassVar, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from actscale.errors import ActscaleError
 from actscale.sites import hook_name, is_head_site
 
-METHODS: tuple[str, ...] = ("activscalar", "steervec", "dynscalar")
-FIXED_LENGTH_METHODS: tuple[str, ...] = ("activscalar", "steervec")
+# What a hook records: {(site, layer): tensor} for the caller of `steer` (DynScalar's scalars).
+Recorder = dict[tuple[str, int], Tensor]
+HookFn = Callable[..., Tensor]
+
+
+@dataclass(frozen=True)
+class ModelDims:
+    """The model dimensions an intervention's parameter shapes depend on."""
+
+    n_layers: int
+    n_pos: int
+    d_model: int
+    n_heads: int
+    d_head: int
+
+
+@dataclass(frozen=True)
+class MethodDefaults:
+    """A method's own hyperparameter defaults (ours, method.md §3; see the README's table)."""
+
+    steps: int
+    lr: float
+    batch_size: int
+    lambda_m: float
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {"steps": self.steps, "lr": self.lr, "batch_size": self.batch_size, "lambda_m": self.lambda_m}
 
 
 class Intervention(nn.Module):
-    """One learned edit per (site, layer); subclasses define `edit` and their parameter shapes.
+    """One learned edit per (site, layer); subclasses define `param_shapes` and `edit`, and say
+    what a component is (`component_axes`, `component_values`).
 
     Shapes (interfaces.md, Run bundle): per site, the first dimension is the layer.
     """
 
     method: ClassVar[str]
-    prefix: ClassVar[tuple[str, ...]]
+    label: ClassVar[str] = ""                 # one line for pickers
+    fixed_length: ClassVar[bool] = True       # tied to prompts of one token length
+    defaults: ClassVar[MethodDefaults]
+    # What `component_values` returns: its name in tables, its label on figures, and whether it
+    # is signed (drawn on a diverging scale centred on 0) or a size (sequential scale).
+    magnitude_name: ClassVar[str] = "value"
+    magnitude_label: ClassVar[str] = "value"
+    magnitude_signed: ClassVar[bool] = False
 
-    def __init__(self, sites: tuple[str, ...], n_layers: int, n_pos: int, d_model: int, n_heads: int, d_head: int):
+    def __init__(self, sites: tuple[str, ...], dims: ModelDims):
         super().__init__()
         self.sites = tuple(sites)
-        self.n_layers, self.n_pos, self.d_model = n_layers, n_pos, d_model
-        self.n_heads, self.d_head = n_heads, d_head
+        self.dims = dims
         self.params = nn.ParameterDict()
         for site in self.sites:
-            for prefix, shape in self.param_shapes(site).items():
+            for prefix, shape in self.param_shapes(site, dims).items():
                 self.params[f"{prefix}__{site}"] = nn.Parameter(torch.zeros(shape))
-        self._beta: Tensor | None = None
+
+    @classmethod
+    def from_config(cls, sites: tuple[str, ...], dims: ModelDims, config: Mapping[str, Any]) -> Intervention:
+        """A fresh intervention (the identity); ``config`` is a run's config (TrainConfig fields),
+        read by methods that have options of their own."""
+        return cls(sites, dims)
 
     # -- what subclasses define --
-    def param_shapes(self, site: str) -> dict[str, tuple[int, ...]]:
+    @classmethod
+    def param_shapes(cls, site: str, dims: ModelDims) -> dict[str, tuple[int, ...]]:
         raise NotImplementedError
 
-    def edit(self, act: Tensor, site: str, layer: int, beta: Tensor) -> Tensor:
+    def edit(self, act: Tensor, site: str, layer: int, beta: Tensor, record: Recorder | None) -> Tensor:
         """``act`` is [batch pos d_model] ([batch pos n_heads d_head] at the head site);
-        ``beta`` is [batch]. Returns the edited activation, same shape."""
+        ``beta`` is [batch]. Returns the edited activation, same shape. ``record``, when given,
+        receives whatever the method wants to keep of this pass, keyed by (site, layer)."""
         raise NotImplementedError
+
+    @classmethod
+    def component_axes(cls, site: str) -> tuple[str, ...]:
+        """The axes of `component_values` at ``site``, e.g. ("layer", "position", "head")."""
+        raise NotImplementedError
+
+    @classmethod
+    def component_values(cls, params: Mapping[str, Tensor], analysis: Mapping[str, Tensor], site: str) -> Tensor:
+        """The size of each component at ``site`` from a bundle's tensors (no model needed),
+        shaped by `component_axes`."""
+        raise NotImplementedError
+
+    def n_effective(self, hnorm: Mapping[str, Tensor], tau: float) -> int:
+        """Components that matter (method.md §4); ``hnorm[site]`` is the mean ``‖h‖`` per
+        [layer pos] ([layer pos head] at the head site) on the training prompts."""
+        raise NotImplementedError
+
+    def analysis_arrays(self, hdir: Mapping[str, Tensor], record: Mapping[tuple[str, int], list[Tensor]]) -> dict[str, Tensor]:
+        """Tensors the dashboard draws without a model, beyond the shared ones (``hnorm.<site>``,
+        ``delta.*``). ``hdir[site]`` is the mean unit activation per [layer pos (head) d];
+        ``record`` what `edit` recorded over the evaluation's batches, in order."""
+        return {}
+
+    @property
+    def records(self) -> bool:
+        """Whether `edit` records anything worth keeping (the evaluation then keeps full-width,
+        left-padded batches so the recorded tensors line up across batches)."""
+        return False
 
     # -- shared behaviour --
-    def forward(self, act: Tensor, hook: object = None, *, site: str, layer: int) -> Tensor:
-        if self._beta is None:
+    @property
+    def n_pos(self) -> int:
+        return self.dims.n_pos
+
+    def forward(self, act: Tensor, hook: object = None, *, site: str, layer: int, beta: Tensor | None = None,
+                record: Recorder | None = None) -> Tensor:
+        if beta is None:  # β is bound by `steer` into each hook's closure
             raise RuntimeError("an intervention runs only inside `steer(...)`")
-        beta = self._beta.to(act.dtype)
-        return self.edit(act, site, layer, beta)
+        return self.edit(act, site, layer, beta.to(act.dtype), record)
 
     def tensor(self, prefix: str, site: str) -> Tensor:
         return self.params[f"{prefix}__{site}"]
@@ -70,7 +150,7 @@ class Intervention(nn.Module):
             out[f"{prefix}.{site}"] = p.detach().to("cpu", torch.float32).contiguous()
         return out
 
-    def load_named_tensors(self, tensors: dict[str, Tensor]) -> None:
+    def load_named_tensors(self, tensors: Mapping[str, Tensor]) -> None:
         """The inverse of `named_tensors`; shapes must match exactly."""
         expected = {k: tuple(p.shape) for k, p in self.named_tensors().items()}
         got = {k: tuple(v.shape) for k, v in tensors.items() if k in expected}
@@ -88,131 +168,63 @@ class Intervention(nn.Module):
 
     def minimality(self) -> Tensor:
         """``‖θ‖₁`` (method.md §3)."""
-        return sum(p.abs().sum() for p in self.params.values())
+        return torch.stack([p.abs().sum() for p in self.params.values()]).sum()
 
     @property
     def n_params(self) -> int:
         return sum(p.numel() for p in self.params.values())
 
-    def n_effective(self, hnorm: dict[str, Tensor], tau: float) -> int:
-        """Components that matter (method.md §4); ``hnorm[site]`` is the mean ``‖h‖`` per
-        [layer pos] ([layer pos head] at the head site) on the training prompts."""
-        raise NotImplementedError
-
-    def hooks(self) -> list[tuple[str, functools.partial]]:
-        """(hook name, hook function) for every site and layer."""
+    def hooks(self, beta: Tensor, record: Recorder | None = None) -> list[tuple[str, HookFn]]:
+        """(hook name, hook function) for every site and layer, with ``beta`` ([batch]) and
+        ``record`` bound into each function: the intervention itself is not changed."""
         return [
-            (hook_name(site, layer), functools.partial(self, site=site, layer=layer))
+            (hook_name(site, layer), functools.partial(self, site=site, layer=layer, beta=beta, record=record))
             for site in self.sites
-            for layer in range(self.n_layers)
+            for layer in range(self.dims.n_layers)
         ]
+
+
+# ---------------------------------------------------------------- the registry
+_REGISTRY: dict[str, type[Intervention]] = {}
+
+
+def register_method(cls: type[Intervention]) -> type[Intervention]:
+    """Make ``cls`` a method every layer knows (config, training, store, CLI, dashboard).
+    Usable as a class decorator; registering the same name twice replaces the first."""
+    if not getattr(cls, "method", ""):
+        raise ValueError(f"{cls.__name__} has no method name")
+    _REGISTRY[cls.method] = cls
+    return cls
+
+
+def unregister_method(method: str) -> None:
+    """Forget ``method`` (tests that register a method of their own clean up with this)."""
+    _REGISTRY.pop(method, None)
+
+
+def registered_methods() -> tuple[str, ...]:
+    """The names of every registered method, in registration order."""
+    return tuple(_REGISTRY)
+
+
+def method_class(method: str) -> type[Intervention]:
+    """The class of a registered method; ActscaleError (one line) for an unknown name."""
+    try:
+        return _REGISTRY[method]
+    except (KeyError, TypeError):
+        raise ActscaleError(f"unknown method {method!r}: choose from {', '.join(_REGISTRY)}") from None
+
+
+def make_intervention(method: str, sites: tuple[str, ...], dims: ModelDims,
+                      config: Mapping[str, Any] | None = None) -> Intervention:
+    """A fresh intervention (the identity) of ``method``; ``config`` holds the method's own
+    options (DynScalar's ``normalize``)."""
+    return method_class(method).from_config(tuple(sites), dims, config or {})
 
 
 def _expand(beta: Tensor, act: Tensor) -> Tensor:
     """[batch] -> [batch, 1, 1(, 1)] so it broadcasts over the activation."""
     return beta.reshape(-1, *([1] * (act.dim() - 1)))
-
-
-class ActivScalar(Intervention):
-    """``h' = h · (1 + β·α[s,l,i])``: one scalar per (site, layer, position[, head])."""
-
-    method = "activscalar"
-
-    def param_shapes(self, site: str) -> dict[str, tuple[int, ...]]:
-        if is_head_site(site):
-            return {"alpha": (self.n_layers, self.n_pos, self.n_heads)}
-        return {"alpha": (self.n_layers, self.n_pos)}
-
-    def edit(self, act: Tensor, site: str, layer: int, beta: Tensor) -> Tensor:
-        alpha = self.tensor("alpha", site)[layer]  # [pos] or [pos n_heads]
-        _check_positions(act, self.n_pos)
-        scale = 1 + _expand(beta, act) * alpha.unsqueeze(-1).unsqueeze(0)  # [batch pos (n_heads) 1]
-        return act * scale
-
-    def n_effective(self, hnorm: dict[str, Tensor], tau: float) -> int:
-        return int(sum((p.detach().abs() > tau).sum().item() for p in self.params.values()))
-
-
-class SteerVec(Intervention):
-    """``h' = h + β·v[s,l,i]``: one vector per (site, layer, position[, head]) — the baseline."""
-
-    method = "steervec"
-
-    def param_shapes(self, site: str) -> dict[str, tuple[int, ...]]:
-        if is_head_site(site):
-            return {"vector": (self.n_layers, self.n_pos, self.n_heads, self.d_head)}
-        return {"vector": (self.n_layers, self.n_pos, self.d_model)}
-
-    def edit(self, act: Tensor, site: str, layer: int, beta: Tensor) -> Tensor:
-        _check_positions(act, self.n_pos)
-        return act + _expand(beta, act) * self.tensor("vector", site)[layer].unsqueeze(0)
-
-    def n_effective(self, hnorm: dict[str, Tensor], tau: float) -> int:
-        count = 0
-        for site in self.sites:
-            vnorm = self.tensor("vector", site).detach().norm(dim=-1).cpu()  # [layer pos (head)]
-            count += int((vnorm > tau * hnorm[site].mean()).sum().item())
-        return count
-
-
-class DynScalar(Intervention):
-    """``h' = h · (1 + β·α)`` with ``α = w[s,l]ᵀ ĥ + b[s,l]``: the scalar is read off the
-    activation itself, so one set of parameters serves prompts of any length.
-
-    ``normalize=True`` (the default, ours) takes the dot product with ``ĥ = h/‖h‖``; ``False``
-    uses the raw activation, whose norm differs by orders of magnitude between sites.
-    """
-
-    method = "dynscalar"
-
-    def __init__(self, *args: int | tuple[str, ...], normalize: bool = True, **kwargs: int):
-        self.normalize = normalize
-        super().__init__(*args, **kwargs)
-        # When a dict, `edit` stores the scalars it produced per (site, layer): the dashboard
-        # shows them per prompt without loading a model.
-        self._record: dict | None = None
-
-    def param_shapes(self, site: str) -> dict[str, tuple[int, ...]]:
-        if is_head_site(site):
-            return {"w": (self.n_layers, self.n_heads, self.d_head), "b": (self.n_layers, self.n_heads)}
-        return {"w": (self.n_layers, self.d_model), "b": (self.n_layers,)}
-
-    def scalars(self, act: Tensor, site: str, layer: int) -> Tensor:
-        """α for each position: [batch pos] ([batch pos n_heads] at the head site)."""
-        w, b = self.tensor("w", site)[layer], self.tensor("b", site)[layer]
-        h = act / act.norm(dim=-1, keepdim=True).clamp_min(1e-6) if self.normalize else act
-        if is_head_site(site):
-            return torch.einsum("bphd,hd->bph", h, w) + b
-        return h @ w + b
-
-    def edit(self, act: Tensor, site: str, layer: int, beta: Tensor) -> Tensor:
-        alpha = self.scalars(act, site, layer)
-        if self._record is not None:
-            self._record[(site, layer)] = alpha.detach().float().cpu()
-        return act * (1 + _expand(beta, alpha) * alpha).unsqueeze(-1)
-
-    def n_effective(self, hnorm: dict[str, Tensor], tau: float) -> int:
-        count = 0
-        for site in self.sites:
-            wnorm = self.tensor("w", site).detach().norm(dim=-1).cpu()  # [layer (head)]
-            b = self.tensor("b", site).detach().abs().cpu()
-            # ĥ has norm 1 by construction; on raw activations the scale is the mean ‖h‖.
-            scale = 1.0 if self.normalize else hnorm[site].mean(dim=1)  # mean over positions
-            count += int((wnorm * scale + b > tau).sum().item())
-        return count
-
-
-_CLASSES: dict[str, type[Intervention]] = {c.method: c for c in (ActivScalar, SteerVec, DynScalar)}
-
-
-def make_intervention(method: str, sites: tuple[str, ...], *, n_layers: int, n_pos: int, d_model: int,
-                      n_heads: int, d_head: int, normalize: bool = True) -> Intervention:
-    """A fresh intervention (the identity) for ``method``."""
-    cls = _CLASSES[method]
-    kwargs = dict(n_layers=n_layers, n_pos=n_pos, d_model=d_model, n_heads=n_heads, d_head=d_head)
-    if cls is DynScalar:
-        return DynScalar(sites, normalize=normalize, **kwargs)
-    return cls(sites, **kwargs)
 
 
 def _check_positions(act: Tensor, n_pos: int) -> None:
@@ -223,22 +235,185 @@ def _check_positions(act: Tensor, n_pos: int) -> None:
         )
 
 
-@contextlib.contextmanager
-def steer(bridge: nn.Module, intervention: Intervention, beta: float | Tensor, batch: int | None = None) -> Iterator[None]:
-    """Attach ``intervention`` with strength ``beta`` (a number, or a [batch] tensor) for the
-    duration of the block. Exactly the hooks added here are removed on exit, also on an error.
+def _positioned_axes(site: str) -> tuple[str, ...]:
+    return ("layer", "position", "head") if is_head_site(site) else ("layer", "position")
+
+
+# ---------------------------------------------------------------- the three methods
+@register_method
+class ActivScalar(Intervention):
+    """``h' = h · (1 + β·α[s,l,i])``: one scalar per (site, layer, position[, head])."""
+
+    method = "activscalar"
+    label = "ActivScalar (a scalar per site, layer, position)"
+    # A scalar per position learns fast with a large step.
+    defaults = MethodDefaults(steps=18, lr=0.1, batch_size=8, lambda_m=0.05)
+    magnitude_name, magnitude_label, magnitude_signed = "alpha", "α", True
+
+    @classmethod
+    def param_shapes(cls, site: str, dims: ModelDims) -> dict[str, tuple[int, ...]]:
+        if is_head_site(site):
+            return {"alpha": (dims.n_layers, dims.n_pos, dims.n_heads)}
+        return {"alpha": (dims.n_layers, dims.n_pos)}
+
+    def edit(self, act: Tensor, site: str, layer: int, beta: Tensor, record: Recorder | None) -> Tensor:
+        alpha = self.tensor("alpha", site)[layer]  # [pos] or [pos n_heads]
+        _check_positions(act, self.n_pos)
+        scale = 1 + _expand(beta, act) * alpha.unsqueeze(-1).unsqueeze(0)  # [batch pos (n_heads) 1]
+        return act * scale
+
+    @classmethod
+    def component_axes(cls, site: str) -> tuple[str, ...]:
+        return _positioned_axes(site)
+
+    @classmethod
+    def component_values(cls, params: Mapping[str, Tensor], analysis: Mapping[str, Tensor], site: str) -> Tensor:
+        return params[f"alpha.{site}"]
+
+    def n_effective(self, hnorm: Mapping[str, Tensor], tau: float) -> int:
+        return int(sum((p.detach().abs() > tau).sum().item() for p in self.params.values()))
+
+
+@register_method
+class SteerVec(Intervention):
+    """``h' = h + β·v[s,l,i]``: one vector per (site, layer, position[, head]) — the baseline."""
+
+    method = "steervec"
+    label = "SteerVec (a vector per site, layer, position)"
+    # A vector per position has D times as many coordinates, each with a small gradient, so its
+    # L1 weight is far smaller.
+    defaults = MethodDefaults(steps=25, lr=0.01, batch_size=4, lambda_m=1e-4)
+    magnitude_name, magnitude_label = "norm_ratio", "‖v‖/‖h‖"
+
+    @classmethod
+    def param_shapes(cls, site: str, dims: ModelDims) -> dict[str, tuple[int, ...]]:
+        if is_head_site(site):
+            return {"vector": (dims.n_layers, dims.n_pos, dims.n_heads, dims.d_head)}
+        return {"vector": (dims.n_layers, dims.n_pos, dims.d_model)}
+
+    def edit(self, act: Tensor, site: str, layer: int, beta: Tensor, record: Recorder | None) -> Tensor:
+        _check_positions(act, self.n_pos)
+        return act + _expand(beta, act) * self.tensor("vector", site)[layer].unsqueeze(0)
+
+    @classmethod
+    def component_axes(cls, site: str) -> tuple[str, ...]:
+        return _positioned_axes(site)
+
+    @classmethod
+    def component_values(cls, params: Mapping[str, Tensor], analysis: Mapping[str, Tensor], site: str) -> Tensor:
+        """``‖v‖ / mean‖h‖`` per [layer pos (head)] (``‖v‖`` where the bundle has no ``‖h‖``)."""
+        vnorm = params[f"vector.{site}"].norm(dim=-1)
+        hnorm = analysis.get(f"hnorm.{site}")
+        return vnorm if hnorm is None else vnorm / hnorm.clamp_min(1e-6)
+
+    def n_effective(self, hnorm: Mapping[str, Tensor], tau: float) -> int:
+        count = 0
+        for site in self.sites:
+            vnorm = self.tensor("vector", site).detach().norm(dim=-1).cpu()  # [layer pos (head)]
+            count += int((vnorm > tau * hnorm[site].mean()).sum().item())
+        return count
+
+    def analysis_arrays(self, hdir: Mapping[str, Tensor], record: Mapping[tuple[str, int], list[Tensor]]) -> dict[str, Tensor]:
+        """``cos.<site>``: the mean cosine of each vector with the activation it is added to."""
+        out = {}
+        for site in self.sites:
+            v = self.tensor("vector", site).detach().cpu()
+            out[f"cos.{site}"] = ((v * hdir[site]).sum(-1) / v.norm(dim=-1).clamp_min(1e-12)).contiguous()
+        return out
+
+
+@register_method
+class DynScalar(Intervention):
+    """``h' = h · (1 + β·α)`` with ``α = w[s,l]ᵀ ĥ + b[s,l]``: the scalar is read off the
+    activation itself, so one set of parameters serves prompts of any length.
+
+    ``normalize=True`` (the default, ours) takes the dot product with ``ĥ = h/‖h‖``; ``False``
+    uses the raw activation, whose norm differs by orders of magnitude between sites.
     """
+
+    method = "dynscalar"
+    label = "DynScalar (a scalar computed from the activation; any prompt length)"
+    fixed_length = False
+    # DynScalar's w grows by about lr·√D per step and overshoots at 0.02.
+    defaults = MethodDefaults(steps=40, lr=0.015, batch_size=8, lambda_m=1e-3)
+    magnitude_name, magnitude_label = "w_norm", "‖w‖"
+
+    def __init__(self, sites: tuple[str, ...], dims: ModelDims, normalize: bool = True):
+        self.normalize = normalize
+        super().__init__(sites, dims)
+
+    @classmethod
+    def from_config(cls, sites: tuple[str, ...], dims: ModelDims, config: Mapping[str, Any]) -> Intervention:
+        return cls(sites, dims, normalize=bool(config.get("normalize", True)))
+
+    @classmethod
+    def param_shapes(cls, site: str, dims: ModelDims) -> dict[str, tuple[int, ...]]:
+        if is_head_site(site):
+            return {"w": (dims.n_layers, dims.n_heads, dims.d_head), "b": (dims.n_layers, dims.n_heads)}
+        return {"w": (dims.n_layers, dims.d_model), "b": (dims.n_layers,)}
+
+    def scalars(self, act: Tensor, site: str, layer: int) -> Tensor:
+        """α for each position: [batch pos] ([batch pos n_heads] at the head site)."""
+        w, b = self.tensor("w", site)[layer], self.tensor("b", site)[layer]
+        h = act / act.norm(dim=-1, keepdim=True).clamp_min(1e-6) if self.normalize else act
+        if is_head_site(site):
+            return torch.einsum("bphd,hd->bph", h, w) + b
+        return h @ w + b
+
+    def edit(self, act: Tensor, site: str, layer: int, beta: Tensor, record: Recorder | None) -> Tensor:
+        alpha = self.scalars(act, site, layer)
+        if record is not None:
+            record[(site, layer)] = alpha.detach().float().cpu()
+        return act * (1 + _expand(beta, alpha) * alpha).unsqueeze(-1)
+
+    @property
+    def records(self) -> bool:
+        return True
+
+    @classmethod
+    def component_axes(cls, site: str) -> tuple[str, ...]:
+        return ("layer", "head") if is_head_site(site) else ("layer",)
+
+    @classmethod
+    def component_values(cls, params: Mapping[str, Tensor], analysis: Mapping[str, Tensor], site: str) -> Tensor:
+        return params[f"w.{site}"].norm(dim=-1)
+
+    def n_effective(self, hnorm: Mapping[str, Tensor], tau: float) -> int:
+        count = 0
+        for site in self.sites:
+            wnorm = self.tensor("w", site).detach().norm(dim=-1).cpu()  # [layer (head)]
+            b = self.tensor("b", site).detach().abs().cpu()
+            # ĥ has norm 1 by construction; on raw activations the scale is the mean ‖h‖.
+            scale = 1.0 if self.normalize else hnorm[site].mean(dim=1)  # mean over positions
+            count += int((wnorm * scale + b > tau).sum().item())
+        return count
+
+    def analysis_arrays(self, hdir: Mapping[str, Tensor], record: Mapping[tuple[str, int], list[Tensor]]) -> dict[str, Tensor]:
+        """``dynalpha.<site>``: the scalars produced on every prompt, [n layer pos (head)]."""
+        if not record:
+            return {}
+        out = {}
+        for site in self.sites:
+            per_layer = [torch.cat(record[(site, layer)]) for layer in range(self.dims.n_layers)]
+            out[f"dynalpha.{site}"] = torch.stack(per_layer, dim=1).float().contiguous()
+        return out
+
+
+# ---------------------------------------------------------------- attaching to a model
+@contextlib.contextmanager
+def steer(bridge: nn.Module, intervention: Intervention, beta: float | Tensor, batch: int | None = None,
+          record: Recorder | None = None) -> Iterator[None]:
+    """Attach ``intervention`` with strength ``beta`` (a number, or a [batch] tensor) for the
+    duration of the block; ``record`` (a dict the caller owns) receives what the method records.
+    Exactly the hooks added here are removed on exit, also on an error; the intervention object
+    is not modified, so the same one may be used by nested or alternating blocks."""
     if not isinstance(beta, Tensor):
         if batch is None:
             raise ValueError("a scalar beta needs the batch size")
         beta = torch.full((batch,), float(beta))
     device = next(intervention.parameters()).device
-    intervention._beta = beta.to(device)
-    try:
-        with bridge.hooks(fwd_hooks=intervention.hooks(), reset_hooks_end=True):
-            yield
-    finally:
-        intervention._beta = None
+    with bridge.hooks(fwd_hooks=intervention.hooks(beta.to(device), record), reset_hooks_end=True):
+        yield
 
 
 def hook_count(bridge: nn.Module) -> int:

@@ -4,12 +4,12 @@ user's choosing (method.md §6.5). Pure computation; the Playground page only dr
     iv = intervention_from_bundle(bundle, model)
     out = steer_prompt(model, iv, "When Mary and John went to the store, John gave a drink to",
                        " Mary", " John", beta=0.5)
-    out["delta"], out["p_correct"], out["top_after"]
+    out.delta, out.p_correct, out.top_after
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,11 +17,31 @@ import torch
 from torch import Tensor
 
 from actscale.errors import ActscaleError
-from actscale.interventions import DynScalar, Intervention, steer
+from actscale.interventions import Intervention, steer
 from actscale.models import LoadedModel, last_position_logits
 from actscale.store import RunBundle
 
 TOP_K = 10
+
+
+@dataclass(frozen=True)
+class PlaygroundResult:
+    """One prompt under the unmodified model (``*_base``, no hook attached) and steered at
+    strength ``beta``. ``top_before`` / ``top_after``: the top-10 next tokens of the unmodified
+    and of the steered model, most likely first, each with ``rank_before``, ``p_before``,
+    ``rank_after``, ``p_after`` (rank 1 = most likely), ``rank_change = rank_before −
+    rank_after`` (positive: the token rose) and ``token_id``."""
+
+    beta: float
+    str_tokens: list[str]
+    delta: float
+    p_correct: float
+    p_wrong: float
+    delta_base: float
+    p_correct_base: float
+    p_wrong_base: float
+    top_before: pd.DataFrame
+    top_after: pd.DataFrame
 
 
 @dataclass(frozen=True)
@@ -68,7 +88,7 @@ def tokenize_prompt(model: LoadedModel, intervention: Intervention, prompt: str,
     ids = ([bos] if bos is not None else []) + list(model.tokenizer(prompt, add_special_tokens=False).input_ids)
     if len(ids) > model.n_ctx:
         raise ActscaleError(f"the prompt is {len(ids)} tokens; the model's context is {model.n_ctx}")
-    if not isinstance(intervention, DynScalar) and len(ids) != intervention.n_pos:
+    if intervention.fixed_length and len(ids) != intervention.n_pos:
         raise ActscaleError(
             f"this {intervention.method} run is tied to prompts of {intervention.n_pos} tokens; "
             f"this prompt has {len(ids)} (only DynScalar runs take prompts of any length)"
@@ -125,25 +145,12 @@ def _rank(logits: Tensor, idx: int) -> int:
 
 
 def steer_prompt(model: LoadedModel, intervention: Intervention, prompt: str, correct: str, wrong: str,
-                 beta: float) -> dict[str, Any]:
+                 beta: float) -> PlaygroundResult:
     """The prompt under the unmodified model and under ``intervention`` at strength ``beta``.
-
-    Returns ``delta``, ``p_correct``, ``p_wrong`` (steered), the same with a ``_base`` suffix
-    (unmodified, no hook attached), ``beta``, ``str_tokens``, and two DataFrames of the top-10
-    next tokens: ``top_before`` (the unmodified model's ten, most likely first) and ``top_after``
-    (the steered model's ten), each with ``rank_before``, ``p_before``, ``rank_after``,
-    ``p_after`` (rank 1 = most likely), ``rank_change = rank_before − rank_after`` (positive: the
-    token rose) and ``token_id``. Raises ActscaleError for an unusable prompt or answer.
-    """
+    Raises ActscaleError for an unusable prompt or answer."""
     pt = tokenize_prompt(model, intervention, prompt, correct, wrong)
     base = _logits(model, None, pt.tokens, None)[0]  # [d_vocab]
     steered = _logits(model, intervention, pt.tokens, torch.tensor([float(beta)]))[0]  # [d_vocab]
-    out: dict[str, Any] = {"beta": float(beta), "str_tokens": pt.str_tokens}
-    for suffix, logits in (("", steered), ("_base", base)):
-        probs = torch.softmax(logits, -1)
-        out[f"delta{suffix}"] = float(logits[pt.correct_id] - logits[pt.wrong_id])
-        out[f"p_correct{suffix}"] = float(probs[pt.correct_id])
-        out[f"p_wrong{suffix}"] = float(probs[pt.wrong_id])
     before = top_tokens(model, base, steered).rename(columns={"other_rank": "rank_after", "other_p": "p_after"})
     after = top_tokens(model, steered, base).rename(columns={"other_rank": "rank_before", "other_p": "p_before"})
     before = before.rename(columns={"rank": "rank_before", "p": "p_before"})
@@ -151,9 +158,16 @@ def steer_prompt(model: LoadedModel, intervention: Intervention, prompt: str, co
     for table in (before, after):
         # What steering did to the token's rank: positive = it rose (rank 5 -> 2 is +3).
         table["rank_change"] = table["rank_before"] - table["rank_after"]
-    out["top_before"] = before[["rank_before", "token", "p_before", "rank_after", "p_after", "rank_change", "token_id"]]
-    out["top_after"] = after[["rank_after", "token", "p_after", "rank_before", "p_before", "rank_change", "token_id"]]
-    return out
+    p_steered, p_base = torch.softmax(steered, -1), torch.softmax(base, -1)
+    return PlaygroundResult(
+        beta=float(beta), str_tokens=pt.str_tokens,
+        delta=float(steered[pt.correct_id] - steered[pt.wrong_id]),
+        p_correct=float(p_steered[pt.correct_id]), p_wrong=float(p_steered[pt.wrong_id]),
+        delta_base=float(base[pt.correct_id] - base[pt.wrong_id]),
+        p_correct_base=float(p_base[pt.correct_id]), p_wrong_base=float(p_base[pt.wrong_id]),
+        top_before=before[["rank_before", "token", "p_before", "rank_after", "p_after", "rank_change", "token_id"]],
+        top_after=after[["rank_after", "token", "p_after", "rank_before", "p_before", "rank_change", "token_id"]],
+    )
 
 
 def beta_curve(model: LoadedModel, intervention: Intervention, prompt: str, correct: str, wrong: str,

@@ -1,10 +1,23 @@
 """Figures of method.md §6, as pure functions from a bundle or a tidy DataFrame to a plotly
-figure. No model is needed for any of them (viewer mode)."""
+figure. No model is needed for any of them (viewer mode). The numbers come from `analysis`;
+this module only draws them."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+
+from actscale.analysis import (
+    component_values,
+    dyn_prompt_scalars,
+    examples_frame,
+    head_values,
+    history_frame,
+    layer_labels,
+    position_labels,
+    run_method,
+)
+from actscale.interventions import SteerVec
 from actscale.sites import is_head_site
 from actscale.store import RunBundle
 
@@ -37,19 +50,6 @@ def _new_figure(*args, **kwargs) -> go.Figure:
     return _styled(go.Figure(*args, **kwargs))
 
 
-def _info(bundle: RunBundle) -> dict:
-    """analysis.json is optional and holds whatever was written: only a dict is used."""
-    return bundle.info if isinstance(bundle.info, dict) else {}
-
-
-def position_labels(bundle: RunBundle) -> list[str]:
-    labels = _info(bundle).get("position_labels")
-    n_pos = int(bundle.config["n_pos"])
-    if isinstance(labels, list) and len(labels) == n_pos:
-        return [str(x) for x in labels]
-    return [str(i) for i in range(n_pos)]
-
-
 def _heatmap(z: np.ndarray, x: list[str], y: list[str], title: str, *, diverging: bool, zlabel: str,
              xtitle: str = "position", ytitle: str = "layer", zrange: tuple[float, float] | None = None) -> go.Figure:
     kwargs: dict = {"colorscale": DIVERGING if diverging else SEQUENTIAL}
@@ -70,10 +70,6 @@ def _heatmap(z: np.ndarray, x: list[str], y: list[str], title: str, *, diverging
     return fig
 
 
-def _layers(n: int) -> list[str]:
-    return [str(i) for i in range(n)]
-
-
 def plot_scalar_heatmap(bundle: RunBundle, site: str) -> go.Figure:
     """ActivScalar: learned α per layer × position, centred on 0 ("no change")."""
     alpha = bundle.params[f"alpha.{site}"].numpy()
@@ -82,60 +78,70 @@ def plot_scalar_heatmap(bundle: RunBundle, site: str) -> go.Figure:
         title = f"α summed over heads — {site}"
     else:
         title = f"α per layer and position — {site}"
-    return _heatmap(alpha, position_labels(bundle), _layers(alpha.shape[0]), title, diverging=True, zlabel="α")
-
-
-def head_values(bundle: RunBundle, position: int | None) -> np.ndarray:
-    """[layer head] values of the head site at one position, or summed over positions (None).
-
-    ActivScalar: α; SteerVec: ‖v‖/‖h‖; DynScalar: ‖w‖ (positions do not apply).
-    """
-    method = bundle.method
-    if method == "activscalar":
-        a = bundle.params["alpha.head"].numpy()  # [layer pos head]
-    elif method == "steervec":
-        a = steer_norm_ratio(bundle, "head")  # [layer pos head]
-    else:
-        return bundle.params["w.head"].norm(dim=-1).numpy()  # [layer head]
-    return a.sum(1) if position is None else a[:, position, :]
+    return _heatmap(alpha, position_labels(bundle), layer_labels(alpha.shape[0]), title, diverging=True, zlabel="α")
 
 
 def plot_head_heatmap(bundle: RunBundle, position: int | None) -> go.Figure:
-    """The head site as layer × head, at one position or summed over positions."""
+    """The head site as layer × head, at one position or summed over positions (methods whose
+    components have no position: as they are)."""
+    method = run_method(bundle)
     z = head_values(bundle, position)
-    where = "summed over positions" if position is None else f"at position {position_labels(bundle)[position]}"
-    if bundle.method == "dynscalar":
-        where, label, diverging = "(per layer and head)", "‖w‖", False
-    elif bundle.method == "steervec":
-        label, diverging = "‖v‖/‖h‖", False
+    if "position" not in method.component_axes("head"):
+        where = "(per layer and head)"
     else:
-        label, diverging = "α", True
-    return _heatmap(z, [f"H{h}" for h in range(z.shape[1])], _layers(z.shape[0]), f"head site {where}",
-                    diverging=diverging, zlabel=label, xtitle="head")
+        where = "summed over positions" if position is None else f"at position {position_labels(bundle)[position]}"
+    return _heatmap(z, [f"H{h}" for h in range(z.shape[1])], layer_labels(z.shape[0]), f"head site {where}",
+                    diverging=method.magnitude_signed, zlabel=method.magnitude_label, xtitle="head")
 
 
 def steer_norm_ratio(bundle: RunBundle, site: str) -> np.ndarray:
     """SteerVec: ``‖v‖ / mean‖h‖`` per [layer pos (head)]."""
-    v = bundle.params[f"vector.{site}"]
-    h = bundle.analysis.get(f"hnorm.{site}")
-    vnorm = v.norm(dim=-1)
-    if h is None:
-        return vnorm.numpy()
-    return (vnorm / h.clamp_min(1e-6)).numpy()
+    return SteerVec.component_values(bundle.params, bundle.analysis, site).numpy()
+
+
+def plot_steer_ratio(bundle: RunBundle, site: str) -> go.Figure:
+    """SteerVec: the norm ratio ‖v‖/‖h‖ per layer × position (head site: mean over heads)."""
+    ratio = steer_norm_ratio(bundle, site)
+    if ratio.ndim == 3:
+        ratio = ratio.mean(-1)
+    return _heatmap(ratio, position_labels(bundle), layer_labels(ratio.shape[0]), f"‖v‖/‖h‖ — {site}",
+                    diverging=False, zlabel="‖v‖/‖h‖")
+
+
+def plot_steer_cos(bundle: RunBundle, site: str) -> go.Figure:
+    """SteerVec: the direction cos(v, h) per layer × position (head site: mean over heads);
+    zeros where the bundle stores no cosines."""
+    stored = bundle.cos(site)
+    cos = stored.numpy() if stored is not None else np.zeros_like(steer_norm_ratio(bundle, site))
+    if cos.ndim == 3:
+        cos = cos.mean(-1)
+    return _heatmap(cos, position_labels(bundle), layer_labels(cos.shape[0]), f"cos(v, h) — {site}",
+                    diverging=True, zlabel="cos", zrange=(-1.0, 1.0))
 
 
 def plot_steer_heatmaps(bundle: RunBundle, site: str) -> tuple[go.Figure, go.Figure]:
     """SteerVec: the norm ratio ‖v‖/‖h‖ and the direction cos(v, h) per layer × position."""
-    ratio = steer_norm_ratio(bundle, site)
-    cos = bundle.analysis.get(f"cos.{site}")
-    cos = cos.numpy() if cos is not None else np.zeros_like(ratio)
-    if ratio.ndim == 3:  # head site: the mean over heads
-        ratio, cos = ratio.mean(-1), cos.mean(-1)
-    x, y = position_labels(bundle), _layers(ratio.shape[0])
-    return (
-        _heatmap(ratio, x, y, f"‖v‖/‖h‖ — {site}", diverging=False, zlabel="‖v‖/‖h‖"),
-        _heatmap(cos, x, y, f"cos(v, h) — {site}", diverging=True, zlabel="cos", zrange=(-1.0, 1.0)),
-    )
+    return plot_steer_ratio(bundle, site), plot_steer_cos(bundle, site)
+
+
+def plot_component_map(bundle: RunBundle, site: str) -> go.Figure:
+    """Any method: the size of each component at ``site`` along the method's component axes, as
+    a bar per layer (one axis) or a layer × position / layer × head heatmap (a third axis is
+    averaged). Signed sizes are drawn on a scale centred on 0."""
+    method = run_method(bundle)
+    values, axes = component_values(bundle, site), method.component_axes(site)
+    title = f"{method.magnitude_label} per {' and '.join(axes[:2])} — {site}"
+    if values.ndim == 1:
+        fig = _new_figure(go.Bar(x=layer_labels(len(values)), y=values.tolist(), marker_color="#3b6ea8",
+                                 name=method.magnitude_label))
+        fig.update_layout(title=title, xaxis_title="layer", yaxis_title=method.magnitude_label, **_LAYOUT)
+        fig.update_xaxes(type="category")
+        return fig
+    if values.ndim > 2:
+        values = values.reshape(*values.shape[:2], -1).mean(-1)
+    x = position_labels(bundle) if axes[1] == "position" else [f"{axes[1][0].upper()}{i}" for i in range(values.shape[1])]
+    return _heatmap(values, x, layer_labels(values.shape[0]), title, diverging=method.magnitude_signed,
+                    zlabel=method.magnitude_label, xtitle=axes[1])
 
 
 def plot_dyn_weight_norms(bundle: RunBundle) -> go.Figure:
@@ -155,59 +161,10 @@ def plot_dyn_weight_norms(bundle: RunBundle) -> go.Figure:
     return fig
 
 
-def dyn_prompt_scalars(bundle: RunBundle, site: str, index: int) -> tuple[np.ndarray, list[str]]:
-    """The scalars α DynScalar produced on dataset prompt ``index`` (β = +1): [layer pos]."""
-    alpha = bundle.analysis[f"dynalpha.{site}"][index]  # [layer pos (head)], left-padded
-    if alpha.dim() == 3:
-        alpha = alpha.mean(-1)
-    tokens = _info(bundle).get("str_tokens", [])
-    toks = tokens[index] if index < len(tokens) else []
-    n_real = len(toks) or alpha.shape[1]
-    return alpha[:, -n_real:].numpy(), [f"{i}:{t}" for i, t in enumerate(toks)] or [str(i) for i in range(n_real)]
-
-
 def plot_dyn_prompt(bundle: RunBundle, site: str, index: int) -> go.Figure:
     z, labels = dyn_prompt_scalars(bundle, site, index)
-    return _heatmap(z, labels, _layers(z.shape[0]), f"scalars α on prompt {index} — {site}",
+    return _heatmap(z, labels, layer_labels(z.shape[0]), f"scalars α on prompt {index} — {site}",
                     diverging=True, zlabel="α")
-
-
-def top_components(bundle: RunBundle, k: int = 20) -> pd.DataFrame:
-    """The components with the largest |α| (ActivScalar), ‖v‖/‖h‖ (SteerVec) or ‖w‖ (DynScalar)."""
-    labels = position_labels(bundle)
-    parts = []
-    for site in bundle.sites:
-        if bundle.method == "activscalar":
-            values, name = bundle.params[f"alpha.{site}"].numpy(), "alpha"
-        elif bundle.method == "steervec":
-            values, name = steer_norm_ratio(bundle, site), "norm_ratio"
-        else:
-            values, name = bundle.params[f"w.{site}"].norm(dim=-1).numpy(), "w_norm"
-        flat = np.abs(values).reshape(-1)
-        if flat.size == 0:
-            continue
-        # Only the k largest of each site can make the overall top k (ties at the cut kept).
-        cut = np.partition(flat, -min(k, flat.size))[-min(k, flat.size)] if k > 0 else np.inf
-        chosen = np.flatnonzero(flat >= cut)  # ascending: the order np.ndindex would give
-        idx = np.unravel_index(chosen, values.shape)
-        part = {"site": site, "layer": idx[0], "value": values.reshape(-1)[chosen].astype(float), "metric": name}
-        if bundle.method != "dynscalar":
-            part["position"] = idx[1]
-            part["token"] = [labels[i] for i in idx[1]]
-            part["head"] = idx[2] if len(idx) > 2 else None
-        else:
-            part["head"] = idx[1] if len(idx) > 1 else None
-        parts.append(pd.DataFrame(part))
-    if not parts:
-        return pd.DataFrame()
-    df = pd.concat(parts, ignore_index=True)
-    df["head"] = df["head"].astype("Int64")  # empty outside the head site
-    df["abs"] = df["value"].abs()
-    return df.sort_values(["abs", "site", "layer"], ascending=[False, True, True]).head(k).reset_index(drop=True)
-
-
-def history_frame(bundle: RunBundle) -> pd.DataFrame:
-    return pd.DataFrame(bundle.history)
 
 
 def plot_history(history: pd.DataFrame) -> go.Figure:
@@ -244,36 +201,6 @@ def plot_history(history: pd.DataFrame) -> go.Figure:
 def plot_run_history(bundle: RunBundle) -> go.Figure:
     """A stored run's training curves."""
     return plot_history(history_frame(bundle))
-
-
-def metrics_frame(bundles: list[RunBundle]) -> pd.DataFrame:
-    """One row per (run, split) with every metric: the tidy input of the comparison figures.
-
-    Anything with ``run_id``, ``config`` and ``metrics`` will do (a `RunListing` too, so the
-    Compare page never reads tensors)."""
-    rows = []
-    for b in bundles:
-        for split, metrics in b.metrics.items():
-            rows.append({"run_id": b.run_id, "method": b.config.get("method"), "task": b.config.get("task"),
-                         "split": split, "lambda_m": b.config.get("lambda_m"), "lambda_f": b.config.get("lambda_f"),
-                         "margin": b.config.get("margin"), **metrics})
-    df = pd.DataFrame(rows)
-    if {"flip_acc_pos", "flip_acc_neg"} <= set(df.columns):
-        df["flip_acc"] = (df["flip_acc_pos"] + df["flip_acc_neg"]) / 2
-    if {"n_effective", "n_params"} <= set(df.columns):
-        df["effective_frac"] = df["n_effective"] / df["n_params"].clip(lower=1)
-    return df
-
-
-def metrics_table(bundle: RunBundle) -> pd.DataFrame:
-    """The run's metrics (method.md §4), one row per metric, one column per split."""
-    splits = [s for s in ("train", "test") if s in bundle.metrics] + sorted(set(bundle.metrics) - {"train", "test"})
-    names: list[str] = []
-    for split in splits:
-        names += [k for k in bundle.metrics[split] if k not in names]
-    df = pd.DataFrame({split: [bundle.metrics[split].get(k) for k in names] for split in splits}, index=names)
-    df.index.name = "metric"
-    return df.reset_index()
 
 
 def plot_method_comparison(df: pd.DataFrame) -> go.Figure:
@@ -354,22 +281,6 @@ def plot_beta_curve(curve: pd.DataFrame, beta: float | None = None) -> go.Figure
     return fig
 
 
-def examples_frame(bundle: RunBundle) -> pd.DataFrame:
-    """Per prompt of the run's dataset: Δ before and after (β = ±1) and whether it flipped."""
-    df = pd.DataFrame(bundle.dataset)
-    for key, col in (("delta.base", "delta_base"), ("delta.pos", "delta_pos"), ("delta.neg", "delta_neg")):
-        t = bundle.analysis.get(key)
-        if t is not None and len(t) == len(df):
-            df[col] = t.numpy()
-    if "delta_pos" in df:
-        df["flipped_pos"] = df["delta_pos"] > 0
-        df["flipped_neg"] = df["delta_neg"] < 0
-    tokens = _info(bundle).get("str_tokens")
-    if isinstance(tokens, list) and len(tokens) == len(df):
-        df["n_tokens"] = [len(t) for t in tokens]
-    return df
-
-
 def plot_length_generalisation(bundle: RunBundle) -> go.Figure:
     """Flip accuracy per prompt length and split (DynScalar across lengths, method.md §6.6)."""
     df = examples_frame(bundle)
@@ -386,22 +297,3 @@ def plot_length_generalisation(bundle: RunBundle) -> go.Figure:
     lengths = [str(n) for n in sorted(grouped["n_tokens"].unique())]
     fig.update_xaxes(type="category", categoryorder="array", categoryarray=lengths)  # shortest first
     return fig
-
-
-def run_figures(bundle: RunBundle) -> dict[str, go.Figure]:
-    """Every figure of one run, by title: the Explore page and the HTML report both use this."""
-    figs: dict[str, go.Figure] = {"training": plot_history(history_frame(bundle))}
-    for site in bundle.sites:
-        if bundle.method == "activscalar":
-            figs[f"alpha {site}"] = plot_scalar_heatmap(bundle, site)
-        elif bundle.method == "steervec":
-            ratio, cos = plot_steer_heatmaps(bundle, site)
-            figs[f"norm ratio {site}"], figs[f"cos {site}"] = ratio, cos
-    if "head" in bundle.sites:
-        figs["heads summed over positions"] = plot_head_heatmap(bundle, None)
-    if bundle.method == "dynscalar":
-        figs["weight norms"] = plot_dyn_weight_norms(bundle)
-        figs["length generalisation"] = plot_length_generalisation(bundle)
-        if bundle.dataset and f"dynalpha.{bundle.sites[0]}" in bundle.analysis:
-            figs[f"scalars on prompt 0 {bundle.sites[0]}"] = plot_dyn_prompt(bundle, bundle.sites[0], 0)
-    return figs

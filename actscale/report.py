@@ -2,7 +2,7 @@
 one run to send to collaborators.
 
 The report is one file that opens with no network and no server: its configuration, its
-metrics and every figure of `plots.run_figures`, interactive, with plotly.js inlined once.
+metrics and every figure of `views.run_figures`, interactive, with plotly.js inlined once.
 No Streamlit here; every string that goes into HTML is escaped.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from actscale import plots
+from actscale import views
 from actscale.objective import METRIC_NAMES
 from actscale.store import RunBundle, RunListing
 
@@ -128,7 +128,7 @@ def metrics_rows(bundle: RunBundle) -> tuple[list[str], list[list[Any]]]:
 
 def render_report(bundle: RunBundle) -> str:
     """One self-contained HTML page of ``bundle``: configuration, metrics and every figure of
-    `plots.run_figures`, interactive, with plotly.js inlined once (opens with no network)."""
+    `views.run_figures`, interactive, with plotly.js inlined once (opens with no network)."""
     from plotly.offline import get_plotlyjs
 
     cfg = bundle.config
@@ -138,7 +138,7 @@ def render_report(bundle: RunBundle) -> str:
     splits, metric_rows = metrics_rows(bundle)
     summary = bundle.info.get("summary")
     figures = []
-    for i, (name, fig) in enumerate(plots.run_figures(bundle).items()):
+    for i, (name, fig) in enumerate(views.run_figures(bundle).items()):
         div = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"figure-{i}",
                           config={"displaylogo": False, "toImageButtonOptions": {"format": "svg"}})
         figures.append(f'<section class="figure"><h3>{html.escape(name)}</h3>{div}</section>')

@@ -29,6 +29,7 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save_file
 
 from actscale.errors import ActscaleError
+from actscale.interventions import ModelDims, make_intervention
 
 # \Z, not $: "$" also matches before a trailing newline, which would let "<16 hex>\n" through.
 RUN_ID = re.compile(r"^[0-9a-f]{16}\Z")
@@ -85,6 +86,34 @@ class RunBundle:
     @property
     def sites(self) -> tuple[str, ...]:
         return tuple(self.config["sites"])
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """``analysis.json``: written by the engine, but optional and unchecked, so only a dict
+        is used."""
+        return self.info if isinstance(self.info, dict) else {}
+
+    def hnorm(self, site: str) -> torch.Tensor | None:
+        """Mean ``‖h‖`` per [layer pos (head)] on the training prompts, if stored."""
+        return self.analysis.get(f"hnorm.{site}")
+
+    def cos(self, site: str) -> torch.Tensor | None:
+        """SteerVec: the mean ``cos(v, h)`` per [layer pos (head)], if stored."""
+        return self.analysis.get(f"cos.{site}")
+
+    def dynalpha(self, site: str) -> torch.Tensor | None:
+        """DynScalar: the scalars on every prompt at β = +1, [n layer pos (head)], if stored."""
+        return self.analysis.get(f"dynalpha.{site}")
+
+    def deltas(self) -> dict[str, torch.Tensor]:
+        """Per-prompt ``Δ`` of the unmodified model (``base``) and at β = ±1 (``pos``, ``neg``),
+        those that are stored."""
+        return {k: v for k in ("base", "pos", "neg") if (v := self.analysis.get(f"delta.{k}")) is not None}
+
+    def str_tokens(self) -> list[list[str]]:
+        """Each dataset prompt's tokens as strings, where stored (else [])."""
+        tokens = self.summary.get("str_tokens")
+        return tokens if isinstance(tokens, list) else []
 
 
 @dataclass(frozen=True)
@@ -306,8 +335,6 @@ def expected_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     The config may come from an upload: the dimensions must be positive integers, and the
     intervention is built on the meta device, so absurd sizes allocate nothing.
     """
-    from actscale.interventions import make_intervention
-
     dims = config["model_dims"]
     sizes = {k: dims[k] for k in ("n_layers", "d_model", "n_heads", "d_head")} | {"n_pos": config["n_pos"]}
     bad = [k for k, v in sizes.items() if not isinstance(v, int) or isinstance(v, bool) or v < 1]
@@ -316,7 +343,7 @@ def expected_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     if not isinstance(config["sites"], list) or not all(isinstance(s, str) for s in config["sites"]):
         raise ValueError("sites must be a list of names")
     with torch.device("meta"):
-        iv = make_intervention(config["method"], tuple(config["sites"]), **sizes)
+        iv = make_intervention(config["method"], tuple(config["sites"]), ModelDims(**sizes), config)
     return {key.replace("__", "."): tuple(p.shape) for key, p in iv.params.items()}
 
 

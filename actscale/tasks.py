@@ -266,6 +266,25 @@ class PreparedTask:
         lines = [json.dumps(r, sort_keys=True, ensure_ascii=False, separators=(",", ":")) for r in self.to_records()]
         return hashlib.sha256(("\n".join(lines) + "\n").encode("utf-8")).hexdigest()[:16]
 
+    def position_labels(self) -> list[str]:
+        """A label per position for fixed-length runs: the token all train prompts share there,
+        or the most common one followed by '…' where they differ (names, places)."""
+        idx = self.split_indices("train").tolist() or list(range(len(self.examples)))
+        labels = []
+        for pos in range(self.n_pos):
+            seen: dict[str, int] = {}
+            for i in idx:
+                toks = self.str_tokens[i]
+                offset = self.n_pos - len(toks)
+                if pos >= offset:
+                    seen[toks[pos - offset]] = seen.get(toks[pos - offset], 0) + 1
+            if not seen:
+                labels.append(f"{pos}:")
+                continue
+            top = max(seen, key=lambda k: (seen[k], k))
+            labels.append(f"{pos}:{top}" + ("" if len(seen) == 1 else "…"))
+        return labels
+
     def summary(self) -> str:
         """One line, e.g. "kept 80 of 100 prompts (64 train, 16 test); dropped 20: 18 ..., 2 multi-token answer"."""
         n_train = sum(e.split == "train" for e in self.examples)

@@ -3,9 +3,11 @@
 Viewer mode: this page never loads a model; everything comes from the bundle (method.md §6.1,
 §6.2, §6.6). Figures are cached per run folder, so moving a slider redraws at once.
 """
+from collections.abc import Callable
+
 import streamlit as st
 
-from actscale import plots
+from actscale import analysis, plots, views
 from actscale.ui import common
 
 st.set_page_config(page_title="Explore · actscale", layout="wide")
@@ -20,12 +22,12 @@ if bundle is None:
     st.stop()
 
 
-def figure(func: str, *args, key: str) -> None:
+def figure(func, *args, key: str) -> None:
     """A cached figure of this run, drawn with its HTML download."""
     common.show_figure(common.run_plot(bundle, func, *args), f"{bundle.run_id}-{key}", key)
 
 
-def grid(items: list[tuple[str, tuple, str]], n_cols: int = 2) -> None:
+def grid(items: list[tuple[Callable, tuple, str]], n_cols: int = 2) -> None:
     """(plot function, arguments, key) drawn side by side, ``n_cols`` to a row."""
     for start in range(0, len(items), n_cols):
         for col, (func, args, key) in zip(st.columns(n_cols), items[start:start + n_cols]):
@@ -34,7 +36,7 @@ def grid(items: list[tuple[str, tuple, str]], n_cols: int = 2) -> None:
 
 
 cfg, method = bundle.config, bundle.method
-info = bundle.info if isinstance(bundle.info, dict) else {}  # analysis.json is optional and unchecked
+info = bundle.summary  # analysis.json is optional and unchecked
 with common.guarded("The run's summary"):
     st.caption(
         f"**{method}** on **{cfg.get('task')}** · model `{cfg.get('model')}` · sites {', '.join(map(str, bundle.sites))} · "
@@ -52,73 +54,44 @@ with common.guarded("The metrics"):
         value = shown.get(name)
         col.metric(f"{label} ({split})",
                    "–" if value is None else (f"{value:.3g}" if isinstance(value, float) else f"{value:,}"))
-    table = plots.metrics_table(bundle)
+    table = analysis.metrics_table(bundle)
     left, right = st.columns([2, 3])
     with left:
         common.show_table(table, f"{bundle.run_id}-metrics", "metrics", hide_index=True,
                           height=35 * (len(table) + 1) + 3)  # every row, no inner scrolling
     with right:
-        figure("plot_run_history", key="history")
+        figure(plots.plot_run_history, key="history")
 
-st.subheader("What was learned")
-with common.guarded("The parameter figures"):
-    if method == "activscalar":
-        st.caption("α per layer and position: the activation is multiplied by 1 + β·α (red: amplified, "
-                   "blue: weakened; the head site is summed over heads here).")
-        grid([("plot_scalar_heatmap", (site,), f"alpha-{site}") for site in bundle.sites])
-    elif method == "steervec":
-        st.caption("The added vector's size relative to the activation (‖v‖/‖h‖) and its direction "
-                   "(cos(v, h): +1 strengthens what is there, −1 opposes it). Head site: mean over heads.")
-        for site in bundle.sites:
-            ratio, cos = common.run_plot(bundle, "plot_steer_heatmaps", site)
-            left, right = st.columns(2)
-            with left:
-                common.show_figure(ratio, f"{bundle.run_id}-ratio-{site}", f"ratio-{site}")
-            with right:
-                common.show_figure(cos, f"{bundle.run_id}-cos-{site}", f"cos-{site}")
-    else:
-        st.caption("DynScalar reads its scalar off the activation: α = wᵀĥ + b per (site, layer), shared by "
-                   "all positions. Below: the size of w per layer, and the scalars it produced on one prompt.")
-        figure("plot_dyn_weight_norms", key="dyn-norms")
+def pick_widget(panel: views.Panel) -> int:
+    """The one widget that sets a panel's pick: a prompt of the run's dataset, or a position."""
+    if panel.pick == "prompt":
+        rows = bundle.dataset
+        return int(st.selectbox(
+            "Prompt", list(range(len(rows))), key="explore_dyn_prompt",
+            format_func=lambda i: f"{i} · {rows[i].get('split', '')} · {str(rows[i].get('prompt', ''))[:90]}",
+        ))
+    labels = analysis.position_labels(bundle)
+    return int(st.select_slider("Position", options=list(range(len(labels))), value=len(labels) - 1,
+                                format_func=lambda i: labels[i], key="explore_head_position"))
 
-if "head" in bundle.sites:
-    st.subheader("Attention heads")
-    with common.guarded("The head figures"):
-        if method == "dynscalar":
-            figure("plot_head_heatmap", None, key="head-dyn")
-        else:
-            labels = plots.position_labels(bundle)
-            position = st.select_slider(
-                "Position", options=list(range(len(labels))), value=len(labels) - 1,
-                format_func=lambda i: labels[i], key="explore_head_position",
-                help="The head site at one position of the prompt (left); the right figure sums all positions.",
-            )
-            grid([("plot_head_heatmap", (int(position),), "head-position"), ("plot_head_heatmap", (None,), "head-sum")])
 
-if method == "dynscalar":
-    st.subheader("Scalars on one prompt")
-    with common.guarded("The per-prompt scalars"):
-        n_alpha = len(bundle.analysis.get(f"dynalpha.{bundle.sites[0]}", []))
-        if n_alpha and n_alpha == len(bundle.dataset):
-            rows = bundle.dataset
-            index = st.selectbox(
-                "Prompt", list(range(n_alpha)), key="explore_dyn_prompt",
-                format_func=lambda i: f"{i} · {rows[i].get('split', '')} · {str(rows[i].get('prompt', ''))[:90]}",
-            )
-            grid([("plot_dyn_prompt", (site, int(index)), f"dyn-prompt-{site}") for site in bundle.sites])
-        else:
-            st.info("This bundle holds no per-prompt scalars.")
-    st.subheader("Across prompt lengths")
-    with common.guarded("The length figure"):
-        figure("plot_length_generalisation", key="dyn-lengths")
+# The method's own panels (views.py), each failing on its own as one line.
+for panel in views.explore_panels(bundle):
+    st.subheader(panel.title)
+    with common.guarded(panel.name):
+        if panel.unavailable:
+            st.info(panel.unavailable)
+            continue
+        if panel.caption:
+            st.caption(panel.caption)
+        pick = pick_widget(panel) if panel.pick else None
+        grid([(spec.func, (*spec.args, pick) if spec.takes_pick else spec.args, spec.key) for spec in panel.figures])
 
 st.subheader("Top components")
 with common.guarded("The top components"):
     k = st.number_input("How many", min_value=5, max_value=500, value=20, step=5, key="explore_top_k")
-    metric = {"activscalar": "|α|", "steervec": "‖v‖/‖h‖", "dynscalar": "‖w‖"}.get(method, "size")
-    st.caption(f"The components with the largest {metric}.")
-    common.show_table(common.run_plot(bundle, "top_components", int(k)), f"{bundle.run_id}-top-components",
-                      "top", hide_index=True)
+    st.caption(f"The components with the largest {analysis.run_method(bundle).magnitude_label} (in absolute value).")
+    common.show_table(analysis.top_components(bundle, int(k)), f"{bundle.run_id}-top-components", "top", hide_index=True)
 
 dropped = info.get("dropped") or []
 if isinstance(dropped, list) and dropped:

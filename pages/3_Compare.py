@@ -8,7 +8,7 @@ import time
 
 import streamlit as st
 
-from actscale import plots
+from actscale import analysis, plots
 from actscale.ui import common
 from actscale.ui.common import Keys
 
@@ -52,7 +52,7 @@ st.session_state[Keys.COMPARE] = list(chosen)
 selected = [r for r in rows if r.run_id in chosen]
 
 with common.guarded("Comparing these runs"):
-    df = plots.metrics_frame(selected)
+    df = analysis.metrics_frame(selected)
     if df.empty:
         st.info("Choose at least one run.")
     else:

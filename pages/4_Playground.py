@@ -6,7 +6,7 @@ and after, and the β curve. The per-example table comes from the bundle and nee
 """
 import streamlit as st
 
-from actscale import playground, plots
+from actscale import analysis, playground, plots
 from actscale.ui import common
 
 st.set_page_config(page_title="Playground · actscale", layout="wide")
@@ -43,7 +43,7 @@ else:
     correct = c1.text_input("a+ (the answer β = +1 favours)", first["correct"], key="pg_correct",
                             help="Exactly one token for this model; real tokenizers usually want a leading space.")
     wrong = c2.text_input("a− (the answer β = −1 favours)", first["wrong"], key="pg_wrong")
-    if bundle.method != "dynscalar":
+    if analysis.run_method(bundle).fixed_length:
         st.caption(f"This {bundle.method} run learned one parameter per position, so it takes prompts of exactly "
                    f"{bundle.config.get('n_pos')} tokens (with BOS); DynScalar runs take any length.")
 
@@ -54,24 +54,24 @@ with common.guarded("Steering this prompt"):
     iv = common.run_intervention(bundle, model)
     out = playground.steer_prompt(model, iv, prompt, correct, wrong, beta)
     c1, c2, c3 = st.columns(3)
-    c1.metric("Δ = logit(a+) − logit(a−)", f"{out['delta']:+.3f}", f"{out['delta'] - out['delta_base']:+.3f} vs β = 0",
-              help=f"unmodified: {out['delta_base']:+.3f}")
-    c2.metric("p(a+)", f"{out['p_correct']:.4f}", f"{out['p_correct'] - out['p_correct_base']:+.4f}")
-    c3.metric("p(a−)", f"{out['p_wrong']:.4f}", f"{out['p_wrong'] - out['p_wrong_base']:+.4f}", delta_color="inverse")
-    winner = "a+" if out["delta"] > 0 else ("a−" if out["delta"] < 0 else "neither")
-    st.markdown(f"At β = {beta:+.2f} the model prefers **{winner}** (Δ = {out['delta']:+.3f}; "
-                f"unmodified Δ = {out['delta_base']:+.3f}).")
+    c1.metric("Δ = logit(a+) − logit(a−)", f"{out.delta:+.3f}", f"{out.delta - out.delta_base:+.3f} vs β = 0",
+              help=f"unmodified: {out.delta_base:+.3f}")
+    c2.metric("p(a+)", f"{out.p_correct:.4f}", f"{out.p_correct - out.p_correct_base:+.4f}")
+    c3.metric("p(a−)", f"{out.p_wrong:.4f}", f"{out.p_wrong - out.p_wrong_base:+.4f}", delta_color="inverse")
+    winner = "a+" if out.delta > 0 else ("a−" if out.delta < 0 else "neither")
+    st.markdown(f"At β = {beta:+.2f} the model prefers **{winner}** (Δ = {out.delta:+.3f}; "
+                f"unmodified Δ = {out.delta_base:+.3f}).")
 
     st.subheader("Top-10 next tokens")
     st.caption("Rank 1 is the most likely token; rank change = rank before − rank after (positive: steering raised it).")
     left, right = st.columns(2)
     with left:
         st.markdown("**Before** (β = 0, the unmodified model)")
-        common.show_table(out["top_before"], "top10-before", "top-before", hide_index=True,
+        common.show_table(out.top_before, "top10-before", "top-before", hide_index=True,
                           column_order=("rank_before", "token", "p_before", "rank_after", "rank_change"))
     with right:
         st.markdown(f"**After** (β = {beta:+.2f})")
-        common.show_table(out["top_after"], "top10-after", "top-after", hide_index=True,
+        common.show_table(out.top_after, "top10-after", "top-after", hide_index=True,
                           column_order=("rank_after", "token", "p_after", "rank_before", "rank_change"))
 
     st.subheader("Δ and probabilities as β runs from −1 to +1")
@@ -80,7 +80,7 @@ with common.guarded("Steering this prompt"):
 
 st.subheader("Every prompt of the run's dataset")
 with common.guarded("The per-example table"):
-    examples = plots.examples_frame(bundle)
+    examples = analysis.examples_frame(bundle)
     if "flipped_pos" in examples:
         n = len(examples)
         st.caption(f"Δ before (β = 0) and after (β = ±1), stored with the run (no model needed). Flipped at β = +1: "

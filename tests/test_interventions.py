@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from actscale.interventions import METHODS, hook_count, make_intervention, steer
+from actscale.interventions import ModelDims, hook_count, make_intervention, steer
 from actscale.models import last_position_logits
 from actscale.sites import SITES, hook_name
 
@@ -16,9 +16,16 @@ def tokens(batch: int = 3, n_pos: int = N_POS, seed: int = 0) -> torch.Tensor:
     return torch.randint(4, 150, (batch, n_pos), generator=torch.Generator().manual_seed(seed))
 
 
+METHODS = ("activscalar", "steervec", "dynscalar")
+
+
+def dims(model, n_pos: int = N_POS) -> ModelDims:
+    return ModelDims(n_layers=model.n_layers, n_pos=n_pos, d_model=model.d_model, n_heads=model.n_heads,
+                     d_head=model.d_head)
+
+
 def fresh(model, method: str, sites: tuple[str, ...], n_pos: int = N_POS):
-    return make_intervention(method, sites, n_layers=model.n_layers, n_pos=n_pos, d_model=model.d_model,
-                             n_heads=model.n_heads, d_head=model.d_head)
+    return make_intervention(method, sites, dims(model, n_pos))
 
 
 def randomise(iv, seed: int = 1) -> None:
@@ -69,7 +76,7 @@ def test_wrong_length_prompt_raises_and_leaves_no_hook(tiny_model):
         "this intervention is tied to prompts of 7 tokens; got 8 "
         "(ActivScalar and SteerVec learn one parameter per position)"
     )
-    assert hook_count(bridge) == 0 and iv._beta is None
+    assert hook_count(bridge) == 0
     assert torch.equal(bridge(x), clean)
 
 
@@ -81,7 +88,7 @@ def test_hook_that_raises_midway_leaves_no_hook(tiny_model, monkeypatch):
     randomise(iv)
     seen = []
 
-    def edit(act, site, layer, beta):
+    def edit(act, site, layer, beta, record):
         seen.append((site, layer))
         if layer == 1:  # layer 0's hooks have already edited the activations
             raise RuntimeError("boom")
@@ -92,7 +99,7 @@ def test_hook_that_raises_midway_leaves_no_hook(tiny_model, monkeypatch):
         with steer(bridge, iv, 1.0, batch=3):
             bridge(x)
     assert seen[0][1] == 0 and seen[-1][1] == 1
-    assert hook_count(bridge) == 0 and iv._beta is None
+    assert hook_count(bridge) == 0
     assert torch.equal(bridge(x), clean)
 
 
@@ -215,16 +222,11 @@ def test_dynscalar_scalar_is_dot_with_unit_activation(tiny_model):
     w, b = iv.tensor("w", "attn_out")[1].detach(), iv.tensor("b", "attn_out")[1].detach()
     alpha = iv.scalars(act, "attn_out", 1).detach()
     assert torch.allclose(alpha, (act / act.norm(dim=-1, keepdim=True)) @ w + b, atol=1e-6)
-    iv._beta = torch.tensor([1.0, -1.0])
-    try:
-        out = iv(act, site="attn_out", layer=1).detach()
-    finally:
-        iv._beta = None
+    out = iv(act, site="attn_out", layer=1, beta=torch.tensor([1.0, -1.0])).detach()
     assert torch.allclose(out[0], act[0] * (1 + alpha[0])[:, None], atol=1e-6)
     assert torch.allclose(out[1], act[1] * (1 - alpha[1])[:, None], atol=1e-6)
     # Raw form: the dot product with the activation itself.
-    raw = make_intervention("dynscalar", ("attn_out",), n_layers=tiny_model.n_layers, n_pos=0, d_model=tiny_model.d_model,
-                            n_heads=tiny_model.n_heads, d_head=tiny_model.d_head, normalize=False)
+    raw = make_intervention("dynscalar", ("attn_out",), dims(tiny_model, 0), {"normalize": False})
 
 
     raw.load_named_tensors({"w.attn_out": iv.tensor("w", "attn_out").detach(), "b.attn_out": iv.tensor("b", "attn_out").detach()})
@@ -267,3 +269,48 @@ def test_named_tensors_round_trip_and_shape_errors(tiny_model):
         other.load_named_tensors({"vector.attn_out": tensors["vector.attn_out"]})
     with pytest.raises(ValueError, match=r"^vector.attn_out has shape \[2, 6, 64\], expected \[2, 7, 64\]$"):
         other.load_named_tensors({**tensors, "vector.attn_out": torch.zeros(2, 6, 64)})
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_steer_binds_beta_per_block_and_leaves_the_intervention_unchanged(tiny_model, method):
+    """β lives in the hook closures of one `steer` call: the same intervention object steered
+    with +1 and −1 in alternating and nested blocks gives each block its own result, and
+    nothing on the object changes."""
+    bridge, x = tiny_model.bridge, tokens()
+    iv = fresh(tiny_model, method, ("attn_out", "mlp_out"))
+    randomise(iv)
+    before = {k: (v if not isinstance(v, dict) else dict(v)) for k, v in vars(iv).items()}
+    with torch.no_grad():
+        with steer(bridge, iv, 1.0, batch=3):
+            pos = bridge(x)
+        with steer(bridge, iv, -1.0, batch=3):
+            neg = bridge(x)
+        assert not torch.equal(pos, neg)
+        with steer(bridge, iv, 1.0, batch=3):
+            assert torch.equal(bridge(x), pos)
+            with steer(bridge, iv, -1.0, batch=3):
+                both = bridge(x)  # both blocks' hooks apply: their composition
+            assert torch.equal(bridge(x), pos)  # the outer block keeps its own β after the inner one
+            with steer(bridge, iv, -1.0, batch=3):
+                assert torch.equal(bridge(x), both)
+        with steer(bridge, iv, -1.0, batch=3):
+            assert torch.equal(bridge(x), neg)
+    assert not torch.equal(both, pos) and not torch.equal(both, neg)
+    assert hook_count(bridge) == 0
+    assert vars(iv).keys() == before.keys()
+    assert all(vars(iv)[k] is before[k] or vars(iv)[k] == before[k] for k in before)
+
+
+def test_dynscalar_records_into_the_callers_dict_only(tiny_model):
+    bridge, x = tiny_model.bridge, tokens()
+    iv = fresh(tiny_model, "dynscalar", ("attn_out",))
+    randomise(iv)
+    record: dict = {}
+    with torch.no_grad():
+        with steer(bridge, iv, 1.0, batch=3, record=record):
+            bridge(x)
+        with steer(bridge, iv, 1.0, batch=3):  # no recorder: nothing kept anywhere
+            bridge(x)
+    assert sorted(record) == [("attn_out", layer) for layer in range(tiny_model.n_layers)]
+    assert all(tuple(v.shape) == (3, N_POS) for v in record.values())
+    assert "_record" not in vars(iv)

@@ -14,13 +14,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from actscale import training
+from actscale import resources, training
 from actscale.api import build_task, train_run
 from actscale.errors import ActscaleError, DatasetError
 from actscale.interventions import hook_count
 from actscale.store import RunStore
 from actscale.tasks import Example, prepare_task
-from actscale.training import TrainConfig, available_memory_bytes, check_memory, step_memory_bytes
+from actscale.config import TrainConfig
+from actscale.resources import available_memory_bytes, check_memory, step_memory_bytes
 
 CONFIG = TrainConfig(model="tiny-llama", task="ioi", method="activscalar", steps=2, n_prompts=12, early_stop=0)
 
@@ -116,7 +117,7 @@ def test_available_memory_is_read():
 
 
 def test_a_batch_that_does_not_fit_is_refused_before_anything_runs(tiny_llama, tmp_path, monkeypatch):
-    monkeypatch.setattr(training, "available_memory_bytes", lambda device: 1_000_000)  # 1 MB free
+    monkeypatch.setattr(resources, "available_memory_bytes", lambda device: 1_000_000)  # 1 MB free
 
     def no_base_pass(*args, **kwargs):
         raise AssertionError("the base pass ran although the batch cannot fit")
@@ -135,12 +136,12 @@ def test_a_batch_that_does_not_fit_is_refused_before_anything_runs(tiny_llama, t
 def test_the_guard_lets_a_fitting_batch_through(tiny_llama, tmp_path, monkeypatch):
     task = build_task(tiny_llama, CONFIG)
     need = step_memory_bytes(tiny_llama, task.n_pos, min(CONFIG.batch_size, 2 * len(task.split_indices("train"))))
-    monkeypatch.setattr(training, "available_memory_bytes", lambda device: need)
+    monkeypatch.setattr(resources, "available_memory_bytes", lambda device: need)
     check_memory(tiny_llama, task, CONFIG)  # exactly enough: no error
-    monkeypatch.setattr(training, "available_memory_bytes", lambda device: need - 1)
+    monkeypatch.setattr(resources, "available_memory_bytes", lambda device: need - 1)
     with pytest.raises(ActscaleError):
         check_memory(tiny_llama, task, CONFIG)
-    monkeypatch.setattr(training, "available_memory_bytes", lambda device: None)  # unknown: not checked
+    monkeypatch.setattr(resources, "available_memory_bytes", lambda device: None)  # unknown: not checked
     check_memory(tiny_llama, task, CONFIG.replace(batch_size=10**6))
     monkeypatch.undo()
     bundle = train_run(CONFIG, tiny_llama, store=RunStore(tmp_path / "runs"))  # the real machine: fits

@@ -51,10 +51,10 @@ def test_beta_zero_is_the_unmodified_model(case):
     model, iv, _, row = case
     out = steer_prompt(model, iv, row["prompt"], row["correct"], row["wrong"], 0.0)
     expected = unmodified_delta(model, row)
-    assert out["delta"] == expected  # exactly: at β = 0 every edit is the identity
-    assert out["delta_base"] == expected
-    assert out["p_correct"] == out["p_correct_base"] and out["p_wrong"] == out["p_wrong_base"]
-    assert (out["top_before"]["rank_change"] == 0).all() and (out["top_after"]["rank_change"] == 0).all()
+    assert out.delta == expected  # exactly: at β = 0 every edit is the identity
+    assert out.delta_base == expected
+    assert out.p_correct == out.p_correct_base and out.p_wrong == out.p_wrong_base
+    assert (out.top_before["rank_change"] == 0).all() and (out.top_after["rank_change"] == 0).all()
     assert hook_count(model.bridge) == 0
 
 
@@ -64,15 +64,15 @@ def test_beta_one_matches_the_stored_evaluation(case):
     model, iv, bundle, row = case
     pos = steer_prompt(model, iv, row["prompt"], row["correct"], row["wrong"], 1.0)
     neg = steer_prompt(model, iv, row["prompt"], row["correct"], row["wrong"], -1.0)
-    assert pos["delta"] == pytest.approx(float(bundle.analysis["delta.pos"][0]), abs=1e-4)
-    assert neg["delta"] == pytest.approx(float(bundle.analysis["delta.neg"][0]), abs=1e-4)
-    assert pos["delta"] != pos["delta_base"] and neg["delta"] != neg["delta_base"]
+    assert pos.delta == pytest.approx(float(bundle.analysis["delta.pos"][0]), abs=1e-4)
+    assert neg.delta == pytest.approx(float(bundle.analysis["delta.neg"][0]), abs=1e-4)
+    assert pos.delta != pos.delta_base and neg.delta != neg.delta_base
 
 
 def test_top10_sorted_and_ranks_consistent(case):
     model, iv, _, row = case
     out = steer_prompt(model, iv, row["prompt"], row["correct"], row["wrong"], 1.0)
-    before, after = out["top_before"], out["top_after"]
+    before, after = out.top_before, out.top_after
     assert len(before) == len(after) == 10
     assert list(before["rank_before"]) == list(range(1, 11))
     assert list(after["rank_after"]) == list(range(1, 11))
@@ -95,7 +95,7 @@ def test_top10_sorted_and_ranks_consistent(case):
     shared = before.merge(after, on="token_id", suffixes=("_b", "_a"))
     assert (shared["rank_before_b"] == shared["rank_before_a"]).all()
     assert (shared["rank_after_b"] == shared["rank_after_a"]).all()
-    assert out["p_correct"] == pytest.approx(float(torch.softmax(steered, -1)[pt.correct_id]))
+    assert out.p_correct == pytest.approx(float(torch.softmax(steered, -1)[pt.correct_id]))
 
 
 def test_top_tokens_ties_share_a_rank(tiny_llama):
@@ -115,9 +115,9 @@ def test_beta_curve(case):
     for beta in (-1.0, 0.0, 0.5, 1.0):
         one = steer_prompt(model, iv, row["prompt"], row["correct"], row["wrong"], beta)
         at = curve[np.isclose(curve["beta"], beta)].iloc[0]
-        assert at["delta"] == pytest.approx(one["delta"], abs=1e-4)
-        assert at["p_correct"] == pytest.approx(one["p_correct"], abs=1e-6)
-        assert at["p_wrong"] == pytest.approx(one["p_wrong"], abs=1e-6)
+        assert at["delta"] == pytest.approx(one.delta, abs=1e-4)
+        assert at["p_correct"] == pytest.approx(one.p_correct, abs=1e-6)
+        assert at["p_wrong"] == pytest.approx(one.p_wrong, abs=1e-6)
     assert curve.loc[10, "delta"] == pytest.approx(unmodified_delta(model, row), abs=1e-4)
     custom = beta_curve(model, iv, row["prompt"], row["correct"], row["wrong"], [0.25, -0.25])
     assert list(custom["beta"]) == [0.25, -0.25]
@@ -147,8 +147,8 @@ def test_fixed_length_runs_refuse_other_lengths(runs, tiny_llama):
             steer_prompt(tiny_llama, iv, "When Mary went to the store", "Mary", "John", 1.0)
     iv = intervention_from_bundle(runs["dynscalar"], tiny_llama)
     out = steer_prompt(tiny_llama, iv, "When Mary went to the store", "Mary", "John", 1.0)
-    assert len(out["str_tokens"]) == 7  # BOS + six words: any length is fine for DynScalar
-    assert out["str_tokens"][0] == tiny_llama.tokenizer.bos_token
+    assert len(out.str_tokens) == 7  # BOS + six words: any length is fine for DynScalar
+    assert out.str_tokens[0] == tiny_llama.tokenizer.bos_token
 
 
 def test_no_hook_left_when_the_forward_fails(runs, tiny_llama):
@@ -157,7 +157,7 @@ def test_no_hook_left_when_the_forward_fails(runs, tiny_llama):
     with pytest.raises(ValueError, match="tied to prompts"):
         _logits(tiny_llama, iv, short, torch.tensor([1.0]))
     assert hook_count(tiny_llama.bridge) == 0
-    assert iv._beta is None
+    assert "_beta" not in vars(iv)
 
 
 def test_holds_the_model_lock(runs, tiny_llama):

@@ -7,7 +7,7 @@ import re
 import pytest
 from plotly.offline import get_plotlyjs
 
-from actscale import plots
+from actscale import views
 from actscale.api import train_run
 from actscale.objective import METRIC_NAMES
 from actscale.report import headline_frame, render_report, runs_frame
@@ -31,7 +31,7 @@ def runs(tiny_llama, tmp_path_factory):
 def test_report_is_self_contained_and_complete(runs, method):
     bundle = runs[1][method]
     page = render_report(bundle)
-    figures = plots.run_figures(bundle)
+    figures = views.run_figures(bundle)
 
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     assert bundle.run_id in page

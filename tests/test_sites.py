@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from actscale.errors import ActscaleError
-from actscale.interventions import make_intervention, steer
+from actscale.interventions import ModelDims, make_intervention, steer
 from actscale.sites import DEFAULT_SITES, SITES, SiteAddress, hook_name, is_head_site, parse_hook_name, parse_sites
 
 
@@ -66,8 +66,8 @@ def test_each_site_is_the_module_output_it_names(tiny_model, site):
     with a bare PyTorch forward hook: the hook names point at the activations method.md means."""
     layer, bridge = 1, tiny_model.bridge
     x = torch.randint(4, 150, (2, 6), generator=torch.Generator().manual_seed(1))
-    iv = make_intervention("activscalar", (site,), n_layers=tiny_model.n_layers, n_pos=6, d_model=tiny_model.d_model,
-                           n_heads=tiny_model.n_heads, d_head=tiny_model.d_head)
+    iv = make_intervention("activscalar", (site,), ModelDims(n_layers=tiny_model.n_layers, n_pos=6,
+                           d_model=tiny_model.d_model, n_heads=tiny_model.n_heads, d_head=tiny_model.d_head))
 
 
     with torch.no_grad():

@@ -172,7 +172,7 @@ def test_dynscalar_on_prompts_of_several_lengths(tiny_gpt2):
     alpha = result.analysis["dynalpha.attn_out"]
     assert alpha.shape == (30, 2, task.n_pos)
     # The answer is read at each prompt's own last token: with β = 0 the metrics are the base model's.
-    metrics, _ = training.evaluate(tiny_gpt2, task, result.intervention, cfg, beta=0.0)
+    metrics = training.evaluate(tiny_gpt2, task, result.intervention, cfg, beta=0.0).metrics
     assert metrics["test"]["logit_diff_pos"] == pytest.approx(metrics["test"]["logit_diff_base"], abs=1e-5)
     assert metrics["test"]["kl_full"] == pytest.approx(0.0, abs=1e-6)
 

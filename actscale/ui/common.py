@@ -2,6 +2,8 @@
 one-line errors and downloads. The only module besides the pages that imports Streamlit."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import logging
 import os
 from contextlib import contextmanager
@@ -89,21 +91,21 @@ def load_bundle(run_id: str) -> RunBundle:
 
 
 @st.cache_resource(max_entries=256, show_spinner=False)
-def _run_plot(path: str, stamp: float, func: str, args: tuple, _bundle: RunBundle) -> Any:
-    from actscale import plots
-
-    return getattr(plots, func)(_bundle, *args)
+def _run_plot(path: str, stamp: float, name: str, args: tuple, _func: Callable[..., Any], _bundle: RunBundle) -> Any:
+    return _func(_bundle, *args)
 
 
-def run_plot(bundle: RunBundle, func: str, *args: Any) -> Any:
-    """``plots.<func>(bundle, *args)``, cached per run folder (rebuilt when the folder changes),
-    so reruns of a page (a slider moved) redraw without rebuilding every figure. Callers must
-    not modify what this returns: it is shared by every session."""
+def run_plot(bundle: RunBundle, func: Callable[..., Any], *args: Any) -> Any:
+    """``func(bundle, *args)``, cached per run folder (rebuilt when the folder changes) and per
+    function (its module and qualified name), so reruns of a page (a slider moved) redraw
+    without rebuilding every figure. Callers must not modify what this returns: it is shared
+    by every session."""
     try:
         stamp = bundle.path.stat().st_mtime
     except OSError:
         stamp = 0.0
-    return _run_plot(str(bundle.path), stamp, func, tuple(args), bundle)
+    name = f"{func.__module__}.{func.__qualname__}"
+    return _run_plot(str(bundle.path), stamp, name, tuple(args), func, bundle)
 
 
 def list_runs() -> list[RunListing]:

@@ -18,15 +18,16 @@ import pandas as pd
 import streamlit as st
 
 from actscale import plots, report
-from actscale.api import build_task, dropped_frame, expected_run_id, preview_task
+from actscale.api import build_task, expected_run_id
 from actscale.errors import ActscaleError, DatasetError
-from actscale.interventions import FIXED_LENGTH_METHODS, METHODS
+from actscale.interventions import method_class, registered_methods
 from actscale.jobs import Job
 from actscale.models import LoadedModel
 from actscale.sites import DEFAULT_SITES, SITES
 from actscale.store import RunStore
 from actscale.tasks import IOI_TEMPLATES, PreparedTask
-from actscale.training import METHOD_DEFAULTS, TrainConfig
+from actscale.config import METHOD_DEFAULT_FIELDS, TrainConfig
+from actscale.preview import dropped_frame, preview_task
 from actscale.ui import common
 from actscale.ui.common import Keys
 
@@ -34,11 +35,12 @@ MODEL_SOURCES = ("bundled", "Hugging Face id", "Local folder")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 TASK_LABELS = {"ioi": "IOI (indirect objects)", "ccc": "CCC (country–capital conflicts)",
                "custom": "Upload a CSV / JSONL"}
-METHOD_LABELS = {"activscalar": "ActivScalar (a scalar per site, layer, position)",
-                 "steervec": "SteerVec (a vector per site, layer, position)",
-                 "dynscalar": "DynScalar (a scalar computed from the activation; any prompt length)"}
+
+
+def method_label(method: str) -> str:
+    return method_class(method).label or method
 UPLOAD_DIR = Path(tempfile.gettempdir()) / "actscale-uploads"
-# Class defaults (None where each method has its own, METHOD_DEFAULTS).
+# Class defaults (None where each method has its own, `Intervention.defaults`).
 _FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 
@@ -149,7 +151,7 @@ def dataset_picker() -> tuple[dict[str, Any], list[str]] | None:
     fields["test_frac"] = float(c3.slider("Test fraction", 0.0, 0.9, _FIELD_DEFAULTS['test_frac'], 0.05, key="train_test_frac",
                                           help="Ignored for prompts whose split the file or held-out templates set."))
     methods = st.multiselect("Method(s): several train on the same split and seed, to compare",
-                             list(METHODS), default=[_FIELD_DEFAULTS['method']], key="train_methods", format_func=METHOD_LABELS.get)
+                             list(registered_methods()), default=[_FIELD_DEFAULTS['method']], key="train_methods", format_func=method_label)
     if not methods:
         st.warning("Choose at least one method.")
         return None
@@ -181,17 +183,18 @@ def prepared(model: LoadedModel, config: TrainConfig) -> Preview:
     # rest, so a field added to TrainConfig later is in the key by default. Prompts depend on
     # the method only through fixed_length.
     data = {k: v for k, v in config.to_dict().items() if k not in FORM_FIELDS and k != "device"}
-    data["method"] = "activscalar" if config.fixed_length else "dynscalar"
+    data["method"] = next(m for m in registered_methods() if method_class(m).fixed_length == config.fixed_length)
     return _preview(model, model_key(model), json.dumps(data, sort_keys=True))
 
 
 def show_preview(model: LoadedModel, fields: dict[str, Any], methods: list[str]) -> bool:
     """The validation preview, once per prompt set the chosen methods use. False on bad input."""
     kinds = []
-    if any(m in FIXED_LENGTH_METHODS for m in methods):
-        kinds.append((next(m for m in methods if m in FIXED_LENGTH_METHODS), "ActivScalar / SteerVec (one prompt length)"))
-    if any(m not in FIXED_LENGTH_METHODS for m in methods):
-        kinds.append(("dynscalar", "DynScalar (prompts of any length)"))
+    for fixed, what in ((True, "one prompt length"), (False, "prompts of any length")):
+        chosen = [m for m in methods if method_class(m).fixed_length == fixed]
+        if chosen:  # one preview for every method of this kind: they share the prompts
+            names = " / ".join(method_class(m).__name__ for m in registered_methods() if method_class(m).fixed_length == fixed)
+            kinds.append((chosen[0], f"{names} ({what})"))
     ok = True
     with st.expander("Validation preview: the prompts as the model sees them", expanded=True):
         for method, label in kinds:
@@ -232,13 +235,13 @@ FORM_FIELDS = ("sites", "steps", "lr", "batch_size", "early_stop", "schedule", "
 
 
 def _method_default_help(name: str) -> str:
-    per_method = ", ".join(f"{m} {METHOD_DEFAULTS[m][name]:g}" for m in METHODS if name in METHOD_DEFAULTS.get(m, {}))
+    per_method = ", ".join(f"{m} {method_class(m).defaults.as_dict()[name]:g}" for m in registered_methods())
     return f"Empty: each method's default ({per_method})."
 
 
 def _optional_number(column, label: str, name: str, min_value, max_value, fmt: str | None = None):
     """A number input that may stay empty: the method's own default (TrainConfig takes None)."""
-    if any(name in METHOD_DEFAULTS.get(m, {}) for m in METHODS):
+    if name in METHOD_DEFAULT_FIELDS:
         return column.number_input(label, min_value, max_value, value=None, format=fmt,
                                    placeholder="method default", help=_method_default_help(name))
     return column.number_input(label, min_value, max_value, value=_FIELD_DEFAULTS[name], format=fmt)

@@ -1,0 +1,108 @@
+"""The configuration of a run: plain data, validated on construction, serialised to the
+bundle's ``config.json``. The method's own defaults come from its class (`interventions`)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any, Literal, get_args
+
+from actscale.errors import ActscaleError
+from actscale.interventions import method_class
+from actscale.sites import DEFAULT_SITES, parse_sites
+
+Task = Literal["ioi", "ccc", "custom"]
+TASKS: tuple[str, ...] = get_args(Task)
+Schedule = Literal["cosine", "constant"]
+SCHEDULES: tuple[str, ...] = get_args(Schedule)
+# The built-in methods; `interventions.registered_methods()` also lists any registered later.
+BuiltinMethod = Literal["activscalar", "steervec", "dynscalar"]
+
+# The fields a method sets when left at None (`MethodDefaults`).
+METHOD_DEFAULT_FIELDS: tuple[str, ...] = ("steps", "lr", "batch_size", "lambda_m")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a run; plain data, validated on construction.
+
+    Defaults (ours, method.md §3) are the ones the acceptance targets were measured with; see
+    the README's table. ``method`` is any registered method's name.
+    """
+
+    model: str = "bundled"
+    task: str = "ioi"
+    method: str = "activscalar"
+    sites: tuple[str, ...] = DEFAULT_SITES
+    steps: int | None = None             # None: the method's default (its `defaults`)
+    lr: float | None = None
+    batch_size: int | None = None
+    margin: float = 2.0
+    lambda_f: float = 1.0
+    lambda_m: float | None = None
+    seed: int = 0
+    n_prompts: int = 48
+    test_frac: float = 0.2
+    dataset: str = ""                    # custom task: path of the CSV/JSONL file
+    device: str = "auto"
+    tau: float = 0.05                    # n_effective threshold (method.md §4)
+    normalize: bool = True               # DynScalar: dot product with h/‖h‖ (ours)
+    memory_is_correct: bool = True       # CCC: a+ is the remembered capital
+    templates: tuple[str, ...] = ()      # IOI templates to use; () = all
+    test_templates: tuple[str, ...] = () # IOI templates held out for the test split
+    early_stop: int = 0                  # stop after this many consecutive steps with L_E = 0 (0 = off)
+    schedule: str = "cosine"             # learning rate: "cosine" decay to 0 over the steps, or "constant"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sites", parse_sites(self.sites))
+        defaults = method_class(self.method).defaults.as_dict()  # ActscaleError for an unknown method
+        # Fields left at None take the method's default, so config.json holds real values.
+        for name in METHOD_DEFAULT_FIELDS:
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, defaults[name])
+        object.__setattr__(self, "templates", tuple(self.templates))
+        object.__setattr__(self, "test_templates", tuple(self.test_templates))
+        if self.schedule not in SCHEDULES:
+            raise ActscaleError(f"unknown schedule {self.schedule!r}: choose cosine or constant")
+        if self.task not in TASKS:
+            raise ActscaleError(f"unknown task {self.task!r}: choose from {', '.join(TASKS)}")
+        if self.task == "custom" and not self.dataset:
+            raise ActscaleError("the custom task needs a dataset file (--dataset FILE)")
+        for ok, message in self._range_checks():
+            if not ok:
+                raise ActscaleError(message)
+
+    def _range_checks(self) -> list[tuple[bool, str]]:
+        return [
+            (self.steps >= 1, "steps must be at least 1"),
+            (self.batch_size >= 1, "batch size must be at least 1"),
+            (self.n_prompts >= 2, "n_prompts must be at least 2"),
+            (math.isfinite(self.lr) and self.lr > 0, "the learning rate must be a positive number"),
+            (math.isfinite(self.margin) and self.margin >= 0, "the margin must be a number >= 0"),
+            (math.isfinite(self.lambda_f) and self.lambda_f >= 0, "lambda_f must be a number >= 0"),
+            (math.isfinite(self.lambda_m) and self.lambda_m >= 0, "lambda_m must be a number >= 0"),
+            (0 <= self.test_frac < 1, "test_frac must be in [0, 1)"),
+            (self.tau >= 0, "tau must be >= 0"),
+            (self.early_stop >= 0, "early_stop must be >= 0"),
+        ]
+
+    @property
+    def fixed_length(self) -> bool:
+        """Whether the method is tied to prompts of one token length."""
+        return method_class(self.method).fixed_length
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known})
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with ``changes``; switching the method also switches to the new method's
+        defaults for the fields not given in ``changes``."""
+        data = self.to_dict()
+        if changes.get("method", self.method) != self.method:
+            for name in METHOD_DEFAULT_FIELDS:
+                data[name] = None
+        return TrainConfig.from_dict({**data, **changes})

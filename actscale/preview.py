@@ -1,0 +1,46 @@
+"""The Train page's validation preview of a prepared task, as tables: the prompts as the model
+sees them with the unmodified model's preference, and the prompts left out with the reason."""
+from __future__ import annotations
+
+import pandas as pd
+
+from actscale.models import LoadedModel
+from actscale.objective import logit_diff
+from actscale.tasks import PreparedTask
+from actscale.training import base_pass
+
+
+def preview_task(model: LoadedModel, task: PreparedTask) -> pd.DataFrame:
+    """The validation preview of a prepared task: one row per kept prompt with its split, its
+    tokens (as the model sees them), the answer pair, the unmodified model's ``Δ`` and the
+    token it predicts next. ``picks`` says which answer the model prefers (``a+`` when Δ > 0).
+
+    Runs the unmodified model once (no sites hooked); the result is cached with the task.
+    """
+    base = base_pass(model, task, ())
+    delta = logit_diff(base.logits, task.correct_ids, task.wrong_ids)  # [n]
+    top = base.logits.argmax(-1)  # [n]
+    return pd.DataFrame({
+        "split": [e.split for e in task.examples],
+        "prompt": [e.prompt for e in task.examples],
+        "correct": [e.correct for e in task.examples],
+        "wrong": [e.wrong for e in task.examples],
+        "delta_base": delta.tolist(),
+        "picks": ["a+" if d > 0 else "a−" for d in delta.tolist()],
+        "prediction": [model.tokenizer.decode([int(i)]) for i in top.tolist()],
+        "n_tokens": [len(t) for t in task.str_tokens],
+        # ␣ marks a space, so " Mary" and "Mary" (different tokens) look different.
+        "tokens": [" ".join(_visible(t) for t in toks) for toks in task.str_tokens],
+    })
+
+
+def _visible(token: str) -> str:
+    return "[" + token.replace(" ", "␣").replace("\n", "\\n") + "]"
+
+
+def dropped_frame(task: PreparedTask) -> pd.DataFrame:
+    """The prompts ``prepare_task`` left out, with the reason for each."""
+    return pd.DataFrame(
+        [{"prompt": e.prompt, "correct": e.correct, "wrong": e.wrong, "reason": reason} for e, reason in task.dropped],
+        columns=["prompt", "correct", "wrong", "reason"],
+    )

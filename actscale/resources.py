@@ -1,0 +1,76 @@
+"""Resource checks before work starts: how much memory a training step needs, and how much the
+device has, so a batch that cannot fit fails with one line instead of killing the server."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+from actscale.config import TrainConfig
+from actscale.errors import ActscaleError
+from actscale.models import LoadedModel
+from actscale.tasks import PreparedTask
+
+
+def available_memory_bytes(device: str) -> int | None:
+    """Memory a new allocation can get on ``device``: free memory on a CUDA GPU; on a Linux CPU
+    ``MemAvailable`` from /proc/meminfo, capped by the container's cgroup limit; None where it
+    cannot be told (MPS, other systems), and then nothing is checked."""
+    if device.startswith("cuda"):
+        try:
+            return int(torch.cuda.mem_get_info(torch.device(device))[0])
+        except (RuntimeError, AssertionError, ValueError):
+            return None
+    if device != "cpu":
+        return None
+    try:
+        found = re.search(r"^MemAvailable:\s+(\d+) kB", Path("/proc/meminfo").read_text(), re.M)
+    except OSError:
+        return None
+    if found is None:
+        return None
+    available = int(found.group(1)) * 1024
+    try:  # in a container /proc/meminfo shows the host; the cgroup's limit is what counts
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            available = min(available, int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    return max(0, available)
+
+
+def step_memory_bytes(model: LoadedModel, n_pos: int, batch_size: int) -> int:
+    """A rough, generous estimate of one training step's float32 activation memory.
+
+    Both β directions run in one batch (2·batch rows). Per layer and token, the backward pass
+    keeps about 32·d_model numbers (measured on the tiny models: 28-30, with an MLP twice as
+    wide as d_model) plus the attention pattern, 2·n_heads·n_pos; the last position's logits
+    add a few copies of d_vocab per row.
+    """
+    rows = 2 * batch_size
+    per_layer = rows * n_pos * (32 * model.d_model + 2 * model.n_heads * n_pos)
+    logits = 4 * rows * model.d_vocab
+    return 4 * (model.n_layers * per_layer + logits)
+
+
+def format_bytes(n_bytes: float) -> str:
+    return f"{n_bytes / 1e9:.1f} GB" if n_bytes >= 1e8 else f"{n_bytes / 1e6:.1f} MB"
+
+
+def check_memory(model: LoadedModel, task: PreparedTask, config: TrainConfig) -> None:
+    """Raise ActscaleError before training when a step would not fit in the memory available,
+    instead of letting the process be killed (which takes the dashboard's server with it)."""
+    available = available_memory_bytes(model.device)
+    if available is None:
+        return
+    n_train = len(task.split_indices("train"))
+    assert config.batch_size is not None  # resolved by TrainConfig
+    batch = min(config.batch_size, max(1, 2 * n_train))  # a batch never exceeds twice the train split
+    need = step_memory_bytes(model, task.n_pos, batch)
+    if need > available:
+        raise ActscaleError(
+            f"this batch needs about {format_bytes(need)} of memory for a training step ({batch} prompts of "
+            f"{task.n_pos} tokens, both directions) but only {format_bytes(available)} is available on "
+            f"{model.device}; lower the batch size (now {config.batch_size}) or use shorter prompts"
+        )
