@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
+
+from actscale.errors import ActscaleError
+
+Site = Literal["attn_out", "mlp_out", "head", "resid_post"]
 
 # site -> hook name template (method.md §1)
-SITE_HOOKS: dict[str, str] = {
+SITE_HOOKS: dict[Site, str] = {
     "attn_out": "blocks.{layer}.hook_attn_out",
     "mlp_out": "blocks.{layer}.hook_mlp_out",
     "head": "blocks.{layer}.attn.hook_z",
     "resid_post": "blocks.{layer}.hook_resid_post",
 }
-SITES: tuple[str, ...] = tuple(SITE_HOOKS)
+SITES: tuple[Site, ...] = tuple(SITE_HOOKS)
 DEFAULT_SITES: tuple[str, ...] = ("attn_out", "mlp_out")  # the paper's default
 
 _PATTERNS = {re.compile("^" + re.escape(t).replace(r"\{layer\}", r"(\d+)") + "$"): s for s, t in SITE_HOOKS.items()}
@@ -40,8 +45,6 @@ def parse_hook_name(name: str) -> SiteAddress:
 
 def parse_sites(text: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
     """``"attn_out,mlp_out"`` -> ("attn_out", "mlp_out"); unknown or repeated sites are errors."""
-    from actscale.errors import ActscaleError
-
     items = [s.strip() for s in (text.split(",") if isinstance(text, str) else text) if s.strip()]
     if not items:
         raise ActscaleError(f"no sites given: choose from {', '.join(SITES)}")

@@ -307,6 +307,10 @@ def _drop_breakdown(dropped: list[tuple[Example, str]]) -> str:
     return ", ".join(f"{c} {k}" for k, c in sorted(counts.items(), key=lambda kc: -kc[1]))
 
 
+# One usable example: the example, its prompt's token ids, and the ids of a+ and a−.
+_Tokenised = tuple[Example, list[int], int, int]
+
+
 def prepare_task(
     examples: list[Example], tokenizer, *, prepend_bos: bool, fixed_length: bool,
     seed: int = 0, test_frac: float = 0.2, test_templates: tuple[str, ...] = (), max_len: int | None = None,
@@ -327,7 +331,32 @@ def prepare_task(
     if not 0.0 <= test_frac < 1.0:
         raise ValueError(f"test_frac must be in [0, 1), got {test_frac}")
     bos = tokenizer.bos_token_id if prepend_bos else None
-    kept: list[tuple[Example, list[int], int, int]] = []
+    kept, dropped = _tokenise(examples, tokenizer, bos, max_len)
+    if fixed_length and kept:
+        kept, dropped = _keep_most_common_length(kept, dropped)
+    if not kept:
+        raise DatasetError(f"no usable prompts: {_drop_breakdown(dropped)}")
+    splits = _assign_splits([k[0] for k in kept], seed, test_frac, test_templates)
+    if "train" not in splits:
+        raise DatasetError(f"no training prompts: all {len(kept)} kept prompts are in the test split")
+    pad_id = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0)
+    tokens, mask = _left_pad([k[1] for k in kept], pad_id)
+    return PreparedTask(
+        examples=[dataclasses.replace(k[0], split=s) for k, s in zip(kept, splits)],
+        tokens=tokens,
+        attention_mask=mask,
+        correct_ids=torch.tensor([k[2] for k in kept], dtype=torch.long),
+        wrong_ids=torch.tensor([k[3] for k in kept], dtype=torch.long),
+        str_tokens=[[tokenizer.decode([i]) for i in k[1]] for k in kept],
+        dropped=dropped,
+        fixed_length=fixed_length,
+    )
+
+
+def _tokenise(examples: list[Example], tokenizer, bos: int | None,
+              max_len: int | None) -> tuple[list[_Tokenised], list[tuple[Example, str]]]:
+    """The examples that can be used, tokenised, and the others with the reason."""
+    kept: list[_Tokenised] = []
     dropped: list[tuple[Example, str]] = []
     for ex in examples:
         answer_ids = []
@@ -347,38 +376,30 @@ def prepare_task(
                 dropped.append((ex, f"longer than the model's context ({max_len} tokens)"))
             else:
                 kept.append((ex, prompt_ids, *answer_ids))
+    return kept, dropped
 
-    if fixed_length and kept:
-        # Fixed-length methods learn one parameter per position, so all prompts must align.
-        counts = Counter(len(k[1]) for k in kept)
-        common = min(counts, key=lambda n: (-counts[n], n))
-        dropped += [(k[0], f"length {len(k[1])}, not the most common length {common}") for k in kept if len(k[1]) != common]
-        kept = [k for k in kept if len(k[1]) == common]
-    if not kept:
-        raise DatasetError(f"no usable prompts: {_drop_breakdown(dropped)}")
 
-    splits = _assign_splits([k[0] for k in kept], seed, test_frac, test_templates)
-    if "train" not in splits:
-        raise DatasetError(f"no training prompts: all {len(kept)} kept prompts are in the test split")
+def _keep_most_common_length(kept: list[_Tokenised], dropped: list[tuple[Example, str]]
+                             ) -> tuple[list[_Tokenised], list[tuple[Example, str]]]:
+    """Fixed-length methods learn one parameter per position, so all prompts must align: keep
+    the most common token length (ties: the shorter), drop the rest with the reason."""
+    counts = Counter(len(k[1]) for k in kept)
+    common = min(counts, key=lambda n: (-counts[n], n))
+    dropped = dropped + [(k[0], f"length {len(k[1])}, not the most common length {common}")
+                         for k in kept if len(k[1]) != common]
+    return [k for k in kept if len(k[1]) == common], dropped
 
-    pad_id = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0)
-    n_pos = max(len(k[1]) for k in kept)
-    tokens = torch.full((len(kept), n_pos), pad_id, dtype=torch.long)  # [batch pos]
-    mask = torch.zeros((len(kept), n_pos), dtype=torch.long)  # [batch pos]
-    for row, (_, ids, _, _) in enumerate(kept):
-        # Left padding: the last real token sits at the last position for every prompt.
+
+def _left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids [batch pos] and attention mask [batch pos], left-padded: the last real token
+    sits at the last position for every prompt."""
+    n_pos = max(len(ids) for ids in prompts)
+    tokens = torch.full((len(prompts), n_pos), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), n_pos), dtype=torch.long)
+    for row, ids in enumerate(prompts):
         tokens[row, n_pos - len(ids):] = torch.tensor(ids, dtype=torch.long)
         mask[row, n_pos - len(ids):] = 1
-    return PreparedTask(
-        examples=[dataclasses.replace(k[0], split=s) for k, s in zip(kept, splits)],
-        tokens=tokens,
-        attention_mask=mask,
-        correct_ids=torch.tensor([k[2] for k in kept], dtype=torch.long),
-        wrong_ids=torch.tensor([k[3] for k in kept], dtype=torch.long),
-        str_tokens=[[tokenizer.decode([i]) for i in k[1]] for k in kept],
-        dropped=dropped,
-        fixed_length=fixed_length,
-    )
+    return tokens, mask
 
 
 def _assign_splits(examples: list[Example], seed: int, test_frac: float, test_templates: tuple[str, ...]) -> list[str]:

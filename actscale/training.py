@@ -8,6 +8,7 @@ behaviour comes from its class (`interventions`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 from collections import OrderedDict
@@ -87,9 +88,47 @@ _BASE_CACHE_LOCK = threading.Lock()
 _BASE_CACHE_SIZE = 4
 
 
-def _batches(n: int, size: int):
+def _batches(n: int, size: int) -> Iterator[slice]:
     for start in range(0, n, size):
         yield slice(start, min(n, start + size))
+
+
+class _ActivationStats:
+    """Sums of ``‖h‖`` and of ``h/‖h‖`` per site, [layer pos (head)], over the real tokens of
+    the training rows of each batch; `means` divides by the number of such tokens per position."""
+
+    def __init__(self, n_layers: int, n_pos: int):
+        self.n_layers = n_layers
+        self.norms: dict[str, Tensor] = {}
+        self.dirs: dict[str, Tensor] = {}
+        self.counts = torch.zeros(n_pos)
+        self.rows = torch.zeros(0, dtype=torch.long)  # the training rows of the current batch
+        self.mask = torch.zeros(0, n_pos)              # the current batch's attention mask
+
+    def next_batch(self, rows: Tensor, mask: Tensor) -> None:
+        self.rows, self.mask = rows, mask
+        self.counts += mask[rows].float().sum(0)
+
+    def capture(self, act: Tensor, hook: Any, *, site: str, layer: int) -> None:
+        if self.rows.numel() == 0:
+            return
+        a = act[self.rows].detach().float().cpu()  # [b pos (head) d]
+        mask = self.mask[self.rows].float()
+        norm = a.norm(dim=-1)  # [b pos (head)]
+        shape_mask = mask.reshape(*mask.shape, *([1] * (norm.dim() - 2)))
+        sums = self.norms.setdefault(site, torch.zeros(self.n_layers, *norm.shape[1:]))
+        sums[layer] += (norm * shape_mask).sum(0)
+        unit = a / norm.clamp_min(1e-6).unsqueeze(-1)
+        dirs = self.dirs.setdefault(site, torch.zeros(self.n_layers, *unit.shape[1:]))
+        dirs[layer] += (unit * shape_mask.unsqueeze(-1)).sum(0)
+
+    def means(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        denom = self.counts.clamp_min(1)
+
+        def mean(v: Tensor) -> Tensor:
+            return v / denom.reshape(1, -1, *([1] * (v.dim() - 2)))
+
+        return {s: mean(v) for s, v in self.norms.items()}, {s: mean(v) for s, v in self.dirs.items()}
 
 
 def base_pass(model: LoadedModel, task: PreparedTask, sites: tuple[str, ...], eval_batch: int = 16) -> BaseOutputs:
@@ -100,39 +139,16 @@ def base_pass(model: LoadedModel, task: PreparedTask, sites: tuple[str, ...], ev
             _BASE_CACHE.move_to_end(key)
             return _BASE_CACHE[key]
     train_rows = set(task.split_indices("train").tolist())
-    n, n_pos = task.tokens.shape
-    sums: dict[str, Tensor] = {}
-    dirs: dict[str, Tensor] = {}
-    counts = torch.zeros(n_pos)
-    current: dict[str, Any] = {}
-
-    def capture(act: Tensor, hook: Any, site: str, layer: int) -> None:
-        rows = current["train"]
-        if rows.numel() == 0:
-            return
-        a = act[rows].detach().float().cpu()  # [b pos (head) d]
-        mask = current["mask"][rows].float()
-        norm = a.norm(dim=-1)  # [b pos (head)]
-        shape_mask = mask.reshape(*mask.shape, *([1] * (norm.dim() - 2)))
-        s = sums.setdefault(site, torch.zeros(model.n_layers, *norm.shape[1:]))
-        s[layer] += (norm * shape_mask).sum(0)
-        unit = a / norm.clamp_min(1e-6).unsqueeze(-1)
-        d = dirs.setdefault(site, torch.zeros(model.n_layers, *unit.shape[1:]))
-        d[layer] += (unit * shape_mask.unsqueeze(-1)).sum(0)
-
-    hooks = [(hook_name(s, l), (lambda act, hook, s=s, l=l: capture(act, hook, s, l))) for s in sites for l in range(model.n_layers)]
+    stats = _ActivationStats(model.n_layers, task.n_pos)
+    hooks = [(hook_name(s, layer), functools.partial(stats.capture, site=s, layer=layer))
+             for s in sites for layer in range(model.n_layers)]
     out = []
     with model.lock, torch.no_grad(), model.bridge.hooks(fwd_hooks=hooks, reset_hooks_end=True):
-        for sl in _batches(n, eval_batch):
-            idx = torch.arange(sl.start, sl.stop)
-            current["train"] = torch.tensor([i - sl.start for i in idx.tolist() if i in train_rows], dtype=torch.long)
-            current["mask"] = task.attention_mask[sl]
-            counts += task.attention_mask[sl][current["train"]].float().sum(0)
+        for sl in _batches(task.tokens.shape[0], eval_batch):
+            rows = torch.tensor([i - sl.start for i in range(sl.start, sl.stop) if i in train_rows], dtype=torch.long)
+            stats.next_batch(rows, task.attention_mask[sl])
             out.append(last_position_logits(model, task.tokens[sl], task.attention_mask[sl]).float().cpu())
-    denom = counts.clamp_min(1)
-    hnorm = {s: v / denom.reshape(1, -1, *([1] * (v.dim() - 2))) for s, v in sums.items()}
-    hdir = {s: v / denom.reshape(1, -1, *([1] * (v.dim() - 2))) for s, v in dirs.items()}
-    result = BaseOutputs(torch.cat(out), hnorm, hdir)
+    result = BaseOutputs(torch.cat(out), *stats.means())
     with _BASE_CACHE_LOCK:
         _BASE_CACHE[key] = result
         while len(_BASE_CACHE) > _BASE_CACHE_SIZE:
