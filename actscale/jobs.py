@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
-from actscale.errors import ActscaleError, TrainingCancelled
+from actscale.errors import ActscaleError, TrainingCancelled, one_line
 from actscale.models import LoadedModel
 from actscale.store import RunStore
 from actscale.training import StepInfo, TrainConfig
@@ -116,7 +116,7 @@ class JobManager:
             except ActscaleError as exc:
                 job.error, job.state = str(exc), "failed"
             except Exception as exc:  # noqa: BLE001 - shown to the user as one line
-                job.error = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+                job.error = one_line(exc)
                 job.state = "failed"
                 traceback.print_exc()
             finally:

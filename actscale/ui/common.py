@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from actscale.errors import ActscaleError
+from actscale.errors import ActscaleError, one_line
 from actscale.jobs import JobManager
 from actscale.models import LoadedModel, load_model
 from actscale.store import RunBundle, RunListing, RunStore, check_run_id
@@ -230,7 +230,7 @@ def guarded(what: str) -> Iterator[None]:
         st.error(str(exc))
     except Exception as exc:  # noqa: BLE001 - shown as one line, logged in full
         logging.getLogger("actscale.ui").exception("%s failed", what)
-        st.error(f"{what} failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+        st.error(f"{what} failed: {one_line(exc)}")
 
 
 def nav_link(page: str, label: str, icon: str | None = None, run_id: str | None = None,

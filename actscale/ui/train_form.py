@@ -19,7 +19,7 @@ import streamlit as st
 
 from actscale import plots, report
 from actscale.api import build_task, dropped_frame, expected_run_id, preview_task
-from actscale.errors import ActscaleError, DatasetError
+from actscale.errors import ActscaleError, DatasetError, one_line
 from actscale.interventions import FIXED_LENGTH_METHODS, METHODS
 from actscale.jobs import Job
 from actscale.models import LoadedModel
@@ -79,7 +79,7 @@ def model_picker() -> LoadedModel | None:
         st.error(str(exc))
         return None
     except Exception as exc:  # noqa: BLE001 - a loader failure is one line, never a traceback
-        message = f"could not load model {name!r}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        message = f"could not load model {name!r}: {one_line(exc)}"
         st.session_state[Keys.MODEL_ERROR] = (name, device, message)
         st.error(message)
         return None
@@ -203,7 +203,7 @@ def show_preview(model: LoadedModel, fields: dict[str, Any], methods: list[str])
                 ok = False
                 continue
             except Exception as exc:  # noqa: BLE001 - any input gives one line, never a traceback
-                st.error(f"could not prepare the prompts: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+                st.error(f"could not prepare the prompts: {one_line(exc)}")
                 ok = False
                 continue
             df = pv.prompts
