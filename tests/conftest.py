@@ -85,3 +85,21 @@ def _all_threads_for_slow_tests(request):
     torch.set_num_threads(os.cpu_count() or 1)
     yield
     torch.set_num_threads(1)
+
+
+def signal_on(monkeypatch, method: str):
+    """A threading.Event set each time any job calls ``Job.<method>`` (``record_step``,
+    ``mark_waiting``): tests wait on it instead of polling a job's state with sleeps."""
+    import threading
+
+    from actscale.jobs import Job
+
+    event = threading.Event()
+    real = getattr(Job, method)
+
+    def signalled(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        event.set()
+
+    monkeypatch.setattr(Job, method, signalled)
+    return event
