@@ -1,13 +1,12 @@
 """Home: what actscale does, the loaded model, the latest runs and where to go next.
 
-Run with ``streamlit run app.py``; the pages in ``pages/`` appear in the sidebar.
+The app's default page (``streamlit run app.py``).
 """
 import streamlit as st
 
 from actscale import report
-from actscale.ui import common
+from actscale.ui import common, navigation
 
-st.set_page_config(page_title="actscale", layout="wide")
 common.page_header("actscale", "Activation scaling for steering and interpreting language models")
 
 st.markdown(
@@ -35,23 +34,18 @@ with common.guarded("Reading the run store"):
                    + (f"; {broken} broken bundle(s) are listed on **Runs**" if broken else "") + ".")
         labels = {r.run_id: common.run_label(r) for r in ok}
         chosen = st.selectbox("Open a run", list(labels), format_func=labels.get, key="home_run")
-        common.nav_link("pages/2_Explore.py", f"Open run {chosen} on Explore", icon=":material/search:", run_id=chosen)
+        common.nav_link(navigation.EXPLORE.path, f"Open run {chosen} on Explore", icon=":material/search:", run_id=chosen)
     else:
         st.write("No runs yet" + (f" ({broken} broken bundle(s), see **Runs**)" if broken else "") + ".")
 
 st.subheader("Pages")
-PAGES = (
-    ("pages/1_Train.py", "Train", ":material/model_training:", "pick a model and a dataset, check the prompts, train one or several methods"),
-    ("pages/2_Explore.py", "Explore", ":material/search:", "one run's scalars per layer and position, heads, top components"),
-    ("pages/3_Compare.py", "Compare", ":material/compare:", "methods side by side, parameter counts, sweeps and trade-offs"),
-    ("pages/4_Playground.py", "Playground", ":material/tune:", "a prompt, a run and a β slider: watch the answer move"),
-    ("pages/5_Runs.py", "Runs", ":material/folder_open:", "every stored run: open, delete, download, upload, share, report"),
-)
-for path, label, icon, what in PAGES:
+for info in navigation.PAGES:
+    if info is navigation.HOME:
+        continue
     left, right = st.columns([1, 4])
     with left:
-        common.nav_link(path, label, icon=icon)
-    right.caption(what)
+        common.nav_link(info.path, info.title, icon=info.icon)
+    right.caption(info.what)
 
 st.subheader("Where to go next")
 if not listings:

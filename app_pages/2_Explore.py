@@ -3,12 +3,13 @@
 Viewer mode: this page never loads a model; everything comes from the bundle (method.md §6.1,
 §6.2, §6.6). Figures are cached per run folder, so moving a slider redraws at once.
 """
+from typing import Callable
+
 import streamlit as st
 
 from actscale import plots
 from actscale.ui import common
 
-st.set_page_config(page_title="Explore · actscale", layout="wide")
 common.page_header(
     "Explore a run",
     "What the intervention learned, per site, layer and position. Colours are centred on "
@@ -20,12 +21,12 @@ if bundle is None:
     st.stop()
 
 
-def figure(func: str, *args, key: str) -> None:
+def figure(func: Callable, *args, key: str) -> None:
     """A cached figure of this run, drawn with its HTML download."""
     common.show_figure(common.run_plot(bundle, func, *args), f"{bundle.run_id}-{key}", key)
 
 
-def grid(items: list[tuple[str, tuple, str]], n_cols: int = 2) -> None:
+def grid(items: list[tuple[Callable, tuple, str]], n_cols: int = 2) -> None:
     """(plot function, arguments, key) drawn side by side, ``n_cols`` to a row."""
     for start in range(0, len(items), n_cols):
         for col, (func, args, key) in zip(st.columns(n_cols), items[start:start + n_cols]):
@@ -58,19 +59,19 @@ with common.guarded("The metrics"):
         common.show_table(table, f"{bundle.run_id}-metrics", "metrics", hide_index=True,
                           height=35 * (len(table) + 1) + 3)  # every row, no inner scrolling
     with right:
-        figure("plot_run_history", key="history")
+        figure(plots.plot_run_history, key="history")
 
 st.subheader("What was learned")
 with common.guarded("The parameter figures"):
     if method == "activscalar":
         st.caption("α per layer and position: the activation is multiplied by 1 + β·α (red: amplified, "
                    "blue: weakened; the head site is summed over heads here).")
-        grid([("plot_scalar_heatmap", (site,), f"alpha-{site}") for site in bundle.sites])
+        grid([(plots.plot_scalar_heatmap, (site,), f"alpha-{site}") for site in bundle.sites])
     elif method == "steervec":
         st.caption("The added vector's size relative to the activation (‖v‖/‖h‖) and its direction "
                    "(cos(v, h): +1 strengthens what is there, −1 opposes it). Head site: mean over heads.")
         for site in bundle.sites:
-            ratio, cos = common.run_plot(bundle, "plot_steer_heatmaps", site)
+            ratio, cos = common.run_plot(bundle, plots.plot_steer_heatmaps, site)
             left, right = st.columns(2)
             with left:
                 common.show_figure(ratio, f"{bundle.run_id}-ratio-{site}", f"ratio-{site}")
@@ -79,13 +80,13 @@ with common.guarded("The parameter figures"):
     else:
         st.caption("DynScalar reads its scalar off the activation: α = wᵀĥ + b per (site, layer), shared by "
                    "all positions. Below: the size of w per layer, and the scalars it produced on one prompt.")
-        figure("plot_dyn_weight_norms", key="dyn-norms")
+        figure(plots.plot_dyn_weight_norms, key="dyn-norms")
 
 if "head" in bundle.sites:
     st.subheader("Attention heads")
     with common.guarded("The head figures"):
         if method == "dynscalar":
-            figure("plot_head_heatmap", None, key="head-dyn")
+            figure(plots.plot_head_heatmap, None, key="head-dyn")
         else:
             labels = plots.position_labels(bundle)
             position = st.select_slider(
@@ -93,7 +94,7 @@ if "head" in bundle.sites:
                 format_func=lambda i: labels[i], key="explore_head_position",
                 help="The head site at one position of the prompt (left); the right figure sums all positions.",
             )
-            grid([("plot_head_heatmap", (int(position),), "head-position"), ("plot_head_heatmap", (None,), "head-sum")])
+            grid([(plots.plot_head_heatmap, (int(position),), "head-position"), (plots.plot_head_heatmap, (None,), "head-sum")])
 
 if method == "dynscalar":
     st.subheader("Scalars on one prompt")
@@ -105,19 +106,19 @@ if method == "dynscalar":
                 "Prompt", list(range(n_alpha)), key="explore_dyn_prompt",
                 format_func=lambda i: f"{i} · {rows[i].get('split', '')} · {str(rows[i].get('prompt', ''))[:90]}",
             )
-            grid([("plot_dyn_prompt", (site, int(index)), f"dyn-prompt-{site}") for site in bundle.sites])
+            grid([(plots.plot_dyn_prompt, (site, int(index)), f"dyn-prompt-{site}") for site in bundle.sites])
         else:
             st.info("This bundle holds no per-prompt scalars.")
     st.subheader("Across prompt lengths")
     with common.guarded("The length figure"):
-        figure("plot_length_generalisation", key="dyn-lengths")
+        figure(plots.plot_length_generalisation, key="dyn-lengths")
 
 st.subheader("Top components")
 with common.guarded("The top components"):
     k = st.number_input("How many", min_value=5, max_value=500, value=20, step=5, key="explore_top_k")
     metric = {"activscalar": "|α|", "steervec": "‖v‖/‖h‖", "dynscalar": "‖w‖"}.get(method, "size")
     st.caption(f"The components with the largest {metric}.")
-    common.show_table(common.run_plot(bundle, "top_components", int(k)), f"{bundle.run_id}-top-components",
+    common.show_table(common.run_plot(bundle, plots.top_components, int(k)), f"{bundle.run_id}-top-components",
                       "top", hide_index=True)
 
 dropped = info.get("dropped") or []

@@ -54,6 +54,14 @@ def store(tmp_path, monkeypatch):
     return RunStore(root)
 
 
+@pytest.fixture
+def sync_jobs(monkeypatch):
+    """Jobs submitted by the pages run inside ``submit`` (``ACTSCALE_JOBS=sync``, read by
+    ``actscale.ui.common.jobs``): a page test sees the outcome in the same run, with no
+    thread to poll."""
+    monkeypatch.setenv("ACTSCALE_JOBS", "sync")
+
+
 @pytest.fixture(scope="session")
 def bundled():
     """The real bundled model (slow tests only)."""
