@@ -1,64 +1,19 @@
-"""Home: what actscale does, the loaded model, the latest runs and where to go next.
+"""actscale's dashboard: ``streamlit run app.py``.
 
-Run with ``streamlit run app.py``; the pages in ``pages/`` appear in the sidebar.
+The frame of every page: the pages (`actscale.ui.navigation`), the page configuration and the
+sidebar are declared here once; each file in ``app_pages/`` draws one page's content (and runs
+on its own too, as the page tests do). The folder is not called ``pages/``: Streamlit treats
+a ``pages/`` folder as the legacy multipage app until a session has run ``st.navigation``, so a
+fresh server would answer the first deep link (``/Train``) with "Page not found".
 """
 import streamlit as st
 
-from actscale import report
-from actscale.ui import common
+from actscale.ui import common, navigation
 
-st.set_page_config(page_title="actscale", layout="wide")
-common.page_header("actscale", "Activation scaling for steering and interpreting language models")
-
-st.markdown(
-    "actscale learns very small interventions on a frozen language model (one scalar per "
-    "activation, a steering vector, or a scalar computed from the activation) that move its answer "
-    "between a correct and a wrong token with one strength knob β, following Stoehr et al., "
-    "*Activation Scaling for Steering and Interpreting Language Models* (EMNLP Findings 2024). "
-    "Training balances effectiveness (the answer flips), faithfulness (every other token keeps its "
-    "probability) and minimality (few, small parameters), so the learned scalars show where in the "
-    "model the behaviour lives. "
-    "Every run is saved as a bundle that opens, compares, shares and downloads without loading a model."
-)
-
-model = common.loaded_model_or_none()
-st.info(common.model_status_line(model), icon=":material/memory:")
-
-st.subheader("Recent runs")
-with common.guarded("Reading the run store"):
-    listings = common.list_runs()
-    ok = [r for r in listings if r.ok]
-    broken = len(listings) - len(ok)
-    if ok:
-        st.dataframe(report.headline_frame(ok[:8]), hide_index=True, width="stretch")
-        st.caption(f"{len(ok)} run(s) in {common.store().root}"
-                   + (f"; {broken} broken bundle(s) are listed on **Runs**" if broken else "") + ".")
-        labels = {r.run_id: common.run_label(r) for r in ok}
-        chosen = st.selectbox("Open a run", list(labels), format_func=labels.get, key="home_run")
-        common.nav_link("pages/2_Explore.py", f"Open run {chosen} on Explore", icon=":material/search:", run_id=chosen)
-    else:
-        st.write("No runs yet" + (f" ({broken} broken bundle(s), see **Runs**)" if broken else "") + ".")
-
-st.subheader("Pages")
-PAGES = (
-    ("pages/1_Train.py", "Train", ":material/model_training:", "pick a model and a dataset, check the prompts, train one or several methods"),
-    ("pages/2_Explore.py", "Explore", ":material/search:", "one run's scalars per layer and position, heads, top components"),
-    ("pages/3_Compare.py", "Compare", ":material/compare:", "methods side by side, parameter counts, sweeps and trade-offs"),
-    ("pages/4_Playground.py", "Playground", ":material/tune:", "a prompt, a run and a β slider: watch the answer move"),
-    ("pages/5_Runs.py", "Runs", ":material/folder_open:", "every stored run: open, delete, download, upload, share, report"),
-)
-for path, label, icon, what in PAGES:
-    left, right = st.columns([1, 4])
-    with left:
-        common.nav_link(path, label, icon=icon)
-    right.caption(what)
-
-st.subheader("Where to go next")
-if not listings:
-    st.markdown("Start on **Train**: the defaults train ActivScalar on IOI prompts in under a minute.")
-else:
-    st.markdown(
-        "Look at the newest run on **Explore**, put several runs side by side on **Compare**, or "
-        "steer a prompt of your own on **Playground**. Send a run to a collaborator from **Runs** "
-        "(a bundle, a link, or an HTML report that opens anywhere)."
-    )
+pages = {info: st.Page(info.path, title=info.title, icon=info.icon, default=info is navigation.HOME)
+         for info in navigation.PAGES}
+page = st.navigation(list(pages.values()))
+st.set_page_config(page_title="actscale" if page is pages[navigation.HOME] else f"{page.title} · actscale",
+                   layout="wide")
+common.show_sidebar()
+page.run()

@@ -12,7 +12,7 @@ import sys
 import threading
 from typing import Sequence
 
-from actscale.errors import ActscaleError, TrainingCancelled
+from actscale.errors import ActscaleError, TrainingCancelled, one_line
 from actscale.interventions import registered_methods
 from actscale.sites import SITES
 
@@ -167,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted; nothing was stored", file=sys.stderr)
         return EXIT_ERROR
     except Exception as exc:  # noqa: BLE001 - status 1 with one line, as the contract says
-        print(f"error: {type(exc).__name__}: {' '.join(str(exc).split())[:500]}", file=sys.stderr)
+        print(f"error: {one_line(exc, limit=500)}", file=sys.stderr)
         return EXIT_ERROR
     print(json.dumps(result, sort_keys=True))
     return EXIT_OK

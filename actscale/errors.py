@@ -26,3 +26,9 @@ class TrainingCancelled(Exception):
 
 class TrainingDiverged(ActscaleError):
     """The loss became NaN or infinite; nothing is stored."""
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """``"TypeName: message"`` on one line, the message cut to ``limit`` characters: how an
+    unexpected error is shown to a user (the full traceback goes to the log)."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:limit]}"

@@ -12,14 +12,20 @@ import time
 import traceback
 import uuid
 from dataclasses import dataclass, field
-from typing import Callable
+from functools import partial
+from typing import Callable, Literal, get_args
 
-from actscale.errors import ActscaleError, TrainingCancelled
+# Through the module (api.train_run, not a name bound here), so that a test's monkeypatch of
+# actscale.api reaches the jobs. api never imports jobs: no cycle.
+from actscale import api
+from actscale.errors import ActscaleError, TrainingCancelled, one_line
 from actscale.models import LoadedModel
 from actscale.store import RunStore
 from actscale.training import StepInfo, TrainConfig
 
-STATES = ("queued", "waiting", "running", "done", "cancelled", "failed")
+JobState = Literal["queued", "waiting", "running", "done", "cancelled", "failed"]
+STATES: tuple[JobState, ...] = get_args(JobState)
+FINAL_STATES: tuple[JobState, ...] = ("done", "cancelled", "failed")
 
 
 @dataclass
@@ -28,7 +34,7 @@ class Job:
 
     id: str
     configs: list[TrainConfig]
-    state: str = "queued"
+    state: JobState = "queued"
     current: int = 0                       # index of the config being trained
     steps: list[dict] = field(default_factory=list)   # StepInfo rows, with "run" = config index
     run_ids: list[str] = field(default_factory=list)
@@ -44,7 +50,7 @@ class Job:
 
     @property
     def done(self) -> bool:
-        return self.state in ("done", "cancelled", "failed")
+        return self.state in FINAL_STATES
 
     def progress(self) -> float:
         """Fraction of all steps of all configs done, in [0, 1]."""
@@ -55,6 +61,21 @@ class Job:
         last = self.steps[-1]["step"] if self.steps and self.steps[-1]["run"] == self.current else 0
         return min(1.0, (before + last) / total)
 
+    def record_step(self, info: StepInfo) -> None:
+        """The engine's ``on_step``: one more row of the curves, tagged with the config index."""
+        self.state = "running"
+        self.steps.append({"run": self.current, **info.__dict__})
+
+    def mark_waiting(self) -> None:
+        """The engine's ``on_wait``: another session's step or request holds the model."""
+        self.state = "waiting"
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the job is over (at once for a job run inline); True if it is."""
+        if self.thread is not None:
+            self.thread.join(timeout)
+        return self.done
+
     def seconds_left(self) -> float | None:
         """A rough estimate from the mean step time so far (early stopping can only shorten it)."""
         if not self.steps:
@@ -64,13 +85,39 @@ class Job:
         return None if fraction <= 0 else max(0.0, elapsed / fraction - elapsed)
 
 
-class JobManager:
-    """Keeps the jobs of one server process; thread-safe."""
+# An executor runs a job's work, given a name for it; it returns the thread it started, if any.
+Executor = Callable[[Callable[[], None], str], threading.Thread | None]
 
-    def __init__(self, max_jobs: int = 50) -> None:
+
+def thread_executor(work: Callable[[], None], name: str) -> threading.Thread:
+    """The default: the work runs in a daemon thread and ``submit`` returns at once."""
+    thread = threading.Thread(target=work, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def sync_executor(work: Callable[[], None], name: str) -> None:
+    """The work runs inline: ``submit`` returns the finished job. Page tests use it, so they
+    need not poll a thread; a page that submits through it blocks until the job is over."""
+    work()
+
+
+EXECUTORS: dict[str, Executor] = {"thread": thread_executor, "sync": sync_executor}
+
+
+class JobManager:
+    """Keeps the jobs of one server process; thread-safe.
+
+    ``executor`` runs each job's work: ``"thread"`` (the default, in the background),
+    ``"sync"`` (inline, for tests), or any `Executor`."""
+
+    def __init__(self, max_jobs: int = 50, executor: str | Executor = "thread") -> None:
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._max_jobs = max_jobs
+        if isinstance(executor, str) and executor not in EXECUTORS:
+            raise ValueError(f"unknown job executor {executor!r}; one of {', '.join(EXECUTORS)}")
+        self._executor = EXECUTORS[executor] if isinstance(executor, str) else executor
 
     def get(self, job_id: str | None) -> Job | None:
         with self._lock:
@@ -78,56 +125,65 @@ class JobManager:
 
     def submit(self, configs: list[TrainConfig], model: LoadedModel, store: RunStore,
                task_for: Callable[[TrainConfig], object] | None = None) -> Job:
-        """Start training ``configs`` in a background thread; returns at once."""
-        from actscale.api import build_task, train_run
-
+        """Train ``configs`` one after another through the executor (by default in a
+        background thread, returning at once). ``task_for(config)`` gives the prepared task of
+        a config (default: built from the config)."""
         job = Job(id=uuid.uuid4().hex[:12], configs=list(configs))
+        self._keep(job)
+        job.thread = self._executor(partial(run_job, job, model, store, task_for), f"actscale-job-{job.id}")
+        return job
 
-        def on_step(info: StepInfo) -> None:
-            job.state = "running"
-            job.steps.append({"run": job.current, **info.__dict__})
-
-        def on_wait() -> None:
-            job.state = "waiting"  # another session's step or request holds the model
-
-        def work() -> None:
-            try:
-                for i, config in enumerate(job.configs):
-                    job.current = i
-                    if job.cancel_event.is_set():
-                        raise TrainingCancelled("cancelled before it started")
-                    task = task_for(config) if task_for else build_task(model, config)
-                    if not model.lock.acquire(blocking=False):
-                        job.state = "waiting"  # another session is using the model
-                        # Poll, so that Cancel works while waiting (another run may take minutes).
-                        while not model.lock.acquire(timeout=0.1):
-                            if job.cancel_event.is_set():
-                                raise TrainingCancelled("cancelled while waiting for the model")
-                    model.lock.release()
-                    job.state = "running"
-                    bundle = train_run(config, model, store=store, task=task, on_step=on_step,
-                                       cancel=job.cancel_event, on_wait=on_wait)
-                    job.run_ids.append(bundle.run_id)
-                    # A stored run is opened without a single training step.
-                    job.reused.append(not any(row["run"] == i for row in job.steps))
-                job.state = "done"
-            except TrainingCancelled:
-                job.state = "cancelled"
-            except ActscaleError as exc:
-                job.error, job.state = str(exc), "failed"
-            except Exception as exc:  # noqa: BLE001 - shown to the user as one line
-                job.error = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
-                job.state = "failed"
-                traceback.print_exc()
-            finally:
-                job.finished = time.time()
-
-        job.thread = threading.Thread(target=work, name=f"actscale-job-{job.id}", daemon=True)
+    def _keep(self, job: Job) -> None:
+        """Register ``job``, forgetting the oldest finished jobs beyond ``max_jobs``."""
         with self._lock:
             self._jobs[job.id] = job
             finished = [j for j in self._jobs.values() if j.done]
             for old in finished[: max(0, len(self._jobs) - self._max_jobs)]:
                 self._jobs.pop(old.id, None)
-        job.thread.start()
-        return job
 
+
+def run_job(job: Job, model: LoadedModel, store: RunStore,
+            task_for: Callable[[TrainConfig], object] | None) -> None:
+    """A job's work: each config in turn. Never raises: the outcome is ``job.state`` (and
+    ``job.error``), which the pages read."""
+    try:
+        for index, config in enumerate(job.configs):
+            _train_one(job, index, config, model, store, task_for)
+        job.state = "done"
+    except TrainingCancelled:
+        job.state = "cancelled"
+    except ActscaleError as exc:
+        job.error, job.state = str(exc), "failed"
+    except Exception as exc:  # noqa: BLE001 - shown to the user as one line
+        job.error, job.state = one_line(exc), "failed"
+        traceback.print_exc()
+    finally:
+        job.finished = time.time()
+
+
+def _train_one(job: Job, index: int, config: TrainConfig, model: LoadedModel, store: RunStore,
+               task_for: Callable[[TrainConfig], object] | None) -> None:
+    """Config ``index`` of the job: its task, the model's turn, training (or the stored run)."""
+    job.current = index
+    if job.cancel_event.is_set():
+        raise TrainingCancelled("cancelled before it started")
+    task = task_for(config) if task_for else api.build_task(model, config)
+    _wait_for_model(job, model)
+    job.state = "running"
+    bundle = api.train_run(config, model, store=store, task=task, on_step=job.record_step,
+                           cancel=job.cancel_event, on_wait=job.mark_waiting)
+    job.run_ids.append(bundle.run_id)
+    # A stored run is opened without a single training step.
+    job.reused.append(not any(row["run"] == index for row in job.steps))
+
+
+def _wait_for_model(job: Job, model: LoadedModel) -> None:
+    """Return once the model is free (it is not kept: each step takes it again), reporting
+    ``waiting`` meanwhile. Polls, so that Cancel works while waiting (another run may take
+    minutes). Raises TrainingCancelled."""
+    if not model.lock.acquire(blocking=False):
+        job.mark_waiting()  # another session is using the model
+        while not model.lock.acquire(timeout=0.1):
+            if job.cancel_event.is_set():
+                raise TrainingCancelled("cancelled while waiting for the model")
+    model.lock.release()

@@ -54,6 +54,14 @@ def store(tmp_path, monkeypatch):
     return RunStore(root)
 
 
+@pytest.fixture
+def sync_jobs(monkeypatch):
+    """Jobs submitted by the pages run inside ``submit`` (``ACTSCALE_JOBS=sync``, read by
+    ``actscale.ui.common.jobs``): a page test sees the outcome in the same run, with no
+    thread to poll."""
+    monkeypatch.setenv("ACTSCALE_JOBS", "sync")
+
+
 @pytest.fixture(scope="session")
 def bundled():
     """The real bundled model (slow tests only)."""
@@ -85,3 +93,21 @@ def _all_threads_for_slow_tests(request):
     torch.set_num_threads(os.cpu_count() or 1)
     yield
     torch.set_num_threads(1)
+
+
+def signal_on(monkeypatch, method: str):
+    """A threading.Event set each time any job calls ``Job.<method>`` (``record_step``,
+    ``mark_waiting``): tests wait on it instead of polling a job's state with sleeps."""
+    import threading
+
+    from actscale.jobs import Job
+
+    event = threading.Event()
+    real = getattr(Job, method)
+
+    def signalled(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        event.set()
+
+    monkeypatch.setattr(Job, method, signalled)
+    return event

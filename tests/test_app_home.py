@@ -91,7 +91,39 @@ def test_home_run_picker_links_to_the_chosen_run(ui_store, source_runs):
 
 def test_home_shows_the_loaded_model(ui_store, tiny_llama):
     at = home()
-    at.switch_page("pages/1_Train.py").run()  # the Train page loads the session's model
+    at.switch_page("app_pages/1_Train.py").run()  # the Train page loads the session's model
     assert not at.exception
-    at.switch_page("app.py").run()
+    at.switch_page("app_pages/0_Home.py").run()
     assert "Loaded model: tiny-llama" in at.info[0].value
+
+
+def test_every_page_runs_in_the_frame_with_the_sidebar(ui_store):
+    """app.py declares the pages (st.navigation); each one runs inside it, under one sidebar."""
+    from actscale.ui import common, navigation
+
+    saved = dict(common._RESIDENT)
+    common._RESIDENT.clear()
+    try:
+        at = home()
+        assert [c.value for c in at.sidebar.caption] == ["No model loaded (viewer mode)", f"Runs in `{ui_store.root}`"]
+        titles = {}
+        for info in navigation.PAGES:
+            at.switch_page(info.path).run()
+            assert not at.exception, info.path
+            titles[info.title] = at.title[0].value
+            assert len(at.sidebar.caption) == 2
+    finally:
+        common._RESIDENT.update(saved)
+    assert titles == {"Home": "actscale", "Train": "Train", "Explore": "Explore a run", "Compare": "Compare runs",
+                      "Playground": "Playground", "Runs": "Runs"}
+    at.switch_page(navigation.TRAIN.path).run()  # the Train page loads the session's model
+    at.switch_page(navigation.HOME.path).run()
+    assert at.sidebar.caption[0].value.startswith("Model: tiny-llama (")
+
+
+def test_page_config_is_set_once_in_app_py():
+    sources = {p.name: p.read_text() for p in [ROOT / "app.py", *sorted((ROOT / "app_pages").glob("*.py"))]}
+    assert [name for name, text in sources.items() if "set_page_config" in text] == ["app.py"]
+    from actscale.ui import navigation
+
+    assert sorted(info.path for info in navigation.PAGES) == sorted(f"app_pages/{n}" for n in sources if n != "app.py")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from actscale.interventions import hook_count
 from actscale.jobs import JobManager
 from actscale.store import RunStore
 from actscale.training import TrainConfig
+from conftest import signal_on
 
 N_STEPS = 10
 CANCEL_SEED = 4
@@ -201,8 +201,7 @@ def _cancel_job_at(monkeypatch, job_holder: dict, point: int, config_index: int 
 
 
 def _wait(job, timeout: float = 120.0) -> None:
-    job.thread.join(timeout)
-    assert job.done, f"job still {job.state}"
+    assert job.wait(timeout), f"job still {job.state}"
 
 
 @pytest.mark.parametrize("point", JOB_POINTS)
@@ -243,16 +242,15 @@ def test_cancel_job_at_step(tiny_llama, reference, populated, monkeypatch, point
     assert hook_count(tiny_llama.bridge) == 0
 
 
-def test_cancel_job_while_waiting_for_the_model(tiny_llama, reference, populated):
+def test_cancel_job_while_waiting_for_the_model(tiny_llama, reference, populated, monkeypatch):
     fresh, _ = reference
     store, other, before = populated
     manager = JobManager()
+    waiting = signal_on(monkeypatch, "mark_waiting")
     tiny_llama.lock.acquire()
     try:
         job = manager.submit([CONFIGS["activscalar"]], tiny_llama, store)
-        deadline = time.time() + 30
-        while job.state != "waiting" and time.time() < deadline:
-            time.sleep(0.005)
+        assert waiting.wait(30)
         assert job.state == "waiting"
         job.cancel()
         _wait(job, timeout=10)  # Cancel works while the other session still holds the model

@@ -23,6 +23,7 @@ from actscale.jobs import JobManager
 from actscale.models import last_position_logits
 from actscale.store import RunStore
 from actscale.training import TrainConfig, steered_logits
+from conftest import signal_on
 
 # One config per concurrent session: all three methods, different seeds, so that a hook of one
 # session leaking into another's forward pass would change its parameters.
@@ -122,36 +123,31 @@ def test_save_race_on_the_final_rename(tiny_llama, sequential, tmp_path, monkeyp
     assert _run_dirs(store) == [sequential[0].run_id]
 
 
-def test_concurrent_jobs_equal_sequential(tiny_llama, sequential, tmp_path):
+def test_concurrent_jobs_equal_sequential(tiny_llama, sequential, tmp_path, monkeypatch):
     store = RunStore(tmp_path / "runs")
     manager = JobManager()
+    stepped = signal_on(monkeypatch, "record_step")  # a step sets the state "running"
     jobs = [manager.submit([c], tiny_llama, store) for c in CONFIGS]
-    deadline = time.time() + JOIN_TIMEOUT
-    states_seen: set[str] = set()
-    while not all(j.done for j in jobs) and time.time() < deadline:
-        states_seen |= {j.state for j in jobs}
-        time.sleep(0.005)
+    for job in jobs:
+        job.wait(JOIN_TIMEOUT)
     assert [j.state for j in jobs] == ["done"] * len(jobs), [j.error for j in jobs]
-    assert "running" in states_seen
+    assert stepped.is_set()
     for job, want in zip(jobs, sequential):
         assert job.run_ids == [want.run_id]
         assert _params_equal(store.load(job.run_ids[0]).params, want.params)
     assert hook_count(tiny_llama.bridge) == 0
 
 
-def test_job_reports_waiting_while_the_model_is_busy(tiny_llama, sequential, tmp_path):
+def test_job_reports_waiting_while_the_model_is_busy(tiny_llama, sequential, tmp_path, monkeypatch):
     store = RunStore(tmp_path / "runs")
     manager = JobManager()
-    seen: list[str] = []
+    waiting = signal_on(monkeypatch, "mark_waiting")
     tiny_llama.lock.acquire()  # another session is using the model
     try:
         job = manager.submit([CONFIGS[1]], tiny_llama, store)
-        deadline = time.time() + 30
-        while job.state != "waiting" and time.time() < deadline:
-            seen.append(job.state)
-            time.sleep(0.005)
-        assert job.state == "waiting", seen
-        time.sleep(0.2)
+        assert waiting.wait(30)
+        assert job.state == "waiting"
+        time.sleep(0.2)  # the subject: a while later, still no step
         assert job.state == "waiting" and not job.steps  # it really waits: no step ran
     finally:
         tiny_llama.lock.release()
@@ -201,26 +197,18 @@ def test_forwards_between_training_steps_never_see_hooks(tiny_llama, sequential,
         assert _params_equal(store.load(job.run_ids[0]).params, want.params)
 
 
-def test_job_reports_waiting_mid_run_while_another_session_holds_the_model(tiny_llama, store):
+def test_job_reports_waiting_mid_run_while_another_session_holds_the_model(tiny_llama, store, monkeypatch):
     """A running job whose next step finds the model busy says 'waiting', then runs on."""
-    import time
-
-    from actscale.jobs import JobManager
-    from actscale.training import TrainConfig
-
     seen = []
     manager = JobManager()
+    stepped, waiting = signal_on(monkeypatch, "record_step"), signal_on(monkeypatch, "mark_waiting")
     job = manager.submit([TrainConfig(model="tiny-llama", steps=30, seed=11)], tiny_llama, store)
-    deadline = time.time() + 60
-    while not job.steps and time.time() < deadline:
-        time.sleep(0.01)
-    assert job.steps, "the job never started"
+    assert stepped.wait(60), "the job never started"
     with tiny_llama.lock:  # another session's request holds the model
-        while job.state != "waiting" and time.time() < deadline:
-            time.sleep(0.01)
+        assert waiting.wait(60)
         seen.append(job.state)
         steps_while_held = len(job.steps)
-        time.sleep(0.3)
+        time.sleep(0.3)  # the subject: a while later, still no step
         assert len(job.steps) == steps_while_held  # no step ran while the model was held
     job.thread.join(120)
     assert seen == ["waiting"]

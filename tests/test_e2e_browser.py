@@ -236,6 +236,12 @@ def test_train_explore_share_cancel(request, tmp_path):
 
         # 1 · A short training on Train, to its stored run.
         open_train_page(page, app.url, shots, "first")
+        # The sidebar lists app.py's pages, Home first (the legacy pages/ folder said "app").
+        from playwright.sync_api import expect
+
+        nav = page.get_by_test_id("stSidebarNav")
+        expect(nav.get_by_test_id("stSidebarNavLink").first).to_contain_text("Home")
+        expect(nav.get_by_text("app", exact=True)).to_have_count(0)
         start_training(page, 3)
         page.get_by_text("Done: 1 run(s) trained.").wait_for(timeout=TRAIN_MS)
         runs = app.runs()
@@ -276,8 +282,6 @@ def test_train_explore_share_cancel(request, tmp_path):
         shots(page, "cancelled")
         assert app.entries() == [run_id], f"the cancelled training left {app.entries()} in the store"
         # The Train form is back, and enabled, for the next training.
-        from playwright.sync_api import expect
-
         expect(page.get_by_role("button", name="Train", exact=True)).to_be_enabled(timeout=UI_MS)
     except Exception as exc:
         for i, pg in enumerate(pages):

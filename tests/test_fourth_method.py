@@ -25,7 +25,7 @@ from actscale.interventions import (
 from actscale.sites import is_head_site
 from actscale.store import RunStore
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "2_Explore.py")
+PAGE = str(Path(__file__).resolve().parents[1] / "app_pages" / "2_Explore.py")
 SITES = ("attn_out", "mlp_out", "head")
 
 

@@ -16,7 +16,7 @@ from conftest import make_method_runs
 
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE = str(ROOT / "pages" / "2_Explore.py")
+PAGE = str(ROOT / "app_pages" / "2_Explore.py")
 METHODS = ("activscalar", "steervec", "dynscalar")
 SITES = ("attn_out", "mlp_out", "head")
 

@@ -13,7 +13,7 @@ from conftest import make_method_runs
 
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE = str(ROOT / "pages" / "4_Playground.py")
+PAGE = str(ROOT / "app_pages" / "4_Playground.py")
 METHODS = ("activscalar", "steervec", "dynscalar")
 SITES = ("attn_out", "mlp_out", "head")
 

@@ -14,7 +14,7 @@ from actscale.training import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
-RUNS = "pages/5_Runs.py"
+RUNS = "app_pages/5_Runs.py"
 
 
 @pytest.fixture(scope="module")

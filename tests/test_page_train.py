@@ -2,7 +2,7 @@
 background training, reuse of a stored run, Cancel, and one-line errors."""
 from __future__ import annotations
 
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,11 +13,11 @@ from actscale.training import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
-TRAIN = "pages/1_Train.py"
+TRAIN = "app_pages/1_Train.py"
 
 
 @pytest.fixture
-def ui_store(tmp_path, monkeypatch) -> RunStore:
+def ui_store(tmp_path, monkeypatch, sync_jobs) -> RunStore:
     monkeypatch.setenv("ACTSCALE_MODEL", "tiny-llama")
     monkeypatch.setenv("ACTSCALE_STORE", str(tmp_path / "runs"))
     monkeypatch.chdir(ROOT)
@@ -41,18 +41,6 @@ def number(at: AppTest, label_start: str):
 
 def button(at: AppTest, label: str):
     return next(b for b in at.button if b.label == label)
-
-
-def poll(at: AppTest, done, seconds: float = 90.0) -> AppTest:
-    """Rerun the page (as the fragment's timer would) until ``done(at)`` or the time is up."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        at.run()
-        assert not at.exception, at.exception
-        if done(at):
-            return at
-    raise AssertionError("the page never reached the expected state")
 
 
 def test_train_smoke(ui_store):
@@ -129,9 +117,8 @@ def test_submit_trains_in_the_background_then_reuses_the_stored_run(ui_store):
     # Form widgets take their values when the form is submitted, in the same run.
     number(at, "Steps").set_value(3)
     number(at, "Early stop").set_value(0)
-    button(at, "Train").click().run()
+    button(at, "Train").click().run()  # the job runs inside this run (sync_jobs)
     assert not at.exception and not at.error
-    poll(at, lambda a: bool(a.success))
     assert "Done: 1 run(s) trained" in at.success[0].value
     runs = [r for r in ui_store.list() if r.ok]
     assert len(runs) == 1
@@ -148,18 +135,43 @@ def test_submit_trains_in_the_background_then_reuses_the_stored_run(ui_store):
     assert [r.run_id for r in ui_store.list()] == [run_id]
 
 
-def test_cancel_stores_nothing(ui_store):
+def test_cancel_stores_nothing(ui_store, monkeypatch):
+    """Cancel while the job trains: this test's subject is a job running beside the page, so
+    its job runs in a thread, held after its first step until the page has pressed Cancel."""
+    from actscale import api
+    from actscale.ui import common
+
+    monkeypatch.setenv("ACTSCALE_JOBS", "thread")
+    first_step, pressed = threading.Event(), threading.Event()
+    real = api.train_run
+
+    def held_after_the_first_step(config, model, *, on_step, **kwargs):
+        def step(info) -> None:
+            on_step(info)
+            first_step.set()
+            assert pressed.wait(60), "Cancel was never pressed"
+
+        return real(config, model, on_step=step, **kwargs)
+
+    monkeypatch.setattr(api, "train_run", held_after_the_first_step)
     at = train_page()
     at.number_input(key="train_n_prompts").set_value(16)
     at.run()
     number(at, "Steps").set_value(100_000)
     number(at, "Early stop").set_value(0)
     button(at, "Train").click().run()
-    poll(at, lambda a: bool(a.get("progress")) and "step" in a.get("progress")[0].proto.text)
+    assert first_step.wait(60), "the job never took a step"
+    at.run()  # as the fragment's timer would
+    assert not at.exception
+    assert "step 1 of 100000" in at.get("progress")[0].proto.text
     assert "s left" in at.get("progress")[0].proto.text
     at.button(key="cancel_training").click().run()
     assert not at.exception
-    poll(at, lambda a: any("Cancelled" in w.value for w in a.warning))
+    pressed.set()
+    job = common.jobs().get(at.session_state["job_id"])
+    assert job.wait(60) and job.state == "cancelled"
+    at.run()
+    assert not at.exception
     assert any(w.value == "Cancelled — nothing was stored." for w in at.warning)
     assert ui_store.list() == []
     assert not [p for p in ui_store.root.iterdir()] if ui_store.root.exists() else True

@@ -193,7 +193,7 @@ READ_PICKLE = "read_pick" + "le"
 
 
 def _code_files() -> list[Path]:
-    files = sorted((ROOT / "actscale").rglob("*.py")) + sorted((ROOT / "pages").glob("*.py"))
+    files = sorted((ROOT / "actscale").rglob("*.py")) + sorted((ROOT / "app_pages").glob("*.py"))
     files += [ROOT / "app.py"] if (ROOT / "app.py").is_file() else []
     return [f for f in files if f.resolve() != Path(__file__).resolve()]
 

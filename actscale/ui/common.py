@@ -1,37 +1,26 @@
-"""What every page shares: the resident model, the run store, background jobs, session keys,
-one-line errors and downloads. The only module besides the pages that imports Streamlit."""
+"""What every page shares: the resident model, the run store, background jobs, links between
+pages, one-line errors and downloads."""
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 from urllib.parse import urlencode, urlsplit
 
 import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from actscale.errors import ActscaleError
-from actscale.jobs import JobManager
+from actscale import sweeps
+from actscale.api import build_task, intervention_from_bundle
+from actscale.errors import ActscaleError, one_line
+from actscale.jobs import Job, JobManager
 from actscale.models import LoadedModel, load_model
 from actscale.store import RunBundle, RunListing, RunStore, check_run_id
-
-
-class Keys:
-    """Session-state keys, defined once. Values are small plain data (ids, names, dicts)."""
-
-    MODEL = "model_name"          # the model this session works with
-    DEVICE = "device"
-    RUN = "run_id"                # the run open on Explore / Playground
-    JOB = "job_id"                # this session's training job
-    SWEEP_JOB = "sweep_job_id"
-    COMPARE = "compare_run_ids"
-    MODEL_ERROR = "model_error"   # (name, device, message) of the last failed load: not retried
-    FLASH = "flash"               # {slot: (kind, message)} shown once after a callback
+from actscale.ui.keys import Keys
+from actscale.ui.navigation import EXPLORE
 
 
 DEFAULT_MODEL = os.environ.get("ACTSCALE_MODEL", "bundled")
@@ -69,9 +58,14 @@ def loaded_model_or_none() -> LoadedModel | None:
 
 
 @st.cache_resource(show_spinner=False)
+def _jobs(executor: str) -> JobManager:
+    return JobManager(executor=executor)
+
+
 def jobs() -> JobManager:
-    """Background training jobs of this server, shared by all sessions."""
-    return JobManager()
+    """The training jobs of this server, shared by all sessions. They run in background
+    threads; ``ACTSCALE_JOBS=sync`` runs each inside ``submit`` (the page tests' seam)."""
+    return _jobs(os.environ.get("ACTSCALE_JOBS") or "thread")
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
@@ -91,15 +85,18 @@ def load_bundle(run_id: str) -> RunBundle:
 
 
 @st.cache_resource(max_entries=256, show_spinner=False)
-def _run_plot(path: str, stamp: float, name: str, args: tuple, _func: Callable[..., Any], _bundle: RunBundle) -> Any:
+def _run_plot(path: str, stamp: float, name: str, args: tuple, _func: Callable[..., Any],
+              _bundle: RunBundle) -> Any:
+    # Keyed by the function's module and qualified name (``name``), not by the function
+    # object, and by the run folder: the bundle and the function are passed along unhashed.
     return _func(_bundle, *args)
 
 
 def run_plot(bundle: RunBundle, func: Callable[..., Any], *args: Any) -> Any:
-    """``func(bundle, *args)``, cached per run folder (rebuilt when the folder changes) and per
-    function (its module and qualified name), so reruns of a page (a slider moved) redraw
-    without rebuilding every figure. Callers must not modify what this returns: it is shared
-    by every session."""
+    """``func(bundle, *args)`` (a plot or table function, e.g. ``plots.plot_scalar_heatmap``),
+    cached per run folder (rebuilt when the folder changes), so reruns of a page (a slider
+    moved) redraw without rebuilding every figure. Callers must not modify what this returns:
+    it is shared by every session."""
     try:
         stamp = bundle.path.stat().st_mtime
     except OSError:
@@ -232,13 +229,14 @@ def guarded(what: str) -> Iterator[None]:
         st.error(str(exc))
     except Exception as exc:  # noqa: BLE001 - shown as one line, logged in full
         logging.getLogger("actscale.ui").exception("%s failed", what)
-        st.error(f"{what} failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+        st.error(f"{what} failed: {one_line(exc)}")
 
 
 def nav_link(page: str, label: str, icon: str | None = None, run_id: str | None = None,
              help: str | None = None) -> None:
-    """``st.page_link`` to a page of this app (``pages/2_Explore.py``), optionally with
-    ``?run=<run_id>``; a page that is not there is named instead of breaking the page."""
+    """``st.page_link`` to a page of this app (a path of `navigation.PAGES`, such as
+    ``navigation.EXPLORE.path``), optionally with ``?run=<run_id>``; a page that is not
+    there (a page run on its own, as in tests) is named instead of breaking the page."""
     try:
         st.page_link(page, label=label, icon=icon, help=help,
                      query_params={"run": run_id} if run_id else None)
@@ -279,9 +277,15 @@ def model_status_line(model: Any | None) -> str:
     return f"Loaded model: {model.describe()}"
 
 
-# ---- Compare and Playground helpers -------------------------------------------------------
+def show_sidebar() -> None:
+    """The sidebar under the list of pages (drawn once, by app.py): the resident model, never
+    loading one, and the run store."""
+    model = loaded_model_or_none()
+    st.sidebar.caption(f"Model: {model.describe()}" if model else "No model loaded (viewer mode)")
+    st.sidebar.caption(f"Runs in `{store().root}`")
 
-MAX_SWEEP = 27  # runs one sweep may launch (3 values of each of λ_M, λ_F and m)
+
+# ---- Compare and Playground helpers -------------------------------------------------------
 
 
 def related_runs(rows: list[RunListing]) -> list[str]:
@@ -322,7 +326,7 @@ def parse_values(text: str, name: str) -> list[float]:
     return values
 
 
-def open_run(run_id: str, page: str = "pages/2_Explore.py") -> None:
+def open_run(run_id: str, page: str = EXPLORE.path) -> None:
     """Switch to ``page`` with ``?run=<run_id>``; where the page is not part of this app (a page
     run on its own, as in tests), keep the run for this session and say where to go."""
     st.session_state[Keys.RUN] = check_run_id(run_id)
@@ -334,30 +338,18 @@ def open_run(run_id: str, page: str = "pages/2_Explore.py") -> None:
 
 
 def launch_sweep(bundle: RunBundle, lambda_ms: list[float], lambda_fs: list[float], margins: list[float],
-                 steps: int) -> Any:
-    """Train every combination of λ_M, λ_F and m on ``bundle``'s configuration, prompts and
-    split, as one background job on the resident model; returns the Job. Raises ActscaleError."""
-    from actscale.api import build_task
-    from actscale.tasks import Example
-    from actscale.training import TrainConfig
-
-    base = TrainConfig.from_dict(bundle.config)
-    configs = [base.replace(lambda_m=lm, lambda_f=lf, margin=m, steps=int(steps))
-               for lm in lambda_ms for lf in lambda_fs for m in margins]
-    if len(configs) > MAX_SWEEP:
-        raise ActscaleError(f"that sweep is {len(configs)} runs; at most {MAX_SWEEP} at a time")
+                 steps: int) -> Job:
+    """Train every combination of λ_M, λ_F and m (`sweeps.sweep_configs`) on ``bundle``'s
+    configuration, prompts and split, as one job on the resident model. Raises ActscaleError."""
+    configs = sweeps.sweep_configs(bundle.config, lambda_ms, lambda_fs, margins, steps=int(steps))
     model = resident_model(bundle.config["model"])
-    # The base run's own prompts and split, so every run of the sweep is comparable (and a
-    # custom dataset need not still be on disk).
-    examples = [Example(r["prompt"], r["correct"], r["wrong"], r.get("split", "")) for r in bundle.dataset]
+    examples = sweeps.base_examples(bundle.dataset)
     return jobs().submit(configs, model, store(), task_for=lambda config: build_task(model, config, examples))
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _run_intervention(path: str, stamp: float, weights_hash: str, device: str, _bundle: RunBundle,
                       _model: LoadedModel) -> Any:
-    from actscale.api import intervention_from_bundle
-
     return intervention_from_bundle(_bundle, _model)
 
 

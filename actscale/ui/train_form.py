@@ -19,17 +19,18 @@ import streamlit as st
 
 from actscale import plots, report
 from actscale.api import build_task, expected_run_id
-from actscale.errors import ActscaleError, DatasetError
+from actscale.config import METHOD_DEFAULT_FIELDS, TrainConfig
+from actscale.errors import ActscaleError, DatasetError, one_line
 from actscale.interventions import method_class, registered_methods
 from actscale.jobs import Job
 from actscale.models import LoadedModel
 from actscale.sites import DEFAULT_SITES, SITES
 from actscale.store import RunStore
 from actscale.tasks import IOI_TEMPLATES, PreparedTask
-from actscale.config import METHOD_DEFAULT_FIELDS, TrainConfig
 from actscale.preview import dropped_frame, preview_task
-from actscale.ui import common
-from actscale.ui.common import Keys
+from actscale.ui import common, navigation
+from actscale.ui.keys import Keys
+from actscale.ui.progress import job_progress, time_left
 
 MODEL_SOURCES = ("bundled", "Hugging Face id", "Local folder")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -49,21 +50,21 @@ def model_picker() -> LoadedModel | None:
     """Pick and load the session's model (through the one resident model). A failed load is
     shown as one line and not retried until the user asks again."""
     current = st.session_state.get(Keys.MODEL, common.DEFAULT_MODEL)
-    if "train_model_source" not in st.session_state:
+    if Keys.TRAIN_MODEL_SOURCE not in st.session_state:
         source = "bundled" if current == "bundled" else "Local folder" if Path(current).expanduser().is_dir() else "Hugging Face id"
-        st.session_state["train_model_source"] = source
-        st.session_state["train_model_name"] = "" if current == "bundled" else current
-        st.session_state["train_device"] = st.session_state.get(Keys.DEVICE, "auto")
+        st.session_state[Keys.TRAIN_MODEL_SOURCE] = source
+        st.session_state[Keys.TRAIN_MODEL_NAME] = "" if current == "bundled" else current
+        st.session_state[Keys.TRAIN_DEVICE] = st.session_state.get(Keys.DEVICE, "auto")
     left, mid, right = st.columns([2, 3, 1])
-    source = left.radio("Model", MODEL_SOURCES, key="train_model_source", horizontal=True)
+    source = left.radio("Model", MODEL_SOURCES, key=Keys.TRAIN_MODEL_SOURCE, horizontal=True)
     if source == "bundled":
         mid.text_input("Model name", value="SmolLM2-135M-Instruct (shipped with the package)", disabled=True)
         name = "bundled"
     else:
         hint = "gpt2, EleutherAI/pythia-160m, … (tiny-llama: the test model)" if source == "Hugging Face id" else "/path/to/checkpoint"
         name = mid.text_input("Hugging Face id" if source == "Hugging Face id" else "Local folder",
-                              key="train_model_name", placeholder=hint).strip()
-    device = right.selectbox("Device", DEVICES, key="train_device")
+                              key=Keys.TRAIN_MODEL_NAME, placeholder=hint).strip()
+    device = right.selectbox("Device", DEVICES, key=Keys.TRAIN_DEVICE)
     if st.button("Load model", disabled=not name) and name:
         st.session_state[Keys.MODEL], st.session_state[Keys.DEVICE] = name, device
         st.session_state.pop(Keys.MODEL_ERROR, None)
@@ -81,7 +82,7 @@ def model_picker() -> LoadedModel | None:
         st.error(str(exc))
         return None
     except Exception as exc:  # noqa: BLE001 - a loader failure is one line, never a traceback
-        message = f"could not load model {name!r}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        message = f"could not load model {name!r}: {one_line(exc)}"
         st.session_state[Keys.MODEL_ERROR] = (name, device, message)
         st.error(message)
         return None
@@ -206,7 +207,7 @@ def show_preview(model: LoadedModel, fields: dict[str, Any], methods: list[str])
                 ok = False
                 continue
             except Exception as exc:  # noqa: BLE001 - any input gives one line, never a traceback
-                st.error(f"could not prepare the prompts: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+                st.error(f"could not prepare the prompts: {one_line(exc)}")
                 ok = False
                 continue
             df = pv.prompts
@@ -304,33 +305,35 @@ def job_panel(job_id: str | None) -> None:
         _live(job.id)
 
 
-@st.fragment(run_every=1.0)
 def _live(job_id: str) -> None:
-    job = common.jobs().get(job_id)
-    if job is None:
-        return
-    if job.done:
-        st.rerun()  # the whole page: the form comes back and the outcome is drawn
+    job_progress(job_id, _training_status, cancel_label="Cancel", cancel_key="cancel_training",
+                 cancelling="Cancelling…", below=_live_curves)
+
+
+def _current_rows(job: Job) -> list[dict]:
+    """The step rows of the config being trained."""
+    return [r for r in job.steps if r.get("run") == job.current]
+
+
+def _training_status(job: Job) -> str:
+    if job.cancel_event.is_set():
+        return "Cancelling…"
     config = job.configs[min(job.current, len(job.configs) - 1)]
     n = len(job.configs)
     which = f"run {job.current + 1} of {n}: " if n > 1 else ""
-    rows = [r for r in job.steps if r.get("run") == job.current]
-    step = rows[-1]["step"] if rows else 0
+    rows = _current_rows(job)
     if job.state == "waiting":
         status = "Waiting for the model: another session is using it…"
     elif job.state == "queued" or not rows:
         status = f"Preparing {which}{config.method} (tokenising, base model pass)…"
     else:
-        status = f"Training {which}{config.method}, step {step} of {config.steps}"
-    left = job.seconds_left()
-    status += f" — about {left:.0f} s left" if left is not None else ""
-    if job.cancel_event.is_set():
-        status = "Cancelling…"
-    st.progress(job.progress(), text=status)
-    if st.button("Cancel", key="cancel_training", disabled=job.cancel_event.is_set()):
-        job.cancel()
-        st.info("Cancelling…")
-    st.plotly_chart(plots.plot_history(pd.DataFrame(rows)), width="stretch", key=f"live-{job_id}")
+        status = f"Training {which}{config.method}, step {rows[-1]['step']} of {config.steps}"
+    left = time_left(job)
+    return f"{status} — {left}" if left else status
+
+
+def _live_curves(job: Job) -> None:
+    st.plotly_chart(plots.plot_history(pd.DataFrame(_current_rows(job))), width="stretch", key=f"live-{job.id}")
 
 
 def _outcome(job: Job) -> None:
@@ -358,5 +361,5 @@ def show_run_links(run_ids: list[str]) -> None:
     if listings:
         st.dataframe(report.headline_frame(listings), hide_index=True, width="stretch")
     for run_id in run_ids:
-        common.nav_link("pages/2_Explore.py", f"Open run {run_id} on Explore", icon=":material/search:", run_id=run_id)
+        common.nav_link(navigation.EXPLORE.path, f"Open run {run_id} on Explore", icon=":material/search:", run_id=run_id)
     st.session_state[Keys.RUN] = run_ids[-1]

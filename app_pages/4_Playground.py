@@ -9,7 +9,6 @@ import streamlit as st
 from actscale import analysis, playground, plots
 from actscale.ui import common
 
-st.set_page_config(page_title="Playground · actscale", layout="wide")
 common.page_header(
     "Playground",
     "Steer a prompt with a trained run at any strength: β = +1 pushes towards a+, β = −1 towards a−, "

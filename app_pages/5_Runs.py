@@ -4,10 +4,9 @@ import streamlit as st
 
 from actscale import report
 from actscale.errors import ActscaleError
-from actscale.ui import common
-from actscale.ui.common import Keys
+from actscale.ui import common, navigation
+from actscale.ui.keys import Keys
 
-st.set_page_config(page_title="actscale", layout="wide")
 common.page_header("Runs", "Every run in the store. Nothing here loads a model.")
 common.show_flash()
 
@@ -20,7 +19,7 @@ def delete_run(run_id: str) -> None:
         common.flash("error", str(exc))
         return
     common.flash("success", f"Deleted run {run_id}.")
-    st.session_state.pop(f"runs_confirm_delete_{run_id}", None)
+    st.session_state.pop(Keys.confirm_delete(run_id), None)
     if st.session_state.get(Keys.RUN) == run_id:
         st.session_state.pop(Keys.RUN)
     if st.query_params.get("run") == run_id:
@@ -29,7 +28,7 @@ def delete_run(run_id: str) -> None:
 
 def import_upload() -> None:
     """Callback of the uploader: each new file is validated and imported once."""
-    upload = st.session_state.get("runs_upload")
+    upload = st.session_state.get(Keys.RUNS_UPLOAD)
     if upload is None:
         return
     try:
@@ -40,7 +39,7 @@ def import_upload() -> None:
         common.flash("error", f"{upload.name}: could not import it ({type(exc).__name__})", slot="upload")
     else:
         common.flash("success", f"Imported run {run_id}.", slot="upload")
-        st.session_state[Keys.RUN] = st.session_state["runs_pick"] = run_id
+        st.session_state[Keys.RUN] = st.session_state[Keys.RUNS_PICK] = run_id
 
 
 def report_html(run_id: str) -> bytes:
@@ -68,13 +67,13 @@ if listings:
     ids = [r.run_id for r in listings]
     by_id = {r.run_id: r for r in listings}
     wanted = common.query_run_id() or st.session_state.get(Keys.RUN)
-    if st.session_state.get("runs_pick") not in ids:  # first visit, or the run is gone
-        st.session_state["runs_pick"] = wanted if wanted in ids else ids[0]
-    run_id = st.selectbox("Run", ids, format_func=lambda i: common.run_label(by_id[i]), key="runs_pick")
+    if st.session_state.get(Keys.RUNS_PICK) not in ids:  # first visit, or the run is gone
+        st.session_state[Keys.RUNS_PICK] = wanted if wanted in ids else ids[0]
+    run_id = st.selectbox("Run", ids, format_func=lambda i: common.run_label(by_id[i]), key=Keys.RUNS_PICK)
     row = by_id[run_id]
     if row.ok:
         st.session_state[Keys.RUN] = run_id
-        common.nav_link("pages/2_Explore.py", f"Open run {run_id} on Explore", icon=":material/search:", run_id=run_id)
+        common.nav_link(navigation.EXPLORE.path, f"Open run {run_id} on Explore", icon=":material/search:", run_id=run_id)
         st.caption("Shareable link (opens this run on Explore for whoever has the same store):")
         st.code(common.share_link(run_id, current_page="Runs"), language=None)
         left, right = st.columns(2)
@@ -86,10 +85,10 @@ if listings:
                               help="One file with the configuration, metrics and every figure; opens with no network.")
     else:
         st.error(f"This bundle is broken: {row.reason}. It can only be deleted.")
-    confirm = st.checkbox(f"Yes, delete run {run_id} from the store", key=f"runs_confirm_delete_{run_id}")
+    confirm = st.checkbox(f"Yes, delete run {run_id} from the store", key=Keys.confirm_delete(run_id))
     st.button("Delete", key="runs_delete", disabled=not confirm, on_click=delete_run, args=(run_id,))
 
 st.subheader("Upload a bundle")
 st.file_uploader("A run bundle (.zip, as downloaded above); it is validated and read with JSON and safetensors only",
-                 type=["zip"], key="runs_upload", on_change=import_upload)
+                 type=["zip"], key=Keys.RUNS_UPLOAD, on_change=import_upload)
 common.show_flash("upload")

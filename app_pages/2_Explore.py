@@ -10,7 +10,6 @@ import streamlit as st
 from actscale import analysis, plots, views
 from actscale.ui import common
 
-st.set_page_config(page_title="Explore · actscale", layout="wide")
 common.page_header(
     "Explore a run",
     "What the intervention learned, per site, layer and position. Colours are centred on "
@@ -22,7 +21,7 @@ if bundle is None:
     st.stop()
 
 
-def figure(func, *args, key: str) -> None:
+def figure(func: Callable, *args, key: str) -> None:
     """A cached figure of this run, drawn with its HTML download."""
     common.show_figure(common.run_plot(bundle, func, *args), f"{bundle.run_id}-{key}", key)
 
@@ -91,7 +90,8 @@ st.subheader("Top components")
 with common.guarded("The top components"):
     k = st.number_input("How many", min_value=5, max_value=500, value=20, step=5, key="explore_top_k")
     st.caption(f"The components with the largest {analysis.run_method(bundle).magnitude_label} (in absolute value).")
-    common.show_table(analysis.top_components(bundle, int(k)), f"{bundle.run_id}-top-components", "top", hide_index=True)
+    common.show_table(common.run_plot(bundle, analysis.top_components, int(k)), f"{bundle.run_id}-top-components",
+                      "top", hide_index=True)
 
 dropped = info.get("dropped") or []
 if isinstance(dropped, list) and dropped:

@@ -9,19 +9,16 @@ import time
 import streamlit as st
 
 from actscale import analysis, plots
+from actscale.jobs import Job
 from actscale.ui import common
-from actscale.ui.common import Keys
+from actscale.ui.keys import Keys
+from actscale.ui.progress import job_progress, time_left
 
-st.set_page_config(page_title="Compare · actscale", layout="wide")
 common.page_header(
     "Compare runs",
     "Effectiveness, faithfulness and minimality per method, train and test side by side; sweeps of "
     "λ_M, λ_F and m and their trade-offs. Click a point of a trade-off plot to open that run.",
 )
-
-PICK = "compare_pick"          # the multiselect's own state
-ACK = "compare_sweep_seen"     # the sweep job whose runs were already added to the selection
-GEN = "compare_tradeoff_gen"   # bumped after a click is used, so the old selection is dropped
 
 # The job is read before the store is listed: a sweep that finishes in between must find
 # all its runs in the listing.
@@ -35,18 +32,18 @@ ids = [r.run_id for r in rows]
 labels = {r.run_id: common.run_label(r) for r in rows}
 
 # A finished sweep adds its runs to the comparison, once.
-if job_done and st.session_state.get(ACK) != job.id:
-    st.session_state[ACK] = job.id
+if job_done and st.session_state.get(Keys.SWEEP_SEEN) != job.id:
+    st.session_state[Keys.SWEEP_SEEN] = job.id
     st.session_state[Keys.COMPARE] = list(dict.fromkeys(st.session_state.get(Keys.COMPARE, []) + job.run_ids))
-    st.session_state.pop(PICK, None)
+    st.session_state.pop(Keys.COMPARE_PICK, None)
 
 # The selection survives visits to other pages (widget state does not).
-if PICK not in st.session_state:
+if Keys.COMPARE_PICK not in st.session_state:
     saved = st.session_state.get(Keys.COMPARE)
-    st.session_state[PICK] = [i for i in saved if i in ids] if saved else common.related_runs(rows)
+    st.session_state[Keys.COMPARE_PICK] = [i for i in saved if i in ids] if saved else common.related_runs(rows)
 else:
-    st.session_state[PICK] = [i for i in st.session_state[PICK] if i in ids]
-chosen = st.multiselect("Runs to compare", ids, format_func=labels.get, key=PICK,
+    st.session_state[Keys.COMPARE_PICK] = [i for i in st.session_state[Keys.COMPARE_PICK] if i in ids]
+chosen = st.multiselect("Runs to compare", ids, format_func=labels.get, key=Keys.COMPARE_PICK,
                         help="By default: the runs on the newest run's task and dataset.")
 st.session_state[Keys.COMPARE] = list(chosen)
 selected = [r for r in rows if r.run_id in chosen]
@@ -79,7 +76,7 @@ with common.guarded("Comparing these runs"):
         if part.empty:
             st.info(f"None of these runs has a {split} split.")
         else:
-            gen = st.session_state.get(GEN, 0)
+            gen = st.session_state.get(Keys.TRADEOFF_GEN, 0)
             clicked: list = []
             left, right = st.columns(2)
             with left:
@@ -92,7 +89,7 @@ with common.guarded("Comparing these runs"):
                 clicked += common.selected_customdata(event)
             st.caption("Click a point to open that run on **Explore**.")
             if clicked and str(clicked[0]) in ids:
-                st.session_state[GEN] = gen + 1
+                st.session_state[Keys.TRADEOFF_GEN] = gen + 1
                 common.open_run(str(clicked[0]))
 
         with st.form("open_run_form", border=False):
@@ -104,27 +101,18 @@ with common.guarded("Comparing these runs"):
 st.subheader("Sweep λ_M, λ_F and m")
 
 
-@st.fragment(run_every=1.0)
-def sweep_progress(job_id: str) -> None:
-    """Live progress of a running sweep; reruns the page once it is over."""
-    job = common.jobs().get(job_id)
-    if job is None:
-        return
-    if job.done:
-        st.rerun()  # the whole page: the new runs join the comparison
+def sweep_status(job: Job) -> str:
     n = len(job.configs)
-    left = job.seconds_left()
     state = "waiting for the model (another session is using it)" if job.state == "waiting" else job.state
-    st.progress(job.progress(), text=f"Sweep {state}: run {min(job.current + 1, n)} of {n}"
-                + (f" · about {left:.0f} s left" if left is not None else ""))
-    if st.button("Cancel sweep", key="sweep_cancel"):
-        job.cancel()
-        st.info("Cancelling after the current step; finished runs are kept.")
+    left = time_left(job)
+    return f"Sweep {state}: run {min(job.current + 1, n)} of {n}" + (f" · {left}" if left else "")
 
 
 with common.guarded("The sweep"):
     if job is not None and not job_done:
-        sweep_progress(job.id)
+        # Once the sweep is over the whole page reruns: its new runs join the comparison.
+        job_progress(job.id, sweep_status, cancel_label="Cancel sweep", cancel_key="sweep_cancel",
+                     cancelling="Cancelling after the current step; finished runs are kept.")
     else:
         if job is not None:
             new = sum(not r for r in job.reused)
@@ -150,5 +138,6 @@ with common.guarded("The sweep"):
             values = [common.parse_values(lm, "λ_M"), common.parse_values(lf, "λ_F"), common.parse_values(mg, "m")]
             job = common.launch_sweep(common.load_bundle(base_id), *values, steps=int(steps))
             st.session_state[Keys.SWEEP_JOB] = job.id
-            time.sleep(0.2)  # let the job start, so the progress bar shows its first state
+            if not job.done:
+                time.sleep(0.2)  # let the job start, so the progress bar shows its first state
             st.rerun()

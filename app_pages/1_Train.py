@@ -5,9 +5,8 @@ import streamlit as st
 from actscale.errors import ActscaleError
 from actscale.ui import common
 from actscale.ui import train_form as tf
-from actscale.ui.common import Keys
+from actscale.ui.keys import Keys
 
-st.set_page_config(page_title="actscale", layout="wide")
 common.page_header("Train", "Pick a model and a dataset, check the prompts, choose the method(s) and train. "
                             "Training runs in the background; other sessions stay responsive.")
 

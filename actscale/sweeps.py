@@ -1,0 +1,46 @@
+"""Sweeps: one base configuration trained over a grid of λ_M, λ_F, m (and seeds).
+
+Pure functions from a base run's config and dataset to the list of configurations and the
+examples they train on; who trains them (a background job, later other executors) is the
+caller's business. No Streamlit here.
+"""
+from __future__ import annotations
+
+import math
+from itertools import product
+from typing import Any, Iterable, Mapping, Sequence
+
+from actscale.errors import ActscaleError
+from actscale.tasks import Example
+from actscale.training import TrainConfig
+
+MAX_SWEEP = 27  # runs one sweep may launch (3 values of each of λ_M, λ_F and m)
+
+
+def check_sweep_size(n_runs: int, limit: int = MAX_SWEEP) -> None:
+    """Raise ActscaleError when a sweep of ``n_runs`` runs is over ``limit``."""
+    if n_runs > limit:
+        raise ActscaleError(f"that sweep is {n_runs} runs; at most {limit} at a time")
+
+
+def sweep_configs(base: Mapping[str, Any], lambda_ms: Sequence[float], lambda_fs: Sequence[float],
+                  margins: Sequence[float], seeds: Sequence[int] | None = None, steps: int | None = None,
+                  limit: int = MAX_SWEEP) -> list[TrainConfig]:
+    """Every combination of ``lambda_ms`` × ``lambda_fs`` × ``margins`` × ``seeds`` on the
+    configuration ``base`` (a config dict, as in a bundle's ``config.json``), in that order:
+    λ_M outermost, the seed innermost. ``seeds`` defaults to the base's seed, ``steps`` to the
+    base's steps. The size is checked against ``limit`` before anything is built.
+    Raises ActscaleError (too many runs, or a value TrainConfig rejects)."""
+    config = TrainConfig.from_dict(dict(base))
+    seeds = [config.seed] if seeds is None else list(seeds)
+    check_sweep_size(math.prod(map(len, (lambda_ms, lambda_fs, margins, seeds))), limit)
+    fixed = {} if steps is None else {"steps": int(steps)}
+    return [config.replace(lambda_m=lm, lambda_f=lf, margin=m, seed=seed, **fixed)
+            for lm, lf, m, seed in product(lambda_ms, lambda_fs, margins, seeds)]
+
+
+def base_examples(rows: Iterable[Mapping[str, Any]]) -> list[Example]:
+    """The examples of a run's stored dataset rows (``bundle.dataset``), with their split, so
+    every run of a sweep trains on the base run's own prompts and split (and a custom dataset
+    need not still be on disk)."""
+    return [Example(r["prompt"], r["correct"], r["wrong"], r.get("split", "")) for r in rows]

@@ -1,0 +1,67 @@
+"""The job manager's executor seam: a synchronous executor runs the work inside `submit`."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from actscale.errors import ActscaleError
+from actscale.jobs import STATES, JobManager
+from actscale.training import TrainConfig
+
+CONFIG = TrainConfig(model="tiny-llama", steps=2, n_prompts=8, seed=21, early_stop=0)
+
+
+def test_states():
+    assert STATES == ("queued", "waiting", "running", "done", "cancelled", "failed")
+
+
+def test_sync_executor_returns_the_finished_job(tiny_llama, store):
+    manager = JobManager(executor="sync")
+    job = manager.submit([CONFIG], tiny_llama, store)
+    assert job.state == "done", job.error
+    assert job.thread is None and job.wait() is True
+    assert [s["step"] for s in job.steps] == [1, 2] and job.reused == [False]
+    assert job.run_ids == [r.run_id for r in store.list()]
+    assert manager.get(job.id) is job and job.progress() == 1.0
+    again = manager.submit([CONFIG], tiny_llama, store)  # the stored run, no step
+    assert again.state == "done" and again.run_ids == job.run_ids and again.reused == [True] and not again.steps
+
+
+def test_thread_executor_is_the_default(tiny_llama, store):
+    job = JobManager().submit([CONFIG], tiny_llama, store)
+    assert isinstance(job.thread, threading.Thread) and job.thread.name == f"actscale-job-{job.id}"
+    assert job.wait(120) and job.state == "done", job.error
+
+
+def test_a_custom_executor_gets_the_work_and_its_name(tiny_llama, store):
+    calls = []
+
+    def later(work, name):
+        calls.append((work, name))
+
+    job = JobManager(executor=later).submit([CONFIG], tiny_llama, store)
+    assert job.state == "queued" and [n for _, n in calls] == [f"actscale-job-{job.id}"]
+    calls[0][0]()
+    assert job.state == "done", job.error
+
+
+def test_failures_become_the_job_state(tiny_llama, store):
+    manager = JobManager(executor="sync")
+
+    def bad_input(config):
+        raise ActscaleError("no such\n  dataset")
+
+    def bug(config):
+        raise KeyError("x" * 500)
+
+    failed = manager.submit([CONFIG], tiny_llama, store, task_for=bad_input)
+    assert (failed.state, failed.error) == ("failed", "no such dataset")
+    crashed = manager.submit([CONFIG], tiny_llama, store, task_for=bug)
+    assert crashed.state == "failed" and crashed.error == "KeyError: '" + "x" * 299
+    assert crashed.finished is not None and store.list() == []
+
+
+def test_unknown_executor_name():
+    with pytest.raises(ValueError, match="unknown job executor 'ray'"):
+        JobManager(executor="ray")
