@@ -1,12 +1,12 @@
 # Two commands do everything on a fresh machine:
 #   make run    set up, convert the bundled model once, start the dashboard
-#   make test   set up, install the test browser, run the whole test suite (slow tests included)
+#   make test   set up, lint and type-check, install the test browser, run the whole test suite (slow tests included)
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
 
-.PHONY: setup model run test test-fast bench browser clean
+.PHONY: setup model run lint test test-fast bench browser clean
 
 setup: $(VENV)/.installed
 
@@ -31,7 +31,13 @@ run: model
 browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: model browser
+# Lint, format check and types: the test command runs these first, so CI keeps them.
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy actscale
+
+test: lint model browser
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test-fast: setup

@@ -42,14 +42,14 @@ def _floor_steps(hf, task, config, base_logits: torch.Tensor, n_steps: int) -> l
     state: dict = {}
 
     def make(site: str, layer: int):
-        def hook(module, inputs, output):
+        def hook(_module, _inputs, output):
             h = output[0] if isinstance(output, tuple) else output
             h = h * (1 + state["beta"][:, None, None] * alpha[site][layer][None, :, None])
             return (h, *output[1:]) if isinstance(output, tuple) else h
         return hook
 
-    handles = [layers[l].self_attn.register_forward_hook(make("attn_out", l)) for l in range(n_layers)]
-    handles += [layers[l].mlp.register_forward_hook(make("mlp_out", l)) for l in range(n_layers)]
+    handles = [layers[i].self_attn.register_forward_hook(make("attn_out", i)) for i in range(n_layers)]
+    handles += [layers[i].mlp.register_forward_hook(make("mlp_out", i)) for i in range(n_layers)]
     train_idx = task.split_indices("train")
     times = []
     try:
@@ -59,7 +59,7 @@ def _floor_steps(hf, task, config, base_logits: torch.Tensor, n_steps: int) -> l
             t0 = time.perf_counter()
             state["beta"] = torch.cat([torch.ones(b), -torch.ones(b)])
             logits = hf(task.tokens[rows].repeat(2, 1), logits_to_keep=1).logits[:, -1, :]
-            l1 = sum(a.abs().sum() for a in alpha.values())
+            l1 = sum((a.abs().sum() for a in alpha.values()), torch.zeros(()))
             terms = objective(logits, base_logits[rows].repeat(2, 1), task.correct_ids[rows].repeat(2),
                               task.wrong_ids[rows].repeat(2), state["beta"], l1, margin=config.margin,
                               lambda_f=config.lambda_f, lambda_m=config.lambda_m)
@@ -77,7 +77,8 @@ def _engine_steps(model, task, config, n_steps: int) -> list[float]:
     from actscale.training import train
 
     stamps: list[float] = []
-    train(model, task, config.replace(steps=n_steps, early_stop=0), on_step=lambda info: stamps.append(time.perf_counter()))
+    train(model, task, config.replace(steps=n_steps, early_stop=0),
+          on_step=lambda _info: stamps.append(time.perf_counter()))
     return [b - a for a, b in zip(stamps, stamps[1:])]
 
 
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     print("(b) time to a trained IOI ActivScalar ...", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory() as store:
         results["time_to_target"] = bench_time_to_target(Path(store))
-    s, t, l = results["step"], results["time_to_target"], results["loads"]
+    s, t, loads = results["step"], results["time_to_target"], results["loads"]
     print(f"(a) step time ratio engine/floor: {s['step_ratio']}  ({s['engine_step_s']} s vs {s['floor_step_s']} s, "
           f"{s['batch']}; target <= 1.10)")
     if "error" in t:
@@ -159,8 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"(b) time to trained IOI ActivScalar: {t['wall_s']} s (target <= 60 s); held-out flips "
               f"+{t['flip_acc_pos']:.2f} / -{t['flip_acc_neg']:.2f}, n_effective {t['n_effective']}/{t['n_params']}; "
               f"targets met: {t['targets_met']}")
-    print(f"(c) model load: cold {l['cold_load_s']} s, warm {l['warm_load_s']} s (target <= 3 s), "
-          f"cold/warm {l['cold_over_warm']}x; library imports before the load, once per process: {l['import_s']} s")
+    print(f"(c) model load: cold {loads['cold_load_s']} s, warm {loads['warm_load_s']} s (target <= 3 s), "
+          f"cold/warm {loads['cold_over_warm']}x; library imports before the load, once per process: "
+          f"{loads['import_s']} s")
     print(json.dumps(results, sort_keys=True))
     return 0
 

@@ -10,7 +10,7 @@ import json
 import signal
 import sys
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 from actscale.errors import ActscaleError, TrainingCancelled, one_line
 from actscale.interventions import registered_methods
@@ -144,7 +144,8 @@ def cmd_list(args: argparse.Namespace) -> dict:
             c = row.config
             entry.update(model=c.get("model"), task=c.get("task"), method=c.get("method"), created=c.get("created"),
                          test=row.metrics.get("test", {}))
-            print(f"{row.run_id}  {c.get('model')}  {c.get('task')}  {c.get('method')}  {c.get('created')}", file=sys.stderr)
+            print(f"{row.run_id}  {c.get('model')}  {c.get('task')}  {c.get('method')}  {c.get('created')}",
+                  file=sys.stderr)
         else:
             entry["reason"] = row.reason
             print(f"{row.run_id}  BROKEN: {row.reason}", file=sys.stderr)

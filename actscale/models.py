@@ -201,7 +201,8 @@ def _explain_load_failure(name: str, exc: Exception) -> str:
     offline = (
         "LocalEntryNotFoundError" in kinds
         or "OfflineModeIsEnabled" in kinds
-        or any(word in lowered for word in ("connection", "resolve", "offline", "network", "cannot find the requested files"))
+        or any(word in lowered for word in ("connection", "resolve", "offline", "network",
+                                            "cannot find the requested files"))
     )
     if offline:
         return (
@@ -215,11 +216,13 @@ def _explain_load_failure(name: str, exc: Exception) -> str:
 
 
 def _exception_chain(exc: BaseException) -> list[BaseException]:
-    chain, seen = [], set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        chain.append(exc)
-        exc = exc.__cause__ or exc.__context__
+    chain: list[BaseException] = []
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        chain.append(link)
+        link = link.__cause__ or link.__context__
     return chain
 
 
@@ -276,9 +279,10 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # The de-quantised weights are plain float32 tensors; dropping the quantiser's marks lets
-    # transformers save them as an ordinary safetensors checkpoint.
-    model.hf_quantizer = None
-    model.is_quantized = False
+    # transformers save them as an ordinary safetensors checkpoint. (setattr: the quantiser
+    # sets these on the instance, and nn.Module's typed __setattr__ takes only tensors and modules.)
+    setattr(model, "hf_quantizer", None)
+    setattr(model, "is_quantized", False)
     if hasattr(model.config, "quantization_config"):
         delattr(model.config, "quantization_config")
     model.save_pretrained(out)
@@ -316,27 +320,27 @@ def _tiny_tokenizer() -> Any:
 
 
 def _boot_tiny(name: str, device: str) -> Any:
-    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedModel
 
     tokenizer = _tiny_tokenizer()
     vocab = 64 * ((len(tokenizer) + 63) // 64)
-    if name == "tiny-llama":
-        config = LlamaConfig(
-            vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-            bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False,
-            architectures=["LlamaForCausalLM"],
-        )
-        cls = LlamaForCausalLM
-    else:
-        config = GPT2Config(
+
+    def build() -> PreTrainedModel:
+        if name == "tiny-llama":
+            return LlamaForCausalLM(LlamaConfig(
+                vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False,
+                architectures=["LlamaForCausalLM"],
+            ))
+        return GPT2LMHeadModel(GPT2Config(
             vocab_size=vocab, n_embd=64, n_layer=2, n_head=4, n_positions=256,
             bos_token_id=1, eos_token_id=2, pad_token_id=0, architectures=["GPT2LMHeadModel"],
-        )
-        cls = GPT2LMHeadModel
+        ))
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # the same tiny model every time
-        hf_model = cls(config).eval()
+        hf_model = build().eval()
     return _boot(name, device, name, hf_model=hf_model.to(device), tokenizer=tokenizer)
 
 
@@ -383,7 +387,8 @@ def _quiet():
             os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = old_bars
 
 
-def last_position_logits(model: LoadedModel, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+def last_position_logits(model: LoadedModel, tokens: torch.Tensor,
+                         attention_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Logits at each prompt's last token: tokens [batch pos] (left-padded) -> [batch d_vocab].
 
     Prompts are left-padded, so every prompt's last real token sits at the last position and

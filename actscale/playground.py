@@ -8,8 +8,8 @@ user's choosing (method.md §6.5). Pure computation; the Playground page only dr
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -105,6 +105,7 @@ def _logits(model: LoadedModel, intervention: Intervention | None, tokens: Tenso
     with model.lock, torch.no_grad():
         if intervention is None:
             return last_position_logits(model, batch).float().cpu()
+        assert betas is not None, "an intervention is steered with one β per row"
         with steer(model.bridge, intervention, betas.float()):
             return last_position_logits(model, batch).float().cpu()
 
@@ -174,14 +175,14 @@ def beta_curve(model: LoadedModel, intervention: Intervention, prompt: str, corr
                betas: Sequence[float] | None = None) -> pd.DataFrame:
     """``beta, delta, p_correct, p_wrong`` for each β (default ``linspace(-1, 1, 21)``), all in
     one batched forward pass (method.md §6.5). Raises ActscaleError like ``steer_prompt``."""
-    betas = np.linspace(-1.0, 1.0, 21) if betas is None else np.asarray(list(betas), dtype=float)
-    if betas.size == 0:
+    values = np.linspace(-1.0, 1.0, 21) if betas is None else np.asarray(list(betas), dtype=float)
+    if values.size == 0:
         raise ActscaleError("no β values given")
     pt = tokenize_prompt(model, intervention, prompt, correct, wrong)
-    logits = _logits(model, intervention, pt.tokens, torch.tensor(betas, dtype=torch.float32))  # [n d_vocab]
+    logits = _logits(model, intervention, pt.tokens, torch.tensor(values, dtype=torch.float32))  # [n d_vocab]
     probs = torch.softmax(logits, -1)
     return pd.DataFrame({
-        "beta": betas,
+        "beta": values,
         "delta": (logits[:, pt.correct_id] - logits[:, pt.wrong_id]).numpy(),
         "p_correct": probs[:, pt.correct_id].numpy(),
         "p_wrong": probs[:, pt.wrong_id].numpy(),

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 
@@ -133,7 +134,8 @@ def render_report(bundle: RunBundle) -> str:
 
     cfg = bundle.config
     title = f"actscale run {bundle.run_id}"
-    subtitle = " · ".join(str(cfg.get(k, "")) for k in ("method", "task", "model")) + f" · created {cfg.get('created', '?')}"
+    subtitle = (" · ".join(str(cfg.get(k, "")) for k in ("method", "task", "model"))
+                + f" · created {cfg.get('created', '?')}")
     config_rows = [[k, cfg[k]] for k in sorted(cfg)]
     splits, metric_rows = metrics_rows(bundle)
     summary = bundle.info.get("summary")

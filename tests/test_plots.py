@@ -1,0 +1,492 @@
+"""The figure functions of `actscale.plots`, with exact expectations: trace counts and types,
+the plotted values, axis titles, legend names, category axes, and diverging colour scales
+centred on 0 ("no change").
+
+Frames are built by hand with known numbers. Bundles are tiny-model runs of the three methods,
+read back from disk as the dashboard reads them; the values a figure must show are read from
+the bundle's own files (safetensors and JSON), not through the code under test.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+import torch
+from conftest import make_method_runs
+from safetensors.torch import load_file
+
+from actscale.plots import (
+    plot_beta_curve,
+    plot_dyn_prompt,
+    plot_dyn_weight_norms,
+    plot_head_heatmap,
+    plot_history,
+    plot_length_generalisation,
+    plot_method_comparison,
+    plot_param_counts,
+    plot_run_history,
+    plot_scalar_heatmap,
+    plot_steer_heatmaps,
+    plot_tradeoff,
+)
+from actscale.store import RunStore
+
+SITES = ("attn_out", "mlp_out", "head")
+N_LAYERS, N_HEADS = 2, 4  # the tiny model's
+LAYERS = ("0", "1")
+HEADS = ("H0", "H1", "H2", "H3")
+DIVERGING = go.Heatmap(colorscale="RdBu_r").colorscale
+SEQUENTIAL = go.Heatmap(colorscale="Viridis").colorscale
+
+
+# ---- bundles: one tiny run per method, and what their files hold ------------------------
+
+
+@pytest.fixture(scope="module")
+def store_root(tmp_path_factory, tiny_llama) -> Path:
+    root = tmp_path_factory.mktemp("plots") / "runs"
+    make_method_runs(root, tiny_llama, SITES)
+    return root
+
+
+@pytest.fixture(scope="module")
+def bundles(store_root):
+    """{method: bundle} as the dashboard reads them from the store."""
+    store = RunStore(store_root)
+    found = {}
+    for listing in store.list():
+        assert listing.ok, listing.reason
+        found[listing.config["method"]] = store.load(listing.run_id)
+    assert set(found) == {"activscalar", "steervec", "dynscalar"}
+    return found
+
+
+def params(bundle) -> dict[str, torch.Tensor]:
+    return load_file(str(Path(bundle.path) / "params.safetensors"))
+
+
+def analysis(bundle) -> dict[str, torch.Tensor]:
+    return load_file(str(Path(bundle.path) / "analysis.safetensors"))
+
+
+def info(bundle) -> dict:
+    return json.loads((Path(bundle.path) / "analysis.json").read_text(encoding="utf-8"))
+
+
+def dataset(bundle) -> list[dict]:
+    lines = (Path(bundle.path) / "dataset.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def history(bundle) -> pd.DataFrame:
+    return pd.read_csv(Path(bundle.path) / "history.csv")
+
+
+def steer_ratio(bundle, site: str) -> np.ndarray:
+    """‖v‖ / mean‖h‖, the SteerVec magnitude the figures show, from the files."""
+    return (params(bundle)[f"vector.{site}"].norm(dim=-1) / analysis(bundle)[f"hnorm.{site}"].clamp_min(1e-6)).numpy()
+
+
+# ---- shared checks ------------------------------------------------------------------------
+
+
+def only_trace(fig: go.Figure, kind: str):
+    assert len(fig.data) == 1
+    assert fig.data[0].type == kind
+    return fig.data[0]
+
+
+def assert_layer_position_axes(fig: go.Figure, x: list[str], y: tuple[str, ...], xtitle: str = "position") -> None:
+    trace = fig.data[0]
+    assert tuple(trace.x) == tuple(x) and tuple(trace.y) == y
+    assert fig.layout.xaxis.type == "category" and fig.layout.yaxis.type == "category"
+    assert fig.layout.xaxis.title.text == xtitle and fig.layout.yaxis.title.text == "layer"
+
+
+def assert_centred(trace, bound: float | None = None) -> None:
+    """A diverging heatmap: white at 0, symmetric limits (at ``bound`` when given)."""
+    assert trace.colorscale == DIVERGING
+    assert trace.zmid == 0
+    assert trace.zmin == -trace.zmax
+    if bound is not None:
+        assert trace.zmax == bound
+
+
+def assert_sequential(trace) -> None:
+    assert trace.colorscale == SEQUENTIAL
+    assert trace.zmid is None and trace.zmin is None and trace.zmax is None
+
+
+def values(seq) -> list:
+    return [float(v) for v in seq]
+
+
+# ---- training curves ----------------------------------------------------------------------
+
+HISTORY = pd.DataFrame({
+    "step": [1, 2, 3],
+    "loss": [3.0, 2.0, 1.0],
+    "effectiveness": [2.0, 1.5, 0.5],
+    "faithfulness": [0.125, 0.25, 0.375],
+    "flip_acc_pos": [0.0, 0.5, 1.0],
+    "flip_acc_neg": [0.25, 0.5, 0.75],
+    "minimality": [0.0, 0.5, 0.25],
+})
+
+
+def test_history_draws_each_term_on_its_own_axis():
+    fig = plot_history(HISTORY)
+    assert [t.type for t in fig.data] == ["scatter"] * 6
+    assert [t.name for t in fig.data] == ["loss", "effectiveness", "faithfulness", "flip_acc_pos", "flip_acc_neg",
+                                          "minimality ‖θ‖₁"]
+    for trace, col in zip(fig.data, ["loss", "effectiveness", "faithfulness", "flip_acc_pos", "flip_acc_neg",
+                                     "minimality"]):
+        assert values(trace.x) == [1, 2, 3]
+        assert values(trace.y) == HISTORY[col].tolist()
+    # Loss terms on the top left axis, flip accuracies on its right axis, ‖θ‖₁ on a panel below.
+    assert [(t.xaxis, t.yaxis) for t in fig.data] == [("x", "y")] * 3 + [("x", "y2")] * 2 + [("x2", "y3")]
+    assert [t.line.dash for t in fig.data] == [None, None, None, "dash", "dash", None]
+    layout = fig.layout
+    assert layout.title.text == "training"
+    assert layout.yaxis.title.text == "loss"
+    assert layout.yaxis2.title.text == "flip accuracy" and tuple(layout.yaxis2.range) == (0, 1.05)
+    assert layout.yaxis3.title.text == "‖θ‖₁"
+    assert layout.xaxis2.title.text == "step"
+
+
+def test_history_draws_only_the_columns_it_has():
+    fig = plot_history(HISTORY[["step", "loss", "flip_acc_pos"]])
+    assert [(t.name, t.yaxis) for t in fig.data] == [("loss", "y"), ("flip_acc_pos", "y2")]
+
+
+def test_history_without_steps_is_an_empty_figure():
+    fig = plot_history(pd.DataFrame())
+    assert len(fig.data) == 0
+    assert fig.layout.title.text == "no steps yet"
+
+
+@pytest.mark.parametrize("method", ["activscalar", "steervec", "dynscalar"])
+def test_run_history_draws_the_stored_curves(bundles, method):
+    bundle = bundles[method]
+    stored = history(bundle)
+    assert len(stored) == 3  # three steps, each with every term
+    fig = plot_run_history(bundle)
+    names = ["loss", "effectiveness", "faithfulness", "flip_acc_pos", "flip_acc_neg", "minimality"]
+    assert [t.name for t in fig.data] == names[:-1] + ["minimality ‖θ‖₁"]
+    for trace, col in zip(fig.data, names):
+        assert values(trace.x) == stored["step"].tolist()
+        assert values(trace.y) == stored[col].tolist()
+
+
+# ---- comparisons (hand-made frames) -------------------------------------------------------
+
+RUNS = pd.DataFrame({
+    "run_id": ["aaaaaa11", "aaaaaa11", "bbbbbb22", "bbbbbb22"],
+    "method": ["activscalar", "activscalar", "steervec", "steervec"],
+    "split": ["train", "test", "train", "test"],
+    "flip_acc": [1.0, 0.5, 0.75, 0.25],
+    "faithfulness_kl": [0.125, 0.25, 0.375, 0.5],
+    "effective_frac": [0.5, 0.625, 0.75, 0.875],
+    "n_params": [30, 30, 1920, 1920],
+    "l1": [1.5, 1.5, 2.5, 2.5],
+    "lambda_m": [0.01, 0.01, 0.1, 0.1],
+})
+LABELS = ["activscalar · aaaaaa", "steervec · bbbbbb"]
+
+
+def test_method_comparison_is_one_bar_per_split_and_panel():
+    fig = plot_method_comparison(RUNS)
+    assert [t.type for t in fig.data] == ["bar"] * 6
+    assert [t.name for t in fig.data] == ["train"] * 3 + ["test"] * 3
+    assert [t.xaxis for t in fig.data] == ["x", "x2", "x3"] * 2
+    # One legend entry per split.
+    assert [t.showlegend for t in fig.data] == [True, False, False] * 2
+    assert [t.legendgroup for t in fig.data] == ["train"] * 3 + ["test"] * 3
+    for trace in fig.data:
+        assert list(trace.x) == LABELS
+    assert [values(t.y) for t in fig.data] == [
+        [1.0, 0.75], [0.125, 0.375], [0.5, 0.75],  # train: flip_acc, faithfulness_kl, effective_frac
+        [0.5, 0.25], [0.25, 0.5], [0.625, 0.875],  # test
+    ]
+    assert [t.marker.color for t in fig.data] == ["#9aa5b1"] * 3 + ["#b4232c"] * 3  # train grey, test red
+    assert [a.text for a in fig.layout.annotations] == [
+        "effectiveness (mean flip accuracy ↑)", "faithfulness (KL ↓)", "minimality (effective fraction ↓)"]
+    assert fig.layout.barmode == "group"
+    assert fig.layout.title.text == "methods compared"
+
+
+def test_method_comparison_skips_a_missing_split():
+    fig = plot_method_comparison(RUNS[RUNS["split"] == "test"])
+    assert [t.name for t in fig.data] == ["test"] * 3
+    assert [t.showlegend for t in fig.data] == [True, False, False]
+
+
+def test_param_counts_is_one_bar_per_run_on_a_log_axis():
+    trace = only_trace(plot_param_counts(RUNS), "bar")
+    assert list(trace.x) == LABELS
+    assert values(trace.y) == [30, 1920]
+    assert values(trace.text) == [30, 1920]
+    fig = plot_param_counts(RUNS)
+    assert fig.layout.yaxis.type == "log" and fig.layout.yaxis.dtick == 1
+    assert fig.layout.yaxis.title.text == "parameters (log)"
+    assert fig.layout.title.text == "learned parameters"
+
+
+def test_tradeoff_is_one_marker_series_per_method():
+    test = RUNS[RUNS["split"] == "test"]
+    fig = plot_tradeoff(test, "l1", "flip_acc", "method")
+    assert [t.type for t in fig.data] == ["scatter", "scatter"]
+    assert [t.name for t in fig.data] == ["activscalar", "steervec"]  # sorted
+    assert [t.mode for t in fig.data] == ["markers", "markers"]
+    assert [(values(t.x), values(t.y)) for t in fig.data] == [([1.5], [0.5]), ([2.5], [0.25])]
+    # Each point carries its run id, for click-through.
+    assert [t.customdata.tolist() for t in fig.data] == [[["aaaaaa11", "activscalar"]], [["bbbbbb22", "steervec"]]]
+    assert fig.layout.xaxis.title.text == "minimality: ‖θ‖₁"
+    assert fig.layout.yaxis.title.text == "effectiveness: mean flip accuracy"
+    assert fig.layout.title.text == "effectiveness against minimality"
+    assert fig.layout.legend.title.text == "method"
+
+
+def test_tradeoff_names_numeric_groups_by_their_value():
+    fig = plot_tradeoff(RUNS[RUNS["split"] == "train"], "faithfulness_kl", "flip_acc", "lambda_m")
+    assert [t.name for t in fig.data] == ["λ_M = 0.01", "λ_M = 0.1"]
+    assert [(values(t.x), values(t.y)) for t in fig.data] == [([0.125], [1.0]), ([0.375], [0.75])]
+    assert fig.layout.xaxis.title.text == "faithfulness: KL (lower is better)"
+    assert fig.layout.legend.title.text == "λ_M"
+
+
+CURVE = pd.DataFrame({"beta": [-1.0, 0.0, 1.0], "delta": [-2.0, 0.5, 3.0],
+                      "p_correct": [0.125, 0.25, 0.5], "p_wrong": [0.5, 0.25, 0.125]})
+
+
+def test_beta_curve_draws_delta_and_both_probabilities():
+    fig = plot_beta_curve(CURVE, 0.5)
+    assert [t.type for t in fig.data] == ["scatter"] * 3
+    assert [t.name for t in fig.data] == ["Δ = logit(a+) − logit(a−)", "p(a+)", "p(a−)"]
+    assert [t.yaxis for t in fig.data] == [None, "y2", "y2"]  # probabilities on the right axis
+    for trace, col in zip(fig.data, ["delta", "p_correct", "p_wrong"]):
+        assert values(trace.x) == [-1.0, 0.0, 1.0]
+        assert values(trace.y) == CURVE[col].tolist()
+    layout = fig.layout
+    assert layout.xaxis.title.text == "β" and layout.yaxis.title.text == "Δ"
+    assert layout.yaxis2.title.text == "probability"
+    assert layout.yaxis2.overlaying == "y" and layout.yaxis2.side == "right" and layout.yaxis2.rangemode == "tozero"
+    # Δ = 0 and the current β are marked.
+    zero, current = layout.shapes
+    assert (zero.y0, zero.y1, zero.yref) == (0, 0, "y")
+    assert (current.x0, current.x1, current.xref) == (0.5, 0.5, "x")
+    assert [a.text for a in layout.annotations] == ["β = +0.50"]
+
+
+def test_beta_curve_without_a_current_beta_marks_only_zero():
+    fig = plot_beta_curve(CURVE, None)
+    assert len(fig.data) == 3
+    assert len(fig.layout.shapes) == 1 and fig.layout.shapes[0].y0 == 0
+    assert len(fig.layout.annotations) == 0
+
+
+# ---- one run's maps (tiny-model bundles) --------------------------------------------------
+
+
+@pytest.mark.parametrize("site", ["attn_out", "mlp_out"])
+def test_scalar_heatmap_is_alpha_per_layer_and_position(bundles, site):
+    bundle = bundles["activscalar"]
+    alpha = params(bundle)[f"alpha.{site}"].numpy()  # [layer pos]
+    assert alpha.shape == (N_LAYERS, bundle.config["n_pos"]) and np.abs(alpha).max() > 0
+    fig = plot_scalar_heatmap(bundle, site)
+    trace = only_trace(fig, "heatmap")
+    np.testing.assert_array_equal(trace.z, alpha)
+    assert_layer_position_axes(fig, info(bundle)["position_labels"], LAYERS)
+    assert_centred(trace, float(np.abs(alpha).max()))
+    assert trace.colorbar.title.text == "α"
+    assert fig.layout.title.text == f"α per layer and position — {site}"
+
+
+def test_scalar_heatmap_of_the_head_site_sums_over_heads(bundles):
+    bundle = bundles["activscalar"]
+    alpha = params(bundle)["alpha.head"].numpy()  # [layer pos head]
+    fig = plot_scalar_heatmap(bundle, "head")
+    trace = only_trace(fig, "heatmap")
+    np.testing.assert_array_equal(trace.z, alpha.sum(-1))
+    assert_layer_position_axes(fig, info(bundle)["position_labels"], LAYERS)
+    assert_centred(trace, float(np.abs(alpha.sum(-1)).max()))
+    assert fig.layout.title.text == "α summed over heads — head"
+
+
+@pytest.mark.parametrize("site", ["attn_out", "mlp_out", "head"])
+def test_steer_heatmaps_are_norm_ratio_and_cosine(bundles, site):
+    bundle = bundles["steervec"]
+    ratio, cos = steer_ratio(bundle, site), analysis(bundle)[f"cos.{site}"].numpy()
+    if site == "head":  # the mean over heads
+        ratio, cos = ratio.mean(-1), cos.mean(-1)
+    ratio_fig, cos_fig = plot_steer_heatmaps(bundle, site)
+    labels = info(bundle)["position_labels"]
+
+    trace = only_trace(ratio_fig, "heatmap")
+    np.testing.assert_array_equal(trace.z, ratio)
+    assert_layer_position_axes(ratio_fig, labels, LAYERS)
+    assert_sequential(trace)  # a magnitude: no centre
+    assert trace.colorbar.title.text == "‖v‖/‖h‖"
+    assert ratio_fig.layout.title.text == f"‖v‖/‖h‖ — {site}"
+
+    trace = only_trace(cos_fig, "heatmap")
+    np.testing.assert_array_equal(trace.z, cos)
+    assert_layer_position_axes(cos_fig, labels, LAYERS)
+    assert_centred(trace, 1.0)  # a cosine's whole range, whatever the values
+    assert trace.colorbar.title.text == "cos"
+    assert cos_fig.layout.title.text == f"cos(v, h) — {site}"
+
+
+def test_steer_heatmaps_without_analysis_show_zero_cosines(bundles, tmp_path):
+    """A bundle without its optional analysis files still draws (the ratio falls back to ‖v‖)."""
+    bundle = bundles["steervec"]
+    root = tmp_path / "runs"
+    shutil.copytree(bundle.path, root / bundle.run_id)
+    for name in ("analysis.safetensors", "analysis.json"):
+        (root / bundle.run_id / name).unlink()
+    bare = RunStore(root).load(bundle.run_id)
+    ratio_fig, cos_fig = plot_steer_heatmaps(bare, "attn_out")
+    np.testing.assert_array_equal(ratio_fig.data[0].z, params(bundle)["vector.attn_out"].norm(dim=-1).numpy())
+    np.testing.assert_array_equal(cos_fig.data[0].z, np.zeros((N_LAYERS, bundle.config["n_pos"]), dtype=np.float32))
+    assert tuple(cos_fig.data[0].x) == tuple(str(i) for i in range(bundle.config["n_pos"]))  # no token labels
+    assert_centred(cos_fig.data[0], 1.0)
+
+
+def test_head_heatmap_of_activscalar_at_a_position_and_summed(bundles):
+    bundle = bundles["activscalar"]
+    alpha = params(bundle)["alpha.head"].numpy()  # [layer pos head]
+    labels = info(bundle)["position_labels"]
+
+    fig = plot_head_heatmap(bundle, 2)
+    trace = only_trace(fig, "heatmap")
+    np.testing.assert_array_equal(trace.z, alpha[:, 2, :])
+    assert_layer_position_axes(fig, list(HEADS), LAYERS, xtitle="head")
+    assert_centred(trace, float(np.abs(alpha[:, 2, :]).max()))
+    assert trace.colorbar.title.text == "α"
+    assert fig.layout.title.text == f"head site at position {labels[2]}"
+
+    fig = plot_head_heatmap(bundle, None)
+    trace = only_trace(fig, "heatmap")
+    np.testing.assert_array_equal(trace.z, alpha.sum(1))
+    assert_centred(trace, float(np.abs(alpha.sum(1)).max()))
+    assert fig.layout.title.text == "head site summed over positions"
+
+
+def test_head_heatmap_of_steervec_is_the_norm_ratio(bundles):
+    bundle = bundles["steervec"]
+    ratio = steer_ratio(bundle, "head")  # [layer pos head]
+    fig = plot_head_heatmap(bundle, 0)
+    trace = only_trace(fig, "heatmap")
+    np.testing.assert_array_equal(trace.z, ratio[:, 0, :])
+    assert_layer_position_axes(fig, list(HEADS), LAYERS, xtitle="head")
+    assert_sequential(trace)
+    assert trace.colorbar.title.text == "‖v‖/‖h‖"
+    np.testing.assert_array_equal(plot_head_heatmap(bundle, None).data[0].z, ratio.sum(1))
+
+
+def test_head_heatmap_of_dynscalar_is_the_weight_norm(bundles):
+    bundle = bundles["dynscalar"]
+    w = params(bundle)["w.head"].norm(dim=-1).numpy()  # [layer head]
+    for position in (None, 0):  # positions do not apply
+        fig = plot_head_heatmap(bundle, position)
+        trace = only_trace(fig, "heatmap")
+        np.testing.assert_array_equal(trace.z, w)
+        assert_layer_position_axes(fig, list(HEADS), LAYERS, xtitle="head")
+        assert_sequential(trace)
+        assert trace.colorbar.title.text == "‖w‖"
+        assert fig.layout.title.text == "head site (per layer and head)"
+
+
+def test_dyn_weight_norms_are_two_lines_per_site(bundles):
+    bundle = bundles["dynscalar"]
+    p = params(bundle)
+    fig = plot_dyn_weight_norms(bundle)
+    assert [t.type for t in fig.data] == ["scatter"] * 6
+    assert [t.name for t in fig.data] == [f"{n} {s}" for s in SITES for n in ("‖w‖", "|b|")]
+    assert [t.mode for t in fig.data] == ["lines+markers", "lines"] * 3
+    assert [t.line.dash for t in fig.data] == [None, "dot"] * 3
+    for i, site in enumerate(SITES):
+        w, b = p[f"w.{site}"].norm(dim=-1), p[f"b.{site}"].abs()
+        if site == "head":
+            w, b = w.mean(-1), b.mean(-1)
+        w_trace, b_trace = fig.data[2 * i], fig.data[2 * i + 1]
+        assert list(w_trace.x) == list(b_trace.x) == [0, 1]
+        np.testing.assert_array_equal(w_trace.y, w.numpy())
+        np.testing.assert_array_equal(b_trace.y, b.numpy())
+    assert fig.layout.xaxis.title.text == "layer" and fig.layout.yaxis.title.text == "norm"
+    assert fig.layout.xaxis.dtick == 1  # whole layers only
+    assert fig.layout.title.text == "DynScalar: ‖w‖ and |b| per layer"
+
+
+@pytest.mark.parametrize("site", ["attn_out", "head"])
+def test_dyn_prompt_is_the_prompts_own_scalars(bundles, site):
+    bundle = bundles["dynscalar"]
+    tokens = info(bundle)["str_tokens"]
+    n_pos = bundle.config["n_pos"]
+    # A prompt shorter than the longest: its left padding is not drawn.
+    index = next(i for i, t in enumerate(tokens) if len(t) < n_pos)
+    alpha = analysis(bundle)[f"dynalpha.{site}"][index]  # [layer pos (head)], left-padded
+    if site == "head":
+        alpha = alpha.mean(-1)
+    expected = alpha[:, n_pos - len(tokens[index]):].numpy()
+    fig = plot_dyn_prompt(bundle, site, index)
+    trace = only_trace(fig, "heatmap")
+    np.testing.assert_array_equal(trace.z, expected)
+    assert_layer_position_axes(fig, [f"{i}:{t}" for i, t in enumerate(tokens[index])], LAYERS)
+    assert_centred(trace, float(np.abs(expected).max()))
+    assert trace.colorbar.title.text == "α"
+    assert fig.layout.title.text == f"scalars α on prompt {index} — {site}"
+
+
+def _flip_accuracy_by_length(bundle) -> dict[str, dict[str, float]]:
+    """{split: {length: mean of (flipped β=+1, flipped β=−1)}}, by hand from the files."""
+    a, rows, tokens = analysis(bundle), dataset(bundle), info(bundle)["str_tokens"]
+    groups: dict[str, dict[str, list[float]]] = {}
+    for row, toks, pos, neg in zip(rows, tokens, a["delta.pos"].tolist(), a["delta.neg"].tolist()):
+        groups.setdefault(row["split"], {}).setdefault(str(len(toks)), []).append(((pos > 0) + (neg < 0)) / 2)
+    return {split: {n: sum(v) / len(v) for n, v in by_n.items()} for split, by_n in groups.items()}
+
+
+def test_length_generalisation_is_flip_accuracy_per_length_and_split(bundles):
+    bundle = bundles["dynscalar"]
+    expected = _flip_accuracy_by_length(bundle)
+    assert sum(len(by_n) for by_n in expected.values()) > 2  # the tiny task has several lengths
+    fig = plot_length_generalisation(bundle)
+    assert [t.type for t in fig.data] == ["bar"] * len(expected)
+    assert [t.name for t in fig.data] == sorted(expected)
+    for trace in fig.data:
+        lengths = sorted(expected[trace.name], key=int)
+        assert list(trace.x) == lengths
+        assert values(trace.y) == pytest.approx([expected[trace.name][n] for n in lengths], abs=1e-12)
+    all_lengths = sorted({n for by_n in expected.values() for n in by_n}, key=int)
+    assert fig.layout.xaxis.type == "category" and list(fig.layout.xaxis.categoryarray) == all_lengths  # shortest first
+    assert fig.layout.xaxis.title.text == "prompt length (tokens)"
+    assert fig.layout.yaxis.title.text == "mean flip accuracy" and tuple(fig.layout.yaxis.range) == (0, 1.05)
+    assert fig.layout.barmode == "group"
+
+
+def test_length_generalisation_of_a_fixed_length_run_is_one_bar_per_split(bundles):
+    bundle = bundles["activscalar"]
+    expected = _flip_accuracy_by_length(bundle)
+    n_pos = str(bundle.config["n_pos"])
+    assert {n for by_n in expected.values() for n in by_n} == {n_pos}
+    fig = plot_length_generalisation(bundle)
+    assert [t.name for t in fig.data] == sorted(expected)
+    assert [list(t.x) for t in fig.data] == [[n_pos]] * len(expected)
+    assert [len(t.y) for t in fig.data] == [1] * len(expected)
+    assert [float(t.y[0]) for t in fig.data] == pytest.approx([expected[s][n_pos] for s in sorted(expected)], abs=1e-12)
+
+
+def test_length_generalisation_without_per_prompt_results(bundles, tmp_path):
+    bundle = bundles["dynscalar"]
+    root = tmp_path / "runs"
+    shutil.copytree(bundle.path, root / bundle.run_id)
+    (root / bundle.run_id / "analysis.safetensors").unlink()
+    fig = plot_length_generalisation(RunStore(root).load(bundle.run_id))
+    assert len(fig.data) == 0
+    assert fig.layout.title.text == "no per-prompt results in this bundle"
