@@ -1,6 +1,6 @@
 """Library first, app second: the engine imports, runs and is tested without Streamlit.
 
-Only ``app.py``, ``pages/`` and ``actscale/ui/`` may import ``streamlit`` (house style, "The
+Only ``app.py``, ``app_pages/`` and ``actscale/ui/`` may import ``streamlit`` (house style, "The
 shape we want"). Two checks keep it so: every other ``actscale`` module, found with pkgutil so a
 new module is covered the day it is added, is imported in a fresh interpreter that must end
 without ``streamlit`` in ``sys.modules`` (this catches an import through a third module too);
@@ -73,7 +73,7 @@ def _imports_streamlit(path: Path) -> bool:
 
 
 def _allowed(rel: Path) -> bool:
-    return rel == Path("app.py") or rel.parts[0] == "pages" or rel.parts[:2] == ("actscale", "ui")
+    return rel == Path("app.py") or rel.parts[0] == "app_pages" or rel.parts[:2] == ("actscale", "ui")
 
 
 def _source_files() -> list[Path]:
