@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+from collections import Counter
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
@@ -18,39 +19,62 @@ from actscale.interventions import Intervention, make_intervention
 from actscale.models import LoadedModel
 from actscale.store import RunBundle, RunStore, check_run_id, load_bundle, run_id_for
 from actscale.config import TrainConfig
-from actscale.tasks import Example, PreparedTask, generate_ccc, generate_ioi, prepare_task, read_dataset
+from actscale.tasks import (
+    Example,
+    PreparedTask,
+    ccc_split_examples,
+    ioi_split_examples,
+    prepare_task,
+    read_dataset,
+)
 from actscale.training import CancelFlag, StepInfo, TrainResult, evaluate, model_dims, train
 
 __version__ = "0.1.0"
 
 
-def task_examples(config: TrainConfig) -> list[Example]:
-    """The raw examples the config asks for (before tokenisation)."""
+def resolved_prepend_bos(model: LoadedModel, config: TrainConfig) -> bool:
+    """The config's ``prepend_bos``, or the model's own default where it leaves it open."""
+    return model.prepend_bos if config.prepend_bos is None else bool(config.prepend_bos)
+
+
+def task_examples(config: TrainConfig, oversample: int = 1) -> list[Example]:
+    """The raw examples the config asks for (before tokenisation). Generated tasks come with
+    their test prompts (and CCC with every split) assigned; ``oversample`` draws that many
+    times more of each, for a caller that keeps only one prompt length."""
     if config.task == "ioi":
-        return generate_ioi(config.n_prompts, config.seed, config.templates or None)
+        return ioi_split_examples(oversample * config.n_prompts, oversample * config.n_test, config.data_seed,
+                                  config.templates, config.test_templates, config.test_groups)
     if config.task == "ccc":
-        return generate_ccc(config.n_prompts, config.seed, config.memory_is_correct)
+        return ccc_split_examples(oversample * config.n_prompts, oversample * config.n_test, config.data_seed,
+                                  config.val_frac, config.memory_is_correct, config.test_groups)
     return read_dataset(config.dataset)
 
 
 def build_task(model: LoadedModel, config: TrainConfig, examples: list[Example] | None = None) -> PreparedTask:
     """Tokenise the config's examples for ``model``: single-token answers, one length for
-    ActivScalar and SteerVec, a deterministic split from the seed."""
+    fixed-length methods, deterministic train / validation / test splits from the data seed."""
     def prepare(items: list[Example]) -> PreparedTask:
         return prepare_task(
-            items, model.tokenizer, prepend_bos=model.prepend_bos, fixed_length=config.fixed_length,
-            seed=config.seed, test_frac=config.test_frac, test_templates=config.test_templates,
-            max_len=model.n_ctx,
+            items, model.tokenizer, prepend_bos=resolved_prepend_bos(model, config), fixed_length=config.fixed_length,
+            seed=config.data_seed, test_frac=config.test_frac if config.task == "custom" else 0.0,
+            val_frac=config.val_frac, test_templates=config.test_templates, test_groups=config.test_groups,
+            max_len=model.n_ctx, by_group=config.task == "custom",  # a file's groups never span two splits
         )
 
     if examples is not None or config.task == "custom" or not config.fixed_length:
         return prepare(task_examples(config) if examples is None else examples)
-    # Generated prompts come from templates of several token lengths, and ActivScalar and
-    # SteerVec keep one length: draw eight times as many, keep n_prompts of the most common length.
-    drawn = task_examples(config.replace(n_prompts=8 * config.n_prompts))
-    kept = prepare(drawn).examples
-    by_prompt = {(e.prompt, e.correct, e.wrong) for e in kept}
-    chosen = [e for e in drawn if (e.prompt, e.correct, e.wrong) in by_prompt][: config.n_prompts]
+    # Generated prompts come from templates of several token lengths, and fixed-length methods
+    # keep one length: draw eight times as many, keep the asked number of each split among the
+    # prompts of the most common length.
+    drawn = task_examples(config, oversample=8)
+    kept = {(e.prompt, e.correct, e.wrong) for e in prepare(drawn).examples}
+    wanted = task_examples(config)
+    quota = Counter(e.split for e in wanted)
+    chosen = []
+    for e in drawn:
+        if (e.prompt, e.correct, e.wrong) in kept and quota[e.split] > 0:
+            quota[e.split] -= 1
+            chosen.append(e)
     return prepare(chosen)
 
 
@@ -68,6 +92,7 @@ def run_config(model: LoadedModel, task: PreparedTask, config: TrainConfig) -> d
     """The config.json of a run: everything needed to rerun it (interfaces.md)."""
     record = config.to_dict()
     record.update(
+        prepend_bos=resolved_prepend_bos(model, config),  # the value used, not "the model's default"
         device=model.device,
         dtype="float32",
         weights_hash=model.weights_hash,
@@ -156,7 +181,7 @@ def evaluate_run(bundle: RunBundle, model: LoadedModel, dataset: str | Path | No
     config = TrainConfig.from_dict(bundle.config)
     iv = intervention_from_bundle(bundle, model)
     if dataset is None:
-        examples = [Example(r["prompt"], r["correct"], r["wrong"], r.get("split", "")) for r in bundle.dataset]
+        examples = [Example.from_record(r) for r in bundle.dataset]
     else:
         examples = read_dataset(dataset)
     task = build_task(model, config, examples)

@@ -23,7 +23,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse exits with status 2 on bad arguments already; keep its message to one line."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_BAD_INPUT, f"error: {message} (see `python -m actscale {self.prog.split()[-1]} --help`)\n")
+        # ``prog`` is "python -m actscale" or "python -m actscale train": the usage hint is the same.
+        self.exit(EXIT_BAD_INPUT, f"error: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lambda-m", type=float, default=None, help="default: the method's (see README)")
     t.add_argument("--seed", type=int, default=d.seed)
     t.add_argument("--n-prompts", type=int, default=d.n_prompts)
-    t.add_argument("--test-frac", type=float, default=d.test_frac)
+    t.add_argument("--test-frac", type=float, default=d.test_frac, help="custom data: the share of prompts for test")
+    t.add_argument("--val-frac", type=float, default=d.val_frac,
+                   help="the share of the non-test prompts held out for validation (early stopping, choices)")
+    t.add_argument("--n-test", type=int, default=d.n_test, help="generated tasks: test prompts, drawn apart")
+    t.add_argument("--data-seed", type=int, default=None, help="draws the prompts and the split (default: --seed)")
+    t.add_argument("--prepend-bos", default="model", choices=["model", "yes", "no"],
+                   help="put the tokenizer's BOS token in front of each prompt (default: the model's own default)")
+    t.add_argument("--test-groups", default="",
+                   help="groups held out for test: IOI template families, CCC countries, a file's groups")
     t.add_argument("--dataset", default="", help="CSV/JSONL with prompt,correct,wrong[,split] (task custom)")
     t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     t.add_argument("--store", default=None, help="where bundles go (default $ACTSCALE_STORE, else ./runs)")
@@ -93,6 +102,8 @@ def cmd_train(args: argparse.Namespace) -> dict:
         model=args.model, task=args.task, method=args.method, sites=args.sites, steps=args.steps, lr=args.lr,
         batch_size=args.batch_size, margin=args.margin, lambda_f=args.lambda_f, lambda_m=args.lambda_m,
         seed=args.seed, n_prompts=args.n_prompts, test_frac=args.test_frac, dataset=args.dataset,
+        val_frac=args.val_frac, n_test=args.n_test, data_seed=args.data_seed, test_groups=_split(args.test_groups),
+        prepend_bos={"model": None, "yes": True, "no": False}[args.prepend_bos],
         device=args.device, early_stop=args.early_stop, normalize=not args.raw_dot,
         memory_is_correct=not args.ccc_context_is_correct, templates=_split(args.templates),
         test_templates=_split(args.test_templates),

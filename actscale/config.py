@@ -39,9 +39,9 @@ class TrainConfig:
     margin: float = 2.0
     lambda_f: float = 1.0
     lambda_m: float | None = None
-    seed: int = 0
-    n_prompts: int = 48
-    test_frac: float = 0.2
+    seed: int = 0                        # the intervention's training: batch order (and any init)
+    n_prompts: int = 48                  # generated tasks: train + validation prompts
+    test_frac: float = 0.2               # custom data: the share of prompts for test
     dataset: str = ""                    # custom task: path of the CSV/JSONL file
     device: str = "auto"
     tau: float = 0.05                    # n_effective threshold (method.md §4)
@@ -49,8 +49,13 @@ class TrainConfig:
     memory_is_correct: bool = True       # CCC: a+ is the remembered capital
     templates: tuple[str, ...] = ()      # IOI templates to use; () = all
     test_templates: tuple[str, ...] = () # IOI templates held out for the test split
-    early_stop: int = 0                  # stop after this many consecutive steps with L_E = 0 (0 = off)
+    early_stop: int = 0                  # stop after this many steps in a row with L_E = 0 on validation (0 = off)
     schedule: str = "cosine"             # learning rate: "cosine" decay to 0 over the steps, or "constant"
+    val_frac: float = 0.2                # the share of the non-test prompts held out for validation
+    n_test: int = 200                    # generated tasks: test prompts, drawn apart from the n_prompts
+    data_seed: int | None = None         # draws the prompts and the split; None: the same as seed
+    prepend_bos: bool | None = None      # None: the model's own default (models.LoadedModel.prepend_bos)
+    test_groups: tuple[str, ...] = ()    # groups held out for test (IOI families, CCC countries, custom groups)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sites", parse_sites(self.sites))
@@ -59,8 +64,10 @@ class TrainConfig:
         for name in METHOD_DEFAULT_FIELDS:
             if getattr(self, name) is None:
                 object.__setattr__(self, name, defaults[name])
-        object.__setattr__(self, "templates", tuple(self.templates))
-        object.__setattr__(self, "test_templates", tuple(self.test_templates))
+        if self.data_seed is None:
+            object.__setattr__(self, "data_seed", self.seed)
+        for name in ("templates", "test_templates", "test_groups"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.schedule not in SCHEDULES:
             raise ActscaleError(f"unknown schedule {self.schedule!r}: choose cosine or constant")
         if self.task not in TASKS:
@@ -72,17 +79,26 @@ class TrainConfig:
                 raise ActscaleError(message)
 
     def _range_checks(self) -> list[tuple[bool, str]]:
+        # Upper bounds keep every number well inside float32 and the run within reason; past
+        # them a value is a typo, and one line says so instead of an overflow deep in torch.
+        def within(value: float, lo: float, hi: float, lo_open: bool = False) -> bool:
+            return math.isfinite(value) and (value > lo if lo_open else value >= lo) and value <= hi
+
         return [
-            (self.steps >= 1, "steps must be at least 1"),
-            (self.batch_size >= 1, "batch size must be at least 1"),
-            (self.n_prompts >= 2, "n_prompts must be at least 2"),
-            (math.isfinite(self.lr) and self.lr > 0, "the learning rate must be a positive number"),
-            (math.isfinite(self.margin) and self.margin >= 0, "the margin must be a number >= 0"),
-            (math.isfinite(self.lambda_f) and self.lambda_f >= 0, "lambda_f must be a number >= 0"),
-            (math.isfinite(self.lambda_m) and self.lambda_m >= 0, "lambda_m must be a number >= 0"),
-            (0 <= self.test_frac < 1, "test_frac must be in [0, 1)"),
-            (self.tau >= 0, "tau must be >= 0"),
-            (self.early_stop >= 0, "early_stop must be >= 0"),
+            (1 <= self.steps <= 1_000_000, "steps must be between 1 and 1,000,000"),
+            (1 <= self.batch_size <= 100_000, "batch size must be between 1 and 100,000"),
+            (2 <= self.n_prompts <= 1_000_000, "n_prompts must be between 2 and 1,000,000"),
+            (1 <= self.n_test <= 1_000_000, "n_test must be between 1 and 1,000,000"),
+            (within(self.lr, 0, 10, lo_open=True), "the learning rate must be a number in (0, 10]"),
+            (within(self.margin, 0, 1000), "the margin must be a number in [0, 1000]"),
+            (within(self.lambda_f, 0, 1e6), "lambda_f must be a number in [0, 1e6]"),
+            (within(self.lambda_m, 0, 1e6), "lambda_m must be a number in [0, 1e6]"),
+            (within(self.test_frac, 0, 1) and self.test_frac < 1, "test_frac must be in [0, 1)"),
+            (within(self.val_frac, 0, 1) and self.val_frac < 1, "val_frac must be in [0, 1)"),
+            (self.test_frac + self.val_frac < 1, "test_frac + val_frac must be below 1 (some prompts must train)"),
+            (within(self.tau, 0, 1000), "tau must be a number in [0, 1000]"),
+            (0 <= self.early_stop <= 1_000_000, "early_stop must be between 0 and 1,000,000"),
+            (0 <= self.seed < 2**63 and 0 <= self.data_seed < 2**63, "seeds must be integers in [0, 2^63)"),
         ]
 
     @property

@@ -111,10 +111,17 @@ class Intervention(nn.Module):
         shaped by `component_axes`."""
         raise NotImplementedError
 
-    def n_effective(self, hnorm: Mapping[str, Tensor], tau: float) -> int:
-        """Components that matter (method.md §4); ``hnorm[site]`` is the mean ``‖h‖`` per
-        [layer pos] ([layer pos head] at the head site) on the training prompts."""
-        raise NotImplementedError
+    @classmethod
+    def relative_magnitude(cls, params: Mapping[str, Tensor], analysis: Mapping[str, Tensor], site: str,
+                           train_tokens: Tensor) -> Tensor:
+        """The relative change each component makes to the activation it edits, shaped by
+        `component_axes` (method.md §4): a component is *effective* when this exceeds τ, and
+        the map checks rank components by it. From a bundle's tensors: ``analysis`` holds
+        ``hnorm.<site>`` and whatever the method records; ``train_tokens`` [n pos] marks the
+        real tokens of the training prompts. The default, ``|component_values|``, suits
+        methods whose components are scalars multiplying the activation. KeyError when an
+        array it needs is not stored."""
+        return cls.component_values(params, analysis, site).abs()
 
     def analysis_arrays(self, hdir: Mapping[str, Tensor], record: Mapping[tuple[str, int], list[Tensor]]) -> dict[str, Tensor]:
         """Tensors the dashboard draws without a model, beyond the shared ones (``hnorm.<site>``,
@@ -215,6 +222,13 @@ def method_class(method: str) -> type[Intervention]:
         raise ActscaleError(f"unknown method {method!r}: choose from {', '.join(_REGISTRY)}") from None
 
 
+def effective_counts(method: type[Intervention], sites: tuple[str, ...], params: Mapping[str, Tensor],
+                     analysis: Mapping[str, Tensor], train_tokens: Tensor, tau: float) -> tuple[int, int]:
+    """(n_components, n_effective) of method.md §4. KeyError when an array is not stored."""
+    mags = [method.relative_magnitude(params, analysis, site, train_tokens) for site in sites]
+    return sum(m.numel() for m in mags), sum(int((m > tau).sum()) for m in mags)
+
+
 def make_intervention(method: str, sites: tuple[str, ...], dims: ModelDims,
                       config: Mapping[str, Any] | None = None) -> Intervention:
     """A fresh intervention (the identity) of ``method``; ``config`` holds the method's own
@@ -270,9 +284,6 @@ class ActivScalar(Intervention):
     def component_values(cls, params: Mapping[str, Tensor], analysis: Mapping[str, Tensor], site: str) -> Tensor:
         return params[f"alpha.{site}"]
 
-    def n_effective(self, hnorm: Mapping[str, Tensor], tau: float) -> int:
-        return int(sum((p.detach().abs() > tau).sum().item() for p in self.params.values()))
-
 
 @register_method
 class SteerVec(Intervention):
@@ -306,12 +317,13 @@ class SteerVec(Intervention):
         hnorm = analysis.get(f"hnorm.{site}")
         return vnorm if hnorm is None else vnorm / hnorm.clamp_min(1e-6)
 
-    def n_effective(self, hnorm: Mapping[str, Tensor], tau: float) -> int:
-        count = 0
-        for site in self.sites:
-            vnorm = self.tensor("vector", site).detach().norm(dim=-1).cpu()  # [layer pos (head)]
-            count += int((vnorm > tau * hnorm[site].mean()).sum().item())
-        return count
+    @classmethod
+    def relative_magnitude(cls, params: Mapping[str, Tensor], analysis: Mapping[str, Tensor], site: str,
+                           train_tokens: Tensor) -> Tensor:
+        """``‖v[s,l,i]‖ / mean‖h[s,l,i]‖``: each vector against the mean norm of the very
+        activation it is added to (one global mean would be dominated by position 0's huge
+        norms and call almost every vector negligible)."""
+        return params[f"vector.{site}"].norm(dim=-1) / analysis[f"hnorm.{site}"].clamp_min(1e-6)
 
     def analysis_arrays(self, hdir: Mapping[str, Tensor], record: Mapping[tuple[str, int], list[Tensor]]) -> dict[str, Tensor]:
         """``cos.<site>``: the mean cosine of each vector with the activation it is added to."""
@@ -378,15 +390,15 @@ class DynScalar(Intervention):
     def component_values(cls, params: Mapping[str, Tensor], analysis: Mapping[str, Tensor], site: str) -> Tensor:
         return params[f"w.{site}"].norm(dim=-1)
 
-    def n_effective(self, hnorm: Mapping[str, Tensor], tau: float) -> int:
-        count = 0
-        for site in self.sites:
-            wnorm = self.tensor("w", site).detach().norm(dim=-1).cpu()  # [layer (head)]
-            b = self.tensor("b", site).detach().abs().cpu()
-            # ĥ has norm 1 by construction; on raw activations the scale is the mean ‖h‖.
-            scale = 1.0 if self.normalize else hnorm[site].mean(dim=1)  # mean over positions
-            count += int((wnorm * scale + b > tau).sum().item())
-        return count
+    @classmethod
+    def relative_magnitude(cls, params: Mapping[str, Tensor], analysis: Mapping[str, Tensor], site: str,
+                           train_tokens: Tensor) -> Tensor:
+        """The mean of ``|α(h)|`` over the real tokens of the training prompts: the scalar it
+        actually applied (recorded at β = +1), per [layer (head)]."""
+        alpha = analysis[f"dynalpha.{site}"].abs()  # [n layer pos (head)]
+        mask = train_tokens.to(alpha.dtype)  # [n pos]
+        mask = mask.reshape(mask.shape[0], 1, mask.shape[1], *([1] * (alpha.dim() - 3)))
+        return (alpha * mask).sum(dim=(0, 2)) / mask.sum(dim=(0, 2)).clamp_min(1)
 
     def analysis_arrays(self, hdir: Mapping[str, Tensor], record: Mapping[tuple[str, int], list[Tensor]]) -> dict[str, Tensor]:
         """``dynalpha.<site>``: the scalars produced on every prompt, [n layer pos (head)]."""

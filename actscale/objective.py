@@ -5,7 +5,9 @@ hand-computed values without a model.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -71,31 +73,73 @@ def objective(logits: Tensor, base_logits: Tensor, correct: Tensor, wrong: Tenso
 
 
 METRIC_NAMES = (
-    "flip_acc_pos", "flip_acc_neg", "logit_diff_base", "logit_diff_pos", "logit_diff_neg",
-    "faithfulness_kl", "kl_full", "l1", "n_params", "n_effective", "n_prompts",
+    "acc_base", "flip_acc_pos", "flip_acc_neg", "acc_base_ci95", "flip_acc_pos_ci95", "flip_acc_neg_ci95",
+    "logit_diff_base", "logit_diff_pos", "logit_diff_neg", "faithfulness_kl", "kl_full", "l1", "n_params",
+    "n_components", "n_effective", "effective_frac", "n_prompts",
 )
+RATE_NAMES = ("acc_base", "flip_acc_pos", "flip_acc_neg")
+Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of a rate ``successes / n`` (95% by default); ``(0, 1)`` when
+    ``n`` is 0. Unlike the normal approximation it stays inside [0, 1] and is honest at the
+    ends: 10 of 10 gives [0.72, 1], not [1, 1]."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    # At 0 and n the bound on that side is exactly 0 or 1 (the formula leaves rounding dust).
+    lo = 0.0 if successes == 0 else max(0.0, centre - half)
+    hi = 1.0 if successes == n else min(1.0, centre + half)
+    return lo, hi
+
+
+@dataclass(frozen=True)
+class Minimality:
+    """The run-level minimality figures (method.md §4), shared by every split."""
+
+    l1: float
+    n_params: int
+    n_components: int
+    n_effective: int
+
+    @property
+    def effective_frac(self) -> float:
+        return self.n_effective / self.n_components if self.n_components else 0.0
+
+
+def _rate(hits: Tensor) -> tuple[float, list[float]]:
+    k, n = int(hits.sum()), int(hits.numel())
+    # In float64: a float32 mean reports 9 of 10 as 0.8999999761581421, below a 0.90 target.
+    return (k / n if n else 0.0), [round(x, 6) for x in wilson_interval(k, n)]
 
 
 def split_metrics(base_logits: Tensor, pos_logits: Tensor, neg_logits: Tensor, correct: Tensor,
-                  wrong: Tensor, *, l1: float, n_params: int, n_effective: int) -> dict[str, float | int]:
+                  wrong: Tensor, minimality: Minimality) -> dict[str, Any]:
     """Every metric of method.md §4 for one split, from last-position logits [n d_vocab] of the
     unmodified model and of the model steered with β = +1 and β = −1."""
+    d_base = logit_diff(base_logits, correct, wrong)
     d_pos = logit_diff(pos_logits, correct, wrong)
     d_neg = logit_diff(neg_logits, correct, wrong)
     faith = torch.cat([kl_divergence(base_logits, pos_logits, correct, wrong),
                        kl_divergence(base_logits, neg_logits, correct, wrong)])
     full = torch.cat([kl_divergence(base_logits, pos_logits), kl_divergence(base_logits, neg_logits)])
-    return {
-        # In float64: a float32 mean reports 9 of 10 as 0.8999999761581421, below a 0.90 target.
-        "flip_acc_pos": float((d_pos > 0).double().mean()),
-        "flip_acc_neg": float((d_neg < 0).double().mean()),
-        "logit_diff_base": float(logit_diff(base_logits, correct, wrong).mean()),
+    out: dict[str, Any] = {}
+    for name, hits in (("acc_base", d_base > 0), ("flip_acc_pos", d_pos > 0), ("flip_acc_neg", d_neg < 0)):
+        out[name], out[f"{name}_ci95"] = _rate(hits)
+    out.update({
+        "logit_diff_base": float(d_base.mean()),
         "logit_diff_pos": float(d_pos.mean()),
         "logit_diff_neg": float(d_neg.mean()),
         "faithfulness_kl": float(faith.mean()),
         "kl_full": float(full.mean()),
-        "l1": float(l1),
-        "n_params": int(n_params),
-        "n_effective": int(n_effective),
+        "l1": float(minimality.l1),
+        "n_params": int(minimality.n_params),
+        "n_components": int(minimality.n_components),
+        "n_effective": int(minimality.n_effective),
+        "effective_frac": float(minimality.effective_frac),
         "n_prompts": int(correct.shape[0]),
-    }
+    })
+    return out

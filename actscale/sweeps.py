@@ -43,4 +43,4 @@ def base_examples(rows: Iterable[Mapping[str, Any]]) -> list[Example]:
     """The examples of a run's stored dataset rows (``bundle.dataset``), with their split, so
     every run of a sweep trains on the base run's own prompts and split (and a custom dataset
     need not still be on disk)."""
-    return [Example(r["prompt"], r["correct"], r["wrong"], r.get("split", "")) for r in rows]
+    return [Example.from_record(r) for r in rows]

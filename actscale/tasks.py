@@ -22,7 +22,9 @@ import torch
 
 from actscale.errors import DatasetError
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "val", "test")
+# What a dataset file may write in its split column.
+_SPLIT_NAMES = {"train": "train", "val": "val", "validation": "val", "dev": "val", "test": "test"}
 
 
 @dataclass(frozen=True)
@@ -32,16 +34,23 @@ class Example:
     prompt: str
     correct: str
     wrong: str
-    split: str = ""  # "train", "test" or "" (unassigned)
+    split: str = ""  # "train", "val", "test" or "" (unassigned)
     template: str = ""  # generator template id, e.g. "ioi-3"; "" for custom data
+    group: str = ""  # IOI: the template family; CCC: the country; custom: the file's group column
+
+    @classmethod
+    def from_record(cls, row: dict) -> Example:
+        """An example from a bundle's dataset.jsonl row (the inverse of `PreparedTask.to_records`)."""
+        return cls(str(row["prompt"]), str(row["correct"]), str(row["wrong"]), str(row.get("split") or ""),
+                   group=str(row.get("group") or ""))
 
 
 # ---------------------------------------------------------------- IOI (Wang et al. 2023 style)
 # {A} is always the indirect object (the answer) and {B} the subject, so the even ids put the
 # answer first (ABBA) and the odd ids put it second (BABA). Each pair shares one sentence, so
-# both orders have the same token length. The five sentences are 15 to 19 tokens long
-# (SmolLM2, with BOS), which lets DynScalar train on some lengths and test on others, and
-# leaves fixed-length methods two templates (both orders) per length.
+# both orders have the same token length. Templates come in families of one sentence
+# structure with several lengths each (IOI_FAMILIES): holding out a whole family tests a
+# method on a structure it never saw, not on a near-copy with a phrase inserted.
 IOI_TEMPLATES: dict[str, str] = {
     "ioi-0": "When {A} and {B} went to the {PLACE}, {B} gave a {OBJECT} to",
     "ioi-1": "When {B} and {A} went to the {PLACE}, {B} gave a {OBJECT} to",
@@ -53,7 +62,24 @@ IOI_TEMPLATES: dict[str, str] = {
     "ioi-7": "After the lunch, {B} and {A} went to the {PLACE}. {B} gave a {OBJECT} to",
     "ioi-8": "When {A} and {B} went to the {PLACE} on a sunny day, {B} gave a {OBJECT} to",
     "ioi-9": "When {B} and {A} went to the {PLACE} on a sunny day, {B} gave a {OBJECT} to",
+    "ioi-10": "Today {A} and {B} went to the {PLACE}, and {B} gave a {OBJECT} to",
+    "ioi-11": "Today {B} and {A} went to the {PLACE}, and {B} gave a {OBJECT} to",
+    "ioi-12": "Today {A} and {B} went to the {PLACE} together, and then {B} gave a {OBJECT} to",
+    "ioi-13": "Today {B} and {A} went to the {PLACE} together, and then {B} gave a {OBJECT} to",
+    "ioi-14": "The {PLACE} was busy. {A} and {B} were there. {B} handed a {OBJECT} to",
+    "ioi-15": "The {PLACE} was busy. {B} and {A} were there. {B} handed a {OBJECT} to",
+    "ioi-16": "The {PLACE} was busy that morning. {A} and {B} were both there. {B} handed a {OBJECT} to",
+    "ioi-17": "The {PLACE} was busy that morning. {B} and {A} were both there. {B} handed a {OBJECT} to",
 }
+# Families by sentence structure: a subordinate clause before the main clause; two sentences;
+# two main clauses joined by "and"; a scene set first, then the names, then the act.
+IOI_FAMILIES: dict[str, tuple[str, ...]] = {
+    "subordinate": ("ioi-0", "ioi-1", "ioi-4", "ioi-5", "ioi-8", "ioi-9"),
+    "two-sentences": ("ioi-2", "ioi-3", "ioi-6", "ioi-7"),
+    "coordinated": ("ioi-10", "ioi-11", "ioi-12", "ioi-13"),
+    "scene-first": ("ioi-14", "ioi-15", "ioi-16", "ioi-17"),
+}
+IOI_FAMILY_OF: dict[str, str] = {t: family for family, ids in IOI_FAMILIES.items() for t in ids}
 
 # Each word is one token after a space for SmolLM2 (checked) and GPT-2 (common English words).
 NAMES = (
@@ -85,7 +111,7 @@ def generate_ioi(n: int, seed: int, templates: tuple[str, ...] | None = None) ->
         tid = ids[i % len(ids)]
         io_name, s_name = rng.sample(NAMES, 2)  # sample: the two names always differ
         prompt = IOI_TEMPLATES[tid].format(A=io_name, B=s_name, PLACE=rng.choice(PLACES), OBJECT=rng.choice(OBJECTS))
-        out.append(Example(prompt, f" {io_name}", f" {s_name}", template=tid))
+        out.append(Example(prompt, f" {io_name}", f" {s_name}", template=tid, group=IOI_FAMILY_OF[tid]))
     return out
 
 
@@ -96,28 +122,85 @@ def _countries() -> tuple[tuple[str, str], ...]:
         return tuple((row["country"], row["capital"]) for row in csv.DictReader(f))
 
 
-def generate_ccc(n: int, seed: int, memory_is_correct: bool = True) -> list[Example]:
+def generate_ccc(n: int, seed: int, memory_is_correct: bool = True,
+                 countries: tuple[str, ...] | None = None) -> list[Example]:
     """`n` country-capital conflict examples, deterministic given `seed`.
 
     Prompt: `CCC_TEMPLATE` with another country's capital as context. correct/wrong are
     " {true capital}"/" {other capital}" when `memory_is_correct`, swapped otherwise.
     Countries are cycled in a shuffled order; round r pairs each country with the r-th of its
     own shuffled list of other capitals, so pairs only repeat past countries * (countries - 1).
+    ``countries`` restricts the questions to those countries (the context's capital may be any
+    other country's). Each example's group is its country.
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
-    countries = list(_countries())
+    everything = list(_countries())
+    asked = everything if countries is None else [c for c in everything if c[0] in set(countries)]
+    if not asked:
+        raise DatasetError("no CCC countries to ask about")
     rng = random.Random(seed)
-    order = rng.sample(countries, len(countries))
-    others = {c: rng.sample([k for _, k in countries if k != cap], len(countries) - 1) for c, cap in order}
+    order = rng.sample(asked, len(asked))
+    others = {c: rng.sample([k for _, k in everything if k != cap], len(everything) - 1) for c, cap in order}
     out = []
     for i in range(n):
         country, capital = order[i % len(order)]
         other = others[country][(i // len(order)) % len(others[country])]
         memory, context = f" {capital}", f" {other}"
         correct, wrong = (memory, context) if memory_is_correct else (context, memory)
-        out.append(Example(CCC_TEMPLATE.format(country=country, other=other), correct, wrong, template="ccc"))
+        out.append(Example(CCC_TEMPLATE.format(country=country, other=other), correct, wrong, template="ccc",
+                           group=country))
     return out
+
+
+# Test prompts are drawn from a stream of their own, so adding test prompts never changes the
+# training prompts of the same seed.
+_TEST_STREAM = 1_000_003
+
+
+def ioi_split_examples(n_trainval: int, n_test: int, seed: int, templates: tuple[str, ...] = (),
+                       test_templates: tuple[str, ...] = (), test_groups: tuple[str, ...] = ()) -> list[Example]:
+    """IOI prompts for training and validation (split left unassigned) and ``n_test`` test
+    prompts (split "test"), drawn separately. Templates in ``test_templates`` or of a family in
+    ``test_groups`` are held out: only the test prompts use them. A test prompt identical to a
+    training one is skipped."""
+    ids = tuple(templates) or tuple(IOI_TEMPLATES)
+    held = tuple(t for t in ids if t in test_templates or IOI_FAMILY_OF.get(t) in test_groups)
+    train_ids = tuple(t for t in ids if t not in held)
+    if not train_ids:
+        raise DatasetError("every IOI template is held out for test: keep at least one for training")
+    trainval = generate_ioi(n_trainval, seed, train_ids)
+    seen = {e.prompt for e in trainval}
+    test = [dataclasses.replace(e, split="test") for e in generate_ioi(n_test + len(seen), seed + _TEST_STREAM, held or ids)
+            if e.prompt not in seen][:n_test]
+    return trainval + test
+
+
+def ccc_split_examples(n_trainval: int, n_test: int, seed: int, val_frac: float, memory_is_correct: bool = True,
+                       test_groups: tuple[str, ...] = ()) -> list[Example]:
+    """CCC prompts with every split assigned by country, so no country is asked about in two
+    splits: the countries in ``test_groups`` (else a third of them, drawn by ``seed``) for test,
+    ``val_frac`` of the rest for validation, the others for training."""
+    countries = list(ccc_countries())
+    unknown = [c for c in test_groups if c not in countries]
+    if unknown:
+        raise DatasetError(f"unknown CCC countr{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}")
+    random.Random(seed).shuffle(countries)
+    test_c = [c for c in countries if c in test_groups] or countries[: round(len(countries) / 3)]
+    rest = [c for c in countries if c not in test_c]
+    val_c = rest[: max(1, round(val_frac * len(rest)))] if val_frac > 0 else []
+    train_c = rest[len(val_c):]
+    if not train_c:
+        raise DatasetError("no CCC country is left for training")
+    n_val = round(val_frac * n_trainval) if val_c else 0
+    parts = (("train", n_trainval - n_val, train_c, 0), ("val", n_val, val_c, 1), ("test", n_test, test_c, _TEST_STREAM))
+    return [dataclasses.replace(e, split=split) for split, n, chosen, stream in parts if n
+            for e in generate_ccc(n, seed + stream, memory_is_correct, tuple(chosen))]
+
+
+def ccc_countries() -> tuple[str, ...]:
+    """Every country the CCC generator asks about, in the data file's order."""
+    return tuple(country for country, _ in _countries())
 
 
 def task_vocabulary() -> list[str]:
@@ -206,21 +289,22 @@ def _jsonl_rows(text: str, name: str) -> list[tuple[str, dict]]:
 
 def _row_to_example(values: dict, where: str, name: str) -> Example:
     fields = {}
-    for col in ("prompt", "correct", "wrong", "split"):
+    for col in ("prompt", "correct", "wrong", "split", "group"):
         v = values.get(col)
         if v is None:
-            v = ""  # a short CSV row, or JSON null for split
+            v = ""  # a short CSV row, or JSON null for split or group
         if not isinstance(v, str):
             raise DatasetError(f"{name}: {col} in {where} is not a string (got {type(v).__name__})")
-        if col != "split" and not v.strip():
+        if col not in ("split", "group") and not v.strip():
             raise DatasetError(f"{name}: empty {col} in {where}")
         fields[col] = v
     if fields["correct"] == fields["wrong"]:
         raise DatasetError(f"{name}: correct and wrong are the same ({fields['correct']!r}) in {where}")
     split = fields["split"].strip().lower()
-    if split not in ("", *SPLITS):
-        raise DatasetError(f"{name}: split {fields['split']!r} in {where} is not train or test")
-    return Example(fields["prompt"], fields["correct"], fields["wrong"], split=split)
+    if split and split not in _SPLIT_NAMES:
+        raise DatasetError(f"{name}: split {fields['split']!r} in {where} is not train, val or test")
+    return Example(fields["prompt"], fields["correct"], fields["wrong"], split=_SPLIT_NAMES.get(split, ""),
+                   group=fields["group"].strip())
 
 
 # ---------------------------------------------------------------- tokenised task
@@ -242,9 +326,9 @@ class PreparedTask:
         return self.tokens.shape[1]
 
     def split_indices(self, split: str) -> torch.Tensor:
-        """Long indices of the examples in `split` ("train" or "test"), in order."""
+        """Long indices of the examples in `split` ("train", "val" or "test"), in order."""
         if split not in SPLITS:
-            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+            raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
         return torch.tensor([i for i, ex in enumerate(self.examples) if ex.split == split], dtype=torch.long)
 
     def subset(self, split: str) -> PreparedTask:
@@ -257,13 +341,17 @@ class PreparedTask:
         )
 
     def to_records(self) -> list[dict]:
-        """One {"prompt", "correct", "wrong", "split"} dict per kept example (the bundle's dataset.jsonl)."""
-        return [{"prompt": e.prompt, "correct": e.correct, "wrong": e.wrong, "split": e.split} for e in self.examples]
+        """One {"prompt", "correct", "wrong", "split", "group"} dict per kept example (the bundle's
+        dataset.jsonl)."""
+        return [{"prompt": e.prompt, "correct": e.correct, "wrong": e.wrong, "split": e.split, "group": e.group}
+                for e in self.examples]
 
     @property
     def dataset_hash(self) -> str:
         """First 16 hex chars of the sha256 of the kept examples as compact, key-sorted JSONL."""
-        lines = [json.dumps(r, sort_keys=True, ensure_ascii=False, separators=(",", ":")) for r in self.to_records()]
+        # An empty group is left out, so data without groups hashes as it did before groups existed.
+        records = [{k: v for k, v in r.items() if k != "group" or v} for r in self.to_records()]
+        lines = [json.dumps(r, sort_keys=True, ensure_ascii=False, separators=(",", ":")) for r in records]
         return hashlib.sha256(("\n".join(lines) + "\n").encode("utf-8")).hexdigest()[:16]
 
     def position_labels(self) -> list[str]:
@@ -286,10 +374,12 @@ class PreparedTask:
         return labels
 
     def summary(self) -> str:
-        """One line, e.g. "kept 80 of 100 prompts (64 train, 16 test); dropped 20: 18 ..., 2 multi-token answer"."""
-        n_train = sum(e.split == "train" for e in self.examples)
+        """One line, e.g. "kept 80 of 100 prompts (56 train, 8 val, 16 test); dropped 20: 18 ..., 2
+        multi-token answer" (a split with no prompts is left out)."""
         kept = len(self.examples)
-        head = f"kept {kept} of {kept + len(self.dropped)} prompts ({n_train} train, {kept - n_train} test)"
+        counts = Counter(e.split for e in self.examples)
+        sizes = ", ".join(f"{counts[s]} {s}" for s in SPLITS if counts[s] or s != "val")
+        head = f"kept {kept} of {kept + len(self.dropped)} prompts ({sizes})"
         if not self.dropped:
             return f"{head}; dropped 0"
         return f"{head}; dropped {len(self.dropped)}: {_drop_breakdown(self.dropped)}"
@@ -314,6 +404,7 @@ _Tokenised = tuple[Example, list[int], int, int]
 def prepare_task(
     examples: list[Example], tokenizer, *, prepend_bos: bool, fixed_length: bool,
     seed: int = 0, test_frac: float = 0.2, test_templates: tuple[str, ...] = (), max_len: int | None = None,
+    val_frac: float = 0.0, test_groups: tuple[str, ...] = (), by_group: bool = False,
 ) -> PreparedTask:
     """Tokenise, filter and split `examples` (see the module docstring).
 
@@ -321,22 +412,22 @@ def prepare_task(
     front when `prepend_bos` (and the tokenizer has one). Dropped, with the reason: an answer
     that is not exactly one token, an empty prompt, correct and wrong with the same id, a
     prompt longer than `max_len`, and (with `fixed_length`) every length but the most common one (ties: shorter).
-    Splits: an example's own split wins; else a template in `test_templates` goes to test and
-    the rest to train; else a `random.Random(seed)` shuffle puts round(test_frac * n) in test,
-    at least one in each split when n >= 2. Raises DatasetError when nothing or no training
-    prompt is left, or `examples` is empty.
+    Splits (`assign_splits`): an example's own split wins; a template in `test_templates` or a
+    group in `test_groups` goes to test; the rest is shuffled by `seed` into test, val and train
+    (by whole groups with `by_group`, when every example carries one). Raises DatasetError when nothing or no
+    training prompt is left, or `examples` is empty.
     """
     if not examples:
         raise DatasetError("the dataset is empty")
-    if not 0.0 <= test_frac < 1.0:
-        raise ValueError(f"test_frac must be in [0, 1), got {test_frac}")
+    if not (0.0 <= test_frac < 1.0 and 0.0 <= val_frac < 1.0 and test_frac + val_frac < 1.0):
+        raise ValueError(f"test_frac and val_frac must be in [0, 1) with a sum below 1, got {test_frac} and {val_frac}")
     bos = tokenizer.bos_token_id if prepend_bos else None
     kept, dropped = _tokenise(examples, tokenizer, bos, max_len)
     if fixed_length and kept:
         kept, dropped = _keep_most_common_length(kept, dropped)
     if not kept:
         raise DatasetError(f"no usable prompts: {_drop_breakdown(dropped)}")
-    splits = _assign_splits([k[0] for k in kept], seed, test_frac, test_templates)
+    splits = assign_splits([k[0] for k in kept], seed, test_frac, test_templates, val_frac, test_groups, by_group)
     if "train" not in splits:
         raise DatasetError(f"no training prompts: all {len(kept)} kept prompts are in the test split")
     pad_id = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0)
@@ -402,18 +493,44 @@ def _left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torc
     return tokens, mask
 
 
-def _assign_splits(examples: list[Example], seed: int, test_frac: float, test_templates: tuple[str, ...]) -> list[str]:
+def assign_splits(examples: list[Example], seed: int, test_frac: float, test_templates: tuple[str, ...] = (),
+                  val_frac: float = 0.0, test_groups: tuple[str, ...] = (), by_group: bool = False) -> list[str]:
+    """The split of each example. Its own split wins; a template in ``test_templates`` or a
+    group in ``test_groups`` goes to test (and then no other prompt does); the rest is shuffled
+    by ``seed``: round(test_frac·n) to test (at least one when n >= 2 and no prompt is in test yet),
+    round(val_frac·n) to val, the others to train (at least one). With ``by_group`` and every
+    free example carrying a group, whole groups are assigned, so no group spans two splits."""
     splits = [ex.split for ex in examples]
+    held_out = False
+    if test_templates or test_groups:
+        for i, ex in enumerate(examples):
+            if not splits[i] and (ex.template in test_templates or (ex.group and ex.group in test_groups)):
+                splits[i] = "test"
+        held_out, test_frac = True, 0.0
     free = [i for i, s in enumerate(splits) if not s]
-    if test_templates:
-        for i in free:
-            splits[i] = "test" if examples[i].template in test_templates else "train"
-        return splits
+    held_out = held_out or "test" in splits  # a test split given with the data: no other prompt joins it
+    if by_group and free and all(examples[i].group for i in free):
+        units = sorted({examples[i].group for i in free})  # whole groups
+        members = {g: [i for i in free if examples[i].group == g] for g in units}
+    else:
+        units = [str(i) for i in free]
+        members = {str(i): [i] for i in free}
+    random.Random(seed).shuffle(units)
     n = len(free)
-    n_test = min(max(round(test_frac * n), 1), n - 1) if n >= 2 else 0
-    order = free[:]
-    random.Random(seed).shuffle(order)
-    test = set(order[:n_test])
-    for i in free:
-        splits[i] = "test" if i in test else "train"
+    n_test = round(test_frac * n) if held_out or len(units) < 2 else max(round(test_frac * n), 1)
+    n_val = round(val_frac * n)
+    taken = {"test": 0, "val": 0}
+    for unit in units:
+        rows = members[unit]
+        left_for_train = len(units) - units.index(unit)  # this unit and the ones after it
+        if taken["test"] < n_test and left_for_train > 1:
+            split = "test"
+        elif taken["val"] < n_val and left_for_train > 1:
+            split = "val"
+        else:
+            split = "train"
+        if split != "train":
+            taken[split] += len(rows)
+        for i in rows:
+            splits[i] = split
     return splits

@@ -23,10 +23,18 @@ from actscale.config import TrainConfig  # noqa: F401 - re-exported: `from actsc
 from actscale.errors import ActscaleError, TrainingCancelled, TrainingDiverged
 from actscale.interventions import Intervention, ModelDims, make_intervention, steer
 from actscale.models import LoadedModel, last_position_logits
-from actscale.objective import LossTerms, logit_diff, objective, split_metrics
+from actscale.objective import (
+    LossTerms,
+    Minimality,
+    effectiveness,
+    logit_diff,
+    objective,
+    split_metrics,
+    wilson_interval,
+)
 from actscale.resources import check_memory
 from actscale.sites import hook_name
-from actscale.tasks import PreparedTask
+from actscale.tasks import SPLITS, PreparedTask
 
 
 @dataclass(frozen=True)
@@ -64,20 +72,22 @@ class BaseOutputs:
 
 @dataclass
 class Evaluation:
-    """Every metric of method.md §4 per split, and the tensors the dashboard draws without a
-    model (the bundle's ``analysis.safetensors``)."""
+    """Every metric of method.md §4 per split, the tensors the dashboard draws without a model
+    (the bundle's ``analysis.safetensors``) and the flip rates per prompt group."""
 
-    metrics: dict[str, dict[str, float | int]]
+    metrics: dict[str, dict[str, Any]]
     analysis: dict[str, Tensor]
+    groups: list[dict[str, Any]]
 
 
 @dataclass
 class TrainResult:
     config: TrainConfig
     intervention: Intervention
-    metrics: dict[str, dict[str, float | int]]
+    metrics: dict[str, dict[str, Any]]
     history: list[dict[str, float]]
     analysis: dict[str, Tensor]
+    groups: list[dict[str, Any]]
     steps_run: int
     seconds: float
     stopped_early: bool
@@ -187,8 +197,9 @@ def _holding(lock: threading.RLock, on_wait: Callable[[], None] | None) -> Itera
 
 
 class _BatchOrder:
-    """The training prompts' order: a fresh shuffle from the seed each time the queue runs low,
-    so every prompt is drawn before any is drawn again."""
+    """Epochs of the training prompts, each a fresh shuffle from the seed, cut into batches; the
+    last batch of an epoch may be smaller, so no batch holds a prompt twice and every prompt is
+    drawn once per epoch."""
 
     def __init__(self, train_idx: Tensor, batch_size: int, seed: int):
         self.train_idx, self.batch_size = train_idx, batch_size
@@ -196,8 +207,8 @@ class _BatchOrder:
         self.queue: list[int] = []
 
     def next(self) -> Tensor:
-        if len(self.queue) < min(self.batch_size, len(self.train_idx)):
-            self.queue += self.train_idx[torch.randperm(len(self.train_idx), generator=self.generator)].tolist()
+        if not self.queue:
+            self.queue = self.train_idx[torch.randperm(len(self.train_idx), generator=self.generator)].tolist()
         rows, self.queue = self.queue[: self.batch_size], self.queue[self.batch_size:]
         return torch.tensor(rows)
 
@@ -243,18 +254,36 @@ def train(model: LoadedModel, task: PreparedTask, config: TrainConfig, *,
             if schedule is not None:
                 schedule.step()
         info = _step_info(step, config.steps, terms, delta, time.perf_counter() - start)
-        history.append({k: v for k, v in asdict(info).items() if k != "n_steps"})
+        row: dict[str, float] = {k: v for k, v in asdict(info).items() if k != "n_steps"}
+        if config.early_stop:
+            # The stopping rule reads the validation prompts (the training batch where there are none).
+            row["val_effectiveness"] = val_loss = validation_effectiveness(model, task, intervention, config, base)
+            zero_streak = zero_streak + 1 if (val_loss if val_loss is not None else info.effectiveness) == 0.0 else 0
+        history.append(row)
         if on_step is not None:
             on_step(info)
-        zero_streak = zero_streak + 1 if info.effectiveness == 0.0 else 0
         if config.early_stop and zero_streak >= config.early_stop:
             stopped_early = True
             break
     _check_cancel(cancel, f"cancelled after step {step} of {config.steps}")
     result = evaluate(model, task, intervention, config, base=base)
     _check_cancel(cancel, f"cancelled during the evaluation after step {step}")  # nothing stored either
-    return TrainResult(config, intervention, result.metrics, history, result.analysis, step,
+    return TrainResult(config, intervention, result.metrics, history, result.analysis, result.groups, step,
                        time.perf_counter() - start, stopped_early)
+
+
+def validation_effectiveness(model: LoadedModel, task: PreparedTask, intervention: Intervention,
+                             config: TrainConfig, base: BaseOutputs) -> float | None:
+    """``L_E`` on the validation prompts at β = ±1 (no gradient), or None without any."""
+    idx = task.split_indices("val")
+    if idx.numel() == 0:
+        return None
+    pos = steered_logits(model, intervention, task.tokens[idx], task.attention_mask[idx], 1.0)
+    neg = steered_logits(model, intervention, task.tokens[idx], task.attention_mask[idx], -1.0)
+    correct, wrong = task.correct_ids[idx], task.wrong_ids[idx]
+    hinge = torch.cat([effectiveness(logit_diff(pos, correct, wrong), torch.ones(len(idx)), config.margin),
+                       effectiveness(logit_diff(neg, correct, wrong), -torch.ones(len(idx)), config.margin)])
+    return float(hinge.mean())
 
 
 def _train_step(model: LoadedModel, task: PreparedTask, base: BaseOutputs, intervention: Intervention,
@@ -313,28 +342,63 @@ def steered_logits(model: LoadedModel, intervention: Intervention, tokens: Tenso
 def evaluate(model: LoadedModel, task: PreparedTask, intervention: Intervention, config: TrainConfig,
              base: BaseOutputs | None = None, beta: float = 1.0) -> Evaluation:
     """Every metric of method.md §4 on each split the task has, plus the tensors the dashboard
-    draws without a model: ``hnorm.<site>``, per-prompt ``delta.*`` and whatever the method adds
+    draws without a model: ``hnorm.<site>``, per-prompt ``delta.*``, each component's relative
+    size ``magnitude.<site>`` (what defines ``n_effective``) and whatever the method adds
     (`Intervention.analysis_arrays`). ``beta`` scales both directions (evaluated at +beta and
     -beta)."""
     base = base or base_pass(model, task, config.sites)
     record: dict[tuple[str, int], list[Tensor]] | None = {} if intervention.records else None
     pos = steered_logits(model, intervention, task.tokens, task.attention_mask, abs(beta), record=record)
     neg = steered_logits(model, intervention, task.tokens, task.attention_mask, -abs(beta))
-    l1 = float(intervention.minimality().detach())
-    n_eff = intervention.n_effective(base.hnorm, config.tau)
-    metrics = {}
-    for split in ("train", "test"):
-        idx = task.split_indices(split)
-        if idx.numel() == 0:
-            continue
-        metrics[split] = split_metrics(
-            base.logits[idx], pos[idx], neg[idx], task.correct_ids[idx], task.wrong_ids[idx],
-            l1=l1, n_params=intervention.n_params, n_effective=n_eff,
-        )
     analysis = {f"hnorm.{s}": v.contiguous() for s, v in base.hnorm.items()}
     # Per-prompt Δ, so the dashboard's per-example table needs no model.
     analysis["delta.base"] = logit_diff(base.logits, task.correct_ids, task.wrong_ids).contiguous()
     analysis["delta.pos"] = logit_diff(pos, task.correct_ids, task.wrong_ids).contiguous()
     analysis["delta.neg"] = logit_diff(neg, task.correct_ids, task.wrong_ids).contiguous()
     analysis.update(intervention.analysis_arrays(base.hdir, record or {}))
-    return Evaluation(metrics, analysis)
+    minimality = _minimality(intervention, task, analysis, config.tau)
+    metrics = {}
+    for split in SPLITS:
+        idx = task.split_indices(split)
+        if idx.numel():
+            metrics[split] = split_metrics(base.logits[idx], pos[idx], neg[idx], task.correct_ids[idx],
+                                           task.wrong_ids[idx], minimality)
+    return Evaluation(metrics, analysis, group_metrics(task, analysis))
+
+
+def _minimality(intervention: Intervention, task: PreparedTask, analysis: dict[str, Tensor], tau: float) -> Minimality:
+    """The run's minimality figures; adds ``magnitude.<site>`` to ``analysis``."""
+    params = intervention.named_tensors()
+    train_tokens = train_token_mask(task.attention_mask, task.split_indices("train"))
+    method = type(intervention)
+    n_components = n_effective = 0
+    for site in intervention.sites:
+        magnitude = method.relative_magnitude(params, analysis, site, train_tokens).detach().float().contiguous()
+        analysis[f"magnitude.{site}"] = magnitude
+        n_components += magnitude.numel()
+        n_effective += int((magnitude > tau).sum())
+    return Minimality(float(intervention.minimality().detach()), intervention.n_params, n_components, n_effective)
+
+
+def train_token_mask(attention_mask: Tensor, train_rows: Tensor) -> Tensor:
+    """[n pos] bool: the real tokens of the training prompts."""
+    mask = torch.zeros(attention_mask.shape, dtype=torch.bool)
+    mask[train_rows] = attention_mask[train_rows].bool()
+    return mask
+
+
+def group_metrics(task: PreparedTask, analysis: dict[str, Tensor]) -> list[dict[str, Any]]:
+    """Flip rates with their base rate and interval per (split, group) — per template family,
+    country or the dataset's own groups — for prompts that carry a group."""
+    d_base, d_pos, d_neg = analysis["delta.base"], analysis["delta.pos"], analysis["delta.neg"]
+    rows = []
+    keys = sorted({(e.split, e.group) for e in task.examples if e.group}, key=lambda k: (SPLITS.index(k[0]), k[1]))
+    for split, group in keys:
+        idx = torch.tensor([i for i, e in enumerate(task.examples) if e.split == split and e.group == group])
+        row: dict[str, Any] = {"split": split, "group": group, "n_prompts": int(idx.numel())}
+        for name, hits in (("acc_base", d_base[idx] > 0), ("flip_acc_pos", d_pos[idx] > 0), ("flip_acc_neg", d_neg[idx] < 0)):
+            k = int(hits.sum())
+            row[name] = k / idx.numel()
+            row[f"{name}_ci95"] = [round(x, 6) for x in wilson_interval(k, int(idx.numel()))]
+        rows.append(row)
+    return rows

@@ -38,7 +38,7 @@ def make_method_runs(root, model, sites=("attn_out", "mlp_out", "head"), **confi
     from actscale.store import RunStore
     from actscale.training import TrainConfig
 
-    config = {"steps": 3, "n_prompts": 16, **config}
+    config = {"steps": 3, "n_prompts": 16, "n_test": 8, **config}
     return {
         m: train_run(TrainConfig(model=model.name, method=m, sites=sites, **config), model, store=RunStore(root))
         for m in ("activscalar", "steervec", "dynscalar")

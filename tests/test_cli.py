@@ -9,10 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-METRICS = {"flip_acc_pos", "flip_acc_neg", "logit_diff_base", "logit_diff_pos", "logit_diff_neg",
-           "faithfulness_kl", "kl_full", "l1", "n_params", "n_effective", "n_prompts"}
+METRICS = {"acc_base", "flip_acc_pos", "flip_acc_neg", "acc_base_ci95", "flip_acc_pos_ci95", "flip_acc_neg_ci95",
+           "logit_diff_base", "logit_diff_pos", "logit_diff_neg", "faithfulness_kl", "kl_full", "l1", "n_params",
+           "n_components", "n_effective", "effective_frac", "n_prompts"}
 LOADING = "loading model tiny-llama ..."
-TRAIN = ["train", "--model", "tiny-llama", "--device", "cpu", "--steps", "3", "--n-prompts", "16"]
+TRAIN = ["train", "--model", "tiny-llama", "--device", "cpu", "--steps", "3", "--n-prompts", "16", "--n-test", "8"]
 
 # name: (arguments after TRAIN's "train", file to write, the exact stderr lines)
 BAD_INPUTS = {
@@ -81,9 +82,9 @@ def runs(tmp_path_factory):
 def test_train_prints_the_json_contract(runs):
     out = last_json(runs["train"])
     assert set(out) == {"run_id", "bundle", "method", "n_params", "metrics"}
-    assert out["method"] == "activscalar" and out["n_params"] == 2 * 2 * 15  # |S|·L·I on tiny-llama
+    assert out["method"] == "activscalar" and out["n_params"] == 2 * 2 * 16  # |S|·L·I on tiny-llama
     assert out["bundle"].endswith(out["run_id"]) and os.path.isfile(os.path.join(out["bundle"], "params.safetensors"))
-    assert set(out["metrics"]) == {"train", "test"}
+    assert set(out["metrics"]) == {"train", "val", "test"}
     for split in out["metrics"].values():
         assert set(split) == METRICS
     stderr = runs["train"].stderr.splitlines()
@@ -94,7 +95,7 @@ def test_train_prints_the_json_contract(runs):
 def test_eval_prints_the_same_metrics(runs):
     trained, evaluated = last_json(runs["train"]), last_json(runs["eval"])
     assert evaluated["run_id"] == trained["run_id"] and evaluated["beta"] == 1.0
-    assert set(evaluated["metrics"]) == {"train", "test"}
+    assert set(evaluated["metrics"]) == {"train", "val", "test"}
     for split, metrics in trained["metrics"].items():
         assert set(evaluated["metrics"][split]) == METRICS
         for name, value in metrics.items():

@@ -57,9 +57,6 @@ class LayerScalar(Intervention):
     def component_values(cls, params, analysis, site: str) -> Tensor:
         return params[f"gain.{site}"]
 
-    def n_effective(self, hnorm, tau: float) -> int:
-        return int(sum((p.detach().abs() > tau).sum().item() for p in self.params.values()))
-
 
 @pytest.fixture(scope="module")
 def registered():

@@ -85,7 +85,7 @@ def checked_read(path: Path, **kwargs) -> list[Example] | None:
     for e in examples:
         assert e.prompt.strip() and e.correct.strip() and e.wrong.strip()
         assert e.correct != e.wrong
-        assert e.split in ("", "train", "test")
+        assert e.split in ("", "train", "val", "test")
     return examples
 
 
@@ -269,7 +269,7 @@ def test_huge_files(fuzz_dir, limit, extra, fill, suffix):
 def _clean(row: dict) -> bool:
     """A row read_dataset must accept: no empty field, two different answers, a known split."""
     return (all(row[c].strip() for c in ("prompt", "correct", "wrong")) and row["correct"] != row["wrong"]
-            and row.get("split", "").strip().lower() in ("", "train", "test"))
+            and row.get("split", "").strip().lower() in ("", "train", "val", "validation", "dev", "test"))
 
 
 @fuzz_settings("answers_and_prompts")

@@ -142,7 +142,7 @@ def test_the_guard_lets_a_fitting_batch_through(tiny_llama, tmp_path, monkeypatc
     with pytest.raises(ActscaleError):
         check_memory(tiny_llama, task, CONFIG)
     monkeypatch.setattr(resources, "available_memory_bytes", lambda device: None)  # unknown: not checked
-    check_memory(tiny_llama, task, CONFIG.replace(batch_size=10**6))
+    check_memory(tiny_llama, task, CONFIG.replace(batch_size=10**5))
     monkeypatch.undo()
     bundle = train_run(CONFIG, tiny_llama, store=RunStore(tmp_path / "runs"))  # the real machine: fits
     assert bundle.metrics["train"]["n_params"] > 0

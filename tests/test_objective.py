@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from actscale.objective import effectiveness, kl_divergence, logit_diff, objective, split_metrics
+from actscale.objective import Minimality, effectiveness, kl_divergence, logit_diff, objective, split_metrics, wilson_interval
 
 
 def softmax(xs: list[float]) -> list[float]:
@@ -84,7 +84,7 @@ def test_split_metrics_by_hand():
         return torch.tensor([[d, 0.0, 1.0, 2.0] for d in deltas])
 
     base, pos, neg = rows([1.0, 1.0, 1.0, -1.0]), rows([2.0, 0.5, 0.0, -3.0]), rows([-2.0, -1.0, 0.5, 1.0])
-    m = split_metrics(base, pos, neg, correct, wrong, l1=1.5, n_params=60, n_effective=7)
+    m = split_metrics(base, pos, neg, correct, wrong, Minimality(l1=1.5, n_params=60, n_components=20, n_effective=7))
     assert m["flip_acc_pos"] == 0.5    # Δ > 0 strictly: 2 and 0.5, not 0 or −3
     assert m["flip_acc_neg"] == 0.5    # Δ < 0: −2 and −1
     assert m["logit_diff_base"] == 0.5
@@ -94,8 +94,12 @@ def test_split_metrics_by_hand():
     assert m["faithfulness_kl"] == pytest.approx(0.0, abs=1e-7)
     full = [kl(softmax(b), softmax(s)) for b, s in zip(base.tolist() * 2, pos.tolist() + neg.tolist())]
     assert m["kl_full"] == pytest.approx(sum(full) / 8, abs=1e-6)
-    assert (m["l1"], m["n_params"], m["n_effective"], m["n_prompts"]) == (1.5, 60, 7, 4)
+    assert (m["l1"], m["n_params"], m["n_components"], m["n_effective"], m["n_prompts"]) == (1.5, 60, 20, 7, 4)
+    assert m["effective_frac"] == 0.35  # 7 of 20 components, not of 60 numbers
     assert isinstance(m["n_params"], int) and isinstance(m["n_effective"], int)
+    assert m["acc_base"] == 0.75  # the unmodified model prefers a+ on 3 of 4
+    assert m["acc_base_ci95"] == [round(x, 6) for x in wilson_interval(3, 4)]
+    assert m["flip_acc_pos_ci95"] == m["flip_acc_neg_ci95"] == [round(x, 6) for x in wilson_interval(2, 4)]
 
 
 def test_flip_accuracy_is_an_exact_fraction():
@@ -103,7 +107,19 @@ def test_flip_accuracy_is_an_exact_fraction():
     correct, wrong = torch.zeros(10, dtype=torch.long), torch.ones(10, dtype=torch.long)
     pos = torch.tensor([[1.0, 0.0]] * 9 + [[0.0, 1.0]])
     neg = torch.tensor([[0.0, 1.0]] * 9 + [[1.0, 0.0]])
-    m = split_metrics(pos, pos, neg, correct, wrong, l1=0.0, n_params=1, n_effective=0)
+    m = split_metrics(pos, pos, neg, correct, wrong, Minimality(0.0, 1, 1, 0))
     assert m["flip_acc_pos"] == 0.9 and m["flip_acc_neg"] == 0.9
-    third = split_metrics(pos[:3], neg[:3], pos[7:], correct[:3], wrong[:3], l1=0.0, n_params=1, n_effective=0)
+    third = split_metrics(pos[:3], neg[:3], pos[7:], correct[:3], wrong[:3], Minimality(0.0, 1, 1, 0))
     assert third["flip_acc_pos"] == 0.0 and third["flip_acc_neg"] == 1 / 3
+
+
+def test_wilson_interval_by_hand():
+    # 10 of 10: the 95% interval is [0.7225, 1], not [1, 1] (method.md §4).
+    lo, hi = wilson_interval(10, 10)
+    assert round(lo, 4) == 0.7225 and hi == 1.0
+    # 5 of 10: symmetric about 0.5, [0.2366, 0.7634].
+    lo, hi = wilson_interval(5, 10)
+    assert (round(lo, 4), round(hi, 4)) == (0.2366, 0.7634)
+    # 0 of 200 and 200 of 200: the one-sided bound is 1.88%.
+    assert round(wilson_interval(0, 200)[1], 4) == 0.0188 and round(wilson_interval(200, 200)[0], 4) == 0.9812
+    assert wilson_interval(0, 0) == (0.0, 1.0)  # no prompts: nothing known

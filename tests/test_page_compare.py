@@ -66,7 +66,7 @@ def test_selecting_runs_shows_their_comparison(runs):
     assert not at.exception and not at.error
     table = comparison_table(at)
     assert sorted(table["run_id"].unique()) == sorted(two)
-    assert set(table["split"]) == {"train", "test"} and len(table) == 4
+    assert set(table["split"]) == {"train", "val", "test"} and len(table) == 6
     methods = chart(at, "methods")
     assert {t["name"] for t in methods["data"]} == {"train", "test"}  # train and test side by side
     assert len(methods["data"]) == 6  # 3 panels × 2 splits

@@ -51,21 +51,23 @@ def test_train_smoke(ui_store):
     # The validation preview: one row per prompt with tokens, Δ and the prediction.
     preview = at.dataframe[0].value
     assert {"prompt", "tokens", "delta_base", "picks", "prediction", "split"} <= set(preview.columns)
-    n = TrainConfig().n_prompts  # the page's default
-    assert len(preview) == n
+    n = TrainConfig().n_prompts + TrainConfig().n_test  # the page's defaults: 48 to train and validate, 200 to test
+    assert len(preview) == n == 248
+    assert preview["split"].value_counts().to_dict() == {"test": 200, "train": 38, "val": 10}
     assert any(f"kept {n} of {n} prompts" in m.value for m in at.markdown)
     # Every hyperparameter of TrainConfig is in the form.
     labels = {w.label.split(" (")[0] for w in at.number_input}
     assert {"Steps", "Learning rate", "Batch size", "Margin m", "λ_F", "λ_M", "τ", "Early stop after", "Seed",
-            "Prompts"} <= labels
+            "Train + validation prompts", "Test prompts", "Data seed"} <= labels
     assert at.multiselect(key="train_methods").value == ["activscalar"]
     assert "Train" in [b.label for b in at.button]
 
 
 def test_preview_follows_the_dataset_choices(ui_store):
     at = train_page()
-    at.number_input(key="train_n_prompts").set_value(10).run()
-    assert len(at.dataframe[0].value) == 10
+    at.number_input(key="train_n_prompts").set_value(10)
+    at.number_input(key="train_n_test").set_value(6).run()
+    assert len(at.dataframe[0].value) == 16
     at.radio(key="train_task").set_value("ccc").run()
     assert not at.exception and not at.error
     assert at.dataframe[0].value["prompt"].str.startswith("The capital of").all()
@@ -113,6 +115,7 @@ def test_a_bad_model_name_is_one_line(ui_store):
 def test_submit_trains_in_the_background_then_reuses_the_stored_run(ui_store):
     at = train_page()
     at.number_input(key="train_n_prompts").set_value(16)
+    at.number_input(key="train_n_test").set_value(8)
     at.run()
     # Form widgets take their values when the form is submitted, in the same run.
     number(at, "Steps").set_value(3)
@@ -156,6 +159,7 @@ def test_cancel_stores_nothing(ui_store, monkeypatch):
     monkeypatch.setattr(api, "train_run", held_after_the_first_step)
     at = train_page()
     at.number_input(key="train_n_prompts").set_value(16)
+    at.number_input(key="train_n_test").set_value(8)
     at.run()
     number(at, "Steps").set_value(100_000)
     number(at, "Early stop").set_value(0)

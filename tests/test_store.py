@@ -15,14 +15,15 @@ from actscale.store import run_id_for
 from actscale.training import TrainConfig
 
 
-METRICS = {"flip_acc_pos", "flip_acc_neg", "logit_diff_base", "logit_diff_pos", "logit_diff_neg",
-           "faithfulness_kl", "kl_full", "l1", "n_params", "n_effective", "n_prompts"}
+METRICS = {"acc_base", "flip_acc_pos", "flip_acc_neg", "acc_base_ci95", "flip_acc_pos_ci95", "flip_acc_neg_ci95",
+           "logit_diff_base", "logit_diff_pos", "logit_diff_neg", "faithfulness_kl", "kl_full", "l1", "n_params",
+           "n_components", "n_effective", "effective_frac", "n_prompts"}
 FILES = {"config.json", "params.safetensors", "metrics.json", "history.csv", "dataset.jsonl",
          "analysis.safetensors", "analysis.json"}
 
 
 def config(model, **changes) -> TrainConfig:
-    base = dict(model=model.name, method="activscalar", steps=3, n_prompts=16, batch_size=4, early_stop=0,
+    base = dict(model=model.name, method="activscalar", steps=3, n_prompts=16, n_test=8, batch_size=4, early_stop=0,
                 lr=0.05, device="cpu")
     return TrainConfig(**{**base, **changes})
 
@@ -31,18 +32,18 @@ def config(model, **changes) -> TrainConfig:
 def test_save_load_evaluate_gives_the_training_metrics(tiny_llama, store, method):
     bundle = train_run(config(tiny_llama, method=method, sites=("attn_out", "head")), tiny_llama, store=store)
     loaded = load_run(bundle.run_id, store)
-    assert loaded.metrics == bundle.metrics and set(loaded.metrics) == {"train", "test"}
+    assert loaded.metrics == bundle.metrics and set(loaded.metrics) == {"train", "val", "test"}
     assert load_run(str(bundle.path)).run_id == bundle.run_id
     again = evaluate_run(loaded, tiny_llama)
-    for split in ("train", "test"):
+    for split in ("train", "val", "test"):
         assert set(again[split]) == METRICS
         for name, value in bundle.metrics[split].items():
             assert again[split][name] == pytest.approx(value, abs=1e-6), (split, name)
 
 
 @pytest.mark.parametrize("method,shapes", [
-    ("activscalar", {"alpha.attn_out": [2, 15], "alpha.head": [2, 15, 4]}),
-    ("steervec", {"vector.attn_out": [2, 15, 64], "vector.head": [2, 15, 4, 16]}),
+    ("activscalar", {"alpha.attn_out": [2, 16], "alpha.head": [2, 16, 4]}),
+    ("steervec", {"vector.attn_out": [2, 16, 64], "vector.head": [2, 16, 4, 16]}),
     ("dynscalar", {"w.attn_out": [2, 64], "b.attn_out": [2], "w.head": [2, 4, 16], "b.head": [2, 4]}),
 ])
 def test_bundle_files_and_tensors(tiny_llama, store, method, shapes):
@@ -63,11 +64,13 @@ def test_bundle_files_and_tensors(tiny_llama, store, method, shapes):
     assert saved["weights_hash"] == tiny_llama.weights_hash and saved["run_id"] == bundle.run_id
     assert set(saved["versions"]) >= {"actscale", "torch", "transformers", "transformer-lens"}
     metrics = json.loads((path / "metrics.json").read_text())
-    assert set(metrics) == {"train", "test"} and all(set(m) == METRICS for m in metrics.values())
+    assert set(metrics) == {"train", "val", "test"} and all(set(m) == METRICS for m in metrics.values())
     rows = [json.loads(line) for line in (path / "dataset.jsonl").read_text().splitlines()]
-    assert all(set(r) == {"prompt", "correct", "wrong", "split"} for r in rows)
-    assert [r["split"] for r in rows].count("test") == metrics["test"]["n_prompts"]
-    assert len(rows) == metrics["train"]["n_prompts"] + metrics["test"]["n_prompts"]
+    assert all(set(r) == {"prompt", "correct", "wrong", "split", "group"} for r in rows)
+    assert {r["group"] for r in rows} <= {"subordinate", "two-sentences", "coordinated", "scene-first"}  # IOI families
+    assert [r["split"] for r in rows].count("test") == metrics["test"]["n_prompts"] == 8
+    assert (metrics["train"]["n_prompts"], metrics["val"]["n_prompts"]) == (13, 3)  # 16 with 20% for validation
+    assert len(rows) == sum(m["n_prompts"] for m in metrics.values())
 
 
 def test_history_csv(tiny_llama, store):

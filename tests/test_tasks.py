@@ -8,6 +8,7 @@ import torch
 
 from actscale.errors import DatasetError
 from actscale.tasks import (
+    IOI_FAMILIES,
     IOI_TEMPLATES, Example, PreparedTask, generate_ccc, generate_ioi, prepare_task, read_dataset,
     task_vocabulary,
 )
@@ -48,7 +49,10 @@ def test_ioi_templates_cycle_orders_and_answers():
     examples = generate_ioi(40, seed=0)
     assert len(IOI_TEMPLATES) >= 8
     assert [e.template for e in examples[:10]] == [f"ioi-{i}" for i in range(10)]
-    assert [e.template for e in examples] == [f"ioi-{i % 10}" for i in range(40)]
+    assert [e.template for e in examples] == [f"ioi-{i % 18}" for i in range(40)]
+    assert [e.group for e in examples[:18]] == (["subordinate"] * 2 + ["two-sentences"] * 2 + ["subordinate"] * 2
+                                                + ["two-sentences"] * 2 + ["subordinate"] * 2 + ["coordinated"] * 4
+                                                + ["scene-first"] * 4)
     for e in examples:
         assert e.correct != e.wrong and e.split == ""
         io, s = e.correct.strip(), e.wrong.strip()
@@ -117,7 +121,7 @@ CSV_ERRORS = [
     (b"prompt,correct,wrong\na, b, c\n , b, c\n", "d.csv: empty prompt in row 2"),
     (b"prompt,correct,wrong\na, b\n", "d.csv: empty wrong in row 1"),
     (b"prompt,correct,wrong\na, b, b\n", "d.csv: correct and wrong are the same (' b') in row 1"),
-    (b"prompt,correct,wrong,split\na, b, c,dev\n", "d.csv: split 'dev' in row 1 is not train or test"),
+    (b"prompt,correct,wrong,split\na, b, c,holdout\n", "d.csv: split 'holdout' in row 1 is not train, val or test"),
     (b'prompt,correct,wrong\n"a\x00,b', "d.csv: malformed CSV: unexpected end of data"),
     (b'prompt,correct,wrong\n"a"x,b,c\n', "d.csv: malformed CSV: ',' expected after '\"'"),
 ]
@@ -138,7 +142,7 @@ JSONL_ERRORS = [
     ('{"prompt": "a", "correct": 1, "wrong": " c"}\n', "d.jsonl: correct in line 1 is not a string (got int)"),
     ('{"prompt": "a", "correct": " b", "wrong": " c", "split": 3}\n', "d.jsonl: split in line 1 is not a string (got int)"),
     ('{"prompt": "a", "correct": " b", "wrong": " c", "split": "val\\nx"}\n',
-     "d.jsonl: split 'val\\nx' in line 1 is not train or test"),
+     "d.jsonl: split 'val\\nx' in line 1 is not train, val or test"),
     ('{"prompt": "", "correct": " b", "wrong": " c"}\n', "d.jsonl: empty prompt in line 1"),
     ("\n\n", "d.jsonl: file is empty"),
 ]
@@ -276,7 +280,8 @@ def test_subset_records_and_hash():
     assert isinstance(test, PreparedTask) and test.n_pos == task.n_pos
     assert torch.equal(test.tokens, task.tokens[idx]) and torch.equal(test.correct_ids, task.correct_ids[idx])
     assert all(e.split == "test" for e in test.examples) and test.dropped is task.dropped
-    assert task.to_records()[0] == {"prompt": "w0 x y", "correct": " a", "wrong": " b", "split": task.examples[0].split}
+    assert task.to_records()[0] == {"prompt": "w0 x y", "correct": " a", "wrong": " b", "split": task.examples[0].split,
+                                    "group": ""}
     again = prepare_task(examples, WordTokenizer(), prepend_bos=True, fixed_length=True, seed=0)
     assert re.fullmatch(r"[0-9a-f]{16}", task.dataset_hash) and task.dataset_hash == again.dataset_hash
     changed = prepare_task([ex("w0 x z")] + examples[1:], WordTokenizer(), prepend_bos=True, fixed_length=True, seed=0)
@@ -320,7 +325,11 @@ def test_smol_ioi_lengths_and_single_tokens(smol_tokenizer):
         assert task.dropped == [] and task.tokens[:, 0].eq(smol_tokenizer.bos_token_id).all()
         lengths[tid] = task.n_pos
     assert lengths == {"ioi-0": 15, "ioi-1": 15, "ioi-2": 16, "ioi-3": 16, "ioi-4": 17, "ioi-5": 17,
-                       "ioi-6": 18, "ioi-7": 18, "ioi-8": 19, "ioi-9": 19}
+                       "ioi-6": 18, "ioi-7": 18, "ioi-8": 19, "ioi-9": 19, "ioi-10": 16, "ioi-11": 16,
+                       "ioi-12": 18, "ioi-13": 18, "ioi-14": 17, "ioi-15": 17, "ioi-16": 20, "ioi-17": 20}
+    # every family has templates of at least two lengths (a held-out family is not one length)
+    for family, ids in IOI_FAMILIES.items():
+        assert len({lengths[t] for t in ids}) >= 2, family
 
 
 @pytest.mark.slow

@@ -26,7 +26,7 @@ from actscale.jobs import Job
 from actscale.models import LoadedModel
 from actscale.sites import DEFAULT_SITES, SITES
 from actscale.store import RunStore
-from actscale.tasks import IOI_TEMPLATES, PreparedTask
+from actscale.tasks import IOI_FAMILIES, IOI_TEMPLATES, PreparedTask, ccc_countries
 from actscale.preview import dropped_frame, preview_task
 from actscale.ui import common, navigation
 from actscale.ui.keys import Keys
@@ -120,19 +120,29 @@ def dataset_picker() -> tuple[dict[str, Any], list[str]] | None:
             format_func=lambda t: f"{t}: {IOI_TEMPLATES[t]}",
             help="{A} is the indirect object (the answer a+), {B} the subject (a−).",
         )
-        held_out = st.multiselect(
+        left, right = st.columns(2)
+        families = left.multiselect(
+            "Held-out test families (optional)", list(IOI_FAMILIES), key="train_test_groups",
+            format_func=lambda f: f"{f} ({', '.join(IOI_FAMILIES[f])})",
+            help="Templates of one sentence structure, several lengths each. The test prompts come only from "
+                 "these families and the training prompts never do: a method tested on a structure it never saw.",
+        )
+        held_out = right.multiselect(
             "Held-out test templates (optional)", templates, key="train_test_templates",
-            help="Prompts of these templates form the test split (instead of a random split).",
+            help="Prompts of these templates form the test split (instead of the same templates as training).",
         )
         if not templates:
             st.caption("No template chosen: all of them are used.")
         fields.update(templates=tuple(t for t in templates if t in IOI_TEMPLATES),
-                      test_templates=tuple(t for t in held_out if t in templates))
+                      test_templates=tuple(t for t in held_out if t in templates), test_groups=tuple(families))
     elif task == "ccc":
         side = st.radio("The correct answer a+ is", ("memory", "context"), key="train_ccc_side", horizontal=True,
                         format_func={"memory": "the true capital (memory)",
                                      "context": "the capital named in the context"}.get)
         fields["memory_is_correct"] = side == "memory"
+        fields["test_groups"] = tuple(st.multiselect(
+            "Test countries (optional)", list(ccc_countries()), key="train_test_groups",
+            help="No country is asked about in two splits. Empty: a third of the countries, drawn by the data seed."))
     else:
         upload = st.file_uploader("Dataset file: columns prompt, correct, wrong and optionally split (train/test)",
                                   type=["csv", "jsonl", "json"], key="train_upload")
@@ -144,19 +154,46 @@ def dataset_picker() -> tuple[dict[str, Any], list[str]] | None:
         except (ActscaleError, OSError) as exc:
             st.error(str(exc) if isinstance(exc, ActscaleError) else f"could not keep the upload: {exc}")
             return None
-    c1, c2, c3 = st.columns(3)
-    if task != "custom":
-        fields["n_prompts"] = int(c1.number_input("Prompts", 2, 5000, _FIELD_DEFAULTS['n_prompts'], step=8, key="train_n_prompts"))
-    fields["seed"] = int(c2.number_input("Seed", 0, 2**31 - 1, _FIELD_DEFAULTS['seed'], key="train_seed",
-                                         help="Fixes the prompts, the split and the training order."))
-    fields["test_frac"] = float(c3.slider("Test fraction", 0.0, 0.9, _FIELD_DEFAULTS['test_frac'], 0.05, key="train_test_frac",
-                                          help="Ignored for prompts whose split the file or held-out templates set."))
+    fields.update(split_fields(task))
     methods = st.multiselect("Method(s): several train on the same split and seed, to compare",
                              list(registered_methods()), default=[_FIELD_DEFAULTS['method']], key="train_methods", format_func=method_label)
     if not methods:
         st.warning("Choose at least one method.")
         return None
     return fields, methods
+
+
+def split_fields(task: str) -> dict[str, Any]:
+    """How many prompts, how they are split, the seeds and the BOS token."""
+    d = _FIELD_DEFAULTS
+    fields: dict[str, Any] = {}
+    c1, c2, c3, c4 = st.columns(4)
+    if task != "custom":
+        fields["n_prompts"] = int(c1.number_input("Train + validation prompts", 2, 5000, d["n_prompts"], step=8,
+                                                  key="train_n_prompts"))
+        fields["n_test"] = int(c2.number_input("Test prompts", 1, 5000, d["n_test"], step=50, key="train_n_test",
+                                               help="Drawn apart from the training prompts; evaluation is forward-only, "
+                                                    "so a large test set costs little."))
+    else:
+        fields["test_frac"] = float(c1.slider("Test fraction", 0.0, 0.9, d["test_frac"], 0.05, key="train_test_frac",
+                                              help="Ignored for prompts whose split the file sets."))
+    fields["val_frac"] = float(c3.slider("Validation fraction", 0.0, 0.5, d["val_frac"], 0.05, key="train_val_frac",
+                                         help="Held out from training for early stopping and for choosing settings; "
+                                              "the test split is only ever reported."))
+    fields["seed"] = int(c4.number_input("Seed", 0, 2**31 - 1, d["seed"], key="train_seed",
+                                         help="Fixes the training order, and the prompts and split unless a data seed is set."))
+    c1, c2 = st.columns(2)
+    data_seed = c1.number_input("Data seed (optional)", 0, 2**31 - 1, value=None, key="train_data_seed",
+                                placeholder="same as the seed",
+                                help="Draws the prompts and the split apart from the training seed, to tell data "
+                                     "variance from optimisation variance.")
+    fields["data_seed"] = None if data_seed is None else int(data_seed)
+    bos = c2.radio("BOS token in front of each prompt", ("model", "yes", "no"), key="train_prepend_bos",
+                   horizontal=True, format_func={"model": "the model's default", "yes": "yes", "no": "no"}.get,
+                   help="On SmolLM2-Instruct the prepended token is the chat-start token, which carries very large "
+                        "activations at position 0.")
+    fields["prepend_bos"] = {"model": None, "yes": True, "no": False}[bos]
+    return fields
 
 
 @dataclass
@@ -230,7 +267,7 @@ def show_preview(model: LoadedModel, fields: dict[str, Any], methods: list[str])
 # every field, so a new hyperparameter cannot go missing from the page.
 MODEL_FIELDS = ("model", "device")
 DATASET_FIELDS = ("task", "n_prompts", "seed", "test_frac", "dataset", "memory_is_correct", "templates",
-                  "test_templates", "method")
+                  "test_templates", "method", "n_test", "val_frac", "data_seed", "prepend_bos", "test_groups")
 FORM_FIELDS = ("sites", "steps", "lr", "batch_size", "early_stop", "schedule", "margin", "lambda_f", "lambda_m",
                "tau", "normalize")
 
