@@ -6,14 +6,18 @@ on its own too, as the page tests do). The folder is not called ``pages/``: Stre
 a ``pages/`` folder as the legacy multipage app until a session has run ``st.navigation``, so a
 fresh server would answer the first deep link (``/Train``) with "Page not found".
 """
+
 import streamlit as st
 
 from actscale.ui import common, navigation
 
-pages = {info: st.Page(info.path, title=info.title, icon=info.icon, default=info is navigation.HOME)
-         for info in navigation.PAGES}
+pages = {
+    info: st.Page(info.path, title=info.title, icon=info.icon, default=info is navigation.HOME)
+    for info in navigation.PAGES
+}
 page = st.navigation(list(pages.values()))
-st.set_page_config(page_title="actscale" if page is pages[navigation.HOME] else f"{page.title} · actscale",
-                   layout="wide")
+st.set_page_config(
+    page_title="actscale" if page is pages[navigation.HOME] else f"{page.title} · actscale", layout="wide"
+)
 common.show_sidebar()
 page.run()

@@ -4,6 +4,7 @@ The public API (the CLI, the dashboard and notebooks call only these):
 `load_model`, `TrainConfig`, `build_task`, `train_run`, `load_run`, `evaluate_run`,
 `intervention_from_bundle`, `steer`, `RunStore`.
 """
+
 from actscale.api import (
     __version__,
     build_task,
@@ -20,8 +21,25 @@ from actscale.store import RunBundle, RunStore
 from actscale.training import StepInfo, TrainConfig, train
 
 __all__ = [
-    "__version__", "ActivScalar", "ActscaleError", "DynScalar", "LoadedModel", "RunBundle", "RunStore",
-    "StepInfo", "SteerVec", "TrainConfig", "TrainingCancelled", "TrainingDiverged", "build_task",
-    "evaluate_run", "expected_run_id", "intervention_from_bundle", "load_model", "load_run", "steer",
-    "train", "train_run",
+    "__version__",
+    "ActivScalar",
+    "ActscaleError",
+    "DynScalar",
+    "LoadedModel",
+    "RunBundle",
+    "RunStore",
+    "StepInfo",
+    "SteerVec",
+    "TrainConfig",
+    "TrainingCancelled",
+    "TrainingDiverged",
+    "build_task",
+    "evaluate_run",
+    "expected_run_id",
+    "intervention_from_bundle",
+    "load_model",
+    "load_run",
+    "steer",
+    "train",
+    "train_run",
 ]

@@ -1,6 +1,7 @@
 """A stored run as tables and arrays: what the figures draw and the pages list, computed from
 a bundle alone (no model). Nothing here depends on which method made the run: what a
 component is and how large it is comes from the method's class (`interventions`)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -75,8 +76,12 @@ def top_components(bundle: RunBundle, k: int = 20) -> pd.DataFrame:
         cut = np.partition(flat, -min(k, flat.size))[-min(k, flat.size)] if k > 0 else np.inf
         chosen = np.flatnonzero(flat >= cut)  # ascending: the order np.ndindex would give
         index = dict(zip(method.component_axes(site), np.unravel_index(chosen, values.shape)))
-        part: dict = {"site": site, "layer": index["layer"], "value": values.reshape(-1)[chosen].astype(float),
-                      "metric": method.magnitude_name}
+        part: dict = {
+            "site": site,
+            "layer": index["layer"],
+            "value": values.reshape(-1)[chosen].astype(float),
+            "metric": method.magnitude_name,
+        }
         if "position" in index:
             part["position"] = index["position"]
             part["token"] = [labels[i] for i in index["position"]]
@@ -102,9 +107,18 @@ def metrics_frame(bundles: list[RunBundle] | list[RunListing]) -> pd.DataFrame:
     rows = []
     for b in bundles:
         for split, metrics in b.metrics.items():
-            rows.append({"run_id": b.run_id, "method": b.config.get("method"), "task": b.config.get("task"),
-                         "split": split, "lambda_m": b.config.get("lambda_m"), "lambda_f": b.config.get("lambda_f"),
-                         "margin": b.config.get("margin"), **metrics})
+            rows.append(
+                {
+                    "run_id": b.run_id,
+                    "method": b.config.get("method"),
+                    "task": b.config.get("task"),
+                    "split": split,
+                    "lambda_m": b.config.get("lambda_m"),
+                    "lambda_f": b.config.get("lambda_f"),
+                    "margin": b.config.get("margin"),
+                    **metrics,
+                }
+            )
     df = pd.DataFrame(rows)
     if {"flip_acc_pos", "flip_acc_neg"} <= set(df.columns):
         df["flip_acc"] = (df["flip_acc_pos"] + df["flip_acc_neg"]) / 2

@@ -1,24 +1,26 @@
 """The small public API that the command line, the dashboard and notebooks all call.
 
-    from actscale import load_model, TrainConfig, train_run, load_run
-    model = load_model("bundled")
-    bundle = train_run(TrainConfig(task="ioi", method="activscalar"), model)
-    bundle.metrics["test"]["flip_acc_pos"]
+from actscale import load_model, TrainConfig, train_run, load_run
+model = load_model("bundled")
+bundle = train_run(TrainConfig(task="ioi", method="activscalar"), model)
+bundle.metrics["test"]["flip_acc_pos"]
 """
+
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
+from actscale.config import TrainConfig
 from actscale.errors import ActscaleError
 from actscale.interventions import Intervention, make_intervention
 from actscale.models import LoadedModel
 from actscale.store import RunBundle, RunStore, check_run_id, load_bundle, run_id_for
-from actscale.config import TrainConfig
 from actscale.tasks import (
     Example,
     PreparedTask,
@@ -42,23 +44,43 @@ def task_examples(config: TrainConfig, oversample: int = 1) -> list[Example]:
     their test prompts (and CCC with every split) assigned; ``oversample`` draws that many
     times more of each, for a caller that keeps only one prompt length."""
     if config.task == "ioi":
-        return ioi_split_examples(oversample * config.n_prompts, oversample * config.n_test, config.data_seed,
-                                  config.templates, config.test_templates, config.test_groups)
+        return ioi_split_examples(
+            oversample * config.n_prompts,
+            oversample * config.n_test,
+            config.data_seed,
+            config.templates,
+            config.test_templates,
+            config.test_groups,
+        )
     if config.task == "ccc":
-        return ccc_split_examples(oversample * config.n_prompts, oversample * config.n_test, config.data_seed,
-                                  config.val_frac, config.memory_is_correct, config.test_groups)
+        return ccc_split_examples(
+            oversample * config.n_prompts,
+            oversample * config.n_test,
+            config.data_seed,
+            config.val_frac,
+            config.memory_is_correct,
+            config.test_groups,
+        )
     return read_dataset(config.dataset)
 
 
 def build_task(model: LoadedModel, config: TrainConfig, examples: list[Example] | None = None) -> PreparedTask:
     """Tokenise the config's examples for ``model``: single-token answers, one length for
     fixed-length methods, deterministic train / validation / test splits from the data seed."""
+
     def prepare(items: list[Example]) -> PreparedTask:
         return prepare_task(
-            items, model.tokenizer, prepend_bos=resolved_prepend_bos(model, config), fixed_length=config.fixed_length,
-            seed=config.data_seed, test_frac=config.test_frac if config.task == "custom" else 0.0,
-            val_frac=config.val_frac, test_templates=config.test_templates, test_groups=config.test_groups,
-            max_len=model.n_ctx, by_group=config.task == "custom",  # a file's groups never span two splits
+            items,
+            model.tokenizer,
+            prepend_bos=resolved_prepend_bos(model, config),
+            fixed_length=config.fixed_length,
+            seed=config.data_seed,
+            test_frac=config.test_frac if config.task == "custom" else 0.0,
+            val_frac=config.val_frac,
+            test_templates=config.test_templates,
+            test_groups=config.test_groups,
+            max_len=model.n_ctx,
+            by_group=config.task == "custom",  # a file's groups never span two splits
         )
 
     if examples is not None or config.task == "custom" or not config.fixed_length:
@@ -98,8 +120,13 @@ def run_config(model: LoadedModel, task: PreparedTask, config: TrainConfig) -> d
         weights_hash=model.weights_hash,
         dataset_hash=task.dataset_hash,
         n_pos=task.n_pos,
-        model_dims={"n_layers": model.n_layers, "d_model": model.d_model, "n_heads": model.n_heads,
-                    "d_head": model.d_head, "d_vocab": model.d_vocab},
+        model_dims={
+            "n_layers": model.n_layers,
+            "d_model": model.d_model,
+            "n_heads": model.n_heads,
+            "d_head": model.d_head,
+            "d_vocab": model.d_vocab,
+        },
         versions=package_versions(),
     )
     return record
@@ -121,16 +148,31 @@ def save_result(store: RunStore, model: LoadedModel, task: PreparedTask, result:
         "seconds": round(result.seconds, 3),
         "stopped_early": result.stopped_early,
         "model_name": model.name,
+        "group_metrics": result.groups,
     }
-    path = store.save(config, result.intervention.named_tensors(), result.metrics, result.history,
-                      task.to_records(), result.analysis, info)
+    path = store.save(
+        config,
+        result.intervention.named_tensors(),
+        result.metrics,
+        result.history,
+        task.to_records(),
+        result.analysis,
+        info,
+    )
     return load_bundle(path)
 
 
-def train_run(config: TrainConfig, model: LoadedModel, *, store: RunStore | str | Path | None = None,
-              task: PreparedTask | None = None, on_step: Callable[[StepInfo], None] | None = None,
-              cancel: CancelFlag | None = None, reuse: bool = True,
-              on_wait: Callable[[], None] | None = None) -> RunBundle:
+def train_run(
+    config: TrainConfig,
+    model: LoadedModel,
+    *,
+    store: RunStore | str | Path | None = None,
+    task: PreparedTask | None = None,
+    on_step: Callable[[StepInfo], None] | None = None,
+    cancel: CancelFlag | None = None,
+    reuse: bool = True,
+    on_wait: Callable[[], None] | None = None,
+) -> RunBundle:
     """Train (or reuse) the run ``config`` describes and return its stored bundle.
 
     A run whose configuration is already in the store is loaded, not retrained. Cancelling or
@@ -175,8 +217,9 @@ def intervention_from_bundle(bundle: RunBundle, model: LoadedModel) -> Intervent
     return iv.to(model.device)
 
 
-def evaluate_run(bundle: RunBundle, model: LoadedModel, dataset: str | Path | None = None,
-                 beta: float = 1.0) -> dict[str, dict[str, float]]:
+def evaluate_run(
+    bundle: RunBundle, model: LoadedModel, dataset: str | Path | None = None, beta: float = 1.0
+) -> dict[str, dict[str, float]]:
     """Metrics of a stored run on its own dataset (or on ``dataset``), with strength ``beta``."""
     config = TrainConfig.from_dict(bundle.config)
     iv = intervention_from_bundle(bundle, model)

@@ -7,6 +7,7 @@
     held-out metrics, checked against the targets;
 (c) cold (GGUF de-quantisation into an empty cache) and warm (converted copy) model loads.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,6 +47,7 @@ def _floor_steps(hf, task, config, base_logits: torch.Tensor, n_steps: int) -> l
             h = output[0] if isinstance(output, tuple) else output
             h = h * (1 + state["beta"][:, None, None] * alpha[site][layer][None, :, None])
             return (h, *output[1:]) if isinstance(output, tuple) else h
+
         return hook
 
     handles = [layers[i].self_attn.register_forward_hook(make("attn_out", i)) for i in range(n_layers)]
@@ -60,9 +62,17 @@ def _floor_steps(hf, task, config, base_logits: torch.Tensor, n_steps: int) -> l
             state["beta"] = torch.cat([torch.ones(b), -torch.ones(b)])
             logits = hf(task.tokens[rows].repeat(2, 1), logits_to_keep=1).logits[:, -1, :]
             l1 = sum((a.abs().sum() for a in alpha.values()), torch.zeros(()))
-            terms = objective(logits, base_logits[rows].repeat(2, 1), task.correct_ids[rows].repeat(2),
-                              task.wrong_ids[rows].repeat(2), state["beta"], l1, margin=config.margin,
-                              lambda_f=config.lambda_f, lambda_m=config.lambda_m)
+            terms = objective(
+                logits,
+                base_logits[rows].repeat(2, 1),
+                task.correct_ids[rows].repeat(2),
+                task.wrong_ids[rows].repeat(2),
+                state["beta"],
+                l1,
+                margin=config.margin,
+                lambda_f=config.lambda_f,
+                lambda_m=config.lambda_m,
+            )
             opt.zero_grad(set_to_none=True)
             terms.total.backward()
             opt.step()
@@ -77,8 +87,12 @@ def _engine_steps(model, task, config, n_steps: int) -> list[float]:
     from actscale.training import train
 
     stamps: list[float] = []
-    train(model, task, config.replace(steps=n_steps, early_stop=0),
-          on_step=lambda _info: stamps.append(time.perf_counter()))
+    train(
+        model,
+        task,
+        config.replace(steps=n_steps, early_stop=0),
+        on_step=lambda _info: stamps.append(time.perf_counter()),
+    )
     return [b - a for a, b in zip(stamps, stamps[1:])]
 
 
@@ -99,42 +113,72 @@ def bench_step_ratio(rounds: int, n_steps: int) -> dict:
         engine += _engine_steps(model, task, config, n_steps + 1)
         floor += _floor_steps(hf, task, config, base_logits, n_steps)
     e, f = statistics.median(engine), statistics.median(floor)
-    return {"engine_step_s": round(e, 4), "floor_step_s": round(f, 4), "step_ratio": round(e / f, 3),
-            "batch": f"{config.batch_size} prompts x 2 betas x {task.n_pos} tokens", "steps_timed": len(engine)}
+    return {
+        "engine_step_s": round(e, 4),
+        "floor_step_s": round(f, 4),
+        "step_ratio": round(e / f, 3),
+        "batch": f"{config.batch_size} prompts x 2 betas x {task.n_pos} tokens",
+        "steps_timed": len(engine),
+    }
 
 
 def bench_time_to_target(store: Path) -> dict:
     """A new process, as a user runs it: imports, warm model load, task, training, evaluation."""
     t0 = time.perf_counter()
     out = subprocess.run(
-        [sys.executable, "-m", "actscale", "train", "--task", "ioi", "--method", "activscalar", "--no-reuse",
-         "--store", str(store)], capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "actscale",
+            "train",
+            "--task",
+            "ioi",
+            "--method",
+            "activscalar",
+            "--no-reuse",
+            "--store",
+            str(store),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     wall = time.perf_counter() - t0
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
     result = json.loads(out.stdout.strip().splitlines()[-1])
     test = result["metrics"]["test"]
-    met = (test["flip_acc_pos"] >= 0.9 and test["flip_acc_neg"] >= 0.9
-           and test["n_effective"] <= 0.2 * test["n_params"])
-    return {"wall_s": round(wall, 2), "flip_acc_pos": test["flip_acc_pos"], "flip_acc_neg": test["flip_acc_neg"],
-            "n_effective": test["n_effective"], "n_params": test["n_params"], "targets_met": met}
+    met = test["flip_acc_pos"] >= 0.9 and test["flip_acc_neg"] >= 0.9 and test["n_effective"] <= 0.2 * test["n_params"]
+    return {
+        "wall_s": round(wall, 2),
+        "flip_acc_pos": test["flip_acc_pos"],
+        "flip_acc_neg": test["flip_acc_neg"],
+        "n_effective": test["n_effective"],
+        "n_params": test["n_params"],
+        "targets_met": met,
+    }
 
 
 def bench_loads() -> dict:
     # The libraries (torch, transformers, TransformerLens) are imported first and timed apart:
     # a process pays for them once, whatever it loads; the load is what a model costs.
-    code = ("import time; t=time.perf_counter(); import transformers, transformers.modeling_utils, "
-            "transformer_lens.model_bridge; from actscale.models import load_model; i=time.perf_counter();"
-            "load_model('bundled','cpu'); e=time.perf_counter(); print(i-t, e-i)")
+    code = (
+        "import time; t=time.perf_counter(); import transformers, transformers.modeling_utils, "
+        "transformer_lens.model_bridge; from actscale.models import load_model; i=time.perf_counter();"
+        "load_model('bundled','cpu'); e=time.perf_counter(); print(i-t, e-i)"
+    )
     with tempfile.TemporaryDirectory() as cold_cache:
         env = {**os.environ, "ACTSCALE_CACHE": cold_cache}
         cold = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
         warm = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     c_import, c_load = map(float, cold.stdout.split()[-2:])
     w_import, w_load = map(float, warm.stdout.split()[-2:])
-    return {"cold_load_s": round(c_load, 2), "warm_load_s": round(w_load, 2),
-            "import_s": round(w_import, 2), "cold_over_warm": round(c_load / w_load, 1)}
+    return {
+        "cold_load_s": round(c_load, 2),
+        "warm_load_s": round(w_load, 2),
+        "import_s": round(w_import, 2),
+        "cold_over_warm": round(c_load / w_load, 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,17 +196,23 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as store:
         results["time_to_target"] = bench_time_to_target(Path(store))
     s, t, loads = results["step"], results["time_to_target"], results["loads"]
-    print(f"(a) step time ratio engine/floor: {s['step_ratio']}  ({s['engine_step_s']} s vs {s['floor_step_s']} s, "
-          f"{s['batch']}; target <= 1.10)")
+    print(
+        f"(a) step time ratio engine/floor: {s['step_ratio']}  ({s['engine_step_s']} s vs {s['floor_step_s']} s, "
+        f"{s['batch']}; target <= 1.10)"
+    )
     if "error" in t:
         print(f"(b) time to target: failed: {t['error']}")
     else:
-        print(f"(b) time to trained IOI ActivScalar: {t['wall_s']} s (target <= 60 s); held-out flips "
-              f"+{t['flip_acc_pos']:.2f} / -{t['flip_acc_neg']:.2f}, n_effective {t['n_effective']}/{t['n_params']}; "
-              f"targets met: {t['targets_met']}")
-    print(f"(c) model load: cold {loads['cold_load_s']} s, warm {loads['warm_load_s']} s (target <= 3 s), "
-          f"cold/warm {loads['cold_over_warm']}x; library imports before the load, once per process: "
-          f"{loads['import_s']} s")
+        print(
+            f"(b) time to trained IOI ActivScalar: {t['wall_s']} s (target <= 60 s); held-out flips "
+            f"+{t['flip_acc_pos']:.2f} / -{t['flip_acc_neg']:.2f}, n_effective {t['n_effective']}/{t['n_params']}; "
+            f"targets met: {t['targets_met']}"
+        )
+    print(
+        f"(c) model load: cold {loads['cold_load_s']} s, warm {loads['warm_load_s']} s (target <= 3 s), "
+        f"cold/warm {loads['cold_over_warm']}x; library imports before the load, once per process: "
+        f"{loads['import_s']} s"
+    )
     print(json.dumps(results, sort_keys=True))
     return 0
 

@@ -3,6 +3,7 @@
 Progress goes to stderr; the last line on stdout is one JSON object. Exit status 0 on success,
 2 on bad input (one line on stderr, no traceback), 1 on anything else.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,19 +49,34 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=d.seed)
     t.add_argument("--n-prompts", type=int, default=d.n_prompts)
     t.add_argument("--test-frac", type=float, default=d.test_frac, help="custom data: the share of prompts for test")
-    t.add_argument("--val-frac", type=float, default=d.val_frac,
-                   help="the share of the non-test prompts held out for validation (early stopping, choices)")
+    t.add_argument(
+        "--val-frac",
+        type=float,
+        default=d.val_frac,
+        help="the share of the non-test prompts held out for validation (early stopping, choices)",
+    )
     t.add_argument("--n-test", type=int, default=d.n_test, help="generated tasks: test prompts, drawn apart")
     t.add_argument("--data-seed", type=int, default=None, help="draws the prompts and the split (default: --seed)")
-    t.add_argument("--prepend-bos", default="model", choices=["model", "yes", "no"],
-                   help="put the tokenizer's BOS token in front of each prompt (default: the model's own default)")
-    t.add_argument("--test-groups", default="",
-                   help="groups held out for test: IOI template families, CCC countries, a file's groups")
+    t.add_argument(
+        "--prepend-bos",
+        default="model",
+        choices=["model", "yes", "no"],
+        help="put the tokenizer's BOS token in front of each prompt (default: the model's own default)",
+    )
+    t.add_argument(
+        "--test-groups",
+        default="",
+        help="groups held out for test: IOI template families, CCC countries, a file's groups",
+    )
     t.add_argument("--dataset", default="", help="CSV/JSONL with prompt,correct,wrong[,split] (task custom)")
     t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     t.add_argument("--store", default=None, help="where bundles go (default $ACTSCALE_STORE, else ./runs)")
-    t.add_argument("--early-stop", type=int, default=d.early_stop,
-                   help="stop after this many steps in a row with zero effectiveness loss (0 = off)")
+    t.add_argument(
+        "--early-stop",
+        type=int,
+        default=d.early_stop,
+        help="stop after this many steps in a row with zero effectiveness loss (0 = off)",
+    )
     t.add_argument("--raw-dot", action="store_true", help="DynScalar: dot product with the raw activation")
     t.add_argument("--ccc-context-is-correct", action="store_true", help="CCC: a+ is the context's capital")
     t.add_argument("--templates", default="", help="IOI: comma-separated template ids to use")
@@ -88,7 +104,8 @@ def _progress(info) -> None:
         f"step {info.step}/{info.n_steps} loss {info.loss:.4f} (E {info.effectiveness:.4f} "
         f"F {info.faithfulness:.4f} M {info.minimality:.2f}) flip +{info.flip_acc_pos:.2f} "
         f"-{info.flip_acc_neg:.2f} {info.elapsed:.1f}s",
-        file=sys.stderr, flush=True,
+        file=sys.stderr,
+        flush=True,
     )
 
 
@@ -99,13 +116,30 @@ def cmd_train(args: argparse.Namespace) -> dict:
     from actscale.training import TrainConfig
 
     config = TrainConfig(
-        model=args.model, task=args.task, method=args.method, sites=args.sites, steps=args.steps, lr=args.lr,
-        batch_size=args.batch_size, margin=args.margin, lambda_f=args.lambda_f, lambda_m=args.lambda_m,
-        seed=args.seed, n_prompts=args.n_prompts, test_frac=args.test_frac, dataset=args.dataset,
-        val_frac=args.val_frac, n_test=args.n_test, data_seed=args.data_seed, test_groups=_split(args.test_groups),
+        model=args.model,
+        task=args.task,
+        method=args.method,
+        sites=args.sites,
+        steps=args.steps,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        margin=args.margin,
+        lambda_f=args.lambda_f,
+        lambda_m=args.lambda_m,
+        seed=args.seed,
+        n_prompts=args.n_prompts,
+        test_frac=args.test_frac,
+        dataset=args.dataset,
+        val_frac=args.val_frac,
+        n_test=args.n_test,
+        data_seed=args.data_seed,
+        test_groups=_split(args.test_groups),
         prepend_bos={"model": None, "yes": True, "no": False}[args.prepend_bos],
-        device=args.device, early_stop=args.early_stop, normalize=not args.raw_dot,
-        memory_is_correct=not args.ccc_context_is_correct, templates=_split(args.templates),
+        device=args.device,
+        early_stop=args.early_stop,
+        normalize=not args.raw_dot,
+        memory_is_correct=not args.ccc_context_is_correct,
+        templates=_split(args.templates),
         test_templates=_split(args.test_templates),
     )
     if config.task == "custom":
@@ -124,12 +158,24 @@ def cmd_train(args: argparse.Namespace) -> dict:
     cancel = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
     try:
-        bundle = train_run(config, model, store=RunStore(args.store), task=task, on_step=_progress,
-                           cancel=cancel, reuse=not args.no_reuse)
+        bundle = train_run(
+            config,
+            model,
+            store=RunStore(args.store),
+            task=task,
+            on_step=_progress,
+            cancel=cancel,
+            reuse=not args.no_reuse,
+        )
     finally:
         signal.signal(signal.SIGINT, previous)
-    return {"run_id": bundle.run_id, "bundle": str(bundle.path), "method": bundle.method,
-            "n_params": int(next(iter(bundle.metrics.values()))["n_params"]), "metrics": bundle.metrics}
+    return {
+        "run_id": bundle.run_id,
+        "bundle": str(bundle.path),
+        "method": bundle.method,
+        "n_params": int(next(iter(bundle.metrics.values()))["n_params"]),
+        "metrics": bundle.metrics,
+    }
 
 
 def cmd_eval(args: argparse.Namespace) -> dict:
@@ -140,8 +186,14 @@ def cmd_eval(args: argparse.Namespace) -> dict:
     bundle = load_run(args.run, RunStore(args.store))
     model = load_model(bundle.config["model"], args.device)
     metrics = evaluate_run(bundle, model, dataset=args.dataset, beta=args.beta)
-    return {"run_id": bundle.run_id, "bundle": str(bundle.path), "method": bundle.method,
-            "n_params": int(next(iter(metrics.values()))["n_params"]), "beta": args.beta, "metrics": metrics}
+    return {
+        "run_id": bundle.run_id,
+        "bundle": str(bundle.path),
+        "method": bundle.method,
+        "n_params": int(next(iter(metrics.values()))["n_params"]),
+        "beta": args.beta,
+        "metrics": metrics,
+    }
 
 
 def cmd_list(args: argparse.Namespace) -> dict:
@@ -153,10 +205,17 @@ def cmd_list(args: argparse.Namespace) -> dict:
         entry = {"run_id": row.run_id, "ok": row.ok}
         if row.ok:
             c = row.config
-            entry.update(model=c.get("model"), task=c.get("task"), method=c.get("method"), created=c.get("created"),
-                         test=row.metrics.get("test", {}))
-            print(f"{row.run_id}  {c.get('model')}  {c.get('task')}  {c.get('method')}  {c.get('created')}",
-                  file=sys.stderr)
+            entry.update(
+                model=c.get("model"),
+                task=c.get("task"),
+                method=c.get("method"),
+                created=c.get("created"),
+                test=row.metrics.get("test", {}),
+            )
+            print(
+                f"{row.run_id}  {c.get('model')}  {c.get('task')}  {c.get('method')}  {c.get('created')}",
+                file=sys.stderr,
+            )
         else:
             entry["reason"] = row.reason
             print(f"{row.run_id}  BROKEN: {row.reason}", file=sys.stderr)

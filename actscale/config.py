@@ -1,5 +1,6 @@
 """The configuration of a run: plain data, validated on construction, serialised to the
 bundle's ``config.json``. The method's own defaults come from its class (`interventions`)."""
+
 from __future__ import annotations
 
 import math
@@ -33,29 +34,32 @@ class TrainConfig:
     task: str = "ioi"
     method: str = "activscalar"
     sites: tuple[str, ...] = DEFAULT_SITES
-    steps: int | None = None             # None: the method's default (its `defaults`)
-    lr: float | None = None
-    batch_size: int | None = None
+    # Given as None, steps, lr, batch_size and lambda_m take the method's default (its `defaults`)
+    # in __post_init__, and data_seed the seed, so a constructed config always holds numbers; the
+    # annotations say what a config holds.
+    steps: int = None  # type: ignore[assignment]
+    lr: float = None  # type: ignore[assignment]
+    batch_size: int = None  # type: ignore[assignment]
     margin: float = 2.0
     lambda_f: float = 1.0
-    lambda_m: float | None = None
-    seed: int = 0                        # the intervention's training: batch order (and any init)
-    n_prompts: int = 48                  # generated tasks: train + validation prompts
-    test_frac: float = 0.2               # custom data: the share of prompts for test
-    dataset: str = ""                    # custom task: path of the CSV/JSONL file
+    lambda_m: float = None  # type: ignore[assignment]
+    seed: int = 0  # the intervention's training: batch order (and any init)
+    n_prompts: int = 48  # generated tasks: train + validation prompts
+    test_frac: float = 0.2  # custom data: the share of prompts for test
+    dataset: str = ""  # custom task: path of the CSV/JSONL file
     device: str = "auto"
-    tau: float = 0.05                    # n_effective threshold (method.md §4)
-    normalize: bool = True               # DynScalar: dot product with h/‖h‖ (ours)
-    memory_is_correct: bool = True       # CCC: a+ is the remembered capital
-    templates: tuple[str, ...] = ()      # IOI templates to use; () = all
-    test_templates: tuple[str, ...] = () # IOI templates held out for the test split
-    early_stop: int = 0                  # stop after this many steps in a row with L_E = 0 on validation (0 = off)
-    schedule: str = "cosine"             # learning rate: "cosine" decay to 0 over the steps, or "constant"
-    val_frac: float = 0.2                # the share of the non-test prompts held out for validation
-    n_test: int = 200                    # generated tasks: test prompts, drawn apart from the n_prompts
-    data_seed: int | None = None         # draws the prompts and the split; None: the same as seed
-    prepend_bos: bool | None = None      # None: the model's own default (models.LoadedModel.prepend_bos)
-    test_groups: tuple[str, ...] = ()    # groups held out for test (IOI families, CCC countries, custom groups)
+    tau: float = 0.05  # n_effective threshold (method.md §4)
+    normalize: bool = True  # DynScalar: dot product with h/‖h‖ (ours)
+    memory_is_correct: bool = True  # CCC: a+ is the remembered capital
+    templates: tuple[str, ...] = ()  # IOI templates to use; () = all
+    test_templates: tuple[str, ...] = ()  # IOI templates held out for the test split
+    early_stop: int = 0  # stop after this many steps in a row with L_E = 0 on validation (0 = off)
+    schedule: str = "cosine"  # learning rate: "cosine" decay to 0 over the steps, or "constant"
+    val_frac: float = 0.2  # the share of the non-test prompts held out for validation
+    n_test: int = 200  # generated tasks: test prompts, drawn apart from the n_prompts
+    data_seed: int = None  # type: ignore[assignment]  # draws the prompts and the split; None: the seed
+    prepend_bos: bool | None = None  # None: the model's own default (models.LoadedModel.prepend_bos)
+    test_groups: tuple[str, ...] = ()  # groups held out for test (IOI families, CCC countries, custom groups)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sites", parse_sites(self.sites))
@@ -112,7 +116,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known})
+        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
+        return cls(**kwargs)
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with ``changes``; switching the method also switches to the new method's

@@ -1,4 +1,5 @@
 """Errors a user can cause. The CLI turns them into exit status 2, the pages into `st.error`."""
+
 from __future__ import annotations
 
 

@@ -14,6 +14,7 @@ analysis arrays it records. Nothing outside this module branches on the method's
 Steering strength ``β`` is per example (a ``[batch]`` tensor), so one forward pass can hold the
 ``β = +1`` and ``β = −1`` copies of a batch side by side.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -24,6 +25,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import override
 
 from actscale.errors import ActscaleError
 from actscale.sites import hook_name, is_head_site
@@ -65,8 +67,8 @@ class Intervention(nn.Module):
     """
 
     method: ClassVar[str]
-    label: ClassVar[str] = ""                 # one line for pickers
-    fixed_length: ClassVar[bool] = True       # tied to prompts of one token length
+    label: ClassVar[str] = ""  # one line for pickers
+    fixed_length: ClassVar[bool] = True  # tied to prompts of one token length
     defaults: ClassVar[MethodDefaults]
     # What `component_values` returns: its name in tables, its label on figures, and whether it
     # is signed (drawn on a diverging scale centred on 0) or a size (sequential scale).
@@ -84,7 +86,7 @@ class Intervention(nn.Module):
                 self.params[f"{prefix}__{site}"] = nn.Parameter(torch.zeros(shape))
 
     @classmethod
-    def from_config(cls, sites: tuple[str, ...], dims: ModelDims, config: Mapping[str, Any]) -> Intervention:
+    def from_config(cls, sites: tuple[str, ...], dims: ModelDims, config: Mapping[str, Any]) -> Intervention:  # noqa: ARG003 - read by methods with options of their own
         """A fresh intervention (the identity); ``config`` is a run's config (TrainConfig fields),
         read by methods that have options of their own."""
         return cls(sites, dims)
@@ -112,8 +114,13 @@ class Intervention(nn.Module):
         raise NotImplementedError
 
     @classmethod
-    def relative_magnitude(cls, params: Mapping[str, Tensor], analysis: Mapping[str, Tensor], site: str,
-                           train_tokens: Tensor) -> Tensor:
+    def relative_magnitude(
+        cls,
+        params: Mapping[str, Tensor],
+        analysis: Mapping[str, Tensor],
+        site: str,
+        train_tokens: Tensor,  # noqa: ARG003 - the default needs no token mask
+    ) -> Tensor:
         """The relative change each component makes to the activation it edits, shaped by
         `component_axes` (method.md §4): a component is *effective* when this exceeds τ, and
         the map checks rank components by it. From a bundle's tensors: ``analysis`` holds
@@ -123,7 +130,11 @@ class Intervention(nn.Module):
         array it needs is not stored."""
         return cls.component_values(params, analysis, site).abs()
 
-    def analysis_arrays(self, hdir: Mapping[str, Tensor], record: Mapping[tuple[str, int], list[Tensor]]) -> dict[str, Tensor]:
+    def analysis_arrays(
+        self,
+        hdir: Mapping[str, Tensor],  # noqa: ARG002 - the default adds nothing
+        record: Mapping[tuple[str, int], list[Tensor]],  # noqa: ARG002
+    ) -> dict[str, Tensor]:
         """Tensors the dashboard draws without a model, beyond the shared ones (``hnorm.<site>``,
         ``delta.*``). ``hdir[site]`` is the mean unit activation per [layer pos (head) d];
         ``record`` what `edit` recorded over the evaluation's batches, in order."""
@@ -140,8 +151,16 @@ class Intervention(nn.Module):
     def n_pos(self) -> int:
         return self.dims.n_pos
 
-    def forward(self, act: Tensor, hook: object = None, *, site: str, layer: int, beta: Tensor | None = None,
-                record: Recorder | None = None) -> Tensor:
+    def forward(
+        self,
+        act: Tensor,
+        hook: object = None,  # noqa: ARG002 - a TransformerLens hook's signature
+        *,
+        site: str,
+        layer: int,
+        beta: Tensor | None = None,
+        record: Recorder | None = None,
+    ) -> Tensor:
         if beta is None:  # β is bound by `steer` into each hook's closure
             raise RuntimeError("an intervention runs only inside `steer(...)`")
         return self.edit(act, site, layer, beta.to(act.dtype), record)
@@ -164,7 +183,9 @@ class Intervention(nn.Module):
         missing = sorted(set(expected) - set(tensors))
         if missing:
             raise ValueError(f"missing tensor(s) {', '.join(missing)}")
-        wrong = [f"{k} has shape {list(got[k])}, expected {list(expected[k])}" for k in expected if got[k] != expected[k]]
+        wrong = [
+            f"{k} has shape {list(got[k])}, expected {list(expected[k])}" for k in expected if got[k] != expected[k]
+        ]
         if wrong:
             raise ValueError("; ".join(wrong))
         with torch.no_grad():
@@ -222,15 +243,22 @@ def method_class(method: str) -> type[Intervention]:
         raise ActscaleError(f"unknown method {method!r}: choose from {', '.join(_REGISTRY)}") from None
 
 
-def effective_counts(method: type[Intervention], sites: tuple[str, ...], params: Mapping[str, Tensor],
-                     analysis: Mapping[str, Tensor], train_tokens: Tensor, tau: float) -> tuple[int, int]:
+def effective_counts(
+    method: type[Intervention],
+    sites: tuple[str, ...],
+    params: Mapping[str, Tensor],
+    analysis: Mapping[str, Tensor],
+    train_tokens: Tensor,
+    tau: float,
+) -> tuple[int, int]:
     """(n_components, n_effective) of method.md §4. KeyError when an array is not stored."""
     mags = [method.relative_magnitude(params, analysis, site, train_tokens) for site in sites]
     return sum(m.numel() for m in mags), sum(int((m > tau).sum()) for m in mags)
 
 
-def make_intervention(method: str, sites: tuple[str, ...], dims: ModelDims,
-                      config: Mapping[str, Any] | None = None) -> Intervention:
+def make_intervention(
+    method: str, sites: tuple[str, ...], dims: ModelDims, config: Mapping[str, Any] | None = None
+) -> Intervention:
     """A fresh intervention (the identity) of ``method``; ``config`` holds the method's own
     options (DynScalar's ``normalize``)."""
     return method_class(method).from_config(tuple(sites), dims, config or {})
@@ -265,11 +293,13 @@ class ActivScalar(Intervention):
     magnitude_name, magnitude_label, magnitude_signed = "alpha", "α", True
 
     @classmethod
+    @override
     def param_shapes(cls, site: str, dims: ModelDims) -> dict[str, tuple[int, ...]]:
         if is_head_site(site):
             return {"alpha": (dims.n_layers, dims.n_pos, dims.n_heads)}
         return {"alpha": (dims.n_layers, dims.n_pos)}
 
+    @override
     def edit(self, act: Tensor, site: str, layer: int, beta: Tensor, record: Recorder | None) -> Tensor:
         alpha = self.tensor("alpha", site)[layer]  # [pos] or [pos n_heads]
         _check_positions(act, self.n_pos)
@@ -277,10 +307,12 @@ class ActivScalar(Intervention):
         return act * scale
 
     @classmethod
+    @override
     def component_axes(cls, site: str) -> tuple[str, ...]:
         return _positioned_axes(site)
 
     @classmethod
+    @override
     def component_values(cls, params: Mapping[str, Tensor], analysis: Mapping[str, Tensor], site: str) -> Tensor:
         return params[f"alpha.{site}"]
 
@@ -297,20 +329,24 @@ class SteerVec(Intervention):
     magnitude_name, magnitude_label = "norm_ratio", "‖v‖/‖h‖"
 
     @classmethod
+    @override
     def param_shapes(cls, site: str, dims: ModelDims) -> dict[str, tuple[int, ...]]:
         if is_head_site(site):
             return {"vector": (dims.n_layers, dims.n_pos, dims.n_heads, dims.d_head)}
         return {"vector": (dims.n_layers, dims.n_pos, dims.d_model)}
 
+    @override
     def edit(self, act: Tensor, site: str, layer: int, beta: Tensor, record: Recorder | None) -> Tensor:
         _check_positions(act, self.n_pos)
         return act + _expand(beta, act) * self.tensor("vector", site)[layer].unsqueeze(0)
 
     @classmethod
+    @override
     def component_axes(cls, site: str) -> tuple[str, ...]:
         return _positioned_axes(site)
 
     @classmethod
+    @override
     def component_values(cls, params: Mapping[str, Tensor], analysis: Mapping[str, Tensor], site: str) -> Tensor:
         """``‖v‖ / mean‖h‖`` per [layer pos (head)] (``‖v‖`` where the bundle has no ``‖h‖``)."""
         vnorm = params[f"vector.{site}"].norm(dim=-1)
@@ -318,14 +354,19 @@ class SteerVec(Intervention):
         return vnorm if hnorm is None else vnorm / hnorm.clamp_min(1e-6)
 
     @classmethod
-    def relative_magnitude(cls, params: Mapping[str, Tensor], analysis: Mapping[str, Tensor], site: str,
-                           train_tokens: Tensor) -> Tensor:
+    @override
+    def relative_magnitude(
+        cls, params: Mapping[str, Tensor], analysis: Mapping[str, Tensor], site: str, train_tokens: Tensor
+    ) -> Tensor:
         """``‖v[s,l,i]‖ / mean‖h[s,l,i]‖``: each vector against the mean norm of the very
         activation it is added to (one global mean would be dominated by position 0's huge
         norms and call almost every vector negligible)."""
         return params[f"vector.{site}"].norm(dim=-1) / analysis[f"hnorm.{site}"].clamp_min(1e-6)
 
-    def analysis_arrays(self, hdir: Mapping[str, Tensor], record: Mapping[tuple[str, int], list[Tensor]]) -> dict[str, Tensor]:
+    @override
+    def analysis_arrays(
+        self, hdir: Mapping[str, Tensor], record: Mapping[tuple[str, int], list[Tensor]]
+    ) -> dict[str, Tensor]:
         """``cos.<site>``: the mean cosine of each vector with the activation it is added to."""
         out = {}
         for site in self.sites:
@@ -355,10 +396,12 @@ class DynScalar(Intervention):
         super().__init__(sites, dims)
 
     @classmethod
+    @override
     def from_config(cls, sites: tuple[str, ...], dims: ModelDims, config: Mapping[str, Any]) -> Intervention:
         return cls(sites, dims, normalize=bool(config.get("normalize", True)))
 
     @classmethod
+    @override
     def param_shapes(cls, site: str, dims: ModelDims) -> dict[str, tuple[int, ...]]:
         if is_head_site(site):
             return {"w": (dims.n_layers, dims.n_heads, dims.d_head), "b": (dims.n_layers, dims.n_heads)}
@@ -372,6 +415,7 @@ class DynScalar(Intervention):
             return torch.einsum("bphd,hd->bph", h, w) + b
         return h @ w + b
 
+    @override
     def edit(self, act: Tensor, site: str, layer: int, beta: Tensor, record: Recorder | None) -> Tensor:
         alpha = self.scalars(act, site, layer)
         if record is not None:
@@ -379,20 +423,25 @@ class DynScalar(Intervention):
         return act * (1 + _expand(beta, alpha) * alpha).unsqueeze(-1)
 
     @property
+    @override
     def records(self) -> bool:
         return True
 
     @classmethod
+    @override
     def component_axes(cls, site: str) -> tuple[str, ...]:
         return ("layer", "head") if is_head_site(site) else ("layer",)
 
     @classmethod
+    @override
     def component_values(cls, params: Mapping[str, Tensor], analysis: Mapping[str, Tensor], site: str) -> Tensor:
         return params[f"w.{site}"].norm(dim=-1)
 
     @classmethod
-    def relative_magnitude(cls, params: Mapping[str, Tensor], analysis: Mapping[str, Tensor], site: str,
-                           train_tokens: Tensor) -> Tensor:
+    @override
+    def relative_magnitude(
+        cls, params: Mapping[str, Tensor], analysis: Mapping[str, Tensor], site: str, train_tokens: Tensor
+    ) -> Tensor:
         """The mean of ``|α(h)|`` over the real tokens of the training prompts: the scalar it
         actually applied (recorded at β = +1), per [layer (head)]."""
         alpha = analysis[f"dynalpha.{site}"].abs()  # [n layer pos (head)]
@@ -400,7 +449,10 @@ class DynScalar(Intervention):
         mask = mask.reshape(mask.shape[0], 1, mask.shape[1], *([1] * (alpha.dim() - 3)))
         return (alpha * mask).sum(dim=(0, 2)) / mask.sum(dim=(0, 2)).clamp_min(1)
 
-    def analysis_arrays(self, hdir: Mapping[str, Tensor], record: Mapping[tuple[str, int], list[Tensor]]) -> dict[str, Tensor]:
+    @override
+    def analysis_arrays(
+        self, hdir: Mapping[str, Tensor], record: Mapping[tuple[str, int], list[Tensor]]
+    ) -> dict[str, Tensor]:
         """``dynalpha.<site>``: the scalars produced on every prompt, [n layer pos (head)]."""
         if not record:
             return {}
@@ -413,8 +465,13 @@ class DynScalar(Intervention):
 
 # ---------------------------------------------------------------- attaching to a model
 @contextlib.contextmanager
-def steer(bridge: nn.Module, intervention: Intervention, beta: float | Tensor, batch: int | None = None,
-          record: Recorder | None = None) -> Iterator[None]:
+def steer(
+    bridge: Any,  # a TransformerBridge
+    intervention: Intervention,
+    beta: float | Tensor,
+    batch: int | None = None,
+    record: Recorder | None = None,
+) -> Iterator[None]:
     """Attach ``intervention`` with strength ``beta`` (a number, or a [batch] tensor) for the
     duration of the block; ``record`` (a dict the caller owns) receives what the method records.
     Exactly the hooks added here are removed on exit, also on an error; the intervention object
@@ -428,7 +485,7 @@ def steer(bridge: nn.Module, intervention: Intervention, beta: float | Tensor, b
         yield
 
 
-def hook_count(bridge: nn.Module) -> int:
+def hook_count(bridge: Any) -> int:  # a TransformerBridge
     """How many forward or backward hooks are attached to the model's hook points (0 when clean).
 
     ``hook_dict`` lists a hook point under each of its alias names (``blocks.0.hook_attn_out``

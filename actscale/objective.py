@@ -3,6 +3,7 @@
 Everything here is a pure function of last-position logits, so it is tested against
 hand-computed values without a model.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,8 +26,9 @@ def _answer_mask(logits: Tensor, correct: Tensor, wrong: Tensor) -> Tensor:
     return mask
 
 
-def kl_divergence(base_logits: Tensor, logits: Tensor, correct: Tensor | None = None,
-                  wrong: Tensor | None = None) -> Tensor:
+def kl_divergence(
+    base_logits: Tensor, logits: Tensor, correct: Tensor | None = None, wrong: Tensor | None = None
+) -> Tensor:
     """``KL(p₀ ‖ p)`` per example at the last position, [batch].
 
     With ``correct`` and ``wrong`` given, both distributions are restricted to the vocabulary
@@ -59,8 +61,18 @@ class LossTerms:
     minimality: Tensor
 
 
-def objective(logits: Tensor, base_logits: Tensor, correct: Tensor, wrong: Tensor, beta: Tensor,
-              l1: Tensor, *, margin: float, lambda_f: float, lambda_m: float) -> LossTerms:
+def objective(
+    logits: Tensor,
+    base_logits: Tensor,
+    correct: Tensor,
+    wrong: Tensor,
+    beta: Tensor,
+    l1: Tensor,
+    *,
+    margin: float,
+    lambda_f: float,
+    lambda_m: float,
+) -> LossTerms:
     """``L = L_E + λ_F·L_F + λ_M·L_M`` for a batch whose rows carry their own β.
 
     logits [batch d_vocab] (intervened, last position), base_logits [batch d_vocab]
@@ -73,9 +85,23 @@ def objective(logits: Tensor, base_logits: Tensor, correct: Tensor, wrong: Tenso
 
 
 METRIC_NAMES = (
-    "acc_base", "flip_acc_pos", "flip_acc_neg", "acc_base_ci95", "flip_acc_pos_ci95", "flip_acc_neg_ci95",
-    "logit_diff_base", "logit_diff_pos", "logit_diff_neg", "faithfulness_kl", "kl_full", "l1", "n_params",
-    "n_components", "n_effective", "effective_frac", "n_prompts",
+    "acc_base",
+    "flip_acc_pos",
+    "flip_acc_neg",
+    "acc_base_ci95",
+    "flip_acc_pos_ci95",
+    "flip_acc_neg_ci95",
+    "logit_diff_base",
+    "logit_diff_pos",
+    "logit_diff_neg",
+    "faithfulness_kl",
+    "kl_full",
+    "l1",
+    "n_params",
+    "n_components",
+    "n_effective",
+    "effective_frac",
+    "n_prompts",
 )
 RATE_NAMES = ("acc_base", "flip_acc_pos", "flip_acc_neg")
 Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
@@ -116,30 +142,34 @@ def _rate(hits: Tensor) -> tuple[float, list[float]]:
     return (k / n if n else 0.0), [round(x, 6) for x in wilson_interval(k, n)]
 
 
-def split_metrics(base_logits: Tensor, pos_logits: Tensor, neg_logits: Tensor, correct: Tensor,
-                  wrong: Tensor, minimality: Minimality) -> dict[str, Any]:
+def split_metrics(
+    base_logits: Tensor, pos_logits: Tensor, neg_logits: Tensor, correct: Tensor, wrong: Tensor, minimality: Minimality
+) -> dict[str, Any]:
     """Every metric of method.md §4 for one split, from last-position logits [n d_vocab] of the
     unmodified model and of the model steered with β = +1 and β = −1."""
     d_base = logit_diff(base_logits, correct, wrong)
     d_pos = logit_diff(pos_logits, correct, wrong)
     d_neg = logit_diff(neg_logits, correct, wrong)
-    faith = torch.cat([kl_divergence(base_logits, pos_logits, correct, wrong),
-                       kl_divergence(base_logits, neg_logits, correct, wrong)])
+    faith = torch.cat(
+        [kl_divergence(base_logits, pos_logits, correct, wrong), kl_divergence(base_logits, neg_logits, correct, wrong)]
+    )
     full = torch.cat([kl_divergence(base_logits, pos_logits), kl_divergence(base_logits, neg_logits)])
     out: dict[str, Any] = {}
     for name, hits in (("acc_base", d_base > 0), ("flip_acc_pos", d_pos > 0), ("flip_acc_neg", d_neg < 0)):
         out[name], out[f"{name}_ci95"] = _rate(hits)
-    out.update({
-        "logit_diff_base": float(d_base.mean()),
-        "logit_diff_pos": float(d_pos.mean()),
-        "logit_diff_neg": float(d_neg.mean()),
-        "faithfulness_kl": float(faith.mean()),
-        "kl_full": float(full.mean()),
-        "l1": float(minimality.l1),
-        "n_params": int(minimality.n_params),
-        "n_components": int(minimality.n_components),
-        "n_effective": int(minimality.n_effective),
-        "effective_frac": float(minimality.effective_frac),
-        "n_prompts": int(correct.shape[0]),
-    })
+    out.update(
+        {
+            "logit_diff_base": float(d_base.mean()),
+            "logit_diff_pos": float(d_pos.mean()),
+            "logit_diff_neg": float(d_neg.mean()),
+            "faithfulness_kl": float(faith.mean()),
+            "kl_full": float(full.mean()),
+            "l1": float(minimality.l1),
+            "n_params": int(minimality.n_params),
+            "n_components": int(minimality.n_components),
+            "n_effective": int(minimality.n_effective),
+            "effective_frac": float(minimality.effective_frac),
+            "n_prompts": int(correct.shape[0]),
+        }
+    )
     return out

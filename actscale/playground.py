@@ -6,6 +6,7 @@ user's choosing (method.md §6.5). Pure computation; the Playground page only dr
                        " Mary", " John", beta=0.5)
     out.delta, out.p_correct, out.top_after
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -76,8 +77,9 @@ def answer_id(model: LoadedModel, answer: str, which: str) -> int:
     return int(ids[0])
 
 
-def tokenize_prompt(model: LoadedModel, intervention: Intervention, prompt: str, correct: str,
-                    wrong: str) -> PromptTokens:
+def tokenize_prompt(
+    model: LoadedModel, intervention: Intervention, prompt: str, correct: str, wrong: str
+) -> PromptTokens:
     """Tokenise as training does (``add_special_tokens=False``, BOS in front when the model
     prepends one) and check the prompt fits the intervention. Raises ActscaleError."""
     if not prompt or not prompt.strip():
@@ -93,12 +95,12 @@ def tokenize_prompt(model: LoadedModel, intervention: Intervention, prompt: str,
             f"this {intervention.method} run is tied to prompts of {intervention.n_pos} tokens; "
             f"this prompt has {len(ids)} (only DynScalar runs take prompts of any length)"
         )
-    return PromptTokens(torch.tensor([ids], dtype=torch.long), correct_id, wrong_id,
-                        [model.tokenizer.decode([i]) for i in ids])
+    return PromptTokens(
+        torch.tensor([ids], dtype=torch.long), correct_id, wrong_id, [model.tokenizer.decode([i]) for i in ids]
+    )
 
 
-def _logits(model: LoadedModel, intervention: Intervention | None, tokens: Tensor,
-            betas: Tensor | None) -> Tensor:
+def _logits(model: LoadedModel, intervention: Intervention | None, tokens: Tensor, betas: Tensor | None) -> Tensor:
     """Last-position logits [n d_vocab] for ``tokens`` [1 pos] repeated once per β, or of the
     unmodified model (no hook at all) when ``intervention`` is None."""
     batch = tokens if betas is None else tokens.repeat(len(betas), 1)  # [n pos]
@@ -120,10 +122,16 @@ def top_tokens(model: LoadedModel, logits: Tensor, other: Tensor, k: int = TOP_K
     for p, idx in zip(top.values.tolist(), top.indices.tolist()):
         rank = _rank(logits, idx)
         other_rank = _rank(other, idx)
-        rows.append({
-            "rank": rank, "token": token_text(model, idx), "token_id": idx, "p": p,
-            "other_rank": other_rank, "other_p": float(other_probs[idx]),
-        })
+        rows.append(
+            {
+                "rank": rank,
+                "token": token_text(model, idx),
+                "token_id": idx,
+                "p": p,
+                "other_rank": other_rank,
+                "other_p": float(other_probs[idx]),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -145,8 +153,9 @@ def _rank(logits: Tensor, idx: int) -> int:
     return int((logits > logits[idx]).sum().item()) + 1
 
 
-def steer_prompt(model: LoadedModel, intervention: Intervention, prompt: str, correct: str, wrong: str,
-                 beta: float) -> PlaygroundResult:
+def steer_prompt(
+    model: LoadedModel, intervention: Intervention, prompt: str, correct: str, wrong: str, beta: float
+) -> PlaygroundResult:
     """The prompt under the unmodified model and under ``intervention`` at strength ``beta``.
     Raises ActscaleError for an unusable prompt or answer."""
     pt = tokenize_prompt(model, intervention, prompt, correct, wrong)
@@ -161,18 +170,27 @@ def steer_prompt(model: LoadedModel, intervention: Intervention, prompt: str, co
         table["rank_change"] = table["rank_before"] - table["rank_after"]
     p_steered, p_base = torch.softmax(steered, -1), torch.softmax(base, -1)
     return PlaygroundResult(
-        beta=float(beta), str_tokens=pt.str_tokens,
+        beta=float(beta),
+        str_tokens=pt.str_tokens,
         delta=float(steered[pt.correct_id] - steered[pt.wrong_id]),
-        p_correct=float(p_steered[pt.correct_id]), p_wrong=float(p_steered[pt.wrong_id]),
+        p_correct=float(p_steered[pt.correct_id]),
+        p_wrong=float(p_steered[pt.wrong_id]),
         delta_base=float(base[pt.correct_id] - base[pt.wrong_id]),
-        p_correct_base=float(p_base[pt.correct_id]), p_wrong_base=float(p_base[pt.wrong_id]),
+        p_correct_base=float(p_base[pt.correct_id]),
+        p_wrong_base=float(p_base[pt.wrong_id]),
         top_before=before[["rank_before", "token", "p_before", "rank_after", "p_after", "rank_change", "token_id"]],
         top_after=after[["rank_after", "token", "p_after", "rank_before", "p_before", "rank_change", "token_id"]],
     )
 
 
-def beta_curve(model: LoadedModel, intervention: Intervention, prompt: str, correct: str, wrong: str,
-               betas: Sequence[float] | None = None) -> pd.DataFrame:
+def beta_curve(
+    model: LoadedModel,
+    intervention: Intervention,
+    prompt: str,
+    correct: str,
+    wrong: str,
+    betas: Sequence[float] | None = None,
+) -> pd.DataFrame:
     """``beta, delta, p_correct, p_wrong`` for each β (default ``linspace(-1, 1, 21)``), all in
     one batched forward pass (method.md §6.5). Raises ActscaleError like ``steer_prompt``."""
     values = np.linspace(-1.0, 1.0, 21) if betas is None else np.asarray(list(betas), dtype=float)
@@ -181,9 +199,11 @@ def beta_curve(model: LoadedModel, intervention: Intervention, prompt: str, corr
     pt = tokenize_prompt(model, intervention, prompt, correct, wrong)
     logits = _logits(model, intervention, pt.tokens, torch.tensor(values, dtype=torch.float32))  # [n d_vocab]
     probs = torch.softmax(logits, -1)
-    return pd.DataFrame({
-        "beta": values,
-        "delta": (logits[:, pt.correct_id] - logits[:, pt.wrong_id]).numpy(),
-        "p_correct": probs[:, pt.correct_id].numpy(),
-        "p_wrong": probs[:, pt.wrong_id].numpy(),
-    })
+    return pd.DataFrame(
+        {
+            "beta": values,
+            "delta": (logits[:, pt.correct_id] - logits[:, pt.wrong_id]).numpy(),
+            "p_correct": probs[:, pt.correct_id].numpy(),
+            "p_wrong": probs[:, pt.wrong_id].numpy(),
+        }
+    )

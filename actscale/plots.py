@@ -1,6 +1,7 @@
 """Figures of method.md §6, as pure functions from a bundle or a tidy DataFrame to a plotly
 figure. No model is needed for any of them (viewer mode). The numbers come from `analysis`;
 this module only draws them."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -50,8 +51,18 @@ def _new_figure(*args, **kwargs) -> go.Figure:
     return _styled(go.Figure(*args, **kwargs))
 
 
-def _heatmap(z: np.ndarray, x: list[str], y: list[str], title: str, *, diverging: bool, zlabel: str,
-             xtitle: str = "position", ytitle: str = "layer", zrange: tuple[float, float] | None = None) -> go.Figure:
+def _heatmap(
+    z: np.ndarray,
+    x: list[str],
+    y: list[str],
+    title: str,
+    *,
+    diverging: bool,
+    zlabel: str,
+    xtitle: str = "position",
+    ytitle: str = "layer",
+    zrange: tuple[float, float] | None = None,
+) -> go.Figure:
     kwargs: dict = {"colorscale": DIVERGING if diverging else SEQUENTIAL}
     if diverging:
         bound = float(np.nanmax(np.abs(z))) if z.size else 1.0
@@ -60,10 +71,16 @@ def _heatmap(z: np.ndarray, x: list[str], y: list[str], title: str, *, diverging
         kwargs.update(zmid=0.0, zmin=lo, zmax=hi)
     elif zrange:
         kwargs.update(zmin=zrange[0], zmax=zrange[1])
-    fig = _new_figure(go.Heatmap(
-        z=z, x=x, y=y, colorbar=dict(title=zlabel),
-        hovertemplate=f"{ytitle} %{{y}}<br>{xtitle} %{{x}}<br>{zlabel} %{{z:.4f}}<extra></extra>", **kwargs,
-    ))
+    fig = _new_figure(
+        go.Heatmap(
+            z=z,
+            x=x,
+            y=y,
+            colorbar=dict(title=zlabel),
+            hovertemplate=f"{ytitle} %{{y}}<br>{xtitle} %{{x}}<br>{zlabel} %{{z:.4f}}<extra></extra>",
+            **kwargs,
+        )
+    )
     fig.update_layout(title=title, xaxis_title=xtitle, yaxis_title=ytitle, **_LAYOUT)
     fig.update_yaxes(type="category")
     fig.update_xaxes(type="category", tickangle=-45)
@@ -90,8 +107,15 @@ def plot_head_heatmap(bundle: RunBundle, position: int | None) -> go.Figure:
         where = "(per layer and head)"
     else:
         where = "summed over positions" if position is None else f"at position {position_labels(bundle)[position]}"
-    return _heatmap(z, [f"H{h}" for h in range(z.shape[1])], layer_labels(z.shape[0]), f"head site {where}",
-                    diverging=method.magnitude_signed, zlabel=method.magnitude_label, xtitle="head")
+    return _heatmap(
+        z,
+        [f"H{h}" for h in range(z.shape[1])],
+        layer_labels(z.shape[0]),
+        f"head site {where}",
+        diverging=method.magnitude_signed,
+        zlabel=method.magnitude_label,
+        xtitle="head",
+    )
 
 
 def steer_norm_ratio(bundle: RunBundle, site: str) -> np.ndarray:
@@ -104,8 +128,14 @@ def plot_steer_ratio(bundle: RunBundle, site: str) -> go.Figure:
     ratio = steer_norm_ratio(bundle, site)
     if ratio.ndim == 3:
         ratio = ratio.mean(-1)
-    return _heatmap(ratio, position_labels(bundle), layer_labels(ratio.shape[0]), f"‖v‖/‖h‖ — {site}",
-                    diverging=False, zlabel="‖v‖/‖h‖")
+    return _heatmap(
+        ratio,
+        position_labels(bundle),
+        layer_labels(ratio.shape[0]),
+        f"‖v‖/‖h‖ — {site}",
+        diverging=False,
+        zlabel="‖v‖/‖h‖",
+    )
 
 
 def plot_steer_cos(bundle: RunBundle, site: str) -> go.Figure:
@@ -115,8 +145,15 @@ def plot_steer_cos(bundle: RunBundle, site: str) -> go.Figure:
     cos = stored.numpy() if stored is not None else np.zeros_like(steer_norm_ratio(bundle, site))
     if cos.ndim == 3:
         cos = cos.mean(-1)
-    return _heatmap(cos, position_labels(bundle), layer_labels(cos.shape[0]), f"cos(v, h) — {site}",
-                    diverging=True, zlabel="cos", zrange=(-1.0, 1.0))
+    return _heatmap(
+        cos,
+        position_labels(bundle),
+        layer_labels(cos.shape[0]),
+        f"cos(v, h) — {site}",
+        diverging=True,
+        zlabel="cos",
+        zrange=(-1.0, 1.0),
+    )
 
 
 def plot_steer_heatmaps(bundle: RunBundle, site: str) -> tuple[go.Figure, go.Figure]:
@@ -132,16 +169,28 @@ def plot_component_map(bundle: RunBundle, site: str) -> go.Figure:
     values, axes = component_values(bundle, site), method.component_axes(site)
     title = f"{method.magnitude_label} per {' and '.join(axes[:2])} — {site}"
     if values.ndim == 1:
-        fig = _new_figure(go.Bar(x=layer_labels(len(values)), y=values.tolist(), marker_color="#3b6ea8",
-                                 name=method.magnitude_label))
+        fig = _new_figure(
+            go.Bar(x=layer_labels(len(values)), y=values.tolist(), marker_color="#3b6ea8", name=method.magnitude_label)
+        )
         fig.update_layout(title=title, xaxis_title="layer", yaxis_title=method.magnitude_label, **_LAYOUT)
         fig.update_xaxes(type="category")
         return fig
     if values.ndim > 2:
         values = values.reshape(*values.shape[:2], -1).mean(-1)
-    x = position_labels(bundle) if axes[1] == "position" else [f"{axes[1][0].upper()}{i}" for i in range(values.shape[1])]
-    return _heatmap(values, x, layer_labels(values.shape[0]), title, diverging=method.magnitude_signed,
-                    zlabel=method.magnitude_label, xtitle=axes[1])
+    x = (
+        position_labels(bundle)
+        if axes[1] == "position"
+        else [f"{axes[1][0].upper()}{i}" for i in range(values.shape[1])]
+    )
+    return _heatmap(
+        values,
+        x,
+        layer_labels(values.shape[0]),
+        title,
+        diverging=method.magnitude_signed,
+        zlabel=method.magnitude_label,
+        xtitle=axes[1],
+    )
 
 
 def plot_dyn_weight_norms(bundle: RunBundle) -> go.Figure:
@@ -163,8 +212,9 @@ def plot_dyn_weight_norms(bundle: RunBundle) -> go.Figure:
 
 def plot_dyn_prompt(bundle: RunBundle, site: str, index: int) -> go.Figure:
     z, labels = dyn_prompt_scalars(bundle, site, index)
-    return _heatmap(z, labels, layer_labels(z.shape[0]), f"scalars α on prompt {index} — {site}",
-                    diverging=True, zlabel="α")
+    return _heatmap(
+        z, labels, layer_labels(z.shape[0]), f"scalars α on prompt {index} — {site}", diverging=True, zlabel="α"
+    )
 
 
 def plot_history(history: pd.DataFrame) -> go.Figure:
@@ -177,21 +227,51 @@ def plot_history(history: pd.DataFrame) -> go.Figure:
         fig = _new_figure()
         fig.update_layout(title="no steps yet", **_LAYOUT)
         return fig
-    fig = _styled(make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.68, 0.32],
-                                vertical_spacing=0.08, specs=[[{"secondary_y": True}], [{}]]))
+    fig = _styled(
+        make_subplots(
+            rows=2,
+            cols=1,
+            shared_xaxes=True,
+            row_heights=[0.68, 0.32],
+            vertical_spacing=0.08,
+            specs=[[{"secondary_y": True}], [{}]],
+        )
+    )
     for col in ("loss", "effectiveness", "faithfulness"):
         if col in history:
             fig.add_trace(go.Scatter(x=history["step"], y=history[col], name=col, mode="lines"), row=1, col=1)
     for col in ("flip_acc_pos", "flip_acc_neg"):
         if col in history:
-            fig.add_trace(go.Scatter(x=history["step"], y=history[col], name=col, mode="lines",
-                                     line=dict(dash="dash")), row=1, col=1, secondary_y=True)
+            fig.add_trace(
+                go.Scatter(x=history["step"], y=history[col], name=col, mode="lines", line=dict(dash="dash")),
+                row=1,
+                col=1,
+                secondary_y=True,
+            )
     if "minimality" in history:
-        fig.add_trace(go.Scatter(x=history["step"], y=history["minimality"], name="minimality ‖θ‖₁",
-                                 mode="lines", line=dict(color="#6b4c9a")), row=2, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=history["step"],
+                y=history["minimality"],
+                name="minimality ‖θ‖₁",
+                mode="lines",
+                line=dict(color="#6b4c9a"),
+            ),
+            row=2,
+            col=1,
+        )
     fig.update_yaxes(title_text="loss", row=1, col=1, secondary_y=False)
-    fig.update_yaxes(title_text="flip accuracy", range=[0, 1.05], tickmode="linear", tick0=0, dtick=0.25,
-                     showgrid=False, row=1, col=1, secondary_y=True)
+    fig.update_yaxes(
+        title_text="flip accuracy",
+        range=[0, 1.05],
+        tickmode="linear",
+        tick0=0,
+        dtick=0.25,
+        showgrid=False,
+        row=1,
+        col=1,
+        secondary_y=True,
+    )
     fig.update_yaxes(title_text="‖θ‖₁", row=2, col=1)
     fig.update_xaxes(title_text="step", row=2, col=1)
     fig.update_layout(title="training", legend=dict(orientation="h", y=-0.2), **_LAYOUT)
@@ -207,8 +287,17 @@ def plot_method_comparison(df: pd.DataFrame) -> go.Figure:
     """Effectiveness, faithfulness and minimality per method, train and test side by side."""
     from plotly.subplots import make_subplots
 
-    fig = _styled(make_subplots(rows=1, cols=3, subplot_titles=(
-        "effectiveness (mean flip accuracy ↑)", "faithfulness (KL ↓)", "minimality (effective fraction ↓)")))
+    fig = _styled(
+        make_subplots(
+            rows=1,
+            cols=3,
+            subplot_titles=(
+                "effectiveness (mean flip accuracy ↑)",
+                "faithfulness (KL ↓)",
+                "minimality (effective fraction ↓)",
+            ),
+        )
+    )
     colours = {"train": "#9aa5b1", "test": "#b4232c"}
     for split in ("train", "test"):
         part = df[df["split"] == split]
@@ -216,8 +305,18 @@ def plot_method_comparison(df: pd.DataFrame) -> go.Figure:
             continue
         label = part["method"] + " · " + part["run_id"].str[:6]
         for col, metric in enumerate(("flip_acc", "faithfulness_kl", "effective_frac"), start=1):
-            fig.add_trace(go.Bar(x=label, y=part[metric], name=split, marker_color=colours[split],
-                                 showlegend=col == 1, legendgroup=split), row=1, col=col)
+            fig.add_trace(
+                go.Bar(
+                    x=label,
+                    y=part[metric],
+                    name=split,
+                    marker_color=colours[split],
+                    showlegend=col == 1,
+                    legendgroup=split,
+                ),
+                row=1,
+                col=col,
+            )
     fig.update_layout(barmode="group", title="methods compared", **_LAYOUT)
     return fig
 
@@ -225,8 +324,15 @@ def plot_method_comparison(df: pd.DataFrame) -> go.Figure:
 def plot_param_counts(df: pd.DataFrame) -> go.Figure:
     """Learned parameters per run, on a log scale."""
     first = df.drop_duplicates("run_id")
-    fig = _new_figure(go.Bar(x=first["method"] + " · " + first["run_id"].str[:6], y=first["n_params"],
-                           text=first["n_params"], textposition="outside", marker_color="#3b6ea8"))
+    fig = _new_figure(
+        go.Bar(
+            x=first["method"] + " · " + first["run_id"].str[:6],
+            y=first["n_params"],
+            text=first["n_params"],
+            textposition="outside",
+            marker_color="#3b6ea8",
+        )
+    )
     fig.update_layout(title="learned parameters", yaxis_title="parameters (log)", **_LAYOUT)
     fig.update_yaxes(type="log", dtick=1)  # one tick per power of ten
     return fig
@@ -242,7 +348,9 @@ METRIC_LABELS = {
     "effective_frac": "minimality: fraction of effective components",
     "n_effective": "minimality: effective components",
     "n_params": "learned parameters",
-    "lambda_m": "λ_M", "lambda_f": "λ_F", "margin": "m",
+    "lambda_m": "λ_M",
+    "lambda_f": "λ_F",
+    "margin": "m",
 }
 
 
@@ -252,14 +360,25 @@ def plot_tradeoff(df: pd.DataFrame, x: str, y: str = "flip_acc", colour: str = "
     xl, yl = METRIC_LABELS.get(x, x), METRIC_LABELS.get(y, y)
     for key, part in df.groupby(colour, sort=True):
         label = str(key) if isinstance(key, str) else f"{METRIC_LABELS.get(colour, colour)} = {key:g}"
-        fig.add_trace(go.Scatter(
-            x=part[x], y=part[y], mode="markers", name=label,
-            customdata=part[["run_id", "method"]].to_numpy(), marker=dict(size=11),
-            hovertemplate=f"run %{{customdata[0]}} (%{{customdata[1]}})<br>{xl}: %{{x:.4g}}<br>{yl}: %{{y:.3f}}"
-                          "<extra></extra>",
-        ))
-    fig.update_layout(title=f"{yl.split(':')[0]} against {xl.split(':')[0]}", xaxis_title=xl, yaxis_title=yl,
-                      legend_title_text=METRIC_LABELS.get(colour, colour), **_LAYOUT)
+        fig.add_trace(
+            go.Scatter(
+                x=part[x],
+                y=part[y],
+                mode="markers",
+                name=label,
+                customdata=part[["run_id", "method"]].to_numpy(),
+                marker=dict(size=11),
+                hovertemplate=f"run %{{customdata[0]}} (%{{customdata[1]}})<br>{xl}: %{{x:.4g}}<br>{yl}: %{{y:.3f}}"
+                "<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        title=f"{yl.split(':')[0]} against {xl.split(':')[0]}",
+        xaxis_title=xl,
+        yaxis_title=yl,
+        legend_title_text=METRIC_LABELS.get(colour, colour),
+        **_LAYOUT,
+    )
     return fig
 
 
@@ -272,12 +391,28 @@ def plot_beta_curve(curve: pd.DataFrame, beta: float | None = None) -> go.Figure
     fig.add_trace(go.Scatter(x=curve["beta"], y=curve["p_wrong"], name="p(a−)", yaxis="y2", mode="lines"))
     fig.add_hline(y=0, line=dict(color="#999", width=1))
     if beta is not None:
-        fig.add_vline(x=float(beta), line=dict(color="#b4232c", width=1, dash="dot"),
-                      annotation_text=f"β = {float(beta):+.2f}", annotation_position="top")
-    fig.update_layout(title="steering strength β", xaxis_title="β", yaxis_title="Δ",
-                      yaxis2=dict(title="probability", overlaying="y", side="right", rangemode="tozero",
-                                  tickmode="auto", nticks=6, showgrid=False),
-                      legend=dict(orientation="h", y=-0.25), **_LAYOUT)
+        fig.add_vline(
+            x=float(beta),
+            line=dict(color="#b4232c", width=1, dash="dot"),
+            annotation_text=f"β = {float(beta):+.2f}",
+            annotation_position="top",
+        )
+    fig.update_layout(
+        title="steering strength β",
+        xaxis_title="β",
+        yaxis_title="Δ",
+        yaxis2=dict(
+            title="probability",
+            overlaying="y",
+            side="right",
+            rangemode="tozero",
+            tickmode="auto",
+            nticks=6,
+            showgrid=False,
+        ),
+        legend=dict(orientation="h", y=-0.25),
+        **_LAYOUT,
+    )
     return fig
 
 
@@ -290,10 +425,17 @@ def plot_length_generalisation(bundle: RunBundle) -> go.Figure:
         return fig
     grouped = df.groupby(["split", "n_tokens"])[["flipped_pos", "flipped_neg"]].mean().reset_index()
     for split, part in grouped.groupby("split"):
-        fig.add_trace(go.Bar(x=part["n_tokens"].astype(str), y=(part["flipped_pos"] + part["flipped_neg"]) / 2,
-                             name=split))
-    fig.update_layout(barmode="group", title="flip accuracy by prompt length", xaxis_title="prompt length (tokens)",
-                      yaxis_title="mean flip accuracy", yaxis_range=[0, 1.05], **_LAYOUT)
+        fig.add_trace(
+            go.Bar(x=part["n_tokens"].astype(str), y=(part["flipped_pos"] + part["flipped_neg"]) / 2, name=split)
+        )
+    fig.update_layout(
+        barmode="group",
+        title="flip accuracy by prompt length",
+        xaxis_title="prompt length (tokens)",
+        yaxis_title="mean flip accuracy",
+        yaxis_range=[0, 1.05],
+        **_LAYOUT,
+    )
     lengths = [str(n) for n in sorted(grouped["n_tokens"].unique())]
     fig.update_xaxes(type="category", categoryorder="array", categoryarray=lengths)  # shortest first
     return fig

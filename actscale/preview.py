@@ -1,5 +1,6 @@
 """The Train page's validation preview of a prepared task, as tables: the prompts as the model
 sees them with the unmodified model's preference, and the prompts left out with the reason."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -20,18 +21,20 @@ def preview_task(model: LoadedModel, task: PreparedTask) -> pd.DataFrame:
     base = base_pass(model, task, ())
     delta = logit_diff(base.logits, task.correct_ids, task.wrong_ids)  # [n]
     top = base.logits.argmax(-1)  # [n]
-    return pd.DataFrame({
-        "split": [e.split for e in task.examples],
-        "prompt": [e.prompt for e in task.examples],
-        "correct": [e.correct for e in task.examples],
-        "wrong": [e.wrong for e in task.examples],
-        "delta_base": delta.tolist(),
-        "picks": ["a+" if d > 0 else "a−" for d in delta.tolist()],
-        "prediction": [model.tokenizer.decode([int(i)]) for i in top.tolist()],
-        "n_tokens": [len(t) for t in task.str_tokens],
-        # ␣ marks a space, so " Mary" and "Mary" (different tokens) look different.
-        "tokens": [" ".join(_visible(t) for t in toks) for toks in task.str_tokens],
-    })
+    return pd.DataFrame(
+        {
+            "split": [e.split for e in task.examples],
+            "prompt": [e.prompt for e in task.examples],
+            "correct": [e.correct for e in task.examples],
+            "wrong": [e.wrong for e in task.examples],
+            "delta_base": delta.tolist(),
+            "picks": ["a+" if d > 0 else "a−" for d in delta.tolist()],
+            "prediction": [model.tokenizer.decode([int(i)]) for i in top.tolist()],
+            "n_tokens": [len(t) for t in task.str_tokens],
+            # ␣ marks a space, so " Mary" and "Mary" (different tokens) look different.
+            "tokens": [" ".join(_visible(t) for t in toks) for toks in task.str_tokens],
+        }
+    )
 
 
 def _visible(token: str) -> str:

@@ -5,6 +5,7 @@ The report is one file that opens with no network and no server: its configurati
 metrics and every figure of `views.run_figures`, interactive, with plotly.js inlined once.
 No Streamlit here; every string that goes into HTML is escaped.
 """
+
 from __future__ import annotations
 
 import html
@@ -21,8 +22,20 @@ from actscale.store import RunBundle, RunListing
 
 # Columns of the runs table, in order. Headline metrics are the test split's (method.md §4).
 RUN_COLUMNS = (
-    "run_id", "status", "created", "model", "task", "method", "sites", "steps",
-    "test_flip_acc_pos", "test_flip_acc_neg", "test_faithfulness_kl", "n_effective", "n_params", "reason",
+    "run_id",
+    "status",
+    "created",
+    "model",
+    "task",
+    "method",
+    "sites",
+    "steps",
+    "test_flip_acc_pos",
+    "test_flip_acc_neg",
+    "test_faithfulness_kl",
+    "n_effective",
+    "n_params",
+    "reason",
 )
 
 
@@ -73,13 +86,19 @@ def headline_frame(listings: Iterable[RunListing]) -> pd.DataFrame:
         ok = pd.notna(row["n_effective"]) and pd.notna(row["n_params"])
         return f"{int(row['n_effective'])} / {int(row['n_params'])}" if ok else ""
 
-    return pd.DataFrame({
-        "run": df["run_id"], "created": df["created"], "model": df["model"], "task": df["task"],
-        "method": df["method"],
-        "test flip β=+1": df["test_flip_acc_pos"].map(_pct), "test flip β=−1": df["test_flip_acc_neg"].map(_pct),
-        "faithfulness KL": df["test_faithfulness_kl"].map(lambda v: f"{v:.3g}" if pd.notna(v) else ""),
-        "effective / params": df.apply(effective, axis=1) if len(df) else pd.Series(dtype=str),
-    })
+    return pd.DataFrame(
+        {
+            "run": df["run_id"],
+            "created": df["created"],
+            "model": df["model"],
+            "task": df["task"],
+            "method": df["method"],
+            "test flip β=+1": df["test_flip_acc_pos"].map(_pct),
+            "test flip β=−1": df["test_flip_acc_neg"].map(_pct),
+            "faithfulness KL": df["test_faithfulness_kl"].map(lambda v: f"{v:.3g}" if pd.notna(v) else ""),
+            "effective / params": df.apply(effective, axis=1) if len(df) else pd.Series(dtype=str),
+        }
+    )
 
 
 def _pct(value: Any) -> str:
@@ -134,35 +153,42 @@ def render_report(bundle: RunBundle) -> str:
 
     cfg = bundle.config
     title = f"actscale run {bundle.run_id}"
-    subtitle = (" · ".join(str(cfg.get(k, "")) for k in ("method", "task", "model"))
-                + f" · created {cfg.get('created', '?')}")
+    subtitle = (
+        " · ".join(str(cfg.get(k, "")) for k in ("method", "task", "model")) + f" · created {cfg.get('created', '?')}"
+    )
     config_rows = [[k, cfg[k]] for k in sorted(cfg)]
     splits, metric_rows = metrics_rows(bundle)
     summary = bundle.info.get("summary")
     figures = []
     for i, (name, fig) in enumerate(views.run_figures(bundle).items()):
-        div = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"figure-{i}",
-                          config={"displaylogo": False, "toImageButtonOptions": {"format": "svg"}})
+        div = fig.to_html(
+            full_html=False,
+            include_plotlyjs=False,
+            div_id=f"figure-{i}",
+            config={"displaylogo": False, "toImageButtonOptions": {"format": "svg"}},
+        )
         figures.append(f'<section class="figure"><h3>{html.escape(name)}</h3>{div}</section>')
     dataset_line = f'<p class="caption">Dataset: {html.escape(str(summary))}</p>' if summary else ""
-    return "\n".join([
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{html.escape(title)}</title>",
-        f"<style>{_STYLE}</style>",
-        # plotly.js once, inline: no network is needed to open the file.
-        f'<script type="text/javascript">{get_plotlyjs()}</script>',
-        "</head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-        f'<p class="caption">{html.escape(subtitle)}</p>',
-        dataset_line,
-        "<h2>Metrics</h2>",
-        _table(metric_rows, ["metric", *splits]),
-        "<h2>Figures</h2>",
-        *figures,
-        "<h2>Configuration</h2>",
-        _table(config_rows, ["key", "value"], numbers_right=False),
-        '<p class="caption">Made with actscale; the run bundle (config.json, params.safetensors, …) '
-        "reproduces every number here.</p>",
-        "</body></html>",
-    ])
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            f"<title>{html.escape(title)}</title>",
+            f"<style>{_STYLE}</style>",
+            # plotly.js once, inline: no network is needed to open the file.
+            f'<script type="text/javascript">{get_plotlyjs()}</script>',
+            "</head><body>",
+            f"<h1>{html.escape(title)}</h1>",
+            f'<p class="caption">{html.escape(subtitle)}</p>',
+            dataset_line,
+            "<h2>Metrics</h2>",
+            _table(metric_rows, ["metric", *splits]),
+            "<h2>Figures</h2>",
+            *figures,
+            "<h2>Configuration</h2>",
+            _table(config_rows, ["key", "value"], numbers_right=False),
+            '<p class="caption">Made with actscale; the run bundle (config.json, params.safetensors, …) '
+            "reproduces every number here.</p>",
+            "</body></html>",
+        ]
+    )

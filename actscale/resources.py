@@ -1,5 +1,6 @@
 """Resource checks before work starts: how much memory a training step needs, and how much the
 device has, so a batch that cannot fit fails with one line instead of killing the server."""
+
 from __future__ import annotations
 
 import re

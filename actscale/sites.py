@@ -1,5 +1,6 @@
 """Sites: where in the model an intervention acts, mapped to TransformerLens hook names here
 and nowhere else."""
+
 from __future__ import annotations
 
 import re
@@ -11,13 +12,13 @@ from actscale.errors import ActscaleError
 Site = Literal["attn_out", "mlp_out", "head", "resid_post"]
 
 # site -> hook name template (method.md §1)
-SITE_HOOKS: dict[Site, str] = {
+SITE_HOOKS: dict[str, str] = {
     "attn_out": "blocks.{layer}.hook_attn_out",
     "mlp_out": "blocks.{layer}.hook_mlp_out",
     "head": "blocks.{layer}.attn.hook_z",
     "resid_post": "blocks.{layer}.hook_resid_post",
 }
-SITES: tuple[Site, ...] = tuple(SITE_HOOKS)
+SITES: tuple[str, ...] = tuple(SITE_HOOKS)  # the names of `Site`
 DEFAULT_SITES: tuple[str, ...] = ("attn_out", "mlp_out")  # the paper's default
 
 _PATTERNS = {re.compile("^" + re.escape(t).replace(r"\{layer\}", r"(\d+)") + "$"): s for s, t in SITE_HOOKS.items()}

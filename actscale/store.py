@@ -5,6 +5,7 @@ Layout (interfaces.md, Run bundle)::
     <store>/<run_id>/config.json  params.safetensors  metrics.json  history.csv  dataset.jsonl
                      analysis.safetensors  analysis.json        (ours: what the dashboard draws)
 """
+
 from __future__ import annotations
 
 import csv
@@ -141,9 +142,16 @@ class RunStore:
         return (self.path(run_id) / "config.json").is_file()
 
     # ---- writing ----
-    def save(self, config: dict[str, Any], params: dict[str, torch.Tensor], metrics: dict,
-             history: list[dict[str, float]], dataset: list[dict[str, str]],
-             analysis: dict[str, torch.Tensor] | None = None, info: dict[str, Any] | None = None) -> Path:
+    def save(
+        self,
+        config: dict[str, Any],
+        params: dict[str, torch.Tensor],
+        metrics: dict,
+        history: list[dict[str, float]],
+        dataset: list[dict[str, str]],
+        analysis: dict[str, torch.Tensor] | None = None,
+        info: dict[str, Any] | None = None,
+    ) -> Path:
         """Write a bundle into a temporary folder and rename it into place, so a half-written
         run never appears. A readable run with the same id is kept as it is; a broken one is
         replaced."""
@@ -156,16 +164,20 @@ class RunStore:
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{run_id}-", dir=self.root))
         try:
             _write_json(tmp / "config.json", config)
-            save_file({k: v.detach().to("cpu", torch.float32).contiguous() for k, v in params.items()},
-                      str(tmp / "params.safetensors"))
+            save_file(
+                {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in params.items()},
+                str(tmp / "params.safetensors"),
+            )
             _write_json(tmp / "metrics.json", metrics)
             _write_history(tmp / "history.csv", history)
             with open(tmp / "dataset.jsonl", "w", encoding="utf-8") as fh:
                 for row in dataset:
                     fh.write(json.dumps(row, ensure_ascii=False) + "\n")
             if analysis:
-                save_file({k: v.detach().to("cpu", torch.float32).contiguous() for k, v in analysis.items()},
-                          str(tmp / "analysis.safetensors"))
+                save_file(
+                    {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in analysis.items()},
+                    str(tmp / "analysis.safetensors"),
+                )
             _write_json(tmp / "analysis.json", info or {})
             self._place(tmp, final)
         finally:
@@ -241,7 +253,9 @@ class RunStore:
         and no path from the archive is ever used to write.
         """
         if len(data) > max_bytes:
-            raise BrokenBundleError(f"the upload is {len(data) // 1_000_000} MB; the limit is {max_bytes // 1_000_000} MB")
+            raise BrokenBundleError(
+                f"the upload is {len(data) // 1_000_000} MB; the limit is {max_bytes // 1_000_000} MB"
+            )
         try:
             zf = zipfile.ZipFile(io.BytesIO(data))
             # Base names only (some zip tools write Windows separators): no path from the archive
@@ -251,7 +265,9 @@ class RunStore:
         except (zipfile.BadZipFile, OSError, ValueError) as exc:
             raise BrokenBundleError(f"the upload is not a zip archive of a run bundle ({exc})") from None
         if total > max_bytes:
-            raise BrokenBundleError(f"the bundle unpacks to {total // 1_000_000} MB; the limit is {max_bytes // 1_000_000} MB")
+            raise BrokenBundleError(
+                f"the bundle unpacks to {total // 1_000_000} MB; the limit is {max_bytes // 1_000_000} MB"
+            )
         missing = [n for n in REQUIRED_FILES if n not in entries]
         if missing:
             raise BrokenBundleError(f"the upload is missing {', '.join(missing)}")
@@ -262,10 +278,19 @@ class RunStore:
                 if name in entries:
                     try:
                         content = zf.read(entries[name])
-                    except (zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError, EOFError,
-                            OSError, ValueError) as exc:
+                    except (
+                        zipfile.BadZipFile,
+                        zlib.error,
+                        RuntimeError,
+                        NotImplementedError,
+                        EOFError,
+                        OSError,
+                        ValueError,
+                    ) as exc:
                         # A corrupted, encrypted or oddly compressed member.
-                        raise BrokenBundleError(f"{name} in the upload cannot be unpacked ({type(exc).__name__})") from None
+                        raise BrokenBundleError(
+                            f"{name} in the upload cannot be unpacked ({type(exc).__name__})"
+                        ) from None
                     (tmp / name).write_bytes(content)
             config, _ = verify_bundle(tmp, expected_id=None)
             run_id = run_id_for(config)

@@ -4,11 +4,13 @@ Pure functions from a base run's config and dataset to the list of configuration
 examples they train on; who trains them (a background job, later other executors) is the
 caller's business. No Streamlit here.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import product
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from actscale.errors import ActscaleError
 from actscale.tasks import Example
@@ -23,9 +25,15 @@ def check_sweep_size(n_runs: int, limit: int = MAX_SWEEP) -> None:
         raise ActscaleError(f"that sweep is {n_runs} runs; at most {limit} at a time")
 
 
-def sweep_configs(base: Mapping[str, Any], lambda_ms: Sequence[float], lambda_fs: Sequence[float],
-                  margins: Sequence[float], seeds: Sequence[int] | None = None, steps: int | None = None,
-                  limit: int = MAX_SWEEP) -> list[TrainConfig]:
+def sweep_configs(
+    base: Mapping[str, Any],
+    lambda_ms: Sequence[float],
+    lambda_fs: Sequence[float],
+    margins: Sequence[float],
+    seeds: Sequence[int] | None = None,
+    steps: int | None = None,
+    limit: int = MAX_SWEEP,
+) -> list[TrainConfig]:
     """Every combination of ``lambda_ms`` × ``lambda_fs`` × ``margins`` × ``seeds`` on the
     configuration ``base`` (a config dict, as in a bundle's ``config.json``), in that order:
     λ_M outermost, the seed innermost. ``seeds`` defaults to the base's seed, ``steps`` to the
@@ -35,8 +43,10 @@ def sweep_configs(base: Mapping[str, Any], lambda_ms: Sequence[float], lambda_fs
     seeds = [config.seed] if seeds is None else list(seeds)
     check_sweep_size(math.prod(map(len, (lambda_ms, lambda_fs, margins, seeds))), limit)
     fixed = {} if steps is None else {"steps": int(steps)}
-    return [config.replace(lambda_m=lm, lambda_f=lf, margin=m, seed=seed, **fixed)
-            for lm, lf, m, seed in product(lambda_ms, lambda_fs, margins, seeds)]
+    return [
+        config.replace(lambda_m=lm, lambda_f=lf, margin=m, seed=seed, **fixed)
+        for lm, lf, m, seed in product(lambda_ms, lambda_fs, margins, seeds)
+    ]
 
 
 def base_examples(rows: Iterable[Mapping[str, Any]]) -> list[Example]:

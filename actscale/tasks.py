@@ -4,6 +4,7 @@ Three sources produce `Example`s: the IOI generator, the CCC generator and a use
 file. `prepare_task` turns them into left-padded token tensors, drops what cannot be used
 (saying why) and assigns the deterministic train/test split.
 """
+
 from __future__ import annotations
 
 import csv
@@ -15,8 +16,10 @@ import json
 import random
 import re
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -39,10 +42,15 @@ class Example:
     group: str = ""  # IOI: the template family; CCC: the country; custom: the file's group column
 
     @classmethod
-    def from_record(cls, row: dict) -> Example:
+    def from_record(cls, row: Mapping[str, Any]) -> Example:
         """An example from a bundle's dataset.jsonl row (the inverse of `PreparedTask.to_records`)."""
-        return cls(str(row["prompt"]), str(row["correct"]), str(row["wrong"]), str(row.get("split") or ""),
-                   group=str(row.get("group") or ""))
+        return cls(
+            str(row["prompt"]),
+            str(row["correct"]),
+            str(row["wrong"]),
+            str(row.get("split") or ""),
+            group=str(row.get("group") or ""),
+        )
 
 
 # ---------------------------------------------------------------- IOI (Wang et al. 2023 style)
@@ -122,8 +130,9 @@ def _countries() -> tuple[tuple[str, str], ...]:
         return tuple((row["country"], row["capital"]) for row in csv.DictReader(f))
 
 
-def generate_ccc(n: int, seed: int, memory_is_correct: bool = True,
-                 countries: tuple[str, ...] | None = None) -> list[Example]:
+def generate_ccc(
+    n: int, seed: int, memory_is_correct: bool = True, countries: tuple[str, ...] | None = None
+) -> list[Example]:
     """`n` country-capital conflict examples, deterministic given `seed`.
 
     Prompt: `CCC_TEMPLATE` with another country's capital as context. correct/wrong are
@@ -148,8 +157,9 @@ def generate_ccc(n: int, seed: int, memory_is_correct: bool = True,
         other = others[country][(i // len(order)) % len(others[country])]
         memory, context = f" {capital}", f" {other}"
         correct, wrong = (memory, context) if memory_is_correct else (context, memory)
-        out.append(Example(CCC_TEMPLATE.format(country=country, other=other), correct, wrong, template="ccc",
-                           group=country))
+        out.append(
+            Example(CCC_TEMPLATE.format(country=country, other=other), correct, wrong, template="ccc", group=country)
+        )
     return out
 
 
@@ -158,8 +168,14 @@ def generate_ccc(n: int, seed: int, memory_is_correct: bool = True,
 _TEST_STREAM = 1_000_003
 
 
-def ioi_split_examples(n_trainval: int, n_test: int, seed: int, templates: tuple[str, ...] = (),
-                       test_templates: tuple[str, ...] = (), test_groups: tuple[str, ...] = ()) -> list[Example]:
+def ioi_split_examples(
+    n_trainval: int,
+    n_test: int,
+    seed: int,
+    templates: tuple[str, ...] = (),
+    test_templates: tuple[str, ...] = (),
+    test_groups: tuple[str, ...] = (),
+) -> list[Example]:
     """IOI prompts for training and validation (split left unassigned) and ``n_test`` test
     prompts (split "test"), drawn separately. Templates in ``test_templates`` or of a family in
     ``test_groups`` are held out: only the test prompts use them. A test prompt identical to a
@@ -171,13 +187,22 @@ def ioi_split_examples(n_trainval: int, n_test: int, seed: int, templates: tuple
         raise DatasetError("every IOI template is held out for test: keep at least one for training")
     trainval = generate_ioi(n_trainval, seed, train_ids)
     seen = {e.prompt for e in trainval}
-    test = [dataclasses.replace(e, split="test") for e in generate_ioi(n_test + len(seen), seed + _TEST_STREAM, held or ids)
-            if e.prompt not in seen][:n_test]
+    test = [
+        dataclasses.replace(e, split="test")
+        for e in generate_ioi(n_test + len(seen), seed + _TEST_STREAM, held or ids)
+        if e.prompt not in seen
+    ][:n_test]
     return trainval + test
 
 
-def ccc_split_examples(n_trainval: int, n_test: int, seed: int, val_frac: float, memory_is_correct: bool = True,
-                       test_groups: tuple[str, ...] = ()) -> list[Example]:
+def ccc_split_examples(
+    n_trainval: int,
+    n_test: int,
+    seed: int,
+    val_frac: float,
+    memory_is_correct: bool = True,
+    test_groups: tuple[str, ...] = (),
+) -> list[Example]:
     """CCC prompts with every split assigned by country, so no country is asked about in two
     splits: the countries in ``test_groups`` (else a third of them, drawn by ``seed``) for test,
     ``val_frac`` of the rest for validation, the others for training."""
@@ -189,13 +214,21 @@ def ccc_split_examples(n_trainval: int, n_test: int, seed: int, val_frac: float,
     test_c = [c for c in countries if c in test_groups] or countries[: round(len(countries) / 3)]
     rest = [c for c in countries if c not in test_c]
     val_c = rest[: max(1, round(val_frac * len(rest)))] if val_frac > 0 else []
-    train_c = rest[len(val_c):]
+    train_c = rest[len(val_c) :]
     if not train_c:
         raise DatasetError("no CCC country is left for training")
     n_val = round(val_frac * n_trainval) if val_c else 0
-    parts = (("train", n_trainval - n_val, train_c, 0), ("val", n_val, val_c, 1), ("test", n_test, test_c, _TEST_STREAM))
-    return [dataclasses.replace(e, split=split) for split, n, chosen, stream in parts if n
-            for e in generate_ccc(n, seed + stream, memory_is_correct, tuple(chosen))]
+    parts = (
+        ("train", n_trainval - n_val, train_c, 0),
+        ("val", n_val, val_c, 1),
+        ("test", n_test, test_c, _TEST_STREAM),
+    )
+    return [
+        dataclasses.replace(e, split=split)
+        for split, n, chosen, stream in parts
+        if n
+        for e in generate_ccc(n, seed + stream, memory_is_correct, tuple(chosen))
+    ]
 
 
 def ccc_countries() -> tuple[str, ...]:
@@ -257,7 +290,9 @@ def _csv_rows(text: str, name: str) -> list[tuple[str, dict]]:
         header = [h.strip() for h in (reader.fieldnames or [])]
         missing = [c for c in ("prompt", "correct", "wrong") if c not in header]
         if missing:
-            raise DatasetError(f"{name}: missing column(s) {', '.join(missing)} (found: {', '.join(header) or 'nothing'})")
+            raise DatasetError(
+                f"{name}: missing column(s) {', '.join(missing)} (found: {', '.join(header) or 'nothing'})"
+            )
         reader.fieldnames = header
         # A short row gives None for the missing fields; _row_to_example reports it as empty.
         return [(f"row {k}", row) for k, row in enumerate(reader, start=1)]
@@ -303,8 +338,13 @@ def _row_to_example(values: dict, where: str, name: str) -> Example:
     split = fields["split"].strip().lower()
     if split and split not in _SPLIT_NAMES:
         raise DatasetError(f"{name}: split {fields['split']!r} in {where} is not train, val or test")
-    return Example(fields["prompt"], fields["correct"], fields["wrong"], split=_SPLIT_NAMES.get(split, ""),
-                   group=fields["group"].strip())
+    return Example(
+        fields["prompt"],
+        fields["correct"],
+        fields["wrong"],
+        split=_SPLIT_NAMES.get(split, ""),
+        group=fields["group"].strip(),
+    )
 
 
 # ---------------------------------------------------------------- tokenised task
@@ -335,16 +375,23 @@ class PreparedTask:
         """The same task restricted to one split; n_pos and `dropped` are unchanged."""
         idx = self.split_indices(split)
         return PreparedTask(
-            [self.examples[i] for i in idx.tolist()], self.tokens[idx], self.attention_mask[idx],
-            self.correct_ids[idx], self.wrong_ids[idx], [self.str_tokens[i] for i in idx.tolist()],
-            self.dropped, self.fixed_length,
+            [self.examples[i] for i in idx.tolist()],
+            self.tokens[idx],
+            self.attention_mask[idx],
+            self.correct_ids[idx],
+            self.wrong_ids[idx],
+            [self.str_tokens[i] for i in idx.tolist()],
+            self.dropped,
+            self.fixed_length,
         )
 
     def to_records(self) -> list[dict]:
         """One {"prompt", "correct", "wrong", "split", "group"} dict per kept example (the bundle's
         dataset.jsonl)."""
-        return [{"prompt": e.prompt, "correct": e.correct, "wrong": e.wrong, "split": e.split, "group": e.group}
-                for e in self.examples]
+        return [
+            {"prompt": e.prompt, "correct": e.correct, "wrong": e.wrong, "split": e.split, "group": e.group}
+            for e in self.examples
+        ]
 
     @property
     def dataset_hash(self) -> str:
@@ -402,9 +449,18 @@ _Tokenised = tuple[Example, list[int], int, int]
 
 
 def prepare_task(
-    examples: list[Example], tokenizer, *, prepend_bos: bool, fixed_length: bool,
-    seed: int = 0, test_frac: float = 0.2, test_templates: tuple[str, ...] = (), max_len: int | None = None,
-    val_frac: float = 0.0, test_groups: tuple[str, ...] = (), by_group: bool = False,
+    examples: list[Example],
+    tokenizer,
+    *,
+    prepend_bos: bool,
+    fixed_length: bool,
+    seed: int = 0,
+    test_frac: float = 0.2,
+    test_templates: tuple[str, ...] = (),
+    max_len: int | None = None,
+    val_frac: float = 0.0,
+    test_groups: tuple[str, ...] = (),
+    by_group: bool = False,
 ) -> PreparedTask:
     """Tokenise, filter and split `examples` (see the module docstring).
 
@@ -444,8 +500,9 @@ def prepare_task(
     )
 
 
-def _tokenise(examples: list[Example], tokenizer, bos: int | None,
-              max_len: int | None) -> tuple[list[_Tokenised], list[tuple[Example, str]]]:
+def _tokenise(
+    examples: list[Example], tokenizer, bos: int | None, max_len: int | None
+) -> tuple[list[_Tokenised], list[tuple[Example, str]]]:
     """The examples that can be used, tokenised, and the others with the reason."""
     kept: list[_Tokenised] = []
     dropped: list[tuple[Example, str]] = []
@@ -458,7 +515,9 @@ def _tokenise(examples: list[Example], tokenizer, bos: int | None,
                 break
             answer_ids.append(ids[0])
         else:
-            prompt_ids = ([bos] if bos is not None else []) + list(tokenizer(ex.prompt, add_special_tokens=False).input_ids)
+            prompt_ids = ([bos] if bos is not None else []) + list(
+                tokenizer(ex.prompt, add_special_tokens=False).input_ids
+            )
             if not prompt_ids:
                 dropped.append((ex, "empty prompt"))
             elif answer_ids[0] == answer_ids[1]:
@@ -470,14 +529,16 @@ def _tokenise(examples: list[Example], tokenizer, bos: int | None,
     return kept, dropped
 
 
-def _keep_most_common_length(kept: list[_Tokenised], dropped: list[tuple[Example, str]]
-                             ) -> tuple[list[_Tokenised], list[tuple[Example, str]]]:
+def _keep_most_common_length(
+    kept: list[_Tokenised], dropped: list[tuple[Example, str]]
+) -> tuple[list[_Tokenised], list[tuple[Example, str]]]:
     """Fixed-length methods learn one parameter per position, so all prompts must align: keep
     the most common token length (ties: the shorter), drop the rest with the reason."""
     counts = Counter(len(k[1]) for k in kept)
     common = min(counts, key=lambda n: (-counts[n], n))
-    dropped = dropped + [(k[0], f"length {len(k[1])}, not the most common length {common}")
-                         for k in kept if len(k[1]) != common]
+    dropped = dropped + [
+        (k[0], f"length {len(k[1])}, not the most common length {common}") for k in kept if len(k[1]) != common
+    ]
     return [k for k in kept if len(k[1]) == common], dropped
 
 
@@ -488,13 +549,20 @@ def _left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torc
     tokens = torch.full((len(prompts), n_pos), pad_id, dtype=torch.long)
     mask = torch.zeros((len(prompts), n_pos), dtype=torch.long)
     for row, ids in enumerate(prompts):
-        tokens[row, n_pos - len(ids):] = torch.tensor(ids, dtype=torch.long)
-        mask[row, n_pos - len(ids):] = 1
+        tokens[row, n_pos - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+        mask[row, n_pos - len(ids) :] = 1
     return tokens, mask
 
 
-def assign_splits(examples: list[Example], seed: int, test_frac: float, test_templates: tuple[str, ...] = (),
-                  val_frac: float = 0.0, test_groups: tuple[str, ...] = (), by_group: bool = False) -> list[str]:
+def assign_splits(
+    examples: list[Example],
+    seed: int,
+    test_frac: float,
+    test_templates: tuple[str, ...] = (),
+    val_frac: float = 0.0,
+    test_groups: tuple[str, ...] = (),
+    by_group: bool = False,
+) -> list[str]:
     """The split of each example. Its own split wins; a template in ``test_templates`` or a
     group in ``test_groups`` goes to test (and then no other prompt does); the rest is shuffled
     by ``seed``: round(test_frac·n) to test (at least one when n >= 2 and no prompt is in test yet),

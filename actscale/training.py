@@ -5,6 +5,7 @@ The unmodified model's last-position logits and activation statistics are comput
 sweep on the same data. Nothing here depends on which method is trained: the method's own
 behaviour comes from its class (`interventions`).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -113,13 +114,13 @@ class _ActivationStats:
         self.dirs: dict[str, Tensor] = {}
         self.counts = torch.zeros(n_pos)
         self.rows = torch.zeros(0, dtype=torch.long)  # the training rows of the current batch
-        self.mask = torch.zeros(0, n_pos)              # the current batch's attention mask
+        self.mask = torch.zeros(0, n_pos)  # the current batch's attention mask
 
     def next_batch(self, rows: Tensor, mask: Tensor) -> None:
         self.rows, self.mask = rows, mask
         self.counts += mask[rows].float().sum(0)
 
-    def capture(self, act: Tensor, hook: Any, *, site: str, layer: int) -> None:
+    def capture(self, act: Tensor, hook: Any, *, site: str, layer: int) -> None:  # noqa: ARG002 - a TransformerLens hook's signature
         if self.rows.numel() == 0:
             return
         a = act[self.rows].detach().float().cpu()  # [b pos (head) d]
@@ -150,8 +151,11 @@ def base_pass(model: LoadedModel, task: PreparedTask, sites: tuple[str, ...], ev
             return _BASE_CACHE[key]
     train_rows = set(task.split_indices("train").tolist())
     stats = _ActivationStats(model.n_layers, task.n_pos)
-    hooks = [(hook_name(s, layer), functools.partial(stats.capture, site=s, layer=layer))
-             for s in sites for layer in range(model.n_layers)]
+    hooks = [
+        (hook_name(s, layer), functools.partial(stats.capture, site=s, layer=layer))
+        for s in sites
+        for layer in range(model.n_layers)
+    ]
     out = []
     with model.lock, torch.no_grad(), model.bridge.hooks(fwd_hooks=hooks, reset_hooks_end=True):
         for sl in _batches(task.tokens.shape[0], eval_batch):
@@ -168,12 +172,15 @@ def base_pass(model: LoadedModel, task: PreparedTask, sites: tuple[str, ...], ev
 
 def model_dims(model: LoadedModel, n_pos: int) -> ModelDims:
     """The dimensions an intervention for ``model`` and prompts of ``n_pos`` tokens needs."""
-    return ModelDims(n_layers=model.n_layers, n_pos=n_pos, d_model=model.d_model, n_heads=model.n_heads,
-                     d_head=model.d_head)
+    return ModelDims(
+        n_layers=model.n_layers, n_pos=n_pos, d_model=model.d_model, n_heads=model.n_heads, d_head=model.d_head
+    )
 
 
 def new_intervention(model: LoadedModel, task: PreparedTask, config: TrainConfig) -> Intervention:
-    return make_intervention(config.method, config.sites, model_dims(model, task.n_pos), config.to_dict()).to(model.device)
+    return make_intervention(config.method, config.sites, model_dims(model, task.n_pos), config.to_dict()).to(
+        model.device
+    )
 
 
 def _trim(tokens: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -209,7 +216,7 @@ class _BatchOrder:
     def next(self) -> Tensor:
         if not self.queue:
             self.queue = self.train_idx[torch.randperm(len(self.train_idx), generator=self.generator)].tolist()
-        rows, self.queue = self.queue[: self.batch_size], self.queue[self.batch_size:]
+        rows, self.queue = self.queue[: self.batch_size], self.queue[self.batch_size :]
         return torch.tensor(rows)
 
 
@@ -218,9 +225,15 @@ def _check_cancel(cancel: CancelFlag | None, message: str) -> None:
         raise TrainingCancelled(message)
 
 
-def train(model: LoadedModel, task: PreparedTask, config: TrainConfig, *,
-          on_step: Callable[[StepInfo], None] | None = None, cancel: CancelFlag | None = None,
-          on_wait: Callable[[], None] | None = None) -> TrainResult:
+def train(
+    model: LoadedModel,
+    task: PreparedTask,
+    config: TrainConfig,
+    *,
+    on_step: Callable[[StepInfo], None] | None = None,
+    cancel: CancelFlag | None = None,
+    on_wait: Callable[[], None] | None = None,
+) -> TrainResult:
     """Train ``config.method`` on the task's train split, then evaluate on train and test.
 
     Both β directions share one batched forward pass. ``on_step`` gets a StepInfo after every
@@ -239,8 +252,11 @@ def train(model: LoadedModel, task: PreparedTask, config: TrainConfig, *,
     optimiser = torch.optim.Adam(intervention.parameters(), lr=config.lr)
     # Cosine decay (ours): with an L1 term, Adam keeps unneeded scalars jittering around 0 at
     # about the step size; a step size that shrinks to 0 lets them settle there.
-    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.steps)
-                if config.schedule == "cosine" else None)
+    schedule = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.steps)
+        if config.schedule == "cosine"
+        else None
+    )
     order = _BatchOrder(task.split_indices("train"), config.batch_size, config.seed)
     history: list[dict[str, float]] = []
     zero_streak, stopped_early, step = 0, False, 0
@@ -257,8 +273,10 @@ def train(model: LoadedModel, task: PreparedTask, config: TrainConfig, *,
         row: dict[str, float] = {k: v for k, v in asdict(info).items() if k != "n_steps"}
         if config.early_stop:
             # The stopping rule reads the validation prompts (the training batch where there are none).
-            row["val_effectiveness"] = val_loss = validation_effectiveness(model, task, intervention, config, base)
-            zero_streak = zero_streak + 1 if (val_loss if val_loss is not None else info.effectiveness) == 0.0 else 0
+            val_loss = validation_effectiveness(model, task, intervention, config)
+            if val_loss is not None:
+                row["val_effectiveness"] = val_loss
+            zero_streak = zero_streak + 1 if (info.effectiveness if val_loss is None else val_loss) == 0.0 else 0
         history.append(row)
         if on_step is not None:
             on_step(info)
@@ -268,12 +286,22 @@ def train(model: LoadedModel, task: PreparedTask, config: TrainConfig, *,
     _check_cancel(cancel, f"cancelled after step {step} of {config.steps}")
     result = evaluate(model, task, intervention, config, base=base)
     _check_cancel(cancel, f"cancelled during the evaluation after step {step}")  # nothing stored either
-    return TrainResult(config, intervention, result.metrics, history, result.analysis, result.groups, step,
-                       time.perf_counter() - start, stopped_early)
+    return TrainResult(
+        config,
+        intervention,
+        result.metrics,
+        history,
+        result.analysis,
+        result.groups,
+        step,
+        time.perf_counter() - start,
+        stopped_early,
+    )
 
 
-def validation_effectiveness(model: LoadedModel, task: PreparedTask, intervention: Intervention,
-                             config: TrainConfig, base: BaseOutputs) -> float | None:
+def validation_effectiveness(
+    model: LoadedModel, task: PreparedTask, intervention: Intervention, config: TrainConfig
+) -> float | None:
     """``L_E`` on the validation prompts at β = ±1 (no gradient), or None without any."""
     idx = task.split_indices("val")
     if idx.numel() == 0:
@@ -281,13 +309,24 @@ def validation_effectiveness(model: LoadedModel, task: PreparedTask, interventio
     pos = steered_logits(model, intervention, task.tokens[idx], task.attention_mask[idx], 1.0)
     neg = steered_logits(model, intervention, task.tokens[idx], task.attention_mask[idx], -1.0)
     correct, wrong = task.correct_ids[idx], task.wrong_ids[idx]
-    hinge = torch.cat([effectiveness(logit_diff(pos, correct, wrong), torch.ones(len(idx)), config.margin),
-                       effectiveness(logit_diff(neg, correct, wrong), -torch.ones(len(idx)), config.margin)])
+    hinge = torch.cat(
+        [
+            effectiveness(logit_diff(pos, correct, wrong), torch.ones(len(idx)), config.margin),
+            effectiveness(logit_diff(neg, correct, wrong), -torch.ones(len(idx)), config.margin),
+        ]
+    )
     return float(hinge.mean())
 
 
-def _train_step(model: LoadedModel, task: PreparedTask, base: BaseOutputs, intervention: Intervention,
-                config: TrainConfig, rows: Tensor, step: int) -> tuple[LossTerms, Tensor]:
+def _train_step(
+    model: LoadedModel,
+    task: PreparedTask,
+    base: BaseOutputs,
+    intervention: Intervention,
+    config: TrainConfig,
+    rows: Tensor,
+    step: int,
+) -> tuple[LossTerms, Tensor]:
     """One forward pass of the batch ``rows`` at β = +1 and β = −1 side by side; returns the
     loss terms (not yet backpropagated) and Δ per row ([2·batch], the β = +1 half first)."""
     tokens, mask = _trim(task.tokens[rows], task.attention_mask[rows])
@@ -298,8 +337,17 @@ def _train_step(model: LoadedModel, task: PreparedTask, base: BaseOutputs, inter
     base_logits = base.logits[rows].repeat(2, 1).to(device)
     with steer(model.bridge, intervention, beta):
         logits = last_position_logits(model, tokens.repeat(2, 1), mask.repeat(2, 1))
-    terms = objective(logits, base_logits, correct, wrong, beta, intervention.minimality(),
-                      margin=config.margin, lambda_f=config.lambda_f, lambda_m=config.lambda_m)
+    terms = objective(
+        logits,
+        base_logits,
+        correct,
+        wrong,
+        beta,
+        intervention.minimality(),
+        margin=config.margin,
+        lambda_f=config.lambda_f,
+        lambda_m=config.lambda_m,
+    )
     if not torch.isfinite(terms.total):
         raise TrainingDiverged(
             f"the loss became {float(terms.total.detach())} at step {step}; lower the learning rate "
@@ -311,16 +359,27 @@ def _train_step(model: LoadedModel, task: PreparedTask, base: BaseOutputs, inter
 def _step_info(step: int, n_steps: int, terms: LossTerms, delta: Tensor, elapsed: float) -> StepInfo:
     b = delta.shape[0] // 2
     return StepInfo(
-        step=step, n_steps=n_steps, loss=float(terms.total.detach()), effectiveness=float(terms.effectiveness.detach()),
-        faithfulness=float(terms.faithfulness.detach()), minimality=float(terms.minimality.detach()),
-        flip_acc_pos=float((delta[:b] > 0).double().mean()), flip_acc_neg=float((delta[b:] < 0).double().mean()),
+        step=step,
+        n_steps=n_steps,
+        loss=float(terms.total.detach()),
+        effectiveness=float(terms.effectiveness.detach()),
+        faithfulness=float(terms.faithfulness.detach()),
+        minimality=float(terms.minimality.detach()),
+        flip_acc_pos=float((delta[:b] > 0).double().mean()),
+        flip_acc_neg=float((delta[b:] < 0).double().mean()),
         elapsed=elapsed,
     )
 
 
-def steered_logits(model: LoadedModel, intervention: Intervention, tokens: Tensor, mask: Tensor,
-                   beta: float, eval_batch: int = 16,
-                   record: dict[tuple[str, int], list[Tensor]] | None = None) -> Tensor:
+def steered_logits(
+    model: LoadedModel,
+    intervention: Intervention,
+    tokens: Tensor,
+    mask: Tensor,
+    beta: float,
+    eval_batch: int = 16,
+    record: dict[tuple[str, int], list[Tensor]] | None = None,
+) -> Tensor:
     """Last-position logits of the model steered with strength ``beta``: [n d_vocab].
 
     ``record``, when given, collects what the method records, per (site, layer) a list with one
@@ -339,8 +398,14 @@ def steered_logits(model: LoadedModel, intervention: Intervention, tokens: Tenso
     return torch.cat(out)
 
 
-def evaluate(model: LoadedModel, task: PreparedTask, intervention: Intervention, config: TrainConfig,
-             base: BaseOutputs | None = None, beta: float = 1.0) -> Evaluation:
+def evaluate(
+    model: LoadedModel,
+    task: PreparedTask,
+    intervention: Intervention,
+    config: TrainConfig,
+    base: BaseOutputs | None = None,
+    beta: float = 1.0,
+) -> Evaluation:
     """Every metric of method.md §4 on each split the task has, plus the tensors the dashboard
     draws without a model: ``hnorm.<site>``, per-prompt ``delta.*``, each component's relative
     size ``magnitude.<site>`` (what defines ``n_effective``) and whatever the method adds
@@ -361,8 +426,9 @@ def evaluate(model: LoadedModel, task: PreparedTask, intervention: Intervention,
     for split in SPLITS:
         idx = task.split_indices(split)
         if idx.numel():
-            metrics[split] = split_metrics(base.logits[idx], pos[idx], neg[idx], task.correct_ids[idx],
-                                           task.wrong_ids[idx], minimality)
+            metrics[split] = split_metrics(
+                base.logits[idx], pos[idx], neg[idx], task.correct_ids[idx], task.wrong_ids[idx], minimality
+            )
     return Evaluation(metrics, analysis, group_metrics(task, analysis))
 
 
@@ -396,7 +462,11 @@ def group_metrics(task: PreparedTask, analysis: dict[str, Tensor]) -> list[dict[
     for split, group in keys:
         idx = torch.tensor([i for i, e in enumerate(task.examples) if e.split == split and e.group == group])
         row: dict[str, Any] = {"split": split, "group": group, "n_prompts": int(idx.numel())}
-        for name, hits in (("acc_base", d_base[idx] > 0), ("flip_acc_pos", d_pos[idx] > 0), ("flip_acc_neg", d_neg[idx] < 0)):
+        for name, hits in (
+            ("acc_base", d_base[idx] > 0),
+            ("flip_acc_pos", d_pos[idx] > 0),
+            ("flip_acc_neg", d_neg[idx] < 0),
+        ):
             k = int(hits.sum())
             row[name] = k / idx.numel()
             row[f"{name}_ci95"] = [round(x, 6) for x in wilson_interval(k, int(idx.numel()))]

@@ -5,6 +5,7 @@ components' sizes per site, and the head site), so a newly registered method dra
 Panels are plain data: titles, captions and the plot functions (callables, never names) with
 their arguments. The page decides how to lay them out and which widget sets a panel's pick.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -26,8 +27,8 @@ class FigureSpec:
 
     func: Callable[..., go.Figure]
     args: tuple[Any, ...]
-    key: str      # unique on the page; also the download's file name
-    title: str    # the heading of the figure in a report
+    key: str  # unique on the page; also the download's file name
+    title: str  # the heading of the figure in a report
 
     takes_pick: bool = False
 
@@ -89,56 +90,95 @@ def head_panels(bundle: RunBundle) -> list[Panel]:
         return []
     if "position" not in run_method(bundle).component_axes("head"):
         return [Panel("Attention heads", "", (FigureSpec(plots.plot_head_heatmap, (None,), "head-dyn", "heads"),))]
-    return [Panel(
-        "Attention heads", "The head site at one position of the prompt (left); the right figure sums all positions.",
-        (FigureSpec(plots.plot_head_heatmap, (), "head-position", "heads at the last position", takes_pick=True),
-         FigureSpec(plots.plot_head_heatmap, (None,), "head-sum", "heads summed over positions")),
-        pick="position",
-    )]
+    return [
+        Panel(
+            "Attention heads",
+            "The head site at one position of the prompt (left); the right figure sums all positions.",
+            (
+                FigureSpec(plots.plot_head_heatmap, (), "head-position", "heads at the last position", takes_pick=True),
+                FigureSpec(plots.plot_head_heatmap, (None,), "head-sum", "heads summed over positions"),
+            ),
+            pick="position",
+        )
+    ]
 
 
 def generic_panels(bundle: RunBundle) -> list[Panel]:
     """Any method: the size of its components per site, then the head site."""
     method = run_method(bundle)
-    figures = tuple(FigureSpec(plots.plot_component_map, (site,), f"components-{site}", f"{method.magnitude_name} {site}")
-                    for site in bundle.sites)
-    return [Panel("What was learned", f"The size of each component ({method.magnitude_label}) per site.",
-                  figures), *head_panels(bundle)]
+    figures = tuple(
+        FigureSpec(plots.plot_component_map, (site,), f"components-{site}", f"{method.magnitude_name} {site}")
+        for site in bundle.sites
+    )
+    return [
+        Panel("What was learned", f"The size of each component ({method.magnitude_label}) per site.", figures),
+        *head_panels(bundle),
+    ]
 
 
 # ---------------------------------------------------------------- the built-in methods
 def _activscalar_panels(bundle: RunBundle) -> list[Panel]:
-    figures = tuple(FigureSpec(plots.plot_scalar_heatmap, (site,), f"alpha-{site}", f"alpha {site}")
-                    for site in bundle.sites)
-    return [Panel("What was learned", "α per layer and position: the activation is multiplied by 1 + β·α (red: "
-                  "amplified, blue: weakened; the head site is summed over heads here).", figures), *head_panels(bundle)]
+    figures = tuple(
+        FigureSpec(plots.plot_scalar_heatmap, (site,), f"alpha-{site}", f"alpha {site}") for site in bundle.sites
+    )
+    return [
+        Panel(
+            "What was learned",
+            "α per layer and position: the activation is multiplied by 1 + β·α (red: "
+            "amplified, blue: weakened; the head site is summed over heads here).",
+            figures,
+        ),
+        *head_panels(bundle),
+    ]
 
 
 def _steervec_panels(bundle: RunBundle) -> list[Panel]:
     figures: list[FigureSpec] = []
     for site in bundle.sites:
-        figures += [FigureSpec(plots.plot_steer_ratio, (site,), f"ratio-{site}", f"norm ratio {site}"),
-                    FigureSpec(plots.plot_steer_cos, (site,), f"cos-{site}", f"cos {site}")]
-    return [Panel("What was learned", "The added vector's size relative to the activation (‖v‖/‖h‖) and its "
-                  "direction (cos(v, h): +1 strengthens what is there, −1 opposes it). Head site: mean over heads.",
-                  tuple(figures)), *head_panels(bundle)]
+        figures += [
+            FigureSpec(plots.plot_steer_ratio, (site,), f"ratio-{site}", f"norm ratio {site}"),
+            FigureSpec(plots.plot_steer_cos, (site,), f"cos-{site}", f"cos {site}"),
+        ]
+    return [
+        Panel(
+            "What was learned",
+            "The added vector's size relative to the activation (‖v‖/‖h‖) and its "
+            "direction (cos(v, h): +1 strengthens what is there, −1 opposes it). Head site: mean over heads.",
+            tuple(figures),
+        ),
+        *head_panels(bundle),
+    ]
 
 
 def _dynscalar_panels(bundle: RunBundle) -> list[Panel]:
-    learned = Panel("What was learned", "DynScalar reads its scalar off the activation: α = wᵀĥ + b per (site, "
-                    "layer), shared by all positions. Below: the size of w per layer, and the scalars it produced on "
-                    "one prompt.", (FigureSpec(plots.plot_dyn_weight_norms, (), "dyn-norms", "weight norms"),))
+    learned = Panel(
+        "What was learned",
+        "DynScalar reads its scalar off the activation: α = wᵀĥ + b per (site, "
+        "layer), shared by all positions. Below: the size of w per layer, and the scalars it produced on "
+        "one prompt.",
+        (FigureSpec(plots.plot_dyn_weight_norms, (), "dyn-norms", "weight norms"),),
+    )
     stored = bundle.dynalpha(bundle.sites[0])
     per_prompt = Panel(
-        "Scalars on one prompt", "",
-        tuple(FigureSpec(plots.plot_dyn_prompt, (site,), f"dyn-prompt-{site}", f"scalars on prompt 0 {site}",
-                         takes_pick=True) for site in bundle.sites),
-        pick="prompt", what="The per-prompt scalars",
-        unavailable="" if stored is not None and len(stored) == len(bundle.dataset) and len(stored)
+        "Scalars on one prompt",
+        "",
+        tuple(
+            FigureSpec(
+                plots.plot_dyn_prompt, (site,), f"dyn-prompt-{site}", f"scalars on prompt 0 {site}", takes_pick=True
+            )
+            for site in bundle.sites
+        ),
+        pick="prompt",
+        what="The per-prompt scalars",
+        unavailable=""
+        if stored is not None and len(stored) == len(bundle.dataset) and len(stored)
         else "This bundle holds no per-prompt scalars.",
     )
-    lengths = Panel("Across prompt lengths", "",
-                    (FigureSpec(plots.plot_length_generalisation, (), "dyn-lengths", "length generalisation"),))
+    lengths = Panel(
+        "Across prompt lengths",
+        "",
+        (FigureSpec(plots.plot_length_generalisation, (), "dyn-lengths", "length generalisation"),),
+    )
     return [learned, *head_panels(bundle), per_prompt, lengths]
 
 

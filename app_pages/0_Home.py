@@ -2,6 +2,7 @@
 
 The app's default page (``streamlit run app.py``).
 """
+
 import streamlit as st
 
 from actscale import report
@@ -30,11 +31,16 @@ with common.guarded("Reading the run store"):
     broken = len(listings) - len(ok)
     if ok:
         st.dataframe(report.headline_frame(ok[:8]), hide_index=True, width="stretch")
-        st.caption(f"{len(ok)} run(s) in {common.store().root}"
-                   + (f"; {broken} broken bundle(s) are listed on **Runs**" if broken else "") + ".")
+        st.caption(
+            f"{len(ok)} run(s) in {common.store().root}"
+            + (f"; {broken} broken bundle(s) are listed on **Runs**" if broken else "")
+            + "."
+        )
         labels = {r.run_id: common.run_label(r) for r in ok}
         chosen = st.selectbox("Open a run", list(labels), format_func=labels.get, key="home_run")
-        common.nav_link(navigation.EXPLORE.path, f"Open run {chosen} on Explore", icon=":material/search:", run_id=chosen)
+        common.nav_link(
+            navigation.EXPLORE.path, f"Open run {chosen} on Explore", icon=":material/search:", run_id=chosen
+        )
     else:
         st.write("No runs yet" + (f" ({broken} broken bundle(s), see **Runs**)" if broken else "") + ".")
 

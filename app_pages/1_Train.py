@@ -1,5 +1,6 @@
 """Train: a model, a dataset (checked in a preview), one or several methods and the
 hyperparameters → background training with live curves, or the stored run if it exists."""
+
 import streamlit as st
 
 from actscale.errors import ActscaleError
@@ -7,8 +8,11 @@ from actscale.ui import common
 from actscale.ui import train_form as tf
 from actscale.ui.keys import Keys
 
-common.page_header("Train", "Pick a model and a dataset, check the prompts, choose the method(s) and train. "
-                            "Training runs in the background; other sessions stay responsive.")
+common.page_header(
+    "Train",
+    "Pick a model and a dataset, check the prompts, choose the method(s) and train. "
+    "Training runs in the background; other sessions stay responsive.",
+)
 
 st.subheader("1 · Model")
 model = tf.model_picker()

@@ -3,6 +3,7 @@
 Viewer mode: this page never loads a model; everything comes from the bundle (method.md §6.1,
 §6.2, §6.6). Figures are cached per run folder, so moving a slider redraws at once.
 """
+
 from collections.abc import Callable
 
 import streamlit as st
@@ -29,7 +30,7 @@ def figure(func: Callable, *args, key: str) -> None:
 def grid(items: list[tuple[Callable, tuple, str]], n_cols: int = 2) -> None:
     """(plot function, arguments, key) drawn side by side, ``n_cols`` to a row."""
     for start in range(0, len(items), n_cols):
-        for col, (func, args, key) in zip(st.columns(n_cols), items[start:start + n_cols]):
+        for col, (func, args, key) in zip(st.columns(n_cols), items[start : start + n_cols]):
             with col:
                 figure(func, *args, key=key)
 
@@ -38,7 +39,8 @@ cfg, method = bundle.config, bundle.method
 info = bundle.summary  # analysis.json is optional and unchecked
 with common.guarded("The run's summary"):
     st.caption(
-        f"**{method}** on **{cfg.get('task')}** · model `{cfg.get('model')}` · sites {', '.join(map(str, bundle.sites))} · "
+        f"**{method}** on **{cfg.get('task')}** · model `{cfg.get('model')}` · "
+        f"sites {', '.join(map(str, bundle.sites))} · "
         f"{info.get('steps_run', cfg.get('steps'))} steps · {info.get('summary', f'{len(bundle.dataset)} prompts')}"
     )
 
@@ -47,31 +49,50 @@ st.subheader("Metrics and training")
 with common.guarded("The metrics"):
     split = "test" if "test" in bundle.metrics else "train"
     shown = bundle.metrics.get(split) or {}
-    names = (("flip_acc_pos", "flip accuracy β=+1"), ("flip_acc_neg", "flip accuracy β=−1"),
-             ("faithfulness_kl", "faithfulness KL"), ("n_effective", "effective components"))
+    names = (
+        ("flip_acc_pos", "flip accuracy β=+1"),
+        ("flip_acc_neg", "flip accuracy β=−1"),
+        ("faithfulness_kl", "faithfulness KL"),
+        ("n_effective", "effective components"),
+    )
     for col, (name, label) in zip(st.columns(4), names):
         value = shown.get(name)
-        col.metric(f"{label} ({split})",
-                   "–" if value is None else (f"{value:.3g}" if isinstance(value, float) else f"{value:,}"))
+        col.metric(
+            f"{label} ({split})",
+            "–" if value is None else (f"{value:.3g}" if isinstance(value, float) else f"{value:,}"),
+        )
     table = analysis.metrics_table(bundle)
     left, right = st.columns([2, 3])
     with left:
-        common.show_table(table, f"{bundle.run_id}-metrics", "metrics", hide_index=True,
-                          height=35 * (len(table) + 1) + 3)  # every row, no inner scrolling
+        common.show_table(
+            table, f"{bundle.run_id}-metrics", "metrics", hide_index=True, height=35 * (len(table) + 1) + 3
+        )  # every row, no inner scrolling
     with right:
         figure(plots.plot_run_history, key="history")
+
 
 def pick_widget(panel: views.Panel) -> int:
     """The one widget that sets a panel's pick: a prompt of the run's dataset, or a position."""
     if panel.pick == "prompt":
         rows = bundle.dataset
-        return int(st.selectbox(
-            "Prompt", list(range(len(rows))), key="explore_dyn_prompt",
-            format_func=lambda i: f"{i} · {rows[i].get('split', '')} · {str(rows[i].get('prompt', ''))[:90]}",
-        ))
+        return int(
+            st.selectbox(
+                "Prompt",
+                list(range(len(rows))),
+                key="explore_dyn_prompt",
+                format_func=lambda i: f"{i} · {rows[i].get('split', '')} · {str(rows[i].get('prompt', ''))[:90]}",
+            )
+        )
     labels = analysis.position_labels(bundle)
-    return int(st.select_slider("Position", options=list(range(len(labels))), value=len(labels) - 1,
-                                format_func=lambda i: labels[i], key="explore_head_position"))
+    return int(
+        st.select_slider(
+            "Position",
+            options=list(range(len(labels))),
+            value=len(labels) - 1,
+            format_func=lambda i: labels[i],
+            key="explore_head_position",
+        )
+    )
 
 
 # The method's own panels (views.py), each failing on its own as one line.
@@ -90,8 +111,12 @@ st.subheader("Top components")
 with common.guarded("The top components"):
     k = st.number_input("How many", min_value=5, max_value=500, value=20, step=5, key="explore_top_k")
     st.caption(f"The components with the largest {analysis.run_method(bundle).magnitude_label} (in absolute value).")
-    common.show_table(common.run_plot(bundle, analysis.top_components, int(k)), f"{bundle.run_id}-top-components",
-                      "top", hide_index=True)
+    common.show_table(
+        common.run_plot(bundle, analysis.top_components, int(k)),
+        f"{bundle.run_id}-top-components",
+        "top",
+        hide_index=True,
+    )
 
 dropped = info.get("dropped") or []
 if isinstance(dropped, list) and dropped:

@@ -4,6 +4,7 @@
 Reads only config.json and metrics.json of each run (no tensors, no model), except to launch
 a sweep, which trains on the resident model in the background.
 """
+
 import time
 
 import streamlit as st
@@ -43,8 +44,13 @@ if Keys.COMPARE_PICK not in st.session_state:
     st.session_state[Keys.COMPARE_PICK] = [i for i in saved if i in ids] if saved else common.related_runs(rows)
 else:
     st.session_state[Keys.COMPARE_PICK] = [i for i in st.session_state[Keys.COMPARE_PICK] if i in ids]
-chosen = st.multiselect("Runs to compare", ids, format_func=labels.get, key=Keys.COMPARE_PICK,
-                        help="By default: the runs on the newest run's task and dataset.")
+chosen = st.multiselect(
+    "Runs to compare",
+    ids,
+    format_func=labels.get,
+    key=Keys.COMPARE_PICK,
+    help="By default: the runs on the newest run's task and dataset.",
+)
 st.session_state[Keys.COMPARE] = list(chosen)
 selected = [r for r in rows if r.run_id in chosen]
 
@@ -60,17 +66,39 @@ with common.guarded("Comparing these runs"):
             common.show_figure(plots.plot_param_counts(df), "parameter-counts", "params")
         with right:
             st.markdown("**Comparison table** (one row per run and split)")
-            columns = [c for c in ("run_id", "method", "split", "flip_acc_pos", "flip_acc_neg", "flip_acc",
-                                   "faithfulness_kl", "kl_full", "l1", "n_params", "n_effective", "effective_frac",
-                                   "lambda_m", "lambda_f", "margin", "task") if c in df.columns]
+            columns = [
+                c
+                for c in (
+                    "run_id",
+                    "method",
+                    "split",
+                    "flip_acc_pos",
+                    "flip_acc_neg",
+                    "flip_acc",
+                    "faithfulness_kl",
+                    "kl_full",
+                    "l1",
+                    "n_params",
+                    "n_effective",
+                    "effective_frac",
+                    "lambda_m",
+                    "lambda_f",
+                    "margin",
+                    "task",
+                )
+                if c in df.columns
+            ]
             common.show_table(df[columns], "comparison", "comparison", hide_index=True)
 
         st.subheader("Trade-offs")
         c1, c2, c3 = st.columns(3)
         split = c1.radio("Split", ["test", "train"], horizontal=True, key="compare_split")
-        minimality = c2.selectbox("Minimality measure", ["l1", "effective_frac", "n_effective"],
-                                  key="compare_minimality", help="‖θ‖₁, the fraction of effective "
-                                  "components, or their number (method.md §4).")
+        minimality = c2.selectbox(
+            "Minimality measure",
+            ["l1", "effective_frac", "n_effective"],
+            key="compare_minimality",
+            help="‖θ‖₁, the fraction of effective components, or their number (method.md §4).",
+        )
         colour = c3.selectbox("Colour by", ["method", "lambda_m", "lambda_f", "margin"], key="compare_colour")
         part = df[df["split"] == split]
         if part.empty:
@@ -80,12 +108,20 @@ with common.guarded("Comparing these runs"):
             clicked: list = []
             left, right = st.columns(2)
             with left:
-                event = common.show_figure(plots.plot_tradeoff(part, minimality, colour=colour),
-                                           "tradeoff-minimality", f"tradeoff-min-{gen}", selectable=True)
+                event = common.show_figure(
+                    plots.plot_tradeoff(part, minimality, colour=colour),
+                    "tradeoff-minimality",
+                    f"tradeoff-min-{gen}",
+                    selectable=True,
+                )
                 clicked += common.selected_customdata(event)
             with right:
-                event = common.show_figure(plots.plot_tradeoff(part, "faithfulness_kl", colour=colour),
-                                           "tradeoff-faithfulness", f"tradeoff-faith-{gen}", selectable=True)
+                event = common.show_figure(
+                    plots.plot_tradeoff(part, "faithfulness_kl", colour=colour),
+                    "tradeoff-faithfulness",
+                    f"tradeoff-faith-{gen}",
+                    selectable=True,
+                )
                 clicked += common.selected_customdata(event)
             st.caption("Click a point to open that run on **Explore**.")
             if clicked and str(clicked[0]) in ids:
@@ -111,8 +147,13 @@ def sweep_status(job: Job) -> str:
 with common.guarded("The sweep"):
     if job is not None and not job_done:
         # Once the sweep is over the whole page reruns: its new runs join the comparison.
-        job_progress(job.id, sweep_status, cancel_label="Cancel sweep", cancel_key="sweep_cancel",
-                     cancelling="Cancelling after the current step; finished runs are kept.")
+        job_progress(
+            job.id,
+            sweep_status,
+            cancel_label="Cancel sweep",
+            cancel_key="sweep_cancel",
+            cancelling="Cancelling after the current step; finished runs are kept.",
+        )
     else:
         if job is not None:
             new = sum(not r for r in job.reused)
@@ -123,13 +164,20 @@ with common.guarded("The sweep"):
             else:
                 st.error(f"The last sweep failed: {job.error}")
         base_choices = list(chosen) or ids
-        base_id = st.selectbox("Based on run", base_choices, format_func=labels.get, key="sweep_base",
-                               help="The sweep copies this run's configuration, prompts and split; only "
-                                    "λ_M, λ_F, m and the number of steps change.")
+        base_id = st.selectbox(
+            "Based on run",
+            base_choices,
+            format_func=labels.get,
+            key="sweep_base",
+            help="The sweep copies this run's configuration, prompts and split; only "
+            "λ_M, λ_F, m and the number of steps change.",
+        )
         cfg = next(r.config for r in rows if r.run_id == base_id)
         with st.form(f"sweep_form_{base_id}"):
             c1, c2, c3, c4 = st.columns(4)
-            lm = c1.text_input("λ_M (minimality)", str(cfg.get("lambda_m", "")), help="Comma-separated, e.g. 0.001, 0.01, 0.1")
+            lm = c1.text_input(
+                "λ_M (minimality)", str(cfg.get("lambda_m", "")), help="Comma-separated, e.g. 0.001, 0.01, 0.1"
+            )
             lf = c2.text_input("λ_F (faithfulness)", str(cfg.get("lambda_f", "")), help="Comma-separated")
             mg = c3.text_input("m (margin)", str(cfg.get("margin", "")), help="Comma-separated")
             steps = c4.number_input("Steps per run", min_value=1, max_value=10_000, value=int(cfg.get("steps", 40)))

@@ -4,6 +4,7 @@ A prompt and its two answers (typed, or picked from the run's dataset) → the e
 (`actscale.playground`) on the resident model → Δ, p(a+), p(a−), the top-10 next tokens before
 and after, and the β curve. The per-example table comes from the bundle and needs no model.
 """
+
 import streamlit as st
 
 from actscale import analysis, playground, plots
@@ -21,17 +22,22 @@ if bundle is None:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def cached_curve(run_path: str, weights_hash: str, prompt: str, correct: str, wrong: str, _model, _iv):
+def cached_curve(run_path: str, weights_hash: str, prompt: str, correct: str, wrong: str, _model, _iv):  # noqa: ARG001 - run_path, weights_hash: cache keys
     """The β curve of one prompt (21 forwards in one batch); it does not depend on the slider."""
     return playground.beta_curve(_model, _iv, prompt, correct, wrong)
 
 
 prompts = playground.dataset_prompts(bundle)
-source = st.radio("Prompt", ["From the run's dataset", "Type my own"], horizontal=True, key="pg_source",
-                  disabled=not prompts)
+source = st.radio(
+    "Prompt", ["From the run's dataset", "Type my own"], horizontal=True, key="pg_source", disabled=not prompts
+)
 if source == "From the run's dataset" and prompts:
-    index = st.selectbox("Dataset prompt", list(range(len(prompts))), key="pg_pick",
-                         format_func=lambda i: f"{i} · {prompts[i]['split']} · {prompts[i]['prompt'][:100]}")
+    index = st.selectbox(
+        "Dataset prompt",
+        list(range(len(prompts))),
+        key="pg_pick",
+        format_func=lambda i: f"{i} · {prompts[i]['split']} · {prompts[i]['prompt'][:100]}",
+    )
     row = prompts[int(index)]
     prompt, correct, wrong = row["prompt"], row["correct"], row["wrong"]
     st.caption(f"a+ = `{correct!r}` · a− = `{wrong!r}`")
@@ -39,12 +45,18 @@ else:
     first = prompts[0] if prompts else {"prompt": "", "correct": "", "wrong": ""}
     prompt = st.text_area("Your prompt", first["prompt"], key="pg_prompt", height=80)
     c1, c2 = st.columns(2)
-    correct = c1.text_input("a+ (the answer β = +1 favours)", first["correct"], key="pg_correct",
-                            help="Exactly one token for this model; real tokenizers usually want a leading space.")
+    correct = c1.text_input(
+        "a+ (the answer β = +1 favours)",
+        first["correct"],
+        key="pg_correct",
+        help="Exactly one token for this model; real tokenizers usually want a leading space.",
+    )
     wrong = c2.text_input("a− (the answer β = −1 favours)", first["wrong"], key="pg_wrong")
     if analysis.run_method(bundle).fixed_length:
-        st.caption(f"This {bundle.method} run learned one parameter per position, so it takes prompts of exactly "
-                   f"{bundle.config.get('n_pos')} tokens (with BOS); DynScalar runs take any length.")
+        st.caption(
+            f"This {bundle.method} run learned one parameter per position, so it takes prompts of exactly "
+            f"{bundle.config.get('n_pos')} tokens (with BOS); DynScalar runs take any length."
+        )
 
 beta = st.slider("β (steering strength)", min_value=-1.0, max_value=1.0, value=1.0, step=0.05, key="pg_beta")
 
@@ -53,25 +65,43 @@ with common.guarded("Steering this prompt"):
     iv = common.run_intervention(bundle, model)
     out = playground.steer_prompt(model, iv, prompt, correct, wrong, beta)
     c1, c2, c3 = st.columns(3)
-    c1.metric("Δ = logit(a+) − logit(a−)", f"{out.delta:+.3f}", f"{out.delta - out.delta_base:+.3f} vs β = 0",
-              help=f"unmodified: {out.delta_base:+.3f}")
+    c1.metric(
+        "Δ = logit(a+) − logit(a−)",
+        f"{out.delta:+.3f}",
+        f"{out.delta - out.delta_base:+.3f} vs β = 0",
+        help=f"unmodified: {out.delta_base:+.3f}",
+    )
     c2.metric("p(a+)", f"{out.p_correct:.4f}", f"{out.p_correct - out.p_correct_base:+.4f}")
     c3.metric("p(a−)", f"{out.p_wrong:.4f}", f"{out.p_wrong - out.p_wrong_base:+.4f}", delta_color="inverse")
     winner = "a+" if out.delta > 0 else ("a−" if out.delta < 0 else "neither")
-    st.markdown(f"At β = {beta:+.2f} the model prefers **{winner}** (Δ = {out.delta:+.3f}; "
-                f"unmodified Δ = {out.delta_base:+.3f}).")
+    st.markdown(
+        f"At β = {beta:+.2f} the model prefers **{winner}** (Δ = {out.delta:+.3f}; "
+        f"unmodified Δ = {out.delta_base:+.3f})."
+    )
 
     st.subheader("Top-10 next tokens")
-    st.caption("Rank 1 is the most likely token; rank change = rank before − rank after (positive: steering raised it).")
+    st.caption(
+        "Rank 1 is the most likely token; rank change = rank before − rank after (positive: steering raised it)."
+    )
     left, right = st.columns(2)
     with left:
         st.markdown("**Before** (β = 0, the unmodified model)")
-        common.show_table(out.top_before, "top10-before", "top-before", hide_index=True,
-                          column_order=("rank_before", "token", "p_before", "rank_after", "rank_change"))
+        common.show_table(
+            out.top_before,
+            "top10-before",
+            "top-before",
+            hide_index=True,
+            column_order=("rank_before", "token", "p_before", "rank_after", "rank_change"),
+        )
     with right:
         st.markdown(f"**After** (β = {beta:+.2f})")
-        common.show_table(out.top_after, "top10-after", "top-after", hide_index=True,
-                          column_order=("rank_after", "token", "p_after", "rank_before", "rank_change"))
+        common.show_table(
+            out.top_after,
+            "top10-after",
+            "top-after",
+            hide_index=True,
+            column_order=("rank_after", "token", "p_after", "rank_before", "rank_change"),
+        )
 
     st.subheader("Δ and probabilities as β runs from −1 to +1")
     curve = cached_curve(str(bundle.path), model.weights_hash, prompt, correct, wrong, model, iv)
@@ -82,7 +112,9 @@ with common.guarded("The per-example table"):
     examples = analysis.examples_frame(bundle)
     if "flipped_pos" in examples:
         n = len(examples)
-        st.caption(f"Δ before (β = 0) and after (β = ±1), stored with the run (no model needed). Flipped at β = +1: "
-                   f"{int(examples['flipped_pos'].sum())} of {n}; at β = −1: {int(examples['flipped_neg'].sum())} of {n}. "
-                   "Click a column header to sort.")
+        st.caption(
+            f"Δ before (β = 0) and after (β = ±1), stored with the run (no model needed). Flipped at β = +1: "
+            f"{int(examples['flipped_pos'].sum())} of {n}; at β = −1: {int(examples['flipped_neg'].sum())} of {n}. "
+            "Click a column header to sort."
+        )
     common.show_table(examples, f"{bundle.run_id}-examples", "examples", hide_index=True)

@@ -1,5 +1,6 @@
 """Runs: every bundle in the store, broken ones with the reason; open, delete, download, share,
 report and upload. Needs no model."""
+
 import streamlit as st
 
 from actscale import report
@@ -73,22 +74,38 @@ if listings:
     row = by_id[run_id]
     if row.ok:
         st.session_state[Keys.RUN] = run_id
-        common.nav_link(navigation.EXPLORE.path, f"Open run {run_id} on Explore", icon=":material/search:", run_id=run_id)
+        common.nav_link(
+            navigation.EXPLORE.path, f"Open run {run_id} on Explore", icon=":material/search:", run_id=run_id
+        )
         st.caption("Shareable link (opens this run on Explore for whoever has the same store):")
         st.code(common.share_link(run_id, current_page="Runs"), language=None)
         left, right = st.columns(2)
         with left, common.guarded("Packing the bundle"):
-            st.download_button("Download the bundle (.zip)", common.store().export_zip(run_id),
-                               file_name=f"actscale-run-{run_id}.zip", mime="application/zip", key="dl-bundle")
-        right.download_button("Download the HTML report", lambda: report_html(run_id),
-                              file_name=f"actscale-report-{run_id}.html", mime="text/html", key="dl-report",
-                              help="One file with the configuration, metrics and every figure; opens with no network.")
+            st.download_button(
+                "Download the bundle (.zip)",
+                common.store().export_zip(run_id),
+                file_name=f"actscale-run-{run_id}.zip",
+                mime="application/zip",
+                key="dl-bundle",
+            )
+        right.download_button(
+            "Download the HTML report",
+            lambda: report_html(run_id),
+            file_name=f"actscale-report-{run_id}.html",
+            mime="text/html",
+            key="dl-report",
+            help="One file with the configuration, metrics and every figure; opens with no network.",
+        )
     else:
         st.error(f"This bundle is broken: {row.reason}. It can only be deleted.")
     confirm = st.checkbox(f"Yes, delete run {run_id} from the store", key=Keys.confirm_delete(run_id))
     st.button("Delete", key="runs_delete", disabled=not confirm, on_click=delete_run, args=(run_id,))
 
 st.subheader("Upload a bundle")
-st.file_uploader("A run bundle (.zip, as downloaded above); it is validated and read with JSON and safetensors only",
-                 type=["zip"], key=Keys.RUNS_UPLOAD, on_change=import_upload)
+st.file_uploader(
+    "A run bundle (.zip, as downloaded above); it is validated and read with JSON and safetensors only",
+    type=["zip"],
+    key=Keys.RUNS_UPLOAD,
+    on_change=import_upload,
+)
 common.show_flash("upload")

@@ -1,5 +1,6 @@
 """Shared fixtures: the tiny random models of the two architecture families (the engine's
 test seam, no download) and a fresh run store per test."""
+
 from __future__ import annotations
 
 import os

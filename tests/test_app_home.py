@@ -1,4 +1,5 @@
 """Home page (app.py) through Streamlit's AppTest, on the tiny test model."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,8 +28,9 @@ def source_runs(tiny_llama, tmp_path_factory):
     """Two tiny runs (ActivScalar, then DynScalar), trained once for the module."""
     store = RunStore(tmp_path_factory.mktemp("home-src") / "runs")
     older = train_run(TrainConfig(model="tiny-llama", steps=3, n_prompts=16, seed=1), tiny_llama, store=store)
-    newer = train_run(TrainConfig(model="tiny-llama", method="dynscalar", steps=3, n_prompts=16, seed=2), tiny_llama,
-                      store=store)
+    newer = train_run(
+        TrainConfig(model="tiny-llama", method="dynscalar", steps=3, n_prompts=16, seed=2), tiny_llama, store=store
+    )
     return store, older, newer
 
 
@@ -114,8 +116,14 @@ def test_every_page_runs_in_the_frame_with_the_sidebar(ui_store):
             assert len(at.sidebar.caption) == 2
     finally:
         common._RESIDENT.update(saved)
-    assert titles == {"Home": "actscale", "Train": "Train", "Explore": "Explore a run", "Compare": "Compare runs",
-                      "Playground": "Playground", "Runs": "Runs"}
+    assert titles == {
+        "Home": "actscale",
+        "Train": "Train",
+        "Explore": "Explore a run",
+        "Compare": "Compare runs",
+        "Playground": "Playground",
+        "Runs": "Runs",
+    }
     at.switch_page(navigation.TRAIN.path).run()  # the Train page loads the session's model
     at.switch_page(navigation.HOME.path).run()
     assert at.sidebar.caption[0].value.startswith("Model: tiny-llama (")

@@ -6,6 +6,7 @@ for another model) is listed by `RunStore.list` as broken with a specific reason
 BrokenBundleError (an ActscaleError with one line) on load, and touches nothing else in the
 store: the other runs keep their bytes and modification times.
 """
+
 from __future__ import annotations
 
 import io
@@ -13,8 +14,8 @@ import json
 import os
 import shutil
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import torch
@@ -24,7 +25,6 @@ from actscale.api import intervention_from_bundle, load_run, train_run
 from actscale.errors import ActscaleError
 from actscale.store import REQUIRED_FILES, BrokenBundleError, RunStore
 from actscale.training import TrainConfig
-
 
 
 def _config(model: str, method: str, seed: int) -> TrainConfig:
@@ -46,10 +46,12 @@ def pristine(tiny_llama, tiny_gpt2, tmp_path_factory):
 
 # ---- the ways a bundle breaks: (damage, words the reason must contain) -------------------------
 
+
 def _rewrite_json(name: str, change: Callable[[dict], object]) -> Callable[[Path], None]:
     def damage(run: Path) -> None:
         data = json.loads((run / name).read_text())
         (run / name).write_text(json.dumps(change(data)))
+
     return damage
 
 
@@ -60,7 +62,9 @@ def _without(key: str) -> Callable[[dict], dict]:
 def _rewrite_params(change: Callable[[dict], dict]) -> Callable[[Path], None]:
     def damage(run: Path) -> None:
         from safetensors.torch import load_file
+
         save_file(change(load_file(run / "params.safetensors")), str(run / "params.safetensors"))
+
     return damage
 
 
@@ -68,6 +72,7 @@ def _truncate(name: str, keep: float | int) -> Callable[[Path], None]:
     def damage(run: Path) -> None:
         data = (run / name).read_bytes()
         (run / name).write_bytes(data[: keep if isinstance(keep, int) else int(len(data) * keep)])
+
     return damage
 
 
@@ -83,6 +88,7 @@ def _make_dir(name: str) -> Callable[[Path], None]:
     def damage(run: Path) -> None:
         (run / name).unlink()
         (run / name).mkdir()
+
     return damage
 
 
@@ -96,10 +102,16 @@ KINDS: dict[str, tuple[Callable[[Path], None], str]] = {
     "params truncated inside the header": (_truncate("params.safetensors", 12), "params.safetensors is not a readable"),
     "params empty": (_write("params.safetensors", b""), "params.safetensors is not a readable"),
     "params garbage bytes": (_write("params.safetensors", GARBAGE), "params.safetensors is not a readable"),
-    "params with bytes appended": (lambda r: (r / "params.safetensors").write_bytes((r / "params.safetensors").read_bytes() + b"\0" * 7), "params.safetensors is not a readable"),
+    "params with bytes appended": (
+        lambda r: (r / "params.safetensors").write_bytes((r / "params.safetensors").read_bytes() + b"\0" * 7),
+        "params.safetensors is not a readable",
+    ),
     "params is a folder": (_make_dir("params.safetensors"), "params.safetensors is missing"),
     **{f"{name} missing": (_remove(name), f"{name} is missing") for name in REQUIRED_FILES},
-    "tensor of the wrong shape": (_rewrite_params(lambda t: {k: torch.zeros(*v.shape[:-1], v.shape[-1] + 1) for k, v in t.items()}), "has shape"),
+    "tensor of the wrong shape": (
+        _rewrite_params(lambda t: {k: torch.zeros(*v.shape[:-1], v.shape[-1] + 1) for k, v in t.items()}),
+        "has shape",
+    ),
     "tensor missing": (_rewrite_params(lambda t: dict(list(t.items())[1:])), "lacks"),
     "tensor not float32": (_rewrite_params(lambda t: {k: v.half() for k, v in t.items()}), "expected float32"),
     "config not JSON": (_write("config.json", b'{"method": "activscalar", '), "config.json is not valid JSON"),
@@ -109,8 +121,14 @@ KINDS: dict[str, tuple[Callable[[Path], None], str]] = {
     "config without method": (_rewrite_json("config.json", _without("method")), "lacks the method or the sites"),
     "config without model_dims": (_rewrite_json("config.json", _without("model_dims")), "config.json is incomplete"),
     "config without n_pos": (_rewrite_json("config.json", _without("n_pos")), "config.json is incomplete"),
-    "config with an unknown method": (_rewrite_json("config.json", lambda d: {**d, "method": "pickle"}), "config.json is incomplete"),
-    "config with an unknown site": (_rewrite_json("config.json", lambda d: {**d, "sites": ["../../etc"]}), "config.json is incomplete"),
+    "config with an unknown method": (
+        _rewrite_json("config.json", lambda d: {**d, "method": "pickle"}),
+        "config.json is incomplete",
+    ),
+    "config with an unknown site": (
+        _rewrite_json("config.json", lambda d: {**d, "sites": ["../../etc"]}),
+        "config.json is incomplete",
+    ),
     "config with negative dims": (_rewrite_json("config.json", _set_dims(n_layers=-2)), "must be positive integers"),
     "config with absurd dims": (_rewrite_json("config.json", _set_dims(n_layers=10**9, d_model=10**9)), "has shape"),
     "config with text dims": (_rewrite_json("config.json", _set_dims(d_model="64")), "must be positive integers"),
@@ -133,8 +151,9 @@ def test_broken_kinds_counted():
 
 
 def _snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
-    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns)
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 def _one_line(exc: BaseException) -> str:

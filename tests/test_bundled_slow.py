@@ -2,6 +2,7 @@
 
 Minutes on a 2-core CPU: run with ``pytest -m slow``.
 """
+
 from __future__ import annotations
 
 import time
@@ -30,22 +31,27 @@ def test_warm_load(bundled):
         assert torch.equal(again.bridge(x), bundled.bridge(x))
 
 
-@pytest.mark.parametrize("task,method,test_templates,target", [
-    ("ioi", "activscalar", (), 0.90),
-    ("ioi", "steervec", (), 0.90),
-    ("ccc", "activscalar", (), 0.90),
-    ("ccc", "steervec", (), 0.90),
-    ("ioi", "dynscalar", ("ioi-8", "ioi-9"), 0.80),  # templates (and a length) it never saw
-])
+@pytest.mark.parametrize(
+    "task,method,test_templates,target",
+    [
+        ("ioi", "activscalar", (), 0.90),
+        ("ioi", "steervec", (), 0.90),
+        ("ccc", "activscalar", (), 0.90),
+        ("ccc", "steervec", (), 0.90),
+        ("ioi", "dynscalar", ("ioi-8", "ioi-9"), 0.80),  # templates (and a length) it never saw
+    ],
+)
 def test_flip_targets_on_held_out_prompts(bundled, store, task, method, test_templates, target):
     config = TrainConfig(model="bundled", task=task, method=method, test_templates=test_templates)
     start = time.perf_counter()
     bundle = train_run(config, bundled, store=store)
     test, train = bundle.metrics["test"], bundle.metrics["train"]
-    print(f"\n{task} {method}: {time.perf_counter() - start:.0f} s, {bundle.info['steps_run']} steps; "
-          f"test {test['n_prompts']} prompts flip +{test['flip_acc_pos']:.2f} -{test['flip_acc_neg']:.2f}; "
-          f"train flip +{train['flip_acc_pos']:.2f} -{train['flip_acc_neg']:.2f}; "
-          f"n_params {test['n_params']} n_effective {test['n_effective']} faithfulness {test['faithfulness_kl']:.4f}")
+    print(
+        f"\n{task} {method}: {time.perf_counter() - start:.0f} s, {bundle.info['steps_run']} steps; "
+        f"test {test['n_prompts']} prompts flip +{test['flip_acc_pos']:.2f} -{test['flip_acc_neg']:.2f}; "
+        f"train flip +{train['flip_acc_pos']:.2f} -{train['flip_acc_neg']:.2f}; "
+        f"n_params {test['n_params']} n_effective {test['n_effective']} faithfulness {test['faithfulness_kl']:.4f}"
+    )
     assert test["flip_acc_pos"] >= target and test["flip_acc_neg"] >= target
     n_sites, n_layers, n_pos = len(config.sites), bundled.n_layers, bundle.config["n_pos"]
     if method == "activscalar":

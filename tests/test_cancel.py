@@ -6,6 +6,7 @@ Each time: no hook is left on the model, the lock is free, no bundle (and no tem
 is written, the store still lists its other runs untouched, and a following training works and
 gives exactly the parameters of an uncancelled fresh run.
 """
+
 from __future__ import annotations
 
 import random
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import signal_on
 
 from actscale import api, training
 from actscale.api import train_run
@@ -22,7 +24,6 @@ from actscale.interventions import hook_count
 from actscale.jobs import JobManager
 from actscale.store import RunStore
 from actscale.training import TrainConfig
-from conftest import signal_on
 
 N_STEPS = 10
 CANCEL_SEED = 4
@@ -35,13 +36,28 @@ ABORT_POINTS = (1, 4, N_STEPS)  # an exception (not a cancel) inside a hooked st
 CANCEL_POINTS_TRIED = len(ENGINE_POINTS) + len(JOB_POINTS) + len(PHASES) + len(ABORT_POINTS)
 
 CONFIGS = {
-    "activscalar": TrainConfig(model="tiny-llama", task="ioi", method="activscalar", steps=N_STEPS,
-                               n_prompts=16, batch_size=4, seed=7, early_stop=0),
-    "dynscalar": TrainConfig(model="tiny-llama", task="ioi", method="dynscalar", steps=N_STEPS,
-                             n_prompts=16, batch_size=4, seed=8, early_stop=0),
+    "activscalar": TrainConfig(
+        model="tiny-llama",
+        task="ioi",
+        method="activscalar",
+        steps=N_STEPS,
+        n_prompts=16,
+        batch_size=4,
+        seed=7,
+        early_stop=0,
+    ),
+    "dynscalar": TrainConfig(
+        model="tiny-llama",
+        task="ioi",
+        method="dynscalar",
+        steps=N_STEPS,
+        n_prompts=16,
+        batch_size=4,
+        seed=8,
+        early_stop=0,
+    ),
 }
 OTHER = TrainConfig(model="tiny-llama", task="ioi", method="steervec", steps=3, n_prompts=8, seed=9, early_stop=0)
-
 
 
 def test_cancel_points_counted():
@@ -62,7 +78,9 @@ def reference(tiny_llama, tmp_path_factory):
 
 
 def _snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
-    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
 """`python -m actscale` in a subprocess: the JSON last line and the exit statuses (interfaces.md)."""
+
 from __future__ import annotations
 
 import json
@@ -9,36 +10,68 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-METRICS = {"acc_base", "flip_acc_pos", "flip_acc_neg", "acc_base_ci95", "flip_acc_pos_ci95", "flip_acc_neg_ci95",
-           "logit_diff_base", "logit_diff_pos", "logit_diff_neg", "faithfulness_kl", "kl_full", "l1", "n_params",
-           "n_components", "n_effective", "effective_frac", "n_prompts"}
+METRICS = {
+    "acc_base",
+    "flip_acc_pos",
+    "flip_acc_neg",
+    "acc_base_ci95",
+    "flip_acc_pos_ci95",
+    "flip_acc_neg_ci95",
+    "logit_diff_base",
+    "logit_diff_pos",
+    "logit_diff_neg",
+    "faithfulness_kl",
+    "kl_full",
+    "l1",
+    "n_params",
+    "n_components",
+    "n_effective",
+    "effective_frac",
+    "n_prompts",
+}
 LOADING = "loading model tiny-llama ..."
 TRAIN = ["train", "--model", "tiny-llama", "--device", "cpu", "--steps", "3", "--n-prompts", "16", "--n-test", "8"]
 
 # name: (arguments after TRAIN's "train", file to write, the exact stderr lines)
 BAD_INPUTS = {
     "unknown model": (
-        ["--model", "no-such-org/no-such-model-xyz"], None,
-        ["loading model no-such-org/no-such-model-xyz ...",
-         "error: model 'no-such-org/no-such-model-xyz' is not in the local Hugging Face cache and the hub cannot "
-         "be reached (no network); use --model bundled, a local folder, or connect to the network"]),
+        ["--model", "no-such-org/no-such-model-xyz"],
+        None,
+        [
+            "loading model no-such-org/no-such-model-xyz ...",
+            "error: model 'no-such-org/no-such-model-xyz' is not in the local Hugging Face cache and the hub cannot "
+            "be reached (no network); use --model bundled, a local folder, or connect to the network",
+        ],
+    ),
     "malformed dataset": (
-        ["--task", "custom", "--dataset", "bad.jsonl"], ("bad.jsonl", '{"prompt": "a", "correct": " b"\n'),
-        ["error: bad.jsonl: malformed JSON on line 1: Expecting ',' delimiter"]),  # before the model load
+        ["--task", "custom", "--dataset", "bad.jsonl"],
+        ("bad.jsonl", '{"prompt": "a", "correct": " b"\n'),
+        ["error: bad.jsonl: malformed JSON on line 1: Expecting ',' delimiter"],
+    ),  # before the model load
     "multi-token answers only": (
         ["--task", "custom", "--dataset", "multi.csv"],
-        ("multi.csv", "prompt,correct,wrong\nWhen Mary went to the store she met, New York, Paris\n"
-                      "The capital is, Los Angeles, Rome\n"),
-        [LOADING, "error: no usable prompts: 2 multi-token answer"]),
+        (
+            "multi.csv",
+            "prompt,correct,wrong\nWhen Mary went to the store she met, New York, Paris\n"
+            "The capital is, Los Angeles, Rome\n",
+        ),
+        [LOADING, "error: no usable prompts: 2 multi-token answer"],
+    ),
     "empty dataset": (
-        ["--task", "custom", "--dataset", "empty.csv"], ("empty.csv", ""),
-        ["error: empty.csv: file is empty"]),
+        ["--task", "custom", "--dataset", "empty.csv"],
+        ("empty.csv", ""),
+        ["error: empty.csv: file is empty"],
+    ),
     "unknown site": (
-        ["--sites", "attn_out,mlp"], None,
-        ["error: unknown site(s) mlp: choose from attn_out, mlp_out, head, resid_post"]),
+        ["--sites", "attn_out,mlp"],
+        None,
+        ["error: unknown site(s) mlp: choose from attn_out, mlp_out, head, resid_post"],
+    ),
     "bad argument value": (
-        ["--steps", "abc"], None,
-        ["error: argument --steps: invalid int value: 'abc' (see `python -m actscale train --help`)"]),
+        ["--steps", "abc"],
+        None,
+        ["error: argument --steps: invalid int value: 'abc' (see `python -m actscale train --help`)"],
+    ),
 }
 
 
@@ -46,8 +79,9 @@ def cli(args: list[str], cwd) -> subprocess.CompletedProcess:
     # One thread: tiny models gain nothing from two, and the processes share 2 cores.
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     env.pop("ACTSCALE_STORE", None)
-    return subprocess.run([sys.executable, "-m", "actscale", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "actscale", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def last_json(proc: subprocess.CompletedProcess) -> dict:
@@ -119,7 +153,6 @@ def test_bad_input_exits_2_with_one_line(runs, name):
     assert "Traceback" not in proc.stderr
     # The message is one line; only a progress line ("loading model ...") may come before it.
     assert proc.stderr.splitlines() == expected
-
 
 
 def test_unexpected_error_exits_1_with_one_line(monkeypatch, capsys):

@@ -6,6 +6,7 @@ at the same time and check that nobody sees anybody else's hooks: the parameters
 bit-identical to the same runs done one after another, the unhooked model's logits never
 change while others train, and no hook is left on the model afterwards.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,6 +16,7 @@ import time
 
 import pytest
 import torch
+from conftest import signal_on
 
 from actscale import training
 from actscale.api import build_task, intervention_from_bundle, train_run
@@ -23,18 +25,23 @@ from actscale.jobs import JobManager
 from actscale.models import last_position_logits
 from actscale.store import RunStore
 from actscale.training import TrainConfig, steered_logits
-from conftest import signal_on
 
 # One config per concurrent session: all three methods, different seeds, so that a hook of one
 # session leaking into another's forward pass would change its parameters.
-SESSIONS = [("activscalar", 0), ("steervec", 1), ("dynscalar", 2), ("activscalar", 3), ("steervec", 4), ("dynscalar", 5)]
+SESSIONS = [
+    ("activscalar", 0),
+    ("steervec", 1),
+    ("dynscalar", 2),
+    ("activscalar", 3),
+    ("steervec", 4),
+    ("dynscalar", 5),
+]
 CONFIGS = [
     TrainConfig(model="tiny-llama", task="ioi", method=m, steps=6, n_prompts=16, batch_size=4, seed=s, early_stop=0)
     for m, s in SESSIONS
 ]
 N_CONCURRENT = len(CONFIGS)  # sessions held at once in each concurrent test (the issue asks for >= 4)
 JOIN_TIMEOUT = 120.0
-
 
 
 def _params_equal(a, b) -> bool:

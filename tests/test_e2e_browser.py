@@ -8,6 +8,7 @@ Chromium is Debian's (``make browser`` installs it; Playwright cannot download o
 missing browser fails the test rather than skipping it: CI installs one, so its absence is a
 broken setup, not an optional feature.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,13 +28,18 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("ACTSCALE_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 START_TIMEOUT_S = 90
 # Milliseconds (Playwright's unit). The machine may be small and busy: every wait is generous,
 # and each one returns as soon as its condition holds.
-UI_MS = 60_000        # a page, a model load, a validation preview
-TRAIN_MS = 150_000    # a short training to its stored run
+UI_MS = 60_000  # a page, a model load, a validation preview
+TRAIN_MS = 150_000  # a short training to its stored run
 LONG_TRAINING_STEPS = 100_000
 
 
@@ -88,12 +94,33 @@ def app(tmp_path_factory):
     base = tmp_path_factory.mktemp("e2e-app")
     store, log_path = base / "runs", base / "server.log"
     port = _free_port()
-    env = dict(os.environ, ACTSCALE_MODEL="tiny-llama", ACTSCALE_STORE=str(store), HF_HUB_OFFLINE="1",
-               TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
-               STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-           "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none",
-           "--browser.gatherUsageStats", "false"]
+    env = dict(
+        os.environ,
+        ACTSCALE_MODEL="tiny-llama",
+        ACTSCALE_STORE=str(store),
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        OMP_NUM_THREADS="1",
+        PYTHONUNBUFFERED="1",
+        STREAMLIT_BROWSER_GATHER_USAGE_STATS="false",
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--server.headless",
+        "true",
+        "--server.fileWatcherType",
+        "none",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
     log = open(log_path, "wb")
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -109,8 +136,9 @@ def app(tmp_path_factory):
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"the app did not answer {url}/_stcore/health within {START_TIMEOUT_S} s:\n"
-                            f"{_log_tail(log_path)}")
+                pytest.fail(
+                    f"the app did not answer {url}/_stcore/health within {START_TIMEOUT_S} s:\n{_log_tail(log_path)}"
+                )
             time.sleep(0.5)
         yield App(url, store, log_path)
     finally:
@@ -122,8 +150,10 @@ def app(tmp_path_factory):
 def require_browser() -> None:
     """Fail (never skip) without Chromium or Playwright: CI installs both."""
     if not (Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK)):
-        pytest.fail(f"no Chromium at {CHROMIUM}: the browser test needs Debian's chromium "
-                    "(`make browser`, or `apt-get install -y chromium`); Playwright cannot download one here")
+        pytest.fail(
+            f"no Chromium at {CHROMIUM}: the browser test needs Debian's chromium "
+            "(`make browser`, or `apt-get install -y chromium`); Playwright cannot download one here"
+        )
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError as exc:  # pragma: no cover - requirements.txt installs it
@@ -160,8 +190,7 @@ class Shots:
 
 def wait_idle(page) -> None:
     """Until Streamlit is not running the script: its status widget (“Running…”) is gone."""
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=UI_MS)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=UI_MS)
 
 
 def open_train_page(page, url: str, shots: Shots, tag: str) -> None:
@@ -209,8 +238,7 @@ def expect_explore(page, run_id: str) -> None:
     page.get_by_role("heading", name="Explore a run").wait_for(timeout=UI_MS)
     expect(page).to_have_url(re.compile(rf"/Explore\?(.*&)?run={re.escape(run_id)}"), timeout=UI_MS)
     # The run picker (a combobox whose value is the run's label, which starts with its id).
-    expect(page.get_by_role("combobox", name="Run")).to_have_value(re.compile(rf"^{re.escape(run_id)} "),
-                                                                   timeout=UI_MS)
+    expect(page.get_by_role("combobox", name="Run")).to_have_value(re.compile(rf"^{re.escape(run_id)} "), timeout=UI_MS)
     page.get_by_role("heading", name="What was learned").wait_for(timeout=UI_MS)
     # A figure with a heatmap trace (g.hm), not just any figure: the training curves are plotly too.
     heatmap = page.locator(".js-plotly-plot", has=page.locator("g.hm")).first
@@ -274,7 +302,8 @@ def test_train_explore_share_cancel(request, tmp_path):
         open_train_page(page, app.url, shots, "second")
         start_training(page, LONG_TRAINING_STEPS)
         page.get_by_text(re.compile(rf"Training activscalar, step \d+ of {LONG_TRAINING_STEPS}")).wait_for(
-            timeout=TRAIN_MS)
+            timeout=TRAIN_MS
+        )
         shots(page, "long-training")
         click_cancel(page)
         page.get_by_text("Cancelled — nothing was stored.").wait_for(timeout=TRAIN_MS)
@@ -286,7 +315,9 @@ def test_train_explore_share_cancel(request, tmp_path):
     except Exception as exc:
         for i, pg in enumerate(pages):
             shots(pg, f"FAILED-{i}")
-        raise AssertionError(f"{type(exc).__name__}: {exc}\n\nscreenshots in {tmp_path}\n\n"
-                             f"server log (last lines):\n{_log_tail(app.log)}") from exc
+        raise AssertionError(
+            f"{type(exc).__name__}: {exc}\n\nscreenshots in {tmp_path}\n\n"
+            f"server log (last lines):\n{_log_tail(app.log)}"
+        ) from exc
     finally:
         context.close()

@@ -1,4 +1,5 @@
 """The one-line error text shown to users for unexpected errors."""
+
 from __future__ import annotations
 
 from actscale.errors import one_line

@@ -1,6 +1,7 @@
 """A fourth method, defined in this file alone, goes through every layer without an edit to the
 package: it registers, trains on the tiny model, is stored, reloads, evaluates, and its Explore
 page renders (issue 7's acceptance test of the method registry)."""
+
 from __future__ import annotations
 
 import json
@@ -10,6 +11,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 from torch import Tensor
+from typing_extensions import override
 
 from actscale.api import evaluate_run, load_run, train_run
 from actscale.config import TrainConfig
@@ -40,9 +42,11 @@ class LayerScalar(Intervention):
     magnitude_name, magnitude_label, magnitude_signed = "gain", "g", True
 
     @classmethod
+    @override
     def param_shapes(cls, site: str, dims: ModelDims) -> dict[str, tuple[int, ...]]:
         return {"gain": (dims.n_layers, dims.n_heads)} if is_head_site(site) else {"gain": (dims.n_layers,)}
 
+    @override
     def edit(self, act: Tensor, site: str, layer: int, beta: Tensor, record: Recorder | None) -> Tensor:
         gain = self.tensor("gain", site)[layer]  # [] or [n_heads]
         if is_head_site(site):
@@ -50,10 +54,12 @@ class LayerScalar(Intervention):
         return act * (1 + beta.reshape(-1, *([1] * (act.dim() - 1))) * gain)
 
     @classmethod
+    @override
     def component_axes(cls, site: str) -> tuple[str, ...]:
         return ("layer", "head") if is_head_site(site) else ("layer",)
 
     @classmethod
+    @override
     def component_values(cls, params, analysis, site: str) -> Tensor:
         return params[f"gain.{site}"]
 
@@ -84,7 +90,10 @@ def test_it_trains_stores_reloads_and_evaluates(stored, tiny_llama):
     n_layers, n_heads = tiny_llama.n_layers, tiny_llama.n_heads
     assert bundle.method == "layerscalar"
     assert {k: tuple(v.shape) for k, v in bundle.params.items()} == {
-        "gain.attn_out": (n_layers,), "gain.mlp_out": (n_layers,), "gain.head": (n_layers, n_heads)}
+        "gain.attn_out": (n_layers,),
+        "gain.mlp_out": (n_layers,),
+        "gain.head": (n_layers, n_heads),
+    }
     assert bundle.metrics["train"]["n_params"] == 2 * n_layers + n_layers * n_heads
     assert len(bundle.history) == 4
     assert any(float(v.abs().sum()) > 0 for v in bundle.params.values())  # it learned something
@@ -107,7 +116,9 @@ def test_its_explore_page_renders(stored, monkeypatch):
     assert not at.exception and not at.error
     keys = [c.proto.id.split("-fig-", 1)[1] for c in at.get("plotly_chart")]
     assert keys == ["history", "components-attn_out", "components-mlp_out", "components-head", "head-dyn"]
-    bars = json.loads(next(c for c in at.get("plotly_chart") if c.proto.id.endswith("-fig-components-attn_out")).proto.spec)
+    bars = json.loads(
+        next(c for c in at.get("plotly_chart") if c.proto.id.endswith("-fig-components-attn_out")).proto.spec
+    )
     assert bars["data"][0]["type"] == "bar"
     assert bars["data"][0]["y"] == pytest.approx(bundle.params["gain.attn_out"].tolist())
     heads = json.loads(next(c for c in at.get("plotly_chart") if c.proto.id.endswith("-fig-head-dyn")).proto.spec)

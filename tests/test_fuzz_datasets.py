@@ -6,6 +6,7 @@ multi-token, identical or empty, prompts longer than the model's context. Whatev
 or raise DatasetError / ActscaleError with a one-line message: never another exception, never a
 traceback, never a partial run in the store. The command line answers exit 2 with one error line.
 """
+
 from __future__ import annotations
 
 import csv
@@ -45,13 +46,16 @@ N_CTX = 256  # the tiny models' context
 
 
 def fuzz_settings(name: str):
-    return settings(max_examples=MAX_EXAMPLES[name], deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    return settings(
+        max_examples=MAX_EXAMPLES[name],
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
 
 
 def _count(name: str) -> None:
     FUZZED[name] = FUZZED.get(name, 0) + 1
-
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +97,15 @@ def checked_prepare(examples: list[Example], model, fixed_length: bool) -> Prepa
     """prepare_task's contract: a consistent task (every kept prompt fits the context, every
     answer is one token, every drop has a reason), or a one-line DatasetError."""
     try:
-        task = prepare_task(examples, model.tokenizer, prepend_bos=model.prepend_bos, fixed_length=fixed_length,
-                            seed=0, test_frac=0.2, max_len=model.n_ctx)
+        task = prepare_task(
+            examples,
+            model.tokenizer,
+            prepend_bos=model.prepend_bos,
+            fixed_length=fixed_length,
+            seed=0,
+            test_frac=0.2,
+            max_len=model.n_ctx,
+        )
     except DatasetError as exc:
         _one_line(exc)
         return None
@@ -118,7 +129,7 @@ def checked_prepare(examples: list[Example], model, fixed_length: bool) -> Prepa
 
 SUFFIXES = st.sampled_from([".csv", ".jsonl", ".json", ".CSV", ".txt", ""])
 WORDS = [w for w in task_vocabulary() if w.isalpha()]
-SINGLE = st.sampled_from(WORDS).map(lambda w: " " + w)              # one token for the tiny tokenizer
+SINGLE = st.sampled_from(WORDS).map(lambda w: " " + w)  # one token for the tiny tokenizer
 MULTI = st.lists(st.sampled_from(WORDS), min_size=2, max_size=4).map(lambda ws: " " + " ".join(ws))
 UNKNOWN = st.text(alphabet="qxzjk", min_size=5, max_size=8).map(lambda w: " " + w)  # one [UNK] token
 BLANK = st.sampled_from(["", " ", "\t", "  "])
@@ -186,8 +197,13 @@ INVALID_UTF8 = st.sampled_from([b"\xff", b"\xfe", b"\xc0\xaf", b"\xed\xa0\x80", 
 
 
 @fuzz_settings("non_utf8")
-@given(table=rows(min_size=1), fmt=st.sampled_from([".csv", ".jsonl"]), bad=INVALID_UTF8, where=st.floats(0, 1),
-       latin1=st.booleans())
+@given(
+    table=rows(min_size=1),
+    fmt=st.sampled_from([".csv", ".jsonl"]),
+    bad=INVALID_UTF8,
+    where=st.floats(0, 1),
+    latin1=st.booleans(),
+)
 def test_non_utf8(fuzz_dir, table, fmt, bad, where, latin1):
     _count("non_utf8")
     data = _dataset_bytes(table, fmt)
@@ -212,8 +228,10 @@ def test_non_utf8(fuzz_dir, table, fmt, bad, where, latin1):
 
 
 @fuzz_settings("csv_columns")
-@given(header=st.lists(st.one_of(COLUMN, st.text(max_size=6)), max_size=6),
-       body=st.lists(st.lists(st.one_of(SHORT_PROMPT, ANSWER), max_size=7), max_size=6))
+@given(
+    header=st.lists(st.one_of(COLUMN, st.text(max_size=6)), max_size=6),
+    body=st.lists(st.lists(st.one_of(SHORT_PROMPT, ANSWER), max_size=7), max_size=6),
+)
 @example(header=["prompt", "correct"], body=[["a b", " Mary"]])
 @example(header=["prompt", "correct", "wrong"], body=[["When Mary", " Mary"]])  # a short row
 @example(header=["prompt", "correct", "wrong"], body=[])  # header only
@@ -228,13 +246,20 @@ def test_csv_columns(fuzz_dir, tiny_llama, header, body):
 
 
 @fuzz_settings("jsonl_values")
-@given(lines=st.lists(st.one_of(
-    JSON_VALUE.map(json.dumps),
-    st.fixed_dictionaries({"prompt": st.one_of(PROMPT, JSON_VALUE), "correct": st.one_of(ANSWER, JSON_VALUE)},
-                          optional={"wrong": st.one_of(ANSWER, JSON_VALUE), "split": st.one_of(SPLIT, JSON_VALUE)}
-                          ).map(json.dumps),
-    st.text(max_size=30),
-), min_size=0, max_size=6))
+@given(
+    lines=st.lists(
+        st.one_of(
+            JSON_VALUE.map(json.dumps),
+            st.fixed_dictionaries(
+                {"prompt": st.one_of(PROMPT, JSON_VALUE), "correct": st.one_of(ANSWER, JSON_VALUE)},
+                optional={"wrong": st.one_of(ANSWER, JSON_VALUE), "split": st.one_of(SPLIT, JSON_VALUE)},
+            ).map(json.dumps),
+            st.text(max_size=30),
+        ),
+        min_size=0,
+        max_size=6,
+    )
+)
 def test_jsonl_values(fuzz_dir, tiny_llama, lines):
     _count("jsonl_values")
     examples = checked_read(_write(fuzz_dir, "\n".join(lines).encode("utf-8", errors="surrogatepass"), ".jsonl"))
@@ -243,8 +268,11 @@ def test_jsonl_values(fuzz_dir, tiny_llama, lines):
 
 
 @fuzz_settings("empty_files")
-@given(blank=st.text(alphabet=" \t\r\n\x0b\x0c", max_size=50), bom=st.booleans(),
-       suffix=st.sampled_from([".csv", ".jsonl", ".json"]))
+@given(
+    blank=st.text(alphabet=" \t\r\n\x0b\x0c", max_size=50),
+    bom=st.booleans(),
+    suffix=st.sampled_from([".csv", ".jsonl", ".json"]),
+)
 def test_empty_files(fuzz_dir, blank, bom, suffix):
     _count("empty_files")
     data = (b"\xef\xbb\xbf" if bom else b"") + blank.encode()
@@ -254,8 +282,12 @@ def test_empty_files(fuzz_dir, blank, bom, suffix):
 
 
 @fuzz_settings("huge_files")
-@given(limit=st.integers(1, 4000), extra=st.integers(1, 2000), fill=st.binary(min_size=1, max_size=64),
-       suffix=st.sampled_from([".csv", ".jsonl"]))
+@given(
+    limit=st.integers(1, 4000),
+    extra=st.integers(1, 2000),
+    fill=st.binary(min_size=1, max_size=64),
+    suffix=st.sampled_from([".csv", ".jsonl"]),
+)
 def test_huge_files(fuzz_dir, limit, extra, fill, suffix):
     """Over the size limit: refused before the file is read (the real limit is 50 MB; a small
     limit makes the test fast)."""
@@ -268,15 +300,26 @@ def test_huge_files(fuzz_dir, limit, extra, fill, suffix):
 
 def _clean(row: dict) -> bool:
     """A row read_dataset must accept: no empty field, two different answers, a known split."""
-    return (all(row[c].strip() for c in ("prompt", "correct", "wrong")) and row["correct"] != row["wrong"]
-            and row.get("split", "").strip().lower() in ("", "train", "val", "validation", "dev", "test"))
+    return (
+        all(row[c].strip() for c in ("prompt", "correct", "wrong"))
+        and row["correct"] != row["wrong"]
+        and row.get("split", "").strip().lower() in ("", "train", "val", "validation", "dev", "test")
+    )
 
 
 @fuzz_settings("answers_and_prompts")
-@given(table=rows(min_size=1, max_size=10), fmt=st.sampled_from([".csv", ".jsonl"]), fixed=st.booleans(),
-       ascii_json=st.booleans())
-@example(table=[{"prompt": "When Mary\u2028and John\x85went", "correct": " Mary", "wrong": " John"}], fmt=".jsonl",
-         fixed=False, ascii_json=False)
+@given(
+    table=rows(min_size=1, max_size=10),
+    fmt=st.sampled_from([".csv", ".jsonl"]),
+    fixed=st.booleans(),
+    ascii_json=st.booleans(),
+)
+@example(
+    table=[{"prompt": "When Mary\u2028and John\x85went", "correct": " Mary", "wrong": " John"}],
+    fmt=".jsonl",
+    fixed=False,
+    ascii_json=False,
+)
 def test_answers_and_prompts(fuzz_dir, tiny_llama, table, fmt, fixed, ascii_json):
     """Multi-token, identical, empty and unknown answers; prompts longer than the context."""
     _count("answers_and_prompts")
@@ -287,7 +330,9 @@ def test_answers_and_prompts(fuzz_dir, tiny_llama, table, fmt, fixed, ascii_json
         assert examples is None
     if all(_clean(r) for r in table):  # and a valid file is read back exactly as written
         assert examples is not None, "a valid dataset was refused"
-        assert [(e.prompt, e.correct, e.wrong) for e in examples] == [(r["prompt"], r["correct"], r["wrong"]) for r in table]
+        assert [(e.prompt, e.correct, e.wrong) for e in examples] == [
+            (r["prompt"], r["correct"], r["wrong"]) for r in table
+        ]
     if not examples:
         return
     task = checked_prepare(examples, tiny_llama, fixed_length=fixed)
@@ -310,14 +355,23 @@ def mostly_usable_rows(draw):
     for _ in range(draw(st.integers(1, 8))):
         correct = draw(st.one_of(SINGLE, SINGLE, SINGLE, MULTI, UNKNOWN))
         wrong = draw(st.one_of(SINGLE, SINGLE, SINGLE, MULTI, UNKNOWN).filter(lambda w: w != correct))
-        out.append({"prompt": draw(st.one_of(SHORT_PROMPT, SHORT_PROMPT, LONG_PROMPT)), "correct": correct,
-                    "wrong": wrong, "split": draw(st.sampled_from(["", "", "train", "test"]))})
+        out.append(
+            {
+                "prompt": draw(st.one_of(SHORT_PROMPT, SHORT_PROMPT, LONG_PROMPT)),
+                "correct": correct,
+                "wrong": wrong,
+                "split": draw(st.sampled_from(["", "", "train", "test"])),
+            }
+        )
     return out
 
 
 @fuzz_settings("end_to_end")
-@given(table=mostly_usable_rows(), fmt=st.sampled_from([".csv", ".jsonl"]),
-       method=st.sampled_from(["activscalar", "steervec", "dynscalar"]))
+@given(
+    table=mostly_usable_rows(),
+    fmt=st.sampled_from([".csv", ".jsonl"]),
+    method=st.sampled_from(["activscalar", "steervec", "dynscalar"]),
+)
 def test_build_task_and_train_never_leave_a_partial_run(fuzz_dir, tiny_llama, table, fmt, method):
     _count("end_to_end")
     path = _write(fuzz_dir, _dataset_bytes(table, fmt), fmt)
@@ -342,8 +396,10 @@ def test_inputs_fuzzed_total():
     if set(FUZZED) != set(MAX_EXAMPLES):
         pytest.skip("only some fuzz tests ran")
     total = sum(FUZZED.values())
-    print(f"\ninputs fuzzed: {total} ({', '.join(f'{k} {v}' for k, v in FUZZED.items())}); "
-          f"{trained} of the end-to-end inputs trained and stored a complete run")
+    print(
+        f"\ninputs fuzzed: {total} ({', '.join(f'{k} {v}' for k, v in FUZZED.items())}); "
+        f"{trained} of the end-to-end inputs trained and stored a complete run"
+    )
     assert total >= 1000
     assert trained >= 5, "the end-to-end inputs hardly ever reached training"
 
@@ -354,25 +410,52 @@ CLI_FILES = {
     "random.csv": bytes(range(256)) * 4,
     "latin1.jsonl": '{"prompt": "Caf\u00e9 Mary", "correct": " Mary", "wrong": " John"}\n'.encode("latin-1"),
     "columns.csv": b"question,answer\nWhen Mary and John went to the store,Mary\n",
-    "answers.csv": _csv_bytes(["prompt", "correct", "wrong"], [
-        ["When Mary and John went to the store, John gave a drink to", " Mary Anne", " John"],
-        [" ".join(["Mary"] * 300), " Mary", " John"],
-        ["When Mary and John went to the store, John gave a drink to", " zzzz", " qqqq"],
-    ]),
+    "answers.csv": _csv_bytes(
+        ["prompt", "correct", "wrong"],
+        [
+            ["When Mary and John went to the store, John gave a drink to", " Mary Anne", " John"],
+            [" ".join(["Mary"] * 300), " Mary", " John"],
+            ["When Mary and John went to the store, John gave a drink to", " zzzz", " qqqq"],
+        ],
+    ),
 }
 
 
 def test_cli_hostile_datasets_exit_2(tmp_path):
-    env = {**os.environ, "ACTSCALE_STORE": str(tmp_path / "runs"), "HF_HUB_OFFLINE": "1",
-           "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    env = {
+        **os.environ,
+        "ACTSCALE_STORE": str(tmp_path / "runs"),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONWARNINGS": "ignore",
+    }
     procs = {}
     for name, data in CLI_FILES.items():  # started together: each spends its time importing
         path = tmp_path / name
         path.write_bytes(data)
         procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "actscale", "train", "--model", "tiny-llama", "--task", "custom",
-             "--dataset", str(path), "--steps", "1", "--device", "cpu"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+            [
+                sys.executable,
+                "-m",
+                "actscale",
+                "train",
+                "--model",
+                "tiny-llama",
+                "--task",
+                "custom",
+                "--dataset",
+                str(path),
+                "--steps",
+                "1",
+                "--device",
+                "cpu",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=tmp_path,
         )
     for name, proc in procs.items():
         out, err = proc.communicate(timeout=300)

@@ -6,6 +6,7 @@ new module is covered the day it is added, is imported in a fresh interpreter th
 without ``streamlit`` in ``sys.modules`` (this catches an import through a third module too);
 and a scan of the source finds ``import streamlit`` nowhere else.
 """
+
 from __future__ import annotations
 
 import ast
@@ -44,8 +45,15 @@ print(json.dumps({"package": actscale.__file__, "imported": imported, "culprits"
 
 def _import_every_engine_module() -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run([sys.executable, "-c", _IMPORT_ALL, UI_PACKAGE], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=300, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", _IMPORT_ALL, UI_PACKAGE],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 

@@ -1,4 +1,5 @@
 """Interventions on the tiny models: identity at initialisation, exact edits, no leaked hooks."""
+
 from __future__ import annotations
 
 import pytest
@@ -7,7 +8,6 @@ import torch
 from actscale.interventions import ModelDims, hook_count, make_intervention, steer
 from actscale.models import last_position_logits
 from actscale.sites import SITES, hook_name
-
 
 N_POS = 7
 
@@ -20,8 +20,9 @@ METHODS = ("activscalar", "steervec", "dynscalar")
 
 
 def dims(model, n_pos: int = N_POS) -> ModelDims:
-    return ModelDims(n_layers=model.n_layers, n_pos=n_pos, d_model=model.d_model, n_heads=model.n_heads,
-                     d_head=model.d_head)
+    return ModelDims(
+        n_layers=model.n_layers, n_pos=n_pos, d_model=model.d_model, n_heads=model.n_heads, d_head=model.d_head
+    )
 
 
 def fresh(model, method: str, sites: tuple[str, ...], n_pos: int = N_POS):
@@ -152,7 +153,7 @@ def test_activscalar_minus_one_on_a_head_zeroes_that_head(tiny_model, layer, hea
 
     def zero_slice(module, args):
         inp = args[0].clone()
-        inp[..., head * d_head:(head + 1) * d_head] = 0.0
+        inp[..., head * d_head : (head + 1) * d_head] = 0.0
         return (inp,)
 
     with torch.no_grad():
@@ -180,6 +181,7 @@ def test_steervec_adds_exactly_beta_v(tiny_model, beta):
     def capture(tag, name):
         def hook(act, hook):
             seen[(tag, name)] = act.detach().clone()
+
         return hook
 
     names = [(site, layer, hook_name(site, layer)) for site in iv.sites for layer in range(tiny_model.n_layers)]
@@ -204,6 +206,7 @@ def test_activscalar_scales_each_position(tiny_model):
     def capture(tag):
         def hook(act, hook):
             seen[tag] = act.detach().clone()
+
         return hook
 
     name = hook_name("mlp_out", 1)
@@ -228,8 +231,9 @@ def test_dynscalar_scalar_is_dot_with_unit_activation(tiny_model):
     # Raw form: the dot product with the activation itself.
     raw = make_intervention("dynscalar", ("attn_out",), dims(tiny_model, 0), {"normalize": False})
 
-
-    raw.load_named_tensors({"w.attn_out": iv.tensor("w", "attn_out").detach(), "b.attn_out": iv.tensor("b", "attn_out").detach()})
+    raw.load_named_tensors(
+        {"w.attn_out": iv.tensor("w", "attn_out").detach(), "b.attn_out": iv.tensor("b", "attn_out").detach()}
+    )
     assert torch.allclose(raw.scalars(act, "attn_out", 1).detach(), act @ w + b, atol=1e-5)
 
 
@@ -261,7 +265,9 @@ def test_named_tensors_round_trip_and_shape_errors(tiny_model):
     randomise(iv)
     tensors = iv.named_tensors()
     assert {k: tuple(v.shape) for k, v in tensors.items()} == {
-        "vector.attn_out": (2, N_POS, 64), "vector.head": (2, N_POS, 4, 16)}
+        "vector.attn_out": (2, N_POS, 64),
+        "vector.head": (2, N_POS, 4, 16),
+    }
     other = fresh(tiny_model, "steervec", ("attn_out", "head"))
     other.load_named_tensors(tensors)
     assert all(torch.equal(other.named_tensors()[k], v) for k, v in tensors.items())

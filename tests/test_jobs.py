@@ -1,4 +1,5 @@
 """The job manager's executor seam: a synchronous executor runs the work inside `submit`."""
+
 from __future__ import annotations
 
 import threading

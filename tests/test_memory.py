@@ -5,6 +5,7 @@ not fit in the memory available is refused with a clear one-line message before 
 (instead of the process being killed, which would take the dashboard's server down); and a
 model that is dropped is really released (nothing in the engine keeps it alive).
 """
+
 from __future__ import annotations
 
 import gc
@@ -16,28 +17,31 @@ import torch
 
 from actscale import resources, training
 from actscale.api import build_task, train_run
+from actscale.config import TrainConfig
 from actscale.errors import ActscaleError, DatasetError
 from actscale.interventions import hook_count
+from actscale.resources import available_memory_bytes, check_memory, step_memory_bytes
 from actscale.store import RunStore
 from actscale.tasks import Example, prepare_task
-from actscale.config import TrainConfig
-from actscale.resources import available_memory_bytes, check_memory, step_memory_bytes
 
 CONFIG = TrainConfig(model="tiny-llama", task="ioi", method="activscalar", steps=2, n_prompts=12, early_stop=0)
 
 
-
 def _prepare(model, examples, fixed_length=False):
-    return prepare_task(examples, model.tokenizer, prepend_bos=model.prepend_bos, fixed_length=fixed_length,
-                        max_len=model.n_ctx)
+    return prepare_task(
+        examples, model.tokenizer, prepend_bos=model.prepend_bos, fixed_length=fixed_length, max_len=model.n_ctx
+    )
 
 
 def test_prompt_longer_than_the_context_is_dropped_with_a_reason(tiny_llama):
     assert tiny_llama.n_ctx == 256
-    fits = " ".join(["Mary"] * 255)      # 255 words + BOS = 256 tokens: fits exactly
+    fits = " ".join(["Mary"] * 255)  # 255 words + BOS = 256 tokens: fits exactly
     too_long = " ".join(["Mary"] * 256)  # 257 tokens
-    examples = [Example(fits, " Mary", " John"), Example(too_long, " Mary", " John"),
-                Example("When Mary and John went to the store", " Mary", " John")]
+    examples = [
+        Example(fits, " Mary", " John"),
+        Example(too_long, " Mary", " John"),
+        Example("When Mary and John went to the store", " Mary", " John"),
+    ]
     task = _prepare(tiny_llama, examples)
     assert [e.prompt for e in task.examples] == [fits, examples[2].prompt]
     assert task.n_pos == 256
@@ -53,12 +57,16 @@ def test_only_too_long_prompts_is_a_clear_error(tiny_llama):
 
 
 def test_custom_dataset_with_a_too_long_prompt_trains_on_the_rest(tiny_llama, tmp_path):
-    rows = ["prompt,correct,wrong"] + [f'"When Mary and John went to the {p}, John gave a drink to", Mary, John'
-                                       for p in ("store", "park", "school", "office")]
+    rows = ["prompt,correct,wrong"] + [
+        f'"When Mary and John went to the {p}, John gave a drink to", Mary, John'
+        for p in ("store", "park", "school", "office")
+    ]
     rows.append(" ".join(["Mary"] * 300) + ", Mary, John")
     path = tmp_path / "data.csv"
     path.write_text("\n".join(rows) + "\n")
-    config = TrainConfig(model="tiny-llama", task="custom", dataset=str(path), method="dynscalar", steps=2, early_stop=0)
+    config = TrainConfig(
+        model="tiny-llama", task="custom", dataset=str(path), method="dynscalar", steps=2, early_stop=0
+    )
     task = build_task(tiny_llama, config)
     assert len(task.examples) == 4 and "1 longer than the model's context" in task.summary()
     bundle = train_run(config, tiny_llama, store=RunStore(tmp_path / "runs"), task=task)
@@ -149,6 +157,7 @@ def test_the_guard_lets_a_fitting_batch_through(tiny_llama, tmp_path, monkeypatc
 
 
 # ---- one resident model -------------------------------------------------------------------
+
 
 def test_a_dropped_model_is_released(tmp_path):
     """Switching models must free the previous one: after training, evaluating and a job on a

@@ -1,4 +1,5 @@
 """Model loading: device choice, clear one-line errors, the tiny test seam, the weights fingerprint."""
+
 from __future__ import annotations
 
 import re
@@ -8,7 +9,6 @@ import torch
 
 from actscale.errors import ModelLoadError
 from actscale.models import last_position_logits, load_model, parameter_fingerprint, resolve_device
-
 
 
 def test_resolve_device(monkeypatch):
@@ -42,7 +42,9 @@ def test_folder_without_config(tmp_path):
     (tmp_path / "weights.bin").write_bytes(b"\0" * 8)
     with pytest.raises(ModelLoadError) as info:
         load_model(str(tmp_path), "cpu")
-    assert str(info.value) == f"model folder {tmp_path.resolve()} has no config.json: it is not a Hugging Face checkpoint"
+    assert (
+        str(info.value) == f"model folder {tmp_path.resolve()} has no config.json: it is not a Hugging Face checkpoint"
+    )
 
 
 def test_unknown_hub_id_offline(monkeypatch):
@@ -51,8 +53,6 @@ def test_unknown_hub_id_offline(monkeypatch):
         load_model("no-such-org/no-such-model-xyz", "cpu")
     assert str(info.value) == (
         "model 'no-such-org/no-such-model-xyz' is not in the local Hugging Face cache and the hub cannot be "
-
-
         "reached (no network); use --model bundled, a local folder, or connect to the network"
     )
     assert "\n" not in str(info.value)

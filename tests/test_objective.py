@@ -1,4 +1,5 @@
 """The objective and the metrics against values worked out by hand (method.md §3–4)."""
+
 from __future__ import annotations
 
 import math
@@ -6,7 +7,15 @@ import math
 import pytest
 import torch
 
-from actscale.objective import Minimality, effectiveness, kl_divergence, logit_diff, objective, split_metrics, wilson_interval
+from actscale.objective import (
+    Minimality,
+    effectiveness,
+    kl_divergence,
+    logit_diff,
+    objective,
+    split_metrics,
+    wilson_interval,
+)
 
 
 def softmax(xs: list[float]) -> list[float]:
@@ -42,7 +51,7 @@ def test_restricted_kl_by_hand():
     p0, p = softmax([3.0, 4.0]), softmax([1.0, 3.0])
     expected = kl(p0, p)
     # The same number written out: a = p0(token 2) = 1/(1+e), b = p(token 2) = 1/(1+e²).
-    a, b = 1 / (1 + math.e), 1 / (1 + math.e ** 2)
+    a, b = 1 / (1 + math.e), 1 / (1 + math.e**2)
     assert expected == pytest.approx(a * math.log(a / b) + (1 - a) * math.log((1 - a) / (1 - b)), abs=1e-12)
     assert expected == pytest.approx(0.082608, abs=1e-6)
     got = kl_divergence(torch.tensor([BASE]), torch.tensor([STEERED]), torch.tensor([0]), torch.tensor([1]))
@@ -50,7 +59,9 @@ def test_restricted_kl_by_hand():
     assert got.item() == pytest.approx(expected, abs=1e-6)
     # The answer tokens' own logits do not enter the restricted KL.
     moved = torch.tensor([[50.0, -50.0, 1.0, 3.0]])
-    assert kl_divergence(torch.tensor([BASE]), moved, torch.tensor([0]), torch.tensor([1])).item() == pytest.approx(expected, abs=1e-6)
+    assert kl_divergence(torch.tensor([BASE]), moved, torch.tensor([0]), torch.tensor([1])).item() == pytest.approx(
+        expected, abs=1e-6
+    )
 
 
 def test_full_kl_by_hand():
@@ -85,8 +96,8 @@ def test_split_metrics_by_hand():
 
     base, pos, neg = rows([1.0, 1.0, 1.0, -1.0]), rows([2.0, 0.5, 0.0, -3.0]), rows([-2.0, -1.0, 0.5, 1.0])
     m = split_metrics(base, pos, neg, correct, wrong, Minimality(l1=1.5, n_params=60, n_components=20, n_effective=7))
-    assert m["flip_acc_pos"] == 0.5    # Δ > 0 strictly: 2 and 0.5, not 0 or −3
-    assert m["flip_acc_neg"] == 0.5    # Δ < 0: −2 and −1
+    assert m["flip_acc_pos"] == 0.5  # Δ > 0 strictly: 2 and 0.5, not 0 or −3
+    assert m["flip_acc_neg"] == 0.5  # Δ < 0: −2 and −1
     assert m["logit_diff_base"] == 0.5
     assert m["logit_diff_pos"] == pytest.approx(-0.125)
     assert m["logit_diff_neg"] == pytest.approx(-0.375)

@@ -1,13 +1,13 @@
 """The Compare page through Streamlit's AppTest, on tiny-model runs of the three methods."""
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
-
 from conftest import make_method_runs
+from streamlit.testing.v1 import AppTest
 
 from actscale.store import RunStore
 

@@ -1,6 +1,7 @@
 """The Explore page through Streamlit's AppTest, on tiny-model runs of the three methods.
 
 Explore is viewer mode: no test here may need a model on the page, and none is loaded."""
+
 from __future__ import annotations
 
 import json
@@ -9,11 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import make_method_runs
 from safetensors.torch import save_file
 from streamlit.testing.v1 import AppTest
-
-from conftest import make_method_runs
-
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "app_pages" / "2_Explore.py")

@@ -1,4 +1,5 @@
 """The Playground page through Streamlit's AppTest, on tiny-model runs of the three methods."""
+
 from __future__ import annotations
 
 import base64
@@ -7,10 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from streamlit.testing.v1 import AppTest
-
 from conftest import make_method_runs
-
+from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "app_pages" / "4_Playground.py")

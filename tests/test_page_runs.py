@@ -1,5 +1,6 @@
 """Runs page through Streamlit's AppTest: the table, delete with confirmation, bundle upload,
 the shareable link and broken bundles. No model is loaded by the page."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,8 +23,9 @@ def source_runs(tiny_llama, tmp_path_factory):
     """Two tiny runs, trained once; each test copies them into its own store."""
     store = RunStore(tmp_path_factory.mktemp("runs-src") / "runs")
     a = train_run(TrainConfig(model="tiny-llama", steps=3, n_prompts=16, seed=1), tiny_llama, store=store)
-    b = train_run(TrainConfig(model="tiny-llama", method="dynscalar", steps=3, n_prompts=16, seed=2), tiny_llama,
-                  store=store)
+    b = train_run(
+        TrainConfig(model="tiny-llama", method="dynscalar", steps=3, n_prompts=16, seed=2), tiny_llama, store=store
+    )
     return store, a.run_id, b.run_id
 
 
@@ -55,7 +57,9 @@ def test_runs_smoke(ui_store, source_runs):
     assert at.title[0].value == "Runs"
     table = at.dataframe[0].value
     assert set(table["run_id"]) == {a, b}
-    assert {"model", "task", "method", "created", "test_flip_acc_pos", "test_faithfulness_kl", "n_params"} <= set(table.columns)
+    assert {"model", "task", "method", "created", "test_flip_acc_pos", "test_faithfulness_kl", "n_params"} <= set(
+        table.columns
+    )
     labels = [d.label for d in at.get("download_button")]
     assert labels == ["Download table (CSV)", "Download the bundle (.zip)", "Download the HTML report"]
     chosen = at.selectbox(key="runs_pick").value

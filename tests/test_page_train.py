@@ -1,5 +1,6 @@
 """Train page through Streamlit's AppTest, on the tiny test model: the preview, a real
 background training, reuse of a stored run, Cancel, and one-line errors."""
+
 from __future__ import annotations
 
 import threading
@@ -57,8 +58,20 @@ def test_train_smoke(ui_store):
     assert any(f"kept {n} of {n} prompts" in m.value for m in at.markdown)
     # Every hyperparameter of TrainConfig is in the form.
     labels = {w.label.split(" (")[0] for w in at.number_input}
-    assert {"Steps", "Learning rate", "Batch size", "Margin m", "λ_F", "λ_M", "τ", "Early stop after", "Seed",
-            "Train + validation prompts", "Test prompts", "Data seed"} <= labels
+    assert {
+        "Steps",
+        "Learning rate",
+        "Batch size",
+        "Margin m",
+        "λ_F",
+        "λ_M",
+        "τ",
+        "Early stop after",
+        "Seed",
+        "Train + validation prompts",
+        "Test prompts",
+        "Data seed",
+    } <= labels
     assert at.multiselect(key="train_methods").value == ["activscalar"]
     assert "Train" in [b.label for b in at.button]
 
@@ -81,11 +94,13 @@ def test_uploaded_dataset_preview_shows_dropped_prompts_and_bad_files_one_error(
     at = train_page()
     at.radio(key="train_task").set_value("custom").run()
     assert any("Upload a CSV or JSONL" in i.value for i in at.info)
-    good = ("prompt,correct,wrong\n"
-            "When Mary and John went to the store John gave a drink to, Mary, John\n"
-            "When Amy and Tom went to the park Tom gave a ball to, Amy, Tom\n"
-            "When Kate and Ben went to the school Ben gave a book to, Kate, Ben\n"
-            "Then Anne and Paul went, Anne Paul, Paul\n")
+    good = (
+        "prompt,correct,wrong\n"
+        "When Mary and John went to the store John gave a drink to, Mary, John\n"
+        "When Amy and Tom went to the park Tom gave a ball to, Amy, Tom\n"
+        "When Kate and Ben went to the school Ben gave a book to, Kate, Ben\n"
+        "Then Anne and Paul went, Anne Paul, Paul\n"
+    )
     at.file_uploader(key="train_upload").upload("mine.csv", good.encode(), "text/csv")
     at.run()
     assert not at.exception and not at.error

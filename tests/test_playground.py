@@ -1,4 +1,5 @@
 """`actscale.playground`: steering one prompt, exactly (no Streamlit)."""
+
 from __future__ import annotations
 
 import threading
@@ -24,8 +25,11 @@ SITES = ("attn_out", "mlp_out", "head")
 def runs(tmp_path_factory, tiny_llama):
     root = tmp_path_factory.mktemp("pg-engine") / "runs"
     return {
-        m: train_run(TrainConfig(model="tiny-llama", method=m, steps=5, lr=0.2, n_prompts=16, sites=SITES),
-                     tiny_llama, store=RunStore(root))
+        m: train_run(
+            TrainConfig(model="tiny-llama", method=m, steps=5, lr=0.2, n_prompts=16, sites=SITES),
+            tiny_llama,
+            store=RunStore(root),
+        )
         for m in METHODS
     }
 
@@ -40,8 +44,11 @@ def case(request, runs, tiny_llama):
 def unmodified_delta(model, row) -> float:
     """Δ of the unmodified model, computed independently: the engine's own task tokenisation
     and a forward pass with no hook at all."""
-    task = build_task(model, TrainConfig(model="tiny-llama", method="dynscalar"),
-                      [Example(row["prompt"], row["correct"], row["wrong"], "train")])
+    task = build_task(
+        model,
+        TrainConfig(model="tiny-llama", method="dynscalar"),
+        [Example(row["prompt"], row["correct"], row["wrong"], "train")],
+    )
     with torch.no_grad():
         logits = last_position_logits(model, task.tokens)[0]
     return float(logits[task.correct_ids[0]] - logits[task.wrong_ids[0]])
@@ -125,13 +132,16 @@ def test_beta_curve(case):
         beta_curve(model, iv, row["prompt"], row["correct"], row["wrong"], [])
 
 
-@pytest.mark.parametrize(("prompt", "correct", "wrong", "message"), [
-    ("", "Mary", "John", "prompt is empty"),
-    ("   ", "Mary", "John", "prompt is empty"),
-    (None, "Mary John", "John", "2 tokens"),
-    (None, "Mary", "", "wrong answer is empty"),
-    (None, "Mary", "John went", "2 tokens"),
-])
+@pytest.mark.parametrize(
+    ("prompt", "correct", "wrong", "message"),
+    [
+        ("", "Mary", "John", "prompt is empty"),
+        ("   ", "Mary", "John", "prompt is empty"),
+        (None, "Mary John", "John", "2 tokens"),
+        (None, "Mary", "", "wrong answer is empty"),
+        (None, "Mary", "John went", "2 tokens"),
+    ],
+)
 def test_bad_inputs_are_actscale_errors(case, prompt, correct, wrong, message):
     model, iv, _, row = case
     with pytest.raises(ActscaleError, match=message):
@@ -193,12 +203,15 @@ def test_holds_the_model_lock(runs, tiny_llama):
 def test_dataset_prompts_skip_unusable_rows(runs):
     import dataclasses
 
-    bundle = dataclasses.replace(runs["dynscalar"], dataset=[
-        {"prompt": "a b", "correct": "Mary", "wrong": "John", "split": "test"},
-        {"prompt": 3, "correct": "Mary", "wrong": "John"},
-        {"prompt": "c d", "correct": "Mary"},
-        {"prompt": "e f", "correct": "Mary", "wrong": "John"},
-    ])
+    bundle = dataclasses.replace(
+        runs["dynscalar"],
+        dataset=[
+            {"prompt": "a b", "correct": "Mary", "wrong": "John", "split": "test"},
+            {"prompt": 3, "correct": "Mary", "wrong": "John"},
+            {"prompt": "c d", "correct": "Mary"},
+            {"prompt": "e f", "correct": "Mary", "wrong": "John"},
+        ],
+    )
     rows = dataset_prompts(bundle)
     assert [r["prompt"] for r in rows] == ["a b", "e f"]
     assert rows[0]["split"] == "test" and rows[1]["split"] == ""

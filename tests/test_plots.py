@@ -6,6 +6,7 @@ Frames are built by hand with known numbers. Bundles are tiny-model runs of the 
 read back from disk as the dashboard reads them; the values a figure must show are read from
 the bundle's own files (safetensors and JSON), not through the code under test.
 """
+
 from __future__ import annotations
 
 import json
@@ -128,24 +129,33 @@ def values(seq) -> list:
 
 # ---- training curves ----------------------------------------------------------------------
 
-HISTORY = pd.DataFrame({
-    "step": [1, 2, 3],
-    "loss": [3.0, 2.0, 1.0],
-    "effectiveness": [2.0, 1.5, 0.5],
-    "faithfulness": [0.125, 0.25, 0.375],
-    "flip_acc_pos": [0.0, 0.5, 1.0],
-    "flip_acc_neg": [0.25, 0.5, 0.75],
-    "minimality": [0.0, 0.5, 0.25],
-})
+HISTORY = pd.DataFrame(
+    {
+        "step": [1, 2, 3],
+        "loss": [3.0, 2.0, 1.0],
+        "effectiveness": [2.0, 1.5, 0.5],
+        "faithfulness": [0.125, 0.25, 0.375],
+        "flip_acc_pos": [0.0, 0.5, 1.0],
+        "flip_acc_neg": [0.25, 0.5, 0.75],
+        "minimality": [0.0, 0.5, 0.25],
+    }
+)
 
 
 def test_history_draws_each_term_on_its_own_axis():
     fig = plot_history(HISTORY)
     assert [t.type for t in fig.data] == ["scatter"] * 6
-    assert [t.name for t in fig.data] == ["loss", "effectiveness", "faithfulness", "flip_acc_pos", "flip_acc_neg",
-                                          "minimality ‖θ‖₁"]
-    for trace, col in zip(fig.data, ["loss", "effectiveness", "faithfulness", "flip_acc_pos", "flip_acc_neg",
-                                     "minimality"]):
+    assert [t.name for t in fig.data] == [
+        "loss",
+        "effectiveness",
+        "faithfulness",
+        "flip_acc_pos",
+        "flip_acc_neg",
+        "minimality ‖θ‖₁",
+    ]
+    for trace, col in zip(
+        fig.data, ["loss", "effectiveness", "faithfulness", "flip_acc_pos", "flip_acc_neg", "minimality"]
+    ):
         assert values(trace.x) == [1, 2, 3]
         assert values(trace.y) == HISTORY[col].tolist()
     # Loss terms on the top left axis, flip accuracies on its right axis, ‖θ‖₁ on a panel below.
@@ -185,17 +195,19 @@ def test_run_history_draws_the_stored_curves(bundles, method):
 
 # ---- comparisons (hand-made frames) -------------------------------------------------------
 
-RUNS = pd.DataFrame({
-    "run_id": ["aaaaaa11", "aaaaaa11", "bbbbbb22", "bbbbbb22"],
-    "method": ["activscalar", "activscalar", "steervec", "steervec"],
-    "split": ["train", "test", "train", "test"],
-    "flip_acc": [1.0, 0.5, 0.75, 0.25],
-    "faithfulness_kl": [0.125, 0.25, 0.375, 0.5],
-    "effective_frac": [0.5, 0.625, 0.75, 0.875],
-    "n_params": [30, 30, 1920, 1920],
-    "l1": [1.5, 1.5, 2.5, 2.5],
-    "lambda_m": [0.01, 0.01, 0.1, 0.1],
-})
+RUNS = pd.DataFrame(
+    {
+        "run_id": ["aaaaaa11", "aaaaaa11", "bbbbbb22", "bbbbbb22"],
+        "method": ["activscalar", "activscalar", "steervec", "steervec"],
+        "split": ["train", "test", "train", "test"],
+        "flip_acc": [1.0, 0.5, 0.75, 0.25],
+        "faithfulness_kl": [0.125, 0.25, 0.375, 0.5],
+        "effective_frac": [0.5, 0.625, 0.75, 0.875],
+        "n_params": [30, 30, 1920, 1920],
+        "l1": [1.5, 1.5, 2.5, 2.5],
+        "lambda_m": [0.01, 0.01, 0.1, 0.1],
+    }
+)
 LABELS = ["activscalar · aaaaaa", "steervec · bbbbbb"]
 
 
@@ -210,12 +222,19 @@ def test_method_comparison_is_one_bar_per_split_and_panel():
     for trace in fig.data:
         assert list(trace.x) == LABELS
     assert [values(t.y) for t in fig.data] == [
-        [1.0, 0.75], [0.125, 0.375], [0.5, 0.75],  # train: flip_acc, faithfulness_kl, effective_frac
-        [0.5, 0.25], [0.25, 0.5], [0.625, 0.875],  # test
+        [1.0, 0.75],
+        [0.125, 0.375],
+        [0.5, 0.75],  # train: flip_acc, faithfulness_kl, effective_frac
+        [0.5, 0.25],
+        [0.25, 0.5],
+        [0.625, 0.875],  # test
     ]
     assert [t.marker.color for t in fig.data] == ["#9aa5b1"] * 3 + ["#b4232c"] * 3  # train grey, test red
     assert [a.text for a in fig.layout.annotations] == [
-        "effectiveness (mean flip accuracy ↑)", "faithfulness (KL ↓)", "minimality (effective fraction ↓)"]
+        "effectiveness (mean flip accuracy ↑)",
+        "faithfulness (KL ↓)",
+        "minimality (effective fraction ↓)",
+    ]
     assert fig.layout.barmode == "group"
     assert fig.layout.title.text == "methods compared"
 
@@ -260,8 +279,14 @@ def test_tradeoff_names_numeric_groups_by_their_value():
     assert fig.layout.legend.title.text == "λ_M"
 
 
-CURVE = pd.DataFrame({"beta": [-1.0, 0.0, 1.0], "delta": [-2.0, 0.5, 3.0],
-                      "p_correct": [0.125, 0.25, 0.5], "p_wrong": [0.5, 0.25, 0.125]})
+CURVE = pd.DataFrame(
+    {
+        "beta": [-1.0, 0.0, 1.0],
+        "delta": [-2.0, 0.5, 3.0],
+        "p_correct": [0.125, 0.25, 0.5],
+        "p_wrong": [0.5, 0.25, 0.125],
+    }
+)
 
 
 def test_beta_curve_draws_delta_and_both_probabilities():
@@ -433,7 +458,7 @@ def test_dyn_prompt_is_the_prompts_own_scalars(bundles, site):
     alpha = analysis(bundle)[f"dynalpha.{site}"][index]  # [layer pos (head)], left-padded
     if site == "head":
         alpha = alpha.mean(-1)
-    expected = alpha[:, n_pos - len(tokens[index]):].numpy()
+    expected = alpha[:, n_pos - len(tokens[index]) :].numpy()
     fig = plot_dyn_prompt(bundle, site, index)
     trace = only_trace(fig, "heatmap")
     np.testing.assert_array_equal(trace.z, expected)

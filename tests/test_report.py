@@ -1,4 +1,5 @@
 """The self-contained HTML report and the runs table (actscale.report), on tiny-model runs."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,8 +22,9 @@ def runs(tiny_llama, tmp_path_factory):
     store = RunStore(tmp_path_factory.mktemp("report") / "runs")
     out = {}
     for method in ("activscalar", "steervec", "dynscalar"):
-        config = TrainConfig(model="tiny-llama", method=method, sites=("attn_out", "head"), steps=3,
-                             n_prompts=16, early_stop=0)
+        config = TrainConfig(
+            model="tiny-llama", method=method, sites=("attn_out", "head"), steps=3, n_prompts=16, early_stop=0
+        )
         out[method] = train_run(config, tiny_llama, store=store)
     return store, out
 
@@ -54,7 +56,8 @@ def test_report_escapes_every_string(runs):
     bundle = runs[1]["activscalar"]
     evil = "<script>alert('x')</script>"
     hostile = dataclasses.replace(
-        bundle, config={**bundle.config, "model": evil, evil: "value"},
+        bundle,
+        config={**bundle.config, "model": evil, evil: "value"},
         info={**bundle.info, "summary": evil},
     )
     page = render_report(hostile)

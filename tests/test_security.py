@@ -6,17 +6,18 @@ size-limited, and is never unpickled; the server config keeps XSRF protection an
 limit; and a scan of the code fails on pickle, ``torch.load`` without ``weights_only=True``,
 and ``trust_remote_code=True``.
 """
+
 from __future__ import annotations
 
 import ast
 import io
 import tokenize
-import tomllib
 import uuid
 import zipfile
 from pathlib import Path
 
 import pytest
+import tomllib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,19 +29,32 @@ from actscale.training import TrainConfig
 ROOT = Path(__file__).resolve().parents[1]
 
 BAD_IDS = [
-    "../x", "../../etc/passwd", "/etc/passwd", "/", ".", "..", "", " ",
-    "0123456789abcdef0",           # 17 hex digits
-    "0123456789abcde",             # 15
-    "0123456789ABCDEF",            # uppercase
-    "0123456789abcdeg",            # not hex
-    "0123456789abcdef\n",          # a trailing newline ('$' would let it through)
+    "../x",
+    "../../etc/passwd",
+    "/etc/passwd",
+    "/",
+    ".",
+    "..",
+    "",
+    " ",
+    "0123456789abcdef0",  # 17 hex digits
+    "0123456789abcde",  # 15
+    "0123456789ABCDEF",  # uppercase
+    "0123456789abcdeg",  # not hex
+    "0123456789abcdef\n",  # a trailing newline ('$' would let it through)
     "\n0123456789abcdef",
-    " 0123456789abcdef", "0123456789abcdef ",
-    "0123456789abcdef/..", "0123456789abcdef/../../x", "..\\..\\x", "0123456789abcde/",
-    "%2e%2e%2f%2e%2e%2f", "０１２３４５６７８９ａｂｃｄｅｆ",  # URL-encoded dots, full-width digits
-    "0123456789abcdef\x00", "~/0123456789abcdef", "C:\\0123456789ab",
+    " 0123456789abcdef",
+    "0123456789abcdef ",
+    "0123456789abcdef/..",
+    "0123456789abcdef/../../x",
+    "..\\..\\x",
+    "0123456789abcde/",
+    "%2e%2e%2f%2e%2e%2f",
+    "０１２３４５６７８９ａｂｃｄｅｆ",  # URL-encoded dots, full-width digits
+    "0123456789abcdef\x00",
+    "~/0123456789abcdef",
+    "C:\\0123456789ab",
 ]
-
 
 
 @pytest.mark.parametrize("bad", BAD_IDS + [None, 123, b"0123456789abcdef", ["0123456789abcdef"]])
@@ -75,6 +89,7 @@ def test_any_accepted_id_stays_inside_the_store(text):
 
 # ---- uploads -----------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def good_run(tiny_llama, tmp_path_factory):
     store = RunStore(tmp_path_factory.mktemp("good"))
@@ -89,7 +104,7 @@ def _zip(entries: dict[str, bytes], symlinks: tuple[str, ...] = ()) -> bytes:
             info = zipfile.ZipInfo(name)
             info.compress_type = zipfile.ZIP_DEFLATED
             if name in symlinks:
-                info.external_attr = (0o120777 << 16)  # a symbolic link in Unix zips
+                info.external_attr = 0o120777 << 16  # a symbolic link in Unix zips
             zf.writestr(info, data)
     return buf.getvalue()
 
@@ -110,18 +125,45 @@ def test_zip_slip_names_write_nothing_outside_the_store(good_run, tmp_path):
     outside_abs = Path("/tmp") / marker
     sandbox = tmp_path / "sandbox"
     store = RunStore(sandbox / "a" / "b" / "runs")
-    names = ["../../evil/config.json", f"/tmp/{marker}/params.safetensors", "x/../../../metrics.json",
-             "..\\..\\history.csv", "dataset.jsonl", "analysis.safetensors", "deep/dir/analysis.json"]
-    entries = dict(zip(names, [files[n] for n in ("config.json", "params.safetensors", "metrics.json",
-                                                  "history.csv", "dataset.jsonl", "analysis.safetensors",
-                                                  "analysis.json")]))
-    entries.update({"../../evil.py": b"import os\n", f"/tmp/{marker}.sh": b"rm -rf /\n", "../runs2/x": b"x",
-                    "__init__.py": b"", "config.json.pkl": b"\x80\x04K\x01."})
+    names = [
+        "../../evil/config.json",
+        f"/tmp/{marker}/params.safetensors",
+        "x/../../../metrics.json",
+        "..\\..\\history.csv",
+        "dataset.jsonl",
+        "analysis.safetensors",
+        "deep/dir/analysis.json",
+    ]
+    entries = dict(
+        zip(
+            names,
+            [
+                files[n]
+                for n in (
+                    "config.json",
+                    "params.safetensors",
+                    "metrics.json",
+                    "history.csv",
+                    "dataset.jsonl",
+                    "analysis.safetensors",
+                    "analysis.json",
+                )
+            ],
+        )
+    )
+    entries.update(
+        {
+            "../../evil.py": b"import os\n",
+            f"/tmp/{marker}.sh": b"rm -rf /\n",
+            "../runs2/x": b"x",
+            "__init__.py": b"",
+            "config.json.pkl": b"\x80\x04K\x01.",
+        }
+    )
     store.root.mkdir(parents=True)
     run_id = store.import_zip(_zip(entries))
     assert run_id == good_run.run_id
-    assert _tree(sandbox) == {"a", "a/b", "a/b/runs", f"a/b/runs/{run_id}",
-                              *(f"a/b/runs/{run_id}/{n}" for n in files)}
+    assert _tree(sandbox) == {"a", "a/b", "a/b/runs", f"a/b/runs/{run_id}", *(f"a/b/runs/{run_id}/{n}" for n in files)}
     assert not outside_abs.exists() and not Path(f"/tmp/{marker}.sh").exists()
     assert {n: (store.root / run_id / n).read_bytes() for n in files} == files
     assert [r.ok for r in store.list()] == [True]
@@ -155,7 +197,7 @@ def test_upload_over_the_size_limit(good_run, tmp_path):
 
 def _flip_bit(data: bytes, needle: bytes) -> bytes:
     i = data.index(needle)
-    return data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1:]
+    return data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1 :]
 
 
 def test_corrupted_encrypted_and_foreign_uploads(good_run, tmp_path):
@@ -167,15 +209,21 @@ def test_corrupted_encrypted_and_foreign_uploads(good_run, tmp_path):
         for k, v in files.items():
             zf.writestr(f"r/{k}", v)
     stored = plain.getvalue()
-    crc_broken = _flip_bit(stored, files["metrics.json"][:40])          # data changed: bad CRC
+    crc_broken = _flip_bit(stored, files["metrics.json"][:40])  # data changed: bad CRC
     encrypted = bytearray(stored)
-    for sig, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):       # the 'encrypted' flag bit
+    for sig, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # the 'encrypted' flag bit
         start = 0
         while (i := bytes(encrypted).find(sig, start)) != -1:
             encrypted[i + offset] |= 0x01
             start = i + 4
-    for data in (crc_broken, bytes(encrypted), b"not a zip at all", b"", b"PK\x03\x04" + b"\0" * 100,
-                 b"\x80\x04\x95" + b"\0" * 50):  # the last one: a pickle's opening bytes
+    for data in (
+        crc_broken,
+        bytes(encrypted),
+        b"not a zip at all",
+        b"",
+        b"PK\x03\x04" + b"\0" * 100,
+        b"\x80\x04\x95" + b"\0" * 50,
+    ):  # the last one: a pickle's opening bytes
         with pytest.raises(BrokenBundleError) as info:
             store.import_zip(data)
         assert len(str(info.value).splitlines()) == 1
@@ -185,7 +233,15 @@ def test_corrupted_encrypted_and_foreign_uploads(good_run, tmp_path):
 # ---- what the code may never contain ------------------------------------------------------
 
 # Built by concatenation so that this file does not contain the words it looks for.
-PICKLE_NAMES = {"pick" + "le", "cPick" + "le", "_pick" + "le", "di" + "ll", "jobl" + "ib", "shel" + "ve", "marsh" + "al"}
+PICKLE_NAMES = {
+    "pick" + "le",
+    "cPick" + "le",
+    "_pick" + "le",
+    "di" + "ll",
+    "jobl" + "ib",
+    "shel" + "ve",
+    "marsh" + "al",
+}
 TORCH_LOAD = "lo" + "ad"
 REMOTE_CODE = "trust_remote" + "_code"
 ALLOW_PICKLE = "allow_pick" + "le"
@@ -223,8 +279,11 @@ def _violations(path: Path) -> list[str]:
     # And the plain text, for what hides in strings passed on (e.g. a kwargs dict).
     for n, line in enumerate(source.splitlines(), 1):
         code = line.split("#", 1)[0]
-        if f"{REMOTE_CODE}=True" in code.replace(" ", "") or f"'{REMOTE_CODE}':True" in code.replace(" ", "") \
-                or f'"{REMOTE_CODE}":True' in code.replace(" ", ""):
+        if (
+            f"{REMOTE_CODE}=True" in code.replace(" ", "")
+            or f"'{REMOTE_CODE}':True" in code.replace(" ", "")
+            or f'"{REMOTE_CODE}":True' in code.replace(" ", "")
+        ):
             found.append(f"{path.name}:{n}: {REMOTE_CODE} set to True")
         if f"torch.{TORCH_LOAD}(" in code and "weights_only=True" not in code:
             found.append(f"{path.name}:{n}: torch.{TORCH_LOAD}( without weights_only=True")

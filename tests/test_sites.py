@@ -1,4 +1,5 @@
 """Sites: the hook-name table, parsing, and that each hook is the activation method.md §1 means."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,12 +10,15 @@ from actscale.interventions import ModelDims, make_intervention, steer
 from actscale.sites import DEFAULT_SITES, SITES, SiteAddress, hook_name, is_head_site, parse_hook_name, parse_sites
 
 
-
 def test_hook_names_and_their_inverse():
     assert SITES == ("attn_out", "mlp_out", "head", "resid_post")
     assert DEFAULT_SITES == ("attn_out", "mlp_out")
     assert [hook_name(s, 3) for s in SITES] == [
-        "blocks.3.hook_attn_out", "blocks.3.hook_mlp_out", "blocks.3.attn.hook_z", "blocks.3.hook_resid_post"]
+        "blocks.3.hook_attn_out",
+        "blocks.3.hook_mlp_out",
+        "blocks.3.attn.hook_z",
+        "blocks.3.hook_resid_post",
+    ]
     for site in SITES:
         assert parse_hook_name(hook_name(site, 11)) == SiteAddress(site, 11)
     for bad in ("blocks.x.hook_mlp_out", "blocks.1.hook_mlp_outx", "blocks.1.attn.hook_q"):
@@ -41,6 +45,7 @@ def test_activation_shapes_at_each_site(tiny_model):
     def capture(site):
         def hook(act, hook):
             shapes[site] = tuple(act.shape)
+
         return hook
 
     x = torch.randint(4, 150, (3, 5), generator=torch.Generator().manual_seed(0))
@@ -54,9 +59,9 @@ def _modules(bridge, layer):
     """The Hugging Face module whose output each site is, reached around TransformerLens."""
     block = bridge.blocks[layer]
     return {
-        "attn_out": block.attn.o.original_component,   # the attention's output projection
+        "attn_out": block.attn.o.original_component,  # the attention's output projection
         "mlp_out": block.mlp.original_component,
-        "resid_post": block.original_component,        # the whole decoder block
+        "resid_post": block.original_component,  # the whole decoder block
     }
 
 
@@ -66,9 +71,17 @@ def test_each_site_is_the_module_output_it_names(tiny_model, site):
     with a bare PyTorch forward hook: the hook names point at the activations method.md means."""
     layer, bridge = 1, tiny_model.bridge
     x = torch.randint(4, 150, (2, 6), generator=torch.Generator().manual_seed(1))
-    iv = make_intervention("activscalar", (site,), ModelDims(n_layers=tiny_model.n_layers, n_pos=6,
-                           d_model=tiny_model.d_model, n_heads=tiny_model.n_heads, d_head=tiny_model.d_head))
-
+    iv = make_intervention(
+        "activscalar",
+        (site,),
+        ModelDims(
+            n_layers=tiny_model.n_layers,
+            n_pos=6,
+            d_model=tiny_model.d_model,
+            n_heads=tiny_model.n_heads,
+            d_head=tiny_model.d_head,
+        ),
+    )
 
     with torch.no_grad():
         iv.tensor("alpha", site)[layer] = -0.5

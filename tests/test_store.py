@@ -1,4 +1,5 @@
 """The run store: bundle format (interfaces.md), atomic writes, run ids, reuse, round trips."""
+
 from __future__ import annotations
 
 import csv
@@ -14,17 +15,48 @@ from actscale.errors import ActscaleError
 from actscale.store import run_id_for
 from actscale.training import TrainConfig
 
-
-METRICS = {"acc_base", "flip_acc_pos", "flip_acc_neg", "acc_base_ci95", "flip_acc_pos_ci95", "flip_acc_neg_ci95",
-           "logit_diff_base", "logit_diff_pos", "logit_diff_neg", "faithfulness_kl", "kl_full", "l1", "n_params",
-           "n_components", "n_effective", "effective_frac", "n_prompts"}
-FILES = {"config.json", "params.safetensors", "metrics.json", "history.csv", "dataset.jsonl",
-         "analysis.safetensors", "analysis.json"}
+METRICS = {
+    "acc_base",
+    "flip_acc_pos",
+    "flip_acc_neg",
+    "acc_base_ci95",
+    "flip_acc_pos_ci95",
+    "flip_acc_neg_ci95",
+    "logit_diff_base",
+    "logit_diff_pos",
+    "logit_diff_neg",
+    "faithfulness_kl",
+    "kl_full",
+    "l1",
+    "n_params",
+    "n_components",
+    "n_effective",
+    "effective_frac",
+    "n_prompts",
+}
+FILES = {
+    "config.json",
+    "params.safetensors",
+    "metrics.json",
+    "history.csv",
+    "dataset.jsonl",
+    "analysis.safetensors",
+    "analysis.json",
+}
 
 
 def config(model, **changes) -> TrainConfig:
-    base = dict(model=model.name, method="activscalar", steps=3, n_prompts=16, n_test=8, batch_size=4, early_stop=0,
-                lr=0.05, device="cpu")
+    base = dict(
+        model=model.name,
+        method="activscalar",
+        steps=3,
+        n_prompts=16,
+        n_test=8,
+        batch_size=4,
+        early_stop=0,
+        lr=0.05,
+        device="cpu",
+    )
     return TrainConfig(**{**base, **changes})
 
 
@@ -41,11 +73,14 @@ def test_save_load_evaluate_gives_the_training_metrics(tiny_llama, store, method
             assert again[split][name] == pytest.approx(value, abs=1e-6), (split, name)
 
 
-@pytest.mark.parametrize("method,shapes", [
-    ("activscalar", {"alpha.attn_out": [2, 16], "alpha.head": [2, 16, 4]}),
-    ("steervec", {"vector.attn_out": [2, 16, 64], "vector.head": [2, 16, 4, 16]}),
-    ("dynscalar", {"w.attn_out": [2, 64], "b.attn_out": [2], "w.head": [2, 4, 16], "b.head": [2, 4]}),
-])
+@pytest.mark.parametrize(
+    "method,shapes",
+    [
+        ("activscalar", {"alpha.attn_out": [2, 16], "alpha.head": [2, 16, 4]}),
+        ("steervec", {"vector.attn_out": [2, 16, 64], "vector.head": [2, 16, 4, 16]}),
+        ("dynscalar", {"w.attn_out": [2, 64], "b.attn_out": [2], "w.head": [2, 4, 16], "b.head": [2, 4]}),
+    ],
+)
 def test_bundle_files_and_tensors(tiny_llama, store, method, shapes):
     cfg = config(tiny_llama, method=method, sites=("attn_out", "head"))
     bundle = train_run(cfg, tiny_llama, store=store)
@@ -56,11 +91,34 @@ def test_bundle_files_and_tensors(tiny_llama, store, method, shapes):
         assert {k: list(fh.get_slice(k).get_shape()) for k in fh.keys()} == shapes
         assert {str(fh.get_tensor(k).dtype) for k in fh.keys()} == {"torch.float32"}
     saved = json.loads((path / "config.json").read_text())
-    for key in ("model", "weights_hash", "method", "sites", "steps", "lr", "batch_size", "margin", "lambda_f",
-                "lambda_m", "seed", "n_prompts", "test_frac", "device", "dtype", "dataset_hash", "versions",
-                "created", "run_id"):
+    for key in (
+        "model",
+        "weights_hash",
+        "method",
+        "sites",
+        "steps",
+        "lr",
+        "batch_size",
+        "margin",
+        "lambda_f",
+        "lambda_m",
+        "seed",
+        "n_prompts",
+        "test_frac",
+        "device",
+        "dtype",
+        "dataset_hash",
+        "versions",
+        "created",
+        "run_id",
+    ):
         assert key in saved, key
-    assert (saved["model"], saved["method"], saved["sites"], saved["dtype"]) == ("tiny-llama", method, ["attn_out", "head"], "float32")
+    assert (saved["model"], saved["method"], saved["sites"], saved["dtype"]) == (
+        "tiny-llama",
+        method,
+        ["attn_out", "head"],
+        "float32",
+    )
     assert saved["weights_hash"] == tiny_llama.weights_hash and saved["run_id"] == bundle.run_id
     assert set(saved["versions"]) >= {"actscale", "torch", "transformers", "transformer-lens"}
     metrics = json.loads((path / "metrics.json").read_text())
@@ -139,8 +197,6 @@ def test_bundle_refuses_another_model(tiny_llama, tiny_gpt2, store):
         intervention_from_bundle(bundle, tiny_gpt2)
     assert str(info.value) == (
         f"run {bundle.run_id} was trained on model 'tiny-llama' (weights {tiny_llama.weights_hash}); "
-
-
         f"the loaded model is 'tiny-gpt2' ({tiny_gpt2.weights_hash})"
     )
 
@@ -163,8 +219,14 @@ def test_list_orders_runs_made_in_the_same_second_by_when_they_were_written(stor
 
     paths, ids = [], []
     for i in range(3):
-        config = {"method": "activscalar", "sites": ["attn_out"], "seed": i, "created": "2026-01-01T00:00:00+00:00",
-                  "n_pos": 2, "model_dims": {"n_layers": 1, "d_model": 4, "n_heads": 1, "d_head": 4}}
+        config = {
+            "method": "activscalar",
+            "sites": ["attn_out"],
+            "seed": i,
+            "created": "2026-01-01T00:00:00+00:00",
+            "n_pos": 2,
+            "model_dims": {"n_layers": 1, "d_model": 4, "n_heads": 1, "d_head": 4},
+        }
         paths.append(store.save(config, {"alpha.attn_out": torch.zeros(1, 2)}, {"train": {}}, [], []))
         ids.append(run_id_for(config))
     for order in (ids, ids[::-1]):  # both orders, so a lucky sort by id cannot pass

@@ -1,4 +1,5 @@
 """The sweep grid (actscale.sweeps): order, defaults, the size cap, the base run's examples."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,8 +9,9 @@ from actscale.sweeps import MAX_SWEEP, base_examples, check_sweep_size, sweep_co
 from actscale.tasks import Example
 from actscale.training import TrainConfig
 
-BASE = TrainConfig(model="tiny-llama", method="activscalar", steps=18, lambda_m=0.05, lambda_f=1.0,
-                   margin=2.0, seed=3, n_prompts=16).to_dict()
+BASE = TrainConfig(
+    model="tiny-llama", method="activscalar", steps=18, lambda_m=0.05, lambda_f=1.0, margin=2.0, seed=3, n_prompts=16
+).to_dict()
 
 
 def grid(configs):
@@ -59,7 +61,11 @@ def test_a_value_the_config_rejects_is_an_actscale_error():
 
 
 def test_base_examples_keep_prompts_answers_and_split():
-    rows = [{"prompt": "When Mary and John", "correct": " Mary", "wrong": " John", "split": "test", "extra": 1},
-            {"prompt": "The capital of", "correct": " Paris", "wrong": " Rome"}]
-    assert base_examples(rows) == [Example("When Mary and John", " Mary", " John", "test"),
-                                   Example("The capital of", " Paris", " Rome", "")]
+    rows = [
+        {"prompt": "When Mary and John", "correct": " Mary", "wrong": " John", "split": "test", "extra": 1},
+        {"prompt": "The capital of", "correct": " Paris", "wrong": " Rome"},
+    ]
+    assert base_examples(rows) == [
+        Example("When Mary and John", " Mary", " John", "test"),
+        Example("The capital of", " Paris", " Rome", ""),
+    ]

@@ -1,4 +1,5 @@
 """Tests for actscale.tasks: generators, dataset reading, tokenisation, splits, hashing."""
+
 from __future__ import annotations
 
 import re
@@ -9,7 +10,13 @@ import torch
 from actscale.errors import DatasetError
 from actscale.tasks import (
     IOI_FAMILIES,
-    IOI_TEMPLATES, Example, PreparedTask, generate_ccc, generate_ioi, prepare_task, read_dataset,
+    IOI_TEMPLATES,
+    Example,
+    PreparedTask,
+    generate_ccc,
+    generate_ioi,
+    prepare_task,
+    read_dataset,
     task_vocabulary,
 )
 
@@ -50,9 +57,15 @@ def test_ioi_templates_cycle_orders_and_answers():
     assert len(IOI_TEMPLATES) >= 8
     assert [e.template for e in examples[:10]] == [f"ioi-{i}" for i in range(10)]
     assert [e.template for e in examples] == [f"ioi-{i % 18}" for i in range(40)]
-    assert [e.group for e in examples[:18]] == (["subordinate"] * 2 + ["two-sentences"] * 2 + ["subordinate"] * 2
-                                                + ["two-sentences"] * 2 + ["subordinate"] * 2 + ["coordinated"] * 4
-                                                + ["scene-first"] * 4)
+    assert [e.group for e in examples[:18]] == (
+        ["subordinate"] * 2
+        + ["two-sentences"] * 2
+        + ["subordinate"] * 2
+        + ["two-sentences"] * 2
+        + ["subordinate"] * 2
+        + ["coordinated"] * 4
+        + ["scene-first"] * 4
+    )
     for e in examples:
         assert e.correct != e.wrong and e.split == ""
         io, s = e.correct.strip(), e.wrong.strip()
@@ -107,8 +120,10 @@ def test_read_csv(tmp_path):
 
 def test_read_jsonl(tmp_path):
     path = tmp_path / "d.jsonl"
-    path.write_text('{"prompt": "A to", "correct": " B", "wrong": " C"}\n\n'
-                    '{"prompt": "D", "correct": " E", "wrong": " F", "split": "test", "extra": 1}\n')
+    path.write_text(
+        '{"prompt": "A to", "correct": " B", "wrong": " C"}\n\n'
+        '{"prompt": "D", "correct": " E", "wrong": " F", "split": "test", "extra": 1}\n'
+    )
     assert read_dataset(path) == [Example("A to", " B", " C"), Example("D", " E", " F", "test")]
 
 
@@ -136,13 +151,21 @@ def test_read_csv_errors(tmp_path, content, message):
 
 
 JSONL_ERRORS = [
-    ('{"prompt": "a", "correct": " b", "wrong": " c"}\n{"prompt": ', "d.jsonl: malformed JSON on line 2: Expecting value"),
+    (
+        '{"prompt": "a", "correct": " b", "wrong": " c"}\n{"prompt": ',
+        "d.jsonl: malformed JSON on line 2: Expecting value",
+    ),
     ("[1, 2]\n", "d.jsonl: line 1 is not a JSON object"),
     ('{"prompt": "a"}\n', "d.jsonl: missing column(s) correct, wrong on line 1"),
     ('{"prompt": "a", "correct": 1, "wrong": " c"}\n', "d.jsonl: correct in line 1 is not a string (got int)"),
-    ('{"prompt": "a", "correct": " b", "wrong": " c", "split": 3}\n', "d.jsonl: split in line 1 is not a string (got int)"),
-    ('{"prompt": "a", "correct": " b", "wrong": " c", "split": "val\\nx"}\n',
-     "d.jsonl: split 'val\\nx' in line 1 is not train, val or test"),
+    (
+        '{"prompt": "a", "correct": " b", "wrong": " c", "split": 3}\n',
+        "d.jsonl: split in line 1 is not a string (got int)",
+    ),
+    (
+        '{"prompt": "a", "correct": " b", "wrong": " c", "split": "val\\nx"}\n',
+        "d.jsonl: split 'val\\nx' in line 1 is not train, val or test",
+    ),
     ('{"prompt": "", "correct": " b", "wrong": " c"}\n', "d.jsonl: empty prompt in line 1"),
     ("\n\n", "d.jsonl: file is empty"),
 ]
@@ -194,19 +217,26 @@ def test_left_padding_mask_and_ids():
 
 
 def test_pad_falls_back_to_eos():
-    task = prepare_task([ex("x y", split="train"), ex("x", split="test")], WordTokenizer(pad=False),
-                        prepend_bos=False, fixed_length=False)
+    task = prepare_task(
+        [ex("x y", split="train"), ex("x", split="test")],
+        WordTokenizer(pad=False),
+        prepend_bos=False,
+        fixed_length=False,
+    )
     assert task.tokens[1, 0].item() == 2
 
 
 def test_drop_reasons_and_summary():
     examples = [
-        ex("p q r"), ex("p q s"), ex("p q t"),
+        ex("p q r"),
+        ex("p q s"),
+        ex("p q t"),
         ex("p q", " Mary Ann", " b"),  # multi-token correct
         ex("p q", " a", " Johnson Jr"),  # multi-token wrong
         ex("p q", " a", " a "),  # different strings, same token (" a " splits to " a")
         ex("p q r s t u v"),  # longer than max_len
-        ex("p q"), ex("p q r s"),  # lengths 3 and 5 vs the most common 4
+        ex("p q"),
+        ex("p q r s"),  # lengths 3 and 5 vs the most common 4
     ]
     task = prepare_task(examples, WordTokenizer(), prepend_bos=True, fixed_length=True, max_len=6)
     assert [r for _, r in task.dropped] == [
@@ -229,23 +259,35 @@ def test_fixed_length_tie_goes_to_shorter_and_counts():
     examples = [ex("a b")] * 3 + [ex("a b c")] * 3 + [ex("a")] * 2
     task = prepare_task(examples, WordTokenizer(), prepend_bos=False, fixed_length=True)
     assert len(task.examples) == 3 and task.n_pos == 2 and task.attention_mask.all()
-    assert task.summary() == ("kept 3 of 8 prompts (2 train, 1 test); dropped 5: "
-                              "3 length 3 not the most common length 2, 2 length 1 not the most common length 2")
+    assert task.summary() == (
+        "kept 3 of 8 prompts (2 train, 1 test); dropped 5: "
+        "3 length 3 not the most common length 2, 2 length 1 not the most common length 2"
+    )
     free = prepare_task(examples, WordTokenizer(), prepend_bos=False, fixed_length=False)
-    assert len(free.examples) == 8 and free.n_pos == 3 and free.summary() == "kept 8 of 8 prompts (6 train, 2 test); dropped 0"
+    assert (
+        len(free.examples) == 8
+        and free.n_pos == 3
+        and free.summary() == "kept 8 of 8 prompts (6 train, 2 test); dropped 0"
+    )
 
 
 def test_nothing_usable_and_empty():
     with pytest.raises(DatasetError) as info:
-        prepare_task([ex("p", " a b"), ex("p", " a b"), ex("q", " a", " a")], WordTokenizer(),
-                     prepend_bos=True, fixed_length=False)
+        prepare_task(
+            [ex("p", " a b"), ex("p", " a b"), ex("q", " a", " a")],
+            WordTokenizer(),
+            prepend_bos=True,
+            fixed_length=False,
+        )
     assert str(info.value) == "no usable prompts: 2 multi-token answer, 1 correct and wrong are the same token"
     with pytest.raises(DatasetError, match="^no usable prompts: 1 empty prompt$"):
         prepare_task([ex("")], WordTokenizer(), prepend_bos=False, fixed_length=False)
     with pytest.raises(DatasetError, match="^the dataset is empty$"):
         prepare_task([], WordTokenizer(), prepend_bos=True, fixed_length=False)
     with pytest.raises(DatasetError, match="^no training prompts: all 2 kept prompts are in the test split$"):
-        prepare_task([ex("p", split="test"), ex("q", split="test")], WordTokenizer(), prepend_bos=True, fixed_length=False)
+        prepare_task(
+            [ex("p", split="test"), ex("q", split="test")], WordTokenizer(), prepend_bos=True, fixed_length=False
+        )
 
 
 def test_random_split_deterministic_and_sized():
@@ -280,8 +322,13 @@ def test_subset_records_and_hash():
     assert isinstance(test, PreparedTask) and test.n_pos == task.n_pos
     assert torch.equal(test.tokens, task.tokens[idx]) and torch.equal(test.correct_ids, task.correct_ids[idx])
     assert all(e.split == "test" for e in test.examples) and test.dropped is task.dropped
-    assert task.to_records()[0] == {"prompt": "w0 x y", "correct": " a", "wrong": " b", "split": task.examples[0].split,
-                                    "group": ""}
+    assert task.to_records()[0] == {
+        "prompt": "w0 x y",
+        "correct": " a",
+        "wrong": " b",
+        "split": task.examples[0].split,
+        "group": "",
+    }
     again = prepare_task(examples, WordTokenizer(), prepend_bos=True, fixed_length=True, seed=0)
     assert re.fullmatch(r"[0-9a-f]{16}", task.dataset_hash) and task.dataset_hash == again.dataset_hash
     changed = prepare_task([ex("w0 x z")] + examples[1:], WordTokenizer(), prepend_bos=True, fixed_length=True, seed=0)
@@ -291,9 +338,11 @@ def test_subset_records_and_hash():
 def test_hash_value_is_canonical_jsonl():
     import hashlib
     import json
+
     task = prepare_task([ex("é x", split="train")], WordTokenizer(), prepend_bos=False, fixed_length=False)
-    line = json.dumps({"correct": " a", "prompt": "é x", "split": "train", "wrong": " b"}, ensure_ascii=False,
-                      separators=(",", ":"))
+    line = json.dumps(
+        {"correct": " a", "prompt": "é x", "split": "train", "wrong": " b"}, ensure_ascii=False, separators=(",", ":")
+    )
     assert task.dataset_hash == hashlib.sha256((line + "\n").encode()).hexdigest()[:16]
 
 
@@ -320,13 +369,31 @@ def smol_tokenizer():
 def test_smol_ioi_lengths_and_single_tokens(smol_tokenizer):
     lengths = {}
     for tid in IOI_TEMPLATES:
-        task = prepare_task(generate_ioi(30, seed=0, templates=(tid,)), smol_tokenizer, prepend_bos=True,
-                            fixed_length=True)
+        task = prepare_task(
+            generate_ioi(30, seed=0, templates=(tid,)), smol_tokenizer, prepend_bos=True, fixed_length=True
+        )
         assert task.dropped == [] and task.tokens[:, 0].eq(smol_tokenizer.bos_token_id).all()
         lengths[tid] = task.n_pos
-    assert lengths == {"ioi-0": 15, "ioi-1": 15, "ioi-2": 16, "ioi-3": 16, "ioi-4": 17, "ioi-5": 17,
-                       "ioi-6": 18, "ioi-7": 18, "ioi-8": 19, "ioi-9": 19, "ioi-10": 16, "ioi-11": 16,
-                       "ioi-12": 18, "ioi-13": 18, "ioi-14": 17, "ioi-15": 17, "ioi-16": 20, "ioi-17": 20}
+    assert lengths == {
+        "ioi-0": 15,
+        "ioi-1": 15,
+        "ioi-2": 16,
+        "ioi-3": 16,
+        "ioi-4": 17,
+        "ioi-5": 17,
+        "ioi-6": 18,
+        "ioi-7": 18,
+        "ioi-8": 19,
+        "ioi-9": 19,
+        "ioi-10": 16,
+        "ioi-11": 16,
+        "ioi-12": 18,
+        "ioi-13": 18,
+        "ioi-14": 17,
+        "ioi-15": 17,
+        "ioi-16": 20,
+        "ioi-17": 20,
+    }
     # every family has templates of at least two lengths (a held-out family is not one length)
     for family, ids in IOI_FAMILIES.items():
         assert len({lengths[t] for t in ids}) >= 2, family
@@ -337,5 +404,9 @@ def test_smol_ccc_and_vocabulary_single_tokens(smol_tokenizer):
     task = prepare_task(generate_ccc(500, seed=0), smol_tokenizer, prepend_bos=True, fixed_length=True)
     assert task.dropped == [] and task.n_pos == 19
     assert task.str_tokens[0][-3:] == ["?", " A", ":"]
-    multi = [w for w in task_vocabulary() if w[0].isalpha() and len(smol_tokenizer(" " + w, add_special_tokens=False).input_ids) != 1]
+    multi = [
+        w
+        for w in task_vocabulary()
+        if w[0].isalpha() and len(smol_tokenizer(" " + w, add_special_tokens=False).input_ids) != 1
+    ]
     assert multi == []

@@ -1,5 +1,6 @@
 """Training on the tiny models: frozen weights, determinism, parameter counts, progress,
 cancelling, divergence, the cached base pass, and DynScalar on prompts of several lengths."""
+
 from __future__ import annotations
 
 import threading
@@ -15,10 +16,18 @@ from actscale.objective import LossTerms
 from actscale.training import TrainConfig, new_intervention, train
 
 
-
 def config(model, **changes) -> TrainConfig:
-    base = dict(model=model.name, task="ioi", method="activscalar", steps=3, n_prompts=16, n_test=8, batch_size=4,
-                early_stop=0, device="cpu")
+    base = dict(
+        model=model.name,
+        task="ioi",
+        method="activscalar",
+        steps=3,
+        n_prompts=16,
+        n_test=8,
+        batch_size=4,
+        early_stop=0,
+        device="cpu",
+    )
     return TrainConfig(**{**base, **changes})
 
 
@@ -168,8 +177,17 @@ def test_early_stop_after_zero_effectiveness(tiny_llama, monkeypatch):
 
 
 def test_dynscalar_on_prompts_of_several_lengths(tiny_gpt2):
-    cfg = config(tiny_gpt2, method="dynscalar", n_prompts=30, n_test=7, val_frac=0.0, steps=4, lr=0.05,
-                 templates=("ioi-0", "ioi-2", "ioi-4", "ioi-8"), test_templates=("ioi-8",))
+    cfg = config(
+        tiny_gpt2,
+        method="dynscalar",
+        n_prompts=30,
+        n_test=7,
+        val_frac=0.0,
+        steps=4,
+        lr=0.05,
+        templates=("ioi-0", "ioi-2", "ioi-4", "ioi-8"),
+        test_templates=("ioi-8",),
+    )
     task = build_task(tiny_gpt2, cfg)
     lengths = task.attention_mask.sum(1)
     train_len = {int(lengths[i]) for i in task.split_indices("train")}
@@ -191,25 +209,28 @@ def test_dynscalar_on_prompts_of_several_lengths(tiny_gpt2):
 
 def test_fixed_length_method_refuses_padded_task(tiny_llama):
     task = build_task(tiny_llama, config(tiny_llama, method="dynscalar"))
-    with pytest.raises(ActscaleError, match="^steervec needs prompts of one length; prepare the task with fixed_length=True$"):
+    with pytest.raises(
+        ActscaleError, match="^steervec needs prompts of one length; prepare the task with fixed_length=True$"
+    ):
         train(tiny_llama, task, config(tiny_llama, method="steervec"))
 
 
-@pytest.mark.parametrize("changes,message", [
-    ({"method": "lora"}, "unknown method 'lora': choose from activscalar, steervec, dynscalar"),
-    ({"task": "sst2"}, "unknown task 'sst2': choose from ioi, ccc, custom"),
-    ({"task": "custom"}, "the custom task needs a dataset file (--dataset FILE)"),
-    ({"steps": 0}, "steps must be between 1 and 1,000,000"),
-    ({"lr": float("nan")}, "the learning rate must be a number in (0, 10]"),
-    ({"lr": 1e38}, "the learning rate must be a number in (0, 10]"),
-    ({"margin": -1.0}, "the margin must be a number in [0, 1000]"),
-    ({"val_frac": 0.5, "test_frac": 0.5}, "test_frac + val_frac must be below 1 (some prompts must train)"),
-    ({"seed": -1}, "seeds must be integers in [0, 2^63)"),
-    ({"test_frac": 1.0}, "test_frac must be in [0, 1)"),
-    ({"sites": ("mlp",)}, "unknown site(s) mlp: choose from attn_out, mlp_out, head, resid_post"),
-])
-
-
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"method": "lora"}, "unknown method 'lora': choose from activscalar, steervec, dynscalar"),
+        ({"task": "sst2"}, "unknown task 'sst2': choose from ioi, ccc, custom"),
+        ({"task": "custom"}, "the custom task needs a dataset file (--dataset FILE)"),
+        ({"steps": 0}, "steps must be between 1 and 1,000,000"),
+        ({"lr": float("nan")}, "the learning rate must be a number in (0, 10]"),
+        ({"lr": 1e38}, "the learning rate must be a number in (0, 10]"),
+        ({"margin": -1.0}, "the margin must be a number in [0, 1000]"),
+        ({"val_frac": 0.5, "test_frac": 0.5}, "test_frac + val_frac must be below 1 (some prompts must train)"),
+        ({"seed": -1}, "seeds must be integers in [0, 2^63)"),
+        ({"test_frac": 1.0}, "test_frac must be in [0, 1)"),
+        ({"sites": ("mlp",)}, "unknown site(s) mlp: choose from attn_out, mlp_out, head, resid_post"),
+    ],
+)
 def test_config_validation(changes, message):
     with pytest.raises(ActscaleError) as info:
         TrainConfig(**changes)

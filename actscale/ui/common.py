@@ -1,12 +1,14 @@
 """What every page shares: the resident model, the run store, background jobs, links between
 pages, one-line errors and downloads."""
+
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import pandas as pd
@@ -21,7 +23,6 @@ from actscale.models import LoadedModel, load_model
 from actscale.store import RunBundle, RunListing, RunStore, check_run_id
 from actscale.ui.keys import Keys
 from actscale.ui.navigation import EXPLORE
-
 
 DEFAULT_MODEL = os.environ.get("ACTSCALE_MODEL", "bundled")
 
@@ -69,7 +70,7 @@ def jobs() -> JobManager:
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
-def _bundle(root: str, run_id: str, stamp: float) -> RunBundle:
+def _bundle(root: str, run_id: str, stamp: float) -> RunBundle:  # noqa: ARG001 - stamp: a cache key
     # Keyed by the folder's mtime so a replaced run is read again; cache_resource (not
     # cache_data) because bundles hold tensors and must never go through pickle.
     return RunStore(root).load(run_id)
@@ -85,8 +86,7 @@ def load_bundle(run_id: str) -> RunBundle:
 
 
 @st.cache_resource(max_entries=256, show_spinner=False)
-def _run_plot(path: str, stamp: float, name: str, args: tuple, _func: Callable[..., Any],
-              _bundle: RunBundle) -> Any:
+def _run_plot(path: str, stamp: float, name: str, args: tuple, _func: Callable[..., Any], _bundle: RunBundle) -> Any:  # noqa: ARG001 - path, stamp, name: cache keys
     # Keyed by the function's module and qualified name (``name``), not by the function
     # object, and by the run folder: the bundle and the function are passed along unhashed.
     return _func(_bundle, *args)
@@ -142,13 +142,13 @@ def pick_run(label: str = "Run", key: str = "run_picker") -> RunBundle | None:
         st.info("No runs in the store yet: train one on the **Train** page, or upload a bundle on **Runs**.")
         return None
     ids = [r.run_id for r in rows]
-    wanted = query_run_id() or st.session_state.get(Keys.RUN)
+    wanted: str | None = query_run_id() or st.session_state.get(Keys.RUN)
     if wanted and wanted not in ids:
         st.warning(f"Run {wanted} is not in this store (or is broken); showing the newest run instead.")
         wanted = None
     index = ids.index(wanted) if wanted else 0
     labels = {r.run_id: run_label(r) for r in rows}
-    run_id = st.selectbox(label, ids, index=index, format_func=labels.get, key=key)
+    run_id = str(st.selectbox(label, ids, index=index, format_func=lambda i: labels[i], key=key))
     st.session_state[Keys.RUN] = run_id
     if st.query_params.get("run") != run_id:
         st.query_params["run"] = run_id
@@ -184,8 +184,12 @@ def show_figure(fig, name: str, key: str, *, selectable: bool = False) -> Any:
     kwargs: dict[str, Any] = {"on_select": "rerun", "selection_mode": "points"} if selectable else {}
     event = st.plotly_chart(fig, width="stretch", config=PLOTLY_CONFIG, key=f"fig-{key}", **kwargs)
     st.download_button(
-        "Download figure (HTML)", lambda: fig.to_html(include_plotlyjs=True, full_html=True).encode(),
-        file_name=f"{name}.html", mime="text/html", key=f"dl-{key}", on_click="ignore",
+        "Download figure (HTML)",
+        lambda: fig.to_html(include_plotlyjs=True, full_html=True).encode(),
+        file_name=f"{name}.html",
+        mime="text/html",
+        key=f"dl-{key}",
+        on_click="ignore",
     )
     return event
 
@@ -210,8 +214,14 @@ def show_table(df: pd.DataFrame, name: str, key: str, **kwargs) -> None:
     """A table with a CSV download."""
     kwargs.setdefault("width", "stretch")
     st.dataframe(df, **kwargs, key=f"tbl-{key}")
-    st.download_button("Download table (CSV)", lambda: df.to_csv(index=False).encode(), file_name=f"{name}.csv",
-                       mime="text/csv", key=f"dl-{key}", on_click="ignore")
+    st.download_button(
+        "Download table (CSV)",
+        lambda: df.to_csv(index=False).encode(),
+        file_name=f"{name}.csv",
+        mime="text/csv",
+        key=f"dl-{key}",
+        on_click="ignore",
+    )
 
 
 def page_header(title: str, caption: str) -> None:
@@ -232,14 +242,14 @@ def guarded(what: str) -> Iterator[None]:
         st.error(f"{what} failed: {one_line(exc)}")
 
 
-def nav_link(page: str, label: str, icon: str | None = None, run_id: str | None = None,
-             help: str | None = None) -> None:
+def nav_link(
+    page: str, label: str, icon: str | None = None, run_id: str | None = None, help: str | None = None
+) -> None:
     """``st.page_link`` to a page of this app (a path of `navigation.PAGES`, such as
     ``navigation.EXPLORE.path``), optionally with ``?run=<run_id>``; a page that is not
     there (a page run on its own, as in tests) is named instead of breaking the page."""
     try:
-        st.page_link(page, label=label, icon=icon, help=help,
-                     query_params={"run": run_id} if run_id else None)
+        st.page_link(page, label=label, icon=icon, help=help, query_params={"run": run_id} if run_id else None)
     except StreamlitAPIException:
         st.caption(f"{label} (page {page} is not available)")
 
@@ -337,8 +347,9 @@ def open_run(run_id: str, page: str = EXPLORE.path) -> None:
         st.info(f"Run {run_id} is selected: open the **{Path(page).stem.split('_', 1)[-1]}** page to see it.")
 
 
-def launch_sweep(bundle: RunBundle, lambda_ms: list[float], lambda_fs: list[float], margins: list[float],
-                 steps: int) -> Job:
+def launch_sweep(
+    bundle: RunBundle, lambda_ms: list[float], lambda_fs: list[float], margins: list[float], steps: int
+) -> Job:
     """Train every combination of λ_M, λ_F and m (`sweeps.sweep_configs`) on ``bundle``'s
     configuration, prompts and split, as one job on the resident model. Raises ActscaleError."""
     configs = sweeps.sweep_configs(bundle.config, lambda_ms, lambda_fs, margins, steps=int(steps))
@@ -348,8 +359,14 @@ def launch_sweep(bundle: RunBundle, lambda_ms: list[float], lambda_fs: list[floa
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def _run_intervention(path: str, stamp: float, weights_hash: str, device: str, _bundle: RunBundle,
-                      _model: LoadedModel) -> Any:
+def _run_intervention(
+    path: str,  # noqa: ARG001 - path, stamp, weights_hash and device: the cache's key
+    stamp: float,  # noqa: ARG001
+    weights_hash: str,  # noqa: ARG001
+    device: str,  # noqa: ARG001
+    _bundle: RunBundle,
+    _model: LoadedModel,
+) -> Any:
     return intervention_from_bundle(_bundle, _model)
 
 

@@ -4,29 +4,30 @@ Values kept under them are small plain data (ids, names, lists of ids, tuples of
 Widget keys appear here when the code also reads or writes the widget's state through
 ``st.session_state``; a widget whose key only names it keeps that key where it is drawn.
 """
+
 from __future__ import annotations
 
 
 class Keys:
     # ---- the session's state
-    MODEL = "model_name"          # the model this session works with
+    MODEL = "model_name"  # the model this session works with
     DEVICE = "device"
-    RUN = "run_id"                # the run open on Explore / Playground
-    JOB = "job_id"                # this session's training job
+    RUN = "run_id"  # the run open on Explore / Playground
+    JOB = "job_id"  # this session's training job
     SWEEP_JOB = "sweep_job_id"
-    COMPARE = "compare_run_ids"   # the runs on Compare (survives visits to other pages)
-    MODEL_ERROR = "model_error"   # (name, device, message) of the last failed load: not retried
-    FLASH = "flash"               # {slot: (kind, message)} shown once after a callback
-    SWEEP_SEEN = "compare_sweep_seen"       # the sweep job whose runs were already added to Compare
-    TRADEOFF_GEN = "compare_tradeoff_gen"   # bumped after a click is used, so the old selection is dropped
+    COMPARE = "compare_run_ids"  # the runs on Compare (survives visits to other pages)
+    MODEL_ERROR = "model_error"  # (name, device, message) of the last failed load: not retried
+    FLASH = "flash"  # {slot: (kind, message)} shown once after a callback
+    SWEEP_SEEN = "compare_sweep_seen"  # the sweep job whose runs were already added to Compare
+    TRADEOFF_GEN = "compare_tradeoff_gen"  # bumped after a click is used, so the old selection is dropped
 
     # ---- widgets whose state the code also sets or reads
-    COMPARE_PICK = "compare_pick"           # Compare's multiselect of runs
+    COMPARE_PICK = "compare_pick"  # Compare's multiselect of runs
     TRAIN_MODEL_SOURCE = "train_model_source"
     TRAIN_MODEL_NAME = "train_model_name"
     TRAIN_DEVICE = "train_device"
-    RUNS_PICK = "runs_pick"                 # the run chosen on Runs
-    RUNS_UPLOAD = "runs_upload"             # Runs' bundle uploader
+    RUNS_PICK = "runs_pick"  # the run chosen on Runs
+    RUNS_UPLOAD = "runs_upload"  # Runs' bundle uploader
 
     @staticmethod
     def confirm_delete(run_id: str) -> str:

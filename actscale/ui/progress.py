@@ -1,9 +1,10 @@
 """The live panel of a background job, shared by Train (a training) and Compare (a sweep): a
 progress bar with its status line and a Cancel button, redrawn every second as a fragment (not
 the whole page); once the job is over, the whole page reruns and draws the outcome."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import streamlit as st
 
@@ -12,8 +13,15 @@ from actscale.ui import common
 
 
 @st.fragment(run_every=1.0)
-def job_progress(job_id: str, status: Callable[[Job], str], *, cancel_label: str, cancel_key: str,
-                 cancelling: str, below: Callable[[Job], None] | None = None) -> None:
+def job_progress(
+    job_id: str,
+    status: Callable[[Job], str],
+    *,
+    cancel_label: str,
+    cancel_key: str,
+    cancelling: str,
+    below: Callable[[Job], None] | None = None,
+) -> None:
     """``status(job)`` is the progress bar's text; ``cancelling`` is shown when Cancel is
     pressed; ``below(job)`` draws more under the bar (Train's live curves)."""
     job = common.jobs().get(job_id)

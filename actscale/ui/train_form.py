@@ -4,6 +4,7 @@ hyperparameter form and the live panel of a background job.
 Each part returns plain data (a model, a dict of TrainConfig fields, a list of TrainConfigs);
 the page wires them: widgets → configs → the engine (jobs) → bundles.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,25 +25,30 @@ from actscale.errors import ActscaleError, DatasetError, one_line
 from actscale.interventions import method_class, registered_methods
 from actscale.jobs import Job
 from actscale.models import LoadedModel
+from actscale.preview import dropped_frame, preview_task
 from actscale.sites import DEFAULT_SITES, SITES
 from actscale.store import RunStore
 from actscale.tasks import IOI_FAMILIES, IOI_TEMPLATES, PreparedTask, ccc_countries
-from actscale.preview import dropped_frame, preview_task
 from actscale.ui import common, navigation
 from actscale.ui.keys import Keys
 from actscale.ui.progress import job_progress, time_left
 
 MODEL_SOURCES = ("bundled", "Hugging Face id", "Local folder")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-TASK_LABELS = {"ioi": "IOI (indirect objects)", "ccc": "CCC (country–capital conflicts)",
-               "custom": "Upload a CSV / JSONL"}
+TASK_LABELS = {
+    "ioi": "IOI (indirect objects)",
+    "ccc": "CCC (country–capital conflicts)",
+    "custom": "Upload a CSV / JSONL",
+}
 
 
 def method_label(method: str) -> str:
     return method_class(method).label or method
+
+
 UPLOAD_DIR = Path(tempfile.gettempdir()) / "actscale-uploads"
 # Class defaults (None where each method has its own, `Intervention.defaults`).
-_FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+_FIELD_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 
 # ---------------------------------------------------------------- model
@@ -51,7 +57,13 @@ def model_picker() -> LoadedModel | None:
     shown as one line and not retried until the user asks again."""
     current = st.session_state.get(Keys.MODEL, common.DEFAULT_MODEL)
     if Keys.TRAIN_MODEL_SOURCE not in st.session_state:
-        source = "bundled" if current == "bundled" else "Local folder" if Path(current).expanduser().is_dir() else "Hugging Face id"
+        source = (
+            "bundled"
+            if current == "bundled"
+            else "Local folder"
+            if Path(current).expanduser().is_dir()
+            else "Hugging Face id"
+        )
         st.session_state[Keys.TRAIN_MODEL_SOURCE] = source
         st.session_state[Keys.TRAIN_MODEL_NAME] = "" if current == "bundled" else current
         st.session_state[Keys.TRAIN_DEVICE] = st.session_state.get(Keys.DEVICE, "auto")
@@ -61,9 +73,16 @@ def model_picker() -> LoadedModel | None:
         mid.text_input("Model name", value="SmolLM2-135M-Instruct (shipped with the package)", disabled=True)
         name = "bundled"
     else:
-        hint = "gpt2, EleutherAI/pythia-160m, … (tiny-llama: the test model)" if source == "Hugging Face id" else "/path/to/checkpoint"
-        name = mid.text_input("Hugging Face id" if source == "Hugging Face id" else "Local folder",
-                              key=Keys.TRAIN_MODEL_NAME, placeholder=hint).strip()
+        hint = (
+            "gpt2, EleutherAI/pythia-160m, … (tiny-llama: the test model)"
+            if source == "Hugging Face id"
+            else "/path/to/checkpoint"
+        )
+        name = mid.text_input(
+            "Hugging Face id" if source == "Hugging Face id" else "Local folder",
+            key=Keys.TRAIN_MODEL_NAME,
+            placeholder=hint,
+        ).strip()
     device = right.selectbox("Device", DEVICES, key=Keys.TRAIN_DEVICE)
     if st.button("Load model", disabled=not name) and name:
         st.session_state[Keys.MODEL], st.session_state[Keys.DEVICE] = name, device
@@ -116,36 +135,59 @@ def dataset_picker() -> tuple[dict[str, Any], list[str]] | None:
     fields: dict[str, Any] = {"task": task}
     if task == "ioi":
         templates = st.multiselect(
-            "Templates", list(IOI_TEMPLATES), default=list(IOI_TEMPLATES), key="train_templates",
+            "Templates",
+            list(IOI_TEMPLATES),
+            default=list(IOI_TEMPLATES),
+            key="train_templates",
             format_func=lambda t: f"{t}: {IOI_TEMPLATES[t]}",
             help="{A} is the indirect object (the answer a+), {B} the subject (a−).",
         )
         left, right = st.columns(2)
         families = left.multiselect(
-            "Held-out test families (optional)", list(IOI_FAMILIES), key="train_test_groups",
+            "Held-out test families (optional)",
+            list(IOI_FAMILIES),
+            key="train_test_groups",
             format_func=lambda f: f"{f} ({', '.join(IOI_FAMILIES[f])})",
             help="Templates of one sentence structure, several lengths each. The test prompts come only from "
-                 "these families and the training prompts never do: a method tested on a structure it never saw.",
+            "these families and the training prompts never do: a method tested on a structure it never saw.",
         )
         held_out = right.multiselect(
-            "Held-out test templates (optional)", templates, key="train_test_templates",
+            "Held-out test templates (optional)",
+            templates,
+            key="train_test_templates",
             help="Prompts of these templates form the test split (instead of the same templates as training).",
         )
         if not templates:
             st.caption("No template chosen: all of them are used.")
-        fields.update(templates=tuple(t for t in templates if t in IOI_TEMPLATES),
-                      test_templates=tuple(t for t in held_out if t in templates), test_groups=tuple(families))
+        fields.update(
+            templates=tuple(t for t in templates if t in IOI_TEMPLATES),
+            test_templates=tuple(t for t in held_out if t in templates),
+            test_groups=tuple(families),
+        )
     elif task == "ccc":
-        side = st.radio("The correct answer a+ is", ("memory", "context"), key="train_ccc_side", horizontal=True,
-                        format_func={"memory": "the true capital (memory)",
-                                     "context": "the capital named in the context"}.get)
+        side = st.radio(
+            "The correct answer a+ is",
+            ("memory", "context"),
+            key="train_ccc_side",
+            horizontal=True,
+            format_func={"memory": "the true capital (memory)", "context": "the capital named in the context"}.get,
+        )
         fields["memory_is_correct"] = side == "memory"
-        fields["test_groups"] = tuple(st.multiselect(
-            "Test countries (optional)", list(ccc_countries()), key="train_test_groups",
-            help="No country is asked about in two splits. Empty: a third of the countries, drawn by the data seed."))
+        fields["test_groups"] = tuple(
+            st.multiselect(
+                "Test countries (optional)",
+                list(ccc_countries()),
+                key="train_test_groups",
+                help="No country is asked about in two splits. "
+                "Empty: a third of the countries, drawn by the data seed.",
+            )
+        )
     else:
-        upload = st.file_uploader("Dataset file: columns prompt, correct, wrong and optionally split (train/test)",
-                                  type=["csv", "jsonl", "json"], key="train_upload")
+        upload = st.file_uploader(
+            "Dataset file: columns prompt, correct, wrong and optionally split (train/test)",
+            type=["csv", "jsonl", "json"],
+            key="train_upload",
+        )
         if upload is None:
             st.info("Upload a CSV or JSONL file to continue.")
             return None
@@ -155,8 +197,13 @@ def dataset_picker() -> tuple[dict[str, Any], list[str]] | None:
             st.error(str(exc) if isinstance(exc, ActscaleError) else f"could not keep the upload: {exc}")
             return None
     fields.update(split_fields(task))
-    methods = st.multiselect("Method(s): several train on the same split and seed, to compare",
-                             list(registered_methods()), default=[_FIELD_DEFAULTS['method']], key="train_methods", format_func=method_label)
+    methods = st.multiselect(
+        "Method(s): several train on the same split and seed, to compare",
+        list(registered_methods()),
+        default=[_FIELD_DEFAULTS["method"]],
+        key="train_methods",
+        format_func=method_label,
+    )
     if not methods:
         st.warning("Choose at least one method.")
         return None
@@ -169,29 +216,76 @@ def split_fields(task: str) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     c1, c2, c3, c4 = st.columns(4)
     if task != "custom":
-        fields["n_prompts"] = int(c1.number_input("Train + validation prompts", 2, 5000, d["n_prompts"], step=8,
-                                                  key="train_n_prompts"))
-        fields["n_test"] = int(c2.number_input("Test prompts", 1, 5000, d["n_test"], step=50, key="train_n_test",
-                                               help="Drawn apart from the training prompts; evaluation is forward-only, "
-                                                    "so a large test set costs little."))
+        fields["n_prompts"] = int(
+            c1.number_input("Train + validation prompts", 2, 5000, d["n_prompts"], step=8, key="train_n_prompts")
+        )
+        fields["n_test"] = int(
+            c2.number_input(
+                "Test prompts",
+                1,
+                5000,
+                d["n_test"],
+                step=50,
+                key="train_n_test",
+                help="Drawn apart from the training prompts; evaluation is forward-only, "
+                "so a large test set costs little.",
+            )
+        )
     else:
-        fields["test_frac"] = float(c1.slider("Test fraction", 0.0, 0.9, d["test_frac"], 0.05, key="train_test_frac",
-                                              help="Ignored for prompts whose split the file sets."))
-    fields["val_frac"] = float(c3.slider("Validation fraction", 0.0, 0.5, d["val_frac"], 0.05, key="train_val_frac",
-                                         help="Held out from training for early stopping and for choosing settings; "
-                                              "the test split is only ever reported."))
-    fields["seed"] = int(c4.number_input("Seed", 0, 2**31 - 1, d["seed"], key="train_seed",
-                                         help="Fixes the training order, and the prompts and split unless a data seed is set."))
+        fields["test_frac"] = float(
+            c1.slider(
+                "Test fraction",
+                0.0,
+                0.9,
+                d["test_frac"],
+                0.05,
+                key="train_test_frac",
+                help="Ignored for prompts whose split the file sets.",
+            )
+        )
+    fields["val_frac"] = float(
+        c3.slider(
+            "Validation fraction",
+            0.0,
+            0.5,
+            d["val_frac"],
+            0.05,
+            key="train_val_frac",
+            help="Held out from training for early stopping and for choosing settings; "
+            "the test split is only ever reported.",
+        )
+    )
+    fields["seed"] = int(
+        c4.number_input(
+            "Seed",
+            0,
+            2**31 - 1,
+            d["seed"],
+            key="train_seed",
+            help="Fixes the training order, and the prompts and split unless a data seed is set.",
+        )
+    )
     c1, c2 = st.columns(2)
-    data_seed = c1.number_input("Data seed (optional)", 0, 2**31 - 1, value=None, key="train_data_seed",
-                                placeholder="same as the seed",
-                                help="Draws the prompts and the split apart from the training seed, to tell data "
-                                     "variance from optimisation variance.")
+    data_seed = c1.number_input(
+        "Data seed (optional)",
+        0,
+        2**31 - 1,
+        value=None,
+        key="train_data_seed",
+        placeholder="same as the seed",
+        help="Draws the prompts and the split apart from the training seed, to tell data "
+        "variance from optimisation variance.",
+    )
     fields["data_seed"] = None if data_seed is None else int(data_seed)
-    bos = c2.radio("BOS token in front of each prompt", ("model", "yes", "no"), key="train_prepend_bos",
-                   horizontal=True, format_func={"model": "the model's default", "yes": "yes", "no": "no"}.get,
-                   help="On SmolLM2-Instruct the prepended token is the chat-start token, which carries very large "
-                        "activations at position 0.")
+    bos = c2.radio(
+        "BOS token in front of each prompt",
+        ("model", "yes", "no"),
+        key="train_prepend_bos",
+        horizontal=True,
+        format_func={"model": "the model's default", "yes": "yes", "no": "no"}.get,
+        help="On SmolLM2-Instruct the prepended token is the chat-start token, which carries very large "
+        "activations at position 0.",
+    )
     fields["prepend_bos"] = {"model": None, "yes": True, "no": False}[bos]
     return fields
 
@@ -204,7 +298,7 @@ class Preview:
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
-def _preview(_model: LoadedModel, model_key: str, config_json: str) -> Preview:
+def _preview(_model: LoadedModel, model_key: str, config_json: str) -> Preview:  # noqa: ARG001 - model_key: a cache key
     # Keyed by strings; the model is passed along unhashed. Shared by sessions: never mutated.
     config = TrainConfig.from_dict(json.loads(config_json))
     task = build_task(_model, config)
@@ -231,7 +325,9 @@ def show_preview(model: LoadedModel, fields: dict[str, Any], methods: list[str])
     for fixed, what in ((True, "one prompt length"), (False, "prompts of any length")):
         chosen = [m for m in methods if method_class(m).fixed_length == fixed]
         if chosen:  # one preview for every method of this kind: they share the prompts
-            names = " / ".join(method_class(m).__name__ for m in registered_methods() if method_class(m).fixed_length == fixed)
+            names = " / ".join(
+                method_class(m).__name__ for m in registered_methods() if method_class(m).fixed_length == fixed
+            )
             kinds.append((chosen[0], f"{names} ({what})"))
     ok = True
     with st.expander("Validation preview: the prompts as the model sees them", expanded=True):
@@ -249,13 +345,21 @@ def show_preview(model: LoadedModel, fields: dict[str, Any], methods: list[str])
                 continue
             df = pv.prompts
             picks = float((df["delta_base"] > 0).mean()) if len(df) else 0.0
-            st.markdown(f"**{label}** — {pv.task.summary()}; the unmodified model prefers a+ on "
-                        f"{100 * picks:.0f}% of them.")
-            st.dataframe(df, hide_index=True, width="stretch", height=240, column_config={
-                "delta_base": st.column_config.NumberColumn("Δ base", format="%.3f",
-                                                            help="logit(a+) − logit(a−), unmodified model"),
-                "prediction": st.column_config.TextColumn("predicts", help="the base model's top next token"),
-            })
+            st.markdown(
+                f"**{label}** — {pv.task.summary()}; the unmodified model prefers a+ on {100 * picks:.0f}% of them."
+            )
+            st.dataframe(
+                df,
+                hide_index=True,
+                width="stretch",
+                height=240,
+                column_config={
+                    "delta_base": st.column_config.NumberColumn(
+                        "Δ base", format="%.3f", help="logit(a+) − logit(a−), unmodified model"
+                    ),
+                    "prediction": st.column_config.TextColumn("predicts", help="the base model's top next token"),
+                },
+            )
             if len(pv.dropped):
                 st.caption(f"Dropped {len(pv.dropped)} prompt(s):")
                 st.dataframe(pv.dropped, hide_index=True, width="stretch", height=160)
@@ -266,10 +370,35 @@ def show_preview(model: LoadedModel, fields: dict[str, Any], methods: list[str])
 # The TrainConfig fields each part of the page sets; a test checks that together they cover
 # every field, so a new hyperparameter cannot go missing from the page.
 MODEL_FIELDS = ("model", "device")
-DATASET_FIELDS = ("task", "n_prompts", "seed", "test_frac", "dataset", "memory_is_correct", "templates",
-                  "test_templates", "method", "n_test", "val_frac", "data_seed", "prepend_bos", "test_groups")
-FORM_FIELDS = ("sites", "steps", "lr", "batch_size", "early_stop", "schedule", "margin", "lambda_f", "lambda_m",
-               "tau", "normalize")
+DATASET_FIELDS = (
+    "task",
+    "n_prompts",
+    "seed",
+    "test_frac",
+    "dataset",
+    "memory_is_correct",
+    "templates",
+    "test_templates",
+    "method",
+    "n_test",
+    "val_frac",
+    "data_seed",
+    "prepend_bos",
+    "test_groups",
+)
+FORM_FIELDS = (
+    "sites",
+    "steps",
+    "lr",
+    "batch_size",
+    "early_stop",
+    "schedule",
+    "margin",
+    "lambda_f",
+    "lambda_m",
+    "tau",
+    "normalize",
+)
 
 
 def _method_default_help(name: str) -> str:
@@ -280,8 +409,15 @@ def _method_default_help(name: str) -> str:
 def _optional_number(column, label: str, name: str, min_value, max_value, fmt: str | None = None):
     """A number input that may stay empty: the method's own default (TrainConfig takes None)."""
     if name in METHOD_DEFAULT_FIELDS:
-        return column.number_input(label, min_value, max_value, value=None, format=fmt,
-                                   placeholder="method default", help=_method_default_help(name))
+        return column.number_input(
+            label,
+            min_value,
+            max_value,
+            value=None,
+            format=fmt,
+            placeholder="method default",
+            help=_method_default_help(name),
+        )
     return column.number_input(label, min_value, max_value, value=_FIELD_DEFAULTS[name], format=fmt)
 
 
@@ -289,14 +425,21 @@ def hyperparameter_form(job_running: bool) -> dict[str, Any] | None:
     """Sites and every training hyperparameter, in one form; the fields on submit, else None."""
     d = _FIELD_DEFAULTS
     with st.form("train_form"):
-        sites = st.multiselect("Sites", list(SITES), default=list(DEFAULT_SITES),
-                               help="attn_out and mlp_out are the paper's; head is one scalar per attention head.")
+        sites = st.multiselect(
+            "Sites",
+            list(SITES),
+            default=list(DEFAULT_SITES),
+            help="attn_out and mlp_out are the paper's; head is one scalar per attention head.",
+        )
         c1, c2, c3, c4 = st.columns(4)
         steps = _optional_number(c1, "Steps", "steps", 1, 100_000)
         lr = _optional_number(c2, "Learning rate", "lr", 1e-6, 10.0, "%g")
         batch = _optional_number(c3, "Batch size", "batch_size", 1, 4096)
-        schedule = c4.selectbox("Learning-rate schedule", ("cosine", "constant"),
-                                index=("cosine", "constant").index(d["schedule"]) if d["schedule"] in ("cosine", "constant") else 0)
+        schedule = c4.selectbox(
+            "Learning-rate schedule",
+            ("cosine", "constant"),
+            index=("cosine", "constant").index(d["schedule"]) if d["schedule"] in ("cosine", "constant") else 0,
+        )
         c1, c2, c3, c4 = st.columns(4)
         margin = c1.number_input("Margin m", 0.0, 100.0, float(d["margin"]), format="%g")
         lambda_f = c2.number_input("λ_F (faithfulness)", 0.0, 1000.0, float(d["lambda_f"]), format="%g")
@@ -304,19 +447,30 @@ def hyperparameter_form(job_running: bool) -> dict[str, Any] | None:
         tau = c4.number_input("τ (n_effective threshold)", 0.0, 100.0, float(d["tau"]), format="%g")
         c1, c2 = st.columns([1, 3])
         early = c1.number_input("Early stop after (steps with L_E = 0; 0 = off)", 0, 1000, int(d["early_stop"]))
-        normalize = c2.checkbox("DynScalar: dot product with the unit activation h/‖h‖ (ours; off = raw h)",
-                                value=bool(d["normalize"]))
+        normalize = c2.checkbox(
+            "DynScalar: dot product with the unit activation h/‖h‖ (ours; off = raw h)", value=bool(d["normalize"])
+        )
         submitted = st.form_submit_button("Train", type="primary", disabled=job_running)
     if not submitted:
         return None
-    return {"sites": tuple(sites), "steps": None if steps is None else int(steps),
-            "lr": None if lr is None else float(lr), "batch_size": None if batch is None else int(batch),
-            "early_stop": int(early), "schedule": schedule, "margin": float(margin), "lambda_f": float(lambda_f),
-            "lambda_m": None if lambda_m is None else float(lambda_m), "tau": float(tau), "normalize": bool(normalize)}
+    return {
+        "sites": tuple(sites),
+        "steps": None if steps is None else int(steps),
+        "lr": None if lr is None else float(lr),
+        "batch_size": None if batch is None else int(batch),
+        "early_stop": int(early),
+        "schedule": schedule,
+        "margin": float(margin),
+        "lambda_f": float(lambda_f),
+        "lambda_m": None if lambda_m is None else float(lambda_m),
+        "tau": float(tau),
+        "normalize": bool(normalize),
+    }
 
 
-def make_configs(model: LoadedModel, device: str, fields: dict[str, Any], methods: list[str],
-                 hyper: dict[str, Any]) -> list[TrainConfig]:
+def make_configs(
+    model: LoadedModel, device: str, fields: dict[str, Any], methods: list[str], hyper: dict[str, Any]
+) -> list[TrainConfig]:
     """One TrainConfig per method, all on the same dataset, split and seed. Raises ActscaleError."""
     return [TrainConfig(model=model.name, method=m, device=device, **fields, **hyper) for m in methods]
 
@@ -343,8 +497,14 @@ def job_panel(job_id: str | None) -> None:
 
 
 def _live(job_id: str) -> None:
-    job_progress(job_id, _training_status, cancel_label="Cancel", cancel_key="cancel_training",
-                 cancelling="Cancelling…", below=_live_curves)
+    job_progress(
+        job_id,
+        _training_status,
+        cancel_label="Cancel",
+        cancel_key="cancel_training",
+        cancelling="Cancelling…",
+        below=_live_curves,
+    )
 
 
 def _current_rows(job: Job) -> list[dict]:
@@ -376,7 +536,9 @@ def _live_curves(job: Job) -> None:
 def _outcome(job: Job) -> None:
     if job.state == "cancelled":
         if job.run_ids:
-            st.warning(f"Cancelled — the {len(job.run_ids)} run(s) finished before it were kept; the rest was not stored.")
+            st.warning(
+                f"Cancelled — the {len(job.run_ids)} run(s) finished before it were kept; the rest was not stored."
+            )
         else:
             st.warning("Cancelled — nothing was stored.")
     elif job.state == "failed":
@@ -385,7 +547,11 @@ def _outcome(job: Job) -> None:
         return
     if job.state == "done":
         trained = sum(not r for r in job.reused)
-        st.success(f"Done: {trained} run(s) trained" + (f", {len(job.run_ids) - trained} already stored" if trained < len(job.run_ids) else "") + ".")
+        st.success(
+            f"Done: {trained} run(s) trained"
+            + (f", {len(job.run_ids) - trained} already stored" if trained < len(job.run_ids) else "")
+            + "."
+        )
     show_run_links(job.run_ids)
     curves = pd.DataFrame([r for r in job.steps if r.get("run") == len(job.run_ids) - 1])
     if len(curves):
@@ -398,5 +564,7 @@ def show_run_links(run_ids: list[str]) -> None:
     if listings:
         st.dataframe(report.headline_frame(listings), hide_index=True, width="stretch")
     for run_id in run_ids:
-        common.nav_link(navigation.EXPLORE.path, f"Open run {run_id} on Explore", icon=":material/search:", run_id=run_id)
+        common.nav_link(
+            navigation.EXPLORE.path, f"Open run {run_id} on Explore", icon=":material/search:", run_id=run_id
+        )
     st.session_state[Keys.RUN] = run_ids[-1]
