@@ -6,6 +6,9 @@
 (b) wall time from a cold start (a new process) to a trained IOI ActivScalar run, with its
     held-out metrics, checked against the targets;
 (c) cold (GGUF de-quantisation into an empty cache) and warm (converted copy) model loads.
+
+The engine is imported inside the functions that time it, so the library imports are timed
+apart from the model load.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """``python -m actscale train|eval|list`` (interfaces.md, Command line).
 
+The engine (torch, transformers, TransformerLens: seconds to import) is imported inside each
+command, so ``--help`` and a mistyped option answer at once.
+
 Progress goes to stderr; the last line on stdout is one JSON object. Exit status 0 on success,
 2 on bad input (one line on stderr, no traceback), 1 on anything else.
 """
@@ -147,10 +150,6 @@ def cmd_train(args: argparse.Namespace) -> dict:
         from actscale.tasks import read_dataset
 
         read_dataset(config.dataset)
-    if config.task == "custom":
-        from actscale.tasks import read_dataset
-
-        read_dataset(config.dataset)  # a bad file fails before the model loads
     print(f"loading model {config.model} ...", file=sys.stderr, flush=True)
     model = load_model(config.model, config.device)
     task = build_task(model, config)

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from actscale.errors import ModelLoadError
+from actscale.tasks import task_vocabulary  # the test models' tokenizer knows the tasks' words
 
 BUNDLED = "bundled"
 TINY_MODELS = ("tiny-llama", "tiny-gpt2")
@@ -299,8 +300,6 @@ def _tiny_tokenizer() -> Any:
     token, as with real tokenizers, and unknown words map to ``[UNK]``."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
-
-    from actscale.tasks import task_vocabulary
 
     specials = ["<pad>", "<bos>", "<eos>", "[UNK]"]
     words = specials + sorted(set(task_vocabulary()) - set(specials))
