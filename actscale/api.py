@@ -86,15 +86,23 @@ def build_task(model: LoadedModel, config: TrainConfig, examples: list[Example] 
     if examples is not None or config.task == "custom" or not config.fixed_length:
         return prepare(task_examples(config) if examples is None else examples)
     # Generated prompts come from templates of several token lengths, and fixed-length methods
-    # keep one length: draw eight times as many, keep the asked number of each split among the
-    # prompts of the most common length.
+    # keep one length: draw eight times as many, take the most common length among the training
+    # and validation prompts (never the test prompts: they must not shape training), and keep the
+    # asked number of each split among the prompts of that length.
     drawn = task_examples(config, oversample=8)
-    kept = {(e.prompt, e.correct, e.wrong) for e in prepare(drawn).examples}
-    wanted = task_examples(config)
-    quota = Counter(e.split for e in wanted)
+    trainval = prepare([e for e in drawn if e.split != "test"])
+    bos = 1 if resolved_prepend_bos(model, config) and model.tokenizer.bos_token_id is not None else 0
+    kept = {(e.prompt, e.correct, e.wrong) for e in trainval.examples}
+
+    def fits(e: Example) -> bool:
+        if e.split != "test":
+            return (e.prompt, e.correct, e.wrong) in kept
+        return bos + len(model.tokenizer(e.prompt, add_special_tokens=False).input_ids) == trainval.n_pos
+
+    quota = Counter(e.split for e in task_examples(config))
     chosen = []
     for e in drawn:
-        if (e.prompt, e.correct, e.wrong) in kept and quota[e.split] > 0:
+        if quota[e.split] > 0 and fits(e):
             quota[e.split] -= 1
             chosen.append(e)
     return prepare(chosen)

@@ -16,6 +16,7 @@ from actscale.analysis import (
     history_frame,
     layer_labels,
     position_labels,
+    reliability,
     run_method,
 )
 from actscale.interventions import SteerVec
@@ -283,20 +284,31 @@ def plot_run_history(bundle: RunBundle) -> go.Figure:
     return plot_history(history_frame(bundle))
 
 
+def _error_bars(part: pd.DataFrame, name: str) -> dict | None:
+    """Plotly error bars from a ``<name>_ci95`` column of [lo, hi] pairs (None where absent)."""
+    col = f"{name}_ci95"
+    if col not in part or part[col].isna().all():
+        return None
+    lo = [r - c[0] if isinstance(c, (list, tuple)) else 0.0 for r, c in zip(part[name], part[col])]
+    hi = [c[1] - r if isinstance(c, (list, tuple)) else 0.0 for r, c in zip(part[name], part[col])]
+    return dict(type="data", symmetric=False, array=hi, arrayminus=lo, thickness=1.2)
+
+
+COMPARISON_PANELS = (
+    ("flip_acc_pos", "base_pos", "flip rate β = +1 (↑; ◆ unmodified)"),
+    ("flip_acc_neg", "base_neg", "flip rate β = −1 (↑; ◆ unmodified)"),
+    ("faithfulness_kl", None, "faithfulness (KL ↓)"),
+    ("effective_frac", None, "minimality (effective fraction of components ↓)"),
+)
+
+
 def plot_method_comparison(df: pd.DataFrame) -> go.Figure:
-    """Effectiveness, faithfulness and minimality per method, train and test side by side."""
+    """Effectiveness (each direction, with its 95% interval and the unmodified model's rate as a
+    diamond), faithfulness and minimality per run, train and test side by side."""
     from plotly.subplots import make_subplots
 
     fig = _styled(
-        make_subplots(
-            rows=1,
-            cols=3,
-            subplot_titles=(
-                "effectiveness (mean flip accuracy ↑)",
-                "faithfulness (KL ↓)",
-                "minimality (effective fraction ↓)",
-            ),
-        )
+        make_subplots(rows=1, cols=len(COMPARISON_PANELS), subplot_titles=[title for _, _, title in COMPARISON_PANELS])
     )
     colours = {"train": "#9aa5b1", "test": "#b4232c"}
     for split in ("train", "test"):
@@ -304,20 +316,39 @@ def plot_method_comparison(df: pd.DataFrame) -> go.Figure:
         if part.empty:
             continue
         label = part["method"] + " · " + part["run_id"].str[:6]
-        for col, metric in enumerate(("flip_acc", "faithfulness_kl", "effective_frac"), start=1):
+        for col, (metric, base, _) in enumerate(COMPARISON_PANELS, start=1):
+            y = part[metric] if metric in part else pd.Series(np.nan, index=part.index)
             fig.add_trace(
                 go.Bar(
                     x=label,
-                    y=part[metric],
+                    y=y,
                     name=split,
                     marker_color=colours[split],
                     showlegend=col == 1,
                     legendgroup=split,
+                    error_y=_error_bars(part, metric) if metric in part else None,
                 ),
                 row=1,
                 col=col,
             )
-    fig.update_layout(barmode="group", title="methods compared", **_LAYOUT)
+            if base and base in part:
+                fig.add_trace(
+                    go.Scatter(
+                        x=label,
+                        y=part[base],
+                        mode="markers",
+                        name=f"unmodified ({split})",
+                        marker=dict(symbol="diamond", size=9, color="#222", line=dict(width=0)),
+                        legendgroup=split,
+                        showlegend=col == 1,
+                        offsetgroup=split,
+                    ),
+                    row=1,
+                    col=col,
+                )
+    for col in (1, 2):
+        fig.update_yaxes(range=[0, 1.05], row=1, col=col)
+    fig.update_layout(barmode="group", scattermode="group", title="methods compared", **_LAYOUT)
     return fig
 
 
@@ -417,25 +448,86 @@ def plot_beta_curve(curve: pd.DataFrame, beta: float | None = None) -> go.Figure
 
 
 def plot_length_generalisation(bundle: RunBundle) -> go.Figure:
-    """Flip accuracy per prompt length and split (DynScalar across lengths, method.md §6.6)."""
+    """Flip rate per prompt length, split and direction (DynScalar across lengths, method.md
+    §6.6), each next to the unmodified model's rate at that length (◆)."""
     df = examples_frame(bundle)
     fig = _new_figure()
-    if "n_tokens" not in df or "flipped_pos" not in df:
+    if "n_tokens" not in df or "flipped_pos" not in df or "delta_base" not in df:
         fig.update_layout(title="no per-prompt results in this bundle", **_LAYOUT)
         return fig
-    grouped = df.groupby(["split", "n_tokens"])[["flipped_pos", "flipped_neg"]].mean().reset_index()
+    df["base_pos"], df["base_neg"] = df["delta_base"] > 0, df["delta_base"] < 0
+    cols = ["flipped_pos", "flipped_neg", "base_pos", "base_neg"]
+    grouped = df.groupby(["split", "n_tokens"])[cols].mean().reset_index()
     for split, part in grouped.groupby("split"):
-        fig.add_trace(
-            go.Bar(x=part["n_tokens"].astype(str), y=(part["flipped_pos"] + part["flipped_neg"]) / 2, name=split)
-        )
+        x = part["n_tokens"].astype(str)
+        for direction, sign in (("pos", "+1"), ("neg", "−1")):
+            fig.add_trace(
+                go.Bar(
+                    x=x, y=part[f"flipped_{direction}"], name=f"{split} β = {sign}", offsetgroup=f"{split}-{direction}"
+                )
+            )
+            fig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=part[f"base_{direction}"],
+                    mode="markers",
+                    showlegend=False,
+                    name=f"{split} β = {sign} unmodified",
+                    offsetgroup=f"{split}-{direction}",
+                    marker=dict(symbol="diamond", size=8, color="#222"),
+                )
+            )
     fig.update_layout(
         barmode="group",
-        title="flip accuracy by prompt length",
+        scattermode="group",
+        title="flip rate by prompt length (◆ unmodified)",
         xaxis_title="prompt length (tokens)",
-        yaxis_title="mean flip accuracy",
+        yaxis_title="flip rate",
         yaxis_range=[0, 1.05],
         **_LAYOUT,
     )
     lengths = [str(n) for n in sorted(grouped["n_tokens"].unique())]
     fig.update_xaxes(type="category", categoryorder="array", categoryarray=lengths)  # shortest first
+    return fig
+
+
+def plot_reliability(bundle: RunBundle, split: str = "test") -> go.Figure:
+    """Per-example reliability: each prompt's Δ at β = −1, 0 and +1 as one line (a slope chart);
+    lines that end on the wrong side of 0 did not flip."""
+    df, _ = reliability(bundle, split)
+    fig = _new_figure()
+    if df.empty:
+        fig.update_layout(title=f"no per-prompt results for the {split} split", **_LAYOUT)
+        return fig
+    xs = ["β = −1", "β = 0", "β = +1"]
+    for flipped, colour, name in (
+        (True, "rgba(59,110,168,0.35)", "flipped both ways"),
+        (False, "rgba(180,35,44,0.8)", "not flipped one way"),
+    ):
+        part = df[(df["shortfall"] < 0) == flipped]
+        x, y, text = [], [], []
+        for _, row in part.iterrows():  # one polyline per prompt, separated by gaps
+            x += [*xs, None]
+            y += [row["delta_neg"], row["delta_base"], row["delta_pos"], None]
+            text += [str(row["prompt"])[:80]] * 3 + [None]
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=y,
+                mode="lines+markers",
+                name=f"{name} ({len(part)})",
+                text=text,
+                line=dict(color=colour, width=1),
+                marker=dict(size=4),
+                hovertemplate="%{text}<br>Δ %{y:.2f}<extra></extra>",
+            )
+        )
+    fig.add_hline(y=0, line=dict(color="#999", width=1))
+    fig.update_layout(
+        title=f"Δ per {split} prompt at β = −1, 0, +1",
+        xaxis_title="steering strength",
+        yaxis_title="Δ = logit(a+) − logit(a−)",
+        **_LAYOUT,
+    )
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=xs)
     return fig

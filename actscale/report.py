@@ -17,26 +17,15 @@ from typing import Any
 import pandas as pd
 
 from actscale import views
-from actscale.objective import METRIC_NAMES
+from actscale.analysis import metrics_table, rate_text
 from actscale.store import RunBundle, RunListing
 
 # Columns of the runs table, in order. Headline metrics are the test split's (method.md §4).
 RUN_COLUMNS = (
-    "run_id",
-    "status",
-    "created",
-    "model",
-    "task",
-    "method",
-    "sites",
-    "steps",
-    "test_flip_acc_pos",
-    "test_flip_acc_neg",
-    "test_faithfulness_kl",
-    "n_effective",
-    "n_params",
-    "reason",
-)
+    "run_id", "status", "created", "model", "task", "method", "sites", "steps",
+    "test_acc_base", "test_flip_acc_pos", "test_flip_acc_neg", "test β = +1", "test β = −1", "test_n",
+    "test_faithfulness_kl", "n_effective", "n_components", "effective_frac", "n_params", "reason",
+)  # fmt: skip
 
 
 def short_date(created: Any) -> str:
@@ -64,10 +53,18 @@ def run_row(listing: RunListing) -> dict[str, Any]:
         "method": str(c.get("method", "")),
         "sites": ",".join(map(str, sites)) if isinstance(sites, list) else str(sites or ""),
         "steps": c.get("steps"),
+        "test_acc_base": test.get("acc_base"),
         "test_flip_acc_pos": test.get("flip_acc_pos"),
         "test_flip_acc_neg": test.get("flip_acc_neg"),
+        # Each flip rate after the unmodified model's rate, with its interval (method.md §4).
+        "test β = +1": rate_text(test, "flip_acc_pos"),
+        "test β = −1": rate_text(test, "flip_acc_neg"),
+        "test_n": test.get("n_prompts"),
         "test_faithfulness_kl": test.get("faithfulness_kl"),
-        "n_effective": any_split.get("n_effective"),
+        # Runs stored before components were counted: their n_effective used other units (n/a).
+        "n_effective": any_split.get("n_effective") if "n_components" in any_split else None,
+        "n_components": any_split.get("n_components"),
+        "effective_frac": any_split.get("effective_frac"),
         "n_params": any_split.get("n_params"),
         "reason": "",
     }
@@ -83,8 +80,8 @@ def headline_frame(listings: Iterable[RunListing]) -> pd.DataFrame:
     df = runs_frame(r for r in listings if r.ok)
 
     def effective(row: pd.Series) -> str:
-        ok = pd.notna(row["n_effective"]) and pd.notna(row["n_params"])
-        return f"{int(row['n_effective'])} / {int(row['n_params'])}" if ok else ""
+        ok = pd.notna(row["n_effective"]) and pd.notna(row["n_components"])
+        return f"{int(row['n_effective'])} / {int(row['n_components'])}" if ok else "n/a"
 
     return pd.DataFrame(
         {
@@ -93,16 +90,12 @@ def headline_frame(listings: Iterable[RunListing]) -> pd.DataFrame:
             "model": df["model"],
             "task": df["task"],
             "method": df["method"],
-            "test flip β=+1": df["test_flip_acc_pos"].map(_pct),
-            "test flip β=−1": df["test_flip_acc_neg"].map(_pct),
+            "test flip β=+1 (unmodified → steered)": df["test β = +1"],
+            "test flip β=−1 (unmodified → steered)": df["test β = −1"],
             "faithfulness KL": df["test_faithfulness_kl"].map(lambda v: f"{v:.3g}" if pd.notna(v) else ""),
-            "effective / params": df.apply(effective, axis=1) if len(df) else pd.Series(dtype=str),
+            "effective / components": df.apply(effective, axis=1) if len(df) else pd.Series(dtype=str),
         }
     )
-
-
-def _pct(value: Any) -> str:
-    return f"{100 * value:.0f}%" if pd.notna(value) else ""
 
 
 # ---------------------------------------------------------------- the HTML report
@@ -139,11 +132,11 @@ def _table(rows: list[list[Any]], header: list[str], numbers_right: bool = True)
 
 
 def metrics_rows(bundle: RunBundle) -> tuple[list[str], list[list[Any]]]:
-    """(splits, rows): one row per metric, one column per split; the names of method.md §4 first."""
-    splits = [s for s in ("train", "test") if s in bundle.metrics] + sorted(set(bundle.metrics) - {"train", "test"})
-    names = [n for n in METRIC_NAMES if any(n in bundle.metrics[s] for s in splits)]
-    names += sorted({n for s in splits for n in bundle.metrics[s]} - set(names))
-    return splits, [[n, *(bundle.metrics[s].get(n, "") for s in splits)] for n in names]
+    """(splits, rows): one row per metric, one column per split (`analysis.metrics_table`: each
+    flip rate first as "unmodified → steered [95% interval]")."""
+    table = metrics_table(bundle)
+    splits = [c for c in table.columns if c != "metric"]
+    return splits, table.values.tolist()
 
 
 def render_report(bundle: RunBundle) -> str:

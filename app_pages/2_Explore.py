@@ -47,20 +47,30 @@ with common.guarded("The run's summary"):
 # Each section fails on its own, as one line: a damaged tensor hides one figure, not the page.
 st.subheader("Metrics and training")
 with common.guarded("The metrics"):
-    split = "test" if "test" in bundle.metrics else "train"
-    shown = bundle.metrics.get(split) or {}
-    names = (
-        ("flip_acc_pos", "flip accuracy β=+1"),
-        ("flip_acc_neg", "flip accuracy β=−1"),
-        ("faithfulness_kl", "faithfulness KL"),
-        ("n_effective", "effective components"),
-    )
-    for col, (name, label) in zip(st.columns(4), names):
-        value = shown.get(name)
+    metrics = analysis.filled_metrics(bundle)
+    split = "test" if "test" in metrics else "train"
+    shown = metrics.get(split) or {}
+    cols = st.columns(4)
+    # Each flip rate is read against the unmodified model's rate: the tile says what moved.
+    for col, (name, label) in zip(cols, (("flip_acc_pos", "flip rate β = +1"), ("flip_acc_neg", "flip rate β = −1"))):
+        rate, base = shown.get(name), analysis.base_rate(shown, name)
         col.metric(
-            f"{label} ({split})",
-            "–" if value is None else (f"{value:.3g}" if isinstance(value, float) else f"{value:,}"),
+            f"{label} ({split}, n = {shown.get('n_prompts', '?')})",
+            "–" if rate is None else f"{rate:.2f}",
+            None if rate is None or base is None else f"{rate - base:+.2f} vs unmodified {base:.2f}",
+            help=analysis.rate_text(shown, name) + " — unmodified → steered [95% Wilson interval]",
         )
+    kl = shown.get("faithfulness_kl")
+    cols[2].metric(f"faithfulness KL ({split})", "–" if kl is None else f"{kl:.3g}", help="lower is better")
+    n_eff, n_comp, frac = shown.get("n_effective"), shown.get("n_components"), shown.get("effective_frac")
+    cols[3].metric(
+        "effective components",
+        "n/a" if n_eff is None else f"{n_eff:,} of {n_comp:,}",
+        None if frac is None else f"{100 * frac:.1f}% of components",
+        delta_color="off",
+        help="components whose relative change of the activation exceeds τ (method.md §4); "
+        "n/a for a run stored without the arrays to recompute it",
+    )
     table = analysis.metrics_table(bundle)
     left, right = st.columns([2, 3])
     with left:
@@ -69,6 +79,10 @@ with common.guarded("The metrics"):
         )  # every row, no inner scrolling
     with right:
         figure(plots.plot_run_history, key="history")
+    groups = info.get("group_metrics")
+    if isinstance(groups, list) and groups:
+        st.markdown("**Per group** (template family, country or the dataset's groups)")
+        common.show_table(analysis.group_table(groups), f"{bundle.run_id}-groups", "groups", hide_index=True)
 
 
 def pick_widget(panel: views.Panel) -> int:
@@ -106,6 +120,30 @@ for panel in views.explore_panels(bundle):
             st.caption(panel.caption)
         pick = pick_widget(panel) if panel.pick else None
         grid([(spec.func, (*spec.args, pick) if spec.takes_pick else spec.args, spec.key) for spec in panel.figures])
+
+st.subheader("Reliability per example")
+with common.guarded("The per-example reliability"):
+    rel_split = "test" if any(r.get("split") == "test" for r in bundle.dataset) else "train"
+    frame, summary = analysis.reliability(bundle, rel_split)
+    if frame.empty:
+        st.info("This bundle holds no per-prompt results.")
+    else:
+        st.caption(
+            f"{int(summary['n'])} {rel_split} prompts. Never flipped: {100 * summary['never_flipped_pos']:.0f}% at "
+            f"β = +1, {100 * summary['never_flipped_neg']:.0f}% at β = −1. Pushed the wrong way: "
+            f"{100 * summary['wrong_way_pos']:.0f}% at β = +1, {100 * summary['wrong_way_neg']:.0f}% at β = −1."
+        )
+        figure(plots.plot_reliability, rel_split, key="reliability")
+        st.markdown("**The ten prompts furthest from flipping** (shortfall > 0: not flipped in one direction)")
+        common.show_table(frame.head(10), f"{bundle.run_id}-worst", "worst", hide_index=True)
+        st.download_button(
+            "Download every prompt (CSV)",
+            frame.to_csv(index=False).encode(),
+            file_name=f"{bundle.run_id}-reliability.csv",
+            mime="text/csv",
+            key="dl-reliability-all",
+            on_click="ignore",
+        )
 
 st.subheader("Top components")
 with common.guarded("The top components"):

@@ -55,7 +55,7 @@ st.session_state[Keys.COMPARE] = list(chosen)
 selected = [r for r in rows if r.run_id in chosen]
 
 with common.guarded("Comparing these runs"):
-    df = analysis.metrics_frame(selected)
+    df = analysis.metrics_frame(selected, metrics_of=common.completed_metrics)
     if df.empty:
         st.info("Choose at least one run.")
     else:
@@ -66,28 +66,32 @@ with common.guarded("Comparing these runs"):
             common.show_figure(plots.plot_param_counts(df), "parameter-counts", "params")
         with right:
             st.markdown("**Comparison table** (one row per run and split)")
-            columns = [
-                c
-                for c in (
-                    "run_id",
-                    "method",
-                    "split",
-                    "flip_acc_pos",
-                    "flip_acc_neg",
-                    "flip_acc",
-                    "faithfulness_kl",
-                    "kl_full",
-                    "l1",
-                    "n_params",
-                    "n_effective",
-                    "effective_frac",
-                    "lambda_m",
-                    "lambda_f",
-                    "margin",
-                    "task",
-                )
-                if c in df.columns
-            ]
+            # Each flip rate after the unmodified model's, with its 95% interval and n.
+            df["β = +1"] = [analysis.rate_text(row, "flip_acc_pos") for _, row in df.iterrows()]
+            df["β = −1"] = [analysis.rate_text(row, "flip_acc_neg") for _, row in df.iterrows()]
+            wanted = (
+                "run_id",
+                "method",
+                "split",
+                "β = +1",
+                "β = −1",
+                "acc_base",
+                "flip_acc_pos",
+                "flip_acc_neg",
+                "n_prompts",
+                "faithfulness_kl",
+                "kl_full",
+                "l1",
+                "n_params",
+                "n_components",
+                "n_effective",
+                "effective_frac",
+                "lambda_m",
+                "lambda_f",
+                "margin",
+                "task",
+            )
+            columns = [c for c in wanted if c in df.columns]
             common.show_table(df[columns], "comparison", "comparison", hide_index=True)
 
         st.subheader("Trade-offs")

@@ -73,9 +73,16 @@ def test_home_lists_recent_runs_with_headline_metrics(ui_store, source_runs):
     assert not at.exception and not at.error
     table = at.dataframe[0].value
     assert set(table["run"]) == {older.run_id, newer.run_id}
-    assert {"test flip β=+1", "test flip β=−1", "faithfulness KL", "effective / params"} <= set(table.columns)
+    assert {
+        "test flip β=+1 (unmodified → steered)",
+        "test flip β=−1 (unmodified → steered)",
+        "faithfulness KL",
+        "effective / components",
+    } <= set(table.columns)
     n = newer.metrics["test"]
-    assert table.set_index("run").loc[newer.run_id, "effective / params"] == f"{n['n_effective']} / {n['n_params']}"
+    row = table.set_index("run").loc[newer.run_id]
+    assert row["effective / components"] == f"{n['n_effective']} / {n['n_components']}"
+    assert row["test flip β=+1 (unmodified → steered)"].startswith(f"{n['acc_base']:.2f} → {n['flip_acc_pos']:.2f} [")
     assert any("1 broken bundle" in c.value for c in at.caption)
 
 

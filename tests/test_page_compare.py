@@ -68,8 +68,10 @@ def test_selecting_runs_shows_their_comparison(runs):
     assert sorted(table["run_id"].unique()) == sorted(two)
     assert set(table["split"]) == {"train", "val", "test"} and len(table) == 6
     methods = chart(at, "methods")
-    assert {t["name"] for t in methods["data"]} == {"train", "test"}  # train and test side by side
-    assert len(methods["data"]) == 6  # 3 panels × 2 splits
+    # train and test side by side, each flip rate next to the unmodified model's
+    assert {t["name"] for t in methods["data"]} == {"train", "test", "unmodified (train)", "unmodified (test)"}
+    assert len(methods["data"]) == 12  # (4 panels + 2 base-rate markers) × 2 splits
+    assert set(table["β = −1"].str.extract(r"^(\d\.\d\d) → ")[0].notna()) == {True}
     # every trade-off point carries its run id for click-through
     points = chart(at, "tradeoff-faith")
     ids = {row[0] for trace in points["data"] for row in trace["customdata"]}

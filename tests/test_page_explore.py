@@ -177,3 +177,21 @@ def test_viewer_mode_never_loads_a_model(runs, method, monkeypatch):
     monkeypatch.setattr(models, "load_model", refuse)
     at = open_page(runs[1][method].run_id)
     assert not at.exception and not at.error
+
+
+def test_headline_tiles_say_what_moved_and_reliability_is_drawn(runs):
+    bundle = runs[1]["activscalar"]
+    at = open_page(bundle.run_id)
+    assert not at.exception and not at.error
+    m = bundle.metrics["test"]
+    tiles = {t.label: t for t in at.metric}
+    pos = tiles[f"flip rate β = +1 (test, n = {m['n_prompts']})"]
+    assert pos.value == f"{m['flip_acc_pos']:.2f}"
+    assert pos.delta == f"{m['flip_acc_pos'] - m['acc_base']:+.2f} vs unmodified {m['acc_base']:.2f}"
+    neg = tiles[f"flip rate β = −1 (test, n = {m['n_prompts']})"]
+    assert neg.delta == f"{m['flip_acc_neg'] - (1 - m['acc_base']):+.2f} vs unmodified {1 - m['acc_base']:.2f}"
+    assert tiles["effective components"].value == f"{m['n_effective']:,} of {m['n_components']:,}"
+    assert "reliability" in chart_keys(at)
+    worst = [d.value for d in at.dataframe if "shortfall" in d.value.columns]
+    assert len(worst) == 1 and len(worst[0]) == min(10, m["n_prompts"])
+    assert any(b.proto.label == "Download every prompt (CSV)" for b in at.get("download_button"))

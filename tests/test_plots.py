@@ -201,6 +201,12 @@ RUNS = pd.DataFrame(
         "method": ["activscalar", "activscalar", "steervec", "steervec"],
         "split": ["train", "test", "train", "test"],
         "flip_acc": [1.0, 0.5, 0.75, 0.25],
+        "flip_acc_pos": [1.0, 0.5, 0.75, 0.25],
+        "flip_acc_neg": [1.0, 0.5, 0.75, 0.25],
+        "flip_acc_pos_ci95": [[0.5, 1.0], [0.25, 1.0], [0.5, 1.0], [0.125, 0.75]],
+        "flip_acc_neg_ci95": [[0.5, 1.0], [0.25, 1.0], [0.5, 1.0], [0.125, 0.75]],
+        "base_pos": [1.0, 1.0, 0.5, 0.5],
+        "base_neg": [0.0, 0.0, 0.5, 0.5],
         "faithfulness_kl": [0.125, 0.25, 0.375, 0.5],
         "effective_frac": [0.5, 0.625, 0.75, 0.875],
         "n_params": [30, 30, 1920, 1920],
@@ -213,36 +219,49 @@ LABELS = ["activscalar · aaaaaa", "steervec · bbbbbb"]
 
 def test_method_comparison_is_one_bar_per_split_and_panel():
     fig = plot_method_comparison(RUNS)
-    assert [t.type for t in fig.data] == ["bar"] * 6
-    assert [t.name for t in fig.data] == ["train"] * 3 + ["test"] * 3
-    assert [t.xaxis for t in fig.data] == ["x", "x2", "x3"] * 2
-    # One legend entry per split.
-    assert [t.showlegend for t in fig.data] == [True, False, False] * 2
-    assert [t.legendgroup for t in fig.data] == ["train"] * 3 + ["test"] * 3
+    # per split: four panels of bars, the two flip panels each with the unmodified rate as markers
+    kinds = ["bar", "scatter", "bar", "scatter", "bar", "bar"]
+    assert [t.type for t in fig.data] == kinds * 2
+    assert [t.name for t in fig.data] == [
+        n for s in ("train", "test") for n in (s, f"unmodified ({s})", s, f"unmodified ({s})", s, s)
+    ]
+    assert [t.xaxis for t in fig.data] == ["x", "x", "x2", "x2", "x3", "x4"] * 2
+    assert [t.legendgroup for t in fig.data] == ["train"] * 6 + ["test"] * 6
     for trace in fig.data:
         assert list(trace.x) == LABELS
-    assert [values(t.y) for t in fig.data] == [
+    bars = [t for t in fig.data if t.type == "bar"]
+    assert [values(t.y) for t in bars] == [
+        [1.0, 0.75],
         [1.0, 0.75],
         [0.125, 0.375],
-        [0.5, 0.75],  # train: flip_acc, faithfulness_kl, effective_frac
+        [0.5, 0.75],  # train: β=+1, β=−1, KL, effective fraction
+        [0.5, 0.25],
         [0.5, 0.25],
         [0.25, 0.5],
         [0.625, 0.875],  # test
     ]
-    assert [t.marker.color for t in fig.data] == ["#9aa5b1"] * 3 + ["#b4232c"] * 3  # train grey, test red
+    # the 95% intervals as asymmetric error bars on the flip panels
+    assert values(bars[4].error_y.array) == pytest.approx([0.5, 0.5])  # hi - rate
+    assert values(bars[4].error_y.arrayminus) == pytest.approx([0.25, 0.125])  # rate - lo
+    assert bars[6].error_y.array is None  # no interval for the KL
+    markers = [t for t in fig.data if t.type == "scatter"]
+    assert [values(t.y) for t in markers] == [[1.0, 0.5], [0.0, 0.5], [1.0, 0.5], [0.0, 0.5]]  # acc_base, 1 − acc_base
+    assert [t.marker.color for t in bars] == ["#9aa5b1"] * 4 + ["#b4232c"] * 4  # train grey, test red
     assert [a.text for a in fig.layout.annotations] == [
-        "effectiveness (mean flip accuracy ↑)",
+        "flip rate β = +1 (↑; ◆ unmodified)",
+        "flip rate β = −1 (↑; ◆ unmodified)",
         "faithfulness (KL ↓)",
-        "minimality (effective fraction ↓)",
+        "minimality (effective fraction of components ↓)",
     ]
+    assert tuple(fig.layout.yaxis.range) == (0, 1.05) and tuple(fig.layout.yaxis2.range) == (0, 1.05)
     assert fig.layout.barmode == "group"
     assert fig.layout.title.text == "methods compared"
 
 
 def test_method_comparison_skips_a_missing_split():
     fig = plot_method_comparison(RUNS[RUNS["split"] == "test"])
-    assert [t.name for t in fig.data] == ["test"] * 3
-    assert [t.showlegend for t in fig.data] == [True, False, False]
+    assert {t.legendgroup for t in fig.data} == {"test"}
+    assert [t.showlegend for t in fig.data] == [True, True, False, False, False, False]
 
 
 def test_param_counts_is_one_bar_per_run_on_a_log_axis():
@@ -468,22 +487,36 @@ def test_dyn_prompt_is_the_prompts_own_scalars(bundles, site):
     assert fig.layout.title.text == f"scalars α on prompt {index} — {site}"
 
 
-def _flip_accuracy_by_length(bundle) -> dict[str, dict[str, float]]:
-    """{split: {length: mean of (flipped β=+1, flipped β=−1)}}, by hand from the files."""
+def _flip_rates_by_length(bundle) -> dict[str, dict[str, dict[str, float]]]:
+    """{trace name: {length: rate}} by hand from the files: the flip rate of each split and
+    direction per prompt length, and the unmodified model's rate in that direction."""
     a, rows, tokens = analysis(bundle), dataset(bundle), info(bundle)["str_tokens"]
     groups: dict[str, dict[str, list[float]]] = {}
-    for row, toks, pos, neg in zip(rows, tokens, a["delta.pos"].tolist(), a["delta.neg"].tolist()):
-        groups.setdefault(row["split"], {}).setdefault(str(len(toks)), []).append(((pos > 0) + (neg < 0)) / 2)
-    return {split: {n: sum(v) / len(v) for n, v in by_n.items()} for split, by_n in groups.items()}
+    for row, toks, base, pos, neg in zip(
+        rows, tokens, a["delta.base"].tolist(), a["delta.pos"].tolist(), a["delta.neg"].tolist()
+    ):
+        n = str(len(toks))
+        for name, hit in (
+            (f"{row['split']} β = +1", pos > 0),
+            (f"{row['split']} β = −1", neg < 0),
+            (f"{row['split']} β = +1 unmodified", base > 0),
+            (f"{row['split']} β = −1 unmodified", base < 0),
+        ):
+            groups.setdefault(name, {}).setdefault(n, []).append(float(hit))
+    return {name: {n: sum(v) / len(v) for n, v in by_n.items()} for name, by_n in groups.items()}
 
 
-def test_length_generalisation_is_flip_accuracy_per_length_and_split(bundles):
+def test_length_generalisation_is_flip_rate_per_length_split_and_direction(bundles):
     bundle = bundles["dynscalar"]
-    expected = _flip_accuracy_by_length(bundle)
-    assert sum(len(by_n) for by_n in expected.values()) > 2  # the tiny task has several lengths
+    expected = _flip_rates_by_length(bundle)
+    splits = sorted({r["split"] for r in dataset(bundle)})
     fig = plot_length_generalisation(bundle)
-    assert [t.type for t in fig.data] == ["bar"] * len(expected)
-    assert [t.name for t in fig.data] == sorted(expected)
+    names = [
+        n for s in splits for n in (f"{s} β = +1", f"{s} β = +1 unmodified", f"{s} β = −1", f"{s} β = −1 unmodified")
+    ]
+    assert [t.name for t in fig.data] == names
+    assert [t.type for t in fig.data] == ["bar", "scatter"] * (2 * len(splits))
+    assert sum(len(by_n) for by_n in expected.values()) > 8  # the tiny task has several lengths
     for trace in fig.data:
         lengths = sorted(expected[trace.name], key=int)
         assert list(trace.x) == lengths
@@ -491,20 +524,17 @@ def test_length_generalisation_is_flip_accuracy_per_length_and_split(bundles):
     all_lengths = sorted({n for by_n in expected.values() for n in by_n}, key=int)
     assert fig.layout.xaxis.type == "category" and list(fig.layout.xaxis.categoryarray) == all_lengths  # shortest first
     assert fig.layout.xaxis.title.text == "prompt length (tokens)"
-    assert fig.layout.yaxis.title.text == "mean flip accuracy" and tuple(fig.layout.yaxis.range) == (0, 1.05)
+    assert fig.layout.yaxis.title.text == "flip rate" and tuple(fig.layout.yaxis.range) == (0, 1.05)
     assert fig.layout.barmode == "group"
 
 
-def test_length_generalisation_of_a_fixed_length_run_is_one_bar_per_split(bundles):
+def test_length_generalisation_of_a_fixed_length_run_is_one_length(bundles):
     bundle = bundles["activscalar"]
-    expected = _flip_accuracy_by_length(bundle)
+    expected = _flip_rates_by_length(bundle)
     n_pos = str(bundle.config["n_pos"])
-    assert {n for by_n in expected.values() for n in by_n} == {n_pos}
     fig = plot_length_generalisation(bundle)
-    assert [t.name for t in fig.data] == sorted(expected)
     assert [list(t.x) for t in fig.data] == [[n_pos]] * len(expected)
-    assert [len(t.y) for t in fig.data] == [1] * len(expected)
-    assert [float(t.y[0]) for t in fig.data] == pytest.approx([expected[s][n_pos] for s in sorted(expected)], abs=1e-12)
+    assert [float(t.y[0]) for t in fig.data] == pytest.approx([expected[t.name][n_pos] for t in fig.data], abs=1e-12)
 
 
 def test_length_generalisation_without_per_prompt_results(bundles, tmp_path):

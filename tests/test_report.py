@@ -74,12 +74,16 @@ def test_runs_frame_lists_broken_runs_with_their_reason(runs):
     row = df.set_index("run_id").loc[bundles["activscalar"].run_id]
     test = bundles["activscalar"].metrics["test"]
     assert row["method"] == "activscalar" and row["task"] == "ioi" and row["model"] == "tiny-llama"
-    assert row["test_flip_acc_pos"] == test["flip_acc_pos"]
-    assert row["n_params"] == test["n_params"]
+    assert row["test_flip_acc_pos"] == test["flip_acc_pos"] and row["test_acc_base"] == test["acc_base"]
+    lo, hi = test["flip_acc_pos_ci95"]
+    n = test["n_prompts"]
+    assert row["test β = +1"] == f"{test['acc_base']:.2f} → {test['flip_acc_pos']:.2f} [{lo:.2f}, {hi:.2f}] (n = {n})"
+    assert row["n_params"] == test["n_params"] and row["n_components"] == test["n_components"]
 
     head = headline_frame(listings)
     assert list(head["run"]) == [r.run_id for r in listings]
-    assert head["effective / params"].str.match(r"^\d+ / \d+$").all()
+    assert head["effective / components"].str.match(r"^\d+ / \d+$").all()
+    assert head["test flip β=−1 (unmodified → steered)"].str.match(r"^\d\.\d\d → \d\.\d\d \[").all()
 
 
 def test_runs_frame_of_a_broken_listing(tmp_path):

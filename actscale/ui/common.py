@@ -16,6 +16,7 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from actscale import sweeps
+from actscale.analysis import filled_metrics, rate_text
 from actscale.api import build_task, intervention_from_bundle
 from actscale.errors import ActscaleError, one_line
 from actscale.jobs import Job, JobManager
@@ -105,6 +106,22 @@ def run_plot(bundle: RunBundle, func: Callable[..., Any], *args: Any) -> Any:
     return _run_plot(str(bundle.path), stamp, name, tuple(args), func, bundle)
 
 
+@st.cache_resource(max_entries=256, show_spinner=False)
+def _completed(root: str, run_id: str, stamp: float) -> dict[str, dict[str, Any]]:  # noqa: ARG001 - stamp: a cache key
+    return filled_metrics(RunStore(root).load(run_id))
+
+
+def completed_metrics(row: RunListing) -> dict[str, dict[str, Any]]:
+    """A run's metrics; for a run stored before baselines and comparable minimality existed,
+    completed from its arrays (`analysis.filled_metrics`; reads its tensors once, cached)."""
+    if all("n_components" in m and "acc_base" in m for m in row.metrics.values()):
+        return row.metrics
+    try:
+        return _completed(str(row.path.parent), row.run_id, row.path.stat().st_mtime)
+    except (ActscaleError, OSError):
+        return row.metrics
+
+
 def list_runs() -> list[RunListing]:
     return store().list()
 
@@ -115,7 +132,8 @@ def run_label(row: RunListing) -> str:
         return f"{row.run_id} — broken: {row.reason}"
     test = row.metrics.get("test", {})
     try:
-        flips = f" · test flips +{test.get('flip_acc_pos', 0):.2f}/−{test.get('flip_acc_neg', 0):.2f}" if test else ""
+        pos, neg = rate_text(test, "flip_acc_pos"), rate_text(test, "flip_acc_neg")
+        flips = f" · test β=+1 {pos.split(' [')[0]}, β=−1 {neg.split(' [')[0]}" if pos and neg else ""
     except (TypeError, ValueError):  # a hand-edited metrics.json must not break every page's run picker
         flips = ""
     return f"{row.run_id} · {c.get('method')} · {c.get('task')} · {c.get('model')}{flips}"
