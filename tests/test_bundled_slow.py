@@ -32,36 +32,55 @@ def test_warm_load(bundled):
 
 
 @pytest.mark.parametrize(
-    "task,method,test_templates,target",
+    "task,method,test_groups,target",
     [
         ("ioi", "activscalar", (), 0.90),
         ("ioi", "steervec", (), 0.90),
         ("ccc", "activscalar", (), 0.90),
         ("ccc", "steervec", (), 0.90),
-        ("ioi", "dynscalar", ("ioi-8", "ioi-9"), 0.80),  # templates (and a length) it never saw
+        ("ioi", "dynscalar", ("scene-first",), None),  # a template family (two lengths) it never saw
     ],
 )
-def test_flip_targets_on_held_out_prompts(bundled, store, task, method, test_templates, target):
-    config = TrainConfig(model="bundled", task=task, method=method, test_templates=test_templates)
+def test_flip_targets_on_held_out_prompts(bundled, store, task, method, test_groups, target):
+    config = TrainConfig(model="bundled", task=task, method=method, test_groups=test_groups)
     start = time.perf_counter()
     bundle = train_run(config, bundled, store=store)
-    test, train = bundle.metrics["test"], bundle.metrics["train"]
-    print(
-        f"\n{task} {method}: {time.perf_counter() - start:.0f} s, {bundle.info['steps_run']} steps; "
-        f"test {test['n_prompts']} prompts flip +{test['flip_acc_pos']:.2f} -{test['flip_acc_neg']:.2f}; "
-        f"train flip +{train['flip_acc_pos']:.2f} -{train['flip_acc_neg']:.2f}; "
-        f"n_params {test['n_params']} n_effective {test['n_effective']} faithfulness {test['faithfulness_kl']:.4f}"
-    )
-    assert test["flip_acc_pos"] >= target and test["flip_acc_neg"] >= target
+    test = bundle.metrics["test"]
+    print(f"\n{task} {method}: {time.perf_counter() - start:.0f} s, {bundle.info['steps_run']} steps")
+    for split, m in bundle.metrics.items():
+        print(
+            f"  {split}: n {m['n_prompts']} base {m['acc_base']:.2f} flip +{m['flip_acc_pos']:.2f} "
+            f"{m['flip_acc_pos_ci95']} -{m['flip_acc_neg']:.2f} {m['flip_acc_neg_ci95']} "
+            f"KL {m['faithfulness_kl']:.4f} effective {m['n_effective']}/{m['n_components']}"
+        )
+    # Every split has its base rate and an interval for every rate (issue 8).
+    assert set(bundle.metrics) == {"train", "val", "test"}
+    for m in bundle.metrics.values():
+        assert {"acc_base", "acc_base_ci95", "flip_acc_pos_ci95", "flip_acc_neg_ci95"} <= set(m)
+    assert test["n_prompts"] >= 200  # generated tasks test on 200 prompts drawn apart
     n_sites, n_layers, n_pos = len(config.sites), bundled.n_layers, bundle.config["n_pos"]
+    if target is not None:
+        assert test["flip_acc_pos"] >= target and test["flip_acc_neg"] >= target
+    else:  # held out: no target was tuned; the steered rate must beat the unmodified one beyond its interval
+        assert test["flip_acc_neg_ci95"][0] > 1 - test["acc_base"]
+    assert 0 < test["effective_frac"] <= 1
     if method == "activscalar":
-        assert test["n_params"] == n_sites * n_layers * n_pos
-        assert test["n_effective"] <= 0.2 * test["n_params"]
+        assert test["n_params"] == test["n_components"] == n_sites * n_layers * n_pos
+        assert test["effective_frac"] <= 0.2
     if method == "steervec":
         assert test["n_params"] == bundled.d_model * n_sites * n_layers * n_pos
+        assert test["n_components"] == n_sites * n_layers * n_pos and test["n_effective"] > 0
     if method == "dynscalar":
         assert test["n_params"] == n_sites * n_layers * (bundled.d_model + 1)
+        assert test["n_components"] == n_sites * n_layers
         lengths = {len(t) for t in bundle.info["str_tokens"]}
         assert len(lengths) >= 3  # trained and tested across prompt lengths
-        held_out = [r["split"] == "test" for r in bundle.dataset]
-        assert held_out == ["sunny day" in r["prompt"] for r in bundle.dataset]  # ioi-8, ioi-9 only
+        assert {r["group"] for r in bundle.dataset if r["split"] == "test"} == {"scene-first"}
+        assert "scene-first" not in {r["group"] for r in bundle.dataset if r["split"] != "test"}
+    if task == "ccc":
+        countries = {s: {r["group"] for r in bundle.dataset if r["split"] == s} for s in ("train", "val", "test")}
+        assert not (
+            countries["train"] & countries["test"]
+            or countries["val"] & countries["test"]
+            or countries["train"] & countries["val"]
+        )
