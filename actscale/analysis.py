@@ -321,3 +321,18 @@ def group_table(groups: list[dict[str, Any]]) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
+
+
+def best_on_validation(df: pd.DataFrame) -> str | None:
+    """The run a sweep would pick, read on the validation split only: the highest mean flip
+    rate, then the lowest faithfulness KL, then the fewest effective components. None when
+    fewer than two runs have validation metrics."""
+    val = df[df["split"] == "val"]
+    if val["run_id"].nunique() < 2 or "flip_acc" not in val:
+        return None
+    keys = val.assign(
+        neg_flip=-val["flip_acc"],
+        kl=val.get("faithfulness_kl", 0.0),
+        frac=val["effective_frac"].fillna(1.0) if "effective_frac" in val else 1.0,
+    )
+    return str(keys.sort_values(["neg_flip", "kl", "frac", "run_id"]).iloc[0]["run_id"])

@@ -94,9 +94,24 @@ with common.guarded("Comparing these runs"):
             columns = [c for c in wanted if c in df.columns]
             common.show_table(df[columns], "comparison", "comparison", hide_index=True)
 
+        best = analysis.best_on_validation(df)
+        if best is not None:
+            test = df[(df["run_id"] == best) & (df["split"] == "test")]
+            row = test.iloc[0] if len(test) else None
+            st.markdown(
+                f"**Best on validation:** run `{best}` (highest mean validation flip rate, then lowest KL; chosen "
+                "without reading test)"
+                + (
+                    f" — on test β = +1 {analysis.rate_text(row, 'flip_acc_pos')}, β = −1 "
+                    f"{analysis.rate_text(row, 'flip_acc_neg')}."
+                    if row is not None
+                    else "."
+                )
+            )
+
         st.subheader("Trade-offs")
         c1, c2, c3 = st.columns(3)
-        split = c1.radio("Split", ["test", "train"], horizontal=True, key="compare_split")
+        split = c1.radio("Split", ["test", "val", "train"], horizontal=True, key="compare_split")
         minimality = c2.selectbox(
             "Minimality measure",
             ["l1", "effective_frac", "n_effective"],

@@ -162,3 +162,17 @@ def test_a_held_out_ioi_family_is_only_in_test(tiny_llama):
     assert families["test"] == {"scene-first"}
     assert "scene-first" not in families["train"] | families["val"]
     assert len({len(t) for t, e in zip(task.str_tokens, task.examples) if e.split == "test"}) == 2  # two lengths
+
+
+def test_best_on_validation_never_reads_test():
+    import pandas as pd
+
+    rows = []
+    for run, val_flip, val_kl, test_flip in (("a", 0.9, 0.1, 1.0), ("b", 1.0, 0.3, 0.1), ("c", 1.0, 0.2, 0.2)):
+        rows += [
+            {"run_id": run, "split": "val", "flip_acc": val_flip, "faithfulness_kl": val_kl, "effective_frac": 0.1},
+            {"run_id": run, "split": "test", "flip_acc": test_flip, "faithfulness_kl": 0.0, "effective_frac": 0.1},
+        ]
+    df = pd.DataFrame(rows)
+    assert analysis.best_on_validation(df) == "c"  # best validation flips, then the lower KL; test ignored
+    assert analysis.best_on_validation(df[df["run_id"] == "a"]) is None  # nothing to choose between
