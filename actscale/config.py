@@ -4,12 +4,14 @@ bundle's ``config.json``. The method's own defaults come from its class (`interv
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, fields
 from typing import Any, Literal, get_args
 
 from actscale.errors import ActscaleError
 from actscale.interventions import method_class
-from actscale.sites import DEFAULT_SITES, parse_sites
+from actscale.sites import DEFAULT_SITES, SITES, parse_sites
+from actscale.tasks import IOI_TEMPLATES
 
 Task = Literal["ioi", "ccc", "custom"]
 TASKS: tuple[str, ...] = get_args(Task)
@@ -20,6 +22,19 @@ BuiltinMethod = Literal["activscalar", "steervec", "dynscalar"]
 
 # The fields a method sets when left at None (`MethodDefaults`).
 METHOD_DEFAULT_FIELDS: tuple[str, ...] = ("steps", "lr", "batch_size", "lambda_m")
+FLOAT_FIELDS = ("lr", "margin", "lambda_f", "lambda_m", "test_frac", "val_frac", "tau")
+INT_FIELDS = ("steps", "batch_size", "seed", "n_prompts", "n_test", "early_stop", "data_seed")
+
+
+def _whole_number(value: Any) -> int | None:
+    """``value`` as an int when it is a whole number (3, 3.0, numpy's int64), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return None
 
 
 @dataclass(frozen=True)
@@ -70,8 +85,7 @@ class TrainConfig:
                 object.__setattr__(self, name, defaults[name])
         if self.data_seed is None:
             object.__setattr__(self, "data_seed", self.seed)
-        for name in ("templates", "test_templates", "test_groups"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
+        self._canonicalise()
         if self.schedule not in SCHEDULES:
             raise ActscaleError(f"unknown schedule {self.schedule!r}: choose cosine or constant")
         if self.task not in TASKS:
@@ -81,6 +95,40 @@ class TrainConfig:
         for ok, message in self._range_checks():
             if not ok:
                 raise ActscaleError(message)
+
+    def _canonicalise(self) -> None:
+        """One spelling per experiment, so its run id does not depend on how it was asked for:
+        numbers as float or int, sites in their canonical order, held-out sets sorted, the full
+        template list as (), and options that cannot matter (another task's or method's) at
+        their defaults."""
+        for name in FLOAT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise ActscaleError(f"{name} must be a number")
+            object.__setattr__(self, name, float(value))
+        for name in INT_FIELDS:
+            whole = _whole_number(getattr(self, name))
+            if whole is None:
+                raise ActscaleError(f"{name} must be a whole number")
+            object.__setattr__(self, name, whole)
+        object.__setattr__(self, "sites", tuple(s for s in SITES if s in self.sites))
+        object.__setattr__(self, "test_templates", tuple(sorted(set(self.test_templates))))
+        object.__setattr__(self, "test_groups", tuple(sorted(set(self.test_groups))))
+        templates = tuple(self.templates)
+        defaults = {f.name: f.default for f in fields(self)}
+        irrelevant = {
+            "templates": self.task != "ioi" or templates == tuple(IOI_TEMPLATES),
+            "test_templates": self.task != "ioi",
+            "memory_is_correct": self.task != "ccc",
+            "n_prompts": self.task == "custom",
+            "n_test": self.task == "custom",
+            "test_frac": self.task != "custom",
+            "normalize": "normalize" not in method_class(self.method).options,
+        }
+        object.__setattr__(self, "templates", templates)
+        for name, reset in irrelevant.items():
+            if reset:
+                object.__setattr__(self, name, defaults[name])
 
     def _range_checks(self) -> list[tuple[bool, str]]:
         # Upper bounds keep every number well inside float32 and the run within reason; past

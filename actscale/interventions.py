@@ -69,6 +69,7 @@ class Intervention(nn.Module):
     method: ClassVar[str]
     label: ClassVar[str] = ""  # one line for pickers
     fixed_length: ClassVar[bool] = True  # tied to prompts of one token length
+    options: ClassVar[tuple[str, ...]] = ()  # the TrainConfig fields `from_config` reads
     defaults: ClassVar[MethodDefaults]
     # What `component_values` returns: its name in tables, its label on figures, and whether it
     # is signed (drawn on a diverging scale centred on 0) or a size (sequential scale).
@@ -390,6 +391,7 @@ class DynScalar(Intervention):
     # DynScalar's w grows by about lr·√D per step and overshoots at 0.02.
     defaults = MethodDefaults(steps=40, lr=0.015, batch_size=8, lambda_m=1e-3)
     magnitude_name, magnitude_label = "w_norm", "‖w‖"
+    options = ("normalize",)
 
     def __init__(self, sites: tuple[str, ...], dims: ModelDims, normalize: bool = True):
         self.normalize = normalize

@@ -176,3 +176,65 @@ def test_best_on_validation_never_reads_test():
     df = pd.DataFrame(rows)
     assert analysis.best_on_validation(df) == "c"  # best validation flips, then the lower KL; test ignored
     assert analysis.best_on_validation(df[df["run_id"] == "a"]) is None  # nothing to choose between
+
+
+# ---------------------------------------------------------------- one run id per experiment (issue 11)
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from actscale.store import run_id_for  # noqa: E402
+from actscale.tasks import IOI_TEMPLATES  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    method=st.sampled_from(["activscalar", "steervec", "dynscalar"]),
+    task=st.sampled_from(["ioi", "ccc"]),
+    sites=st.permutations(["attn_out", "mlp_out", "head"]).map(lambda p: p[:2]),
+    spell_defaults=st.booleans(),
+    as_int=st.booleans(),
+    groups=st.permutations(["coordinated", "scene-first"]),
+    irrelevant=st.booleans(),
+)
+def test_equivalent_spellings_give_one_run_id(method, task, sites, spell_defaults, as_int, groups, irrelevant):
+    """A default and its explicit spelling give the same config, hence the same run id."""
+    from actscale.interventions import method_class
+
+    plain = TrainConfig(
+        method=method,
+        task=task,
+        sites=tuple(sorted(sites, key=["attn_out", "mlp_out", "head"].index)),
+        test_groups=tuple(sorted(groups)) if task == "ioi" else (),
+    )
+    d = method_class(method).defaults
+    spelled = TrainConfig(
+        method=method,
+        task=task,
+        sites=tuple(sites),  # any order
+        steps=d.steps if spell_defaults else None,
+        lr=d.lr if spell_defaults else None,
+        batch_size=float(d.batch_size) if as_int else d.batch_size,  # 8.0 is 8
+        lambda_m=d.lambda_m if spell_defaults else None,
+        margin=2 if as_int else 2.0,  # an int is the same float
+        data_seed=0 if spell_defaults else None,  # the seed's value
+        templates=tuple(IOI_TEMPLATES) if task == "ioi" and spell_defaults else (),  # the full list is ()
+        test_groups=tuple(groups) if task == "ioi" else (),  # any order
+        normalize=not irrelevant if method != "dynscalar" else True,  # an option only DynScalar reads
+        memory_is_correct=not irrelevant if task == "ioi" else True,  # an option only CCC reads
+        test_frac=0.3 if irrelevant else 0.2,  # custom data only
+    )
+    assert spelled == plain
+    assert run_id_for(spelled.to_dict()) == run_id_for(plain.to_dict())
+
+
+def test_different_experiments_keep_different_ids():
+    base = TrainConfig()
+    for change in (
+        {"lr": 0.2},
+        {"templates": ("ioi-1", "ioi-0")},
+        {"sites": ("attn_out",)},
+        {"seed": 1},
+        {"test_groups": ("scene-first",)},
+        {"data_seed": 5},
+    ):
+        assert run_id_for(base.replace(**change).to_dict()) != run_id_for(base.to_dict()), change

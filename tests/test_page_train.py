@@ -204,3 +204,44 @@ def test_the_page_sets_every_trainconfig_field():
 
     covered = tf.MODEL_FIELDS + tf.DATASET_FIELDS + tf.FORM_FIELDS
     assert sorted(covered) == sorted(f.name for f in dataclasses.fields(TrainConfig))
+
+
+@pytest.mark.slow  # a default-size run and a CLI process: half a minute on 2 cores
+def test_the_train_page_default_run_and_the_cli_default_run_have_one_id(ui_store):
+    """One run id per experiment, whichever door it came through (issue 11): the page's
+    default IOI ActivScalar run (templates: the full list on the page) and the CLI's (no
+    templates given) are the same run."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    at = train_page()
+    button(at, "Train").click().run()  # every widget at its default; the job runs in this run
+    assert not at.exception and not at.error
+    (page_run,) = [r.run_id for r in ui_store.list()]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "actscale",
+            "train",
+            "--model",
+            "tiny-llama",
+            "--device",
+            "cpu",
+            "--store",
+            str(ui_store.root),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["run_id"] == page_run
+    assert [r.run_id for r in ui_store.list()] == [page_run]  # the CLI reused the page's run
+    assert json.loads((ui_store.root / page_run / "config.json").read_text())["templates"] == []

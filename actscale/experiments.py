@@ -1,0 +1,187 @@
+"""``python -m actscale.experiments defaults|ccc|families``: the README's figures, reproducible.
+
+- ``defaults``: each method's step count (DynScalar: learning rate) chosen on the VALIDATION
+  split over seeds 1, 2, 3 (seed = data seed), IOI. Rule, applied mechanically and never
+  reading test: per config, the mean over seeds of the validation mean flip rate
+  ((flip_acc_pos + flip_acc_neg) / 2); the cheapest config (fewest steps, smallest learning
+  rate) within 0.02 of the best is chosen. Then the chosen config's TEST figures are reported
+  as mean ± sd over the seeds, with the pooled counts' Wilson interval.
+- ``ccc``: ActivScalar and SteerVec at their defaults on CCC over seeds 1–3 (countries apart).
+- ``families``: DynScalar holding out each IOI template family in turn (seed 1).
+
+Runs are stored (``--store``), so a rerun reuses them. Results go to ``--out`` as JSON and
+print as Markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+SEEDS = (1, 2, 3)
+GRID: dict[str, list[dict[str, Any]]] = {
+    "activscalar": [{"steps": 12}, {"steps": 18}],
+    "steervec": [{"steps": 15}, {"steps": 25}],
+    "dynscalar": [{"lr": 0.01}, {"lr": 0.015}],
+}
+TOLERANCE = 0.02
+
+
+def _run(model: Any, store: Any, **fields: Any) -> Any:
+    from actscale.api import train_run
+    from actscale.config import TrainConfig
+
+    start = time.perf_counter()
+    bundle = train_run(TrainConfig(model="bundled", **fields), model, store=store)
+    print(f"{fields} -> {bundle.run_id} in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+    return bundle
+
+
+def _mean_flip(m: dict[str, Any]) -> float:
+    return (m["flip_acc_pos"] + m["flip_acc_neg"]) / 2
+
+
+def _summary(bundles: list[Any], split: str = "test") -> dict[str, Any]:
+    """Mean ± sd over runs of the split's figures, and the pooled counts' Wilson interval."""
+    from actscale.objective import wilson_interval
+
+    ms = [b.metrics[split] for b in bundles]
+    out: dict[str, Any] = {"n_runs": len(ms), "n_prompts": [m["n_prompts"] for m in ms]}
+    for name in ("acc_base", "flip_acc_pos", "flip_acc_neg", "faithfulness_kl", "effective_frac"):
+        values = [float(m[name]) for m in ms]
+        out[name] = (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
+    n = sum(m["n_prompts"] for m in ms)
+    for name in ("acc_base", "flip_acc_pos", "flip_acc_neg"):
+        k = sum(round(m[name] * m["n_prompts"]) for m in ms)
+        out[f"{name}_pooled_ci95"] = wilson_interval(k, n)
+    out["n_effective"] = [m["n_effective"] for m in ms]
+    out["n_components"] = ms[0]["n_components"]
+    return out
+
+
+def _row(label: str, s: dict[str, Any]) -> str:
+    def pm(name: str, digits: int = 2) -> str:
+        mean, sd = s[name]
+        return f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+    def ci(name: str) -> str:
+        lo, hi = s[f"{name}_pooled_ci95"]
+        return f"[{lo:.2f}, {hi:.2f}]"
+
+    return (
+        f"| {label} | {'/'.join(map(str, s['n_prompts']))} | {pm('acc_base')} | {pm('flip_acc_pos')} "
+        f"{ci('flip_acc_pos')} | {pm('flip_acc_neg')} {ci('flip_acc_neg')} | {pm('faithfulness_kl', 3)} | "
+        f"{pm('effective_frac', 3)} ({'/'.join(map(str, s['n_effective']))} of {s['n_components']}) |"
+    )
+
+
+HEADER = (
+    "| run | test n (per seed) | unmodified prefers a+ | flip β = +1 [pooled 95% CI] | flip β = −1 [pooled 95% CI] "
+    "| faithfulness KL | effective fraction |\n|---|---|---|---|---|---|---|"
+)
+
+
+def defaults(model: Any, store: Any) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for method, grid in GRID.items():
+        scores: list[dict[str, Any]] = []
+        for changes in grid:
+            runs = [_run(model, store, task="ioi", method=method, seed=s, **changes) for s in SEEDS]
+            val = statistics.mean(_mean_flip(b.metrics["val"]) for b in runs)
+            scores.append(
+                {
+                    "changes": changes,
+                    "val_mean_flip": val,
+                    "runs": runs,
+                    "seconds": [b.info.get("seconds") for b in runs],
+                }
+            )
+        best = max(s["val_mean_flip"] for s in scores)
+        chosen = next(s for s in scores if s["val_mean_flip"] >= best - TOLERANCE)  # the grid is cheapest first
+        result[method] = {
+            "grid": [
+                {"changes": s["changes"], "val_mean_flip": s["val_mean_flip"], "seconds": s["seconds"]} for s in scores
+            ],
+            "chosen": chosen["changes"],
+            "test": _summary(chosen["runs"]),
+            "run_ids": [b.run_id for b in chosen["runs"]],
+        }
+    return result
+
+
+def ccc(model: Any, store: Any) -> dict[str, Any]:
+    return {
+        m: {"test": _summary([_run(model, store, task="ccc", method=m, seed=s) for s in SEEDS])}
+        for m in ("activscalar", "steervec")
+    }
+
+
+def families(model: Any, store: Any) -> dict[str, Any]:
+    from actscale.tasks import IOI_FAMILIES
+
+    out = {}
+    for family in IOI_FAMILIES:
+        bundle = _run(model, store, task="ioi", method="dynscalar", seed=1, test_groups=(family,))
+        out[family] = {"test": bundle.metrics["test"], "val": bundle.metrics["val"], "run_id": bundle.run_id}
+    return out
+
+
+def markdown(name: str, result: dict[str, Any]) -> str:
+    from actscale.analysis import rate_text
+
+    if name in ("defaults", "ccc"):
+        lines = [HEADER]
+        for method, r in result.items():
+            label = f"{method} ({', '.join(f'{k} {v}' for k, v in r['chosen'].items())})" if "chosen" in r else method
+            lines.append(_row(label, r["test"]))
+        if name == "defaults":
+            lines.append("\nValidation mean flip rate per config (mean over seeds 1–3):\n")
+            lines += [
+                f"- {m}: " + "; ".join(f"{g['changes']} {g['val_mean_flip']:.3f}" for g in r["grid"])
+                for m, r in result.items()
+            ]
+        return "\n".join(lines)
+    lines = [
+        "| held-out family | test n | flip β = +1 (unmodified → steered) | flip β = −1 (unmodified → steered) "
+        "| validation flip β = −1 |",
+        "|---|---|---|---|---|",
+    ]
+    for family, r in result.items():
+        t, v = r["test"], r["val"]
+        lines.append(
+            f"| {family} | {t['n_prompts']} | {rate_text(t, 'flip_acc_pos')} | {rate_text(t, 'flip_acc_neg')} "
+            f"| {rate_text(v, 'flip_acc_neg')} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m actscale.experiments", description=__doc__.split("\n\n")[0])
+    parser.add_argument("name", choices=["defaults", "ccc", "families"])
+    parser.add_argument("--store", default="experiment-runs")
+    parser.add_argument("--out", default=None, help="write the result as JSON here")
+    args = parser.parse_args(argv)
+    import torch
+
+    from actscale.models import load_model
+    from actscale.store import RunStore
+
+    torch.set_num_threads(2)
+    model = load_model("bundled", "cpu")
+    start = time.perf_counter()
+    result = {"defaults": defaults, "ccc": ccc, "families": families}[args.name](model, RunStore(args.store))
+    seconds = time.perf_counter() - start
+    if args.out:
+        Path(args.out).write_text(json.dumps({"seconds": seconds, "result": result}, indent=2, default=str))
+    print(markdown(args.name, result))
+    print(f"\n{args.name}: {seconds:.0f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
