@@ -4,6 +4,8 @@ this module only draws them."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -124,19 +126,17 @@ def steer_norm_ratio(bundle: RunBundle, site: str) -> np.ndarray:
     return SteerVec.component_values(bundle.params, bundle.analysis, site).numpy()
 
 
+def _layer_position_map(bundle: RunBundle, values: np.ndarray, title: str, **kwargs: Any) -> go.Figure:
+    """A [layer pos] map of ``bundle`` (a [layer pos head] one averaged over heads)."""
+    if values.ndim == 3:
+        values = values.mean(-1)
+    return _heatmap(values, position_labels(bundle), layer_labels(values.shape[0]), title, **kwargs)
+
+
 def plot_steer_ratio(bundle: RunBundle, site: str) -> go.Figure:
     """SteerVec: the norm ratio ‖v‖/‖h‖ per layer × position (head site: mean over heads)."""
     ratio = steer_norm_ratio(bundle, site)
-    if ratio.ndim == 3:
-        ratio = ratio.mean(-1)
-    return _heatmap(
-        ratio,
-        position_labels(bundle),
-        layer_labels(ratio.shape[0]),
-        f"‖v‖/‖h‖ — {site}",
-        diverging=False,
-        zlabel="‖v‖/‖h‖",
-    )
+    return _layer_position_map(bundle, ratio, f"‖v‖/‖h‖ — {site}", diverging=False, zlabel="‖v‖/‖h‖")
 
 
 def plot_steer_cos(bundle: RunBundle, site: str) -> go.Figure:
@@ -144,17 +144,7 @@ def plot_steer_cos(bundle: RunBundle, site: str) -> go.Figure:
     zeros where the bundle stores no cosines."""
     stored = bundle.cos(site)
     cos = stored.numpy() if stored is not None else np.zeros_like(steer_norm_ratio(bundle, site))
-    if cos.ndim == 3:
-        cos = cos.mean(-1)
-    return _heatmap(
-        cos,
-        position_labels(bundle),
-        layer_labels(cos.shape[0]),
-        f"cos(v, h) — {site}",
-        diverging=True,
-        zlabel="cos",
-        zrange=(-1.0, 1.0),
-    )
+    return _layer_position_map(bundle, cos, f"cos(v, h) — {site}", diverging=True, zlabel="cos", zrange=(-1.0, 1.0))
 
 
 def plot_steer_heatmaps(bundle: RunBundle, site: str) -> tuple[go.Figure, go.Figure]:

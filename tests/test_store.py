@@ -12,28 +12,11 @@ from safetensors import safe_open
 import actscale.store as store_module
 from actscale.api import build_task, evaluate_run, expected_run_id, intervention_from_bundle, load_run, train_run
 from actscale.errors import ActscaleError
+from actscale.objective import METRIC_NAMES
 from actscale.store import run_id_for
 from actscale.training import TrainConfig
 
-METRICS = {
-    "acc_base",
-    "flip_acc_pos",
-    "flip_acc_neg",
-    "acc_base_ci95",
-    "flip_acc_pos_ci95",
-    "flip_acc_neg_ci95",
-    "logit_diff_base",
-    "logit_diff_pos",
-    "logit_diff_neg",
-    "faithfulness_kl",
-    "kl_full",
-    "l1",
-    "n_params",
-    "n_components",
-    "n_effective",
-    "effective_frac",
-    "n_prompts",
-}
+METRICS = set(METRIC_NAMES)  # every metric of method.md §4
 FILES = {
     "config.json",
     "params.safetensors",
