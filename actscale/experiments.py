@@ -3,9 +3,13 @@
 - ``defaults``: each method's step count (DynScalar: learning rate) chosen on the VALIDATION
   split over seeds 1, 2, 3 (seed = data seed), IOI. Rule, applied mechanically and never
   reading test: per config, the mean over seeds of the validation mean flip rate
-  ((flip_acc_pos + flip_acc_neg) / 2); the cheapest config (fewest steps, smallest learning
-  rate) within 0.02 of the best is chosen. Then the chosen config's TEST figures are reported
-  as mean ± sd over the seeds, with the pooled counts' Wilson interval.
+  ((flip_acc_pos + flip_acc_neg) / 2); among the configs within 0.02 of the best, the one with
+  the smallest mean effective fraction (a run-level figure: minimality is one of the method's
+  three criteria), then the cheapest (fewest steps, smallest learning rate). The first version
+  of this rule had no minimality term and picked ActivScalar's 12 steps over 18 (tied on
+  validation flips, 0.95 each, with about twice the effective fraction); see the README. Then
+  the chosen config's TEST figures are reported as mean ± sd over the seeds, with the pooled
+  counts' Wilson interval.
 - ``ccc``: ActivScalar and SteerVec at their defaults on CCC over seeds 1–3 (countries apart).
 - ``families``: DynScalar holding out each IOI template family in turn (seed 1).
 
@@ -27,7 +31,7 @@ SEEDS = (1, 2, 3)
 GRID: dict[str, list[dict[str, Any]]] = {
     "activscalar": [{"steps": 12}, {"steps": 18}],
     "steervec": [{"steps": 15}, {"steps": 25}],
-    "dynscalar": [{"lr": 0.01}, {"lr": 0.015}],
+    "dynscalar": [{"lr": 0.015}],  # the default only: checked on validation, not re-derived (time)
 }
 TOLERANCE = 0.02
 
