@@ -538,29 +538,34 @@ def prepare_task(
 def _tokenise(
     examples: list[Example], tokenizer, bos: int | None, max_len: int | None, n_pos: int | None = None
 ) -> tuple[list[_Tokenised], list[tuple[Example, str]]]:
-    """The examples that can be used, tokenised, and the others with the reason (the first
-    problem found: the text, then the answers' tokens, then the prompt's length)."""
+    """The examples that can be used, tokenised, and the others with the reason."""
     kept: list[_Tokenised] = []
     dropped: list[tuple[Example, str]] = []
     for ex in examples:
-        reason = _text_problem(ex)
-        answer_ids: list[int] = []
-        for ans in (ex.correct, ex.wrong) if not reason else ():
-            ids = tokenizer(ans, add_special_tokens=False).input_ids
-            if len(ids) != 1:
-                reason = f"answer {ans!r} is {len(ids)} tokens"
-                break
-            answer_ids.append(ids[0])
-        if not reason and answer_ids[0] == answer_ids[1]:
-            reason = "correct and wrong are the same token"
-        prompt_ids = [] if reason else _prompt_ids(ex.prompt, tokenizer, bos)
-        if not reason:
-            reason = _length_problem(len(prompt_ids), max_len, n_pos)
-        if reason:
-            dropped.append((ex, reason))
+        outcome = _tokenise_one(ex, tokenizer, bos, max_len, n_pos)
+        if isinstance(outcome, str):
+            dropped.append((ex, outcome))
         else:
-            kept.append((ex, prompt_ids, answer_ids[0], answer_ids[1]))
+            kept.append(outcome)
     return kept, dropped
+
+
+def _tokenise_one(ex: Example, tokenizer, bos: int | None, max_len: int | None, n_pos: int | None) -> _Tokenised | str:
+    """The example tokenised, or the first problem found (its text, then the answers' tokens,
+    then the prompt's length): one row's problem costs that row alone."""
+    problem = _text_problem(ex)
+    if problem:
+        return problem
+    answer_ids = []
+    for ans in (ex.correct, ex.wrong):
+        ids = tokenizer(ans, add_special_tokens=False).input_ids
+        if len(ids) != 1:
+            return f"answer {ans!r} is {len(ids)} tokens"
+        answer_ids.append(ids[0])
+    if answer_ids[0] == answer_ids[1]:
+        return "correct and wrong are the same token"
+    prompt_ids = _prompt_ids(ex.prompt, tokenizer, bos)
+    return _length_problem(len(prompt_ids), max_len, n_pos) or (ex, prompt_ids, answer_ids[0], answer_ids[1])
 
 
 def _text_problem(ex: Example) -> str:

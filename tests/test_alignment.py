@@ -278,3 +278,20 @@ def test_acceptance_answer_aligned_flips_at_least_as_well_as_one_length(bundled,
         assert len(m["flip_acc_pos_ci95"]) == 2 and len(m["flip_acc_neg_ci95"]) == 2
     assert a["n_prompts"] > r["n_prompts"]
     assert a["flip_acc_pos"] + a["flip_acc_neg"] >= r["flip_acc_pos"] + r["flip_acc_neg"]
+
+
+def test_explore_labels_positions_from_the_end_and_lists_rare_ones(aligned_run, monkeypatch):
+    """The heatmap's position axis is the stored labels; a caption lists the positions fewer
+    than half of the training prompts reach (−18: 10%, −17: 40%)."""
+    from streamlit.testing.v1 import AppTest
+
+    bundle, root = aligned_run
+    monkeypatch.setenv("ACTSCALE_STORE", str(root))
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app_pages" / "2_Explore.py"), default_timeout=60)
+    at.query_params["run"] = bundle.run_id
+    at.run()
+    assert not at.exception and not at.error
+    rare = [c.value for c in at.caption if "fewer than half of the training prompts" in c.value]
+    assert len(rare) == 1 and rare[0].endswith("the share is in each label): −18, −17")
+    heat = [c for c in at.get("plotly_chart") if c.proto.id.endswith("-fig-alpha-attn_out")]
+    assert json.loads(heat[0].proto.spec)["data"][0]["x"] == bundle.info["position_labels"]
