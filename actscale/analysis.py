@@ -23,13 +23,35 @@ def run_method(bundle: RunBundle) -> type[Intervention]:
 
 
 def position_labels(bundle: RunBundle) -> list[str]:
-    """A label per position of a fixed-length run (``"3:Mary…"``), as stored at training time;
+    """A label per position of a fixed-length run, as stored at training time: ``"3:Mary…"``
+    with absolute positions, ``"−1: in"`` / ``"−9: The (40%)"`` counted back from the answer;
     plain numbers for a bundle that has none."""
     labels = bundle.summary.get("position_labels")
     n_pos = int(bundle.config["n_pos"])
     if isinstance(labels, list) and len(labels) == n_pos:
         return [str(x) for x in labels]
     return [str(i) for i in range(n_pos)]
+
+
+def position_coverage(bundle: RunBundle) -> list[float] | None:
+    """Per position, the share of training prompts long enough to reach it (answer-aligned
+    runs reach their early positions through long prompts only), as stored at training time;
+    None for a bundle that has none."""
+    coverage = bundle.summary.get("position_coverage")
+    n_pos = int(bundle.config["n_pos"])
+    if isinstance(coverage, list) and len(coverage) == n_pos and all(isinstance(c, (int, float)) for c in coverage):
+        return [float(c) for c in coverage]
+    return None
+
+
+def rare_positions(bundle: RunBundle, below: float = 0.5) -> list[str]:
+    """The labels of the positions fewer than ``below`` of the training prompts reach: their
+    parameters were learned from few prompts (or none)."""
+    coverage = position_coverage(bundle)
+    if coverage is None:
+        return []
+    labels = position_labels(bundle)
+    return [label for label, share in zip(labels, coverage) if share < below]
 
 
 def layer_labels(n: int) -> list[str]:

@@ -64,16 +64,20 @@ def task_examples(config: TrainConfig, oversample: int = 1) -> list[Example]:
     return read_dataset(config.dataset)
 
 
-def build_task(model: LoadedModel, config: TrainConfig, examples: list[Example] | None = None) -> PreparedTask:
+def build_task(
+    model: LoadedModel, config: TrainConfig, examples: list[Example] | None = None, n_pos: int | None = None
+) -> PreparedTask:
     """Tokenise the config's examples for ``model``: single-token answers, one length for
-    fixed-length methods, deterministic train / validation / test splits from the data seed."""
+    fixed-length methods with absolute positions (every length, left-padded, otherwise),
+    deterministic train / validation / test splits from the data seed. ``n_pos``: pad to
+    this width and drop longer prompts (a stored answer-aligned run's width)."""
 
     def prepare(items: list[Example]) -> PreparedTask:
         return prepare_task(
             items,
             model.tokenizer,
             prepend_bos=resolved_prepend_bos(model, config),
-            fixed_length=config.fixed_length,
+            fixed_length=config.one_length,
             seed=config.data_seed,
             test_frac=config.test_frac if config.task == "custom" else 0.0,
             val_frac=config.val_frac,
@@ -81,9 +85,10 @@ def build_task(model: LoadedModel, config: TrainConfig, examples: list[Example] 
             test_groups=config.test_groups,
             max_len=model.n_ctx,
             by_group=config.task == "custom",  # a file's groups never span two splits
+            n_pos=n_pos,
         )
 
-    if examples is not None or config.task == "custom" or not config.fixed_length:
+    if examples is not None or config.task == "custom" or not config.one_length:
         return prepare(task_examples(config) if examples is None else examples)
     # Generated prompts come from templates of several token lengths, and fixed-length methods
     # keep one length: draw eight times as many, take the most common length among the training
@@ -149,8 +154,12 @@ def save_result(store: RunStore, model: LoadedModel, task: PreparedTask, result:
     config = run_config(model, task, result.config)
     info = {
         "position_labels": task.position_labels(),
+        "position_coverage": task.position_coverage(),
         "str_tokens": task.str_tokens,
-        "dropped": [{"prompt": e.prompt, "reason": r} for e, r in task.dropped],
+        "dropped": [
+            {"prompt": e.prompt, "correct": e.correct, "wrong": e.wrong, "row": e.source, "reason": r}
+            for e, r in task.dropped
+        ],
         "summary": task.summary(),
         "steps_run": result.steps_run,
         "seconds": round(result.seconds, 3),
@@ -229,13 +238,15 @@ def evaluate_run(
     bundle: RunBundle, model: LoadedModel, dataset: str | Path | None = None, beta: float = 1.0
 ) -> dict[str, dict[str, float]]:
     """Metrics of a stored run on its own dataset (or on ``dataset``), with strength ``beta``."""
-    config = TrainConfig.from_dict(bundle.config)
+    config = TrainConfig.from_bundle(bundle.config)
     iv = intervention_from_bundle(bundle, model)
     if dataset is None:
         examples = [Example.from_record(r) for r in bundle.dataset]
     else:
         examples = read_dataset(dataset)
-    task = build_task(model, config, examples)
+    # Answer-aligned: the prompts are padded to the run's width (longer ones dropped), so every
+    # per-position statistic lines up with the parameters.
+    task = build_task(model, config, examples, n_pos=iv.n_pos if iv.answer_aligned else None)
     if config.fixed_length and task.n_pos != iv.n_pos:
         raise ActscaleError(
             f"this {config.method} run is tied to prompts of {iv.n_pos} tokens; the dataset's prompts have {task.n_pos}"

@@ -80,6 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.early_stop,
         help="stop after this many steps in a row with zero effectiveness loss (0 = off)",
     )
+    t.add_argument(
+        "--positions",
+        default="auto",
+        choices=["auto", "absolute", "answer"],
+        help="ActivScalar/SteerVec: 'absolute' keeps one prompt length and counts from the first token; "
+        "'answer' keeps every length and counts back from the last token; 'auto' (default): answer for "
+        "a --dataset file, absolute for the generated tasks",
+    )
     t.add_argument("--raw-dot", action="store_true", help="DynScalar: dot product with the raw activation")
     t.add_argument("--ccc-context-is-correct", action="store_true", help="CCC: a+ is the context's capital")
     t.add_argument("--templates", default="", help="IOI: comma-separated template ids to use")
@@ -144,6 +152,7 @@ def cmd_train(args: argparse.Namespace) -> dict:
         memory_is_correct=not args.ccc_context_is_correct,
         templates=_split(args.templates),
         test_templates=_split(args.test_templates),
+        positions=args.positions,
     )
     if config.task == "custom":
         # A broken dataset file is reported before the model load, which can take half a minute.

@@ -17,6 +17,12 @@ Task = Literal["ioi", "ccc", "custom"]
 TASKS: tuple[str, ...] = get_args(Task)
 Schedule = Literal["cosine", "constant"]
 SCHEDULES: tuple[str, ...] = get_args(Schedule)
+# How ActivScalar's and SteerVec's position index meets a prompt (method.md §2): "absolute"
+# counts from the first token (all prompts of one run share one length), "answer" counts back
+# from the last token (prompts of every length, left-padded); "auto" is answer-aligned for a
+# user's file and absolute for the generated tasks, whose templates share one length per run.
+Positions = Literal["auto", "absolute", "answer"]
+POSITIONS: tuple[str, ...] = get_args(Positions)
 # The built-in methods; `interventions.registered_methods()` also lists any registered later.
 BuiltinMethod = Literal["activscalar", "steervec", "dynscalar"]
 
@@ -75,6 +81,9 @@ class TrainConfig:
     data_seed: int = None  # type: ignore[assignment]  # draws the prompts and the split; None: the seed
     prepend_bos: bool | None = None  # None: the model's own default (models.LoadedModel.prepend_bos)
     test_groups: tuple[str, ...] = ()  # groups held out for test (IOI families, CCC countries, custom groups)
+    # Resolved in __post_init__ ("auto" never reaches config.json), so the run id says which
+    # alignment a run used. Methods whose parameters are not per position ignore it.
+    positions: str = "auto"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sites", parse_sites(self.sites))
@@ -90,6 +99,10 @@ class TrainConfig:
             raise ActscaleError(f"unknown schedule {self.schedule!r}: choose cosine or constant")
         if self.task not in TASKS:
             raise ActscaleError(f"unknown task {self.task!r}: choose from {', '.join(TASKS)}")
+        if self.positions not in POSITIONS:
+            raise ActscaleError(f"unknown positions {self.positions!r}: choose auto, absolute or answer")
+        if self.positions == "auto" or not self.fixed_length:  # a method of any length reads no positions
+            object.__setattr__(self, "positions", "answer" if self.task == "custom" else "absolute")
         if self.task == "custom" and not self.dataset:
             raise ActscaleError("the custom task needs a dataset file (--dataset FILE)")
         for ok, message in self._range_checks():
@@ -158,6 +171,12 @@ class TrainConfig:
         """Whether the method is tied to prompts of one token length."""
         return method_class(self.method).fixed_length
 
+    @property
+    def one_length(self) -> bool:
+        """Whether the run keeps only the prompts of one token length: a fixed-length method
+        with absolute positions (answer-aligned positions take every length)."""
+        return self.fixed_length and self.positions == "absolute"
+
     def to_dict(self) -> dict[str, Any]:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
 
@@ -167,11 +186,20 @@ class TrainConfig:
         kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
         return cls(**kwargs)
 
+    @classmethod
+    def from_bundle(cls, data: dict[str, Any]) -> TrainConfig:
+        """The config of a stored run (its config.json); runs stored before positions could be
+        answer-aligned used absolute positions, whatever their task."""
+        return cls.from_dict({"positions": "absolute", **data})
+
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with ``changes``; switching the method also switches to the new method's
-        defaults for the fields not given in ``changes``."""
+        defaults for the fields not given in ``changes``, and switching the task resolves
+        ``positions`` afresh (answer-aligned for a file, absolute for a generated task)."""
         data = self.to_dict()
         if changes.get("method", self.method) != self.method:
             for name in METHOD_DEFAULT_FIELDS:
                 data[name] = None
+        if changes.get("task", self.task) != self.task:
+            data["positions"] = "auto"
         return TrainConfig.from_dict({**data, **changes})

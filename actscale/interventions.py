@@ -12,7 +12,13 @@ length, its default hyperparameters, what one "component" is and how large it is
 analysis arrays it records. Nothing outside this module branches on the method's name.
 
 Steering strength ``β`` is per example (a ``[batch]`` tensor), so one forward pass can hold the
-``β = +1`` and ``β = −1`` copies of a batch side by side.
+``β = +1`` and ``β = −1`` copies of a batch side by side. A batch's attention mask is bound the
+same way: pad positions are never edited, by any method.
+
+Positions (method.md §2): a fixed-length method's parameter column ``n_pos − 1`` always meets a
+prompt's last token. With absolute positions every prompt has ``n_pos`` tokens, so column ``i``
+is token ``i``; with answer-aligned positions a batch ``w ≤ n_pos`` tokens wide (left-padded)
+uses the last ``w`` columns, so column ``n_pos − k`` is the ``k``-th token from the end.
 """
 
 from __future__ import annotations
@@ -77,10 +83,12 @@ class Intervention(nn.Module):
     magnitude_label: ClassVar[str] = "value"
     magnitude_signed: ClassVar[bool] = False
 
-    def __init__(self, sites: tuple[str, ...], dims: ModelDims):
+    def __init__(self, sites: tuple[str, ...], dims: ModelDims, *, answer_aligned: bool = False):
         super().__init__()
         self.sites = tuple(sites)
         self.dims = dims
+        # A constant of the run (its config's ``positions``), like the sites: not per-call state.
+        self.answer_aligned = answer_aligned
         self.params = nn.ParameterDict()
         for site in self.sites:
             for prefix, shape in self.param_shapes(site, dims).items():
@@ -89,8 +97,9 @@ class Intervention(nn.Module):
     @classmethod
     def from_config(cls, sites: tuple[str, ...], dims: ModelDims, config: Mapping[str, Any]) -> Intervention:  # noqa: ARG003 - read by methods with options of their own
         """A fresh intervention (the identity); ``config`` is a run's config (TrainConfig fields),
-        read by methods that have options of their own."""
-        return cls(sites, dims)
+        read by methods that have options of their own. A config without ``positions`` (a run
+        stored before answer alignment existed) is absolute."""
+        return cls(sites, dims, answer_aligned=config.get("positions") == "answer")
 
     # -- what subclasses define --
     @classmethod
@@ -152,6 +161,33 @@ class Intervention(nn.Module):
     def n_pos(self) -> int:
         return self.dims.n_pos
 
+    def length_problem(self, n_tokens: int) -> str:
+        """Why prompts (or a batch) ``n_tokens`` positions wide cannot be steered; "" when they can."""
+        if not self.fixed_length:
+            return ""
+        if self.answer_aligned:
+            if n_tokens <= self.n_pos:
+                return ""
+            return (
+                f"this {self.method} run counts positions back from the answer over at most {self.n_pos} "
+                f"tokens; got {n_tokens}"
+            )
+        if n_tokens == self.n_pos:
+            return ""
+        return (
+            f"this intervention is tied to prompts of {self.n_pos} tokens; got {n_tokens} "
+            "(ActivScalar and SteerVec learn one parameter per position)"
+        )
+
+    def columns(self, values: Tensor, width: int) -> Tensor:
+        """The rows of ``values`` ([n_pos ...], one per position) that a batch ``width``
+        positions wide uses: the last ``width``, so the last one meets every prompt's last token
+        (left padding). ValueError for a width the run cannot take."""
+        problem = self.length_problem(width)
+        if problem:
+            raise ValueError(problem)
+        return values[self.n_pos - width :]
+
     def forward(
         self,
         act: Tensor,
@@ -161,10 +197,17 @@ class Intervention(nn.Module):
         layer: int,
         beta: Tensor | None = None,
         record: Recorder | None = None,
+        mask: Tensor | None = None,
     ) -> Tensor:
         if beta is None:  # β is bound by `steer` into each hook's closure
             raise RuntimeError("an intervention runs only inside `steer(...)`")
-        return self.edit(act, site, layer, beta.to(act.dtype), record)
+        edited = self.edit(act, site, layer, beta.to(act.dtype), record)
+        if mask is None:
+            return edited
+        # Pad positions keep the model's own activation: they are never edited, so no
+        # parameter is trained on them and the identity at β = 0 stays exact with padding.
+        keep = mask.to(device=act.device, dtype=torch.bool).reshape(*mask.shape, *([1] * (act.dim() - 2)))
+        return torch.where(keep, edited, act)
 
     def tensor(self, prefix: str, site: str) -> Tensor:
         return self.params[f"{prefix}__{site}"]
@@ -203,11 +246,17 @@ class Intervention(nn.Module):
     def n_params(self) -> int:
         return sum(p.numel() for p in self.params.values())
 
-    def hooks(self, beta: Tensor, record: Recorder | None = None) -> list[tuple[str, HookFn]]:
-        """(hook name, hook function) for every site and layer, with ``beta`` ([batch]) and
-        ``record`` bound into each function: the intervention itself is not changed."""
+    def hooks(
+        self, beta: Tensor, record: Recorder | None = None, mask: Tensor | None = None
+    ) -> list[tuple[str, HookFn]]:
+        """(hook name, hook function) for every site and layer, with ``beta`` ([batch]),
+        ``record`` and the batch's attention ``mask`` ([batch pos], 1 on real tokens; None: no
+        padding) bound into each function: the intervention itself is not changed."""
         return [
-            (hook_name(site, layer), functools.partial(self, site=site, layer=layer, beta=beta, record=record))
+            (
+                hook_name(site, layer),
+                functools.partial(self, site=site, layer=layer, beta=beta, record=record, mask=mask),
+            )
             for site in self.sites
             for layer in range(self.dims.n_layers)
         ]
@@ -270,14 +319,6 @@ def _expand(beta: Tensor, act: Tensor) -> Tensor:
     return beta.reshape(-1, *([1] * (act.dim() - 1)))
 
 
-def _check_positions(act: Tensor, n_pos: int) -> None:
-    if act.shape[1] != n_pos:
-        raise ValueError(
-            f"this intervention is tied to prompts of {n_pos} tokens; got {act.shape[1]} "
-            "(ActivScalar and SteerVec learn one parameter per position)"
-        )
-
-
 def _positioned_axes(site: str) -> tuple[str, ...]:
     return ("layer", "position", "head") if is_head_site(site) else ("layer", "position")
 
@@ -302,8 +343,7 @@ class ActivScalar(Intervention):
 
     @override
     def edit(self, act: Tensor, site: str, layer: int, beta: Tensor, record: Recorder | None) -> Tensor:
-        alpha = self.tensor("alpha", site)[layer]  # [pos] or [pos n_heads]
-        _check_positions(act, self.n_pos)
+        alpha = self.columns(self.tensor("alpha", site)[layer], act.shape[1])  # [pos] or [pos n_heads]
         scale = 1 + _expand(beta, act) * alpha.unsqueeze(-1).unsqueeze(0)  # [batch pos (n_heads) 1]
         return act * scale
 
@@ -338,8 +378,8 @@ class SteerVec(Intervention):
 
     @override
     def edit(self, act: Tensor, site: str, layer: int, beta: Tensor, record: Recorder | None) -> Tensor:
-        _check_positions(act, self.n_pos)
-        return act + _expand(beta, act) * self.tensor("vector", site)[layer].unsqueeze(0)
+        vector = self.columns(self.tensor("vector", site)[layer], act.shape[1])  # [pos (n_heads) d]
+        return act + _expand(beta, act) * vector.unsqueeze(0)
 
     @classmethod
     @override
@@ -473,17 +513,21 @@ def steer(
     beta: float | Tensor,
     batch: int | None = None,
     record: Recorder | None = None,
+    mask: Tensor | None = None,
 ) -> Iterator[None]:
     """Attach ``intervention`` with strength ``beta`` (a number, or a [batch] tensor) for the
-    duration of the block; ``record`` (a dict the caller owns) receives what the method records.
-    Exactly the hooks added here are removed on exit, also on an error; the intervention object
-    is not modified, so the same one may be used by nested or alternating blocks."""
+    duration of the block; ``record`` (a dict the caller owns) receives what the method records;
+    ``mask`` is the batch's attention mask ([batch pos], as given to the model), whose pad
+    positions are left unedited. Exactly the hooks added here are removed on exit, also on an
+    error; the intervention object is not modified, so the same one may be used by nested or
+    alternating blocks."""
     if not isinstance(beta, Tensor):
         if batch is None:
             raise ValueError("a scalar beta needs the batch size")
         beta = torch.full((batch,), float(beta))
     device = next(intervention.parameters()).device
-    with bridge.hooks(fwd_hooks=intervention.hooks(beta.to(device), record), reset_hooks_end=True):
+    mask = None if mask is None or bool(mask.all()) else mask.to(device)  # no padding: nothing to mask
+    with bridge.hooks(fwd_hooks=intervention.hooks(beta.to(device), record, mask), reset_hooks_end=True):
         yield
 
 

@@ -90,7 +90,12 @@ def tokenize_prompt(
     ids = ([bos] if bos is not None else []) + list(model.tokenizer(prompt, add_special_tokens=False).input_ids)
     if len(ids) > model.n_ctx:
         raise ActscaleError(f"the prompt is {len(ids)} tokens; the model's context is {model.n_ctx}")
-    if intervention.fixed_length and len(ids) != intervention.n_pos:
+    if intervention.length_problem(len(ids)):
+        if intervention.answer_aligned:
+            raise ActscaleError(
+                f"this {intervention.method} run counts positions back from the answer over {intervention.n_pos} "
+                f"tokens; this prompt has {len(ids)} (take one of at most {intervention.n_pos} tokens)"
+            )
         raise ActscaleError(
             f"this {intervention.method} run is tied to prompts of {intervention.n_pos} tokens; "
             f"this prompt has {len(ids)} (only DynScalar runs take prompts of any length)"

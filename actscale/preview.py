@@ -42,8 +42,12 @@ def _visible(token: str) -> str:
 
 
 def dropped_frame(task: PreparedTask) -> pd.DataFrame:
-    """The prompts ``prepare_task`` left out, with the reason for each."""
+    """The prompts ``prepare_task`` left out, with the reason for each and, for a file, the row
+    (or line) it came from."""
     return pd.DataFrame(
-        [{"prompt": e.prompt, "correct": e.correct, "wrong": e.wrong, "reason": reason} for e, reason in task.dropped],
-        columns=["prompt", "correct", "wrong", "reason"],
+        [
+            {"row": e.source, "prompt": e.prompt, "correct": e.correct, "wrong": e.wrong, "reason": reason}
+            for e, reason in task.dropped
+        ],
+        columns=["row", "prompt", "correct", "wrong", "reason"],
     )

@@ -2,7 +2,9 @@
 
 Three sources produce `Example`s: the IOI generator, the CCC generator and a user's CSV/JSONL
 file. `prepare_task` turns them into left-padded token tensors, drops what cannot be used
-(saying why) and assigns the deterministic train/test split.
+(saying why) and assigns the deterministic train/test split. A problem of one row (an empty or
+multi-token answer, equal answers, a prompt too long) drops that row with its reason; only a
+problem of the file (its type, its columns, nothing left to train on) fails the whole file.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ class Example:
     split: str = ""  # "train", "val", "test" or "" (unassigned)
     template: str = ""  # generator template id, e.g. "ioi-3"; "" for custom data
     group: str = ""  # IOI: the template family; CCC: the country; custom: the file's group column
+    # Where a file's example came from ("row 5", "line 3"), to name it when it is dropped; not
+    # part of the example's identity.
+    source: str = dataclasses.field(default="", compare=False)
 
     @classmethod
     def from_record(cls, row: Mapping[str, Any]) -> Example:
@@ -251,9 +256,11 @@ def task_vocabulary() -> list[str]:
 def read_dataset(path: str | Path, max_bytes: int = 50_000_000) -> list[Example]:
     """Examples from a CSV (.csv) or JSONL (.jsonl/.json) file with prompt, correct, wrong[, split].
 
-    Values are kept as written (an answer's leading space matters); split is "train", "test"
-    or empty (case and surrounding spaces ignored). Every problem raises DatasetError with a
-    one-line message naming the file (and the row or line); never a raw parser error.
+    Values are kept as written (an answer's leading space matters), also empty ones and equal
+    answers: `prepare_task` drops such a row with its reason, so one bad row never costs the
+    file. Split is "train", "val", "test" or empty (case and surrounding spaces ignored). A
+    problem of the file's format raises DatasetError with a one-line message naming the file
+    (and the row or line); never a raw parser error.
     """
     path = Path(path)
     name = path.name
@@ -294,7 +301,7 @@ def _csv_rows(text: str, name: str) -> list[tuple[str, dict]]:
                 f"{name}: missing column(s) {', '.join(missing)} (found: {', '.join(header) or 'nothing'})"
             )
         reader.fieldnames = header
-        # A short row gives None for the missing fields; _row_to_example reports it as empty.
+        # A short row gives None for the missing fields: empty, dropped by prepare_task.
         return [(f"row {k}", row) for k, row in enumerate(reader, start=1)]
     except csv.Error as e:
         raise DatasetError(f"{name}: malformed CSV: {e}") from None
@@ -330,11 +337,7 @@ def _row_to_example(values: dict, where: str, name: str) -> Example:
             v = ""  # a short CSV row, or JSON null for split or group
         if not isinstance(v, str):
             raise DatasetError(f"{name}: {col} in {where} is not a string (got {type(v).__name__})")
-        if col not in ("split", "group") and not v.strip():
-            raise DatasetError(f"{name}: empty {col} in {where}")
         fields[col] = v
-    if fields["correct"] == fields["wrong"]:
-        raise DatasetError(f"{name}: correct and wrong are the same ({fields['correct']!r}) in {where}")
     split = fields["split"].strip().lower()
     if split and split not in _SPLIT_NAMES:
         raise DatasetError(f"{name}: split {fields['split']!r} in {where} is not train, val or test")
@@ -344,6 +347,7 @@ def _row_to_example(values: dict, where: str, name: str) -> Example:
         fields["wrong"],
         split=_SPLIT_NAMES.get(split, ""),
         group=fields["group"].strip(),
+        source=where,
     )
 
 
@@ -402,23 +406,48 @@ class PreparedTask:
         return hashlib.sha256(("\n".join(lines) + "\n").encode("utf-8")).hexdigest()[:16]
 
     def position_labels(self) -> list[str]:
-        """A label per position for fixed-length runs: the token all train prompts share there,
-        or the most common one followed by '…' where they differ (names, places)."""
-        idx = self.split_indices("train").tolist() or list(range(len(self.examples)))
+        """A label per position, by the task's alignment (method.md §2), from the train prompts.
+
+        One length (absolute positions): ``"3:Mary…"``, the token all prompts share there, or
+        the most common one followed by '…' where they differ (names, places). Prompts of
+        several lengths (answer-aligned): counted back from the last token, ``"−1: in"``,
+        ``"−2: located…"``, with the share of prompts long enough to reach the position where
+        not all are, ``"−9: The (40%)"``.
+        """
+        idx = self._label_rows()
         labels = []
-        for pos in range(self.n_pos):
-            seen: dict[str, int] = {}
-            for i in idx:
-                toks = self.str_tokens[i]
-                offset = self.n_pos - len(toks)
-                if pos >= offset:
-                    seen[toks[pos - offset]] = seen.get(toks[pos - offset], 0) + 1
+        for pos, seen in enumerate(self._tokens_at_positions(idx)):
             if not seen:
-                labels.append(f"{pos}:")
+                labels.append(f"{pos}:" if self.fixed_length else f"−{self.n_pos - pos}:")
                 continue
             top = max(seen, key=lambda k: (seen[k], k))
-            labels.append(f"{pos}:{top}" + ("" if len(seen) == 1 else "…"))
+            more = "" if len(seen) == 1 else "…"
+            if self.fixed_length:
+                labels.append(f"{pos}:{top}{more}")
+                continue
+            reach = sum(seen.values()) / len(idx)
+            share = "" if reach == 1 else f" ({100 * reach:.0f}%)"
+            labels.append(f"−{self.n_pos - pos}: {top.strip() or repr(top)}{more}{share}")
         return labels
+
+    def position_coverage(self) -> list[float]:
+        """Per position, the share of train prompts with a real token there (1.0 everywhere
+        for one length; answer-aligned, the early positions only long prompts reach)."""
+        idx = self._label_rows()
+        return [round(sum(seen.values()) / len(idx), 6) for seen in self._tokens_at_positions(idx)]
+
+    def _label_rows(self) -> list[int]:
+        # The train prompts, which the parameters were learned from (all, before any split).
+        return self.split_indices("train").tolist() or list(range(len(self.examples)))
+
+    def _tokens_at_positions(self, idx: list[int]) -> list[dict[str, int]]:
+        """Per position, how often each token stands there among the rows ``idx`` (left-padded)."""
+        counts: list[dict[str, int]] = [{} for _ in range(self.n_pos)]
+        for i in idx:
+            toks = self.str_tokens[i]
+            for pos, tok in enumerate(toks, start=self.n_pos - len(toks)):
+                counts[pos][tok] = counts[pos].get(tok, 0) + 1
+        return counts
 
     def summary(self) -> str:
         """One line, e.g. "kept 80 of 100 prompts (56 train, 8 val, 16 test); dropped 20: 18 ..., 2
@@ -436,6 +465,8 @@ def _drop_kind(reason: str) -> str:
     """The summary's group for a drop reason: answers are grouped whatever the word."""
     if re.fullmatch(r"answer .* is \d+ tokens", reason):
         return "empty answer" if reason.endswith(" 0 tokens") else "multi-token answer"
+    if re.fullmatch(r"empty (correct|wrong) answer", reason):
+        return "empty answer"
     return reason.replace(",", "")
 
 
@@ -461,24 +492,28 @@ def prepare_task(
     val_frac: float = 0.0,
     test_groups: tuple[str, ...] = (),
     by_group: bool = False,
+    n_pos: int | None = None,
 ) -> PreparedTask:
     """Tokenise, filter and split `examples` (see the module docstring).
 
     Prompts are tokenised with `add_special_tokens=False`, with `tokenizer.bos_token_id` in
-    front when `prepend_bos` (and the tokenizer has one). Dropped, with the reason: an answer
-    that is not exactly one token, an empty prompt, correct and wrong with the same id, a
-    prompt longer than `max_len`, and (with `fixed_length`) every length but the most common one (ties: shorter).
-    Splits (`assign_splits`): an example's own split wins; a template in `test_templates` or a
-    group in `test_groups` goes to test; the rest is shuffled by `seed` into test, val and train
-    (by whole groups with `by_group`, when every example carries one). Raises DatasetError when nothing or no
-    training prompt is left, or `examples` is empty.
+    front when `prepend_bos` (and the tokenizer has one). Dropped, with the reason: an empty
+    prompt or answer, correct and wrong that are the same text or the same token, an answer
+    that is not exactly one token, a prompt longer than `max_len` (or than `n_pos`), and (with
+    `fixed_length`, absolute positions) every length but the most common one (ties: shorter).
+    Without `fixed_length` prompts of every length are kept, left-padded to the longest (to
+    `n_pos` when given: a stored run's width). Splits (`assign_splits`): an example's own split
+    wins; a template in `test_templates` or a group in `test_groups` goes to test; the rest is
+    shuffled by `seed` into test, val and train (by whole groups with `by_group`, when every
+    example carries one). Raises DatasetError when nothing or no training prompt is left, or
+    `examples` is empty.
     """
     if not examples:
         raise DatasetError("the dataset is empty")
     if not (0.0 <= test_frac < 1.0 and 0.0 <= val_frac < 1.0 and test_frac + val_frac < 1.0):
         raise ValueError(f"test_frac and val_frac must be in [0, 1) with a sum below 1, got {test_frac} and {val_frac}")
     bos = tokenizer.bos_token_id if prepend_bos else None
-    kept, dropped = _tokenise(examples, tokenizer, bos, max_len)
+    kept, dropped = _tokenise(examples, tokenizer, bos, max_len, n_pos)
     if fixed_length and kept:
         kept, dropped = _keep_most_common_length(kept, dropped)
     if not kept:
@@ -487,7 +522,7 @@ def prepare_task(
     if "train" not in splits:
         raise DatasetError(f"no training prompts: all {len(kept)} kept prompts are in the test split")
     pad_id = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0)
-    tokens, mask = _left_pad([k[1] for k in kept], pad_id)
+    tokens, mask = _left_pad([k[1] for k in kept], pad_id, n_pos)
     return PreparedTask(
         examples=[dataclasses.replace(k[0], split=s) for k, s in zip(kept, splits)],
         tokens=tokens,
@@ -501,32 +536,60 @@ def prepare_task(
 
 
 def _tokenise(
-    examples: list[Example], tokenizer, bos: int | None, max_len: int | None
+    examples: list[Example], tokenizer, bos: int | None, max_len: int | None, n_pos: int | None = None
 ) -> tuple[list[_Tokenised], list[tuple[Example, str]]]:
     """The examples that can be used, tokenised, and the others with the reason."""
     kept: list[_Tokenised] = []
     dropped: list[tuple[Example, str]] = []
     for ex in examples:
-        answer_ids = []
-        for ans in (ex.correct, ex.wrong):
-            ids = tokenizer(ans, add_special_tokens=False).input_ids
-            if len(ids) != 1:
-                dropped.append((ex, f"answer {ans!r} is {len(ids)} tokens"))
-                break
-            answer_ids.append(ids[0])
+        outcome = _tokenise_one(ex, tokenizer, bos, max_len, n_pos)
+        if isinstance(outcome, str):
+            dropped.append((ex, outcome))
         else:
-            prompt_ids = ([bos] if bos is not None else []) + list(
-                tokenizer(ex.prompt, add_special_tokens=False).input_ids
-            )
-            if not prompt_ids:
-                dropped.append((ex, "empty prompt"))
-            elif answer_ids[0] == answer_ids[1]:
-                dropped.append((ex, "correct and wrong are the same token"))
-            elif max_len is not None and len(prompt_ids) > max_len:
-                dropped.append((ex, f"longer than the model's context ({max_len} tokens)"))
-            else:
-                kept.append((ex, prompt_ids, *answer_ids))
+            kept.append(outcome)
     return kept, dropped
+
+
+def _tokenise_one(ex: Example, tokenizer, bos: int | None, max_len: int | None, n_pos: int | None) -> _Tokenised | str:
+    """The example tokenised, or the first problem found (its text, then the answers' tokens,
+    then the prompt's length): one row's problem costs that row alone."""
+    problem = _text_problem(ex)
+    if problem:
+        return problem
+    answer_ids = []
+    for ans in (ex.correct, ex.wrong):
+        ids = tokenizer(ans, add_special_tokens=False).input_ids
+        if len(ids) != 1:
+            return f"answer {ans!r} is {len(ids)} tokens"
+        answer_ids.append(ids[0])
+    if answer_ids[0] == answer_ids[1]:
+        return "correct and wrong are the same token"
+    prompt_ids = _prompt_ids(ex.prompt, tokenizer, bos)
+    return _length_problem(len(prompt_ids), max_len, n_pos) or (ex, prompt_ids, answer_ids[0], answer_ids[1])
+
+
+def _text_problem(ex: Example) -> str:
+    """What makes a row unusable before any tokenising ("" when nothing)."""
+    if not ex.prompt.strip():
+        return "empty prompt"
+    for name, answer in (("correct", ex.correct), ("wrong", ex.wrong)):
+        if not answer.strip():
+            return f"empty {name} answer"
+    return "correct and wrong are the same" if ex.correct == ex.wrong else ""
+
+
+def _prompt_ids(prompt: str, tokenizer, bos: int | None) -> list[int]:
+    return ([bos] if bos is not None else []) + list(tokenizer(prompt, add_special_tokens=False).input_ids)
+
+
+def _length_problem(n_tokens: int, max_len: int | None, n_pos: int | None) -> str:
+    if n_tokens == 0:
+        return "empty prompt"
+    if max_len is not None and n_tokens > max_len:
+        return f"longer than the model's context ({max_len} tokens)"
+    if n_pos is not None and n_tokens > n_pos:
+        return f"longer than the run's {n_pos} positions"
+    return ""
 
 
 def _keep_most_common_length(
@@ -542,10 +605,10 @@ def _keep_most_common_length(
     return [k for k in kept if len(k[1]) == common], dropped
 
 
-def _left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids [batch pos] and attention mask [batch pos], left-padded: the last real token
-    sits at the last position for every prompt."""
-    n_pos = max(len(ids) for ids in prompts)
+def _left_pad(prompts: list[list[int]], pad_id: int, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids [batch pos] and attention mask [batch pos], left-padded to ``width`` (default:
+    the longest prompt): the last real token sits at the last position for every prompt."""
+    n_pos = max(len(ids) for ids in prompts) if width is None else width
     tokens = torch.full((len(prompts), n_pos), pad_id, dtype=torch.long)
     mask = torch.zeros((len(prompts), n_pos), dtype=torch.long)
     for row, ids in enumerate(prompts):

@@ -144,7 +144,8 @@ class _ActivationStats:
 
 def base_pass(model: LoadedModel, task: PreparedTask, sites: tuple[str, ...], eval_batch: int = 16) -> BaseOutputs:
     """Run the unmodified model once over the task (cached per model, dataset and sites)."""
-    key = (id(model), model.weights_hash, task.dataset_hash, tuple(sites))
+    # n_pos: the same prompts padded wider (evaluating a run on another file) give other statistics' shapes.
+    key = (id(model), model.weights_hash, task.dataset_hash, task.n_pos, tuple(sites))
     with _BASE_CACHE_LOCK:
         if key in _BASE_CACHE:
             _BASE_CACHE.move_to_end(key)
@@ -243,7 +244,7 @@ def train(
     gives the same parameters on a CPU. ``on_wait`` is called when a step has to wait for
     another session's use of the model.
     """
-    if config.fixed_length and not task.fixed_length:
+    if config.one_length and not task.fixed_length:
         raise ActscaleError(f"{config.method} needs prompts of one length; prepare the task with fixed_length=True")
     check_memory(model, task, config)
     start = time.perf_counter()
@@ -335,8 +336,9 @@ def _train_step(
     correct = task.correct_ids[rows].repeat(2).to(device)
     wrong = task.wrong_ids[rows].repeat(2).to(device)
     base_logits = base.logits[rows].repeat(2, 1).to(device)
-    with steer(model.bridge, intervention, beta):
-        logits = last_position_logits(model, tokens.repeat(2, 1), mask.repeat(2, 1))
+    tokens, mask = tokens.repeat(2, 1), mask.repeat(2, 1)
+    with steer(model.bridge, intervention, beta, mask=mask):
+        logits = last_position_logits(model, tokens, mask)
     terms = objective(
         logits,
         base_logits,
@@ -390,7 +392,7 @@ def steered_logits(
         for sl in _batches(tokens.shape[0], eval_batch):
             t, m = tokens[sl], mask[sl]
             batch_record: dict[tuple[str, int], Tensor] | None = {} if record is not None else None
-            with steer(model.bridge, intervention, beta, batch=t.shape[0], record=batch_record):
+            with steer(model.bridge, intervention, beta, batch=t.shape[0], record=batch_record, mask=m):
                 out.append(last_position_logits(model, t, m).float().cpu())
             if record is not None and batch_record is not None:
                 for key, value in batch_record.items():

@@ -109,6 +109,16 @@ def pick_widget(panel: views.Panel) -> int:
     )
 
 
+with common.guarded("The positions' coverage"):
+    # Answer-aligned runs reach their early positions through long prompts only: say which
+    # parameters rest on few prompts before the figures show them.
+    rare = analysis.rare_positions(bundle)
+    if rare and "position" in analysis.run_method(bundle).component_axes(bundle.sites[0]):
+        st.caption(
+            f"⚠ Positions reached by fewer than half of the training prompts (their parameters are learned "
+            f"from few prompts; the share is in each label): {', '.join(r.split(':')[0] for r in rare)}"
+        )
+
 # The method's own panels (views.py), each failing on its own as one line.
 for panel in views.explore_panels(bundle):
     st.subheader(panel.title)

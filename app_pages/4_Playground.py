@@ -52,7 +52,12 @@ else:
         help="Exactly one token for this model; real tokenizers usually want a leading space.",
     )
     wrong = c2.text_input("a− (the answer β = −1 favours)", first["wrong"], key="pg_wrong")
-    if analysis.run_method(bundle).fixed_length:
+    if analysis.run_method(bundle).fixed_length and bundle.config.get("positions") == "answer":
+        st.caption(
+            f"This {bundle.method} run learned one parameter per position counted back from the answer, so it "
+            f"takes prompts of up to {bundle.config.get('n_pos')} tokens (with BOS)."
+        )
+    elif analysis.run_method(bundle).fixed_length:
         st.caption(
             f"This {bundle.method} run learned one parameter per position, so it takes prompts of exactly "
             f"{bundle.config.get('n_pos')} tokens (with BOS); DynScalar runs take any length."

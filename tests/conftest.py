@@ -46,6 +46,23 @@ def make_method_runs(root, model, sites=("attn_out", "mlp_out", "head"), **confi
     }
 
 
+def mixed_rows(seed: int = 0) -> list[dict[str, str]]:
+    """A user's file of IOI prompts of four token lengths (15, 16, 17 and 18 tokens with BOS on
+    the tiny models; templates ioi-0, ioi-2, ioi-4, ioi-6, 6 + 5 + 4 + 3 = 18 usable rows), then
+    a row with equal answers (row 19) and one with a two-token answer (row 20)."""
+    from actscale.tasks import generate_ioi
+
+    rows = [
+        {"prompt": e.prompt, "correct": e.correct, "wrong": e.wrong}
+        for tid, n in (("ioi-0", 6), ("ioi-2", 5), ("ioi-4", 4), ("ioi-6", 3))
+        for e in generate_ioi(n, seed, templates=(tid,))
+    ]
+    park = "When Amy and Tom went to the park, Tom gave a ball to"
+    rows.append({"prompt": park, "correct": " Amy", "wrong": " Amy"})
+    rows.append({"prompt": park, "correct": " Amy Tom", "wrong": " Tom"})
+    return rows
+
+
 @pytest.fixture
 def store(tmp_path, monkeypatch):
     from actscale.store import RunStore

@@ -86,9 +86,7 @@ def checked_read(path: Path, **kwargs) -> list[Example] | None:
         _one_line(exc)
         return None
     assert examples and all(isinstance(e, Example) for e in examples)
-    for e in examples:
-        assert e.prompt.strip() and e.correct.strip() and e.wrong.strip()
-        assert e.correct != e.wrong
+    for e in examples:  # empty fields and equal answers are read: prepare_task drops the row
         assert e.split in ("", "train", "val", "test")
     return examples
 
@@ -113,6 +111,8 @@ def checked_prepare(examples: list[Example], model, fixed_length: bool) -> Prepa
     assert 1 <= task.n_pos <= model.n_ctx
     assert task.tokens.shape == task.attention_mask.shape == (len(task.examples), task.n_pos)
     assert bool((task.correct_ids != task.wrong_ids).all())
+    for e in task.examples:  # a row with an empty field or equal answers is never kept
+        assert e.prompt.strip() and e.correct.strip() and e.wrong.strip() and e.correct != e.wrong
     assert task.split_indices("train").numel() >= 1
     if fixed_length:
         assert bool(task.attention_mask.all())
@@ -299,12 +299,19 @@ def test_huge_files(fuzz_dir, limit, extra, fill, suffix):
 
 
 def _clean(row: dict) -> bool:
-    """A row read_dataset must accept: no empty field, two different answers, a known split."""
-    return (
-        all(row[c].strip() for c in ("prompt", "correct", "wrong"))
-        and row["correct"] != row["wrong"]
-        and row.get("split", "").strip().lower() in ("", "train", "val", "validation", "dev", "test")
-    )
+    """A row read_dataset must accept: a known split (empty fields and equal answers are read
+    as written and dropped row by row by prepare_task)."""
+    return row.get("split", "").strip().lower() in ("", "train", "val", "validation", "dev", "test")
+
+
+def _row_problem(row: dict) -> str:
+    """The reason prepare_task must give for a row with an empty field or equal answers."""
+    if not row["prompt"].strip():
+        return "empty prompt"
+    for name in ("correct", "wrong"):
+        if not row[name].strip():
+            return f"empty {name} answer"
+    return "correct and wrong are the same" if row["correct"] == row["wrong"] else ""
 
 
 @fuzz_settings("answers_and_prompts")
@@ -321,14 +328,11 @@ def _clean(row: dict) -> bool:
     ascii_json=False,
 )
 def test_answers_and_prompts(fuzz_dir, tiny_llama, table, fmt, fixed, ascii_json):
-    """Multi-token, identical, empty and unknown answers; prompts longer than the context."""
+    """Multi-token, identical, empty and unknown answers; prompts longer than the context: each
+    costs its row (dropped with the reason), never the file."""
     _count("answers_and_prompts")
     examples = checked_read(_write(fuzz_dir, _dataset_bytes(table, fmt, ascii_json), fmt))
-    if any(not r["prompt"].strip() or not r["correct"].strip() or not r["wrong"].strip() for r in table):
-        assert examples is None  # an empty field is an error naming the row
-    if any(r["correct"] == r["wrong"] for r in table):
-        assert examples is None
-    if all(_clean(r) for r in table):  # and a valid file is read back exactly as written
+    if all(_clean(r) for r in table):  # a file with known splits is read back exactly as written
         assert examples is not None, "a valid dataset was refused"
         assert [(e.prompt, e.correct, e.wrong) for e in examples] == [
             (r["prompt"], r["correct"], r["wrong"]) for r in table
@@ -336,7 +340,14 @@ def test_answers_and_prompts(fuzz_dir, tiny_llama, table, fmt, fixed, ascii_json
     if not examples:
         return
     task = checked_prepare(examples, tiny_llama, fixed_length=fixed)
+    if task is not None:
+        reasons = [r for _, r in task.dropped]
+        assert [r for r in reasons if r in {_row_problem(row) for row in table}] == [
+            _row_problem(row) for row in table if _row_problem(row)
+        ], "a row with an empty field or equal answers was not dropped with its reason"
     for ex in examples:
+        if _row_problem({"prompt": ex.prompt, "correct": ex.correct, "wrong": ex.wrong}):
+            continue  # reported before any tokenising
         n_prompt = 1 + len(tiny_llama.tokenizer(ex.prompt, add_special_tokens=False).input_ids)
         if n_prompt > N_CTX and task is not None:
             assert all(e.prompt != ex.prompt for e in task.examples)

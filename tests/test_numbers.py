@@ -222,6 +222,7 @@ def test_equivalent_spellings_give_one_run_id(method, task, sites, spell_default
         normalize=not irrelevant if method != "dynscalar" else True,  # an option only DynScalar reads
         memory_is_correct=not irrelevant if task == "ioi" else True,  # an option only CCC reads
         test_frac=0.3 if irrelevant else 0.2,  # custom data only
+        positions="answer" if irrelevant and method == "dynscalar" else "auto",  # DynScalar reads no positions
     )
     assert spelled == plain
     assert run_id_for(spelled.to_dict()) == run_id_for(plain.to_dict())

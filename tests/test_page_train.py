@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import mixed_rows
 from streamlit.testing.v1 import AppTest
 
 from actscale.store import RunStore
@@ -245,3 +246,34 @@ def test_the_train_page_default_run_and_the_cli_default_run_have_one_id(ui_store
     assert out["run_id"] == page_run
     assert [r.run_id for r in ui_store.list()] == [page_run]  # the CLI reused the page's run
     assert json.loads((ui_store.root / page_run / "config.json").read_text())["templates"] == []
+
+
+def test_preview_counts_both_alignments_and_the_choice_follows(ui_store):
+    """Issue 12: before training, the preview says how many prompts each alignment keeps, and
+    the Positions choice changes which prompts the fixed-length methods train on."""
+    rows = mixed_rows()
+    body = "prompt,correct,wrong\n" + "".join(f'"{r["prompt"]}",{r["correct"]},{r["wrong"]}\n' for r in rows)
+    at = train_page()
+    at.radio(key="train_task").set_value("custom").run()
+    at.file_uploader(key="train_upload").upload("mixed.csv", body.encode(), "text/csv")
+    at.run()
+    assert not at.exception and not at.error
+    assert at.radio(key="train_positions").value == "auto"
+    counts = [c.value for c in at.caption if c.value.startswith("Alignment:")]
+    assert counts == [
+        "Alignment: absolute positions keep 6 of 20 prompts (15 tokens); "
+        "answer-aligned positions keep 18 of 20 prompts (15–18 tokens)."
+    ]
+    assert len(at.dataframe[0].value) == 18
+    assert any(
+        "(every length, positions counted back from the answer)** — kept 18 of 20" in m.value for m in at.markdown
+    )
+    dropped = at.dataframe[1].value
+    assert list(dropped["row"]) == ["row 19", "row 20"]
+    assert list(dropped["reason"]) == ["correct and wrong are the same", "answer ' Amy Tom' is 2 tokens"]
+    at.radio(key="train_positions").set_value("absolute").run()
+    assert not at.exception and not at.error
+    assert len(at.dataframe[0].value) == 6
+    assert any("(one prompt length)** — kept 6 of 20" in m.value for m in at.markdown)
+    at.multiselect(key="train_methods").set_value(["dynscalar"]).run()  # no fixed-length method: no choice
+    assert not at.exception and not [r for r in at.radio if r.key == "train_positions"]

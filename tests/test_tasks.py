@@ -133,9 +133,6 @@ CSV_ERRORS = [
     (b"\xff\xfeprompt", "d.csv: not UTF-8 text (bad byte at offset 0)"),
     (b"prompt,correct,wrong\n", "d.csv: no rows"),
     (b"prompt,answer\nx,y\n", "d.csv: missing column(s) correct, wrong (found: prompt, answer)"),
-    (b"prompt,correct,wrong\na, b, c\n , b, c\n", "d.csv: empty prompt in row 2"),
-    (b"prompt,correct,wrong\na, b\n", "d.csv: empty wrong in row 1"),
-    (b"prompt,correct,wrong\na, b, b\n", "d.csv: correct and wrong are the same (' b') in row 1"),
     (b"prompt,correct,wrong,split\na, b, c,holdout\n", "d.csv: split 'holdout' in row 1 is not train, val or test"),
     (b'prompt,correct,wrong\n"a\x00,b', "d.csv: malformed CSV: unexpected end of data"),
     (b'prompt,correct,wrong\n"a"x,b,c\n', "d.csv: malformed CSV: ',' expected after '\"'"),
@@ -166,7 +163,6 @@ JSONL_ERRORS = [
         '{"prompt": "a", "correct": " b", "wrong": " c", "split": "val\\nx"}\n',
         "d.jsonl: split 'val\\nx' in line 1 is not train, val or test",
     ),
-    ('{"prompt": "", "correct": " b", "wrong": " c"}\n', "d.jsonl: empty prompt in line 1"),
     ("\n\n", "d.jsonl: file is empty"),
 ]
 
@@ -177,6 +173,39 @@ def test_read_jsonl_errors(tmp_path, content, message):
     with pytest.raises(DatasetError) as info:
         read_dataset(tmp_path / "d.jsonl")
     assert str(info.value) == message and "\n" not in str(info.value)
+
+
+def test_row_level_problems_are_read_and_dropped_with_the_row(tmp_path):
+    """Issue 12: an empty field or equal answers cost the row, never the file; the row is named."""
+    path = tmp_path / "d.csv"
+    path.write_text("prompt,correct,wrong\na x, b, c\n , b, c\na y, b\na z, b, b\na w, ,c\na v, b, d\n")
+    examples = read_dataset(path)
+    assert examples == [
+        Example("a x", " b", " c"),
+        Example(" ", " b", " c"),
+        Example("a y", " b", ""),
+        Example("a z", " b", " b"),
+        Example("a w", " ", "c"),
+        Example("a v", " b", " d"),
+    ]
+    assert [e.source for e in examples] == [f"row {k}" for k in range(1, 7)]
+    task = prepare_task(examples, WordTokenizer(), prepend_bos=False, fixed_length=False, test_frac=0.0)
+    assert [(e.source, r) for e, r in task.dropped] == [
+        ("row 2", "empty prompt"),
+        ("row 3", "empty wrong answer"),
+        ("row 4", "correct and wrong are the same"),
+        ("row 5", "empty correct answer"),
+    ]
+    assert [e.prompt for e in task.examples] == ["a x", "a v"]
+    assert task.summary() == (
+        "kept 2 of 6 prompts (1 train, 1 test); dropped 4: "
+        "2 empty answer, 1 empty prompt, 1 correct and wrong are the same"
+    )
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text(
+        '{"prompt": "", "correct": " b", "wrong": " c"}\n{"prompt": "q", "correct": " b", "wrong": " c"}\n'
+    )
+    assert [(e.prompt, e.source) for e in read_dataset(jsonl)] == [("", "line 1"), ("q", "line 2")]
 
 
 def test_read_file_level_errors(tmp_path):
@@ -255,6 +284,40 @@ def test_drop_reasons_and_summary():
     )
 
 
+def test_position_labels_by_alignment_and_coverage():
+    """Absolute (one length): labels from the first token. Answer-aligned (every length,
+    left-padded): counted back from the last token, with the share of train prompts that
+    reach a position where not all do."""
+    examples = [
+        ex("The city x is in", split="train"),
+        ex("The town y is in", split="train"),
+        ex("A z is in", split="train"),
+        ex("w is in", split="train"),
+        ex("v u t s is in", split="test"),
+    ]
+    aligned = prepare_task(examples, WordTokenizer(), prepend_bos=False, fixed_length=False)
+    assert aligned.n_pos == 6 and len(aligned.examples) == 5
+    assert aligned.position_labels() == [
+        "−6:",
+        "−5: The (50%)",
+        "−4: A… (75%)",  # ties: the last in string order, as for absolute labels
+        "−3: w…",
+        "−2: is",
+        "−1: in",
+    ]
+    assert aligned.position_coverage() == [0.0, 0.5, 0.75, 1.0, 1.0, 1.0]
+    one = prepare_task(examples[:2], WordTokenizer(), prepend_bos=False, fixed_length=True, test_frac=0.0)
+    assert one.position_labels() == ["0:The", "1: town…", "2: y…", "3: is", "4: in"]
+    assert one.position_coverage() == [1.0] * 5
+
+
+def test_pad_to_a_runs_width_drops_longer_prompts():
+    examples = [ex("p q"), ex("p q r s t"), ex("p")]
+    task = prepare_task(examples, WordTokenizer(), prepend_bos=False, fixed_length=False, test_frac=0.0, n_pos=4)
+    assert task.n_pos == 4 and task.attention_mask.tolist() == [[0, 0, 1, 1], [0, 0, 0, 1]]
+    assert [r for _, r in task.dropped] == ["longer than the run's 4 positions"]
+
+
 def test_fixed_length_tie_goes_to_shorter_and_counts():
     examples = [ex("a b")] * 3 + [ex("a b c")] * 3 + [ex("a")] * 2
     task = prepare_task(examples, WordTokenizer(), prepend_bos=False, fixed_length=True)
@@ -279,7 +342,7 @@ def test_nothing_usable_and_empty():
             prepend_bos=True,
             fixed_length=False,
         )
-    assert str(info.value) == "no usable prompts: 2 multi-token answer, 1 correct and wrong are the same token"
+    assert str(info.value) == "no usable prompts: 2 multi-token answer, 1 correct and wrong are the same"
     with pytest.raises(DatasetError, match="^no usable prompts: 1 empty prompt$"):
         prepare_task([ex("")], WordTokenizer(), prepend_bos=False, fixed_length=False)
     with pytest.raises(DatasetError, match="^the dataset is empty$"):

@@ -207,7 +207,38 @@ def dataset_picker() -> tuple[dict[str, Any], list[str]] | None:
     if not methods:
         st.warning("Choose at least one method.")
         return None
+    fields["positions"] = positions_picker(methods)
     return fields, methods
+
+
+POSITION_LABELS = {
+    "auto": "auto: answer-aligned for a file, absolute for IOI / CCC",
+    "absolute": "absolute: one prompt length, counted from the first token",
+    "answer": "answer-aligned: every length, counted back from the last token",
+}
+
+
+def positions_picker(methods: list[str]) -> str:
+    """How a fixed-length method's positions meet the prompts (method.md §2); only asked when
+    such a method is chosen (the others read every prompt at its own last token)."""
+    if not any(method_class(m).fixed_length for m in methods):
+        return _FIELD_DEFAULTS["positions"]
+    return str(
+        st.radio(
+            "Positions (" + " / ".join(_fixed_length_names()) + ")",
+            list(POSITION_LABELS),
+            format_func=POSITION_LABELS.get,
+            key="train_positions",
+            horizontal=True,
+            help="Absolute keeps only the prompts of the most common token length. Answer-aligned keeps "
+            "prompts of every length, left-padded; position −1 is the token before the answer, pads are "
+            "never edited. The preview below says how many prompts each keeps.",
+        )
+    )
+
+
+def _fixed_length_names() -> list[str]:
+    return [method_class(m).__name__ for m in registered_methods() if method_class(m).fixed_length]
 
 
 def split_fields(task: str) -> dict[str, Any]:
@@ -309,34 +340,66 @@ def model_key(model: LoadedModel) -> str:
     return f"{model.name}|{model.device}|{model.weights_hash}"
 
 
-def prepared(model: LoadedModel, config: TrainConfig) -> Preview:
-    """The task ``config`` trains on, with its preview tables (cached). Raises ActscaleError."""
+def _prompts_key(config: TrainConfig) -> str:
     # The key drops what cannot change the prompts (the form's hyperparameters) and keeps the
     # rest, so a field added to TrainConfig later is in the key by default. Prompts depend on
     # the method only through fixed_length.
     data = {k: v for k, v in config.to_dict().items() if k not in FORM_FIELDS and k != "device"}
     data["method"] = next(m for m in registered_methods() if method_class(m).fixed_length == config.fixed_length)
-    return _preview(model, model_key(model), json.dumps(data, sort_keys=True))
+    return json.dumps(data, sort_keys=True)
+
+
+def prepared(model: LoadedModel, config: TrainConfig) -> Preview:
+    """The task ``config`` trains on, with its preview tables (cached). Raises ActscaleError."""
+    return _preview(model, model_key(model), _prompts_key(config))
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _alignment_counts(_model: LoadedModel, model_key: str, config_json: str) -> str:  # noqa: ARG001 - model_key: a cache key
+    config = TrainConfig.from_dict(json.loads(config_json))
+    parts = []
+    for positions, what in (("absolute", "absolute positions keep"), ("answer", "answer-aligned positions keep")):
+        try:
+            task = build_task(_model, config.replace(positions=positions))
+        except ActscaleError as exc:  # e.g. too few prompts of one length for the split
+            parts.append(f"{what} none ({exc})")
+            continue
+        lengths = sorted({len(t) for t in task.str_tokens})
+        span = f"{lengths[0]}" if len(lengths) == 1 else f"{lengths[0]}–{lengths[-1]}"
+        parts.append(f"{what} {len(task.examples)} of {len(task.examples) + len(task.dropped)} prompts ({span} tokens)")
+    return "; ".join(parts)
+
+
+def alignment_counts(model: LoadedModel, config: TrainConfig) -> str:
+    """One line: how many prompts each alignment of a fixed-length method would keep (cached;
+    tokenising only, no model pass)."""
+    return _alignment_counts(model, model_key(model), _prompts_key(config))
 
 
 def show_preview(model: LoadedModel, fields: dict[str, Any], methods: list[str]) -> bool:
     """The validation preview, once per prompt set the chosen methods use. False on bad input."""
     kinds = []
-    for fixed, what in ((True, "one prompt length"), (False, "prompts of any length")):
+    for fixed in (True, False):
         chosen = [m for m in methods if method_class(m).fixed_length == fixed]
         if chosen:  # one preview for every method of this kind: they share the prompts
             names = " / ".join(
                 method_class(m).__name__ for m in registered_methods() if method_class(m).fixed_length == fixed
             )
-            kinds.append((chosen[0], f"{names} ({what})"))
+            kinds.append((chosen[0], names))
     ok = True
     with st.expander("Validation preview: the prompts as the model sees them", expanded=True):
-        for method, label in kinds:
+        for method, names in kinds:
+            counts = ""
             try:
+                config = TrainConfig(model=model.name, method=method, **fields)
                 with st.spinner("Tokenising the prompts and running the unmodified model on them…"):
-                    pv = prepared(model, TrainConfig(model=model.name, method=method, **fields))
+                    # First: when one alignment leaves too few prompts, the counts say what the other keeps.
+                    counts = alignment_counts(model, config) if config.fixed_length else ""
+                    pv = prepared(model, config)
             except ActscaleError as exc:
                 st.error(str(exc))
+                if counts:
+                    st.caption(f"Alignment: {counts}.")
                 ok = False
                 continue
             except Exception as exc:  # noqa: BLE001 - any input gives one line, never a traceback
@@ -346,8 +409,11 @@ def show_preview(model: LoadedModel, fields: dict[str, Any], methods: list[str])
             df = pv.prompts
             picks = float((df["delta_base"] > 0).mean()) if len(df) else 0.0
             st.markdown(
-                f"**{label}** — {pv.task.summary()}; the unmodified model prefers a+ on {100 * picks:.0f}% of them."
+                f"**{names} ({_prompt_set(config)})** — {pv.task.summary()}; the unmodified model prefers a+ "
+                f"on {100 * picks:.0f}% of them."
             )
+            if counts:
+                st.caption(f"Alignment: {counts}.")
             st.dataframe(
                 df,
                 hide_index=True,
@@ -364,6 +430,13 @@ def show_preview(model: LoadedModel, fields: dict[str, Any], methods: list[str])
                 st.caption(f"Dropped {len(pv.dropped)} prompt(s):")
                 st.dataframe(pv.dropped, hide_index=True, width="stretch", height=160)
     return ok
+
+
+def _prompt_set(config: TrainConfig) -> str:
+    """Which prompts a method of ``config``'s kind trains on, in a few words."""
+    if not config.fixed_length:
+        return "prompts of any length"
+    return "one prompt length" if config.one_length else "every length, positions counted back from the answer"
 
 
 # ---------------------------------------------------------------- hyperparameters
@@ -385,6 +458,7 @@ DATASET_FIELDS = (
     "data_seed",
     "prepend_bos",
     "test_groups",
+    "positions",
 )
 FORM_FIELDS = (
     "sites",
