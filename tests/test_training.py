@@ -242,6 +242,6 @@ def test_config_validation(changes, message):
 
 def test_config_round_trip():
     cfg = TrainConfig(sites="head,attn_out", templates=["ioi-1"], lr=0.01)
-    assert cfg.sites == ("head", "attn_out") and cfg.templates == ("ioi-1",)
+    assert cfg.sites == ("attn_out", "head") and cfg.templates == ("ioi-1",)  # sites in their canonical order
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
     assert cfg.replace(seed=3).seed == 3 and cfg.replace(seed=3).lr == 0.01
