@@ -200,9 +200,9 @@ def train_run(
         config = config.replace(model=model.name)
     task = task or build_task(model, config)
     run_id = expected_run_id(model, task, config)
-    if reuse and store.exists(run_id):
+    if reuse and (stored := store.resolve(run_id)) is not None:
         try:
-            return store.load(run_id)
+            return store.load(stored)
         except ActscaleError:
             pass  # a broken copy is replaced by a fresh run
     result = train(model, task, config, on_step=on_step, cancel=cancel, on_wait=on_wait)

@@ -366,7 +366,7 @@ class SteerVec(Intervention):
     label = "SteerVec (a vector per site, layer, position)"
     # A vector per position has D times as many coordinates, each with a small gradient, so its
     # L1 weight is far smaller.
-    defaults = MethodDefaults(steps=25, lr=0.01, batch_size=4, lambda_m=1e-4)
+    defaults = MethodDefaults(steps=15, lr=0.01, batch_size=4, lambda_m=1e-4)
     magnitude_name, magnitude_label = "norm_ratio", "‖v‖/‖h‖"
 
     @classmethod

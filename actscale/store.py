@@ -19,7 +19,7 @@ import tempfile
 import uuid
 import zipfile
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,22 @@ def run_id_for(config: dict[str, Any]) -> str:
     identity = {k: v for k, v in config.items() if k not in _NOT_IDENTITY}
     canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def canonical_run_id(config: dict[str, Any]) -> str | None:
+    """The id a stored run's config gets today, after canonicalisation (a bundle stored before a
+    field was canonicalised keeps its folder's id; this is its alias). None where the config
+    lacks a field that later versions define (its meaning then cannot be known) or is invalid."""
+    from actscale.config import TrainConfig
+
+    known = {f.name for f in fields(TrainConfig)} - {"positions"}  # from_bundle fills positions
+    if not known <= config.keys():
+        return None
+    try:
+        canonical = {**config, **TrainConfig.from_bundle(config).to_dict()}
+    except (ActscaleError, TypeError, ValueError):
+        return None
+    return run_id_for(canonical)
 
 
 def check_run_id(run_id: str) -> str:
@@ -141,6 +157,29 @@ class RunStore:
     def exists(self, run_id: str) -> bool:
         return (self.path(run_id) / "config.json").is_file()
 
+    def resolve(self, run_id: str) -> str | None:
+        """The folder holding run ``run_id``: its own, or that of a run stored under an older
+        id whose config canonicalises to ``run_id`` (an alias); None if neither is here."""
+        if self.exists(run_id):
+            return run_id
+        return self.aliases().get(check_run_id(run_id))
+
+    def aliases(self) -> dict[str, str]:
+        """Today's id -> folder id, for every stored run whose folder id is an older spelling."""
+        out: dict[str, str] = {}
+        if not self.root.is_dir():
+            return out
+        for path in sorted(self.root.iterdir()):
+            if not RUN_ID.match(path.name) or not (path / "config.json").is_file():
+                continue
+            try:
+                config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(config, dict) and (today := canonical_run_id(config)) not in (None, path.name):
+                out.setdefault(today, path.name)
+        return out
+
     # ---- writing ----
     def save(
         self,
@@ -213,7 +252,8 @@ class RunStore:
 
     # ---- reading ----
     def load(self, run_id: str) -> RunBundle:
-        path = self.path(run_id)
+        """The run ``run_id``, or the run stored under an older id it is an alias of."""
+        path = self.path(self.resolve(run_id) or run_id)
         if not path.is_dir():  # say so, rather than "config.json is missing"
             raise ActscaleError(f"no run {run_id} in {self.root}")
         return load_bundle(path)

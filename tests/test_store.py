@@ -14,6 +14,7 @@ from actscale.api import build_task, evaluate_run, expected_run_id, intervention
 from actscale.errors import ActscaleError
 from actscale.objective import METRIC_NAMES
 from actscale.store import run_id_for
+from actscale.tasks import IOI_TEMPLATES
 from actscale.training import TrainConfig
 
 METRICS = set(METRIC_NAMES)  # every metric of method.md §4
@@ -216,3 +217,32 @@ def test_list_orders_runs_made_in_the_same_second_by_when_they_were_written(stor
         for rank, run_id in enumerate(order):
             os.utime(paths[ids.index(run_id)], ns=(10**18 + rank, 10**18 + rank))
         assert [r.run_id for r in store.list()] == order[::-1]
+
+
+def test_a_run_stored_under_an_older_id_is_reused_and_opens_under_todays(tiny_llama, store):
+    """A bundle written before `positions` was recorded (and with the template list spelled
+    out) keeps its folder id; today's id for the same experiment finds it, so training it again
+    reuses it and a link with either id opens it."""
+    import shutil
+
+    cfg = config(tiny_llama, steps=2)
+    today = train_run(cfg, tiny_llama, store=store)
+    old_config = {k: v for k, v in today.config.items() if k != "positions"}
+    old_config["templates"] = list(IOI_TEMPLATES)
+    old_id = run_id_for(old_config)
+    assert old_id != today.run_id
+    shutil.copytree(today.path, store.root / old_id)
+    old_config["run_id"] = old_id
+    (store.root / old_id / "config.json").write_text(json.dumps(old_config))
+    store.delete(today.run_id)
+
+    assert store.aliases() == {today.run_id: old_id}
+    assert store.resolve(today.run_id) == old_id and store.resolve(old_id) == old_id
+    assert store.load(today.run_id).run_id == old_id
+    steps = []
+    again = train_run(cfg, tiny_llama, store=store, on_step=lambda i: steps.append(i.step))
+    assert steps == [] and again.run_id == old_id  # reused, not retrained
+    # A config missing a field whose meaning later versions define is never aliased.
+    del old_config["n_test"]
+    (store.root / old_id / "config.json").write_text(json.dumps(old_config))
+    assert store.aliases() == {} and store.resolve(today.run_id) is None
