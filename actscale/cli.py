@@ -1,4 +1,4 @@
-"""``python -m actscale train|eval|list`` (interfaces.md, Command line).
+"""``python -m actscale train|eval|analyse|list`` (interfaces.md, Command line).
 
 The engine (torch, transformers, TransformerLens: seconds to import) is imported inside each
 command, so ``--help`` and a mistyped option answer at once.
@@ -100,6 +100,33 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--beta", type=float, default=1.0, help="steering strength (evaluated at +beta and -beta)")
     e.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     e.add_argument("--store", default=None)
+
+    a = sub.add_parser("analyse", help="check what a run's map means (method.md §7) and store the checks in its bundle")
+    a.add_argument("--run", required=True, help="a run folder, or a run id in --store")
+    a.add_argument(
+        "--seeds", type=int, default=0, help="stability over this many seeds, the run's own included (0: none)"
+    )
+    a.add_argument(
+        "--vary",
+        default="seed",
+        choices=["seed", "data"],
+        help="stability: vary the training seed on the same data (default) or the data seed",
+    )
+    a.add_argument(
+        "--generalisation", action="store_true", help="train one run per group and test it on every other group"
+    )
+    a.add_argument("--no-side-effects", action="store_true", help="skip the neutral-text check (runs of any length)")
+    a.add_argument("--prompts", type=int, default=32, help="test prompts every variant is evaluated on")
+    a.add_argument("--draws", type=int, default=20, help="random placements per k")
+    a.add_argument(
+        "--precision",
+        default="bf16",
+        choices=["bf16", "float32"],
+        help="forward passes under bfloat16 autocast (default; its agreement with the run's float32 "
+        "evaluation is reported) or in float32",
+    )
+    a.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    a.add_argument("--store", default=None, help="where the seeds' and groups' runs go (default: the run's store)")
 
     ls = sub.add_parser("list", help="list the runs in a store")
     ls.add_argument("--store", default=None)
@@ -204,6 +231,39 @@ def cmd_eval(args: argparse.Namespace) -> dict:
     }
 
 
+def cmd_analyse(args: argparse.Namespace) -> dict:
+    from actscale.api import load_run
+    from actscale.checks import CheckOptions, run_checks
+    from actscale.models import load_model
+    from actscale.store import RunStore
+
+    options = CheckOptions(
+        prompts=args.prompts,
+        draws=args.draws,
+        seeds=args.seeds,
+        vary=args.vary,
+        generalisation=args.generalisation,
+        side_effects=not args.no_side_effects,
+        precision=args.precision,
+    )
+    bundle = load_run(args.run, RunStore(args.store))
+    model = load_model(bundle.config["model"], args.device)
+    store = RunStore(args.store) if args.store else RunStore(bundle.path.parent)
+
+    def progress(fraction: float, what: str) -> None:
+        print(f"checks {100 * fraction:5.1f}%  {what}", file=sys.stderr, flush=True)
+
+    checks = run_checks(model, bundle, options, store=store, on_progress=progress)
+    summary = {k: v for k, v in checks.get("map", {}).items() if k in ("k90", "k90_frac", "n_components")}
+    return {
+        "run_id": bundle.run_id,
+        "bundle": str(bundle.path),
+        "checks": sorted(k for k in checks if k in ("map", "stability", "generalisation", "side_effects")),
+        "seconds": checks["seconds"],
+        **summary,
+    }
+
+
 def cmd_list(args: argparse.Namespace) -> dict:
     from actscale.store import RunStore
 
@@ -233,7 +293,7 @@ def cmd_list(args: argparse.Namespace) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    command = {"train": cmd_train, "eval": cmd_eval, "list": cmd_list}[args.command]
+    command = {"train": cmd_train, "eval": cmd_eval, "analyse": cmd_analyse, "list": cmd_list}[args.command]
     try:
         result = command(args)
     except ActscaleError as exc:

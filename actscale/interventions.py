@@ -140,6 +140,20 @@ class Intervention(nn.Module):
         array it needs is not stored."""
         return cls.component_values(params, analysis, site).abs()
 
+    @classmethod
+    def transplant_scale(
+        cls,
+        analysis: Mapping[str, Tensor],  # noqa: ARG003 - the default needs no activation statistics
+        site: str,  # noqa: ARG003
+        src: Tensor,
+        dst: Tensor,  # noqa: ARG003
+    ) -> Tensor:
+        """The factor for a component's parameters moved from component ``src`` to component
+        ``dst`` of ``site`` (flat indices into `component_axes`, [k] each) so that it keeps its
+        relative magnitude (the map checks' random control, method.md §7). The default, 1,
+        suits scalars multiplying the activation: their size is already relative."""
+        return torch.ones(src.shape[0])
+
     def analysis_arrays(
         self,
         hdir: Mapping[str, Tensor],  # noqa: ARG002 - the default adds nothing
@@ -403,6 +417,14 @@ class SteerVec(Intervention):
         activation it is added to (one global mean would be dominated by position 0's huge
         norms and call almost every vector negligible)."""
         return params[f"vector.{site}"].norm(dim=-1) / analysis[f"hnorm.{site}"].clamp_min(1e-6)
+
+    @classmethod
+    @override
+    def transplant_scale(cls, analysis: Mapping[str, Tensor], site: str, src: Tensor, dst: Tensor) -> Tensor:
+        """A vector moved to another (layer, position) is rescaled by the ratio of the mean
+        ‖h‖ there to the mean ‖h‖ where it was learned, so ‖v‖/‖h‖ is kept."""
+        hnorm = analysis[f"hnorm.{site}"].reshape(-1).float()
+        return hnorm[dst] / hnorm[src].clamp_min(1e-6)
 
     @override
     def analysis_arrays(

@@ -19,10 +19,11 @@ from typing import Literal, get_args
 
 # Through the module (api.train_run, not a name bound here), so that a test's monkeypatch of
 # actscale.api reaches the jobs. api never imports jobs: no cycle.
-from actscale import api
+from actscale import api, checks
+from actscale.checks import CheckOptions
 from actscale.errors import ActscaleError, TrainingCancelled, one_line
 from actscale.models import LoadedModel
-from actscale.store import RunStore
+from actscale.store import RunBundle, RunStore
 from actscale.tasks import PreparedTask
 from actscale.training import StepInfo, TrainConfig
 
@@ -38,6 +39,10 @@ class Job:
     id: str
     configs: list[TrainConfig]
     state: JobState = "queued"
+    kind: str = "train"  # "train" (configs in turn) or "checks" (a run's map checks)
+    fraction: float = 0.0  # a checks job's progress, in [0, 1]
+    stage: str = ""  # a checks job's current stage, in words
+    subject: str = ""  # a checks job's run id
     current: int = 0  # index of the config being trained
     steps: list[dict] = field(default_factory=list)  # StepInfo rows, with "run" = config index
     run_ids: list[str] = field(default_factory=list)
@@ -59,6 +64,8 @@ class Job:
         """Fraction of all steps of all configs done, in [0, 1]."""
         if self.state == "done":
             return 1.0
+        if self.kind == "checks":
+            return self.fraction
         total = sum(c.steps for c in self.configs) or 1
         before = sum(c.steps for c in self.configs[: self.current])
         last = self.steps[-1]["step"] if self.steps and self.steps[-1]["run"] == self.current else 0
@@ -141,6 +148,16 @@ class JobManager:
         job.thread = self._executor(partial(run_job, job, model, store, task_for), f"actscale-job-{job.id}")
         return job
 
+    def submit_checks(self, bundle: RunBundle, model: LoadedModel, store: RunStore, options: CheckOptions) -> Job:
+        """Run the map checks of ``bundle`` (method.md §7) through the executor; the job's
+        ``run_ids`` holds the run checked, and any run the seeds or groups trained."""
+        job = Job(id=uuid.uuid4().hex[:12], configs=[], kind="checks", subject=bundle.run_id)
+        self._keep(job)
+        job.thread = self._executor(
+            partial(run_checks_job, job, bundle, model, store, options), f"actscale-checks-{job.id}"
+        )
+        return job
+
     def _keep(self, job: Job) -> None:
         """Register ``job``, forgetting the oldest finished jobs beyond ``max_jobs``."""
         with self._lock:
@@ -158,6 +175,32 @@ def run_job(
     try:
         for index, config in enumerate(job.configs):
             _train_one(job, index, config, model, store, task_for)
+        job.state = "done"
+    except TrainingCancelled:
+        job.state = "cancelled"
+    except ActscaleError as exc:
+        job.error, job.state = str(exc), "failed"
+    except Exception as exc:  # noqa: BLE001 - shown to the user as one line
+        job.error, job.state = one_line(exc), "failed"
+        traceback.print_exc()
+    finally:
+        job.finished = time.time()
+
+
+def run_checks_job(job: Job, bundle: RunBundle, model: LoadedModel, store: RunStore, options: CheckOptions) -> None:
+    """A checks job's work; never raises (the outcome is ``job.state``), writes nothing when
+    cancelled or failed."""
+
+    def progress(fraction: float, what: str) -> None:
+        job.state, job.fraction = "running", fraction
+        if what:
+            job.stage = what
+
+    try:
+        _wait_for_model(job, model)
+        job.state = "running"
+        checks.run_checks(model, bundle, options, store=store, on_progress=progress, cancel=job.cancel_event)
+        job.run_ids.append(bundle.run_id)
         job.state = "done"
     except TrainingCancelled:
         job.state = "cancelled"

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as load_safetensors_bytes
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from actscale.errors import ActscaleError
 from actscale.interventions import ModelDims, make_intervention
@@ -35,7 +35,7 @@ from actscale.interventions import ModelDims, make_intervention
 # \Z, not $: "$" also matches before a trailing newline, which would let "<16 hex>\n" through.
 RUN_ID = re.compile(r"^[0-9a-f]{16}\Z")
 REQUIRED_FILES = ("config.json", "params.safetensors", "metrics.json", "history.csv", "dataset.jsonl")
-OPTIONAL_FILES = ("analysis.safetensors", "analysis.json")
+OPTIONAL_FILES = ("analysis.safetensors", "analysis.json", "checks.json", "checks.safetensors")
 BUNDLE_FILES = REQUIRED_FILES + OPTIONAL_FILES
 MAX_BUNDLE_BYTES = 200_000_000
 # Keys of config.json that do not define the run: when it was made, and where a custom
@@ -126,6 +126,10 @@ class RunBundle:
         """Per-prompt ``Δ`` of the unmodified model (``base``) and at β = ±1 (``pos``, ``neg``),
         those that are stored."""
         return {k: v for k in ("base", "pos", "neg") if (v := self.analysis.get(f"delta.{k}")) is not None}
+
+    def checks(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
+        """The run's map checks (checks.json and its tensors), or None until they are run."""
+        return load_checks(self.path)
 
     def str_tokens(self) -> list[list[str]]:
         """Each dataset prompt's tokens as strings, where stored (else [])."""
@@ -340,6 +344,51 @@ class RunStore:
             return run_id
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---- the map checks (method.md §7), added to a bundle by `actscale.checks.run_checks` ----
+CHECKS_VERSION = 1
+
+
+def load_checks(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
+    """A bundle folder's checks (checks.json, and checks.safetensors where written); None when
+    the run has none. A damaged file reads as none (the checks can be run again)."""
+    folder = Path(path)
+    try:
+        data = json.loads((folder / "checks.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("version") != CHECKS_VERSION:
+        return None
+    tensors: dict[str, torch.Tensor] = {}
+    if (folder / "checks.safetensors").is_file():
+        try:
+            tensors = load_file(str(folder / "checks.safetensors"))
+        except Exception:  # noqa: BLE001 - any damage reads as "no tensors"
+            tensors = {}
+    return data, tensors
+
+
+def save_checks(path: str | Path, data: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    """Write the checks next to the bundle's files, each by an atomic rename: the tensors
+    first, then checks.json (which names the tensors), so a reader never sees half of them."""
+    folder = Path(path)
+    data = {**data, "version": CHECKS_VERSION, "tensors": sorted(tensors)}
+    if tensors:
+        fd, tmp = tempfile.mkstemp(prefix=".checks-", suffix=".safetensors", dir=folder)
+        os.close(fd)
+        try:
+            save_file({k: v.detach().to("cpu", torch.float32).contiguous() for k, v in tensors.items()}, tmp)
+            os.replace(tmp, folder / "checks.safetensors")
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".checks-", suffix=".json", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1, allow_nan=True)
+        os.replace(tmp, folder / "checks.json")
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def _mtime_ns(path: Path) -> int:

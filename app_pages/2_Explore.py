@@ -9,7 +9,7 @@ from collections.abc import Callable
 import streamlit as st
 
 from actscale import analysis, plots, views
-from actscale.ui import common
+from actscale.ui import checks_panel, common
 
 common.page_header(
     "Explore a run",
@@ -119,6 +119,17 @@ with common.guarded("The positions' coverage"):
             f"from few prompts; the share is in each label): {', '.join(r.split(':')[0] for r in rare)}"
         )
 
+checks_data = analysis.run_checks_data(bundle)
+with common.guarded("The map checks' summary"):
+    # The map is a claim: its check stands next to it (the figures are further down).
+    if checks_data and "map" in checks_data:
+        st.info("**Map check.** " + analysis.k90_text(checks_data) + " Details under “Does the map mean anything?”.")
+    else:
+        st.caption(
+            "No map checks for this run yet: whether these components carry the behaviour is untested "
+            "(see “Does the map mean anything?” below)."
+        )
+
 # The method's own panels (views.py), each failing on its own as one line.
 for panel in views.explore_panels(bundle):
     st.subheader(panel.title)
@@ -130,6 +141,10 @@ for panel in views.explore_panels(bundle):
             st.caption(panel.caption)
         pick = pick_widget(panel) if panel.pick else None
         grid([(spec.func, (*spec.args, pick) if spec.takes_pick else spec.args, spec.key) for spec in panel.figures])
+
+st.subheader("Does the map mean anything?")
+with common.guarded("The map checks"):
+    checks_panel.show(bundle, checks_data, figure)
 
 st.subheader("Reliability per example")
 with common.guarded("The per-example reliability"):

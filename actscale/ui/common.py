@@ -54,6 +54,16 @@ def resident_model(name: str | None = None, device: str | None = None) -> Loaded
         return _resident_model(name, device)
 
 
+def model_actions_allowed() -> bool:
+    """Whether this deployment may load a model and run model work on it (training, the map
+    checks, the Playground): not in a read-only deployment, unless it explicitly allows a model."""
+
+    def flag(name: str) -> bool:
+        return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+    return not flag("ACTSCALE_READONLY") or flag("ACTSCALE_READONLY_MODEL")
+
+
 def loaded_model_or_none() -> LoadedModel | None:
     """The resident model if this server has loaded one, without loading anything."""
     return _RESIDENT.get("model")

@@ -15,6 +15,7 @@ class Keys:
     RUN = "run_id"  # the run open on Explore / Playground
     JOB = "job_id"  # this session's training job
     SWEEP_JOB = "sweep_job_id"
+    CHECKS_JOB = "checks_job_id"  # this session's map-checks job (Explore)
     COMPARE = "compare_run_ids"  # the runs on Compare (survives visits to other pages)
     MODEL_ERROR = "model_error"  # (name, device, message) of the last failed load: not retried
     FLASH = "flash"  # {slot: (kind, message)} shown once after a callback

@@ -1,0 +1,167 @@
+"""Explore's "Does the map mean anything?" section: the map checks of a run (method.md §7),
+drawn from its bundle, and the launcher that runs them as a background job where a model may
+be loaded."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import streamlit as st
+
+from actscale import analysis, plots
+from actscale.checks import CheckOptions
+from actscale.jobs import Job
+from actscale.store import RunBundle
+from actscale.ui import common
+from actscale.ui.keys import Keys
+from actscale.ui.progress import job_progress
+
+FigureFn = Callable[..., None]
+
+
+def show(bundle: RunBundle, checks: dict[str, Any] | None, figure: FigureFn) -> None:
+    """The checks' figures and tables (each downloadable), then the launcher."""
+    job = common.jobs().get(st.session_state.get(Keys.CHECKS_JOB))
+    if job is not None and job.subject != bundle.run_id:
+        job = None  # this session's checks job is another run's
+    if job is not None and not job.done:
+        _progress(job)
+        return
+    if job is not None and job.done and st.session_state.get("checks_job_seen") != job.id:
+        st.session_state["checks_job_seen"] = job.id
+        if job.state == "cancelled":
+            st.warning("The checks were cancelled; nothing was written.")
+        elif job.state == "failed":
+            st.error(f"The checks failed: {job.error}")
+    if not checks or "map" not in checks:
+        st.caption(
+            "Sufficiency (keep only the top-k components), necessity (remove them), a random control "
+            "(the same magnitudes on random components), zero- and mean-ablation of the same components, "
+            "stability over seeds, generalisation across groups and side effects on neutral text "
+            "(method.md §7). Forward passes only; about a minute for a default run on two CPU cores."
+        )
+    else:
+        _draw(bundle, checks, figure)
+    _launcher(bundle, checks)
+
+
+def _draw(bundle: RunBundle, checks: dict[str, Any], figure: FigureFn) -> None:
+    m = checks["map"]
+    agree = m.get("precision_agreement") or {}
+    prec = f"Forward passes in {m['precision']}" + (
+        f"; the sign of Δ agrees with the run's own float32 evaluation on {agree['agree']} of {agree['n']} "
+        f"prompt-directions (largest change of Δ {agree.get('max_abs_delta_change', 0):.2f})."
+        if agree.get("agree") is not None
+        else "."
+    )
+    st.caption(
+        f"On the first {m['prompts']['n']} of the run's {m['prompts']['of']} test prompts, the same prompts for "
+        f"every variant. Components ranked by {m['magnitude']} (relative size, method.md §4). {prec} "
+        "What this cannot show: that the components are the model's own mechanism (scaling can steer "
+        "through components the unmodified model does not use), or anything beyond these prompts."
+    )
+    figure(plots.plot_sufficiency, key="checks-sufficiency")
+    name = bundle.run_id
+    with st.expander("Sufficiency and necessity per k (table)"):
+        common.show_table(analysis.sufficiency_table(checks), f"{name}-sufficiency", "checks-suff", hide_index=True)
+    c1, c2 = st.columns(2)
+    with c1:
+        st.markdown("**Random control**")
+        common.show_table(analysis.random_table(checks), f"{name}-random-control", "checks-random", hide_index=True)
+    with c2:
+        st.markdown("**Knock-outs of the same components**")
+        common.show_table(analysis.ablation_table(checks), f"{name}-ablation", "checks-ablation", hide_index=True)
+    st.markdown("**Stability across seeds**")
+    if "stability" in checks:
+        s = checks["stability"]
+        varied = "training seed varied, same data" if s["vary"] == "seed" else "data seed varied"
+        st.caption(
+            f"{len(s['runs'])} runs ({varied}). {s['n_selected_all']} components selected (> τ = {s['tau']}) "
+            f"in every seed, {s['n_selected_any']} in any; "
+            f"mean rank correlation {s['mean_spearman']:.2f}. One run's map is one draw: trust what every seed selects."
+        )
+        for site in bundle.sites:
+            figure(plots.plot_stability_map, site, key=f"checks-stability-{site}")
+        runs, pairs, stable = analysis.stability_tables(checks)
+        c1, c2 = st.columns(2)
+        with c1:
+            common.show_table(pairs, f"{name}-stability-pairs", "checks-pairs", hide_index=True)
+        with c2:
+            common.show_table(runs, f"{name}-stability-runs", "checks-runs", hide_index=True)
+        if not stable.empty:
+            with st.expander(f"The {len(stable)} components selected in every seed, by consensus size"):
+                common.show_table(stable, f"{name}-stable-components", "checks-stable", hide_index=True)
+    else:
+        st.caption("Not run: choose a number of seeds below (the runs are trained, or reused from the store).")
+    st.markdown("**Generalisation across groups**")
+    if "generalisation" in checks:
+        c1, c2 = st.columns(2)
+        with c1:
+            figure(plots.plot_generalisation, "flip_acc_neg", key="checks-gen-neg")
+        with c2:
+            figure(plots.plot_generalisation, "flip_acc_pos", key="checks-gen-pos")
+        common.show_table(
+            analysis.generalisation_table(checks), f"{name}-generalisation", "checks-gen", hide_index=True
+        )
+    else:
+        st.caption("Not run: tick “generalisation” below (trains one run per group).")
+    st.markdown("**Side effects on neutral text**")
+    if "side_effects" in checks:
+        s = checks["side_effects"]
+        st.caption(
+            f"The run applied at every position of {s['n_sentences']} neutral sentences ({s['n_tokens']} predicted "
+            "tokens, none about the task): per-token KL from the unmodified model and perplexity."
+        )
+        common.show_table(analysis.side_effects_table(checks), f"{name}-side-effects", "checks-side", hide_index=True)
+    elif analysis.run_method(bundle).fixed_length:
+        st.caption("Needs a run of any length (DynScalar): this run's parameters are tied to its prompts' positions.")
+    else:
+        st.caption("Not run.")
+
+
+def _progress(job: Job) -> None:
+    def status(j: Job) -> str:
+        state = "waiting for the model (another session is using it)" if j.state == "waiting" else j.state
+        return f"Checks {state}: {j.stage}" if j.stage else f"Checks {state}"
+
+    job_progress(
+        job.id,
+        status,
+        cancel_label="Cancel the checks",
+        cancel_key="checks-cancel",
+        cancelling="Cancelling: nothing will be written.",
+    )
+
+
+def _launcher(bundle: RunBundle, checks: dict[str, Any] | None) -> None:
+    if not common.model_actions_allowed():
+        st.caption(
+            "This deployment does not load models: run the checks with "
+            f"`python -m actscale analyse --run {bundle.run_id} --seeds 3` where the model is, then refresh."
+        )
+        return
+    label = "Run the checks again" if checks and "map" in checks else "Run the checks"
+    with st.expander(label, expanded=not checks):
+        with st.form("checks-form", border=False):
+            c1, c2, c3 = st.columns(3)
+            seeds = c1.selectbox("Seeds for stability", [0, 3, 5], index=0, help="0: no stability check")
+            vary = c2.radio(
+                "Vary", ["seed", "data"], horizontal=True, help="the training seed (same data) or the data seed"
+            )
+            gen = c3.checkbox("Generalisation across groups", help="trains one run per group")
+            prompts = c1.number_input("Test prompts", min_value=8, max_value=1000, value=CheckOptions.prompts, step=8)
+            draws = c2.number_input("Random draws", min_value=5, max_value=200, value=CheckOptions.draws, step=5)
+            go = st.form_submit_button(label, type="primary")
+        if go:
+            with common.user_errors():
+                options = CheckOptions(
+                    prompts=int(prompts), draws=int(draws), seeds=int(seeds), vary=str(vary), generalisation=bool(gen)
+                )
+                model = common.resident_model(bundle.config.get("model"))
+                job = common.jobs().submit_checks(bundle, model, common.store(), options)
+                st.session_state[Keys.CHECKS_JOB] = job.id
+                if not job.done:
+                    time.sleep(0.2)
+                st.rerun()

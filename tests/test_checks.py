@@ -1,0 +1,299 @@
+"""The map checks of method.md §7 (actscale.checks) on tiny-model runs: the component
+operations exactly, the batched evaluation against the engine's own, the bundle's checks files,
+stability, generalisation, side effects, the CLI and the errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import make_method_runs
+
+from actscale import checks
+from actscale.api import train_run
+from actscale.checks import CheckOptions, Components, k_grid, keep_params, random_draws, transplant_params
+from actscale.errors import ActscaleError, TrainingCancelled
+from actscale.interventions import method_class
+from actscale.store import RunStore, load_bundle
+from actscale.training import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+SITES = ("attn_out", "mlp_out", "head")
+FAST = CheckOptions(prompts=8, draws=5, side_effects=False, precision="float32")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_llama):
+    root = tmp_path_factory.mktemp("checks") / "runs"
+    return root, make_method_runs(root, tiny_llama, SITES, steps=4)
+
+
+def comps_of(bundle) -> Components:
+    mags = {s: bundle.analysis[f"magnitude.{s}"] for s in bundle.sites}
+    return Components(method_class(bundle.method), bundle.sites, mags)
+
+
+def test_k_grid():
+    assert k_grid(1) == [1]
+    assert k_grid(2) == [1, 2]
+    assert k_grid(960) == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 960]
+    assert k_grid(64) == [1, 2, 4, 8, 16, 32, 64]
+
+
+@pytest.mark.parametrize("method", ["activscalar", "steervec", "dynscalar"])
+def test_components_rank_and_keep(runs, method):
+    bundle = runs[1][method]
+    comps = comps_of(bundle)
+    n_site = {s: bundle.analysis[f"magnitude.{s}"].numel() for s in SITES}
+    assert comps.n == sum(n_site.values())
+    # Ranked largest first; ties by flat position.
+    ranked = comps.magnitude[comps.order]
+    assert bool((ranked[:-1] >= ranked[1:]).all())
+    params = bundle.params
+    everything = keep_params(params, comps, torch.ones(comps.n, dtype=torch.bool))
+    assert all(torch.equal(everything[k], params[k].float()) for k in params)
+    nothing = keep_params(params, comps, torch.zeros(comps.n, dtype=torch.bool))
+    assert all(int(v.count_nonzero()) == 0 for v in nothing.values())
+    # Keeping the top 3: exactly their parameters survive.
+    top = comps.top(3)
+    kept = keep_params(params, comps, comps.mask(top))
+    for name, tensor in kept.items():
+        site = name.split(".", 1)[1]
+        flat = tensor.reshape(n_site[site], -1)
+        alive = set(torch.nonzero(flat.abs().sum(-1)).flatten().tolist())
+        lo = comps.offsets[site]
+        assert alive <= {int(i) - lo for i in top if lo <= int(i) < lo + n_site[site]}
+
+
+def test_transplant_keeps_each_vectors_relative_magnitude(runs):
+    """SteerVec: a vector moved to another (layer, position) is rescaled to the mean ‖h‖ there."""
+    bundle = runs[1]["steervec"]
+    comps = comps_of(bundle)
+    src = comps.top(4)
+    (dst,) = random_draws(comps, src, 1, seed=3)
+    moved = transplant_params(bundle.params, comps, bundle.analysis, src, dst)
+    sv = method_class("steervec")
+    new = torch.cat([sv.component_values(moved, bundle.analysis, s).reshape(-1) for s in bundle.sites])
+    assert torch.allclose(new[dst], comps.magnitude[src], rtol=1e-4)
+    assert int((new > 0).sum()) == len(set(dst.tolist()))  # nothing else is set
+
+
+def test_random_draws_keep_each_site_count_and_are_seeded(runs):
+    bundle = runs[1]["activscalar"]
+    comps = comps_of(bundle)
+    top = comps.top(10)
+    a, b = random_draws(comps, top, 2, seed=7), random_draws(comps, top, 2, seed=7)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not torch.equal(a[0], a[1])
+    for draw in a:
+        assert len(set(draw.tolist())) == 10  # without replacement
+        for site in comps.sites:
+            sl = comps.site_slice(site)
+            in_top = int(((top >= sl.start) & (top < sl.stop)).sum())
+            assert int(((draw >= sl.start) & (draw < sl.stop)).sum()) == in_top
+
+
+@pytest.mark.parametrize("method", ["activscalar", "steervec", "dynscalar"])
+def test_full_run_in_the_checks_reproduces_the_runs_own_evaluation(tiny_llama, runs, method):
+    """At k = n_components the batched variant is the run itself: in float32 the sign of Δ
+    agrees with the stored evaluation on every prompt-direction, and Δ within 1e-4."""
+    bundle = runs[1][method]
+    part, tensors = checks.map_checks(tiny_llama, bundle, FAST)
+    agree = part["precision_agreement"]
+    assert agree["n"] == 3 * part["prompts"]["n"] == 24
+    assert agree["agree"] == agree["n"]
+    assert agree["max_abs_delta_change"] < 1e-4
+    assert part["grid"] == k_grid(part["n_components"])
+    assert [r["k"] for r in part["necessity"]] == part["grid"][:-1]
+    assert part["full"] == part["sufficiency"][-1]
+    assert 1 <= part["k90"] <= part["n_components"] and part["k90_frac"] == part["k90"] / part["n_components"]
+    assert [r["k"] for r in part["random"]] == sorted({part["k90"], min(part["n_components"], 2 * part["k90"])})
+    assert all(len(r["mean_flip"]) == 5 for r in part["random"])
+    assert [(r["k"], r["kind"]) for r in part["ablation"]] == [
+        (k, kind) for k in [r["k"] for r in part["random"]] for kind in ("zero", "mean")
+    ]
+    assert torch.equal(tensors["order"], comps_of(bundle).order)
+
+
+def test_batching_does_not_change_a_variant(tiny_llama, runs):
+    """Variants stacked along the batch give the same Δ as each evaluated alone."""
+    bundle = runs[1]["activscalar"]
+    one = checks.map_checks(tiny_llama, bundle, CheckOptions(prompts=8, draws=5, precision="float32", rows_per_pass=8))
+    many = checks.map_checks(
+        tiny_llama, bundle, CheckOptions(prompts=8, draws=5, precision="float32", rows_per_pass=1000)
+    )
+    for a, b in zip(one[0]["sufficiency"], many[0]["sufficiency"], strict=True):
+        assert a["k"] == b["k"] and a["flip_acc_neg"] == b["flip_acc_neg"]
+        assert abs(a["logit_diff_neg"] - b["logit_diff_neg"]) < 1e-4
+
+
+def test_zero_ablation_equals_scaling_by_minus_one(tiny_llama, runs):
+    """ActivScalar's h·(1 + β·α) with α = −1 at β = +1 is the zero-ablation of that component."""
+    bundle = runs[1]["activscalar"]
+    ctx, _, _ = checks._context(tiny_llama, bundle, FAST, None)
+    comps = ctx.comps
+    chosen = comps.mask(comps.top(7))
+    minus_one = {k: torch.zeros_like(v) for k, v in bundle.params.items()}
+    for name in minus_one:
+        site = name.split(".", 1)[1]
+        minus_one[name].view(-1)[chosen[comps.site_slice(site)]] = -1.0
+    steer, zero = checks._evaluate(
+        ctx, [checks._Variant("minus-one", minus_one), checks._Variant("zero", ablate=chosen, kind="zero")]
+    )
+    assert torch.allclose(steer[1.0][0], zero[0.0][0], atol=1e-4)
+
+
+def test_checks_are_written_into_the_bundle_and_merged(tiny_llama, tmp_path):
+    store = RunStore(tmp_path / "runs")
+    bundle = train_run(
+        TrainConfig(model=tiny_llama.name, method="dynscalar", steps=3, n_prompts=16, n_test=8), tiny_llama, store=store
+    )
+    assert bundle.checks() is None
+    seen = []
+    out = checks.run_checks(tiny_llama, bundle, FAST, on_progress=lambda f, w: seen.append(f))
+    assert sorted(k for k in out if k in ("map", "stability", "generalisation", "side_effects")) == ["map"]
+    assert seen[-1] == 1.0 and seen == sorted(seen)
+    data, tensors = load_bundle(bundle.path).checks()
+    assert data["version"] == 1 and data["map"]["k90"] == out["map"]["k90"]
+    assert sorted(tensors) == ["map.magnitude", "map.order"] == data["tensors"]
+    # A later call adds a part and keeps the others.
+    side = checks.run_checks(tiny_llama, bundle, CheckOptions(prompts=8, draws=5, precision="float32"))
+    assert "side_effects" in side and side["map"]["k90"] == out["map"]["k90"]
+    rows = side["side_effects"]["rows"]
+    assert [r["beta"] for r in rows] == [1.0, -1.0]
+    assert side["side_effects"]["n_sentences"] == len(checks.neutral_sentences()) >= 100
+    assert all(r["kl_per_token_mean"] >= 0 and 0 <= r["top1_unchanged"] <= 1 for r in rows)
+    # The bundle still verifies, lists, exports with its checks, and imports elsewhere.
+    assert [r.ok for r in store.list()] == [True]
+    other = RunStore(tmp_path / "other")
+    run_id = other.import_zip(store.export_zip(bundle.run_id))
+    assert other.load(run_id).checks()[0]["map"]["k90"] == out["map"]["k90"]
+
+
+def test_cancel_writes_nothing(tiny_llama, runs):
+    import threading
+
+    bundle = runs[1]["steervec"]
+    before = sorted(p.name for p in bundle.path.iterdir())
+    flag = threading.Event()
+    flag.set()
+    with pytest.raises(TrainingCancelled, match="the checks were cancelled; nothing was written"):
+        checks.run_checks(tiny_llama, bundle, FAST, cancel=flag)
+    assert sorted(p.name for p in bundle.path.iterdir()) == before
+
+
+def test_stability_over_two_seeds(tiny_llama, tmp_path):
+    store = RunStore(tmp_path / "runs")
+    bundle = train_run(
+        TrainConfig(model=tiny_llama.name, method="activscalar", steps=3, n_prompts=16, n_test=8),
+        tiny_llama,
+        store=store,
+    )
+    out = checks.run_checks(tiny_llama, bundle, CheckOptions(prompts=8, draws=5, seeds=2, precision="float32"))
+    s = out["stability"]
+    assert [r["seed"] for r in s["runs"]] == [0, 1] and [r["data_seed"] for r in s["runs"]] == [0, 0]
+    assert s["runs"][0]["run_id"] == bundle.run_id  # the run's own seed is reused, not retrained
+    assert len(s["pairs"]) == 1 and -1 <= s["pairs"][0]["spearman"] <= 1
+    assert s["n_selected_all"] <= s["n_selected_any"]
+    assert len(store.list()) == 2
+    _, tensors = load_bundle(bundle.path).checks()
+    for site in bundle.sites:
+        freq = tensors[f"stability.freq.{site}"]
+        assert freq.shape == bundle.analysis[f"magnitude.{site}"].shape
+        assert set(torch.unique(freq).tolist()) <= {0.0, 0.5, 1.0}
+
+
+def test_spearman():
+    a = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    assert checks.spearman(a, a * 10) == pytest.approx(1.0)
+    assert checks.spearman(a, -a) == pytest.approx(-1.0)
+    assert checks.spearman(torch.tensor([1.0, 1.0, 2.0]), torch.tensor([1.0, 1.0, 2.0])) == pytest.approx(1.0)
+
+
+def test_generalisation_matrix_for_ioi_families(tiny_llama, tmp_path):
+    store = RunStore(tmp_path / "runs")
+    bundle = train_run(
+        TrainConfig(model=tiny_llama.name, method="dynscalar", steps=2, n_prompts=16, n_test=16),
+        tiny_llama,
+        store=store,
+    )
+    groups = checks.run_groups(bundle)
+    assert groups == ["coordinated", "scene-first", "subordinate", "two-sentences"]
+    out = checks.run_checks(
+        tiny_llama, bundle, CheckOptions(prompts=8, draws=5, generalisation=True, side_effects=False)
+    )
+    g = out["generalisation"]
+    assert g["groups"] == groups and len(g["cells"]) == 16
+    diagonal = [c for c in g["cells"] if c["train"] == c["test"]]
+    assert [c["split"] for c in diagonal] == ["val"] * 4
+    assert all(c["split"] == "test" for c in g["cells"] if c["train"] != c["test"])
+    assert sum(c["n_prompts"] for c in g["cells"] if c["train"] == "coordinated" and c["split"] == "test") == 16
+    assert len({c["run_id"] for c in g["cells"]}) == 4
+
+
+def test_errors(tiny_llama, runs):
+    with pytest.raises(ActscaleError, match="^unknown precision 'half': choose bf16 or float32$"):
+        CheckOptions(precision="half")
+    with pytest.raises(ActscaleError, match="^draws must be a whole number between 1 and 10000$"):
+        CheckOptions(draws=0)
+    with pytest.raises(ActscaleError, match="side effects on other text need a run of any length"):
+        checks.side_effects(tiny_llama, runs[1]["activscalar"])
+    many = runs[1]["activscalar"]
+    fake = type(many)(**{**many.__dict__, "dataset": [{**r, "group": f"g{i}"} for i, r in enumerate(many.dataset)]})
+    with pytest.raises(
+        ActscaleError, match=r"carry \d+ groups; the matrix trains one run per group, so it takes at most 8"
+    ):
+        checks.generalisation_configs(fake)
+
+
+def test_cli_analyse(runs, tmp_path):
+    root, bundles = runs
+    run_id = bundles["dynscalar"].run_id
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "actscale",
+            "analyse",
+            "--run",
+            run_id,
+            "--store",
+            str(root),
+            "--prompts",
+            "8",
+            "--draws",
+            "5",
+            "--precision",
+            "float32",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["run_id"] == run_id and result["checks"] == ["map", "side_effects"]
+    assert "checks 100.0%" in out.stderr
+    bad = subprocess.run(
+        [sys.executable, "-m", "actscale", "analyse", "--run", "0123456789abcdef", "--store", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [f"error: no run 0123456789abcdef in {tmp_path}"]
+
+
+def test_cli_defaults_are_the_engines():
+    from actscale.cli import build_parser
+
+    args = build_parser().parse_args(["analyse", "--run", "x"])
+    d = CheckOptions()
+    assert (args.prompts, args.draws, args.precision, args.seeds) == (d.prompts, d.draws, d.precision, d.seeds)
