@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -212,3 +213,94 @@ def beta_curve(
             "p_wrong": probs[:, pt.wrong_id].numpy(),
         }
     )
+
+
+def _prompt_ids(model: LoadedModel, prompt: str) -> list[int]:
+    if not prompt or not prompt.strip():
+        raise ActscaleError("the prompt is empty")
+    bos = model.tokenizer.bos_token_id if model.prepend_bos else None
+    return ([bos] if bos is not None else []) + list(model.tokenizer(prompt, add_special_tokens=False).input_ids)
+
+
+def _prompt_only_hooks(intervention: Intervention, beta: float, n_prompt: int) -> list[tuple[str, Any]]:
+    """The intervention's hooks editing the first ``n_prompt`` positions only (a fixed-length
+    run steers the prompt it was trained on; the tokens generated after it are left alone)."""
+    hooks = []
+    device = next(intervention.parameters()).device
+    for name, fn in intervention.hooks(torch.full((1,), float(beta), device=device)):
+
+        def prompt_only(act: Tensor, hook: object = None, _fn: Any = fn) -> Tensor:
+            return torch.cat([_fn(act[:, :n_prompt], hook), act[:, n_prompt:]], dim=1)
+
+        hooks.append((name, prompt_only))
+    return hooks
+
+
+def greedy_continuation(
+    model: LoadedModel, intervention: Intervention, prompt: str, beta: float, n_tokens: int = 20
+) -> tuple[str, str]:
+    """(unmodified, steered at ``beta``) greedy continuations of ``prompt``, ``n_tokens`` each.
+    A run of any length (DynScalar) is applied at every position, the generated ones included;
+    a fixed-length run to its prompt's positions only, so the prompt must fit it. Raises
+    ActscaleError for a prompt that does not."""
+    ids = _prompt_ids(model, prompt)
+    if len(ids) + n_tokens > model.n_ctx:
+        raise ActscaleError(f"the prompt is {len(ids)} tokens; with {n_tokens} more it exceeds the model's context")
+    problem = intervention.length_problem(len(ids))
+    if problem:
+        raise ActscaleError(problem)
+    out = []
+    for steered in (False, True):
+        seq = torch.tensor([ids], dtype=torch.long)
+        eos = model.tokenizer.eos_token_id
+        with model.lock, torch.no_grad():
+            for _ in range(n_tokens):
+                if not steered:
+                    logits = model.bridge(seq.to(model.device))
+                elif intervention.fixed_length:
+                    with model.bridge.hooks(
+                        fwd_hooks=_prompt_only_hooks(intervention, beta, len(ids)), reset_hooks_end=True
+                    ):
+                        logits = model.bridge(seq.to(model.device))
+                else:
+                    with steer(model.bridge, intervention, beta, batch=1):
+                        logits = model.bridge(seq.to(model.device))
+                nxt = int(logits[0, -1].argmax())
+                seq = torch.cat([seq, torch.tensor([[nxt]])], dim=1)
+                if nxt == eos:
+                    break
+        out.append(model.tokenizer.decode(seq[0, len(ids) :].tolist()))
+    return out[0], out[1]
+
+
+def trigger_map(
+    model: LoadedModel, intervention: Intervention, magnitudes: dict[str, Tensor], text: str, top: int = 10
+) -> tuple[np.ndarray, list[str], list[str]]:
+    """A run of any length: the scalar α(h) each of its ``top`` strongest units (by the stored
+    relative magnitude) computes at every token of ``text`` on the unmodified model:
+    (values [units, tokens], unit labels, token labels). ActscaleError for a fixed-length run."""
+    if intervention.fixed_length or not intervention.records:
+        raise ActscaleError(
+            f"a {intervention.method} run has one parameter per position, not a scalar computed from the "
+            "activation: the trigger map needs a DynScalar run"
+        )
+    ids = _prompt_ids(model, text)
+    if len(ids) > model.n_ctx:
+        raise ActscaleError(f"the text is {len(ids)} tokens; the model's context is {model.n_ctx}")
+    record: dict[tuple[str, int], Tensor] = {}
+    with model.lock, torch.no_grad(), steer(model.bridge, intervention, 0.0, batch=1, record=record):
+        model.bridge(torch.tensor([ids], device=model.device))
+    units = []
+    for site, mags in magnitudes.items():
+        flat = mags.reshape(-1)
+        for i in range(flat.numel()):
+            units.append((float(flat[i]), site, i, mags.shape))
+    units.sort(key=lambda u: -u[0])
+    rows, labels = [], []
+    for _, site, i, shape in units[:top]:
+        index = np.unravel_index(i, tuple(shape))
+        alpha = record[(site, int(index[0]))][0]  # [pos] or [pos n_heads]
+        rows.append((alpha[:, int(index[1])] if alpha.dim() == 2 else alpha).numpy())
+        labels.append(f"{site} L{index[0]}" + (f" H{index[1]}" if len(index) > 1 else ""))
+    tokens = [token_text(model, t) for t in ids]
+    return np.stack(rows), labels, tokens

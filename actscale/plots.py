@@ -727,3 +727,21 @@ def plot_generalisation(bundle: RunBundle, name: str = "flip_acc_neg") -> go.Fig
         **_LAYOUT,
     )
     return fig
+
+
+def plot_trigger_map(values: np.ndarray, units: list[str], tokens: list[str]) -> go.Figure:
+    """DynScalar: the scalar α(h) each of the run's strongest units computes at every token
+    (on the unmodified model), centred on 0 = "this unit leaves the token alone"."""
+    x = [f"{i}:{t}" for i, t in enumerate(tokens)]
+    fig = _heatmap(
+        values,
+        x,
+        units,
+        "Trigger map: α(h) per token for the strongest units (0 = no change)",
+        diverging=True,
+        zlabel="α(h)",
+        xtitle="token",
+        ytitle="unit",
+    )
+    fig.update_yaxes(autorange="reversed")
+    return fig

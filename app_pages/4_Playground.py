@@ -112,6 +112,47 @@ with common.guarded("Steering this prompt"):
     curve = cached_curve(str(bundle.path), model.weights_hash, prompt, correct, wrong, model, iv)
     common.show_figure(plots.plot_beta_curve(curve, beta), f"{bundle.run_id}-beta-curve", "beta-curve")
 
+st.subheader("Greedy continuation, before and after")
+with common.guarded("The continuation"):
+    method = analysis.run_method(bundle)
+    st.caption(
+        "The unmodified model and the model steered at the β above, each continuing the prompt greedily. "
+        + (
+            "This run is applied at every position, the generated tokens included."
+            if not method.fixed_length
+            else "This run is tied to its prompts' positions: it steers the prompt, not the tokens generated after it."
+        )
+    )
+    n_new = st.slider("Tokens to generate", 5, 60, 20, step=5, key="pg_n_new")
+    if st.button("Generate both", key="pg_generate"):
+        model = common.resident_model(bundle.config["model"])
+        iv = common.run_intervention(bundle, model)
+        with st.spinner("Generating…"):
+            before, after = playground.greedy_continuation(model, iv, prompt, beta, int(n_new))
+        left, right = st.columns(2)
+        left.markdown("**Before** (β = 0)")
+        left.code(prompt + before, language=None, wrap_lines=True)
+        right.markdown(f"**After** (β = {beta:+.2f})")
+        right.code(prompt + after, language=None, wrap_lines=True)
+
+if not analysis.run_method(bundle).fixed_length:
+    st.subheader("Trigger map")
+    with common.guarded("The trigger map"):
+        st.caption(
+            "Paste any text: for the run's ten strongest units (largest mean |α| on its training prompts), the "
+            "scalar α(h) each computes at every token, on the unmodified model. Where it is far from 0 the unit "
+            "would scale that token's activation."
+        )
+        text = st.text_area("Text", prompt, key="pg_trigger_text", height=80)
+        if st.button("Draw the trigger map", key="pg_trigger"):
+            model = common.resident_model(bundle.config["model"])
+            iv = common.run_intervention(bundle, model)
+            mags = {s: bundle.analysis[f"magnitude.{s}"] for s in bundle.sites if f"magnitude.{s}" in bundle.analysis}
+            if not mags:
+                mags = {s: bundle.params[f"w.{s}"].norm(dim=-1) for s in bundle.sites}
+            values, units, tokens = playground.trigger_map(model, iv, mags, text)
+            common.show_figure(plots.plot_trigger_map(values, units, tokens), f"{bundle.run_id}-trigger-map", "trigger")
+
 st.subheader("Every prompt of the run's dataset")
 with common.guarded("The per-example table"):
     examples = analysis.examples_frame(bundle)

@@ -215,3 +215,56 @@ def test_dataset_prompts_skip_unusable_rows(runs):
     rows = dataset_prompts(bundle)
     assert [r["prompt"] for r in rows] == ["a b", "e f"]
     assert rows[0]["split"] == "test" and rows[1]["split"] == ""
+
+
+def test_greedy_continuation_at_beta_zero_is_the_unmodified_models(case):
+    """β = 0 leaves every method's edit the identity, so both continuations are the same text,
+    and the hooks are gone afterwards."""
+    from actscale.playground import greedy_continuation
+
+    model, iv, _, row = case
+    before, after = greedy_continuation(model, iv, row["prompt"], 0.0, n_tokens=6)
+    assert before == after and len(model.tokenizer(before, add_special_tokens=False).input_ids) >= 1
+    assert hook_count(model.bridge) == 0
+
+
+def test_greedy_continuation_of_a_fixed_length_run_needs_its_prompt_length(runs, tiny_llama):
+    from actscale.playground import greedy_continuation
+
+    iv = intervention_from_bundle(runs["activscalar"], tiny_llama)
+    with pytest.raises(ActscaleError, match=f"^this intervention is tied to prompts of {iv.n_pos} tokens; got 3 "):
+        greedy_continuation(tiny_llama, iv, "Mary and", 1.0, n_tokens=4)
+
+
+def test_trigger_map_reads_the_recorded_scalars(runs, tiny_llama):
+    from actscale.playground import trigger_map
+
+    bundle = runs["dynscalar"]
+    iv = intervention_from_bundle(bundle, tiny_llama)
+    mags = {s: bundle.analysis[f"magnitude.{s}"] for s in bundle.sites}
+    values, units, tokens = trigger_map(tiny_llama, iv, mags, bundle.dataset[0]["prompt"], top=5)
+    assert values.shape == (5, len(tokens)) and len(units) == 5
+    # The strongest unit's row is α = w·ĥ + b at each token, computed here by hand.
+    site, layer = units[0].split()[0], int(units[0].split()[1][1:])
+    ids = torch.tensor(
+        [
+            [tiny_llama.tokenizer.bos_token_id] * tiny_llama.prepend_bos
+            + tiny_llama.tokenizer(bundle.dataset[0]["prompt"], add_special_tokens=False).input_ids
+        ]
+    )
+    _, cache = tiny_llama.bridge.run_with_cache(ids)
+    from actscale.sites import hook_name
+
+    act = cache[hook_name(site, layer)][0]
+    if act.dim() == 3:  # head site: the unit's head
+        act = act[:, int(units[0].split()[2][1:])]
+        w, b = (
+            bundle.params[f"w.{site}"][layer, int(units[0].split()[2][1:])],
+            bundle.params[f"b.{site}"][layer, int(units[0].split()[2][1:])],
+        )
+    else:
+        w, b = bundle.params[f"w.{site}"][layer], bundle.params[f"b.{site}"][layer]
+    expected = (act / act.norm(dim=-1, keepdim=True).clamp_min(1e-6)) @ w + b
+    assert np.allclose(values[0], expected.numpy(), atol=1e-4)
+    with pytest.raises(ActscaleError, match="the trigger map needs a DynScalar run$"):
+        trigger_map(tiny_llama, intervention_from_bundle(runs["steervec"], tiny_llama), mags, "hello")
