@@ -195,3 +195,38 @@ def test_headline_tiles_say_what_moved_and_reliability_is_drawn(runs):
     worst = [d.value for d in at.dataframe if "shortfall" in d.value.columns]
     assert len(worst) == 1 and len(worst[0]) == min(10, m["n_prompts"])
     assert any(b.proto.label == "Download every prompt (CSV)" for b in at.get("download_button"))
+
+
+def test_map_checks_are_drawn_from_the_bundle(runs, tiny_llama):
+    """A run with checks shows its k90 next to the maps and the sufficiency figure with its
+    tables; a run without says the map is untested and offers the launcher."""
+    from actscale.checks import CheckOptions, run_checks
+
+    bundle = runs[1]["dynscalar"]
+    out = run_checks(tiny_llama, bundle, CheckOptions(prompts=8, draws=5, precision="float32"))
+    at = open_page(bundle.run_id)
+    assert not at.exception and not at.error
+    infos = [i.value for i in at.info]
+    assert any(
+        v.startswith(f"**Map check.** k90 = {out['map']['k90']} of {out['map']['n_components']:,} ") for v in infos
+    )
+    assert "checks-sufficiency" in chart_keys(at)
+    fig = chart(at, "checks-sufficiency")
+    names = {t.get("name") for t in fig["data"]}
+    assert {"keep top-k (sufficiency)", "remove top-k (necessity)"} <= names
+    assert any(str(n).startswith("random placement") for n in names)
+    assert [e.label for e in at.expander if e.label.startswith("Run the checks")] == ["Run the checks again"]
+    other = runs[1]["steervec"]
+    if other.checks() is None:
+        at = open_page(other.run_id)
+        assert any("No map checks for this run yet" in c.value for c in at.caption)
+        assert [e.label for e in at.expander if e.label.startswith("Run the checks")] == ["Run the checks"]
+
+
+def test_read_only_deployment_offers_the_command_not_the_button(runs, monkeypatch):
+    monkeypatch.setenv("ACTSCALE_READONLY", "1")
+    run_id = runs[1]["steervec"].run_id
+    at = open_page(run_id)
+    assert not at.exception
+    assert not [e for e in at.expander if e.label.startswith("Run the checks")]
+    assert any(f"python -m actscale analyse --run {run_id} --seeds 3" in c.value for c in at.caption)
