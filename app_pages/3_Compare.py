@@ -11,7 +11,7 @@ import streamlit as st
 
 from actscale import analysis, plots
 from actscale.jobs import Job
-from actscale.ui import common
+from actscale.ui import common, deployment
 from actscale.ui.keys import Keys
 from actscale.ui.progress import job_progress, time_left
 
@@ -27,7 +27,11 @@ job = common.jobs().get(st.session_state.get(Keys.SWEEP_JOB))
 job_done = job is not None and job.done
 rows = [r for r in common.list_runs() if r.ok]
 if not rows:
-    st.info("No runs in the store yet: train some on the **Train** page.")
+    st.info(
+        "No runs in this store."
+        if deployment.readonly()
+        else "No runs in the store yet: train some on the **Train** page."
+    )
     st.stop()
 ids = [r.run_id for r in rows]
 labels = {r.run_id: common.run_label(r) for r in rows}
@@ -164,7 +168,9 @@ def sweep_status(job: Job) -> str:
 
 
 with common.guarded("The sweep"):
-    if job is not None and not job_done:
+    if deployment.readonly():
+        st.caption("Sweeps train new runs: not available in this read-only deployment.")
+    elif job is not None and not job_done:
         # Once the sweep is over the whole page reruns: its new runs join the comparison.
         job_progress(
             job.id,

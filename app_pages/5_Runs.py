@@ -5,7 +5,7 @@ import streamlit as st
 
 from actscale import report
 from actscale.errors import ActscaleError
-from actscale.ui import common, navigation
+from actscale.ui import common, deployment, navigation
 from actscale.ui.keys import Keys
 
 common.page_header("Runs", "Every run in the store. Nothing here loads a model.")
@@ -61,7 +61,11 @@ if listings:
         if not row.ok:
             st.warning(f"Broken bundle {row.run_id}: {row.reason}")
 else:
-    st.info("No runs in the store yet: train one on **Train**, or upload a bundle below.")
+    st.info(
+        "No runs in this store."
+        if deployment.readonly()
+        else "No runs in the store yet: train one on **Train**, or upload a bundle below."
+    )
 
 if listings:
     st.subheader("One run")
@@ -97,15 +101,21 @@ if listings:
             help="One file with the configuration, metrics and every figure; opens with no network.",
         )
     else:
-        st.error(f"This bundle is broken: {row.reason}. It can only be deleted.")
-    confirm = st.checkbox(f"Yes, delete run {run_id} from the store", key=Keys.confirm_delete(run_id))
-    st.button("Delete", key="runs_delete", disabled=not confirm, on_click=delete_run, args=(run_id,))
+        st.error(
+            f"This bundle is broken: {row.reason}." + ("" if deployment.readonly() else " It can only be deleted.")
+        )
+    if not deployment.readonly():
+        confirm = st.checkbox(f"Yes, delete run {run_id} from the store", key=Keys.confirm_delete(run_id))
+        st.button("Delete", key="runs_delete", disabled=not confirm, on_click=delete_run, args=(run_id,))
 
-st.subheader("Upload a bundle")
-st.file_uploader(
-    "A run bundle (.zip, as downloaded above); it is validated and read with JSON and safetensors only",
-    type=["zip"],
-    key=Keys.RUNS_UPLOAD,
-    on_change=import_upload,
-)
-common.show_flash("upload")
+if deployment.readonly():
+    st.caption("This deployment serves its store read-only: runs cannot be deleted or uploaded here.")
+else:
+    st.subheader("Upload a bundle")
+    st.file_uploader(
+        "A run bundle (.zip, as downloaded above); it is validated and read with JSON and safetensors only",
+        type=["zip"],
+        key=Keys.RUNS_UPLOAD,
+        on_change=import_upload,
+    )
+    common.show_flash("upload")

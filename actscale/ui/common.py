@@ -22,6 +22,7 @@ from actscale.errors import ActscaleError, one_line
 from actscale.jobs import Job, JobManager
 from actscale.models import LoadedModel, load_model
 from actscale.store import RunBundle, RunListing, RunStore, check_run_id
+from actscale.ui import deployment
 from actscale.ui.keys import Keys
 from actscale.ui.navigation import EXPLORE
 
@@ -29,8 +30,9 @@ DEFAULT_MODEL = os.environ.get("ACTSCALE_MODEL", "bundled")
 
 
 def store() -> RunStore:
-    """The run store: ``$ACTSCALE_STORE`` or ``runs/``. The disk is the source of truth."""
-    return RunStore(os.environ.get("ACTSCALE_STORE") or "runs")
+    """The run store: ``$ACTSCALE_STORE`` or ``runs/``. The disk is the source of truth; a
+    read-only deployment opens it read-only, so nothing can write to it."""
+    return RunStore(os.environ.get("ACTSCALE_STORE") or "runs", readonly=deployment.readonly())
 
 
 # The model currently resident in this server process, for status lines that must not load one.
@@ -47,7 +49,9 @@ def _resident_model(name: str, device: str) -> LoadedModel:
 
 
 def resident_model(name: str | None = None, device: str | None = None) -> LoadedModel:
-    """The one shared model (loaded on first use, with a spinner). Raises ActscaleError."""
+    """The one shared model (loaded on first use, with a spinner). Raises ActscaleError, also
+    where this deployment loads no model."""
+    deployment.check_model_allowed("Loading a model")
     name = name or st.session_state.get(Keys.MODEL, DEFAULT_MODEL)
     device = device or st.session_state.get(Keys.DEVICE, "auto")
     with st.spinner(f"Loading model {name} (the bundled model is converted once, about 40 s)…"):
@@ -157,7 +161,11 @@ def pick_run(label: str = "Run", key: str = "run_picker") -> RunBundle | None:
     Keeps ``?run=`` in the address bar in step, so the link can be shared."""
     rows = [r for r in list_runs() if r.ok]
     if not rows:
-        st.info("No runs in the store yet: train one on the **Train** page, or upload a bundle on **Runs**.")
+        st.info(
+            "No runs in this store."
+            if deployment.readonly()
+            else "No runs in the store yet: train one on the **Train** page, or upload a bundle on **Runs**."
+        )
         return None
     ids = [r.run_id for r in rows]
     wanted: str | None = query_run_id() or st.session_state.get(Keys.RUN)
@@ -301,13 +309,21 @@ def show_flash(slot: str = "main") -> None:
 def model_status_line(model: Any | None) -> str:
     """One line about the resident model for status displays (never loads one)."""
     if model is None:
+        if not deployment.model_allowed():
+            return "No model loaded: this read-only deployment shows stored runs, which need none."
+        if deployment.readonly():
+            return "No model loaded yet: stored runs open without one; the Playground loads one."
         return "No model loaded: stored runs open without one (viewer mode); the Train page loads one."
     return f"Loaded model: {model.describe()}"
 
 
 def show_sidebar() -> None:
-    """The sidebar under the list of pages (drawn once, by app.py): the resident model, never
-    loading one, and the run store."""
+    """The sidebar under the list of pages (drawn once, by app.py): what this deployment allows,
+    the resident model (never loading one) and the run store."""
+    for problem in deployment.problems():
+        st.sidebar.warning(problem)
+    if deployment.readonly():
+        st.sidebar.info(deployment.describe(), icon=":material/lock:")
     model = loaded_model_or_none()
     st.sidebar.caption(f"Model: {model.describe()}" if model else "No model loaded (viewer mode)")
     st.sidebar.caption(f"Runs in `{store().root}`")
@@ -370,6 +386,7 @@ def launch_sweep(
 ) -> Job:
     """Train every combination of λ_M, λ_F and m (`sweeps.sweep_configs`) on ``bundle``'s
     configuration, prompts and split, as one job on the resident model. Raises ActscaleError."""
+    deployment.check_writable("A sweep")
     configs = sweeps.sweep_configs(bundle.config, lambda_ms, lambda_fs, margins, steps=int(steps))
     model = resident_model(bundle.config["model"])
     examples = sweeps.base_examples(bundle.dataset)
