@@ -358,3 +358,48 @@ def best_on_validation(df: pd.DataFrame) -> str | None:
         frac=val["effective_frac"].fillna(1.0) if "effective_frac" in val else 1.0,
     )
     return str(keys.sort_values(["neg_flip", "kl", "frac", "run_id"]).iloc[0]["run_id"])
+
+
+# ---------------------------------------------------------------- the default comparison
+# What makes two runs' prompts and split the same (apart from the task and model): the data
+# seed draws the prompts and the split; the rest sizes it or holds prompts out.
+SPLIT_KEYS = (
+    "data_seed", "n_prompts", "n_test", "val_frac", "test_frac", "templates", "test_templates",
+    "test_groups", "memory_is_correct", "dataset",
+)  # fmt: skip
+
+
+def _data_seed(config: Mapping[str, Any]) -> Any:
+    # A config that leaves data_seed unset draws its prompts with the seed.
+    value = config.get("data_seed")
+    return config.get("seed") if value is None else value
+
+
+def same_split(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two run configs drew the same prompts into the same split (`SPLIT_KEYS`)."""
+    if _data_seed(a) != _data_seed(b):
+        return False
+    return all(a.get(k) == b.get(k) for k in SPLIT_KEYS if k != "data_seed")
+
+
+def default_comparison(rows: list[RunListing]) -> list[str]:
+    """What Compare opens on: for the newest readable run's task and model, the latest run of
+    each method (methods in the order their latest runs were made), preferring, per method, a
+    run on the newest run's split and seed, then on its split, then on its seed. ``rows``:
+    newest first, as `RunStore.list` orders them."""
+    rows = [r for r in rows if r.ok]
+    if not rows:
+        return []
+    newest = rows[0].config
+    pool = [
+        r for r in rows if r.config.get("task") == newest.get("task") and r.config.get("model") == newest.get("model")
+    ]
+    chosen: dict[str, str] = {}
+    best: dict[str, tuple[bool, bool, bool]] = {}
+    for r in pool:  # newest first: among equal scores the first one seen (the latest) is kept
+        split, seed = same_split(r.config, newest), r.config.get("seed") == newest.get("seed")
+        score = (split and seed, split, seed)
+        method = str(r.config.get("method"))
+        if method not in best or score > best[method]:
+            best[method], chosen[method] = score, r.run_id
+    return list(chosen.values())

@@ -10,8 +10,10 @@ import time
 import streamlit as st
 
 from actscale import analysis, plots
+from actscale.errors import ActscaleError
 from actscale.jobs import Job
-from actscale.ui import common, deployment
+from actscale.store import check_run_id
+from actscale.ui import common, deployment, links
 from actscale.ui.keys import Keys
 from actscale.ui.progress import job_progress, time_left
 
@@ -42,20 +44,41 @@ if job_done and st.session_state.get(Keys.SWEEP_SEEN) != job.id:
     st.session_state[Keys.COMPARE] = list(dict.fromkeys(st.session_state.get(Keys.COMPARE, []) + job.run_ids))
     st.session_state.pop(Keys.COMPARE_PICK, None)
 
-# The selection survives visits to other pages (widget state does not).
-if Keys.COMPARE_PICK not in st.session_state:
-    saved = st.session_state.get(Keys.COMPARE)
-    st.session_state[Keys.COMPARE_PICK] = [i for i in saved if i in ids] if saved else common.related_runs(rows)
-else:
-    st.session_state[Keys.COMPARE_PICK] = [i for i in st.session_state[Keys.COMPARE_PICK] if i in ids]
+
+def runs_from_link(raw: str) -> list[str]:
+    """``?runs=<id>,<id>``: every id well-formed; ids not in this store are named and left out."""
+    wanted = [check_run_id(part.strip()) for part in raw.split(",") if part.strip()]
+    known = [i for i in dict.fromkeys(wanted) if i in ids]
+    if not known:
+        raise ActscaleError("none of these runs is in this store")
+    if len(known) < len(wanted):
+        missing = [i for i in wanted if i not in ids]
+        st.warning(f"Runs not in this store (or broken), left out of the comparison: {', '.join(missing)}")
+    return known
+
+
+# The selection comes from the link (?runs=), else survives visits to other pages (widget state
+# does not), else opens on the default comparison: the latest run of each method.
+default = analysis.default_comparison(rows)
+saved = [i for i in st.session_state.get(Keys.COMPARE) or [] if i in ids]
+links.from_link(Keys.COMPARE_PICK, "runs", runs_from_link, saved or default)
+st.session_state[Keys.COMPARE_PICK] = [i for i in st.session_state[Keys.COMPARE_PICK] if i in ids]
 chosen = st.multiselect(
     "Runs to compare",
     ids,
     format_func=labels.get,
     key=Keys.COMPARE_PICK,
-    help="By default: the runs on the newest run's task and dataset.",
+    help="Opens on the latest run of each method for the newest run's task and model (on its split and seed "
+    "where such a run exists). The address keeps the selection, so the link reproduces this comparison.",
 )
 st.session_state[Keys.COMPARE] = list(chosen)
+links.to_link("runs", ",".join(chosen) or None)
+if chosen and list(chosen) == default:
+    newest = rows[0].config
+    st.caption(
+        f"The latest run of each method on **{newest.get('task')}** with model `{newest.get('model')}`, on the "
+        "newest run's split and seed where such a run exists. Add or remove runs above."
+    )
 selected = [r for r in rows if r.run_id in chosen]
 
 with common.guarded("Comparing these runs"):

@@ -332,23 +332,6 @@ def show_sidebar() -> None:
 # ---- Compare and Playground helpers -------------------------------------------------------
 
 
-def related_runs(rows: list[RunListing]) -> list[str]:
-    """The natural default of a comparison: the readable runs that share the newest run's task
-    and dataset (same ``dataset_hash``). Where that is the newest run alone, the runs on the
-    same task, model and seed: DynScalar keeps prompts of every length, so it never shares a
-    dataset hash with the fixed-length methods trained beside it."""
-    rows = [r for r in rows if r.ok]
-    if not rows:
-        return []
-    newest = rows[0].config
-
-    def same(keys: tuple[str, ...]) -> list[str]:
-        return [r.run_id for r in rows if all(r.config.get(k) == newest.get(k) for k in keys)]
-
-    related = same(("task", "dataset_hash"))
-    return related if len(related) > 1 else same(("task", "model", "seed"))
-
-
 def parse_values(text: str, name: str) -> list[float]:
     """Comma-separated numbers from a text box (``"0.001, 0.01"``), duplicates removed, order
     kept. Raises ActscaleError naming the box for anything that is not a finite number >= 0."""
