@@ -403,3 +403,48 @@ def default_comparison(rows: list[RunListing]) -> list[str]:
         if method not in best or score > best[method]:
             best[method], chosen[method] = score, r.run_id
     return list(chosen.values())
+
+
+# ---------------------------------------------------------------- one component, by its indices
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def component_label(bundle: RunBundle, site: str, index: tuple[int, ...]) -> str:
+    """``"layer 12 · position 3:Mary · head 2"``: a component named along the method's axes."""
+    labels = position_labels(bundle) if "position" in run_method(bundle).component_axes(site) else []
+    parts = []
+    for axis, i in zip(run_method(bundle).component_axes(site), index):
+        parts.append(f"position {labels[i]}" if axis == "position" else f"{axis} {i}")
+    return " · ".join(parts)
+
+
+def components(bundle: RunBundle, site: str) -> list[tuple[tuple[int, ...], float]]:
+    """Every component at ``site`` as (its indices along the method's axes, its value), the
+    largest in absolute value first (ties in index order)."""
+    values = component_values(bundle, site)
+    flat = values.reshape(-1)
+    order = np.argsort(-np.abs(flat), kind="stable")
+    return [(tuple(int(i) for i in np.unravel_index(k, values.shape)), float(flat[k])) for k in order]
+
+
+def describe_component(bundle: RunBundle, site: str, index: tuple[int, ...]) -> str:
+    """One sentence on a component: its value, its rank by size among the site's components,
+    and whether it counts as effective (its relative magnitude above τ), from the bundle alone."""
+    method = run_method(bundle)
+    values = component_values(bundle, site)
+    value = float(values[index])
+    rank = int((np.abs(values) > abs(value)).sum()) + 1
+    text = (
+        f"{method.magnitude_label} at {site}, {component_label(bundle, site, index)} = {value:+.4g}: the "
+        f"{_ordinal(rank)} largest in size of the {values.size:,} components at this site"
+    )
+    try:
+        relative = method.relative_magnitude(bundle.params, bundle.analysis, site, train_token_mask(bundle))
+        rel = float(relative.detach().float().numpy()[index])
+    except (KeyError, ValueError, IndexError, RuntimeError, TypeError):
+        return text + "."
+    tau = float(bundle.config.get("tau", 0.05))
+    verdict = "effective" if rel > tau else "not effective"
+    return text + f"; it changes its activation by {rel:.3g} of its size ({verdict} at τ = {tau:g})."

@@ -201,6 +201,23 @@ def plot_dyn_weight_norms(bundle: RunBundle) -> go.Figure:
     return fig
 
 
+def mark_component(fig: go.Figure, index: tuple[int, ...]) -> go.Figure:
+    """A copy of a component map (rows: layers; columns: the component's second axis, or a bar
+    per layer) with the component at ``index`` outlined; the figure given is not modified (it
+    may be shared by a cache)."""
+    marked = go.Figure(fig)
+    layer = index[0]
+    # Category axes place their n-th category at n, so a cell spans n ± 0.5.
+    if len(index) == 1:
+        x0, x1, y0, y1, yref = layer - 0.5, layer + 0.5, 0, 1, "y domain"
+    else:
+        x0, x1, y0, y1, yref = index[1] - 0.5, index[1] + 0.5, layer - 0.5, layer + 0.5, "y"
+    marked.add_shape(
+        type="rect", x0=x0, x1=x1, y0=y0, y1=y1, xref="x", yref=yref, line=dict(color="#111", width=3), name="chosen"
+    )
+    return marked
+
+
 def plot_dyn_prompt(bundle: RunBundle, site: str, index: int) -> go.Figure:
     z, labels = dyn_prompt_scalars(bundle, site, index)
     return _heatmap(

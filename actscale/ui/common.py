@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -248,6 +249,11 @@ def show_table(df: pd.DataFrame, name: str, key: str, **kwargs) -> None:
         key=f"dl-{key}",
         on_click="ignore",
     )
+
+
+def plain(text: str) -> str:
+    """``text`` escaped for ``st.markdown``: a token or a prompt shows as typed, never as markup."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|~<>$])", r"\\\1", text)
 
 
 def page_header(title: str, caption: str) -> None:
