@@ -208,8 +208,10 @@ def mark_component(fig: go.Figure, index: tuple[int, ...]) -> go.Figure:
     marked = go.Figure(fig)
     layer = index[0]
     # Category axes place their n-th category at n, so a cell spans n ± 0.5.
+    x0: float
+    y0: float
     if len(index) == 1:
-        x0, x1, y0, y1, yref = layer - 0.5, layer + 0.5, 0, 1, "y domain"
+        x0, x1, y0, y1, yref = layer - 0.5, layer + 0.5, 0.0, 1.0, "y domain"
     else:
         x0, x1, y0, y1, yref = index[1] - 0.5, index[1] + 0.5, layer - 0.5, layer + 0.5, "y"
     marked.add_shape(
