@@ -85,9 +85,15 @@ def _heatmap(
         )
     )
     fig.update_layout(title=title, xaxis_title=xtitle, yaxis_title=ytitle, **_LAYOUT)
-    fig.update_yaxes(type="category")
-    fig.update_xaxes(type="category", tickangle=-45)
+    # Every label (a token, a layer) where there are few enough to read; plotly would otherwise
+    # drop some when the figure is narrow, and a position is named by its token.
+    fig.update_yaxes(type="category", **_every_tick(len(y)))
+    fig.update_xaxes(type="category", tickangle=-45, **_every_tick(len(x)))
     return fig
+
+
+def _every_tick(n: int, most: int = 48) -> dict[str, Any]:
+    return {"tickmode": "linear", "tick0": 0, "dtick": 1} if n <= most else {}
 
 
 def plot_scalar_heatmap(bundle: RunBundle, site: str) -> go.Figure:

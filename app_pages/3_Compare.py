@@ -9,7 +9,7 @@ import time
 
 import streamlit as st
 
-from actscale import analysis, plots
+from actscale import analysis, plots, report
 from actscale.errors import ActscaleError
 from actscale.jobs import Job
 from actscale.store import check_run_id
@@ -173,6 +173,26 @@ with common.guarded("Comparing these runs"):
             if clicked and str(clicked[0]) in ids:
                 st.session_state[Keys.TRADEOFF_GEN] = gen + 1
                 common.open_run(str(clicked[0]))
+
+        st.markdown("**A report of these runs**")
+        wanted = tuple(chosen)
+        if st.button(
+            "Make an HTML report of these runs",
+            key="compare_report_make",
+            help="One file: the comparison, what differs measurably, and each run's figures; opens with no network.",
+        ):
+            st.session_state[Keys.COMPARE_REPORT] = wanted
+        if st.session_state.get(Keys.COMPARE_REPORT) == wanted:
+            page = common.report_bytes(wanted)
+            a, b = st.columns([2, 3], vertical_alignment="center")
+            a.download_button(
+                "Download the report of these runs (HTML)",
+                page,
+                file_name=f"actscale-compare-{len(wanted)}-runs.html",
+                mime="text/html",
+                key="dl-compare-report",
+            )
+            b.caption(f"{report.human_size(len(page))}: {len(wanted)} runs in one HTML file, plotly.js included once")
 
         with st.form("open_run_form", border=False):
             a, b = st.columns([4, 1], vertical_alignment="bottom")

@@ -43,14 +43,6 @@ def import_upload() -> None:
         st.session_state[Keys.RUN] = st.session_state[Keys.RUNS_PICK] = run_id
 
 
-def report_html(run_id: str) -> bytes:
-    """The HTML report, made only when the button is clicked (plotly.js alone is ~4 MB)."""
-    try:
-        return report.render_report(common.store().load(run_id)).encode()
-    except Exception as exc:  # noqa: BLE001 - the download then explains itself
-        return f"<p>Could not make the report of run {run_id}: {type(exc).__name__}</p>".encode()
-
-
 listings = []
 with common.guarded("Reading the run store"):
     listings = common.list_runs()
@@ -85,21 +77,27 @@ if listings:
         st.code(common.share_link(run_id, current_page="Runs"), language=None)
         left, right = st.columns(2)
         with left, common.guarded("Packing the bundle"):
+            bundle_zip = common.store().export_zip(run_id)
             st.download_button(
                 "Download the bundle (.zip)",
-                common.store().export_zip(run_id),
+                bundle_zip,
                 file_name=f"actscale-run-{run_id}.zip",
                 mime="application/zip",
                 key="dl-bundle",
             )
-        right.download_button(
-            "Download the HTML report",
-            lambda: report_html(run_id),
-            file_name=f"actscale-report-{run_id}.html",
-            mime="text/html",
-            key="dl-report",
-            help="One file with the configuration, metrics and every figure; opens with no network.",
-        )
+            st.caption(f"{report.human_size(len(bundle_zip))}: every file of the run, for another actscale store")
+        with right, common.guarded("Making the report"):
+            page = common.report_bytes((run_id,))
+            st.download_button(
+                "Download the HTML report",
+                page,
+                file_name=f"actscale-report-{run_id}.html",
+                mime="text/html",
+                key="dl-report",
+                help="One file: what the figures show and cannot show, the metrics with base rates and intervals, "
+                "every figure and the configuration; opens with no network.",
+            )
+            st.caption(f"{report.human_size(len(page))}: one HTML file, plotly.js included once")
     else:
         st.error(
             f"This bundle is broken: {row.reason}." + ("" if deployment.readonly() else " It can only be deleted.")

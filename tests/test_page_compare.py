@@ -306,3 +306,21 @@ def test_bad_links_are_one_warning_and_ignored(runs):
             at.warning[0].value.startswith(f"Ignored ?runs={bad!r} from the link: ") and reason in at.warning[0].value
         )
         assert at.multiselect(key="compare_pick").value == default_comparison(RunStore(runs[0]).list())
+
+
+def test_a_report_of_the_selection_with_its_size(runs):
+    from actscale.report import human_size, render_comparison_report
+
+    two = [runs[1]["steervec"].run_id, runs[1]["dynscalar"].run_id]
+    at = open_link(",".join(two))
+    labels = [d.proto.label for d in at.get("download_button")]
+    assert "Download the report of these runs (HTML)" not in labels  # made on request only
+    next(b for b in at.button if b.label == "Make an HTML report of these runs").click().run()
+    assert not at.exception and not at.error
+    store = RunStore(runs[0])
+    size = len(render_comparison_report([store.load(i) for i in two]).encode())
+    assert f"{human_size(size)}: 2 runs in one HTML file, plotly.js included once" in [c.value for c in at.caption]
+    assert "Download the report of these runs (HTML)" in [d.proto.label for d in at.get("download_button")]
+    # another selection needs its own report
+    at.multiselect(key="compare_pick").set_value(two[:1]).run()
+    assert "Download the report of these runs (HTML)" not in [d.proto.label for d in at.get("download_button")]

@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from actscale import sweeps
+from actscale import report, sweeps
 from actscale.analysis import filled_metrics, rate_text
 from actscale.api import build_task, intervention_from_bundle
 from actscale.errors import ActscaleError, one_line
@@ -125,6 +125,28 @@ def completed_metrics(row: RunListing) -> dict[str, dict[str, Any]]:
         return _completed(str(row.path.parent), row.run_id, row.path.stat().st_mtime)
     except (ActscaleError, OSError):
         return row.metrics
+
+
+@st.cache_data(max_entries=8, show_spinner="Making the report…")
+def _report(root: str, run_ids: tuple[str, ...], stamps: tuple[int, ...]) -> bytes:  # noqa: ARG001 - stamps: a cache key
+    readable = RunStore(root, readonly=True)
+    bundles = [readable.load(run_id) for run_id in run_ids]
+    page = report.render_report(bundles[0]) if len(bundles) == 1 else report.render_comparison_report(bundles)
+    return page.encode()
+
+
+def report_bytes(run_ids: tuple[str, ...]) -> bytes:
+    """The HTML report of one run, or of several compared (`report.render_comparison_report`),
+    cached per run folders (made again when one changes), so its size can be shown next to its
+    download button. Raises ActscaleError for a missing or broken run."""
+    s = store()
+    stamps = []
+    for run_id in run_ids:
+        path = s.path(check_run_id(run_id))
+        if not path.is_dir():
+            raise ActscaleError(f"no run {run_id} in the store {s.root}")
+        stamps.append(path.stat().st_mtime_ns)
+    return _report(str(s.root), tuple(run_ids), tuple(stamps))
 
 
 def list_runs() -> list[RunListing]:
