@@ -437,8 +437,8 @@ def describe_component(bundle: RunBundle, site: str, index: tuple[int, ...]) -> 
     value = float(values[index])
     rank = int((np.abs(values) > abs(value)).sum()) + 1
     text = (
-        f"{method.magnitude_label} at {site}, {component_label(bundle, site, index)} = {value:+.4g}: the "
-        f"{_ordinal(rank)} largest in size of the {values.size:,} components at this site"
+        f"{method.magnitude_label} at {site}, {component_label(bundle, site, index)} = {value:+.4g}: "
+        f"the {'' if rank == 1 else _ordinal(rank) + ' '}largest in size of the {values.size:,} components at this site"
     )
     try:
         relative = method.relative_magnitude(bundle.params, bundle.analysis, site, train_token_mask(bundle))

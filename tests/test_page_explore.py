@@ -230,7 +230,8 @@ def test_describe_component_from_the_numbers(runs):
     tau = bundle.config["tau"]
     verdict = "effective" if abs(value) > tau else "not effective"
     assert describe_component(bundle, "attn_out", (layer, pos)) == (
-        f"α at attn_out, layer {layer} · position {label} = {value:+.4g}: the {rank}{suffix} largest in size of the "
+        f"α at attn_out, layer {layer} · position {label} = {value:+.4g}: the {'' if rank == 1 else f'{rank}{suffix} '}"
+        "largest in size of the "
         f"{alpha.size:,} components at this site; it changes its activation by {abs(value):.3g} of its size "
         f"({verdict} at τ = {tau:g})."
     )
