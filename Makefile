@@ -34,11 +34,12 @@ run: model
 # authentication before others can reach it (README).
 # The arguments are checked before anything is set up.
 present:
-	@test -n "$(STORE)" || { echo "usage: make present STORE=<run store folder> [MODEL=1] [PORT=8501]" >&2; exit 2; }
+	@test -n "$(STORE)" || { echo "usage: make present STORE=<run store folder> [MODEL=1] [PORT=8501] [ADDRESS=127.0.0.1]" >&2; exit 2; }
 	@test -d "$(STORE)" || { echo "make present: no folder $(STORE)" >&2; exit 2; }
 	@$(MAKE) --no-print-directory setup
 	ACTSCALE_READONLY=1 ACTSCALE_READONLY_MODEL=$(if $(filter 1,$(MODEL)),1,0) ACTSCALE_STORE="$(abspath $(STORE))" \
-		$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+		$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false \
+		$(if $(ADDRESS),--server.address $(ADDRESS))
 
 # Debian's chromium for the end-to-end browser test (Playwright cannot download one here).
 browser:
