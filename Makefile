@@ -1,12 +1,13 @@
 # Two commands do everything on a fresh machine:
 #   make run    set up, convert the bundled model once, start the dashboard
 #   make test   set up, lint and type-check, install the test browser, run the whole test suite (slow tests included)
+#   make present STORE=dir [MODEL=1]   serve a store read-only to collaborators (README, "Presenting")
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
 
-.PHONY: setup model run lint test test-fast bench browser clean
+.PHONY: setup model run present lint test test-fast bench browser clean
 
 setup: $(VENV)/.installed
 
@@ -26,6 +27,19 @@ model: setup
 
 run: model
 	$(PY) -m streamlit run app.py --server.port $(PORT)
+
+# Serve the run store STORE read-only (ACTSCALE_READONLY=1): no Train, sweeps, Delete or Upload,
+# and nothing writes to STORE. MODEL=1 also allows a model (ACTSCALE_READONLY_MODEL=1) for the
+# Playground; without it no model is loaded. Put it behind a reverse proxy or Streamlit's
+# authentication before others can reach it (README).
+# The arguments are checked before anything is set up.
+present:
+	@test -n "$(STORE)" || { echo "usage: make present STORE=<run store folder> [MODEL=1] [PORT=8501] [ADDRESS=127.0.0.1]" >&2; exit 2; }
+	@test -d "$(STORE)" || { echo "make present: no folder $(STORE)" >&2; exit 2; }
+	@$(MAKE) --no-print-directory setup
+	ACTSCALE_READONLY=1 ACTSCALE_READONLY_MODEL=$(if $(filter 1,$(MODEL)),1,0) ACTSCALE_STORE="$(abspath $(STORE))" \
+		$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false \
+		$(if $(ADDRESS),--server.address $(ADDRESS))
 
 # Debian's chromium for the end-to-end browser test (Playwright cannot download one here).
 browser:

@@ -9,11 +9,12 @@ fresh server would answer the first deep link (``/Train``) with "Page not found"
 
 import streamlit as st
 
-from actscale.ui import common, navigation
+from actscale.ui import common, deployment, navigation
 
+# Only the pages this deployment serves (`deployment.pages`): a page left out has no URL either.
 pages = {
     info: st.Page(info.path, title=info.title, icon=info.icon, default=info is navigation.HOME)
-    for info in navigation.PAGES
+    for info in deployment.pages()
 }
 page = st.navigation(list(pages.values()))
 st.set_page_config(

@@ -524,3 +524,93 @@ def side_effects_table(checks: Mapping[str, Any]) -> pd.DataFrame:
             for r in s.get("rows", [])
         ]
     )
+
+
+# ---------------------------------------------------------------- the default comparison
+# What makes two runs' prompts and split the same (apart from the task and model): the data
+# seed draws the prompts and the split; the rest sizes it or holds prompts out.
+SPLIT_KEYS = (
+    "data_seed", "n_prompts", "n_test", "val_frac", "test_frac", "templates", "test_templates",
+    "test_groups", "memory_is_correct", "dataset",
+)  # fmt: skip
+
+
+def _data_seed(config: Mapping[str, Any]) -> Any:
+    # A config that leaves data_seed unset draws its prompts with the seed.
+    value = config.get("data_seed")
+    return config.get("seed") if value is None else value
+
+
+def same_split(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two run configs drew the same prompts into the same split (`SPLIT_KEYS`)."""
+    if _data_seed(a) != _data_seed(b):
+        return False
+    return all(a.get(k) == b.get(k) for k in SPLIT_KEYS if k != "data_seed")
+
+
+def default_comparison(rows: list[RunListing]) -> list[str]:
+    """What Compare opens on: for the newest readable run's task and model, the latest run of
+    each method (methods in the order their latest runs were made), preferring, per method, a
+    run on the newest run's split and seed, then on its split, then on its seed. ``rows``:
+    newest first, as `RunStore.list` orders them."""
+    rows = [r for r in rows if r.ok]
+    if not rows:
+        return []
+    newest = rows[0].config
+    pool = [
+        r for r in rows if r.config.get("task") == newest.get("task") and r.config.get("model") == newest.get("model")
+    ]
+    chosen: dict[str, str] = {}
+    best: dict[str, tuple[bool, bool, bool]] = {}
+    for r in pool:  # newest first: among equal scores the first one seen (the latest) is kept
+        split, seed = same_split(r.config, newest), r.config.get("seed") == newest.get("seed")
+        score = (split and seed, split, seed)
+        method = str(r.config.get("method"))
+        if method not in best or score > best[method]:
+            best[method], chosen[method] = score, r.run_id
+    return list(chosen.values())
+
+
+# ---------------------------------------------------------------- one component, by its indices
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def component_label(bundle: RunBundle, site: str, index: tuple[int, ...]) -> str:
+    """``"layer 12 · position 3:Mary · head 2"``: a component named along the method's axes."""
+    labels = position_labels(bundle) if "position" in run_method(bundle).component_axes(site) else []
+    parts = []
+    for axis, i in zip(run_method(bundle).component_axes(site), index):
+        parts.append(f"position {labels[i]}" if axis == "position" else f"{axis} {i}")
+    return " · ".join(parts)
+
+
+def components(bundle: RunBundle, site: str) -> list[tuple[tuple[int, ...], float]]:
+    """Every component at ``site`` as (its indices along the method's axes, its value), the
+    largest in absolute value first (ties in index order)."""
+    values = component_values(bundle, site)
+    flat = values.reshape(-1)
+    order = np.argsort(-np.abs(flat), kind="stable")
+    return [(tuple(int(i) for i in np.unravel_index(k, values.shape)), float(flat[k])) for k in order]
+
+
+def describe_component(bundle: RunBundle, site: str, index: tuple[int, ...]) -> str:
+    """One sentence on a component: its value, its rank by size among the site's components,
+    and whether it counts as effective (its relative magnitude above τ), from the bundle alone."""
+    method = run_method(bundle)
+    values = component_values(bundle, site)
+    value = float(values[index])
+    rank = int((np.abs(values) > abs(value)).sum()) + 1
+    text = (
+        f"{method.magnitude_label} at {site}, {component_label(bundle, site, index)} = {value:+.4g}: "
+        f"the {'' if rank == 1 else _ordinal(rank) + ' '}largest in size of the {values.size:,} components at this site"
+    )
+    try:
+        relative = method.relative_magnitude(bundle.params, bundle.analysis, site, train_token_mask(bundle))
+        rel = float(relative.detach().float().numpy()[index])
+    except (KeyError, ValueError, IndexError, RuntimeError, TypeError):
+        return text + "."
+    tau = float(bundle.config.get("tau", 0.05))
+    verdict = "effective" if rel > tau else "not effective"
+    return text + f"; it changes its activation by {rel:.3g} of its size ({verdict} at τ = {tau:g})."

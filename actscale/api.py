@@ -205,6 +205,7 @@ def train_run(
             return store.load(stored)
         except ActscaleError:
             pass  # a broken copy is replaced by a fresh run
+    store.check_writable()  # refused before training, not after it
     result = train(model, task, config, on_step=on_step, cancel=cancel, on_wait=on_wait)
     return save_result(store, model, task, result)
 

@@ -887,6 +887,7 @@ def run_checks(
     ``store`` (default: the bundle's own folder's store), or reused from it."""
     start = time.perf_counter()
     store = store or RunStore(bundle.path.parent)
+    store.check_writable()  # the checks are written into the bundle
     trainer = trainer or sequential_trainer(model, store, cancel)
     stages = ["map"] + (["stability"] if options.seeds >= 2 else [])
     stages += ["generalisation"] if options.generalisation else []

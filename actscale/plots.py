@@ -85,9 +85,15 @@ def _heatmap(
         )
     )
     fig.update_layout(title=title, xaxis_title=xtitle, yaxis_title=ytitle, **_LAYOUT)
-    fig.update_yaxes(type="category")
-    fig.update_xaxes(type="category", tickangle=-45)
+    # Every label (a token, a layer) where there are few enough to read; plotly would otherwise
+    # drop some when the figure is narrow, and a position is named by its token.
+    fig.update_yaxes(type="category", **_every_tick(len(y)))
+    fig.update_xaxes(type="category", tickangle=-45, **_every_tick(len(x)))
     return fig
+
+
+def _every_tick(n: int, most: int = 48) -> dict[str, Any]:
+    return {"tickmode": "linear", "tick0": 0, "dtick": 1} if n <= most else {}
 
 
 def plot_scalar_heatmap(bundle: RunBundle, site: str) -> go.Figure:
@@ -199,6 +205,25 @@ def plot_dyn_weight_norms(bundle: RunBundle) -> go.Figure:
     n_layers = int(bundle.config.get("model_dims", {}).get("n_layers", 1) or 1)
     fig.update_xaxes(tickmode="linear", tick0=0, dtick=max(1, n_layers // 15))  # whole layers only
     return fig
+
+
+def mark_component(fig: go.Figure, index: tuple[int, ...]) -> go.Figure:
+    """A copy of a component map (rows: layers; columns: the component's second axis, or a bar
+    per layer) with the component at ``index`` outlined; the figure given is not modified (it
+    may be shared by a cache)."""
+    marked = go.Figure(fig)
+    layer = index[0]
+    # Category axes place their n-th category at n, so a cell spans n ± 0.5.
+    x0: float
+    y0: float
+    if len(index) == 1:
+        x0, x1, y0, y1, yref = layer - 0.5, layer + 0.5, 0.0, 1.0, "y domain"
+    else:
+        x0, x1, y0, y1, yref = index[1] - 0.5, index[1] + 0.5, layer - 0.5, layer + 0.5, "y"
+    marked.add_shape(
+        type="rect", x0=x0, x1=x1, y0=y0, y1=y1, xref="x", yref=yref, line=dict(color="#111", width=3), name="chosen"
+    )
+    return marked
 
 
 def plot_dyn_prompt(bundle: RunBundle, site: str, index: int) -> go.Figure:

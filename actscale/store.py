@@ -150,10 +150,19 @@ class RunListing:
 
 
 class RunStore:
-    """A folder of run bundles. Reads never modify anything; writes are atomic renames."""
+    """A folder of run bundles. Reads never modify anything; writes are atomic renames.
 
-    def __init__(self, root: str | Path | None = None) -> None:
+    ``readonly=True``: every write (save, delete, import) raises ActscaleError before touching
+    the disk (a dashboard that serves a store to others)."""
+
+    def __init__(self, root: str | Path | None = None, *, readonly: bool = False) -> None:
         self.root = Path(root) if root is not None else default_store()
+        self.readonly = readonly
+
+    def check_writable(self) -> None:
+        """Raise ActscaleError where this store is read-only."""
+        if self.readonly:
+            raise ActscaleError(f"the run store {self.root} is read-only")
 
     def path(self, run_id: str) -> Path:
         return self.root / check_run_id(run_id)
@@ -198,6 +207,7 @@ class RunStore:
         """Write a bundle into a temporary folder and rename it into place, so a half-written
         run never appears. A readable run with the same id is kept as it is; a broken one is
         replaced."""
+        self.check_writable()
         config = dict(config)
         config.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
         run_id = run_id_for(config)
@@ -246,6 +256,7 @@ class RunStore:
                 raise
 
     def delete(self, run_id: str) -> None:
+        self.check_writable()
         path = self.path(run_id)
         if not path.is_dir():
             raise ActscaleError(f"no run {run_id} in {self.root}")
@@ -296,6 +307,7 @@ class RunStore:
         Only the known file names are read, each with json or safetensors; nothing is unpickled
         and no path from the archive is ever used to write.
         """
+        self.check_writable()
         if len(data) > max_bytes:
             raise BrokenBundleError(
                 f"the upload is {len(data) // 1_000_000} MB; the limit is {max_bytes // 1_000_000} MB"

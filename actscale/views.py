@@ -31,6 +31,10 @@ class FigureSpec:
     title: str  # the heading of the figure in a report
 
     takes_pick: bool = False
+    site: str | None = None  # the one site it shows (None: several, or none in particular)
+    # Rows are layers and columns the second of the method's component axes at ``site`` (or, with
+    # one axis, a bar per layer): a chosen component can be marked on it (`plots.mark_component`).
+    maps_components: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,14 +93,22 @@ def head_panels(bundle: RunBundle) -> list[Panel]:
     if "head" not in bundle.sites:
         return []
     if "position" not in run_method(bundle).component_axes("head"):
-        return [Panel("Attention heads", "", (FigureSpec(plots.plot_head_heatmap, (None,), "head-dyn", "heads"),))]
+        return [
+            Panel(
+                "Attention heads",
+                "",
+                (FigureSpec(plots.plot_head_heatmap, (None,), "head-dyn", "heads", site="head", maps_components=True),),
+            )
+        ]
     return [
         Panel(
             "Attention heads",
             "The head site at one position of the prompt (left); the right figure sums all positions.",
             (
-                FigureSpec(plots.plot_head_heatmap, (), "head-position", "heads at the last position", takes_pick=True),
-                FigureSpec(plots.plot_head_heatmap, (None,), "head-sum", "heads summed over positions"),
+                FigureSpec(
+                    plots.plot_head_heatmap, (), "head-position", "heads at the last position", True, site="head"
+                ),
+                FigureSpec(plots.plot_head_heatmap, (None,), "head-sum", "heads summed over positions", site="head"),
             ),
             pick="position",
         )
@@ -107,7 +119,14 @@ def generic_panels(bundle: RunBundle) -> list[Panel]:
     """Any method: the size of its components per site, then the head site."""
     method = run_method(bundle)
     figures = tuple(
-        FigureSpec(plots.plot_component_map, (site,), f"components-{site}", f"{method.magnitude_name} {site}")
+        FigureSpec(
+            plots.plot_component_map,
+            (site,),
+            f"components-{site}",
+            f"{method.magnitude_name} {site}",
+            site=site,
+            maps_components=True,
+        )
         for site in bundle.sites
     )
     return [
@@ -119,7 +138,10 @@ def generic_panels(bundle: RunBundle) -> list[Panel]:
 # ---------------------------------------------------------------- the built-in methods
 def _activscalar_panels(bundle: RunBundle) -> list[Panel]:
     figures = tuple(
-        FigureSpec(plots.plot_scalar_heatmap, (site,), f"alpha-{site}", f"alpha {site}") for site in bundle.sites
+        FigureSpec(
+            plots.plot_scalar_heatmap, (site,), f"alpha-{site}", f"alpha {site}", site=site, maps_components=True
+        )
+        for site in bundle.sites
     )
     return [
         Panel(
@@ -136,8 +158,10 @@ def _steervec_panels(bundle: RunBundle) -> list[Panel]:
     figures: list[FigureSpec] = []
     for site in bundle.sites:
         figures += [
-            FigureSpec(plots.plot_steer_ratio, (site,), f"ratio-{site}", f"norm ratio {site}"),
-            FigureSpec(plots.plot_steer_cos, (site,), f"cos-{site}", f"cos {site}"),
+            FigureSpec(
+                plots.plot_steer_ratio, (site,), f"ratio-{site}", f"norm ratio {site}", site=site, maps_components=True
+            ),
+            FigureSpec(plots.plot_steer_cos, (site,), f"cos-{site}", f"cos {site}", site=site, maps_components=True),
         ]
     return [
         Panel(
@@ -164,7 +188,12 @@ def _dynscalar_panels(bundle: RunBundle) -> list[Panel]:
         "",
         tuple(
             FigureSpec(
-                plots.plot_dyn_prompt, (site,), f"dyn-prompt-{site}", f"scalars on prompt 0 {site}", takes_pick=True
+                plots.plot_dyn_prompt,
+                (site,),
+                f"dyn-prompt-{site}",
+                f"scalars on prompt 0 {site}",
+                takes_pick=True,
+                site=site,
             )
             for site in bundle.sites
         ),

@@ -6,7 +6,7 @@ The app's default page (``streamlit run app.py``).
 import streamlit as st
 
 from actscale import report
-from actscale.ui import common, navigation
+from actscale.ui import common, deployment, navigation
 
 common.page_header("actscale", "Activation scaling for steering and interpreting language models")
 
@@ -45,7 +45,7 @@ with common.guarded("Reading the run store"):
         st.write("No runs yet" + (f" ({broken} broken bundle(s), see **Runs**)" if broken else "") + ".")
 
 st.subheader("Pages")
-for info in navigation.PAGES:
+for info in deployment.pages():
     if info is navigation.HOME:
         continue
     left, right = st.columns([1, 4])
@@ -54,7 +54,14 @@ for info in navigation.PAGES:
     right.caption(info.what)
 
 st.subheader("Where to go next")
-if not listings:
+if deployment.readonly():
+    st.markdown(
+        "This deployment shows a store of runs read-only. Look at a run on **Explore**, the methods side "
+        "by side on **Compare**"
+        + (", steer a prompt of your own on **Playground**" if deployment.model_allowed() else "")
+        + "; download a bundle or an HTML report from **Runs**. Every page's address reproduces what it shows."
+    )
+elif not listings:
     st.markdown("Start on **Train**: the defaults train ActivScalar on IOI prompts in under a minute.")
 else:
     st.markdown(

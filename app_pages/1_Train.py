@@ -4,7 +4,7 @@ hyperparameters → background training with live curves, or the stored run if i
 import streamlit as st
 
 from actscale.errors import ActscaleError
-from actscale.ui import common
+from actscale.ui import common, deployment
 from actscale.ui import train_form as tf
 from actscale.ui.keys import Keys
 
@@ -13,6 +13,12 @@ common.page_header(
     "Pick a model and a dataset, check the prompts, choose the method(s) and train. "
     "Training runs in the background; other sessions stay responsive.",
 )
+# A read-only deployment does not serve this page (app.py); run on its own, it still refuses.
+try:
+    deployment.check_writable("Training")
+except ActscaleError as exc:
+    st.error(str(exc))
+    st.stop()
 
 st.subheader("1 · Model")
 model = tf.model_picker()

@@ -9,7 +9,8 @@ from collections.abc import Callable
 import streamlit as st
 
 from actscale import analysis, plots, views
-from actscale.ui import checks_panel, common
+from actscale.ui import checks_panel, common, links
+from actscale.ui.keys import Keys
 
 common.page_header(
     "Explore a run",
@@ -22,17 +23,19 @@ if bundle is None:
     st.stop()
 
 
-def figure(func: Callable, *args, key: str) -> None:
-    """A cached figure of this run, drawn with its HTML download."""
-    common.show_figure(common.run_plot(bundle, func, *args), f"{bundle.run_id}-{key}", key)
+def figure(func: Callable, *args, key: str, mark: tuple[int, ...] | None = None) -> None:
+    """A cached figure of this run, drawn with its HTML download; ``mark``: a component to
+    outline on it (a copy: the cached figure is shared)."""
+    fig = common.run_plot(bundle, func, *args)
+    common.show_figure(fig if mark is None else plots.mark_component(fig, mark), f"{bundle.run_id}-{key}", key)
 
 
-def grid(items: list[tuple[Callable, tuple, str]], n_cols: int = 2) -> None:
-    """(plot function, arguments, key) drawn side by side, ``n_cols`` to a row."""
+def grid(items: list[tuple[Callable, tuple, str, tuple[int, ...] | None]], n_cols: int = 2) -> None:
+    """(plot function, arguments, key, component to mark) drawn side by side, ``n_cols`` to a row."""
     for start in range(0, len(items), n_cols):
-        for col, (func, args, key) in zip(st.columns(n_cols), items[start : start + n_cols]):
+        for col, (func, args, key, mark) in zip(st.columns(n_cols), items[start : start + n_cols]):
             with col:
-                figure(func, *args, key=key)
+                figure(func, *args, key=key, mark=mark)
 
 
 cfg, method = bundle.config, bundle.method
@@ -43,6 +46,60 @@ with common.guarded("The run's summary"):
         f"sites {', '.join(map(str, bundle.sites))} · "
         f"{info.get('steps_run', cfg.get('steps'))} steps · {info.get('summary', f'{len(bundle.dataset)} prompts')}"
     )
+
+# ---- What the link points at: a site (or all) and one of its components (?site=, ?component=).
+ALL_SITES = ""
+site_options = [ALL_SITES, *map(str, bundle.sites)]
+site, component = ALL_SITES, None
+with common.guarded("Choosing a site and a component"):
+    links.keep_valid(Keys.EXPLORE_SITE, lambda v: v in site_options, ALL_SITES)
+    links.from_link(Keys.EXPLORE_SITE, "site", lambda raw: links.parse_choice(raw, site_options[1:], "site"), ALL_SITES)
+    left, right = st.columns([1, 3])
+    site = str(
+        left.selectbox(
+            "Site",
+            site_options,
+            key=Keys.EXPLORE_SITE,
+            format_func=lambda v: v or "all sites",
+            help="Show one site's figures only, and pick one of its components.",
+        )
+    )
+    links.to_link("site", site or None)
+    NONE = ""
+    if site:
+        axes = analysis.run_method(bundle).component_axes(site)
+        ranked = common.run_plot(bundle, analysis.components, site)
+        values = {links.format_indices(index): value for index, value in ranked}
+        shape = analysis.component_values(bundle, site).shape
+        links.keep_valid(Keys.EXPLORE_COMPONENT, lambda v: v == NONE or v in values, NONE)
+        links.from_link(
+            Keys.EXPLORE_COMPONENT,
+            "component",
+            lambda raw: links.format_indices(links.parse_indices(raw, shape, axes)),
+            NONE,
+        )
+        magnitude = analysis.run_method(bundle).magnitude_label
+
+        def component_option(v: str, site: str = site, magnitude: str = magnitude) -> str:
+            if v == NONE:
+                return "none"
+            index = tuple(map(int, v.split(",")))
+            return f"{analysis.component_label(bundle, site, index)} · {magnitude} = {values[v]:+.4g}"
+
+        chosen = str(
+            right.selectbox(
+                f"Component ({', '.join(axes)}; largest {magnitude} first)",
+                [NONE, *values],
+                key=Keys.EXPLORE_COMPONENT,
+                format_func=component_option,
+            )
+        )
+        component = tuple(map(int, chosen.split(","))) if chosen else None
+        links.to_link("component", chosen or None)
+        if component is not None:
+            st.markdown(common.plain(analysis.describe_component(bundle, site, component)))
+    else:
+        links.to_link("component", None)
 
 # Each section fails on its own, as one line: a damaged tensor hides one figure, not the page.
 st.subheader("Metrics and training")
@@ -85,28 +142,39 @@ with common.guarded("The metrics"):
         common.show_table(analysis.group_table(groups), f"{bundle.run_id}-groups", "groups", hide_index=True)
 
 
+PICK_PARAMS = {"prompt": "prompt_index", "position": "position"}  # a panel's pick → its query parameter
+
+
 def pick_widget(panel: views.Panel) -> int:
-    """The one widget that sets a panel's pick: a prompt of the run's dataset, or a position."""
+    """The one widget that sets a panel's pick: a prompt of the run's dataset, or a position;
+    kept in the link (?prompt_index=, ?position=)."""
     if panel.pick == "prompt":
         rows = bundle.dataset
-        return int(
+        links.keep_valid(Keys.EXPLORE_PROMPT, lambda v: 0 <= v < len(rows), 0)
+        links.from_link(Keys.EXPLORE_PROMPT, "prompt_index", lambda raw: links.parse_index(raw, len(rows), "prompt"), 0)
+        value = int(
             st.selectbox(
                 "Prompt",
                 list(range(len(rows))),
-                key="explore_dyn_prompt",
+                key=Keys.EXPLORE_PROMPT,
                 format_func=lambda i: f"{i} · {rows[i].get('split', '')} · {str(rows[i].get('prompt', ''))[:90]}",
             )
         )
+        links.to_link("prompt_index", str(value))
+        return value
     labels = analysis.position_labels(bundle)
-    return int(
+    last = len(labels) - 1  # where the answer is read
+    links.keep_valid(Keys.EXPLORE_POSITION, lambda v: 0 <= v <= last, last)
+    links.from_link(
+        Keys.EXPLORE_POSITION, "position", lambda raw: links.parse_index(raw, len(labels), "position"), last
+    )
+    value = int(
         st.select_slider(
-            "Position",
-            options=list(range(len(labels))),
-            value=len(labels) - 1,
-            format_func=lambda i: labels[i],
-            key="explore_head_position",
+            "Position", options=list(range(len(labels))), format_func=lambda i: labels[i], key=Keys.EXPLORE_POSITION
         )
     )
+    links.to_link("position", str(value))
+    return value
 
 
 with common.guarded("The positions' coverage"):
@@ -130,8 +198,13 @@ with common.guarded("The map checks' summary"):
             "(see “Does the map mean anything?” below)."
         )
 
-# The method's own panels (views.py), each failing on its own as one line.
+# The method's own panels (views.py), each failing on its own as one line; with one site chosen,
+# only its figures (and those of no site in particular), its component outlined on its maps.
+picked: set[str] = set()
 for panel in views.explore_panels(bundle):
+    specs = [spec for spec in panel.figures if not site or spec.site in (None, site)]
+    if not specs:
+        continue
     st.subheader(panel.title)
     with common.guarded(panel.name):
         if panel.unavailable:
@@ -140,7 +213,21 @@ for panel in views.explore_panels(bundle):
         if panel.caption:
             st.caption(panel.caption)
         pick = pick_widget(panel) if panel.pick else None
-        grid([(spec.func, (*spec.args, pick) if spec.takes_pick else spec.args, spec.key) for spec in panel.figures])
+        if panel.pick:
+            picked.add(PICK_PARAMS[panel.pick])
+        grid(
+            [
+                (
+                    spec.func,
+                    (*spec.args, pick) if spec.takes_pick else spec.args,
+                    spec.key,
+                    component if component is not None and spec.maps_components and spec.site == site else None,
+                )
+                for spec in specs
+            ]
+        )
+for name in set(PICK_PARAMS.values()) - picked:  # a pick not shown is not part of the view
+    links.to_link(name, None)
 
 st.subheader("Does the map mean anything?")
 with common.guarded("The map checks"):

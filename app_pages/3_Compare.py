@@ -9,9 +9,11 @@ import time
 
 import streamlit as st
 
-from actscale import analysis, plots
+from actscale import analysis, plots, report
+from actscale.errors import ActscaleError
 from actscale.jobs import Job
-from actscale.ui import common
+from actscale.store import check_run_id
+from actscale.ui import common, deployment, links
 from actscale.ui.keys import Keys
 from actscale.ui.progress import job_progress, time_left
 
@@ -27,7 +29,11 @@ job = common.jobs().get(st.session_state.get(Keys.SWEEP_JOB))
 job_done = job is not None and job.done
 rows = [r for r in common.list_runs() if r.ok]
 if not rows:
-    st.info("No runs in the store yet: train some on the **Train** page.")
+    st.info(
+        "No runs in this store."
+        if deployment.readonly()
+        else "No runs in the store yet: train some on the **Train** page."
+    )
     st.stop()
 ids = [r.run_id for r in rows]
 labels = {r.run_id: common.run_label(r) for r in rows}
@@ -38,20 +44,41 @@ if job_done and st.session_state.get(Keys.SWEEP_SEEN) != job.id:
     st.session_state[Keys.COMPARE] = list(dict.fromkeys(st.session_state.get(Keys.COMPARE, []) + job.run_ids))
     st.session_state.pop(Keys.COMPARE_PICK, None)
 
-# The selection survives visits to other pages (widget state does not).
-if Keys.COMPARE_PICK not in st.session_state:
-    saved = st.session_state.get(Keys.COMPARE)
-    st.session_state[Keys.COMPARE_PICK] = [i for i in saved if i in ids] if saved else common.related_runs(rows)
-else:
-    st.session_state[Keys.COMPARE_PICK] = [i for i in st.session_state[Keys.COMPARE_PICK] if i in ids]
+
+def runs_from_link(raw: str) -> list[str]:
+    """``?runs=<id>,<id>``: every id well-formed; ids not in this store are named and left out."""
+    wanted = [check_run_id(part.strip()) for part in raw.split(",") if part.strip()]
+    known = [i for i in dict.fromkeys(wanted) if i in ids]
+    if not known:
+        raise ActscaleError("none of these runs is in this store")
+    if len(known) < len(wanted):
+        missing = [i for i in wanted if i not in ids]
+        st.warning(f"Runs not in this store (or broken), left out of the comparison: {', '.join(missing)}")
+    return known
+
+
+# The selection comes from the link (?runs=), else survives visits to other pages (widget state
+# does not), else opens on the default comparison: the latest run of each method.
+default = analysis.default_comparison(rows)
+saved = [i for i in st.session_state.get(Keys.COMPARE) or [] if i in ids]
+links.from_link(Keys.COMPARE_PICK, "runs", runs_from_link, saved or default)
+st.session_state[Keys.COMPARE_PICK] = [i for i in st.session_state[Keys.COMPARE_PICK] if i in ids]
 chosen = st.multiselect(
     "Runs to compare",
     ids,
     format_func=labels.get,
     key=Keys.COMPARE_PICK,
-    help="By default: the runs on the newest run's task and dataset.",
+    help="Opens on the latest run of each method for the newest run's task and model (on its split and seed "
+    "where such a run exists). The address keeps the selection, so the link reproduces this comparison.",
 )
 st.session_state[Keys.COMPARE] = list(chosen)
+links.to_link("runs", ",".join(chosen) or None)
+if chosen and list(chosen) == default:
+    newest = rows[0].config
+    st.caption(
+        f"The latest run of each method on **{newest.get('task')}** with model `{newest.get('model')}`, on the "
+        "newest run's split and seed where such a run exists. Add or remove runs above."
+    )
 selected = [r for r in rows if r.run_id in chosen]
 
 with common.guarded("Comparing these runs"):
@@ -147,6 +174,26 @@ with common.guarded("Comparing these runs"):
                 st.session_state[Keys.TRADEOFF_GEN] = gen + 1
                 common.open_run(str(clicked[0]))
 
+        st.markdown("**A report of these runs**")
+        wanted = tuple(chosen)
+        if st.button(
+            "Make an HTML report of these runs",
+            key="compare_report_make",
+            help="One file: the comparison, what differs measurably, and each run's figures; opens with no network.",
+        ):
+            st.session_state[Keys.COMPARE_REPORT] = wanted
+        if st.session_state.get(Keys.COMPARE_REPORT) == wanted:
+            page = common.report_bytes(wanted)
+            a, b = st.columns([2, 3], vertical_alignment="center")
+            a.download_button(
+                "Download the report of these runs (HTML)",
+                page,
+                file_name=f"actscale-compare-{len(wanted)}-runs.html",
+                mime="text/html",
+                key="dl-compare-report",
+            )
+            b.caption(f"{report.human_size(len(page))}: {len(wanted)} runs in one HTML file, plotly.js included once")
+
         with st.form("open_run_form", border=False):
             a, b = st.columns([4, 1], vertical_alignment="bottom")
             target = a.selectbox("Open run", list(chosen), format_func=labels.get, key="compare_open")
@@ -164,7 +211,9 @@ def sweep_status(job: Job) -> str:
 
 
 with common.guarded("The sweep"):
-    if job is not None and not job_done:
+    if deployment.readonly():
+        st.caption("Sweeps train new runs: not available in this read-only deployment.")
+    elif job is not None and not job_done:
         # Once the sweep is over the whole page reruns: its new runs join the comparison.
         job_progress(
             job.id,

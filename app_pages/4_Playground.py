@@ -8,7 +8,8 @@ and after, and the β curve. The per-example table comes from the bundle and nee
 import streamlit as st
 
 from actscale import analysis, playground, plots
-from actscale.ui import common
+from actscale.ui import common, links
+from actscale.ui.keys import Keys
 
 common.page_header(
     "Playground",
@@ -28,30 +29,46 @@ def cached_curve(run_path: str, weights_hash: str, prompt: str, correct: str, wr
 
 
 prompts = playground.dataset_prompts(bundle)
-source = st.radio(
-    "Prompt", ["From the run's dataset", "Type my own"], horizontal=True, key="pg_source", disabled=not prompts
-)
-if source == "From the run's dataset" and prompts:
+DATASET, TYPED = "From the run's dataset", "Type my own"
+first = prompts[0] if prompts else {"prompt": "", "correct": "", "wrong": ""}
+
+# A link carries either a dataset prompt (?example=<index>) or a typed one (?prompt=, ?correct=,
+# ?wrong=), and β (?beta=); each value is checked, a bad one is ignored with one warning.
+links.keep_valid(Keys.PG_PICK, lambda v: 0 <= v < len(prompts), 0)
+example_link = links.from_link(Keys.PG_PICK, "example", lambda raw: links.parse_index(raw, len(prompts), "example"), 0)
+typed_link = links.from_link(Keys.PG_PROMPT, "prompt", lambda raw: links.parse_text(raw, "prompt"), first["prompt"])
+for key, name in ((Keys.PG_CORRECT, "correct"), (Keys.PG_WRONG, "wrong")):
+    typed_link |= links.from_link(
+        key, name, lambda raw, name=name: links.parse_text(raw, name, links.MAX_ANSWER), first[name]
+    )
+links.from_link(Keys.PG_BETA, "beta", links.parse_beta, 1.0)
+if typed_link or not prompts:
+    st.session_state[Keys.PG_SOURCE] = TYPED
+elif example_link or Keys.PG_SOURCE not in st.session_state:
+    st.session_state[Keys.PG_SOURCE] = DATASET
+
+source = st.radio("Prompt", [DATASET, TYPED], horizontal=True, key=Keys.PG_SOURCE, disabled=not prompts)
+if source == DATASET and prompts:
     index = st.selectbox(
         "Dataset prompt",
         list(range(len(prompts))),
-        key="pg_pick",
+        key=Keys.PG_PICK,
         format_func=lambda i: f"{i} · {prompts[i]['split']} · {prompts[i]['prompt'][:100]}",
     )
     row = prompts[int(index)]
     prompt, correct, wrong = row["prompt"], row["correct"], row["wrong"]
     st.caption(f"a+ = `{correct!r}` · a− = `{wrong!r}`")
+    link = {"example": str(int(index)), "prompt": None, "correct": None, "wrong": None}
 else:
-    first = prompts[0] if prompts else {"prompt": "", "correct": "", "wrong": ""}
-    prompt = st.text_area("Your prompt", first["prompt"], key="pg_prompt", height=80)
+    prompt = st.text_area("Your prompt", key=Keys.PG_PROMPT, height=80)
     c1, c2 = st.columns(2)
     correct = c1.text_input(
         "a+ (the answer β = +1 favours)",
-        first["correct"],
-        key="pg_correct",
+        key=Keys.PG_CORRECT,
         help="Exactly one token for this model; real tokenizers usually want a leading space.",
     )
-    wrong = c2.text_input("a− (the answer β = −1 favours)", first["wrong"], key="pg_wrong")
+    wrong = c2.text_input("a− (the answer β = −1 favours)", key=Keys.PG_WRONG)
+    link = {"example": None, "prompt": prompt or None, "correct": correct or None, "wrong": wrong or None}
     if analysis.run_method(bundle).fixed_length and bundle.config.get("positions") == "answer":
         st.caption(
             f"This {bundle.method} run learned one parameter per position counted back from the answer, so it "
@@ -63,7 +80,10 @@ else:
             f"{bundle.config.get('n_pos')} tokens (with BOS); DynScalar runs take any length."
         )
 
-beta = st.slider("β (steering strength)", min_value=-1.0, max_value=1.0, value=1.0, step=0.05, key="pg_beta")
+beta = st.slider("β (steering strength)", min_value=-1.0, max_value=1.0, step=0.05, key=Keys.PG_BETA)
+link["beta"] = links.format_beta(beta)
+for name, value in link.items():  # the address reproduces this prompt and β
+    links.to_link(name, value)
 
 with common.guarded("Steering this prompt"):
     model = common.resident_model(bundle.config["model"])

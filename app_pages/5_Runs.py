@@ -5,7 +5,7 @@ import streamlit as st
 
 from actscale import report
 from actscale.errors import ActscaleError
-from actscale.ui import common, navigation
+from actscale.ui import common, deployment, navigation
 from actscale.ui.keys import Keys
 
 common.page_header("Runs", "Every run in the store. Nothing here loads a model.")
@@ -43,14 +43,6 @@ def import_upload() -> None:
         st.session_state[Keys.RUN] = st.session_state[Keys.RUNS_PICK] = run_id
 
 
-def report_html(run_id: str) -> bytes:
-    """The HTML report, made only when the button is clicked (plotly.js alone is ~4 MB)."""
-    try:
-        return report.render_report(common.store().load(run_id)).encode()
-    except Exception as exc:  # noqa: BLE001 - the download then explains itself
-        return f"<p>Could not make the report of run {run_id}: {type(exc).__name__}</p>".encode()
-
-
 listings = []
 with common.guarded("Reading the run store"):
     listings = common.list_runs()
@@ -61,7 +53,11 @@ if listings:
         if not row.ok:
             st.warning(f"Broken bundle {row.run_id}: {row.reason}")
 else:
-    st.info("No runs in the store yet: train one on **Train**, or upload a bundle below.")
+    st.info(
+        "No runs in this store."
+        if deployment.readonly()
+        else "No runs in the store yet: train one on **Train**, or upload a bundle below."
+    )
 
 if listings:
     st.subheader("One run")
@@ -81,31 +77,43 @@ if listings:
         st.code(common.share_link(run_id, current_page="Runs"), language=None)
         left, right = st.columns(2)
         with left, common.guarded("Packing the bundle"):
+            bundle_zip = common.store().export_zip(run_id)
             st.download_button(
                 "Download the bundle (.zip)",
-                common.store().export_zip(run_id),
+                bundle_zip,
                 file_name=f"actscale-run-{run_id}.zip",
                 mime="application/zip",
                 key="dl-bundle",
             )
-        right.download_button(
-            "Download the HTML report",
-            lambda: report_html(run_id),
-            file_name=f"actscale-report-{run_id}.html",
-            mime="text/html",
-            key="dl-report",
-            help="One file with the configuration, metrics and every figure; opens with no network.",
-        )
+            st.caption(f"{report.human_size(len(bundle_zip))}: every file of the run, for another actscale store")
+        with right, common.guarded("Making the report"):
+            page = common.report_bytes((run_id,))
+            st.download_button(
+                "Download the HTML report",
+                page,
+                file_name=f"actscale-report-{run_id}.html",
+                mime="text/html",
+                key="dl-report",
+                help="One file: what the figures show and cannot show, the metrics with base rates and intervals, "
+                "every figure and the configuration; opens with no network.",
+            )
+            st.caption(f"{report.human_size(len(page))}: one HTML file, plotly.js included once")
     else:
-        st.error(f"This bundle is broken: {row.reason}. It can only be deleted.")
-    confirm = st.checkbox(f"Yes, delete run {run_id} from the store", key=Keys.confirm_delete(run_id))
-    st.button("Delete", key="runs_delete", disabled=not confirm, on_click=delete_run, args=(run_id,))
+        st.error(
+            f"This bundle is broken: {row.reason}." + ("" if deployment.readonly() else " It can only be deleted.")
+        )
+    if not deployment.readonly():
+        confirm = st.checkbox(f"Yes, delete run {run_id} from the store", key=Keys.confirm_delete(run_id))
+        st.button("Delete", key="runs_delete", disabled=not confirm, on_click=delete_run, args=(run_id,))
 
-st.subheader("Upload a bundle")
-st.file_uploader(
-    "A run bundle (.zip, as downloaded above); it is validated and read with JSON and safetensors only",
-    type=["zip"],
-    key=Keys.RUNS_UPLOAD,
-    on_change=import_upload,
-)
-common.show_flash("upload")
+if deployment.readonly():
+    st.caption("This deployment serves its store read-only: runs cannot be deleted or uploaded here.")
+else:
+    st.subheader("Upload a bundle")
+    st.file_uploader(
+        "A run bundle (.zip, as downloaded above); it is validated and read with JSON and safetensors only",
+        type=["zip"],
+        key=Keys.RUNS_UPLOAD,
+        on_change=import_upload,
+    )
+    common.show_flash("upload")

@@ -129,3 +129,15 @@ def signal_on(monkeypatch, method: str):
 
     monkeypatch.setattr(Job, method, signalled)
     return event
+
+
+def store_snapshot(root) -> dict[str, tuple[bytes | None, int]]:
+    """Every path under a run store (the store folder itself as ``.``) with its bytes (None for
+    a folder) and its mtime in ns: equal snapshots mean nothing was written, renamed or touched."""
+    from pathlib import Path
+
+    root = Path(root)
+    out: dict[str, tuple[bytes | None, int]] = {".": (None, root.stat().st_mtime_ns)}
+    for path in sorted(root.rglob("*")):
+        out[str(path.relative_to(root))] = (path.read_bytes() if path.is_file() else None, path.stat().st_mtime_ns)
+    return out

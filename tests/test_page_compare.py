@@ -209,3 +209,118 @@ def test_broken_bundles_never_break_the_page(runs):
     finally:
         shutil.rmtree(garbage)
         shutil.rmtree(edited)
+
+
+# ---------------------------------------------------------------- the default comparison and its link
+def listing(run_id: str, method: str, **config):
+    from actscale.store import RunListing
+
+    base = {"task": "ioi", "model": "m", "method": method, "seed": 0, "n_prompts": 48, "n_test": 200}
+    return RunListing(run_id, Path("/nowhere") / run_id, True, config={**base, **config})
+
+
+def test_default_comparison_is_the_latest_run_of_each_method():
+    from actscale.analysis import default_comparison
+
+    rows = [  # newest first
+        listing("a" * 16, "dynscalar"),  # the newest: task ioi, model m, seed 0
+        listing("b" * 16, "activscalar", seed=1),  # latest activscalar, but another seed
+        listing("c" * 16, "activscalar", n_prompts=20),  # same seed, another split
+        listing("d" * 16, "activscalar"),  # same split and seed: chosen
+        listing("e" * 16, "steervec", task="ccc"),  # another task
+        listing("f" * 16, "steervec", model="other"),  # another model
+        listing("0" * 16, "steervec", seed=3, n_prompts=20),  # neither, but the only one: chosen
+        listing("1" * 16, "dynscalar"),  # an older dynscalar: the newer one is kept
+    ]
+    assert default_comparison(rows) == ["a" * 16, "d" * 16, "0" * 16]
+    # split before seed: with no run on both, a run on the same split (data seed 0) wins over one
+    # on the same seed
+    rows = [
+        listing("a" * 16, "dynscalar"),
+        listing("b" * 16, "steervec", seed=1, data_seed=0),
+        listing("c" * 16, "steervec", n_test=9),
+    ]
+    assert default_comparison(rows) == ["a" * 16, "b" * 16]
+    # data_seed unset reads as the seed
+    rows = [listing("a" * 16, "dynscalar", data_seed=None), listing("b" * 16, "steervec", data_seed=0)]
+    assert default_comparison(rows) == ["a" * 16, "b" * 16]
+    assert default_comparison([]) == []
+
+
+def param(at: AppTest, name: str) -> str:
+    """A query parameter as the page left it (AppTest gives a list for a value the page wrote)."""
+    value = at.query_params[name]
+    return value[-1] if isinstance(value, list) else value
+
+
+def test_the_default_selection_goes_into_the_link(runs):
+    from actscale.analysis import default_comparison
+
+    at = open_page()
+    chosen = at.multiselect(key="compare_pick").value
+    # default_comparison's choice (tested above): here one run of each method (other tests of
+    # this module may have added sweep runs), and the link says it
+    listed = {r.run_id: r.config["method"] for r in RunStore(runs[0]).list()}
+    assert chosen == default_comparison(RunStore(runs[0]).list())
+    assert sorted(listed[i] for i in chosen) == ["activscalar", "dynscalar", "steervec"]
+    assert param(at, "runs") == ",".join(chosen)
+    ids = [b.run_id for b in runs[1].values()]
+    assert any(
+        c.value.startswith("The latest run of each method on **ioi** with model `tiny-llama`") for c in at.caption
+    )
+    at.multiselect(key="compare_pick").set_value(ids[:1]).run()
+    assert param(at, "runs") == ids[0]
+    assert not any(c.value.startswith("The latest run of each method") for c in at.caption)
+
+
+def open_link(runs_param: str) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["runs"] = runs_param
+    return at.run()
+
+
+def test_a_link_reproduces_the_selection(runs):
+    two = [runs[1]["steervec"].run_id, runs[1]["activscalar"].run_id]
+    at = open_link(",".join(two))
+    assert not at.exception and not at.error and not at.warning
+    assert at.multiselect(key="compare_pick").value == two
+    assert sorted(comparison_table(at)["run_id"].unique()) == sorted(two)
+    assert param(at, "runs") == ",".join(two)
+
+
+def test_bad_links_are_one_warning_and_ignored(runs):
+    from actscale.analysis import default_comparison
+
+    ids = [b.run_id for b in runs[1].values()]
+    at = open_link(f"{ids[0]},0123456789abcdef")
+    assert not at.exception and not at.error
+    assert [w.value for w in at.warning] == [
+        "Runs not in this store (or broken), left out of the comparison: 0123456789abcdef"
+    ]
+    assert at.multiselect(key="compare_pick").value == [ids[0]]
+    for bad, reason in (("../../etc", "invalid run id"), ("0123456789abcdef", "none of these runs is in this store")):
+        at = open_link(bad)
+        assert not at.exception and not at.error
+        assert len(at.warning) == 1
+        assert (
+            at.warning[0].value.startswith(f"Ignored ?runs={bad!r} from the link: ") and reason in at.warning[0].value
+        )
+        assert at.multiselect(key="compare_pick").value == default_comparison(RunStore(runs[0]).list())
+
+
+def test_a_report_of_the_selection_with_its_size(runs):
+    from actscale.report import human_size, render_comparison_report
+
+    two = [runs[1]["steervec"].run_id, runs[1]["dynscalar"].run_id]
+    at = open_link(",".join(two))
+    labels = [d.proto.label for d in at.get("download_button")]
+    assert "Download the report of these runs (HTML)" not in labels  # made on request only
+    next(b for b in at.button if b.label == "Make an HTML report of these runs").click().run()
+    assert not at.exception and not at.error
+    store = RunStore(runs[0])
+    size = len(render_comparison_report([store.load(i) for i in two]).encode())
+    assert f"{human_size(size)}: 2 runs in one HTML file, plotly.js included once" in [c.value for c in at.caption]
+    assert "Download the report of these runs (HTML)" in [d.proto.label for d in at.get("download_button")]
+    # another selection needs its own report
+    at.multiselect(key="compare_pick").set_value(two[:1]).run()
+    assert "Download the report of these runs (HTML)" not in [d.proto.label for d in at.get("download_button")]

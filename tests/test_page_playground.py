@@ -159,3 +159,80 @@ def test_run_made_on_another_model_is_one_error(runs, monkeypatch):
     assert not at.exception
     assert len(at.error) == 1 and "was trained on model" in at.error[0].value
     assert any("delta_base" in d.value.columns for d in at.dataframe)
+
+
+# ---------------------------------------------------------------- links that reproduce the view
+def open_link(**params: str) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    for key, value in params.items():
+        at.query_params[key] = value
+    return at.run()
+
+
+def param(at: AppTest, name: str) -> str | None:
+    """A query parameter as the page left it (AppTest gives a list for a value the page wrote)."""
+    if name not in at.query_params:
+        return None
+    value = at.query_params[name]
+    return value[-1] if isinstance(value, list) else value
+
+
+def test_a_link_opens_the_dataset_prompt_and_beta(runs):
+    bundle = runs[1]["steervec"]
+    at = open_page(bundle.run_id)
+    at.selectbox(key="pg_pick").set_value(3).run()
+    at.slider(key="pg_beta").set_value(-0.5).run()
+    shown = metrics(at)
+    assert (param(at, "example"), param(at, "beta"), param(at, "prompt")) == ("3", "-0.5", None)
+
+    fresh = open_link(run=bundle.run_id, example="3", beta="-0.5")
+    assert not fresh.exception and not fresh.error and not fresh.warning
+    assert fresh.radio(key="pg_source").value == "From the run's dataset"
+    assert fresh.selectbox(key="pg_pick").value == 3 and fresh.slider(key="pg_beta").value == -0.5
+    assert metrics(fresh) == shown
+
+
+def test_a_link_opens_a_typed_prompt(runs):
+    bundle = runs[1]["dynscalar"]
+    prompt = "When Mary and John went to the park, John gave a ball to"
+    at = typed(open_page(bundle.run_id), prompt=prompt, correct="Mary", wrong="John")
+    at.slider(key="pg_beta").set_value(0.25).run()
+    assert not at.exception and not at.error
+    shown = metrics(at)
+    assert [param(at, n) for n in ("prompt", "correct", "wrong", "beta", "example")] == [
+        prompt,
+        "Mary",
+        "John",
+        "0.25",
+        None,
+    ]
+
+    fresh = open_link(run=bundle.run_id, prompt=prompt, correct="Mary", wrong="John", beta="0.25")
+    assert not fresh.exception and not fresh.error and not fresh.warning
+    assert fresh.radio(key="pg_source").value == "Type my own"
+    assert fresh.text_area(key="pg_prompt").value == prompt
+    assert (fresh.text_input(key="pg_correct").value, fresh.text_input(key="pg_wrong").value) == ("Mary", "John")
+    assert metrics(fresh) == shown
+
+
+@pytest.mark.parametrize(
+    ("params", "warning"),
+    [
+        ({"beta": "2"}, "Ignored ?beta='2' from the link: β must lie between −1 and +1"),
+        ({"beta": "0.33"}, "Ignored ?beta='0.33' from the link: β must be a multiple of 0.05 (the slider's step)"),
+        ({"beta": "nan"}, "Ignored ?beta='nan' from the link: β must lie between −1 and +1"),
+        ({"beta": "lots"}, "Ignored ?beta='lots' from the link: β must be a number"),
+        ({"example": "999"}, "Ignored ?example='999' from the link: example 999 is out of range (this run has "),
+        ({"prompt": "   "}, "Ignored ?prompt='   ' from the link: prompt is empty"),
+        ({"correct": "x" * 101}, f"Ignored ?correct={'x' * 40!r} from the link: correct is longer than 100 characters"),
+    ],
+)
+def test_bad_link_values_are_one_warning_and_ignored(runs, params, warning):
+    bundle = runs[1]["activscalar"]
+    at = open_link(run=bundle.run_id, **params)
+    assert not at.exception and not at.error
+    assert len(at.warning) == 1 and at.warning[0].value.startswith(warning), at.warning[0].value
+    assert at.slider(key="pg_beta").value == 1.0  # the defaults
+    assert at.radio(key="pg_source").value == "From the run's dataset"
+    assert at.selectbox(key="pg_pick").value == 0
+    assert (param(at, "beta"), param(at, "example")) == ("1", "0")

@@ -176,3 +176,18 @@ def test_empty_store(ui_store):
     assert not at.exception and not at.error
     assert any("No runs in the store yet" in i.value for i in at.info)
     assert at.file_uploader(key="runs_upload") is not None
+
+
+def test_the_report_and_the_bundle_show_their_size(ui_store, source_runs):
+    from actscale.report import human_size, render_report
+
+    _, a, _ = source_runs
+    at = runs_page(query_run=a)
+    assert not at.exception and not at.error
+    page = render_report(ui_store.load(a)).encode()
+    bundle_zip = ui_store.export_zip(a)
+    captions = [c.value for c in at.caption]
+    assert f"{human_size(len(page))}: one HTML file, plotly.js included once" in captions
+    assert f"{human_size(len(bundle_zip))}: every file of the run, for another actscale store" in captions
+    report = next(d for d in at.get("download_button") if d.proto.label == "Download the HTML report")
+    assert report.proto.help.startswith("One file: what the figures show and cannot show")

@@ -94,3 +94,158 @@ def test_runs_frame_of_a_broken_listing(tmp_path):
     assert df.loc[0, "status"] == "broken"
     assert "config.json" in df.loc[0, "reason"]
     assert headline_frame(store.list()).empty
+
+
+# ---------------------------------------------------------------- a report worth sending
+def with_test_metrics(bundle, **test):
+    """``bundle`` with its test metrics replaced (n_components kept, so nothing is recomputed)."""
+    metrics = {split: dict(m) for split, m in bundle.metrics.items()}
+    metrics["test"] = {**metrics["test"], **test}
+    return dataclasses.replace(bundle, metrics=metrics)
+
+
+def test_sentences_are_computed_from_the_numbers(runs):
+    from actscale.report import findings
+
+    bundle = with_test_metrics(
+        runs[1]["activscalar"],
+        n_prompts=200,
+        acc_base=0.86,
+        flip_acc_pos=0.88,
+        flip_acc_pos_ci95=[0.83, 0.92],
+        flip_acc_neg=0.98,
+        flip_acc_neg_ci95=[0.95, 0.99],
+        faithfulness_kl=0.2412,
+        n_effective=140,
+        n_components=960,
+    )
+    shows, cannot = findings(bundle)
+    assert shows[0] == (
+        "β = +1 changes nothing measurable here: the unmodified model already prefers a+ on 0.86 of the 200 test "
+        "prompts, and the steered rate 0.88 [0.83, 0.92] includes that."
+    )
+    assert (
+        shows[1]
+        == "β = −1 moves the answer: the model prefers a− on 0.98 [0.95, 0.99] of the 200 test prompts, against "
+        "0.14 unmodified."
+    )
+    assert (
+        "Faithfulness: at β = ±1 the next-token distribution over every other token moves by KL = 0.241 nats on "
+        "average over the 200 test prompts (0 = untouched; lower is more faithful)." in shows
+    )
+    assert (
+        "Minimality: 140 of 960 components (15%) change their activation by more than τ = 0.05 of its size; the "
+        "maps below show where." in shows
+    )
+    seed = bundle.config["seed"]
+    assert cannot[0].endswith(
+        f"which this run does not have yet (python -m actscale analyse --run {bundle.run_id} adds them)."
+    )
+    assert cannot[1] == (
+        f"One training run (seed {seed}, data seed {bundle.config['data_seed']}): how much these numbers move from "
+        "one seed to another is not shown."
+    )
+    assert cannot[2].startswith("The test prompts are new prompts from the same templates as training")
+    assert len(cannot) == 3  # 200 prompts: narrow intervals, no sentence about them
+
+    # Other numbers, other sentences: a direction that goes the wrong way, a large base, few prompts.
+    other = with_test_metrics(
+        bundle,
+        n_prompts=8,
+        acc_base=0.75,
+        flip_acc_pos=0.95,
+        flip_acc_pos_ci95=[0.80, 0.99],
+        flip_acc_neg=0.05,
+        flip_acc_neg_ci95=[0.01, 0.20],
+    )
+    shows, cannot = findings(other)
+    assert shows[0] == (
+        "β = +1 moves the answer: the model prefers a+ on 0.95 [0.80, 0.99] of the 8 test prompts (the unmodified "
+        "model already did on 0.75, so the room to move was 0.25)."
+    )
+    assert shows[1] == (
+        "β = −1 works against its purpose here: the model prefers a− on 0.05 [0.01, 0.20] of the 8 test prompts, "
+        "fewer than the 0.25 of the unmodified model."
+    )
+    assert cannot[-1] == (
+        "With the 8 test prompts the intervals are wide (up to 0.19 across): differences smaller than that are "
+        "not measured."
+    )
+    # no base rate stored: said, not guessed
+    metrics = {s: {k: v for k, v in m.items() if not k.startswith("acc_base")} for s, m in bundle.metrics.items()}
+    shows, _ = findings(dataclasses.replace(bundle, metrics=metrics))
+    assert shows[0].endswith(
+        "the unmodified model's rate is not stored, so how much of that steering did cannot be said."
+    )
+
+
+def test_a_run_with_checks_is_reported_without_them(runs, tmp_path):
+    """checks.json (issue 9, format not final) is not read here; a bundle that has one still reports."""
+    import shutil
+
+    from actscale.report import findings
+    from actscale.store import RunStore
+
+    bundle = runs[1]["steervec"]
+    store = RunStore(tmp_path / "runs")
+    shutil.copytree(bundle.path, store.path(bundle.run_id))
+    (store.path(bundle.run_id) / "checks.json").write_text("{not the final format")
+    copy = store.load(bundle.run_id)
+    page = render_report(copy)
+    assert copy.run_id in page and "analyse --run" not in page
+    assert findings(copy)[1][0].endswith("they do not show that the model needs those components for the behaviour.")
+
+
+def test_heatmaps_carry_the_token_labels(runs):
+    import json
+
+    bundle = runs[1]["activscalar"]
+    page = render_report(bundle)
+    labels = bundle.info["position_labels"]
+    specs = re.findall(r'Plotly\.newPlot\(\s*"figure-\d+",\s*(\[.*?\]),\s*(\{.*?\}),\s*\{"displaylogo"', page, re.S)
+    heatmaps = [(json.loads(data), json.loads(layout)) for data, layout in specs if '"type":"heatmap"' in data]
+    by_title = {layout["title"]["text"]: (data[0], layout) for data, layout in heatmaps}
+    trace, layout = by_title["α per layer and position — attn_out"]
+    assert trace["x"] == labels  # the token strings, as Explore shows them
+    assert (layout["xaxis"]["tickmode"], layout["xaxis"]["dtick"]) == ("linear", 1)  # every one of them drawn
+    assert (layout["yaxis"]["tickmode"], layout["yaxis"]["dtick"]) == ("linear", 1)
+
+
+def test_comparison_report(runs):
+    from actscale.report import comparison_findings, human_size, render_comparison_report
+
+    bundles = list(runs[1].values())
+    page = render_comparison_report(bundles)
+    js = get_plotlyjs()
+    assert page.count(js[:2000]) == 1  # plotly.js once for the whole file
+    assert not re.search(r"<script[^>]*\bsrc\s*=", page)
+    n_figures = sum(len(views.run_figures(b)) for b in bundles) + 2  # each run's, and the two comparison figures
+    assert page.count('class="plotly-graph-div"') == n_figures
+    assert len(set(re.findall(r'id="((?:run\d+-|compare-)figure-\d+)"', page))) == n_figures  # ids unique
+    for b in bundles:
+        assert f'<h2 id="run-{b.run_id}">Run {b.run_id}</h2>' in page
+    assert "<h1>actscale: 3 runs compared</h1>" in page
+    assert len(page) < len(render_report(bundles[0])) * 2  # not three copies of plotly.js
+    with pytest.raises(ValueError):
+        render_comparison_report([])
+    assert (human_size(4_861_000), human_size(812_400), human_size(97)) == ("4.9 MB", "812 kB", "97 B")
+
+    # The comparison sentences, on numbers set by hand.
+    a, s = bundles[0], bundles[1]
+    a = with_test_metrics(a, flip_acc_pos=0.98, flip_acc_pos_ci95=[0.95, 0.99], faithfulness_kl=0.24)
+    s = with_test_metrics(s, flip_acc_pos=0.90, flip_acc_pos_ci95=[0.85, 0.94], faithfulness_kl=0.52)
+    a = with_test_metrics(a, flip_acc_neg=0.96, flip_acc_neg_ci95=[0.93, 0.98])
+    s = with_test_metrics(s, flip_acc_neg=0.97, flip_acc_neg_ci95=[0.94, 0.99])
+    out = comparison_findings([a, s])
+    assert out == [
+        f"At β = +1 activscalar (run {a.run_id}) flips the most test prompts, 0.98 [0.95, 0.99], and its interval "
+        "lies above every other run's: the difference is measurable.",
+        f"At β = −1 steervec (run {s.run_id}) flips the most test prompts (0.97 [0.94, 0.99]), but not measurably "
+        "more than activscalar 0.96 [0.93, 0.98]: their intervals overlap.",
+        f"Faithfulness: activscalar (run {a.run_id}) disturbs the other tokens least (KL = 0.24), steervec (run "
+        f"{s.run_id}) most (KL = 0.52); no interval is computed for KL.",
+    ]
+    other_seed = dataclasses.replace(s, config={**s.config, "seed": 5, "data_seed": 5})
+    assert comparison_findings([a, other_seed])[0].startswith(
+        "These runs were not all trained and tested on the same prompts"
+    )

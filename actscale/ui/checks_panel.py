@@ -14,7 +14,7 @@ from actscale import analysis, plots
 from actscale.checks import CheckOptions
 from actscale.jobs import Job
 from actscale.store import RunBundle
-from actscale.ui import common
+from actscale.ui import common, deployment
 from actscale.ui.keys import Keys
 from actscale.ui.progress import job_progress
 
@@ -136,9 +136,9 @@ def _progress(job: Job) -> None:
 
 
 def _launcher(bundle: RunBundle, checks: dict[str, Any] | None) -> None:
-    if not common.model_actions_allowed():
+    if deployment.readonly():  # the checks are written into the bundle: a write
         st.caption(
-            "This deployment does not load models: run the checks with "
+            "This deployment is read-only: run the checks with "
             f"`python -m actscale analyse --run {bundle.run_id} --seeds 3` where the model is, then refresh."
         )
         return

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,13 +16,14 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from actscale import sweeps
+from actscale import report, sweeps
 from actscale.analysis import filled_metrics, rate_text
 from actscale.api import build_task, intervention_from_bundle
 from actscale.errors import ActscaleError, one_line
 from actscale.jobs import Job, JobManager
 from actscale.models import LoadedModel, load_model
 from actscale.store import RunBundle, RunListing, RunStore, check_run_id
+from actscale.ui import deployment
 from actscale.ui.keys import Keys
 from actscale.ui.navigation import EXPLORE
 
@@ -29,8 +31,9 @@ DEFAULT_MODEL = os.environ.get("ACTSCALE_MODEL", "bundled")
 
 
 def store() -> RunStore:
-    """The run store: ``$ACTSCALE_STORE`` or ``runs/``. The disk is the source of truth."""
-    return RunStore(os.environ.get("ACTSCALE_STORE") or "runs")
+    """The run store: ``$ACTSCALE_STORE`` or ``runs/``. The disk is the source of truth; a
+    read-only deployment opens it read-only, so nothing can write to it."""
+    return RunStore(os.environ.get("ACTSCALE_STORE") or "runs", readonly=deployment.readonly())
 
 
 # The model currently resident in this server process, for status lines that must not load one.
@@ -47,21 +50,13 @@ def _resident_model(name: str, device: str) -> LoadedModel:
 
 
 def resident_model(name: str | None = None, device: str | None = None) -> LoadedModel:
-    """The one shared model (loaded on first use, with a spinner). Raises ActscaleError."""
+    """The one shared model (loaded on first use, with a spinner). Raises ActscaleError, also
+    where this deployment loads no model."""
+    deployment.check_model_allowed("Loading a model")
     name = name or st.session_state.get(Keys.MODEL, DEFAULT_MODEL)
     device = device or st.session_state.get(Keys.DEVICE, "auto")
     with st.spinner(f"Loading model {name} (the bundled model is converted once, about 40 s)…"):
         return _resident_model(name, device)
-
-
-def model_actions_allowed() -> bool:
-    """Whether this deployment may load a model and run model work on it (training, the map
-    checks, the Playground): not in a read-only deployment, unless it explicitly allows a model."""
-
-    def flag(name: str) -> bool:
-        return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-    return not flag("ACTSCALE_READONLY") or flag("ACTSCALE_READONLY_MODEL")
 
 
 def loaded_model_or_none() -> LoadedModel | None:
@@ -132,6 +127,28 @@ def completed_metrics(row: RunListing) -> dict[str, dict[str, Any]]:
         return row.metrics
 
 
+@st.cache_data(max_entries=8, show_spinner="Making the report…")
+def _report(root: str, run_ids: tuple[str, ...], stamps: tuple[int, ...]) -> bytes:  # noqa: ARG001 - stamps: a cache key
+    readable = RunStore(root, readonly=True)
+    bundles = [readable.load(run_id) for run_id in run_ids]
+    page = report.render_report(bundles[0]) if len(bundles) == 1 else report.render_comparison_report(bundles)
+    return page.encode()
+
+
+def report_bytes(run_ids: tuple[str, ...]) -> bytes:
+    """The HTML report of one run, or of several compared (`report.render_comparison_report`),
+    cached per run folders (made again when one changes), so its size can be shown next to its
+    download button. Raises ActscaleError for a missing or broken run."""
+    s = store()
+    stamps = []
+    for run_id in run_ids:
+        path = s.path(check_run_id(run_id))
+        if not path.is_dir():
+            raise ActscaleError(f"no run {run_id} in the store {s.root}")
+        stamps.append(path.stat().st_mtime_ns)
+    return _report(str(s.root), tuple(run_ids), tuple(stamps))
+
+
 def list_runs() -> list[RunListing]:
     return store().list()
 
@@ -167,7 +184,11 @@ def pick_run(label: str = "Run", key: str = "run_picker") -> RunBundle | None:
     Keeps ``?run=`` in the address bar in step, so the link can be shared."""
     rows = [r for r in list_runs() if r.ok]
     if not rows:
-        st.info("No runs in the store yet: train one on the **Train** page, or upload a bundle on **Runs**.")
+        st.info(
+            "No runs in this store."
+            if deployment.readonly()
+            else "No runs in the store yet: train one on the **Train** page, or upload a bundle on **Runs**."
+        )
         return None
     ids = [r.run_id for r in rows]
     wanted: str | None = query_run_id() or st.session_state.get(Keys.RUN)
@@ -252,6 +273,11 @@ def show_table(df: pd.DataFrame, name: str, key: str, **kwargs) -> None:
     )
 
 
+def plain(text: str) -> str:
+    """``text`` escaped for ``st.markdown``: a token or a prompt shows as typed, never as markup."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|~<>$])", r"\\\1", text)
+
+
 def page_header(title: str, caption: str) -> None:
     st.title(title)
     st.caption(caption)
@@ -311,36 +337,27 @@ def show_flash(slot: str = "main") -> None:
 def model_status_line(model: Any | None) -> str:
     """One line about the resident model for status displays (never loads one)."""
     if model is None:
+        if not deployment.model_allowed():
+            return "No model loaded: this read-only deployment shows stored runs, which need none."
+        if deployment.readonly():
+            return "No model loaded yet: stored runs open without one; the Playground loads one."
         return "No model loaded: stored runs open without one (viewer mode); the Train page loads one."
     return f"Loaded model: {model.describe()}"
 
 
 def show_sidebar() -> None:
-    """The sidebar under the list of pages (drawn once, by app.py): the resident model, never
-    loading one, and the run store."""
+    """The sidebar under the list of pages (drawn once, by app.py): what this deployment allows,
+    the resident model (never loading one) and the run store."""
+    for problem in deployment.problems():
+        st.sidebar.warning(problem)
+    if deployment.readonly():
+        st.sidebar.info(deployment.describe(), icon=":material/lock:")
     model = loaded_model_or_none()
     st.sidebar.caption(f"Model: {model.describe()}" if model else "No model loaded (viewer mode)")
     st.sidebar.caption(f"Runs in `{store().root}`")
 
 
 # ---- Compare and Playground helpers -------------------------------------------------------
-
-
-def related_runs(rows: list[RunListing]) -> list[str]:
-    """The natural default of a comparison: the readable runs that share the newest run's task
-    and dataset (same ``dataset_hash``). Where that is the newest run alone, the runs on the
-    same task, model and seed: DynScalar keeps prompts of every length, so it never shares a
-    dataset hash with the fixed-length methods trained beside it."""
-    rows = [r for r in rows if r.ok]
-    if not rows:
-        return []
-    newest = rows[0].config
-
-    def same(keys: tuple[str, ...]) -> list[str]:
-        return [r.run_id for r in rows if all(r.config.get(k) == newest.get(k) for k in keys)]
-
-    related = same(("task", "dataset_hash"))
-    return related if len(related) > 1 else same(("task", "model", "seed"))
 
 
 def parse_values(text: str, name: str) -> list[float]:
@@ -380,6 +397,7 @@ def launch_sweep(
 ) -> Job:
     """Train every combination of λ_M, λ_F and m (`sweeps.sweep_configs`) on ``bundle``'s
     configuration, prompts and split, as one job on the resident model. Raises ActscaleError."""
+    deployment.check_writable("A sweep")
     configs = sweeps.sweep_configs(bundle.config, lambda_ms, lambda_fs, margins, steps=int(steps))
     model = resident_model(bundle.config["model"])
     examples = sweeps.base_examples(bundle.dataset)

@@ -21,6 +21,8 @@ class Keys:
     FLASH = "flash"  # {slot: (kind, message)} shown once after a callback
     SWEEP_SEEN = "compare_sweep_seen"  # the sweep job whose runs were already added to Compare
     TRADEOFF_GEN = "compare_tradeoff_gen"  # bumped after a click is used, so the old selection is dropped
+    COMPARE_REPORT = "compare_report"  # the run ids of the report made on Compare (a tuple)
+    LINKS = "links_seen"  # {query parameter: the value last read from or written to the address} (links.py)
 
     # ---- widgets whose state the code also sets or reads
     COMPARE_PICK = "compare_pick"  # Compare's multiselect of runs
@@ -29,6 +31,17 @@ class Keys:
     TRAIN_DEVICE = "train_device"
     RUNS_PICK = "runs_pick"  # the run chosen on Runs
     RUNS_UPLOAD = "runs_upload"  # Runs' bundle uploader
+    # Explore and Playground widgets that a link sets (links.py)
+    EXPLORE_SITE = "explore_site"
+    EXPLORE_COMPONENT = "explore_component"
+    EXPLORE_POSITION = "explore_head_position"
+    EXPLORE_PROMPT = "explore_dyn_prompt"
+    PG_SOURCE = "pg_source"
+    PG_PICK = "pg_pick"
+    PG_PROMPT = "pg_prompt"
+    PG_CORRECT = "pg_correct"
+    PG_WRONG = "pg_wrong"
+    PG_BETA = "pg_beta"
 
     @staticmethod
     def confirm_delete(run_id: str) -> str:
