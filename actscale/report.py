@@ -19,13 +19,18 @@ import pandas as pd
 
 from actscale import views
 from actscale.analysis import (
+    ablation_table,
     base_rate,
     filled_metrics,
+    generalisation_table,
+    k90_text,
     metrics_frame,
     metrics_table,
+    random_table,
     rare_positions,
     rate_text,
     same_split,
+    side_effects_table,
 )
 from actscale.store import RunBundle, RunListing
 
@@ -353,6 +358,70 @@ def _sentences(items: list[str]) -> str:
     return "<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in items) + "</ul>"
 
 
+def check_findings(bundle: RunBundle) -> list[str]:
+    """Sentences on the run's map checks, from their numbers; [] until they are run."""
+    found = bundle.checks()
+    data = found[0] if found else {}
+    out = []
+    if "map" in data:
+        out.append(k90_text(data))
+        m = data["map"]
+        nec = [r for r in m.get("necessity", []) if r["k"] == m["k90"]]
+        if nec:
+            out.append(
+                f"Removing the top {m['k90']} from the full run leaves a mean flip rate of {nec[0]['mean_flip']:.2f} "
+                f"(full run {m['full']['mean_flip']:.2f}): "
+                + (
+                    "the rest of the map cannot stand in for them."
+                    if nec[0]["mean_flip"] < 0.9 * m["full"]["mean_flip"]
+                    else "the rest of the map largely makes up for them (redundant components)."
+                )
+            )
+        agree = m.get("precision_agreement") or {}
+        if agree.get("agree") is not None:
+            out.append(
+                f"The checks ran in {m['precision']}: the sign of Δ agrees with the run's float32 evaluation on "
+                f"{agree['agree']} of {agree['n']} prompt-directions."
+            )
+    if "stability" in data:
+        st = data["stability"]
+        out.append(
+            f"Over {len(st['runs'])} seeds ({st['vary']} varied), {st['n_selected_all']} components are selected in "
+            f"every seed and {st['n_selected_any']} in at least one; mean rank correlation of the magnitudes "
+            f"{st['mean_spearman']:.2f}."
+        )
+    if "side_effects" in data:
+        rows = {r["beta"]: r for r in data["side_effects"]["rows"]}
+        out.append(
+            "On neutral text the run applied everywhere changes perplexity from "
+            f"{rows[1.0]['perplexity_base']:.1f} to {rows[1.0]['perplexity_steered']:.1f} (β = +1) and "
+            f"{rows[-1.0]['perplexity_steered']:.1f} (β = −1); per-token KL {rows[1.0]['kl_per_token_mean']:.3f} and "
+            f"{rows[-1.0]['kl_per_token_mean']:.3f}."
+        )
+    return [x for x in out if x]
+
+
+def _check_sections(bundle: RunBundle, heading: str, prefix: str) -> list[str]:
+    found = bundle.checks()
+    if not found:
+        return []
+    data = found[0]
+    sub = "h3" if heading == "h2" else "h4"
+    out = [f"<{heading}>Does the map mean anything?</{heading}>", _sentences(check_findings(bundle))]
+    for title, frame in (
+        ("Random control", random_table(data)),
+        ("Knock-outs of the same components", ablation_table(data)),
+        ("Generalisation", generalisation_table(data)),
+        ("Side effects on neutral text", side_effects_table(data)),
+    ):
+        if not frame.empty:
+            out += [f"<{sub}>{title}</{sub}>", _table(frame.astype(object).values.tolist(), list(frame.columns))]
+    for i, (name, fig) in enumerate(views.check_figures(bundle).items()):
+        div = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"{prefix}check-{i}")
+        out.append(f'<section class="figure"><{sub}>{html.escape(name)}</{sub}>{div}</section>')
+    return out
+
+
 def _figure_sections(bundle: RunBundle, prefix: str) -> list[str]:
     out = []
     for i, (name, fig) in enumerate(views.run_figures(bundle).items()):
@@ -385,6 +454,7 @@ def _run_sections(bundle: RunBundle, heading: str, prefix: str = "") -> list[str
         _table(metric_rows, ["metric", *splits]),
         f"<{heading}>Figures</{heading}>",
         *[x.replace("<h3>", f"<{sub}>").replace("</h3>", f"</{sub}>") for x in _figure_sections(bundle, prefix)],
+        *_check_sections(bundle, heading, prefix),
         "<details><summary>Configuration</summary>"
         + _table([[k, cfg[k]] for k in sorted(cfg)], ["key", "value"], numbers_right=False)
         + "</details>",

@@ -86,6 +86,22 @@ def run_figures(bundle: RunBundle) -> dict[str, go.Figure]:
     return figs
 
 
+def check_figures(bundle: RunBundle) -> dict[str, go.Figure]:
+    """The figures of the run's map checks (method.md §7), by title; {} until they are run."""
+    found = bundle.checks()
+    data = found[0] if found else {}
+    figs: dict[str, go.Figure] = {}
+    if "map" in data:
+        figs["sufficiency and necessity, with the random control and the knock-outs"] = plots.plot_sufficiency(bundle)
+    if "stability" in data:
+        for site in bundle.sites:
+            figs[f"consensus over seeds — {site}"] = plots.plot_stability_map(bundle, site)
+    if "generalisation" in data:
+        figs["generalisation across groups, β = −1"] = plots.plot_generalisation(bundle, "flip_acc_neg")
+        figs["generalisation across groups, β = +1"] = plots.plot_generalisation(bundle, "flip_acc_pos")
+    return figs
+
+
 # ---------------------------------------------------------------- shared panels
 def head_panels(bundle: RunBundle) -> list[Panel]:
     """The head site as layer × head: at a chosen position and summed over positions, or as it

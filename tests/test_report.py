@@ -249,3 +249,27 @@ def test_comparison_report(runs):
     assert comparison_findings([a, other_seed])[0].startswith(
         "These runs were not all trained and tested on the same prompts"
     )
+
+
+def test_report_has_the_map_checks_when_the_run_has_them(tiny_llama, tmp_path):
+    from actscale.api import train_run
+    from actscale.checks import CheckOptions, run_checks
+    from actscale.report import render_report
+    from actscale.store import RunStore
+    from actscale.training import TrainConfig
+
+    bundle = train_run(
+        TrainConfig(model=tiny_llama.name, method="dynscalar", steps=2, n_prompts=16, n_test=8),
+        tiny_llama,
+        store=RunStore(tmp_path),
+    )
+    before = render_report(bundle)
+    assert "Does the map mean anything?" not in before
+    assert f"python -m actscale analyse --run {bundle.run_id} adds them" in before
+    out = run_checks(tiny_llama, bundle, CheckOptions(prompts=8, draws=5, precision="float32"))
+    after = render_report(bundle)
+    assert "Does the map mean anything?" in after
+    assert f"k90 = {out['map']['k90']} of {out['map']['n_components']:,} components" in after
+    assert "Side effects on neutral text" in after and "Random control" in after
+    assert after.count('class="plotly-graph-div"') == before.count('class="plotly-graph-div"') + 1
+    assert after.count("plotly.js v") <= 1  # still one copy of plotly.js
