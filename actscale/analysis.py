@@ -614,3 +614,37 @@ def describe_component(bundle: RunBundle, site: str, index: tuple[int, ...]) -> 
     tau = float(bundle.config.get("tau", 0.05))
     verdict = "effective" if rel > tau else "not effective"
     return text + f"; it changes its activation by {rel:.3g} of its size ({verdict} at τ = {tau:g})."
+
+
+def checks_frame(bundles: list[RunBundle]) -> pd.DataFrame:
+    """One row per run with map checks: k90 (count and share of components), the learned top-k
+    against the random control, necessity, stability: what Compare shows next to the metrics."""
+    rows = []
+    for b in bundles:
+        data = run_checks_data(b)
+        if not data or "map" not in data:
+            continue
+        m = data["map"]
+        rand: dict[str, Any] = next((r for r in m.get("random", []) if r["k"] == m["k90"]), {})
+        learned: dict[str, Any] = next((r for r in m["sufficiency"] if r["k"] == m["k90"]), {})
+        nec: dict[str, Any] = next((r for r in m.get("necessity", []) if r["k"] == m["k90"]), {})
+        stab = data.get("stability") or {}
+        rows.append(
+            {
+                "run_id": b.run_id,
+                "method": b.method,
+                "k90": m["k90"],
+                "of components": m["n_components"],
+                "k90 share": round(m["k90_frac"], 4),
+                "top-k90 mean flip": round(learned.get("mean_flip", float("nan")), 3),
+                "random 95%": round(rand.get("mean_flip_p95", float("nan")), 3),
+                "beats random": bool(m.get("learned_above_random_p95")),
+                "without top-k90": round(nec.get("mean_flip", float("nan")), 3),
+                "full run": round(m["full"]["mean_flip"], 3),
+                "seeds": len(stab.get("runs", [])) or None,
+                "selected in every seed": stab.get("n_selected_all"),
+                "mean rank correlation": None if not stab else round(stab["mean_spearman"], 3),
+                "prompts": m["prompts"]["n"],
+            }
+        )
+    return pd.DataFrame(rows)

@@ -770,3 +770,39 @@ def plot_trigger_map(values: np.ndarray, units: list[str], tokens: list[str]) ->
     )
     fig.update_yaxes(autorange="reversed")
     return fig
+
+
+def plot_sufficiency_overlay(bundles: list[RunBundle]) -> go.Figure:
+    """Runs side by side: mean flip rate of the top-k against k as a share of each run's
+    components (log), the learned curve solid and the random control's median as markers."""
+    from actscale.analysis import run_checks_data
+
+    fig = _new_figure()
+    for b in bundles:
+        m = (run_checks_data(b) or {}).get("map") or {}
+        if not m:
+            continue
+        frame = pd.DataFrame(m["sufficiency"])
+        n = m["n_components"]
+        label = f"{b.method} {b.run_id[:8]}"
+        fig.add_trace(
+            go.Scatter(
+                x=frame["k"] / n, y=frame["mean_flip"], mode="lines+markers", name=f"{label} top-k", legendgroup=label
+            )
+        )
+        rand = pd.DataFrame(m.get("random", []))
+        if not rand.empty:
+            fig.add_trace(
+                go.Scatter(
+                    x=rand["k"] / n,
+                    y=rand["mean_flip_median"],
+                    mode="markers",
+                    marker=dict(symbol="square-open", size=10),
+                    name=f"{label} random (median)",
+                    legendgroup=label,
+                )
+            )
+    fig.update_xaxes(type="log", title_text="share of components kept (log scale)")
+    fig.update_yaxes(range=[-0.03, 1.03], title_text="mean flip rate ((β = +1 and β = −1) / 2)")
+    fig.update_layout(title="Sufficiency of the top components, runs compared", **_LAYOUT)
+    return fig

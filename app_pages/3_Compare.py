@@ -136,6 +136,26 @@ with common.guarded("Comparing these runs"):
                 )
             )
 
+        st.subheader("Do the maps mean anything?")
+        checked = analysis.checks_frame([common.load_bundle(r.run_id) for r in selected])
+        if checked.empty:
+            st.caption(
+                "None of these runs has its map checks yet (Explore → “Does the map mean anything?”, or "
+                "`python -m actscale analyse --run RUN`)."
+            )
+        else:
+            st.caption(
+                "k90: the fewest top components reaching 90% of the run's mean flip rate; the random control puts "
+                "the same magnitudes on random components. A map whose top-k does not beat the random control's "
+                "95th percentile carries no claim about *which* components matter."
+            )
+            common.show_table(checked, "map-checks", "map-checks", hide_index=True)
+            common.show_figure(
+                plots.plot_sufficiency_overlay([common.load_bundle(r) for r in checked["run_id"]]),
+                "sufficiency-compared",
+                "sufficiency-compared",
+            )
+
         st.subheader("Trade-offs")
         c1, c2, c3 = st.columns(3)
         split = c1.radio("Split", ["test", "val", "train"], horizontal=True, key="compare_split")

@@ -324,3 +324,24 @@ def test_a_report_of_the_selection_with_its_size(runs):
     # another selection needs its own report
     at.multiselect(key="compare_pick").set_value(two[:1]).run()
     assert "Download the report of these runs (HTML)" not in [d.proto.label for d in at.get("download_button")]
+
+
+def test_map_checks_are_compared(runs, tiny_llama):
+    from actscale.checks import CheckOptions, run_checks
+
+    pick = [runs[1]["activscalar"].run_id, runs[1]["steervec"].run_id]
+    at = open_page()
+    at.multiselect(key="compare_pick").set_value(pick).run()
+    if runs[1]["activscalar"].checks() is None and runs[1]["steervec"].checks() is None:
+        assert any("None of these runs has its map checks yet" in c.value for c in at.caption)
+        assert "sufficiency-compared" not in chart_keys(at)
+    out = run_checks(tiny_llama, runs[1]["activscalar"], CheckOptions(prompts=8, draws=5, precision="float32"))
+    at = open_page()
+    at.multiselect(key="compare_pick").set_value(pick).run()
+    assert not at.exception and not at.error
+    (table,) = [d.value for d in at.dataframe if "k90" in d.value.columns]
+    assert list(table["run_id"]) == [runs[1]["activscalar"].run_id]
+    assert int(table["k90"].iloc[0]) == out["map"]["k90"]
+    assert int(table["of components"].iloc[0]) == out["map"]["n_components"]
+    overlay = chart(at, "sufficiency-compared")
+    assert len(overlay["data"]) == 2  # the learned curve and the random control's medians
