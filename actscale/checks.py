@@ -377,7 +377,9 @@ def _magnitudes(bundle: RunBundle, task: PreparedTask) -> dict[str, Tensor]:
     return out
 
 
-def _mean_activations(model: LoadedModel, task: PreparedTask, comps: Components, n_layers: int) -> dict[str, Tensor]:
+def _mean_activations(
+    model: LoadedModel, task: PreparedTask, comps: Components, n_layers: int, batch: int = 32
+) -> dict[str, Tensor]:
     """The mean activation over the training prompts' real tokens: per (layer, position) for
     positioned components, per layer (over every token) otherwise."""
     rows = task.split_indices("train")
@@ -385,10 +387,11 @@ def _mean_activations(model: LoadedModel, task: PreparedTask, comps: Components,
         rows = torch.arange(task.tokens.shape[0])
     tokens, mask = task.tokens[rows], task.attention_mask[rows].float()
     sums: dict[str, list[Tensor | None]] = {s: [None] * n_layers for s in comps.sites}
+    current = [mask[:0]]  # the mask of the batch being run
 
     def capture(act: Tensor, hook: object = None, *, site: str, layer: int) -> None:  # noqa: ARG001
         a = act.detach().float().cpu()
-        m = mask.reshape(*mask.shape, *([1] * (a.dim() - 2)))
+        m = current[0].reshape(*current[0].shape, *([1] * (a.dim() - 2)))
         total = (a * m).sum(0) if comps.positioned(site) else (a * m).sum((0, 1))
         prev = sums[site][layer]
         sums[site][layer] = total if prev is None else prev + total
@@ -397,8 +400,9 @@ def _mean_activations(model: LoadedModel, task: PreparedTask, comps: Components,
         (hook_name(s, layer), _partial_capture(capture, s, layer)) for s in comps.sites for layer in range(n_layers)
     ]
     with model.lock, torch.no_grad(), model.bridge.hooks(fwd_hooks=hooks, reset_hooks_end=True):
-        for start in range(0, tokens.shape[0], 32):
-            sl = slice(start, start + 32)
+        for start in range(0, tokens.shape[0], batch):
+            sl = slice(start, start + batch)
+            current[0] = mask[sl]
             last_position_logits(model, tokens[sl], task.attention_mask[rows][sl])
     per_pos = mask.sum(0).clamp_min(1)  # [pos]
     out = {}

@@ -297,3 +297,26 @@ def test_cli_defaults_are_the_engines():
     args = build_parser().parse_args(["analyse", "--run", "x"])
     d = CheckOptions()
     assert (args.prompts, args.draws, args.precision, args.seeds) == (d.prompts, d.draws, d.precision, d.seeds)
+
+
+@pytest.mark.parametrize("method", ["activscalar", "dynscalar"])
+def test_mean_activations_do_not_depend_on_the_batch(tiny_llama, runs, method):
+    """The training prompts' mean activation, per (layer, position) or per layer, is the same
+    whether they run in batches of 3 or all at once, and matches a hand computation."""
+    bundle = runs[1][method]
+    ctx, task, _ = checks._context(tiny_llama, bundle, FAST, None)
+    n_layers = ctx.template.dims.n_layers
+    small = checks._mean_activations(tiny_llama, task, ctx.comps, n_layers, batch=3)
+    large = checks._mean_activations(tiny_llama, task, ctx.comps, n_layers, batch=1000)
+    assert small.keys() == large.keys() == set(bundle.sites)
+    for site in small:
+        assert torch.allclose(small[site], large[site], atol=1e-5)
+    rows = task.split_indices("train")
+    if not bool(task.attention_mask[rows].all()):
+        return  # prompts of several lengths: the hand computation below needs one
+    _, cache = tiny_llama.bridge.run_with_cache(task.tokens[rows])
+    from actscale.sites import hook_name
+
+    act = cache[hook_name("mlp_out", 0)]  # [n pos d]
+    expected = act.mean(0)
+    assert torch.allclose(small["mlp_out"][0], expected, atol=1e-4)
