@@ -309,9 +309,22 @@ def _forward_chunk(ctx: _Context, segments: list[tuple[_Variant, Intervention | 
     ]
     tokens = ctx.tokens.repeat(len(segments), 1)
     mask = ctx.mask.repeat(len(segments), 1)
-    with ctx.model.lock, torch.no_grad(), ctx.precision():
+    with ctx.model.lock, torch.no_grad(), ctx.precision(), _flush_denormal():
         with ctx.model.bridge.hooks(fwd_hooks=hooks, reset_hooks_end=True):
             return last_position_logits(ctx.model, tokens, mask).float().cpu()
+
+
+@contextlib.contextmanager
+def _flush_denormal() -> Iterator[None]:
+    """Subnormal floats flushed to zero on the CPU for the block: a random placement can drive
+    activations towards them, and arithmetic on subnormals is many times slower (their
+    contribution, below 1e-38, changes no logit). Back to torch's default (off) afterwards."""
+    supported = torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if supported:
+            torch.set_flush_denormal(False)
 
 
 def _partial_hook(fn: Callable[..., Tensor], site: str, layer: int) -> Callable[..., Tensor]:

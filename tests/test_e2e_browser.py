@@ -321,3 +321,38 @@ def test_train_explore_share_cancel(request, tmp_path):
         ) from exc
     finally:
         context.close()
+
+
+def test_a_run_with_checks_shows_its_sufficiency_curve(request, tiny_llama):
+    """Explore in a real browser draws a run's map checks from its bundle: the k90 summary next
+    to the maps and the sufficiency curve with the random control."""
+    require_browser()
+    browser = request.getfixturevalue("browser")
+    app: App = request.getfixturevalue("app")
+    from playwright.sync_api import expect
+
+    from actscale.api import train_run
+    from actscale.checks import CheckOptions, run_checks
+    from actscale.store import RunStore
+    from actscale.training import TrainConfig
+
+    bundle = train_run(
+        TrainConfig(model="tiny-llama", method="activscalar", steps=2, n_prompts=16, n_test=8, seed=11),
+        tiny_llama,
+        store=RunStore(app.store),
+    )
+    out = run_checks(tiny_llama, bundle, CheckOptions(prompts=8, draws=5, precision="float32"))
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        page = context.new_page()
+        page.goto(f"{app.url}/Explore?run={bundle.run_id}")
+        expect_explore(page, bundle.run_id)
+        page.get_by_text(re.compile(rf"Map check\. k90 = {out['map']['k90']} of ")).wait_for(timeout=UI_MS)
+        curve = page.locator(
+            ".js-plotly-plot", has=page.get_by_text(re.compile("Sufficiency and necessity of the top-k"))
+        )
+        curve.first.scroll_into_view_if_needed(timeout=UI_MS)
+        curve.first.wait_for(state="visible", timeout=UI_MS)
+        expect(curve.first.get_by_text("keep top-k (sufficiency)")).to_have_count(1)
+    finally:
+        context.close()
