@@ -245,6 +245,8 @@ def cmd_sweep(args: argparse.Namespace) -> dict:
     from actscale.sweeps import MAX_CLUSTER_SWEEP, MAX_SWEEP, sweep_configs
 
     executor, address = resolve_executor(args.executor, args.ray_address)
+    if executor == "local" and args.workers is not None:
+        raise ActscaleError("workers is an option of the Ray executor; the local executor runs one run at a time")
     base = _config(args, margin=2.0, lambda_f=1.0, lambda_m=None, seed=0)
     lambda_ms = _numbers(args.lambda_m, "lambda-m") if args.lambda_m.strip() else [base.lambda_m]
     configs = sweep_configs(
