@@ -97,6 +97,13 @@ def _add_run_options(t: argparse.ArgumentParser, d: Any, sweep: bool) -> None:
         "'answer' keeps every length and counts back from the last token; 'auto' (default): answer for "
         "a --dataset file, absolute for the generated tasks",
     )
+    t.add_argument(
+        "--autocast",
+        default=d.autocast,
+        choices=["off", "bf16"],
+        help="bf16: the frozen model runs in bfloat16 under torch.autocast (for a GPU); the intervention's "
+        "parameters stay float32 (default off)",
+    )
     t.add_argument("--raw-dot", action="store_true", help="DynScalar: dot product with the raw activation")
     t.add_argument("--ccc-context-is-correct", action="store_true", help="CCC: a+ is the context's capital")
     t.add_argument("--templates", default="", help="IOI: comma-separated template ids to use")
@@ -186,6 +193,7 @@ def _config(args: argparse.Namespace, **grid_values: Any) -> Any:
         templates=_split(args.templates),
         test_templates=_split(args.test_templates),
         positions=args.positions,
+        autocast=args.autocast,
         **grid_values,
     )
 

@@ -515,13 +515,16 @@ def _quiet():
 
 
 def last_position_logits(
-    model: LoadedModel, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None
+    model: LoadedModel, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None, autocast: bool = False
 ) -> torch.Tensor:
     """Logits at each prompt's last token: tokens [batch pos] (left-padded) -> [batch d_vocab].
 
     Prompts are left-padded, so every prompt's last real token sits at the last position and
     the unembedding runs on that position alone (``logits_to_keep=1``): on a 49k vocabulary
     that skips most of the unembedding's work.
+
+    ``autocast``: the frozen model's matrix products run in bfloat16 (``torch.autocast``) while
+    anything a hook adds stays float32; the logits come back as float32 either way.
     """
     device = model.device
     tokens = tokens.to(device)
@@ -530,5 +533,7 @@ def last_position_logits(
         attention_mask = attention_mask.to(device)
         kwargs["attention_mask"] = attention_mask
         kwargs["position_ids"] = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    logits = model.bridge(tokens, **kwargs)
-    return logits[:, -1, :]
+    device_type = torch.device(device).type
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast):
+        logits = model.bridge(tokens, **kwargs)
+    return logits[:, -1, :].float() if autocast else logits[:, -1, :]

@@ -142,10 +142,13 @@ class _ActivationStats:
         return {s: mean(v) for s, v in self.norms.items()}, {s: mean(v) for s, v in self.dirs.items()}
 
 
-def base_pass(model: LoadedModel, task: PreparedTask, sites: tuple[str, ...], eval_batch: int = 16) -> BaseOutputs:
-    """Run the unmodified model once over the task (cached per model, dataset and sites)."""
+def base_pass(
+    model: LoadedModel, task: PreparedTask, sites: tuple[str, ...], eval_batch: int = 16, autocast: bool = False
+) -> BaseOutputs:
+    """Run the unmodified model once over the task (cached per model, dataset, sites and
+    precision: a run under bfloat16 autocast compares itself with the model under autocast)."""
     # n_pos: the same prompts padded wider (evaluating a run on another file) give other statistics' shapes.
-    key = (id(model), model.weights_hash, task.dataset_hash, task.n_pos, tuple(sites))
+    key = (id(model), model.weights_hash, task.dataset_hash, task.n_pos, tuple(sites), autocast)
     with _BASE_CACHE_LOCK:
         if key in _BASE_CACHE:
             _BASE_CACHE.move_to_end(key)
@@ -162,7 +165,7 @@ def base_pass(model: LoadedModel, task: PreparedTask, sites: tuple[str, ...], ev
         for sl in _batches(task.tokens.shape[0], eval_batch):
             rows = torch.tensor([i - sl.start for i in range(sl.start, sl.stop) if i in train_rows], dtype=torch.long)
             stats.next_batch(rows, task.attention_mask[sl])
-            out.append(last_position_logits(model, task.tokens[sl], task.attention_mask[sl]).float().cpu())
+            out.append(last_position_logits(model, task.tokens[sl], task.attention_mask[sl], autocast).float().cpu())
     result = BaseOutputs(torch.cat(out), *stats.means())
     with _BASE_CACHE_LOCK:
         _BASE_CACHE[key] = result
@@ -248,7 +251,7 @@ def train(
         raise ActscaleError(f"{config.method} needs prompts of one length; prepare the task with fixed_length=True")
     check_memory(model, task, config)
     start = time.perf_counter()
-    base = base_pass(model, task, config.sites)
+    base = base_pass(model, task, config.sites, autocast=config.bf16)
     intervention = new_intervention(model, task, config)
     optimiser = torch.optim.Adam(intervention.parameters(), lr=config.lr)
     # Cosine decay (ours): with an L1 term, Adam keeps unneeded scalars jittering around 0 at
@@ -307,8 +310,9 @@ def validation_effectiveness(
     idx = task.split_indices("val")
     if idx.numel() == 0:
         return None
-    pos = steered_logits(model, intervention, task.tokens[idx], task.attention_mask[idx], 1.0)
-    neg = steered_logits(model, intervention, task.tokens[idx], task.attention_mask[idx], -1.0)
+    tokens, mask = task.tokens[idx], task.attention_mask[idx]
+    pos = steered_logits(model, intervention, tokens, mask, 1.0, autocast=config.bf16)
+    neg = steered_logits(model, intervention, tokens, mask, -1.0, autocast=config.bf16)
     correct, wrong = task.correct_ids[idx], task.wrong_ids[idx]
     hinge = torch.cat(
         [
@@ -338,7 +342,7 @@ def _train_step(
     base_logits = base.logits[rows].repeat(2, 1).to(device)
     tokens, mask = tokens.repeat(2, 1), mask.repeat(2, 1)
     with steer(model.bridge, intervention, beta, mask=mask):
-        logits = last_position_logits(model, tokens, mask)
+        logits = last_position_logits(model, tokens, mask, config.bf16)
     terms = objective(
         logits,
         base_logits,
@@ -381,6 +385,7 @@ def steered_logits(
     beta: float,
     eval_batch: int = 16,
     record: dict[tuple[str, int], list[Tensor]] | None = None,
+    autocast: bool = False,
 ) -> Tensor:
     """Last-position logits of the model steered with strength ``beta``: [n d_vocab].
 
@@ -393,7 +398,7 @@ def steered_logits(
             t, m = tokens[sl], mask[sl]
             batch_record: dict[tuple[str, int], Tensor] | None = {} if record is not None else None
             with steer(model.bridge, intervention, beta, batch=t.shape[0], record=batch_record, mask=m):
-                out.append(last_position_logits(model, t, m).float().cpu())
+                out.append(last_position_logits(model, t, m, autocast).float().cpu())
             if record is not None and batch_record is not None:
                 for key, value in batch_record.items():
                     record.setdefault(key, []).append(value)
@@ -413,10 +418,11 @@ def evaluate(
     size ``magnitude.<site>`` (what defines ``n_effective``) and whatever the method adds
     (`Intervention.analysis_arrays`). ``beta`` scales both directions (evaluated at +beta and
     -beta)."""
-    base = base or base_pass(model, task, config.sites)
+    base = base or base_pass(model, task, config.sites, autocast=config.bf16)
     record: dict[tuple[str, int], list[Tensor]] | None = {} if intervention.records else None
-    pos = steered_logits(model, intervention, task.tokens, task.attention_mask, abs(beta), record=record)
-    neg = steered_logits(model, intervention, task.tokens, task.attention_mask, -abs(beta))
+    tokens, mask, bf16 = task.tokens, task.attention_mask, config.bf16
+    pos = steered_logits(model, intervention, tokens, mask, abs(beta), record=record, autocast=bf16)
+    neg = steered_logits(model, intervention, tokens, mask, -abs(beta), autocast=bf16)
     analysis = {f"hnorm.{s}": v.contiguous() for s, v in base.hnorm.items()}
     # Per-prompt Δ, so the dashboard's per-example table needs no model.
     analysis["delta.base"] = logit_diff(base.logits, task.correct_ids, task.wrong_ids).contiguous()
