@@ -165,6 +165,7 @@ def save_result(store: RunStore, model: LoadedModel, task: PreparedTask, result:
         "summary": task.summary(),
         "steps_run": result.steps_run,
         "seconds": round(result.seconds, 3),
+        "timing": result.timing,
         "stopped_early": result.stopped_early,
         "model_name": model.name,
         "group_metrics": result.groups,

@@ -14,6 +14,7 @@ import json
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -210,9 +211,18 @@ def cmd_train(args: argparse.Namespace) -> dict:
 
         read_dataset(config.dataset)
     print(f"loading model {config.model} ...", file=sys.stderr, flush=True)
+    started = time.perf_counter()
     model = load_model(config.model, config.device)
+    loaded = time.perf_counter()
     task = build_task(model, config)
+    built = time.perf_counter()
     print(task.summary(), file=sys.stderr, flush=True)
+    steps_seen: list[int] = []
+
+    def on_step(info) -> None:
+        steps_seen.append(info.step)
+        _progress(info)
+
     cancel = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
     try:
@@ -221,18 +231,24 @@ def cmd_train(args: argparse.Namespace) -> dict:
             model,
             store=RunStore(args.store),
             task=task,
-            on_step=_progress,
+            on_step=on_step,
             cancel=cancel,
             reuse=not args.no_reuse,
         )
     finally:
         signal.signal(signal.SIGINT, previous)
+    done = time.perf_counter()
+    # Where this process's time went (a reused run: only the load and the task were this process's).
+    timing = {"load_s": round(loaded - started, 3), "task_s": round(built - loaded, 3), "run_s": round(done - built, 3)}
+    if steps_seen and isinstance(bundle.info.get("timing"), dict):
+        timing.update(bundle.info["timing"])
     return {
         "run_id": bundle.run_id,
         "bundle": str(bundle.path),
         "method": bundle.method,
         "n_params": int(next(iter(bundle.metrics.values()))["n_params"]),
         "metrics": bundle.metrics,
+        "timing": timing,
     }
 
 

@@ -415,7 +415,17 @@ def _tiny_tokenizer() -> Any:
     )
 
 
-def _boot_tiny(name: str, device: str) -> Any:
+def tiny_model(n_layers: int, d_model: int = 64, device: str = "cpu") -> LoadedModel:
+    """A random model of the tiny Llama family with ``n_layers`` layers of width ``d_model``
+    (4 heads, an MLP twice as wide): `bench`'s models for how cost grows with depth."""
+    device = resolve_device(device)
+    name = f"tiny-llama-{n_layers}x{d_model}"
+    with _quiet():
+        bridge = _boot_tiny("tiny-llama", device, n_layers=n_layers, d_model=d_model, name_as=name)
+    return _wrap(name, bridge, device, parameter_fingerprint(bridge))
+
+
+def _boot_tiny(name: str, device: str, n_layers: int = 2, d_model: int = 64, *, name_as: str = "") -> Any:
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedModel
 
     tokenizer = _tiny_tokenizer()
@@ -426,9 +436,9 @@ def _boot_tiny(name: str, device: str) -> Any:
             return LlamaForCausalLM(
                 LlamaConfig(
                     vocab_size=vocab,
-                    hidden_size=64,
-                    intermediate_size=128,
-                    num_hidden_layers=2,
+                    hidden_size=d_model,
+                    intermediate_size=2 * d_model,
+                    num_hidden_layers=n_layers,
                     num_attention_heads=4,
                     num_key_value_heads=2,
                     max_position_embeddings=256,
@@ -442,8 +452,8 @@ def _boot_tiny(name: str, device: str) -> Any:
         return GPT2LMHeadModel(
             GPT2Config(
                 vocab_size=vocab,
-                n_embd=64,
-                n_layer=2,
+                n_embd=d_model,
+                n_layer=n_layers,
                 n_head=4,
                 n_positions=256,
                 bos_token_id=1,
@@ -456,7 +466,7 @@ def _boot_tiny(name: str, device: str) -> Any:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # the same tiny model every time
         hf_model = build().eval()
-    return _boot(name, device, name, hf_model=hf_model.to(device), tokenizer=tokenizer)
+    return _boot(name, device, name_as or name, hf_model=hf_model.to(device), tokenizer=tokenizer)
 
 
 def parameter_fingerprint(bridge: Any) -> str:

@@ -14,7 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import torch
@@ -79,6 +79,9 @@ class Evaluation:
     metrics: dict[str, dict[str, Any]]
     analysis: dict[str, Tensor]
     groups: list[dict[str, Any]]
+    # Seconds of the steered passes: ``eval_s`` the training and validation prompts (the first
+    # result), ``test_eval_s`` the test prompts, evaluated after them.
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -92,6 +95,8 @@ class TrainResult:
     steps_run: int
     seconds: float
     stopped_early: bool
+    # Where the time went: base_pass_s, steps_s, eval_s (training and validation prompts), test_eval_s.
+    timing: dict[str, float] = field(default_factory=dict)
 
 
 _BASE_CACHE: OrderedDict[tuple, BaseOutputs] = OrderedDict()
@@ -252,6 +257,7 @@ def train(
     check_memory(model, task, config)
     start = time.perf_counter()
     base = base_pass(model, task, config.sites, autocast=config.bf16)
+    base_done = time.perf_counter()
     intervention = new_intervention(model, task, config)
     optimiser = torch.optim.Adam(intervention.parameters(), lr=config.lr)
     # Cosine decay (ours): with an L1 term, Adam keeps unneeded scalars jittering around 0 at
@@ -288,6 +294,7 @@ def train(
             stopped_early = True
             break
     _check_cancel(cancel, f"cancelled after step {step} of {config.steps}")
+    steps_done = time.perf_counter()
     result = evaluate(model, task, intervention, config, base=base)
     _check_cancel(cancel, f"cancelled during the evaluation after step {step}")  # nothing stored either
     return TrainResult(
@@ -300,6 +307,11 @@ def train(
         step,
         time.perf_counter() - start,
         stopped_early,
+        {
+            "base_pass_s": round(base_done - start, 3),
+            "steps_s": round(steps_done - base_done, 3),
+            **{k: round(v, 3) for k, v in result.seconds.items()},
+        },
     )
 
 
@@ -420,9 +432,26 @@ def evaluate(
     -beta)."""
     base = base or base_pass(model, task, config.sites, autocast=config.bf16)
     record: dict[tuple[str, int], list[Tensor]] | None = {} if intervention.records else None
-    tokens, mask, bf16 = task.tokens, task.attention_mask, config.bf16
-    pos = steered_logits(model, intervention, tokens, mask, abs(beta), record=record, autocast=bf16)
-    neg = steered_logits(model, intervention, tokens, mask, -abs(beta), autocast=bf16)
+    # The training and validation prompts first, then the test prompts: the first part is a
+    # trained run's first result, and each is timed on its own (the test set is the larger).
+    test = task.split_indices("test")
+    is_test = torch.zeros(task.tokens.shape[0], dtype=torch.bool)
+    is_test[test] = True
+    named = [
+        (name, idx) for name, idx in (("eval_s", (~is_test).nonzero().flatten()), ("test_eval_s", test)) if idx.numel()
+    ]
+    parts = [idx for _, idx in named]
+    pos_parts, neg_parts, seconds = [], [], {}
+    for name, idx in named:
+        started = time.perf_counter()
+        tokens, mask, bf16 = task.tokens[idx], task.attention_mask[idx], config.bf16
+        pos_parts.append(steered_logits(model, intervention, tokens, mask, abs(beta), record=record, autocast=bf16))
+        neg_parts.append(steered_logits(model, intervention, tokens, mask, -abs(beta), autocast=bf16))
+        seconds[name] = time.perf_counter() - started
+    order = torch.argsort(torch.cat(parts))  # back to the task's row order
+    pos, neg = torch.cat(pos_parts)[order], torch.cat(neg_parts)[order]
+    if record is not None:
+        record = {key: [torch.cat(chunks)[order]] for key, chunks in record.items()}
     analysis = {f"hnorm.{s}": v.contiguous() for s, v in base.hnorm.items()}
     # Per-prompt Δ, so the dashboard's per-example table needs no model.
     analysis["delta.base"] = logit_diff(base.logits, task.correct_ids, task.wrong_ids).contiguous()
@@ -437,7 +466,7 @@ def evaluate(
             metrics[split] = split_metrics(
                 base.logits[idx], pos[idx], neg[idx], task.correct_ids[idx], task.wrong_ids[idx], minimality
             )
-    return Evaluation(metrics, analysis, group_metrics(task, analysis))
+    return Evaluation(metrics, analysis, group_metrics(task, analysis), seconds)
 
 
 def _minimality(intervention: Intervention, task: PreparedTask, analysis: dict[str, Tensor], tau: float) -> Minimality:
