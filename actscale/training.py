@@ -59,16 +59,23 @@ class CancelFlag(Protocol):
 
 @dataclass
 class BaseOutputs:
-    """The unmodified model on every prompt of a task, computed once.
+    """The unmodified model on the prompts of a task, computed once.
 
-    ``logits`` [n d_vocab] at each prompt's last token; ``hnorm[site]`` mean ``‖h‖`` per
-    [layer pos (head)] over the training prompts; ``hdir[site]`` the mean unit activation per
-    [layer pos (head) d] (so that the mean of ``cos(v, h)`` is ``v·hdir/‖v‖``).
+    ``logits`` [n d_vocab] at each prompt's last token, for the rows marked in ``computed``
+    ([n] bool; None: every row; the other rows hold zeros until `base_pass` completes them);
+    ``hnorm[site]`` mean ``‖h‖`` per [layer pos (head)] over the training prompts;
+    ``hdir[site]`` the mean unit activation per [layer pos (head) d] (so that the mean of
+    ``cos(v, h)`` is ``v·hdir/‖v‖``).
     """
 
     logits: Tensor
     hnorm: dict[str, Tensor]
     hdir: dict[str, Tensor]
+    computed: Tensor | None = None
+
+    def has(self, rows: Tensor) -> bool:
+        """Whether the logits of ``rows`` (long indices) are computed."""
+        return self.computed is None or bool(self.computed[rows].all())
 
 
 @dataclass
@@ -148,35 +155,81 @@ class _ActivationStats:
 
 
 def base_pass(
-    model: LoadedModel, task: PreparedTask, sites: tuple[str, ...], eval_batch: int = 16, autocast: bool = False
+    model: LoadedModel,
+    task: PreparedTask,
+    sites: tuple[str, ...],
+    eval_batch: int = 16,
+    autocast: bool = False,
+    splits: tuple[str, ...] | None = None,
 ) -> BaseOutputs:
-    """Run the unmodified model once over the task (cached per model, dataset, sites and
-    precision: a run under bfloat16 autocast compares itself with the model under autocast)."""
+    """Run the unmodified model over the task's prompts of ``splits`` (None: all) and the
+    training prompts (the activation statistics are theirs), cached per model, dataset, sites
+    and precision (a run under bfloat16 autocast compares itself with the model under
+    autocast). A later call for more splits computes only the rows still missing: training
+    asks for the training and validation prompts, and the test prompts' pass comes with their
+    evaluation, after the run's first result."""
     # n_pos: the same prompts padded wider (evaluating a run on another file) give other statistics' shapes.
     key = (id(model), model.weights_hash, task.dataset_hash, task.n_pos, tuple(sites), autocast)
+    n = task.tokens.shape[0]
+    wanted = torch.ones(n, dtype=torch.bool)
+    if splits is not None:
+        wanted[:] = False
+        for split in (*splits, "train"):
+            wanted[task.split_indices(split)] = True
     with _BASE_CACHE_LOCK:
-        if key in _BASE_CACHE:
+        cached = _BASE_CACHE.get(key)
+        if cached is not None:
             _BASE_CACHE.move_to_end(key)
-            return _BASE_CACHE[key]
-    train_rows = set(task.split_indices("train").tolist())
-    stats = _ActivationStats(model.n_layers, task.n_pos)
-    hooks = [
-        (hook_name(s, layer), functools.partial(stats.capture, site=s, layer=layer))
-        for s in sites
-        for layer in range(model.n_layers)
-    ]
-    out = []
-    with model.lock, torch.no_grad(), model.bridge.hooks(fwd_hooks=hooks, reset_hooks_end=True):
-        for sl in _batches(task.tokens.shape[0], eval_batch):
-            rows = torch.tensor([i - sl.start for i in range(sl.start, sl.stop) if i in train_rows], dtype=torch.long)
-            stats.next_batch(rows, task.attention_mask[sl])
-            out.append(last_position_logits(model, task.tokens[sl], task.attention_mask[sl], autocast).float().cpu())
-    result = BaseOutputs(torch.cat(out), *stats.means())
+            if cached.has(wanted.nonzero().flatten()):
+                return cached
+    if cached is None:
+        result = _base_rows(model, task, sites, wanted.nonzero().flatten(), eval_batch, autocast, stats=True)
+    else:  # the statistics are there already: only the missing rows' logits
+        assert cached.computed is not None  # `has` was False
+        missing = (wanted & ~cached.computed).nonzero().flatten()
+        more = _base_rows(model, task, sites, missing, eval_batch, autocast, stats=False)
+        logits = cached.logits.clone()
+        logits[missing] = more.logits[missing]
+        computed = cached.computed | wanted
+        result = BaseOutputs(logits, cached.hnorm, cached.hdir, None if bool(computed.all()) else computed)
     with _BASE_CACHE_LOCK:
         _BASE_CACHE[key] = result
         while len(_BASE_CACHE) > _BASE_CACHE_SIZE:
             _BASE_CACHE.popitem(last=False)
     return result
+
+
+def _base_rows(
+    model: LoadedModel,
+    task: PreparedTask,
+    sites: tuple[str, ...],
+    todo: Tensor,
+    eval_batch: int,
+    autocast: bool,
+    stats: bool,
+) -> BaseOutputs:
+    """The unmodified model's logits on the rows ``todo`` (batches of ``eval_batch`` at the
+    task's full width), and with ``stats`` the training prompts' activation statistics."""
+    train_rows = set(task.split_indices("train").tolist())
+    recorder = _ActivationStats(model.n_layers, task.n_pos)
+    hooks = [
+        (hook_name(s, layer), functools.partial(recorder.capture, site=s, layer=layer))
+        for s in (sites if stats else ())
+        for layer in range(model.n_layers)
+    ]
+    logits = torch.zeros(task.tokens.shape[0], model.d_vocab)
+    computed = torch.zeros(task.tokens.shape[0], dtype=torch.bool)
+    with model.lock, torch.no_grad(), model.bridge.hooks(fwd_hooks=hooks, reset_hooks_end=True):
+        for sl in _batches(todo.numel(), eval_batch):
+            rows = todo[sl]
+            mask = task.attention_mask[rows]
+            in_train = [j for j, i in enumerate(rows.tolist()) if i in train_rows]
+            recorder.next_batch(torch.tensor(in_train, dtype=torch.long), mask)
+            out = last_position_logits(model, task.tokens[rows], mask, autocast).float().cpu()
+            logits[rows] = out
+            computed[rows] = True
+    hnorm, hdir = recorder.means()
+    return BaseOutputs(logits, hnorm, hdir, None if bool(computed.all()) else computed)
 
 
 def model_dims(model: LoadedModel, n_pos: int) -> ModelDims:
@@ -256,7 +309,8 @@ def train(
         raise ActscaleError(f"{config.method} needs prompts of one length; prepare the task with fixed_length=True")
     check_memory(model, task, config)
     start = time.perf_counter()
-    base = base_pass(model, task, config.sites, autocast=config.bf16)
+    # The test prompts' base pass comes with their evaluation, after the run's first result.
+    base = base_pass(model, task, config.sites, autocast=config.bf16, splits=("train", "val"))
     base_done = time.perf_counter()
     intervention = new_intervention(model, task, config)
     optimiser = torch.optim.Adam(intervention.parameters(), lr=config.lr)
@@ -430,7 +484,6 @@ def evaluate(
     size ``magnitude.<site>`` (what defines ``n_effective``) and whatever the method adds
     (`Intervention.analysis_arrays`). ``beta`` scales both directions (evaluated at +beta and
     -beta)."""
-    base = base or base_pass(model, task, config.sites, autocast=config.bf16)
     record: dict[tuple[str, int], list[Tensor]] | None = {} if intervention.records else None
     # The training and validation prompts first, then the test prompts: the first part is a
     # trained run's first result, and each is timed on its own (the test set is the larger).
@@ -444,10 +497,14 @@ def evaluate(
     pos_parts, neg_parts, seconds = [], [], {}
     for name, idx in named:
         started = time.perf_counter()
+        if base is None or not base.has(idx):  # each part's base pass is timed with it
+            base = base_pass(model, task, config.sites, autocast=config.bf16, splits=_splits_of(task, idx))
         tokens, mask, bf16 = task.tokens[idx], task.attention_mask[idx], config.bf16
         pos_parts.append(steered_logits(model, intervention, tokens, mask, abs(beta), record=record, autocast=bf16))
         neg_parts.append(steered_logits(model, intervention, tokens, mask, -abs(beta), autocast=bf16))
         seconds[name] = time.perf_counter() - started
+    if base is None:  # a task without a single prompt
+        base = base_pass(model, task, config.sites, autocast=config.bf16)
     order = torch.argsort(torch.cat(parts))  # back to the task's row order
     pos, neg = torch.cat(pos_parts)[order], torch.cat(neg_parts)[order]
     if record is not None:
@@ -467,6 +524,11 @@ def evaluate(
                 base.logits[idx], pos[idx], neg[idx], task.correct_ids[idx], task.wrong_ids[idx], minimality
             )
     return Evaluation(metrics, analysis, group_metrics(task, analysis), seconds)
+
+
+def _splits_of(task: PreparedTask, rows: Tensor) -> tuple[str, ...]:
+    """The splits the rows ``rows`` belong to."""
+    return tuple(sorted({task.examples[i].split for i in rows.tolist()}))
 
 
 def _minimality(intervention: Intervention, task: PreparedTask, analysis: dict[str, Tensor], tau: float) -> Minimality:

@@ -145,9 +145,9 @@ def test_base_pass_runs_once_per_dataset(tiny_llama, monkeypatch):
     task = build_task(tiny_llama, cfg)
     assert len(task.examples) <= 16  # one evaluation batch of 16
     train(tiny_llama, task, cfg)
-    # The base pass, one per step, then the evaluation at β = +1 and −1 of the training and
-    # validation prompts, and then of the test prompts (timed apart).
-    assert len(calls) == 1 + 3 + 2 + 2
+    # The base pass of the training and validation prompts, one per step, the evaluation at
+    # β = +1 and −1 of those prompts, then the test prompts' base pass and their evaluation.
+    assert len(calls) == 1 + 3 + 2 + 1 + 2
     calls.clear()
     train(tiny_llama, task, cfg.replace(lr=0.1, steps=4))
     assert len(calls) == 4 + 2 + 2  # the base pass is reused
@@ -265,3 +265,23 @@ def test_evaluation_times_the_test_prompts_apart_and_keeps_the_row_order(tiny_ll
     assert set(whole.seconds) == {"eval_s"}
     for key in ("delta.pos", "delta.neg", "dynalpha.attn_out"):
         assert torch.allclose(whole.analysis[key], result.analysis[key], atol=1e-5), key
+
+
+def test_the_test_prompts_base_pass_comes_after_training(tiny_llama, monkeypatch):
+    """Training runs the unmodified model on the training and validation prompts only; the test
+    prompts' pass comes with their evaluation, and the completed pass equals one over every
+    prompt at once."""
+    monkeypatch.setattr(training, "_BASE_CACHE", OrderedDict())
+    cfg = config(tiny_llama, steps=2, n_prompts=10, n_test=6)
+    task = build_task(tiny_llama, cfg)
+    test = task.split_indices("test")
+    partial = training.base_pass(tiny_llama, task, cfg.sites, splits=("train", "val"))
+    assert partial.computed is not None and not partial.has(test) and partial.has(task.split_indices("val"))
+    assert int(partial.computed.sum()) == 10 and bool((partial.logits[test] == 0).all())
+    full = training.base_pass(tiny_llama, task, cfg.sites)
+    assert full.computed is None and full.hnorm is partial.hnorm
+    monkeypatch.setattr(training, "_BASE_CACHE", OrderedDict())
+    at_once = training.base_pass(tiny_llama, task, cfg.sites)
+    assert torch.allclose(full.logits, at_once.logits, atol=1e-5)
+    for site in cfg.sites:
+        assert torch.allclose(full.hnorm[site], at_once.hnorm[site], atol=1e-5)
