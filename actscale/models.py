@@ -68,6 +68,7 @@ class LoadedModel:
     n_ctx: int
     prepend_bos: bool
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    d_mlp: int = 0  # the MLP's hidden width (0: not known; the memory estimate then takes 4·d_model)
 
     def describe(self) -> str:
         return f"{self.name} ({self.n_layers} layers, d_model {self.d_model}, {self.n_heads} heads) on {self.device}"
@@ -182,6 +183,7 @@ def _wrap(name: str, bridge: Any, device: str, weights_hash: str) -> LoadedModel
         d_head=int(cfg.d_head),
         d_vocab=int(cfg.d_vocab),
         n_ctx=int(cfg.n_ctx),
+        d_mlp=int(getattr(cfg, "d_mlp", None) or 0),
         prepend_bos=bool(getattr(cfg, "default_prepend_bos", True)) and tok.bos_token_id is not None,
     )
 
