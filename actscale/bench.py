@@ -198,6 +198,7 @@ def step_peak_bytes(model, task, config) -> int | None:
 def _scaling_point(model, task, config, n_steps: int) -> dict:
     from actscale.resources import step_memory_bytes
 
+    _engine_steps(model, task, config, 2)  # warm-up: one-off costs of a new model or batch shape
     times = _engine_steps(model, task, config, n_steps + 1)
     peak = step_peak_bytes(model, task, config)
     estimate = step_memory_bytes(model, task.n_pos, config.batch_size)
@@ -388,7 +389,8 @@ def report_lines(results: dict) -> list[str]:
                 f"(target <= 15 s); then the test evaluation ({t['n_test']} prompts): {t['test_eval_s']} s; "
                 f"whole command {t['wall_s']} s"
             )
-            lines.append(f"    where the time goes: {t['phases']}")
+            where = ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {v} s" for k, v in t["phases"].items())
+            lines.append(f"    where the time goes: {where}")
             lines.append(
                 f"    held-out flips +{t['flip_acc_pos']:.2f} / -{t['flip_acc_neg']:.2f}, n_effective "
                 f"{t['n_effective']}/{t['n_params']}; targets met: {t['targets_met']}"
