@@ -25,6 +25,8 @@ def test_report_lines():
             "test_eval_s": 9.1,
             "n_test": 200,
             "phases": {"start_and_imports_s": 2.4, "load_s": 0.7},
+            "val_flip_acc_pos": 1.0,
+            "val_flip_acc_neg": 0.9,
             "flip_acc_pos": 0.98,
             "flip_acc_neg": 0.975,
             "n_effective": 140,
@@ -61,7 +63,7 @@ def test_report_lines():
         "(b) new process -> trained IOI ActivScalar with validation metrics: 14.2 s (target <= 15 s); then the test "
         "evaluation (200 prompts): 9.1 s; whole command 30.0 s",
         "    where the time goes: start and imports 2.4 s, load 0.7 s",
-        "    held-out flips +0.98 / -0.97, n_effective 140/960; targets met: True",
+        "    validation flips +1.00 / -0.90; test flips +0.98 / -0.97, n_effective 140/960; targets met: True",
         "(d) depth (tiny Llama, width 256): step time ~ layers^0.95, peak memory ~ layers^0.9",
         "    2 layers: 256 tokens, step 0.1 s, peak 10.0 MB; estimate 12.0 MB = 1.2 x measured (within +-30%)",
         "    4 layers: 256 tokens, step 0.2 s, peak 20.0 MB; estimate 28.0 MB = 1.4 x measured (OUTSIDE +-30%)",
