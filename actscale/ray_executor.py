@@ -15,11 +15,13 @@ running one sees `ray.get_runtime_context().is_canceled()` at its next step and 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
+import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -41,10 +43,50 @@ def import_ray() -> Any:
     return ray
 
 
+# Sweeps of several dashboard sessions share this process's one Ray connection: the sweep that
+# made it leaves it up until the last sweep using it is over.
+_CONNECTION_LOCK = threading.Lock()
+_USERS = [0]  # sweeps running on the connection
+
+
+class _Owner:
+    """The thread that connects to Ray and, at the end, disconnects. A local cluster's processes
+    are started with Linux's parent-death signal, which fires when the *thread* that started
+    them ends: connected from a job's own thread, the cluster would die with the first sweep
+    that finished while another still ran on it. This thread lives as long as the connection."""
+
+    def __init__(self, address: str, num_cpus: int | None) -> None:
+        self.ready, self.stop = threading.Event(), threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(address, num_cpus), name="actscale-ray", daemon=True)
+        self.thread.start()
+        self.ready.wait()
+        if self.error is not None:
+            raise self.error
+
+    def _run(self, address: str, num_cpus: int | None) -> None:
+        try:
+            connect(address, num_cpus)
+        except BaseException as exc:  # noqa: BLE001 - handed to the thread that asked
+            self.error = exc
+            self.ready.set()
+            return
+        self.ready.set()
+        self.stop.wait()
+        import_ray().shutdown()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+_OWNER: list[_Owner | None] = [None]  # the connection a sweep of this process made, if any
+
+
 def connect(address: str, num_cpus: int | None = None) -> bool:
     """Connect this process to the Ray cluster at ``address`` (``auto``: start a local one with
     ``num_cpus`` CPUs, default all). A process already connected keeps its connection. Returns
-    whether this call connected (and so should disconnect when done). Raises ActscaleError."""
+    whether this call connected. Raises ActscaleError. (A sweep connects through `connection`.)"""
     ray = import_ray()
     if ray.is_initialized():
         return False
@@ -67,6 +109,27 @@ def connect(address: str, num_cpus: int | None = None) -> bool:
     except Exception as exc:  # noqa: BLE001 - a cluster that cannot be reached is one line
         raise ActscaleError(f"could not connect to the Ray cluster at {address!r}: {one_line(exc, 200)}") from None
     return True
+
+
+@contextlib.contextmanager
+def connection(address: str) -> Iterator[Any]:
+    """Ray, connected for the duration of the block. The connection a sweep made (in a thread
+    of its own, `_Owner`) is ended when the last sweep of this process using it is over; one
+    the caller made (``ray.init`` before the sweep) is left as it is. Raises ActscaleError."""
+    ray = import_ray()
+    with _CONNECTION_LOCK:
+        if not ray.is_initialized():
+            _OWNER[0] = _Owner(address, None)
+        _USERS[0] += 1
+    try:
+        yield ray
+    finally:
+        with _CONNECTION_LOCK:
+            _USERS[0] -= 1
+            owner = _OWNER[0]
+            if _USERS[0] == 0 and owner is not None:
+                _OWNER[0] = None
+                owner.close()
 
 
 class SweepWorker:
@@ -169,23 +232,20 @@ def run_on_ray(
     """`executors.run_configs` on Ray (see there)."""
     if not configs:
         return []
-    ray = import_ray()
-    connected = connect(address)
-    actors: list[Any] = []
-    sink = None
-    try:
-        n_workers, use_gpu = worker_count(ray, configs, workers)
-        known = frozenset(r.run_id for r in store.list() if r.ok) if reuse else frozenset()
-        sink = ray.remote(num_cpus=0)(ProgressSink).remote()
-        actor_class = ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0)(SweepWorker)
-        actors = [actor_class.remote(1) for _ in range(n_workers)]
-        return _dispatch(ray, configs, examples, known, store, actors, sink, on_progress, cancel)
-    finally:
-        for actor in [*actors, sink]:
-            if actor is not None:
-                ray.kill(actor)
-        if connected:
-            ray.shutdown()
+    with connection(address) as ray:
+        actors: list[Any] = []
+        sink = None
+        try:
+            n_workers, use_gpu = worker_count(ray, configs, workers)
+            known = frozenset(r.run_id for r in store.list() if r.ok) if reuse else frozenset()
+            sink = ray.remote(num_cpus=0)(ProgressSink).remote()
+            actor_class = ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0)(SweepWorker)
+            actors = [actor_class.remote(1) for _ in range(n_workers)]
+            return _dispatch(ray, configs, examples, known, store, actors, sink, on_progress, cancel)
+        finally:
+            for actor in [*actors, sink]:
+                if actor is not None:
+                    ray.kill(actor)
 
 
 def _dispatch(

@@ -123,6 +123,32 @@ def test_local_never_imports_ray(tmp_path):
 # ---- on a local Ray cluster ---------------------------------------------------------------
 
 
+def test_two_sweeps_at_once_share_the_cluster_one_of_them_started(tmp_path):
+    """Two dashboard sessions' sweeps with address auto: one local cluster, both finish with
+    their own runs, and the cluster is ended after the last (placed before the module's own
+    cluster is started)."""
+    ray = pytest.importorskip("ray")
+    assert not ray.is_initialized()
+    results: dict[str, list[str]] = {}
+    errors: list[BaseException] = []
+
+    def sweep(name: str, configs) -> None:
+        try:
+            bundles = run_configs(configs, executor="ray", ray_address="auto", store=tmp_path / name)
+            results[name] = [b.run_id for b in bundles]
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sweep, args=(n, c)) for n, c in (("a", GRID[:2]), ("b", GRID[2:]))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not errors, errors
+    assert sorted(results) == ["a", "b"] and len(set(results["a"] + results["b"])) == 4
+    assert not ray.is_initialized()
+
+
 @pytest.fixture(scope="module")
 def ray_cluster():
     """A local 2-CPU Ray cluster for this module (about 4 s to start)."""
