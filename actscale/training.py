@@ -495,10 +495,13 @@ def evaluate(
     ]
     parts = [idx for _, idx in named]
     pos_parts, neg_parts, seconds = [], [], {}
-    for name, idx in named:
+    for k, (name, idx) in enumerate(named):
         started = time.perf_counter()
         if base is None or not base.has(idx):  # each part's base pass is timed with it
-            base = base_pass(model, task, config.sites, autocast=config.bf16, splits=_splits_of(task, idx))
+            # Every row so far, not only this part's: a cached partial pass may have been
+            # evicted meanwhile (another session's task), and this one must hold them all.
+            so_far = torch.cat(parts[: k + 1])
+            base = base_pass(model, task, config.sites, autocast=config.bf16, splits=_splits_of(task, so_far))
         tokens, mask, bf16 = task.tokens[idx], task.attention_mask[idx], config.bf16
         pos_parts.append(steered_logits(model, intervention, tokens, mask, abs(beta), record=record, autocast=bf16))
         neg_parts.append(steered_logits(model, intervention, tokens, mask, -abs(beta), autocast=bf16))

@@ -285,3 +285,22 @@ def test_the_test_prompts_base_pass_comes_after_training(tiny_llama, monkeypatch
     assert torch.allclose(full.logits, at_once.logits, atol=1e-5)
     for site in cfg.sites:
         assert torch.allclose(full.hnorm[site], at_once.hnorm[site], atol=1e-5)
+
+
+def test_evaluation_after_the_cached_partial_pass_was_evicted(tiny_llama, monkeypatch):
+    """Other sessions' tasks can push a run's partial base pass out of the cache before its test
+    evaluation: the evaluation then recomputes every row, and the figures are those of an
+    undisturbed run."""
+    cfg = config(tiny_llama, steps=2, n_prompts=10, n_test=6)
+    task = build_task(tiny_llama, cfg)
+    undisturbed = train(tiny_llama, task, cfg)
+    monkeypatch.setattr(training, "_BASE_CACHE", OrderedDict())
+    real = training.evaluate
+
+    def evicting(*args, **kwargs):
+        training._BASE_CACHE.clear()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "evaluate", evicting)
+    disturbed = train(tiny_llama, task, cfg)
+    assert disturbed.metrics == undisturbed.metrics

@@ -478,6 +478,7 @@ FORM_FIELDS = (
     "lambda_m",
     "tau",
     "normalize",
+    "autocast",
 )
 
 
@@ -525,8 +526,16 @@ def hyperparameter_form(job_running: bool) -> dict[str, Any] | None:
         lambda_f = c2.number_input("λ_F (faithfulness)", 0.0, 1000.0, float(d["lambda_f"]), format="%g")
         lambda_m = _optional_number(c3, "λ_M (minimality)", "lambda_m", 0.0, 1000.0, "%g")
         tau = c4.number_input("τ (n_effective threshold)", 0.0, 100.0, float(d["tau"]), format="%g")
-        c1, c2 = st.columns([1, 3])
+        c1, c3, c2 = st.columns([1, 1, 2])
         early = c1.number_input("Early stop after (steps with L_E = 0; 0 = off)", 0, 1000, int(d["early_stop"]))
+        autocast = c3.selectbox(
+            "Frozen model's precision",
+            ("off", "bf16"),
+            index=("off", "bf16").index(d["autocast"]),
+            format_func=lambda v: {"off": "float32", "bf16": "bfloat16 autocast"}[v],
+            help="bfloat16 autocast runs the frozen model in bfloat16 (for a GPU); the intervention's "
+            "parameters stay float32. Off by default.",
+        )
         normalize = c2.checkbox(
             "DynScalar: dot product with the unit activation h/‖h‖ (ours; off = raw h)", value=bool(d["normalize"])
         )
@@ -545,6 +554,7 @@ def hyperparameter_form(job_running: bool) -> dict[str, Any] | None:
         "lambda_m": None if lambda_m is None else float(lambda_m),
         "tau": float(tau),
         "normalize": bool(normalize),
+        "autocast": autocast,
     }
 
 
