@@ -208,14 +208,16 @@ class ProgressSink:
 
 def worker_count(ray: Any, configs: Sequence[TrainConfig], workers: int | None) -> tuple[int, bool]:
     """How many actors, and whether each takes a GPU: one per GPU of the cluster when a config
-    may use CUDA and the cluster has GPUs, else one per CPU; never more than the runs."""
+    may use CUDA and the cluster has GPUs, else one per CPU; ``workers`` asks for fewer. Never
+    more than the cluster holds (an actor that could never start would keep its runs waiting)
+    nor than the runs."""
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
     use_gpu = gpus > 0 and any(c.device == "auto" or c.device.startswith("cuda") for c in configs)
     if workers is not None and workers < 1:
         raise ActscaleError("workers must be at least 1")
-    n = workers or (gpus if use_gpu else max(1, int(resources.get("CPU", 1))))
-    return max(1, min(n, len(configs))), use_gpu
+    capacity = gpus if use_gpu else max(1, int(resources.get("CPU", 1)))
+    return max(1, min(workers or capacity, capacity, len(configs))), use_gpu
 
 
 def run_on_ray(

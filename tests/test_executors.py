@@ -266,3 +266,22 @@ def test_cli_sweep_bad_input_is_exit_2_and_one_line(args, message, tmp_path, cap
     assert main(["sweep", "--model", "tiny-llama", "--store", str(tmp_path), *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith(message) and err.count("\n") == 1, err
+
+
+def test_worker_count():
+    from types import SimpleNamespace
+
+    from actscale.ray_executor import worker_count
+
+    def cluster(**resources):
+        return SimpleNamespace(cluster_resources=lambda: resources)
+
+    cpu, gpu = BASE.replace(device="cpu"), BASE.replace(device="auto")
+    assert worker_count(cluster(CPU=16.0), [cpu] * 40, None) == (16, False)
+    assert worker_count(cluster(CPU=16.0), [cpu] * 3, None) == (3, False)  # never more than the runs
+    assert worker_count(cluster(CPU=16.0, GPU=2.0), [gpu] * 8, None) == (2, True)  # one per GPU
+    assert worker_count(cluster(CPU=16.0, GPU=2.0), [cpu] * 8, None) == (8, False)  # CPU runs use CPUs
+    assert worker_count(cluster(CPU=16.0, GPU=2.0), [gpu] * 8, 4) == (2, True)  # no actor that cannot start
+    assert worker_count(cluster(CPU=16.0), [cpu] * 8, 3) == (3, False)
+    with pytest.raises(ActscaleError, match="workers must be at least 1"):
+        worker_count(cluster(CPU=2.0), [cpu], 0)
