@@ -126,10 +126,12 @@ def package_versions() -> dict[str, str]:
 def run_config(model: LoadedModel, task: PreparedTask, config: TrainConfig) -> dict[str, Any]:
     """The config.json of a run: everything needed to rerun it (interfaces.md)."""
     record = config.to_dict()
+    if not config.bf16:
+        del record["autocast"]  # the default, as every run stored before the option existed
     record.update(
         prepend_bos=resolved_prepend_bos(model, config),  # the value used, not "the model's default"
         device=model.device,
-        dtype="float32",
+        dtype="bfloat16 autocast, parameters float32" if config.bf16 else "float32",
         weights_hash=model.weights_hash,
         dataset_hash=task.dataset_hash,
         n_pos=task.n_pos,
@@ -163,6 +165,7 @@ def save_result(store: RunStore, model: LoadedModel, task: PreparedTask, result:
         "summary": task.summary(),
         "steps_run": result.steps_run,
         "seconds": round(result.seconds, 3),
+        "timing": result.timing,
         "stopped_early": result.stopped_early,
         "model_name": model.name,
         "group_metrics": result.groups,

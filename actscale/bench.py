@@ -3,9 +3,17 @@
 (a) the engine's training-step time divided by a plain-PyTorch floor: the same Hugging Face
     weights, batch and sites, with bare ``register_forward_hook`` hooks on the Hugging Face
     modules and the same loss, measured alternately in the same process;
-(b) wall time from a cold start (a new process) to a trained IOI ActivScalar run, with its
-    held-out metrics, checked against the targets;
-(c) cold (GGUF de-quantisation into an empty cache) and warm (converted copy) model loads.
+(b) wall time from a cold start (a new process) to a trained IOI ActivScalar run with its
+    validation metrics (the first result), where that time goes (start and imports, load, task,
+    base pass, steps, evaluation of the training and validation prompts), and the evaluation on
+    the test prompts timed apart, with the held-out metrics checked against the targets;
+(c) cold (GGUF de-quantisation into an empty cache) and warm (converted copy) model loads;
+(d) how cost grows: step time and peak step memory against tokens per batch (×1, ×2, ×4 prompts
+    per batch on the bundled model) and against depth (tiny Llama models of 2, 4, 8 and 16
+    layers at one width), each with its fitted growth exponent, and the pre-training memory
+    estimate (`resources.step_memory_bytes`) against the measured peak.
+
+Everything runs on the device it prints first (CUDA when there is one, else the CPU).
 
 The engine is imported inside the functions that time it, so the library imports are timed
 apart from the model load.
@@ -14,8 +22,12 @@ apart from the model load.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
+import math
 import os
+import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -125,7 +137,122 @@ def bench_step_ratio(rounds: int, n_steps: int) -> dict:
     }
 
 
-def bench_time_to_target(store: Path) -> dict:
+def device_description(device: str) -> str:
+    """The device the figures were measured on, in words."""
+    if device.startswith("cuda"):
+        props = torch.cuda.get_device_properties(torch.device(device))
+        return f"{device}: {props.name}, {props.total_memory / 2**30:.0f} GiB"
+    cpu = platform.processor() or platform.machine()
+    return f"cpu: {cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+
+
+def growth_exponent(xs: list[float], ys: list[float]) -> float:
+    """The least-squares slope of log y against log x: y grows as x to this power."""
+    lx, ly = [math.log(x) for x in xs], [math.log(y) for y in ys]
+    mx, my = statistics.fmean(lx), statistics.fmean(ly)
+    return sum((a - mx) * (b - my) for a, b in zip(lx, ly)) / sum((a - mx) ** 2 for a in lx)
+
+
+def _status_bytes(key: str) -> int:
+    """A ``kB`` line of /proc/self/status (Linux), in bytes."""
+    found = re.search(rf"^{key}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M)
+    if found is None:
+        raise OSError(f"no {key} in /proc/self/status")
+    return int(found.group(1)) * 1024
+
+
+def step_peak_bytes(model, task, config) -> int | None:
+    """Peak memory of one training step (a full batch, forward and backward) beyond what was in
+    use before it: on CUDA the allocator's peak; on a Linux CPU the process's resident peak
+    (VmHWM, reset through /proc/self/clear_refs after returning freed memory to the system),
+    which is what the operating system kills a process for; None elsewhere. The step runs
+    twice and the second is measured, so one-off allocations are not counted."""
+    from actscale.training import _BatchOrder, _train_step, base_pass, new_intervention
+
+    base = base_pass(model, task, config.sites, autocast=config.bf16)
+    intervention = new_intervention(model, task, config)
+    rows = _BatchOrder(task.split_indices("train"), config.batch_size, config.seed).next()
+
+    def step() -> None:
+        terms, _ = _train_step(model, task, base, intervention, config, rows, 1)
+        terms.total.backward()
+
+    step()
+    if model.device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        step()
+        torch.cuda.synchronize()
+        return int(torch.cuda.max_memory_allocated() - before)
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        Path("/proc/self/clear_refs").write_text("5")  # resets the resident peak to the current size
+        before = _status_bytes("VmRSS")
+        step()
+        return _status_bytes("VmHWM") - before
+    except OSError:
+        return None
+
+
+def _scaling_point(model, task, config, n_steps: int) -> dict:
+    from actscale.resources import step_memory_bytes
+
+    _engine_steps(model, task, config, 2)  # warm-up: one-off costs of a new model or batch shape
+    times = _engine_steps(model, task, config, n_steps + 1)
+    peak = step_peak_bytes(model, task, config)
+    estimate = step_memory_bytes(model, task.n_pos, config.batch_size)
+    return {
+        "tokens": 2 * config.batch_size * task.n_pos,
+        "step_s": round(statistics.median(times), 4),
+        "peak_mb": None if peak is None else round(peak / 1e6, 2),
+        "estimate_mb": round(estimate / 1e6, 2),
+        "estimate_over_peak": None if not peak else round(estimate / peak, 2),
+    }
+
+
+def bench_scaling(device: str, n_steps: int, depths: tuple[int, ...], width: int, bundled: bool) -> dict:
+    """(d): cost against tokens per batch (bundled model, ×1, ×2, ×4 prompts per batch) and
+    against depth (tiny models), with fitted exponents and the memory estimate's ratio."""
+    from actscale.api import build_task
+    from actscale.models import load_model, tiny_model
+    from actscale.training import TrainConfig
+
+    out: dict = {}
+    # 128 training prompts: batches of 8, 16 and 32 all come full, so every timed step has the
+    # batch it is labelled with.
+    base = TrainConfig(task="ioi", method="activscalar", n_prompts=160, val_frac=0.2, n_test=8, early_stop=0)
+    if bundled:
+        model = load_model("bundled", device)
+        task = build_task(model, base)
+        points = []
+        for factor in (1, 2, 4):
+            config = base.replace(batch_size=base.batch_size * factor)
+            print(f"  bundled model, {config.batch_size} prompts per batch ...", file=sys.stderr, flush=True)
+            points.append({"factor": factor, **_scaling_point(model, task, config, n_steps)})
+        out["tokens"] = {"model": model.describe(), "points": points, **_exponents(points, "tokens")}
+        del model
+    points = []
+    for n_layers in depths:
+        model = tiny_model(n_layers, width, device)
+        config = base.replace(model=model.name)
+        task = build_task(model, config)
+        print(f"  {model.name} ...", file=sys.stderr, flush=True)
+        points.append({"layers": n_layers, **_scaling_point(model, task, config, n_steps)})
+    out["depth"] = {"width": width, "points": points, **_exponents(points, "layers")}
+    return out
+
+
+def _exponents(points: list[dict], x: str) -> dict:
+    xs = [float(p[x]) for p in points]
+    peaks = [p["peak_mb"] for p in points]
+    return {
+        "time_exponent": round(growth_exponent(xs, [p["step_s"] for p in points]), 2),
+        "memory_exponent": None if None in peaks else round(growth_exponent(xs, peaks), 2),
+    }
+
+
+def bench_time_to_target(store: Path, model: str = "bundled") -> dict:
     """A new process, as a user runs it: imports, warm model load, task, training, evaluation."""
     t0 = time.perf_counter()
     out = subprocess.run(
@@ -134,6 +261,8 @@ def bench_time_to_target(store: Path) -> dict:
             "-m",
             "actscale",
             "train",
+            "--model",
+            model,
             "--task",
             "ioi",
             "--method",
@@ -152,8 +281,23 @@ def bench_time_to_target(store: Path) -> dict:
     result = json.loads(out.stdout.strip().splitlines()[-1])
     test = result["metrics"]["test"]
     met = test["flip_acc_pos"] >= 0.9 and test["flip_acc_neg"] >= 0.9 and test["n_effective"] <= 0.2 * test["n_params"]
+    timing = result["timing"]
+    in_process = timing["load_s"] + timing["task_s"] + timing["run_s"]
+    # The process's start and its library imports: what the command's own clock did not see.
+    phases = {"start_and_imports_s": round(wall - in_process, 2)}
+    for key in ("load_s", "task_s", "base_pass_s", "steps_s", "eval_s"):
+        phases[key] = round(timing[key], 2)
+    first = sum(phases.values())
+    phases["test_eval_s"] = round(timing["test_eval_s"], 2)
+    phases["store_s"] = round(wall - first - timing["test_eval_s"], 2)  # the bundle's write, and the exit
     return {
         "wall_s": round(wall, 2),
+        "first_result_s": round(first, 2),
+        "test_eval_s": phases["test_eval_s"],
+        "n_test": test["n_prompts"],
+        "phases": phases,
+        "val_flip_acc_pos": result["metrics"]["val"]["flip_acc_pos"],
+        "val_flip_acc_neg": result["metrics"]["val"]["flip_acc_neg"],
         "flip_acc_pos": test["flip_acc_pos"],
         "flip_acc_neg": test["flip_acc_neg"],
         "n_effective": test["n_effective"],
@@ -184,40 +328,106 @@ def bench_loads() -> dict:
     }
 
 
+PARTS = ("loads", "step", "target", "scaling")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m actscale.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"which figures, from {','.join(PARTS)}")
+    parser.add_argument("--scale-steps", type=int, default=3, help="(d): timed steps per point")
+    parser.add_argument("--depths", default="2,4,8,16", help="(d): layers of the tiny models")
+    parser.add_argument("--width", type=int, default=256, help="(d): d_model of the tiny models")
+    parser.add_argument("--no-bundled-scaling", action="store_true", help="(d): the tiny models only (a quick run)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument(
+        "--target-model", default="bundled", help="(b): the model (tiny-llama: a quick check of the bench)"
+    )
     args = parser.parse_args(argv)
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        parser.error(f"unknown parts {', '.join(unknown)}: choose from {', '.join(PARTS)}")
+    from actscale.models import resolve_device
+
+    device = resolve_device(args.device)
     torch.manual_seed(0)
-    results = {}
-    print("(c) model loads ...", file=sys.stderr, flush=True)
-    results["loads"] = bench_loads()
-    print("(a) step time, engine vs plain PyTorch ...", file=sys.stderr, flush=True)
-    results["step"] = bench_step_ratio(args.rounds, args.steps)
-    print("(b) time to a trained IOI ActivScalar ...", file=sys.stderr, flush=True)
-    with tempfile.TemporaryDirectory() as store:
-        results["time_to_target"] = bench_time_to_target(Path(store))
-    s, t, loads = results["step"], results["time_to_target"], results["loads"]
-    print(
-        f"(a) step time ratio engine/floor: {s['step_ratio']}  ({s['engine_step_s']} s vs {s['floor_step_s']} s, "
-        f"{s['batch']}; target <= 1.10)"
-    )
-    if "error" in t:
-        print(f"(b) time to target: failed: {t['error']}")
-    else:
-        print(
-            f"(b) time to trained IOI ActivScalar: {t['wall_s']} s (target <= 60 s); held-out flips "
-            f"+{t['flip_acc_pos']:.2f} / -{t['flip_acc_neg']:.2f}, n_effective {t['n_effective']}/{t['n_params']}; "
-            f"targets met: {t['targets_met']}"
-        )
-    print(
-        f"(c) model load: cold {loads['cold_load_s']} s, warm {loads['warm_load_s']} s (target <= 3 s), "
-        f"cold/warm {loads['cold_over_warm']}x; library imports before the load, once per process: "
-        f"{loads['import_s']} s"
-    )
+    print(f"device {device_description(device)}")
+    results: dict = {"device": device_description(device)}
+    if "loads" in parts:
+        print("(c) model loads ...", file=sys.stderr, flush=True)
+        results["loads"] = bench_loads()
+    if "step" in parts:
+        print("(a) step time, engine vs plain PyTorch ...", file=sys.stderr, flush=True)
+        results["step"] = bench_step_ratio(args.rounds, args.steps)
+    if "target" in parts:
+        print("(b) time to a trained IOI ActivScalar ...", file=sys.stderr, flush=True)
+        with tempfile.TemporaryDirectory() as store:
+            results["time_to_target"] = bench_time_to_target(Path(store), args.target_model)
+    if "scaling" in parts:
+        print("(d) how cost grows ...", file=sys.stderr, flush=True)
+        depths = tuple(int(d) for d in args.depths.split(","))
+        results["scaling"] = bench_scaling(device, args.scale_steps, depths, args.width, not args.no_bundled_scaling)
+    for line in report_lines(results):
+        print(line)
     print(json.dumps(results, sort_keys=True))
     return 0
+
+
+def report_lines(results: dict) -> list[str]:
+    """The figures of ``results`` as lines a person reads (the JSON follows them)."""
+    lines = []
+    if "step" in results:
+        s = results["step"]
+        lines.append(
+            f"(a) step time ratio engine/floor: {s['step_ratio']}  ({s['engine_step_s']} s vs {s['floor_step_s']} s, "
+            f"{s['batch']}; target <= 1.10)"
+        )
+    if "time_to_target" in results:
+        t = results["time_to_target"]
+        if "error" in t:
+            lines.append(f"(b) time to target: failed: {t['error']}")
+        else:
+            lines.append(
+                f"(b) new process -> trained IOI ActivScalar with validation metrics: {t['first_result_s']} s "
+                f"(target <= 15 s); then the test evaluation ({t['n_test']} prompts): {t['test_eval_s']} s; "
+                f"whole command {t['wall_s']} s"
+            )
+            where = ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {v} s" for k, v in t["phases"].items())
+            lines.append(f"    where the time goes: {where}")
+            lines.append(
+                f"    validation flips +{t['val_flip_acc_pos']:.2f} / -{t['val_flip_acc_neg']:.2f}; "
+                f"test flips +{t['flip_acc_pos']:.2f} / -{t['flip_acc_neg']:.2f}, n_effective "
+                f"{t['n_effective']}/{t['n_params']}; targets met: {t['targets_met']}"
+            )
+    if "loads" in results:
+        loads = results["loads"]
+        lines.append(
+            f"(c) model load: cold {loads['cold_load_s']} s, warm {loads['warm_load_s']} s (target <= 3 s), "
+            f"cold/warm {loads['cold_over_warm']}x; library imports before the load, once per process: "
+            f"{loads['import_s']} s"
+        )
+    if "scaling" in results:
+        sc = results["scaling"]
+        for key, label, unit in (("tokens", "tokens per batch", "tokens"), ("depth", "depth", "layers")):
+            if key not in sc:
+                continue
+            part = sc[key]
+            what = part.get("model", f"tiny Llama, width {part.get('width')}")
+            lines.append(
+                f"(d) {label} ({what}): step time ~ {unit}^{part['time_exponent']}, "
+                f"peak memory ~ {unit}^{part['memory_exponent']}"
+            )
+            for p in part["points"]:
+                x = f"x{p['factor']}" if "factor" in p else f"{p['layers']} layers"
+                ratio = p["estimate_over_peak"]
+                ok = "n/a" if ratio is None else "within +-30%" if abs(ratio - 1) <= 0.3 else "OUTSIDE +-30%"
+                lines.append(
+                    f"    {x}: {p['tokens']} tokens, step {p['step_s']} s, peak {p['peak_mb']} MB; estimate "
+                    f"{p['estimate_mb']} MB = {ratio} x measured ({ok})"
+                )
+    return lines
 
 
 if __name__ == "__main__":

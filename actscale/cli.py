@@ -1,4 +1,8 @@
+<<<<<<< HEAD
 """``python -m actscale train|eval|analyse|list`` (interfaces.md, Command line).
+=======
+"""``python -m actscale train|sweep|eval|list`` (interfaces.md, Command line).
+>>>>>>> scale
 
 The engine (torch, transformers, TransformerLens: seconds to import) is imported inside each
 command, so ``--help`` and a mistyped option answer at once.
@@ -14,7 +18,9 @@ import json
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
+from typing import Any
 
 from actscale.errors import ActscaleError, TrainingCancelled, one_line
 from actscale.interventions import registered_methods
@@ -31,25 +37,28 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"error: {message} (see `{self.prog} --help`)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from actscale.training import TrainConfig
-
-    d = TrainConfig()
-    parser = _Parser(prog="python -m actscale", description="Train and inspect activation-scaling interventions.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    t = sub.add_parser("train", help="train an intervention and store its run bundle")
-    t.add_argument("--model", default=d.model, help="'bundled' (default), a Hugging Face id, or a local folder")
+def _add_run_options(t: argparse.ArgumentParser, d: Any, sweep: bool) -> None:
+    """The options that define a run: ``train``'s, and ``sweep``'s base configuration (where
+    λ_M, λ_F, m and the seed take comma-separated lists)."""
+    t.add_argument(
+        "--model", default=d.model, help="'bundled' (default), a Hugging Face id, a local folder, or a .gguf file"
+    )
     t.add_argument("--task", default=d.task, choices=["ioi", "ccc", "custom"])
     t.add_argument("--method", default=d.method, choices=list(registered_methods()))
     t.add_argument("--sites", default=",".join(d.sites), help=f"comma-separated, from {','.join(SITES)}")
     t.add_argument("--steps", type=int, default=None, help="default: the method's (see README)")
     t.add_argument("--lr", type=float, default=None, help="default: the method's (see README)")
     t.add_argument("--batch-size", type=int, default=None, help="default: the method's (see README)")
-    t.add_argument("--margin", type=float, default=d.margin)
-    t.add_argument("--lambda-f", type=float, default=d.lambda_f)
-    t.add_argument("--lambda-m", type=float, default=None, help="default: the method's (see README)")
-    t.add_argument("--seed", type=int, default=d.seed)
+    if sweep:
+        t.add_argument("--margin", default=str(d.margin), help="comma-separated values (default %(default)s)")
+        t.add_argument("--lambda-f", default=str(d.lambda_f), help="comma-separated values (default %(default)s)")
+        t.add_argument("--lambda-m", default="", help="comma-separated values (default: the method's)")
+        t.add_argument("--seeds", default=str(d.seed), help="comma-separated seeds (default %(default)s)")
+    else:
+        t.add_argument("--margin", type=float, default=d.margin)
+        t.add_argument("--lambda-f", type=float, default=d.lambda_f)
+        t.add_argument("--lambda-m", type=float, default=None, help="default: the method's (see README)")
+        t.add_argument("--seed", type=int, default=d.seed)
     t.add_argument("--n-prompts", type=int, default=d.n_prompts)
     t.add_argument("--test-frac", type=float, default=d.test_frac, help="custom data: the share of prompts for test")
     t.add_argument(
@@ -59,7 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the share of the non-test prompts held out for validation (early stopping, choices)",
     )
     t.add_argument("--n-test", type=int, default=d.n_test, help="generated tasks: test prompts, drawn apart")
-    t.add_argument("--data-seed", type=int, default=None, help="draws the prompts and the split (default: --seed)")
+    t.add_argument(
+        "--data-seed",
+        type=int,
+        default=None,
+        help="draws the prompts and the split (default: each run's seed)",
+    )
     t.add_argument(
         "--prepend-bos",
         default="model",
@@ -88,11 +102,48 @@ def build_parser() -> argparse.ArgumentParser:
         "'answer' keeps every length and counts back from the last token; 'auto' (default): answer for "
         "a --dataset file, absolute for the generated tasks",
     )
+    t.add_argument(
+        "--autocast",
+        default=d.autocast,
+        choices=["off", "bf16"],
+        help="bf16: the frozen model runs in bfloat16 under torch.autocast (for a GPU); the intervention's "
+        "parameters stay float32 (default off)",
+    )
     t.add_argument("--raw-dot", action="store_true", help="DynScalar: dot product with the raw activation")
     t.add_argument("--ccc-context-is-correct", action="store_true", help="CCC: a+ is the context's capital")
     t.add_argument("--templates", default="", help="IOI: comma-separated template ids to use")
     t.add_argument("--test-templates", default="", help="IOI: template ids held out for the test split")
     t.add_argument("--no-reuse", action="store_true", help="train even if the same run is stored")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from actscale.executors import EXECUTOR_NAMES, RAY_ADDRESS_ENV
+    from actscale.training import TrainConfig
+
+    d = TrainConfig()
+    parser = _Parser(prog="python -m actscale", description="Train and inspect activation-scaling interventions.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train an intervention and store its run bundle")
+    _add_run_options(t, d, sweep=False)
+
+    w = sub.add_parser("sweep", help="train a grid of λ_M, λ_F, m and seeds, in this process or on Ray")
+    _add_run_options(w, d, sweep=True)
+    w.add_argument(
+        "--executor",
+        default=None,
+        choices=list(EXECUTOR_NAMES),
+        help=f"local (this process, the default) or ray (the default when ${RAY_ADDRESS_ENV} is set)",
+    )
+    w.add_argument(
+        "--ray-address",
+        default=None,
+        help="the Ray cluster (host:6379, ray://host:10001) or 'auto' to start a local one; "
+        f"default ${RAY_ADDRESS_ENV}, else auto",
+    )
+    w.add_argument(
+        "--workers", type=int, default=None, help="Ray: how many workers (default: one per GPU, else one per CPU)"
+    )
 
     e = sub.add_parser("eval", help="evaluate a stored run")
     e.add_argument("--run", required=True, help="a run folder, or a run id in --store")
@@ -147,13 +198,11 @@ def _progress(info) -> None:
     )
 
 
-def cmd_train(args: argparse.Namespace) -> dict:
-    from actscale.api import build_task, train_run
-    from actscale.models import load_model
-    from actscale.store import RunStore
+def _config(args: argparse.Namespace, **grid_values: Any) -> Any:
+    """The TrainConfig the options describe; ``grid_values``: margin, λ_F, λ_M and the seed."""
     from actscale.training import TrainConfig
 
-    config = TrainConfig(
+    return TrainConfig(
         model=args.model,
         task=args.task,
         method=args.method,
@@ -161,10 +210,6 @@ def cmd_train(args: argparse.Namespace) -> dict:
         steps=args.steps,
         lr=args.lr,
         batch_size=args.batch_size,
-        margin=args.margin,
-        lambda_f=args.lambda_f,
-        lambda_m=args.lambda_m,
-        seed=args.seed,
         n_prompts=args.n_prompts,
         test_frac=args.test_frac,
         dataset=args.dataset,
@@ -180,16 +225,35 @@ def cmd_train(args: argparse.Namespace) -> dict:
         templates=_split(args.templates),
         test_templates=_split(args.test_templates),
         positions=args.positions,
+        autocast=args.autocast,
+        **grid_values,
     )
+
+
+def cmd_train(args: argparse.Namespace) -> dict:
+    from actscale.api import build_task, train_run
+    from actscale.models import load_model
+    from actscale.store import RunStore
+
+    config = _config(args, margin=args.margin, lambda_f=args.lambda_f, lambda_m=args.lambda_m, seed=args.seed)
     if config.task == "custom":
         # A broken dataset file is reported before the model load, which can take half a minute.
         from actscale.tasks import read_dataset
 
         read_dataset(config.dataset)
     print(f"loading model {config.model} ...", file=sys.stderr, flush=True)
+    started = time.perf_counter()
     model = load_model(config.model, config.device)
+    loaded = time.perf_counter()
     task = build_task(model, config)
+    built = time.perf_counter()
     print(task.summary(), file=sys.stderr, flush=True)
+    steps_seen: list[int] = []
+
+    def on_step(info) -> None:
+        steps_seen.append(info.step)
+        _progress(info)
+
     cancel = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
     try:
@@ -198,18 +262,94 @@ def cmd_train(args: argparse.Namespace) -> dict:
             model,
             store=RunStore(args.store),
             task=task,
-            on_step=_progress,
+            on_step=on_step,
             cancel=cancel,
             reuse=not args.no_reuse,
         )
     finally:
         signal.signal(signal.SIGINT, previous)
+    done = time.perf_counter()
+    # Where this process's time went (a reused run: only the load and the task were this process's).
+    timing = {"load_s": round(loaded - started, 3), "task_s": round(built - loaded, 3), "run_s": round(done - built, 3)}
+    if steps_seen and isinstance(bundle.info.get("timing"), dict):
+        timing.update(bundle.info["timing"])
     return {
         "run_id": bundle.run_id,
         "bundle": str(bundle.path),
         "method": bundle.method,
         "n_params": int(next(iter(bundle.metrics.values()))["n_params"]),
         "metrics": bundle.metrics,
+        "timing": timing,
+    }
+
+
+def _numbers(text: str, name: str, kind: type = float) -> list:
+    """A comma-separated list of numbers; ActscaleError (exit 2) for anything else."""
+    try:
+        values = [kind(v) for v in _split(text)]
+    except ValueError:
+        raise ActscaleError(f"--{name} takes comma-separated numbers, e.g. 0.01,0.05; got {text!r}") from None
+    if not values:
+        raise ActscaleError(f"--{name} needs at least one value")
+    return values
+
+
+def cmd_sweep(args: argparse.Namespace) -> dict:
+    from actscale.executors import resolve_executor, run_configs
+    from actscale.store import RunStore
+    from actscale.sweeps import MAX_CLUSTER_SWEEP, MAX_SWEEP, sweep_configs
+
+    executor, address = resolve_executor(args.executor, args.ray_address)
+    if executor == "local" and args.workers is not None:
+        raise ActscaleError("workers is an option of the Ray executor; the local executor runs one run at a time")
+    base = _config(args, margin=2.0, lambda_f=1.0, lambda_m=None, seed=0)
+    lambda_ms = _numbers(args.lambda_m, "lambda-m") if args.lambda_m.strip() else [base.lambda_m]
+    configs = sweep_configs(
+        base.to_dict(),
+        lambda_ms,
+        _numbers(args.lambda_f, "lambda-f"),
+        _numbers(args.margin, "margin"),
+        seeds=_numbers(args.seeds, "seeds", int),
+        limit=MAX_SWEEP if executor == "local" else MAX_CLUSTER_SWEEP,
+    )
+    if args.data_seed is None:  # each run's data seed follows its seed, as in `train`
+        configs = [c.replace(data_seed=c.seed) for c in configs]
+    where = "in this process" if executor == "local" else f"on Ray ({address})"
+    print(f"sweep of {len(configs)} runs {where} ...", file=sys.stderr, flush=True)
+    n = len(configs)
+
+    def progress(event) -> None:
+        if event.state == "running" and event.info is not None:
+            print(f"[run {event.index + 1}/{n}] ", end="", file=sys.stderr)
+            _progress(event.info)
+        else:
+            print(f"[run {event.index + 1}/{n}] {event.state} {event.run_id}", file=sys.stderr, flush=True)
+
+    cancel = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
+    try:
+        bundles = run_configs(
+            configs,
+            executor=executor,
+            ray_address=address,
+            store=RunStore(args.store),
+            on_progress=progress,
+            cancel=cancel,
+            reuse=not args.no_reuse,
+            workers=args.workers,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return {
+        "runs": [
+            {
+                "run_id": b.run_id,
+                "bundle": str(b.path),
+                "config": {k: v for k, v in b.config.items() if k != "created"},
+                "metrics": b.metrics,
+            }
+            for b in bundles
+        ]
     }
 
 
@@ -293,7 +433,11 @@ def cmd_list(args: argparse.Namespace) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+<<<<<<< HEAD
     command = {"train": cmd_train, "eval": cmd_eval, "analyse": cmd_analyse, "list": cmd_list}[args.command]
+=======
+    command = {"train": cmd_train, "sweep": cmd_sweep, "eval": cmd_eval, "list": cmd_list}[args.command]
+>>>>>>> scale
     try:
         result = command(args)
     except ActscaleError as exc:

@@ -15,6 +15,8 @@ from actscale.tasks import IOI_TEMPLATES
 
 Task = Literal["ioi", "ccc", "custom"]
 TASKS: tuple[str, ...] = get_args(Task)
+Autocast = Literal["off", "bf16"]
+AUTOCASTS: tuple[str, ...] = get_args(Autocast)
 Schedule = Literal["cosine", "constant"]
 SCHEDULES: tuple[str, ...] = get_args(Schedule)
 # How ActivScalar's and SteerVec's position index meets a prompt (method.md §2): "absolute"
@@ -84,6 +86,10 @@ class TrainConfig:
     # Resolved in __post_init__ ("auto" never reaches config.json), so the run id says which
     # alignment a run used. Methods whose parameters are not per position ignore it.
     positions: str = "auto"
+    # "bf16": the frozen model runs under torch.autocast in bfloat16 (for a GPU); the
+    # intervention's parameters, the loss and the optimiser stay float32. Left out of config.json
+    # at "off", so runs stored before the option existed keep their run ids.
+    autocast: str = "off"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sites", parse_sites(self.sites))
@@ -95,6 +101,8 @@ class TrainConfig:
         if self.data_seed is None:
             object.__setattr__(self, "data_seed", self.seed)
         self._canonicalise()
+        if self.autocast not in AUTOCASTS:
+            raise ActscaleError(f"unknown autocast {self.autocast!r}: choose off or bf16")
         if self.schedule not in SCHEDULES:
             raise ActscaleError(f"unknown schedule {self.schedule!r}: choose cosine or constant")
         if self.task not in TASKS:
@@ -170,6 +178,11 @@ class TrainConfig:
     def fixed_length(self) -> bool:
         """Whether the method is tied to prompts of one token length."""
         return method_class(self.method).fixed_length
+
+    @property
+    def bf16(self) -> bool:
+        """Whether the frozen model runs under bfloat16 autocast."""
+        return self.autocast == "bf16"
 
     @property
     def one_length(self) -> bool:

@@ -215,7 +215,10 @@ class Intervention(nn.Module):
     ) -> Tensor:
         if beta is None:  # β is bound by `steer` into each hook's closure
             raise RuntimeError("an intervention runs only inside `steer(...)`")
-        edited = self.edit(act, site, layer, beta.to(act.dtype), record)
+        # Back to the activation's own dtype: under bfloat16 autocast the float32 parameters would
+        # otherwise promote the rest of the forward pass to float32 (and the identity at β = 0
+        # would no longer be exact); the cast passes the gradient on to the float32 parameters.
+        edited = self.edit(act, site, layer, beta.to(act.dtype), record).to(act.dtype)
         if mask is None:
             return edited
         # Pad positions keep the model's own activation: they are never edited, so no

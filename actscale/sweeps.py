@@ -2,7 +2,7 @@
 
 Pure functions from a base run's config and dataset to the list of configurations and the
 examples they train on; who trains them (a background job, later other executors) is the
-caller's business. No Streamlit here.
+caller's business (`executors.run_configs`: this process or a Ray cluster). No Streamlit here.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from actscale.errors import ActscaleError
 from actscale.tasks import Example
 from actscale.training import TrainConfig
 
-MAX_SWEEP = 27  # runs one sweep may launch (3 values of each of λ_M, λ_F and m)
+MAX_SWEEP = 27  # runs one in-process sweep may launch (3 values of each of λ_M, λ_F and m)
+MAX_CLUSTER_SWEEP = 1000  # runs one sweep on a Ray cluster may launch
 
 
 def check_sweep_size(n_runs: int, limit: int = MAX_SWEEP) -> None:

@@ -14,7 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import torch
@@ -59,16 +59,23 @@ class CancelFlag(Protocol):
 
 @dataclass
 class BaseOutputs:
-    """The unmodified model on every prompt of a task, computed once.
+    """The unmodified model on the prompts of a task, computed once.
 
-    ``logits`` [n d_vocab] at each prompt's last token; ``hnorm[site]`` mean ``‖h‖`` per
-    [layer pos (head)] over the training prompts; ``hdir[site]`` the mean unit activation per
-    [layer pos (head) d] (so that the mean of ``cos(v, h)`` is ``v·hdir/‖v‖``).
+    ``logits`` [n d_vocab] at each prompt's last token, for the rows marked in ``computed``
+    ([n] bool; None: every row; the other rows hold zeros until `base_pass` completes them);
+    ``hnorm[site]`` mean ``‖h‖`` per [layer pos (head)] over the training prompts;
+    ``hdir[site]`` the mean unit activation per [layer pos (head) d] (so that the mean of
+    ``cos(v, h)`` is ``v·hdir/‖v‖``).
     """
 
     logits: Tensor
     hnorm: dict[str, Tensor]
     hdir: dict[str, Tensor]
+    computed: Tensor | None = None
+
+    def has(self, rows: Tensor) -> bool:
+        """Whether the logits of ``rows`` (long indices) are computed."""
+        return self.computed is None or bool(self.computed[rows].all())
 
 
 @dataclass
@@ -79,6 +86,9 @@ class Evaluation:
     metrics: dict[str, dict[str, Any]]
     analysis: dict[str, Tensor]
     groups: list[dict[str, Any]]
+    # Seconds of the steered passes: ``eval_s`` the training and validation prompts (the first
+    # result), ``test_eval_s`` the test prompts, evaluated after them.
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -92,6 +102,8 @@ class TrainResult:
     steps_run: int
     seconds: float
     stopped_early: bool
+    # Where the time went: base_pass_s, steps_s, eval_s (training and validation prompts), test_eval_s.
+    timing: dict[str, float] = field(default_factory=dict)
 
 
 _BASE_CACHE: OrderedDict[tuple, BaseOutputs] = OrderedDict()
@@ -142,33 +154,82 @@ class _ActivationStats:
         return {s: mean(v) for s, v in self.norms.items()}, {s: mean(v) for s, v in self.dirs.items()}
 
 
-def base_pass(model: LoadedModel, task: PreparedTask, sites: tuple[str, ...], eval_batch: int = 16) -> BaseOutputs:
-    """Run the unmodified model once over the task (cached per model, dataset and sites)."""
+def base_pass(
+    model: LoadedModel,
+    task: PreparedTask,
+    sites: tuple[str, ...],
+    eval_batch: int = 16,
+    autocast: bool = False,
+    splits: tuple[str, ...] | None = None,
+) -> BaseOutputs:
+    """Run the unmodified model over the task's prompts of ``splits`` (None: all) and the
+    training prompts (the activation statistics are theirs), cached per model, dataset, sites
+    and precision (a run under bfloat16 autocast compares itself with the model under
+    autocast). A later call for more splits computes only the rows still missing: training
+    asks for the training and validation prompts, and the test prompts' pass comes with their
+    evaluation, after the run's first result."""
     # n_pos: the same prompts padded wider (evaluating a run on another file) give other statistics' shapes.
-    key = (id(model), model.weights_hash, task.dataset_hash, task.n_pos, tuple(sites))
+    key = (id(model), model.weights_hash, task.dataset_hash, task.n_pos, tuple(sites), autocast)
+    n = task.tokens.shape[0]
+    wanted = torch.ones(n, dtype=torch.bool)
+    if splits is not None:
+        wanted[:] = False
+        for split in (*splits, "train"):
+            wanted[task.split_indices(split)] = True
     with _BASE_CACHE_LOCK:
-        if key in _BASE_CACHE:
+        cached = _BASE_CACHE.get(key)
+        if cached is not None:
             _BASE_CACHE.move_to_end(key)
-            return _BASE_CACHE[key]
-    train_rows = set(task.split_indices("train").tolist())
-    stats = _ActivationStats(model.n_layers, task.n_pos)
-    hooks = [
-        (hook_name(s, layer), functools.partial(stats.capture, site=s, layer=layer))
-        for s in sites
-        for layer in range(model.n_layers)
-    ]
-    out = []
-    with model.lock, torch.no_grad(), model.bridge.hooks(fwd_hooks=hooks, reset_hooks_end=True):
-        for sl in _batches(task.tokens.shape[0], eval_batch):
-            rows = torch.tensor([i - sl.start for i in range(sl.start, sl.stop) if i in train_rows], dtype=torch.long)
-            stats.next_batch(rows, task.attention_mask[sl])
-            out.append(last_position_logits(model, task.tokens[sl], task.attention_mask[sl]).float().cpu())
-    result = BaseOutputs(torch.cat(out), *stats.means())
+            if cached.has(wanted.nonzero().flatten()):
+                return cached
+    if cached is None:
+        result = _base_rows(model, task, sites, wanted.nonzero().flatten(), eval_batch, autocast, stats=True)
+    else:  # the statistics are there already: only the missing rows' logits
+        assert cached.computed is not None  # `has` was False
+        missing = (wanted & ~cached.computed).nonzero().flatten()
+        more = _base_rows(model, task, sites, missing, eval_batch, autocast, stats=False)
+        logits = cached.logits.clone()
+        logits[missing] = more.logits[missing]
+        computed = cached.computed | wanted
+        result = BaseOutputs(logits, cached.hnorm, cached.hdir, None if bool(computed.all()) else computed)
     with _BASE_CACHE_LOCK:
         _BASE_CACHE[key] = result
         while len(_BASE_CACHE) > _BASE_CACHE_SIZE:
             _BASE_CACHE.popitem(last=False)
     return result
+
+
+def _base_rows(
+    model: LoadedModel,
+    task: PreparedTask,
+    sites: tuple[str, ...],
+    todo: Tensor,
+    eval_batch: int,
+    autocast: bool,
+    stats: bool,
+) -> BaseOutputs:
+    """The unmodified model's logits on the rows ``todo`` (batches of ``eval_batch`` at the
+    task's full width), and with ``stats`` the training prompts' activation statistics."""
+    train_rows = set(task.split_indices("train").tolist())
+    recorder = _ActivationStats(model.n_layers, task.n_pos)
+    hooks = [
+        (hook_name(s, layer), functools.partial(recorder.capture, site=s, layer=layer))
+        for s in (sites if stats else ())
+        for layer in range(model.n_layers)
+    ]
+    logits = torch.zeros(task.tokens.shape[0], model.d_vocab)
+    computed = torch.zeros(task.tokens.shape[0], dtype=torch.bool)
+    with model.lock, torch.no_grad(), model.bridge.hooks(fwd_hooks=hooks, reset_hooks_end=True):
+        for sl in _batches(todo.numel(), eval_batch):
+            rows = todo[sl]
+            mask = task.attention_mask[rows]
+            in_train = [j for j, i in enumerate(rows.tolist()) if i in train_rows]
+            recorder.next_batch(torch.tensor(in_train, dtype=torch.long), mask)
+            out = last_position_logits(model, task.tokens[rows], mask, autocast).float().cpu()
+            logits[rows] = out
+            computed[rows] = True
+    hnorm, hdir = recorder.means()
+    return BaseOutputs(logits, hnorm, hdir, None if bool(computed.all()) else computed)
 
 
 def model_dims(model: LoadedModel, n_pos: int) -> ModelDims:
@@ -248,7 +309,9 @@ def train(
         raise ActscaleError(f"{config.method} needs prompts of one length; prepare the task with fixed_length=True")
     check_memory(model, task, config)
     start = time.perf_counter()
-    base = base_pass(model, task, config.sites)
+    # The test prompts' base pass comes with their evaluation, after the run's first result.
+    base = base_pass(model, task, config.sites, autocast=config.bf16, splits=("train", "val"))
+    base_done = time.perf_counter()
     intervention = new_intervention(model, task, config)
     optimiser = torch.optim.Adam(intervention.parameters(), lr=config.lr)
     # Cosine decay (ours): with an L1 term, Adam keeps unneeded scalars jittering around 0 at
@@ -285,6 +348,7 @@ def train(
             stopped_early = True
             break
     _check_cancel(cancel, f"cancelled after step {step} of {config.steps}")
+    steps_done = time.perf_counter()
     result = evaluate(model, task, intervention, config, base=base)
     _check_cancel(cancel, f"cancelled during the evaluation after step {step}")  # nothing stored either
     return TrainResult(
@@ -297,6 +361,11 @@ def train(
         step,
         time.perf_counter() - start,
         stopped_early,
+        {
+            "base_pass_s": round(base_done - start, 3),
+            "steps_s": round(steps_done - base_done, 3),
+            **{k: round(v, 3) for k, v in result.seconds.items()},
+        },
     )
 
 
@@ -307,8 +376,9 @@ def validation_effectiveness(
     idx = task.split_indices("val")
     if idx.numel() == 0:
         return None
-    pos = steered_logits(model, intervention, task.tokens[idx], task.attention_mask[idx], 1.0)
-    neg = steered_logits(model, intervention, task.tokens[idx], task.attention_mask[idx], -1.0)
+    tokens, mask = task.tokens[idx], task.attention_mask[idx]
+    pos = steered_logits(model, intervention, tokens, mask, 1.0, autocast=config.bf16)
+    neg = steered_logits(model, intervention, tokens, mask, -1.0, autocast=config.bf16)
     correct, wrong = task.correct_ids[idx], task.wrong_ids[idx]
     hinge = torch.cat(
         [
@@ -338,7 +408,7 @@ def _train_step(
     base_logits = base.logits[rows].repeat(2, 1).to(device)
     tokens, mask = tokens.repeat(2, 1), mask.repeat(2, 1)
     with steer(model.bridge, intervention, beta, mask=mask):
-        logits = last_position_logits(model, tokens, mask)
+        logits = last_position_logits(model, tokens, mask, config.bf16)
     terms = objective(
         logits,
         base_logits,
@@ -381,6 +451,7 @@ def steered_logits(
     beta: float,
     eval_batch: int = 16,
     record: dict[tuple[str, int], list[Tensor]] | None = None,
+    autocast: bool = False,
 ) -> Tensor:
     """Last-position logits of the model steered with strength ``beta``: [n d_vocab].
 
@@ -393,7 +464,7 @@ def steered_logits(
             t, m = tokens[sl], mask[sl]
             batch_record: dict[tuple[str, int], Tensor] | None = {} if record is not None else None
             with steer(model.bridge, intervention, beta, batch=t.shape[0], record=batch_record, mask=m):
-                out.append(last_position_logits(model, t, m).float().cpu())
+                out.append(last_position_logits(model, t, m, autocast).float().cpu())
             if record is not None and batch_record is not None:
                 for key, value in batch_record.items():
                     record.setdefault(key, []).append(value)
@@ -413,10 +484,34 @@ def evaluate(
     size ``magnitude.<site>`` (what defines ``n_effective``) and whatever the method adds
     (`Intervention.analysis_arrays`). ``beta`` scales both directions (evaluated at +beta and
     -beta)."""
-    base = base or base_pass(model, task, config.sites)
     record: dict[tuple[str, int], list[Tensor]] | None = {} if intervention.records else None
-    pos = steered_logits(model, intervention, task.tokens, task.attention_mask, abs(beta), record=record)
-    neg = steered_logits(model, intervention, task.tokens, task.attention_mask, -abs(beta))
+    # The training and validation prompts first, then the test prompts: the first part is a
+    # trained run's first result, and each is timed on its own (the test set is the larger).
+    test = task.split_indices("test")
+    is_test = torch.zeros(task.tokens.shape[0], dtype=torch.bool)
+    is_test[test] = True
+    named = [
+        (name, idx) for name, idx in (("eval_s", (~is_test).nonzero().flatten()), ("test_eval_s", test)) if idx.numel()
+    ]
+    parts = [idx for _, idx in named]
+    pos_parts, neg_parts, seconds = [], [], {}
+    for k, (name, idx) in enumerate(named):
+        started = time.perf_counter()
+        if base is None or not base.has(idx):  # each part's base pass is timed with it
+            # Every row so far, not only this part's: a cached partial pass may have been
+            # evicted meanwhile (another session's task), and this one must hold them all.
+            so_far = torch.cat(parts[: k + 1])
+            base = base_pass(model, task, config.sites, autocast=config.bf16, splits=_splits_of(task, so_far))
+        tokens, mask, bf16 = task.tokens[idx], task.attention_mask[idx], config.bf16
+        pos_parts.append(steered_logits(model, intervention, tokens, mask, abs(beta), record=record, autocast=bf16))
+        neg_parts.append(steered_logits(model, intervention, tokens, mask, -abs(beta), autocast=bf16))
+        seconds[name] = time.perf_counter() - started
+    if base is None:  # a task without a single prompt
+        base = base_pass(model, task, config.sites, autocast=config.bf16)
+    order = torch.argsort(torch.cat(parts))  # back to the task's row order
+    pos, neg = torch.cat(pos_parts)[order], torch.cat(neg_parts)[order]
+    if record is not None:
+        record = {key: [torch.cat(chunks)[order]] for key, chunks in record.items()}
     analysis = {f"hnorm.{s}": v.contiguous() for s, v in base.hnorm.items()}
     # Per-prompt Δ, so the dashboard's per-example table needs no model.
     analysis["delta.base"] = logit_diff(base.logits, task.correct_ids, task.wrong_ids).contiguous()
@@ -431,7 +526,12 @@ def evaluate(
             metrics[split] = split_metrics(
                 base.logits[idx], pos[idx], neg[idx], task.correct_ids[idx], task.wrong_ids[idx], minimality
             )
-    return Evaluation(metrics, analysis, group_metrics(task, analysis))
+    return Evaluation(metrics, analysis, group_metrics(task, analysis), seconds)
+
+
+def _splits_of(task: PreparedTask, rows: Tensor) -> tuple[str, ...]:
+    """The splits the rows ``rows`` belong to."""
+    return tuple(sorted({task.examples[i].split for i in rows.tolist()}))
 
 
 def _minimality(intervention: Intervention, task: PreparedTask, analysis: dict[str, Tensor], tau: float) -> Minimality:

@@ -227,7 +227,26 @@ def sweep_status(job: Job) -> str:
     n = len(job.configs)
     state = "waiting for the model (another session is using it)" if job.state == "waiting" else job.state
     left = time_left(job)
-    return f"Sweep {state}: run {min(job.current + 1, n)} of {n}" + (f" · {left}" if left else "")
+    if job.executor == "local":
+        where = f"run {min(job.current + 1, n)} of {n}"
+    else:  # runs side by side on the cluster: say which
+        running = ", ".join(str(i + 1) for i in job.runs_running())
+        where = f"{len(job.runs_done)} of {n} runs stored" + (f", running: {running}" if running else "")
+    return f"Sweep {state}: {where}" + (f" · {left}" if left else "")
+
+
+def sweep_per_run(job: Job) -> None:
+    """Ray: one line per run started, its steps so far (runs progress side by side)."""
+    if job.executor == "local":
+        return
+    for i, config in enumerate(job.configs):
+        if i in job.runs_done:
+            st.caption(f"run {i + 1}: stored")
+        elif i in job.run_steps:
+            st.progress(
+                min(1.0, job.run_steps[i] / config.steps),
+                text=f"run {i + 1}: step {job.run_steps[i]} of {config.steps}",
+            )
 
 
 with common.guarded("The sweep"):
@@ -241,6 +260,7 @@ with common.guarded("The sweep"):
             cancel_label="Cancel sweep",
             cancel_key="sweep_cancel",
             cancelling="Cancelling after the current step; finished runs are kept.",
+            below=sweep_per_run,
         )
     else:
         if job is not None:
@@ -269,10 +289,33 @@ with common.guarded("The sweep"):
             lf = c2.text_input("λ_F (faithfulness)", str(cfg.get("lambda_f", "")), help="Comma-separated")
             mg = c3.text_input("m (margin)", str(cfg.get("margin", "")), help="Comma-separated")
             steps = c4.number_input("Steps per run", min_value=1, max_value=10_000, value=int(cfg.get("steps", 40)))
+            r1, r2 = st.columns([1, 3])
+            where = r1.radio(
+                "Run on",
+                ["this server", "Ray cluster"],
+                index=1 if common.default_ray_address() != "auto" else 0,
+                key="sweep_executor",
+                help="This server trains the runs one after another on the resident model; a Ray cluster "
+                "trains them side by side, one worker per CPU (or GPU), each loading the model once.",
+            )
+            address = r2.text_input(
+                "Ray address",
+                common.default_ray_address(),
+                key="sweep_ray_address",
+                help="host:6379 or ray://host:10001 of a running cluster, or 'auto' to start one on this "
+                "machine. Finished runs come back here and are stored in this server's store.",
+            )
             launch = st.form_submit_button("Launch sweep", type="primary")
         if launch:
             values = [common.parse_values(lm, "λ_M"), common.parse_values(lf, "λ_F"), common.parse_values(mg, "m")]
-            job = common.launch_sweep(common.load_bundle(base_id), *values, steps=int(steps))
+            executor = "ray" if where == "Ray cluster" else "local"
+            job = common.launch_sweep(
+                common.load_bundle(base_id),
+                *values,
+                steps=int(steps),
+                executor=executor,
+                ray_address=address if executor == "ray" else None,
+            )
             st.session_state[Keys.SWEEP_JOB] = job.id
             if not job.done:
                 time.sleep(0.2)  # let the job start, so the progress bar shows its first state

@@ -345,3 +345,28 @@ def test_map_checks_are_compared(runs, tiny_llama):
     assert int(table["of components"].iloc[0]) == out["map"]["n_components"]
     overlay = chart(at, "sufficiency-compared")
     assert len(overlay["data"]) == 2  # the learned curve and the random control's medians
+
+
+def test_sweep_on_a_ray_cluster_gives_the_runs_a_local_sweep_would(runs, tiny_llama, tmp_path):
+    """The launcher's Ray choice (a local cluster, 'auto'): the same run ids as the same grid
+    trained in this process, stored in the page's store."""
+    pytest.importorskip("ray")
+    from actscale.executors import run_configs
+    from actscale.sweeps import base_examples, sweep_configs
+
+    root, bundles = runs
+    base = bundles["steervec"]
+    before = {r.run_id for r in RunStore(root).list()}
+    at = open_page()
+    at.selectbox(key="sweep_base").set_value(base.run_id).run()
+    text_input(at, "λ_M (minimality)").set_value("0.002, 0.02")
+    next(n for n in at.number_input if n.label == "Steps per run").set_value(2)
+    at.radio(key="sweep_executor").set_value("Ray cluster")
+    text_input(at, "Ray address").set_value("auto")
+    launch_button(at).click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("The last sweep finished: 2 runs (2 new)" in s.value for s in at.success)
+    new = sorted(r.run_id for r in RunStore(root).list() if r.run_id not in before)
+    grid = sweep_configs(base.config, [0.002, 0.02], [base.config["lambda_f"]], [base.config["margin"]], steps=2)
+    local = run_configs(grid, store=tmp_path, examples=base_examples(base.dataset), model=tiny_llama)
+    assert new == sorted(b.run_id for b in local)

@@ -277,3 +277,20 @@ def test_preview_counts_both_alignments_and_the_choice_follows(ui_store):
     assert any("(one prompt length)** — kept 6 of 20" in m.value for m in at.markdown)
     at.multiselect(key="train_methods").set_value(["dynscalar"]).run()  # no fixed-length method: no choice
     assert not at.exception and not [r for r in at.radio if r.key == "train_positions"]
+
+
+def test_a_gguf_file_is_a_model_of_the_picker(ui_store, tmp_path, monkeypatch):
+    from tiny_gguf import write_tiny_gguf
+
+    monkeypatch.setenv("ACTSCALE_CACHE", str(tmp_path / "cache"))
+    path = write_tiny_gguf(tmp_path / "mine.gguf")
+    at = train_page()
+    at.radio(key="train_model_source").set_value("GGUF file").run()
+    at.text_input(key="train_model_name").set_value(str(tmp_path / "missing.gguf")).run()
+    button(at, "Load model").click().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [f"model file {tmp_path / 'missing.gguf'} does not exist"]
+    at.text_input(key="train_model_name").set_value(str(path)).run()
+    button(at, "Load model").click().run()
+    assert not at.exception and not at.error
+    assert any(str(path) in c.value and "2 layers" in c.value for c in at.caption)

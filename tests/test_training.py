@@ -145,12 +145,14 @@ def test_base_pass_runs_once_per_dataset(tiny_llama, monkeypatch):
     task = build_task(tiny_llama, cfg)
     assert len(task.examples) <= 16  # one evaluation batch of 16
     train(tiny_llama, task, cfg)
-    assert len(calls) == 1 + 3 + 2  # base pass, one per step, evaluation at β = +1 and −1
+    # The base pass of the training and validation prompts, one per step, the evaluation at
+    # β = +1 and −1 of those prompts, then the test prompts' base pass and their evaluation.
+    assert len(calls) == 1 + 3 + 2 + 1 + 2
     calls.clear()
     train(tiny_llama, task, cfg.replace(lr=0.1, steps=4))
-    assert len(calls) == 4 + 2  # the base pass is reused
+    assert len(calls) == 4 + 2 + 2  # the base pass is reused
     assert training.base_pass(tiny_llama, task, cfg.sites) is training.base_pass(tiny_llama, task, cfg.sites)
-    assert len(calls) == 6
+    assert len(calls) == 8
 
 
 def test_early_stop_after_zero_effectiveness(tiny_llama, monkeypatch):
@@ -245,3 +247,60 @@ def test_config_round_trip():
     assert cfg.sites == ("attn_out", "head") and cfg.templates == ("ioi-1",)  # sites in their canonical order
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
     assert cfg.replace(seed=3).seed == 3 and cfg.replace(seed=3).lr == 0.01
+
+
+def test_evaluation_times_the_test_prompts_apart_and_keeps_the_row_order(tiny_llama):
+    """The training and validation prompts are evaluated first (a run's first result), the test
+    prompts after them; the per-prompt arrays stay in the task's row order (checked against an
+    evaluation of the whole task as one split)."""
+    import dataclasses
+
+    cfg = config(tiny_llama, method="dynscalar", steps=2, n_prompts=10, n_test=6)
+    task = build_task(tiny_llama, cfg)
+    result = train(tiny_llama, task, cfg)
+    assert set(result.timing) == {"base_pass_s", "steps_s", "eval_s", "test_eval_s"}
+    assert all(v >= 0 for v in result.timing.values())
+    one_split = dataclasses.replace(task, examples=[dataclasses.replace(e, split="train") for e in task.examples])
+    whole = training.evaluate(tiny_llama, one_split, result.intervention, cfg)
+    assert set(whole.seconds) == {"eval_s"}
+    for key in ("delta.pos", "delta.neg", "dynalpha.attn_out"):
+        assert torch.allclose(whole.analysis[key], result.analysis[key], atol=1e-5), key
+
+
+def test_the_test_prompts_base_pass_comes_after_training(tiny_llama, monkeypatch):
+    """Training runs the unmodified model on the training and validation prompts only; the test
+    prompts' pass comes with their evaluation, and the completed pass equals one over every
+    prompt at once."""
+    monkeypatch.setattr(training, "_BASE_CACHE", OrderedDict())
+    cfg = config(tiny_llama, steps=2, n_prompts=10, n_test=6)
+    task = build_task(tiny_llama, cfg)
+    test = task.split_indices("test")
+    partial = training.base_pass(tiny_llama, task, cfg.sites, splits=("train", "val"))
+    assert partial.computed is not None and not partial.has(test) and partial.has(task.split_indices("val"))
+    assert int(partial.computed.sum()) == 10 and bool((partial.logits[test] == 0).all())
+    full = training.base_pass(tiny_llama, task, cfg.sites)
+    assert full.computed is None and full.hnorm is partial.hnorm
+    monkeypatch.setattr(training, "_BASE_CACHE", OrderedDict())
+    at_once = training.base_pass(tiny_llama, task, cfg.sites)
+    assert torch.allclose(full.logits, at_once.logits, atol=1e-5)
+    for site in cfg.sites:
+        assert torch.allclose(full.hnorm[site], at_once.hnorm[site], atol=1e-5)
+
+
+def test_evaluation_after_the_cached_partial_pass_was_evicted(tiny_llama, monkeypatch):
+    """Other sessions' tasks can push a run's partial base pass out of the cache before its test
+    evaluation: the evaluation then recomputes every row, and the figures are those of an
+    undisturbed run."""
+    cfg = config(tiny_llama, steps=2, n_prompts=10, n_test=6)
+    task = build_task(tiny_llama, cfg)
+    undisturbed = train(tiny_llama, task, cfg)
+    monkeypatch.setattr(training, "_BASE_CACHE", OrderedDict())
+    real = training.evaluate
+
+    def evicting(*args, **kwargs):
+        training._BASE_CACHE.clear()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "evaluate", evicting)
+    disturbed = train(tiny_llama, task, cfg)
+    assert disturbed.metrics == undisturbed.metrics

@@ -20,6 +20,7 @@ from actscale import report, sweeps
 from actscale.analysis import filled_metrics, rate_text
 from actscale.api import build_task, intervention_from_bundle
 from actscale.errors import ActscaleError, one_line
+from actscale.executors import RAY_ADDRESS_ENV, resolve_executor
 from actscale.jobs import Job, JobManager
 from actscale.models import LoadedModel, load_model
 from actscale.store import RunBundle, RunListing, RunStore, check_run_id
@@ -392,15 +393,38 @@ def open_run(run_id: str, page: str = EXPLORE.path) -> None:
         st.info(f"Run {run_id} is selected: open the **{Path(page).stem.split('_', 1)[-1]}** page to see it.")
 
 
+def default_ray_address() -> str:
+    """What the sweep form's Ray address starts as: ``$ACTSCALE_RAY_ADDRESS``, else ``auto``."""
+    return (os.environ.get(RAY_ADDRESS_ENV) or "").strip() or "auto"
+
+
 def launch_sweep(
-    bundle: RunBundle, lambda_ms: list[float], lambda_fs: list[float], margins: list[float], steps: int
+    bundle: RunBundle,
+    lambda_ms: list[float],
+    lambda_fs: list[float],
+    margins: list[float],
+    steps: int,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> Job:
     """Train every combination of λ_M, λ_F and m (`sweeps.sweep_configs`) on ``bundle``'s
+<<<<<<< HEAD
     configuration, prompts and split, as one job on the resident model. Raises ActscaleError."""
     deployment.check_writable("A sweep")
     configs = sweeps.sweep_configs(bundle.config, lambda_ms, lambda_fs, margins, steps=int(steps))
     model = resident_model(bundle.config["model"])
+=======
+    configuration, prompts and split, as one job: on the resident model (``local``), or on a
+    Ray cluster (``ray``, at ``ray_address``; ``auto`` starts a local one), whose workers load
+    the model themselves. Raises ActscaleError."""
+    limit = sweeps.MAX_SWEEP if executor == "local" else sweeps.MAX_CLUSTER_SWEEP
+    configs = sweeps.sweep_configs(bundle.config, lambda_ms, lambda_fs, margins, steps=int(steps), limit=limit)
+>>>>>>> scale
     examples = sweeps.base_examples(bundle.dataset)
+    if executor != "local":
+        _, address = resolve_executor(executor, ray_address)
+        return jobs().submit_runs(configs, store(), examples, executor=executor, ray_address=address)
+    model = resident_model(bundle.config["model"])
     return jobs().submit(configs, model, store(), task_for=lambda config: build_task(model, config, examples))
 
 

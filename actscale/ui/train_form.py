@@ -24,7 +24,7 @@ from actscale.config import METHOD_DEFAULT_FIELDS, TrainConfig
 from actscale.errors import ActscaleError, DatasetError, one_line
 from actscale.interventions import method_class, registered_methods
 from actscale.jobs import Job
-from actscale.models import LoadedModel
+from actscale.models import LoadedModel, is_gguf_name
 from actscale.preview import dropped_frame, preview_task
 from actscale.sites import DEFAULT_SITES, SITES
 from actscale.store import RunStore
@@ -33,7 +33,12 @@ from actscale.ui import common, navigation
 from actscale.ui.keys import Keys
 from actscale.ui.progress import job_progress, time_left
 
-MODEL_SOURCES = ("bundled", "Hugging Face id", "Local folder")
+MODEL_SOURCES = ("bundled", "Hugging Face id", "Local folder", "GGUF file")
+_MODEL_HINTS = {
+    "Hugging Face id": "gpt2, EleutherAI/pythia-160m, … (tiny-llama: the test model)",
+    "Local folder": "/path/to/checkpoint",
+    "GGUF file": "/path/to/model.Q4_K_M.gguf (llama.cpp, LM Studio, Ollama; converted once)",
+}
 DEVICES = ("auto", "cpu", "cuda", "mps")
 TASK_LABELS = {
     "ioi": "IOI (indirect objects)",
@@ -60,6 +65,8 @@ def model_picker() -> LoadedModel | None:
         source = (
             "bundled"
             if current == "bundled"
+            else "GGUF file"
+            if is_gguf_name(current)
             else "Local folder"
             if Path(current).expanduser().is_dir()
             else "Hugging Face id"
@@ -73,15 +80,14 @@ def model_picker() -> LoadedModel | None:
         mid.text_input("Model name", value="SmolLM2-135M-Instruct (shipped with the package)", disabled=True)
         name = "bundled"
     else:
-        hint = (
-            "gpt2, EleutherAI/pythia-160m, … (tiny-llama: the test model)"
-            if source == "Hugging Face id"
-            else "/path/to/checkpoint"
-        )
         name = mid.text_input(
-            "Hugging Face id" if source == "Hugging Face id" else "Local folder",
+            source,
             key=Keys.TRAIN_MODEL_NAME,
-            placeholder=hint,
+            placeholder=_MODEL_HINTS[source],
+            help="A .gguf file is de-quantised once into the cache (about 30 s per 135M parameters), "
+            "keyed by the file's hash; later loads are fast."
+            if source == "GGUF file"
+            else None,
         ).strip()
     device = right.selectbox("Device", DEVICES, key=Keys.TRAIN_DEVICE)
     if st.button("Load model", disabled=not name) and name:
@@ -472,6 +478,7 @@ FORM_FIELDS = (
     "lambda_m",
     "tau",
     "normalize",
+    "autocast",
 )
 
 
@@ -519,8 +526,16 @@ def hyperparameter_form(job_running: bool) -> dict[str, Any] | None:
         lambda_f = c2.number_input("λ_F (faithfulness)", 0.0, 1000.0, float(d["lambda_f"]), format="%g")
         lambda_m = _optional_number(c3, "λ_M (minimality)", "lambda_m", 0.0, 1000.0, "%g")
         tau = c4.number_input("τ (n_effective threshold)", 0.0, 100.0, float(d["tau"]), format="%g")
-        c1, c2 = st.columns([1, 3])
+        c1, c3, c2 = st.columns([1, 1, 2])
         early = c1.number_input("Early stop after (steps with L_E = 0; 0 = off)", 0, 1000, int(d["early_stop"]))
+        autocast = c3.selectbox(
+            "Frozen model's precision",
+            ("off", "bf16"),
+            index=("off", "bf16").index(d["autocast"]),
+            format_func=lambda v: {"off": "float32", "bf16": "bfloat16 autocast"}[v],
+            help="bfloat16 autocast runs the frozen model in bfloat16 (for a GPU); the intervention's "
+            "parameters stay float32. Off by default.",
+        )
         normalize = c2.checkbox(
             "DynScalar: dot product with the unit activation h/‖h‖ (ours; off = raw h)", value=bool(d["normalize"])
         )
@@ -539,6 +554,7 @@ def hyperparameter_form(job_running: bool) -> dict[str, Any] | None:
         "lambda_m": None if lambda_m is None else float(lambda_m),
         "tau": float(tau),
         "normalize": bool(normalize),
+        "autocast": autocast,
     }
 
 

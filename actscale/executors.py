@@ -1,0 +1,253 @@
+"""Who trains a list of configurations: this process (``local``) or a Ray cluster (``ray``).
+
+`run_configs` is the one entry point. The sweep command, the Compare page's sweep launcher and
+the stability and generalisation checks all call it with a list of `TrainConfig`s and get the
+stored bundles back in the same order. Whatever the executor, a run lands in the same store
+through the same atomic writes (`RunStore`), a configuration already stored is opened instead
+of retrained, and the run ids and parameters are those of an in-process run.
+
+The local executor never imports Ray; the Ray executor lives in `actscale.ray_executor` and is
+imported only when asked for.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, get_args
+
+from actscale import api
+from actscale.errors import ActscaleError, TrainingCancelled
+from actscale.models import LoadedModel, load_model
+from actscale.store import RunBundle, RunStore
+from actscale.tasks import Example, PreparedTask, read_dataset
+from actscale.training import CancelFlag, StepInfo, TrainConfig
+
+ExecutorName = Literal["local", "ray"]
+EXECUTOR_NAMES: tuple[str, ...] = get_args(ExecutorName)
+RAY_ADDRESS_ENV = "ACTSCALE_RAY_ADDRESS"
+# The executor's state of one run, as `RunProgress.state` reports it.
+RunState = Literal["queued", "running", "done", "reused"]
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """One event of one run of `run_configs`: ``index`` is the config's position in the list.
+
+    ``state`` is ``running`` after each training step (``step`` of ``n_steps``, ``info`` the
+    step's figures), ``done`` when the run is stored (``run_id``) and ``reused`` when it was
+    stored already and opened without training. Runs of a Ray sweep progress side by side, so
+    events of different indices interleave.
+    """
+
+    index: int
+    state: RunState
+    step: int = 0
+    n_steps: int = 0
+    run_id: str = ""
+    info: StepInfo | None = None
+
+
+ProgressCallback = Callable[[RunProgress], None]
+
+
+def resolve_executor(executor: str | None, ray_address: str | None = None) -> tuple[ExecutorName, str | None]:
+    """The executor and Ray address to use: ``executor`` None means Ray when an address is given
+    or ``$ACTSCALE_RAY_ADDRESS`` is set, else local; Ray's address defaults to
+    ``$ACTSCALE_RAY_ADDRESS``, else ``auto`` (start a local cluster). Raises ActscaleError for an
+    unknown executor, or an address given to the local executor."""
+    address = (ray_address or "").strip() or None
+    env = (os.environ.get(RAY_ADDRESS_ENV) or "").strip() or None
+    name = executor or ("ray" if address or env else "local")
+    if name not in EXECUTOR_NAMES:
+        raise ActscaleError(f"unknown executor {name!r}: choose local or ray")
+    if name == "local":
+        if address:
+            raise ActscaleError("a Ray address was given with the local executor: drop it, or use --executor ray")
+        return "local", None
+    return "ray", address or env or "auto"
+
+
+def run_configs(
+    configs: Sequence[TrainConfig],
+    *,
+    executor: str | None = "local",
+    ray_address: str | None = None,
+    store: RunStore | str | Path | None = None,
+    examples: Sequence[Example] | None = None,
+    on_progress: ProgressCallback | None = None,
+    cancel: CancelFlag | None = None,
+    reuse: bool = True,
+    model: LoadedModel | None = None,
+    on_wait: Callable[[], None] | None = None,
+    workers: int | None = None,
+) -> list[RunBundle]:
+    """Train (or open, when stored) every config and return the bundles in the order of ``configs``.
+
+    executor: ``local`` (this process, one run after another; never imports Ray) or ``ray``
+        (one actor per worker loads each model once and keeps it; runs go to the actors as they
+        free up). None: Ray when ``ray_address`` or ``$ACTSCALE_RAY_ADDRESS`` is given, else local.
+    ray_address: a Ray cluster's address (``host:6379``, ``ray://host:10001``) or ``auto`` to
+        start a local cluster; default ``$ACTSCALE_RAY_ADDRESS``, else ``auto``. A process that
+        has already called ``ray.init`` keeps its connection.
+    store: where bundles go (default ``$ACTSCALE_STORE``, else ``runs/``). With Ray the workers
+        send each finished bundle back and this process writes it, so the store need only be
+        reachable from here.
+    examples: train every config on these prompts with their splits (a base run's dataset);
+        default: each config's own (generated, or its ``dataset`` file read here once).
+    on_progress: called with a `RunProgress` after every step of every run and when a run is
+        stored or reused; from this thread for Ray, from the training thread locally.
+    cancel: ``cancel.is_set()`` stops the sweep: the running runs stop at their next step, the
+        queued ones never start, runs already stored are kept, and TrainingCancelled is raised.
+    reuse: open stored runs instead of retraining them.
+    model: local only: the model to train every config on (the dashboard's resident model);
+        default: each config's ``model`` loaded once on its ``device``.
+    on_wait: local only: called when a step waits for another session's use of ``model``.
+    workers: Ray only: how many actors (default: one per GPU of the cluster when the configs
+        may use CUDA and it has any, else one per CPU; never more than the runs).
+
+    Raises ActscaleError for bad input (the first run's error, one line), TrainingCancelled.
+    """
+    name, address = resolve_executor(executor, ray_address)
+    store = store if isinstance(store, RunStore) else RunStore(store)
+    configs = list(configs)
+    if name == "local":
+        if workers is not None:
+            raise ActscaleError("workers is an option of the Ray executor; the local executor runs one run at a time")
+        return _run_local(configs, store, examples, on_progress, cancel, reuse, model, on_wait)
+    if model is not None or on_wait is not None:
+        raise ActscaleError("the Ray executor loads its own models: pass neither model nor on_wait")
+    from actscale import ray_executor  # imported only here: the local path never imports Ray
+
+    return ray_executor.run_on_ray(
+        configs,
+        address=address or "auto",
+        store=store,
+        examples=examples_for(configs, examples),
+        on_progress=on_progress,
+        cancel=cancel,
+        reuse=reuse,
+        workers=workers,
+    )
+
+
+def examples_for(configs: Sequence[TrainConfig], examples: Sequence[Example] | None) -> list[list[Example] | None]:
+    """Per config, the examples a worker trains it on: ``examples`` for every config when
+    given; a custom config's file, read here once per file (a worker on another machine cannot
+    read it); None for a generated task (the worker generates it from the config)."""
+    if examples is not None:
+        shared = list(examples)
+        return [shared for _ in configs]
+    files: dict[str, list[Example]] = {}
+    out: list[list[Example] | None] = []
+    for config in configs:
+        if config.task == "custom":
+            if config.dataset not in files:
+                files[config.dataset] = read_dataset(config.dataset)
+            out.append(files[config.dataset])
+        else:
+            out.append(None)
+    return out
+
+
+def plan_run(
+    config: TrainConfig, model: LoadedModel, examples: Sequence[Example] | None
+) -> tuple[TrainConfig, PreparedTask, str]:
+    """The config as it runs on ``model``, its tokenised task (from ``examples`` when given) and
+    the run id it will have. A worker and this process plan a run with the same code, so both
+    give the same run id."""
+    if config.model != model.name:
+        config = config.replace(model=model.name)
+    task = api.build_task(model, config, None if examples is None else list(examples))
+    return config, task, api.expected_run_id(model, task, config)
+
+
+def train_one(
+    config: TrainConfig,
+    model: LoadedModel,
+    store: RunStore,
+    examples: Sequence[Example] | None,
+    *,
+    index: int = 0,
+    on_progress: ProgressCallback | None = None,
+    cancel: CancelFlag | None = None,
+    reuse: bool = True,
+    on_wait: Callable[[], None] | None = None,
+) -> RunBundle:
+    """One config on ``model``: the stored run, or a new one, reporting `RunProgress` events
+    for ``index``."""
+    config, task, run_id = plan_run(config, model, examples)
+    if reuse and store.exists(run_id):
+        try:
+            bundle = store.load(run_id)
+        except ActscaleError:
+            pass  # a broken copy is retrained below (the store replaces it)
+        else:
+            if on_progress is not None:
+                on_progress(RunProgress(index, "reused", config.steps, config.steps, run_id))
+            return bundle
+    bundle = api.train_run(
+        config,
+        model,
+        store=store,
+        task=task,
+        on_step=step_reporter(index, on_progress),
+        cancel=cancel,
+        reuse=False,
+        on_wait=on_wait,
+    )
+    if on_progress is not None:
+        on_progress(RunProgress(index, "done", config.steps, config.steps, bundle.run_id))
+    return bundle
+
+
+def step_reporter(index: int, on_progress: ProgressCallback | None) -> Callable[[StepInfo], None] | None:
+    """The engine's ``on_step`` for run ``index``: a ``running`` event per step."""
+    if on_progress is None:
+        return None
+    report = on_progress
+
+    def step(info: StepInfo) -> None:
+        report(RunProgress(index, "running", info.step, info.n_steps, info=info))
+
+    return step
+
+
+def _run_local(
+    configs: list[TrainConfig],
+    store: RunStore,
+    examples: Sequence[Example] | None,
+    on_progress: ProgressCallback | None,
+    cancel: CancelFlag | None,
+    reuse: bool,
+    model: LoadedModel | None,
+    on_wait: Callable[[], None] | None,
+) -> list[RunBundle]:
+    models: dict[tuple[str, str], LoadedModel] = {}
+    bundles = []
+    for index, config in enumerate(configs):
+        if cancel is not None and cancel.is_set():
+            raise TrainingCancelled(f"cancelled before run {index + 1} of {len(configs)}")
+        if model is None:
+            key = (config.model, config.device)
+            if key not in models:
+                models[key] = load_model(*key)
+            run_model = models[key]
+        else:
+            run_model = model
+        bundles.append(
+            train_one(
+                config,
+                run_model,
+                store,
+                examples,
+                index=index,
+                on_progress=on_progress,
+                cancel=cancel,
+                reuse=reuse,
+                on_wait=on_wait,
+            )
+        )
+    return bundles

@@ -1,0 +1,318 @@
+"""The Ray executor of `actscale.executors.run_configs`: a sweep's runs on a Ray cluster.
+
+Imported only when a caller asks for Ray (``pip install "actscale[ray]"``). One actor per
+worker loads each model once and keeps it; runs go to whichever actor is free. A worker trains
+with the same code as this process (`executors.plan_run`, `api.train_run`) into a scratch
+store of its own and sends the finished bundle back as the zip the Runs page exports; this
+process adds it to the store through `RunStore.import_zip` (verified, written atomically), so
+the store need only be reachable from here, and a worker never writes to it. Only plain data
+(configs, examples, bytes, dicts of numbers) crosses between processes.
+
+Progress: every worker step is pushed to a small sink actor that this process drains while it
+waits. Cancel: ``ray.cancel`` on every run not yet finished; a queued run never starts, and a
+running one sees `ray.get_runtime_context().is_canceled()` at its next step and stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+import threading
+import traceback
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from actscale.errors import ActscaleError, TrainingCancelled, one_line
+from actscale.executors import ProgressCallback, RunProgress, RunState, plan_run
+from actscale.store import RunBundle, RunStore
+from actscale.tasks import Example
+from actscale.training import CancelFlag, StepInfo, TrainConfig
+
+POLL_S = 0.2  # how often this process drains progress and checks Cancel while runs are out
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ActscaleError('the Ray executor needs Ray: pip install "actscale[ray]" (or ray==2.60.0)') from None
+    return ray
+
+
+# Sweeps of several dashboard sessions share this process's one Ray connection: the sweep that
+# made it leaves it up until the last sweep using it is over.
+_CONNECTION_LOCK = threading.Lock()
+_USERS = [0]  # sweeps running on the connection
+
+
+class _Owner:
+    """The thread that connects to Ray and, at the end, disconnects. A local cluster's processes
+    are started with Linux's parent-death signal, which fires when the *thread* that started
+    them ends: connected from a job's own thread, the cluster would die with the first sweep
+    that finished while another still ran on it. This thread lives as long as the connection."""
+
+    def __init__(self, address: str, num_cpus: int | None) -> None:
+        self.ready, self.stop = threading.Event(), threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(address, num_cpus), name="actscale-ray", daemon=True)
+        self.thread.start()
+        self.ready.wait()
+        if self.error is not None:
+            raise self.error
+
+    def _run(self, address: str, num_cpus: int | None) -> None:
+        try:
+            connect(address, num_cpus)
+        except BaseException as exc:  # noqa: BLE001 - handed to the thread that asked
+            self.error = exc
+            self.ready.set()
+            return
+        self.ready.set()
+        self.stop.wait()
+        import_ray().shutdown()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+_OWNER: list[_Owner | None] = [None]  # the connection a sweep of this process made, if any
+
+
+def connect(address: str, num_cpus: int | None = None) -> bool:
+    """Connect this process to the Ray cluster at ``address`` (``auto``: start a local one with
+    ``num_cpus`` CPUs, default all). A process already connected keeps its connection. Returns
+    whether this call connected. Raises ActscaleError. (A sweep connects through `connection`.)"""
+    ray = import_ray()
+    if ray.is_initialized():
+        return False
+    quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
+    try:
+        if address == "auto":
+            # The workers of a local cluster import this very actscale (a worktree or a checkout,
+            # not only an installed copy), so their runs are the ones this process would train.
+            package_parent = str(Path(__file__).resolve().parent.parent)
+            path = os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH", "")) if p)
+            ray.init(
+                address="local",
+                num_cpus=num_cpus or os.cpu_count() or 1,
+                include_dashboard=False,
+                runtime_env={"env_vars": {"PYTHONPATH": path}},
+                **quiet,
+            )
+        else:
+            ray.init(address=address, **quiet)
+    except Exception as exc:  # noqa: BLE001 - a cluster that cannot be reached is one line
+        raise ActscaleError(f"could not connect to the Ray cluster at {address!r}: {one_line(exc, 200)}") from None
+    return True
+
+
+@contextlib.contextmanager
+def connection(address: str) -> Iterator[Any]:
+    """Ray, connected for the duration of the block. The connection a sweep made (in a thread
+    of its own, `_Owner`) is ended when the last sweep of this process using it is over; one
+    the caller made (``ray.init`` before the sweep) is left as it is. Raises ActscaleError."""
+    ray = import_ray()
+    with _CONNECTION_LOCK:
+        if not ray.is_initialized():
+            _OWNER[0] = _Owner(address, None)
+        _USERS[0] += 1
+    try:
+        yield ray
+    finally:
+        with _CONNECTION_LOCK:
+            _USERS[0] -= 1
+            owner = _OWNER[0]
+            if _USERS[0] == 0 and owner is not None:
+                _OWNER[0] = None
+                owner.close()
+
+
+class SweepWorker:
+    """A Ray actor: keeps the models it has loaded and trains one config per call."""
+
+    def __init__(self, threads: int) -> None:
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+        self._models: dict[tuple[str, str], Any] = {}
+
+    def _model(self, name: str, device: str) -> Any:
+        from actscale.models import load_model
+
+        key = (name, device)
+        if key not in self._models:
+            self._models.clear()  # one model at a time: a worker's memory holds one
+            self._models[key] = load_model(name, device)
+        return self._models[key]
+
+    def run(
+        self, index: int, config: TrainConfig, examples: list[Example] | None, known: frozenset[str], sink: Any
+    ) -> dict[str, Any]:
+        """Train config ``index`` (or find it among the ``known`` stored run ids). Returns
+        ``{"status": "ok", "run_id", "bundle": zip bytes or None when known}``, or
+        ``{"status": "error" | "failed" | "cancelled", "message"}``: an exception's class need
+        not travel."""
+        import ray
+
+        from actscale import api
+
+        last: list[Any] = []
+
+        class Cancelled:
+            def is_set(self) -> bool:
+                return ray.get_runtime_context().is_canceled()
+
+        def step(info: StepInfo) -> None:
+            event = {"index": index, "step": info.step, "n_steps": info.n_steps, "info": asdict(info)}
+            last[:] = [sink.push.remote(event)]
+
+        try:
+            model = self._model(config.model, config.device)
+            config, task, run_id = plan_run(config, model, examples)
+            if run_id in known:
+                return {"status": "ok", "run_id": run_id, "bundle": None}
+            with tempfile.TemporaryDirectory(prefix="actscale-ray-") as scratch:
+                store = RunStore(scratch)
+                bundle = api.train_run(config, model, store=store, task=task, on_step=step, cancel=Cancelled())
+                data = store.export_zip(bundle.run_id)
+            if last:
+                ray.get(last[0])  # this run's step events reach the sink before its result
+            return {"status": "ok", "run_id": bundle.run_id, "bundle": data}
+        except TrainingCancelled as exc:
+            return {"status": "cancelled", "message": str(exc)}
+        except ActscaleError as exc:
+            return {"status": "error", "message": str(exc)}
+        except Exception as exc:  # noqa: BLE001 - a bug on a worker is one line here, its traceback in the worker's log
+            traceback.print_exc()
+            return {"status": "failed", "message": one_line(exc)}
+
+
+class ProgressSink:
+    """A Ray actor that holds step events until the driver drains them."""
+
+    def __init__(self) -> None:
+        self._events: list[dict[str, Any]] = []
+
+    def push(self, event: dict[str, Any]) -> None:
+        self._events.append(event)
+
+    def drain(self) -> list[dict[str, Any]]:
+        events, self._events = self._events, []
+        return events
+
+
+def worker_count(ray: Any, configs: Sequence[TrainConfig], workers: int | None) -> tuple[int, bool]:
+    """How many actors, and whether each takes a GPU: one per GPU of the cluster when a config
+    may use CUDA and the cluster has GPUs, else one per CPU; ``workers`` asks for fewer. Never
+    more than the cluster holds (an actor that could never start would keep its runs waiting)
+    nor than the runs."""
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    use_gpu = gpus > 0 and any(c.device == "auto" or c.device.startswith("cuda") for c in configs)
+    if workers is not None and workers < 1:
+        raise ActscaleError("workers must be at least 1")
+    capacity = gpus if use_gpu else max(1, int(resources.get("CPU", 1)))
+    return max(1, min(workers or capacity, capacity, len(configs))), use_gpu
+
+
+def run_on_ray(
+    configs: list[TrainConfig],
+    *,
+    address: str,
+    store: RunStore,
+    examples: list[list[Example] | None],
+    on_progress: ProgressCallback | None,
+    cancel: CancelFlag | None,
+    reuse: bool,
+    workers: int | None,
+) -> list[RunBundle]:
+    """`executors.run_configs` on Ray (see there)."""
+    if not configs:
+        return []
+    with connection(address) as ray:
+        actors: list[Any] = []
+        sink = None
+        try:
+            n_workers, use_gpu = worker_count(ray, configs, workers)
+            known = frozenset(r.run_id for r in store.list() if r.ok) if reuse else frozenset()
+            sink = ray.remote(num_cpus=0)(ProgressSink).remote()
+            actor_class = ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0)(SweepWorker)
+            actors = [actor_class.remote(1) for _ in range(n_workers)]
+            return _dispatch(ray, configs, examples, known, store, actors, sink, on_progress, cancel)
+        finally:
+            for actor in [*actors, sink]:
+                if actor is not None:
+                    ray.kill(actor)
+
+
+def _dispatch(
+    ray: Any,
+    configs: list[TrainConfig],
+    examples: list[list[Example] | None],
+    known: frozenset[str],
+    store: RunStore,
+    actors: list[Any],
+    sink: Any,
+    on_progress: ProgressCallback | None,
+    cancel: CancelFlag | None,
+) -> list[RunBundle]:
+    """Hand runs to free actors, relay progress, gather bundles in the configs' order."""
+    bundles: list[RunBundle | None] = [None] * len(configs)
+    queue = list(range(len(configs)))
+    free = list(actors)
+    out: dict[Any, tuple[int, Any]] = {}  # result ref -> (config index, actor)
+
+    def relay() -> None:
+        for e in ray.get(sink.drain.remote()):
+            if on_progress is not None:
+                info = StepInfo(**e["info"])
+                on_progress(RunProgress(e["index"], "running", e["step"], e["n_steps"], info=info))
+
+    while queue or out:
+        while queue and free:
+            index = queue.pop(0)
+            actor = free.pop()
+            ref = actor.run.remote(index, configs[index], examples[index], known, sink)
+            out[ref] = (index, actor)
+        ready, _ = ray.wait(list(out), num_returns=1, timeout=POLL_S)
+        relay()
+        if cancel is not None and cancel.is_set():
+            _cancel_all(ray, out)
+            done = sum(b is not None for b in bundles)
+            raise TrainingCancelled(f"cancelled; {done} of {len(configs)} runs had finished and are kept")
+        for ref in ready:
+            index, actor = out.pop(ref)
+            free.append(actor)
+            result = ray.get(ref)
+            if result["status"] != "ok":
+                _cancel_all(ray, out)
+                if result["status"] == "cancelled":
+                    raise TrainingCancelled(result["message"])
+                if result["status"] == "error":
+                    raise ActscaleError(result["message"])
+                raise RuntimeError(f"run {index + 1} failed on a Ray worker: {result['message']}")
+            state: RunState = "reused" if result["bundle"] is None else "done"
+            run_id = result["run_id"] if result["bundle"] is None else store.import_zip(result["bundle"])
+            bundles[index] = bundle = store.load(run_id)
+            if on_progress is not None:
+                steps = configs[index].steps
+                on_progress(RunProgress(index, state, steps, steps, bundle.run_id))
+    return [b for b in bundles if b is not None]
+
+
+def _cancel_all(ray: Any, out: dict[Any, tuple[int, Any]]) -> None:
+    """Cancel every run still out and wait until each has stopped (a running one stops at its
+    next step), so nothing is left working after the sweep has returned."""
+    for ref in out:
+        ray.cancel(ref)
+    for ref in list(out):
+        try:
+            ray.get(ref)
+        except Exception:  # noqa: BLE001, S110 - TaskCancelledError: what was asked for
+            pass
+    out.clear()

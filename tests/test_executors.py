@@ -1,0 +1,287 @@
+"""Sweeps through `executors.run_configs`: in this process, and on a local 2-CPU Ray cluster,
+which must give the same run ids and byte-identical parameters (issue 10, part 1)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from actscale.errors import ActscaleError, TrainingCancelled
+from actscale.executors import RAY_ADDRESS_ENV, RunProgress, resolve_executor, run_configs
+from actscale.store import RunStore
+from actscale.sweeps import sweep_configs
+from actscale.training import TrainConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE = TrainConfig(model="tiny-llama", task="ioi", method="activscalar", steps=3, n_prompts=16, n_test=8)
+# The acceptance grid of issue 10 (λ_M 0.01, 0.05 × seeds 0, 1), shortened to 3 steps.
+GRID = sweep_configs(BASE.to_dict(), [0.01, 0.05], [1.0], [2.0], seeds=[0, 1])
+
+
+def param_bytes(store: RunStore, run_id: str) -> bytes:
+    return (store.path(run_id) / "params.safetensors").read_bytes()
+
+
+# ---- choosing the executor ----------------------------------------------------------------
+
+
+def test_resolve_executor(monkeypatch):
+    monkeypatch.delenv(RAY_ADDRESS_ENV, raising=False)
+    assert resolve_executor(None) == ("local", None)
+    assert resolve_executor("local") == ("local", None)
+    assert resolve_executor("ray") == ("ray", "auto")
+    assert resolve_executor("ray", "head:6379") == ("ray", "head:6379")
+    assert resolve_executor(None, "head:6379") == ("ray", "head:6379")
+    monkeypatch.setenv(RAY_ADDRESS_ENV, "ray://head:10001")
+    assert resolve_executor(None) == ("ray", "ray://head:10001")
+    assert resolve_executor("ray") == ("ray", "ray://head:10001")
+    assert resolve_executor("ray", "other:6379") == ("ray", "other:6379")
+    assert resolve_executor("local") == ("local", None)  # the flag wins over the variable
+    with pytest.raises(ActscaleError, match="unknown executor 'spark': choose local or ray"):
+        resolve_executor("spark")
+    with pytest.raises(ActscaleError, match="a Ray address was given with the local executor"):
+        resolve_executor("local", "head:6379")
+
+
+def test_local_options_the_local_executor_refuses(tiny_llama, store):
+    with pytest.raises(ActscaleError, match="workers is an option of the Ray executor"):
+        run_configs(GRID[:1], store=store, workers=2)
+    with pytest.raises(ActscaleError, match="the Ray executor loads its own models"):
+        run_configs(GRID[:1], executor="ray", store=store, model=tiny_llama)
+
+
+# ---- in this process ----------------------------------------------------------------------
+
+
+def test_local_runs_in_order_with_progress_and_reuse(tiny_llama, store):
+    events: list[RunProgress] = []
+    bundles = run_configs(GRID[:2], store=store, on_progress=events.append, model=tiny_llama)
+    assert [(b.config["lambda_m"], b.config["seed"]) for b in bundles] == [(0.01, 0), (0.01, 1)]
+    assert [(e.index, e.state, e.step) for e in events] == [
+        (0, "running", 1),
+        (0, "running", 2),
+        (0, "running", 3),
+        (0, "done", 3),
+        (1, "running", 1),
+        (1, "running", 2),
+        (1, "running", 3),
+        (1, "done", 3),
+    ]
+    assert [e.run_id for e in events if e.state == "done"] == [b.run_id for b in bundles]
+    assert all(e.info is not None and e.info.step == e.step for e in events if e.state == "running")
+    again: list[RunProgress] = []
+    reused = run_configs(GRID[:2], store=store, on_progress=again.append, model=tiny_llama)
+    assert [b.run_id for b in reused] == [b.run_id for b in bundles]
+    assert [(e.index, e.state, e.run_id) for e in again] == [(i, "reused", b.run_id) for i, b in enumerate(bundles)]
+
+
+def test_local_loads_each_model_once_from_the_configs(store, monkeypatch):
+    from actscale import executors
+    from actscale.models import load_model
+
+    loads = []
+
+    def counting(name, device):
+        loads.append((name, device))
+        return load_model(name, device)
+
+    monkeypatch.setattr(executors, "load_model", counting)
+    bundles = run_configs(GRID[:2], store=store)
+    assert loads == [("tiny-llama", "auto")] and len(bundles) == 2
+
+
+def test_local_cancel_keeps_finished_runs(tiny_llama, store):
+    cancel = threading.Event()
+
+    def stop_in_the_second_run(event: RunProgress) -> None:
+        if event.index == 1 and event.step == 1:
+            cancel.set()
+
+    with pytest.raises(TrainingCancelled, match="cancelled at step 2 of 3"):
+        run_configs(GRID[:3], store=store, on_progress=stop_in_the_second_run, cancel=cancel, model=tiny_llama)
+    assert len(store.list()) == 1
+
+
+def test_local_never_imports_ray(tmp_path):
+    code = (
+        "import sys; from actscale.executors import run_configs; from actscale.training import TrainConfig;"
+        "c = TrainConfig(model='tiny-llama', steps=1, n_prompts=8, n_test=4);"
+        f"run_configs([c], store={str(tmp_path)!r}); print('ray' in sys.modules)"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env.pop(RAY_ADDRESS_ENV, None)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# ---- on a local Ray cluster ---------------------------------------------------------------
+
+
+def test_two_sweeps_at_once_share_the_cluster_one_of_them_started(tmp_path):
+    """Two dashboard sessions' sweeps with address auto: one local cluster, both finish with
+    their own runs, and the cluster is ended after the last (placed before the module's own
+    cluster is started)."""
+    ray = pytest.importorskip("ray")
+    assert not ray.is_initialized()
+    results: dict[str, list[str]] = {}
+    errors: list[BaseException] = []
+
+    def sweep(name: str, configs) -> None:
+        try:
+            bundles = run_configs(configs, executor="ray", ray_address="auto", store=tmp_path / name)
+            results[name] = [b.run_id for b in bundles]
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sweep, args=(n, c)) for n, c in (("a", GRID[:2]), ("b", GRID[2:]))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not errors, errors
+    assert sorted(results) == ["a", "b"] and len(set(results["a"] + results["b"])) == 4
+    assert not ray.is_initialized()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local 2-CPU Ray cluster for this module (about 4 s to start)."""
+    ray = pytest.importorskip("ray")
+    from actscale.ray_executor import connect
+
+    assert connect("auto", num_cpus=2)
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_gives_the_local_run_ids_and_byte_identical_params(ray_cluster, tiny_llama, tmp_path):
+    local, remote = RunStore(tmp_path / "local"), RunStore(tmp_path / "ray")
+    events: list[RunProgress] = []
+    on_ray = run_configs(GRID, executor="ray", store=remote, on_progress=events.append)
+    in_process = run_configs(GRID, store=local, model=tiny_llama)
+    assert [b.run_id for b in on_ray] == [b.run_id for b in in_process]
+    assert len(set(b.run_id for b in on_ray)) == 4
+    assert [(b.config["lambda_m"], b.config["seed"]) for b in on_ray] == [(0.01, 0), (0.01, 1), (0.05, 0), (0.05, 1)]
+    for b in in_process:
+        assert param_bytes(remote, b.run_id) == param_bytes(local, b.run_id)
+        assert (remote.path(b.run_id) / "dataset.jsonl").read_bytes() == (
+            local.path(b.run_id) / "dataset.jsonl"
+        ).read_bytes()
+        same_config = {k: v for k, v in b.config.items() if k != "created"}
+        assert {k: v for k, v in remote.load(b.run_id).config.items() if k != "created"} == same_config
+        assert remote.load(b.run_id).metrics == b.metrics
+    # Progress per run: every step of every run, then its run id, whatever the interleaving.
+    for index, bundle in enumerate(on_ray):
+        mine = [(e.state, e.step) for e in events if e.index == index]
+        assert mine == [("running", 1), ("running", 2), ("running", 3), ("done", 3)]
+        assert [e.run_id for e in events if e.index == index and e.state == "done"] == [bundle.run_id]
+    # Nothing but bundles in the store (no scratch folder, no temporary file left).
+    assert sorted(p.name for p in remote.root.iterdir()) == sorted(b.run_id for b in on_ray)
+    # A second sweep opens the stored runs.
+    again: list[RunProgress] = []
+    reused = run_configs(GRID, executor="ray", store=remote, on_progress=again.append)
+    assert [b.run_id for b in reused] == [b.run_id for b in on_ray]
+    assert sorted((e.index, e.state) for e in again) == [(i, "reused") for i in range(4)]
+
+
+def test_ray_cancel_stops_the_sweep_and_keeps_finished_runs(ray_cluster, store):
+    cancel = threading.Event()
+    long_grid = [c.replace(steps=400) for c in GRID]
+
+    def cancel_once_running(event: RunProgress) -> None:
+        if event.state == "running" and event.step >= 2:
+            cancel.set()
+
+    with pytest.raises(TrainingCancelled, match=r"cancelled; 0 of 4 runs had finished and are kept"):
+        run_configs(long_grid, executor="ray", store=store, workers=2, on_progress=cancel_once_running, cancel=cancel)
+    assert store.list() == []
+
+
+def test_ray_reads_a_custom_file_here_once(ray_cluster, store, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("prompt,correct,wrong\n")
+    with pytest.raises(ActscaleError, match=r"^bad.csv: no rows$"):  # raised here, before any worker
+        run_configs([BASE.replace(task="custom", dataset=str(bad))], executor="ray", store=store)
+
+
+def test_ray_a_worker_error_is_its_one_line(ray_cluster, store):
+    with pytest.raises(ActscaleError, match=r"^no model name given: use 'bundled', a local folder"):
+        run_configs([BASE.replace(model=" ")], executor="ray", store=store)
+    assert store.list() == []
+
+
+# ---- the command line -----------------------------------------------------------------------
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    full_env.pop(RAY_ADDRESS_ENV, None)
+    return subprocess.run(
+        [sys.executable, "-m", "actscale", "sweep", *args], cwd=ROOT, env=full_env, capture_output=True, text=True
+    )
+
+
+def test_cli_sweep_prints_the_runs_in_grid_order(tmp_path):
+    out = cli(
+        "--model", "tiny-llama", "--lambda-m", "0.01,0.05", "--seeds", "0,1", "--steps", "2",
+        "--n-prompts", "8", "--n-test", "4", "--store", str(tmp_path),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    runs = json.loads(out.stdout.strip().splitlines()[-1])["runs"]
+    assert [(r["config"]["lambda_m"], r["config"]["seed"], r["config"]["data_seed"]) for r in runs] == [
+        (0.01, 0, 0),
+        (0.01, 1, 1),
+        (0.05, 0, 0),
+        (0.05, 1, 1),
+    ]
+    assert [r["run_id"] for r in runs] == [r["config"]["run_id"] for r in runs]
+    assert sorted(r["run_id"] for r in runs) == sorted(p.name for p in tmp_path.iterdir())
+    assert all(set(r["metrics"]) == {"train", "val", "test"} and "created" not in r["config"] for r in runs)
+    assert "sweep of 4 runs in this process" in out.stderr and "[run 4/4] done" in out.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--lambda-m", "0.1,x"], "error: --lambda-m takes comma-separated numbers, e.g. 0.01,0.05; got '0.1,x'"),
+        (["--seeds", ","], "error: --seeds needs at least one value"),
+        (["--workers", "2"], "error: workers is an option of the Ray executor"),
+        (["--executor", "local", "--ray-address", "h:1"], "error: a Ray address was given with the local executor"),
+        (
+            ["--margin", "1,2,3", "--lambda-f", "1,2,3", "--lambda-m", "1,2,3", "--seeds", "0,1"],
+            "error: that sweep is 54 runs",
+        ),
+    ],
+)
+def test_cli_sweep_bad_input_is_exit_2_and_one_line(args, message, tmp_path, capsys, monkeypatch):
+    from actscale.cli import main
+
+    monkeypatch.delenv(RAY_ADDRESS_ENV, raising=False)
+    assert main(["sweep", "--model", "tiny-llama", "--store", str(tmp_path), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1, err
+
+
+def test_worker_count():
+    from types import SimpleNamespace
+
+    from actscale.ray_executor import worker_count
+
+    def cluster(**resources):
+        return SimpleNamespace(cluster_resources=lambda: resources)
+
+    cpu, gpu = BASE.replace(device="cpu"), BASE.replace(device="auto")
+    assert worker_count(cluster(CPU=16.0), [cpu] * 40, None) == (16, False)
+    assert worker_count(cluster(CPU=16.0), [cpu] * 3, None) == (3, False)  # never more than the runs
+    assert worker_count(cluster(CPU=16.0, GPU=2.0), [gpu] * 8, None) == (2, True)  # one per GPU
+    assert worker_count(cluster(CPU=16.0, GPU=2.0), [cpu] * 8, None) == (8, False)  # CPU runs use CPUs
+    assert worker_count(cluster(CPU=16.0, GPU=2.0), [gpu] * 8, 4) == (2, True)  # no actor that cannot start
+    assert worker_count(cluster(CPU=16.0), [cpu] * 8, 3) == (3, False)
+    with pytest.raises(ActscaleError, match="workers must be at least 1"):
+        worker_count(cluster(CPU=2.0), [cpu], 0)
