@@ -66,6 +66,8 @@ class CheckOptions:
     precision: str = "bf16"  # forward passes under bfloat16 autocast, or plain float32
     rows_per_pass: int = 128  # prompts (all variants together) in one forward pass
     random_seed: int = 0  # draws of the random control
+    executor: str = "local"  # where the seeds' and groups' runs train: "local" or "ray"
+    ray_address: str | None = None  # a Ray cluster's address ("auto": a local one)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -584,25 +586,42 @@ def _agreement(bundle: RunBundle, rows: Tensor, base_logits: Tensor, full: dict,
 
 
 # ---------------------------------------------------------------- stability over seeds
-Trainer = Callable[[list[TrainConfig], PreparedTask | None], list[RunBundle]]
+Trainer = Callable[[list[TrainConfig], list[Example] | None], list[RunBundle]]
 
 
-def sequential_trainer(
+def executor_trainer(
     model: LoadedModel,
     store: RunStore,
     cancel: CancelFlag | None = None,
     on_progress: Progress | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> Trainer:
-    """Train (or reuse from ``store``) each config in turn on ``model``."""
-    from actscale.api import train_run
+    """Train (or reuse from ``store``) configs through `executors.run_configs`: one after
+    another on ``model`` (``local``), or on a Ray cluster whose workers load the model."""
+    from actscale.executors import RunProgress, run_configs
 
-    def run(configs: list[TrainConfig], task: PreparedTask | None) -> list[RunBundle]:
-        out = []
-        for i, config in enumerate(configs):
+    def run(configs: list[TrainConfig], examples: list[Example] | None) -> list[RunBundle]:
+        finished: set[int] = set()
+
+        def progress(event: RunProgress) -> None:
+            if event.state in ("done", "reused"):
+                finished.add(event.index)
             if on_progress is not None:
-                on_progress(i / len(configs), f"run {i + 1} of {len(configs)}")
-            out.append(train_run(config, model, store=store, task=task, cancel=cancel))
-        return out
+                step = event.step / event.n_steps if event.n_steps else 0.0
+                fraction = (len(finished) + (0.0 if event.index in finished else step)) / len(configs)
+                on_progress(min(1.0, fraction), f"run {event.index + 1} of {len(configs)}")
+
+        return run_configs(
+            configs,
+            executor=executor,
+            ray_address=ray_address,
+            store=store,
+            examples=examples,
+            on_progress=progress,
+            cancel=cancel,
+            model=model if executor == "local" else None,
+        )
 
     return run
 
@@ -643,8 +662,9 @@ def stability(
     """Selection frequency per component, the consensus map, rank correlations and top-k
     overlaps over ``options.seeds`` runs of the same configuration (method.md §7.5)."""
     configs = stability_configs(bundle, options.seeds, options.vary)
-    task = _run_task(model, bundle) if options.vary == "seed" else None
-    bundles = trainer(configs, task)
+    same_data = options.vary == "seed"
+    task = _run_task(model, bundle) if same_data else None
+    bundles = trainer(configs, [Example.from_record(r) for r in bundle.dataset] if same_data else None)
     tau = float(bundle.config.get("tau", 0.05))
     flat: list[Tensor] = []
     tasks: dict[str, PreparedTask] = {}
@@ -748,21 +768,16 @@ def generalisation_configs(bundle: RunBundle) -> list[tuple[str, TrainConfig]]:
     return [(g, base.replace(test_groups=tuple(h for h in groups if h != g))) for g in groups]
 
 
-def generalisation(model: LoadedModel, bundle: RunBundle, trainer: Trainer) -> dict[str, Any]:
+def generalisation(bundle: RunBundle, trainer: Trainer) -> dict[str, Any]:
     """The matrix of method.md §7.6: row = the group trained on, column = the group tested on
     (the diagonal: the trained group's own validation prompts), flip rates with intervals."""
     groups = run_groups(bundle)
     pairs = generalisation_configs(bundle)
-    task = None
-    if bundle.config["task"] == "custom":
-        from actscale.api import build_task
-
-        examples = [Example.from_record({**r, "split": ""}) for r in bundle.dataset]
-        runs = []
-        for _, cfg in pairs:
-            runs += trainer([cfg], build_task(model, cfg, examples))
-    else:
-        runs = trainer([cfg for _, cfg in pairs], task)
+    # A file's prompts, their splits cleared: each run splits them by its own held-out groups.
+    examples = (
+        [Example.from_record({**r, "split": ""}) for r in bundle.dataset] if bundle.config["task"] == "custom" else None
+    )
+    runs = trainer([cfg for _, cfg in pairs], examples)
     cells = []
     for (train_group, _), run in zip(pairs, runs, strict=True):
         by_group = {(g["split"], g["group"]): g for g in run.info.get("group_metrics", [])}
@@ -905,7 +920,6 @@ def run_checks(
     start = time.perf_counter()
     store = store or RunStore(bundle.path.parent)
     store.check_writable()  # the checks are written into the bundle
-    trainer = trainer or sequential_trainer(model, store, cancel)
     stages = ["map"] + (["stability"] if options.seeds >= 2 else [])
     stages += ["generalisation"] if options.generalisation else []
     stages += (
@@ -922,11 +936,13 @@ def run_checks(
                 tensors.update({f"map.{k}": v for k, v in new.items()})
             elif stage == "stability":
                 k_top = int(data.get("map", {}).get("k90") or 20)
-                part, new = stability(model, bundle, options, trainer, k_top)
+                train = trainer or executor_trainer(model, store, cancel, report, options.executor, options.ray_address)
+                part, new = stability(model, bundle, options, train, k_top)
                 data["stability"] = part
                 tensors = {k: v for k, v in tensors.items() if not k.startswith("stability.")} | new
             elif stage == "generalisation":
-                data["generalisation"] = generalisation(model, bundle, trainer)
+                train = trainer or executor_trainer(model, store, cancel, report, options.executor, options.ray_address)
+                data["generalisation"] = generalisation(bundle, train)
             else:
                 data["side_effects"] = side_effects(model, bundle, cancel)
     data["options"] = asdict(options)

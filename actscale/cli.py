@@ -1,8 +1,4 @@
-<<<<<<< HEAD
-"""``python -m actscale train|eval|analyse|list`` (interfaces.md, Command line).
-=======
-"""``python -m actscale train|sweep|eval|list`` (interfaces.md, Command line).
->>>>>>> scale
+"""``python -m actscale train|sweep|eval|analyse|list`` (interfaces.md, Command line).
 
 The engine (torch, transformers, TransformerLens: seconds to import) is imported inside each
 command, so ``--help`` and a mistyped option answer at once.
@@ -177,6 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluation is reported) or in float32",
     )
     a.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    a.add_argument(
+        "--executor",
+        default="local",
+        choices=["local", "ray"],
+        help="where the seeds' and groups' runs train: this process (default) or a Ray cluster",
+    )
+    a.add_argument("--ray-address", default=None, help="the Ray cluster (default $ACTSCALE_RAY_ADDRESS, else auto)")
     a.add_argument("--store", default=None, help="where the seeds' and groups' runs go (default: the run's store)")
 
     ls = sub.add_parser("list", help="list the runs in a store")
@@ -385,6 +388,8 @@ def cmd_analyse(args: argparse.Namespace) -> dict:
         generalisation=args.generalisation,
         side_effects=not args.no_side_effects,
         precision=args.precision,
+        executor=args.executor,
+        ray_address=args.ray_address,
     )
     bundle = load_run(args.run, RunStore(args.store))
     model = load_model(bundle.config["model"], args.device)
@@ -433,11 +438,13 @@ def cmd_list(args: argparse.Namespace) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-<<<<<<< HEAD
-    command = {"train": cmd_train, "eval": cmd_eval, "analyse": cmd_analyse, "list": cmd_list}[args.command]
-=======
-    command = {"train": cmd_train, "sweep": cmd_sweep, "eval": cmd_eval, "list": cmd_list}[args.command]
->>>>>>> scale
+    command = {
+        "train": cmd_train,
+        "sweep": cmd_sweep,
+        "eval": cmd_eval,
+        "analyse": cmd_analyse,
+        "list": cmd_list,
+    }[args.command]
     try:
         result = command(args)
     except ActscaleError as exc:

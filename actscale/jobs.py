@@ -24,13 +24,8 @@ from actscale.checks import CheckOptions
 from actscale.errors import ActscaleError, TrainingCancelled, one_line
 from actscale.executors import RunProgress, run_configs
 from actscale.models import LoadedModel
-<<<<<<< HEAD
 from actscale.store import RunBundle, RunStore
-from actscale.tasks import PreparedTask
-=======
-from actscale.store import RunStore
 from actscale.tasks import Example, PreparedTask
->>>>>>> scale
 from actscale.training import StepInfo, TrainConfig
 
 JobState = Literal["queued", "waiting", "running", "done", "cancelled", "failed"]
@@ -174,7 +169,6 @@ class JobManager:
         job.thread = self._executor(partial(run_job, job, model, store, task_for), f"actscale-job-{job.id}")
         return job
 
-<<<<<<< HEAD
     def submit_checks(self, bundle: RunBundle, model: LoadedModel, store: RunStore, options: CheckOptions) -> Job:
         """Run the map checks of ``bundle`` (method.md §7) through the executor; the job's
         ``run_ids`` holds the run checked, and any run the seeds or groups trained."""
@@ -183,7 +177,8 @@ class JobManager:
         job.thread = self._executor(
             partial(run_checks_job, job, bundle, model, store, options), f"actscale-checks-{job.id}"
         )
-=======
+        return job
+
     def submit_runs(
         self,
         configs: list[TrainConfig],
@@ -201,7 +196,6 @@ class JobManager:
         self._keep(job)
         work = partial(run_configs_job, job, store, examples, executor, ray_address)
         job.thread = self._executor(work, f"actscale-job-{job.id}")
->>>>>>> scale
         return job
 
     def _keep(self, job: Job) -> None:

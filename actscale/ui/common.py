@@ -408,18 +408,12 @@ def launch_sweep(
     ray_address: str | None = None,
 ) -> Job:
     """Train every combination of λ_M, λ_F and m (`sweeps.sweep_configs`) on ``bundle``'s
-<<<<<<< HEAD
-    configuration, prompts and split, as one job on the resident model. Raises ActscaleError."""
-    deployment.check_writable("A sweep")
-    configs = sweeps.sweep_configs(bundle.config, lambda_ms, lambda_fs, margins, steps=int(steps))
-    model = resident_model(bundle.config["model"])
-=======
     configuration, prompts and split, as one job: on the resident model (``local``), or on a
     Ray cluster (``ray``, at ``ray_address``; ``auto`` starts a local one), whose workers load
     the model themselves. Raises ActscaleError."""
+    deployment.check_writable("A sweep")
     limit = sweeps.MAX_SWEEP if executor == "local" else sweeps.MAX_CLUSTER_SWEEP
     configs = sweeps.sweep_configs(bundle.config, lambda_ms, lambda_fs, margins, steps=int(steps), limit=limit)
->>>>>>> scale
     examples = sweeps.base_examples(bundle.dataset)
     if executor != "local":
         _, address = resolve_executor(executor, ray_address)
