@@ -102,7 +102,8 @@ def runs(tmp_path_factory):
 
 def test_train_prints_the_json_contract(runs):
     out = last_json(runs["train"])
-    assert set(out) == {"run_id", "bundle", "method", "n_params", "metrics"}
+    assert set(out) == {"run_id", "bundle", "method", "n_params", "metrics", "timing"}
+    assert {"load_s", "task_s", "run_s"} <= set(out["timing"]) and all(v >= 0 for v in out["timing"].values())
     assert out["method"] == "activscalar" and out["n_params"] == 2 * 2 * 16  # |S|·L·I on tiny-llama
     assert out["bundle"].endswith(out["run_id"]) and os.path.isfile(os.path.join(out["bundle"], "params.safetensors"))
     assert set(out["metrics"]) == {"train", "val", "test"}
