@@ -252,7 +252,7 @@ def _exponents(points: list[dict], x: str) -> dict:
     }
 
 
-def bench_time_to_target(store: Path, model: str = "bundled") -> dict:
+def bench_time_to_target(store: Path, model: str = "bundled", extra: tuple[str, ...] = ()) -> dict:
     """A new process, as a user runs it: imports, warm model load, task, training, evaluation."""
     t0 = time.perf_counter()
     out = subprocess.run(
@@ -270,6 +270,7 @@ def bench_time_to_target(store: Path, model: str = "bundled") -> dict:
             "--no-reuse",
             "--store",
             str(store),
+            *extra,
         ],
         capture_output=True,
         text=True,
@@ -291,6 +292,7 @@ def bench_time_to_target(store: Path, model: str = "bundled") -> dict:
     phases["test_eval_s"] = round(timing["test_eval_s"], 2)
     phases["store_s"] = round(wall - first - timing["test_eval_s"], 2)  # the bundle's write, and the exit
     return {
+        "run_id": result["run_id"],
         "wall_s": round(wall, 2),
         "first_result_s": round(first, 2),
         "test_eval_s": phases["test_eval_s"],
@@ -304,6 +306,22 @@ def bench_time_to_target(store: Path, model: str = "bundled") -> dict:
         "n_params": test["n_params"],
         "targets_met": met,
     }
+
+
+def bench_checks(store: Path, run_id: str) -> dict:
+    """A new process running the map checks (``analyse``, default options) on a stored run."""
+    t0 = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-m", "actscale", "analyse", "--run", run_id, "--store", str(store)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wall = time.perf_counter() - t0
+    if out.returncode != 0:
+        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"wall_s": round(wall, 2), "checks_s": result["seconds"], "k90": result["k90"], "of": result["n_components"]}
 
 
 def bench_loads() -> dict:
@@ -328,7 +346,7 @@ def bench_loads() -> dict:
     }
 
 
-PARTS = ("loads", "step", "target", "scaling")
+PARTS = ("loads", "step", "target", "checks", "scaling")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -365,6 +383,13 @@ def main(argv: list[str] | None = None) -> int:
         print("(b) time to a trained IOI ActivScalar ...", file=sys.stderr, flush=True)
         with tempfile.TemporaryDirectory() as store:
             results["time_to_target"] = bench_time_to_target(Path(store), args.target_model)
+            print("(b) the same with --autocast bf16 ...", file=sys.stderr, flush=True)
+            results["time_to_target_bf16"] = bench_time_to_target(
+                Path(store), args.target_model, ("--autocast", "bf16")
+            )
+            if "checks" in parts and "run_id" in results["time_to_target"]:
+                print("(e) the map checks of that run ...", file=sys.stderr, flush=True)
+                results["checks"] = bench_checks(Path(store), results["time_to_target"]["run_id"])
     if "scaling" in parts:
         print("(d) how cost grows ...", file=sys.stderr, flush=True)
         depths = tuple(int(d) for d in args.depths.split(","))
@@ -384,13 +409,15 @@ def report_lines(results: dict) -> list[str]:
             f"(a) step time ratio engine/floor: {s['step_ratio']}  ({s['engine_step_s']} s vs {s['floor_step_s']} s, "
             f"{s['batch']}; target <= 1.10)"
         )
-    if "time_to_target" in results:
-        t = results["time_to_target"]
+    for key, label in (("time_to_target", ""), ("time_to_target_bf16", " (--autocast bf16)")):
+        if key not in results:
+            continue
+        t = results[key]
         if "error" in t:
-            lines.append(f"(b) time to target: failed: {t['error']}")
+            lines.append(f"(b){label} time to target: failed: {t['error']}")
         else:
             lines.append(
-                f"(b) new process -> trained IOI ActivScalar with validation metrics: {t['first_result_s']} s "
+                f"(b){label} new process -> trained IOI ActivScalar with validation metrics: {t['first_result_s']} s "
                 f"(target <= 15 s); then the test evaluation ({t['n_test']} prompts): {t['test_eval_s']} s; "
                 f"whole command {t['wall_s']} s"
             )
@@ -400,6 +427,15 @@ def report_lines(results: dict) -> list[str]:
                 f"    validation flips +{t['val_flip_acc_pos']:.2f} / -{t['val_flip_acc_neg']:.2f}; "
                 f"test flips +{t['flip_acc_pos']:.2f} / -{t['flip_acc_neg']:.2f}, n_effective "
                 f"{t['n_effective']}/{t['n_params']}; targets met: {t['targets_met']}"
+            )
+    if "checks" in results:
+        c = results["checks"]
+        if "error" in c:
+            lines.append(f"(e) map checks: failed: {c['error']}")
+        else:
+            lines.append(
+                f"(e) map checks (analyse, defaults) of that run: {c['checks_s']} s of checks, {c['wall_s']} s for the "
+                f"whole command (target <= 60 s); k90 {c['k90']} of {c['of']}"
             )
     if "loads" in results:
         loads = results["loads"]

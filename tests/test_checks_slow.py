@@ -1,0 +1,101 @@
+"""The map checks' acceptance targets (issue 9) on the real bundled model, default settings.
+
+Minutes on a 2-core CPU: run with ``pytest -m slow``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from actscale.api import train_run
+from actscale.checks import CheckOptions, run_checks
+from actscale.store import RunStore
+from actscale.training import TrainConfig
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def slow_store(tmp_path_factory) -> RunStore:
+    return RunStore(tmp_path_factory.mktemp("checks-slow") / "runs")
+
+
+@pytest.fixture(scope="module")
+def ioi_activscalar(bundled, slow_store):
+    return train_run(TrainConfig(model="bundled", task="ioi", method="activscalar"), bundled, store=slow_store)
+
+
+def test_default_ioi_activscalar_map_is_sparse_and_beats_the_random_control(bundled, ioi_activscalar):
+    start = time.perf_counter()
+    out = run_checks(bundled, ioi_activscalar, CheckOptions())
+    m = out["map"]
+    at_k90 = next(r for r in m["sufficiency"] if r["k"] == m["k90"])
+    rand = next(r for r in m["random"] if r["k"] == m["k90"])
+    print(
+        f"\nchecks in {time.perf_counter() - start:.0f} s: k90 {m['k90']} of {m['n_components']}, top-k90 mean flip "
+        f"{at_k90['mean_flip']:.2f}, random median {rand['mean_flip_median']:.2f} p95 {rand['mean_flip_p95']:.2f}, "
+        f"agreement {m['precision_agreement']}"
+    )
+    assert m["n_components"] == 960 and m["prompts"]["n"] == 32 and len(rand["mean_flip"]) == 20
+    assert m["k90"] <= 0.10 * m["n_components"]
+    assert at_k90["mean_flip"] > rand["mean_flip_p95"] and m["learned_above_random_p95"]
+    # bf16 passes against the run's own float32 evaluation: the same sign of Δ nearly everywhere.
+    agree = m["precision_agreement"]
+    assert agree["agree"] >= 0.95 * agree["n"]
+
+
+def test_analyse_with_three_seeds_writes_the_stability_figures(ioi_activscalar, slow_store):
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "actscale",
+            "analyse",
+            "--run",
+            ioi_activscalar.run_id,
+            "--store",
+            str(slow_store.root),
+            "--seeds",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=1800,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1])["checks"] == ["map", "stability"]
+    data, tensors = slow_store.load(ioi_activscalar.run_id).checks()
+    s = data["stability"]
+    print(f"\nstability: {s['n_selected_all']} in every seed, {s['n_selected_any']} in any, ρ {s['mean_spearman']:.2f}")
+    assert [r["seed"] for r in s["runs"]] == [0, 1, 2] and len(s["pairs"]) == 3
+    assert 0 < s["n_selected_all"] <= s["n_selected_any"]
+    for site in ioi_activscalar.sites:
+        assert tuple(tensors[f"stability.freq.{site}"].shape) == tuple(ioi_activscalar.params[f"alpha.{site}"].shape)
+    from actscale import plots
+
+    fig = plots.plot_stability_map(slow_store.load(ioi_activscalar.run_id), "mlp_out")
+    assert fig.data[1].name == "selected in every seed" and len(fig.data[1].x) > 0
+
+
+def test_dynscalar_generalisation_matrix_over_ioi_families_and_side_effects(bundled, slow_store):
+    bundle = train_run(TrainConfig(model="bundled", task="ioi", method="dynscalar"), bundled, store=slow_store)
+    out = run_checks(bundled, bundle, CheckOptions(generalisation=True))
+    g = out["generalisation"]
+    assert g["groups"] == ["coordinated", "scene-first", "subordinate", "two-sentences"] and len(g["cells"]) == 16
+    for c in g["cells"]:
+        print(c["train"], c["test"], c["split"], c.get("n_prompts"), c.get("acc_base"), c.get("flip_acc_neg"))
+        assert c["n_prompts"] > 0  # DynScalar takes every length: every cell has prompts
+    side = out["side_effects"]
+    assert side["n_sentences"] >= 100 and [r["beta"] for r in side["rows"]] == [1.0, -1.0]
+    for r in side["rows"]:
+        print(r)
+        assert r["kl_per_token_mean"] > 0 and r["perplexity_base"] > 1
