@@ -252,34 +252,33 @@ def _exponents(points: list[dict], x: str) -> dict:
     }
 
 
-def bench_time_to_target(store: Path, model: str = "bundled", extra: tuple[str, ...] = ()) -> dict:
-    """A new process, as a user runs it: imports, warm model load, task, training, evaluation."""
+def _cli(*args: str) -> tuple[float, dict]:
+    """``python -m actscale ARGS`` in a new process: (wall seconds, its JSON or {"error": line})."""
     t0 = time.perf_counter()
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "actscale",
-            "train",
-            "--model",
-            model,
-            "--task",
-            "ioi",
-            "--method",
-            "activscalar",
-            "--no-reuse",
-            "--store",
-            str(store),
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    out = subprocess.run([sys.executable, "-m", "actscale", *args], capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
     if out.returncode != 0:
-        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+        return wall, {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
+    return wall, json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench_time_to_target(store: Path, model: str = "bundled", extra: tuple[str, ...] = ()) -> dict:
+    """A new process, as a user runs it: imports, warm model load, task, training, evaluation."""
+    wall, result = _cli(
+        "train",
+        "--model",
+        model,
+        "--task",
+        "ioi",
+        "--method",
+        "activscalar",
+        "--no-reuse",
+        "--store",
+        str(store),
+        *extra,
+    )
+    if "error" in result:
+        return result
     test = result["metrics"]["test"]
     met = test["flip_acc_pos"] >= 0.9 and test["flip_acc_neg"] >= 0.9 and test["n_effective"] <= 0.2 * test["n_params"]
     timing = result["timing"]
@@ -310,17 +309,9 @@ def bench_time_to_target(store: Path, model: str = "bundled", extra: tuple[str, 
 
 def bench_checks(store: Path, run_id: str) -> dict:
     """A new process running the map checks (``analyse``, default options) on a stored run."""
-    t0 = time.perf_counter()
-    out = subprocess.run(
-        [sys.executable, "-m", "actscale", "analyse", "--run", run_id, "--store", str(store)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    wall = time.perf_counter() - t0
-    if out.returncode != 0:
-        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    wall, result = _cli("analyse", "--run", run_id, "--store", str(store))
+    if "error" in result:
+        return result
     return {"wall_s": round(wall, 2), "checks_s": result["seconds"], "k90": result["k90"], "of": result["n_components"]}
 
 

@@ -266,21 +266,13 @@ def run_checks_job(job: Job, bundle: RunBundle, model: LoadedModel, store: RunSt
         if what:
             job.stage = what
 
-    try:
+    def work() -> None:
         _wait_for_model(job, model)
         job.state = "running"
         checks.run_checks(model, bundle, options, store=store, on_progress=progress, cancel=job.cancel_event)
         job.run_ids.append(bundle.run_id)
-        job.state = "done"
-    except TrainingCancelled:
-        job.state = "cancelled"
-    except ActscaleError as exc:
-        job.error, job.state = str(exc), "failed"
-    except Exception as exc:  # noqa: BLE001 - shown to the user as one line
-        job.error, job.state = one_line(exc), "failed"
-        traceback.print_exc()
-    finally:
-        job.finished = time.time()
+
+    _run_to_outcome(job, work)
 
 
 def _train_one(
