@@ -633,7 +633,8 @@ def plot_sufficiency(bundle: RunBundle) -> go.Figure:
             )
         fig.add_vline(x=m["k90"], line=dict(dash="dash", color="#c0392b", width=1), row=1, col=col)
     fig.update_xaxes(type="log", title_text="k (top components kept or removed, log scale)")
-    fig.update_yaxes(range=[-0.03, 1.03], title_text="flip rate", col=1)
+    fig.update_yaxes(range=[-0.03, 1.03])
+    fig.update_yaxes(title_text="flip rate", col=1)
     fig.update_layout(
         title=f"Sufficiency and necessity of the top-k components (k90 = {m['k90']} of {m['n_components']:,}; "
         f"{m['prompts']['n']} test prompts)",
