@@ -7,9 +7,9 @@ like):
 - **sufficiency**: keep the top-k components (by the relative magnitude that defines
   ``n_effective``), zero the rest, for k on a log grid; ``k90`` is the smallest k whose mean
   flip rate reaches 90% of the full run's (bisected between grid points);
-- **necessity**: the full run without its top-k;
+- **necessity**: the full run without its top-k (k = 1, 4, 16, …);
 - **random control**: the top-k's parameters moved onto k random components of the same sites
-  (keeping each one's relative magnitude), ``draws`` times, at k90 and 2·k90;
+  (keeping each one's relative magnitude), ``draws`` times, at k90;
 - **ablation**: zero- and mean-ablation (mean over the training prompts) of the same top-k
   components, without any scaling: what a classical knock-out says;
 - **stability** over seeds, the **generalisation** matrix over groups and **side effects** on
@@ -57,13 +57,13 @@ class CheckOptions:
     """What `run_checks` computes, and how (the defaults keep the default IOI ActivScalar run's
     checks within a minute on two CPU cores; see the README)."""
 
-    prompts: int = 32  # test prompts every variant is evaluated on (the first ones of the split)
+    prompts: int = 16  # test prompts every variant is evaluated on (the first ones of the split)
     draws: int = 20  # random placements per k
     seeds: int = 0  # stability over this many seeds (the run's own included); 0 or 1: none
     vary: str = "seed"  # "seed": training seed, same data (optimisation variance); "data": data seed
     generalisation: bool = False  # train one run per group and test it on every other group
     side_effects: bool = True  # for runs of any length: KL and perplexity on neutral text
-    precision: str = "bf16"  # forward passes under bfloat16 autocast, or plain float32
+    precision: str = "float32"  # plain float32 passes, or under bfloat16 autocast ("bf16")
     rows_per_pass: int = 128  # prompts (all variants together) in one forward pass
     random_seed: int = 0  # draws of the random control
     executor: str = "local"  # where the seeds' and groups' runs train: "local" or "ray"
@@ -165,6 +165,12 @@ def transplant_params(
 def k_grid(n: int) -> list[int]:
     """1, 2, 4, … below ``n``, then ``n``."""
     return sorted({*(2**i for i in range(max(1, n.bit_length())) if 2**i < n), n})
+
+
+def necessity_grid(n: int) -> list[int]:
+    """1, 4, 16, … below ``n``: the top-k removed (coarser than the sufficiency grid: every
+    necessity point costs as much as a sufficiency point, and k90 needs only the latter)."""
+    return [4**i for i in range(n.bit_length()) if 4**i < n]
 
 
 def random_draws(comps: Components, top: Tensor, draws: int, seed: int) -> list[Tensor]:
@@ -484,7 +490,7 @@ def map_checks(
     learned = ctx.template.named_tensors()
     # Rows: sufficiency and necessity over the grid, a few bisection steps, the random draws at
     # two k, the ablations at those two k.
-    total = ctx.n * (2 * len(grid) + 2 * (len(grid) - 1) + 2 * 6 + 2 * 2 * options.draws + 4)
+    total = ctx.n * (2 * len(grid) + 2 * len(necessity_grid(n)) + 2 * 4 + 2 * options.draws + 2)
     done = [0]
 
     def advance(rows_done: int, what: str = "") -> None:
@@ -496,10 +502,11 @@ def map_checks(
         return _Variant(f"top{k}", keep_params(learned, comps, comps.mask(comps.top(k))))
 
     variants = [suff(k) for k in grid]
-    variants += [_Variant(f"minus{k}", keep_params(learned, comps, ~comps.mask(comps.top(k)))) for k in grid[:-1]]
+    removed = necessity_grid(n)
+    variants += [_Variant(f"minus{k}", keep_params(learned, comps, ~comps.mask(comps.top(k)))) for k in removed]
     results = _evaluate(ctx, variants, lambda r: advance(r, "sufficiency and necessity"))
     sufficiency = {k: _steer_row(k, results[i]) for i, k in enumerate(grid)}
-    necessity = [_steer_row(k, results[len(grid) + i]) for i, k in enumerate(grid[:-1])]
+    necessity = [_steer_row(k, results[len(grid) + i]) for i, k in enumerate(removed)]
     full = sufficiency[n]
     target = 0.9 * full["mean_flip"]
     # The smallest grid k reaching the target, then bisection between it and the grid point
@@ -513,7 +520,7 @@ def map_checks(
             k90 = mid
         else:
             lo = mid
-    random_ks = sorted({k90, min(n, 2 * k90)})
+    random_ks = [k90]
     random_rows = []
     for k in random_ks:
         top = comps.top(k)

@@ -163,14 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--generalisation", action="store_true", help="train one run per group and test it on every other group"
     )
     a.add_argument("--no-side-effects", action="store_true", help="skip the neutral-text check (runs of any length)")
-    a.add_argument("--prompts", type=int, default=32, help="test prompts every variant is evaluated on")
+    a.add_argument("--prompts", type=int, default=16, help="test prompts every variant is evaluated on")
     a.add_argument("--draws", type=int, default=20, help="random placements per k")
     a.add_argument(
         "--precision",
-        default="bf16",
+        default="float32",
         choices=["bf16", "float32"],
-        help="forward passes under bfloat16 autocast (default; its agreement with the run's float32 "
-        "evaluation is reported) or in float32",
+        help="plain float32 passes (default) or under bfloat16 autocast (its agreement with the run's "
+        "float32 evaluation is reported)",
     )
     a.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     a.add_argument(

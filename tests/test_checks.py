@@ -15,7 +15,15 @@ from conftest import make_method_runs
 
 from actscale import checks
 from actscale.api import train_run
-from actscale.checks import CheckOptions, Components, k_grid, keep_params, random_draws, transplant_params
+from actscale.checks import (
+    CheckOptions,
+    Components,
+    k_grid,
+    keep_params,
+    necessity_grid,
+    random_draws,
+    transplant_params,
+)
 from actscale.errors import ActscaleError, TrainingCancelled
 from actscale.interventions import method_class
 from actscale.store import RunStore, load_bundle
@@ -42,6 +50,8 @@ def test_k_grid():
     assert k_grid(2) == [1, 2]
     assert k_grid(960) == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 960]
     assert k_grid(64) == [1, 2, 4, 8, 16, 32, 64]
+    assert necessity_grid(960) == [1, 4, 16, 64, 256]
+    assert necessity_grid(64) == [1, 4, 16] and necessity_grid(1) == []
 
 
 @pytest.mark.parametrize("method", ["activscalar", "steervec", "dynscalar"])
@@ -108,14 +118,12 @@ def test_full_run_in_the_checks_reproduces_the_runs_own_evaluation(tiny_llama, r
     assert agree["agree"] == agree["n"]
     assert agree["max_abs_delta_change"] < 1e-4
     assert part["grid"] == k_grid(part["n_components"])
-    assert [r["k"] for r in part["necessity"]] == part["grid"][:-1]
+    assert [r["k"] for r in part["necessity"]] == necessity_grid(part["n_components"])
     assert part["full"] == part["sufficiency"][-1]
     assert 1 <= part["k90"] <= part["n_components"] and part["k90_frac"] == part["k90"] / part["n_components"]
-    assert [r["k"] for r in part["random"]] == sorted({part["k90"], min(part["n_components"], 2 * part["k90"])})
+    assert [r["k"] for r in part["random"]] == [part["k90"]]
     assert all(len(r["mean_flip"]) == 5 for r in part["random"])
-    assert [(r["k"], r["kind"]) for r in part["ablation"]] == [
-        (k, kind) for k in [r["k"] for r in part["random"]] for kind in ("zero", "mean")
-    ]
+    assert [(r["k"], r["kind"]) for r in part["ablation"]] == [(part["k90"], "zero"), (part["k90"], "mean")]
     assert torch.equal(tensors["order"], comps_of(bundle).order)
 
 
@@ -297,6 +305,7 @@ def test_cli_defaults_are_the_engines():
     args = build_parser().parse_args(["analyse", "--run", "x"])
     d = CheckOptions()
     assert (args.prompts, args.draws, args.precision, args.seeds) == (d.prompts, d.draws, d.precision, d.seeds)
+    assert (d.prompts, d.draws, d.precision) == (16, 20, "float32")
 
 
 @pytest.mark.parametrize("method", ["activscalar", "dynscalar"])

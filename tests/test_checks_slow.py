@@ -43,12 +43,12 @@ def test_default_ioi_activscalar_map_is_sparse_and_beats_the_random_control(bund
         f"{at_k90['mean_flip']:.2f}, random median {rand['mean_flip_median']:.2f} p95 {rand['mean_flip_p95']:.2f}, "
         f"agreement {m['precision_agreement']}"
     )
-    assert m["n_components"] == 960 and m["prompts"]["n"] == 32 and len(rand["mean_flip"]) == 20
+    assert m["n_components"] == 960 and m["prompts"]["n"] == 16 and len(rand["mean_flip"]) == 20
     assert m["k90"] <= 0.10 * m["n_components"]
     assert at_k90["mean_flip"] > rand["mean_flip_p95"] and m["learned_above_random_p95"]
-    # bf16 passes against the run's own float32 evaluation: the same sign of Δ nearly everywhere.
+    # float32 passes against the run's own evaluation: the same Δ.
     agree = m["precision_agreement"]
-    assert agree["agree"] >= 0.95 * agree["n"]
+    assert agree["agree"] == agree["n"] and agree["max_abs_delta_change"] < 1e-3
 
 
 def test_analyse_with_three_seeds_writes_the_stability_figures(ioi_activscalar, slow_store):
