@@ -488,8 +488,8 @@ def map_checks(
     ctx.means = _mean_activations(model, task, comps, ctx.template.dims.n_layers)
     grid = k_grid(n)
     learned = ctx.template.named_tensors()
-    # Rows: sufficiency and necessity over the grid, a few bisection steps, the random draws at
-    # two k, the ablations at those two k.
+    # Rows, for the progress bar: sufficiency and necessity over their grids, up to four
+    # bisection steps, the random draws and the two knock-outs at k90.
     total = ctx.n * (2 * len(grid) + 2 * len(necessity_grid(n)) + 2 * 4 + 2 * options.draws + 2)
     done = [0]
 
@@ -520,7 +520,7 @@ def map_checks(
             k90 = mid
         else:
             lo = mid
-    random_ks = [k90]
+    random_ks = [k90]  # one k: a minute holds 20 draws at one k (README, "the time budget")
     random_rows = []
     for k in random_ks:
         top = comps.top(k)
