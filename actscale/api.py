@@ -125,9 +125,7 @@ def package_versions() -> dict[str, str]:
 
 def run_config(model: LoadedModel, task: PreparedTask, config: TrainConfig) -> dict[str, Any]:
     """The config.json of a run: everything needed to rerun it (interfaces.md)."""
-    record = config.to_dict()
-    if not config.bf16:
-        del record["autocast"]  # the default, as every run stored before the option existed
+    record = config.to_record()
     record.update(
         prepend_bos=resolved_prepend_bos(model, config),  # the value used, not "the model's default"
         device=model.device,

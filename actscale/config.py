@@ -17,6 +17,8 @@ Task = Literal["ioi", "ccc", "custom"]
 TASKS: tuple[str, ...] = get_args(Task)
 Autocast = Literal["off", "bf16"]
 AUTOCASTS: tuple[str, ...] = get_args(Autocast)
+# Fields a run's config.json leaves out at these values (TrainConfig.to_record).
+OMITTED_AT_DEFAULT: dict[str, object] = {"autocast": "off"}
 Schedule = Literal["cosine", "constant"]
 SCHEDULES: tuple[str, ...] = get_args(Schedule)
 # How ActivScalar's and SteerVec's position index meets a prompt (method.md §2): "absolute"
@@ -88,7 +90,7 @@ class TrainConfig:
     positions: str = "auto"
     # "bf16": the frozen model runs under torch.autocast in bfloat16 (for a GPU); the
     # intervention's parameters, the loss and the optimiser stay float32. Left out of config.json
-    # at "off", so runs stored before the option existed keep their run ids.
+    # at "off" (OMITTED_AT_DEFAULT), so runs stored before the option existed keep their run ids.
     autocast: str = "off"
 
     def __post_init__(self) -> None:
@@ -192,6 +194,11 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
+
+    def to_record(self) -> dict[str, Any]:
+        """The fields as a run's config.json records them: those in ``OMITTED_AT_DEFAULT`` are
+        left out at their default, so runs stored before the option existed keep their ids."""
+        return {k: v for k, v in self.to_dict().items() if k not in OMITTED_AT_DEFAULT or v != OMITTED_AT_DEFAULT[k]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:

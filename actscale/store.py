@@ -63,13 +63,15 @@ def canonical_run_id(config: dict[str, Any]) -> str | None:
     """The id a stored run's config gets today, after canonicalisation (a bundle stored before a
     field was canonicalised keeps its folder's id; this is its alias). None where the config
     lacks a field that later versions define (its meaning then cannot be known) or is invalid."""
-    from actscale.config import TrainConfig
+    from actscale.config import OMITTED_AT_DEFAULT, TrainConfig
 
-    known = {f.name for f in fields(TrainConfig)} - {"positions"}  # from_bundle fills positions
+    # from_bundle fills positions; the fields config.json omits at their default may be absent
+    known = {f.name for f in fields(TrainConfig)} - {"positions", *OMITTED_AT_DEFAULT}
     if not known <= config.keys():
         return None
     try:
-        canonical = {**config, **TrainConfig.from_bundle(config).to_dict()}
+        record = TrainConfig.from_bundle(config).to_record()
+        canonical = {**{k: v for k, v in config.items() if k not in OMITTED_AT_DEFAULT}, **record}
     except (ActscaleError, TypeError, ValueError):
         return None
     return run_id_for(canonical)

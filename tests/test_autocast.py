@@ -50,6 +50,8 @@ def test_training_under_autocast_keeps_float32_parameters(tiny_llama, store):
     # The stored config reads back as the same configuration.
     assert TrainConfig.from_bundle(bundle.config).autocast == "bf16"
     assert TrainConfig.from_bundle(plain.config).autocast == "off"
+    # Both folders already carry today's ids: neither is taken for an older spelling.
+    assert store.aliases() == {}
 
 
 def test_the_default_leaves_config_json_as_it_was(tiny_llama):

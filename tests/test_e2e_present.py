@@ -281,7 +281,7 @@ def test_links_reproduce_the_view(request, tmp_path, store):
             open_path(page, url, f"/Playground?run={run}", "Playground")
             page.get_by_text(re.compile(r"^At β = \+1\.00 the model prefers")).wait_for(timeout=UI_MS)
             pick(page, "Dataset prompt", re.compile(r"^3 · "))
-            slider = page.get_by_role("slider")
+            slider = page.get_by_role("slider", name=re.compile(r"^β"))
             slider.focus()
             for _ in range(6):  # 1.0 → 0.7, one step of 0.05 each
                 slider.press("ArrowLeft")
@@ -300,7 +300,7 @@ def test_links_reproduce_the_view(request, tmp_path, store):
             shared.get_by_text(re.compile(r"^At β = \+0\.70 the model prefers")).wait_for(timeout=UI_MS)
             wait_idle(shared)
             expect(shared.get_by_role("combobox", name="Dataset prompt")).to_have_value(re.compile(r"^3 · "))
-            expect(shared.get_by_role("slider")).to_have_value("0.7")
+            expect(shared.get_by_role("slider", name=re.compile(r"^β"))).to_have_value("0.7")
             assert metric_value(shared, "Δ = logit(a+) − logit(a−)") == delta
             shots(shared, "playground-shared")
             fresh.close()
