@@ -190,11 +190,13 @@ def train_run(
     cancel: CancelFlag | None = None,
     reuse: bool = True,
     on_wait: Callable[[], None] | None = None,
+    on_result: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> RunBundle:
     """Train (or reuse) the run ``config`` describes and return its stored bundle.
 
     A run whose configuration is already in the store is loaded, not retrained. Cancelling or
-    a diverging loss raises before anything is written.
+    a diverging loss raises before anything is written. ``on_result``: the validation
+    prompts' flip rates, before the other splits are evaluated (`training.train`).
     """
     store = store if isinstance(store, RunStore) else RunStore(store)
     if config.model != model.name:
@@ -207,7 +209,7 @@ def train_run(
         except ActscaleError:
             pass  # a broken copy is replaced by a fresh run
     store.check_writable()  # refused before training, not after it
-    result = train(model, task, config, on_step=on_step, cancel=cancel, on_wait=on_wait)
+    result = train(model, task, config, on_step=on_step, cancel=cancel, on_wait=on_wait, on_result=on_result)
     return save_result(store, model, task, result)
 
 

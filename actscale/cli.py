@@ -201,6 +201,15 @@ def _progress(info) -> None:
     )
 
 
+def _first_result(split: str, m: dict) -> str:
+    """A trained run's first result in one line: the flip rates after the unmodified model's,
+    with their 95% intervals."""
+    from actscale.analysis import rate_text
+
+    name = {"val": "validation", "train": "training"}.get(split, split)
+    return f"{name} flips: β = +1 {rate_text(m, 'flip_acc_pos')}, β = -1 {rate_text(m, 'flip_acc_neg')}"
+
+
 def _config(args: argparse.Namespace, **grid_values: Any) -> Any:
     """The TrainConfig the options describe; ``grid_values``: margin, λ_F, λ_M and the seed."""
     from actscale.training import TrainConfig
@@ -257,6 +266,9 @@ def cmd_train(args: argparse.Namespace) -> dict:
         steps_seen.append(info.step)
         _progress(info)
 
+    def on_result(split: str, m: dict) -> None:
+        print(f"{_first_result(split, m)}; evaluating the other prompts ...", file=sys.stderr, flush=True)
+
     cancel = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
     try:
@@ -268,6 +280,7 @@ def cmd_train(args: argparse.Namespace) -> dict:
             on_step=on_step,
             cancel=cancel,
             reuse=not args.no_reuse,
+            on_result=on_result,
         )
     finally:
         signal.signal(signal.SIGINT, previous)

@@ -52,6 +52,8 @@ class Job:
     executor: str = "local"  # "ray": the runs go to a Ray cluster, side by side
     run_steps: dict[int, int] = field(default_factory=dict)  # config index -> steps done so far
     runs_done: set[int] = field(default_factory=set)  # config indices stored (trained or reused)
+    # config index -> its first result: {"split": "val", **flip_metrics}, before the other splits' evaluation
+    first_results: dict[int, dict] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     finished: float | None = None
     cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -92,6 +94,10 @@ class Job:
             self.runs_done.add(event.index)
             self.run_ids.append(event.run_id)
             self.reused.append(event.state == "reused")
+
+    def record_result(self, index: int, split: str, metrics: dict) -> None:
+        """The engine's ``on_result`` for config ``index``: its validation flip rates."""
+        self.first_results[index] = {"split": split, **metrics}
 
     def runs_running(self) -> list[int]:
         """Indices of the configs with steps done but not yet stored (several on Ray)."""
@@ -298,6 +304,7 @@ def _train_one(
         on_step=job.record_step,
         cancel=job.cancel_event,
         on_wait=job.mark_waiting,
+        on_result=partial(job.record_result, index),
     )
     # A stored run is opened without a single training step.
     reused = not any(row["run"] == index for row in job.steps)

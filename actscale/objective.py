@@ -142,11 +142,12 @@ def _rate(hits: Tensor) -> tuple[float, list[float]]:
     return (k / n if n else 0.0), [round(x, 6) for x in wilson_interval(k, n)]
 
 
-def split_metrics(
-    base_logits: Tensor, pos_logits: Tensor, neg_logits: Tensor, correct: Tensor, wrong: Tensor, minimality: Minimality
+def flip_metrics(
+    base_logits: Tensor, pos_logits: Tensor, neg_logits: Tensor, correct: Tensor, wrong: Tensor
 ) -> dict[str, Any]:
-    """Every metric of method.md §4 for one split, from last-position logits [n d_vocab] of the
-    unmodified model and of the model steered with β = +1 and β = −1."""
+    """The metrics of method.md §4 that need no minimality figure: the base rate and flip rates
+    with their intervals, the mean Δ, faithfulness and the prompt count, from last-position
+    logits [n d_vocab] of the unmodified model and of the model steered with β = +1 and β = −1."""
     d_base = logit_diff(base_logits, correct, wrong)
     d_pos = logit_diff(pos_logits, correct, wrong)
     d_neg = logit_diff(neg_logits, correct, wrong)
@@ -164,12 +165,26 @@ def split_metrics(
             "logit_diff_neg": float(d_neg.mean()),
             "faithfulness_kl": float(faith.mean()),
             "kl_full": float(full.mean()),
+            "n_prompts": int(correct.shape[0]),
+        }
+    )
+    return out
+
+
+def split_metrics(
+    base_logits: Tensor, pos_logits: Tensor, neg_logits: Tensor, correct: Tensor, wrong: Tensor, minimality: Minimality
+) -> dict[str, Any]:
+    """Every metric of method.md §4 for one split: `flip_metrics` and the run's minimality."""
+    out = flip_metrics(base_logits, pos_logits, neg_logits, correct, wrong)
+    n_prompts = out.pop("n_prompts")  # last, in METRIC_NAMES' order
+    out.update(
+        {
             "l1": float(minimality.l1),
             "n_params": int(minimality.n_params),
             "n_components": int(minimality.n_components),
             "n_effective": int(minimality.n_effective),
             "effective_frac": float(minimality.effective_frac),
-            "n_prompts": int(correct.shape[0]),
+            "n_prompts": n_prompts,
         }
     )
     return out

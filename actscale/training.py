@@ -28,6 +28,7 @@ from actscale.objective import (
     LossTerms,
     Minimality,
     effectiveness,
+    flip_metrics,
     logit_diff,
     objective,
     split_metrics,
@@ -86,8 +87,8 @@ class Evaluation:
     metrics: dict[str, dict[str, Any]]
     analysis: dict[str, Tensor]
     groups: list[dict[str, Any]]
-    # Seconds of the steered passes: ``eval_s`` the training and validation prompts (the first
-    # result), ``test_eval_s`` the test prompts, evaluated after them.
+    # Seconds of the steered passes: ``eval_s`` the validation prompts (the first result; the
+    # training prompts where there are none), ``rest_eval_s`` the others, evaluated after them.
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -102,7 +103,7 @@ class TrainResult:
     steps_run: int
     seconds: float
     stopped_early: bool
-    # Where the time went: base_pass_s, steps_s, eval_s (training and validation prompts), test_eval_s.
+    # Where the time went: base_pass_s, steps_s, eval_s (the validation prompts), rest_eval_s.
     timing: dict[str, float] = field(default_factory=dict)
 
 
@@ -295,15 +296,17 @@ def train(
     on_step: Callable[[StepInfo], None] | None = None,
     cancel: CancelFlag | None = None,
     on_wait: Callable[[], None] | None = None,
+    on_result: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> TrainResult:
-    """Train ``config.method`` on the task's train split, then evaluate on train and test.
+    """Train ``config.method`` on the task's train split, then evaluate every split.
 
     Both β directions share one batched forward pass. ``on_step`` gets a StepInfo after every
     step; ``cancel.is_set()`` is checked before every step and after the final evaluation and
     raises TrainingCancelled. A NaN or infinite loss raises TrainingDiverged; a batch that would
     not fit in memory raises ActscaleError before anything runs (`check_memory`). The same seed
     gives the same parameters on a CPU. ``on_wait`` is called when a step has to wait for
-    another session's use of the model.
+    another session's use of the model. ``on_result(split, metrics)`` gets the validation
+    prompts' flip rates as soon as they are evaluated, before the other splits (`evaluate`).
     """
     if config.one_length and not task.fixed_length:
         raise ActscaleError(f"{config.method} needs prompts of one length; prepare the task with fixed_length=True")
@@ -349,7 +352,7 @@ def train(
             break
     _check_cancel(cancel, f"cancelled after step {step} of {config.steps}")
     steps_done = time.perf_counter()
-    result = evaluate(model, task, intervention, config, base=base)
+    result = evaluate(model, task, intervention, config, base=base, on_result=on_result)
     _check_cancel(cancel, f"cancelled during the evaluation after step {step}")  # nothing stored either
     return TrainResult(
         config,
@@ -478,20 +481,26 @@ def evaluate(
     config: TrainConfig,
     base: BaseOutputs | None = None,
     beta: float = 1.0,
+    on_result: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> Evaluation:
     """Every metric of method.md §4 on each split the task has, plus the tensors the dashboard
     draws without a model: ``hnorm.<site>``, per-prompt ``delta.*``, each component's relative
     size ``magnitude.<site>`` (what defines ``n_effective``) and whatever the method adds
     (`Intervention.analysis_arrays`). ``beta`` scales both directions (evaluated at +beta and
-    -beta)."""
+    -beta). The validation prompts are evaluated first (a trained run's first result; the
+    training prompts where there are none), then the others; ``on_result(split, metrics)`` gets
+    the first part's `flip_metrics` as soon as they exist (its minimality figures need the
+    training prompts, so they come with the rest)."""
     record: dict[tuple[str, int], list[Tensor]] | None = {} if intervention.records else None
-    # The training and validation prompts first, then the test prompts: the first part is a
-    # trained run's first result, and each is timed on its own (the test set is the larger).
-    test = task.split_indices("test")
-    is_test = torch.zeros(task.tokens.shape[0], dtype=torch.bool)
-    is_test[test] = True
+    n = task.tokens.shape[0]
+    first_split = "val" if task.split_indices("val").numel() else "train"
+    first = task.split_indices(first_split)
+    in_first = torch.zeros(n, dtype=torch.bool)
+    in_first[first] = True
     named = [
-        (name, idx) for name, idx in (("eval_s", (~is_test).nonzero().flatten()), ("test_eval_s", test)) if idx.numel()
+        (name, idx)
+        for name, idx in (("eval_s", first), ("rest_eval_s", (~in_first).nonzero().flatten()))
+        if idx.numel()
     ]
     parts = [idx for _, idx in named]
     pos_parts, neg_parts, seconds = [], [], {}
@@ -506,6 +515,9 @@ def evaluate(
         pos_parts.append(steered_logits(model, intervention, tokens, mask, abs(beta), record=record, autocast=bf16))
         neg_parts.append(steered_logits(model, intervention, tokens, mask, -abs(beta), autocast=bf16))
         seconds[name] = time.perf_counter() - started
+        if k == 0 and on_result is not None and name == "eval_s":
+            correct, wrong = task.correct_ids[idx], task.wrong_ids[idx]
+            on_result(first_split, flip_metrics(base.logits[idx], pos_parts[0], neg_parts[0], correct, wrong))
     if base is None:  # a task without a single prompt
         base = base_pass(model, task, config.sites, autocast=config.bf16)
     order = torch.argsort(torch.cat(parts))  # back to the task's row order

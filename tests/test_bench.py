@@ -22,7 +22,9 @@ def test_report_lines():
         "time_to_target": {
             "wall_s": 30.0,
             "first_result_s": 14.2,
-            "test_eval_s": 9.1,
+            "rest_eval_s": 9.1,
+            "n_val": 10,
+            "n_rest": 238,
             "n_test": 200,
             "phases": {"start_and_imports_s": 2.4, "load_s": 0.7},
             "val_flip_acc_pos": 1.0,
@@ -30,7 +32,7 @@ def test_report_lines():
             "flip_acc_pos": 0.98,
             "flip_acc_neg": 0.975,
             "n_effective": 140,
-            "n_params": 960,
+            "n_components": 960,
             "targets_met": True,
         },
         "scaling": {
@@ -60,10 +62,11 @@ def test_report_lines():
         },
     }
     assert report_lines(results) == [
-        "(b) new process -> trained IOI ActivScalar with validation metrics: 14.2 s (target <= 15 s); then the test "
-        "evaluation (200 prompts): 9.1 s; whole command 30.0 s",
+        "(b) new process -> trained IOI ActivScalar with its validation metrics (10 prompts): 14.2 s (target <= 15 s); "
+        "then the other 238 prompts' evaluation (training, and 200 test): 9.1 s; whole command 30.0 s",
         "    where the time goes: start and imports 2.4 s, load 0.7 s",
-        "    validation flips +1.00 / -0.90; test flips +0.98 / -0.97, n_effective 140/960; targets met: True",
+        "    validation flips +1.00 / -0.90; test flips +0.98 / -0.97, n_effective 140/960; targets met (test flips "
+        ">= 0.9, effective <= 20%): True",
         "(d) depth (tiny Llama, width 256): step time ~ layers^0.95, peak memory ~ layers^0.9",
         "    2 layers: 256 tokens, step 0.1 s, peak 10.0 MB; estimate 12.0 MB = 1.2 x measured (within +-30%)",
         "    4 layers: 256 tokens, step 0.2 s, peak 20.0 MB; estimate 28.0 MB = 1.4 x measured (OUTSIDE +-30%)",

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from actscale.analysis import rate_text
 from actscale.objective import METRIC_NAMES
 
 METRICS = set(METRIC_NAMES)  # every metric of method.md §4
@@ -111,7 +112,14 @@ def test_train_prints_the_json_contract(runs):
         assert set(split) == METRICS
     stderr = runs["train"].stderr.splitlines()
     assert stderr[0] == LOADING and stderr[1].startswith("kept ")
-    assert [line.split()[1] for line in stderr[2:]] == ["1/3", "2/3", "3/3"]  # progress to stderr
+    assert [line.split()[1] for line in stderr[2:5]] == ["1/3", "2/3", "3/3"]  # progress to stderr
+    # Then the first result, the validation prompts' flip rates, before the other prompts' evaluation.
+    val = out["metrics"]["val"]
+    assert stderr[5:] == [
+        f"validation flips: β = +1 {rate_text(val, 'flip_acc_pos')}, β = -1 {rate_text(val, 'flip_acc_neg')}; "
+        "evaluating the other prompts ..."
+    ]
+    assert stderr[5].startswith(f"validation flips: β = +1 {val['acc_base']:.2f} → ")
 
 
 def test_eval_prints_the_same_metrics(runs):

@@ -25,8 +25,13 @@ def test_sync_executor_returns_the_finished_job(tiny_llama, store):
     assert [s["step"] for s in job.steps] == [1, 2] and job.reused == [False]
     assert job.run_ids == [r.run_id for r in store.list()]
     assert manager.get(job.id) is job and job.progress() == 1.0
+    # The validation prompts' flip rates arrived before the other splits' evaluation.
+    val = store.load(job.run_ids[0]).metrics["val"]
+    assert job.first_results == {0: {"split": "val", **{k: v for k, v in val.items() if k in job.first_results[0]}}}
+    assert job.first_results[0]["n_prompts"] == val["n_prompts"] == 2
     again = manager.submit([CONFIG], tiny_llama, store)  # the stored run, no step
     assert again.state == "done" and again.run_ids == job.run_ids and again.reused == [True] and not again.steps
+    assert again.first_results == {}
 
 
 def test_thread_executor_is_the_default(tiny_llama, store):

@@ -294,3 +294,27 @@ def test_a_gguf_file_is_a_model_of_the_picker(ui_store, tmp_path, monkeypatch):
     button(at, "Load model").click().run()
     assert not at.exception and not at.error
     assert any(str(path) in c.value and "2 layers" in c.value for c in at.caption)
+
+
+def test_the_status_line_shows_the_validation_result_before_the_other_splits():
+    """Between the last step and the stored run, the progress line says what the validation
+    prompts showed, while the training and test prompts are still being evaluated."""
+    from actscale.jobs import Job
+    from actscale.ui.train_form import _training_status
+
+    config = TrainConfig(model="tiny-llama", steps=2)
+    job = Job(id="j", configs=[config], state="running")
+    job.steps = [{"run": 0, "step": 1}]
+    assert _training_status(job).startswith("Training activscalar, step 1 of 2")
+    job.steps.append({"run": 0, "step": 2})
+    assert _training_status(job).startswith("Trained activscalar; evaluating…")
+    job.record_result(
+        0,
+        "val",
+        {"acc_base": 0.8, "flip_acc_pos": 1.0, "flip_acc_pos_ci95": [0.72, 1.0], "n_prompts": 10,
+         "flip_acc_neg": 0.9, "flip_acc_neg_ci95": [0.6, 0.98]},
+    )  # fmt: skip
+    assert _training_status(job).startswith(
+        "Trained activscalar. Validation flips: β = +1 0.80 → 1.00 [0.72, 1.00] (n = 10), "
+        "β = −1 0.20 → 0.90 [0.60, 0.98] (n = 10). Evaluating the other prompts…"
+    )

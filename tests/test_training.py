@@ -249,20 +249,29 @@ def test_config_round_trip():
     assert cfg.replace(seed=3).seed == 3 and cfg.replace(seed=3).lr == 0.01
 
 
-def test_evaluation_times_the_test_prompts_apart_and_keeps_the_row_order(tiny_llama):
-    """The training and validation prompts are evaluated first (a run's first result), the test
-    prompts after them; the per-prompt arrays stay in the task's row order (checked against an
-    evaluation of the whole task as one split)."""
+def test_evaluation_gives_the_validation_result_first_and_keeps_the_row_order(tiny_llama):
+    """The validation prompts are evaluated first (a run's first result, handed to
+    ``on_result`` with the figures the stored metrics then hold), the others after them; the
+    per-prompt arrays stay in the task's row order (checked against an evaluation of the whole
+    task as one split, whose first result is then the training prompts')."""
     import dataclasses
 
     cfg = config(tiny_llama, method="dynscalar", steps=2, n_prompts=10, n_test=6)
     task = build_task(tiny_llama, cfg)
-    result = train(tiny_llama, task, cfg)
-    assert set(result.timing) == {"base_pass_s", "steps_s", "eval_s", "test_eval_s"}
+    seen = []
+    result = train(tiny_llama, task, cfg, on_result=lambda split, m: seen.append((split, m)))
+    assert set(result.timing) == {"base_pass_s", "steps_s", "eval_s", "rest_eval_s"}
     assert all(v >= 0 for v in result.timing.values())
+    assert [split for split, _ in seen] == ["val"]
+    first = seen[0][1]
+    assert first["n_prompts"] == 2 and "n_effective" not in first
+    assert first == {k: v for k, v in result.metrics["val"].items() if k in first}
     one_split = dataclasses.replace(task, examples=[dataclasses.replace(e, split="train") for e in task.examples])
-    whole = training.evaluate(tiny_llama, one_split, result.intervention, cfg)
-    assert set(whole.seconds) == {"eval_s"}
+    seen.clear()
+    whole = training.evaluate(
+        tiny_llama, one_split, result.intervention, cfg, on_result=lambda split, m: seen.append((split, m))
+    )
+    assert set(whole.seconds) == {"eval_s"} and [(s, m["n_prompts"]) for s, m in seen] == [("train", 16)]
     for key in ("delta.pos", "delta.neg", "dynalpha.attn_out"):
         assert torch.allclose(whole.analysis[key], result.analysis[key], atol=1e-5), key
 

@@ -19,6 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from actscale import plots, report
+from actscale.analysis import rate_text
 from actscale.api import build_task, expected_run_id
 from actscale.config import METHOD_DEFAULT_FIELDS, TrainConfig
 from actscale.errors import ActscaleError, DatasetError, one_line
@@ -613,6 +614,14 @@ def _training_status(job: Job) -> str:
         status = "Waiting for the model: another session is using it…"
     elif job.state == "queued" or not rows:
         status = f"Preparing {which}{config.method} (tokenising, base model pass)…"
+    elif (first := job.first_results.get(job.current)) is not None:
+        split = {"val": "validation", "train": "training"}.get(first["split"], first["split"])
+        status = (
+            f"Trained {which}{config.method}. {split.capitalize()} flips: β = +1 {rate_text(first, 'flip_acc_pos')}, "
+            f"β = −1 {rate_text(first, 'flip_acc_neg')}. Evaluating the other prompts…"
+        )
+    elif rows[-1]["step"] >= config.steps:
+        status = f"Trained {which}{config.method}; evaluating…"
     else:
         status = f"Training {which}{config.method}, step {rows[-1]['step']} of {config.steps}"
     left = time_left(job)
