@@ -412,9 +412,10 @@ def report_lines(results: dict) -> list[str]:
             lines.append(f"(b){label} time to target: failed: {t['error']}")
         else:
             lines.append(
-                f"(b){label} new process -> trained IOI ActivScalar with its validation metrics ({t['n_val']} prompts): "
-                f"{t['first_result_s']} s (target <= 15 s); then the other {t['n_rest']} prompts' evaluation (training, "
-                f"and {t['n_test']} test): {t['rest_eval_s']} s; whole command {t['wall_s']} s"
+                f"(b){label} new process -> trained IOI ActivScalar with its validation metrics "
+                f"({t['n_val']} prompts): {t['first_result_s']} s (target <= 15 s); then the other {t['n_rest']} "
+                f"prompts' evaluation (training, and {t['n_test']} test): {t['rest_eval_s']} s; whole command "
+                f"{t['wall_s']} s"
             )
             where = ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {v} s" for k, v in t["phases"].items())
             lines.append(f"    where the time goes: {where}")
