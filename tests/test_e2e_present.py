@@ -199,6 +199,30 @@ def pick(page, box: str, option: str | re.Pattern) -> None:
     wait_idle(page)
 
 
+def slide_to(page, slider, value: str, max_presses: int = 40) -> None:
+    """Move ``slider`` down to ``value`` with the left arrow key, one step at a time.
+
+    Streamlit commits a slider's value after a short debounce and reruns the script; keys pressed
+    while that rerun redraws the page can be lost, so each press waits for the slider to show its
+    new value and the app to go idle before the next one.
+    """
+    for _ in range(max_presses):
+        now = slider.input_value()  # an <input type="range">
+        if now == value:
+            wait_idle(page)
+            return
+        slider.focus()
+        slider.press("ArrowLeft")
+        page.wait_for_function(
+            "([el, before]) => el.value !== before",
+            arg=[slider.element_handle(), now],
+            timeout=UI_MS,
+        )
+        page.wait_for_timeout(300)  # past the debounce, so the rerun (if any) has begun
+        wait_idle(page)
+    raise AssertionError(f"the slider did not reach {value} in {max_presses} presses: {slider.input_value()}")
+
+
 def metric_value(page, label: str) -> str:
     tile = page.get_by_test_id("stMetric").filter(has_text=label).first
     return tile.get_by_test_id("stMetricValue").inner_text()
@@ -281,11 +305,7 @@ def test_links_reproduce_the_view(request, tmp_path, store):
             open_path(page, url, f"/Playground?run={run}", "Playground")
             page.get_by_text(re.compile(r"^At β = \+1\.00 the model prefers")).wait_for(timeout=UI_MS)
             pick(page, "Dataset prompt", re.compile(r"^3 · "))
-            slider = page.get_by_role("slider", name=re.compile(r"^β"))
-            slider.focus()
-            for _ in range(6):  # 1.0 → 0.7, one step of 0.05 each
-                slider.press("ArrowLeft")
-            wait_idle(page)
+            slide_to(page, page.get_by_role("slider", name=re.compile(r"^β")), "0.7")  # 1.0 → 0.7 by the keyboard
             page.get_by_text(re.compile(r"^At β = \+0\.70 the model prefers")).wait_for(timeout=UI_MS)
             expect(page).to_have_url(re.compile(r"beta=0\.7"))
             expect(page).to_have_url(re.compile(r"example=3"))
