@@ -262,6 +262,16 @@ def _cli(*args: str) -> tuple[float, dict]:
     return wall, json.loads(out.stdout.strip().splitlines()[-1])
 
 
+# (b)'s runs: the default, then the two options that shorten it (README, "Measured"): bf16
+# autocast, and with it batches of 4 (which scores higher on validation, at a larger
+# effective fraction; not the default).
+TARGET_VARIANTS = (
+    ("time_to_target", "", ()),
+    ("time_to_target_bf16", " (--autocast bf16)", ("--autocast", "bf16")),
+    ("time_to_target_bf16_b4", " (--autocast bf16 --batch-size 4)", ("--autocast", "bf16", "--batch-size", "4")),
+)
+
+
 def bench_time_to_target(store: Path, model: str = "bundled", extra: tuple[str, ...] = ()) -> dict:
     """A new process, as a user runs it: imports, warm model load, task, training, evaluation."""
     wall, result = _cli(
@@ -377,11 +387,10 @@ def main(argv: list[str] | None = None) -> int:
     if "target" in parts:
         print("(b) time to a trained IOI ActivScalar ...", file=sys.stderr, flush=True)
         with tempfile.TemporaryDirectory() as store:
-            results["time_to_target"] = bench_time_to_target(Path(store), args.target_model)
-            print("(b) the same with --autocast bf16 ...", file=sys.stderr, flush=True)
-            results["time_to_target_bf16"] = bench_time_to_target(
-                Path(store), args.target_model, ("--autocast", "bf16")
-            )
+            for key, label, extra in TARGET_VARIANTS:
+                if extra:
+                    print(f"(b) the same with{label} ...", file=sys.stderr, flush=True)
+                results[key] = bench_time_to_target(Path(store), args.target_model, extra)
             if "checks" in parts and "run_id" in results["time_to_target"]:
                 print("(e) the map checks of that run ...", file=sys.stderr, flush=True)
                 results["checks"] = bench_checks(Path(store), results["time_to_target"]["run_id"])
@@ -402,9 +411,9 @@ def report_lines(results: dict) -> list[str]:
         s = results["step"]
         lines.append(
             f"(a) step time ratio engine/floor: {s['step_ratio']}  ({s['engine_step_s']} s vs {s['floor_step_s']} s, "
-            f"{s['batch']}; target <= 1.10)"
+            f"{s['batch']}; target <= 1.05)"
         )
-    for key, label in (("time_to_target", ""), ("time_to_target_bf16", " (--autocast bf16)")):
+    for key, label, _ in TARGET_VARIANTS:
         if key not in results:
             continue
         t = results[key]
