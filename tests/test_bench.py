@@ -19,7 +19,13 @@ def test_the_device_comes_first():
 
 def test_report_lines():
     results = {
-        "step": {"step_ratio": 0.99, "engine_step_s": 1.16, "floor_step_s": 1.17, "batch": "8 prompts x 2 betas"},
+        "step": {
+            "step_ratio": 0.99,
+            "engine_step_s": 1.16,
+            "floor_step_s": 1.17,
+            "round_ratios": [1.02, 0.9, 0.99],
+            "batch": "8 prompts x 2 betas",
+        },
         "time_to_target_bf16_b4": {"error": "model 'x' is not in the local Hugging Face cache"},
         "time_to_target": {
             "wall_s": 30.0,
@@ -64,7 +70,8 @@ def test_report_lines():
         },
     }
     assert report_lines(results) == [
-        "(a) step time ratio engine/floor: 0.99  (1.16 s vs 1.17 s, 8 prompts x 2 betas; target <= 1.05)",
+        "(a) step time ratio engine/floor: 0.99  (median; 1.16 s vs 1.17 s, 3 rounds 0.9-1.02, 8 prompts x 2 betas; "
+        "target <= 1.05)",
         "(b) new process -> trained IOI ActivScalar with its validation metrics (10 prompts): 14.2 s (target <= 15 s); "
         "then the other 238 prompts' evaluation (training, and 200 test): 9.1 s; whole command 30.0 s",
         "    where the time goes: start and imports 2.4 s, load 0.7 s",
