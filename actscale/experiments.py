@@ -12,6 +12,9 @@
   counts' Wilson interval.
 - ``ccc``: ActivScalar and SteerVec at their defaults on CCC over seeds 1–3 (countries apart).
 - ``families``: DynScalar holding out each IOI template family in turn (seed 1).
+- ``first-result``: what shortens the time to a trained default IOI ActivScalar run (issue 10):
+  bf16 autocast, batches of 4, fewer or larger steps, each over seeds 1–3 on VALIDATION only
+  (one test prompt, so no test figure exists to read), with the steps' seconds.
 
 Runs are stored (``--store``), so a rerun reuses them. Results go to ``--out`` as JSON and
 print as Markdown tables.
@@ -34,6 +37,17 @@ GRID: dict[str, list[dict[str, Any]]] = {
     "dynscalar": [{"lr": 0.015}, {"lr": 0.03}],
 }
 TOLERANCE = 0.02
+# first-result: the default first, then one lever at a time and their combinations.
+FIRST_RESULT_GRID: list[dict[str, Any]] = [
+    {},
+    {"autocast": "bf16"},
+    {"batch_size": 4},
+    {"batch_size": 4, "autocast": "bf16"},
+    {"steps": 12, "autocast": "bf16"},
+    {"steps": 10, "lr": 0.15, "autocast": "bf16"},
+    {"steps": 6, "lr": 0.3},
+    {"steps": 4, "lr": 0.5},
+]
 
 
 def _run(model: Any, store: Any, **fields: Any) -> Any:
@@ -142,8 +156,32 @@ def families(model: Any, store: Any) -> dict[str, Any]:
     return out
 
 
+def first_result(model: Any, store: Any) -> dict[str, Any]:
+    out = {}
+    for changes in FIRST_RESULT_GRID:
+        runs = [_run(model, store, task="ioi", method="activscalar", seed=s, n_test=1, **changes) for s in SEEDS]
+        out[json.dumps(changes)] = {
+            "val_mean_flip": statistics.mean(_mean_flip(b.metrics["val"]) for b in runs),
+            "val_effective_frac": statistics.mean(float(b.metrics["val"]["effective_frac"]) for b in runs),
+            "steps_s": statistics.mean(b.info["timing"]["steps_s"] for b in runs),
+            "run_ids": [b.run_id for b in runs],
+        }
+    return out
+
+
 def markdown(name: str, result: dict[str, Any]) -> str:
     from actscale.analysis import rate_text
+
+    if name == "first-result":
+        lines = [
+            "| ActivScalar, IOI (changes from the default) | validation mean flip | effective fraction | steps' s |"
+        ]
+        lines.append("|---|---|---|---|")
+        for changes, r in result.items():
+            lines.append(
+                f"| {changes} | {r['val_mean_flip']:.3f} | {r['val_effective_frac']:.3f} | {r['steps_s']:.1f} |"
+            )
+        return "\n".join(lines)
 
     if name in ("defaults", "ccc"):
         lines = [HEADER]
@@ -173,7 +211,7 @@ def markdown(name: str, result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m actscale.experiments", description=__doc__.split("\n\n")[0])
-    parser.add_argument("name", choices=["defaults", "ccc", "families"])
+    parser.add_argument("name", choices=["defaults", "ccc", "families", "first-result"])
     parser.add_argument("--store", default="experiment-runs")
     parser.add_argument("--out", default=None, help="write the result as JSON here")
     args = parser.parse_args(argv)
@@ -185,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(2)
     model = load_model("bundled", "cpu")
     start = time.perf_counter()
-    result = {"defaults": defaults, "ccc": ccc, "families": families}[args.name](model, RunStore(args.store))
+    experiments = {"defaults": defaults, "ccc": ccc, "families": families, "first-result": first_result}
+    result = experiments[args.name](model, RunStore(args.store))
     seconds = time.perf_counter() - start
     if args.out:
         Path(args.out).write_text(json.dumps({"seconds": seconds, "result": result}, indent=2, default=str))

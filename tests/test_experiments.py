@@ -1,0 +1,46 @@
+"""`python -m actscale.experiments`: the selection rule and the tables (the runs themselves are
+the README's measured figures, not tests)."""
+
+from __future__ import annotations
+
+import json
+
+from actscale import experiments
+from actscale.config import TrainConfig
+
+
+def score(changes: dict, flip: float, frac: float) -> dict:
+    return {"changes": changes, "val_mean_flip": flip, "val_effective_frac": frac}
+
+
+def test_choose_takes_the_smallest_effective_fraction_within_the_tolerance_of_the_best():
+    scores = [score({"steps": 12}, 0.95, 0.187), score({"steps": 18}, 0.95, 0.105), score({"steps": 25}, 0.90, 0.05)]
+    assert experiments.choose(scores)["changes"] == {"steps": 18}
+    # 0.983 is within 0.02 of 1.00, and has the smaller effective fraction
+    scores = [score({"a": 1}, 1.0, 0.307), score({"a": 2}, 0.983, 0.172), score({"a": 3}, 0.979, 0.01)]
+    assert experiments.choose(scores)["changes"] == {"a": 2}
+    # equal fractions: the first (cheapest) in the grid's order
+    assert experiments.choose([score({"a": 1}, 0.9, 0.1), score({"a": 2}, 0.9, 0.1)])["changes"] == {"a": 1}
+
+
+def test_first_result_grid_holds_valid_configs_and_starts_at_the_default():
+    assert experiments.FIRST_RESULT_GRID[0] == {}
+    for changes in experiments.FIRST_RESULT_GRID:
+        config = TrainConfig(model="bundled", task="ioi", method="activscalar", seed=1, n_test=1, **changes)
+        assert config.n_test == 1 and config.data_seed == 1
+    assert len({json.dumps(c, sort_keys=True) for c in experiments.FIRST_RESULT_GRID}) == len(
+        experiments.FIRST_RESULT_GRID
+    )
+
+
+def test_first_result_table():
+    result = {
+        "{}": {"val_mean_flip": 0.95, "val_effective_frac": 0.1053, "steps_s": 18.46, "run_ids": []},
+        '{"autocast": "bf16"}': {"val_mean_flip": 0.95, "val_effective_frac": 0.106, "steps_s": 11.36, "run_ids": []},
+    }
+    assert experiments.markdown("first-result", result).splitlines() == [
+        "| ActivScalar, IOI (changes from the default) | validation mean flip | effective fraction | steps' s |",
+        "|---|---|---|---|",
+        "| {} | 0.950 | 0.105 | 18.5 |",
+        '| {"autocast": "bf16"} | 0.950 | 0.106 | 11.4 |',
+    ]
