@@ -192,3 +192,20 @@ def test_the_estimate_is_within_30_percent_of_the_measured_peak():
     assert peak is not None and peak > 0
     estimate = step_memory_bytes(model, task.n_pos, 32)
     assert 0.7 <= estimate / peak <= 1.3, (estimate, peak)
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="the resident peak is read on Linux")
+def test_the_bench_measures_a_peak_in_a_new_process():
+    """`make bench` (d) measures each point's peak in a new process (a warm heap reads low);
+    that process builds the same task and its peak is within ±30% of the estimate."""
+    from actscale.bench import peak_in_new_process
+    from actscale.models import tiny_model
+
+    fields = {"task": "ioi", "method": "activscalar", "n_prompts": 160, "n_test": 8, "batch_size": 32}
+    peak = peak_in_new_process("tiny", "cpu", fields, layers=4, width=256)
+    assert isinstance(peak, int) and peak > 0
+    model = tiny_model(4, 256, "cpu")
+    task = build_task(model, TrainConfig(model=model.name, **fields))
+    assert 0.7 <= step_memory_bytes(model, task.n_pos, 32) / peak <= 1.3, peak
+    # a model that cannot be loaded: no figure, and the bench goes on
+    assert peak_in_new_process("no-such-model-xyz", "cpu", fields) is None
