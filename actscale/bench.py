@@ -209,11 +209,11 @@ def peak_in_new_process(model: str, device: str, fields: dict, layers: int = 0, 
     fifth lower (the heap kept and reused their freed memory)."""
     spec = json.dumps({"model": model, "device": device, "fields": fields, "layers": layers, "width": width})
     code = "import json, sys; from actscale import bench; print(json.dumps(bench.child_peak(json.loads(sys.argv[1]))))"
-    out = subprocess.run([sys.executable, "-c", code, spec], capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        print(f"  peak not measured: {(out.stderr.strip().splitlines() or ['?'])[-1]}", file=sys.stderr, flush=True)
+    _, result = _json_process("-c", code, spec)
+    if isinstance(result, dict) and "error" in result:
+        print(f"  peak not measured: {result['error']}", file=sys.stderr, flush=True)
         return None
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return result
 
 
 def child_peak(spec: dict) -> int | None:
@@ -257,8 +257,7 @@ def bench_scaling(device: str, n_steps: int, depths: tuple[int, ...], width: int
     out: dict = {}
     # 128 training prompts: batches of 8, 16 and 32 all come full, so every timed step has the
     # batch it is labelled with.
-    fields: dict[str, Any] = {"task": "ioi", "method": "activscalar", "n_prompts": 160, "val_frac": 0.2}
-    fields.update(n_test=8, early_stop=0)
+    fields: dict[str, Any] = dict(task="ioi", method="activscalar", n_prompts=160, val_frac=0.2, n_test=8, early_stop=0)
     base = TrainConfig(**fields)
     if bundled:
         model = load_model("bundled", device)
@@ -292,14 +291,20 @@ def _exponents(points: list[dict], x: str) -> dict:
     }
 
 
-def _cli(*args: str) -> tuple[float, dict]:
-    """``python -m actscale ARGS`` in a new process: (wall seconds, its JSON or {"error": line})."""
+def _json_process(*args: str) -> tuple[float, Any]:
+    """``python ARGS`` in a new process: (wall seconds, the JSON of its last output line, or
+    {"error": its last line of stderr} when it fails)."""
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "actscale", *args], capture_output=True, text=True, check=False)
+    out = subprocess.run([sys.executable, *args], capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
     if out.returncode != 0:
         return wall, {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
     return wall, json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _cli(*args: str) -> tuple[float, dict]:
+    """``python -m actscale ARGS`` in a new process: (wall seconds, its JSON or {"error": line})."""
+    return _json_process("-m", "actscale", *args)
 
 
 # (b)'s runs: the default, then the two options that shorten it (README, "Measured"): bf16

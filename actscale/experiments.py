@@ -64,6 +64,14 @@ def _mean_flip(m: dict[str, Any]) -> float:
     return (m["flip_acc_pos"] + m["flip_acc_neg"]) / 2
 
 
+def _validation_score(runs: list[Any]) -> dict[str, float]:
+    """The selection rule's figures over seeds: mean validation mean flip rate and effective fraction."""
+    return {
+        "val_mean_flip": statistics.mean(_mean_flip(b.metrics["val"]) for b in runs),
+        "val_effective_frac": statistics.mean(float(b.metrics["val"]["effective_frac"]) for b in runs),
+    }
+
+
 def _summary(bundles: list[Any], split: str = "test") -> dict[str, Any]:
     """Mean ± sd over runs of the split's figures, and the pooled counts' Wilson interval."""
     from actscale.objective import wilson_interval
@@ -110,16 +118,8 @@ def defaults(model: Any, store: Any) -> dict[str, Any]:
         scores: list[dict[str, Any]] = []
         for changes in grid:
             runs = [_run(model, store, task="ioi", method=method, seed=s, **changes) for s in SEEDS]
-            val = statistics.mean(_mean_flip(b.metrics["val"]) for b in runs)
-            scores.append(
-                {
-                    "changes": changes,
-                    "val_mean_flip": val,
-                    "val_effective_frac": statistics.mean(float(b.metrics["val"]["effective_frac"]) for b in runs),
-                    "runs": runs,
-                    "seconds": [b.info.get("seconds") for b in runs],
-                }
-            )
+            seconds = [b.info.get("seconds") for b in runs]
+            scores.append({"changes": changes, **_validation_score(runs), "runs": runs, "seconds": seconds})
         chosen = choose(scores)
         result[method] = {
             "grid": [{k: v for k, v in s.items() if k != "runs"} for s in scores],
@@ -161,8 +161,7 @@ def first_result(model: Any, store: Any) -> dict[str, Any]:
     for changes in FIRST_RESULT_GRID:
         runs = [_run(model, store, task="ioi", method="activscalar", seed=s, n_test=1, **changes) for s in SEEDS]
         out[json.dumps(changes)] = {
-            "val_mean_flip": statistics.mean(_mean_flip(b.metrics["val"]) for b in runs),
-            "val_effective_frac": statistics.mean(float(b.metrics["val"]["effective_frac"]) for b in runs),
+            **_validation_score(runs),
             "steps_s": statistics.mean(b.info["timing"]["steps_s"] for b in runs),
             "run_ids": [b.run_id for b in runs],
         }
