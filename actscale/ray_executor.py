@@ -279,6 +279,8 @@ def _dispatch(
             actor = free.pop()
             ref = actor.run.remote(index, configs[index], examples[index], known, sink)
             out[ref] = (index, actor)
+        if not queue and free:
+            _release(ray, free, actors)
         ready, _ = ray.wait(list(out), num_returns=1, timeout=POLL_S)
         relay()
         if cancel is not None and cancel.is_set():
@@ -303,6 +305,17 @@ def _dispatch(
                 steps = configs[index].steps
                 on_progress(RunProgress(index, state, steps, steps, bundle.run_id))
     return [b for b in bundles if b is not None]
+
+
+def _release(ray: Any, idle: list[Any], actors: list[Any]) -> None:
+    """End the actors that have nothing left to run, so their CPUs (or GPUs) go back to the
+    cluster at once. Runs are handed out before their actors have started: when two sweeps
+    share a cluster, each can hold one started actor and wait on one that cannot start until
+    a CPU is free, and an idle actor kept to the end of its sweep would never free one."""
+    for actor in idle:
+        ray.kill(actor)
+        actors.remove(actor)
+    idle.clear()
 
 
 def _cancel_all(ray: Any, out: dict[Any, tuple[int, Any]]) -> None:

@@ -139,7 +139,7 @@ def test_two_sweeps_at_once_share_the_cluster_one_of_them_started(tmp_path):
         except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
             errors.append(exc)
 
-    threads = [threading.Thread(target=sweep, args=(n, c)) for n, c in (("a", GRID[:2]), ("b", GRID[2:]))]
+    threads = [threading.Thread(target=sweep, args=(n, c), daemon=True) for n, c in (("a", GRID[:2]), ("b", GRID[2:]))]
     for t in threads:
         t.start()
     for t in threads:
@@ -201,6 +201,39 @@ def test_ray_cancel_stops_the_sweep_and_keeps_finished_runs(ray_cluster, store):
     with pytest.raises(TrainingCancelled, match=r"cancelled; 0 of 4 runs had finished and are kept"):
         run_configs(long_grid, executor="ray", store=store, workers=2, on_progress=cancel_once_running, cancel=cancel)
     assert store.list() == []
+
+
+def test_ray_an_actor_with_nothing_left_to_run_frees_its_cpu(ray_cluster, store, tiny_llama, tmp_path):
+    """Another sweep's actor holds one of the cluster's 2 CPUs. This sweep makes 2 actors and hands
+    each a run before either has started: one starts, the other waits for a CPU. Only when the
+    started actor is ended after its run (nothing is left in the queue) does the waiting one start;
+    kept to the end of the sweep, it would hold the CPU and the sweep would never finish (two
+    dashboard sessions' sweeps on one cluster hung that way)."""
+    ray = ray_cluster
+    from actscale.ray_executor import ProgressSink
+
+    holder = ray.remote(num_cpus=1)(ProgressSink).remote()  # any actor that takes a CPU
+    assert ray.get(holder.drain.remote()) == []
+    outcome: list = []
+
+    def sweep() -> None:
+        try:
+            outcome.append(run_configs(GRID[:2], executor="ray", store=store))
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            outcome.append(exc)
+
+    thread = threading.Thread(target=sweep, daemon=True)
+    thread.start()
+    thread.join(120)
+    finished = not thread.is_alive()
+    ray.kill(holder)  # frees the CPU: a hung sweep then finishes, and the next tests have both CPUs
+    thread.join(120)
+    assert finished, "the sweep waited on an actor that could not start while its own idle actor held a CPU"
+    (bundles,) = outcome
+    assert [b.run_id for b in bundles] == [
+        b.run_id for b in run_configs(GRID[:2], store=RunStore(tmp_path / "local"), model=tiny_llama)
+    ]
+    assert sorted(r.run_id for r in store.list()) == sorted(b.run_id for b in bundles)
 
 
 def test_ray_reads_a_custom_file_here_once(ray_cluster, store, tmp_path):
