@@ -230,6 +230,7 @@ def test_ray_an_actor_with_nothing_left_to_run_frees_its_cpu(ray_cluster, store,
     thread.join(120)
     assert finished, "the sweep waited on an actor that could not start while its own idle actor held a CPU"
     (bundles,) = outcome
+    assert not isinstance(bundles, BaseException), bundles
     assert [b.run_id for b in bundles] == [
         b.run_id for b in run_configs(GRID[:2], store=RunStore(tmp_path / "local"), model=tiny_llama)
     ]
