@@ -192,6 +192,22 @@ def test_a_link_opens_the_dataset_prompt_and_beta(runs):
     assert metrics(fresh) == shown
 
 
+def test_a_stale_address_never_undoes_a_choice(runs):
+    """Each rerun takes the address from the browser. A rerun asked for before the browser has
+    applied the last run's address change (a quick second click) brings the old ``?example=0``
+    back: the session wrote that value itself, so it is not a new link and the prompt stays 3."""
+    bundle = runs[1]["steervec"]
+    at = open_page(bundle.run_id)
+    assert param(at, "example") == "0"
+    at.selectbox(key="pg_pick").set_value(3).run()
+    assert param(at, "example") == "3"
+    at.query_params["example"] = "0"  # the address as the browser still had it
+    at.slider(key="pg_beta").set_value(0.7).run()
+    assert not at.exception and not at.warning
+    assert at.selectbox(key="pg_pick").value == 3
+    assert (param(at, "example"), param(at, "beta")) == ("3", "0.7")
+
+
 def test_a_link_opens_a_typed_prompt(runs):
     bundle = runs[1]["dynscalar"]
     prompt = "When Mary and John went to the park, John gave a ball to"

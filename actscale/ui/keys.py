@@ -22,7 +22,7 @@ class Keys:
     SWEEP_SEEN = "compare_sweep_seen"  # the sweep job whose runs were already added to Compare
     TRADEOFF_GEN = "compare_tradeoff_gen"  # bumped after a click is used, so the old selection is dropped
     COMPARE_REPORT = "compare_report"  # the run ids of the report made on Compare (a tuple)
-    LINKS = "links_seen"  # {query parameter: the value last read from or written to the address} (links.py)
+    LINKS = "links_seen"  # {query parameter: the values read from or written to the address} (links.py)
 
     # ---- widgets whose state the code also sets or reads
     COMPARE_PICK = "compare_pick"  # Compare's multiselect of runs

@@ -25,24 +25,31 @@ MAX_TEXT = 2000  # characters of a prompt in a link; answers are shorter still
 MAX_ANSWER = 100
 
 
-def _seen() -> dict[str, str | None]:
-    """Per parameter, the value this session last read from or wrote to the address."""
-    return st.session_state.setdefault(Keys.LINKS, {})
+def _seen(name: str) -> set[str | None]:
+    """The values of parameter ``name`` this session has read from or written to the address."""
+    seen: dict[str, set[str | None]] = st.session_state.setdefault(Keys.LINKS, {})
+    return seen.setdefault(name, set())
 
 
 def from_link(key: str, name: str, parse: Callable[[str], Any], default: Any) -> bool:
     """Before widget ``key`` is drawn: its value from ``?name=`` when the address carries one this
-    session has not seen yet (parsed by ``parse``, which raises ActscaleError or ValueError for a
+    session has never seen (parsed by ``parse``, which raises ActscaleError or ValueError for a
     bad value: then a one-line warning, and the value is ignored); else the session's own value;
     else ``default``. Returns True when the link set the value.
+
+    Never seen, not merely other than the last: every rerun takes the address from the browser,
+    and a rerun asked for before the browser has applied the last run's change (a quick second
+    click) brings back a value this session wrote itself; taken as a link, it would undo the
+    user's choice. Within a session the address changes only through `to_link` (in-app links
+    carry ``?run=`` alone), so a value seen before is never a new link.
 
     The widget must then be drawn with ``key`` and no default of its own (the value is already
     in the session state), so Streamlit never sees two values for it."""
     raw = st.query_params.get(name)
-    seen = _seen()
+    seen = _seen(name)
     taken = False
-    if raw is not None and seen.get(name) != raw:
-        seen[name] = raw
+    if raw is not None and raw not in seen:
+        seen.add(raw)
         try:
             st.session_state[key] = parse(raw)
             taken = True
@@ -55,7 +62,7 @@ def from_link(key: str, name: str, parse: Callable[[str], Any], default: Any) ->
 
 def to_link(name: str, value: str | None) -> None:
     """Put ``value`` into the address as ``?name=`` (None removes it); written only when it changed."""
-    _seen()[name] = value
+    _seen(name).add(value)
     if value is None:
         if name in st.query_params:
             del st.query_params[name]
