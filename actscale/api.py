@@ -20,6 +20,7 @@ from actscale.config import TrainConfig
 from actscale.errors import ActscaleError
 from actscale.interventions import Intervention, make_intervention
 from actscale.models import LoadedModel
+from actscale.resources import resolve_autocast
 from actscale.store import RunBundle, RunStore, check_run_id, load_bundle, run_id_for
 from actscale.tasks import (
     Example,
@@ -125,6 +126,7 @@ def package_versions() -> dict[str, str]:
 
 def run_config(model: LoadedModel, task: PreparedTask, config: TrainConfig) -> dict[str, Any]:
     """The config.json of a run: everything needed to rerun it (interfaces.md)."""
+    config = resolve_autocast(config, model)
     record = config.to_record()
     record.update(
         prepend_bos=resolved_prepend_bos(model, config),  # the value used, not "the model's default"

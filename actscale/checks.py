@@ -39,7 +39,7 @@ from torch import Tensor
 from actscale.config import TrainConfig
 from actscale.errors import ActscaleError, TrainingCancelled
 from actscale.interventions import Intervention, make_intervention, method_class
-from actscale.models import LoadedModel, last_position_logits
+from actscale.models import LoadedModel, last_position_logits, padding_inputs
 from actscale.objective import kl_divergence, logit_diff, wilson_interval
 from actscale.sites import hook_name
 from actscale.store import CHECKS_VERSION, RunBundle, RunStore, load_bundle, load_checks, save_checks
@@ -824,13 +824,7 @@ def _tokenise_texts(model: LoadedModel, texts: Sequence[str], prepend_bos: bool)
 
 def all_position_logits(model: LoadedModel, tokens: Tensor, mask: Tensor) -> Tensor:
     """Logits at every position of left-padded prompts: [batch pos d_vocab]."""
-    kwargs: dict[str, Any] = {}
-    if not bool(mask.all()):
-        kwargs = {
-            "attention_mask": mask.to(model.device),
-            "position_ids": (mask.cumsum(-1) - 1).clamp(min=0).to(model.device),
-        }
-    return model.bridge(tokens.to(model.device), **kwargs).float().cpu()
+    return model.bridge(tokens.to(model.device), **padding_inputs(mask, model.device)).float().cpu()
 
 
 def side_effects(

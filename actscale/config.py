@@ -15,7 +15,7 @@ from actscale.tasks import IOI_TEMPLATES
 
 Task = Literal["ioi", "ccc", "custom"]
 TASKS: tuple[str, ...] = get_args(Task)
-Autocast = Literal["off", "bf16"]
+Autocast = Literal["auto", "off", "bf16"]
 AUTOCASTS: tuple[str, ...] = get_args(Autocast)
 # Fields a run's config.json leaves out at these values (TrainConfig.to_record).
 OMITTED_AT_DEFAULT: dict[str, object] = {"autocast": "off"}
@@ -88,10 +88,14 @@ class TrainConfig:
     # Resolved in __post_init__ ("auto" never reaches config.json), so the run id says which
     # alignment a run used. Methods whose parameters are not per position ignore it.
     positions: str = "auto"
-    # "bf16": the frozen model runs under torch.autocast in bfloat16 (for a GPU); the
-    # intervention's parameters, the loss and the optimiser stay float32. Left out of config.json
-    # at "off" (OMITTED_AT_DEFAULT), so runs stored before the option existed keep their run ids.
-    autocast: str = "off"
+    # "bf16": the frozen model runs under torch.autocast in bfloat16; the intervention's
+    # parameters, the loss and the optimiser stay float32. "auto" (the default) is resolved
+    # against the loaded model before a run id is computed (`resources.resolve_autocast`): bf16
+    # where the device computes it natively and the model is wide enough for it to pay
+    # (`models.bf16_pays`), else "off". So config.json and the run id always name the precision
+    # a run used. Left out of config.json at "off" (OMITTED_AT_DEFAULT), so runs stored before
+    # the option existed keep their run ids.
+    autocast: str = "auto"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sites", parse_sites(self.sites))
@@ -104,7 +108,7 @@ class TrainConfig:
             object.__setattr__(self, "data_seed", self.seed)
         self._canonicalise()
         if self.autocast not in AUTOCASTS:
-            raise ActscaleError(f"unknown autocast {self.autocast!r}: choose off or bf16")
+            raise ActscaleError(f"unknown autocast {self.autocast!r}: choose auto, off or bf16")
         if self.schedule not in SCHEDULES:
             raise ActscaleError(f"unknown schedule {self.schedule!r}: choose cosine or constant")
         if self.task not in TASKS:
@@ -183,7 +187,10 @@ class TrainConfig:
 
     @property
     def bf16(self) -> bool:
-        """Whether the frozen model runs under bfloat16 autocast."""
+        """Whether the frozen model runs under bfloat16 autocast; "auto" must be resolved
+        against a model first (`resources.resolve_autocast`)."""
+        if self.autocast == "auto":
+            raise RuntimeError('autocast "auto" is resolved against the loaded model before it is used')
         return self.autocast == "bf16"
 
     @property
@@ -209,8 +216,9 @@ class TrainConfig:
     @classmethod
     def from_bundle(cls, data: dict[str, Any]) -> TrainConfig:
         """The config of a stored run (its config.json); runs stored before positions could be
-        answer-aligned used absolute positions, whatever their task."""
-        return cls.from_dict({"positions": "absolute", **data})
+        answer-aligned used absolute positions, whatever their task, and a field config.json
+        leaves out (OMITTED_AT_DEFAULT) had that value, not today's default."""
+        return cls.from_dict({"positions": "absolute", **OMITTED_AT_DEFAULT, **data})
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with ``changes``; switching the method also switches to the new method's

@@ -10,7 +10,7 @@ import torch
 
 from actscale.config import TrainConfig
 from actscale.errors import ActscaleError
-from actscale.models import LoadedModel
+from actscale.models import LoadedModel, bf16_pays
 from actscale.tasks import PreparedTask
 
 
@@ -41,8 +41,8 @@ def available_memory_bytes(device: str) -> int | None:
     return max(0, available)
 
 
-def step_memory_bytes(model: LoadedModel, n_pos: int, batch_size: int) -> int:
-    """An estimate of one training step's peak memory (float32), within ±30% of the measured peak.
+def step_memory_bytes(model: LoadedModel, n_pos: int, batch_size: int, bf16: bool = False) -> int:
+    """An estimate of one training step's peak memory, within ±30% of the measured peak.
 
     Both β directions run in one batch (2·batch rows). Per layer and token, the backward pass
     keeps about 11·d_model + 5·d_mlp numbers (norm inputs, the attention's inputs and output,
@@ -50,16 +50,37 @@ def step_memory_bytes(model: LoadedModel, n_pos: int, batch_size: int) -> int:
     pattern, 2·n_heads·n_pos; the last position's logits add a few copies of d_vocab per row.
     Fitted to the resident peak `make bench` measures (tiny Llama models of 2-16 layers at width
     256 and the bundled model: estimate / measured 0.9-1.07).
+
+    ``bf16`` (a step under bfloat16 autocast): the step also holds a bfloat16 copy of every
+    weight matrix (2 bytes a number; q, k, v and o counted at full width, which overstates
+    grouped-query attention), and keeps BF16_ACTIVATIONS of the float32 activations (the
+    matrix products' saved inputs are bfloat16). Fitted to the bundled model's measured peaks
+    at 4-32 prompts of 16 tokens a batch (426-1458 MB: estimate / measured 0.97-1.06).
     """
     rows = 2 * batch_size
     d_mlp = model.d_mlp or 4 * model.d_model
     per_layer = rows * n_pos * (11 * model.d_model + 5 * d_mlp + 2 * model.n_heads * n_pos)
     logits = 4 * rows * model.d_vocab
-    return 4 * (model.n_layers * per_layer + logits)
+    activations = 4 * (model.n_layers * per_layer + logits)
+    if not bf16:
+        return activations
+    matrices = model.n_layers * (4 * model.d_model**2 + 3 * model.d_model * d_mlp) + model.d_vocab * model.d_model
+    return int(2 * matrices + BF16_ACTIVATIONS * activations)
+
+
+BF16_ACTIVATIONS = 0.62
 
 
 def format_bytes(n_bytes: float) -> str:
     return f"{n_bytes / 1e9:.1f} GB" if n_bytes >= 1e8 else f"{n_bytes / 1e6:.1f} MB"
+
+
+def resolve_autocast(config: TrainConfig, model: LoadedModel) -> TrainConfig:
+    """``config`` with ``autocast="auto"`` resolved for ``model`` (`models.bf16_pays`): "bf16"
+    or "off". Runs, their ids and their config.json only ever hold the resolved value."""
+    if config.autocast != "auto":
+        return config
+    return config.replace(autocast="bf16" if bf16_pays(model) else "off")
 
 
 def check_memory(model: LoadedModel, task: PreparedTask, config: TrainConfig) -> None:
@@ -71,7 +92,7 @@ def check_memory(model: LoadedModel, task: PreparedTask, config: TrainConfig) ->
     n_train = len(task.split_indices("train"))
     assert config.batch_size is not None  # resolved by TrainConfig
     batch = min(config.batch_size, max(1, 2 * n_train))  # a batch never exceeds twice the train split
-    need = step_memory_bytes(model, task.n_pos, batch)
+    need = step_memory_bytes(model, task.n_pos, batch, bf16=resolve_autocast(config, model).bf16)
     if need > available:
         raise ActscaleError(
             f"this batch needs about {format_bytes(need)} of memory for a training step ({batch} prompts of "

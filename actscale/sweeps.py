@@ -40,7 +40,7 @@ def sweep_configs(
     λ_M outermost, the seed innermost. ``seeds`` defaults to the base's seed, ``steps`` to the
     base's steps. The size is checked against ``limit`` before anything is built.
     Raises ActscaleError (too many runs, or a value TrainConfig rejects)."""
-    config = TrainConfig.from_dict(dict(base))
+    config = TrainConfig.from_bundle(dict(base))
     seeds = [config.seed] if seeds is None else list(seeds)
     check_sweep_size(math.prod(map(len, (lambda_ms, lambda_fs, margins, seeds))), limit)
     fixed = {} if steps is None else {"steps": int(steps)}

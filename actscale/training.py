@@ -34,7 +34,7 @@ from actscale.objective import (
     split_metrics,
     wilson_interval,
 )
-from actscale.resources import check_memory
+from actscale.resources import check_memory, resolve_autocast
 from actscale.sites import hook_name
 from actscale.tasks import SPLITS, PreparedTask
 
@@ -308,6 +308,7 @@ def train(
     another session's use of the model. ``on_result(split, metrics)`` gets the validation
     prompts' flip rates as soon as they are evaluated, before the other splits (`evaluate`).
     """
+    config = resolve_autocast(config, model)
     if config.one_length and not task.fixed_length:
         raise ActscaleError(f"{config.method} needs prompts of one length; prepare the task with fixed_length=True")
     check_memory(model, task, config)
@@ -491,6 +492,7 @@ def evaluate(
     training prompts where there are none), then the others; ``on_result(split, metrics)`` gets
     the first part's `flip_metrics` as soon as they exist (its minimality figures need the
     training prompts, so they come with the rest)."""
+    config = resolve_autocast(config, model)
     record: dict[tuple[str, int], list[Tensor]] | None = {} if intervention.records else None
     n = task.tokens.shape[0]
     first_split = "val" if task.split_indices("val").numel() else "train"

@@ -36,7 +36,7 @@ if not tf.show_preview(model, fields, methods):
 st.subheader("3 · Hyperparameters")
 job = common.jobs().get(st.session_state.get(Keys.JOB))
 running = job is not None and not job.done
-hyper = tf.hyperparameter_form(job_running=running)
+hyper = tf.hyperparameter_form(model, job_running=running)
 if hyper is not None:
     with common.guarded("Starting the training"):
         configs = tf.make_configs(model, st.session_state.get(Keys.DEVICE, "auto"), fields, methods, hyper)

@@ -12,7 +12,7 @@ from actscale.api import build_task, run_config, train_run
 from actscale.config import TrainConfig
 from actscale.errors import ActscaleError
 from actscale.interventions import hook_count, steer
-from actscale.models import last_position_logits
+from actscale.models import BF16_MIN_WIDTH, bf16_pays, last_position_logits, native_bf16
 from actscale.sites import SITES
 from actscale.store import RunStore
 
@@ -60,8 +60,42 @@ def test_the_default_leaves_config_json_as_it_was(tiny_llama):
     assert "autocast" not in record and record["dtype"] == "float32"
 
 
+def test_auto_is_resolved_before_the_run_id(tiny_llama, store, monkeypatch):
+    """ "auto" never reaches config.json: it becomes bf16 where the device computes bf16 natively
+    and the model is at least BF16_MIN_WIDTH wide, else off, and the run is then the very run
+    asked for explicitly (same id, same parameters)."""
+    import actscale.models as models
+
+    assert TrainConfig().autocast == "auto" and CONFIG.autocast == "auto"
+    with pytest.raises(RuntimeError, match="resolved against the loaded model"):
+        _ = CONFIG.bf16
+    assert tiny_llama.d_model == 64 < BF16_MIN_WIDTH and not bf16_pays(tiny_llama)  # too narrow to pay
+    plain = train_run(CONFIG.replace(autocast="off"), tiny_llama, store=store)
+    auto = train_run(CONFIG, tiny_llama, store=store)
+    assert auto.run_id == plain.run_id and "autocast" not in auto.config
+    # A wide enough model on native hardware (both faked here): "auto" is the bf16 run.
+    monkeypatch.setattr(models, "BF16_MIN_WIDTH", 64)
+    monkeypatch.setattr(models, "native_bf16", lambda device: device == "cpu")
+    assert bf16_pays(tiny_llama)
+    bf16 = train_run(CONFIG.replace(autocast="bf16"), tiny_llama, store=store)
+    auto = train_run(CONFIG, tiny_llama, store=store, reuse=False)
+    assert auto.run_id == bf16.run_id != plain.run_id and auto.config["autocast"] == "bf16"
+    assert all(torch.equal(auto.params[k], bf16.params[k]) for k in bf16.params)
+    # A stored run read back keeps its precision: config.json's missing autocast is "off".
+    assert TrainConfig.from_bundle(plain.config).autocast == "off"
+
+
+def test_native_bf16_is_false_where_it_is_emulated(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert native_bf16("cpu") is False
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert native_bf16("cpu") is True
+    assert native_bf16("mps") is False
+
+
 def test_unknown_autocast_is_one_line():
-    with pytest.raises(ActscaleError, match="^unknown autocast 'fp8': choose off or bf16$"):
+    with pytest.raises(ActscaleError, match="^unknown autocast 'fp8': choose auto, off or bf16$"):
         TrainConfig(autocast="fp8")
 
 
@@ -78,3 +112,41 @@ def test_cli_flag(tmp_path, capsys, monkeypatch):
         main([*argv[:-1], "fp16", "--store", str(tmp_path)])
     assert info.value.code == 2
     assert capsys.readouterr().err.startswith("error: argument --autocast: invalid choice: 'fp16'")
+
+
+def test_a_padded_batch_under_autocast_has_finite_logits_and_float32_is_unchanged(tiny_llama):
+    """Left-padded prompts go in with a 4-D boolean mask (`padding_inputs`). With the 2-D mask
+    the model's float32 additive mask holds -3.4e38, which is -inf in bfloat16: a pad position
+    sees no key, softmaxes to NaN, and 0 x NaN carries it into every logit of the batch."""
+    from actscale.models import padding_inputs
+
+    task = build_task(tiny_llama, TrainConfig(model="tiny-llama", method="dynscalar", n_prompts=16, n_test=8))
+    tokens, mask = task.tokens[:8], task.attention_mask[:8]
+    assert not bool(mask.all())  # padded
+    plain = {"attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0), "logits_to_keep": 1}
+    with torch.no_grad():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert torch.isnan(tiny_llama.bridge(tokens, **plain)[:, -1]).all()  # the failure it fixes
+        steered = last_position_logits(tiny_llama, tokens, mask, autocast=True)
+        assert bool(torch.isfinite(steered).all())
+        # float32: the same logits as with the 2-D mask, to the bit
+        assert torch.equal(last_position_logits(tiny_llama, tokens, mask), tiny_llama.bridge(tokens, **plain)[:, -1])
+    assert padding_inputs(torch.ones(2, 5, dtype=torch.long), "cpu") == {}  # no padding: nothing passed
+    sees = padding_inputs(torch.tensor([[0, 0, 1, 1]]), "cpu")["attention_mask"][0, 0]
+    assert sees.tolist() == [
+        [True, False, False, False],  # a pad position sees itself only
+        [False, True, False, False],
+        [False, False, True, False],  # real tokens see the real tokens up to themselves
+        [False, False, True, True],
+    ]
+
+
+def test_dynscalar_trains_under_autocast_on_prompts_of_every_length(tiny_llama, store):
+    bundle = train_run(
+        TrainConfig(model="tiny-llama", method="dynscalar", steps=3, n_prompts=16, n_test=8, autocast="bf16"),
+        tiny_llama,
+        store=store,
+    )
+    assert bundle.config["autocast"] == "bf16"
+    assert all(bool(torch.isfinite(v).all()) for v in bundle.params.values())
+    assert all(m["faithfulness_kl"] == m["faithfulness_kl"] for m in bundle.metrics.values())  # not NaN

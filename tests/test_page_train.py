@@ -75,6 +75,9 @@ def test_train_smoke(ui_store):
     } <= labels
     assert at.multiselect(key="train_methods").value == ["activscalar"]
     assert "Train" in [b.label for b in at.button]
+    # The precision: "auto" by default, which says what it means for the loaded model.
+    precision = next(w for w in at.selectbox if w.label == "Frozen model's precision")
+    assert precision.value == "auto" and precision.options == ["auto: float32 here", "float32", "bfloat16 autocast"]
 
 
 def test_preview_follows_the_dataset_choices(ui_store):

@@ -21,11 +21,11 @@ import streamlit as st
 from actscale import plots, report
 from actscale.analysis import rate_text
 from actscale.api import build_task, expected_run_id
-from actscale.config import METHOD_DEFAULT_FIELDS, TrainConfig
+from actscale.config import AUTOCASTS, METHOD_DEFAULT_FIELDS, TrainConfig
 from actscale.errors import ActscaleError, DatasetError, one_line
 from actscale.interventions import method_class, registered_methods
 from actscale.jobs import Job
-from actscale.models import LoadedModel, is_gguf_name
+from actscale.models import BF16_MIN_WIDTH, LoadedModel, bf16_pays, is_gguf_name
 from actscale.preview import dropped_frame, preview_task
 from actscale.sites import DEFAULT_SITES, SITES
 from actscale.store import RunStore
@@ -503,8 +503,9 @@ def _optional_number(column, label: str, name: str, min_value, max_value, fmt: s
     return column.number_input(label, min_value, max_value, value=_FIELD_DEFAULTS[name], format=fmt)
 
 
-def hyperparameter_form(job_running: bool) -> dict[str, Any] | None:
-    """Sites and every training hyperparameter, in one form; the fields on submit, else None."""
+def hyperparameter_form(model: LoadedModel, job_running: bool) -> dict[str, Any] | None:
+    """Sites and every training hyperparameter, in one form; the fields on submit, else None.
+    ``model``: the loaded model, for what the precision "auto" means on it."""
     d = _FIELD_DEFAULTS
     with st.form("train_form"):
         sites = st.multiselect(
@@ -531,11 +532,16 @@ def hyperparameter_form(job_running: bool) -> dict[str, Any] | None:
         early = c1.number_input("Early stop after (steps with L_E = 0; 0 = off)", 0, 1000, int(d["early_stop"]))
         autocast = c3.selectbox(
             "Frozen model's precision",
-            ("off", "bf16"),
-            index=("off", "bf16").index(d["autocast"]),
-            format_func=lambda v: {"off": "float32", "bf16": "bfloat16 autocast"}[v],
-            help="bfloat16 autocast runs the frozen model in bfloat16 (for a GPU); the intervention's "
-            "parameters stay float32. Off by default.",
+            AUTOCASTS,
+            index=AUTOCASTS.index(d["autocast"]),
+            format_func=lambda v: {
+                "auto": f"auto: {'bfloat16' if bf16_pays(model) else 'float32'} here",
+                "off": "float32",
+                "bf16": "bfloat16 autocast",
+            }[v],
+            help="bfloat16 autocast runs the frozen model in bfloat16; the intervention's parameters stay "
+            "float32. auto (default): bfloat16 where the device computes it natively and the model is at "
+            f"least {BF16_MIN_WIDTH} wide, else float32. The run's config records which.",
         )
         normalize = c2.checkbox(
             "DynScalar: dot product with the unit activation h/‖h‖ (ours; off = raw h)", value=bool(d["normalize"])
