@@ -23,9 +23,11 @@ def test_choose_takes_the_smallest_effective_fraction_within_the_tolerance_of_th
     assert experiments.choose([score({"a": 1}, 0.9, 0.1), score({"a": 2}, 0.9, 0.1)])["changes"] == {"a": 1}
 
 
-def test_first_result_grid_holds_valid_configs_and_starts_at_the_default():
-    assert experiments.FIRST_RESULT_GRID[0] == {}
+def test_first_result_grid_holds_valid_configs_and_starts_at_the_float32_default_of_before():
+    assert experiments.FIRST_RESULT_GRID[0] == {"batch_size": 8, "autocast": "off"}
     for changes in experiments.FIRST_RESULT_GRID:
+        # spelled out, so a row is the same run whatever today's defaults are
+        assert {"batch_size", "autocast"} <= changes.keys()
         config = TrainConfig(model="bundled", task="ioi", method="activscalar", seed=1, n_test=1, **changes)
         assert config.n_test == 1 and config.data_seed == 1
     assert len({json.dumps(c, sort_keys=True) for c in experiments.FIRST_RESULT_GRID}) == len(
@@ -39,7 +41,7 @@ def test_first_result_table():
         '{"autocast": "bf16"}': {"val_mean_flip": 0.95, "val_effective_frac": 0.106, "steps_s": 11.36, "run_ids": []},
     }
     assert experiments.markdown("first-result", result).splitlines() == [
-        "| ActivScalar, IOI (changes from the default) | validation mean flip | effective fraction | steps' s |",
+        "| ActivScalar, IOI (settings, the rest default) | validation mean flip | effective fraction | steps' s |",
         "|---|---|---|---|",
         "| {} | 0.950 | 0.105 | 18.5 |",
         '| {"autocast": "bf16"} | 0.950 | 0.106 | 11.4 |',
