@@ -1,8 +1,9 @@
 """``python -m actscale.bench`` (``make bench``): speed figures measured side by side in one run.
 
 (a) the engine's training-step time divided by a plain-PyTorch floor: the same Hugging Face
-    weights, batch and sites, with bare ``register_forward_hook`` hooks on the Hugging Face
-    modules and the same loss, measured alternately in the same process;
+    weights, batch, sites and precision (the default run's: ``autocast="auto"`` resolved on this
+    machine), with bare ``register_forward_hook`` hooks on the Hugging Face modules and the same
+    loss, measured alternately in the same process;
 (b) wall time from a cold start (a new process) to a trained IOI ActivScalar run with its
     validation metrics (the first result), where that time goes (start and imports, load, task,
     base pass, steps, evaluation of the training and validation prompts), and the evaluation on
@@ -76,7 +77,8 @@ def _floor_steps(hf, task, config, base_logits: torch.Tensor, n_steps: int) -> l
             b = rows.numel()
             t0 = time.perf_counter()
             state["beta"] = torch.cat([torch.ones(b), -torch.ones(b)])
-            logits = hf(task.tokens[rows].repeat(2, 1), logits_to_keep=1).logits[:, -1, :]
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):  # the run's precision
+                logits = hf(task.tokens[rows].repeat(2, 1), logits_to_keep=1).logits[:, -1, :].float()
             l1 = sum((a.abs().sum() for a in alpha.values()), torch.zeros(()))
             terms = objective(
                 logits,
@@ -115,13 +117,14 @@ def _engine_steps(model, task, config, n_steps: int) -> list[float]:
 def bench_step_ratio(rounds: int, n_steps: int) -> dict:
     from actscale.api import build_task
     from actscale.models import bundled_model_folder, load_model
+    from actscale.resources import resolve_autocast
     from actscale.training import TrainConfig, base_pass
 
-    config = TrainConfig()
     model = load_model("bundled", "cpu")
+    config = resolve_autocast(TrainConfig(), model)  # the default run's precision on this machine
     task = build_task(model, config)
     hf = _floor_model(bundled_model_folder())
-    base_logits = base_pass(model, task, config.sites).logits  # shared, as in training
+    base_logits = base_pass(model, task, config.sites, autocast=config.bf16).logits  # shared, as in training
     engine, floor, ratios = [], [], []
     _engine_steps(model, task, config, 2)  # warm-up both paths
     _floor_steps(hf, task, config, base_logits, 2)
@@ -138,7 +141,8 @@ def bench_step_ratio(rounds: int, n_steps: int) -> dict:
         "floor_step_s": round(statistics.median(floor), 4),
         "step_ratio": round(statistics.median(ratios), 3),
         "round_ratios": [round(r, 3) for r in ratios],
-        "batch": f"{config.batch_size} prompts x 2 betas x {task.n_pos} tokens",
+        "batch": f"{config.batch_size} prompts x 2 betas x {task.n_pos} tokens, "
+        f"{'bf16 autocast' if config.bf16 else 'float32'}",
         "steps_timed": len(engine),
     }
 
@@ -173,8 +177,10 @@ def step_peak_bytes(model, task, config) -> int | None:
     (VmHWM, reset through /proc/self/clear_refs after returning freed memory to the system),
     which is what the operating system kills a process for; None elsewhere. The step runs
     twice and the second is measured, so one-off allocations are not counted."""
+    from actscale.resources import resolve_autocast
     from actscale.training import _BatchOrder, _train_step, base_pass, new_intervention
 
+    config = resolve_autocast(config, model)
     base = base_pass(model, task, config.sites, autocast=config.bf16)
     intervention = new_intervention(model, task, config)
     rows = _BatchOrder(task.split_indices("train"), config.batch_size, config.seed).next()
@@ -233,13 +239,15 @@ def child_peak(spec: dict) -> int | None:
 
 
 def _scaling_point(model, task, config, n_steps: int, peak: int | None) -> dict:
-    from actscale.resources import step_memory_bytes
+    from actscale.resources import resolve_autocast, step_memory_bytes
 
+    config = resolve_autocast(config, model)
     _engine_steps(model, task, config, 2)  # warm-up: one-off costs of a new model or batch shape
     times = _engine_steps(model, task, config, n_steps + 1)
-    estimate = step_memory_bytes(model, task.n_pos, config.batch_size)
+    estimate = step_memory_bytes(model, task.n_pos, config.batch_size, bf16=config.bf16)
     return {
         "tokens": 2 * config.batch_size * task.n_pos,
+        "precision": "bf16 autocast" if config.bf16 else "float32",
         "step_s": round(statistics.median(times), 4),
         "peak_mb": None if peak is None else round(peak / 1e6, 2),
         "estimate_mb": round(estimate / 1e6, 2),
@@ -256,8 +264,11 @@ def bench_scaling(device: str, n_steps: int, depths: tuple[int, ...], width: int
 
     out: dict = {}
     # 128 training prompts: batches of 8, 16 and 32 all come full, so every timed step has the
-    # batch it is labelled with.
-    fields: dict[str, Any] = dict(task="ioi", method="activscalar", n_prompts=160, val_frac=0.2, n_test=8, early_stop=0)
+    # batch it is labelled with. Each model at its default precision ("auto": on a device with
+    # native bf16 the bundled model steps in bf16, the 256-wide tiny models in float32).
+    fields: dict[str, Any] = dict(
+        task="ioi", method="activscalar", n_prompts=160, val_frac=0.2, n_test=8, early_stop=0, batch_size=8
+    )
     base = TrainConfig(**fields)
     if bundled:
         model = load_model("bundled", device)
@@ -307,13 +318,11 @@ def _cli(*args: str) -> tuple[float, dict]:
     return _json_process("-m", "actscale", *args)
 
 
-# (b)'s runs: the default, then the two options that shorten it (README, "Measured"): bf16
-# autocast, and with it batches of 4 (which scores higher on validation, at a larger
-# effective fraction; not the default).
+# (b)'s runs: the default (precision "auto": bfloat16 autocast where the device computes it
+# natively, README "Measured"), then the same in float32, for the machines that run it so.
 TARGET_VARIANTS = (
     ("time_to_target", "", ()),
-    ("time_to_target_bf16", " (--autocast bf16)", ("--autocast", "bf16")),
-    ("time_to_target_bf16_b4", " (--autocast bf16 --batch-size 4)", ("--autocast", "bf16", "--batch-size", "4")),
+    ("time_to_target_float32", " (--autocast off: float32)", ("--autocast", "off")),
 )
 
 
@@ -349,6 +358,7 @@ def bench_time_to_target(store: Path, model: str = "bundled", extra: tuple[str, 
     phases["store_s"] = round(wall - first - timing["rest_eval_s"], 2)
     return {
         "run_id": result["run_id"],
+        "dtype": result["dtype"],
         "wall_s": round(wall, 2),
         "first_result_s": round(first, 2),
         "rest_eval_s": phases["rest_eval_s"],
@@ -469,9 +479,9 @@ def report_lines(results: dict) -> list[str]:
         else:
             lines.append(
                 f"(b){label} new process -> trained IOI ActivScalar with its validation metrics "
-                f"({t['n_val']} prompts): {t['first_result_s']} s (target <= 15 s); then the other {t['n_rest']} "
-                f"prompts' evaluation (training, and {t['n_test']} test): {t['rest_eval_s']} s; whole command "
-                f"{t['wall_s']} s"
+                f"({t['n_val']} prompts; {t['dtype']}): {t['first_result_s']} s (target <= 15 s); then the other "
+                f"{t['n_rest']} prompts' evaluation (training, and {t['n_test']} test): {t['rest_eval_s']} s; "
+                f"whole command {t['wall_s']} s"
             )
             where = ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {v} s" for k, v in t["phases"].items())
             lines.append(f"    where the time goes: {where}")
@@ -513,7 +523,8 @@ def report_lines(results: dict) -> list[str]:
                 ratio = p["estimate_over_peak"]
                 ok = "n/a" if ratio is None else "within +-30%" if abs(ratio - 1) <= 0.3 else "OUTSIDE +-30%"
                 lines.append(
-                    f"    {x}: {p['tokens']} tokens, step {p['step_s']} s, peak {p['peak_mb']} MB; estimate "
+                    f"    {x}: {p['tokens']} tokens, {p.get('precision', 'float32')}, step {p['step_s']} s, "
+                    f"peak {p['peak_mb']} MB; estimate "
                     f"{p['estimate_mb']} MB = {ratio} x measured ({ok})"
                 )
     return lines

@@ -26,10 +26,11 @@ def test_report_lines():
             "round_ratios": [1.02, 0.9, 0.99],
             "batch": "8 prompts x 2 betas",
         },
-        "time_to_target_bf16_b4": {"error": "model 'x' is not in the local Hugging Face cache"},
+        "time_to_target_float32": {"error": "model 'x' is not in the local Hugging Face cache"},
         "time_to_target": {
             "wall_s": 30.0,
             "first_result_s": 14.2,
+            "dtype": "bfloat16 autocast, parameters float32",
             "rest_eval_s": 9.1,
             "n_val": 10,
             "n_rest": 238,
@@ -60,6 +61,7 @@ def test_report_lines():
                     {
                         "layers": 4,
                         "tokens": 256,
+                        "precision": "bf16 autocast",
                         "step_s": 0.2,
                         "peak_mb": 20.0,
                         "estimate_mb": 28.0,
@@ -72,13 +74,15 @@ def test_report_lines():
     assert report_lines(results) == [
         "(a) step time ratio engine/floor: 0.99  (median; 1.16 s vs 1.17 s, 3 rounds 0.9-1.02, 8 prompts x 2 betas; "
         "target <= 1.05)",
-        "(b) new process -> trained IOI ActivScalar with its validation metrics (10 prompts): 14.2 s (target <= 15 s); "
+        "(b) new process -> trained IOI ActivScalar with its validation metrics (10 prompts; bfloat16 "
+        "autocast, parameters float32): 14.2 s (target <= 15 s); "
         "then the other 238 prompts' evaluation (training, and 200 test): 9.1 s; whole command 30.0 s",
         "    where the time goes: start and imports 2.4 s, load 0.7 s",
         "    validation flips +1.00 / -0.90; test flips +0.98 / -0.97, n_effective 140/960; targets met (test flips "
         ">= 0.9, effective <= 20%): True",
-        "(b) (--autocast bf16 --batch-size 4) time to target: failed: model 'x' is not in the local Hugging Face cache",
+        "(b) (--autocast off: float32) time to target: failed: model 'x' is not in the local Hugging Face cache",
         "(d) depth (tiny Llama, width 256): step time ~ layers^0.95, peak memory ~ layers^0.9",
-        "    2 layers: 256 tokens, step 0.1 s, peak 10.0 MB; estimate 12.0 MB = 1.2 x measured (within +-30%)",
-        "    4 layers: 256 tokens, step 0.2 s, peak 20.0 MB; estimate 28.0 MB = 1.4 x measured (OUTSIDE +-30%)",
+        "    2 layers: 256 tokens, float32, step 0.1 s, peak 10.0 MB; estimate 12.0 MB = 1.2 x measured (within +-30%)",
+        "    4 layers: 256 tokens, bf16 autocast, step 0.2 s, peak 20.0 MB; estimate 28.0 MB = 1.4 x measured "
+        "(OUTSIDE +-30%)",
     ]
