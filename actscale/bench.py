@@ -358,7 +358,7 @@ def bench_time_to_target(store: Path, model: str = "bundled", extra: tuple[str, 
     phases["store_s"] = round(wall - first - timing["rest_eval_s"], 2)
     return {
         "run_id": result["run_id"],
-        "dtype": result["dtype"],
+        "dtype": json.loads((Path(result["bundle"]) / "config.json").read_text())["dtype"],
         "wall_s": round(wall, 2),
         "first_result_s": round(first, 2),
         "rest_eval_s": phases["rest_eval_s"],

@@ -104,7 +104,7 @@ def _add_run_options(t: argparse.ArgumentParser, d: Any, sweep: bool) -> None:
         choices=["auto", "off", "bf16"],
         help="bf16: the frozen model runs in bfloat16 under torch.autocast; the intervention's parameters "
         "stay float32. auto (default): bf16 where the device computes it natively and the model is at "
-        "least 512 wide, else off (float32); the run's config records which",
+        "least 512 wide (DynScalar: always off), else off (float32); the run's config records which",
     )
     t.add_argument("--raw-dot", action="store_true", help="DynScalar: dot product with the raw activation")
     t.add_argument("--ccc-context-is-correct", action="store_true", help="CCC: a+ is the context's capital")
@@ -294,7 +294,6 @@ def cmd_train(args: argparse.Namespace) -> dict:
         "run_id": bundle.run_id,
         "bundle": str(bundle.path),
         "method": bundle.method,
-        "dtype": bundle.config.get("dtype"),
         "n_params": int(next(iter(bundle.metrics.values()))["n_params"]),
         "metrics": bundle.metrics,
         "timing": timing,

@@ -76,6 +76,9 @@ class Intervention(nn.Module):
     label: ClassVar[str] = ""  # one line for pickers
     fixed_length: ClassVar[bool] = True  # tied to prompts of one token length
     options: ClassVar[tuple[str, ...]] = ()  # the TrainConfig fields `from_config` reads
+    # Whether autocast "auto" may pick bfloat16 for this method (`resources.resolve_autocast`);
+    # a method whose bf16 runs were not measured to match its float32 ones says False.
+    auto_bf16: ClassVar[bool] = True
     defaults: ClassVar[MethodDefaults]
     # What `component_values` returns: its name in tables, its label on figures, and whether it
     # is signed (drawn on a diverging scale centred on 0) or a size (sequential scale).
@@ -458,6 +461,11 @@ class DynScalar(Intervention):
     defaults = MethodDefaults(steps=40, lr=0.015, batch_size=8, lambda_m=1e-3)
     magnitude_name, magnitude_label = "w_norm", "‖w‖"
     options = ("normalize",)
+    # Its scalars are read off the activation (α = wᵀĥ + b), which under bf16 autocast is a
+    # bfloat16 number: measured over seeds 1-3, bf16 moved its validation choice of learning rate
+    # (0.03 over 0.015) and cut held-out families' β = -1 flips (scene-first 0.72 -> 0.53), so
+    # "auto" keeps it in float32; --autocast bf16 still runs it in bf16.
+    auto_bf16 = False
 
     def __init__(self, sites: tuple[str, ...], dims: ModelDims, normalize: bool = True):
         self.normalize = normalize

@@ -10,6 +10,7 @@ import torch
 
 from actscale.config import TrainConfig
 from actscale.errors import ActscaleError
+from actscale.interventions import method_class
 from actscale.models import LoadedModel, bf16_pays
 from actscale.tasks import PreparedTask
 
@@ -76,11 +77,13 @@ def format_bytes(n_bytes: float) -> str:
 
 
 def resolve_autocast(config: TrainConfig, model: LoadedModel) -> TrainConfig:
-    """``config`` with ``autocast="auto"`` resolved for ``model`` (`models.bf16_pays`): "bf16"
-    or "off". Runs, their ids and their config.json only ever hold the resolved value."""
+    """``config`` with ``autocast="auto"`` resolved for ``model``: "bf16" where it pays
+    (`models.bf16_pays`) and the method allows it (``auto_bf16``), else "off". Runs, their ids
+    and their config.json only ever hold the resolved value."""
     if config.autocast != "auto":
         return config
-    return config.replace(autocast="bf16" if bf16_pays(model) else "off")
+    bf16 = bf16_pays(model) and method_class(config.method).auto_bf16
+    return config.replace(autocast="bf16" if bf16 else "off")
 
 
 def check_memory(model: LoadedModel, task: PreparedTask, config: TrainConfig) -> None:

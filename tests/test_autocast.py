@@ -13,6 +13,7 @@ from actscale.config import TrainConfig
 from actscale.errors import ActscaleError
 from actscale.interventions import hook_count, steer
 from actscale.models import BF16_MIN_WIDTH, bf16_pays, last_position_logits, native_bf16
+from actscale.resources import resolve_autocast
 from actscale.sites import SITES
 from actscale.store import RunStore
 
@@ -81,6 +82,14 @@ def test_auto_is_resolved_before_the_run_id(tiny_llama, store, monkeypatch):
     auto = train_run(CONFIG, tiny_llama, store=store, reuse=False)
     assert auto.run_id == bf16.run_id != plain.run_id and auto.config["autocast"] == "bf16"
     assert all(torch.equal(auto.params[k], bf16.params[k]) for k in bf16.params)
+    # DynScalar's "auto" stays float32 (its bf16 runs differ from its float32 ones).
+    dyn = TrainConfig(model="tiny-llama", method="dynscalar")
+    assert resolve_autocast(dyn, tiny_llama).autocast == "off"
+    assert resolve_autocast(dyn.replace(autocast="bf16"), tiny_llama).autocast == "bf16"
+    assert resolve_autocast(TrainConfig(model="tiny-llama", method="steervec"), tiny_llama).autocast == "bf16"
+    from actscale.ui.train_form import _auto_precision_label
+
+    assert _auto_precision_label(tiny_llama) == "auto: bfloat16 here (dynscalar: float32)"
     # A stored run read back keeps its precision: config.json's missing autocast is "off".
     assert TrainConfig.from_bundle(plain.config).autocast == "off"
 

@@ -503,6 +503,14 @@ def _optional_number(column, label: str, name: str, min_value, max_value, fmt: s
     return column.number_input(label, min_value, max_value, value=_FIELD_DEFAULTS[name], format=fmt)
 
 
+def _auto_precision_label(model: LoadedModel) -> str:
+    """What autocast "auto" means on ``model``, naming the methods it keeps in float32."""
+    if not bf16_pays(model):
+        return "auto: float32 here"
+    kept = [m for m in registered_methods() if not method_class(m).auto_bf16]
+    return "auto: bfloat16 here" + (f" ({', '.join(kept)}: float32)" if kept else "")
+
+
 def hyperparameter_form(model: LoadedModel, job_running: bool) -> dict[str, Any] | None:
     """Sites and every training hyperparameter, in one form; the fields on submit, else None.
     ``model``: the loaded model, for what the precision "auto" means on it."""
@@ -535,13 +543,14 @@ def hyperparameter_form(model: LoadedModel, job_running: bool) -> dict[str, Any]
             AUTOCASTS,
             index=AUTOCASTS.index(d["autocast"]),
             format_func=lambda v: {
-                "auto": f"auto: {'bfloat16' if bf16_pays(model) else 'float32'} here",
+                "auto": _auto_precision_label(model),
                 "off": "float32",
                 "bf16": "bfloat16 autocast",
             }[v],
             help="bfloat16 autocast runs the frozen model in bfloat16; the intervention's parameters stay "
             "float32. auto (default): bfloat16 where the device computes it natively and the model is at "
-            f"least {BF16_MIN_WIDTH} wide, else float32. The run's config records which.",
+            f"least {BF16_MIN_WIDTH} wide (DynScalar: always float32), else float32. The run's config "
+            "records which.",
         )
         normalize = c2.checkbox(
             "DynScalar: dot product with the unit activation h/‖h‖ (ours; off = raw h)", value=bool(d["normalize"])
