@@ -463,8 +463,9 @@ class DynScalar(Intervention):
     options = ("normalize",)
     # Its scalars are read off the activation (α = wᵀĥ + b), which under bf16 autocast is a
     # bfloat16 number: measured over seeds 1-3, bf16 moved its validation choice of learning rate
-    # (0.03 over 0.015) and cut held-out families' β = -1 flips (scene-first 0.72 -> 0.53), so
-    # "auto" keeps it in float32; --autocast bf16 still runs it in bf16.
+    # (0.03 over 0.015) and moved held-out families' flips by up to a fifth either way
+    # (scene-first β = -1 0.72 -> 0.53), so "auto" keeps it in float32 (README, "How the defaults
+    # were checked"); --autocast bf16 still runs it in bf16.
     auto_bf16 = False
 
     def __init__(self, sites: tuple[str, ...], dims: ModelDims, normalize: bool = True):
