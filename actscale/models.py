@@ -77,14 +77,15 @@ class LoadedModel:
 # The narrowest model for which `autocast="auto"` runs in bfloat16. Measured on a CPU with
 # native bf16 (AVX512-BF16, 2 threads), one training step under bf16 autocast against float32:
 # 0.75x as fast at width 64, 1.1-1.2x at 256, 1.4-1.7x at 512, 1.75x for the bundled model (576),
-# 1.8-2x at 1024. Below this width the casts cost more than the bf16 products save.
+# 1.8-2x at 1024. Below 512 the gain is small or a loss: the casts cost about what the bf16
+# products save.
 BF16_MIN_WIDTH = 512
 
 
 def native_bf16(device: str) -> bool:
     """Whether ``device`` computes bfloat16 products in hardware: a CUDA GPU that supports
-    bf16, or a CPU with AVX512-BF16 or AMX (elsewhere PyTorch emulates them, more slowly
-    than float32)."""
+    bf16, or a CPU with AVX512-BF16 or AMX (elsewhere PyTorch emulates them, which we have not
+    measured to pay)."""
     if device.startswith("cuda"):
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     if device == "cpu":
@@ -94,8 +95,9 @@ def native_bf16(device: str) -> bool:
 
 
 def bf16_pays(model: LoadedModel) -> bool:
-    """What ``autocast="auto"`` resolves to for ``model``: bfloat16 autocast where the device
-    computes bf16 natively and the model is at least ``BF16_MIN_WIDTH`` wide, else float32."""
+    """Whether bfloat16 autocast pays for ``model``: the device computes bf16 natively and the
+    model is at least ``BF16_MIN_WIDTH`` wide. ``autocast="auto"`` also asks the method
+    (`resources.resolve_autocast`)."""
     return model.d_model >= BF16_MIN_WIDTH and native_bf16(model.device)
 
 

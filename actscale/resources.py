@@ -42,6 +42,10 @@ def available_memory_bytes(device: str) -> int | None:
     return max(0, available)
 
 
+# Under bfloat16 autocast, the share of the float32 estimate's activations a step keeps (fitted).
+BF16_ACTIVATIONS = 0.62
+
+
 def step_memory_bytes(model: LoadedModel, n_pos: int, batch_size: int, bf16: bool = False) -> int:
     """An estimate of one training step's peak memory, within ±30% of the measured peak.
 
@@ -67,9 +71,6 @@ def step_memory_bytes(model: LoadedModel, n_pos: int, batch_size: int, bf16: boo
         return activations
     matrices = model.n_layers * (4 * model.d_model**2 + 3 * model.d_model * d_mlp) + model.d_vocab * model.d_model
     return int(2 * matrices + BF16_ACTIVATIONS * activations)
-
-
-BF16_ACTIVATIONS = 0.62
 
 
 def format_bytes(n_bytes: float) -> str:
