@@ -168,10 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--draws", type=int, default=20, help="random placements per k")
     a.add_argument(
         "--precision",
-        default="float32",
-        choices=["bf16", "float32"],
-        help="plain float32 passes (default) or under bfloat16 autocast (its agreement with the run's "
-        "float32 evaluation is reported)",
+        default="run",
+        choices=["run", "bf16", "float32"],
+        help="the passes' precision: the run's own (default: bfloat16 autocast for a run trained under it, "
+        "else float32), bf16 or float32; their agreement with the run's own evaluation is reported",
     )
     a.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     a.add_argument(

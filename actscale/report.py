@@ -380,7 +380,7 @@ def check_findings(bundle: RunBundle) -> list[str]:
         agree = m.get("precision_agreement") or {}
         if agree.get("agree") is not None:
             out.append(
-                f"The checks ran in {m['precision']}: the sign of Δ agrees with the run's float32 evaluation on "
+                f"The checks ran in {m['precision']}: the sign of Δ agrees with the run's own evaluation on "
                 f"{agree['agree']} of {agree['n']} prompt-directions."
             )
     if "stability" in data:

@@ -107,6 +107,23 @@ def test_random_draws_keep_each_site_count_and_are_seeded(runs):
             assert int(((draw >= sl.start) & (draw < sl.stop)).sum()) == in_top
 
 
+def test_the_checks_run_at_the_runs_own_precision(tiny_llama, tmp_path):
+    """precision="run" (the default): a run trained under bf16 autocast is checked under it, and
+    the full run reproduces its own evaluation exactly; float32 passes on it are another
+    computation (Δ moves). Before, an autocast block around `last_position_logits` was switched
+    off inside it, so "bf16" checks had run in float32."""
+    config = TrainConfig(model="tiny-llama", steps=3, n_prompts=16, n_test=8, autocast="bf16")
+    bundle = train_run(config, tiny_llama, store=RunStore(tmp_path / "runs"))
+    options = CheckOptions(prompts=8, draws=5, side_effects=False)
+    assert options.precision == "run"
+    part, _ = checks.map_checks(tiny_llama, bundle, options)
+    assert part["precision"] == "bf16"
+    assert part["precision_agreement"]["max_abs_delta_change"] == 0.0
+    assert part["precision_agreement"]["agree"] == part["precision_agreement"]["n"] == 24
+    plain, _ = checks.map_checks(tiny_llama, bundle, FAST)
+    assert plain["precision"] == "float32" and plain["precision_agreement"]["max_abs_delta_change"] > 1e-3
+
+
 @pytest.mark.parametrize("method", ["activscalar", "steervec", "dynscalar"])
 def test_full_run_in_the_checks_reproduces_the_runs_own_evaluation(tiny_llama, runs, method):
     """At k = n_components the batched variant is the run itself: in float32 the sign of Δ
@@ -244,7 +261,7 @@ def test_generalisation_matrix_for_ioi_families(tiny_llama, tmp_path):
 
 
 def test_errors(tiny_llama, runs):
-    with pytest.raises(ActscaleError, match="^unknown precision 'half': choose bf16 or float32$"):
+    with pytest.raises(ActscaleError, match="^unknown precision 'half': choose run, bf16 or float32$"):
         CheckOptions(precision="half")
     with pytest.raises(ActscaleError, match="^draws must be a whole number between 1 and 10000$"):
         CheckOptions(draws=0)
@@ -305,7 +322,7 @@ def test_cli_defaults_are_the_engines():
     args = build_parser().parse_args(["analyse", "--run", "x"])
     d = CheckOptions()
     assert (args.prompts, args.draws, args.precision, args.seeds) == (d.prompts, d.draws, d.precision, d.seeds)
-    assert (d.prompts, d.draws, d.precision) == (16, 20, "float32")
+    assert (d.prompts, d.draws, d.precision) == (16, 20, "run")
 
 
 @pytest.mark.parametrize("method", ["activscalar", "dynscalar"])

@@ -51,7 +51,7 @@ def _draw(bundle: RunBundle, checks: dict[str, Any], figure: FigureFn) -> None:
     m = checks["map"]
     agree = m.get("precision_agreement") or {}
     prec = f"Forward passes in {m['precision']}" + (
-        f"; the sign of Δ agrees with the run's own float32 evaluation on {agree['agree']} of {agree['n']} "
+        f"; the sign of Δ agrees with the run's own evaluation on {agree['agree']} of {agree['n']} "
         f"prompt-directions (largest change of Δ {agree.get('max_abs_delta_change', 0):.2f})."
         if agree.get("agree") is not None
         else "."
