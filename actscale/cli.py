@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from actscale.errors import ActscaleError, TrainingCancelled, one_line
-from actscale.interventions import registered_methods
+from actscale.interventions import float32_under_auto, registered_methods
+from actscale.models import auto_precision_rule
 from actscale.sites import SITES
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
@@ -103,8 +104,8 @@ def _add_run_options(t: argparse.ArgumentParser, d: Any, sweep: bool) -> None:
         default=d.autocast,
         choices=["auto", "off", "bf16"],
         help="bf16: the frozen model runs in bfloat16 under torch.autocast; the intervention's parameters "
-        "stay float32. auto (default): bf16 where the device computes it natively and the model is at "
-        "least 512 wide (DynScalar: always off), else off (float32); the run's config records which",
+        f"stay float32. auto (default): {auto_precision_rule(float32_under_auto())}; the run's config records "
+        "which",
     )
     t.add_argument("--raw-dot", action="store_true", help="DynScalar: dot product with the raw activation")
     t.add_argument("--ccc-context-is-correct", action="store_true", help="CCC: a+ is the context's capital")

@@ -305,6 +305,11 @@ def registered_methods() -> tuple[str, ...]:
     return tuple(_REGISTRY)
 
 
+def float32_under_auto() -> tuple[str, ...]:
+    """The registered methods that autocast "auto" keeps in float32 (``auto_bf16`` False)."""
+    return tuple(m for m in _REGISTRY if not _REGISTRY[m].auto_bf16)
+
+
 def method_class(method: str) -> type[Intervention]:
     """The class of a registered method; ActscaleError (one line) for an unknown name."""
     try:

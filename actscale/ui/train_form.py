@@ -23,9 +23,9 @@ from actscale.analysis import rate_text
 from actscale.api import build_task, expected_run_id
 from actscale.config import AUTOCASTS, METHOD_DEFAULT_FIELDS, TrainConfig
 from actscale.errors import ActscaleError, DatasetError, one_line
-from actscale.interventions import method_class, registered_methods
+from actscale.interventions import float32_under_auto, method_class, registered_methods
 from actscale.jobs import Job
-from actscale.models import BF16_MIN_WIDTH, LoadedModel, bf16_pays, is_gguf_name
+from actscale.models import LoadedModel, auto_precision_rule, bf16_pays, is_gguf_name
 from actscale.preview import dropped_frame, preview_task
 from actscale.sites import DEFAULT_SITES, SITES
 from actscale.store import RunStore
@@ -507,7 +507,7 @@ def _auto_precision_label(model: LoadedModel) -> str:
     """What autocast "auto" means on ``model``, naming the methods it keeps in float32."""
     if not bf16_pays(model):
         return "auto: float32 here"
-    kept = [m for m in registered_methods() if not method_class(m).auto_bf16]
+    kept = float32_under_auto()
     return "auto: bfloat16 here" + (f" ({', '.join(kept)}: float32)" if kept else "")
 
 
@@ -548,9 +548,8 @@ def hyperparameter_form(model: LoadedModel, job_running: bool) -> dict[str, Any]
                 "bf16": "bfloat16 autocast",
             }[v],
             help="bfloat16 autocast runs the frozen model in bfloat16; the intervention's parameters stay "
-            "float32. auto (default): bfloat16 where the device computes it natively and the model is at "
-            f"least {BF16_MIN_WIDTH} wide (DynScalar: always float32), else float32. The run's config "
-            "records which.",
+            f"float32. auto (default): {auto_precision_rule(float32_under_auto())}. The run's config records "
+            "which.",
         )
         normalize = c2.checkbox(
             "DynScalar: dot product with the unit activation h/‖h‖ (ours; off = raw h)", value=bool(d["normalize"])
