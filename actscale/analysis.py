@@ -165,7 +165,7 @@ def metrics_frame(
 
 
 def metrics_table(bundle: RunBundle) -> pd.DataFrame:
-    """The run's metrics (method.md §4, completed by `filled_metrics`), one row per metric, one
+    """The run's metrics (docs/method.md §4, completed by `filled_metrics`), one row per metric, one
     column per split (train, val, test first); each rate also as "base → rate [interval]"."""
     metrics = filled_metrics(bundle)
     order = ("train", "val", "test")
@@ -207,7 +207,7 @@ def examples_frame(bundle: RunBundle) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- rates read against their base
 def base_rate(metrics: Mapping[str, Any], name: str) -> float | None:
-    """What a rate is read against (method.md §4): ``flip_acc_pos`` against the share of prompts
+    """What a rate is read against (docs/method.md §4): ``flip_acc_pos`` against the share of prompts
     the unmodified model already answers with a+ (``acc_base``), ``flip_acc_neg`` against the
     share it already answers with a− (1 − ``acc_base``)."""
     base = metrics.get("acc_base")
@@ -239,7 +239,7 @@ def filled_metrics(bundle: RunBundle) -> dict[str, dict[str, Any]]:
     """The run's metrics, completed for bundles written before baselines, intervals and
     comparable minimality existed: ``acc_base`` from the stored per-prompt Δ, intervals from the
     counts, ``n_components``/``n_effective``/``effective_frac`` recomputed from the stored arrays
-    (method.md §4) — or None ("n/a") where the arrays are not there, never the old figure, which
+    (docs/method.md §4) — or None ("n/a") where the arrays are not there, never the old figure, which
     counted in other units."""
     out: dict[str, dict[str, Any]] = {split: dict(m) for split, m in bundle.metrics.items()}
     if all("n_components" in m for m in out.values()):
@@ -273,7 +273,7 @@ def train_token_mask(bundle: RunBundle) -> torch.Tensor:
 
 
 def recompute_minimality(bundle: RunBundle) -> tuple[int, int] | None:
-    """(n_components, n_effective) of method.md §4 from a bundle's stored arrays; None when an
+    """(n_components, n_effective) of docs/method.md §4 from a bundle's stored arrays; None when an
     array it needs is not stored."""
     method = run_method(bundle)
     tau = float(bundle.config.get("tau", 0.05))
@@ -360,7 +360,7 @@ def best_on_validation(df: pd.DataFrame) -> str | None:
     return str(keys.sort_values(["neg_flip", "kl", "frac", "run_id"]).iloc[0]["run_id"])
 
 
-# ---------------------------------------------------------------- the map checks (method.md §7)
+# ---------------------------------------------------------------- the map checks (docs/method.md §7)
 def run_checks_data(bundle: RunBundle) -> dict[str, Any] | None:
     """The run's checks.json content, or None until the checks were run."""
     found = bundle.checks()

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from actscale._version import __version__
 from actscale.config import TrainConfig
 from actscale.errors import ActscaleError
 from actscale.interventions import Intervention, make_intervention
@@ -31,8 +32,6 @@ from actscale.tasks import (
     read_dataset,
 )
 from actscale.training import CancelFlag, StepInfo, TrainResult, evaluate, model_dims, train
-
-__version__ = "0.1.0"
 
 
 def resolved_prepend_bos(model: LoadedModel, config: TrainConfig) -> bool:
@@ -125,7 +124,7 @@ def package_versions() -> dict[str, str]:
 
 
 def run_config(model: LoadedModel, task: PreparedTask, config: TrainConfig) -> dict[str, Any]:
-    """The config.json of a run: everything needed to rerun it (interfaces.md)."""
+    """The config.json of a run: everything needed to rerun it (docs/interfaces.md)."""
     config = resolve_autocast(config, model)
     record = config.to_record()
     record.update(

@@ -1,4 +1,4 @@
-"""Does the map mean anything? The checks of method.md §7, from a stored run and the model.
+"""Does the map mean anything? The checks of docs/method.md §7, from a stored run and the model.
 
 A trained run's map is a claim that *these* components carry the behaviour. Each check tests
 it with forward passes only, on the same test prompts (paired, so the curves compare like with
@@ -55,7 +55,7 @@ Progress = Callable[[float, str], None]
 @dataclass(frozen=True)
 class CheckOptions:
     """What `run_checks` computes, and how (the defaults keep the default IOI ActivScalar run's
-    checks within a minute on two CPU cores; see the README)."""
+    checks within a minute on two CPU cores; see docs/checks.md)."""
 
     prompts: int = 16  # test prompts every variant is evaluated on (the first ones of the split)
     draws: int = 20  # random placements per k
@@ -491,7 +491,7 @@ def map_checks(
     cancel: CancelFlag | None = None,
 ) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """Sufficiency, necessity, the random control and the ablations of ``bundle``'s map
-    (method.md §7.1–4), as (checks.json part, tensors)."""
+    (docs/method.md §7.1–4), as (checks.json part, tensors)."""
     start = time.perf_counter()
     ctx, task, rows = _context(model, bundle, options, cancel)
     comps, n = ctx.comps, ctx.comps.n
@@ -530,7 +530,7 @@ def map_checks(
             k90 = mid
         else:
             lo = mid
-    random_ks = [k90]  # one k: a minute holds 20 draws at one k (README, "the time budget")
+    random_ks = [k90]  # one k: a minute holds 20 draws at one k (docs/checks.md, "the time budget")
     random_rows = []
     for k in random_ks:
         top = comps.top(k)
@@ -677,7 +677,7 @@ def stability(
     k_top: int,
 ) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """Selection frequency per component, the consensus map, rank correlations and top-k
-    overlaps over ``options.seeds`` runs of the same configuration (method.md §7.5)."""
+    overlaps over ``options.seeds`` runs of the same configuration (docs/method.md §7.5)."""
     configs = stability_configs(bundle, options.seeds, options.vary)
     same_data = options.vary == "seed"
     task = _run_task(model, bundle) if same_data else None
@@ -786,7 +786,7 @@ def generalisation_configs(bundle: RunBundle) -> list[tuple[str, TrainConfig]]:
 
 
 def generalisation(bundle: RunBundle, trainer: Trainer) -> dict[str, Any]:
-    """The matrix of method.md §7.6: row = the group trained on, column = the group tested on
+    """The matrix of docs/method.md §7.6: row = the group trained on, column = the group tested on
     (the diagonal: the trained group's own validation prompts), flip rates with intervals."""
     groups = run_groups(bundle)
     pairs = generalisation_configs(bundle)
@@ -842,7 +842,7 @@ def side_effects(
 ) -> dict[str, Any]:
     """A run of any length applied at every position of neutral text at β = ±1: per-token KL
     from the unmodified model, perplexity before and after, and how often the top-1 next token
-    changes (method.md §7.7)."""
+    changes (docs/method.md §7.7)."""
     from actscale.api import intervention_from_bundle, resolved_prepend_bos
     from actscale.interventions import steer
 

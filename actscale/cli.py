@@ -1,4 +1,4 @@
-"""``python -m actscale train|sweep|eval|analyse|list`` (interfaces.md, Command line).
+"""``python -m actscale train|sweep|eval|analyse|list`` (docs/interfaces.md, Command line).
 
 The engine (torch, transformers, TransformerLens: seconds to import) is imported inside each
 command, so ``--help`` and a mistyped option answer at once.
@@ -43,9 +43,9 @@ def _add_run_options(t: argparse.ArgumentParser, d: Any, sweep: bool) -> None:
     t.add_argument("--task", default=d.task, choices=["ioi", "ccc", "custom"])
     t.add_argument("--method", default=d.method, choices=list(registered_methods()))
     t.add_argument("--sites", default=",".join(d.sites), help=f"comma-separated, from {','.join(SITES)}")
-    t.add_argument("--steps", type=int, default=None, help="default: the method's (see README)")
-    t.add_argument("--lr", type=float, default=None, help="default: the method's (see README)")
-    t.add_argument("--batch-size", type=int, default=None, help="default: the method's (see README)")
+    t.add_argument("--steps", type=int, default=None, help="default: the method's (see docs/usage.md)")
+    t.add_argument("--lr", type=float, default=None, help="default: the method's (see docs/usage.md)")
+    t.add_argument("--batch-size", type=int, default=None, help="default: the method's (see docs/usage.md)")
     if sweep:
         t.add_argument("--margin", default=str(d.margin), help="comma-separated values (default %(default)s)")
         t.add_argument("--lambda-f", default=str(d.lambda_f), help="comma-separated values (default %(default)s)")
@@ -54,7 +54,7 @@ def _add_run_options(t: argparse.ArgumentParser, d: Any, sweep: bool) -> None:
     else:
         t.add_argument("--margin", type=float, default=d.margin)
         t.add_argument("--lambda-f", type=float, default=d.lambda_f)
-        t.add_argument("--lambda-m", type=float, default=None, help="default: the method's (see README)")
+        t.add_argument("--lambda-m", type=float, default=None, help="default: the method's (see docs/usage.md)")
         t.add_argument("--seed", type=int, default=d.seed)
     t.add_argument("--n-prompts", type=int, default=d.n_prompts)
     t.add_argument("--test-frac", type=float, default=d.test_frac, help="custom data: the share of prompts for test")
@@ -150,7 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     e.add_argument("--store", default=None)
 
-    a = sub.add_parser("analyse", help="check what a run's map means (method.md §7) and store the checks in its bundle")
+    a = sub.add_parser(
+        "analyse", help="check what a run's map means (docs/method.md §7) and store the checks in its bundle"
+    )
     a.add_argument("--run", required=True, help="a run folder, or a run id in --store")
     a.add_argument(
         "--seeds", type=int, default=0, help="stability over this many seeds, the run's own included (0: none)"

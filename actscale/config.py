@@ -21,7 +21,7 @@ AUTOCASTS: tuple[str, ...] = get_args(Autocast)
 OMITTED_AT_DEFAULT: dict[str, object] = {"autocast": "off"}
 Schedule = Literal["cosine", "constant"]
 SCHEDULES: tuple[str, ...] = get_args(Schedule)
-# How ActivScalar's and SteerVec's position index meets a prompt (method.md §2): "absolute"
+# How ActivScalar's and SteerVec's position index meets a prompt (docs/method.md §2): "absolute"
 # counts from the first token (all prompts of one run share one length), "answer" counts back
 # from the last token (prompts of every length, left-padded); "auto" is answer-aligned for a
 # user's file and absolute for the generated tasks, whose templates share one length per run.
@@ -51,8 +51,8 @@ def _whole_number(value: Any) -> int | None:
 class TrainConfig:
     """Everything that defines a run; plain data, validated on construction.
 
-    Defaults (ours, method.md §3) are the ones the acceptance targets were measured with; see
-    the README's table. ``method`` is any registered method's name.
+    Defaults (ours, docs/method.md §3) are the ones the acceptance targets were measured with; see
+    docs/usage.md's table. ``method`` is any registered method's name.
     """
 
     model: str = "bundled"
@@ -73,7 +73,7 @@ class TrainConfig:
     test_frac: float = 0.2  # custom data: the share of prompts for test
     dataset: str = ""  # custom task: path of the CSV/JSONL file
     device: str = "auto"
-    tau: float = 0.05  # n_effective threshold (method.md §4)
+    tau: float = 0.05  # n_effective threshold (docs/method.md §4)
     normalize: bool = True  # DynScalar: dot product with h/‖h‖ (ours)
     memory_is_correct: bool = True  # CCC: a+ is the remembered capital
     templates: tuple[str, ...] = ()  # IOI templates to use; () = all

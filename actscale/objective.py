@@ -1,4 +1,4 @@
-"""The three-term objective (method.md §3) and the metrics (method.md §4).
+"""The three-term objective (docs/method.md §3) and the metrics (docs/method.md §4).
 
 Everything here is a pure function of last-position logits, so it is tested against
 hand-computed values without a model.
@@ -124,7 +124,7 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
 
 @dataclass(frozen=True)
 class Minimality:
-    """The run-level minimality figures (method.md §4), shared by every split."""
+    """The run-level minimality figures (docs/method.md §4), shared by every split."""
 
     l1: float
     n_params: int
@@ -145,7 +145,7 @@ def _rate(hits: Tensor) -> tuple[float, list[float]]:
 def flip_metrics(
     base_logits: Tensor, pos_logits: Tensor, neg_logits: Tensor, correct: Tensor, wrong: Tensor
 ) -> dict[str, Any]:
-    """The metrics of method.md §4 that need no minimality figure: the base rate and flip rates
+    """The metrics of docs/method.md §4 that need no minimality figure: the base rate and flip rates
     with their intervals, the mean Δ, faithfulness and the prompt count, from last-position
     logits [n d_vocab] of the unmodified model and of the model steered with β = +1 and β = −1."""
     d_base = logit_diff(base_logits, correct, wrong)
@@ -174,7 +174,7 @@ def flip_metrics(
 def split_metrics(
     base_logits: Tensor, pos_logits: Tensor, neg_logits: Tensor, correct: Tensor, wrong: Tensor, minimality: Minimality
 ) -> dict[str, Any]:
-    """Every metric of method.md §4 for one split: `flip_metrics` and the run's minimality."""
+    """Every metric of docs/method.md §4 for one split: `flip_metrics` and the run's minimality."""
     out = flip_metrics(base_logits, pos_logits, neg_logits, correct, wrong)
     n_prompts = out.pop("n_prompts")  # last, in METRIC_NAMES' order
     out.update(

@@ -1,5 +1,5 @@
 """Steering one prompt by hand: a trained intervention at any strength β on a prompt of the
-user's choosing (method.md §6.5). Pure computation; the Playground page only draws it.
+user's choosing (docs/method.md §6.5). Pure computation; the Playground page only draws it.
 
     iv = intervention_from_bundle(bundle, model)
     out = steer_prompt(model, iv, "When Mary and John went to the store, John gave a drink to",
@@ -198,7 +198,7 @@ def beta_curve(
     betas: Sequence[float] | None = None,
 ) -> pd.DataFrame:
     """``beta, delta, p_correct, p_wrong`` for each β (default ``linspace(-1, 1, 21)``), all in
-    one batched forward pass (method.md §6.5). Raises ActscaleError like ``steer_prompt``."""
+    one batched forward pass (docs/method.md §6.5). Raises ActscaleError like ``steer_prompt``."""
     values = np.linspace(-1.0, 1.0, 21) if betas is None else np.asarray(list(betas), dtype=float)
     if values.size == 0:
         raise ActscaleError("no β values given")

@@ -1,4 +1,4 @@
-"""Figures of method.md §6, as pure functions from a bundle or a tidy DataFrame to a plotly
+"""Figures of docs/method.md §6, as pure functions from a bundle or a tidy DataFrame to a plotly
 figure. No model is needed for any of them (viewer mode). The numbers come from `analysis`;
 this module only draws them."""
 
@@ -401,7 +401,7 @@ METRIC_LABELS = {
 
 
 def plot_tradeoff(df: pd.DataFrame, x: str, y: str = "flip_acc", colour: str = "method") -> go.Figure:
-    """A trade-off scatter (method.md §6.4); each point carries its run id for click-through."""
+    """A trade-off scatter (docs/method.md §6.4); each point carries its run id for click-through."""
     fig = _new_figure()
     xl, yl = METRIC_LABELS.get(x, x), METRIC_LABELS.get(y, y)
     for key, part in df.groupby(colour, sort=True):
@@ -429,7 +429,7 @@ def plot_tradeoff(df: pd.DataFrame, x: str, y: str = "flip_acc", colour: str = "
 
 
 def plot_beta_curve(curve: pd.DataFrame, beta: float | None = None) -> go.Figure:
-    """Δ, p(a+) and p(a−) as β runs from −1 to +1 (method.md §6.5); ``beta`` marks the current
+    """Δ, p(a+) and p(a−) as β runs from −1 to +1 (docs/method.md §6.5); ``beta`` marks the current
     strength. The probability axis starts at 0 and fits the data (small models give small p)."""
     fig = _new_figure()
     fig.add_trace(go.Scatter(x=curve["beta"], y=curve["delta"], name="Δ = logit(a+) − logit(a−)", mode="lines+markers"))
@@ -463,7 +463,7 @@ def plot_beta_curve(curve: pd.DataFrame, beta: float | None = None) -> go.Figure
 
 
 def plot_length_generalisation(bundle: RunBundle) -> go.Figure:
-    """Flip rate per prompt length, split and direction (DynScalar across lengths, method.md
+    """Flip rate per prompt length, split and direction (DynScalar across lengths, docs/method.md
     §6.6), each next to the unmodified model's rate at that length (◆)."""
     df = examples_frame(bundle)
     fig = _new_figure()
@@ -548,7 +548,7 @@ def plot_reliability(bundle: RunBundle, split: str = "test") -> go.Figure:
     return fig
 
 
-# ---------------------------------------------------------------- the map checks (method.md §7)
+# ---------------------------------------------------------------- the map checks (docs/method.md §7)
 def plot_sufficiency(bundle: RunBundle) -> go.Figure:
     """Flip rate against k (log): the top-k kept (sufficiency) and removed (necessity) with
     Wilson intervals, the random control's median and 5–95% band, the zero- and mean-ablation

@@ -34,7 +34,7 @@ from actscale.analysis import (
 )
 from actscale.store import RunBundle, RunListing
 
-# Columns of the runs table, in order. Headline metrics are the test split's (method.md §4).
+# Columns of the runs table, in order. Headline metrics are the test split's (docs/method.md §4).
 RUN_COLUMNS = (
     "run_id", "status", "created", "model", "task", "method", "sites", "steps",
     "test_acc_base", "test_flip_acc_pos", "test_flip_acc_neg", "test β = +1", "test β = −1", "test_n",
@@ -70,7 +70,7 @@ def run_row(listing: RunListing) -> dict[str, Any]:
         "test_acc_base": test.get("acc_base"),
         "test_flip_acc_pos": test.get("flip_acc_pos"),
         "test_flip_acc_neg": test.get("flip_acc_neg"),
-        # Each flip rate after the unmodified model's rate, with its interval (method.md §4).
+        # Each flip rate after the unmodified model's rate, with its interval (docs/method.md §4).
         "test β = +1": rate_text(test, "flip_acc_pos"),
         "test β = −1": rate_text(test, "flip_acc_neg"),
         "test_n": test.get("n_prompts"),

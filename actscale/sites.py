@@ -11,7 +11,7 @@ from actscale.errors import ActscaleError
 
 Site = Literal["attn_out", "mlp_out", "head", "resid_post"]
 
-# site -> hook name template (method.md §1)
+# site -> hook name template (docs/method.md §1)
 SITE_HOOKS: dict[str, str] = {
     "attn_out": "blocks.{layer}.hook_attn_out",
     "mlp_out": "blocks.{layer}.hook_mlp_out",

@@ -1,6 +1,6 @@
 """The run store: one folder per run, written atomically, read with json and safetensors only.
 
-Layout (interfaces.md, Run bundle)::
+Layout (docs/interfaces.md, Run bundle)::
 
     <store>/<run_id>/config.json  params.safetensors  metrics.json  history.csv  dataset.jsonl
                      analysis.safetensors  analysis.json        (ours: what the dashboard draws)
@@ -360,7 +360,7 @@ class RunStore:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-# ---- the map checks (method.md §7), added to a bundle by `actscale.checks.run_checks` ----
+# ---- the map checks (docs/method.md §7), added to a bundle by `actscale.checks.run_checks` ----
 CHECKS_VERSION = 1
 
 

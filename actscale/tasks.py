@@ -1,4 +1,4 @@
-"""Tasks: prompts with an answer pair (method.md §5), and their tokenisation for training.
+"""Tasks: prompts with an answer pair (docs/method.md §5), and their tokenisation for training.
 
 Three sources produce `Example`s: the IOI generator, the CCC generator and a user's CSV/JSONL
 file. `prepare_task` turns them into left-padded token tensors, drops what cannot be used
@@ -406,7 +406,7 @@ class PreparedTask:
         return hashlib.sha256(("\n".join(lines) + "\n").encode("utf-8")).hexdigest()[:16]
 
     def position_labels(self) -> list[str]:
-        """A label per position, by the task's alignment (method.md §2), from the train prompts.
+        """A label per position, by the task's alignment (docs/method.md §2), from the train prompts.
 
         One length (absolute positions): ``"3:Mary…"``, the token all prompts share there, or
         the most common one followed by '…' where they differ (names, places). Prompts of

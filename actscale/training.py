@@ -81,7 +81,7 @@ class BaseOutputs:
 
 @dataclass
 class Evaluation:
-    """Every metric of method.md §4 per split, the tensors the dashboard draws without a model
+    """Every metric of docs/method.md §4 per split, the tensors the dashboard draws without a model
     (the bundle's ``analysis.safetensors``) and the flip rates per prompt group."""
 
     metrics: dict[str, dict[str, Any]]
@@ -484,7 +484,7 @@ def evaluate(
     beta: float = 1.0,
     on_result: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> Evaluation:
-    """Every metric of method.md §4 on each split the task has, plus the tensors the dashboard
+    """Every metric of docs/method.md §4 on each split the task has, plus the tensors the dashboard
     draws without a model: ``hnorm.<site>``, per-prompt ``delta.*``, each component's relative
     size ``magnitude.<site>`` (what defines ``n_effective``) and whatever the method adds
     (`Intervention.analysis_arrays`). ``beta`` scales both directions (evaluated at +beta and

@@ -87,7 +87,7 @@ def run_figures(bundle: RunBundle) -> dict[str, go.Figure]:
 
 
 def check_figures(bundle: RunBundle) -> dict[str, go.Figure]:
-    """The figures of the run's map checks (method.md §7), by title; {} until they are run."""
+    """The figures of the run's map checks (docs/method.md §7), by title; {} until they are run."""
     found = bundle.checks()
     data = found[0] if found else {}
     figs: dict[str, go.Figure] = {}

@@ -1,6 +1,6 @@
 """Explore one stored run: what the intervention learned, where, and how training went.
 
-Viewer mode: this page never loads a model; everything comes from the bundle (method.md §6.1,
+Viewer mode: this page never loads a model; everything comes from the bundle (docs/method.md §6.1,
 §6.2, §6.6). Figures are cached per run folder, so moving a slider redraws at once.
 """
 
@@ -125,7 +125,7 @@ with common.guarded("The metrics"):
         "n/a" if n_eff is None else f"{n_eff:,} of {n_comp:,}",
         None if frac is None else f"{100 * frac:.1f}% of components",
         delta_color="off",
-        help="components whose relative change of the activation exceeds τ (method.md §4); "
+        help="components whose relative change of the activation exceeds τ (docs/method.md §4); "
         "n/a for a run stored without the arrays to recompute it",
     )
     table = analysis.metrics_table(bundle)

@@ -1,4 +1,4 @@
-"""Compare runs: the methods side by side (method.md §6.3), parameter counts, and sweeps of
+"""Compare runs: the methods side by side (docs/method.md §6.3), parameter counts, and sweeps of
 λ_M, λ_F and m with their trade-off plots (§6.4), where clicking a point opens that run.
 
 Reads only config.json and metrics.json of each run (no tensors, no model), except to launch
@@ -163,7 +163,7 @@ with common.guarded("Comparing these runs"):
             "Minimality measure",
             ["l1", "effective_frac", "n_effective"],
             key="compare_minimality",
-            help="‖θ‖₁, the fraction of effective components, or their number (method.md §4).",
+            help="‖θ‖₁, the fraction of effective components, or their number (docs/method.md §4).",
         )
         colour = c3.selectbox("Colour by", ["method", "lambda_m", "lambda_f", "margin"], key="compare_colour")
         part = df[df["split"] == split]

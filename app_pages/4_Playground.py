@@ -1,4 +1,4 @@
-"""Playground: steer one prompt with a trained run at any strength β (method.md §6.5).
+"""Playground: steer one prompt with a trained run at any strength β (docs/method.md §6.5).
 
 A prompt and its two answers (typed, or picked from the run's dataset) → the engine
 (`actscale.playground`) on the resident model → Δ, p(a+), p(a−), the top-10 next tokens before

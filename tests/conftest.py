@@ -4,6 +4,7 @@ test seam, no download) and a fresh run store per test."""
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -88,6 +89,30 @@ def bundled():
     return load_model("bundled", "cpu")
 
 
+@pytest.fixture(scope="session")
+def slow_store(tmp_path_factory):
+    """One run store for the session's real-model runs: a run that several slow tests read
+    (the default IOI ActivScalar run, the held-out DynScalar run) is trained once, by whichever
+    test asks first, and opened by the others."""
+    from actscale.store import RunStore
+
+    return RunStore(tmp_path_factory.mktemp("slow") / "runs")
+
+
+@pytest.fixture(scope="session")
+def bundled_run(bundled, slow_store):
+    """``bundled_run(task=..., method=..., **fields)``: the bundled model's run of that config
+    in the session's store, trained on first use (``train_run`` opens a stored run with the
+    same config instead of training it again)."""
+    from actscale.api import train_run
+    from actscale.training import TrainConfig
+
+    def run(**fields):
+        return train_run(TrainConfig(model="bundled", **fields), bundled, store=slow_store)
+
+    return run
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _one_thread():
     """Tiny models run fastest on one thread: on such small matrices two threads mostly spin,
@@ -141,3 +166,15 @@ def store_snapshot(root) -> dict[str, tuple[bytes | None, int]]:
     for path in sorted(root.rglob("*")):
         out[str(path.relative_to(root))] = (path.read_bytes() if path.is_file() else None, path.stat().st_mtime_ns)
     return out
+
+
+_SUITE_START = time.monotonic()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The suite's wall time and the CPU it ran on, above pytest's closing line: CI allows 90
+    minutes, and the same suite is several times slower on a CPU without AVX-512."""
+    from actscale.machine import cpu_description
+
+    minutes, seconds = divmod(round(time.monotonic() - _SUITE_START), 60)
+    terminalreporter.write_line(f"test suite: {minutes} min {seconds:02d} s on {cpu_description()}")

@@ -1,4 +1,4 @@
-"""The map checks of method.md §7 (actscale.checks) on tiny-model runs: the component
+"""The map checks of docs/method.md §7 (actscale.checks) on tiny-model runs: the component
 operations exactly, the batched evaluation against the engine's own, the bundle's checks files,
 stability, generalisation, side effects, the CLI and the errors."""
 

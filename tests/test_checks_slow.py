@@ -13,35 +13,43 @@ from pathlib import Path
 
 import pytest
 
-from actscale.api import train_run
 from actscale.checks import CheckOptions, run_checks
 from actscale.store import RunStore
-from actscale.training import TrainConfig
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def slow_store(tmp_path_factory) -> RunStore:
-    return RunStore(tmp_path_factory.mktemp("checks-slow") / "runs")
-
-
-@pytest.fixture(scope="module")
-def ioi_activscalar(bundled, slow_store):
-    return train_run(TrainConfig(model="bundled", task="ioi", method="activscalar"), bundled, store=slow_store)
-
-
-def test_default_ioi_activscalar_map_is_sparse_and_beats_the_random_control(bundled, ioi_activscalar):
+def ioi_activscalar(bundled_run):
+    """The default IOI ActivScalar run (the flip-target test trains it into the session's store
+    first), analysed once by the command line with three seeds: the map checks and stability
+    that the tests below read back from its bundle."""
+    bundle = bundled_run(task="ioi", method="activscalar")
+    store = bundle.path.parent
     start = time.perf_counter()
-    out = run_checks(bundled, ioi_activscalar, CheckOptions())
-    m = out["map"]
+    out = subprocess.run(
+        [sys.executable, "-m", "actscale", "analyse", "--run", bundle.run_id, "--store", str(store), "--seeds", "3"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=1800,
+        check=False,
+    )
+    print(f"\nanalyse --seeds 3: {time.perf_counter() - start:.0f} s")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1])["checks"] == ["map", "stability"]
+    return RunStore(store).load(bundle.run_id)
+
+
+def test_default_ioi_activscalar_map_is_sparse_and_beats_the_random_control(ioi_activscalar):
+    data, _ = ioi_activscalar.checks()
+    m = data["map"]
     at_k90 = next(r for r in m["sufficiency"] if r["k"] == m["k90"])
     rand = next(r for r in m["random"] if r["k"] == m["k90"])
     print(
-        f"\nchecks in {time.perf_counter() - start:.0f} s: k90 {m['k90']} of {m['n_components']}, top-k90 mean flip "
-        f"{at_k90['mean_flip']:.2f}, random median {rand['mean_flip_median']:.2f} p95 {rand['mean_flip_p95']:.2f}, "
-        f"agreement {m['precision_agreement']}"
+        f"\nk90 {m['k90']} of {m['n_components']}, top-k90 mean flip {at_k90['mean_flip']:.2f}, random median "
+        f"{rand['mean_flip_median']:.2f} p95 {rand['mean_flip_p95']:.2f}, agreement {m['precision_agreement']}"
     )
     assert m["n_components"] == 960 and m["prompts"]["n"] == 16 and len(rand["mean_flip"]) == 20
     assert m["k90"] <= 0.10 * m["n_components"]
@@ -51,29 +59,8 @@ def test_default_ioi_activscalar_map_is_sparse_and_beats_the_random_control(bund
     assert agree["agree"] == agree["n"] and agree["max_abs_delta_change"] < 1e-3
 
 
-def test_analyse_with_three_seeds_writes_the_stability_figures(ioi_activscalar, slow_store):
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "actscale",
-            "analyse",
-            "--run",
-            ioi_activscalar.run_id,
-            "--store",
-            str(slow_store.root),
-            "--seeds",
-            "3",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=1800,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert json.loads(out.stdout.strip().splitlines()[-1])["checks"] == ["map", "stability"]
-    data, tensors = slow_store.load(ioi_activscalar.run_id).checks()
+def test_analyse_with_three_seeds_writes_the_stability_figures(ioi_activscalar):
+    data, tensors = ioi_activscalar.checks()
     s = data["stability"]
     print(f"\nstability: {s['n_selected_all']} in every seed, {s['n_selected_any']} in any, ρ {s['mean_spearman']:.2f}")
     assert [r["seed"] for r in s["runs"]] == [0, 1, 2] and len(s["pairs"]) == 3
@@ -82,12 +69,15 @@ def test_analyse_with_three_seeds_writes_the_stability_figures(ioi_activscalar, 
         assert tuple(tensors[f"stability.freq.{site}"].shape) == tuple(ioi_activscalar.params[f"alpha.{site}"].shape)
     from actscale import plots
 
-    fig = plots.plot_stability_map(slow_store.load(ioi_activscalar.run_id), "mlp_out")
+    fig = plots.plot_stability_map(ioi_activscalar, "mlp_out")
     assert fig.data[1].name == "selected in every seed" and len(fig.data[1].x) > 0
 
 
-def test_dynscalar_generalisation_matrix_over_ioi_families_and_side_effects(bundled, slow_store):
-    bundle = train_run(TrainConfig(model="bundled", task="ioi", method="dynscalar"), bundled, store=slow_store)
+def test_dynscalar_generalisation_matrix_over_ioi_families_and_side_effects(bundled, bundled_run):
+    """On the DynScalar run with the scene-first family held out (trained by the flip-target
+    test): its prompts carry all four families, and each run of the matrix holds out every
+    family but its own, whichever family the base run held out."""
+    bundle = bundled_run(task="ioi", method="dynscalar", test_groups=("scene-first",))
     out = run_checks(bundled, bundle, CheckOptions(generalisation=True))
     g = out["generalisation"]
     assert g["groups"] == ["coordinated", "scene-first", "subordinate", "two-sentences"] and len(g["cells"]) == 16

@@ -1,4 +1,4 @@
-"""`python -m actscale` in a subprocess: the JSON last line and the exit statuses (interfaces.md)."""
+"""`python -m actscale` in a subprocess: the JSON last line and the exit statuses (docs/interfaces.md)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from actscale.analysis import rate_text
 from actscale.objective import METRIC_NAMES
 
-METRICS = set(METRIC_NAMES)  # every metric of method.md §4
+METRICS = set(METRIC_NAMES)  # every metric of docs/method.md §4
 LOADING = "loading model tiny-llama ..."
 TRAIN = ["train", "--model", "tiny-llama", "--device", "cpu", "--steps", "3", "--n-prompts", "16", "--n-test", "8"]
 

@@ -156,8 +156,8 @@ def require_browser() -> None:
         )
     try:
         import playwright.sync_api  # noqa: F401
-    except ImportError as exc:  # pragma: no cover - requirements.txt installs it
-        pytest.fail(f"the python package playwright is missing ({exc}); `pip install -r requirements.txt`")
+    except ImportError as exc:  # pragma: no cover - the dev extra installs it
+        pytest.fail(f"the python package playwright is missing ({exc}); `pip install -e '.[dev]'`")
 
 
 @pytest.fixture(scope="module")

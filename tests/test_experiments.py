@@ -1,12 +1,12 @@
-"""`python -m actscale.experiments`: the selection rule and the tables (the runs themselves are
-the README's measured figures, not tests)."""
+"""`python -m benchmarks.experiments`: the selection rule and the tables (the runs themselves are
+docs/measured.md's figures, not tests)."""
 
 from __future__ import annotations
 
 import json
 
-from actscale import experiments
 from actscale.config import TrainConfig
+from benchmarks import experiments
 
 
 def score(changes: dict, flip: float, frac: float) -> dict:

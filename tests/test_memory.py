@@ -194,8 +194,8 @@ def test_a_dropped_model_is_released(tmp_path):
 def test_the_estimate_is_within_30_percent_of_the_measured_peak():
     """`make bench`'s measurement (the resident peak of one full step) on a 4-layer tiny Llama
     of width 256, batch 32: the pre-training estimate is within ±30% of it."""
-    from actscale.bench import step_peak_bytes
     from actscale.models import tiny_model
+    from benchmarks.bench import step_peak_bytes
 
     model = tiny_model(4, 256, "cpu")
     config = TrainConfig(model=model.name, n_prompts=160, n_test=8, batch_size=32)
@@ -210,8 +210,8 @@ def test_the_estimate_is_within_30_percent_of_the_measured_peak():
 def test_the_bench_measures_a_peak_in_a_new_process():
     """`make bench` (d) measures each point's peak in a new process (a warm heap reads low);
     that process builds the same task and its peak is within ±30% of the estimate."""
-    from actscale.bench import peak_in_new_process
     from actscale.models import tiny_model
+    from benchmarks.bench import peak_in_new_process
 
     fields = {"task": "ioi", "method": "activscalar", "n_prompts": 160, "n_test": 8, "batch_size": 32}
     peak = peak_in_new_process("tiny", "cpu", fields, layers=4, width=256)

@@ -1,4 +1,4 @@
-"""The objective and the metrics against values worked out by hand (method.md §3–4)."""
+"""The objective and the metrics against values worked out by hand (docs/method.md §3–4)."""
 
 from __future__ import annotations
 
@@ -125,7 +125,7 @@ def test_flip_accuracy_is_an_exact_fraction():
 
 
 def test_wilson_interval_by_hand():
-    # 10 of 10: the 95% interval is [0.7225, 1], not [1, 1] (method.md §4).
+    # 10 of 10: the 95% interval is [0.7225, 1], not [1, 1] (docs/method.md §4).
     lo, hi = wilson_interval(10, 10)
     assert round(lo, 4) == 0.7225 and hi == 1.0
     # 5 of 10: symmetric about 0.5, [0.2366, 0.7634].

@@ -1,4 +1,4 @@
-"""Sites: the hook-name table, parsing, and that each hook is the activation method.md §1 means."""
+"""Sites: the hook-name table, parsing, and that each hook is the activation docs/method.md §1 means."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def _modules(bridge, layer):
 @pytest.mark.parametrize("site", ["attn_out", "mlp_out", "resid_post"])
 def test_each_site_is_the_module_output_it_names(tiny_model, site):
     """ActivScalar with α = −0.5 at one layer equals halving that Hugging Face module's output
-    with a bare PyTorch forward hook: the hook names point at the activations method.md means."""
+    with a bare PyTorch forward hook: the hook names point at the activations docs/method.md means."""
     layer, bridge = 1, tiny_model.bridge
     x = torch.randint(4, 150, (2, 6), generator=torch.Generator().manual_seed(1))
     iv = make_intervention(

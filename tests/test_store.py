@@ -1,4 +1,4 @@
-"""The run store: bundle format (interfaces.md), atomic writes, run ids, reuse, round trips."""
+"""The run store: bundle format (docs/interfaces.md), atomic writes, run ids, reuse, round trips."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from actscale.store import run_id_for
 from actscale.tasks import IOI_TEMPLATES
 from actscale.training import TrainConfig
 
-METRICS = set(METRIC_NAMES)  # every metric of method.md §4
+METRICS = set(METRIC_NAMES)  # every metric of docs/method.md §4
 FILES = {
     "config.json",
     "params.safetensors",

@@ -1,4 +1,4 @@
-"""Explore's "Does the map mean anything?" section: the map checks of a run (method.md §7),
+"""Explore's "Does the map mean anything?" section: the map checks of a run (docs/method.md §7),
 drawn from its bundle, and the launcher that runs them as a background job where a model may
 be loaded."""
 
@@ -40,7 +40,7 @@ def show(bundle: RunBundle, checks: dict[str, Any] | None, figure: FigureFn) -> 
             "Sufficiency (keep only the top-k components), necessity (remove them), a random control "
             "(the same magnitudes on random components), zero- and mean-ablation of the same components, "
             "stability over seeds, generalisation across groups and side effects on neutral text "
-            "(method.md §7). Forward passes only; about a minute for a default run on two CPU cores."
+            "(docs/method.md §7). Forward passes only; about a minute for a default run on two CPU cores."
         )
     else:
         _draw(bundle, checks, figure)
@@ -58,7 +58,7 @@ def _draw(bundle: RunBundle, checks: dict[str, Any], figure: FigureFn) -> None:
     )
     st.caption(
         f"On the first {m['prompts']['n']} of the run's {m['prompts']['of']} test prompts, the same prompts for "
-        f"every variant. Components ranked by {m['magnitude']} (relative size, method.md §4). {prec} "
+        f"every variant. Components ranked by {m['magnitude']} (relative size, docs/method.md §4). {prec} "
         "What this cannot show: that the components are the model's own mechanism (scaling can steer "
         "through components the unmodified model does not use), or anything beyond these prompts."
     )

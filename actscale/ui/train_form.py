@@ -226,7 +226,7 @@ POSITION_LABELS = {
 
 
 def positions_picker(methods: list[str]) -> str:
-    """How a fixed-length method's positions meet the prompts (method.md §2); only asked when
+    """How a fixed-length method's positions meet the prompts (docs/method.md §2); only asked when
     such a method is chosen (the others read every prompt at its own last token)."""
     if not any(method_class(m).fixed_length for m in methods):
         return _FIELD_DEFAULTS["positions"]

@@ -1,4 +1,4 @@
-"""``python -m actscale.experiments defaults|ccc|families``: the README's figures, reproducible.
+"""``python -m benchmarks.experiments defaults|ccc|families``: the figures of docs/measured.md, reproducible.
 
 - ``defaults``: each method's step count (DynScalar: learning rate) chosen on the VALIDATION
   split over seeds 1, 2, 3 (seed = data seed), IOI. Rule, applied mechanically and never
@@ -7,7 +7,7 @@
   the smallest mean effective fraction (a run-level figure: minimality is one of the method's
   three criteria), then the cheapest (fewest steps, smallest learning rate). The first version
   of this rule had no minimality term and picked ActivScalar's 12 steps over 18 (tied on
-  validation flips, 0.95 each, with about twice the effective fraction); see the README. Then
+  validation flips, 0.95 each, with about twice the effective fraction); see docs/measured.md. Then
   the chosen config's TEST figures are reported as mean ± sd over the seeds, with the pooled
   counts' Wilson interval.
 - ``ccc``: ActivScalar and SteerVec at their defaults on CCC over seeds 1–3 (countries apart).
@@ -217,7 +217,7 @@ def markdown(name: str, result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m actscale.experiments", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.experiments", description=__doc__.split("\n\n")[0])
     parser.add_argument("name", choices=["defaults", "ccc", "families", "first-result"])
     parser.add_argument("--store", default="experiment-runs")
     parser.add_argument("--out", default=None, help="write the result as JSON here")

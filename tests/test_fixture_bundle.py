@@ -1,0 +1,49 @@
+"""A bundle written before the bundle format had versions (tests/fixtures/store-v0: a tiny-llama
+ActivScalar run with its map checks, written by the code of 2026-12-03 before the house issue's
+changes) opens with today's code: the same run id, the same metrics, and Explore draws it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from actscale.store import RunStore, run_id_for
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "tests" / "fixtures" / "store-v0"
+RUN_ID = "d747765517847488"
+
+
+@pytest.fixture
+def old_store(tmp_path, monkeypatch) -> RunStore:
+    """A copy of the fixture store (a test never writes into the committed one)."""
+    root = tmp_path / "runs"
+    shutil.copytree(FIXTURE, root)
+    monkeypatch.setenv("ACTSCALE_STORE", str(root))
+    return RunStore(root)
+
+
+def test_the_old_bundle_keeps_its_run_id_and_metrics(old_store):
+    assert [r.run_id for r in old_store.list()] == [RUN_ID]
+    bundle = old_store.load(RUN_ID)
+    assert bundle.run_id == RUN_ID and run_id_for(bundle.config) == RUN_ID
+    test = bundle.metrics["test"]
+    assert (test["n_prompts"], test["n_components"], test["n_effective"], test["n_params"]) == (8, 64, 1, 64)
+    assert (test["acc_base"], test["flip_acc_pos"], test["flip_acc_neg"]) == (0.25, 0.25, 0.75)
+    assert test["flip_acc_neg_ci95"] == [0.409275, 0.928521]
+    assert test["l1"] == pytest.approx(0.883502721786499, abs=0)
+    assert tuple(bundle.params["alpha.attn_out"].shape) == (2, 16)
+    data, _ = bundle.checks()
+    assert data["map"]["n_components"] == 64 and data["map"]["prompts"]["n"] == 8
+
+
+def test_explore_draws_the_old_bundle(old_store):
+    at = AppTest.from_file(str(ROOT / "app_pages" / "2_Explore.py"), default_timeout=60)
+    at.query_params["run"] = RUN_ID
+    at.run()
+    assert not at.exception and not at.error
+    keys = [c.proto.id.split("-fig-", 1)[1] for c in at.get("plotly_chart")]
+    assert keys == ["history", "alpha-attn_out", "alpha-mlp_out", "checks-sufficiency", "reliability"]
