@@ -5,7 +5,11 @@ The public API (the CLI, the dashboard and notebooks call only these):
 `intervention_from_bundle`, `steer`, `RunStore`.
 """
 
-from actscale.api import (
+from actscale.engine.interventions import ActivScalar, DynScalar, SteerVec, steer
+from actscale.engine.models import LoadedModel, load_model
+from actscale.engine.training import StepInfo, TrainConfig, train
+from actscale.errors import ActscaleError, TrainingCancelled, TrainingDiverged
+from actscale.runs.api import (
     __version__,
     build_task,
     evaluate_run,
@@ -14,11 +18,7 @@ from actscale.api import (
     load_run,
     train_run,
 )
-from actscale.errors import ActscaleError, TrainingCancelled, TrainingDiverged
-from actscale.interventions import ActivScalar, DynScalar, SteerVec, steer
-from actscale.models import LoadedModel, load_model
-from actscale.store import RunBundle, RunStore
-from actscale.training import StepInfo, TrainConfig, train
+from actscale.runs.store import RunBundle, RunStore
 
 __all__ = [
     "__version__",

@@ -18,10 +18,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from actscale.engine.interventions import float32_under_auto, registered_methods
+from actscale.engine.models import auto_precision_rule
+from actscale.engine.sites import SITES
 from actscale.errors import ActscaleError, TrainingCancelled, one_line
-from actscale.interventions import float32_under_auto, registered_methods
-from actscale.models import auto_precision_rule
-from actscale.sites import SITES
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -115,8 +115,8 @@ def _add_run_options(t: argparse.ArgumentParser, d: Any, sweep: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from actscale.executors import EXECUTOR_NAMES, RAY_ADDRESS_ENV
-    from actscale.training import TrainConfig
+    from actscale.engine.training import TrainConfig
+    from actscale.runs.executors import EXECUTOR_NAMES, RAY_ADDRESS_ENV
 
     d = TrainConfig()
     parser = _Parser(prog="python -m actscale", description="Train and inspect activation-scaling interventions.")
@@ -208,7 +208,7 @@ def _progress(info) -> None:
 def _first_result(split: str, m: dict) -> str:
     """A trained run's first result in one line: the flip rates after the unmodified model's,
     with their 95% intervals."""
-    from actscale.analysis import rate_text
+    from actscale.views.analysis import rate_text
 
     name = {"val": "validation", "train": "training"}.get(split, split)
     return f"{name} flips: β = +1 {rate_text(m, 'flip_acc_pos')}, β = -1 {rate_text(m, 'flip_acc_neg')}"
@@ -216,7 +216,7 @@ def _first_result(split: str, m: dict) -> str:
 
 def _config(args: argparse.Namespace, **grid_values: Any) -> Any:
     """The TrainConfig the options describe; ``grid_values``: margin, λ_F, λ_M and the seed."""
-    from actscale.training import TrainConfig
+    from actscale.engine.training import TrainConfig
 
     return TrainConfig(
         model=args.model,
@@ -247,14 +247,14 @@ def _config(args: argparse.Namespace, **grid_values: Any) -> Any:
 
 
 def cmd_train(args: argparse.Namespace) -> dict:
-    from actscale.api import build_task, train_run
-    from actscale.models import load_model
-    from actscale.store import RunStore
+    from actscale.engine.models import load_model
+    from actscale.runs.api import build_task, train_run
+    from actscale.runs.store import RunStore
 
     config = _config(args, margin=args.margin, lambda_f=args.lambda_f, lambda_m=args.lambda_m, seed=args.seed)
     if config.task == "custom":
         # A broken dataset file is reported before the model load, which can take half a minute.
-        from actscale.tasks import read_dataset
+        from actscale.engine.tasks import read_dataset
 
         read_dataset(config.dataset)
     print(f"loading model {config.model} ...", file=sys.stderr, flush=True)
@@ -315,9 +315,9 @@ def _numbers(text: str, name: str, kind: type = float) -> list:
 
 
 def cmd_sweep(args: argparse.Namespace) -> dict:
-    from actscale.executors import resolve_executor, run_configs
-    from actscale.store import RunStore
-    from actscale.sweeps import MAX_CLUSTER_SWEEP, MAX_SWEEP, sweep_configs
+    from actscale.runs.executors import resolve_executor, run_configs
+    from actscale.runs.store import RunStore
+    from actscale.runs.sweeps import MAX_CLUSTER_SWEEP, MAX_SWEEP, sweep_configs
 
     executor, address = resolve_executor(args.executor, args.ray_address)
     if executor == "local" and args.workers is not None:
@@ -374,9 +374,9 @@ def cmd_sweep(args: argparse.Namespace) -> dict:
 
 
 def cmd_eval(args: argparse.Namespace) -> dict:
-    from actscale.api import evaluate_run, load_run
-    from actscale.models import load_model
-    from actscale.store import RunStore
+    from actscale.engine.models import load_model
+    from actscale.runs.api import evaluate_run, load_run
+    from actscale.runs.store import RunStore
 
     bundle = load_run(args.run, RunStore(args.store))
     model = load_model(bundle.config["model"], args.device)
@@ -392,10 +392,10 @@ def cmd_eval(args: argparse.Namespace) -> dict:
 
 
 def cmd_analyse(args: argparse.Namespace) -> dict:
-    from actscale.api import load_run
     from actscale.checks import CheckOptions, run_checks
-    from actscale.models import load_model
-    from actscale.store import RunStore
+    from actscale.engine.models import load_model
+    from actscale.runs.api import load_run
+    from actscale.runs.store import RunStore
 
     options = CheckOptions(
         prompts=args.prompts,
@@ -427,7 +427,7 @@ def cmd_analyse(args: argparse.Namespace) -> dict:
 
 
 def cmd_list(args: argparse.Namespace) -> dict:
-    from actscale.store import RunStore
+    from actscale.runs.store import RunStore
 
     store = RunStore(args.store)
     runs = []

@@ -5,8 +5,8 @@ The app's default page (``streamlit run app.py``).
 
 import streamlit as st
 
-from actscale import report
 from actscale.ui import common, deployment, navigation
+from actscale.views import report
 
 common.page_header("actscale", "Activation scaling for steering and interpreting language models")
 

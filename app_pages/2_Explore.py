@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from actscale import analysis, plots, views
 from actscale.ui import checks_panel, common, links
 from actscale.ui.keys import Keys
+from actscale.views import analysis, panels, plots
 
 common.page_header(
     "Explore a run",
@@ -145,7 +145,7 @@ with common.guarded("The metrics"):
 PICK_PARAMS = {"prompt": "prompt_index", "position": "position"}  # a panel's pick → its query parameter
 
 
-def pick_widget(panel: views.Panel) -> int:
+def pick_widget(panel: panels.Panel) -> int:
     """The one widget that sets a panel's pick: a prompt of the run's dataset, or a position;
     kept in the link (?prompt_index=, ?position=)."""
     if panel.pick == "prompt":
@@ -198,10 +198,10 @@ with common.guarded("The map checks' summary"):
             "(see “Does the map mean anything?” below)."
         )
 
-# The method's own panels (views.py), each failing on its own as one line; with one site chosen,
+# The method's own panels (actscale/views/panels.py), each failing on its own as one line; with one site chosen,
 # only its figures (and those of no site in particular), its component outlined on its maps.
 picked: set[str] = set()
-for panel in views.explore_panels(bundle):
+for panel in panels.explore_panels(bundle):
     specs = [spec for spec in panel.figures if not site or spec.site in (None, site)]
     if not specs:
         continue

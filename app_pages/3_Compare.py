@@ -9,13 +9,13 @@ import time
 
 import streamlit as st
 
-from actscale import analysis, plots, report
 from actscale.errors import ActscaleError
-from actscale.jobs import Job
-from actscale.store import check_run_id
+from actscale.runs.jobs import Job
+from actscale.runs.store import check_run_id
 from actscale.ui import common, deployment, links
 from actscale.ui.keys import Keys
 from actscale.ui.progress import job_progress, time_left
+from actscale.views import analysis, plots, report
 
 common.page_header(
     "Compare runs",

@@ -1,15 +1,16 @@
 """Playground: steer one prompt with a trained run at any strength β (docs/method.md §6.5).
 
 A prompt and its two answers (typed, or picked from the run's dataset) → the engine
-(`actscale.playground`) on the resident model → Δ, p(a+), p(a−), the top-10 next tokens before
+(`actscale.engine.playground`) on the resident model → Δ, p(a+), p(a−), the top-10 next tokens before
 and after, and the β curve. The per-example table comes from the bundle and needs no model.
 """
 
 import streamlit as st
 
-from actscale import analysis, playground, plots
+from actscale.engine import playground
 from actscale.ui import common, links
 from actscale.ui.keys import Keys
+from actscale.views import analysis, plots
 
 common.page_header(
     "Playground",

@@ -3,10 +3,10 @@ report and upload. Needs no model."""
 
 import streamlit as st
 
-from actscale import report
 from actscale.errors import ActscaleError
 from actscale.ui import common, deployment, navigation
 from actscale.ui.keys import Keys
+from actscale.views import report
 
 common.page_header("Runs", "Every run in the store. Nothing here loads a model.")
 common.show_flash()

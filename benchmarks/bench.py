@@ -52,7 +52,7 @@ def _floor_model(folder: Path):
 
 def _floor_steps(hf, task, config, base_logits: torch.Tensor, n_steps: int) -> list[float]:
     """Plain PyTorch: ActivScalar on attn_out and mlp_out through bare module hooks."""
-    from actscale.objective import objective
+    from actscale.engine.objective import objective
 
     layers = hf.model.layers
     n_layers, n_pos = len(layers), task.n_pos
@@ -103,7 +103,7 @@ def _floor_steps(hf, task, config, base_logits: torch.Tensor, n_steps: int) -> l
 
 
 def _engine_steps(model, task, config, n_steps: int) -> list[float]:
-    from actscale.training import train
+    from actscale.engine.training import train
 
     stamps: list[float] = []
     train(
@@ -116,10 +116,10 @@ def _engine_steps(model, task, config, n_steps: int) -> list[float]:
 
 
 def bench_step_ratio(rounds: int, n_steps: int) -> dict:
-    from actscale.api import build_task
-    from actscale.models import bundled_model_folder, load_model
-    from actscale.resources import resolve_autocast
-    from actscale.training import TrainConfig, base_pass
+    from actscale.engine.models import bundled_model_folder, load_model
+    from actscale.engine.resources import resolve_autocast
+    from actscale.engine.training import TrainConfig, base_pass
+    from actscale.runs.api import build_task
 
     model = load_model("bundled", "cpu")
     config = resolve_autocast(TrainConfig(), model)  # the default run's precision on this machine
@@ -177,8 +177,8 @@ def step_peak_bytes(model, task, config) -> int | None:
     (VmHWM, reset through /proc/self/clear_refs after returning freed memory to the system),
     which is what the operating system kills a process for; None elsewhere. The step runs
     twice and the second is measured, so one-off allocations are not counted."""
-    from actscale.resources import resolve_autocast
-    from actscale.training import _BatchOrder, _train_step, base_pass, new_intervention
+    from actscale.engine.resources import resolve_autocast
+    from actscale.engine.training import _BatchOrder, _train_step, base_pass, new_intervention
 
     config = resolve_autocast(config, model)
     base = base_pass(model, task, config.sites, autocast=config.bf16)
@@ -225,9 +225,9 @@ def peak_in_new_process(model: str, device: str, fields: dict, layers: int = 0, 
 
 
 def child_peak(spec: dict) -> int | None:
-    from actscale.api import build_task
-    from actscale.models import load_model, tiny_model
-    from actscale.training import TrainConfig
+    from actscale.engine.models import load_model, tiny_model
+    from actscale.engine.training import TrainConfig
+    from actscale.runs.api import build_task
 
     if spec["model"] == "tiny":
         model = tiny_model(spec["layers"], spec["width"], spec["device"])
@@ -241,7 +241,7 @@ def child_peak(spec: dict) -> int | None:
 
 
 def _scaling_point(model, task, config, n_steps: int, peak: int | None) -> dict:
-    from actscale.resources import resolve_autocast, step_memory_bytes
+    from actscale.engine.resources import resolve_autocast, step_memory_bytes
 
     config = resolve_autocast(config, model)
     _engine_steps(model, task, config, 2)  # warm-up: one-off costs of a new model or batch shape
@@ -260,9 +260,9 @@ def _scaling_point(model, task, config, n_steps: int, peak: int | None) -> dict:
 def bench_scaling(device: str, n_steps: int, depths: tuple[int, ...], width: int, bundled: bool) -> dict:
     """(d): cost against tokens per batch (bundled model, ×1, ×2, ×4 prompts per batch) and
     against depth (tiny models), with fitted exponents and the memory estimate's ratio."""
-    from actscale.api import build_task
-    from actscale.models import load_model, tiny_model
-    from actscale.training import TrainConfig
+    from actscale.engine.models import load_model, tiny_model
+    from actscale.engine.training import TrainConfig
+    from actscale.runs.api import build_task
 
     out: dict = {}
     # 128 training prompts: batches of 8, 16 and 32 all come full, so every timed step has the
@@ -391,7 +391,7 @@ def bench_loads() -> dict:
     # a process pays for them once, whatever it loads; the load is what a model costs.
     code = (
         "import time; t=time.perf_counter(); import transformers, transformers.modeling_utils, "
-        "transformer_lens.model_bridge; from actscale.models import load_model; i=time.perf_counter();"
+        "transformer_lens.model_bridge; from actscale.engine.models import load_model; i=time.perf_counter();"
         "load_model('bundled','cpu'); e=time.perf_counter(); print(i-t, e-i)"
     )
     with tempfile.TemporaryDirectory() as cold_cache:
@@ -430,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(parts) - set(PARTS))
     if unknown:
         parser.error(f"unknown parts {', '.join(unknown)}: choose from {', '.join(PARTS)}")
-    from actscale.models import resolve_device
+    from actscale.engine.models import resolve_device
 
     device = resolve_device(args.device)
     torch.manual_seed(0)

@@ -59,8 +59,8 @@ FIRST_RESULT_GRID: list[dict[str, Any]] = [
 
 
 def _run(model: Any, store: Any, **fields: Any) -> Any:
-    from actscale.api import train_run
-    from actscale.config import TrainConfig
+    from actscale.engine.config import TrainConfig
+    from actscale.runs.api import train_run
 
     start = time.perf_counter()
     bundle = train_run(TrainConfig(model="bundled", **fields), model, store=store)
@@ -82,7 +82,7 @@ def _validation_score(runs: list[Any]) -> dict[str, float]:
 
 def _summary(bundles: list[Any], split: str = "test") -> dict[str, Any]:
     """Mean ± sd over runs of the split's figures, and the pooled counts' Wilson interval."""
-    from actscale.objective import wilson_interval
+    from actscale.engine.objective import wilson_interval
 
     ms = [b.metrics[split] for b in bundles]
     out: dict[str, Any] = {"n_runs": len(ms), "n_prompts": [m["n_prompts"] for m in ms]}
@@ -155,7 +155,7 @@ def ccc(model: Any, store: Any) -> dict[str, Any]:
 
 
 def families(model: Any, store: Any) -> dict[str, Any]:
-    from actscale.tasks import IOI_FAMILIES
+    from actscale.engine.tasks import IOI_FAMILIES
 
     out = {}
     for family in IOI_FAMILIES:
@@ -177,7 +177,7 @@ def first_result(model: Any, store: Any) -> dict[str, Any]:
 
 
 def markdown(name: str, result: dict[str, Any]) -> str:
-    from actscale.analysis import rate_text
+    from actscale.views.analysis import rate_text
 
     if name == "first-result":
         lines = [
@@ -224,8 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import torch
 
-    from actscale.models import load_model
-    from actscale.store import RunStore
+    from actscale.engine.models import load_model
+    from actscale.runs.store import RunStore
 
     torch.set_num_threads(2)
     model = load_model("bundled", "cpu")

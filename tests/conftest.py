@@ -15,14 +15,14 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 @pytest.fixture(scope="session")
 def tiny_llama():
-    from actscale.models import load_model
+    from actscale.engine.models import load_model
 
     return load_model("tiny-llama", "cpu")
 
 
 @pytest.fixture(scope="session")
 def tiny_gpt2():
-    from actscale.models import load_model
+    from actscale.engine.models import load_model
 
     return load_model("tiny-gpt2", "cpu")
 
@@ -36,9 +36,9 @@ def tiny_model(request, tiny_llama, tiny_gpt2):
 def make_method_runs(root, model, sites=("attn_out", "mlp_out", "head"), **config):
     """One tiny run per method in a store at ``root``: {method: RunBundle}. The page tests
     share this (each in a module-scoped fixture of its own)."""
-    from actscale.api import train_run
-    from actscale.store import RunStore
-    from actscale.training import TrainConfig
+    from actscale.engine.training import TrainConfig
+    from actscale.runs.api import train_run
+    from actscale.runs.store import RunStore
 
     config = {"steps": 3, "n_prompts": 16, "n_test": 8, **config}
     return {
@@ -51,7 +51,7 @@ def mixed_rows(seed: int = 0) -> list[dict[str, str]]:
     """A user's file of IOI prompts of four token lengths (15, 16, 17 and 18 tokens with BOS on
     the tiny models; templates ioi-0, ioi-2, ioi-4, ioi-6, 6 + 5 + 4 + 3 = 18 usable rows), then
     a row with equal answers (row 19) and one with a two-token answer (row 20)."""
-    from actscale.tasks import generate_ioi
+    from actscale.engine.tasks import generate_ioi
 
     rows = [
         {"prompt": e.prompt, "correct": e.correct, "wrong": e.wrong}
@@ -66,7 +66,7 @@ def mixed_rows(seed: int = 0) -> list[dict[str, str]]:
 
 @pytest.fixture
 def store(tmp_path, monkeypatch):
-    from actscale.store import RunStore
+    from actscale.runs.store import RunStore
 
     root = tmp_path / "runs"
     monkeypatch.setenv("ACTSCALE_STORE", str(root))
@@ -84,7 +84,7 @@ def sync_jobs(monkeypatch):
 @pytest.fixture(scope="session")
 def bundled():
     """The real bundled model (slow tests only)."""
-    from actscale.models import load_model
+    from actscale.engine.models import load_model
 
     return load_model("bundled", "cpu")
 
@@ -94,7 +94,7 @@ def slow_store(tmp_path_factory):
     """One run store for the session's real-model runs: a run that several slow tests read
     (the default IOI ActivScalar run, the held-out DynScalar run) is trained once, by whichever
     test asks first, and opened by the others."""
-    from actscale.store import RunStore
+    from actscale.runs.store import RunStore
 
     return RunStore(tmp_path_factory.mktemp("slow") / "runs")
 
@@ -104,8 +104,8 @@ def bundled_run(bundled, slow_store):
     """``bundled_run(task=..., method=..., **fields)``: the bundled model's run of that config
     in the session's store, trained on first use (``train_run`` opens a stored run with the
     same config instead of training it again)."""
-    from actscale.api import train_run
-    from actscale.training import TrainConfig
+    from actscale.engine.training import TrainConfig
+    from actscale.runs.api import train_run
 
     def run(**fields):
         return train_run(TrainConfig(model="bundled", **fields), bundled, store=slow_store)
@@ -143,7 +143,7 @@ def signal_on(monkeypatch, method: str):
     ``mark_waiting``): tests wait on it instead of polling a job's state with sleeps."""
     import threading
 
-    from actscale.jobs import Job
+    from actscale.runs.jobs import Job
 
     event = threading.Event()
     real = getattr(Job, method)

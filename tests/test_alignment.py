@@ -13,16 +13,16 @@ import pytest
 import torch
 from conftest import mixed_rows
 
-from actscale.api import build_task, evaluate_run, intervention_from_bundle, load_run, train_run
-from actscale.config import TrainConfig
+from actscale.engine.config import TrainConfig
+from actscale.engine.interventions import ModelDims, make_intervention, steer
+from actscale.engine.models import last_position_logits
+from actscale.engine.playground import steer_prompt
+from actscale.engine.sites import SITES, hook_name
+from actscale.engine.tasks import generate_ioi
+from actscale.engine.training import new_intervention
 from actscale.errors import ActscaleError
-from actscale.interventions import ModelDims, make_intervention, steer
-from actscale.models import last_position_logits
-from actscale.playground import steer_prompt
-from actscale.sites import SITES, hook_name
-from actscale.store import RunStore
-from actscale.tasks import generate_ioi
-from actscale.training import new_intervention
+from actscale.runs.api import build_task, evaluate_run, intervention_from_bundle, load_run, train_run
+from actscale.runs.store import RunStore
 
 N_VALID = 18  # the usable rows of conftest.mixed_rows
 

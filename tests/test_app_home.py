@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from actscale.api import train_run
-from actscale.store import RunStore
-from actscale.training import TrainConfig
+from actscale.engine.training import TrainConfig
+from actscale.runs.api import train_run
+from actscale.runs.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")

@@ -8,14 +8,14 @@ import pytest
 import torch
 from test_interventions import METHODS, fresh, randomise, tokens
 
-from actscale.api import build_task, run_config, train_run
-from actscale.config import TrainConfig
+from actscale.engine.config import TrainConfig
+from actscale.engine.interventions import hook_count, steer
+from actscale.engine.models import BF16_MIN_WIDTH, bf16_pays, last_position_logits, native_bf16
+from actscale.engine.resources import resolve_autocast
+from actscale.engine.sites import SITES
 from actscale.errors import ActscaleError
-from actscale.interventions import hook_count, steer
-from actscale.models import BF16_MIN_WIDTH, bf16_pays, last_position_logits, native_bf16
-from actscale.resources import resolve_autocast
-from actscale.sites import SITES
-from actscale.store import RunStore
+from actscale.runs.api import build_task, run_config, train_run
+from actscale.runs.store import RunStore
 
 CONFIG = TrainConfig(model="tiny-llama", steps=3, n_prompts=16, n_test=8)
 
@@ -65,7 +65,7 @@ def test_auto_is_resolved_before_the_run_id(tiny_llama, store, monkeypatch):
     """ "auto" never reaches config.json: it becomes bf16 where the device computes bf16 natively
     and the model is at least BF16_MIN_WIDTH wide, else off, and the run is then the very run
     asked for explicitly (same id, same parameters)."""
-    import actscale.models as models
+    import actscale.engine.models as models
 
     assert TrainConfig().autocast == "auto" and CONFIG.autocast == "auto"
     with pytest.raises(RuntimeError, match="resolved against the loaded model"):
@@ -95,8 +95,8 @@ def test_auto_is_resolved_before_the_run_id(tiny_llama, store, monkeypatch):
 
 
 def test_the_rule_in_words_names_the_methods_kept_in_float32():
-    from actscale.interventions import float32_under_auto
-    from actscale.models import auto_precision_rule
+    from actscale.engine.interventions import float32_under_auto
+    from actscale.engine.models import auto_precision_rule
 
     assert float32_under_auto() == ("dynscalar",)
     assert auto_precision_rule(float32_under_auto()) == (
@@ -139,7 +139,7 @@ def test_a_padded_batch_under_autocast_has_finite_logits_and_float32_is_unchange
     """Left-padded prompts go in with a 4-D boolean mask (`padding_inputs`). With the 2-D mask
     the model's float32 additive mask holds -3.4e38, which is -inf in bfloat16: a pad position
     sees no key, softmaxes to NaN, and 0 x NaN carries it into every logit of the batch."""
-    from actscale.models import padding_inputs
+    from actscale.engine.models import padding_inputs
 
     task = build_task(tiny_llama, TrainConfig(model="tiny-llama", method="dynscalar", n_prompts=16, n_test=8))
     tokens, mask = task.tokens[:8], task.attention_mask[:8]

@@ -21,10 +21,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from actscale.api import intervention_from_bundle, load_run, train_run
+from actscale.engine.training import TrainConfig
 from actscale.errors import ActscaleError
-from actscale.store import REQUIRED_FILES, BrokenBundleError, RunStore
-from actscale.training import TrainConfig
+from actscale.runs.api import intervention_from_bundle, load_run, train_run
+from actscale.runs.store import REQUIRED_FILES, BrokenBundleError, RunStore
 
 
 def _config(model: str, method: str, seed: int) -> TrainConfig:

@@ -10,8 +10,8 @@ import time
 import pytest
 import torch
 
-from actscale.models import bundled_model_folder, load_model
-from actscale.training import TrainConfig
+from actscale.engine.models import bundled_model_folder, load_model
+from actscale.engine.training import TrainConfig
 
 pytestmark = pytest.mark.slow
 

@@ -17,13 +17,14 @@ import pytest
 import torch
 from conftest import signal_on
 
-from actscale import api, training
-from actscale.api import train_run
+from actscale.engine import training
+from actscale.engine.interventions import hook_count
+from actscale.engine.training import TrainConfig
 from actscale.errors import TrainingCancelled
-from actscale.interventions import hook_count
-from actscale.jobs import JobManager
-from actscale.store import RunStore
-from actscale.training import TrainConfig
+from actscale.runs import api
+from actscale.runs.api import train_run
+from actscale.runs.jobs import JobManager
+from actscale.runs.store import RunStore
 
 N_STEPS = 10
 CANCEL_SEED = 4

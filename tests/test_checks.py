@@ -14,20 +14,21 @@ import torch
 from conftest import make_method_runs
 
 from actscale import checks
-from actscale.api import train_run
 from actscale.checks import (
     CheckOptions,
     Components,
     k_grid,
     keep_params,
     necessity_grid,
+    passes,
     random_draws,
     transplant_params,
 )
+from actscale.engine.interventions import method_class
+from actscale.engine.training import TrainConfig
 from actscale.errors import ActscaleError, TrainingCancelled
-from actscale.interventions import method_class
-from actscale.store import RunStore, load_bundle
-from actscale.training import TrainConfig
+from actscale.runs.api import train_run
+from actscale.runs.store import RunStore, load_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 SITES = ("attn_out", "mlp_out", "head")
@@ -159,15 +160,15 @@ def test_batching_does_not_change_a_variant(tiny_llama, runs):
 def test_zero_ablation_equals_scaling_by_minus_one(tiny_llama, runs):
     """ActivScalar's h·(1 + β·α) with α = −1 at β = +1 is the zero-ablation of that component."""
     bundle = runs[1]["activscalar"]
-    ctx, _, _ = checks._context(tiny_llama, bundle, FAST, None)
+    ctx, _, _ = passes.prepare_context(tiny_llama, bundle, FAST, None)
     comps = ctx.comps
     chosen = comps.mask(comps.top(7))
     minus_one = {k: torch.zeros_like(v) for k, v in bundle.params.items()}
     for name in minus_one:
         site = name.split(".", 1)[1]
         minus_one[name].view(-1)[chosen[comps.site_slice(site)]] = -1.0
-    steer, zero = checks._evaluate(
-        ctx, [checks._Variant("minus-one", minus_one), checks._Variant("zero", ablate=chosen, kind="zero")]
+    steer, zero = passes.evaluate_variants(
+        ctx, [passes.Variant("minus-one", minus_one), passes.Variant("zero", ablate=chosen, kind="zero")]
     )
     assert torch.allclose(steer[1.0][0], zero[0.0][0], atol=1e-4)
 
@@ -330,10 +331,10 @@ def test_mean_activations_do_not_depend_on_the_batch(tiny_llama, runs, method):
     """The training prompts' mean activation, per (layer, position) or per layer, is the same
     whether they run in batches of 3 or all at once, and matches a hand computation."""
     bundle = runs[1][method]
-    ctx, task, _ = checks._context(tiny_llama, bundle, FAST, None)
+    ctx, task, _ = passes.prepare_context(tiny_llama, bundle, FAST, None)
     n_layers = ctx.template.dims.n_layers
-    small = checks._mean_activations(tiny_llama, task, ctx.comps, n_layers, batch=3)
-    large = checks._mean_activations(tiny_llama, task, ctx.comps, n_layers, batch=1000)
+    small = passes.mean_activations(tiny_llama, task, ctx.comps, n_layers, batch=3)
+    large = passes.mean_activations(tiny_llama, task, ctx.comps, n_layers, batch=1000)
     assert small.keys() == large.keys() == set(bundle.sites)
     for site in small:
         assert torch.allclose(small[site], large[site], atol=1e-5)
@@ -341,7 +342,7 @@ def test_mean_activations_do_not_depend_on_the_batch(tiny_llama, runs, method):
     if not bool(task.attention_mask[rows].all()):
         return  # prompts of several lengths: the hand computation below needs one
     _, cache = tiny_llama.bridge.run_with_cache(task.tokens[rows])
-    from actscale.sites import hook_name
+    from actscale.engine.sites import hook_name
 
     act = cache[hook_name("mlp_out", 0)]  # [n pos d]
     expected = act.mean(0)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from actscale.checks import CheckOptions, run_checks
-from actscale.store import RunStore
+from actscale.runs.store import RunStore
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +67,7 @@ def test_analyse_with_three_seeds_writes_the_stability_figures(ioi_activscalar):
     assert 0 < s["n_selected_all"] <= s["n_selected_any"]
     for site in ioi_activscalar.sites:
         assert tuple(tensors[f"stability.freq.{site}"].shape) == tuple(ioi_activscalar.params[f"alpha.{site}"].shape)
-    from actscale import plots
+    from actscale.views import plots
 
     fig = plots.plot_stability_map(ioi_activscalar, "mlp_out")
     assert fig.data[1].name == "selected in every seed" and len(fig.data[1].x) > 0

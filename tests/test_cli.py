@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from actscale.analysis import rate_text
-from actscale.objective import METRIC_NAMES
+from actscale.engine.objective import METRIC_NAMES
+from actscale.views.analysis import rate_text
 
 METRICS = set(METRIC_NAMES)  # every metric of docs/method.md §4
 LOADING = "loading model tiny-llama ..."

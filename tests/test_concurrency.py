@@ -18,13 +18,13 @@ import pytest
 import torch
 from conftest import signal_on
 
-from actscale import training
-from actscale.api import build_task, intervention_from_bundle, train_run
-from actscale.interventions import hook_count, steer
-from actscale.jobs import JobManager
-from actscale.models import last_position_logits
-from actscale.store import RunStore
-from actscale.training import TrainConfig, steered_logits
+from actscale.engine import training
+from actscale.engine.interventions import hook_count, steer
+from actscale.engine.models import last_position_logits
+from actscale.engine.training import TrainConfig, steered_logits
+from actscale.runs.api import build_task, intervention_from_bundle, train_run
+from actscale.runs.jobs import JobManager
+from actscale.runs.store import RunStore
 
 # One config per concurrent session: all three methods, different seeds, so that a hook of one
 # session leaking into another's forward pass would change its parameters.
@@ -123,7 +123,7 @@ def test_save_race_on_the_final_rename(tiny_llama, sequential, tmp_path, monkeyp
             shutil.copytree(winner, dst)  # the other session won
         return real_replace(src, dst)
 
-    monkeypatch.setattr("actscale.store.os.replace", replace)
+    monkeypatch.setattr("actscale.runs.store.os.replace", replace)
     bundle = train_run(CONFIGS[0], tiny_llama, store=store, reuse=False)
     assert bundle.run_id == sequential[0].run_id
     assert _params_equal(bundle.params, sequential[0].params)

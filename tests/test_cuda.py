@@ -8,13 +8,13 @@ import pytest
 import torch
 from test_interventions import METHODS, fresh, tokens
 
-from actscale.api import train_run
-from actscale.config import TrainConfig
-from actscale.interventions import hook_count, steer
-from actscale.jobs import JobManager
-from actscale.models import load_model
-from actscale.resources import available_memory_bytes
-from actscale.store import RunStore
+from actscale.engine.config import TrainConfig
+from actscale.engine.interventions import hook_count, steer
+from actscale.engine.models import load_model
+from actscale.engine.resources import available_memory_bytes
+from actscale.runs.api import train_run
+from actscale.runs.jobs import JobManager
+from actscale.runs.store import RunStore
 
 pytestmark = [
     pytest.mark.cuda,

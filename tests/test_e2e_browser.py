@@ -331,10 +331,10 @@ def test_a_run_with_checks_shows_its_sufficiency_curve(request, tiny_llama):
     app: App = request.getfixturevalue("app")
     from playwright.sync_api import expect
 
-    from actscale.api import train_run
     from actscale.checks import CheckOptions, run_checks
-    from actscale.store import RunStore
-    from actscale.training import TrainConfig
+    from actscale.engine.training import TrainConfig
+    from actscale.runs.api import train_run
+    from actscale.runs.store import RunStore
 
     bundle = train_run(
         TrainConfig(model="tiny-llama", method="activscalar", steps=2, n_prompts=16, n_test=8, seed=11),

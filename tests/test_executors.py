@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from actscale.engine.training import TrainConfig
 from actscale.errors import ActscaleError, TrainingCancelled
-from actscale.executors import RAY_ADDRESS_ENV, RunProgress, resolve_executor, run_configs
-from actscale.store import RunStore
-from actscale.sweeps import sweep_configs
-from actscale.training import TrainConfig
+from actscale.runs.executors import RAY_ADDRESS_ENV, RunProgress, resolve_executor, run_configs
+from actscale.runs.store import RunStore
+from actscale.runs.sweeps import sweep_configs
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = TrainConfig(model="tiny-llama", task="ioi", method="activscalar", steps=3, n_prompts=16, n_test=8)
@@ -82,8 +82,8 @@ def test_local_runs_in_order_with_progress_and_reuse(tiny_llama, store):
 
 
 def test_local_loads_each_model_once_from_the_configs(store, monkeypatch):
-    from actscale import executors
-    from actscale.models import load_model
+    from actscale.engine.models import load_model
+    from actscale.runs import executors
 
     loads = []
 
@@ -110,7 +110,7 @@ def test_local_cancel_keeps_finished_runs(tiny_llama, store):
 
 def test_local_never_imports_ray(tmp_path):
     code = (
-        "import sys; from actscale.executors import run_configs; from actscale.training import TrainConfig;"
+        "import sys; from actscale.runs.executors import run_configs; from actscale.engine.training import TrainConfig;"
         "c = TrainConfig(model='tiny-llama', steps=1, n_prompts=8, n_test=4);"
         f"run_configs([c], store={str(tmp_path)!r}); print('ray' in sys.modules)"
     )
@@ -153,7 +153,7 @@ def test_two_sweeps_at_once_share_the_cluster_one_of_them_started(tmp_path):
 def ray_cluster():
     """A local 2-CPU Ray cluster for this module (about 4 s to start)."""
     ray = pytest.importorskip("ray")
-    from actscale.ray_executor import connect
+    from actscale.runs.ray_executor import connect
 
     assert connect("auto", num_cpus=2)
     yield ray
@@ -210,7 +210,7 @@ def test_ray_an_actor_with_nothing_left_to_run_frees_its_cpu(ray_cluster, store,
     kept to the end of the sweep, it would hold the CPU and the sweep would never finish (two
     dashboard sessions' sweeps on one cluster hung that way)."""
     ray = ray_cluster
-    from actscale.ray_executor import ProgressSink
+    from actscale.runs.ray_executor import ProgressSink
 
     holder = ray.remote(num_cpus=1)(ProgressSink).remote()  # any actor that takes a CPU
     assert ray.get(holder.drain.remote()) == []
@@ -305,7 +305,7 @@ def test_cli_sweep_bad_input_is_exit_2_and_one_line(args, message, tmp_path, cap
 def test_worker_count():
     from types import SimpleNamespace
 
-    from actscale.ray_executor import worker_count
+    from actscale.runs.ray_executor import worker_count
 
     def cluster(**resources):
         return SimpleNamespace(cluster_resources=lambda: resources)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from actscale.config import TrainConfig
+from actscale.engine.config import TrainConfig
 from benchmarks import experiments
 
 

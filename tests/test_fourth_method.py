@@ -13,9 +13,8 @@ from streamlit.testing.v1 import AppTest
 from torch import Tensor
 from typing_extensions import override
 
-from actscale.api import evaluate_run, load_run, train_run
-from actscale.config import TrainConfig
-from actscale.interventions import (
+from actscale.engine.config import TrainConfig
+from actscale.engine.interventions import (
     Intervention,
     MethodDefaults,
     ModelDims,
@@ -24,8 +23,9 @@ from actscale.interventions import (
     registered_methods,
     unregister_method,
 )
-from actscale.sites import is_head_site
-from actscale.store import RunStore
+from actscale.engine.sites import is_head_site
+from actscale.runs.api import evaluate_run, load_run, train_run
+from actscale.runs.store import RunStore
 
 PAGE = str(Path(__file__).resolve().parents[1] / "app_pages" / "2_Explore.py")
 SITES = ("attn_out", "mlp_out", "head")

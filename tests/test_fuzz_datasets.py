@@ -23,11 +23,11 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from actscale.api import build_task, train_run
+from actscale.engine.tasks import Example, PreparedTask, prepare_task, read_dataset, task_vocabulary
+from actscale.engine.training import TrainConfig
 from actscale.errors import ActscaleError, DatasetError
-from actscale.store import RunStore
-from actscale.tasks import Example, PreparedTask, prepare_task, read_dataset, task_vocabulary
-from actscale.training import TrainConfig
+from actscale.runs.api import build_task, train_run
+from actscale.runs.store import RunStore
 
 # Generated inputs per test (Hypothesis's max_examples); their sum is the figure the issue asks
 # for, and test_inputs_fuzzed_total checks that they really ran.

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from tiny_gguf import write_tiny_gguf
 
-from actscale import models
+from actscale.engine import models
+from actscale.engine.models import bundled_gguf_path, gguf_architecture, is_gguf_name, load_model
 from actscale.errors import ModelLoadError
-from actscale.models import bundled_gguf_path, gguf_architecture, is_gguf_name, load_model
 
 ROOT = Path(__file__).resolve().parent.parent
 

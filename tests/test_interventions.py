@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from actscale.interventions import ModelDims, hook_count, make_intervention, steer
-from actscale.models import last_position_logits
-from actscale.sites import SITES, hook_name
+from actscale.engine.interventions import ModelDims, hook_count, make_intervention, steer
+from actscale.engine.models import last_position_logits
+from actscale.engine.sites import SITES, hook_name
 
 N_POS = 7
 

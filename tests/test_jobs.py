@@ -6,9 +6,9 @@ import threading
 
 import pytest
 
+from actscale.engine.training import TrainConfig
 from actscale.errors import ActscaleError
-from actscale.jobs import STATES, JobManager
-from actscale.training import TrainConfig
+from actscale.runs.jobs import STATES, JobManager
 
 CONFIG = TrainConfig(model="tiny-llama", steps=2, n_prompts=8, seed=21, early_stop=0)
 

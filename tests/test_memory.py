@@ -16,14 +16,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from actscale import resources, training
-from actscale.api import build_task, train_run
-from actscale.config import TrainConfig
+from actscale.engine import resources, training
+from actscale.engine.config import TrainConfig
+from actscale.engine.interventions import hook_count
+from actscale.engine.resources import available_memory_bytes, check_memory, step_memory_bytes
+from actscale.engine.tasks import Example, prepare_task
 from actscale.errors import ActscaleError, DatasetError
-from actscale.interventions import hook_count
-from actscale.resources import available_memory_bytes, check_memory, step_memory_bytes
-from actscale.store import RunStore
-from actscale.tasks import Example, prepare_task
+from actscale.runs.api import build_task, train_run
+from actscale.runs.store import RunStore
 
 CONFIG = TrainConfig(model="tiny-llama", task="ioi", method="activscalar", steps=2, n_prompts=12, early_stop=0)
 
@@ -175,8 +175,8 @@ def test_the_guard_lets_a_fitting_batch_through(tiny_llama, tmp_path, monkeypatc
 def test_a_dropped_model_is_released(tmp_path):
     """Switching models must free the previous one: after training, evaluating and a job on a
     model, nothing in the engine (caches, jobs, hooks) keeps it alive once the caller drops it."""
-    from actscale.jobs import JobManager
-    from actscale.models import load_model
+    from actscale.engine.models import load_model
+    from actscale.runs.jobs import JobManager
 
     model = load_model("tiny-gpt2", "cpu")
     store = RunStore(tmp_path / "runs")
@@ -194,7 +194,7 @@ def test_a_dropped_model_is_released(tmp_path):
 def test_the_estimate_is_within_30_percent_of_the_measured_peak():
     """`make bench`'s measurement (the resident peak of one full step) on a 4-layer tiny Llama
     of width 256, batch 32: the pre-training estimate is within ±30% of it."""
-    from actscale.models import tiny_model
+    from actscale.engine.models import tiny_model
     from benchmarks.bench import step_peak_bytes
 
     model = tiny_model(4, 256, "cpu")
@@ -210,7 +210,7 @@ def test_the_estimate_is_within_30_percent_of_the_measured_peak():
 def test_the_bench_measures_a_peak_in_a_new_process():
     """`make bench` (d) measures each point's peak in a new process (a warm heap reads low);
     that process builds the same task and its peak is within ±30% of the estimate."""
-    from actscale.models import tiny_model
+    from actscale.engine.models import tiny_model
     from benchmarks.bench import peak_in_new_process
 
     fields = {"task": "ioi", "method": "activscalar", "n_prompts": 160, "n_test": 8, "batch_size": 32}

@@ -7,8 +7,8 @@ import re
 import pytest
 import torch
 
+from actscale.engine.models import last_position_logits, load_model, parameter_fingerprint, resolve_device
 from actscale.errors import ModelLoadError
-from actscale.models import last_position_logits, load_model, parameter_fingerprint, resolve_device
 
 
 def test_resolve_device(monkeypatch):

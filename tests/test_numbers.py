@@ -9,12 +9,12 @@ import shutil
 import pytest
 import torch
 
-from actscale import analysis
-from actscale.api import build_task, train_run
-from actscale.config import TrainConfig
-from actscale.objective import wilson_interval
-from actscale.store import RunStore
-from actscale.tasks import IOI_FAMILY_OF
+from actscale.engine.config import TrainConfig
+from actscale.engine.objective import wilson_interval
+from actscale.engine.tasks import IOI_FAMILY_OF
+from actscale.runs.api import build_task, train_run
+from actscale.runs.store import RunStore
+from actscale.views import analysis
 
 
 def config(model, **changes) -> TrainConfig:
@@ -182,8 +182,8 @@ def test_best_on_validation_never_reads_test():
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from actscale.store import run_id_for  # noqa: E402
-from actscale.tasks import IOI_TEMPLATES  # noqa: E402
+from actscale.engine.tasks import IOI_TEMPLATES  # noqa: E402
+from actscale.runs.store import run_id_for  # noqa: E402
 
 
 @settings(max_examples=60, deadline=None)
@@ -198,7 +198,7 @@ from actscale.tasks import IOI_TEMPLATES  # noqa: E402
 )
 def test_equivalent_spellings_give_one_run_id(method, task, sites, spell_defaults, as_int, groups, irrelevant):
     """A default and its explicit spelling give the same config, hence the same run id."""
-    from actscale.interventions import method_class
+    from actscale.engine.interventions import method_class
 
     plain = TrainConfig(
         method=method,

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from actscale.objective import (
+from actscale.engine.objective import (
     Minimality,
     effectiveness,
     kl_divergence,

@@ -9,7 +9,7 @@ import pytest
 from conftest import make_method_runs
 from streamlit.testing.v1 import AppTest
 
-from actscale.store import RunStore
+from actscale.runs.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "app_pages" / "3_Compare.py")
@@ -213,14 +213,14 @@ def test_broken_bundles_never_break_the_page(runs):
 
 # ---------------------------------------------------------------- the default comparison and its link
 def listing(run_id: str, method: str, **config):
-    from actscale.store import RunListing
+    from actscale.runs.store import RunListing
 
     base = {"task": "ioi", "model": "m", "method": method, "seed": 0, "n_prompts": 48, "n_test": 200}
     return RunListing(run_id, Path("/nowhere") / run_id, True, config={**base, **config})
 
 
 def test_default_comparison_is_the_latest_run_of_each_method():
-    from actscale.analysis import default_comparison
+    from actscale.views.analysis import default_comparison
 
     rows = [  # newest first
         listing("a" * 16, "dynscalar"),  # the newest: task ioi, model m, seed 0
@@ -254,7 +254,7 @@ def param(at: AppTest, name: str) -> str:
 
 
 def test_the_default_selection_goes_into_the_link(runs):
-    from actscale.analysis import default_comparison
+    from actscale.views.analysis import default_comparison
 
     at = open_page()
     chosen = at.multiselect(key="compare_pick").value
@@ -289,7 +289,7 @@ def test_a_link_reproduces_the_selection(runs):
 
 
 def test_bad_links_are_one_warning_and_ignored(runs):
-    from actscale.analysis import default_comparison
+    from actscale.views.analysis import default_comparison
 
     ids = [b.run_id for b in runs[1].values()]
     at = open_link(f"{ids[0]},0123456789abcdef")
@@ -309,7 +309,7 @@ def test_bad_links_are_one_warning_and_ignored(runs):
 
 
 def test_a_report_of_the_selection_with_its_size(runs):
-    from actscale.report import human_size, render_comparison_report
+    from actscale.views.report import human_size, render_comparison_report
 
     two = [runs[1]["steervec"].run_id, runs[1]["dynscalar"].run_id]
     at = open_link(",".join(two))
@@ -351,8 +351,8 @@ def test_sweep_on_a_ray_cluster_gives_the_runs_a_local_sweep_would(runs, tiny_ll
     """The launcher's Ray choice (a local cluster, 'auto'): the same run ids as the same grid
     trained in this process, stored in the page's store."""
     pytest.importorskip("ray")
-    from actscale.executors import run_configs
-    from actscale.sweeps import base_examples, sweep_configs
+    from actscale.runs.executors import run_configs
+    from actscale.runs.sweeps import base_examples, sweep_configs
 
     root, bundles = runs
     base = bundles["steervec"]

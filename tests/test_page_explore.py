@@ -166,7 +166,7 @@ def test_broken_bundles_never_break_the_page(runs):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_viewer_mode_never_loads_a_model(runs, method, monkeypatch):
-    from actscale import models
+    from actscale.engine import models
     from actscale.ui import common
 
     def refuse(*args, **kwargs):
@@ -253,7 +253,7 @@ def plain_text(markdown: str) -> str:
 
 
 def test_describe_component_from_the_numbers(runs):
-    from actscale.analysis import components, describe_component, position_labels
+    from actscale.views.analysis import components, describe_component, position_labels
 
     bundle = runs[1]["activscalar"]
     alpha = bundle.params["alpha.attn_out"].numpy()
@@ -282,7 +282,7 @@ def test_a_link_opens_the_site_and_component(runs):
     assert not at.exception and not at.error and not at.warning
     assert at.selectbox(key="explore_site").value == "attn_out"
     assert at.selectbox(key="explore_component").value == "1,2"
-    from actscale.analysis import describe_component
+    from actscale.views.analysis import describe_component
 
     assert describe_component(bundle, "attn_out", (1, 2)) in [plain_text(m.value) for m in at.markdown]
     # only that site's figures; the component outlined on its map

@@ -9,9 +9,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.errors import AppTestError
 
-from actscale.api import train_run
-from actscale.store import RunStore
-from actscale.training import TrainConfig
+from actscale.engine.training import TrainConfig
+from actscale.runs.api import train_run
+from actscale.runs.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -139,7 +139,7 @@ def test_upload_garbage_is_one_error_and_a_good_bundle_is_imported(ui_store, sou
 
 
 def _tiny():
-    from actscale.models import load_model
+    from actscale.engine.models import load_model
 
     return load_model("tiny-llama", "cpu")
 
@@ -179,7 +179,7 @@ def test_empty_store(ui_store):
 
 
 def test_the_report_and_the_bundle_show_their_size(ui_store, source_runs):
-    from actscale.report import human_size, render_report
+    from actscale.views.report import human_size, render_report
 
     _, a, _ = source_runs
     at = runs_page(query_run=a)

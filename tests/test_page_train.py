@@ -10,8 +10,8 @@ import pytest
 from conftest import mixed_rows
 from streamlit.testing.v1 import AppTest
 
-from actscale.store import RunStore
-from actscale.training import TrainConfig
+from actscale.engine.training import TrainConfig
+from actscale.runs.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -160,7 +160,7 @@ def test_submit_trains_in_the_background_then_reuses_the_stored_run(ui_store):
 def test_cancel_stores_nothing(ui_store, monkeypatch):
     """Cancel while the job trains: this test's subject is a job running beside the page, so
     its job runs in a thread, held after its first step until the page has pressed Cancel."""
-    from actscale import api
+    from actscale.runs import api
     from actscale.ui import common
 
     monkeypatch.setenv("ACTSCALE_JOBS", "thread")
@@ -302,7 +302,7 @@ def test_a_gguf_file_is_a_model_of_the_picker(ui_store, tmp_path, monkeypatch):
 def test_the_status_line_shows_the_validation_result_before_the_other_splits():
     """Between the last step and the stored run, the progress line says what the validation
     prompts showed, while the training and test prompts are still being evaluated."""
-    from actscale.jobs import Job
+    from actscale.runs.jobs import Job
     from actscale.ui.train_form import _training_status
 
     config = TrainConfig(model="tiny-llama", steps=2)

@@ -1,4 +1,4 @@
-"""`actscale.playground`: steering one prompt, exactly (no Streamlit)."""
+"""`actscale.engine.playground`: steering one prompt, exactly (no Streamlit)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from actscale.api import build_task, intervention_from_bundle, train_run
+from actscale.engine.interventions import hook_count
+from actscale.engine.models import last_position_logits
+from actscale.engine.playground import _logits, beta_curve, dataset_prompts, steer_prompt, tokenize_prompt, top_tokens
+from actscale.engine.tasks import Example
+from actscale.engine.training import TrainConfig
 from actscale.errors import ActscaleError
-from actscale.interventions import hook_count
-from actscale.models import last_position_logits
-from actscale.playground import _logits, beta_curve, dataset_prompts, steer_prompt, tokenize_prompt, top_tokens
-from actscale.store import RunStore
-from actscale.tasks import Example
-from actscale.training import TrainConfig
+from actscale.runs.api import build_task, intervention_from_bundle, train_run
+from actscale.runs.store import RunStore
 
 METHODS = ("activscalar", "steervec", "dynscalar")
 SITES = ("attn_out", "mlp_out", "head")
@@ -220,7 +220,7 @@ def test_dataset_prompts_skip_unusable_rows(runs):
 def test_greedy_continuation_at_beta_zero_is_the_unmodified_models(case):
     """β = 0 leaves every method's edit the identity, so both continuations are the same text,
     and the hooks are gone afterwards."""
-    from actscale.playground import greedy_continuation
+    from actscale.engine.playground import greedy_continuation
 
     model, iv, _, row = case
     before, after = greedy_continuation(model, iv, row["prompt"], 0.0, n_tokens=6)
@@ -229,7 +229,7 @@ def test_greedy_continuation_at_beta_zero_is_the_unmodified_models(case):
 
 
 def test_greedy_continuation_of_a_fixed_length_run_needs_its_prompt_length(runs, tiny_llama):
-    from actscale.playground import greedy_continuation
+    from actscale.engine.playground import greedy_continuation
 
     iv = intervention_from_bundle(runs["activscalar"], tiny_llama)
     with pytest.raises(ActscaleError, match=f"^this intervention is tied to prompts of {iv.n_pos} tokens; got 3 "):
@@ -237,7 +237,7 @@ def test_greedy_continuation_of_a_fixed_length_run_needs_its_prompt_length(runs,
 
 
 def test_trigger_map_reads_the_recorded_scalars(runs, tiny_llama):
-    from actscale.playground import trigger_map
+    from actscale.engine.playground import trigger_map
 
     bundle = runs["dynscalar"]
     iv = intervention_from_bundle(bundle, tiny_llama)
@@ -253,7 +253,7 @@ def test_trigger_map_reads_the_recorded_scalars(runs, tiny_llama):
         ]
     )
     _, cache = tiny_llama.bridge.run_with_cache(ids)
-    from actscale.sites import hook_name
+    from actscale.engine.sites import hook_name
 
     act = cache[hook_name(site, layer)][0]
     if act.dim() == 3:  # head site: the unit's head

@@ -1,4 +1,4 @@
-"""The figure functions of `actscale.plots`, with exact expectations: trace counts and types,
+"""The figure functions of `actscale.views.plots`, with exact expectations: trace counts and types,
 the plotted values, axis titles, legend names, category axes, and diverging colour scales
 centred on 0 ("no change").
 
@@ -21,7 +21,8 @@ import torch
 from conftest import make_method_runs
 from safetensors.torch import load_file
 
-from actscale.plots import (
+from actscale.runs.store import RunStore
+from actscale.views.plots import (
     plot_beta_curve,
     plot_dyn_prompt,
     plot_dyn_weight_norms,
@@ -35,7 +36,6 @@ from actscale.plots import (
     plot_steer_heatmaps,
     plot_tradeoff,
 )
-from actscale.store import RunStore
 
 SITES = ("attn_out", "mlp_out", "head")
 N_LAYERS, N_HEADS = 2, 4  # the tiny model's

@@ -13,7 +13,7 @@ from conftest import make_method_runs, store_snapshot
 from streamlit.testing.v1 import AppTest
 
 from actscale.errors import ActscaleError
-from actscale.store import RunStore
+from actscale.runs.store import RunStore
 from actscale.ui import deployment, navigation
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +52,7 @@ def readonly(runs, monkeypatch):
 @pytest.fixture
 def no_model_loads(monkeypatch):
     """Any attempt to load a model fails the test."""
-    from actscale import models
+    from actscale.engine import models
     from actscale.ui import common
 
     def refuse(*args, **kwargs):
@@ -121,8 +121,8 @@ def test_readonly_store_refuses_every_write(runs, tiny_llama, monkeypatch):
         store.save(bundle.config, bundle.params, bundle.metrics, bundle.history, bundle.dataset)
 
     # A configuration already stored is a read; a new one is refused before any training.
-    from actscale import api
-    from actscale.config import TrainConfig
+    from actscale.engine.config import TrainConfig
+    from actscale.runs import api
 
     def no_training(*args, **kwargs):
         raise AssertionError("a read-only store must refuse before training")

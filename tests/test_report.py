@@ -1,4 +1,4 @@
-"""The self-contained HTML report and the runs table (actscale.report), on tiny-model runs."""
+"""The self-contained HTML report and the runs table (actscale.views.report), on tiny-model runs."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import re
 import pytest
 from plotly.offline import get_plotlyjs
 
-from actscale import views
-from actscale.api import train_run
-from actscale.objective import METRIC_NAMES
-from actscale.report import headline_frame, render_report, runs_frame
-from actscale.store import RunStore
-from actscale.training import TrainConfig
+from actscale.engine.objective import METRIC_NAMES
+from actscale.engine.training import TrainConfig
+from actscale.runs.api import train_run
+from actscale.runs.store import RunStore
+from actscale.views import panels
+from actscale.views.report import headline_frame, render_report, runs_frame
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def runs(tiny_llama, tmp_path_factory):
 def test_report_is_self_contained_and_complete(runs, method):
     bundle = runs[1][method]
     page = render_report(bundle)
-    figures = views.run_figures(bundle)
+    figures = panels.run_figures(bundle)
 
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     assert bundle.run_id in page
@@ -105,7 +105,7 @@ def with_test_metrics(bundle, **test):
 
 
 def test_sentences_are_computed_from_the_numbers(runs):
-    from actscale.report import findings
+    from actscale.views.report import findings
 
     bundle = with_test_metrics(
         runs[1]["activscalar"],
@@ -183,8 +183,8 @@ def test_a_run_with_checks_is_reported_without_them(runs, tmp_path):
     """checks.json (issue 9, format not final) is not read here; a bundle that has one still reports."""
     import shutil
 
-    from actscale.report import findings
-    from actscale.store import RunStore
+    from actscale.runs.store import RunStore
+    from actscale.views.report import findings
 
     bundle = runs[1]["steervec"]
     store = RunStore(tmp_path / "runs")
@@ -212,14 +212,14 @@ def test_heatmaps_carry_the_token_labels(runs):
 
 
 def test_comparison_report(runs):
-    from actscale.report import comparison_findings, human_size, render_comparison_report
+    from actscale.views.report import comparison_findings, human_size, render_comparison_report
 
     bundles = list(runs[1].values())
     page = render_comparison_report(bundles)
     js = get_plotlyjs()
     assert page.count(js[:2000]) == 1  # plotly.js once for the whole file
     assert not re.search(r"<script[^>]*\bsrc\s*=", page)
-    n_figures = sum(len(views.run_figures(b)) for b in bundles) + 2  # each run's, and the two comparison figures
+    n_figures = sum(len(panels.run_figures(b)) for b in bundles) + 2  # each run's, and the two comparison figures
     assert page.count('class="plotly-graph-div"') == n_figures
     assert len(set(re.findall(r'id="((?:run\d+-|compare-)figure-\d+)"', page))) == n_figures  # ids unique
     for b in bundles:
@@ -252,11 +252,11 @@ def test_comparison_report(runs):
 
 
 def test_report_has_the_map_checks_when_the_run_has_them(tiny_llama, tmp_path):
-    from actscale.api import train_run
     from actscale.checks import CheckOptions, run_checks
-    from actscale.report import render_report
-    from actscale.store import RunStore
-    from actscale.training import TrainConfig
+    from actscale.engine.training import TrainConfig
+    from actscale.runs.api import train_run
+    from actscale.runs.store import RunStore
+    from actscale.views.report import render_report
 
     bundle = train_run(
         TrainConfig(model=tiny_llama.name, method="dynscalar", steps=2, n_prompts=16, n_test=8),

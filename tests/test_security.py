@@ -21,10 +21,10 @@ import tomllib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actscale.api import load_run, train_run
+from actscale.engine.training import TrainConfig
 from actscale.errors import ActscaleError
-from actscale.store import BUNDLE_FILES, BrokenBundleError, RunStore, check_run_id
-from actscale.training import TrainConfig
+from actscale.runs.api import load_run, train_run
+from actscale.runs.store import BUNDLE_FILES, BrokenBundleError, RunStore, check_run_id
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,9 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 
+from actscale.engine.interventions import ModelDims, make_intervention, steer
+from actscale.engine.sites import (
+    DEFAULT_SITES,
+    SITES,
+    SiteAddress,
+    hook_name,
+    is_head_site,
+    parse_hook_name,
+    parse_sites,
+)
 from actscale.errors import ActscaleError
-from actscale.interventions import ModelDims, make_intervention, steer
-from actscale.sites import DEFAULT_SITES, SITES, SiteAddress, hook_name, is_head_site, parse_hook_name, parse_sites
 
 
 def test_hook_names_and_their_inverse():

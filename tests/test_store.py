@@ -9,13 +9,13 @@ import re
 import pytest
 from safetensors import safe_open
 
-import actscale.store as store_module
-from actscale.api import build_task, evaluate_run, expected_run_id, intervention_from_bundle, load_run, train_run
+import actscale.runs.store as store_module
+from actscale.engine.objective import METRIC_NAMES
+from actscale.engine.tasks import IOI_TEMPLATES
+from actscale.engine.training import TrainConfig
 from actscale.errors import ActscaleError
-from actscale.objective import METRIC_NAMES
-from actscale.store import run_id_for
-from actscale.tasks import IOI_TEMPLATES
-from actscale.training import TrainConfig
+from actscale.runs.api import build_task, evaluate_run, expected_run_id, intervention_from_bundle, load_run, train_run
+from actscale.runs.store import run_id_for
 
 METRICS = set(METRIC_NAMES)  # every metric of docs/method.md §4
 FILES = {
@@ -199,7 +199,7 @@ def test_list_orders_runs_made_in_the_same_second_by_when_they_were_written(stor
 
     import torch
 
-    from actscale.store import run_id_for
+    from actscale.runs.store import run_id_for
 
     paths, ids = [], []
     for i in range(3):

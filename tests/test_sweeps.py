@@ -1,13 +1,13 @@
-"""The sweep grid (actscale.sweeps): order, defaults, the size cap, the base run's examples."""
+"""The sweep grid (actscale.runs.sweeps): order, defaults, the size cap, the base run's examples."""
 
 from __future__ import annotations
 
 import pytest
 
+from actscale.engine.tasks import Example
+from actscale.engine.training import TrainConfig
 from actscale.errors import ActscaleError
-from actscale.sweeps import MAX_SWEEP, base_examples, check_sweep_size, sweep_configs
-from actscale.tasks import Example
-from actscale.training import TrainConfig
+from actscale.runs.sweeps import MAX_SWEEP, base_examples, check_sweep_size, sweep_configs
 
 BASE = TrainConfig(
     model="tiny-llama", method="activscalar", steps=18, lambda_m=0.05, lambda_f=1.0, margin=2.0, seed=3, n_prompts=16

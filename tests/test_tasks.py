@@ -1,4 +1,4 @@
-"""Tests for actscale.tasks: generators, dataset reading, tokenisation, splits, hashing."""
+"""Tests for actscale.engine.tasks: generators, dataset reading, tokenisation, splits, hashing."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import re
 import pytest
 import torch
 
-from actscale.errors import DatasetError
-from actscale.tasks import (
+from actscale.engine.tasks import (
     IOI_FAMILIES,
     IOI_TEMPLATES,
     Example,
@@ -19,6 +18,7 @@ from actscale.tasks import (
     read_dataset,
     task_vocabulary,
 )
+from actscale.errors import DatasetError
 
 
 class WordTokenizer:
@@ -423,7 +423,7 @@ def smol_tokenizer():
     """The bundled model's own tokenizer (`make test` converts the model first)."""
     import transformers
 
-    from actscale.models import bundled_model_folder
+    from actscale.engine.models import bundled_model_folder
 
     return transformers.AutoTokenizer.from_pretrained(bundled_model_folder())
 

@@ -9,11 +9,11 @@ from collections import OrderedDict
 import pytest
 import torch
 
-from actscale import training
-from actscale.api import build_task, train_run
+from actscale.engine import training
+from actscale.engine.objective import LossTerms
+from actscale.engine.training import TrainConfig, new_intervention, train
 from actscale.errors import ActscaleError, TrainingCancelled, TrainingDiverged
-from actscale.objective import LossTerms
-from actscale.training import TrainConfig, new_intervention, train
+from actscale.runs.api import build_task, train_run
 
 
 def config(model, **changes) -> TrainConfig:

@@ -28,7 +28,7 @@ def write_tiny_gguf(path: Path, architecture: str = "llama", seed: int = 0, n_la
     tensors under another name (a file transformers refuses)."""
     import gguf
 
-    from actscale.tasks import task_vocabulary
+    from actscale.engine.tasks import task_vocabulary
 
     # Every single byte, then each task word with a leading space built up one character at a
     # time: merges only ever extend a "Ġ..." prefix, so a word becomes exactly one token.

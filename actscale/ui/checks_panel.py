@@ -10,13 +10,13 @@ from typing import Any
 
 import streamlit as st
 
-from actscale import analysis, plots
 from actscale.checks import CheckOptions
-from actscale.jobs import Job
-from actscale.store import RunBundle
+from actscale.runs.jobs import Job
+from actscale.runs.store import RunBundle
 from actscale.ui import common, deployment
 from actscale.ui.keys import Keys
 from actscale.ui.progress import job_progress
+from actscale.views import analysis, plots
 
 FigureFn = Callable[..., None]
 

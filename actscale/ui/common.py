@@ -16,17 +16,18 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from actscale import report, sweeps
-from actscale.analysis import filled_metrics, rate_text
-from actscale.api import build_task, intervention_from_bundle
+from actscale.engine.models import LoadedModel, load_model
 from actscale.errors import ActscaleError, one_line
-from actscale.executors import RAY_ADDRESS_ENV, resolve_executor
-from actscale.jobs import Job, JobManager
-from actscale.models import LoadedModel, load_model
-from actscale.store import RunBundle, RunListing, RunStore, check_run_id
+from actscale.runs import sweeps
+from actscale.runs.api import build_task, intervention_from_bundle
+from actscale.runs.executors import RAY_ADDRESS_ENV, resolve_executor
+from actscale.runs.jobs import Job, JobManager
+from actscale.runs.store import RunBundle, RunListing, RunStore, check_run_id
 from actscale.ui import deployment
 from actscale.ui.keys import Keys
 from actscale.ui.navigation import EXPLORE
+from actscale.views import report
+from actscale.views.analysis import filled_metrics, rate_text
 
 DEFAULT_MODEL = os.environ.get("ACTSCALE_MODEL", "bundled")
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from actscale.jobs import Job
+from actscale.runs.jobs import Job
 from actscale.ui import common
 
 

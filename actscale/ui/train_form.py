@@ -18,21 +18,21 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from actscale import plots, report
-from actscale.analysis import rate_text
-from actscale.api import build_task, expected_run_id
-from actscale.config import AUTOCASTS, METHOD_DEFAULT_FIELDS, TrainConfig
+from actscale.engine.config import AUTOCASTS, METHOD_DEFAULT_FIELDS, TrainConfig
+from actscale.engine.interventions import float32_under_auto, method_class, registered_methods
+from actscale.engine.models import LoadedModel, auto_precision_rule, bf16_pays, is_gguf_name
+from actscale.engine.sites import DEFAULT_SITES, SITES
+from actscale.engine.tasks import IOI_FAMILIES, IOI_TEMPLATES, PreparedTask, ccc_countries
 from actscale.errors import ActscaleError, DatasetError, one_line
-from actscale.interventions import float32_under_auto, method_class, registered_methods
-from actscale.jobs import Job
-from actscale.models import LoadedModel, auto_precision_rule, bf16_pays, is_gguf_name
-from actscale.preview import dropped_frame, preview_task
-from actscale.sites import DEFAULT_SITES, SITES
-from actscale.store import RunStore
-from actscale.tasks import IOI_FAMILIES, IOI_TEMPLATES, PreparedTask, ccc_countries
+from actscale.runs.api import build_task, expected_run_id
+from actscale.runs.jobs import Job
+from actscale.runs.store import RunStore
 from actscale.ui import common, navigation
 from actscale.ui.keys import Keys
 from actscale.ui.progress import job_progress, time_left
+from actscale.views import plots, report
+from actscale.views.analysis import rate_text
+from actscale.views.preview import dropped_frame, preview_task
 
 MODEL_SOURCES = ("bundled", "Hugging Face id", "Local folder", "GGUF file")
 _MODEL_HINTS = {

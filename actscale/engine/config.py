@@ -8,10 +8,10 @@ import numbers
 from dataclasses import dataclass, fields
 from typing import Any, Literal, get_args
 
+from actscale.engine.interventions import method_class
+from actscale.engine.sites import DEFAULT_SITES, SITES, parse_sites
+from actscale.engine.tasks import IOI_TEMPLATES
 from actscale.errors import ActscaleError
-from actscale.interventions import method_class
-from actscale.sites import DEFAULT_SITES, SITES, parse_sites
-from actscale.tasks import IOI_TEMPLATES
 
 Task = Literal["ioi", "ccc", "custom"]
 TASKS: tuple[str, ...] = get_args(Task)

@@ -30,7 +30,7 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import load_file, save_file
 
 from actscale.errors import ActscaleError
-from actscale.interventions import ModelDims, make_intervention
+from actscale.engine.interventions import ModelDims, make_intervention
 
 # \Z, not $: "$" also matches before a trailing newline, which would let "<16 hex>\n" through.
 RUN_ID = re.compile(r"^[0-9a-f]{16}\Z")
@@ -63,7 +63,7 @@ def canonical_run_id(config: dict[str, Any]) -> str | None:
     """The id a stored run's config gets today, after canonicalisation (a bundle stored before a
     field was canonicalised keeps its folder's id; this is its alias). None where the config
     lacks a field that later versions define (its meaning then cannot be known) or is invalid."""
-    from actscale.config import OMITTED_AT_DEFAULT, TrainConfig
+    from actscale.engine.config import OMITTED_AT_DEFAULT, TrainConfig
 
     # from_bundle fills positions; the fields config.json omits at their default may be absent
     known = {f.name for f in fields(TrainConfig)} - {"positions", *OMITTED_AT_DEFAULT}

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from actscale.interventions import Intervention, effective_counts, method_class
-from actscale.objective import RATE_NAMES, wilson_interval
-from actscale.store import RunBundle, RunListing
+from actscale.engine.interventions import Intervention, effective_counts, method_class
+from actscale.engine.objective import RATE_NAMES, wilson_interval
+from actscale.runs.store import RunBundle, RunListing
 
 
 def run_method(bundle: RunBundle) -> type[Intervention]:

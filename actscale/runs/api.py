@@ -17,13 +17,13 @@ from typing import Any
 import torch
 
 from actscale._version import __version__
-from actscale.config import TrainConfig
+from actscale.engine.config import TrainConfig
 from actscale.errors import ActscaleError
-from actscale.interventions import Intervention, make_intervention
-from actscale.models import LoadedModel
-from actscale.resources import resolve_autocast
-from actscale.store import RunBundle, RunStore, check_run_id, load_bundle, run_id_for
-from actscale.tasks import (
+from actscale.engine.interventions import Intervention, make_intervention
+from actscale.engine.models import LoadedModel
+from actscale.engine.resources import resolve_autocast
+from actscale.runs.store import RunBundle, RunStore, check_run_id, load_bundle, run_id_for
+from actscale.engine.tasks import (
     Example,
     PreparedTask,
     ccc_split_examples,
@@ -31,7 +31,7 @@ from actscale.tasks import (
     prepare_task,
     read_dataset,
 )
-from actscale.training import CancelFlag, StepInfo, TrainResult, evaluate, model_dims, train
+from actscale.engine.training import CancelFlag, StepInfo, TrainResult, evaluate, model_dims, train
 
 
 def resolved_prepend_bos(model: LoadedModel, config: TrainConfig) -> bool:

@@ -1,4 +1,4 @@
-"""The Ray executor of `actscale.executors.run_configs`: a sweep's runs on a Ray cluster.
+"""The Ray executor of `actscale.runs.executors.run_configs`: a sweep's runs on a Ray cluster.
 
 Imported only when a caller asks for Ray (``pip install "actscale[ray]"``). One actor per
 worker loads each model once and keeps it; runs go to whichever actor is free. A worker trains
@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from actscale.errors import ActscaleError, TrainingCancelled, one_line
-from actscale.executors import ProgressCallback, RunProgress, RunState, plan_run
-from actscale.store import RunBundle, RunStore
-from actscale.tasks import Example
-from actscale.training import CancelFlag, StepInfo, TrainConfig
+from actscale.runs.executors import ProgressCallback, RunProgress, RunState, plan_run
+from actscale.runs.store import RunBundle, RunStore
+from actscale.engine.tasks import Example
+from actscale.engine.training import CancelFlag, StepInfo, TrainConfig
 
 POLL_S = 0.2  # how often this process drains progress and checks Cancel while runs are out
 
@@ -95,7 +95,7 @@ def connect(address: str, num_cpus: int | None = None) -> bool:
         if address == "auto":
             # The workers of a local cluster import this very actscale (a worktree or a checkout,
             # not only an installed copy), so their runs are the ones this process would train.
-            package_parent = str(Path(__file__).resolve().parent.parent)
+            package_parent = str(Path(__file__).resolve().parents[2])
             path = os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH", "")) if p)
             ray.init(
                 address="local",
@@ -142,7 +142,7 @@ class SweepWorker:
         self._models: dict[tuple[str, str], Any] = {}
 
     def _model(self, name: str, device: str) -> Any:
-        from actscale.models import load_model
+        from actscale.engine.models import load_model
 
         key = (name, device)
         if key not in self._models:
@@ -159,7 +159,7 @@ class SweepWorker:
         not travel."""
         import ray
 
-        from actscale import api
+        from actscale.runs import api
 
         last: list[Any] = []
 

@@ -3,7 +3,7 @@ one run or of several compared, to send to collaborators.
 
 A report is one file that opens with no network and no server: sentences computed from the
 numbers on what the figures show and cannot show, the metrics with base rates and intervals,
-every figure of `views.run_figures` (interactive) and the configuration, with plotly.js inlined
+every figure of `panels.run_figures` (interactive) and the configuration, with plotly.js inlined
 once per file. No Streamlit here; every string that goes into HTML is escaped.
 """
 
@@ -17,8 +17,9 @@ from typing import Any
 
 import pandas as pd
 
-from actscale import views
-from actscale.analysis import (
+from actscale.runs.store import RunBundle, RunListing
+from actscale.views import panels
+from actscale.views.analysis import (
     ablation_table,
     base_rate,
     filled_metrics,
@@ -32,7 +33,6 @@ from actscale.analysis import (
     same_split,
     side_effects_table,
 )
-from actscale.store import RunBundle, RunListing
 
 # Columns of the runs table, in order. Headline metrics are the test split's (docs/method.md §4).
 RUN_COLUMNS = (
@@ -416,7 +416,7 @@ def _check_sections(bundle: RunBundle, heading: str, prefix: str) -> list[str]:
     ):
         if not frame.empty:
             out += [f"<{sub}>{title}</{sub}>", _table(frame.astype(object).values.tolist(), list(frame.columns))]
-    for i, (name, fig) in enumerate(views.check_figures(bundle).items()):
+    for i, (name, fig) in enumerate(panels.check_figures(bundle).items()):
         div = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"{prefix}check-{i}")
         out.append(f'<section class="figure"><{sub}>{html.escape(name)}</{sub}>{div}</section>')
     return out
@@ -424,7 +424,7 @@ def _check_sections(bundle: RunBundle, heading: str, prefix: str) -> list[str]:
 
 def _figure_sections(bundle: RunBundle, prefix: str) -> list[str]:
     out = []
-    for i, (name, fig) in enumerate(views.run_figures(bundle).items()):
+    for i, (name, fig) in enumerate(panels.run_figures(bundle).items()):
         div = fig.to_html(
             full_html=False,
             include_plotlyjs=False,  # once per file, in the page's head
@@ -491,7 +491,7 @@ def _subtitle(cfg: dict[str, Any]) -> str:
 def render_report(bundle: RunBundle) -> str:
     """One self-contained HTML page of ``bundle``: what its figures show and cannot show (computed
     from its numbers), its metrics with base rates and intervals, every figure of
-    `views.run_figures` (interactive, token labels on the position axes) and its configuration;
+    `panels.run_figures` (interactive, token labels on the position axes) and its configuration;
     plotly.js inlined once, so it opens with no network."""
     return _page(f"actscale run {bundle.run_id}", _subtitle(bundle.config), _run_sections(bundle, "h2"))
 
@@ -526,7 +526,7 @@ def render_comparison_report(bundles: list[RunBundle]) -> str:
     """One self-contained HTML page comparing ``bundles`` (Compare's selection): a table of their
     headline figures, the comparison figures, sentences on what differs measurably, then each
     run's own section; plotly.js inlined once for the whole file. Raises ValueError for none."""
-    from actscale import plots
+    from actscale.views import plots
 
     if not bundles:
         raise ValueError("a comparison report needs at least one run")

@@ -6,7 +6,7 @@ stored bundles back in the same order. Whatever the executor, a run lands in the
 through the same atomic writes (`RunStore`), a configuration already stored is opened instead
 of retrained, and the run ids and parameters are those of an in-process run.
 
-The local executor never imports Ray; the Ray executor lives in `actscale.ray_executor` and is
+The local executor never imports Ray; the Ray executor lives in `actscale.runs.ray_executor` and is
 imported only when asked for.
 """
 
@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
-from actscale import api
+from actscale.runs import api
 from actscale.errors import ActscaleError, TrainingCancelled
-from actscale.models import LoadedModel, load_model
-from actscale.store import RunBundle, RunStore
-from actscale.tasks import Example, PreparedTask, read_dataset
-from actscale.training import CancelFlag, StepInfo, TrainConfig
+from actscale.engine.models import LoadedModel, load_model
+from actscale.runs.store import RunBundle, RunStore
+from actscale.engine.tasks import Example, PreparedTask, read_dataset
+from actscale.engine.training import CancelFlag, StepInfo, TrainConfig
 
 ExecutorName = Literal["local", "ray"]
 EXECUTOR_NAMES: tuple[str, ...] = get_args(ExecutorName)
@@ -119,7 +119,7 @@ def run_configs(
         return _run_local(configs, store, examples, on_progress, cancel, reuse, model, on_wait)
     if model is not None or on_wait is not None:
         raise ActscaleError("the Ray executor loads its own models: pass neither model nor on_wait")
-    from actscale import ray_executor  # imported only here: the local path never imports Ray
+    from actscale.runs import ray_executor  # imported only here: the local path never imports Ray
 
     return ray_executor.run_on_ray(
         configs,

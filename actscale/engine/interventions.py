@@ -33,8 +33,8 @@ import torch
 from torch import Tensor, nn
 from typing_extensions import override
 
+from actscale.engine.sites import hook_name, is_head_site
 from actscale.errors import ActscaleError
-from actscale.sites import hook_name, is_head_site
 
 # What a hook records: {(site, layer): tensor} for the caller of `steer` (DynScalar's scalars).
 Recorder = dict[tuple[str, int], Tensor]

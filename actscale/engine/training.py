@@ -20,11 +20,10 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from actscale.config import TrainConfig  # noqa: F401 - re-exported: `from actscale.training import TrainConfig`
-from actscale.errors import ActscaleError, TrainingCancelled, TrainingDiverged
-from actscale.interventions import Intervention, ModelDims, make_intervention, steer
-from actscale.models import LoadedModel, last_position_logits
-from actscale.objective import (
+from actscale.engine.config import TrainConfig  # noqa: F401 - re-exported: `from actscale.engine.training import TrainConfig`
+from actscale.engine.interventions import Intervention, ModelDims, make_intervention, steer
+from actscale.engine.models import LoadedModel, last_position_logits
+from actscale.engine.objective import (
     LossTerms,
     Minimality,
     effectiveness,
@@ -34,9 +33,10 @@ from actscale.objective import (
     split_metrics,
     wilson_interval,
 )
-from actscale.resources import check_memory, resolve_autocast
-from actscale.sites import hook_name
-from actscale.tasks import SPLITS, PreparedTask
+from actscale.engine.resources import check_memory, resolve_autocast
+from actscale.engine.sites import hook_name
+from actscale.engine.tasks import SPLITS, PreparedTask
+from actscale.errors import ActscaleError, TrainingCancelled, TrainingDiverged
 
 
 @dataclass(frozen=True)

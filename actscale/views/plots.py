@@ -10,7 +10,10 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from actscale.analysis import (
+from actscale.engine.interventions import SteerVec
+from actscale.engine.sites import is_head_site
+from actscale.runs.store import RunBundle
+from actscale.views.analysis import (
     component_values,
     dyn_prompt_scalars,
     examples_frame,
@@ -21,9 +24,6 @@ from actscale.analysis import (
     reliability,
     run_method,
 )
-from actscale.interventions import SteerVec
-from actscale.sites import is_head_site
-from actscale.store import RunBundle
 
 DIVERGING = "RdBu_r"  # red = scaled up, blue = scaled down, white = no change
 SEQUENTIAL = "Viridis"
@@ -555,7 +555,7 @@ def plot_sufficiency(bundle: RunBundle) -> go.Figure:
     points, the unmodified model's rate and k90; one panel per direction."""
     from plotly.subplots import make_subplots
 
-    from actscale.analysis import run_checks_data
+    from actscale.views.analysis import run_checks_data
 
     m = (run_checks_data(bundle) or {}).get("map") or {}
     if not m:
@@ -658,7 +658,7 @@ def _unmodified_rate(bundle: RunBundle, m: dict, name: str) -> float | None:
 def plot_stability_map(bundle: RunBundle, site: str) -> go.Figure:
     """The consensus map over seeds (mean relative magnitude) with the components selected in
     every seed marked, and each one's selection frequency on hover."""
-    from actscale.analysis import checks_tensor, run_checks_data
+    from actscale.views.analysis import checks_tensor, run_checks_data
 
     s = (run_checks_data(bundle) or {}).get("stability") or {}
     consensus, freq = (
@@ -714,7 +714,7 @@ def plot_stability_map(bundle: RunBundle, site: str) -> go.Figure:
 def plot_generalisation(bundle: RunBundle, name: str = "flip_acc_neg") -> go.Figure:
     """Train on one group (rows), test on each other (columns; the diagonal: the group's own
     validation prompts): a flip rate per cell with its interval and n."""
-    from actscale.analysis import run_checks_data
+    from actscale.views.analysis import run_checks_data
 
     g = (run_checks_data(bundle) or {}).get("generalisation") or {}
     if not g:
@@ -776,7 +776,7 @@ def plot_trigger_map(values: np.ndarray, units: list[str], tokens: list[str]) ->
 def plot_sufficiency_overlay(bundles: list[RunBundle]) -> go.Figure:
     """Runs side by side: mean flip rate of the top-k against k as a share of each run's
     components (log), the learned curve solid and the random control's median as markers."""
-    from actscale.analysis import run_checks_data
+    from actscale.views.analysis import run_checks_data
 
     fig = _new_figure()
     for b in bundles:

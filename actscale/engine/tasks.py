@@ -103,7 +103,7 @@ PLACES = "store park school office hospital station garden restaurant market bea
 OBJECTS = "drink ring ball book bone kiss necklace computer basketball snack apple bag pen letter key".split()
 
 CCC_TEMPLATE = "The capital of {country} is {other}. Q: What is the capital of {country}? A:"
-_COUNTRIES_CSV = Path(__file__).parent / "data" / "countries.csv"
+_COUNTRIES_CSV = Path(__file__).parents[1] / "data" / "countries.csv"
 
 
 def generate_ioi(n: int, seed: int, templates: tuple[str, ...] | None = None) -> list[Example]:

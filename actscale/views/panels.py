@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 import plotly.graph_objects as go
 
-from actscale import plots
-from actscale.analysis import run_method
-from actscale.store import RunBundle
+from actscale.runs.store import RunBundle
+from actscale.views import plots
+from actscale.views.analysis import run_method
 
 Pick = Literal["prompt", "position"]
 

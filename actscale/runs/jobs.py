@@ -18,15 +18,16 @@ from functools import partial
 from typing import Literal, get_args
 
 # Through the module (api.train_run, not a name bound here), so that a test's monkeypatch of
-# actscale.api reaches the jobs. api never imports jobs: no cycle.
-from actscale import api, checks
+# actscale.runs.api reaches the jobs. api never imports jobs: no cycle.
+from actscale.runs import api
+from actscale import checks
 from actscale.checks import CheckOptions
 from actscale.errors import ActscaleError, TrainingCancelled, one_line
-from actscale.executors import RunProgress, run_configs
-from actscale.models import LoadedModel
-from actscale.store import RunBundle, RunStore
-from actscale.tasks import Example, PreparedTask
-from actscale.training import StepInfo, TrainConfig
+from actscale.runs.executors import RunProgress, run_configs
+from actscale.engine.models import LoadedModel
+from actscale.runs.store import RunBundle, RunStore
+from actscale.engine.tasks import Example, PreparedTask
+from actscale.engine.training import StepInfo, TrainConfig
 
 JobState = Literal["queued", "waiting", "running", "done", "cancelled", "failed"]
 STATES: tuple[JobState, ...] = get_args(JobState)

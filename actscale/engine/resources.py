@@ -8,11 +8,11 @@ from pathlib import Path
 
 import torch
 
-from actscale.config import TrainConfig
+from actscale.engine.config import TrainConfig
+from actscale.engine.interventions import method_class
+from actscale.engine.models import LoadedModel, bf16_pays
+from actscale.engine.tasks import PreparedTask
 from actscale.errors import ActscaleError
-from actscale.interventions import method_class
-from actscale.models import LoadedModel, bf16_pays
-from actscale.tasks import PreparedTask
 
 
 def available_memory_bytes(device: str) -> int | None:

@@ -18,10 +18,10 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from actscale.engine.interventions import Intervention, steer
+from actscale.engine.models import LoadedModel, last_position_logits
 from actscale.errors import ActscaleError
-from actscale.interventions import Intervention, steer
-from actscale.models import LoadedModel, last_position_logits
-from actscale.store import RunBundle
+from actscale.runs.store import RunBundle
 
 TOP_K = 10
 

@@ -36,8 +36,8 @@ from typing import Any
 
 import torch
 
+from actscale.engine.tasks import task_vocabulary  # the test models' tokenizer knows the tasks' words
 from actscale.errors import ModelLoadError, one_line
-from actscale.tasks import task_vocabulary  # the test models' tokenizer knows the tasks' words
 
 BUNDLED = "bundled"
 TINY_MODELS = ("tiny-llama", "tiny-gpt2")

@@ -1,0 +1,62 @@
+"""Does the map mean anything? The checks of docs/method.md §7, from a stored run and the model.
+
+A trained run's map is a claim that *these* components carry the behaviour. Each check tests
+it with forward passes only, on the same test prompts (paired, so the curves compare like with
+like):
+
+- **sufficiency**: keep the top-k components (by the relative magnitude that defines
+  ``n_effective``), zero the rest, for k on a log grid; ``k90`` is the smallest k whose mean
+  flip rate reaches 90% of the full run's (bisected between grid points);
+- **necessity**: the full run without its top-k (k = 1, 4, 16, …);
+- **random control**: the top-k's parameters moved onto k random components of the same sites
+  (keeping each one's relative magnitude), ``draws`` times, at k90;
+- **ablation**: zero- and mean-ablation (mean over the training prompts) of the same top-k
+  components, without any scaling: what a classical knock-out says;
+- **stability** over seeds, the **generalisation** matrix over groups and **side effects** on
+  neutral text (a run of any length), when asked for.
+
+Variants (a parameter set, or an ablation) are stacked along the batch dimension: one forward
+pass carries several of them, each on its own slice of rows (`passes`). Results go into the bundle as
+``checks.json`` (+ ``checks.safetensors`` for per-component arrays), written atomically, so
+every page draws them without a model. No Streamlit here.
+
+One module per check: `sufficiency` (sufficiency, necessity, the random control and the
+knock-outs), `stability`, `generalisation`, `side_effects`; `components` and `passes` are what
+they share, `run` the orchestration.
+"""
+
+from actscale.checks.components import Components, k_grid, keep_params, necessity_grid, random_draws, transplant_params
+from actscale.checks.generalisation import generalisation, generalisation_configs, run_groups
+from actscale.checks.options import MAX_GENERALISATION_GROUPS, PRECISIONS, VARY, CheckOptions, Progress
+from actscale.checks.run import reload, run_checks
+from actscale.checks.side_effects import all_position_logits, neutral_sentences, side_effects
+from actscale.checks.stability import Trainer, executor_trainer, spearman, stability, stability_configs
+from actscale.checks.sufficiency import map_checks
+
+__all__ = [
+    "MAX_GENERALISATION_GROUPS",
+    "PRECISIONS",
+    "VARY",
+    "CheckOptions",
+    "Components",
+    "Progress",
+    "Trainer",
+    "all_position_logits",
+    "executor_trainer",
+    "generalisation",
+    "generalisation_configs",
+    "k_grid",
+    "keep_params",
+    "map_checks",
+    "necessity_grid",
+    "neutral_sentences",
+    "random_draws",
+    "reload",
+    "run_checks",
+    "run_groups",
+    "side_effects",
+    "spearman",
+    "stability",
+    "stability_configs",
+    "transplant_params",
+]

@@ -1,0 +1,116 @@
+"""A run's components for the checks: ranking by magnitude, keeping the top-k, moving
+parameters onto other components, and the k grids."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from actscale.engine.interventions import Intervention
+
+
+class Components:
+    """Every component of a run, flat over its sites (in order), ranked by relative magnitude
+    (largest first; ties by position in the flat order, so the ranking is deterministic)."""
+
+    def __init__(self, method: type[Intervention], sites: Sequence[str], magnitudes: Mapping[str, Tensor]):
+        self.method = method
+        self.sites = tuple(sites)
+        self.shapes = {s: tuple(magnitudes[s].shape) for s in self.sites}
+        sizes = [magnitudes[s].numel() for s in self.sites]
+        self.offsets = dict(zip(self.sites, [sum(sizes[:i]) for i in range(len(sizes))], strict=True))
+        self.sizes = dict(zip(self.sites, sizes, strict=True))
+        self.magnitude = torch.cat([magnitudes[s].reshape(-1).float() for s in self.sites])
+        self.order = torch.sort(-self.magnitude, stable=True).indices
+        self.n = int(self.magnitude.numel())
+
+    def top(self, k: int) -> Tensor:
+        return self.order[:k]
+
+    def mask(self, idx: Tensor) -> Tensor:
+        out = torch.zeros(self.n, dtype=torch.bool)
+        out[idx] = True
+        return out
+
+    def site_slice(self, site: str) -> slice:
+        return slice(self.offsets[site], self.offsets[site] + self.sizes[site])
+
+    def positioned(self, site: str) -> bool:
+        return "position" in self.method.component_axes(site)
+
+    def label(self, flat: int) -> str:
+        """e.g. "mlp_out L12 P7" (layer, then position and head where the method has them)."""
+        site = next(s for s in self.sites if self.offsets[s] <= flat < self.offsets[s] + self.sizes[s])
+        index = torch.unravel_index(torch.tensor(flat - self.offsets[site]), self.shapes[site])
+        axes = self.method.component_axes(site)
+        short = {"layer": "L", "position": "P", "head": "H"}
+        return " ".join([site, *(f"{short.get(a, a)}{int(i)}" for a, i in zip(axes, index, strict=True))])
+
+
+def _payloads(params: Mapping[str, Tensor], comps: Components) -> dict[str, tuple[str, Tensor]]:
+    """Each parameter tensor as [n components of its site, payload] (the layout every method's
+    tensors share: the component axes first)."""
+    out = {}
+    for name, tensor in params.items():
+        site = name.split(".", 1)[1]
+        if site in comps.sizes:
+            out[name] = (site, tensor.detach().float().reshape(comps.sizes[site], -1))
+    return out
+
+
+def keep_params(params: Mapping[str, Tensor], comps: Components, keep: Tensor) -> dict[str, Tensor]:
+    """The run's parameters with every component outside ``keep`` ([n] bool) set to the
+    identity (zero parameters: α = 0, v = 0, w = b = 0 all leave the activation as it is)."""
+    out = {}
+    for name, (site, flat) in _payloads(params, comps).items():
+        rows = keep[comps.site_slice(site)].to(flat.dtype).unsqueeze(-1)
+        out[name] = (flat * rows).reshape(params[name].shape)
+    return out
+
+
+def transplant_params(
+    params: Mapping[str, Tensor], comps: Components, analysis: Mapping[str, Tensor], src: Tensor, dst: Tensor
+) -> dict[str, Tensor]:
+    """Zero parameters except at components ``dst``, which get the parameters of components
+    ``src`` (same sites, one to one), rescaled so each keeps its relative magnitude."""
+    payloads = _payloads(params, comps)
+    out = {name: torch.zeros_like(flat) for name, (_, flat) in payloads.items()}
+    for site in comps.sites:
+        lo, hi = comps.offsets[site], comps.offsets[site] + comps.sizes[site]
+        pick = (src >= lo) & (src < hi)
+        s, d = src[pick] - lo, dst[pick] - lo
+        if not s.numel():
+            continue
+        scale = comps.method.transplant_scale(analysis, site, s, d).float().unsqueeze(-1)
+        for name, (tsite, flat) in payloads.items():
+            if tsite == site:
+                out[name][d] = flat[s] * scale
+    return {name: out[name].reshape(params[name].shape) for name in out}
+
+
+def k_grid(n: int) -> list[int]:
+    """1, 2, 4, … below ``n``, then ``n``."""
+    return sorted({*(2**i for i in range(max(1, n.bit_length())) if 2**i < n), n})
+
+
+def necessity_grid(n: int) -> list[int]:
+    """1, 4, 16, … below ``n``: the top-k removed (coarser than the sufficiency grid: every
+    necessity point costs as much as a sufficiency point, and k90 needs only the latter)."""
+    return [4**i for i in range(n.bit_length()) if 4**i < n]
+
+
+def random_draws(comps: Components, top: Tensor, draws: int, seed: int) -> list[Tensor]:
+    """``draws`` random placements of the components ``top``: for each site, as many
+    components of that site, drawn uniformly without replacement."""
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(draws):
+        dst = torch.empty_like(top)
+        for site in comps.sites:
+            lo, hi = comps.offsets[site], comps.offsets[site] + comps.sizes[site]
+            pick = (top >= lo) & (top < hi)
+            dst[pick] = lo + torch.randperm(hi - lo, generator=gen)[: int(pick.sum())]
+        out.append(dst)
+    return out

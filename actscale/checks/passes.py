@@ -1,0 +1,317 @@
+"""Batched evaluation for the checks: variants (a parameter set, or an ablation) stacked
+along the batch dimension, one forward pass carrying several of them, each on its own rows;
+and what a run needs prepared for it (its task, magnitudes, mean activations)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from actscale.checks.components import Components
+from actscale.checks.options import CheckOptions
+from actscale.engine.config import TrainConfig
+from actscale.engine.interventions import Intervention, make_intervention, method_class
+from actscale.engine.models import LoadedModel, last_position_logits
+from actscale.engine.objective import kl_divergence, logit_diff, wilson_interval
+from actscale.engine.sites import hook_name
+from actscale.engine.tasks import Example, PreparedTask
+from actscale.engine.training import CancelFlag, train_token_mask
+from actscale.errors import ActscaleError, TrainingCancelled
+from actscale.runs.store import RunBundle
+
+
+@dataclass
+class Variant:
+    """One thing to evaluate: a parameter set at β = ±1, or an ablation (β plays no part)."""
+
+    name: str
+    params: dict[str, Tensor] | None = None
+    ablate: Tensor | None = None  # [n] bool
+    kind: str = "steer"  # "steer", "zero" or "mean"
+
+    @property
+    def betas(self) -> tuple[float, ...]:
+        return (1.0, -1.0) if self.kind == "steer" else (0.0,)
+
+
+@dataclass
+class Context:
+    """What every forward pass of one run's checks shares."""
+
+    model: LoadedModel
+    bundle: RunBundle
+    template: Intervention  # the run's intervention (its trained parameters)
+    comps: Components
+    tokens: Tensor  # [N pos] the check prompts
+    mask: Tensor
+    correct: Tensor
+    wrong: Tensor
+    options: CheckOptions
+    base_logits: Tensor = field(default_factory=lambda: torch.zeros(0))
+    means: dict[str, Tensor] = field(default_factory=dict)
+    cancel: CancelFlag | None = None
+
+    @property
+    def n(self) -> int:
+        return int(self.tokens.shape[0])
+
+    @property
+    def precision_name(self) -> str:
+        """The passes' precision, "bf16" or "float32" ("run": the run's own)."""
+        if self.options.precision != "run":
+            return self.options.precision
+        return "bf16" if self.bundle.config.get("autocast") == "bf16" else "float32"
+
+    @property
+    def bf16(self) -> bool:
+        """Whether the passes run under bfloat16 autocast (`last_position_logits` sets it: an
+        autocast block around that call would be switched off inside it)."""
+        return self.precision_name == "bf16"
+
+    def intervention(self, params: Mapping[str, Tensor]) -> Intervention:
+        cfg = self.bundle.config
+        iv = make_intervention(cfg["method"], tuple(cfg["sites"]), self.template.dims, cfg)
+        iv.load_named_tensors(params)
+        return iv.to(self.model.device)
+
+
+def _ablation_edit(ctx: Context, variant: Variant, site: str, layer: int, act: Tensor, mask: Tensor) -> Tensor:
+    """Zero- or mean-ablate the variant's components at (site, layer); pad positions are kept."""
+    assert variant.ablate is not None
+    comps = ctx.comps
+    chosen = variant.ablate[comps.site_slice(site)].reshape(comps.shapes[site])[layer]  # [pos (head)] or [(head)]
+    width = act.shape[1]
+    if comps.positioned(site):
+        chosen = ctx.template.columns(chosen, width).unsqueeze(0)  # [1 pos (head)]
+    else:
+        chosen = chosen.reshape(1, 1, *chosen.shape)  # [1 1 (head)]
+    where = chosen.to(act.device).unsqueeze(-1) & mask.to(act.device, torch.bool).reshape(
+        *mask.shape, *([1] * (act.dim() - 2))
+    )
+    if variant.kind == "zero":
+        fill = torch.zeros((), dtype=act.dtype, device=act.device)
+    else:
+        mean = ctx.means[site][layer]
+        mean = (
+            ctx.template.columns(mean, width).unsqueeze(0)
+            if comps.positioned(site)
+            else mean.reshape(1, 1, *mean.shape)
+        )
+        fill = mean.to(act.device, act.dtype)
+    return torch.where(where, fill, act)
+
+
+def _check_cancel(ctx: Context) -> None:
+    if ctx.cancel is not None and ctx.cancel.is_set():
+        raise TrainingCancelled("the checks were cancelled; nothing was written")
+
+
+def evaluate_variants(
+    ctx: Context, variants: list[Variant], progress: Callable[[int], None] | None = None
+) -> list[dict]:
+    """Per variant and β, the per-prompt Δ, faithfulness KL and full KL: [{β: (Δ, kl_f, kl)}]."""
+    segments = [(i, beta) for i, v in enumerate(variants) for beta in v.betas]
+    per_pass = max(1, ctx.options.rows_per_pass // ctx.n)
+    out: list[dict[float, tuple[Tensor, Tensor, Tensor]]] = [{} for _ in variants]
+    ivs: dict[int, Intervention] = {}
+    for start in range(0, len(segments), per_pass):
+        _check_cancel(ctx)
+        chunk = segments[start : start + per_pass]
+        for i, _ in chunk:  # built per chunk: a SteerVec parameter set is megabytes
+            params = variants[i].params
+            if params is not None and i not in ivs:
+                ivs[i] = ctx.intervention(params)
+        for i in [i for i in ivs if all(i != j for j, _ in chunk)]:
+            del ivs[i]
+        logits = _forward_chunk(ctx, [(variants[i], ivs.get(i), beta) for i, beta in chunk])
+        for j, (i, beta) in enumerate(chunk):
+            lg = logits[j * ctx.n : (j + 1) * ctx.n]
+            out[i][beta] = (
+                logit_diff(lg, ctx.correct, ctx.wrong),
+                kl_divergence(ctx.base_logits, lg, ctx.correct, ctx.wrong),
+                kl_divergence(ctx.base_logits, lg),
+            )
+        if progress is not None:
+            progress(len(chunk) * ctx.n)
+    return out
+
+
+def _forward_chunk(ctx: Context, segments: list[tuple[Variant, Intervention | None, float]]) -> Tensor:
+    """Last-position logits of the check prompts under each segment's variant, stacked."""
+    n, dev = ctx.n, ctx.model.device
+
+    def hook(act: Tensor, hook: object = None, *, site: str, layer: int) -> Tensor:  # noqa: ARG001 - a hook's signature
+        parts = []
+        for j, (variant, iv, beta) in enumerate(segments):
+            seg = act[j * n : (j + 1) * n]
+            if iv is not None:
+                parts.append(iv(seg, site=site, layer=layer, beta=torch.full((n,), beta, device=dev), mask=ctx.mask))
+            else:
+                parts.append(_ablation_edit(ctx, variant, site, layer, seg, ctx.mask))
+        return torch.cat(parts)
+
+    hooks = [
+        (hook_name(site, layer), _partial_hook(hook, site, layer))
+        for site in ctx.template.sites
+        for layer in range(ctx.template.dims.n_layers)
+    ]
+    tokens = ctx.tokens.repeat(len(segments), 1)
+    mask = ctx.mask.repeat(len(segments), 1)
+    with ctx.model.lock, torch.no_grad(), _flush_denormal():
+        with ctx.model.bridge.hooks(fwd_hooks=hooks, reset_hooks_end=True):
+            return last_position_logits(ctx.model, tokens, mask, autocast=ctx.bf16).float().cpu()
+
+
+@contextlib.contextmanager
+def _flush_denormal() -> Iterator[None]:
+    """Subnormal floats flushed to zero on the CPU for the block: a random placement can drive
+    activations towards them, and arithmetic on subnormals is many times slower (their
+    contribution, below 1e-38, changes no logit). Back to torch's default (off) afterwards."""
+    supported = torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if supported:
+            torch.set_flush_denormal(False)
+
+
+def _partial_hook(fn: Callable[..., Tensor], site: str, layer: int) -> Callable[..., Tensor]:
+    def bound(act: Tensor, hook: object = None) -> Tensor:
+        return fn(act, hook, site=site, layer=layer)
+
+    return bound
+
+
+def _rate(hits: Tensor) -> tuple[float, list[float]]:
+    k, n = int(hits.sum()), int(hits.numel())
+    return (k / n if n else 0.0), [round(x, 6) for x in wilson_interval(k, n)]
+
+
+def steer_row(k: int, result: dict[float, tuple[Tensor, Tensor, Tensor]]) -> dict[str, Any]:
+    (dp, fp, kp), (dn, fn, kn) = result[1.0], result[-1.0]
+    row: dict[str, Any] = {"k": k}
+    row["flip_acc_pos"], row["flip_acc_pos_ci95"] = _rate(dp > 0)
+    row["flip_acc_neg"], row["flip_acc_neg_ci95"] = _rate(dn < 0)
+    row["mean_flip"] = (row["flip_acc_pos"] + row["flip_acc_neg"]) / 2
+    row.update(
+        logit_diff_pos=float(dp.mean()),
+        logit_diff_neg=float(dn.mean()),
+        faithfulness_kl=float(torch.cat([fp, fn]).mean()),
+        kl_full=float(torch.cat([kp, kn]).mean()),
+    )
+    return row
+
+
+def ablation_row(k: int, kind: str, result: dict[float, tuple[Tensor, Tensor, Tensor]]) -> dict[str, Any]:
+    d, f, kl = result[0.0]
+    row: dict[str, Any] = {"k": k, "kind": kind}
+    row["prefers_pos"], row["prefers_pos_ci95"] = _rate(d > 0)
+    row["prefers_neg"], row["prefers_neg_ci95"] = _rate(d < 0)
+    row.update(logit_diff=float(d.mean()), faithfulness_kl=float(f.mean()), kl_full=float(kl.mean()))
+    return row
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return float(torch.tensor(ordered, dtype=torch.float64).quantile(q)) if ordered else float("nan")
+
+
+# preparing a run
+def run_task(model: LoadedModel, bundle: RunBundle) -> PreparedTask:
+    from actscale.runs.api import build_task  # api imports the store and training; no cycle at call time
+
+    config = TrainConfig.from_bundle(bundle.config)
+    examples = [Example.from_record(r) for r in bundle.dataset]
+    n_pos = int(bundle.config["n_pos"]) if config.fixed_length and config.positions == "answer" else None
+    return build_task(model, config, examples, n_pos=n_pos)
+
+
+def magnitudes(bundle: RunBundle, task: PreparedTask) -> dict[str, Tensor]:
+    method = method_class(bundle.config["method"])
+    out = {}
+    for site in bundle.config["sites"]:
+        stored = bundle.analysis.get(f"magnitude.{site}")
+        if stored is None:
+            mask = train_token_mask(task.attention_mask, task.split_indices("train"))
+            stored = method.relative_magnitude(bundle.params, bundle.analysis, site, mask)
+        out[site] = stored.float()
+    return out
+
+
+def mean_activations(
+    model: LoadedModel, task: PreparedTask, comps: Components, n_layers: int, batch: int = 32
+) -> dict[str, Tensor]:
+    """The mean activation over the training prompts' real tokens: per (layer, position) for
+    positioned components, per layer (over every token) otherwise."""
+    rows = task.split_indices("train")
+    if not rows.numel():
+        rows = torch.arange(task.tokens.shape[0])
+    tokens, mask = task.tokens[rows], task.attention_mask[rows].float()
+    sums: dict[str, list[Tensor | None]] = {s: [None] * n_layers for s in comps.sites}
+    current = [mask[:0]]  # the mask of the batch being run
+
+    def capture(act: Tensor, hook: object = None, *, site: str, layer: int) -> None:  # noqa: ARG001
+        a = act.detach().float().cpu()
+        m = current[0].reshape(*current[0].shape, *([1] * (a.dim() - 2)))
+        total = (a * m).sum(0) if comps.positioned(site) else (a * m).sum((0, 1))
+        prev = sums[site][layer]
+        sums[site][layer] = total if prev is None else prev + total
+
+    hooks = [
+        (hook_name(s, layer), _partial_capture(capture, s, layer)) for s in comps.sites for layer in range(n_layers)
+    ]
+    with model.lock, torch.no_grad(), model.bridge.hooks(fwd_hooks=hooks, reset_hooks_end=True):
+        for start in range(0, tokens.shape[0], batch):
+            sl = slice(start, start + batch)
+            current[0] = mask[sl]
+            last_position_logits(model, tokens[sl], task.attention_mask[rows][sl])
+    per_pos = mask.sum(0).clamp_min(1)  # [pos]
+    out = {}
+    for site in comps.sites:
+        stacked = torch.stack([t for t in sums[site] if t is not None])
+        if comps.positioned(site):
+            out[site] = stacked / per_pos.reshape(1, -1, *([1] * (stacked.dim() - 2)))
+        else:
+            out[site] = stacked / float(mask.sum().clamp_min(1))
+    return out
+
+
+def _partial_capture(fn: Callable[..., None], site: str, layer: int) -> Callable[..., None]:
+    def bound(act: Tensor, hook: object = None) -> None:
+        fn(act, hook, site=site, layer=layer)
+
+    return bound
+
+
+def prepare_context(
+    model: LoadedModel, bundle: RunBundle, options: CheckOptions, cancel: CancelFlag | None
+) -> tuple[Context, PreparedTask, Tensor]:
+    from actscale.runs.api import intervention_from_bundle
+
+    template = intervention_from_bundle(bundle, model)
+    task = run_task(model, bundle)
+    test = task.split_indices("test")
+    if not test.numel():
+        raise ActscaleError(f"run {bundle.run_id} has no test prompts to check its map on")
+    rows = test[: options.prompts]
+    comps = Components(type(template), template.sites, magnitudes(bundle, task))
+    ctx = Context(
+        model=model,
+        bundle=bundle,
+        template=template,
+        comps=comps,
+        tokens=task.tokens[rows],
+        mask=task.attention_mask[rows],
+        correct=task.correct_ids[rows],
+        wrong=task.wrong_ids[rows],
+        options=options,
+        cancel=cancel,
+    )
+    with model.lock, torch.no_grad():
+        ctx.base_logits = last_position_logits(model, ctx.tokens, ctx.mask, autocast=ctx.bf16).float().cpu()
+    return ctx, task, rows

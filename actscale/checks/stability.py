@@ -1,0 +1,183 @@
+"""Stability over seeds (docs/method.md §7.5): the same configuration trained over K seeds,
+selection frequencies, rank correlations and top-k overlaps."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Mapping
+from itertools import combinations
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from actscale.checks.components import Components
+from actscale.checks.options import CheckOptions, Progress
+from actscale.checks.passes import magnitudes, run_task
+from actscale.engine.config import TrainConfig
+from actscale.engine.interventions import method_class
+from actscale.engine.models import LoadedModel
+from actscale.engine.tasks import Example, PreparedTask
+from actscale.engine.training import CancelFlag
+from actscale.errors import ActscaleError
+from actscale.runs.store import RunBundle, RunStore
+
+Trainer = Callable[[list[TrainConfig], list[Example] | None], list[RunBundle]]
+
+
+def executor_trainer(
+    model: LoadedModel,
+    store: RunStore,
+    cancel: CancelFlag | None = None,
+    on_progress: Progress | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
+) -> Trainer:
+    """Train (or reuse from ``store``) configs through `executors.run_configs`: one after
+    another on ``model`` (``local``), or on a Ray cluster whose workers load the model."""
+    from actscale.runs.executors import RunProgress, run_configs
+
+    def run(configs: list[TrainConfig], examples: list[Example] | None) -> list[RunBundle]:
+        finished: set[int] = set()
+
+        def progress(event: RunProgress) -> None:
+            if event.state in ("done", "reused"):
+                finished.add(event.index)
+            if on_progress is not None:
+                step = event.step / event.n_steps if event.n_steps else 0.0
+                fraction = (len(finished) + (0.0 if event.index in finished else step)) / len(configs)
+                on_progress(min(1.0, fraction), f"run {event.index + 1} of {len(configs)}")
+
+        return run_configs(
+            configs,
+            executor=executor,
+            ray_address=ray_address,
+            store=store,
+            examples=examples,
+            on_progress=progress,
+            cancel=cancel,
+            model=model if executor == "local" else None,
+        )
+
+    return run
+
+
+def stability_configs(bundle: RunBundle, seeds: int, vary: str = "seed") -> list[TrainConfig]:
+    """The run's configuration over ``seeds`` seeds, the run's own first: the training seed
+    varies with the data fixed (``vary="seed"``: optimisation variance), or the data seed with
+    the training seed fixed (``"data"``: data variance; generated tasks only)."""
+    base = TrainConfig.from_bundle(bundle.config)
+    if vary == "data" and base.task == "custom":
+        raise ActscaleError("a custom dataset has one draw of its data: vary the training seed instead")
+    if vary == "seed":
+        return [base.replace(seed=base.seed + i, data_seed=base.data_seed) for i in range(seeds)]
+    return [base.replace(data_seed=base.data_seed + i, seed=base.seed) for i in range(seeds)]
+
+
+def _average_ranks(x: Tensor) -> Tensor:
+    import pandas as pd
+
+    return torch.tensor(pd.Series(x.double().numpy()).rank(method="average").to_numpy())
+
+
+def spearman(a: Tensor, b: Tensor) -> float:
+    """Spearman's rank correlation (average ranks for ties); nan when either is constant."""
+    ra, rb = _average_ranks(a), _average_ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denom = float(ra.norm() * rb.norm())
+    return float((ra * rb).sum()) / denom if denom else float("nan")
+
+
+def stability(
+    model: LoadedModel,
+    bundle: RunBundle,
+    options: CheckOptions,
+    trainer: Trainer,
+    k_top: int,
+) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """Selection frequency per component, the consensus map, rank correlations and top-k
+    overlaps over ``options.seeds`` runs of the same configuration (docs/method.md §7.5)."""
+    configs = stability_configs(bundle, options.seeds, options.vary)
+    same_data = options.vary == "seed"
+    task = run_task(model, bundle) if same_data else None
+    bundles = trainer(configs, [Example.from_record(r) for r in bundle.dataset] if same_data else None)
+    tau = float(bundle.config.get("tau", 0.05))
+    flat: list[Tensor] = []
+    tasks: dict[str, PreparedTask] = {}
+    for b in bundles:
+        if b.params.keys() != bundle.params.keys() or any(
+            b.params[k].shape != bundle.params[k].shape for k in bundle.params
+        ):
+            raise ActscaleError(
+                f"run {b.run_id} (seed {b.config['seed']}, data seed {b.config['data_seed']}) has parameters of "
+                f"another shape than run {bundle.run_id} (n_pos {b.config['n_pos']} against {bundle.config['n_pos']}): "
+                "its components do not line up"
+            )
+        t = tasks.setdefault(b.run_id, task or run_task(model, b))
+        per_site = magnitudes(b, t)
+        flat.append(torch.cat([per_site[s].reshape(-1) for s in bundle.config["sites"]]))
+    mags = torch.stack(flat)  # [K n]
+    selected = mags > tau
+    comps = Components(
+        method_class(bundle.config["method"]),
+        bundle.config["sites"],
+        magnitudes(bundle, task or run_task(model, bundle)),
+    )
+    tops = [set(torch.sort(-m, stable=True).indices[:k_top].tolist()) for m in mags]
+    pairs: list[dict[str, Any]] = []
+    for i, j in combinations(range(len(bundles)), 2):
+        shared = len(tops[i] & tops[j])
+        pairs.append(
+            {
+                "a": bundles[i].run_id,
+                "b": bundles[j].run_id,
+                "seed_a": _seed_of(bundles[i], options.vary),
+                "seed_b": _seed_of(bundles[j], options.vary),
+                "spearman": spearman(mags[i], mags[j]),
+                "top_k_shared": shared,
+                "top_k_jaccard": shared / len(tops[i] | tops[j]) if tops[i] | tops[j] else float("nan"),
+            }
+        )
+    freq = selected.float().mean(0)
+    consensus = mags.mean(0)
+    in_all = torch.nonzero(selected.all(0)).flatten()
+    ranked = in_all[torch.sort(-consensus[in_all], stable=True).indices]
+    part = {
+        "vary": options.vary,
+        "k_top": k_top,
+        "tau": tau,
+        "runs": [
+            {
+                "run_id": b.run_id,
+                "seed": int(b.config["seed"]),
+                "data_seed": int(b.config.get("data_seed", b.config["seed"])),
+                "n_effective": int(b.metrics.get("test", {}).get("n_effective", int(sel.sum()))),
+                "test_mean_flip": mean_flip(b.metrics.get("test", {})),
+            }
+            for b, sel in zip(bundles, selected, strict=True)
+        ],
+        "pairs": pairs,
+        "n_selected_all": int(selected.all(0).sum()),
+        "n_selected_any": int(selected.any(0).sum()),
+        "mean_spearman": statistics.mean(float(p["spearman"]) for p in pairs) if pairs else float("nan"),
+        "stable_components": [
+            {"component": comps.label(int(c)), "consensus": float(consensus[c]), "frequency": float(freq[c])}
+            for c in ranked[:50].tolist()
+        ],
+    }
+    tensors = {}
+    for site in bundle.config["sites"]:
+        sl = comps.site_slice(site)
+        tensors[f"stability.freq.{site}"] = freq[sl].reshape(comps.shapes[site]).contiguous()
+        tensors[f"stability.consensus.{site}"] = consensus[sl].reshape(comps.shapes[site]).contiguous()
+    return part, tensors
+
+
+def _seed_of(bundle: RunBundle, vary: str) -> int:
+    return int(bundle.config["seed"] if vary == "seed" else bundle.config.get("data_seed", bundle.config["seed"]))
+
+
+def mean_flip(metrics: Mapping[str, Any]) -> float | None:
+    if isinstance(metrics.get("flip_acc_pos"), float) and isinstance(metrics.get("flip_acc_neg"), float):
+        return (metrics["flip_acc_pos"] + metrics["flip_acc_neg"]) / 2
+    return None

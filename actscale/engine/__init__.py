@@ -1,0 +1,1 @@
+"""The engine: model loading, sites, tasks, interventions, the objective, training and evaluation."""
