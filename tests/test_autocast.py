@@ -65,7 +65,7 @@ def test_auto_is_resolved_before_the_run_id(tiny_llama, store, monkeypatch):
     """ "auto" never reaches config.json: it becomes bf16 where the device computes bf16 natively
     and the model is at least BF16_MIN_WIDTH wide, else off, and the run is then the very run
     asked for explicitly (same id, same parameters)."""
-    import actscale.engine.models as models
+    import actscale.engine.models.forward as models  # where the precision rule reads them
 
     assert TrainConfig().autocast == "auto" and CONFIG.autocast == "auto"
     with pytest.raises(RuntimeError, match="resolved against the loaded model"):

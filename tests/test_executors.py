@@ -14,7 +14,8 @@ import pytest
 
 from actscale.engine.training import TrainConfig
 from actscale.errors import ActscaleError, TrainingCancelled
-from actscale.runs.executors import RAY_ADDRESS_ENV, RunProgress, resolve_executor, run_configs
+from actscale.runs.executors import RAY_ADDRESS_ENV, resolve_executor, run_configs
+from actscale.runs.progress import RunProgress
 from actscale.runs.store import RunStore
 from actscale.runs.sweeps import sweep_configs
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from tiny_gguf import write_tiny_gguf
 
-from actscale.engine import models
 from actscale.engine.models import bundled_gguf_path, gguf_architecture, is_gguf_name, load_model
+from actscale.engine.models import gguf as models
 from actscale.errors import ModelLoadError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,7 +62,7 @@ def test_a_gguf_file_is_converted_once_into_the_cache_keyed_by_its_hash(tiny_fil
         1,
     ]
     # Later loads, and a renamed copy of the same file, use the converted folder.
-    monkeypatch.setattr(models, "_convert_gguf", lambda *_: pytest.fail("converted twice"))
+    monkeypatch.setattr(models, "convert_gguf", lambda *_: pytest.fail("converted twice"))
     again = load_model(str(tiny_file), "cpu")
     copy = shutil.copy(tiny_file, tmp_path / "renamed.gguf")
     renamed = load_model(str(copy), "cpu")

@@ -21,16 +21,16 @@ pass carries several of them, each on its own slice of rows (`passes`). Results 
 every page draws them without a model. No Streamlit here.
 
 One module per check: `sufficiency` (sufficiency, necessity, the random control and the
-knock-outs), `stability`, `generalisation`, `side_effects`; `components` and `passes` are what
-they share, `run` the orchestration.
+knock-outs), `over_seeds` (stability), `over_groups` (generalisation), `off_task` (side effects);
+`components` and `passes` are what they share, `run` the orchestration.
 """
 
 from actscale.checks.components import Components, k_grid, keep_params, necessity_grid, random_draws, transplant_params
-from actscale.checks.generalisation import generalisation, generalisation_configs, run_groups
+from actscale.checks.off_task import all_position_logits, neutral_sentences, side_effects
 from actscale.checks.options import MAX_GENERALISATION_GROUPS, PRECISIONS, VARY, CheckOptions, Progress
+from actscale.checks.over_groups import generalisation, generalisation_configs, run_groups
+from actscale.checks.over_seeds import Trainer, executor_trainer, spearman, stability, stability_configs
 from actscale.checks.run import reload, run_checks
-from actscale.checks.side_effects import all_position_logits, neutral_sentences, side_effects
-from actscale.checks.stability import Trainer, executor_trainer, spearman, stability, stability_configs
 from actscale.checks.sufficiency import map_checks
 
 __all__ = [

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
 
-from actscale.checks.generalisation import generalisation
+from actscale.checks.off_task import side_effects
 from actscale.checks.options import CheckOptions, Progress
-from actscale.checks.side_effects import side_effects
-from actscale.checks.stability import Trainer, executor_trainer, stability
+from actscale.checks.over_groups import generalisation
+from actscale.checks.over_seeds import Trainer, executor_trainer, stability
 from actscale.checks.sufficiency import map_checks
 from actscale.engine.interventions import method_class
 from actscale.engine.models import LoadedModel

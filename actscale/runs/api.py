@@ -257,3 +257,15 @@ def evaluate_run(
             f"this {config.method} run is tied to prompts of {iv.n_pos} tokens; the dataset's prompts have {task.n_pos}"
         )
     return evaluate(model, task, iv, config, beta=beta).metrics
+
+
+def plan_run(
+    config: TrainConfig, model: LoadedModel, examples: Sequence[Example] | None
+) -> tuple[TrainConfig, PreparedTask, str]:
+    """The config as it runs on ``model``, its tokenised task (from ``examples`` when given) and
+    the run id it will have. A worker and this process plan a run with the same code, so both
+    give the same run id."""
+    if config.model != model.name:
+        config = config.replace(model=model.name)
+    task = build_task(model, config, None if examples is None else list(examples))
+    return config, task, expected_run_id(model, task, config)

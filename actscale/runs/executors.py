@@ -21,6 +21,7 @@ from typing import Literal, get_args
 from actscale.runs import api
 from actscale.errors import ActscaleError, TrainingCancelled
 from actscale.engine.models import LoadedModel, load_model
+from actscale.runs.progress import ProgressCallback, RunProgress
 from actscale.runs.store import RunBundle, RunStore
 from actscale.engine.tasks import Example, PreparedTask, read_dataset
 from actscale.engine.training import CancelFlag, StepInfo, TrainConfig
@@ -28,29 +29,6 @@ from actscale.engine.training import CancelFlag, StepInfo, TrainConfig
 ExecutorName = Literal["local", "ray"]
 EXECUTOR_NAMES: tuple[str, ...] = get_args(ExecutorName)
 RAY_ADDRESS_ENV = "ACTSCALE_RAY_ADDRESS"
-# The executor's state of one run, as `RunProgress.state` reports it.
-RunState = Literal["queued", "running", "done", "reused"]
-
-
-@dataclass(frozen=True)
-class RunProgress:
-    """One event of one run of `run_configs`: ``index`` is the config's position in the list.
-
-    ``state`` is ``running`` after each training step (``step`` of ``n_steps``, ``info`` the
-    step's figures), ``done`` when the run is stored (``run_id``) and ``reused`` when it was
-    stored already and opened without training. Runs of a Ray sweep progress side by side, so
-    events of different indices interleave.
-    """
-
-    index: int
-    state: RunState
-    step: int = 0
-    n_steps: int = 0
-    run_id: str = ""
-    info: StepInfo | None = None
-
-
-ProgressCallback = Callable[[RunProgress], None]
 
 
 def resolve_executor(executor: str | None, ray_address: str | None = None) -> tuple[ExecutorName, str | None]:
@@ -152,18 +130,6 @@ def examples_for(configs: Sequence[TrainConfig], examples: Sequence[Example] | N
     return out
 
 
-def plan_run(
-    config: TrainConfig, model: LoadedModel, examples: Sequence[Example] | None
-) -> tuple[TrainConfig, PreparedTask, str]:
-    """The config as it runs on ``model``, its tokenised task (from ``examples`` when given) and
-    the run id it will have. A worker and this process plan a run with the same code, so both
-    give the same run id."""
-    if config.model != model.name:
-        config = config.replace(model=model.name)
-    task = api.build_task(model, config, None if examples is None else list(examples))
-    return config, task, api.expected_run_id(model, task, config)
-
-
 def train_one(
     config: TrainConfig,
     model: LoadedModel,
@@ -178,7 +144,7 @@ def train_one(
 ) -> RunBundle:
     """One config on ``model``: the stored run, or a new one, reporting `RunProgress` events
     for ``index``."""
-    config, task, run_id = plan_run(config, model, examples)
+    config, task, run_id = api.plan_run(config, model, examples)
     if reuse and store.exists(run_id):
         try:
             bundle = store.load(run_id)

@@ -23,7 +23,8 @@ from actscale.runs import api
 from actscale import checks
 from actscale.checks import CheckOptions
 from actscale.errors import ActscaleError, TrainingCancelled, one_line
-from actscale.runs.executors import RunProgress, run_configs
+from actscale.runs.executors import run_configs
+from actscale.runs.progress import RunProgress
 from actscale.engine.models import LoadedModel
 from actscale.runs.store import RunBundle, RunStore
 from actscale.engine.tasks import Example, PreparedTask

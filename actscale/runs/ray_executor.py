@@ -2,7 +2,7 @@
 
 Imported only when a caller asks for Ray (``pip install "actscale[ray]"``). One actor per
 worker loads each model once and keeps it; runs go to whichever actor is free. A worker trains
-with the same code as this process (`executors.plan_run`, `api.train_run`) into a scratch
+with the same code as this process (`api.plan_run`, `api.train_run`) into a scratch
 store of its own and sends the finished bundle back as the zip the Runs page exports; this
 process adds it to the store through `RunStore.import_zip` (verified, written atomically), so
 the store need only be reachable from here, and a worker never writes to it. Only plain data
@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from actscale.errors import ActscaleError, TrainingCancelled, one_line
-from actscale.runs.executors import ProgressCallback, RunProgress, RunState, plan_run
+from actscale.runs.api import plan_run
+from actscale.runs.progress import ProgressCallback, RunProgress, RunState
 from actscale.runs.store import RunBundle, RunStore
 from actscale.engine.tasks import Example
 from actscale.engine.training import CancelFlag, StepInfo, TrainConfig

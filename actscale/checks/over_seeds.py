@@ -35,7 +35,8 @@ def executor_trainer(
 ) -> Trainer:
     """Train (or reuse from ``store``) configs through `executors.run_configs`: one after
     another on ``model`` (``local``), or on a Ray cluster whose workers load the model."""
-    from actscale.runs.executors import RunProgress, run_configs
+    from actscale.runs.executors import run_configs
+    from actscale.runs.progress import RunProgress
 
     def run(configs: list[TrainConfig], examples: list[Example] | None) -> list[RunBundle]:
         finished: set[int] = set()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from actscale.checks.options import MAX_GENERALISATION_GROUPS
-from actscale.checks.stability import Trainer, mean_flip
+from actscale.checks.over_seeds import Trainer, mean_flip
 from actscale.engine.config import TrainConfig
 from actscale.engine.tasks import Example
 from actscale.errors import ActscaleError

@@ -1,0 +1,281 @@
+"""A tokenised task: examples tokenised for one model, left-padded, with their splits, and the
+rows that could not be used with their reasons."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+import torch
+
+from actscale.engine.tasks.examples import SPLITS, Example, assign_splits
+from actscale.errors import DatasetError
+
+
+@dataclass
+class PreparedTask:
+    """Kept examples (split assigned), tokenised and left-padded; `dropped` says what was left out and why."""
+
+    examples: list[Example]
+    tokens: torch.Tensor  # [batch pos] long, left-padded with the pad id
+    attention_mask: torch.Tensor  # [batch pos] long, 1 on real tokens
+    correct_ids: torch.Tensor  # [batch] long
+    wrong_ids: torch.Tensor  # [batch] long
+    str_tokens: list[list[str]]  # real tokens only, no padding
+    dropped: list[tuple[Example, str]]
+    fixed_length: bool
+
+    @property
+    def n_pos(self) -> int:
+        return self.tokens.shape[1]
+
+    def split_indices(self, split: str) -> torch.Tensor:
+        """Long indices of the examples in `split` ("train", "val" or "test"), in order."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+        return torch.tensor([i for i, ex in enumerate(self.examples) if ex.split == split], dtype=torch.long)
+
+    def subset(self, split: str) -> PreparedTask:
+        """The same task restricted to one split; n_pos and `dropped` are unchanged."""
+        idx = self.split_indices(split)
+        return PreparedTask(
+            [self.examples[i] for i in idx.tolist()],
+            self.tokens[idx],
+            self.attention_mask[idx],
+            self.correct_ids[idx],
+            self.wrong_ids[idx],
+            [self.str_tokens[i] for i in idx.tolist()],
+            self.dropped,
+            self.fixed_length,
+        )
+
+    def to_records(self) -> list[dict]:
+        """One {"prompt", "correct", "wrong", "split", "group"} dict per kept example (the bundle's
+        dataset.jsonl)."""
+        return [
+            {"prompt": e.prompt, "correct": e.correct, "wrong": e.wrong, "split": e.split, "group": e.group}
+            for e in self.examples
+        ]
+
+    @property
+    def dataset_hash(self) -> str:
+        """First 16 hex chars of the sha256 of the kept examples as compact, key-sorted JSONL."""
+        # An empty group is left out, so data without groups hashes as it did before groups existed.
+        records = [{k: v for k, v in r.items() if k != "group" or v} for r in self.to_records()]
+        lines = [json.dumps(r, sort_keys=True, ensure_ascii=False, separators=(",", ":")) for r in records]
+        return hashlib.sha256(("\n".join(lines) + "\n").encode("utf-8")).hexdigest()[:16]
+
+    def position_labels(self) -> list[str]:
+        """A label per position, by the task's alignment (docs/method.md §2), from the train prompts.
+
+        One length (absolute positions): ``"3:Mary…"``, the token all prompts share there, or
+        the most common one followed by '…' where they differ (names, places). Prompts of
+        several lengths (answer-aligned): counted back from the last token, ``"−1: in"``,
+        ``"−2: located…"``, with the share of prompts long enough to reach the position where
+        not all are, ``"−9: The (40%)"``.
+        """
+        idx = self._label_rows()
+        labels = []
+        for pos, seen in enumerate(self._tokens_at_positions(idx)):
+            if not seen:
+                labels.append(f"{pos}:" if self.fixed_length else f"−{self.n_pos - pos}:")
+                continue
+            top = max(seen, key=lambda k: (seen[k], k))
+            more = "" if len(seen) == 1 else "…"
+            if self.fixed_length:
+                labels.append(f"{pos}:{top}{more}")
+                continue
+            reach = sum(seen.values()) / len(idx)
+            share = "" if reach == 1 else f" ({100 * reach:.0f}%)"
+            labels.append(f"−{self.n_pos - pos}: {top.strip() or repr(top)}{more}{share}")
+        return labels
+
+    def position_coverage(self) -> list[float]:
+        """Per position, the share of train prompts with a real token there (1.0 everywhere
+        for one length; answer-aligned, the early positions only long prompts reach)."""
+        idx = self._label_rows()
+        return [round(sum(seen.values()) / len(idx), 6) for seen in self._tokens_at_positions(idx)]
+
+    def _label_rows(self) -> list[int]:
+        # The train prompts, which the parameters were learned from (all, before any split).
+        return self.split_indices("train").tolist() or list(range(len(self.examples)))
+
+    def _tokens_at_positions(self, idx: list[int]) -> list[dict[str, int]]:
+        """Per position, how often each token stands there among the rows ``idx`` (left-padded)."""
+        counts: list[dict[str, int]] = [{} for _ in range(self.n_pos)]
+        for i in idx:
+            toks = self.str_tokens[i]
+            for pos, tok in enumerate(toks, start=self.n_pos - len(toks)):
+                counts[pos][tok] = counts[pos].get(tok, 0) + 1
+        return counts
+
+    def summary(self) -> str:
+        """One line, e.g. "kept 80 of 100 prompts (56 train, 8 val, 16 test); dropped 20: 18 ..., 2
+        multi-token answer" (a split with no prompts is left out)."""
+        kept = len(self.examples)
+        counts = Counter(e.split for e in self.examples)
+        sizes = ", ".join(f"{counts[s]} {s}" for s in SPLITS if counts[s] or s != "val")
+        head = f"kept {kept} of {kept + len(self.dropped)} prompts ({sizes})"
+        if not self.dropped:
+            return f"{head}; dropped 0"
+        return f"{head}; dropped {len(self.dropped)}: {_drop_breakdown(self.dropped)}"
+
+
+def _drop_kind(reason: str) -> str:
+    """The summary's group for a drop reason: answers are grouped whatever the word."""
+    if re.fullmatch(r"answer .* is \d+ tokens", reason):
+        return "empty answer" if reason.endswith(" 0 tokens") else "multi-token answer"
+    if re.fullmatch(r"empty (correct|wrong) answer", reason):
+        return "empty answer"
+    return reason.replace(",", "")
+
+
+def _drop_breakdown(dropped: list[tuple[Example, str]]) -> str:
+    counts = Counter(_drop_kind(r) for _, r in dropped)  # first-seen order breaks count ties
+    return ", ".join(f"{c} {k}" for k, c in sorted(counts.items(), key=lambda kc: -kc[1]))
+
+
+# One usable example: the example, its prompt's token ids, and the ids of a+ and a−.
+_Tokenised = tuple[Example, list[int], int, int]
+
+
+def prepare_task(
+    examples: list[Example],
+    tokenizer,
+    *,
+    prepend_bos: bool,
+    fixed_length: bool,
+    seed: int = 0,
+    test_frac: float = 0.2,
+    test_templates: tuple[str, ...] = (),
+    max_len: int | None = None,
+    val_frac: float = 0.0,
+    test_groups: tuple[str, ...] = (),
+    by_group: bool = False,
+    n_pos: int | None = None,
+) -> PreparedTask:
+    """Tokenise, filter and split `examples` (see the module docstring).
+
+    Prompts are tokenised with `add_special_tokens=False`, with `tokenizer.bos_token_id` in
+    front when `prepend_bos` (and the tokenizer has one). Dropped, with the reason: an empty
+    prompt or answer, correct and wrong that are the same text or the same token, an answer
+    that is not exactly one token, a prompt longer than `max_len` (or than `n_pos`), and (with
+    `fixed_length`, absolute positions) every length but the most common one (ties: shorter).
+    Without `fixed_length` prompts of every length are kept, left-padded to the longest (to
+    `n_pos` when given: a stored run's width). Splits (`assign_splits`): an example's own split
+    wins; a template in `test_templates` or a group in `test_groups` goes to test; the rest is
+    shuffled by `seed` into test, val and train (by whole groups with `by_group`, when every
+    example carries one). Raises DatasetError when nothing or no training prompt is left, or
+    `examples` is empty.
+    """
+    if not examples:
+        raise DatasetError("the dataset is empty")
+    if not (0.0 <= test_frac < 1.0 and 0.0 <= val_frac < 1.0 and test_frac + val_frac < 1.0):
+        raise ValueError(f"test_frac and val_frac must be in [0, 1) with a sum below 1, got {test_frac} and {val_frac}")
+    bos = tokenizer.bos_token_id if prepend_bos else None
+    kept, dropped = _tokenise(examples, tokenizer, bos, max_len, n_pos)
+    if fixed_length and kept:
+        kept, dropped = _keep_most_common_length(kept, dropped)
+    if not kept:
+        raise DatasetError(f"no usable prompts: {_drop_breakdown(dropped)}")
+    splits = assign_splits([k[0] for k in kept], seed, test_frac, test_templates, val_frac, test_groups, by_group)
+    if "train" not in splits:
+        raise DatasetError(f"no training prompts: all {len(kept)} kept prompts are in the test split")
+    pad_id = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0)
+    tokens, mask = left_pad([k[1] for k in kept], pad_id, n_pos)
+    return PreparedTask(
+        examples=[dataclasses.replace(k[0], split=s) for k, s in zip(kept, splits)],
+        tokens=tokens,
+        attention_mask=mask,
+        correct_ids=torch.tensor([k[2] for k in kept], dtype=torch.long),
+        wrong_ids=torch.tensor([k[3] for k in kept], dtype=torch.long),
+        str_tokens=[[tokenizer.decode([i]) for i in k[1]] for k in kept],
+        dropped=dropped,
+        fixed_length=fixed_length,
+    )
+
+
+def _tokenise(
+    examples: list[Example], tokenizer, bos: int | None, max_len: int | None, n_pos: int | None = None
+) -> tuple[list[_Tokenised], list[tuple[Example, str]]]:
+    """The examples that can be used, tokenised, and the others with the reason."""
+    kept: list[_Tokenised] = []
+    dropped: list[tuple[Example, str]] = []
+    for ex in examples:
+        outcome = _tokenise_one(ex, tokenizer, bos, max_len, n_pos)
+        if isinstance(outcome, str):
+            dropped.append((ex, outcome))
+        else:
+            kept.append(outcome)
+    return kept, dropped
+
+
+def _tokenise_one(ex: Example, tokenizer, bos: int | None, max_len: int | None, n_pos: int | None) -> _Tokenised | str:
+    """The example tokenised, or the first problem found (its text, then the answers' tokens,
+    then the prompt's length): one row's problem costs that row alone."""
+    problem = _text_problem(ex)
+    if problem:
+        return problem
+    answer_ids = []
+    for ans in (ex.correct, ex.wrong):
+        ids = tokenizer(ans, add_special_tokens=False).input_ids
+        if len(ids) != 1:
+            return f"answer {ans!r} is {len(ids)} tokens"
+        answer_ids.append(ids[0])
+    if answer_ids[0] == answer_ids[1]:
+        return "correct and wrong are the same token"
+    prompt_ids = _prompt_ids(ex.prompt, tokenizer, bos)
+    return _length_problem(len(prompt_ids), max_len, n_pos) or (ex, prompt_ids, answer_ids[0], answer_ids[1])
+
+
+def _text_problem(ex: Example) -> str:
+    """What makes a row unusable before any tokenising ("" when nothing)."""
+    if not ex.prompt.strip():
+        return "empty prompt"
+    for name, answer in (("correct", ex.correct), ("wrong", ex.wrong)):
+        if not answer.strip():
+            return f"empty {name} answer"
+    return "correct and wrong are the same" if ex.correct == ex.wrong else ""
+
+
+def _prompt_ids(prompt: str, tokenizer, bos: int | None) -> list[int]:
+    return ([bos] if bos is not None else []) + list(tokenizer(prompt, add_special_tokens=False).input_ids)
+
+
+def _length_problem(n_tokens: int, max_len: int | None, n_pos: int | None) -> str:
+    if n_tokens == 0:
+        return "empty prompt"
+    if max_len is not None and n_tokens > max_len:
+        return f"longer than the model's context ({max_len} tokens)"
+    if n_pos is not None and n_tokens > n_pos:
+        return f"longer than the run's {n_pos} positions"
+    return ""
+
+
+def _keep_most_common_length(
+    kept: list[_Tokenised], dropped: list[tuple[Example, str]]
+) -> tuple[list[_Tokenised], list[tuple[Example, str]]]:
+    """Fixed-length methods learn one parameter per position, so all prompts must align: keep
+    the most common token length (ties: the shorter), drop the rest with the reason."""
+    counts = Counter(len(k[1]) for k in kept)
+    common = min(counts, key=lambda n: (-counts[n], n))
+    dropped = dropped + [
+        (k[0], f"length {len(k[1])}, not the most common length {common}") for k in kept if len(k[1]) != common
+    ]
+    return [k for k in kept if len(k[1]) == common], dropped
+
+
+def left_pad(prompts: list[list[int]], pad_id: int, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids [batch pos] and attention mask [batch pos], left-padded to ``width`` (default:
+    the longest prompt): the last real token sits at the last position for every prompt."""
+    n_pos = max(len(ids) for ids in prompts) if width is None else width
+    tokens = torch.full((len(prompts), n_pos), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), n_pos), dtype=torch.long)
+    for row, ids in enumerate(prompts):
+        tokens[row, n_pos - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+        mask[row, n_pos - len(ids) :] = 1
+    return tokens, mask

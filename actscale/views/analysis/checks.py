@@ -1,0 +1,210 @@
+"""The map checks as tables and sentences (docs/method.md §7), read from a run's bundle."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+import torch
+
+from actscale.runs.store import RunBundle
+
+
+def run_checks_data(bundle: RunBundle) -> dict[str, Any] | None:
+    """The run's checks.json content, or None until the checks were run."""
+    found = bundle.checks()
+    return found[0] if found else None
+
+
+def checks_tensor(bundle: RunBundle, name: str) -> torch.Tensor | None:
+    found = bundle.checks()
+    return found[1].get(name) if found else None
+
+
+def interval_text(ci: Any) -> str:
+    return f"[{ci[0]:.2f}, {ci[1]:.2f}]" if isinstance(ci, list) and len(ci) == 2 else ""
+
+
+def k90_text(checks: Mapping[str, Any]) -> str:
+    """One sentence: how many components carry the flips, against the random control."""
+    m = checks.get("map") or {}
+    if "k90" not in m:
+        return ""
+    k90, n = m["k90"], m["n_components"]
+    rand = next((r for r in m.get("random", []) if r["k"] == k90), None)
+    learned: dict[str, Any] = next((r for r in m["sufficiency"] if r["k"] == k90), {})
+    text = (
+        f"k90 = {k90} of {n:,} components ({100 * k90 / n:.1f}%): keeping only the top {k90} reaches "
+        f"{learned.get('mean_flip', float('nan')):.2f} mean flip rate, 90% of the full run's "
+        f"{m['full']['mean_flip']:.2f} (on {m['prompts']['n']} test prompts)."
+    )
+    if rand:
+        text += (
+            f" The same {k90} magnitudes on random components: median {rand['mean_flip_median']:.2f}, "
+            f"95th percentile {rand['mean_flip_p95']:.2f} over {rand['draws']} draws"
+            + (
+                " — the learned components beat every draw but the top 5%."
+                if m.get("learned_above_random_p95")
+                else " — the learned components do NOT beat the random control's 95th percentile."
+            )
+        )
+    return text
+
+
+def sufficiency_table(checks: Mapping[str, Any]) -> pd.DataFrame:
+    """Sufficiency and necessity per k: flip rates with intervals, Δ and faithfulness."""
+    m = checks.get("map") or {}
+    rows = []
+    for kind, part in (("keep top-k", m.get("sufficiency", [])), ("remove top-k", m.get("necessity", []))):
+        for r in part:
+            rows.append(
+                {
+                    "check": kind,
+                    "k": r["k"],
+                    "flip β = +1": round(r["flip_acc_pos"], 3),
+                    "95% CI (+1)": interval_text(r.get("flip_acc_pos_ci95")),
+                    "flip β = −1": round(r["flip_acc_neg"], 3),
+                    "95% CI (−1)": interval_text(r.get("flip_acc_neg_ci95")),
+                    "mean flip": round(r["mean_flip"], 3),
+                    "Δ at +1": round(r["logit_diff_pos"], 3),
+                    "Δ at −1": round(r["logit_diff_neg"], 3),
+                    "faithfulness KL": round(r["faithfulness_kl"], 4),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def random_table(checks: Mapping[str, Any]) -> pd.DataFrame:
+    """The random control per k next to the learned top-k on the same prompts."""
+    m = checks.get("map") or {}
+    learned = {r["k"]: r for r in m.get("sufficiency", [])}
+    rows = []
+    for r in m.get("random", []):
+        rows.append(
+            {
+                "k": r["k"],
+                "draws": r["draws"],
+                "learned mean flip": round(learned.get(r["k"], {}).get("mean_flip", float("nan")), 3),
+                "random median": round(r["mean_flip_median"], 3),
+                "random 5%": round(r["mean_flip_p05"], 3),
+                "random 95%": round(r["mean_flip_p95"], 3),
+                "random β = −1 median": round(r["flip_acc_neg_median"], 3),
+                "random β = +1 median": round(r["flip_acc_pos_median"], 3),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def ablation_table(checks: Mapping[str, Any]) -> pd.DataFrame:
+    """Zero- and mean-ablation of the top-k, next to scaling them (the learned run kept to its top-k)."""
+    m = checks.get("map") or {}
+    learned = {r["k"]: r for r in m.get("sufficiency", [])}
+    rows = []
+    for r in m.get("ablation", []):
+        s = learned.get(r["k"], {})
+        rows.append(
+            {
+                "k": r["k"],
+                "knock-out": f"{r['kind']}-ablation",
+                "prefers a+": round(r["prefers_pos"], 3),
+                "95% CI": interval_text(r.get("prefers_pos_ci95")),
+                "prefers a−": round(r["prefers_neg"], 3),
+                "Δ": round(r["logit_diff"], 3),
+                "KL (full vocabulary)": round(r["kl_full"], 4),
+                "scaling them: flip β = −1": round(s.get("flip_acc_neg", float("nan")), 3),
+                "scaling them: flip β = +1": round(s.get("flip_acc_pos", float("nan")), 3),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def stability_tables(checks: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(runs, pairs, components selected in every seed) of the stability check."""
+    s = checks.get("stability") or {}
+    runs = pd.DataFrame(s.get("runs", []))
+    pairs = pd.DataFrame(
+        [
+            {
+                "seed a": p["seed_a"],
+                "seed b": p["seed_b"],
+                "rank correlation (Spearman)": round(p["spearman"], 3),
+                f"top-{s.get('k_top')} shared": p["top_k_shared"],
+                "Jaccard": round(p["top_k_jaccard"], 3),
+            }
+            for p in s.get("pairs", [])
+        ]
+    )
+    stable = pd.DataFrame(s.get("stable_components", []))
+    return runs, pairs, stable
+
+
+def generalisation_table(checks: Mapping[str, Any]) -> pd.DataFrame:
+    g = checks.get("generalisation") or {}
+    rows = []
+    for c in g.get("cells", []):
+        rows.append(
+            {
+                "trained on": c["train"],
+                "tested on": c["test"] + (" (validation)" if c["split"] == "val" else ""),
+                "n": c.get("n_prompts", 0),
+                "unmodified prefers a+": c.get("acc_base"),
+                "flip β = +1": c.get("flip_acc_pos"),
+                "95% CI (+1)": interval_text(c.get("flip_acc_pos_ci95")),
+                "flip β = −1": c.get("flip_acc_neg"),
+                "95% CI (−1)": interval_text(c.get("flip_acc_neg_ci95")),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def side_effects_table(checks: Mapping[str, Any]) -> pd.DataFrame:
+    s = checks.get("side_effects") or {}
+    return pd.DataFrame(
+        [
+            {
+                "β": r["beta"],
+                "per-token KL, mean": round(r["kl_per_token_mean"], 4),
+                "sd over sentences": round(r["kl_per_token_sd"], 4),
+                "worst sentence": round(r["kl_per_token_max"], 4),
+                "perplexity unmodified": round(r["perplexity_base"], 2),
+                "perplexity steered": round(r["perplexity_steered"], 2),
+                "top-1 next token unchanged": round(r["top1_unchanged"], 3),
+            }
+            for r in s.get("rows", [])
+        ]
+    )
+
+
+def checks_frame(bundles: list[RunBundle]) -> pd.DataFrame:
+    """One row per run with map checks: k90 (count and share of components), the learned top-k
+    against the random control, necessity, stability: what Compare shows next to the metrics."""
+    rows = []
+    for b in bundles:
+        data = run_checks_data(b)
+        if not data or "map" not in data:
+            continue
+        m = data["map"]
+        rand: dict[str, Any] = next((r for r in m.get("random", []) if r["k"] == m["k90"]), {})
+        learned: dict[str, Any] = next((r for r in m["sufficiency"] if r["k"] == m["k90"]), {})
+        nec: dict[str, Any] = next((r for r in m.get("necessity", []) if r["k"] == m["k90"]), {})
+        stab = data.get("stability") or {}
+        rows.append(
+            {
+                "run_id": b.run_id,
+                "method": b.method,
+                "k90": m["k90"],
+                "of components": m["n_components"],
+                "k90 share": round(m["k90_frac"], 4),
+                "top-k90 mean flip": round(learned.get("mean_flip", float("nan")), 3),
+                "random 95%": round(rand.get("mean_flip_p95", float("nan")), 3),
+                "beats random": bool(m.get("learned_above_random_p95")),
+                "without top-k90": round(nec.get("mean_flip", float("nan")), 3),
+                "full run": round(m["full"]["mean_flip"], 3),
+                "seeds": len(stab.get("runs", [])) or None,
+                "selected in every seed": stab.get("n_selected_all"),
+                "mean rank correlation": None if not stab else round(stab["mean_spearman"], 3),
+                "prompts": m["prompts"]["n"],
+            }
+        )
+    return pd.DataFrame(rows)

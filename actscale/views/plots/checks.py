@@ -1,0 +1,252 @@
+"""The map checks' figures (docs/method.md §7): sufficiency and necessity with the random band,
+the stability map, the generalisation matrix, sufficiency curves overlaid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from actscale.runs.store import RunBundle
+from actscale.views.analysis import (
+    checks_tensor,
+    layer_labels,
+    position_labels,
+    run_checks_data,
+    run_method,
+)
+from actscale.views.plots.style import LAYOUT, SEQUENTIAL, heatmap, new_figure, styled
+
+
+def plot_sufficiency(bundle: RunBundle) -> go.Figure:
+    """Flip rate against k (log): the top-k kept (sufficiency) and removed (necessity) with
+    Wilson intervals, the random control's median and 5–95% band, the zero- and mean-ablation
+    points, the unmodified model's rate and k90; one panel per direction."""
+    from plotly.subplots import make_subplots
+
+    m = (run_checks_data(bundle) or {}).get("map") or {}
+    if not m:
+        raise ValueError("this run has no map checks")
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("β = −1 (towards a−)", "β = +1 (towards a+)"))
+    styled(fig)
+    colours = {"keep": "#c0392b", "remove": "#2c7fb8", "random": "#7f7f7f", "zero": "#000000", "mean": "#8e44ad"}
+    for col, (name, ablation_name) in enumerate((("flip_acc_neg", "prefers_neg"), ("flip_acc_pos", "prefers_pos")), 1):
+        for label, part, colour in (
+            ("keep top-k (sufficiency)", m["sufficiency"], colours["keep"]),
+            ("remove top-k (necessity)", m["necessity"], colours["remove"]),
+        ):
+            frame = pd.DataFrame(part)
+            lo = frame[name] - frame[f"{name}_ci95"].str[0]
+            hi = frame[f"{name}_ci95"].str[1] - frame[name]
+            fig.add_trace(
+                go.Scatter(
+                    x=frame["k"],
+                    y=frame[name],
+                    mode="lines+markers",
+                    name=label,
+                    legendgroup=label,
+                    showlegend=col == 1,
+                    line=dict(color=colour),
+                    error_y=dict(type="data", symmetric=False, array=hi, arrayminus=lo, thickness=1),
+                    hovertemplate="k %{x}<br>flip rate %{y:.2f}<extra>" + label + "</extra>",
+                ),
+                row=1,
+                col=col,
+            )
+        rand = pd.DataFrame(m.get("random", []))
+        if not rand.empty:
+            med, p05, p95 = (rand[f"{name}_{q}"] for q in ("median", "p05", "p95"))
+            fig.add_trace(
+                go.Scatter(
+                    x=rand["k"],
+                    y=med,
+                    mode="markers",
+                    marker=dict(symbol="square", color=colours["random"], size=9),
+                    name=f"random placement (median, 5–95% of {int(rand['draws'].iloc[0])} draws)",
+                    legendgroup="random",
+                    showlegend=col == 1,
+                    error_y=dict(type="data", symmetric=False, array=p95 - med, arrayminus=med - p05, thickness=2),
+                ),
+                row=1,
+                col=col,
+            )
+        abl = pd.DataFrame(m.get("ablation", []))
+        for kind, symbol in (("zero", "x"), ("mean", "diamond")):
+            part = abl[abl["kind"] == kind] if not abl.empty else abl
+            if part.empty:
+                continue
+            fig.add_trace(
+                go.Scatter(
+                    x=part["k"],
+                    y=part[ablation_name],
+                    mode="markers",
+                    marker=dict(symbol=symbol, size=11, color=colours[kind]),
+                    name=f"{kind}-ablation of the top-k (share preferring that answer)",
+                    legendgroup=kind,
+                    showlegend=col == 1,
+                ),
+                row=1,
+                col=col,
+            )
+        unmodified = _unmodified_rate(bundle, m, name)
+        if unmodified is not None:
+            fig.add_hline(
+                y=unmodified,
+                line=dict(dash="dot", color="#555"),
+                annotation_text="unmodified",
+                annotation_position="bottom right",
+                row=1,
+                col=col,
+            )
+        fig.add_vline(x=m["k90"], line=dict(dash="dash", color="#c0392b", width=1), row=1, col=col)
+    fig.update_xaxes(type="log", title_text="k (top components kept or removed, log scale)")
+    fig.update_yaxes(range=[-0.03, 1.03])
+    fig.update_yaxes(title_text="flip rate", col=1)
+    fig.update_layout(
+        title=f"Sufficiency and necessity of the top-k components (k90 = {m['k90']} of {m['n_components']:,}; "
+        f"{m['prompts']['n']} test prompts)",
+        legend=dict(orientation="h", y=-0.25),
+        height=480,
+        **LAYOUT,
+    )
+    return fig
+
+
+def _unmodified_rate(bundle: RunBundle, m: dict, name: str) -> float | None:
+    """The unmodified model's rate of ``name`` on the check prompts (from the stored Δ)."""
+    base = bundle.analysis.get("delta.base")
+    rows = m.get("prompts", {}).get("rows")
+    if base is None or not rows:
+        return None
+    d = base[rows]
+    return float((d > 0).double().mean() if name == "flip_acc_pos" else (d < 0).double().mean())
+
+
+def plot_stability_map(bundle: RunBundle, site: str) -> go.Figure:
+    """The consensus map over seeds (mean relative magnitude) with the components selected in
+    every seed marked, and each one's selection frequency on hover."""
+    s = (run_checks_data(bundle) or {}).get("stability") or {}
+    consensus, freq = (
+        checks_tensor(bundle, f"stability.consensus.{site}"),
+        checks_tensor(bundle, f"stability.freq.{site}"),
+    )
+    if not s or consensus is None or freq is None:
+        raise ValueError("this run has no stability check")
+    method = run_method(bundle)
+    axes = method.component_axes(site)
+    c, f = consensus.numpy(), freq.numpy()
+    if c.ndim == 1:
+        c, f, x = c[:, None], f[:, None], [site]
+    else:
+        if c.ndim > 2:
+            c, f = c.reshape(*c.shape[:2], -1).mean(-1), f.reshape(*f.shape[:2], -1).max(-1)
+        x = (
+            position_labels(bundle)
+            if axes[1] == "position"
+            else [f"{axes[1][0].upper()}{i}" for i in range(c.shape[1])]
+        )
+    y = layer_labels(c.shape[0])
+    k = len(s.get("runs", []))
+    fig = heatmap(
+        c,
+        x,
+        y,
+        f"Consensus over {k} seeds ({s.get('vary')}) — {site}: mean {method.magnitude_label}; "
+        "● selected (> τ) in every seed",
+        diverging=False,
+        zlabel=f"mean {method.magnitude_label}",
+        xtitle=axes[1] if len(axes) > 1 else "site",
+    )
+    fig.data[0].customdata = f
+    fig.data[
+        0
+    ].hovertemplate = "layer %{y}<br>%{x}<br>mean %{z:.4f}<br>selected in %{customdata:.0%} of seeds<extra></extra>"
+    yi, xi = np.nonzero(f >= 1.0 - 1e-9)
+    fig.add_trace(
+        go.Scatter(
+            x=[x[i] for i in xi],
+            y=[y[i] for i in yi],
+            mode="markers",
+            marker=dict(symbol="circle", size=7, color="white", line=dict(color="black", width=1.5)),
+            name="selected in every seed",
+            hoverinfo="skip",
+        )
+    )
+    fig.update_layout(showlegend=False)
+    return fig
+
+
+def plot_generalisation(bundle: RunBundle, name: str = "flip_acc_neg") -> go.Figure:
+    """Train on one group (rows), test on each other (columns; the diagonal: the group's own
+    validation prompts): a flip rate per cell with its interval and n."""
+    g = (run_checks_data(bundle) or {}).get("generalisation") or {}
+    if not g:
+        raise ValueError("this run has no generalisation check")
+    groups = g["groups"]
+    z = np.full((len(groups), len(groups)), np.nan)
+    text = [["" for _ in groups] for _ in groups]
+    for c in g["cells"]:
+        i, j = groups.index(c["train"]), groups.index(c["test"])
+        if c.get("n_prompts"):
+            z[i, j] = c[name]
+            ci = c.get(f"{name}_ci95") or [float("nan")] * 2
+            text[i][j] = f"{c[name]:.2f}<br>[{ci[0]:.2f}, {ci[1]:.2f}]<br>n = {c['n_prompts']}"
+        else:
+            text[i][j] = "no prompts<br>(length)"
+    direction = "β = −1" if name == "flip_acc_neg" else "β = +1"
+    fig = new_figure(
+        go.Heatmap(
+            z=z,
+            x=groups,
+            y=groups,
+            text=text,
+            texttemplate="%{text}",
+            colorscale=SEQUENTIAL,
+            zmin=0,
+            zmax=1,
+            colorbar=dict(title="flip rate"),
+            hovertemplate="trained on %{y}<br>tested on %{x}<br>%{text}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=f"{g['method']}: flip rate at {direction}, trained on one group, tested on each (diagonal: validation)",
+        xaxis_title="tested on",
+        yaxis_title="trained on",
+        height=120 + 80 * len(groups),
+        **LAYOUT,
+    )
+    return fig
+
+
+def plot_sufficiency_overlay(bundles: list[RunBundle]) -> go.Figure:
+    """Runs side by side: mean flip rate of the top-k against k as a share of each run's
+    components (log), the learned curve solid and the random control's median as markers."""
+    fig = new_figure()
+    for b in bundles:
+        m = (run_checks_data(b) or {}).get("map") or {}
+        if not m:
+            continue
+        frame = pd.DataFrame(m["sufficiency"])
+        n = m["n_components"]
+        label = f"{b.method} {b.run_id[:8]}"
+        fig.add_trace(
+            go.Scatter(
+                x=frame["k"] / n, y=frame["mean_flip"], mode="lines+markers", name=f"{label} top-k", legendgroup=label
+            )
+        )
+        rand = pd.DataFrame(m.get("random", []))
+        if not rand.empty:
+            fig.add_trace(
+                go.Scatter(
+                    x=rand["k"] / n,
+                    y=rand["mean_flip_median"],
+                    mode="markers",
+                    marker=dict(symbol="square-open", size=10),
+                    name=f"{label} random (median)",
+                    legendgroup=label,
+                )
+            )
+    fig.update_xaxes(type="log", title_text="share of components kept (log scale)")
+    fig.update_yaxes(range=[-0.03, 1.03], title_text="mean flip rate ((β = +1 and β = −1) / 2)")
+    fig.update_layout(title="Sufficiency of the top components, runs compared", **LAYOUT)
+    return fig

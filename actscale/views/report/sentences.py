@@ -1,0 +1,257 @@
+"""Sentences computed from a run's numbers: what each direction's flip rate shows against the
+unmodified model, what the split holds out, what the checks show, and which differences
+between runs their intervals separate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actscale.runs.store import RunBundle
+from actscale.views.analysis import (
+    base_rate,
+    filled_metrics,
+    k90_text,
+    rare_positions,
+    same_split,
+)
+
+# (metric, the answer it counts, β's sign)
+_DIRECTIONS = (("flip_acc_pos", "a+", "+"), ("flip_acc_neg", "a−", "−"))
+
+
+def shown_split(metrics: dict[str, dict[str, Any]]) -> str | None:
+    """The split a reader should judge a run by: test, else validation, else train."""
+    return next((s for s in ("test", "val", "train") if metrics.get(s)), None)
+
+
+def interval_of(m: dict[str, Any], name: str) -> tuple[float, float, float] | None:
+    """(rate, lo, hi) where the rate and its 95% interval are stored as numbers."""
+    rate, ci = m.get(name), m.get(f"{name}_ci95")
+    if not isinstance(rate, (int, float)) or not isinstance(ci, (list, tuple)) or len(ci) != 2:
+        return None
+    lo, hi = ci
+    if not isinstance(lo, (int, float)) or not isinstance(hi, (int, float)):
+        return None
+    return float(rate), float(lo), float(hi)
+
+
+def n_text(m: dict[str, Any], split: str) -> str:
+    n = m.get("n_prompts")
+    return f"the {n} {split} prompts" if isinstance(n, int) else f"the {split} prompts"
+
+
+def direction_sentence(m: dict[str, Any], split: str, name: str, answer: str, sign: str) -> str:
+    """What β = ±1 did on ``split``, read against the unmodified model's rate and the interval."""
+    found = interval_of(m, name)
+    base = base_rate(m, name)
+    if found is None:
+        rate = m.get(name)
+        if not isinstance(rate, (int, float)):
+            return f"β = {sign}1: no flip rate is stored for the {split} split."
+        found = (float(rate), float("nan"), float("nan"))
+    rate, lo, hi = found
+    prompts = n_text(m, split)
+    steered = f"{rate:.2f}" + ("" if lo != lo else f" [{lo:.2f}, {hi:.2f}]")
+    if base is None:
+        return (
+            f"β = {sign}1: the model prefers {answer} on {steered} of {prompts} when steered; the unmodified "
+            "model's rate is not stored, so how much of that steering did cannot be said."
+        )
+    if lo != lo:
+        return f"β = {sign}1: {answer} preferred on {steered} of {prompts} when steered, against {base:.2f} unmodified."
+    if lo <= base <= hi:
+        return (
+            f"β = {sign}1 changes nothing measurable here: the unmodified model already prefers {answer} on "
+            f"{base:.2f} of {prompts}, and the steered rate {steered} includes that."
+        )
+    if lo > base:
+        room = f" (the unmodified model already did on {base:.2f}, so the room to move was {1 - base:.2f})"
+        return (
+            f"β = {sign}1 moves the answer: the model prefers {answer} on {steered} of {prompts}"
+            + (room if base >= 0.5 else f", against {base:.2f} unmodified")
+            + "."
+        )
+    return (
+        f"β = {sign}1 works against its purpose here: the model prefers {answer} on {steered} of {prompts}, "
+        f"fewer than the {base:.2f} of the unmodified model."
+    )
+
+
+def _held_out_text(cfg: dict[str, Any]) -> str:
+    held = [*(cfg.get("test_templates") or []), *(cfg.get("test_groups") or [])]
+    if held:
+        return (
+            f"The test prompts come from groups held out of training ({', '.join(map(str, held))}): the test "
+            "figures speak to prompts of a structure the intervention never saw."
+        )
+    if cfg.get("task") == "custom":
+        return (
+            "The test prompts are a share of the same file as the training prompts: the test figures speak to "
+            "new prompts like those, not to other kinds of prompt."
+        )
+    return (
+        "The test prompts are new prompts from the same templates as training (new names or countries, the "
+        "same sentence structures): the test figures do not show that it works on other structures."
+    )
+
+
+def findings(bundle: RunBundle) -> tuple[list[str], list[str]]:
+    """(what the figures show, what they cannot show): sentences computed from the run's numbers
+    (`analysis.filled_metrics`) and configuration, for a report's reader."""
+    metrics = filled_metrics(bundle)
+    cfg = bundle.config
+    split = shown_split(metrics)
+    shows: list[str] = []
+    if split is None:
+        return ["This run stores no metrics."], []
+    m = metrics[split]
+    for name, answer, sign in _DIRECTIONS:
+        shows.append(direction_sentence(m, split, name, answer, sign))
+    train = metrics.get("train") or {}
+    for name, _, sign in _DIRECTIONS:
+        # Read against each split's own unmodified rate: the splits' prompts differ in difficulty.
+        held, fitted = interval_of(m, name), train.get(name)
+        held_base, fitted_base = base_rate(m, name), base_rate(train, name)
+        if split == "train" or held is None or not isinstance(fitted, (int, float)):
+            continue
+        if held_base is None or fitted_base is None:
+            continue
+        gap = (fitted - fitted_base) - (held[0] - held_base)
+        if gap > (held[2] - held[1]) / 2:
+            shows.append(
+                f"At β = {sign}1 it moves the {split} prompts less than the training prompts ({held_base:.2f} → "
+                f"{held[0]:.2f} on {split} against {fitted_base:.2f} → {fitted:.2f} on train): it fits its training "
+                "prompts better than it generalises."
+            )
+    kl = m.get("faithfulness_kl")
+    if isinstance(kl, (int, float)):
+        shows.append(
+            f"Faithfulness: at β = ±1 the next-token distribution over every other token moves by KL = {kl:.3g} nats "
+            f"on average over {n_text(m, split)} (0 = untouched; lower is more faithful)."
+        )
+    n_eff, n_comp = m.get("n_effective"), m.get("n_components")
+    if isinstance(n_eff, int) and isinstance(n_comp, int) and n_comp:
+        shows.append(
+            f"Minimality: {n_eff:,} of {n_comp:,} components ({n_eff / n_comp:.0%}) change their activation by more "
+            f"than τ = {float(cfg.get('tau', 0.05)):g} of its size; the maps below show where."
+        )
+    cannot = [
+        "The maps show where the learned parameters are large, that is which components training used; they do "
+        "not show that the model needs those components for the behaviour"
+        + (
+            "."
+            if (bundle.path / "checks.json").is_file()
+            else f" — that is what the checks test (sufficiency, necessity, a random control), which this run does "
+            f"not have yet (python -m actscale analyse --run {bundle.run_id} adds them)."
+        ),
+        f"One training run (seed {cfg.get('seed')}, data seed {cfg.get('data_seed', cfg.get('seed'))}): how much "
+        "these numbers move from one seed to another is not shown.",
+        _held_out_text(cfg),
+    ]
+    held = interval_of(m, "flip_acc_pos")
+    if held and held[2] - held[1] > 0.15:
+        cannot.append(
+            f"With {n_text(m, split)} the intervals are wide (up to {held[2] - held[1]:.2f} across): differences "
+            "smaller than that are not measured."
+        )
+    rare = rare_positions(bundle)
+    if rare:
+        cannot.append(
+            f"Positions {', '.join(r.split(':')[0] for r in rare)} are reached by fewer than half of the training "
+            "prompts: their parameters rest on few prompts."
+        )
+    return shows, cannot
+
+
+def comparison_findings(bundles: list[RunBundle]) -> list[str]:
+    """Sentences comparing runs, from their numbers: per direction, the best run on the shown split
+    and whether its interval separates it from the others; and whether the runs share their prompts."""
+    if len(bundles) < 2:
+        return []
+    out = []
+    configs = [b.config for b in bundles]
+    if not all(same_split(configs[0], c) for c in configs[1:]) or len({c.get("task") for c in configs}) > 1:
+        out.append(
+            "These runs were not all trained and tested on the same prompts (task, data seed, sizes or held-out "
+            "groups differ): differences between them mix the methods with the data."
+        )
+    all_test = all(filled_metrics(b).get("test") for b in bundles)
+    rows: list[tuple[RunBundle, str, dict[str, Any]]] = []
+    for b in bundles:
+        metrics = filled_metrics(b)
+        split = "test" if all_test else (shown_split(metrics) or "")
+        rows.append((b, split, metrics.get(split) or {}))
+    for name, _, sign in _DIRECTIONS:
+        scored: list[tuple[RunBundle, str, tuple[float, float, float]]] = []
+        for b, split, m in rows:
+            found = interval_of(m, name)
+            if found is not None:
+                scored.append((b, split, found))
+        if len(scored) < 2:
+            continue
+        scored.sort(key=lambda x: -x[2][0])
+        (best, split, (rate, lo, hi)), rest = scored[0], scored[1:]
+        who = f"{best.method} (run {best.run_id})"
+        tied = [f"{b.method} {r:.2f} [{r_lo:.2f}, {r_hi:.2f}]" for b, _, (r, r_lo, r_hi) in rest if r_hi >= lo]
+        if not tied:
+            out.append(
+                f"At β = {sign}1 {who} flips the most {split} prompts, {rate:.2f} [{lo:.2f}, {hi:.2f}], and its "
+                "interval lies above every other run's: the difference is measurable."
+            )
+        else:
+            out.append(
+                f"At β = {sign}1 {who} flips the most {split} prompts ({rate:.2f} [{lo:.2f}, {hi:.2f}]), but not "
+                f"measurably more than {', '.join(tied)}: their intervals overlap."
+            )
+    kls = [(b, float(m["faithfulness_kl"])) for b, _, m in rows if isinstance(m.get("faithfulness_kl"), (int, float))]
+    if len(kls) >= 2:
+        kls.sort(key=lambda x: x[1])
+        (low, low_kl), (high, high_kl) = kls[0], kls[-1]
+        out.append(
+            f"Faithfulness: {low.method} (run {low.run_id}) disturbs the other tokens least (KL = {low_kl:.3g}), "
+            f"{high.method} (run {high.run_id}) most (KL = {high_kl:.3g}); no interval is computed for KL."
+        )
+    return out
+
+
+def check_findings(bundle: RunBundle) -> list[str]:
+    """Sentences on the run's map checks, from their numbers; [] until they are run."""
+    found = bundle.checks()
+    data = found[0] if found else {}
+    out = []
+    if "map" in data:
+        out.append(k90_text(data))
+        m = data["map"]
+        nec = [r for r in m.get("necessity", []) if r["k"] == m["k90"]]
+        if nec:
+            out.append(
+                f"Removing the top {m['k90']} from the full run leaves a mean flip rate of {nec[0]['mean_flip']:.2f} "
+                f"(full run {m['full']['mean_flip']:.2f}): "
+                + (
+                    "the rest of the map cannot stand in for them."
+                    if nec[0]["mean_flip"] < 0.9 * m["full"]["mean_flip"]
+                    else "the rest of the map largely makes up for them (redundant components)."
+                )
+            )
+        agree = m.get("precision_agreement") or {}
+        if agree.get("agree") is not None:
+            out.append(
+                f"The checks ran in {m['precision']}: the sign of Δ agrees with the run's own evaluation on "
+                f"{agree['agree']} of {agree['n']} prompt-directions."
+            )
+    if "stability" in data:
+        st = data["stability"]
+        out.append(
+            f"Over {len(st['runs'])} seeds ({st['vary']} varied), {st['n_selected_all']} components are selected in "
+            f"every seed and {st['n_selected_any']} in at least one; mean rank correlation of the magnitudes "
+            f"{st['mean_spearman']:.2f}."
+        )
+    if "side_effects" in data:
+        rows = {r["beta"]: r for r in data["side_effects"]["rows"]}
+        out.append(
+            "On neutral text the run applied everywhere changes perplexity from "
+            f"{rows[1.0]['perplexity_base']:.1f} to {rows[1.0]['perplexity_steered']:.1f} (β = +1) and "
+            f"{rows[-1.0]['perplexity_steered']:.1f} (β = −1); per-token KL {rows[1.0]['kl_per_token_mean']:.3f} and "
+            f"{rows[-1.0]['kl_per_token_mean']:.3f}."
+        )
+    return [x for x in out if x]
