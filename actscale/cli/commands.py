@@ -1,0 +1,274 @@
+"""The commands: each takes the parsed options and returns the JSON object printed last."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from actscale.errors import ActscaleError
+
+
+def _split(text: str) -> tuple[str, ...]:
+    return tuple(s.strip() for s in text.split(",") if s.strip())
+
+
+def _progress(info) -> None:
+    print(
+        f"step {info.step}/{info.n_steps} loss {info.loss:.4f} (E {info.effectiveness:.4f} "
+        f"F {info.faithfulness:.4f} M {info.minimality:.2f}) flip +{info.flip_acc_pos:.2f} "
+        f"-{info.flip_acc_neg:.2f} {info.elapsed:.1f}s",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _first_result(split: str, m: dict) -> str:
+    """A trained run's first result in one line: the flip rates after the unmodified model's,
+    with their 95% intervals."""
+    from actscale.views.analysis import rate_text
+
+    name = {"val": "validation", "train": "training"}.get(split, split)
+    return f"{name} flips: β = +1 {rate_text(m, 'flip_acc_pos')}, β = -1 {rate_text(m, 'flip_acc_neg')}"
+
+
+def _config(args: argparse.Namespace, **grid_values: Any) -> Any:
+    """The TrainConfig the options describe; ``grid_values``: margin, λ_F, λ_M and the seed."""
+    from actscale.engine.training import TrainConfig
+
+    return TrainConfig(
+        model=args.model,
+        task=args.task,
+        method=args.method,
+        sites=args.sites,
+        steps=args.steps,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        n_prompts=args.n_prompts,
+        test_frac=args.test_frac,
+        dataset=args.dataset,
+        val_frac=args.val_frac,
+        n_test=args.n_test,
+        data_seed=args.data_seed,
+        test_groups=_split(args.test_groups),
+        prepend_bos={"model": None, "yes": True, "no": False}[args.prepend_bos],
+        device=args.device,
+        early_stop=args.early_stop,
+        normalize=not args.raw_dot,
+        memory_is_correct=not args.ccc_context_is_correct,
+        templates=_split(args.templates),
+        test_templates=_split(args.test_templates),
+        positions=args.positions,
+        autocast=args.autocast,
+        **grid_values,
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> dict:
+    from actscale.engine.models import load_model
+    from actscale.runs.api import build_task, train_run
+    from actscale.runs.store import RunStore
+
+    config = _config(args, margin=args.margin, lambda_f=args.lambda_f, lambda_m=args.lambda_m, seed=args.seed)
+    if config.task == "custom":
+        # A broken dataset file is reported before the model load, which can take half a minute.
+        from actscale.engine.tasks import read_dataset
+
+        read_dataset(config.dataset)
+    print(f"loading model {config.model} ...", file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    model = load_model(config.model, config.device)
+    loaded = time.perf_counter()
+    task = build_task(model, config)
+    built = time.perf_counter()
+    print(task.summary(), file=sys.stderr, flush=True)
+    steps_seen: list[int] = []
+
+    def on_step(info) -> None:
+        steps_seen.append(info.step)
+        _progress(info)
+
+    def on_result(split: str, m: dict) -> None:
+        print(f"{_first_result(split, m)}; evaluating the other prompts ...", file=sys.stderr, flush=True)
+
+    cancel = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
+    try:
+        bundle = train_run(
+            config,
+            model,
+            store=RunStore(args.store),
+            task=task,
+            on_step=on_step,
+            cancel=cancel,
+            reuse=not args.no_reuse,
+            on_result=on_result,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    done = time.perf_counter()
+    # Where this process's time went (a reused run: only the load and the task were this process's).
+    timing = {"load_s": round(loaded - started, 3), "task_s": round(built - loaded, 3), "run_s": round(done - built, 3)}
+    if steps_seen and isinstance(bundle.info.get("timing"), dict):
+        timing.update(bundle.info["timing"])
+    return {
+        "run_id": bundle.run_id,
+        "bundle": str(bundle.path),
+        "method": bundle.method,
+        "n_params": int(next(iter(bundle.metrics.values()))["n_params"]),
+        "metrics": bundle.metrics,
+        "timing": timing,
+    }
+
+
+def _numbers(text: str, name: str, kind: type = float) -> list:
+    """A comma-separated list of numbers; ActscaleError (exit 2) for anything else."""
+    try:
+        values = [kind(v) for v in _split(text)]
+    except ValueError:
+        raise ActscaleError(f"--{name} takes comma-separated numbers, e.g. 0.01,0.05; got {text!r}") from None
+    if not values:
+        raise ActscaleError(f"--{name} needs at least one value")
+    return values
+
+
+def cmd_sweep(args: argparse.Namespace) -> dict:
+    from actscale.runs.executors import resolve_executor, run_configs
+    from actscale.runs.store import RunStore
+    from actscale.runs.sweeps import MAX_CLUSTER_SWEEP, MAX_SWEEP, sweep_configs
+
+    executor, address = resolve_executor(args.executor, args.ray_address)
+    if executor == "local" and args.workers is not None:
+        raise ActscaleError("workers is an option of the Ray executor; the local executor runs one run at a time")
+    base = _config(args, margin=2.0, lambda_f=1.0, lambda_m=None, seed=0)
+    lambda_ms = _numbers(args.lambda_m, "lambda-m") if args.lambda_m.strip() else [base.lambda_m]
+    configs = sweep_configs(
+        base.to_dict(),
+        lambda_ms,
+        _numbers(args.lambda_f, "lambda-f"),
+        _numbers(args.margin, "margin"),
+        seeds=_numbers(args.seeds, "seeds", int),
+        limit=MAX_SWEEP if executor == "local" else MAX_CLUSTER_SWEEP,
+    )
+    if args.data_seed is None:  # each run's data seed follows its seed, as in `train`
+        configs = [c.replace(data_seed=c.seed) for c in configs]
+    where = "in this process" if executor == "local" else f"on Ray ({address})"
+    print(f"sweep of {len(configs)} runs {where} ...", file=sys.stderr, flush=True)
+    n = len(configs)
+
+    def progress(event) -> None:
+        if event.state == "running" and event.info is not None:
+            print(f"[run {event.index + 1}/{n}] ", end="", file=sys.stderr)
+            _progress(event.info)
+        else:
+            print(f"[run {event.index + 1}/{n}] {event.state} {event.run_id}", file=sys.stderr, flush=True)
+
+    cancel = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
+    try:
+        bundles = run_configs(
+            configs,
+            executor=executor,
+            ray_address=address,
+            store=RunStore(args.store),
+            on_progress=progress,
+            cancel=cancel,
+            reuse=not args.no_reuse,
+            workers=args.workers,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return {
+        "runs": [
+            {
+                "run_id": b.run_id,
+                "bundle": str(b.path),
+                "config": {k: v for k, v in b.config.items() if k != "created"},
+                "metrics": b.metrics,
+            }
+            for b in bundles
+        ]
+    }
+
+
+def cmd_eval(args: argparse.Namespace) -> dict:
+    from actscale.engine.models import load_model
+    from actscale.runs.api import evaluate_run, load_run
+    from actscale.runs.store import RunStore
+
+    bundle = load_run(args.run, RunStore(args.store))
+    model = load_model(bundle.config["model"], args.device)
+    metrics = evaluate_run(bundle, model, dataset=args.dataset, beta=args.beta)
+    return {
+        "run_id": bundle.run_id,
+        "bundle": str(bundle.path),
+        "method": bundle.method,
+        "n_params": int(next(iter(metrics.values()))["n_params"]),
+        "beta": args.beta,
+        "metrics": metrics,
+    }
+
+
+def cmd_analyse(args: argparse.Namespace) -> dict:
+    from actscale.checks import CheckOptions, run_checks
+    from actscale.engine.models import load_model
+    from actscale.runs.api import load_run
+    from actscale.runs.store import RunStore
+
+    options = CheckOptions(
+        prompts=args.prompts,
+        draws=args.draws,
+        seeds=args.seeds,
+        vary=args.vary,
+        generalisation=args.generalisation,
+        side_effects=not args.no_side_effects,
+        precision=args.precision,
+        executor=args.executor,
+        ray_address=args.ray_address,
+    )
+    bundle = load_run(args.run, RunStore(args.store))
+    model = load_model(bundle.config["model"], args.device)
+    store = RunStore(args.store) if args.store else RunStore(bundle.path.parent)
+
+    def progress(fraction: float, what: str) -> None:
+        print(f"checks {100 * fraction:5.1f}%  {what}", file=sys.stderr, flush=True)
+
+    checks = run_checks(model, bundle, options, store=store, on_progress=progress)
+    summary = {k: v for k, v in checks.get("map", {}).items() if k in ("k90", "k90_frac", "n_components")}
+    return {
+        "run_id": bundle.run_id,
+        "bundle": str(bundle.path),
+        "checks": sorted(k for k in checks if k in ("map", "stability", "generalisation", "side_effects")),
+        "seconds": checks["seconds"],
+        **summary,
+    }
+
+
+def cmd_list(args: argparse.Namespace) -> dict:
+    from actscale.runs.store import RunStore
+
+    store = RunStore(args.store)
+    runs = []
+    for row in store.list():
+        entry = {"run_id": row.run_id, "ok": row.ok}
+        if row.ok:
+            c = row.config
+            entry.update(
+                model=c.get("model"),
+                task=c.get("task"),
+                method=c.get("method"),
+                created=c.get("created"),
+                test=row.metrics.get("test", {}),
+            )
+            print(
+                f"{row.run_id}  {c.get('model')}  {c.get('task')}  {c.get('method')}  {c.get('created')}",
+                file=sys.stderr,
+            )
+        else:
+            entry["reason"] = row.reason
+            print(f"{row.run_id}  BROKEN: {row.reason}", file=sys.stderr)
+        runs.append(entry)
+    return {"store": str(store.root), "runs": runs}
