@@ -87,7 +87,7 @@ def test_auto_is_resolved_before_the_run_id(tiny_llama, store, monkeypatch):
     assert resolve_autocast(dyn, tiny_llama).autocast == "off"
     assert resolve_autocast(dyn.replace(autocast="bf16"), tiny_llama).autocast == "bf16"
     assert resolve_autocast(TrainConfig(model="tiny-llama", method="steervec"), tiny_llama).autocast == "bf16"
-    from actscale.ui.train_form import _auto_precision_label
+    from actscale.ui.train_form import auto_precision_label as _auto_precision_label
 
     assert _auto_precision_label(tiny_llama) == "auto: bfloat16 here (dynscalar: float32)"
     # A stored run read back keeps its precision: config.json's missing autocast is "off".

@@ -23,7 +23,7 @@ def ui_store(tmp_path, monkeypatch, sync_jobs) -> RunStore:
     monkeypatch.setenv("ACTSCALE_MODEL", "tiny-llama")
     monkeypatch.setenv("ACTSCALE_STORE", str(tmp_path / "runs"))
     monkeypatch.chdir(ROOT)
-    from actscale.ui import train_form
+    from actscale.ui.train_form import dataset as train_form  # where uploads are saved
 
     monkeypatch.setattr(train_form, "UPLOAD_DIR", tmp_path / "uploads")  # uploads stay in the test's folder
     return RunStore(tmp_path / "runs")
@@ -303,7 +303,7 @@ def test_the_status_line_shows_the_validation_result_before_the_other_splits():
     """Between the last step and the stored run, the progress line says what the validation
     prompts showed, while the training and test prompts are still being evaluated."""
     from actscale.runs.jobs import Job
-    from actscale.ui.train_form import _training_status
+    from actscale.ui.train_form import training_status as _training_status
 
     config = TrainConfig(model="tiny-llama", steps=2)
     job = Job(id="j", configs=[config], state="running")

@@ -1,0 +1,107 @@
+"""The Train page's live panel of a background job: progress, the validation result as soon as it
+exists, live curves, the outcome and links to the stored runs."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from actscale.runs.jobs import Job
+from actscale.ui import common, navigation
+from actscale.ui.keys import Keys
+from actscale.ui.progress import job_progress, time_left
+from actscale.views import plots, report
+from actscale.views.analysis import rate_text
+
+
+def job_panel(job_id: str | None) -> None:
+    """Live progress of this session's job, then its outcome."""
+    job = common.jobs().get(job_id)
+    if job is None:
+        return
+    if job.done:
+        _outcome(job)
+    else:
+        _live(job.id)
+
+
+def _live(job_id: str) -> None:
+    job_progress(
+        job_id,
+        training_status,
+        cancel_label="Cancel",
+        cancel_key="cancel_training",
+        cancelling="Cancelling…",
+        below=_live_curves,
+    )
+
+
+def _current_rows(job: Job) -> list[dict]:
+    """The step rows of the config being trained."""
+    return [r for r in job.steps if r.get("run") == job.current]
+
+
+def training_status(job: Job) -> str:
+    if job.cancel_event.is_set():
+        return "Cancelling…"
+    config = job.configs[min(job.current, len(job.configs) - 1)]
+    n = len(job.configs)
+    which = f"run {job.current + 1} of {n}: " if n > 1 else ""
+    rows = _current_rows(job)
+    if job.state == "waiting":
+        status = "Waiting for the model: another session is using it…"
+    elif job.state == "queued" or not rows:
+        status = f"Preparing {which}{config.method} (tokenising, base model pass)…"
+    elif (first := job.first_results.get(job.current)) is not None:
+        split = {"val": "validation", "train": "training"}.get(first["split"], first["split"])
+        status = (
+            f"Trained {which}{config.method}. {split.capitalize()} flips: β = +1 {rate_text(first, 'flip_acc_pos')}, "
+            f"β = −1 {rate_text(first, 'flip_acc_neg')}. Evaluating the other prompts…"
+        )
+    elif rows[-1]["step"] >= config.steps:
+        status = f"Trained {which}{config.method}; evaluating…"
+    else:
+        status = f"Training {which}{config.method}, step {rows[-1]['step']} of {config.steps}"
+    left = time_left(job)
+    return f"{status} — {left}" if left else status
+
+
+def _live_curves(job: Job) -> None:
+    st.plotly_chart(plots.plot_history(pd.DataFrame(_current_rows(job))), width="stretch", key=f"live-{job.id}")
+
+
+def _outcome(job: Job) -> None:
+    if job.state == "cancelled":
+        if job.run_ids:
+            st.warning(
+                f"Cancelled — the {len(job.run_ids)} run(s) finished before it were kept; the rest was not stored."
+            )
+        else:
+            st.warning("Cancelled — nothing was stored.")
+    elif job.state == "failed":
+        st.error(job.error or "the training failed")
+    if not job.run_ids:
+        return
+    if job.state == "done":
+        trained = sum(not r for r in job.reused)
+        st.success(
+            f"Done: {trained} run(s) trained"
+            + (f", {len(job.run_ids) - trained} already stored" if trained < len(job.run_ids) else "")
+            + "."
+        )
+    show_run_links(job.run_ids)
+    curves = pd.DataFrame([r for r in job.steps if r.get("run") == len(job.run_ids) - 1])
+    if len(curves):
+        common.show_figure(plots.plot_history(curves), f"training-{job.run_ids[-1]}", key=f"final-{job.id}")
+
+
+def show_run_links(run_ids: list[str]) -> None:
+    """Headline metrics of the runs and a link to each on Explore; the last one becomes the session's run."""
+    listings = [r for r in common.list_runs() if r.run_id in set(run_ids)]
+    if listings:
+        st.dataframe(report.headline_frame(listings), hide_index=True, width="stretch")
+    for run_id in run_ids:
+        common.nav_link(
+            navigation.EXPLORE.path, f"Open run {run_id} on Explore", icon=":material/search:", run_id=run_id
+        )
+    st.session_state[Keys.RUN] = run_ids[-1]
