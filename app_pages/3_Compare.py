@@ -12,7 +12,7 @@ import streamlit as st
 from actscale.errors import ActscaleError
 from actscale.runs.jobs import Job
 from actscale.runs.store import check_run_id
-from actscale.ui import common, deployment, links
+from actscale.ui import actions, common, deployment, links
 from actscale.ui.keys import Keys
 from actscale.ui.progress import job_progress, time_left
 from actscale.views import analysis, plots, report
@@ -192,7 +192,7 @@ with common.guarded("Comparing these runs"):
             st.caption("Click a point to open that run on **Explore**.")
             if clicked and str(clicked[0]) in ids:
                 st.session_state[Keys.TRADEOFF_GEN] = gen + 1
-                common.open_run(str(clicked[0]))
+                actions.open_run(str(clicked[0]))
 
         st.markdown("**A report of these runs**")
         wanted = tuple(chosen)
@@ -218,7 +218,7 @@ with common.guarded("Comparing these runs"):
             a, b = st.columns([4, 1], vertical_alignment="bottom")
             target = a.selectbox("Open run", list(chosen), format_func=labels.get, key="compare_open")
             if b.form_submit_button("Open on Explore") and target:
-                common.open_run(target)
+                actions.open_run(target)
 
 st.subheader("Sweep λ_M, λ_F and m")
 
@@ -293,23 +293,23 @@ with common.guarded("The sweep"):
             where = r1.radio(
                 "Run on",
                 ["this server", "Ray cluster"],
-                index=1 if common.default_ray_address() != "auto" else 0,
+                index=1 if actions.default_ray_address() != "auto" else 0,
                 key="sweep_executor",
                 help="This server trains the runs one after another on the resident model; a Ray cluster "
                 "trains them side by side, one worker per CPU (or GPU), each loading the model once.",
             )
             address = r2.text_input(
                 "Ray address",
-                common.default_ray_address(),
+                actions.default_ray_address(),
                 key="sweep_ray_address",
                 help="host:6379 or ray://host:10001 of a running cluster, or 'auto' to start one on this "
                 "machine. Finished runs come back here and are stored in this server's store.",
             )
             launch = st.form_submit_button("Launch sweep", type="primary")
         if launch:
-            values = [common.parse_values(lm, "λ_M"), common.parse_values(lf, "λ_F"), common.parse_values(mg, "m")]
+            values = [actions.parse_values(lm, "λ_M"), actions.parse_values(lf, "λ_F"), actions.parse_values(mg, "m")]
             executor = "ray" if where == "Ray cluster" else "local"
-            job = common.launch_sweep(
+            job = actions.launch_sweep(
                 common.load_bundle(base_id),
                 *values,
                 steps=int(steps),

@@ -8,7 +8,7 @@ and after, and the β curve. The per-example table comes from the bundle and nee
 import streamlit as st
 
 from actscale.engine import playground
-from actscale.ui import common, links
+from actscale.ui import actions, common, links
 from actscale.ui.keys import Keys
 from actscale.views import analysis, plots
 
@@ -88,7 +88,7 @@ for name, value in link.items():  # the address reproduces this prompt and β
 
 with common.guarded("Steering this prompt"):
     model = common.resident_model(bundle.config["model"])
-    iv = common.run_intervention(bundle, model)
+    iv = actions.run_intervention(bundle, model)
     out = playground.steer_prompt(model, iv, prompt, correct, wrong, beta)
     c1, c2, c3 = st.columns(3)
     c1.metric(
@@ -147,7 +147,7 @@ with common.guarded("The continuation"):
     n_new = st.slider("Tokens to generate", 5, 60, 20, step=5, key="pg_n_new")
     if st.button("Generate both", key="pg_generate"):
         model = common.resident_model(bundle.config["model"])
-        iv = common.run_intervention(bundle, model)
+        iv = actions.run_intervention(bundle, model)
         with st.spinner("Generating…"):
             before, after = playground.greedy_continuation(model, iv, prompt, beta, int(n_new))
         left, right = st.columns(2)
@@ -167,7 +167,7 @@ if not analysis.run_method(bundle).fixed_length:
         text = st.text_area("Text", prompt, key="pg_trigger_text", height=80)
         if st.button("Draw the trigger map", key="pg_trigger"):
             model = common.resident_model(bundle.config["model"])
-            iv = common.run_intervention(bundle, model)
+            iv = actions.run_intervention(bundle, model)
             mags = {s: bundle.analysis[f"magnitude.{s}"] for s in bundle.sites if f"magnitude.{s}" in bundle.analysis}
             if not mags:
                 mags = {s: bundle.params[f"w.{s}"].norm(dim=-1) for s in bundle.sites}
