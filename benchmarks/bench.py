@@ -116,9 +116,10 @@ def _engine_steps(model, task, config, n_steps: int) -> list[float]:
 
 
 def bench_step_ratio(rounds: int, n_steps: int) -> dict:
+    from actscale.engine.evaluation import base_pass
     from actscale.engine.models import bundled_model_folder, load_model
     from actscale.engine.resources import resolve_autocast
-    from actscale.engine.training import TrainConfig, base_pass
+    from actscale.engine.training import TrainConfig
     from actscale.runs.api import build_task
 
     model = load_model("bundled", "cpu")
@@ -177,8 +178,9 @@ def step_peak_bytes(model, task, config) -> int | None:
     (VmHWM, reset through /proc/self/clear_refs after returning freed memory to the system),
     which is what the operating system kills a process for; None elsewhere. The step runs
     twice and the second is measured, so one-off allocations are not counted."""
+    from actscale.engine.evaluation import base_pass
     from actscale.engine.resources import resolve_autocast
-    from actscale.engine.training import _BatchOrder, _train_step, base_pass, new_intervention
+    from actscale.engine.training import _BatchOrder, _train_step, new_intervention
 
     config = resolve_autocast(config, model)
     base = base_pass(model, task, config.sites, autocast=config.bf16)

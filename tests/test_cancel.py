@@ -17,7 +17,7 @@ import pytest
 import torch
 from conftest import signal_on
 
-from actscale.engine import training
+from actscale.engine import evaluation, training
 from actscale.engine.interventions import hook_count
 from actscale.engine.training import TrainConfig
 from actscale.errors import TrainingCancelled
@@ -157,7 +157,7 @@ def test_cancel_during_base_pass_or_evaluation(tiny_llama, reference, populated,
     store, other, before = populated
     config = CONFIGS["activscalar"]
     cancel = threading.Event()
-    training._BASE_CACHE.clear()  # so the base pass really runs
+    evaluation._BASE_CACHE.clear()  # so the base pass really runs
     real = getattr(training, "base_pass" if phase == "base_pass" else "evaluate")
     calls: list[str] = []
 

@@ -18,10 +18,11 @@ import pytest
 import torch
 from conftest import signal_on
 
-from actscale.engine import training
+from actscale.engine import evaluation
+from actscale.engine.evaluation import steered_logits
 from actscale.engine.interventions import hook_count, steer
 from actscale.engine.models import last_position_logits
-from actscale.engine.training import TrainConfig, steered_logits
+from actscale.engine.training import TrainConfig
 from actscale.runs.api import build_task, intervention_from_bundle, train_run
 from actscale.runs.jobs import JobManager
 from actscale.runs.store import RunStore
@@ -87,7 +88,7 @@ def test_concurrent_trainings_equal_sequential(tiny_llama, sequential, tmp_path)
     assert N_CONCURRENT >= 4
     store = RunStore(tmp_path / "runs")
     # Drop the cached base passes too, so the sessions also compute those concurrently.
-    training._BASE_CACHE.clear()
+    evaluation._BASE_CACHE.clear()
     bundles = _in_threads(lambda i: train_run(CONFIGS[i], tiny_llama, store=store), N_CONCURRENT)
     assert hook_count(tiny_llama.bridge) == 0
     for got, want in zip(bundles, sequential):

@@ -9,7 +9,7 @@ from collections import OrderedDict
 import pytest
 import torch
 
-from actscale.engine import training
+from actscale.engine import evaluation, training
 from actscale.engine.objective import LossTerms
 from actscale.engine.training import TrainConfig, new_intervention, train
 from actscale.errors import ActscaleError, TrainingCancelled, TrainingDiverged
@@ -137,10 +137,11 @@ def test_huge_learning_rate_is_refused_before_anything_runs(tiny_llama, store, r
 
 
 def test_base_pass_runs_once_per_dataset(tiny_llama, monkeypatch):
-    monkeypatch.setattr(training, "_BASE_CACHE", OrderedDict())
+    monkeypatch.setattr(evaluation, "_BASE_CACHE", OrderedDict())
     calls = []
     real = training.last_position_logits
-    monkeypatch.setattr(training, "last_position_logits", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for module in (training, evaluation):  # the steps call it, and the base pass and the evaluation
+        monkeypatch.setattr(module, "last_position_logits", lambda *a, **k: calls.append(1) or real(*a, **k))
     cfg = config(tiny_llama, steps=3, n_prompts=10, n_test=6)
     task = build_task(tiny_llama, cfg)
     assert len(task.examples) <= 16  # one evaluation batch of 16
@@ -151,7 +152,7 @@ def test_base_pass_runs_once_per_dataset(tiny_llama, monkeypatch):
     calls.clear()
     train(tiny_llama, task, cfg.replace(lr=0.1, steps=4))
     assert len(calls) == 4 + 2 + 2  # the base pass is reused
-    assert training.base_pass(tiny_llama, task, cfg.sites) is training.base_pass(tiny_llama, task, cfg.sites)
+    assert evaluation.base_pass(tiny_llama, task, cfg.sites) is evaluation.base_pass(tiny_llama, task, cfg.sites)
     assert len(calls) == 8
 
 
@@ -204,7 +205,7 @@ def test_dynscalar_on_prompts_of_several_lengths(tiny_gpt2):
     alpha = result.analysis["dynalpha.attn_out"]
     assert alpha.shape == (37, 2, task.n_pos)  # every prompt: 30 train, 7 test
     # The answer is read at each prompt's own last token: with β = 0 the metrics are the base model's.
-    metrics = training.evaluate(tiny_gpt2, task, result.intervention, cfg, beta=0.0).metrics
+    metrics = evaluation.evaluate(tiny_gpt2, task, result.intervention, cfg, beta=0.0).metrics
     assert metrics["test"]["logit_diff_pos"] == pytest.approx(metrics["test"]["logit_diff_base"], abs=1e-5)
     assert metrics["test"]["kl_full"] == pytest.approx(0.0, abs=1e-6)
 
@@ -268,7 +269,7 @@ def test_evaluation_gives_the_validation_result_first_and_keeps_the_row_order(ti
     assert first == {k: v for k, v in result.metrics["val"].items() if k in first}
     one_split = dataclasses.replace(task, examples=[dataclasses.replace(e, split="train") for e in task.examples])
     seen.clear()
-    whole = training.evaluate(
+    whole = evaluation.evaluate(
         tiny_llama, one_split, result.intervention, cfg, on_result=lambda split, m: seen.append((split, m))
     )
     assert set(whole.seconds) == {"eval_s"} and [(s, m["n_prompts"]) for s, m in seen] == [("train", 16)]
@@ -280,17 +281,17 @@ def test_the_test_prompts_base_pass_comes_after_training(tiny_llama, monkeypatch
     """Training runs the unmodified model on the training and validation prompts only; the test
     prompts' pass comes with their evaluation, and the completed pass equals one over every
     prompt at once."""
-    monkeypatch.setattr(training, "_BASE_CACHE", OrderedDict())
+    monkeypatch.setattr(evaluation, "_BASE_CACHE", OrderedDict())
     cfg = config(tiny_llama, steps=2, n_prompts=10, n_test=6)
     task = build_task(tiny_llama, cfg)
     test = task.split_indices("test")
-    partial = training.base_pass(tiny_llama, task, cfg.sites, splits=("train", "val"))
+    partial = evaluation.base_pass(tiny_llama, task, cfg.sites, splits=("train", "val"))
     assert partial.computed is not None and not partial.has(test) and partial.has(task.split_indices("val"))
     assert int(partial.computed.sum()) == 10 and bool((partial.logits[test] == 0).all())
-    full = training.base_pass(tiny_llama, task, cfg.sites)
+    full = evaluation.base_pass(tiny_llama, task, cfg.sites)
     assert full.computed is None and full.hnorm is partial.hnorm
-    monkeypatch.setattr(training, "_BASE_CACHE", OrderedDict())
-    at_once = training.base_pass(tiny_llama, task, cfg.sites)
+    monkeypatch.setattr(evaluation, "_BASE_CACHE", OrderedDict())
+    at_once = evaluation.base_pass(tiny_llama, task, cfg.sites)
     assert torch.allclose(full.logits, at_once.logits, atol=1e-5)
     for site in cfg.sites:
         assert torch.allclose(full.hnorm[site], at_once.hnorm[site], atol=1e-5)
@@ -303,11 +304,11 @@ def test_evaluation_after_the_cached_partial_pass_was_evicted(tiny_llama, monkey
     cfg = config(tiny_llama, steps=2, n_prompts=10, n_test=6)
     task = build_task(tiny_llama, cfg)
     undisturbed = train(tiny_llama, task, cfg)
-    monkeypatch.setattr(training, "_BASE_CACHE", OrderedDict())
+    monkeypatch.setattr(evaluation, "_BASE_CACHE", OrderedDict())
     real = training.evaluate
 
     def evicting(*args, **kwargs):
-        training._BASE_CACHE.clear()
+        evaluation._BASE_CACHE.clear()
         return real(*args, **kwargs)
 
     monkeypatch.setattr(training, "evaluate", evicting)

@@ -15,12 +15,13 @@ from torch import Tensor
 from actscale.checks.components import Components
 from actscale.checks.options import CheckOptions
 from actscale.engine.config import TrainConfig
+from actscale.engine.evaluation import train_token_mask
 from actscale.engine.interventions import Intervention, make_intervention, method_class
 from actscale.engine.models import LoadedModel, last_position_logits
 from actscale.engine.objective import kl_divergence, logit_diff, wilson_interval
 from actscale.engine.sites import hook_name
 from actscale.engine.tasks import Example, PreparedTask
-from actscale.engine.training import CancelFlag, train_token_mask
+from actscale.engine.training import CancelFlag
 from actscale.errors import ActscaleError, TrainingCancelled
 from actscale.runs.store import RunBundle
 

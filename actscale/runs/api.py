@@ -31,7 +31,8 @@ from actscale.engine.tasks import (
     prepare_task,
     read_dataset,
 )
-from actscale.engine.training import CancelFlag, StepInfo, TrainResult, evaluate, model_dims, train
+from actscale.engine.evaluation import evaluate
+from actscale.engine.training import CancelFlag, StepInfo, TrainResult, model_dims, train
 
 
 def resolved_prepend_bos(model: LoadedModel, config: TrainConfig) -> bool:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from actscale.engine.evaluation import base_pass
 from actscale.engine.models import LoadedModel
 from actscale.engine.objective import logit_diff
 from actscale.engine.tasks import PreparedTask
-from actscale.engine.training import base_pass
 
 
 def preview_task(model: LoadedModel, task: PreparedTask) -> pd.DataFrame:
