@@ -18,7 +18,8 @@ from actscale.runs.api import (
     load_run,
     train_run,
 )
-from actscale.runs.store import RunBundle, RunStore
+from actscale.runs.bundle import RunBundle
+from actscale.runs.store import RunStore
 
 __all__ = [
     "__version__",

@@ -10,8 +10,8 @@ import time
 import streamlit as st
 
 from actscale.errors import ActscaleError
+from actscale.runs.bundle import check_run_id
 from actscale.runs.jobs import Job
-from actscale.runs.store import check_run_id
 from actscale.ui import actions, common, deployment, links
 from actscale.ui.keys import Keys
 from actscale.ui.progress import job_progress, time_left

@@ -24,7 +24,8 @@ from safetensors.torch import save_file
 from actscale.engine.training import TrainConfig
 from actscale.errors import ActscaleError
 from actscale.runs.api import intervention_from_bundle, load_run, train_run
-from actscale.runs.store import REQUIRED_FILES, BrokenBundleError, RunStore
+from actscale.runs.bundle import REQUIRED_FILES, BrokenBundleError
+from actscale.runs.store import RunStore
 
 
 def _config(model: str, method: str, seed: int) -> TrainConfig:

@@ -28,7 +28,8 @@ from actscale.engine.interventions import method_class
 from actscale.engine.training import TrainConfig
 from actscale.errors import ActscaleError, TrainingCancelled
 from actscale.runs.api import train_run
-from actscale.runs.store import RunStore, load_bundle
+from actscale.runs.bundle import load_bundle
+from actscale.runs.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 SITES = ("attn_out", "mlp_out", "head")

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from actscale.runs.store import RunStore, run_id_for
+from actscale.runs.bundle import run_id_for
+from actscale.runs.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "store-v0"

@@ -183,7 +183,7 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from actscale.engine.tasks import IOI_TEMPLATES  # noqa: E402
-from actscale.runs.store import run_id_for  # noqa: E402
+from actscale.runs.bundle import run_id_for  # noqa: E402
 
 
 @settings(max_examples=60, deadline=None)

@@ -213,7 +213,7 @@ def test_broken_bundles_never_break_the_page(runs):
 
 # ---------------------------------------------------------------- the default comparison and its link
 def listing(run_id: str, method: str, **config):
-    from actscale.runs.store import RunListing
+    from actscale.runs.bundle import RunListing
 
     base = {"task": "ioi", "model": "m", "method": method, "seed": 0, "n_prompts": 48, "n_test": 200}
     return RunListing(run_id, Path("/nowhere") / run_id, True, config={**base, **config})

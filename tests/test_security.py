@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 from actscale.engine.training import TrainConfig
 from actscale.errors import ActscaleError
 from actscale.runs.api import load_run, train_run
-from actscale.runs.store import BUNDLE_FILES, BrokenBundleError, RunStore, check_run_id
+from actscale.runs.bundle import BUNDLE_FILES, BrokenBundleError, check_run_id
+from actscale.runs.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 

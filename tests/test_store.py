@@ -15,7 +15,7 @@ from actscale.engine.tasks import IOI_TEMPLATES
 from actscale.engine.training import TrainConfig
 from actscale.errors import ActscaleError
 from actscale.runs.api import build_task, evaluate_run, expected_run_id, intervention_from_bundle, load_run, train_run
-from actscale.runs.store import run_id_for
+from actscale.runs.bundle import run_id_for
 
 METRICS = set(METRIC_NAMES)  # every metric of docs/method.md §4
 FILES = {
@@ -151,7 +151,7 @@ def test_writes_are_atomic(tiny_llama, store, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(store_module, "_write_history", broken)
+    monkeypatch.setattr(store_module, "write_history", broken)
     with pytest.raises(OSError, match="disk full"):
         train_run(config(tiny_llama, seed=7), tiny_llama, store=store)
     assert len(list(store.root.iterdir())) == 1  # the first run only: no half-written folder
@@ -199,7 +199,7 @@ def test_list_orders_runs_made_in_the_same_second_by_when_they_were_written(stor
 
     import torch
 
-    from actscale.runs.store import run_id_for
+    from actscale.runs.bundle import run_id_for
 
     paths, ids = [], []
     for i in range(3):

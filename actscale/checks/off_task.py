@@ -16,7 +16,7 @@ from actscale.engine.config import TrainConfig
 from actscale.engine.models import LoadedModel, padding_inputs
 from actscale.engine.training import CancelFlag
 from actscale.errors import ActscaleError, TrainingCancelled
-from actscale.runs.store import RunBundle
+from actscale.runs.bundle import RunBundle
 
 
 def neutral_sentences() -> list[str]:

@@ -10,7 +10,7 @@ from actscale.checks.over_seeds import Trainer, mean_flip
 from actscale.engine.config import TrainConfig
 from actscale.engine.tasks import Example
 from actscale.errors import ActscaleError
-from actscale.runs.store import RunBundle
+from actscale.runs.bundle import RunBundle
 
 
 def run_groups(bundle: RunBundle) -> list[str]:

@@ -20,7 +20,8 @@ from actscale.engine.models import LoadedModel
 from actscale.engine.tasks import Example, PreparedTask
 from actscale.engine.training import CancelFlag
 from actscale.errors import ActscaleError
-from actscale.runs.store import RunBundle, RunStore
+from actscale.runs.bundle import RunBundle
+from actscale.runs.store import RunStore
 
 Trainer = Callable[[list[TrainConfig], list[Example] | None], list[RunBundle]]
 

@@ -23,7 +23,7 @@ from actscale.engine.sites import hook_name
 from actscale.engine.tasks import Example, PreparedTask
 from actscale.engine.training import CancelFlag
 from actscale.errors import ActscaleError, TrainingCancelled
-from actscale.runs.store import RunBundle
+from actscale.runs.bundle import RunBundle
 
 
 @dataclass

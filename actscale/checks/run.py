@@ -16,7 +16,8 @@ from actscale.checks.sufficiency import map_checks
 from actscale.engine.interventions import method_class
 from actscale.engine.models import LoadedModel
 from actscale.engine.training import CancelFlag
-from actscale.runs.store import CHECKS_VERSION, RunBundle, RunStore, load_bundle, load_checks, save_checks
+from actscale.runs.bundle import CHECKS_VERSION, RunBundle, load_bundle, load_checks, save_checks
+from actscale.runs.store import RunStore
 
 
 @contextlib.contextmanager

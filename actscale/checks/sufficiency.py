@@ -23,7 +23,7 @@ from actscale.checks.passes import (
 from actscale.engine.models import LoadedModel
 from actscale.engine.objective import logit_diff
 from actscale.engine.training import CancelFlag
-from actscale.runs.store import RunBundle
+from actscale.runs.bundle import RunBundle
 
 
 def map_checks(

@@ -21,7 +21,7 @@ from torch import Tensor
 from actscale.engine.interventions import Intervention, steer
 from actscale.engine.models import LoadedModel, last_position_logits
 from actscale.errors import ActscaleError
-from actscale.runs.store import RunBundle
+from actscale.runs.bundle import RunBundle
 
 TOP_K = 10
 

@@ -9,7 +9,7 @@ bundle.metrics["test"]["flip_acc_pos"]
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -18,11 +18,10 @@ import torch
 
 from actscale._version import __version__
 from actscale.engine.config import TrainConfig
-from actscale.errors import ActscaleError
+from actscale.engine.evaluation import evaluate
 from actscale.engine.interventions import Intervention, make_intervention
 from actscale.engine.models import LoadedModel
 from actscale.engine.resources import resolve_autocast
-from actscale.runs.store import RunBundle, RunStore, check_run_id, load_bundle, run_id_for
 from actscale.engine.tasks import (
     Example,
     PreparedTask,
@@ -31,8 +30,10 @@ from actscale.engine.tasks import (
     prepare_task,
     read_dataset,
 )
-from actscale.engine.evaluation import evaluate
 from actscale.engine.training import CancelFlag, StepInfo, TrainResult, model_dims, train
+from actscale.errors import ActscaleError
+from actscale.runs.bundle import RunBundle, check_run_id, load_bundle, run_id_for
+from actscale.runs.store import RunStore
 
 
 def resolved_prepend_bos(model: LoadedModel, config: TrainConfig) -> bool:

@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
-from actscale.runs import api
-from actscale.errors import ActscaleError, TrainingCancelled
 from actscale.engine.models import LoadedModel, load_model
-from actscale.runs.progress import ProgressCallback, RunProgress
-from actscale.runs.store import RunBundle, RunStore
-from actscale.engine.tasks import Example, PreparedTask, read_dataset
+from actscale.engine.tasks import Example, read_dataset
 from actscale.engine.training import CancelFlag, StepInfo, TrainConfig
+from actscale.errors import ActscaleError, TrainingCancelled
+from actscale.runs import api
+from actscale.runs.progress import ProgressCallback, RunProgress
+from actscale.runs.bundle import RunBundle
+from actscale.runs.store import RunStore
 
 ExecutorName = Literal["local", "ray"]
 EXECUTOR_NAMES: tuple[str, ...] = get_args(ExecutorName)

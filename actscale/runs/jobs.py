@@ -17,18 +17,20 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Literal, get_args
 
+from actscale import checks
+from actscale.checks import CheckOptions
+from actscale.engine.models import LoadedModel
+from actscale.engine.tasks import Example, PreparedTask
+from actscale.engine.training import StepInfo, TrainConfig
+from actscale.errors import ActscaleError, TrainingCancelled, one_line
+
 # Through the module (api.train_run, not a name bound here), so that a test's monkeypatch of
 # actscale.runs.api reaches the jobs. api never imports jobs: no cycle.
 from actscale.runs import api
-from actscale import checks
-from actscale.checks import CheckOptions
-from actscale.errors import ActscaleError, TrainingCancelled, one_line
 from actscale.runs.executors import run_configs
 from actscale.runs.progress import RunProgress
-from actscale.engine.models import LoadedModel
-from actscale.runs.store import RunBundle, RunStore
-from actscale.engine.tasks import Example, PreparedTask
-from actscale.engine.training import StepInfo, TrainConfig
+from actscale.runs.bundle import RunBundle
+from actscale.runs.store import RunStore
 
 JobState = Literal["queued", "waiting", "running", "done", "cancelled", "failed"]
 STATES: tuple[JobState, ...] = get_args(JobState)

@@ -12,9 +12,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from itertools import product
 from typing import Any
 
-from actscale.errors import ActscaleError
 from actscale.engine.tasks import Example
 from actscale.engine.training import TrainConfig
+from actscale.errors import ActscaleError
 
 MAX_SWEEP = 27  # runs one in-process sweep may launch (3 values of each of λ_M, λ_F and m)
 MAX_CLUSTER_SWEEP = 1000  # runs one sweep on a Ray cluster may launch

@@ -14,9 +14,9 @@ from actscale.engine.models import LoadedModel
 from actscale.errors import ActscaleError
 from actscale.runs import sweeps
 from actscale.runs.api import build_task, intervention_from_bundle
+from actscale.runs.bundle import RunBundle, check_run_id
 from actscale.runs.executors import RAY_ADDRESS_ENV, resolve_executor
 from actscale.runs.jobs import Job
-from actscale.runs.store import RunBundle, check_run_id
 from actscale.ui import common, deployment
 from actscale.ui.keys import Keys
 from actscale.ui.navigation import EXPLORE

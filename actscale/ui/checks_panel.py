@@ -11,8 +11,8 @@ from typing import Any
 import streamlit as st
 
 from actscale.checks import CheckOptions
+from actscale.runs.bundle import RunBundle
 from actscale.runs.jobs import Job
-from actscale.runs.store import RunBundle
 from actscale.ui import common, deployment
 from actscale.ui.keys import Keys
 from actscale.ui.progress import job_progress

@@ -17,8 +17,9 @@ from streamlit.errors import StreamlitAPIException
 
 from actscale.engine.models import LoadedModel, load_model
 from actscale.errors import ActscaleError, one_line
+from actscale.runs.bundle import RunBundle, RunListing, check_run_id
 from actscale.runs.jobs import JobManager
-from actscale.runs.store import RunBundle, RunListing, RunStore, check_run_id
+from actscale.runs.store import RunStore
 from actscale.ui import deployment
 from actscale.ui.keys import Keys
 from actscale.views import report

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import plotly.graph_objects as go
 
-from actscale.runs.store import RunBundle
+from actscale.runs.bundle import RunBundle
 from actscale.views import plots
 from actscale.views.analysis import run_method
 

@@ -8,7 +8,7 @@ import pandas as pd
 import torch
 
 from actscale.engine.interventions import Intervention, method_class
-from actscale.runs.store import RunBundle
+from actscale.runs.bundle import RunBundle
 
 
 def run_method(bundle: RunBundle) -> type[Intervention]:

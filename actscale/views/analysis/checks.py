@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from actscale.runs.store import RunBundle
+from actscale.runs.bundle import RunBundle
 
 
 def run_checks_data(bundle: RunBundle) -> dict[str, Any] | None:

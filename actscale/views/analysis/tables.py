@@ -12,7 +12,7 @@ import pandas as pd
 
 from actscale.engine.interventions import effective_counts
 from actscale.engine.objective import RATE_NAMES, wilson_interval
-from actscale.runs.store import RunBundle, RunListing
+from actscale.runs.bundle import RunBundle, RunListing
 from actscale.views.analysis.arrays import run_method, train_token_mask
 
 

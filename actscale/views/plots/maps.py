@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 
 from actscale.engine.interventions import SteerVec
 from actscale.engine.sites import is_head_site
-from actscale.runs.store import RunBundle
+from actscale.runs.bundle import RunBundle
 from actscale.views.analysis import (
     component_values,
     dyn_prompt_scalars,

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from actscale.runs.store import RunBundle
+from actscale.runs.bundle import RunBundle
 from actscale.views.analysis import (
     examples_frame,
     history_frame,

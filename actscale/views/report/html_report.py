@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from actscale.runs.store import RunBundle
+from actscale.runs.bundle import RunBundle
 from actscale.views import panels, plots
 from actscale.views.analysis import (
     ablation_table,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from actscale.runs.store import RunListing
+from actscale.runs.bundle import RunListing
 from actscale.views.analysis import (
     rate_text,
 )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from actscale.runs.store import RunBundle
+from actscale.runs.bundle import RunBundle
 from actscale.views.analysis import (
     base_rate,
     filled_metrics,
