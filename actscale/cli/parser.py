@@ -32,6 +32,13 @@ def _add_run_options(t: argparse.ArgumentParser, d: Any, sweep: bool) -> None:
     t.add_argument("--steps", type=int, default=None, help="default: the method's (see docs/usage.md)")
     t.add_argument("--lr", type=float, default=None, help="default: the method's (see docs/usage.md)")
     t.add_argument("--batch-size", type=int, default=None, help="default: the method's (see docs/usage.md)")
+    _add_objective_options(t, d, sweep)
+    _add_data_options(t, d)
+    _add_precision_and_method_options(t, d)
+
+
+def _add_objective_options(t: argparse.ArgumentParser, d: Any, sweep: bool) -> None:
+    """m, λ_F, λ_M and the seed: one value for ``train``, comma-separated lists for ``sweep``."""
     if sweep:
         t.add_argument("--margin", default=str(d.margin), help="comma-separated values (default %(default)s)")
         t.add_argument("--lambda-f", default=str(d.lambda_f), help="comma-separated values (default %(default)s)")
@@ -42,6 +49,10 @@ def _add_run_options(t: argparse.ArgumentParser, d: Any, sweep: bool) -> None:
         t.add_argument("--lambda-f", type=float, default=d.lambda_f)
         t.add_argument("--lambda-m", type=float, default=None, help="default: the method's (see docs/usage.md)")
         t.add_argument("--seed", type=int, default=d.seed)
+
+
+def _add_data_options(t: argparse.ArgumentParser, d: Any) -> None:
+    """The prompts: how many, how split, which held out, from where; and where the run goes."""
     t.add_argument("--n-prompts", type=int, default=d.n_prompts)
     t.add_argument("--test-frac", type=float, default=d.test_frac, help="custom data: the share of prompts for test")
     t.add_argument(
@@ -71,6 +82,13 @@ def _add_run_options(t: argparse.ArgumentParser, d: Any, sweep: bool) -> None:
     t.add_argument("--dataset", default="", help="CSV/JSONL with prompt,correct,wrong[,split] (task custom)")
     t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     t.add_argument("--store", default=None, help="where bundles go (default $ACTSCALE_STORE, else ./runs)")
+    t.add_argument("--templates", default="", help="IOI: comma-separated template ids to use")
+    t.add_argument("--test-templates", default="", help="IOI: template ids held out for the test split")
+    t.add_argument("--ccc-context-is-correct", action="store_true", help="CCC: a+ is the context's capital")
+
+
+def _add_precision_and_method_options(t: argparse.ArgumentParser, d: Any) -> None:
+    """Early stopping, positions, precision and the methods' own options."""
     t.add_argument(
         "--early-stop",
         type=int,
@@ -94,15 +112,11 @@ def _add_run_options(t: argparse.ArgumentParser, d: Any, sweep: bool) -> None:
         "which",
     )
     t.add_argument("--raw-dot", action="store_true", help="DynScalar: dot product with the raw activation")
-    t.add_argument("--ccc-context-is-correct", action="store_true", help="CCC: a+ is the context's capital")
-    t.add_argument("--templates", default="", help="IOI: comma-separated template ids to use")
-    t.add_argument("--test-templates", default="", help="IOI: template ids held out for the test split")
     t.add_argument("--no-reuse", action="store_true", help="train even if the same run is stored")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from actscale.engine.training import TrainConfig
-    from actscale.runs.executors import EXECUTOR_NAMES, RAY_ADDRESS_ENV
 
     d = TrainConfig()
     parser = Parser(prog="python -m actscale", description="Train and inspect activation-scaling interventions.")
@@ -113,6 +127,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("sweep", help="train a grid of λ_M, λ_F, m and seeds, in this process or on Ray")
     _add_run_options(w, d, sweep=True)
+    _add_sweep_executor_options(w)
+    _add_eval_options(sub.add_parser("eval", help="evaluate a stored run"))
+    _add_analyse_options(
+        sub.add_parser(
+            "analyse", help="check what a run's map means (docs/method.md §7) and store the checks in its bundle"
+        )
+    )
+    ls = sub.add_parser("list", help="list the runs in a store")
+    ls.add_argument("--store", default=None)
+    return parser
+
+
+def _add_sweep_executor_options(w: argparse.ArgumentParser) -> None:
+    from actscale.runs.executors import EXECUTOR_NAMES, RAY_ADDRESS_ENV
+
     w.add_argument(
         "--executor",
         default=None,
@@ -129,16 +158,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=None, help="Ray: how many workers (default: one per GPU, else one per CPU)"
     )
 
-    e = sub.add_parser("eval", help="evaluate a stored run")
+
+def _add_eval_options(e: argparse.ArgumentParser) -> None:
     e.add_argument("--run", required=True, help="a run folder, or a run id in --store")
     e.add_argument("--dataset", default=None, help="evaluate on this CSV/JSONL instead of the run's data")
     e.add_argument("--beta", type=float, default=1.0, help="steering strength (evaluated at +beta and -beta)")
     e.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     e.add_argument("--store", default=None)
 
-    a = sub.add_parser(
-        "analyse", help="check what a run's map means (docs/method.md §7) and store the checks in its bundle"
-    )
+
+def _add_analyse_options(a: argparse.ArgumentParser) -> None:
     a.add_argument("--run", required=True, help="a run folder, or a run id in --store")
     a.add_argument(
         "--seeds", type=int, default=0, help="stability over this many seeds, the run's own included (0: none)"
@@ -171,7 +200,3 @@ def build_parser() -> argparse.ArgumentParser:
     )
     a.add_argument("--ray-address", default=None, help="the Ray cluster (default $ACTSCALE_RAY_ADDRESS, else auto)")
     a.add_argument("--store", default=None, help="where the seeds' and groups' runs go (default: the run's store)")
-
-    ls = sub.add_parser("list", help="list the runs in a store")
-    ls.add_argument("--store", default=None)
-    return parser
