@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from actscale.errors import ActscaleError
@@ -67,17 +69,21 @@ def _config(args: argparse.Namespace, **grid_values: Any) -> Any:
     )
 
 
+def _read_dataset_first(config: Any) -> None:
+    """A broken dataset file is reported before the model load, which can take half a minute."""
+    if config.task == "custom":
+        from actscale.engine.tasks import read_dataset
+
+        read_dataset(config.dataset)
+
+
 def cmd_train(args: argparse.Namespace) -> dict:
     from actscale.engine.models import load_model
     from actscale.runs.api import build_task, train_run
     from actscale.runs.store import RunStore
 
     config = _config(args, margin=args.margin, lambda_f=args.lambda_f, lambda_m=args.lambda_m, seed=args.seed)
-    if config.task == "custom":
-        # A broken dataset file is reported before the model load, which can take half a minute.
-        from actscale.engine.tasks import read_dataset
-
-        read_dataset(config.dataset)
+    _read_dataset_first(config)
     print(f"loading model {config.model} ...", file=sys.stderr, flush=True)
     started = time.perf_counter()
     model = load_model(config.model, config.device)
@@ -94,9 +100,7 @@ def cmd_train(args: argparse.Namespace) -> dict:
     def on_result(split: str, m: dict) -> None:
         print(f"{_first_result(split, m)}; evaluating the other prompts ...", file=sys.stderr, flush=True)
 
-    cancel = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
-    try:
+    with _cancel_on_interrupt() as cancel:
         bundle = train_run(
             config,
             model,
@@ -107,8 +111,6 @@ def cmd_train(args: argparse.Namespace) -> dict:
             reuse=not args.no_reuse,
             on_result=on_result,
         )
-    finally:
-        signal.signal(signal.SIGINT, previous)
     done = time.perf_counter()
     # Where this process's time went (a reused run: only the load and the task were this process's).
     timing = {"load_s": round(loaded - started, 3), "task_s": round(built - loaded, 3), "run_s": round(done - built, 3)}
@@ -135,14 +137,22 @@ def _numbers(text: str, name: str, kind: type = float) -> list:
     return values
 
 
-def cmd_sweep(args: argparse.Namespace) -> dict:
-    from actscale.runs.executors import resolve_executor, run_configs
-    from actscale.runs.store import RunStore
-    from actscale.runs.sweeps import MAX_CLUSTER_SWEEP, MAX_SWEEP, sweep_configs
+@contextlib.contextmanager
+def _cancel_on_interrupt() -> Iterator[threading.Event]:
+    """An event that Ctrl-C sets (the run stops at its next step, stored runs are kept) instead
+    of raising KeyboardInterrupt mid-step; the previous handler is restored on exit."""
+    cancel = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
+    try:
+        yield cancel
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
-    executor, address = resolve_executor(args.executor, args.ray_address)
-    if executor == "local" and args.workers is not None:
-        raise ActscaleError("workers is an option of the Ray executor; the local executor runs one run at a time")
+
+def _sweep_grid(args: argparse.Namespace, limit: int) -> list:
+    """The sweep's configurations: λ_M × λ_F × m × seed around the base options."""
+    from actscale.runs.sweeps import sweep_configs
+
     base = _config(args, margin=2.0, lambda_f=1.0, lambda_m=None, seed=0)
     lambda_ms = _numbers(args.lambda_m, "lambda-m") if args.lambda_m.strip() else [base.lambda_m]
     configs = sweep_configs(
@@ -151,10 +161,22 @@ def cmd_sweep(args: argparse.Namespace) -> dict:
         _numbers(args.lambda_f, "lambda-f"),
         _numbers(args.margin, "margin"),
         seeds=_numbers(args.seeds, "seeds", int),
-        limit=MAX_SWEEP if executor == "local" else MAX_CLUSTER_SWEEP,
+        limit=limit,
     )
     if args.data_seed is None:  # each run's data seed follows its seed, as in `train`
         configs = [c.replace(data_seed=c.seed) for c in configs]
+    return configs
+
+
+def cmd_sweep(args: argparse.Namespace) -> dict:
+    from actscale.runs.executors import resolve_executor, run_configs
+    from actscale.runs.store import RunStore
+    from actscale.runs.sweeps import MAX_CLUSTER_SWEEP, MAX_SWEEP
+
+    executor, address = resolve_executor(args.executor, args.ray_address)
+    if executor == "local" and args.workers is not None:
+        raise ActscaleError("workers is an option of the Ray executor; the local executor runs one run at a time")
+    configs = _sweep_grid(args, MAX_SWEEP if executor == "local" else MAX_CLUSTER_SWEEP)
     where = "in this process" if executor == "local" else f"on Ray ({address})"
     print(f"sweep of {len(configs)} runs {where} ...", file=sys.stderr, flush=True)
     n = len(configs)
@@ -166,9 +188,7 @@ def cmd_sweep(args: argparse.Namespace) -> dict:
         else:
             print(f"[run {event.index + 1}/{n}] {event.state} {event.run_id}", file=sys.stderr, flush=True)
 
-    cancel = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
-    try:
+    with _cancel_on_interrupt() as cancel:
         bundles = run_configs(
             configs,
             executor=executor,
@@ -179,8 +199,6 @@ def cmd_sweep(args: argparse.Namespace) -> dict:
             reuse=not args.no_reuse,
             workers=args.workers,
         )
-    finally:
-        signal.signal(signal.SIGINT, previous)
     return {
         "runs": [
             {
