@@ -150,17 +150,57 @@ def train(
     base = base_pass(model, task, config.sites, autocast=config.bf16, splits=("train", "val"))
     base_done = time.perf_counter()
     intervention = new_intervention(model, task, config)
-    optimiser = torch.optim.Adam(intervention.parameters(), lr=config.lr)
-    # Cosine decay (ours): with an L1 term, Adam keeps unneeded scalars jittering around 0 at
-    # about the step size; a step size that shrinks to 0 lets them settle there.
-    schedule = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.steps)
-        if config.schedule == "cosine"
-        else None
+    history, step, stopped_early = _optimise(model, task, base, intervention, config, start, on_step, cancel, on_wait)
+    _check_cancel(cancel, f"cancelled after step {step} of {config.steps}")
+    steps_done = time.perf_counter()
+    result = evaluate(model, task, intervention, config, base=base, on_result=on_result)
+    _check_cancel(cancel, f"cancelled during the evaluation after step {step}")  # nothing stored either
+    return TrainResult(
+        config,
+        intervention,
+        result.metrics,
+        history,
+        result.analysis,
+        result.groups,
+        step,
+        time.perf_counter() - start,
+        stopped_early,
+        {
+            "base_pass_s": round(base_done - start, 3),
+            "steps_s": round(steps_done - base_done, 3),
+            **{k: round(v, 3) for k, v in result.seconds.items()},
+        },
     )
+
+
+def _optimiser(
+    intervention: Intervention, config: TrainConfig
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
+    """Adam over the intervention's parameters, with cosine decay unless the config says
+    constant (ours): with an L1 term, Adam keeps unneeded scalars jittering around 0 at about
+    the step size; a step size that shrinks to 0 lets them settle there."""
+    optimiser = torch.optim.Adam(intervention.parameters(), lr=config.lr)
+    if config.schedule != "cosine":
+        return optimiser, None
+    return optimiser, torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.steps)
+
+
+def _optimise(
+    model: LoadedModel,
+    task: PreparedTask,
+    base: BaseOutputs,
+    intervention: Intervention,
+    config: TrainConfig,
+    start: float,
+    on_step: Callable[[StepInfo], None] | None,
+    cancel: CancelFlag | None,
+    on_wait: Callable[[], None] | None,
+) -> tuple[list[dict[str, float]], int, bool]:
+    """The training steps: (the history's rows, the last step, whether it stopped early)."""
+    optimiser, schedule = _optimiser(intervention, config)
     order = _BatchOrder(task.split_indices("train"), config.batch_size, config.seed)
     history: list[dict[str, float]] = []
-    zero_streak, stopped_early, step = 0, False, 0
+    zero_streak, step = 0, 0
     for step in range(1, config.steps + 1):
         _check_cancel(cancel, f"cancelled at step {step} of {config.steps}")
         with _holding(model.lock, on_wait):
@@ -182,28 +222,8 @@ def train(
         if on_step is not None:
             on_step(info)
         if config.early_stop and zero_streak >= config.early_stop:
-            stopped_early = True
-            break
-    _check_cancel(cancel, f"cancelled after step {step} of {config.steps}")
-    steps_done = time.perf_counter()
-    result = evaluate(model, task, intervention, config, base=base, on_result=on_result)
-    _check_cancel(cancel, f"cancelled during the evaluation after step {step}")  # nothing stored either
-    return TrainResult(
-        config,
-        intervention,
-        result.metrics,
-        history,
-        result.analysis,
-        result.groups,
-        step,
-        time.perf_counter() - start,
-        stopped_early,
-        {
-            "base_pass_s": round(base_done - start, 3),
-            "steps_s": round(steps_done - base_done, 3),
-            **{k: round(v, 3) for k, v in result.seconds.items()},
-        },
-    )
+            return history, step, True
+    return history, step, False
 
 
 def validation_effectiveness(
