@@ -238,16 +238,7 @@ def evaluate(
     training prompts, so they come with the rest)."""
     config = resolve_autocast(config, model)
     record: dict[tuple[str, int], list[Tensor]] | None = {} if intervention.records else None
-    n = task.tokens.shape[0]
-    first_split = "val" if task.split_indices("val").numel() else "train"
-    first = task.split_indices(first_split)
-    in_first = torch.zeros(n, dtype=torch.bool)
-    in_first[first] = True
-    named = [
-        (name, idx)
-        for name, idx in (("eval_s", first), ("rest_eval_s", (~in_first).nonzero().flatten()))
-        if idx.numel()
-    ]
+    first_split, named = _evaluation_parts(task)
     parts = [idx for _, idx in named]
     pos_parts, neg_parts, seconds = [], [], {}
     for k, (name, idx) in enumerate(named):
@@ -270,6 +261,35 @@ def evaluate(
     pos, neg = torch.cat(pos_parts)[order], torch.cat(neg_parts)[order]
     if record is not None:
         record = {key: [torch.cat(chunks)[order]] for key, chunks in record.items()}
+    return _evaluation(task, intervention, config, base, pos, neg, record, seconds)
+
+
+def _evaluation_parts(task: PreparedTask) -> tuple[str, list[tuple[str, Tensor]]]:
+    """The split read first (validation; training where there is none) and the rows of the two
+    parts, named by the timing key each part's seconds go to."""
+    first_split = "val" if task.split_indices("val").numel() else "train"
+    first = task.split_indices(first_split)
+    in_first = torch.zeros(task.tokens.shape[0], dtype=torch.bool)
+    in_first[first] = True
+    named = [
+        (name, idx)
+        for name, idx in (("eval_s", first), ("rest_eval_s", (~in_first).nonzero().flatten()))
+        if idx.numel()
+    ]
+    return first_split, named
+
+
+def _evaluation(
+    task: PreparedTask,
+    intervention: Intervention,
+    config: TrainConfig,
+    base: BaseOutputs,
+    pos: Tensor,
+    neg: Tensor,
+    record: dict[tuple[str, int], list[Tensor]] | None,
+    seconds: dict[str, float],
+) -> Evaluation:
+    """The metrics per split and the analysis arrays, from the steered logits in row order."""
     analysis = {f"hnorm.{s}": v.contiguous() for s, v in base.hnorm.items()}
     # Per-prompt Δ, so the dashboard's per-example table needs no model.
     analysis["delta.base"] = logit_diff(base.logits, task.correct_ids, task.wrong_ids).contiguous()

@@ -185,6 +185,18 @@ def prepare_task(
     splits = assign_splits([k[0] for k in kept], seed, test_frac, test_templates, val_frac, test_groups, by_group)
     if "train" not in splits:
         raise DatasetError(f"no training prompts: all {len(kept)} kept prompts are in the test split")
+    return _prepared(kept, splits, dropped, tokenizer, n_pos, fixed_length)
+
+
+def _prepared(
+    kept: list[_Tokenised],
+    splits: list[str],
+    dropped: list[tuple[Example, str]],
+    tokenizer,
+    n_pos: int | None,
+    fixed_length: bool,
+) -> PreparedTask:
+    """The kept prompts left-padded (to ``n_pos`` when given) with their splits and answers."""
     pad_id = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0)
     tokens, mask = left_pad([k[1] for k in kept], pad_id, n_pos)
     return PreparedTask(
