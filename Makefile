@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 
 # De-quantise the bundled model once into ~/.cache/actscale (or $$ACTSCALE_CACHE).
 model: setup
-	$(PY) -c "from actscale.models import bundled_model_folder; print('bundled model ready in', bundled_model_folder())"
+	$(PY) -c "from actscale.engine.models import bundled_model_folder; print('bundled model ready in', bundled_model_folder())"
 
 run: model
 	$(PY) -m streamlit run app.py --server.port $(PORT)
