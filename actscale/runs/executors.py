@@ -22,8 +22,8 @@ from actscale.engine.tasks import Example, read_dataset
 from actscale.engine.training import CancelFlag, StepInfo, TrainConfig
 from actscale.errors import ActscaleError, TrainingCancelled
 from actscale.runs import api
-from actscale.runs.progress import ProgressCallback, RunProgress
 from actscale.runs.bundle import RunBundle
+from actscale.runs.progress import ProgressCallback, RunProgress
 from actscale.runs.store import RunStore
 
 ExecutorName = Literal["local", "ray"]

@@ -27,9 +27,9 @@ from actscale.errors import ActscaleError, TrainingCancelled, one_line
 # Through the module (api.train_run, not a name bound here), so that a test's monkeypatch of
 # actscale.runs.api reaches the jobs. api never imports jobs: no cycle.
 from actscale.runs import api
+from actscale.runs.bundle import RunBundle
 from actscale.runs.executors import run_configs
 from actscale.runs.progress import RunProgress
-from actscale.runs.bundle import RunBundle
 from actscale.runs.store import RunStore
 
 JobState = Literal["queued", "waiting", "running", "done", "cancelled", "failed"]

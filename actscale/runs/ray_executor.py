@@ -30,8 +30,8 @@ from actscale.engine.tasks import Example
 from actscale.engine.training import CancelFlag, StepInfo, TrainConfig
 from actscale.errors import ActscaleError, TrainingCancelled, one_line
 from actscale.runs.api import plan_run
-from actscale.runs.progress import ProgressCallback, RunProgress, RunState
 from actscale.runs.bundle import RunBundle
+from actscale.runs.progress import ProgressCallback, RunProgress, RunState
 from actscale.runs.store import RunStore
 
 POLL_S = 0.2  # how often this process drains progress and checks Cancel while runs are out

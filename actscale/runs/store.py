@@ -202,42 +202,13 @@ class RunStore:
             raise BrokenBundleError(
                 f"the upload is {len(data) // 1_000_000} MB; the limit is {max_bytes // 1_000_000} MB"
             )
-        try:
-            zf = zipfile.ZipFile(io.BytesIO(data))
-            # Base names only (some zip tools write Windows separators): no path from the archive
-            # is ever used.
-            entries = {i.filename.replace("\\", "/").rsplit("/", 1)[-1]: i for i in zf.infolist() if not i.is_dir()}
-            total = sum(i.file_size for i in entries.values())
-        except (zipfile.BadZipFile, OSError, ValueError) as exc:
-            raise BrokenBundleError(f"the upload is not a zip archive of a run bundle ({exc})") from None
-        if total > max_bytes:
-            raise BrokenBundleError(
-                f"the bundle unpacks to {total // 1_000_000} MB; the limit is {max_bytes // 1_000_000} MB"
-            )
-        missing = [n for n in REQUIRED_FILES if n not in entries]
-        if missing:
-            raise BrokenBundleError(f"the upload is missing {', '.join(missing)}")
+        zf, entries = _zip_entries(data, max_bytes)
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".upload-", dir=self.root))
         try:
             for name in BUNDLE_FILES:
                 if name in entries:
-                    try:
-                        content = zf.read(entries[name])
-                    except (
-                        zipfile.BadZipFile,
-                        zlib.error,
-                        RuntimeError,
-                        NotImplementedError,
-                        EOFError,
-                        OSError,
-                        ValueError,
-                    ) as exc:
-                        # A corrupted, encrypted or oddly compressed member.
-                        raise BrokenBundleError(
-                            f"{name} in the upload cannot be unpacked ({type(exc).__name__})"
-                        ) from None
-                    (tmp / name).write_bytes(content)
+                    (tmp / name).write_bytes(_read_member(zf, entries[name], name))
             config, _ = verify_bundle(tmp, expected_id=None)
             run_id = run_id_for(config)
             if config.get("run_id") != run_id:
@@ -246,3 +217,31 @@ class RunStore:
             return run_id
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _zip_entries(data: bytes, max_bytes: int) -> tuple[zipfile.ZipFile, dict[str, zipfile.ZipInfo]]:
+    """The archive and its members by base name (some zip tools write Windows separators; no
+    path from the archive is ever used), refused with one line when it is not a zip, unpacks
+    past ``max_bytes`` or lacks a required file."""
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        entries = {i.filename.replace("\\", "/").rsplit("/", 1)[-1]: i for i in zf.infolist() if not i.is_dir()}
+        total = sum(i.file_size for i in entries.values())
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise BrokenBundleError(f"the upload is not a zip archive of a run bundle ({exc})") from None
+    if total > max_bytes:
+        raise BrokenBundleError(
+            f"the bundle unpacks to {total // 1_000_000} MB; the limit is {max_bytes // 1_000_000} MB"
+        )
+    missing = [n for n in REQUIRED_FILES if n not in entries]
+    if missing:
+        raise BrokenBundleError(f"the upload is missing {', '.join(missing)}")
+    return zf, entries
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> bytes:
+    try:
+        return zf.read(info)
+    except (zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError, EOFError, OSError, ValueError) as exc:
+        # A corrupted, encrypted or oddly compressed member.
+        raise BrokenBundleError(f"{name} in the upload cannot be unpacked ({type(exc).__name__})") from None
