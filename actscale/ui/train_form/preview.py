@@ -77,14 +77,7 @@ def alignment_counts(model: LoadedModel, config: TrainConfig) -> str:
 
 def show_preview(model: LoadedModel, fields: dict[str, Any], methods: list[str]) -> bool:
     """The validation preview, once per prompt set the chosen methods use. False on bad input."""
-    kinds = []
-    for fixed in (True, False):
-        chosen = [m for m in methods if method_class(m).fixed_length == fixed]
-        if chosen:  # one preview for every method of this kind: they share the prompts
-            names = " / ".join(
-                method_class(m).__name__ for m in registered_methods() if method_class(m).fixed_length == fixed
-            )
-            kinds.append((chosen[0], names))
+    kinds = _prompt_sets(methods)
     ok = True
     with st.expander("Validation preview: the prompts as the model sees them", expanded=True):
         for method, names in kinds:
@@ -105,30 +98,50 @@ def show_preview(model: LoadedModel, fields: dict[str, Any], methods: list[str])
                 st.error(f"could not prepare the prompts: {one_line(exc)}")
                 ok = False
                 continue
-            df = pv.prompts
-            picks = float((df["delta_base"] > 0).mean()) if len(df) else 0.0
-            st.markdown(
-                f"**{names} ({prompt_set(config)})** — {pv.task.summary()}; the unmodified model prefers a+ "
-                f"on {100 * picks:.0f}% of them."
-            )
-            if counts:
-                st.caption(f"Alignment: {counts}.")
-            st.dataframe(
-                df,
-                hide_index=True,
-                width="stretch",
-                height=240,
-                column_config={
-                    "delta_base": st.column_config.NumberColumn(
-                        "Δ base", format="%.3f", help="logit(a+) − logit(a−), unmodified model"
-                    ),
-                    "prediction": st.column_config.TextColumn("predicts", help="the base model's top next token"),
-                },
-            )
-            if len(pv.dropped):
-                st.caption(f"Dropped {len(pv.dropped)} prompt(s):")
-                st.dataframe(pv.dropped, hide_index=True, width="stretch", height=160)
+            _show_prompt_set(pv, names, config, counts)
     return ok
+
+
+def _prompt_sets(methods: list[str]) -> list[tuple[str, str]]:
+    """One (method, names of its kind) per prompt set the chosen methods use: fixed-length
+    methods share one set, the others another."""
+    kinds = []
+    for fixed in (True, False):
+        chosen = [m for m in methods if method_class(m).fixed_length == fixed]
+        if chosen:
+            names = " / ".join(
+                method_class(m).__name__ for m in registered_methods() if method_class(m).fixed_length == fixed
+            )
+            kinds.append((chosen[0], names))
+    return kinds
+
+
+def _show_prompt_set(pv: Preview, names: str, config: TrainConfig, counts: str) -> None:
+    """One prompt set: how many prompts, the unmodified model's preference, the prompts as
+    tokens with their base Δ, and what was dropped and why."""
+    df = pv.prompts
+    picks = float((df["delta_base"] > 0).mean()) if len(df) else 0.0
+    st.markdown(
+        f"**{names} ({prompt_set(config)})** — {pv.task.summary()}; the unmodified model prefers a+ "
+        f"on {100 * picks:.0f}% of them."
+    )
+    if counts:
+        st.caption(f"Alignment: {counts}.")
+    st.dataframe(
+        df,
+        hide_index=True,
+        width="stretch",
+        height=240,
+        column_config={
+            "delta_base": st.column_config.NumberColumn(
+                "Δ base", format="%.3f", help="logit(a+) − logit(a−), unmodified model"
+            ),
+            "prediction": st.column_config.TextColumn("predicts", help="the base model's top next token"),
+        },
+    )
+    if len(pv.dropped):
+        st.caption(f"Dropped {len(pv.dropped)} prompt(s):")
+        st.dataframe(pv.dropped, hide_index=True, width="stretch", height=160)
 
 
 def prompt_set(config: TrainConfig) -> str:

@@ -36,6 +36,28 @@ def plot_history(history: pd.DataFrame) -> go.Figure:
             specs=[[{"secondary_y": True}], [{}]],
         )
     )
+    _add_history_traces(fig, history)
+    fig.update_yaxes(title_text="loss", row=1, col=1, secondary_y=False)
+    fig.update_yaxes(
+        title_text="flip accuracy",
+        range=[0, 1.05],
+        tickmode="linear",
+        tick0=0,
+        dtick=0.25,
+        showgrid=False,
+        row=1,
+        col=1,
+        secondary_y=True,
+    )
+    fig.update_yaxes(title_text="‖θ‖₁", row=2, col=1)
+    fig.update_xaxes(title_text="step", row=2, col=1)
+    fig.update_layout(title="training", legend=dict(orientation="h", y=-0.2), **LAYOUT)
+    return fig
+
+
+def _add_history_traces(fig: go.Figure, history: pd.DataFrame) -> None:
+    """The loss terms and flip accuracies on top (the accuracies on the right axis), the
+    minimality term below."""
     for col in ("loss", "effectiveness", "faithfulness"):
         if col in history:
             fig.add_trace(go.Scatter(x=history["step"], y=history[col], name=col, mode="lines"), row=1, col=1)
@@ -59,22 +81,6 @@ def plot_history(history: pd.DataFrame) -> go.Figure:
             row=2,
             col=1,
         )
-    fig.update_yaxes(title_text="loss", row=1, col=1, secondary_y=False)
-    fig.update_yaxes(
-        title_text="flip accuracy",
-        range=[0, 1.05],
-        tickmode="linear",
-        tick0=0,
-        dtick=0.25,
-        showgrid=False,
-        row=1,
-        col=1,
-        secondary_y=True,
-    )
-    fig.update_yaxes(title_text="‖θ‖₁", row=2, col=1)
-    fig.update_xaxes(title_text="step", row=2, col=1)
-    fig.update_layout(title="training", legend=dict(orientation="h", y=-0.2), **LAYOUT)
-    return fig
 
 
 def plot_run_history(bundle: RunBundle) -> go.Figure:

@@ -99,30 +99,16 @@ def findings(bundle: RunBundle) -> tuple[list[str], list[str]]:
     """(what the figures show, what they cannot show): sentences computed from the run's numbers
     (`analysis.filled_metrics`) and configuration, for a report's reader."""
     metrics = filled_metrics(bundle)
-    cfg = bundle.config
     split = shown_split(metrics)
-    shows: list[str] = []
     if split is None:
         return ["This run stores no metrics."], []
+    return _what_it_shows(bundle, metrics, split), _what_it_cannot_show(bundle, metrics[split], split)
+
+
+def _what_it_shows(bundle: RunBundle, metrics: dict[str, dict[str, Any]], split: str) -> list[str]:
     m = metrics[split]
-    for name, answer, sign in _DIRECTIONS:
-        shows.append(direction_sentence(m, split, name, answer, sign))
-    train = metrics.get("train") or {}
-    for name, _, sign in _DIRECTIONS:
-        # Read against each split's own unmodified rate: the splits' prompts differ in difficulty.
-        held, fitted = interval_of(m, name), train.get(name)
-        held_base, fitted_base = base_rate(m, name), base_rate(train, name)
-        if split == "train" or held is None or not isinstance(fitted, (int, float)):
-            continue
-        if held_base is None or fitted_base is None:
-            continue
-        gap = (fitted - fitted_base) - (held[0] - held_base)
-        if gap > (held[2] - held[1]) / 2:
-            shows.append(
-                f"At β = {sign}1 it moves the {split} prompts less than the training prompts ({held_base:.2f} → "
-                f"{held[0]:.2f} on {split} against {fitted_base:.2f} → {fitted:.2f} on train): it fits its training "
-                "prompts better than it generalises."
-            )
+    shows = [direction_sentence(m, split, name, answer, sign) for name, answer, sign in _DIRECTIONS]
+    shows += _generalisation_gaps(m, metrics.get("train") or {}, split)
     kl = m.get("faithfulness_kl")
     if isinstance(kl, (int, float)):
         shows.append(
@@ -133,8 +119,34 @@ def findings(bundle: RunBundle) -> tuple[list[str], list[str]]:
     if isinstance(n_eff, int) and isinstance(n_comp, int) and n_comp:
         shows.append(
             f"Minimality: {n_eff:,} of {n_comp:,} components ({n_eff / n_comp:.0%}) change their activation by more "
-            f"than τ = {float(cfg.get('tau', 0.05)):g} of its size; the maps below show where."
+            f"than τ = {float(bundle.config.get('tau', 0.05)):g} of its size; the maps below show where."
         )
+    return shows
+
+
+def _generalisation_gaps(m: dict[str, Any], train: dict[str, Any], split: str) -> list[str]:
+    """A sentence per direction that moves the held-out prompts less than the training prompts,
+    each read against its own split's unmodified rate (the splits' prompts differ in difficulty)."""
+    out = []
+    for name, _, sign in _DIRECTIONS:
+        held, fitted = interval_of(m, name), train.get(name)
+        held_base, fitted_base = base_rate(m, name), base_rate(train, name)
+        if split == "train" or held is None or not isinstance(fitted, (int, float)):
+            continue
+        if held_base is None or fitted_base is None:
+            continue
+        gap = (fitted - fitted_base) - (held[0] - held_base)
+        if gap > (held[2] - held[1]) / 2:
+            out.append(
+                f"At β = {sign}1 it moves the {split} prompts less than the training prompts ({held_base:.2f} → "
+                f"{held[0]:.2f} on {split} against {fitted_base:.2f} → {fitted:.2f} on train): it fits its training "
+                "prompts better than it generalises."
+            )
+    return out
+
+
+def _what_it_cannot_show(bundle: RunBundle, m: dict[str, Any], split: str) -> list[str]:
+    cfg = bundle.config
     cannot = [
         "The maps show where the learned parameters are large, that is which components training used; they do "
         "not show that the model needs those components for the behaviour"
@@ -160,7 +172,7 @@ def findings(bundle: RunBundle) -> tuple[list[str], list[str]]:
             f"Positions {', '.join(r.split(':')[0] for r in rare)} are reached by fewer than half of the training "
             "prompts: their parameters rest on few prompts."
         )
-    return shows, cannot
+    return cannot
 
 
 def comparison_findings(bundles: list[RunBundle]) -> list[str]:
