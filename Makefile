@@ -54,7 +54,7 @@ lint: setup
 	$(PY) -m mypy
 
 test: lint model browser
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --durations=25
 
 test-fast: setup
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow and not browser"
