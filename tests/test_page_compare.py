@@ -175,7 +175,7 @@ def test_selected_customdata():
 
 def test_parse_values():
     from actscale.errors import ActscaleError
-    from actscale.ui.common import parse_values
+    from actscale.ui.actions import parse_values
 
     assert parse_values(" 0.1, 1e-3 ,0.1,", "x") == [0.1, 0.001]
     for bad in ("", " , ", "a", "-1", "nan", "inf"):
