@@ -5,6 +5,8 @@ inside functions too (a cycle hidden in a function is still a cycle)."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,3 +126,24 @@ def test_no_import_cycle():
     graph = {name: imported_modules(name, path) for name, path in MODULES.items()}
     assert "actscale.engine.training" in graph["actscale.runs.api"]  # the scan sees the imports
     assert cycles(graph) == []
+
+
+def test_every_module_imports_first():
+    """Each module imported first, before any other of the package's (its entry in sys.modules
+    and every other actscale module removed in between), in one new interpreter: a module that
+    works only after another was imported, or a cycle that bites at import time, fails here."""
+    script = (
+        "import importlib, sys, traceback\n"
+        "failed = []\n"
+        f"for name in {sorted(m for m in MODULES if not m.endswith('__main__'))!r}:\n"
+        "    for loaded in [m for m in sys.modules if m == 'actscale' or m.startswith('actscale.')]:\n"
+        "        del sys.modules[loaded]\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "    except Exception:\n"
+        "        failed.append(name + ': ' + traceback.format_exc().strip().splitlines()[-1])\n"
+        "print('\\n'.join(failed))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == ""
