@@ -9,6 +9,7 @@ from actscale.checks.options import MAX_GENERALISATION_GROUPS
 from actscale.checks.over_seeds import Trainer, mean_flip
 from actscale.engine.config import TrainConfig
 from actscale.engine.tasks import Example
+from actscale.engine.tasks.registry import task_spec
 from actscale.errors import ActscaleError
 from actscale.runs.bundle import RunBundle
 
@@ -40,7 +41,9 @@ def generalisation(bundle: RunBundle, trainer: Trainer) -> dict[str, Any]:
     pairs = generalisation_configs(bundle)
     # A file's prompts, their splits cleared: each run splits them by its own held-out groups.
     examples = (
-        [Example.from_record({**r, "split": ""}) for r in bundle.dataset] if bundle.config["task"] == "custom" else None
+        [Example.from_record({**r, "split": ""}) for r in bundle.dataset]
+        if task_spec(bundle.config["task"]).from_file
+        else None
     )
     runs = trainer([cfg for _, cfg in pairs], examples)
     cells = []

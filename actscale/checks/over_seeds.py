@@ -18,6 +18,7 @@ from actscale.engine.config import TrainConfig
 from actscale.engine.interventions import method_class
 from actscale.engine.models import LoadedModel
 from actscale.engine.tasks import Example, PreparedTask
+from actscale.engine.tasks.registry import task_spec
 from actscale.engine.training import CancelFlag
 from actscale.errors import ActscaleError
 from actscale.runs.bundle import RunBundle
@@ -69,8 +70,8 @@ def stability_configs(bundle: RunBundle, seeds: int, vary: str = "seed") -> list
     varies with the data fixed (``vary="seed"``: optimisation variance), or the data seed with
     the training seed fixed (``"data"``: data variance; generated tasks only)."""
     base = TrainConfig.from_bundle(bundle.config)
-    if vary == "data" and base.task == "custom":
-        raise ActscaleError("a custom dataset has one draw of its data: vary the training seed instead")
+    if vary == "data" and task_spec(base.task).from_file:
+        raise ActscaleError("a dataset file has one draw of its data: vary the training seed instead")
     if vary == "seed":
         return [base.replace(seed=base.seed + i, data_seed=base.data_seed) for i in range(seeds)]
     return [base.replace(data_seed=base.data_seed + i, seed=base.seed) for i in range(seeds)]
@@ -104,6 +105,56 @@ def stability(
     task = run_task(model, bundle) if same_data else None
     bundles = trainer(configs, [Example.from_record(r) for r in bundle.dataset] if same_data else None)
     tau = float(bundle.config.get("tau", 0.05))
+    mags = _magnitudes_over_runs(model, bundle, bundles, task)  # [K n]
+    selected = mags > tau
+    comps = Components(
+        method_class(bundle.config["method"]),
+        bundle.config["sites"],
+        magnitudes(bundle, task or run_task(model, bundle)),
+    )
+    pairs = _pairs(bundles, mags, k_top, options.vary)
+    freq = selected.float().mean(0)
+    consensus = mags.mean(0)
+    in_all = torch.nonzero(selected.all(0)).flatten()
+    ranked = in_all[torch.sort(-consensus[in_all], stable=True).indices]
+    part = {
+        "vary": options.vary,
+        "k_top": k_top,
+        "tau": tau,
+        "runs": [_run_row(b, int(sel.sum())) for b, sel in zip(bundles, selected, strict=True)],
+        "pairs": pairs,
+        "n_selected_all": int(selected.all(0).sum()),
+        "n_selected_any": int(selected.any(0).sum()),
+        "mean_spearman": statistics.mean(float(p["spearman"]) for p in pairs) if pairs else float("nan"),
+        "stable_components": [
+            {"component": comps.label(int(c)), "consensus": float(consensus[c]), "frequency": float(freq[c])}
+            for c in ranked[:50].tolist()
+        ],
+    }
+    tensors = {
+        f"stability.{name}.{site}": values[comps.site_slice(site)].reshape(comps.shapes[site]).contiguous()
+        for site in bundle.config["sites"]
+        for name, values in (("freq", freq), ("consensus", consensus))
+    }
+    return part, tensors
+
+
+def _run_row(b: RunBundle, n_selected: int) -> dict[str, Any]:
+    """One run of the stability check: its seeds, effective components and test flip rate."""
+    return {
+        "run_id": b.run_id,
+        "seed": int(b.config["seed"]),
+        "data_seed": int(b.config.get("data_seed", b.config["seed"])),
+        "n_effective": int(b.metrics.get("test", {}).get("n_effective", n_selected)),
+        "test_mean_flip": mean_flip(b.metrics.get("test", {})),
+    }
+
+
+def _magnitudes_over_runs(
+    model: LoadedModel, bundle: RunBundle, bundles: list[RunBundle], task: PreparedTask | None
+) -> Tensor:
+    """Each run's component magnitudes, flattened in ``bundle``'s site order: [runs, components].
+    ActscaleError where a run's parameters have another shape than ``bundle``'s."""
     flat: list[Tensor] = []
     tasks: dict[str, PreparedTask] = {}
     for b in bundles:
@@ -118,13 +169,11 @@ def stability(
         t = tasks.setdefault(b.run_id, task or run_task(model, b))
         per_site = magnitudes(b, t)
         flat.append(torch.cat([per_site[s].reshape(-1) for s in bundle.config["sites"]]))
-    mags = torch.stack(flat)  # [K n]
-    selected = mags > tau
-    comps = Components(
-        method_class(bundle.config["method"]),
-        bundle.config["sites"],
-        magnitudes(bundle, task or run_task(model, bundle)),
-    )
+    return torch.stack(flat)
+
+
+def _pairs(bundles: list[RunBundle], mags: Tensor, k_top: int, vary: str) -> list[dict[str, Any]]:
+    """Every pair of runs: the Spearman correlation of their magnitudes and their top-k overlap."""
     tops = [set(torch.sort(-m, stable=True).indices[:k_top].tolist()) for m in mags]
     pairs: list[dict[str, Any]] = []
     for i, j in combinations(range(len(bundles)), 2):
@@ -133,46 +182,14 @@ def stability(
             {
                 "a": bundles[i].run_id,
                 "b": bundles[j].run_id,
-                "seed_a": _seed_of(bundles[i], options.vary),
-                "seed_b": _seed_of(bundles[j], options.vary),
+                "seed_a": _seed_of(bundles[i], vary),
+                "seed_b": _seed_of(bundles[j], vary),
                 "spearman": spearman(mags[i], mags[j]),
                 "top_k_shared": shared,
                 "top_k_jaccard": shared / len(tops[i] | tops[j]) if tops[i] | tops[j] else float("nan"),
             }
         )
-    freq = selected.float().mean(0)
-    consensus = mags.mean(0)
-    in_all = torch.nonzero(selected.all(0)).flatten()
-    ranked = in_all[torch.sort(-consensus[in_all], stable=True).indices]
-    part = {
-        "vary": options.vary,
-        "k_top": k_top,
-        "tau": tau,
-        "runs": [
-            {
-                "run_id": b.run_id,
-                "seed": int(b.config["seed"]),
-                "data_seed": int(b.config.get("data_seed", b.config["seed"])),
-                "n_effective": int(b.metrics.get("test", {}).get("n_effective", int(sel.sum()))),
-                "test_mean_flip": mean_flip(b.metrics.get("test", {})),
-            }
-            for b, sel in zip(bundles, selected, strict=True)
-        ],
-        "pairs": pairs,
-        "n_selected_all": int(selected.all(0).sum()),
-        "n_selected_any": int(selected.any(0).sum()),
-        "mean_spearman": statistics.mean(float(p["spearman"]) for p in pairs) if pairs else float("nan"),
-        "stable_components": [
-            {"component": comps.label(int(c)), "consensus": float(consensus[c]), "frequency": float(freq[c])}
-            for c in ranked[:50].tolist()
-        ],
-    }
-    tensors = {}
-    for site in bundle.config["sites"]:
-        sl = comps.site_slice(site)
-        tensors[f"stability.freq.{site}"] = freq[sl].reshape(comps.shapes[site]).contiguous()
-        tensors[f"stability.consensus.{site}"] = consensus[sl].reshape(comps.shapes[site]).contiguous()
-    return part, tensors
+    return pairs
 
 
 def _seed_of(bundle: RunBundle, vary: str) -> int:

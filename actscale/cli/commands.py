@@ -71,10 +71,9 @@ def _config(args: argparse.Namespace, **grid_values: Any) -> Any:
 
 def _read_dataset_first(config: Any) -> None:
     """A broken dataset file is reported before the model load, which can take half a minute."""
-    if config.task == "custom":
-        from actscale.engine.tasks import read_dataset
+    from actscale.engine.tasks.registry import task_spec
 
-        read_dataset(config.dataset)
+    task_spec(config.task).file_examples(config)
 
 
 def cmd_train(args: argparse.Namespace) -> dict:

@@ -8,6 +8,7 @@ from typing import Any
 from actscale.engine.interventions import float32_under_auto, registered_methods
 from actscale.engine.models import auto_precision_rule
 from actscale.engine.sites import SITES
+from actscale.engine.tasks.registry import TASK_REGISTRY
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -26,7 +27,7 @@ def _add_run_options(t: argparse.ArgumentParser, d: Any, sweep: bool) -> None:
     t.add_argument(
         "--model", default=d.model, help="'bundled' (default), a Hugging Face id, a local folder, or a .gguf file"
     )
-    t.add_argument("--task", default=d.task, choices=["ioi", "ccc", "custom"])
+    t.add_argument("--task", default=d.task, choices=list(TASK_REGISTRY))
     t.add_argument("--method", default=d.method, choices=list(registered_methods()))
     t.add_argument("--sites", default=",".join(d.sites), help=f"comma-separated, from {','.join(SITES)}")
     t.add_argument("--steps", type=int, default=None, help="default: the method's (see docs/usage.md)")

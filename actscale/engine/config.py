@@ -10,11 +10,9 @@ from typing import Any, Literal, get_args
 
 from actscale.engine.interventions import method_class
 from actscale.engine.sites import DEFAULT_SITES, SITES, parse_sites
-from actscale.engine.tasks import IOI_TEMPLATES
+from actscale.engine.tasks.registry import TASK_FIELDS, task_spec
 from actscale.errors import ActscaleError
 
-Task = Literal["ioi", "ccc", "custom"]
-TASKS: tuple[str, ...] = get_args(Task)
 Autocast = Literal["auto", "off", "bf16"]
 AUTOCASTS: tuple[str, ...] = get_args(Autocast)
 # Fields a run's config.json leaves out at these values (TrainConfig.to_record).
@@ -111,14 +109,12 @@ class TrainConfig:
             raise ActscaleError(f"unknown autocast {self.autocast!r}: choose auto, off or bf16")
         if self.schedule not in SCHEDULES:
             raise ActscaleError(f"unknown schedule {self.schedule!r}: choose cosine or constant")
-        if self.task not in TASKS:
-            raise ActscaleError(f"unknown task {self.task!r}: choose from {', '.join(TASKS)}")
+        task = task_spec(self.task)  # ActscaleError for an unknown task
         if self.positions not in POSITIONS:
             raise ActscaleError(f"unknown positions {self.positions!r}: choose auto, absolute or answer")
         if self.positions == "auto" or not self.fixed_length:  # a method of any length reads no positions
-            object.__setattr__(self, "positions", "answer" if self.task == "custom" else "absolute")
-        if self.task == "custom" and not self.dataset:
-            raise ActscaleError("the custom task needs a dataset file (--dataset FILE)")
+            object.__setattr__(self, "positions", task.default_positions)
+        task.check(self)
         for ok, message in self._range_checks():
             if not ok:
                 raise ActscaleError(message)
@@ -141,18 +137,11 @@ class TrainConfig:
         object.__setattr__(self, "sites", tuple(s for s in SITES if s in self.sites))
         object.__setattr__(self, "test_templates", tuple(sorted(set(self.test_templates))))
         object.__setattr__(self, "test_groups", tuple(sorted(set(self.test_groups))))
-        templates = tuple(self.templates)
+        task = task_spec(self.task)
+        object.__setattr__(self, "templates", task.canonical_templates(tuple(self.templates)))
         defaults = {f.name: f.default for f in fields(self)}
-        irrelevant = {
-            "templates": self.task != "ioi" or templates == tuple(IOI_TEMPLATES),
-            "test_templates": self.task != "ioi",
-            "memory_is_correct": self.task != "ccc",
-            "n_prompts": self.task == "custom",
-            "n_test": self.task == "custom",
-            "test_frac": self.task != "custom",
-            "normalize": "normalize" not in method_class(self.method).options,
-        }
-        object.__setattr__(self, "templates", templates)
+        irrelevant = {name: name not in task.fields for name in TASK_FIELDS}
+        irrelevant["normalize"] = "normalize" not in method_class(self.method).options
         for name, reset in irrelevant.items():
             if reset:
                 object.__setattr__(self, name, defaults[name])

@@ -22,14 +22,8 @@ from actscale.engine.evaluation import evaluate
 from actscale.engine.interventions import Intervention, make_intervention
 from actscale.engine.models import LoadedModel
 from actscale.engine.resources import resolve_autocast
-from actscale.engine.tasks import (
-    Example,
-    PreparedTask,
-    ccc_split_examples,
-    ioi_split_examples,
-    prepare_task,
-    read_dataset,
-)
+from actscale.engine.tasks import Example, PreparedTask, prepare_task, read_dataset
+from actscale.engine.tasks.registry import task_spec
 from actscale.engine.training import CancelFlag, StepInfo, TrainResult, model_dims, train
 from actscale.errors import ActscaleError
 from actscale.runs.bundle import RunBundle, check_run_id, load_bundle, run_id_for
@@ -45,25 +39,7 @@ def task_examples(config: TrainConfig, oversample: int = 1) -> list[Example]:
     """The raw examples the config asks for (before tokenisation). Generated tasks come with
     their test prompts (and CCC with every split) assigned; ``oversample`` draws that many
     times more of each, for a caller that keeps only one prompt length."""
-    if config.task == "ioi":
-        return ioi_split_examples(
-            oversample * config.n_prompts,
-            oversample * config.n_test,
-            config.data_seed,
-            config.templates,
-            config.test_templates,
-            config.test_groups,
-        )
-    if config.task == "ccc":
-        return ccc_split_examples(
-            oversample * config.n_prompts,
-            oversample * config.n_test,
-            config.data_seed,
-            config.val_frac,
-            config.memory_is_correct,
-            config.test_groups,
-        )
-    return read_dataset(config.dataset)
+    return task_spec(config.task).draw(config, oversample)
 
 
 def build_task(
@@ -74,6 +50,8 @@ def build_task(
     deterministic train / validation / test splits from the data seed. ``n_pos``: pad to
     this width and drop longer prompts (a stored answer-aligned run's width)."""
 
+    from_file = task_spec(config.task).from_file
+
     def prepare(items: list[Example]) -> PreparedTask:
         return prepare_task(
             items,
@@ -81,16 +59,16 @@ def build_task(
             prepend_bos=resolved_prepend_bos(model, config),
             fixed_length=config.one_length,
             seed=config.data_seed,
-            test_frac=config.test_frac if config.task == "custom" else 0.0,
+            test_frac=config.test_frac if from_file else 0.0,
             val_frac=config.val_frac,
             test_templates=config.test_templates,
             test_groups=config.test_groups,
             max_len=model.n_ctx,
-            by_group=config.task == "custom",  # a file's groups never span two splits
+            by_group=from_file,  # a file's groups never span two splits
             n_pos=n_pos,
         )
 
-    if examples is not None or config.task == "custom" or not config.one_length:
+    if examples is not None or from_file or not config.one_length:
         return prepare(task_examples(config) if examples is None else examples)
     # Generated prompts come from templates of several token lengths, and fixed-length methods
     # keep one length: draw eight times as many, take the most common length among the training

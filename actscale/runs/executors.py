@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from actscale.engine.models import LoadedModel, load_model
-from actscale.engine.tasks import Example, read_dataset
+from actscale.engine.tasks import Example
+from actscale.engine.tasks.registry import task_spec
 from actscale.engine.training import CancelFlag, StepInfo, TrainConfig
 from actscale.errors import ActscaleError, TrainingCancelled
 from actscale.runs import api
@@ -70,9 +71,8 @@ def run_configs(
     ray_address: a Ray cluster's address (``host:6379``, ``ray://host:10001``) or ``auto`` to
         start a local cluster; default ``$ACTSCALE_RAY_ADDRESS``, else ``auto``. A process that
         has already called ``ray.init`` keeps its connection.
-    store: where bundles go (default ``$ACTSCALE_STORE``, else ``runs/``). With Ray the workers
-        send each finished bundle back and this process writes it, so the store need only be
-        reachable from here.
+    store: where bundles go (default ``$ACTSCALE_STORE``, else ``runs/``); only this process
+        writes it (Ray workers send their bundles back).
     examples: train every config on these prompts with their splits (a base run's dataset);
         default: each config's own (generated, or its ``dataset`` file read here once).
     on_progress: called with a `RunProgress` after every step of every run and when a run is
@@ -91,17 +91,27 @@ def run_configs(
     name, address = resolve_executor(executor, ray_address)
     store = store if isinstance(store, RunStore) else RunStore(store)
     configs = list(configs)
+    _check_executor_options(name, workers, model, on_wait)
     if name == "local":
-        if workers is not None:
-            raise ActscaleError("workers is an option of the Ray executor; the local executor runs one run at a time")
         return _run_local(configs, store, examples, on_progress, cancel, reuse, model, on_wait)
-    if model is not None or on_wait is not None:
-        raise ActscaleError("the Ray executor loads its own models: pass neither model nor on_wait")
+    return _run_ray(configs, address or "auto", store, examples, on_progress, cancel, reuse, workers)
+
+
+def _run_ray(
+    configs: list[TrainConfig],
+    address: str,
+    store: RunStore,
+    examples: Sequence[Example] | None,
+    on_progress: ProgressCallback | None,
+    cancel: CancelFlag | None,
+    reuse: bool,
+    workers: int | None,
+) -> list[RunBundle]:
     from actscale.runs import ray_executor  # imported only here: the local path never imports Ray
 
     return ray_executor.run_on_ray(
         configs,
-        address=address or "auto",
+        address=address,
         store=store,
         examples=examples_for(configs, examples),
         on_progress=on_progress,
@@ -111,6 +121,16 @@ def run_configs(
     )
 
 
+def _check_executor_options(
+    name: str, workers: int | None, model: LoadedModel | None, on_wait: Callable[[], None] | None
+) -> None:
+    """ActscaleError where an option of one executor is given to the other."""
+    if name == "local" and workers is not None:
+        raise ActscaleError("workers is an option of the Ray executor; the local executor runs one run at a time")
+    if name == "ray" and (model is not None or on_wait is not None):
+        raise ActscaleError("the Ray executor loads its own models: pass neither model nor on_wait")
+
+
 def examples_for(configs: Sequence[TrainConfig], examples: Sequence[Example] | None) -> list[list[Example] | None]:
     """Per config, the examples a worker trains it on: ``examples`` for every config when
     given; a custom config's file, read here once per file (a worker on another machine cannot
@@ -118,15 +138,14 @@ def examples_for(configs: Sequence[TrainConfig], examples: Sequence[Example] | N
     if examples is not None:
         shared = list(examples)
         return [shared for _ in configs]
-    files: dict[str, list[Example]] = {}
+    files: dict[str, list[Example] | None] = {}
     out: list[list[Example] | None] = []
     for config in configs:
-        if config.task == "custom":
-            if config.dataset not in files:
-                files[config.dataset] = read_dataset(config.dataset)
-            out.append(files[config.dataset])
-        else:
-            out.append(None)
+        task = task_spec(config.task)
+        key = f"{task.name}:{config.dataset}"
+        if key not in files:
+            files[key] = task.file_examples(config)
+        out.append(files[key])
     return out
 
 

@@ -13,6 +13,7 @@ import streamlit as st
 
 from actscale.engine.interventions import method_class, registered_methods
 from actscale.engine.tasks import IOI_FAMILIES, IOI_TEMPLATES, ccc_countries
+from actscale.engine.tasks.registry import task_spec
 from actscale.errors import ActscaleError, DatasetError
 from actscale.ui.train_form.model import FIELD_DEFAULTS, TASK_LABELS, method_label
 
@@ -203,7 +204,7 @@ def _size_fields(task: str, c1: Any, c2: Any) -> dict[str, Any]:
     """Generated tasks: how many prompts to draw for training and for test; a file: its test share."""
     d = FIELD_DEFAULTS
     fields: dict[str, Any] = {}
-    if task != "custom":
+    if not task_spec(task).from_file:
         fields["n_prompts"] = int(
             c1.number_input("Train + validation prompts", 2, 5000, d["n_prompts"], step=8, key="train_n_prompts")
         )

@@ -11,6 +11,7 @@ import streamlit as st
 from actscale.engine.config import TrainConfig
 from actscale.engine.interventions import method_class
 from actscale.engine.models import LoadedModel, is_gguf_name
+from actscale.engine.tasks.registry import TASK_REGISTRY
 from actscale.errors import ActscaleError, one_line
 from actscale.ui import common
 from actscale.ui.keys import Keys
@@ -22,11 +23,7 @@ MODEL_HINTS = {
     "GGUF file": "/path/to/model.Q4_K_M.gguf (llama.cpp, LM Studio, Ollama; converted once)",
 }
 DEVICES = ("auto", "cpu", "cuda", "mps")
-TASK_LABELS = {
-    "ioi": "IOI (indirect objects)",
-    "ccc": "CCC (country–capital conflicts)",
-    "custom": "Upload a CSV / JSONL",
-}
+TASK_LABELS = {name: task.label for name, task in TASK_REGISTRY.items()}
 
 
 def method_label(method: str) -> str:

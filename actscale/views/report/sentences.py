@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from actscale.engine.tasks.registry import TASK_REGISTRY
 from actscale.runs.bundle import RunBundle
 from actscale.views.analysis import (
     base_rate,
@@ -84,7 +85,7 @@ def _held_out_text(cfg: dict[str, Any]) -> str:
             f"The test prompts come from groups held out of training ({', '.join(map(str, held))}): the test "
             "figures speak to prompts of a structure the intervention never saw."
         )
-    if cfg.get("task") == "custom":
+    if cfg.get("task") in TASK_REGISTRY and TASK_REGISTRY[cfg["task"]].from_file:
         return (
             "The test prompts are a share of the same file as the training prompts: the test figures speak to "
             "new prompts like those, not to other kinds of prompt."
