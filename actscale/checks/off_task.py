@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from actscale.engine.config import TrainConfig
+from actscale.engine.interventions import Intervention, steer
 from actscale.engine.models import LoadedModel, padding_inputs
 from actscale.engine.training import CancelFlag
 from actscale.errors import ActscaleError, TrainingCancelled
@@ -50,7 +51,6 @@ def side_effects(
     """A run of any length applied at every position of neutral text at β = ±1: per-token KL
     from the unmodified model, perplexity before and after, and how often the top-1 next token
     changes (docs/method.md §7.7)."""
-    from actscale.engine.interventions import steer
     from actscale.runs.api import intervention_from_bundle, resolved_prepend_bos
 
     config = TrainConfig.from_bundle(bundle.config)
@@ -68,31 +68,10 @@ def side_effects(
     for start in range(0, tokens.shape[0], batch):
         if cancel is not None and cancel.is_set():
             raise TrainingCancelled("the checks were cancelled; nothing was written")
-        t, m = tokens[start : start + batch], mask[start : start + batch]
-        # Predictions of the next real token: positions whose next position is real.
-        pred = (m[:, :-1] * m[:, 1:]).bool()
-        target = t[:, 1:]
-        with model.lock, torch.no_grad():
-            base = all_position_logits(model, t, m)
-            steered = {}
-            for beta in (1.0, -1.0):
-                with steer(model.bridge, iv, beta, batch=t.shape[0], mask=m):
-                    steered[beta] = all_position_logits(model, t, m)
-        n_tokens += int(pred.sum())
-        for beta, logits in ((0.0, base), *steered.items()):
-            lp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, target.unsqueeze(-1)).squeeze(-1)
-            for r in range(t.shape[0]):
-                nll[beta].append(float(-(lp[r][pred[r]]).mean()) if pred[r].any() else float("nan"))
-        lp0 = torch.log_softmax(base[:, :-1], dim=-1)
-        for beta, logits in steered.items():
-            lp = torch.log_softmax(logits[:, :-1], dim=-1)
-            kl = (lp0.exp() * (lp0 - lp)).sum(-1)  # [b pos-1]
-            same = lp.argmax(-1) == lp0.argmax(-1)
-            for r in range(t.shape[0]):
-                sums[beta]["kl"].append(float(kl[r][pred[r]].mean()))
-                sums[beta]["top1"].append(float(same[r][pred[r]].float().mean()))
-    rows = []
+        part = slice(start, start + batch)
+        n_tokens += _side_effects_batch(model, iv, tokens[part], mask[part], sums, nll)
     base_ppl = math.exp(statistics.mean(nll[0.0]))
+    rows = []
     for beta in (1.0, -1.0):
         per_sentence = sums[beta]["kl"]
         rows.append(
@@ -107,3 +86,37 @@ def side_effects(
             }
         )
     return {"n_sentences": len(texts), "n_tokens": n_tokens, "rows": rows}
+
+
+def _side_effects_batch(
+    model: LoadedModel,
+    iv: Intervention,
+    t: Tensor,
+    m: Tensor,
+    sums: dict[float, dict[str, list[float]]],
+    nll: dict[float, list[float]],
+) -> int:
+    """One batch of sentences: appends each sentence's mean next-token NLL (unmodified, β = ±1),
+    KL from the unmodified model and top-1 agreement; returns the number of predicted tokens."""
+    # Predictions of the next real token: positions whose next position is real.
+    pred = (m[:, :-1] * m[:, 1:]).bool()
+    target = t[:, 1:]
+    with model.lock, torch.no_grad():
+        base = all_position_logits(model, t, m)
+        steered = {}
+        for beta in (1.0, -1.0):
+            with steer(model.bridge, iv, beta, batch=t.shape[0], mask=m):
+                steered[beta] = all_position_logits(model, t, m)
+    for beta, logits in ((0.0, base), *steered.items()):
+        lp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, target.unsqueeze(-1)).squeeze(-1)
+        for r in range(t.shape[0]):
+            nll[beta].append(float(-(lp[r][pred[r]]).mean()) if pred[r].any() else float("nan"))
+    lp0 = torch.log_softmax(base[:, :-1], dim=-1)
+    for beta, logits in steered.items():
+        lp = torch.log_softmax(logits[:, :-1], dim=-1)
+        kl = (lp0.exp() * (lp0 - lp)).sum(-1)  # [b pos-1]
+        same = lp.argmax(-1) == lp0.argmax(-1)
+        for r in range(t.shape[0]):
+            sums[beta]["kl"].append(float(kl[r][pred[r]].mean()))
+            sums[beta]["top1"].append(float(same[r][pred[r]].float().mean()))
+    return int(pred.sum())

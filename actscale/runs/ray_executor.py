@@ -295,18 +295,30 @@ def _dispatch(
             result = ray.get(ref)
             if result["status"] != "ok":
                 _cancel_all(ray, out)
-                if result["status"] == "cancelled":
-                    raise TrainingCancelled(result["message"])
-                if result["status"] == "error":
-                    raise ActscaleError(result["message"])
-                raise RuntimeError(f"run {index + 1} failed on a Ray worker: {result['message']}")
-            state: RunState = "reused" if result["bundle"] is None else "done"
-            run_id = result["run_id"] if result["bundle"] is None else store.import_zip(result["bundle"])
-            bundles[index] = bundle = store.load(run_id)
-            if on_progress is not None:
-                steps = configs[index].steps
-                on_progress(RunProgress(index, state, steps, steps, bundle.run_id))
+                _raise_for(result, index)
+            bundles[index] = _land(result, store, configs[index].steps, index, on_progress)
     return [b for b in bundles if b is not None]
+
+
+def _raise_for(result: dict[str, Any], index: int) -> None:
+    """A worker's failed run as the exception this process raises."""
+    if result["status"] == "cancelled":
+        raise TrainingCancelled(result["message"])
+    if result["status"] == "error":
+        raise ActscaleError(result["message"])
+    raise RuntimeError(f"run {index + 1} failed on a Ray worker: {result['message']}")
+
+
+def _land(
+    result: dict[str, Any], store: RunStore, steps: int, index: int, on_progress: ProgressCallback | None
+) -> RunBundle:
+    """A finished run into the store (a stored one is opened), reported as done or reused."""
+    state: RunState = "reused" if result["bundle"] is None else "done"
+    run_id = result["run_id"] if result["bundle"] is None else store.import_zip(result["bundle"])
+    bundle = store.load(run_id)
+    if on_progress is not None:
+        on_progress(RunProgress(index, state, steps, steps, bundle.run_id))
+    return bundle
 
 
 def _release(ray: Any, idle: list[Any], actors: list[Any]) -> None:

@@ -48,6 +48,14 @@ def show(bundle: RunBundle, checks: dict[str, Any] | None, figure: FigureFn) -> 
 
 
 def _draw(bundle: RunBundle, checks: dict[str, Any], figure: FigureFn) -> None:
+    _draw_map(bundle, checks, figure)
+    _draw_stability(bundle, checks, figure)
+    _draw_generalisation(bundle, checks, figure)
+    _draw_side_effects(bundle, checks)
+
+
+def _draw_map(bundle: RunBundle, checks: dict[str, Any], figure: FigureFn) -> None:
+    """Sufficiency, necessity, the random control and the knock-outs, with what they cannot show."""
     m = checks["map"]
     agree = m.get("precision_agreement") or {}
     prec = f"Forward passes in {m['precision']}" + (
@@ -73,6 +81,10 @@ def _draw(bundle: RunBundle, checks: dict[str, Any], figure: FigureFn) -> None:
     with c2:
         st.markdown("**Knock-outs of the same components**")
         common.show_table(analysis.ablation_table(checks), f"{name}-ablation", "checks-ablation", hide_index=True)
+
+
+def _draw_stability(bundle: RunBundle, checks: dict[str, Any], figure: FigureFn) -> None:
+    name = bundle.run_id
     st.markdown("**Stability across seeds**")
     if "stability" in checks:
         s = checks["stability"]
@@ -95,6 +107,10 @@ def _draw(bundle: RunBundle, checks: dict[str, Any], figure: FigureFn) -> None:
                 common.show_table(stable, f"{name}-stable-components", "checks-stable", hide_index=True)
     else:
         st.caption("Not run: choose a number of seeds below (the runs are trained, or reused from the store).")
+
+
+def _draw_generalisation(bundle: RunBundle, checks: dict[str, Any], figure: FigureFn) -> None:
+    name = bundle.run_id
     st.markdown("**Generalisation across groups**")
     if "generalisation" in checks:
         c1, c2 = st.columns(2)
@@ -107,6 +123,10 @@ def _draw(bundle: RunBundle, checks: dict[str, Any], figure: FigureFn) -> None:
         )
     else:
         st.caption("Not run: tick “generalisation” below (trains one run per group).")
+
+
+def _draw_side_effects(bundle: RunBundle, checks: dict[str, Any]) -> None:
+    name = bundle.run_id
     st.markdown("**Side effects on neutral text**")
     if "side_effects" in checks:
         s = checks["side_effects"]

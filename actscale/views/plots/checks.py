@@ -17,6 +17,8 @@ from actscale.views.analysis import (
 )
 from actscale.views.plots.style import LAYOUT, SEQUENTIAL, heatmap, new_figure, styled
 
+COLOURS = {"keep": "#c0392b", "remove": "#2c7fb8", "random": "#7f7f7f", "zero": "#000000", "mean": "#8e44ad"}
+
 
 def plot_sufficiency(bundle: RunBundle) -> go.Figure:
     """Flip rate against k (log): the top-k kept (sufficiency) and removed (necessity) with
@@ -29,65 +31,10 @@ def plot_sufficiency(bundle: RunBundle) -> go.Figure:
         raise ValueError("this run has no map checks")
     fig = make_subplots(rows=1, cols=2, subplot_titles=("β = −1 (towards a−)", "β = +1 (towards a+)"))
     styled(fig)
-    colours = {"keep": "#c0392b", "remove": "#2c7fb8", "random": "#7f7f7f", "zero": "#000000", "mean": "#8e44ad"}
     for col, (name, ablation_name) in enumerate((("flip_acc_neg", "prefers_neg"), ("flip_acc_pos", "prefers_pos")), 1):
-        for label, part, colour in (
-            ("keep top-k (sufficiency)", m["sufficiency"], colours["keep"]),
-            ("remove top-k (necessity)", m["necessity"], colours["remove"]),
-        ):
-            frame = pd.DataFrame(part)
-            lo = frame[name] - frame[f"{name}_ci95"].str[0]
-            hi = frame[f"{name}_ci95"].str[1] - frame[name]
-            fig.add_trace(
-                go.Scatter(
-                    x=frame["k"],
-                    y=frame[name],
-                    mode="lines+markers",
-                    name=label,
-                    legendgroup=label,
-                    showlegend=col == 1,
-                    line=dict(color=colour),
-                    error_y=dict(type="data", symmetric=False, array=hi, arrayminus=lo, thickness=1),
-                    hovertemplate="k %{x}<br>flip rate %{y:.2f}<extra>" + label + "</extra>",
-                ),
-                row=1,
-                col=col,
-            )
-        rand = pd.DataFrame(m.get("random", []))
-        if not rand.empty:
-            med, p05, p95 = (rand[f"{name}_{q}"] for q in ("median", "p05", "p95"))
-            fig.add_trace(
-                go.Scatter(
-                    x=rand["k"],
-                    y=med,
-                    mode="markers",
-                    marker=dict(symbol="square", color=colours["random"], size=9),
-                    name=f"random placement (median, 5–95% of {int(rand['draws'].iloc[0])} draws)",
-                    legendgroup="random",
-                    showlegend=col == 1,
-                    error_y=dict(type="data", symmetric=False, array=p95 - med, arrayminus=med - p05, thickness=2),
-                ),
-                row=1,
-                col=col,
-            )
-        abl = pd.DataFrame(m.get("ablation", []))
-        for kind, symbol in (("zero", "x"), ("mean", "diamond")):
-            part = abl[abl["kind"] == kind] if not abl.empty else abl
-            if part.empty:
-                continue
-            fig.add_trace(
-                go.Scatter(
-                    x=part["k"],
-                    y=part[ablation_name],
-                    mode="markers",
-                    marker=dict(symbol=symbol, size=11, color=colours[kind]),
-                    name=f"{kind}-ablation of the top-k (share preferring that answer)",
-                    legendgroup=kind,
-                    showlegend=col == 1,
-                ),
-                row=1,
-                col=col,
-            )
+        _add_curves(fig, m, name, col)
+        _add_random(fig, pd.DataFrame(m.get("random", [])), name, col)
+        _add_ablations(fig, pd.DataFrame(m.get("ablation", [])), ablation_name, col)
         unmodified = _unmodified_rate(bundle, m, name)
         if unmodified is not None:
             fig.add_hline(
@@ -112,6 +59,74 @@ def plot_sufficiency(bundle: RunBundle) -> go.Figure:
     return fig
 
 
+def _add_curves(fig: go.Figure, m: dict, name: str, col: int) -> None:
+    """The sufficiency and necessity curves of rate ``name``, with their Wilson intervals."""
+    for label, part, colour in (
+        ("keep top-k (sufficiency)", m["sufficiency"], COLOURS["keep"]),
+        ("remove top-k (necessity)", m["necessity"], COLOURS["remove"]),
+    ):
+        frame = pd.DataFrame(part)
+        lo = frame[name] - frame[f"{name}_ci95"].str[0]
+        hi = frame[f"{name}_ci95"].str[1] - frame[name]
+        fig.add_trace(
+            go.Scatter(
+                x=frame["k"],
+                y=frame[name],
+                mode="lines+markers",
+                name=label,
+                legendgroup=label,
+                showlegend=col == 1,
+                line=dict(color=colour),
+                error_y=dict(type="data", symmetric=False, array=hi, arrayminus=lo, thickness=1),
+                hovertemplate="k %{x}<br>flip rate %{y:.2f}<extra>" + label + "</extra>",
+            ),
+            row=1,
+            col=col,
+        )
+
+
+def _add_random(fig: go.Figure, rand: pd.DataFrame, name: str, col: int) -> None:
+    """The random control's median of rate ``name`` with its 5–95% band, where it was run."""
+    if rand.empty:
+        return
+    med, p05, p95 = (rand[f"{name}_{q}"] for q in ("median", "p05", "p95"))
+    fig.add_trace(
+        go.Scatter(
+            x=rand["k"],
+            y=med,
+            mode="markers",
+            marker=dict(symbol="square", color=COLOURS["random"], size=9),
+            name=f"random placement (median, 5–95% of {int(rand['draws'].iloc[0])} draws)",
+            legendgroup="random",
+            showlegend=col == 1,
+            error_y=dict(type="data", symmetric=False, array=p95 - med, arrayminus=med - p05, thickness=2),
+        ),
+        row=1,
+        col=col,
+    )
+
+
+def _add_ablations(fig: go.Figure, abl: pd.DataFrame, name: str, col: int) -> None:
+    """The zero- and mean-ablation points: the share of prompts preferring the answer ``name``."""
+    for kind, symbol in (("zero", "x"), ("mean", "diamond")):
+        part = abl[abl["kind"] == kind] if not abl.empty else abl
+        if part.empty:
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=part["k"],
+                y=part[name],
+                mode="markers",
+                marker=dict(symbol=symbol, size=11, color=COLOURS[kind]),
+                name=f"{kind}-ablation of the top-k (share preferring that answer)",
+                legendgroup=kind,
+                showlegend=col == 1,
+            ),
+            row=1,
+            col=col,
+        )
+
+
 def _unmodified_rate(bundle: RunBundle, m: dict, name: str) -> float | None:
     """The unmodified model's rate of ``name`` on the check prompts (from the stored Δ)."""
     base = bundle.analysis.get("delta.base")
@@ -134,17 +149,7 @@ def plot_stability_map(bundle: RunBundle, site: str) -> go.Figure:
         raise ValueError("this run has no stability check")
     method = run_method(bundle)
     axes = method.component_axes(site)
-    c, f = consensus.numpy(), freq.numpy()
-    if c.ndim == 1:
-        c, f, x = c[:, None], f[:, None], [site]
-    else:
-        if c.ndim > 2:
-            c, f = c.reshape(*c.shape[:2], -1).mean(-1), f.reshape(*f.shape[:2], -1).max(-1)
-        x = (
-            position_labels(bundle)
-            if axes[1] == "position"
-            else [f"{axes[1][0].upper()}{i}" for i in range(c.shape[1])]
-        )
+    c, f, x = _layer_grid(bundle, site, axes, consensus.numpy(), freq.numpy())
     y = layer_labels(c.shape[0])
     k = len(s.get("runs", []))
     fig = heatmap(
@@ -174,6 +179,21 @@ def plot_stability_map(bundle: RunBundle, site: str) -> go.Figure:
     )
     fig.update_layout(showlegend=False)
     return fig
+
+
+def _layer_grid(
+    bundle: RunBundle, site: str, axes: tuple[str, ...], c: np.ndarray, f: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The consensus and frequency as [layer, column] with the columns' labels: one column for
+    a per-layer site; heads or positions otherwise (a third axis is averaged, its frequency the
+    highest)."""
+    if c.ndim == 1:
+        return c[:, None], f[:, None], [site]
+    if c.ndim > 2:
+        c, f = c.reshape(*c.shape[:2], -1).mean(-1), f.reshape(*f.shape[:2], -1).max(-1)
+    if axes[1] == "position":
+        return c, f, position_labels(bundle)
+    return c, f, [f"{axes[1][0].upper()}{i}" for i in range(c.shape[1])]
 
 
 def plot_generalisation(bundle: RunBundle, name: str = "flip_acc_neg") -> go.Figure:
