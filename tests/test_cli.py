@@ -161,3 +161,35 @@ def test_unexpected_error_exits_1_with_one_line(monkeypatch, capsys):
     assert cli_module.main(["list"]) == 1
     captured = capsys.readouterr()
     assert (captured.out, captured.err) == ("", "error: RuntimeError: disk on fire\n")
+
+
+HEAVY = ("torch", "transformer_lens", "transformers", "numpy", "pandas", "safetensors", "streamlit")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["sweep", "--help"], ["analyse", "--help"]])
+def test_help_answers_without_loading_torch(argv):
+    """`import actscale` and the parser read names and defaults only: --help loads none of the
+    heavy libraries (a new interpreter; this one has them loaded)."""
+    probe = (
+        "import runpy, sys\n"
+        f"sys.argv = ['actscale', *{argv!r}]\n"
+        "try:\n    runpy.run_module('actscale', run_name='__main__')\n"
+        "except SystemExit as e:\n    code = e.code\n"
+        f"print(code, sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[-1] == "0 []"
+    assert "usage: python -m actscale" in done.stdout
+
+
+def test_an_unknown_method_is_one_line_and_status_2(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "actscale", "train", "--method", "lora", "--store", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    expected = "error: unknown method 'lora': choose from activscalar, steervec, dynscalar\n"
+    assert (done.returncode, done.stderr) == (2, expected)
+    assert list(tmp_path.iterdir()) == []

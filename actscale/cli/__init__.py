@@ -1,8 +1,8 @@
 """``python -m actscale train|sweep|eval|analyse|list`` (docs/interfaces.md, Command line): the
 parser (`parser`) and the commands (`commands`).
 
-Each command imports the engine when it runs; building the parser reads the method registry
-and the config's defaults, which import torch, so ``--help`` takes as long as that import.
+Each command imports the engine when it runs; the parser reads only names and the config's
+field defaults, so ``--help`` and a bad option answer without loading torch (a test checks).
 
 Progress goes to stderr; the last line on stdout is one JSON object. Exit status 0 on success,
 2 on bad input (one line on stderr, no traceback), 1 on anything else."""

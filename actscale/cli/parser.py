@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from dataclasses import fields
+from types import SimpleNamespace
+from typing import Any, get_args
 
-from actscale.engine.interventions import float32_under_auto, registered_methods
-from actscale.engine.models import auto_precision_rule
+from actscale.engine.config import BuiltinMethod, TrainConfig
 from actscale.engine.sites import SITES
 from actscale.engine.tasks.registry import TASK_REGISTRY
+from actscale.runs.progress import EXECUTOR_NAMES, RAY_ADDRESS_ENV
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -28,7 +30,11 @@ def _add_run_options(t: argparse.ArgumentParser, d: Any, sweep: bool) -> None:
         "--model", default=d.model, help="'bundled' (default), a Hugging Face id, a local folder, or a .gguf file"
     )
     t.add_argument("--task", default=d.task, choices=list(TASK_REGISTRY))
-    t.add_argument("--method", default=d.method, choices=list(registered_methods()))
+    t.add_argument(
+        "--method",
+        default=d.method,
+        help=f"a registered method: built in, {', '.join(get_args(BuiltinMethod))} (default %(default)s)",
+    )
     t.add_argument("--sites", default=",".join(d.sites), help=f"comma-separated, from {','.join(SITES)}")
     t.add_argument("--steps", type=int, default=None, help="default: the method's (see docs/usage.md)")
     t.add_argument("--lr", type=float, default=None, help="default: the method's (see docs/usage.md)")
@@ -109,17 +115,17 @@ def _add_precision_and_method_options(t: argparse.ArgumentParser, d: Any) -> Non
         default=d.autocast,
         choices=["auto", "off", "bf16"],
         help="bf16: the frozen model runs in bfloat16 under torch.autocast; the intervention's parameters "
-        f"stay float32. auto (default): {auto_precision_rule(float32_under_auto())}; the run's config records "
-        "which",
+        "stay float32. auto (default): bfloat16 where the device computes it natively and the model is wide "
+        "enough for it to pay, and the method allows it, else float32 (docs/usage.md, Defaults); the run's "
+        "config records which",
     )
     t.add_argument("--raw-dot", action="store_true", help="DynScalar: dot product with the raw activation")
     t.add_argument("--no-reuse", action="store_true", help="train even if the same run is stored")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from actscale.engine.training import TrainConfig
-
-    d = TrainConfig()
+    # The fields' defaults, read without making a config (which would load the methods and torch).
+    d = SimpleNamespace(**{f.name: f.default for f in fields(TrainConfig)})
     parser = Parser(prog="python -m actscale", description="Train and inspect activation-scaling interventions.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
@@ -141,8 +147,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_sweep_executor_options(w: argparse.ArgumentParser) -> None:
-    from actscale.runs.executors import EXECUTOR_NAMES, RAY_ADDRESS_ENV
-
     w.add_argument(
         "--executor",
         default=None,

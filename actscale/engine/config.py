@@ -6,12 +6,14 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass, fields
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from actscale.engine.interventions import method_class
 from actscale.engine.sites import DEFAULT_SITES, SITES, parse_sites
 from actscale.engine.tasks.registry import TASK_FIELDS, task_spec
 from actscale.errors import ActscaleError
+
+if TYPE_CHECKING:
+    from actscale.engine.interventions import Intervention
 
 Autocast = Literal["auto", "off", "bf16"]
 AUTOCASTS: tuple[str, ...] = get_args(Autocast)
@@ -97,7 +99,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sites", parse_sites(self.sites))
-        defaults = method_class(self.method).defaults.as_dict()  # ActscaleError for an unknown method
+        defaults = _method_class(self.method).defaults.as_dict()  # ActscaleError for an unknown method
         # Fields left at None take the method's default, so config.json holds real values.
         for name in METHOD_DEFAULT_FIELDS:
             if getattr(self, name) is None:
@@ -141,7 +143,7 @@ class TrainConfig:
         object.__setattr__(self, "templates", task.canonical_templates(tuple(self.templates)))
         defaults = {f.name: f.default for f in fields(self)}
         irrelevant = {name: name not in task.fields for name in TASK_FIELDS}
-        irrelevant["normalize"] = "normalize" not in method_class(self.method).options
+        irrelevant["normalize"] = "normalize" not in _method_class(self.method).options
         for name, reset in irrelevant.items():
             if reset:
                 object.__setattr__(self, name, defaults[name])
@@ -172,7 +174,7 @@ class TrainConfig:
     @property
     def fixed_length(self) -> bool:
         """Whether the method is tied to prompts of one token length."""
-        return method_class(self.method).fixed_length
+        return _method_class(self.method).fixed_length
 
     @property
     def bf16(self) -> bool:
@@ -220,3 +222,12 @@ class TrainConfig:
         if changes.get("task", self.task) != self.task:
             data["positions"] = "auto"
         return TrainConfig.from_dict({**data, **changes})
+
+
+def _method_class(method: str) -> type[Intervention]:
+    """The registered method's class (ActscaleError for an unknown name). The registry is
+    imported when a config is made, not when this module is: the command line's ``--help`` reads
+    the fields' defaults without loading torch."""
+    from actscale.engine.interventions import method_class
+
+    return method_class(method)

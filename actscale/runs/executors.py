@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal, get_args
 
 from actscale.engine.models import LoadedModel, load_model
 from actscale.engine.tasks import Example
@@ -24,12 +23,8 @@ from actscale.engine.training import CancelFlag, StepInfo, TrainConfig
 from actscale.errors import ActscaleError, TrainingCancelled
 from actscale.runs import api
 from actscale.runs.bundle import RunBundle
-from actscale.runs.progress import ProgressCallback, RunProgress
+from actscale.runs.progress import EXECUTOR_NAMES, RAY_ADDRESS_ENV, ExecutorName, ProgressCallback, RunProgress
 from actscale.runs.store import RunStore
-
-ExecutorName = Literal["local", "ray"]
-EXECUTOR_NAMES: tuple[str, ...] = get_args(ExecutorName)
-RAY_ADDRESS_ENV = "ACTSCALE_RAY_ADDRESS"
 
 
 def resolve_executor(executor: str | None, ray_address: str | None = None) -> tuple[ExecutorName, str | None]:

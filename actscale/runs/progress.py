@@ -1,12 +1,18 @@
-"""What an executor reports about each run of a list of configs (in-process or on Ray)."""
+"""The executors (where a list of configs runs: in this process or on Ray) by name, and what
+an executor reports about each run. Free of torch: the command line's --help reads the names."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
-from actscale.engine.training import StepInfo
+if TYPE_CHECKING:
+    from actscale.engine.training import StepInfo
+
+ExecutorName = Literal["local", "ray"]
+EXECUTOR_NAMES: tuple[str, ...] = get_args(ExecutorName)
+RAY_ADDRESS_ENV = "ACTSCALE_RAY_ADDRESS"
 
 # The executor's state of one run, as `RunProgress.state` reports it.
 RunState = Literal["queued", "running", "done", "reused"]

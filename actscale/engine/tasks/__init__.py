@@ -7,6 +7,8 @@ A problem of one row (an empty or multi-token answer, equal answers, a prompt to
 that row with its reason; only a problem of the file (its type, its columns, nothing left to
 train on) fails the whole file."""
 
+from typing import TYPE_CHECKING, Any
+
 from actscale.engine.tasks.examples import SPLIT_NAMES, SPLITS, Example, assign_splits
 from actscale.engine.tasks.files import read_dataset
 from actscale.engine.tasks.generated import (
@@ -24,7 +26,27 @@ from actscale.engine.tasks.generated import (
     ioi_split_examples,
     task_vocabulary,
 )
-from actscale.engine.tasks.prepared import PreparedTask, left_pad, prepare_task
+
+if TYPE_CHECKING:
+    from actscale.engine.tasks.prepared import PreparedTask, prepare_task
+    from actscale.engine.tokens import left_pad
+
+# The tokenised task needs torch; the examples, generators and files do not, and the config and
+# the command line's --help read them without loading torch.
+_PREPARED = ("PreparedTask", "prepare_task")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PREPARED:
+        from actscale.engine.tasks import prepared
+
+        return getattr(prepared, name)
+    if name == "left_pad":  # its home is actscale.engine.tokens; kept here for earlier callers
+        from actscale.engine.tokens import left_pad
+
+        return left_pad
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CCC_TEMPLATE",
