@@ -143,3 +143,15 @@ def test_every_module_imports_first():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == ""
+
+
+def test_one_home_for_tokenising_and_padding():
+    """Tokenising (the tokenizer called on text) and left padding live in actscale.engine.tokens
+    alone: every other module goes through it."""
+    calls = {}
+    for name, path in MODULES.items():
+        text = path.read_text(encoding="utf-8")
+        found = [w for w in ("add_special_tokens=False)", "torch.full((len(") if w in text]
+        if found:
+            calls[name] = found
+    assert calls == {"actscale.engine.tokens": ["add_special_tokens=False)", "torch.full((len("]}

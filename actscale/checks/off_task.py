@@ -15,6 +15,7 @@ from torch import Tensor
 from actscale.engine.config import TrainConfig
 from actscale.engine.interventions import Intervention, steer
 from actscale.engine.models import LoadedModel, padding_inputs
+from actscale.engine.tokens import bos_id, left_pad, pad_id, prompt_ids
 from actscale.engine.training import CancelFlag
 from actscale.errors import ActscaleError, TrainingCancelled
 from actscale.runs.bundle import RunBundle
@@ -28,16 +29,8 @@ def neutral_sentences() -> list[str]:
 
 
 def _tokenise_texts(model: LoadedModel, texts: Sequence[str], prepend_bos: bool) -> tuple[Tensor, Tensor]:
-    bos = model.tokenizer.bos_token_id if prepend_bos else None
-    ids = [([bos] if bos is not None else []) + model.tokenizer(t, add_special_tokens=False).input_ids for t in texts]
-    width = max(len(i) for i in ids)
-    pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
-    tokens = torch.full((len(ids), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(ids), width), dtype=torch.long)
-    for r, row in enumerate(ids):
-        tokens[r, width - len(row) :] = torch.tensor(row)
-        mask[r, width - len(row) :] = 1
-    return tokens, mask
+    bos = bos_id(model.tokenizer, prepend_bos)
+    return left_pad([prompt_ids(model.tokenizer, t, bos) for t in texts], pad_id(model.tokenizer))
 
 
 def all_position_logits(model: LoadedModel, tokens: Tensor, mask: Tensor) -> Tensor:

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from actscale.engine.interventions import Intervention, steer
 from actscale.engine.models import LoadedModel, last_position_logits
+from actscale.engine.tokens import bos_id, prompt_ids, text_ids
 from actscale.errors import ActscaleError
 from actscale.runs.bundle import RunBundle
 
@@ -69,7 +70,7 @@ def answer_id(model: LoadedModel, answer: str, which: str) -> int:
     """The single token id of an answer; ActscaleError when it is empty or several tokens."""
     if not answer:
         raise ActscaleError(f"the {which} answer is empty")
-    ids = model.tokenizer(answer, add_special_tokens=False).input_ids
+    ids = text_ids(model.tokenizer, answer)
     if len(ids) != 1:
         raise ActscaleError(
             f"the {which} answer {answer!r} is {len(ids)} tokens for this model; it must be exactly one "
@@ -87,8 +88,7 @@ def tokenize_prompt(
         raise ActscaleError("the prompt is empty")
     correct_id = answer_id(model, correct, "correct")
     wrong_id = answer_id(model, wrong, "wrong")
-    bos = model.tokenizer.bos_token_id if model.prepend_bos else None
-    ids = ([bos] if bos is not None else []) + list(model.tokenizer(prompt, add_special_tokens=False).input_ids)
+    ids = prompt_ids(model.tokenizer, prompt, bos_id(model.tokenizer, model.prepend_bos))
     if len(ids) > model.n_ctx:
         raise ActscaleError(f"the prompt is {len(ids)} tokens; the model's context is {model.n_ctx}")
     if intervention.length_problem(len(ids)):
@@ -218,8 +218,7 @@ def beta_curve(
 def _prompt_ids(model: LoadedModel, prompt: str) -> list[int]:
     if not prompt or not prompt.strip():
         raise ActscaleError("the prompt is empty")
-    bos = model.tokenizer.bos_token_id if model.prepend_bos else None
-    return ([bos] if bos is not None else []) + list(model.tokenizer(prompt, add_special_tokens=False).input_ids)
+    return prompt_ids(model.tokenizer, prompt, bos_id(model.tokenizer, model.prepend_bos))
 
 
 def _prompt_only_hooks(intervention: Intervention, beta: float, n_prompt: int) -> list[tuple[str, Any]]:

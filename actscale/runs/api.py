@@ -24,6 +24,7 @@ from actscale.engine.models import LoadedModel
 from actscale.engine.resources import resolve_autocast
 from actscale.engine.tasks import Example, PreparedTask, prepare_task, read_dataset
 from actscale.engine.tasks.registry import task_spec
+from actscale.engine.tokens import text_ids
 from actscale.engine.training import CancelFlag, StepInfo, TrainResult, model_dims, train
 from actscale.errors import ActscaleError
 from actscale.runs.bundle import RunBundle, check_run_id, load_bundle, run_id_for
@@ -82,7 +83,7 @@ def build_task(
     def fits(e: Example) -> bool:
         if e.split != "test":
             return (e.prompt, e.correct, e.wrong) in kept
-        return bos + len(model.tokenizer(e.prompt, add_special_tokens=False).input_ids) == trainval.n_pos
+        return bos + len(text_ids(model.tokenizer, e.prompt)) == trainval.n_pos
 
     quota = Counter(e.split for e in task_examples(config))
     chosen = []

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from actscale.engine.tasks.examples import SPLITS, Example, assign_splits
+from actscale.engine.tokens import bos_id, left_pad, pad_id, prompt_ids, text_ids
 from actscale.errors import DatasetError
 
 
@@ -176,7 +177,7 @@ def prepare_task(
         raise DatasetError("the dataset is empty")
     if not (0.0 <= test_frac < 1.0 and 0.0 <= val_frac < 1.0 and test_frac + val_frac < 1.0):
         raise ValueError(f"test_frac and val_frac must be in [0, 1) with a sum below 1, got {test_frac} and {val_frac}")
-    bos = tokenizer.bos_token_id if prepend_bos else None
+    bos = bos_id(tokenizer, prepend_bos)
     kept, dropped = _tokenise(examples, tokenizer, bos, max_len, n_pos)
     if fixed_length and kept:
         kept, dropped = _keep_most_common_length(kept, dropped)
@@ -197,8 +198,7 @@ def _prepared(
     fixed_length: bool,
 ) -> PreparedTask:
     """The kept prompts left-padded (to ``n_pos`` when given) with their splits and answers."""
-    pad_id = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0)
-    tokens, mask = left_pad([k[1] for k in kept], pad_id, n_pos)
+    tokens, mask = left_pad([k[1] for k in kept], pad_id(tokenizer), n_pos)
     return PreparedTask(
         examples=[dataclasses.replace(k[0], split=s) for k, s in zip(kept, splits)],
         tokens=tokens,
@@ -234,14 +234,14 @@ def _tokenise_one(ex: Example, tokenizer, bos: int | None, max_len: int | None, 
         return problem
     answer_ids = []
     for ans in (ex.correct, ex.wrong):
-        ids = tokenizer(ans, add_special_tokens=False).input_ids
+        ids = text_ids(tokenizer, ans)
         if len(ids) != 1:
             return f"answer {ans!r} is {len(ids)} tokens"
         answer_ids.append(ids[0])
     if answer_ids[0] == answer_ids[1]:
         return "correct and wrong are the same token"
-    prompt_ids = _prompt_ids(ex.prompt, tokenizer, bos)
-    return _length_problem(len(prompt_ids), max_len, n_pos) or (ex, prompt_ids, answer_ids[0], answer_ids[1])
+    ids = prompt_ids(tokenizer, ex.prompt, bos)
+    return _length_problem(len(ids), max_len, n_pos) or (ex, ids, answer_ids[0], answer_ids[1])
 
 
 def _text_problem(ex: Example) -> str:
@@ -252,10 +252,6 @@ def _text_problem(ex: Example) -> str:
         if not answer.strip():
             return f"empty {name} answer"
     return "correct and wrong are the same" if ex.correct == ex.wrong else ""
-
-
-def _prompt_ids(prompt: str, tokenizer, bos: int | None) -> list[int]:
-    return ([bos] if bos is not None else []) + list(tokenizer(prompt, add_special_tokens=False).input_ids)
 
 
 def _length_problem(n_tokens: int, max_len: int | None, n_pos: int | None) -> str:
@@ -279,15 +275,3 @@ def _keep_most_common_length(
         (k[0], f"length {len(k[1])}, not the most common length {common}") for k in kept if len(k[1]) != common
     ]
     return [k for k in kept if len(k[1]) == common], dropped
-
-
-def left_pad(prompts: list[list[int]], pad_id: int, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids [batch pos] and attention mask [batch pos], left-padded to ``width`` (default:
-    the longest prompt): the last real token sits at the last position for every prompt."""
-    n_pos = max(len(ids) for ids in prompts) if width is None else width
-    tokens = torch.full((len(prompts), n_pos), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(prompts), n_pos), dtype=torch.long)
-    for row, ids in enumerate(prompts):
-        tokens[row, n_pos - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-        mask[row, n_pos - len(ids) :] = 1
-    return tokens, mask
