@@ -155,3 +155,14 @@ def test_one_home_for_tokenising_and_padding():
         if found:
             calls[name] = found
     assert calls == {"actscale.engine.tokens": ["add_special_tokens=False)", "torch.full((len("]}
+
+
+def test_one_door_for_hooks():
+    """Hooks reach a model through actscale.engine.interventions.steering alone (`at_sites`,
+    and `steer` built on it)."""
+    doors = {
+        name
+        for name, path in MODULES.items()
+        if any(w in path.read_text(encoding="utf-8") for w in (".hooks(fwd_hooks", "add_hook(", "run_with_hooks("))
+    }
+    assert doors == {"actscale.engine.interventions.steering"}

@@ -16,10 +16,9 @@ from actscale.checks.components import Components
 from actscale.checks.options import CheckOptions
 from actscale.engine.config import TrainConfig
 from actscale.engine.evaluation import train_token_mask
-from actscale.engine.interventions import Intervention, make_intervention, method_class
+from actscale.engine.interventions import Intervention, at_sites, make_intervention, method_class
 from actscale.engine.models import LoadedModel, last_position_logits
 from actscale.engine.objective import kl_divergence, logit_diff, wilson_interval
-from actscale.engine.sites import hook_name
 from actscale.engine.tasks import Example, PreparedTask
 from actscale.engine.training import CancelFlag
 from actscale.errors import ActscaleError, TrainingCancelled
@@ -146,7 +145,7 @@ def _forward_chunk(ctx: Context, segments: list[tuple[Variant, Intervention | No
     """Last-position logits of the check prompts under each segment's variant, stacked."""
     n, dev = ctx.n, ctx.model.device
 
-    def hook(act: Tensor, hook: object = None, *, site: str, layer: int) -> Tensor:  # noqa: ARG001 - a hook's signature
+    def edit(act: Tensor, site: str, layer: int) -> Tensor:
         parts = []
         for j, (variant, iv, beta) in enumerate(segments):
             seg = act[j * n : (j + 1) * n]
@@ -156,15 +155,10 @@ def _forward_chunk(ctx: Context, segments: list[tuple[Variant, Intervention | No
                 parts.append(_ablation_edit(ctx, variant, site, layer, seg, ctx.mask))
         return torch.cat(parts)
 
-    hooks = [
-        (hook_name(site, layer), _partial_hook(hook, site, layer))
-        for site in ctx.template.sites
-        for layer in range(ctx.template.dims.n_layers)
-    ]
     tokens = ctx.tokens.repeat(len(segments), 1)
     mask = ctx.mask.repeat(len(segments), 1)
     with ctx.model.lock, torch.no_grad(), _flush_denormal():
-        with ctx.model.bridge.hooks(fwd_hooks=hooks, reset_hooks_end=True):
+        with at_sites(ctx.model.bridge, ctx.template.sites, ctx.template.dims.n_layers, edit):
             return last_position_logits(ctx.model, tokens, mask, autocast=ctx.bf16).float().cpu()
 
 
@@ -179,13 +173,6 @@ def _flush_denormal() -> Iterator[None]:
     finally:
         if supported:
             torch.set_flush_denormal(False)
-
-
-def _partial_hook(fn: Callable[..., Tensor], site: str, layer: int) -> Callable[..., Tensor]:
-    def bound(act: Tensor, hook: object = None) -> Tensor:
-        return fn(act, hook, site=site, layer=layer)
-
-    return bound
 
 
 def _rate(hits: Tensor) -> tuple[float, list[float]]:
@@ -256,17 +243,14 @@ def mean_activations(
     sums: dict[str, list[Tensor | None]] = {s: [None] * n_layers for s in comps.sites}
     current = [mask[:0]]  # the mask of the batch being run
 
-    def capture(act: Tensor, hook: object = None, *, site: str, layer: int) -> None:  # noqa: ARG001
+    def capture(act: Tensor, site: str, layer: int) -> None:
         a = act.detach().float().cpu()
         m = current[0].reshape(*current[0].shape, *([1] * (a.dim() - 2)))
         total = (a * m).sum(0) if comps.positioned(site) else (a * m).sum((0, 1))
         prev = sums[site][layer]
         sums[site][layer] = total if prev is None else prev + total
 
-    hooks = [
-        (hook_name(s, layer), _partial_capture(capture, s, layer)) for s in comps.sites for layer in range(n_layers)
-    ]
-    with model.lock, torch.no_grad(), model.bridge.hooks(fwd_hooks=hooks, reset_hooks_end=True):
+    with model.lock, torch.no_grad(), at_sites(model.bridge, comps.sites, n_layers, capture):
         for start in range(0, tokens.shape[0], batch):
             sl = slice(start, start + batch)
             current[0] = mask[sl]
@@ -280,13 +264,6 @@ def mean_activations(
         else:
             out[site] = stacked / float(mask.sum().clamp_min(1))
     return out
-
-
-def _partial_capture(fn: Callable[..., None], site: str, layer: int) -> Callable[..., None]:
-    def bound(act: Tensor, hook: object = None) -> None:
-        fn(act, hook, site=site, layer=layer)
-
-    return bound
 
 
 def prepare_context(

@@ -5,7 +5,6 @@ depends on which method made the run: the method's own behaviour comes from its 
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections import OrderedDict
@@ -17,7 +16,7 @@ import torch
 from torch import Tensor
 
 from actscale.engine.config import TrainConfig  # noqa: F401 - re-exported: `from actscale.engine.training import TrainConfig`
-from actscale.engine.interventions import Intervention, steer
+from actscale.engine.interventions import Intervention, at_sites, steer
 from actscale.engine.models import LoadedModel, last_position_logits
 from actscale.engine.objective import (
     Minimality,
@@ -27,7 +26,6 @@ from actscale.engine.objective import (
     wilson_interval,
 )
 from actscale.engine.resources import resolve_autocast
-from actscale.engine.sites import hook_name
 from actscale.engine.tasks import SPLITS, PreparedTask
 
 
@@ -91,7 +89,7 @@ class _ActivationStats:
         self.rows, self.mask = rows, mask
         self.counts += mask[rows].float().sum(0)
 
-    def capture(self, act: Tensor, hook: Any, *, site: str, layer: int) -> None:  # noqa: ARG002 - a TransformerLens hook's signature
+    def capture(self, act: Tensor, site: str, layer: int) -> None:
         if self.rows.numel() == 0:
             return
         a = act[self.rows].detach().float().cpu()  # [b pos (head) d]
@@ -171,14 +169,9 @@ def _base_rows(
     task's full width), and with ``stats`` the training prompts' activation statistics."""
     train_rows = set(task.split_indices("train").tolist())
     recorder = _ActivationStats(model.n_layers, task.n_pos)
-    hooks = [
-        (hook_name(s, layer), functools.partial(recorder.capture, site=s, layer=layer))
-        for s in (sites if stats else ())
-        for layer in range(model.n_layers)
-    ]
     logits = torch.zeros(task.tokens.shape[0], model.d_vocab)
     computed = torch.zeros(task.tokens.shape[0], dtype=torch.bool)
-    with model.lock, torch.no_grad(), model.bridge.hooks(fwd_hooks=hooks, reset_hooks_end=True):
+    with model.lock, torch.no_grad(), at_sites(model.bridge, sites if stats else (), model.n_layers, recorder.capture):
         for sl in _batches(todo.numel(), eval_batch):
             rows = todo[sl]
             mask = task.attention_mask[rows]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -221,20 +220,6 @@ def _prompt_ids(model: LoadedModel, prompt: str) -> list[int]:
     return prompt_ids(model.tokenizer, prompt, bos_id(model.tokenizer, model.prepend_bos))
 
 
-def _prompt_only_hooks(intervention: Intervention, beta: float, n_prompt: int) -> list[tuple[str, Any]]:
-    """The intervention's hooks editing the first ``n_prompt`` positions only (a fixed-length
-    run steers the prompt it was trained on; the tokens generated after it are left alone)."""
-    hooks = []
-    device = next(intervention.parameters()).device
-    for name, fn in intervention.hooks(torch.full((1,), float(beta), device=device)):
-
-        def prompt_only(act: Tensor, hook: object = None, _fn: Any = fn) -> Tensor:
-            return torch.cat([_fn(act[:, :n_prompt], hook), act[:, n_prompt:]], dim=1)
-
-        hooks.append((name, prompt_only))
-    return hooks
-
-
 def greedy_continuation(
     model: LoadedModel, intervention: Intervention, prompt: str, beta: float, n_tokens: int = 20
 ) -> tuple[str, str]:
@@ -256,13 +241,10 @@ def greedy_continuation(
             for _ in range(n_tokens):
                 if not steered:
                     logits = model.bridge(seq.to(model.device))
-                elif intervention.fixed_length:
-                    with model.bridge.hooks(
-                        fwd_hooks=_prompt_only_hooks(intervention, beta, len(ids)), reset_hooks_end=True
-                    ):
-                        logits = model.bridge(seq.to(model.device))
                 else:
-                    with steer(model.bridge, intervention, beta, batch=1):
+                    # a fixed-length run steers its prompt's positions only, not the generated tokens
+                    first = len(ids) if intervention.fixed_length else None
+                    with steer(model.bridge, intervention, beta, batch=1, first_positions=first):
                         logits = model.bridge(seq.to(model.device))
                 nxt = int(logits[0, -1].argmax())
                 seq = torch.cat([seq, torch.tensor([[nxt]])], dim=1)

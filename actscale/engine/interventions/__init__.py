@@ -20,8 +20,10 @@ prompt's last token. With absolute positions every prompt has ``n_pos`` tokens, 
 is token ``i``; with answer-aligned positions a batch ``w ≤ n_pos`` tokens wide (left-padded)
 uses the last ``w`` columns, so column ``n_pos − k`` is the ``k``-th token from the end.
 
-The interface (`base`), the registry (`registry`), the three methods (`methods`) and `steer`,
-the one door through which an intervention's hooks reach a model (`steering`)."""
+The interface (`base`), the registry (`registry`), the three methods (`methods`), and the one
+door through which hooks reach a model (`steering`): `at_sites`, which reads or edits each
+site's activation, and `steer`, which is `at_sites` with an intervention's edit. Training,
+evaluation, the checks and the playground all attach their hooks through these two."""
 
 from actscale.engine.interventions.base import (
     HookFn,
@@ -43,9 +45,10 @@ from actscale.engine.interventions.registry import (
     registered_methods,
     unregister_method,
 )
-from actscale.engine.interventions.steering import hook_count, steer
+from actscale.engine.interventions.steering import at_sites, hook_count, steer
 
 __all__ = [
+    "at_sites",
     "ActivScalar",
     "DynScalar",
     "HookFn",

@@ -3,7 +3,6 @@ are made per `steer` call with β, the attention mask and a recorder bound into 
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -11,7 +10,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from actscale.engine.sites import hook_name, is_head_site
+from actscale.engine.sites import is_head_site
 
 # What a hook records: {(site, layer): tensor} for the caller of `steer` (DynScalar's scalars).
 Recorder = dict[tuple[str, int], Tensor]
@@ -242,21 +241,6 @@ class Intervention(nn.Module):
     @property
     def n_params(self) -> int:
         return sum(p.numel() for p in self.params.values())
-
-    def hooks(
-        self, beta: Tensor, record: Recorder | None = None, mask: Tensor | None = None
-    ) -> list[tuple[str, HookFn]]:
-        """(hook name, hook function) for every site and layer, with ``beta`` ([batch]),
-        ``record`` and the batch's attention ``mask`` ([batch pos], 1 on real tokens; None: no
-        padding) bound into each function: the intervention itself is not changed."""
-        return [
-            (
-                hook_name(site, layer),
-                functools.partial(self, site=site, layer=layer, beta=beta, record=record, mask=mask),
-            )
-            for site in self.sites
-            for layer in range(self.dims.n_layers)
-        ]
 
 
 def expand_beta(beta: Tensor, act: Tensor) -> Tensor:
