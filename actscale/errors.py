@@ -17,6 +17,10 @@ class DatasetError(ActscaleError):
     """A dataset that cannot be used: unreadable, missing columns, no usable prompts."""
 
 
+class BrokenBundleError(ActscaleError):
+    """A bundle folder or upload that cannot be read; the message says why."""
+
+
 class ModelLoadError(ActscaleError):
     """A model that cannot be loaded: unknown name, not cached and offline, broken folder."""
 

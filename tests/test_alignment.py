@@ -22,6 +22,7 @@ from actscale.engine.tasks import generate_ioi
 from actscale.engine.training import new_intervention
 from actscale.errors import ActscaleError
 from actscale.runs.api import build_task, evaluate_run, intervention_from_bundle, load_run, train_run
+from actscale.runs.migrations import migrate_config
 from actscale.runs.store import RunStore
 
 N_VALID = 18  # the usable rows of conftest.mixed_rows
@@ -55,9 +56,9 @@ def test_positions_resolve_and_are_checked(tmp_path):
     assert TrainConfig(method="dynscalar").one_length is False  # any length whatever the alignment
     with pytest.raises(ActscaleError, match="^unknown positions 'left': choose auto, absolute or answer$"):
         TrainConfig(positions="left")
-    # A run stored before the field existed was absolute, whatever its task.
+    # A run stored before the field existed (format 0) was absolute, whatever its task.
     old = {k: v for k, v in TrainConfig(task="custom", dataset="d.csv").to_dict().items() if k != "positions"}
-    assert TrainConfig.from_bundle(old).positions == "absolute"
+    assert TrainConfig.from_bundle(migrate_config(old)).positions == "absolute"
     assert TrainConfig.from_dict(old).positions == "answer"
     # Switching the task resolves the alignment afresh; switching the method keeps it.
     assert TrainConfig().replace(task="custom", dataset="d.csv").positions == "answer"

@@ -11,6 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from actscale.runs.bundle import run_id_for
+from actscale.runs.migrations import FORMAT_VERSION
 from actscale.runs.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +32,8 @@ def test_the_old_bundle_keeps_its_run_id_and_metrics(old_store):
     assert [r.run_id for r in old_store.list()] == [RUN_ID]
     bundle = old_store.load(RUN_ID)
     assert bundle.run_id == RUN_ID and run_id_for(bundle.config) == RUN_ID
+    # written in format 0 (no version recorded), read in today's
+    assert (bundle.stored_format, bundle.config["format_version"]) == (0, FORMAT_VERSION)
     test = bundle.metrics["test"]
     assert (test["n_prompts"], test["n_components"], test["n_effective"], test["n_params"]) == (8, 64, 1, 64)
     assert (test["acc_base"], test["flip_acc_pos"], test["flip_acc_neg"]) == (0.25, 0.25, 0.75)

@@ -13,6 +13,7 @@ from conftest import make_method_runs, store_snapshot
 from streamlit.testing.v1 import AppTest
 
 from actscale.errors import ActscaleError
+from actscale.runs.bundle import BundleContents
 from actscale.runs.store import RunStore
 from actscale.ui import deployment, navigation
 
@@ -118,7 +119,7 @@ def test_readonly_store_refuses_every_write(runs, tiny_llama, monkeypatch):
     with pytest.raises(ActscaleError, match=message):
         store.import_zip(RunStore(root).export_zip(bundle.run_id))
     with pytest.raises(ActscaleError, match=message):
-        store.save(bundle.config, bundle.params, bundle.metrics, bundle.history, bundle.dataset)
+        store.save(BundleContents(bundle.config, bundle.params, bundle.metrics, bundle.history, bundle.dataset))
 
     # A configuration already stored is a read; a new one is refused before any training.
     from actscale.engine.config import TrainConfig

@@ -15,7 +15,7 @@ from actscale.engine.tasks import IOI_TEMPLATES
 from actscale.engine.training import TrainConfig
 from actscale.errors import ActscaleError
 from actscale.runs.api import build_task, evaluate_run, expected_run_id, intervention_from_bundle, load_run, train_run
-from actscale.runs.bundle import run_id_for
+from actscale.runs.bundle import BundleContents, run_id_for
 
 METRICS = set(METRIC_NAMES)  # every metric of docs/method.md §4
 FILES = {
@@ -211,7 +211,7 @@ def test_list_orders_runs_made_in_the_same_second_by_when_they_were_written(stor
             "n_pos": 2,
             "model_dims": {"n_layers": 1, "d_model": 4, "n_heads": 1, "d_head": 4},
         }
-        paths.append(store.save(config, {"alpha.attn_out": torch.zeros(1, 2)}, {"train": {}}, [], []))
+        paths.append(store.save(BundleContents(config, {"alpha.attn_out": torch.zeros(1, 2)}, {"train": {}}, [], [])))
         ids.append(run_id_for(config))
     for order in (ids, ids[::-1]):  # both orders, so a lucky sort by id cannot pass
         for rank, run_id in enumerate(order):

@@ -104,7 +104,7 @@ def stability(
     same_data = options.vary == "seed"
     task = run_task(model, bundle) if same_data else None
     bundles = trainer(configs, [Example.from_record(r) for r in bundle.dataset] if same_data else None)
-    tau = float(bundle.config.get("tau", 0.05))
+    tau = float(bundle.config["tau"])
     mags = _magnitudes_over_runs(model, bundle, bundles, task)  # [K n]
     selected = mags > tau
     comps = Components(
@@ -144,7 +144,7 @@ def _run_row(b: RunBundle, n_selected: int) -> dict[str, Any]:
     return {
         "run_id": b.run_id,
         "seed": int(b.config["seed"]),
-        "data_seed": int(b.config.get("data_seed", b.config["seed"])),
+        "data_seed": int(b.config["data_seed"]),
         "n_effective": int(b.metrics.get("test", {}).get("n_effective", n_selected)),
         "test_mean_flip": mean_flip(b.metrics.get("test", {})),
     }
@@ -193,7 +193,7 @@ def _pairs(bundles: list[RunBundle], mags: Tensor, k_top: int, vary: str) -> lis
 
 
 def _seed_of(bundle: RunBundle, vary: str) -> int:
-    return int(bundle.config["seed"] if vary == "seed" else bundle.config.get("data_seed", bundle.config["seed"]))
+    return int(bundle.config["seed"] if vary == "seed" else bundle.config["data_seed"])
 
 
 def mean_flip(metrics: Mapping[str, Any]) -> float | None:

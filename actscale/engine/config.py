@@ -206,10 +206,9 @@ class TrainConfig:
 
     @classmethod
     def from_bundle(cls, data: dict[str, Any]) -> TrainConfig:
-        """The config of a stored run (its config.json); runs stored before positions could be
-        answer-aligned used absolute positions, whatever their task, and a field config.json
-        leaves out (OMITTED_AT_DEFAULT) had that value, not today's default."""
-        return cls.from_dict({"positions": "absolute", **OMITTED_AT_DEFAULT, **data})
+        """The config of a stored run (its config.json in today's format: runs/migrations); a
+        field config.json leaves out (OMITTED_AT_DEFAULT) had that value, not today's default."""
+        return cls.from_dict({**OMITTED_AT_DEFAULT, **data})
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with ``changes``; switching the method also switches to the new method's

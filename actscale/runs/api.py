@@ -27,7 +27,7 @@ from actscale.engine.tasks.registry import task_spec
 from actscale.engine.tokens import text_ids
 from actscale.engine.training import CancelFlag, StepInfo, TrainResult, model_dims, train
 from actscale.errors import ActscaleError
-from actscale.runs.bundle import RunBundle, check_run_id, load_bundle, run_id_for
+from actscale.runs.bundle import BundleContents, RunBundle, check_run_id, load_bundle, run_id_for
 from actscale.runs.store import RunStore
 
 
@@ -150,15 +150,9 @@ def save_result(store: RunStore, model: LoadedModel, task: PreparedTask, result:
         "model_name": model.name,
         "group_metrics": result.groups,
     }
-    path = store.save(
-        config,
-        result.intervention.named_tensors(),
-        result.metrics,
-        result.history,
-        task.to_records(),
-        result.analysis,
-        info,
-    )
+    params = result.intervention.named_tensors()
+    contents = BundleContents(config, params, result.metrics, result.history, task.to_records(), result.analysis, info)
+    path = store.save(contents)
     return load_bundle(path)
 
 

@@ -24,7 +24,8 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import load_file, save_file
 
 from actscale.engine.interventions import ModelDims, make_intervention
-from actscale.errors import ActscaleError
+from actscale.errors import ActscaleError, BrokenBundleError
+from actscale.runs.migrations import FORMAT_VERSION, format_version, migrate_config
 
 # \Z, not $: "$" also matches before a trailing newline, which would let "<16 hex>\n" through.
 RUN_ID = re.compile(r"^[0-9a-f]{16}\Z")
@@ -34,11 +35,7 @@ BUNDLE_FILES = REQUIRED_FILES + OPTIONAL_FILES
 MAX_BUNDLE_BYTES = 200_000_000
 # Keys of config.json that do not define the run: when it was made, and where a custom
 # dataset file happened to lie (its content is pinned by dataset_hash).
-_NOT_IDENTITY = ("created", "dataset", "run_id")
-
-
-class BrokenBundleError(ActscaleError):
-    """A bundle folder or upload that cannot be read; the message says why."""
+_NOT_IDENTITY = ("created", "dataset", "run_id", "format_version")
 
 
 def default_store() -> Path:
@@ -64,7 +61,7 @@ def canonical_run_id(config: dict[str, Any]) -> str | None:
     if not known <= config.keys():
         return None
     try:
-        record = TrainConfig.from_bundle(config).to_record()
+        record = TrainConfig.from_bundle(migrate_config(config)).to_record()
         canonical = {**{k: v for k, v in config.items() if k not in OMITTED_AT_DEFAULT}, **record}
     except (ActscaleError, TypeError, ValueError):
         return None
@@ -76,6 +73,19 @@ def check_run_id(run_id: str) -> str:
     if not isinstance(run_id, str) or not RUN_ID.match(run_id):
         raise ActscaleError(f"invalid run id {str(run_id)[:40]!r}: a run id is 16 hexadecimal digits")
     return run_id
+
+
+@dataclass
+class BundleContents:
+    """What `RunStore.save` writes: a new run's files, before it has a folder and a run id."""
+
+    config: dict[str, Any]
+    params: dict[str, torch.Tensor]
+    metrics: dict[str, dict[str, Any]]
+    history: list[dict[str, float]]
+    dataset: list[dict[str, Any]]
+    analysis: dict[str, torch.Tensor] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -91,6 +101,8 @@ class RunBundle:
     dataset: list[dict[str, str]]
     analysis: dict[str, torch.Tensor] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    # The format its files were written in (`config` is in today's: runs/migrations).
+    stored_format: int = FORMAT_VERSION
 
     @property
     def method(self) -> str:
@@ -298,9 +310,11 @@ def _tensor_headers(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
 
 def verify_bundle(path: Path, expected_id: str | None = "folder") -> tuple[dict, dict]:
     """Every check `load_bundle` makes, reading tensor headers only (what `RunStore.list` uses);
-    returns (config, metrics) or raises BrokenBundleError naming the first problem."""
+    returns (config, metrics) as stored (not migrated: the run id is computed from it) or raises
+    BrokenBundleError naming the first problem."""
     path = Path(path)
     config, metrics = _read_summary(path)
+    format_version(config)
     _check_run_id(path, config, expected_id)
     _check_shapes(_tensor_headers(path / "params.safetensors"), _config_shapes(config))
     if (path / "analysis.safetensors").is_file():
@@ -313,9 +327,11 @@ def verify_bundle(path: Path, expected_id: str | None = "folder") -> tuple[dict,
 
 
 def load_bundle(path: Path, expected_id: str | None = "folder") -> RunBundle:
-    """Read and check a bundle; raise BrokenBundleError naming the first problem."""
+    """Read and check a bundle, its config migrated to today's format; raise BrokenBundleError
+    naming the first problem."""
     path = Path(path)
     config, metrics = _read_summary(path)
+    stored_format = format_version(config)
     run_id = _check_run_id(path, config, expected_id)
     shapes = _config_shapes(config)
     params = _read_tensors(path / "params.safetensors")
@@ -324,7 +340,8 @@ def load_bundle(path: Path, expected_id: str | None = "folder") -> RunBundle:
     info = _read_json(path / "analysis.json") if (path / "analysis.json").is_file() else {}
     history = _read_history(path / "history.csv")
     dataset = _read_dataset(path / "dataset.jsonl")
-    return RunBundle(run_id, path, config, metrics, history, params, dataset, analysis, info)
+    config = migrate_config(config)
+    return RunBundle(run_id, path, config, metrics, history, params, dataset, analysis, info, stored_format)
 
 
 def _read_history(path: Path) -> list[dict[str, float]]:

@@ -13,7 +13,6 @@ import zipfile
 import zlib
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors.torch import save_file
@@ -25,6 +24,7 @@ from actscale.runs.bundle import (
     REQUIRED_FILES,
     RUN_ID,
     BrokenBundleError,
+    BundleContents,
     RunBundle,
     RunListing,
     canonical_run_id,
@@ -37,6 +37,7 @@ from actscale.runs.bundle import (
     write_history,
     write_json,
 )
+from actscale.runs.migrations import FORMAT_VERSION, migrate_config
 
 
 class RunStore:
@@ -84,21 +85,13 @@ class RunStore:
         return out
 
     # ---- writing ----
-    def save(
-        self,
-        config: dict[str, Any],
-        params: dict[str, torch.Tensor],
-        metrics: dict,
-        history: list[dict[str, float]],
-        dataset: list[dict[str, str]],
-        analysis: dict[str, torch.Tensor] | None = None,
-        info: dict[str, Any] | None = None,
-    ) -> Path:
-        """Write a bundle into a temporary folder and rename it into place, so a half-written
-        run never appears. A readable run with the same id is kept as it is; a broken one is
-        replaced."""
+    def save(self, contents: BundleContents) -> Path:
+        """Write a new bundle into a temporary folder and rename it into place, so a half-written
+        run never appears; its config gets today's ``format_version``, a ``created`` time where it
+        has none, and its ``run_id``. A readable run with the same id is kept as it is; a broken
+        one is replaced."""
         self.check_writable()
-        config = dict(config)
+        config = {**contents.config, "format_version": FORMAT_VERSION}
         config.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
         run_id = run_id_for(config)
         config["run_id"] = run_id
@@ -108,20 +101,20 @@ class RunStore:
         try:
             write_json(tmp / "config.json", config)
             save_file(
-                {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in params.items()},
+                {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in contents.params.items()},
                 str(tmp / "params.safetensors"),
             )
-            write_json(tmp / "metrics.json", metrics)
-            write_history(tmp / "history.csv", history)
+            write_json(tmp / "metrics.json", contents.metrics)
+            write_history(tmp / "history.csv", contents.history)
             with open(tmp / "dataset.jsonl", "w", encoding="utf-8") as fh:
-                for row in dataset:
+                for row in contents.dataset:
                     fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-            if analysis:
+            if contents.analysis:
                 save_file(
-                    {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in analysis.items()},
+                    {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in contents.analysis.items()},
                     str(tmp / "analysis.safetensors"),
                 )
-            write_json(tmp / "analysis.json", info or {})
+            write_json(tmp / "analysis.json", contents.info)
             self._place(tmp, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -173,7 +166,7 @@ class RunStore:
                 continue
             try:
                 config, metrics = verify_bundle(path)
-                rows.append(RunListing(path.name, path, True, "", config, metrics))
+                rows.append(RunListing(path.name, path, True, "", migrate_config(config), metrics))
             except BrokenBundleError as exc:
                 rows.append(RunListing(path.name, path, False, str(exc)))
         # `created` has one-second resolution; the folder's mtime orders runs made in the same second.

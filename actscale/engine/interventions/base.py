@@ -76,8 +76,7 @@ class Intervention(nn.Module):
     @classmethod
     def from_config(cls, sites: tuple[str, ...], dims: ModelDims, config: Mapping[str, Any]) -> Intervention:  # noqa: ARG003 - read by methods with options of their own
         """A fresh intervention (the identity); ``config`` is a run's config (TrainConfig fields),
-        read by methods that have options of their own. A config without ``positions`` (a run
-        stored before answer alignment existed) is absolute."""
+        read by methods that have options of their own."""
         return cls(sites, dims, answer_aligned=config.get("positions") == "answer")
 
     # -- what subclasses define --

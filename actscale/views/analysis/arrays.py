@@ -156,7 +156,7 @@ def describe_component(bundle: RunBundle, site: str, index: tuple[int, ...]) -> 
         rel = float(relative.detach().float().numpy()[index])
     except (KeyError, ValueError, IndexError, RuntimeError, TypeError):
         return text + "."
-    tau = float(bundle.config.get("tau", 0.05))
+    tau = float(bundle.config["tau"])
     verdict = "effective" if rel > tau else "not effective"
     return text + f"; it changes its activation by {rel:.3g} of its size ({verdict} at τ = {tau:g})."
 

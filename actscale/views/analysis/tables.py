@@ -156,7 +156,7 @@ def recompute_minimality(bundle: RunBundle) -> tuple[int, int] | None:
     """(n_components, n_effective) of docs/method.md §4 from a bundle's stored arrays; None when an
     array it needs is not stored."""
     method = run_method(bundle)
-    tau = float(bundle.config.get("tau", 0.05))
+    tau = float(bundle.config["tau"])
     try:
         return effective_counts(method, bundle.sites, bundle.params, bundle.analysis, train_token_mask(bundle), tau)
     except (KeyError, RuntimeError, ValueError, IndexError):
