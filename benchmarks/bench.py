@@ -103,16 +103,19 @@ def _floor_steps(hf, task, config, base_logits: torch.Tensor, n_steps: int) -> l
 
 
 def _engine_steps(model, task, config, n_steps: int) -> list[float]:
+    from actscale.engine.observer import RunObserver
     from actscale.engine.training import train
 
-    stamps: list[float] = []
-    train(
-        model,
-        task,
-        config.replace(steps=n_steps, early_stop=0),
-        on_step=lambda _info: stamps.append(time.perf_counter()),
-    )
-    return [b - a for a, b in zip(stamps, stamps[1:])]
+    class Stamps(RunObserver):
+        def __init__(self) -> None:
+            self.times: list[float] = []
+
+        def step(self, info) -> None:  # noqa: ARG002 - the observer's signature
+            self.times.append(time.perf_counter())
+
+    stamps = Stamps()
+    train(model, task, config.replace(steps=n_steps, early_stop=0), observer=stamps)
+    return [b - a for a, b in zip(stamps.times, stamps.times[1:])]
 
 
 def bench_step_ratio(rounds: int, n_steps: int) -> dict:

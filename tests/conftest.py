@@ -178,3 +178,39 @@ def pytest_terminal_summary(terminalreporter):
 
     minutes, seconds = divmod(round(time.monotonic() - _SUITE_START), 60)
     terminalreporter.write_line(f"test suite: {minutes} min {seconds:02d} s on {cpu_description()}")
+
+
+def observer(step=None, first_result=None, cancel=None):
+    """A run observer (`actscale.engine.observer.RunObserver`) made of plain functions: ``step``
+    and ``first_result`` hear the run, and ``cancel`` (a threading.Event) stops it when set."""
+    from actscale.engine.observer import RunObserver
+
+    class Functions(RunObserver):
+        def step(self, info):
+            if step is not None:
+                step(info)
+
+        def first_result(self, split, metrics):
+            if first_result is not None:
+                first_result(split, metrics)
+
+        def cancelled(self):
+            return cancel is not None and cancel.is_set()
+
+    return Functions()
+
+
+def sweep_observer(progress=None, cancel=None):
+    """A sweep observer (`actscale.runs.progress.SweepObserver`) made of a function that hears
+    each `RunProgress` and an optional threading.Event that cancels the sweep when set."""
+    from actscale.runs.progress import SweepObserver
+
+    class Functions(SweepObserver):
+        def progress(self, event):
+            if progress is not None:
+                progress(event)
+
+        def cancelled(self):
+            return cancel is not None and cancel.is_set()
+
+    return Functions()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import signal_on
+from conftest import observer, signal_on
 
 from actscale.engine import evaluation, training
 from actscale.engine.interventions import hook_count
@@ -145,7 +145,7 @@ def test_cancel_train_run_at_step(tiny_llama, reference, populated, point, metho
     if point == 0:
         cancel.set()
     with pytest.raises(TrainingCancelled):
-        train_run(config, tiny_llama, store=store, on_step=on_step, cancel=cancel)
+        train_run(config, tiny_llama, store=store, observer=observer(on_step, cancel=cancel))
     assert steps_seen == list(range(1, point + 1))  # the cancel point was really reached, not passed
     _assert_nothing_lost(tiny_llama, store, other, before)
     _assert_following_run_works(tiny_llama, store, config, fresh[method])
@@ -169,7 +169,9 @@ def test_cancel_during_base_pass_or_evaluation(tiny_llama, reference, populated,
     monkeypatch.setattr(training, "base_pass" if phase == "base_pass" else "evaluate", pressed_during)
     steps_seen: list[int] = []
     with pytest.raises(TrainingCancelled):
-        train_run(config, tiny_llama, store=store, on_step=lambda i: steps_seen.append(i.step), cancel=cancel)
+        train_run(
+            config, tiny_llama, store=store, observer=observer(lambda i: steps_seen.append(i.step), cancel=cancel)
+        )
     assert calls == [phase]
     assert len(steps_seen) == (0 if phase == "base_pass" else N_STEPS)
     monkeypatch.undo()
@@ -208,13 +210,16 @@ def _cancel_job_at(monkeypatch, job_holder: dict, point: int, config_index: int 
     """Make the next jobs press their own Cancel right after step ``point`` of config ``config_index``."""
     real = api.train_run
 
-    def train_run_with_cancel(config, model, *, on_step=None, cancel=None, **kwargs):
+    def train_run_with_cancel(config, model, *, observer, **kwargs):
+        heard = observer.step
+
         def step(info) -> None:
-            on_step(info)
+            heard(info)
             if info.step == point and job_holder["job"].current == config_index:
                 job_holder["job"].cancel()
 
-        return real(config, model, on_step=step, cancel=cancel, **kwargs)
+        observer.step = step
+        return real(config, model, observer=observer, **kwargs)
 
     monkeypatch.setattr(api, "train_run", train_run_with_cancel)
 

@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import sweep_observer
 
 from actscale.engine.training import TrainConfig
 from actscale.errors import ActscaleError, TrainingCancelled
@@ -53,7 +54,7 @@ def test_resolve_executor(monkeypatch):
 def test_local_options_the_local_executor_refuses(tiny_llama, store):
     with pytest.raises(ActscaleError, match="workers is an option of the Ray executor"):
         run_configs(GRID[:1], store=store, workers=2)
-    with pytest.raises(ActscaleError, match="the Ray executor loads its own models"):
+    with pytest.raises(ActscaleError, match="^the Ray executor loads its own models: pass no model$"):
         run_configs(GRID[:1], executor="ray", store=store, model=tiny_llama)
 
 
@@ -62,7 +63,7 @@ def test_local_options_the_local_executor_refuses(tiny_llama, store):
 
 def test_local_runs_in_order_with_progress_and_reuse(tiny_llama, store):
     events: list[RunProgress] = []
-    bundles = run_configs(GRID[:2], store=store, on_progress=events.append, model=tiny_llama)
+    bundles = run_configs(GRID[:2], store=store, observer=sweep_observer(events.append), model=tiny_llama)
     assert [(b.config["lambda_m"], b.config["seed"]) for b in bundles] == [(0.01, 0), (0.01, 1)]
     assert [(e.index, e.state, e.step) for e in events] == [
         (0, "running", 1),
@@ -77,7 +78,7 @@ def test_local_runs_in_order_with_progress_and_reuse(tiny_llama, store):
     assert [e.run_id for e in events if e.state == "done"] == [b.run_id for b in bundles]
     assert all(e.info is not None and e.info.step == e.step for e in events if e.state == "running")
     again: list[RunProgress] = []
-    reused = run_configs(GRID[:2], store=store, on_progress=again.append, model=tiny_llama)
+    reused = run_configs(GRID[:2], store=store, observer=sweep_observer(again.append), model=tiny_llama)
     assert [b.run_id for b in reused] == [b.run_id for b in bundles]
     assert [(e.index, e.state, e.run_id) for e in again] == [(i, "reused", b.run_id) for i, b in enumerate(bundles)]
 
@@ -105,7 +106,7 @@ def test_local_cancel_keeps_finished_runs(tiny_llama, store):
             cancel.set()
 
     with pytest.raises(TrainingCancelled, match="cancelled at step 2 of 3"):
-        run_configs(GRID[:3], store=store, on_progress=stop_in_the_second_run, cancel=cancel, model=tiny_llama)
+        run_configs(GRID[:3], store=store, observer=sweep_observer(stop_in_the_second_run, cancel), model=tiny_llama)
     assert len(store.list()) == 1
 
 
@@ -164,7 +165,7 @@ def ray_cluster():
 def test_ray_gives_the_local_run_ids_and_byte_identical_params(ray_cluster, tiny_llama, tmp_path):
     local, remote = RunStore(tmp_path / "local"), RunStore(tmp_path / "ray")
     events: list[RunProgress] = []
-    on_ray = run_configs(GRID, executor="ray", store=remote, on_progress=events.append)
+    on_ray = run_configs(GRID, executor="ray", store=remote, observer=sweep_observer(events.append))
     in_process = run_configs(GRID, store=local, model=tiny_llama)
     assert [b.run_id for b in on_ray] == [b.run_id for b in in_process]
     assert len(set(b.run_id for b in on_ray)) == 4
@@ -186,7 +187,7 @@ def test_ray_gives_the_local_run_ids_and_byte_identical_params(ray_cluster, tiny
     assert sorted(p.name for p in remote.root.iterdir()) == sorted(b.run_id for b in on_ray)
     # A second sweep opens the stored runs.
     again: list[RunProgress] = []
-    reused = run_configs(GRID, executor="ray", store=remote, on_progress=again.append)
+    reused = run_configs(GRID, executor="ray", store=remote, observer=sweep_observer(again.append))
     assert [b.run_id for b in reused] == [b.run_id for b in on_ray]
     assert sorted((e.index, e.state) for e in again) == [(i, "reused") for i in range(4)]
 
@@ -200,7 +201,9 @@ def test_ray_cancel_stops_the_sweep_and_keeps_finished_runs(ray_cluster, store):
             cancel.set()
 
     with pytest.raises(TrainingCancelled, match=r"cancelled; 0 of 4 runs had finished and are kept"):
-        run_configs(long_grid, executor="ray", store=store, workers=2, on_progress=cancel_once_running, cancel=cancel)
+        run_configs(
+            long_grid, executor="ray", store=store, workers=2, observer=sweep_observer(cancel_once_running, cancel)
+        )
     assert store.list() == []
 
 

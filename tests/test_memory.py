@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import observer
 
 from actscale.engine import resources, training
 from actscale.engine.config import TrainConfig
@@ -147,7 +148,7 @@ def test_a_batch_that_does_not_fit_is_refused_before_anything_runs(tiny_llama, t
     store = RunStore(tmp_path / "runs")
     steps: list = []
     with pytest.raises(ActscaleError) as info:
-        train_run(CONFIG.replace(batch_size=64), tiny_llama, store=store, on_step=steps.append)
+        train_run(CONFIG.replace(batch_size=64), tiny_llama, store=store, observer=observer(steps.append))
     message = str(info.value)
     assert "\n" not in message
     assert "needs about" in message and "lower the batch size (now 64)" in message and "1.0 MB" in message

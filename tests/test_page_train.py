@@ -167,13 +167,16 @@ def test_cancel_stores_nothing(ui_store, monkeypatch):
     first_step, pressed = threading.Event(), threading.Event()
     real = api.train_run
 
-    def held_after_the_first_step(config, model, *, on_step, **kwargs):
+    def held_after_the_first_step(config, model, *, observer, **kwargs):
+        heard = observer.step
+
         def step(info) -> None:
-            on_step(info)
+            heard(info)
             first_step.set()
             assert pressed.wait(60), "Cancel was never pressed"
 
-        return real(config, model, on_step=step, **kwargs)
+        observer.step = step
+        return real(config, model, observer=observer, **kwargs)
 
     monkeypatch.setattr(api, "train_run", held_after_the_first_step)
     at = train_page()

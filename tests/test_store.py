@@ -7,6 +7,7 @@ import json
 import re
 
 import pytest
+from conftest import observer
 from safetensors import safe_open
 
 import actscale.runs.store as store_module
@@ -130,9 +131,9 @@ def test_history_csv(tiny_llama, store):
 def test_run_id_is_deterministic_and_reused(tiny_llama, store):
     cfg = config(tiny_llama, steps=3)
     steps = []
-    first = train_run(cfg, tiny_llama, store=store, on_step=lambda i: steps.append(i.step))
+    first = train_run(cfg, tiny_llama, store=store, observer=observer(lambda i: steps.append(i.step)))
     assert steps == [1, 2, 3]
-    second = train_run(cfg, tiny_llama, store=store, on_step=lambda i: steps.append(i.step))
+    second = train_run(cfg, tiny_llama, store=store, observer=observer(lambda i: steps.append(i.step)))
     assert steps == [1, 2, 3]  # reused: not trained again
     assert second.run_id == first.run_id and second.config["created"] == first.config["created"]
     assert first.run_id == run_id_for(first.config) == expected_run_id(tiny_llama, build_task(tiny_llama, cfg), cfg)
@@ -240,7 +241,7 @@ def test_a_run_stored_under_an_older_id_is_reused_and_opens_under_todays(tiny_ll
     assert store.resolve(today.run_id) == old_id and store.resolve(old_id) == old_id
     assert store.load(today.run_id).run_id == old_id
     steps = []
-    again = train_run(cfg, tiny_llama, store=store, on_step=lambda i: steps.append(i.step))
+    again = train_run(cfg, tiny_llama, store=store, observer=observer(lambda i: steps.append(i.step)))
     assert steps == [] and again.run_id == old_id  # reused, not retrained
     # A config missing a field whose meaning later versions define is never aliased.
     del old_config["n_test"]

@@ -8,6 +8,7 @@ from collections import OrderedDict
 
 import pytest
 import torch
+from conftest import observer
 
 from actscale.engine import evaluation, training
 from actscale.engine.objective import LossTerms
@@ -83,7 +84,7 @@ def test_parameter_counts(tiny_llama):
 def test_progress_callback_reports_every_step(tiny_llama):
     cfg = config(tiny_llama, steps=5, lambda_f=0.5, lambda_m=0.1)
     infos = []
-    result = train(tiny_llama, build_task(tiny_llama, cfg), cfg, on_step=infos.append)
+    result = train(tiny_llama, build_task(tiny_llama, cfg), cfg, observer=observer(infos.append))
     assert [i.step for i in infos] == [1, 2, 3, 4, 5]
     assert {i.n_steps for i in infos} == {5} and result.steps_run == 5 and not result.stopped_early
     assert [i.elapsed for i in infos] == sorted(i.elapsed for i in infos)
@@ -105,7 +106,7 @@ def test_cancel_after_step_k_stores_nothing(tiny_llama, store):
             cancel.set()
 
     with pytest.raises(TrainingCancelled, match="^cancelled at step 3 of 6$"):
-        train_run(config(tiny_llama, steps=6), tiny_llama, store=store, on_step=on_step, cancel=cancel)
+        train_run(config(tiny_llama, steps=6), tiny_llama, store=store, observer=observer(on_step, cancel=cancel))
     assert seen == [1, 2]
     assert store.list() == [] and (not store.root.exists() or list(store.root.iterdir()) == [])
 
@@ -260,7 +261,7 @@ def test_evaluation_gives_the_validation_result_first_and_keeps_the_row_order(ti
     cfg = config(tiny_llama, method="dynscalar", steps=2, n_prompts=10, n_test=6)
     task = build_task(tiny_llama, cfg)
     seen = []
-    result = train(tiny_llama, task, cfg, on_result=lambda split, m: seen.append((split, m)))
+    result = train(tiny_llama, task, cfg, observer=observer(first_result=lambda split, m: seen.append((split, m))))
     assert set(result.timing) == {"base_pass_s", "steps_s", "eval_s", "rest_eval_s"}
     assert all(v >= 0 for v in result.timing.values())
     assert [split for split, _ in seen] == ["val"]

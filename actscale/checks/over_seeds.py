@@ -22,6 +22,7 @@ from actscale.engine.tasks.registry import task_spec
 from actscale.engine.training import CancelFlag
 from actscale.errors import ActscaleError
 from actscale.runs.bundle import RunBundle
+from actscale.runs.progress import RunProgress, SweepObserver
 from actscale.runs.store import RunStore
 
 Trainer = Callable[[list[TrainConfig], list[Example] | None], list[RunBundle]]
@@ -38,31 +39,41 @@ def executor_trainer(
     """Train (or reuse from ``store``) configs through `executors.run_configs`: one after
     another on ``model`` (``local``), or on a Ray cluster whose workers load the model."""
     from actscale.runs.executors import run_configs
-    from actscale.runs.progress import RunProgress
 
     def run(configs: list[TrainConfig], examples: list[Example] | None) -> list[RunBundle]:
-        finished: set[int] = set()
-
-        def progress(event: RunProgress) -> None:
-            if event.state in ("done", "reused"):
-                finished.add(event.index)
-            if on_progress is not None:
-                step = event.step / event.n_steps if event.n_steps else 0.0
-                fraction = (len(finished) + (0.0 if event.index in finished else step)) / len(configs)
-                on_progress(min(1.0, fraction), f"run {event.index + 1} of {len(configs)}")
-
+        observer = _ChecksSweep(len(configs), cancel, on_progress)
+        model_here = model if executor == "local" else None
         return run_configs(
             configs,
             executor=executor,
             ray_address=ray_address,
             store=store,
             examples=examples,
-            on_progress=progress,
-            cancel=cancel,
-            model=model if executor == "local" else None,
+            observer=observer,
+            model=model_here,
         )
 
     return run
+
+
+class _ChecksSweep(SweepObserver):
+    """The check's runs as one share of its progress bar (finished runs whole, the running one
+    by its steps); the check's cancel stops them."""
+
+    def __init__(self, n: int, cancel: CancelFlag | None, on_progress: Progress | None) -> None:
+        self.n, self.cancel, self.on_progress = n, cancel, on_progress
+        self.finished: set[int] = set()
+
+    def progress(self, event: RunProgress) -> None:
+        if event.state in ("done", "reused"):
+            self.finished.add(event.index)
+        if self.on_progress is not None:
+            step = event.step / event.n_steps if event.n_steps else 0.0
+            fraction = (len(self.finished) + (0.0 if event.index in self.finished else step)) / self.n
+            self.on_progress(min(1.0, fraction), f"run {event.index + 1} of {self.n}")
+
+    def cancelled(self) -> bool:
+        return self.cancel is not None and self.cancel.is_set()
 
 
 def stability_configs(bundle: RunBundle, seeds: int, vary: str = "seed") -> list[TrainConfig]:

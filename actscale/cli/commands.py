@@ -11,7 +11,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from actscale.engine.observer import CancelOn  # no torch: --help stays fast
 from actscale.errors import ActscaleError
+from actscale.runs.progress import SweepObserver
 
 
 def _split(text: str) -> tuple[str, ...]:
@@ -76,6 +78,22 @@ def _read_dataset_first(config: Any) -> None:
     task_spec(config.task).file_examples(config)
 
 
+class _TrainObserver(CancelOn):
+    """The train command's run observer: a progress line per step and the first result on
+    stderr; Ctrl-C cancels."""
+
+    def __init__(self, event: threading.Event) -> None:
+        super().__init__(event)
+        self.steps_seen: list[int] = []
+
+    def step(self, info: Any) -> None:
+        self.steps_seen.append(info.step)
+        _progress(info)
+
+    def first_result(self, split: str, metrics: dict) -> None:
+        print(f"{_first_result(split, metrics)}; evaluating the other prompts ...", file=sys.stderr, flush=True)
+
+
 def cmd_train(args: argparse.Namespace) -> dict:
     from actscale.engine.models import load_model
     from actscale.runs.api import build_task, train_run
@@ -90,30 +108,15 @@ def cmd_train(args: argparse.Namespace) -> dict:
     task = build_task(model, config)
     built = time.perf_counter()
     print(task.summary(), file=sys.stderr, flush=True)
-    steps_seen: list[int] = []
-
-    def on_step(info) -> None:
-        steps_seen.append(info.step)
-        _progress(info)
-
-    def on_result(split: str, m: dict) -> None:
-        print(f"{_first_result(split, m)}; evaluating the other prompts ...", file=sys.stderr, flush=True)
-
     with _cancel_on_interrupt() as cancel:
+        observer = _TrainObserver(cancel)
         bundle = train_run(
-            config,
-            model,
-            store=RunStore(args.store),
-            task=task,
-            on_step=on_step,
-            cancel=cancel,
-            reuse=not args.no_reuse,
-            on_result=on_result,
+            config, model, store=RunStore(args.store), task=task, observer=observer, reuse=not args.no_reuse
         )
     done = time.perf_counter()
     # Where this process's time went (a reused run: only the load and the task were this process's).
     timing = {"load_s": round(loaded - started, 3), "task_s": round(built - loaded, 3), "run_s": round(done - built, 3)}
-    if steps_seen and isinstance(bundle.info.get("timing"), dict):
+    if observer.steps_seen and isinstance(bundle.info.get("timing"), dict):
         timing.update(bundle.info["timing"])
     return {
         "run_id": bundle.run_id,
@@ -167,6 +170,24 @@ def _sweep_grid(args: argparse.Namespace, limit: int) -> list:
     return configs
 
 
+class _SweepObserver(SweepObserver):
+    """The sweep command's observer: a line per step and per stored run on stderr; Ctrl-C
+    cancels."""
+
+    def __init__(self, event: threading.Event, n: int) -> None:
+        self.event, self.n = event, n
+
+    def progress(self, event: Any) -> None:
+        if event.state == "running" and event.info is not None:
+            print(f"[run {event.index + 1}/{self.n}] ", end="", file=sys.stderr)
+            _progress(event.info)
+        else:
+            print(f"[run {event.index + 1}/{self.n}] {event.state} {event.run_id}", file=sys.stderr, flush=True)
+
+    def cancelled(self) -> bool:
+        return self.event.is_set()
+
+
 def cmd_sweep(args: argparse.Namespace) -> dict:
     from actscale.runs.executors import resolve_executor, run_configs
     from actscale.runs.store import RunStore
@@ -178,23 +199,13 @@ def cmd_sweep(args: argparse.Namespace) -> dict:
     configs = _sweep_grid(args, MAX_SWEEP if executor == "local" else MAX_CLUSTER_SWEEP)
     where = "in this process" if executor == "local" else f"on Ray ({address})"
     print(f"sweep of {len(configs)} runs {where} ...", file=sys.stderr, flush=True)
-    n = len(configs)
-
-    def progress(event) -> None:
-        if event.state == "running" and event.info is not None:
-            print(f"[run {event.index + 1}/{n}] ", end="", file=sys.stderr)
-            _progress(event.info)
-        else:
-            print(f"[run {event.index + 1}/{n}] {event.state} {event.run_id}", file=sys.stderr, flush=True)
-
     with _cancel_on_interrupt() as cancel:
         bundles = run_configs(
             configs,
             executor=executor,
             ray_address=address,
             store=RunStore(args.store),
-            on_progress=progress,
-            cancel=cancel,
+            observer=_SweepObserver(cancel, len(configs)),
             reuse=not args.no_reuse,
             workers=args.workers,
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -27,6 +27,7 @@ from actscale.engine.objective import (
     logit_diff,
     objective,
 )
+from actscale.engine.observer import RunObserver
 from actscale.engine.resources import check_memory, resolve_autocast
 from actscale.engine.tasks import PreparedTask
 from actscale.errors import ActscaleError, TrainingCancelled, TrainingDiverged
@@ -87,11 +88,10 @@ def _trim(tokens: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
 
 
 @contextlib.contextmanager
-def _holding(lock: threading.RLock, on_wait: Callable[[], None] | None) -> Iterator[None]:
-    """Hold ``lock``; if another session holds it, tell ``on_wait`` first, then wait."""
+def _holding(lock: threading.RLock, observer: RunObserver) -> Iterator[None]:
+    """Hold ``lock``; if another session holds it, tell the observer first, then wait."""
     if not lock.acquire(blocking=False):
-        if on_wait is not None:
-            on_wait()
+        observer.waiting()
         lock.acquire()
     try:
         yield
@@ -116,8 +116,8 @@ class _BatchOrder:
         return torch.tensor(rows)
 
 
-def _check_cancel(cancel: CancelFlag | None, message: str) -> None:
-    if cancel is not None and cancel.is_set():
+def _check_cancel(observer: RunObserver, message: str) -> None:
+    if observer.cancelled():
         raise TrainingCancelled(message)
 
 
@@ -125,22 +125,18 @@ def train(
     model: LoadedModel,
     task: PreparedTask,
     config: TrainConfig,
-    *,
-    on_step: Callable[[StepInfo], None] | None = None,
-    cancel: CancelFlag | None = None,
-    on_wait: Callable[[], None] | None = None,
-    on_result: Callable[[str, dict[str, Any]], None] | None = None,
+    observer: RunObserver | None = None,
 ) -> TrainResult:
     """Train ``config.method`` on the task's train split, then evaluate every split.
 
-    Both β directions share one batched forward pass. ``on_step`` gets a StepInfo after every
-    step; ``cancel.is_set()`` is checked before every step and after the final evaluation and
-    raises TrainingCancelled. A NaN or infinite loss raises TrainingDiverged; a batch that would
-    not fit in memory raises ActscaleError before anything runs (`check_memory`). The same seed
-    gives the same parameters on a CPU. ``on_wait`` is called when a step has to wait for
-    another session's use of the model. ``on_result(split, metrics)`` gets the validation
-    prompts' flip rates as soon as they are evaluated, before the other splits (`evaluate`).
+    Both β directions share one batched forward pass. The ``observer`` hears every step, the
+    first result (the validation prompts' flip rates, before the other splits are evaluated) and
+    any wait for the model; it is asked whether to cancel before every step and after the final
+    evaluation (TrainingCancelled). A NaN or infinite loss raises TrainingDiverged; a batch that
+    would not fit in memory raises ActscaleError before anything runs (`check_memory`). The same
+    seed gives the same parameters on a CPU.
     """
+    observer = observer or RunObserver()
     config = resolve_autocast(config, model)
     if config.one_length and not task.fixed_length:
         raise ActscaleError(f"{config.method} needs prompts of one length; prepare the task with fixed_length=True")
@@ -150,11 +146,11 @@ def train(
     base = base_pass(model, task, config.sites, autocast=config.bf16, splits=("train", "val"))
     base_done = time.perf_counter()
     intervention = new_intervention(model, task, config)
-    history, step, stopped_early = _optimise(model, task, base, intervention, config, start, on_step, cancel, on_wait)
-    _check_cancel(cancel, f"cancelled after step {step} of {config.steps}")
+    history, step, stopped_early = _optimise(model, task, base, intervention, config, start, observer)
+    _check_cancel(observer, f"cancelled after step {step} of {config.steps}")
     steps_done = time.perf_counter()
-    result = evaluate(model, task, intervention, config, base=base, on_result=on_result)
-    _check_cancel(cancel, f"cancelled during the evaluation after step {step}")  # nothing stored either
+    result = evaluate(model, task, intervention, config, base=base, on_result=observer.first_result)
+    _check_cancel(observer, f"cancelled during the evaluation after step {step}")  # nothing stored either
     return TrainResult(
         config,
         intervention,
@@ -192,9 +188,7 @@ def _optimise(
     intervention: Intervention,
     config: TrainConfig,
     start: float,
-    on_step: Callable[[StepInfo], None] | None,
-    cancel: CancelFlag | None,
-    on_wait: Callable[[], None] | None,
+    observer: RunObserver,
 ) -> tuple[list[dict[str, float]], int, bool]:
     """The training steps: (the history's rows, the last step, whether it stopped early)."""
     optimiser, schedule = _optimiser(intervention, config)
@@ -202,8 +196,8 @@ def _optimise(
     history: list[dict[str, float]] = []
     zero_streak, step = 0, 0
     for step in range(1, config.steps + 1):
-        _check_cancel(cancel, f"cancelled at step {step} of {config.steps}")
-        with _holding(model.lock, on_wait):
+        _check_cancel(observer, f"cancelled at step {step} of {config.steps}")
+        with _holding(model.lock, observer):
             terms, delta = _train_step(model, task, base, intervention, config, order.next(), step)
             optimiser.zero_grad(set_to_none=True)
             terms.total.backward()
@@ -219,8 +213,7 @@ def _optimise(
                 row["val_effectiveness"] = val_loss
             zero_streak = zero_streak + 1 if (info.effectiveness if val_loss is None else val_loss) == 0.0 else 0
         history.append(row)
-        if on_step is not None:
-            on_step(info)
+        observer.step(info)
         if config.early_stop and zero_streak >= config.early_stop:
             return history, step, True
     return history, step, False

@@ -9,7 +9,7 @@ bundle.metrics["test"]["flip_acc_pos"]
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -21,11 +21,12 @@ from actscale.engine.config import TrainConfig
 from actscale.engine.evaluation import evaluate
 from actscale.engine.interventions import Intervention, make_intervention
 from actscale.engine.models import LoadedModel
+from actscale.engine.observer import RunObserver
 from actscale.engine.resources import resolve_autocast
 from actscale.engine.tasks import Example, PreparedTask, prepare_task, read_dataset
 from actscale.engine.tasks.registry import task_spec
 from actscale.engine.tokens import text_ids
-from actscale.engine.training import CancelFlag, StepInfo, TrainResult, model_dims, train
+from actscale.engine.training import TrainResult, model_dims, train
 from actscale.errors import ActscaleError
 from actscale.runs.bundle import BundleContents, RunBundle, check_run_id, load_bundle, run_id_for
 from actscale.runs.store import RunStore
@@ -162,17 +163,14 @@ def train_run(
     *,
     store: RunStore | str | Path | None = None,
     task: PreparedTask | None = None,
-    on_step: Callable[[StepInfo], None] | None = None,
-    cancel: CancelFlag | None = None,
+    observer: RunObserver | None = None,
     reuse: bool = True,
-    on_wait: Callable[[], None] | None = None,
-    on_result: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> RunBundle:
     """Train (or reuse) the run ``config`` describes and return its stored bundle.
 
-    A run whose configuration is already in the store is loaded, not retrained. Cancelling or
-    a diverging loss raises before anything is written. ``on_result``: the validation
-    prompts' flip rates, before the other splits are evaluated (`training.train`).
+    A run whose configuration is already in the store is loaded, not retrained. The
+    ``observer`` hears the steps and the first result and may cancel (`training.train`);
+    cancelling or a diverging loss raises before anything is written.
     """
     store = store if isinstance(store, RunStore) else RunStore(store)
     if config.model != model.name:
@@ -185,7 +183,7 @@ def train_run(
         except ActscaleError:
             pass  # a broken copy is replaced by a fresh run
     store.check_writable()  # refused before training, not after it
-    result = train(model, task, config, on_step=on_step, cancel=cancel, on_wait=on_wait, on_result=on_result)
+    result = train(model, task, config, observer=observer)
     return save_result(store, model, task, result)
 
 

@@ -13,17 +13,18 @@ imported only when asked for.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from actscale.engine.models import LoadedModel, load_model
+from actscale.engine.observer import RunObserver
 from actscale.engine.tasks import Example
 from actscale.engine.tasks.registry import task_spec
-from actscale.engine.training import CancelFlag, StepInfo, TrainConfig
+from actscale.engine.training import StepInfo, TrainConfig
 from actscale.errors import ActscaleError, TrainingCancelled
 from actscale.runs import api
 from actscale.runs.bundle import RunBundle
-from actscale.runs.progress import EXECUTOR_NAMES, RAY_ADDRESS_ENV, ExecutorName, ProgressCallback, RunProgress
+from actscale.runs.progress import EXECUTOR_NAMES, RAY_ADDRESS_ENV, ExecutorName, RunProgress, SweepObserver
 from actscale.runs.store import RunStore
 
 
@@ -51,11 +52,9 @@ def run_configs(
     ray_address: str | None = None,
     store: RunStore | str | Path | None = None,
     examples: Sequence[Example] | None = None,
-    on_progress: ProgressCallback | None = None,
-    cancel: CancelFlag | None = None,
+    observer: SweepObserver | None = None,
     reuse: bool = True,
     model: LoadedModel | None = None,
-    on_wait: Callable[[], None] | None = None,
     workers: int | None = None,
 ) -> list[RunBundle]:
     """Train (or open, when stored) every config and return the bundles in the order of ``configs``.
@@ -70,14 +69,14 @@ def run_configs(
         writes it (Ray workers send their bundles back).
     examples: train every config on these prompts with their splits (a base run's dataset);
         default: each config's own (generated, or its ``dataset`` file read here once).
-    on_progress: called with a `RunProgress` after every step of every run and when a run is
-        stored or reused; from this thread for Ray, from the training thread locally.
-    cancel: ``cancel.is_set()`` stops the sweep: the running runs stop at their next step, the
-        queued ones never start, runs already stored are kept, and TrainingCancelled is raised.
+    observer: hears a `RunProgress` after every step of every run and when a run is stored or
+        reused (from this thread for Ray, from the training thread locally) and, locally, each
+        wait for ``model``; its ``cancelled()`` stops the sweep: the running runs stop at their
+        next step, the queued ones never start, runs already stored are kept, and
+        TrainingCancelled is raised.
     reuse: open stored runs instead of retraining them.
     model: local only: the model to train every config on (the dashboard's resident model);
         default: each config's ``model`` loaded once on its ``device``.
-    on_wait: local only: called when a step waits for another session's use of ``model``.
     workers: Ray only: how many actors (default: one per GPU of the cluster when the configs
         may use CUDA and it has any, else one per CPU; never more than the runs).
 
@@ -86,10 +85,11 @@ def run_configs(
     name, address = resolve_executor(executor, ray_address)
     store = store if isinstance(store, RunStore) else RunStore(store)
     configs = list(configs)
-    _check_executor_options(name, workers, model, on_wait)
+    observer = observer or SweepObserver()
+    _check_executor_options(name, workers, model)
     if name == "local":
-        return _run_local(configs, store, examples, on_progress, cancel, reuse, model, on_wait)
-    return _run_ray(configs, address or "auto", store, examples, on_progress, cancel, reuse, workers)
+        return _run_local(configs, store, examples, observer, reuse, model)
+    return _run_ray(configs, address or "auto", store, examples, observer, reuse, workers)
 
 
 def _run_ray(
@@ -97,8 +97,7 @@ def _run_ray(
     address: str,
     store: RunStore,
     examples: Sequence[Example] | None,
-    on_progress: ProgressCallback | None,
-    cancel: CancelFlag | None,
+    observer: SweepObserver,
     reuse: bool,
     workers: int | None,
 ) -> list[RunBundle]:
@@ -109,21 +108,18 @@ def _run_ray(
         address=address,
         store=store,
         examples=examples_for(configs, examples),
-        on_progress=on_progress,
-        cancel=cancel,
+        observer=observer,
         reuse=reuse,
         workers=workers,
     )
 
 
-def _check_executor_options(
-    name: str, workers: int | None, model: LoadedModel | None, on_wait: Callable[[], None] | None
-) -> None:
+def _check_executor_options(name: str, workers: int | None, model: LoadedModel | None) -> None:
     """ActscaleError where an option of one executor is given to the other."""
     if name == "local" and workers is not None:
         raise ActscaleError("workers is an option of the Ray executor; the local executor runs one run at a time")
-    if name == "ray" and (model is not None or on_wait is not None):
-        raise ActscaleError("the Ray executor loads its own models: pass neither model nor on_wait")
+    if name == "ray" and model is not None:
+        raise ActscaleError("the Ray executor loads its own models: pass no model")
 
 
 def examples_for(configs: Sequence[TrainConfig], examples: Sequence[Example] | None) -> list[list[Example] | None]:
@@ -151,13 +147,12 @@ def train_one(
     examples: Sequence[Example] | None,
     *,
     index: int = 0,
-    on_progress: ProgressCallback | None = None,
-    cancel: CancelFlag | None = None,
+    observer: SweepObserver | None = None,
     reuse: bool = True,
-    on_wait: Callable[[], None] | None = None,
 ) -> RunBundle:
     """One config on ``model``: the stored run, or a new one, reporting `RunProgress` events
-    for ``index``."""
+    for ``index`` to the sweep's observer."""
+    observer = observer or SweepObserver()
     config, task, run_id = api.plan_run(config, model, examples)
     if reuse and store.exists(run_id):
         try:
@@ -165,50 +160,43 @@ def train_one(
         except ActscaleError:
             pass  # a broken copy is retrained below (the store replaces it)
         else:
-            if on_progress is not None:
-                on_progress(RunProgress(index, "reused", config.steps, config.steps, run_id))
+            observer.progress(RunProgress(index, "reused", config.steps, config.steps, run_id))
             return bundle
-    bundle = api.train_run(
-        config,
-        model,
-        store=store,
-        task=task,
-        on_step=step_reporter(index, on_progress),
-        cancel=cancel,
-        reuse=False,
-        on_wait=on_wait,
-    )
-    if on_progress is not None:
-        on_progress(RunProgress(index, "done", config.steps, config.steps, bundle.run_id))
+    run_observer = SweepRunObserver(index, observer)
+    bundle = api.train_run(config, model, store=store, task=task, observer=run_observer, reuse=False)
+    observer.progress(RunProgress(index, "done", config.steps, config.steps, bundle.run_id))
     return bundle
 
 
-def step_reporter(index: int, on_progress: ProgressCallback | None) -> Callable[[StepInfo], None] | None:
-    """The engine's ``on_step`` for run ``index``: a ``running`` event per step."""
-    if on_progress is None:
-        return None
-    report = on_progress
+class SweepRunObserver(RunObserver):
+    """Run ``index`` of a sweep in this process: its steps become `RunProgress` events of the
+    sweep's observer, which also hears its waits for the model and may cancel it."""
 
-    def step(info: StepInfo) -> None:
-        report(RunProgress(index, "running", info.step, info.n_steps, info=info))
+    def __init__(self, index: int, sweep: SweepObserver) -> None:
+        self.index, self.sweep = index, sweep
 
-    return step
+    def step(self, info: StepInfo) -> None:
+        self.sweep.progress(RunProgress(self.index, "running", info.step, info.n_steps, info=info))
+
+    def waiting(self) -> None:
+        self.sweep.waiting()
+
+    def cancelled(self) -> bool:
+        return self.sweep.cancelled()
 
 
 def _run_local(
     configs: list[TrainConfig],
     store: RunStore,
     examples: Sequence[Example] | None,
-    on_progress: ProgressCallback | None,
-    cancel: CancelFlag | None,
+    observer: SweepObserver,
     reuse: bool,
     model: LoadedModel | None,
-    on_wait: Callable[[], None] | None,
 ) -> list[RunBundle]:
     models: dict[tuple[str, str], LoadedModel] = {}
     bundles = []
     for index, config in enumerate(configs):
-        if cancel is not None and cancel.is_set():
+        if observer.cancelled():
             raise TrainingCancelled(f"cancelled before run {index + 1} of {len(configs)}")
         if model is None:
             key = (config.model, config.device)
@@ -217,17 +205,5 @@ def _run_local(
             run_model = models[key]
         else:
             run_model = model
-        bundles.append(
-            train_one(
-                config,
-                run_model,
-                store,
-                examples,
-                index=index,
-                on_progress=on_progress,
-                cancel=cancel,
-                reuse=reuse,
-                on_wait=on_wait,
-            )
-        )
+        bundles.append(train_one(config, run_model, store, examples, index=index, observer=observer, reuse=reuse))
     return bundles

@@ -15,11 +15,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from actscale import checks
 from actscale.checks import CheckOptions
 from actscale.engine.models import LoadedModel
+from actscale.engine.observer import RunObserver
 from actscale.engine.tasks import Example, PreparedTask
 from actscale.engine.training import StepInfo, TrainConfig
 from actscale.errors import ActscaleError, TrainingCancelled, one_line
@@ -29,7 +30,7 @@ from actscale.errors import ActscaleError, TrainingCancelled, one_line
 from actscale.runs import api
 from actscale.runs.bundle import RunBundle
 from actscale.runs.executors import run_configs
-from actscale.runs.progress import RunProgress
+from actscale.runs.progress import RunProgress, SweepObserver
 from actscale.runs.store import RunStore
 
 JobState = Literal["queued", "waiting", "running", "done", "cancelled", "failed"]
@@ -84,7 +85,7 @@ class Job:
         return min(1.0, done / total)
 
     def record_step(self, info: StepInfo) -> None:
-        """The engine's ``on_step``: one more row of the curves, tagged with the config index."""
+        """A step of the config being trained: one more row of the curves, tagged with its index."""
         self.record_progress(RunProgress(self.current, "running", info.step, info.n_steps, info=info))
 
     def record_progress(self, event: RunProgress) -> None:
@@ -100,7 +101,7 @@ class Job:
             self.reused.append(event.state == "reused")
 
     def record_result(self, index: int, split: str, metrics: dict) -> None:
-        """The engine's ``on_result`` for config ``index``: its validation flip rates."""
+        """Config ``index``'s first result: its validation flip rates."""
         self.first_results[index] = {"split": split, **metrics}
 
     def runs_running(self) -> list[int]:
@@ -108,7 +109,7 @@ class Job:
         return sorted(i for i in self.run_steps if i not in self.runs_done)
 
     def mark_waiting(self) -> None:
-        """The engine's ``on_wait``: another session's step or request holds the model."""
+        """Another session's step or request holds the model."""
         self.state = "waiting"
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -243,8 +244,7 @@ def run_configs_job(
             ray_address=ray_address,
             store=store,
             examples=examples,
-            on_progress=job.record_progress,
-            cancel=job.cancel_event,
+            observer=JobSweepObserver(job),
         )
         job.run_ids = [b.run_id for b in bundles]  # in the grid's order, as a local job has them
 
@@ -300,19 +300,43 @@ def _train_one(
     task = task_for(config) if task_for else api.build_task(model, config)
     _wait_for_model(job, model)
     job.state = "running"
-    bundle = api.train_run(
-        config,
-        model,
-        store=store,
-        task=task,
-        on_step=job.record_step,
-        cancel=job.cancel_event,
-        on_wait=job.mark_waiting,
-        on_result=partial(job.record_result, index),
-    )
+    bundle = api.train_run(config, model, store=store, task=task, observer=JobObserver(job, index))
     # A stored run is opened without a single training step.
     reused = not any(row["run"] == index for row in job.steps)
     job.record_progress(RunProgress(index, "reused" if reused else "done", config.steps, config.steps, bundle.run_id))
+
+
+class JobObserver(RunObserver):
+    """Config ``index`` of ``job`` as its run's observer: steps become rows of the curves, the
+    first result and waits for the model show on the page, and the job's Cancel stops the run."""
+
+    def __init__(self, job: Job, index: int) -> None:
+        self.job, self.index = job, index
+
+    def step(self, info: StepInfo) -> None:
+        self.job.record_step(info)
+
+    def first_result(self, split: str, metrics: dict[str, Any]) -> None:
+        self.job.record_result(self.index, split, metrics)
+
+    def waiting(self) -> None:
+        self.job.mark_waiting()
+
+    def cancelled(self) -> bool:
+        return self.job.cancel_event.is_set()
+
+
+class JobSweepObserver(SweepObserver):
+    """A job's runs on an executor: each event updates the job, and its Cancel stops them."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+
+    def progress(self, event: RunProgress) -> None:
+        self.job.record_progress(event)
+
+    def cancelled(self) -> bool:
+        return self.job.cancel_event.is_set()
 
 
 def _wait_for_model(job: Job, model: LoadedModel) -> None:

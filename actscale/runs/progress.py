@@ -37,3 +37,21 @@ class RunProgress:
 
 
 ProgressCallback = Callable[[RunProgress], None]
+
+
+class SweepObserver:
+    """What `executors.run_configs` tells its caller about each of its runs, and how the caller
+    stops them all: one object in place of callbacks, in this process and on Ray (each run's
+    own `engine.observer.RunObserver` reports into it). The base hears nothing and never
+    cancels."""
+
+    def progress(self, event: RunProgress) -> None:
+        """A step of run ``event.index``, or that run stored or reused."""
+
+    def waiting(self) -> None:
+        """In this process only: a step waits for another session's use of the model."""
+
+    def cancelled(self) -> bool:
+        """Asked before each run and at every step: True stops the sweep (the running runs at
+        their next step, the queued ones never start; finished runs are kept)."""
+        return False

@@ -26,12 +26,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from actscale.engine.observer import RunObserver
 from actscale.engine.tasks import Example
-from actscale.engine.training import CancelFlag, StepInfo, TrainConfig
+from actscale.engine.training import StepInfo, TrainConfig
 from actscale.errors import ActscaleError, TrainingCancelled, one_line
 from actscale.runs.api import plan_run
 from actscale.runs.bundle import RunBundle
-from actscale.runs.progress import ProgressCallback, RunProgress, RunState
+from actscale.runs.progress import RunProgress, RunState, SweepObserver
 from actscale.runs.store import RunStore
 
 POLL_S = 0.2  # how often this process drains progress and checks Cancel while runs are out
@@ -163,15 +164,7 @@ class SweepWorker:
 
         from actscale.runs import api
 
-        last: list[Any] = []
-
-        class Cancelled:
-            def is_set(self) -> bool:
-                return ray.get_runtime_context().is_canceled()
-
-        def step(info: StepInfo) -> None:
-            event = {"index": index, "step": info.step, "n_steps": info.n_steps, "info": asdict(info)}
-            last[:] = [sink.push.remote(event)]
+        observer = _ActorRunObserver(ray, index, sink)
 
         try:
             model = self._model(config.model, config.device)
@@ -180,10 +173,10 @@ class SweepWorker:
                 return {"status": "ok", "run_id": run_id, "bundle": None}
             with tempfile.TemporaryDirectory(prefix="actscale-ray-") as scratch:
                 store = RunStore(scratch)
-                bundle = api.train_run(config, model, store=store, task=task, on_step=step, cancel=Cancelled())
+                bundle = api.train_run(config, model, store=store, task=task, observer=observer)
                 data = store.export_zip(bundle.run_id)
-            if last:
-                ray.get(last[0])  # this run's step events reach the sink before its result
+            if observer.last:
+                ray.get(observer.last[0])  # this run's step events reach the sink before its result
             return {"status": "ok", "run_id": bundle.run_id, "bundle": data}
         except TrainingCancelled as exc:
             return {"status": "cancelled", "message": str(exc)}
@@ -192,6 +185,22 @@ class SweepWorker:
         except Exception as exc:  # noqa: BLE001 - a bug on a worker is one line here, its traceback in the worker's log
             traceback.print_exc()
             return {"status": "failed", "message": one_line(exc)}
+
+
+class _ActorRunObserver(RunObserver):
+    """Run ``index`` on a worker: each step goes to the driver's progress sink, and Ray's
+    cancel of the task stops the run."""
+
+    def __init__(self, ray: Any, index: int, sink: Any) -> None:
+        self.ray, self.index, self.sink = ray, index, sink
+        self.last: list[Any] = []  # the latest step event's ref, awaited before the result
+
+    def step(self, info: StepInfo) -> None:
+        event = {"index": self.index, "step": info.step, "n_steps": info.n_steps, "info": asdict(info)}
+        self.last[:] = [self.sink.push.remote(event)]
+
+    def cancelled(self) -> bool:
+        return bool(self.ray.get_runtime_context().is_canceled())
 
 
 class ProgressSink:
@@ -228,8 +237,7 @@ def run_on_ray(
     address: str,
     store: RunStore,
     examples: list[list[Example] | None],
-    on_progress: ProgressCallback | None,
-    cancel: CancelFlag | None,
+    observer: SweepObserver,
     reuse: bool,
     workers: int | None,
 ) -> list[RunBundle]:
@@ -245,7 +253,7 @@ def run_on_ray(
             sink = ray.remote(num_cpus=0)(ProgressSink).remote()
             actor_class = ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0)(SweepWorker)
             actors = [actor_class.remote(1) for _ in range(n_workers)]
-            return _dispatch(ray, configs, examples, known, store, actors, sink, on_progress, cancel)
+            return _dispatch(ray, configs, examples, known, store, actors, sink, observer)
         finally:
             for actor in [*actors, sink]:
                 if actor is not None:
@@ -260,8 +268,7 @@ def _dispatch(
     store: RunStore,
     actors: list[Any],
     sink: Any,
-    on_progress: ProgressCallback | None,
-    cancel: CancelFlag | None,
+    observer: SweepObserver,
 ) -> list[RunBundle]:
     """Hand runs to free actors, relay progress, gather bundles in the configs' order."""
     bundles: list[RunBundle | None] = [None] * len(configs)
@@ -271,9 +278,8 @@ def _dispatch(
 
     def relay() -> None:
         for e in ray.get(sink.drain.remote()):
-            if on_progress is not None:
-                info = StepInfo(**e["info"])
-                on_progress(RunProgress(e["index"], "running", e["step"], e["n_steps"], info=info))
+            info = StepInfo(**e["info"])
+            observer.progress(RunProgress(e["index"], "running", e["step"], e["n_steps"], info=info))
 
     while queue or out:
         while queue and free:
@@ -285,7 +291,7 @@ def _dispatch(
             _release(ray, free, actors)
         ready, _ = ray.wait(list(out), num_returns=1, timeout=POLL_S)
         relay()
-        if cancel is not None and cancel.is_set():
+        if observer.cancelled():
             _cancel_all(ray, out)
             done = sum(b is not None for b in bundles)
             raise TrainingCancelled(f"cancelled; {done} of {len(configs)} runs had finished and are kept")
@@ -296,7 +302,7 @@ def _dispatch(
             if result["status"] != "ok":
                 _cancel_all(ray, out)
                 _raise_for(result, index)
-            bundles[index] = _land(result, store, configs[index].steps, index, on_progress)
+            bundles[index] = _land(result, store, configs[index].steps, index, observer)
     return [b for b in bundles if b is not None]
 
 
@@ -309,15 +315,12 @@ def _raise_for(result: dict[str, Any], index: int) -> None:
     raise RuntimeError(f"run {index + 1} failed on a Ray worker: {result['message']}")
 
 
-def _land(
-    result: dict[str, Any], store: RunStore, steps: int, index: int, on_progress: ProgressCallback | None
-) -> RunBundle:
+def _land(result: dict[str, Any], store: RunStore, steps: int, index: int, observer: SweepObserver) -> RunBundle:
     """A finished run into the store (a stored one is opened), reported as done or reused."""
     state: RunState = "reused" if result["bundle"] is None else "done"
     run_id = result["run_id"] if result["bundle"] is None else store.import_zip(result["bundle"])
     bundle = store.load(run_id)
-    if on_progress is not None:
-        on_progress(RunProgress(index, state, steps, steps, bundle.run_id))
+    observer.progress(RunProgress(index, state, steps, steps, bundle.run_id))
     return bundle
 
 
