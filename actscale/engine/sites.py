@@ -19,6 +19,8 @@ SITE_HOOKS: dict[str, str] = {
     "resid_post": "blocks.{layer}.hook_resid_post",
 }
 SITES: tuple[str, ...] = tuple(SITE_HOOKS)  # the names of `Site`
+# Hooks read, never edited: the residual stream entering a layer (the wiring check on load).
+READ_ONLY_HOOKS: dict[str, str] = {"resid_pre": "blocks.{layer}.hook_resid_pre"}
 DEFAULT_SITES: tuple[str, ...] = ("attn_out", "mlp_out")  # the paper's default
 
 _PATTERNS = {re.compile("^" + re.escape(t).replace(r"\{layer\}", r"(\d+)") + "$"): s for s, t in SITE_HOOKS.items()}
@@ -31,8 +33,8 @@ class SiteAddress:
 
 
 def hook_name(site: str, layer: int) -> str:
-    """The TransformerLens hook name of ``site`` at ``layer``."""
-    return SITE_HOOKS[site].format(layer=layer)
+    """The TransformerLens hook name of ``site`` (or of a read-only hook) at ``layer``."""
+    return (SITE_HOOKS.get(site) or READ_ONLY_HOOKS[site]).format(layer=layer)
 
 
 def parse_hook_name(name: str) -> SiteAddress:

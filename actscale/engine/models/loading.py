@@ -26,6 +26,7 @@ from actscale.engine.models.base import (
 )
 from actscale.engine.models.gguf import bundled_model_folder, gguf_model_folder, is_gguf_name
 from actscale.engine.models.tiny import boot_tiny
+from actscale.engine.models.wiring import check_wiring
 from actscale.errors import ModelLoadError
 
 
@@ -59,7 +60,9 @@ def load_model(name: str = BUNDLED, device: str = "auto") -> LoadedModel:
         else:
             bridge = boot(_hub_source(name), device, name)
             weights_hash = parameter_fingerprint(bridge)
-    return wrap_bridge(name, bridge, device, weights_hash)
+    model = wrap_bridge(name, bridge, device, weights_hash)
+    check_wiring(model)  # ModelLoadError where the hooks are not what the interventions rely on
+    return model
 
 
 def _hub_source(name: str) -> str:
