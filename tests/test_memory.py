@@ -20,7 +20,7 @@ from conftest import observer
 from actscale.engine import resources, training
 from actscale.engine.config import TrainConfig
 from actscale.engine.interventions import hook_count
-from actscale.engine.resources import available_memory_bytes, check_memory, step_memory_bytes
+from actscale.engine.resources import available_memory_bytes, check_memory, resolve_autocast, step_memory_bytes
 from actscale.engine.tasks import Example, prepare_task
 from actscale.errors import ActscaleError, DatasetError
 from actscale.runs.api import build_task, train_run
@@ -156,15 +156,16 @@ def test_a_batch_that_does_not_fit_is_refused_before_anything_runs(tiny_llama, t
 
 
 def test_the_guard_lets_a_fitting_batch_through(tiny_llama, tmp_path, monkeypatch):
-    task = build_task(tiny_llama, CONFIG)
+    config = resolve_autocast(CONFIG, tiny_llama)  # the engine takes resolved configs
+    task = build_task(tiny_llama, config)
     need = step_memory_bytes(tiny_llama, task.n_pos, min(CONFIG.batch_size, 2 * len(task.split_indices("train"))))
     monkeypatch.setattr(resources, "available_memory_bytes", lambda device: need)
-    check_memory(tiny_llama, task, CONFIG)  # exactly enough: no error
+    check_memory(tiny_llama, task, config)  # exactly enough: no error
     monkeypatch.setattr(resources, "available_memory_bytes", lambda device: need - 1)
     with pytest.raises(ActscaleError):
-        check_memory(tiny_llama, task, CONFIG)
+        check_memory(tiny_llama, task, config)
     monkeypatch.setattr(resources, "available_memory_bytes", lambda device: None)  # unknown: not checked
-    check_memory(tiny_llama, task, CONFIG.replace(batch_size=10**5))
+    check_memory(tiny_llama, task, config.replace(batch_size=10**5))
     monkeypatch.undo()
     bundle = train_run(CONFIG, tiny_llama, store=RunStore(tmp_path / "runs"))  # the real machine: fits
     assert bundle.metrics["train"]["n_params"] > 0

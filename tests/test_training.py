@@ -206,7 +206,8 @@ def test_dynscalar_on_prompts_of_several_lengths(tiny_gpt2):
     alpha = result.analysis["dynalpha.attn_out"]
     assert alpha.shape == (37, 2, task.n_pos)  # every prompt: 30 train, 7 test
     # The answer is read at each prompt's own last token: with β = 0 the metrics are the base model's.
-    metrics = evaluation.evaluate(tiny_gpt2, task, result.intervention, cfg, beta=0.0).metrics
+    # the engine takes the resolved config (training.train resolves autocast "auto" and returns it)
+    metrics = evaluation.evaluate(tiny_gpt2, task, result.intervention, result.config, beta=0.0).metrics
     assert metrics["test"]["logit_diff_pos"] == pytest.approx(metrics["test"]["logit_diff_base"], abs=1e-5)
     assert metrics["test"]["kl_full"] == pytest.approx(0.0, abs=1e-6)
 
@@ -271,7 +272,7 @@ def test_evaluation_gives_the_validation_result_first_and_keeps_the_row_order(ti
     one_split = dataclasses.replace(task, examples=[dataclasses.replace(e, split="train") for e in task.examples])
     seen.clear()
     whole = evaluation.evaluate(
-        tiny_llama, one_split, result.intervention, cfg, on_result=lambda split, m: seen.append((split, m))
+        tiny_llama, one_split, result.intervention, result.config, on_result=lambda split, m: seen.append((split, m))
     )
     assert set(whole.seconds) == {"eval_s"} and [(s, m["n_prompts"]) for s, m in seen] == [("train", 16)]
     for key in ("delta.pos", "delta.neg", "dynalpha.attn_out"):

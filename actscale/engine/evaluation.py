@@ -25,7 +25,6 @@ from actscale.engine.objective import (
     split_metrics,
     wilson_interval,
 )
-from actscale.engine.resources import resolve_autocast
 from actscale.engine.tasks import SPLITS, PreparedTask
 
 
@@ -229,7 +228,6 @@ def evaluate(
     training prompts where there are none), then the others; ``on_result(split, metrics)`` gets
     the first part's `flip_metrics` as soon as they exist (its minimality figures need the
     training prompts, so they come with the rest)."""
-    config = resolve_autocast(config, model)
     record: dict[tuple[str, int], list[Tensor]] | None = {} if intervention.records else None
     first_split, named = _evaluation_parts(task)
     parts = [idx for _, idx in named]

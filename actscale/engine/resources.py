@@ -96,7 +96,7 @@ def check_memory(model: LoadedModel, task: PreparedTask, config: TrainConfig) ->
     n_train = len(task.split_indices("train"))
     assert config.batch_size is not None  # resolved by TrainConfig
     batch = min(config.batch_size, max(1, 2 * n_train))  # a batch never exceeds twice the train split
-    need = step_memory_bytes(model, task.n_pos, batch, bf16=resolve_autocast(config, model).bf16)
+    need = step_memory_bytes(model, task.n_pos, batch, bf16=config.bf16)  # resolved by `train`
     if need > available:
         raise ActscaleError(
             f"this batch needs about {format_bytes(need)} of memory for a training step ({batch} prompts of "
