@@ -453,13 +453,15 @@ def main(argv: list[str] | None = None) -> int:
     if "target" in parts:
         print("(b) time to a trained IOI ActivScalar ...", file=sys.stderr, flush=True)
         with tempfile.TemporaryDirectory() as store:
+            # A store per variant: where two variants are the same run (autocast "auto" resolving
+            # to float32), a shared store would keep the first bundle and report its timings.
             for key, label, extra in TARGET_VARIANTS:
                 if extra:
                     print(f"(b) the same with {' '.join(extra)} ...", file=sys.stderr, flush=True)
-                results[key] = bench_time_to_target(Path(store), args.target_model, extra)
+                results[key] = bench_time_to_target(Path(store) / key, args.target_model, extra)
             if "checks" in parts and "run_id" in results["time_to_target"]:
                 print("(e) the map checks of that run ...", file=sys.stderr, flush=True)
-                results["checks"] = bench_checks(Path(store), results["time_to_target"]["run_id"])
+                results["checks"] = bench_checks(Path(store) / "time_to_target", results["time_to_target"]["run_id"])
     if "scaling" in parts:
         print("(d) how cost grows ...", file=sys.stderr, flush=True)
         depths = tuple(int(d) for d in args.depths.split(","))
