@@ -125,6 +125,7 @@ def train(
     model: LoadedModel,
     task: PreparedTask,
     config: TrainConfig,
+    *,
     observer: RunObserver | None = None,
 ) -> TrainResult:
     """Train ``config.method`` on the task's train split, then evaluate every split.
