@@ -174,8 +174,8 @@ class _SweepObserver(SweepObserver):
     """The sweep command's observer: a line per step and per stored run on stderr; Ctrl-C
     cancels."""
 
-    def __init__(self, event: threading.Event, n: int) -> None:
-        self.event, self.n = event, n
+    def __init__(self, interrupt: threading.Event, n: int) -> None:
+        self.interrupt, self.n = interrupt, n
 
     def progress(self, event: Any) -> None:
         if event.state == "running" and event.info is not None:
@@ -185,17 +185,16 @@ class _SweepObserver(SweepObserver):
             print(f"[run {event.index + 1}/{self.n}] {event.state} {event.run_id}", file=sys.stderr, flush=True)
 
     def cancelled(self) -> bool:
-        return self.event.is_set()
+        return self.interrupt.is_set()
 
 
 def cmd_sweep(args: argparse.Namespace) -> dict:
-    from actscale.runs.executors import resolve_executor, run_configs
+    from actscale.runs.executors import check_executor_options, resolve_executor, run_configs
     from actscale.runs.store import RunStore
     from actscale.runs.sweeps import MAX_CLUSTER_SWEEP, MAX_SWEEP
 
     executor, address = resolve_executor(args.executor, args.ray_address)
-    if executor == "local" and args.workers is not None:
-        raise ActscaleError("workers is an option of the Ray executor; the local executor runs one run at a time")
+    check_executor_options(executor, args.workers, None)  # before the grid is built
     configs = _sweep_grid(args, MAX_SWEEP if executor == "local" else MAX_CLUSTER_SWEEP)
     where = "in this process" if executor == "local" else f"on Ray ({address})"
     print(f"sweep of {len(configs)} runs {where} ...", file=sys.stderr, flush=True)

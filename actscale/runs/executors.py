@@ -86,7 +86,7 @@ def run_configs(
     store = store if isinstance(store, RunStore) else RunStore(store)
     configs = list(configs)
     observer = observer or SweepObserver()
-    _check_executor_options(name, workers, model)
+    check_executor_options(name, workers, model)
     if name == "local":
         return _run_local(configs, store, examples, observer, reuse, model)
     return _run_ray(configs, address or "auto", store, examples, observer, reuse, workers)
@@ -114,7 +114,7 @@ def _run_ray(
     )
 
 
-def _check_executor_options(name: str, workers: int | None, model: LoadedModel | None) -> None:
+def check_executor_options(name: str, workers: int | None, model: LoadedModel | None) -> None:
     """ActscaleError where an option of one executor is given to the other."""
     if name == "local" and workers is not None:
         raise ActscaleError("workers is an option of the Ray executor; the local executor runs one run at a time")
