@@ -87,7 +87,7 @@ def tokenize_prompt(
         raise ActscaleError("the prompt is empty")
     correct_id = answer_id(model, correct, "correct")
     wrong_id = answer_id(model, wrong, "wrong")
-    ids = prompt_ids(model.tokenizer, prompt, bos_id(model.tokenizer, model.prepend_bos))
+    ids = _prompt_ids(model, prompt)
     if len(ids) > model.n_ctx:
         raise ActscaleError(f"the prompt is {len(ids)} tokens; the model's context is {model.n_ctx}")
     if intervention.length_problem(len(ids)):
