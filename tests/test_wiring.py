@@ -26,11 +26,11 @@ def _resid_off(model):
     return model
 
 
-def _fires_twice(model):
+def _attn_out_fires_twice(bridge):
     """blocks.1.hook_attn_out called a second time in the same forward pass."""
-    attn_out = model.bridge.hook_dict["blocks.1.hook_attn_out"]
-    model.bridge.hook_dict["blocks.1.hook_resid_pre"].add_hook(lambda act, hook: attn_out(act), is_permanent=True)
-    return model
+    attn_out = bridge.hook_dict["blocks.1.hook_attn_out"]
+    bridge.hook_dict["blocks.1.hook_resid_pre"].add_hook(lambda act, hook: attn_out(act), is_permanent=True)
+    return bridge
 
 
 def test_a_residual_that_is_not_the_sum_of_the_sites_is_refused():
@@ -45,7 +45,9 @@ def test_a_residual_that_is_not_the_sum_of_the_sites_is_refused():
 
 def test_a_hook_that_fires_twice_is_refused():
     with pytest.raises(ModelLoadError) as err:
-        check_wiring(_fires_twice(tiny_model(2, 64, "cpu")))
+        model = tiny_model(2, 64, "cpu")
+        _attn_out_fires_twice(model.bridge)
+        check_wiring(model)
     assert str(err.value) == (
         "model tiny-llama-2x64 refused: blocks.1.hook_attn_out fired 2 times in one forward pass, not once "
         "(a scale there would be applied that many times)"
@@ -72,10 +74,7 @@ def test_loading_refuses_a_wrongly_wired_model(monkeypatch):
     real = loading_module.boot_tiny
 
     def miswired(name, device, **kwargs):
-        bridge = real(name, device, **kwargs)
-        attn_out = bridge.hook_dict["blocks.1.hook_attn_out"]
-        bridge.hook_dict["blocks.1.hook_resid_pre"].add_hook(lambda act, hook: attn_out(act), is_permanent=True)
-        return bridge
+        return _attn_out_fires_twice(real(name, device, **kwargs))
 
     monkeypatch.setattr(loading_module, "boot_tiny", miswired)
     with pytest.raises(ModelLoadError, match=r"^model tiny-gpt2 refused: blocks\.1\.hook_attn_out fired 2 times"):
