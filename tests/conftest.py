@@ -74,11 +74,11 @@ def store(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def sync_jobs(monkeypatch):
-    """Jobs submitted by the pages run inside ``submit`` (``ACTSCALE_JOBS=sync``, read by
+def inline_jobs(monkeypatch):
+    """Jobs submitted by the pages run inside ``submit`` (``ACTSCALE_JOBS=inline``, read by
     ``actscale.ui.common.jobs``): a page test sees the outcome in the same run, with no
     thread to poll."""
-    monkeypatch.setenv("ACTSCALE_JOBS", "sync")
+    monkeypatch.setenv("ACTSCALE_JOBS", "inline")
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from actscale.checks import executor_trainer, generalisation, side_effects
+from actscale.checks import sweep_trainer, generalisation, side_effects
 from actscale.runs.store import RunStore
 
 pytestmark = pytest.mark.slow
@@ -83,7 +83,7 @@ def test_dynscalar_generalisation_matrix_over_ioi_families_and_side_effects(bund
     bundle = bundled_run(task="ioi", method="dynscalar", steps=4, n_test=48)
     # The two checks alone, as run_checks calls them (its map checks, half of this test's time
     # when it ran them too, are the ActivScalar tests' subject above).
-    g = generalisation(bundle, executor_trainer(bundled, RunStore(bundle.path.parent)))
+    g = generalisation(bundle, sweep_trainer(bundled, RunStore(bundle.path.parent)))
     assert g["groups"] == ["coordinated", "scene-first", "subordinate", "two-sentences"] and len(g["cells"]) == 16
     for c in g["cells"]:
         print(c["train"], c["test"], c["split"], c.get("n_prompts"), c.get("acc_base"), c.get("flip_acc_neg"))

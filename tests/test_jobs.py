@@ -1,4 +1,4 @@
-"""The job manager's executor seam: a synchronous executor runs the work inside `submit`."""
+"""The job manager's launcher seam: the inline launcher runs the work inside `submit`."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ def test_states():
     assert STATES == ("queued", "waiting", "running", "done", "cancelled", "failed")
 
 
-def test_sync_executor_returns_the_finished_job(tiny_llama, store):
-    manager = JobManager(executor="sync")
+def test_inline_launcher_returns_the_finished_job(tiny_llama, store):
+    manager = JobManager(launch="inline")
     job = manager.submit([CONFIG], tiny_llama, store)
     assert job.state == "done", job.error
     assert job.thread is None and job.wait() is True
@@ -34,26 +34,26 @@ def test_sync_executor_returns_the_finished_job(tiny_llama, store):
     assert again.first_results == {}
 
 
-def test_thread_executor_is_the_default(tiny_llama, store):
+def test_thread_launcher_is_the_default(tiny_llama, store):
     job = JobManager().submit([CONFIG], tiny_llama, store)
     assert isinstance(job.thread, threading.Thread) and job.thread.name == f"actscale-job-{job.id}"
     assert job.wait(120) and job.state == "done", job.error
 
 
-def test_a_custom_executor_gets_the_work_and_its_name(tiny_llama, store):
+def test_a_custom_launcher_gets_the_work_and_its_name(tiny_llama, store):
     calls = []
 
     def later(work, name):
         calls.append((work, name))
 
-    job = JobManager(executor=later).submit([CONFIG], tiny_llama, store)
+    job = JobManager(launch=later).submit([CONFIG], tiny_llama, store)
     assert job.state == "queued" and [n for _, n in calls] == [f"actscale-job-{job.id}"]
     calls[0][0]()
     assert job.state == "done", job.error
 
 
 def test_failures_become_the_job_state(tiny_llama, store):
-    manager = JobManager(executor="sync")
+    manager = JobManager(launch="inline")
 
     def bad_input(config):
         raise ActscaleError("no such\n  dataset")
@@ -68,6 +68,6 @@ def test_failures_become_the_job_state(tiny_llama, store):
     assert crashed.finished is not None and store.list() == []
 
 
-def test_unknown_executor_name():
-    with pytest.raises(ValueError, match="unknown job executor 'ray'"):
-        JobManager(executor="ray")
+def test_unknown_launcher_name():
+    with pytest.raises(ValueError, match="unknown job launcher 'ray'"):
+        JobManager(launch="ray")

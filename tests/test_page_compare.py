@@ -24,7 +24,7 @@ def runs(tmp_path_factory, tiny_llama):
 
 
 @pytest.fixture(autouse=True)
-def env(runs, monkeypatch, sync_jobs):
+def env(runs, monkeypatch, inline_jobs):
     monkeypatch.setenv("ACTSCALE_STORE", str(runs[0]))
     monkeypatch.setenv("ACTSCALE_MODEL", "tiny-llama")
 
@@ -123,7 +123,7 @@ def test_sweep_creates_runs(runs):
     at.selectbox(key="sweep_base").set_value(base.run_id).run()
     text_input(at, "λ_M (minimality)").set_value("0.02, 0.2")
     next(n for n in at.number_input if n.label == "Steps per run").set_value(2)
-    launch_button(at).click().run()  # the sweep runs inside this run (sync_jobs), then the page reruns
+    launch_button(at).click().run()  # the sweep runs inside this run (inline_jobs), then the page reruns
     assert not at.exception and not at.error
     assert any("The last sweep finished: 2 runs (2 new)" in s.value for s in at.success)
     new = [r for r in RunStore(root).list() if r.run_id not in before]

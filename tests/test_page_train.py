@@ -19,7 +19,7 @@ TRAIN = "app_pages/1_Train.py"
 
 
 @pytest.fixture
-def ui_store(tmp_path, monkeypatch, sync_jobs) -> RunStore:
+def ui_store(tmp_path, monkeypatch, inline_jobs) -> RunStore:
     monkeypatch.setenv("ACTSCALE_MODEL", "tiny-llama")
     monkeypatch.setenv("ACTSCALE_STORE", str(tmp_path / "runs"))
     monkeypatch.chdir(ROOT)
@@ -139,7 +139,7 @@ def test_submit_trains_in_the_background_then_reuses_the_stored_run(ui_store):
     # Form widgets take their values when the form is submitted, in the same run.
     number(at, "Steps").set_value(3)
     number(at, "Early stop").set_value(0)
-    button(at, "Train").click().run()  # the job runs inside this run (sync_jobs)
+    button(at, "Train").click().run()  # the job runs inside this run (inline_jobs)
     assert not at.exception and not at.error
     assert "Done: 1 run(s) trained" in at.success[0].value
     runs = [r for r in ui_store.list() if r.ok]

@@ -28,7 +28,7 @@ from actscale.runs.store import RunStore
 Trainer = Callable[[list[TrainConfig], list[Example] | None], list[RunBundle]]
 
 
-def executor_trainer(
+def sweep_trainer(
     model: LoadedModel,
     store: RunStore,
     cancel: CancelFlag | None = None,

@@ -11,7 +11,7 @@ from typing import Any
 from actscale.checks.off_task import side_effects
 from actscale.checks.options import CheckOptions, Progress
 from actscale.checks.over_groups import generalisation
-from actscale.checks.over_seeds import Trainer, executor_trainer, stability
+from actscale.checks.over_seeds import Trainer, sweep_trainer, stability
 from actscale.checks.sufficiency import map_checks
 from actscale.engine.interventions import method_class
 from actscale.engine.models import LoadedModel
@@ -65,12 +65,12 @@ def run_checks(
                 tensors.update({f"map.{k}": v for k, v in new.items()})
             elif stage == "stability":
                 k_top = int(data.get("map", {}).get("k90") or 20)
-                train = trainer or executor_trainer(model, store, cancel, report, options.executor, options.ray_address)
+                train = trainer or sweep_trainer(model, store, cancel, report, options.executor, options.ray_address)
                 part, new = stability(model, bundle, options, train, k_top)
                 data["stability"] = part
                 tensors = {k: v for k, v in tensors.items() if not k.startswith("stability.")} | new
             elif stage == "generalisation":
-                train = trainer or executor_trainer(model, store, cancel, report, options.executor, options.ray_address)
+                train = trainer or sweep_trainer(model, store, cancel, report, options.executor, options.ray_address)
                 data["generalisation"] = generalisation(bundle, train)
             else:
                 data["side_effects"] = side_effects(model, bundle, cancel)

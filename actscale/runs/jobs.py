@@ -127,39 +127,40 @@ class Job:
         return None if fraction <= 0 else max(0.0, elapsed / fraction - elapsed)
 
 
-# An executor runs a job's work, given a name for it; it returns the thread it started, if any.
-Executor = Callable[[Callable[[], None], str], threading.Thread | None]
+# A launcher starts a job's work, given a name for it, and returns the thread it started, if
+# any. (An "executor", elsewhere, is where a sweep's runs train: this process or Ray.)
+Launcher = Callable[[Callable[[], None], str], threading.Thread | None]
 
 
-def thread_executor(work: Callable[[], None], name: str) -> threading.Thread:
+def thread_launcher(work: Callable[[], None], name: str) -> threading.Thread:
     """The default: the work runs in a daemon thread and ``submit`` returns at once."""
     thread = threading.Thread(target=work, name=name, daemon=True)
     thread.start()
     return thread
 
 
-def sync_executor(work: Callable[[], None], name: str) -> None:  # noqa: ARG001 - an executor's signature (the thread's name)
+def inline_launcher(work: Callable[[], None], name: str) -> None:  # noqa: ARG001 - a launcher's signature (the thread's name)
     """The work runs inline: ``submit`` returns the finished job. Page tests use it, so they
     need not poll a thread; a page that submits through it blocks until the job is over."""
     work()
 
 
-EXECUTORS: dict[str, Executor] = {"thread": thread_executor, "sync": sync_executor}
+LAUNCHERS: dict[str, Launcher] = {"thread": thread_launcher, "inline": inline_launcher}
 
 
 class JobManager:
     """Keeps the jobs of one server process; thread-safe.
 
-    ``executor`` runs each job's work: ``"thread"`` (the default, in the background),
-    ``"sync"`` (inline, for tests), or any `Executor`."""
+    ``launch`` starts each job's work: ``"thread"`` (the default, in the background),
+    ``"inline"`` (for tests), or any `Launcher`."""
 
-    def __init__(self, max_jobs: int = 50, executor: str | Executor = "thread") -> None:
+    def __init__(self, max_jobs: int = 50, launch: str | Launcher = "thread") -> None:
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._max_jobs = max_jobs
-        if isinstance(executor, str) and executor not in EXECUTORS:
-            raise ValueError(f"unknown job executor {executor!r}; one of {', '.join(EXECUTORS)}")
-        self._executor = EXECUTORS[executor] if isinstance(executor, str) else executor
+        if isinstance(launch, str) and launch not in LAUNCHERS:
+            raise ValueError(f"unknown job launcher {launch!r}; one of {', '.join(LAUNCHERS)}")
+        self._launch = LAUNCHERS[launch] if isinstance(launch, str) else launch
 
     def get(self, job_id: str | None) -> Job | None:
         with self._lock:
@@ -172,20 +173,20 @@ class JobManager:
         store: RunStore,
         task_for: Callable[[TrainConfig], PreparedTask] | None = None,
     ) -> Job:
-        """Train ``configs`` one after another through the executor (by default in a
+        """Train ``configs`` one after another through the launcher (by default in a
         background thread, returning at once). ``task_for(config)`` gives the prepared task of
         a config (default: built from the config)."""
         job = Job(id=uuid.uuid4().hex[:12], configs=list(configs))
         self._keep(job)
-        job.thread = self._executor(partial(run_job, job, model, store, task_for), f"actscale-job-{job.id}")
+        job.thread = self._launch(partial(run_job, job, model, store, task_for), f"actscale-job-{job.id}")
         return job
 
     def submit_checks(self, bundle: RunBundle, model: LoadedModel, store: RunStore, options: CheckOptions) -> Job:
-        """Run the map checks of ``bundle`` (docs/method.md §7) through the executor; the job's
+        """Run the map checks of ``bundle`` (docs/method.md §7) through the launcher; the job's
         ``run_ids`` holds the run checked, and any run the seeds or groups trained."""
         job = Job(id=uuid.uuid4().hex[:12], configs=[], kind="checks", subject=bundle.run_id)
         self._keep(job)
-        job.thread = self._executor(
+        job.thread = self._launch(
             partial(run_checks_job, job, bundle, model, store, options), f"actscale-checks-{job.id}"
         )
         return job
@@ -206,7 +207,7 @@ class JobManager:
         job = Job(id=uuid.uuid4().hex[:12], configs=list(configs), executor=executor)
         self._keep(job)
         work = partial(run_configs_job, job, store, examples, executor, ray_address)
-        job.thread = self._executor(work, f"actscale-job-{job.id}")
+        job.thread = self._launch(work, f"actscale-job-{job.id}")
         return job
 
     def _keep(self, job: Job) -> None:

@@ -63,13 +63,13 @@ def loaded_model_or_none() -> LoadedModel | None:
 
 
 @st.cache_resource(show_spinner=False)
-def _jobs(executor: str) -> JobManager:
-    return JobManager(executor=executor)
+def _jobs(launch: str) -> JobManager:
+    return JobManager(launch=launch)
 
 
 def jobs() -> JobManager:
     """The training jobs of this server, shared by all sessions. They run in background
-    threads; ``ACTSCALE_JOBS=sync`` runs each inside ``submit`` (the page tests' seam)."""
+    threads; ``ACTSCALE_JOBS=inline`` runs each inside ``submit`` (the page tests' seam)."""
     return _jobs(os.environ.get("ACTSCALE_JOBS") or "thread")
 
 
