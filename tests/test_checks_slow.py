@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from actscale.checks import sweep_trainer, generalisation, side_effects
+from actscale.checks import generalisation, side_effects, sweep_trainer
 from actscale.runs.store import RunStore
 
 pytestmark = pytest.mark.slow

@@ -29,7 +29,7 @@ from actscale.checks.components import Components, k_grid, keep_params, necessit
 from actscale.checks.off_task import all_position_logits, neutral_sentences, side_effects
 from actscale.checks.options import MAX_GENERALISATION_GROUPS, PRECISIONS, VARY, CheckOptions, Progress
 from actscale.checks.over_groups import generalisation, generalisation_configs, run_groups
-from actscale.checks.over_seeds import Trainer, sweep_trainer, spearman, stability, stability_configs
+from actscale.checks.over_seeds import Trainer, spearman, stability, stability_configs, sweep_trainer
 from actscale.checks.run import reload, run_checks
 from actscale.checks.sufficiency import map_checks
 

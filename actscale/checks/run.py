@@ -11,7 +11,7 @@ from typing import Any
 from actscale.checks.off_task import side_effects
 from actscale.checks.options import CheckOptions, Progress
 from actscale.checks.over_groups import generalisation
-from actscale.checks.over_seeds import Trainer, sweep_trainer, stability
+from actscale.checks.over_seeds import Trainer, stability, sweep_trainer
 from actscale.checks.sufficiency import map_checks
 from actscale.engine.interventions import method_class
 from actscale.engine.models import LoadedModel
