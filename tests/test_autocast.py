@@ -94,16 +94,10 @@ def test_auto_is_resolved_before_the_run_id(tiny_llama, store, monkeypatch):
     assert TrainConfig.from_bundle(plain.config).autocast == "off"
 
 
-def test_the_rule_in_words_names_the_methods_kept_in_float32():
+def test_the_methods_kept_in_float32_under_auto():
     from actscale.engine.interventions import float32_under_auto
-    from actscale.engine.models import auto_precision_rule
 
     assert float32_under_auto() == ("dynscalar",)
-    assert auto_precision_rule(float32_under_auto()) == (
-        "bfloat16 where the device computes it natively and the model is at least 512 wide "
-        "(dynscalar: always float32), else float32"
-    )
-    assert auto_precision_rule(()).endswith("at least 512 wide, else float32")
 
 
 def test_native_bf16_is_false_where_it_is_emulated(monkeypatch):

@@ -21,7 +21,7 @@ TRAIN = ["train", "--model", "tiny-llama", "--device", "cpu", "--steps", "3", "-
 BAD_INPUTS = {
     "learning rate out of range": (["--lr", "1e38"], None, ["error: the learning rate must be a number in (0, 10]"]),
     "negative margin": (["--margin", "-1"], None, ["error: the margin must be a number in [0, 1000]"]),
-    "no prompt left to train on": (["--val-frac", "1"], None, ["error: val_frac must be in [0, 1)"]),
+    "no prompt left to train on": (["--val-frac", "1"], None, ["error: val_frac must be a number in [0, 1)"]),
     "unknown model": (
         ["--model", "no-such-org/no-such-model-xyz"],
         None,

@@ -235,7 +235,7 @@ def test_fixed_length_method_refuses_padded_task(tiny_llama):
             "test_frac + val_frac must be below 1 (some prompts must train)",
         ),
         ({"seed": -1}, "seeds must be integers in [0, 2^63)"),
-        ({"task": "custom", "dataset": "d.csv", "test_frac": 1.0}, "test_frac must be in [0, 1)"),
+        ({"task": "custom", "dataset": "d.csv", "test_frac": 1.0}, "test_frac must be a number in [0, 1)"),
         ({"sites": ("mlp",)}, "unknown site(s) mlp: choose from attn_out, mlp_out, head, resid_post"),
     ],
 )

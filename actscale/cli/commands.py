@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from actscale.cli.parser import config_fields_of
 from actscale.engine.observer import CancelOn  # no torch: --help stays fast
 from actscale.errors import ActscaleError
 from actscale.runs.progress import SweepObserver
@@ -43,32 +44,7 @@ def _config(args: argparse.Namespace, **grid_values: Any) -> Any:
     """The TrainConfig the options describe; ``grid_values``: margin, λ_F, λ_M and the seed."""
     from actscale.engine.training import TrainConfig
 
-    return TrainConfig(
-        model=args.model,
-        task=args.task,
-        method=args.method,
-        sites=args.sites,
-        steps=args.steps,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        n_prompts=args.n_prompts,
-        test_frac=args.test_frac,
-        dataset=args.dataset,
-        val_frac=args.val_frac,
-        n_test=args.n_test,
-        data_seed=args.data_seed,
-        test_groups=_split(args.test_groups),
-        prepend_bos={"model": None, "yes": True, "no": False}[args.prepend_bos],
-        device=args.device,
-        early_stop=args.early_stop,
-        normalize=not args.raw_dot,
-        memory_is_correct=not args.ccc_context_is_correct,
-        templates=_split(args.templates),
-        test_templates=_split(args.test_templates),
-        positions=args.positions,
-        autocast=args.autocast,
-        **grid_values,
-    )
+    return TrainConfig(**{**config_fields_of(args), **grid_values})
 
 
 def _read_dataset_first(config: Any) -> None:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 from types import SimpleNamespace
-from typing import Any, get_args
+from typing import Any
 
-from actscale.engine.config import BuiltinMethod, TrainConfig
-from actscale.engine.sites import SITES
-from actscale.engine.tasks.registry import TASK_REGISTRY
+from actscale.engine.config import TrainConfig
+from actscale.engine.config_fields import CONFIG_FIELDS, FieldSpec
 from actscale.runs.progress import EXECUTOR_NAMES, RAY_ADDRESS_ENV
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
@@ -24,103 +23,65 @@ class Parser(argparse.ArgumentParser):
 
 
 def _add_run_options(t: argparse.ArgumentParser, d: Any, sweep: bool) -> None:
-    """The options that define a run: ``train``'s, and ``sweep``'s base configuration (where
-    λ_M, λ_F, m and the seed take comma-separated lists)."""
-    t.add_argument(
-        "--model", default=d.model, help="'bundled' (default), a Hugging Face id, a local folder, or a .gguf file"
-    )
-    t.add_argument("--task", default=d.task, choices=list(TASK_REGISTRY))
-    t.add_argument(
-        "--method",
-        default=d.method,
-        help=f"a registered method: built in, {', '.join(get_args(BuiltinMethod))} (default %(default)s)",
-    )
-    t.add_argument("--sites", default=",".join(d.sites), help=f"comma-separated, from {','.join(SITES)}")
-    t.add_argument("--steps", type=int, default=None, help="default: the method's (see docs/usage.md)")
-    t.add_argument("--lr", type=float, default=None, help="default: the method's (see docs/usage.md)")
-    t.add_argument("--batch-size", type=int, default=None, help="default: the method's (see docs/usage.md)")
-    _add_objective_options(t, d, sweep)
-    _add_data_options(t, d)
-    _add_precision_and_method_options(t, d)
-
-
-def _add_objective_options(t: argparse.ArgumentParser, d: Any, sweep: bool) -> None:
-    """m, λ_F, λ_M and the seed: one value for ``train``, comma-separated lists for ``sweep``."""
-    if sweep:
-        t.add_argument("--margin", default=str(d.margin), help="comma-separated values (default %(default)s)")
-        t.add_argument("--lambda-f", default=str(d.lambda_f), help="comma-separated values (default %(default)s)")
-        t.add_argument("--lambda-m", default="", help="comma-separated values (default: the method's)")
-        t.add_argument("--seeds", default=str(d.seed), help="comma-separated seeds (default %(default)s)")
-    else:
-        t.add_argument("--margin", type=float, default=d.margin)
-        t.add_argument("--lambda-f", type=float, default=d.lambda_f)
-        t.add_argument("--lambda-m", type=float, default=None, help="default: the method's (see docs/usage.md)")
-        t.add_argument("--seed", type=int, default=d.seed)
-
-
-def _add_data_options(t: argparse.ArgumentParser, d: Any) -> None:
-    """The prompts: how many, how split, which held out, from where; and where the run goes."""
-    t.add_argument("--n-prompts", type=int, default=d.n_prompts)
-    t.add_argument("--test-frac", type=float, default=d.test_frac, help="custom data: the share of prompts for test")
-    t.add_argument(
-        "--val-frac",
-        type=float,
-        default=d.val_frac,
-        help="the share of the non-test prompts held out for validation (early stopping, choices)",
-    )
-    t.add_argument("--n-test", type=int, default=d.n_test, help="generated tasks: test prompts, drawn apart")
-    t.add_argument(
-        "--data-seed",
-        type=int,
-        default=None,
-        help="draws the prompts and the split (default: each run's seed)",
-    )
-    t.add_argument(
-        "--prepend-bos",
-        default="model",
-        choices=["model", "yes", "no"],
-        help="put the tokenizer's BOS token in front of each prompt (default: the model's own default)",
-    )
-    t.add_argument(
-        "--test-groups",
-        default="",
-        help="groups held out for test: IOI template families, CCC countries, a file's groups",
-    )
-    t.add_argument("--dataset", default="", help="CSV/JSONL with prompt,correct,wrong[,split] (task custom)")
-    t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    """The options that define a run, one per described config field (`config_fields`):
+    ``train``'s, and ``sweep``'s base configuration, where the fields with a sweep flag (m, λ_F,
+    λ_M, the seed) take comma-separated lists."""
+    for spec in CONFIG_FIELDS.values():
+        if sweep and spec.sweep_flag:
+            default = "" if spec.optional else str(getattr(d, spec.name))
+            shown = spec.help if spec.optional else f"{spec.help} (default %(default)s)"
+            metavar = spec.sweep_flag.lstrip("-").upper().replace("-", "_")
+            t.add_argument(
+                spec.sweep_flag,
+                dest=spec.name,
+                default=default,
+                metavar=metavar,
+                help=f"comma-separated values; {shown}",
+            )
+        else:
+            _add_field_option(t, spec, getattr(d, spec.name))
     t.add_argument("--store", default=None, help="where bundles go (default $ACTSCALE_STORE, else ./runs)")
-    t.add_argument("--templates", default="", help="IOI: comma-separated template ids to use")
-    t.add_argument("--test-templates", default="", help="IOI: template ids held out for the test split")
-    t.add_argument("--ccc-context-is-correct", action="store_true", help="CCC: a+ is the context's capital")
-
-
-def _add_precision_and_method_options(t: argparse.ArgumentParser, d: Any) -> None:
-    """Early stopping, positions, precision and the methods' own options."""
-    t.add_argument(
-        "--early-stop",
-        type=int,
-        default=d.early_stop,
-        help="stop after this many steps in a row with zero effectiveness loss (0 = off)",
-    )
-    t.add_argument(
-        "--positions",
-        default="auto",
-        choices=["auto", "absolute", "answer"],
-        help="ActivScalar/SteerVec: 'absolute' keeps one prompt length and counts from the first token; "
-        "'answer' keeps every length and counts back from the last token; 'auto' (default): answer for "
-        "a --dataset file, absolute for the generated tasks",
-    )
-    t.add_argument(
-        "--autocast",
-        default=d.autocast,
-        choices=["auto", "off", "bf16"],
-        help="bf16: the frozen model runs in bfloat16 under torch.autocast; the intervention's parameters "
-        "stay float32. auto (default): bfloat16 where the device computes it natively and the model is wide "
-        "enough for it to pay, and the method allows it, else float32 (docs/usage.md, Defaults); the run's "
-        "config records which",
-    )
-    t.add_argument("--raw-dot", action="store_true", help="DynScalar: dot product with the raw activation")
     t.add_argument("--no-reuse", action="store_true", help="train even if the same run is stored")
+
+
+def _add_field_option(t: argparse.ArgumentParser, spec: FieldSpec, default: Any) -> None:
+    """One config field's option, from its description."""
+    if spec.kind == "switch":
+        t.add_argument(spec.cli_flag, dest=spec.name, action="store_true", help=spec.help)
+        return
+    if spec.optional:  # its help says what empty means
+        help_text = spec.help
+    elif spec.kind == "names" or default == "":
+        help_text = spec.help + (f" (default {','.join(default)})" if default else "")
+    else:
+        help_text = f"{spec.help} (default %(default)s)"
+    kwargs: dict[str, Any] = {"dest": spec.name, "help": help_text}
+    if spec.kind in ("int", "float"):
+        kwargs.update(type=int if spec.kind == "int" else float, default=None if spec.optional else default)
+    elif spec.kind == "choice":
+        kwargs.update(choices=list(spec.choices), default=spec.choice_of(default))
+    elif spec.kind == "names":
+        kwargs.update(default=",".join(default))
+    else:
+        kwargs.update(default=default)
+    t.add_argument(spec.cli_flag, **kwargs)
+
+
+def config_fields_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainConfig fields the parsed run options describe (a sweep's listed fields as given:
+    the sweep command reads them)."""
+    out: dict[str, Any] = {}
+    for spec in CONFIG_FIELDS.values():
+        value = getattr(args, spec.name)
+        if spec.kind == "switch":
+            out[spec.name] = spec.switch_to if value else not spec.switch_to
+        elif spec.kind == "choice":
+            out[spec.name] = spec.value_of(value)
+        elif spec.kind == "names":
+            out[spec.name] = tuple(s.strip() for s in value.split(",") if s.strip())
+        else:
+            out[spec.name] = value
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ import numbers
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
+from actscale.engine.config_fields import CONFIG_FIELDS, NUMBER_FIELDS
 from actscale.engine.sites import DEFAULT_SITES, SITES, parse_sites
 from actscale.engine.tasks.registry import TASK_FIELDS, task_spec
 from actscale.errors import ActscaleError
@@ -149,27 +150,18 @@ class TrainConfig:
                 object.__setattr__(self, name, defaults[name])
 
     def _range_checks(self) -> list[tuple[bool, str]]:
-        # Upper bounds keep every number well inside float32 and the run within reason; past
-        # them a value is a typo, and one line says so instead of an overflow deep in torch.
-        def within(value: float, lo: float, hi: float, lo_open: bool = False) -> bool:
-            return math.isfinite(value) and (value > lo if lo_open else value >= lo) and value <= hi
-
-        return [
-            (1 <= self.steps <= 1_000_000, "steps must be between 1 and 1,000,000"),
-            (1 <= self.batch_size <= 100_000, "batch size must be between 1 and 100,000"),
-            (2 <= self.n_prompts <= 1_000_000, "n_prompts must be between 2 and 1,000,000"),
-            (1 <= self.n_test <= 1_000_000, "n_test must be between 1 and 1,000,000"),
-            (within(self.lr, 0, 10, lo_open=True), "the learning rate must be a number in (0, 10]"),
-            (within(self.margin, 0, 1000), "the margin must be a number in [0, 1000]"),
-            (within(self.lambda_f, 0, 1e6), "lambda_f must be a number in [0, 1e6]"),
-            (within(self.lambda_m, 0, 1e6), "lambda_m must be a number in [0, 1e6]"),
-            (within(self.test_frac, 0, 1) and self.test_frac < 1, "test_frac must be in [0, 1)"),
-            (within(self.val_frac, 0, 1) and self.val_frac < 1, "val_frac must be in [0, 1)"),
-            (self.test_frac + self.val_frac < 1, "test_frac + val_frac must be below 1 (some prompts must train)"),
-            (within(self.tau, 0, 1000), "tau must be a number in [0, 1000]"),
-            (0 <= self.early_stop <= 1_000_000, "early_stop must be between 0 and 1,000,000"),
-            (0 <= self.seed < 2**63 and 0 <= self.data_seed < 2**63, "seeds must be integers in [0, 2^63)"),
+        # The ranges are the fields' description's (config_fields): upper bounds keep every number
+        # well inside float32 and the run within reason; past them a value is a typo, and one
+        # line says so instead of an overflow deep in torch.
+        checks = [
+            (CONFIG_FIELDS[name].in_range(getattr(self, name)), CONFIG_FIELDS[name].range_error())
+            for name in NUMBER_FIELDS
         ]
+        if "test_frac" in task_spec(self.task).fields:  # the generated tasks draw their test prompts apart
+            checks.append(
+                (self.test_frac + self.val_frac < 1, "test_frac + val_frac must be below 1 (some prompts must train)")
+            )
+        return checks
 
     @property
     def fixed_length(self) -> bool:

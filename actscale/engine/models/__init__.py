@@ -19,7 +19,6 @@ from actscale.engine.models.base import (
 )
 from actscale.engine.models.forward import (
     BF16_MIN_WIDTH,
-    auto_precision_rule,
     bf16_pays,
     last_position_logits,
     native_bf16,
@@ -48,7 +47,6 @@ __all__ = [
     "LoadedModel",
     "QUIET_DEPTH",
     "TINY_MODELS",
-    "auto_precision_rule",
     "bf16_pays",
     "boot",
     "boot_tiny",

@@ -29,15 +29,6 @@ def native_bf16(device: str) -> bool:
     return False
 
 
-def auto_precision_rule(float32_methods: tuple[str, ...]) -> str:
-    """What autocast "auto" does, in words (CLI and Train page help)."""
-    kept = f" ({', '.join(float32_methods)}: always float32)" if float32_methods else ""
-    return (
-        f"bfloat16 where the device computes it natively and the model is at least {BF16_MIN_WIDTH} wide"
-        f"{kept}, else float32"
-    )
-
-
 def bf16_pays(model: LoadedModel) -> bool:
     """Whether bfloat16 autocast pays for ``model``: the device computes bf16 natively and the
     model is at least ``BF16_MIN_WIDTH`` wide. ``autocast="auto"`` also asks the method

@@ -16,6 +16,7 @@ from actscale.engine.tasks import IOI_FAMILIES, IOI_TEMPLATES, ccc_countries
 from actscale.engine.tasks.registry import task_spec
 from actscale.errors import ActscaleError, DatasetError
 from actscale.ui.train_form.model import FIELD_DEFAULTS, TASK_LABELS, method_label
+from actscale.ui.train_form.widgets import choice_input, field_input
 
 UPLOAD_DIR = Path(tempfile.gettempdir()) / "actscale-uploads"
 
@@ -171,93 +172,14 @@ def fixed_length_names() -> list[str]:
 
 def split_fields(task: str) -> dict[str, Any]:
     """How many prompts, how they are split, the seeds and the BOS token."""
-    d = FIELD_DEFAULTS
     c1, c2, c3, c4 = st.columns(4)
-    fields = _size_fields(task, c1, c2)
-    fields["val_frac"] = float(
-        c3.slider(
-            "Validation fraction",
-            0.0,
-            0.5,
-            d["val_frac"],
-            0.05,
-            key="train_val_frac",
-            help="Held out from training for early stopping and for choosing settings; "
-            "the test split is only ever reported.",
-        )
-    )
-    fields["seed"] = int(
-        c4.number_input(
-            "Seed",
-            0,
-            2**31 - 1,
-            d["seed"],
-            key="train_seed",
-            help="Fixes the training order, and the prompts and split unless a data seed is set.",
-        )
-    )
-    fields.update(_data_seed_and_bos())
-    return fields
-
-
-def _size_fields(task: str, c1: Any, c2: Any) -> dict[str, Any]:
-    """Generated tasks: how many prompts to draw for training and for test; a file: its test share."""
-    d = FIELD_DEFAULTS
-    fields: dict[str, Any] = {}
-    if not task_spec(task).from_file:
-        fields["n_prompts"] = int(
-            c1.number_input("Train + validation prompts", 2, 5000, d["n_prompts"], step=8, key="train_n_prompts")
-        )
-        fields["n_test"] = int(
-            c2.number_input(
-                "Test prompts",
-                1,
-                5000,
-                d["n_test"],
-                step=50,
-                key="train_n_test",
-                help="Drawn apart from the training prompts; evaluation is forward-only, "
-                "so a large test set costs little.",
-            )
-        )
+    if task_spec(task).from_file:  # a file: its test share; generated tasks: how many to draw
+        fields = {"test_frac": field_input(c1, "test_frac", key="train_test_frac")}
     else:
-        fields["test_frac"] = float(
-            c1.slider(
-                "Test fraction",
-                0.0,
-                0.9,
-                d["test_frac"],
-                0.05,
-                key="train_test_frac",
-                help="Ignored for prompts whose split the file sets.",
-            )
-        )
-    return fields
-
-
-def _data_seed_and_bos() -> dict[str, Any]:
-    """The data seed (optional) and whether a BOS token goes in front of each prompt."""
-    fields: dict[str, Any] = {}
+        fields = {name: field_input(c, name, key=f"train_{name}") for c, name in ((c1, "n_prompts"), (c2, "n_test"))}
+    fields["val_frac"] = field_input(c3, "val_frac", key="train_val_frac")
+    fields["seed"] = field_input(c4, "seed", key="train_seed")
     c1, c2 = st.columns(2)
-    data_seed = c1.number_input(
-        "Data seed (optional)",
-        0,
-        2**31 - 1,
-        value=None,
-        key="train_data_seed",
-        placeholder="same as the seed",
-        help="Draws the prompts and the split apart from the training seed, to tell data "
-        "variance from optimisation variance.",
-    )
-    fields["data_seed"] = None if data_seed is None else int(data_seed)
-    bos = c2.radio(
-        "BOS token in front of each prompt",
-        ("model", "yes", "no"),
-        key="train_prepend_bos",
-        horizontal=True,
-        format_func={"model": "the model's default", "yes": "yes", "no": "no"}.get,
-        help="On SmolLM2-Instruct the prepended token is the chat-start token, which carries very large "
-        "activations at position 0.",
-    )
-    fields["prepend_bos"] = {"model": None, "yes": True, "no": False}[bos]
+    fields["data_seed"] = field_input(c1, "data_seed", key="train_data_seed")
+    fields["prepend_bos"] = choice_input(c2, "prepend_bos", key="train_prepend_bos", radio=True)
     return fields
