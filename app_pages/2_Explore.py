@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import streamlit as st
 
+from actscale.runs.records import SplitMetrics
 from actscale.ui import checks_panel, common, links
 from actscale.ui.keys import Keys
 from actscale.views import analysis, panels, plots
@@ -38,13 +39,13 @@ def grid(items: list[tuple[Callable, tuple, str, tuple[int, ...] | None]], n_col
                 figure(func, *args, key=key, mark=mark)
 
 
-cfg, method = bundle.config, bundle.method
+cfg, method = bundle.record.config, bundle.method
 info = bundle.summary  # analysis.json is optional and unchecked
 with common.guarded("The run's summary"):
     st.caption(
-        f"**{method}** on **{cfg.get('task')}** · model `{cfg.get('model')}` · "
+        f"**{method}** on **{cfg.task}** · model `{cfg.model}` · "
         f"sites {', '.join(map(str, bundle.sites))} · "
-        f"{info.get('steps_run', cfg.get('steps'))} steps · {info.get('summary', f'{len(bundle.dataset)} prompts')}"
+        f"{info.get('steps_run', cfg.steps)} steps · {info.get('summary', f'{len(bundle.dataset)} prompts')}"
     )
 
 # ---- What the link points at: a site (or all) and one of its components (?site=, ?component=).
@@ -106,20 +107,20 @@ st.subheader("Metrics and training")
 with common.guarded("The metrics"):
     metrics = analysis.filled_metrics(bundle)
     split = "test" if "test" in metrics else "train"
-    shown = metrics.get(split) or {}
+    shown = metrics.get(split) or SplitMetrics()
     cols = st.columns(4)
     # Each flip rate is read against the unmodified model's rate: the tile says what moved.
     for col, (name, label) in zip(cols, (("flip_acc_pos", "flip rate β = +1"), ("flip_acc_neg", "flip rate β = −1"))):
-        rate, base = shown.get(name), analysis.base_rate(shown, name)
+        rate, base = shown.rate(name), shown.base_rate(name)
         col.metric(
-            f"{label} ({split}, n = {shown.get('n_prompts', '?')})",
+            f"{label} ({split}, n = {shown.n_prompts if shown.n_prompts is not None else '?'})",
             "–" if rate is None else f"{rate:.2f}",
             None if rate is None or base is None else f"{rate - base:+.2f} vs unmodified {base:.2f}",
             help=analysis.rate_text(shown, name) + " — unmodified → steered [95% Wilson interval]",
         )
-    kl = shown.get("faithfulness_kl")
+    kl = shown.faithfulness_kl
     cols[2].metric(f"faithfulness KL ({split})", "–" if kl is None else f"{kl:.3g}", help="lower is better")
-    n_eff, n_comp, frac = shown.get("n_effective"), shown.get("n_components"), shown.get("effective_frac")
+    n_eff, n_comp, frac = shown.n_effective, shown.n_components, shown.effective_frac
     cols[3].metric(
         "effective components",
         "n/a" if n_eff is None else f"{n_eff:,} of {n_comp:,}",

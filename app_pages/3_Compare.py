@@ -9,12 +9,15 @@ import time
 
 import streamlit as st
 
+from actscale.engine.config_fields import CONFIG_FIELDS
 from actscale.errors import ActscaleError
 from actscale.runs.bundle import check_run_id
 from actscale.runs.jobs import Job
+from actscale.runs.records import SplitMetrics
 from actscale.ui import actions, common, deployment, links
 from actscale.ui.keys import Keys
 from actscale.ui.progress import job_progress, time_left
+from actscale.ui.train_form.widgets import number_range
 from actscale.views import analysis, plots, report
 
 common.page_header(
@@ -94,8 +97,9 @@ with common.guarded("Comparing these runs"):
         with right:
             st.markdown("**Comparison table** (one row per run and split)")
             # Each flip rate after the unmodified model's, with its 95% interval and n.
-            df["β = +1"] = [analysis.rate_text(row, "flip_acc_pos") for _, row in df.iterrows()]
-            df["β = −1"] = [analysis.rate_text(row, "flip_acc_neg") for _, row in df.iterrows()]
+            rows_read = [SplitMetrics.from_json(row) for _, row in df.iterrows()]
+            df["β = +1"] = [analysis.rate_text(m, "flip_acc_pos") for m in rows_read]
+            df["β = −1"] = [analysis.rate_text(m, "flip_acc_neg") for m in rows_read]
             wanted = (
                 "run_id",
                 "method",
@@ -124,7 +128,7 @@ with common.guarded("Comparing these runs"):
         best = analysis.best_on_validation(df)
         if best is not None:
             test = df[(df["run_id"] == best) & (df["split"] == "test")]
-            row = test.iloc[0] if len(test) else None
+            row = SplitMetrics.from_json(test.iloc[0]) if len(test) else None
             st.markdown(
                 f"**Best on validation:** run `{best}` (highest mean validation flip rate, then lowest KL; chosen "
                 "without reading test)"
@@ -280,15 +284,19 @@ with common.guarded("The sweep"):
             help="The sweep copies this run's configuration, prompts and split; only "
             "λ_M, λ_F, m and the number of steps change.",
         )
-        cfg = next(r.config for r in rows if r.run_id == base_id)
+        cfg = next(r.record.config for r in rows if r.run_id == base_id and r.record is not None)
         with st.form(f"sweep_form_{base_id}"):
             c1, c2, c3, c4 = st.columns(4)
-            lm = c1.text_input(
-                "λ_M (minimality)", str(cfg.get("lambda_m", "")), help="Comma-separated, e.g. 0.001, 0.01, 0.1"
+            lm, lf, mg = (
+                c.text_input(CONFIG_FIELDS[name].label, f"{getattr(cfg, name):g}", help=f"Comma-separated, e.g. {eg}")
+                for c, name, eg in (
+                    (c1, "lambda_m", "0.001, 0.01, 0.1"),
+                    (c2, "lambda_f", "0.5, 1"),
+                    (c3, "margin", "1, 2"),
+                )
             )
-            lf = c2.text_input("λ_F (faithfulness)", str(cfg.get("lambda_f", "")), help="Comma-separated")
-            mg = c3.text_input("m (margin)", str(cfg.get("margin", "")), help="Comma-separated")
-            steps = c4.number_input("Steps per run", min_value=1, max_value=10_000, value=int(cfg.get("steps", 40)))
+            low, high = number_range(CONFIG_FIELDS["steps"])
+            steps = c4.number_input("Steps per run", min_value=low, max_value=high, value=cfg.steps)
             r1, r2 = st.columns([1, 3])
             where = r1.radio(
                 "Run on",

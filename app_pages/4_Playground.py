@@ -70,15 +70,15 @@ else:
     )
     wrong = c2.text_input("a− (the answer β = −1 favours)", key=Keys.PG_WRONG)
     link = {"example": None, "prompt": prompt or None, "correct": correct or None, "wrong": wrong or None}
-    if analysis.run_method(bundle).fixed_length and bundle.config.get("positions") == "answer":
+    if analysis.run_method(bundle).fixed_length and bundle.record.config.positions == "answer":
         st.caption(
             f"This {bundle.method} run learned one parameter per position counted back from the answer, so it "
-            f"takes prompts of up to {bundle.config.get('n_pos')} tokens (with BOS)."
+            f"takes prompts of up to {bundle.record.provenance.n_pos} tokens (with BOS)."
         )
     elif analysis.run_method(bundle).fixed_length:
         st.caption(
             f"This {bundle.method} run learned one parameter per position, so it takes prompts of exactly "
-            f"{bundle.config.get('n_pos')} tokens (with BOS); DynScalar runs take any length."
+            f"{bundle.record.provenance.n_pos} tokens (with BOS); DynScalar runs take any length."
         )
 
 beta = st.slider("β (steering strength)", min_value=-1.0, max_value=1.0, step=0.05, key=Keys.PG_BETA)
@@ -87,7 +87,7 @@ for name, value in link.items():  # the address reproduces this prompt and β
     links.to_link(name, value)
 
 with common.guarded("Steering this prompt"):
-    model = common.resident_model(bundle.config["model"])
+    model = common.resident_model(bundle.record.config.model)
     iv = actions.run_intervention(bundle, model)
     out = playground.steer_prompt(model, iv, prompt, correct, wrong, beta)
     c1, c2, c3 = st.columns(3)
@@ -146,7 +146,7 @@ with common.guarded("The continuation"):
     )
     n_new = st.slider("Tokens to generate", 5, 60, 20, step=5, key="pg_n_new")
     if st.button("Generate both", key="pg_generate"):
-        model = common.resident_model(bundle.config["model"])
+        model = common.resident_model(bundle.record.config.model)
         iv = actions.run_intervention(bundle, model)
         with st.spinner("Generating…"):
             before, after = playground.greedy_continuation(model, iv, prompt, beta, int(n_new))
@@ -166,7 +166,7 @@ if not analysis.run_method(bundle).fixed_length:
         )
         text = st.text_area("Text", prompt, key="pg_trigger_text", height=80)
         if st.button("Draw the trigger map", key="pg_trigger"):
-            model = common.resident_model(bundle.config["model"])
+            model = common.resident_model(bundle.record.config.model)
             iv = actions.run_intervention(bundle, model)
             mags = {s: bundle.analysis[f"magnitude.{s}"] for s in bundle.sites if f"magnitude.{s}" in bundle.analysis}
             if not mags:

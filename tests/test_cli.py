@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from actscale.engine.objective import METRIC_NAMES
+from actscale.runs.records import SplitMetrics
 from actscale.views.analysis import rate_text
 
 METRICS = set(METRIC_NAMES)  # every metric of docs/method.md §4
@@ -115,8 +116,9 @@ def test_train_prints_the_json_contract(runs):
     assert [line.split()[1] for line in stderr[2:5]] == ["1/3", "2/3", "3/3"]  # progress to stderr
     # Then the first result, the validation prompts' flip rates, before the other prompts' evaluation.
     val = out["metrics"]["val"]
+    read = SplitMetrics.from_json(val)
     assert stderr[5:] == [
-        f"validation flips: β = +1 {rate_text(val, 'flip_acc_pos')}, β = -1 {rate_text(val, 'flip_acc_neg')}; "
+        f"validation flips: β = +1 {rate_text(read, 'flip_acc_pos')}, β = -1 {rate_text(read, 'flip_acc_neg')}; "
         "evaluating the other prompts ..."
     ]
     assert stderr[5].startswith(f"validation flips: β = +1 {val['acc_base']:.2f} → ")

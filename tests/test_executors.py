@@ -23,7 +23,7 @@ from actscale.runs.sweeps import sweep_configs
 ROOT = Path(__file__).resolve().parent.parent
 BASE = TrainConfig(model="tiny-llama", task="ioi", method="activscalar", steps=3, n_prompts=16, n_test=8)
 # The acceptance grid of issue 10 (λ_M 0.01, 0.05 × seeds 0, 1), shortened to 3 steps.
-GRID = sweep_configs(BASE.to_dict(), [0.01, 0.05], [1.0], [2.0], seeds=[0, 1])
+GRID = sweep_configs(BASE, [0.01, 0.05], [1.0], [2.0], seeds=[0, 1])
 
 
 def param_bytes(store: RunStore, run_id: str) -> bytes:

@@ -89,7 +89,7 @@ def test_every_split_has_a_base_rate_and_intervals(runs):
         for name in ("flip_acc_pos", "flip_acc_neg"):
             lo, hi = m[f"{name}_ci95"]
             assert lo <= m[name] <= hi
-    text = analysis.rate_text(bundle.metrics["test"], "flip_acc_neg")
+    text = analysis.rate_text(bundle.record.split("test"), "flip_acc_neg")
     m = bundle.metrics["test"]
     lo, hi = m["flip_acc_neg_ci95"]
     assert text == f"{1 - m['acc_base']:.2f} → {m['flip_acc_neg']:.2f} [{lo:.2f}, {hi:.2f}] (n = {m['n_prompts']})"
@@ -115,8 +115,8 @@ def test_old_bundles_get_recomputed_minimality_or_na(runs, tmp_path):
         filled = analysis.filled_metrics(RunStore(root).load(bundle.run_id))
         for split, m in filled.items():
             new = bundle.metrics[split]
-            assert (m["n_components"], m["n_effective"]) == (new["n_components"], new["n_effective"]), method
-            assert m["acc_base"] == new["acc_base"] and m["flip_acc_neg_ci95"] == new["flip_acc_neg_ci95"]
+            assert (m.n_components, m.n_effective) == (new["n_components"], new["n_effective"]), method
+            assert m.acc_base == new["acc_base"] and list(m.flip_acc_neg_ci95) == new["flip_acc_neg_ci95"]
     # SteerVec without the stored ‖h‖: n/a
     sv = bundles["steervec"]
     root = tmp_path / "bare"
@@ -124,7 +124,7 @@ def test_old_bundles_get_recomputed_minimality_or_na(runs, tmp_path):
     (root / sv.run_id / "metrics.json").write_text(json.dumps({"test": {"n_effective": 0, "n_prompts": 3}}))
     (root / sv.run_id / "analysis.safetensors").unlink()
     filled = analysis.filled_metrics(RunStore(root).load(sv.run_id))
-    assert filled["test"]["n_effective"] is None and filled["test"]["effective_frac"] is None
+    assert filled["test"].n_effective is None and filled["test"].effective_frac is None
 
 
 def test_reliability_summary_by_hand(runs):

@@ -107,7 +107,7 @@ def test_bad_sweep_values_are_one_error(runs):
     assert not at.exception
     assert len(at.error) == 1 and "λ_M" in at.error[0].value and "not a number" in at.error[0].value
     text_input(at, "λ_M (minimality)").set_value("0.01")
-    text_input(at, "m (margin)").set_value("1, 2, 3, 4")
+    text_input(at, "Margin m").set_value("1, 2, 3, 4")
     text_input(at, "λ_F (faithfulness)").set_value("0, 0.5, 1, 2")
     text_input(at, "λ_M (minimality)").set_value("0.001, 0.01")
     launch_button(at).click().run()
@@ -213,10 +213,15 @@ def test_broken_bundles_never_break_the_page(runs):
 
 # ---------------------------------------------------------------- the default comparison and its link
 def listing(run_id: str, method: str, **config):
+    from actscale.engine.config import TrainConfig
     from actscale.runs.bundle import RunListing
+    from actscale.runs.records import ModelShape, Provenance, RunRecord
 
     base = {"task": "ioi", "model": "m", "method": method, "seed": 0, "n_prompts": 48, "n_test": 200}
-    return RunListing(run_id, Path("/nowhere") / run_id, True, config={**base, **config})
+    train_config = TrainConfig(**{**base, **config})
+    provenance = Provenance(run_id, "", 16, ModelShape(2, 64, 4, 16))
+    record = RunRecord(train_config, provenance, {})
+    return RunListing(run_id, Path("/nowhere") / run_id, True, config=train_config.to_record(), record=record)
 
 
 def test_default_comparison_is_the_latest_run_of_each_method():
@@ -367,6 +372,8 @@ def test_sweep_on_a_ray_cluster_gives_the_runs_a_local_sweep_would(runs, tiny_ll
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert any("The last sweep finished: 2 runs (2 new)" in s.value for s in at.success)
     new = sorted(r.run_id for r in RunStore(root).list() if r.run_id not in before)
-    grid = sweep_configs(base.config, [0.002, 0.02], [base.config["lambda_f"]], [base.config["margin"]], steps=2)
+    grid = sweep_configs(
+        base.record.config, [0.002, 0.02], [base.record.config.lambda_f], [base.record.config.margin], steps=2
+    )
     local = run_configs(grid, store=tmp_path, examples=base_examples(base.dataset), model=tiny_llama)
     assert new == sorted(b.run_id for b in local)

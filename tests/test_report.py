@@ -11,6 +11,7 @@ from plotly.offline import get_plotlyjs
 from actscale.engine.objective import METRIC_NAMES
 from actscale.engine.training import TrainConfig
 from actscale.runs.api import train_run
+from actscale.runs.records import SplitMetrics
 from actscale.runs.store import RunStore
 from actscale.views import panels
 from actscale.views.report import headline_frame, render_report, runs_frame
@@ -99,9 +100,10 @@ def test_runs_frame_of_a_broken_listing(tmp_path):
 # ---------------------------------------------------------------- a report worth sending
 def with_test_metrics(bundle, **test):
     """``bundle`` with its test metrics replaced (n_components kept, so nothing is recomputed)."""
-    metrics = {split: dict(m) for split, m in bundle.metrics.items()}
-    metrics["test"] = {**metrics["test"], **test}
-    return dataclasses.replace(bundle, metrics=metrics)
+    split = SplitMetrics.from_json({**bundle.record.split("test").to_json(), **test})
+    return dataclasses.replace(
+        bundle, record=dataclasses.replace(bundle.record, splits={**bundle.record.splits, "test": split})
+    )
 
 
 def test_sentences_are_computed_from_the_numbers(runs):
@@ -172,8 +174,8 @@ def test_sentences_are_computed_from_the_numbers(runs):
         "not measured."
     )
     # no base rate stored: said, not guessed
-    metrics = {s: {k: v for k, v in m.items() if not k.startswith("acc_base")} for s, m in bundle.metrics.items()}
-    shows, _ = findings(dataclasses.replace(bundle, metrics=metrics))
+    splits = {s: dataclasses.replace(m, acc_base=None, acc_base_ci95=None) for s, m in bundle.record.splits.items()}
+    shows, _ = findings(dataclasses.replace(bundle, record=dataclasses.replace(bundle.record, splits=splits)))
     assert shows[0].endswith(
         "the unmodified model's rate is not stored, so how much of that steering did cannot be said."
     )
@@ -245,7 +247,8 @@ def test_comparison_report(runs):
         f"Faithfulness: activscalar (run {a.run_id}) disturbs the other tokens least (KL = 0.24), steervec (run "
         f"{s.run_id}) most (KL = 0.52); no interval is computed for KL.",
     ]
-    other_seed = dataclasses.replace(s, config={**s.config, "seed": 5, "data_seed": 5})
+    other_config = s.record.config.replace(seed=5, data_seed=5)
+    other_seed = dataclasses.replace(s, record=dataclasses.replace(s.record, config=other_config))
     assert comparison_findings([a, other_seed])[0].startswith(
         "These runs were not all trained and tested on the same prompts"
     )

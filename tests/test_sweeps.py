@@ -7,11 +7,13 @@ import pytest
 from actscale.engine.tasks import Example
 from actscale.engine.training import TrainConfig
 from actscale.errors import ActscaleError
+from actscale.runs.migrations import migrate_config
+from actscale.runs.records import RunRecord
 from actscale.runs.sweeps import MAX_SWEEP, base_examples, check_sweep_size, sweep_configs
 
 BASE = TrainConfig(
     model="tiny-llama", method="activscalar", steps=18, lambda_m=0.05, lambda_f=1.0, margin=2.0, seed=3, n_prompts=16
-).to_dict()
+)
 
 
 def grid(configs):
@@ -30,7 +32,7 @@ def test_grid_order_lambda_m_outermost_then_lambda_f_then_margin_then_seed():
 def test_everything_else_is_the_base_config():
     configs = sweep_configs(BASE, [0.2], [0.0], [3.0])
     assert len(configs) == 1
-    assert configs[0] == TrainConfig.from_dict({**BASE, "lambda_m": 0.2, "lambda_f": 0.0, "margin": 3.0})
+    assert configs[0] == BASE.replace(lambda_m=0.2, lambda_f=0.0, margin=3.0)
     assert configs[0].seed == 3 and configs[0].steps == 18  # the base's seed and steps by default
 
 
@@ -38,9 +40,17 @@ def test_steps_override():
     assert [c.steps for c in sweep_configs(BASE, [0.1, 0.2], [1.0], [2.0], steps=2)] == [2, 2]
 
 
-def test_the_base_may_be_a_stored_config_json():
-    stored = {**BASE, "run_id": "0123456789abcdef", "dataset_hash": "abc", "created": "2024-01-01"}
-    assert sweep_configs(stored, [0.1], [1.0], [2.0]) == sweep_configs(BASE, [0.1], [1.0], [2.0])
+def test_the_base_may_be_a_stored_runs_config():
+    stored = {
+        **BASE.to_dict(),
+        "run_id": "0123456789abcdef",
+        "dataset_hash": "abc",
+        "created": "2024-01-01",
+        "n_pos": 16,
+        "model_dims": {"n_layers": 2, "d_model": 64, "n_heads": 4, "d_head": 16, "d_vocab": 192},
+    }
+    record = RunRecord.from_json(migrate_config(stored), {}, stored_format=0)
+    assert sweep_configs(record.config, [0.1], [1.0], [2.0]) == sweep_configs(BASE, [0.1], [1.0], [2.0])
 
 
 def test_the_cap():

@@ -12,7 +12,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from actscale.engine.config import TrainConfig
 from actscale.engine.interventions import Intervention, steer
 from actscale.engine.models import LoadedModel, padding_inputs
 from actscale.engine.tokens import bos_id, left_pad, pad_id, prompt_ids
@@ -46,7 +45,7 @@ def side_effects(
     changes (docs/method.md §7.7)."""
     from actscale.runs.api import intervention_from_bundle, resolved_prepend_bos
 
-    config = TrainConfig.from_bundle(bundle.config)
+    config = bundle.record.config
     if config.fixed_length:
         raise ActscaleError(
             f"a {config.method} run is tied to its prompts' positions: side effects on other text need "

@@ -6,12 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from actscale.checks.options import MAX_GENERALISATION_GROUPS
-from actscale.checks.over_seeds import Trainer, mean_flip
+from actscale.checks.over_seeds import Trainer
 from actscale.engine.config import TrainConfig
 from actscale.engine.tasks import Example
 from actscale.engine.tasks.registry import task_spec
 from actscale.errors import ActscaleError
 from actscale.runs.bundle import RunBundle
+from actscale.runs.records import SplitMetrics
 
 
 def run_groups(bundle: RunBundle) -> list[str]:
@@ -30,7 +31,7 @@ def generalisation_configs(bundle: RunBundle) -> list[tuple[str, TrainConfig]]:
             f"run {bundle.run_id}'s prompts carry {len(groups)} groups; the matrix trains one run per group, "
             f"so it takes at most {MAX_GENERALISATION_GROUPS}"
         )
-    base = TrainConfig.from_bundle(bundle.config)
+    base = bundle.record.config
     return [(g, base.replace(test_groups=tuple(h for h in groups if h != g))) for g in groups]
 
 
@@ -42,7 +43,7 @@ def generalisation(bundle: RunBundle, trainer: Trainer) -> dict[str, Any]:
     # A file's prompts, their splits cleared: each run splits them by its own held-out groups.
     examples = (
         [Example.from_record({**r, "split": ""}) for r in bundle.dataset]
-        if task_spec(bundle.config["task"]).from_file
+        if task_spec(bundle.record.config.task).from_file
         else None
     )
     runs = trainer([cfg for _, cfg in pairs], examples)
@@ -57,6 +58,6 @@ def generalisation(bundle: RunBundle, trainer: Trainer) -> dict[str, Any]:
                 cell["n_prompts"] = 0  # e.g. no prompt of the run's one length in that group
             else:
                 cell.update({k: g[k] for k in g if k not in ("split", "group")})
-                cell["mean_flip"] = mean_flip(g)
+                cell["mean_flip"] = SplitMetrics.from_json(g).mean_flip
             cells.append(cell)
-    return {"groups": groups, "method": bundle.config["method"], "cells": cells}
+    return {"groups": groups, "method": bundle.method, "cells": cells}

@@ -4,7 +4,7 @@ selection frequencies, rank correlations and top-k overlaps."""
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from itertools import combinations
 from typing import Any
 
@@ -80,7 +80,7 @@ def stability_configs(bundle: RunBundle, seeds: int, vary: str = "seed") -> list
     """The run's configuration over ``seeds`` seeds, the run's own first: the training seed
     varies with the data fixed (``vary="seed"``: optimisation variance), or the data seed with
     the training seed fixed (``"data"``: data variance; generated tasks only)."""
-    base = TrainConfig.from_bundle(bundle.config)
+    base = bundle.record.config
     if vary == "data" and task_spec(base.task).from_file:
         raise ActscaleError("a dataset file has one draw of its data: vary the training seed instead")
     if vary == "seed":
@@ -115,12 +115,12 @@ def stability(
     same_data = options.vary == "seed"
     task = run_task(model, bundle) if same_data else None
     bundles = trainer(configs, [Example.from_record(r) for r in bundle.dataset] if same_data else None)
-    tau = float(bundle.config["tau"])
+    tau = bundle.record.config.tau
     mags = _magnitudes_over_runs(model, bundle, bundles, task)  # [K n]
     selected = mags > tau
     comps = Components(
-        method_class(bundle.config["method"]),
-        bundle.config["sites"],
+        method_class(bundle.method),
+        bundle.sites,
         magnitudes(bundle, task or run_task(model, bundle)),
     )
     pairs = _pairs(bundles, mags, k_top, options.vary)
@@ -144,7 +144,7 @@ def stability(
     }
     tensors = {
         f"stability.{name}.{site}": values[comps.site_slice(site)].reshape(comps.shapes[site]).contiguous()
-        for site in bundle.config["sites"]
+        for site in bundle.sites
         for name, values in (("freq", freq), ("consensus", consensus))
     }
     return part, tensors
@@ -154,10 +154,10 @@ def _run_row(b: RunBundle, n_selected: int) -> dict[str, Any]:
     """One run of the stability check: its seeds, effective components and test flip rate."""
     return {
         "run_id": b.run_id,
-        "seed": int(b.config["seed"]),
-        "data_seed": int(b.config["data_seed"]),
-        "n_effective": int(b.metrics.get("test", {}).get("n_effective", n_selected)),
-        "test_mean_flip": mean_flip(b.metrics.get("test", {})),
+        "seed": b.record.config.seed,
+        "data_seed": b.record.config.data_seed,
+        "n_effective": n_selected if (test := b.record.split("test")).n_effective is None else test.n_effective,
+        "test_mean_flip": test.mean_flip,
     }
 
 
@@ -172,14 +172,14 @@ def _magnitudes_over_runs(
         if b.params.keys() != bundle.params.keys() or any(
             b.params[k].shape != bundle.params[k].shape for k in bundle.params
         ):
+            cfg, n_pos = b.record.config, (b.record.provenance.n_pos, bundle.record.provenance.n_pos)
             raise ActscaleError(
-                f"run {b.run_id} (seed {b.config['seed']}, data seed {b.config['data_seed']}) has parameters of "
-                f"another shape than run {bundle.run_id} (n_pos {b.config['n_pos']} against {bundle.config['n_pos']}): "
-                "its components do not line up"
+                f"run {b.run_id} (seed {cfg.seed}, data seed {cfg.data_seed}) has parameters of another shape than "
+                f"run {bundle.run_id} (n_pos {n_pos[0]} against {n_pos[1]}): its components do not line up"
             )
         t = tasks.setdefault(b.run_id, task or run_task(model, b))
         per_site = magnitudes(b, t)
-        flat.append(torch.cat([per_site[s].reshape(-1) for s in bundle.config["sites"]]))
+        flat.append(torch.cat([per_site[s].reshape(-1) for s in bundle.sites]))
     return torch.stack(flat)
 
 
@@ -204,10 +204,5 @@ def _pairs(bundles: list[RunBundle], mags: Tensor, k_top: int, vary: str) -> lis
 
 
 def _seed_of(bundle: RunBundle, vary: str) -> int:
-    return int(bundle.config["seed"] if vary == "seed" else bundle.config["data_seed"])
-
-
-def mean_flip(metrics: Mapping[str, Any]) -> float | None:
-    if isinstance(metrics.get("flip_acc_pos"), float) and isinstance(metrics.get("flip_acc_neg"), float):
-        return (metrics["flip_acc_pos"] + metrics["flip_acc_neg"]) / 2
-    return None
+    config = bundle.record.config
+    return config.seed if vary == "seed" else config.data_seed

@@ -14,7 +14,6 @@ from torch import Tensor
 
 from actscale.checks.components import Components
 from actscale.checks.options import CheckOptions
-from actscale.engine.config import TrainConfig
 from actscale.engine.evaluation import train_token_mask
 from actscale.engine.interventions import Intervention, at_sites, make_intervention, method_class
 from actscale.engine.models import LoadedModel, last_position_logits
@@ -65,7 +64,7 @@ class Context:
         """The passes' precision, "bf16" or "float32" ("run": the run's own)."""
         if self.options.precision != "run":
             return self.options.precision
-        return "bf16" if self.bundle.config.get("autocast") == "bf16" else "float32"
+        return "bf16" if self.bundle.record.config.autocast == "bf16" else "float32"
 
     @property
     def bf16(self) -> bool:
@@ -74,8 +73,8 @@ class Context:
         return self.precision_name == "bf16"
 
     def intervention(self, params: Mapping[str, Tensor]) -> Intervention:
-        cfg = self.bundle.config
-        iv = make_intervention(cfg["method"], tuple(cfg["sites"]), self.template.dims, cfg)
+        cfg = self.bundle.record.config
+        iv = make_intervention(cfg.method, cfg.sites, self.template.dims, cfg.to_dict())
         iv.load_named_tensors(params)
         return iv.to(self.model.device)
 
@@ -213,16 +212,16 @@ def quantile(values: Sequence[float], q: float) -> float:
 def run_task(model: LoadedModel, bundle: RunBundle) -> PreparedTask:
     from actscale.runs.api import build_task  # api imports the store and training; no cycle at call time
 
-    config = TrainConfig.from_bundle(bundle.config)
+    config = bundle.record.config
     examples = [Example.from_record(r) for r in bundle.dataset]
-    n_pos = int(bundle.config["n_pos"]) if config.fixed_length and config.positions == "answer" else None
+    n_pos = bundle.record.provenance.n_pos if config.fixed_length and config.positions == "answer" else None
     return build_task(model, config, examples, n_pos=n_pos)
 
 
 def magnitudes(bundle: RunBundle, task: PreparedTask) -> dict[str, Tensor]:
-    method = method_class(bundle.config["method"])
+    method = method_class(bundle.method)
     out = {}
-    for site in bundle.config["sites"]:
+    for site in bundle.sites:
         stored = bundle.analysis.get(f"magnitude.{site}")
         if stored is None:
             mask = train_token_mask(task.attention_mask, task.split_indices("train"))

@@ -51,9 +51,7 @@ def run_checks(
     store.check_writable()  # the checks are written into the bundle
     stages = ["map"] + (["stability"] if options.seeds >= 2 else [])
     stages += ["generalisation"] if options.generalisation else []
-    stages += (
-        ["side_effects"] if options.side_effects and not method_class(bundle.config["method"]).fixed_length else []
-    )
+    stages += ["side_effects"] if options.side_effects and not method_class(bundle.method).fixed_length else []
     old = load_checks(bundle.path)
     data, tensors = (dict(old[0]), dict(old[1])) if old else ({}, {})
     for i, stage in enumerate(stages):

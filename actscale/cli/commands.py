@@ -34,10 +34,12 @@ def _progress(info) -> None:
 def _first_result(split: str, m: dict) -> str:
     """A trained run's first result in one line: the flip rates after the unmodified model's,
     with their 95% intervals."""
+    from actscale.runs.records import SplitMetrics
     from actscale.views.analysis import rate_text
 
     name = {"val": "validation", "train": "training"}.get(split, split)
-    return f"{name} flips: β = +1 {rate_text(m, 'flip_acc_pos')}, β = -1 {rate_text(m, 'flip_acc_neg')}"
+    read = SplitMetrics.from_json(m)
+    return f"{name} flips: β = +1 {rate_text(read, 'flip_acc_pos')}, β = -1 {rate_text(read, 'flip_acc_neg')}"
 
 
 def _config(args: argparse.Namespace, **grid_values: Any) -> Any:
@@ -134,11 +136,11 @@ def _sweep_grid(args: argparse.Namespace, limit: int) -> list:
     base = _config(args, margin=2.0, lambda_f=1.0, lambda_m=None, seed=0)
     lambda_ms = _numbers(args.lambda_m, "lambda-m") if args.lambda_m.strip() else [base.lambda_m]
     configs = sweep_configs(
-        base.to_dict(),
+        base,
         lambda_ms,
         _numbers(args.lambda_f, "lambda-f"),
         _numbers(args.margin, "margin"),
-        seeds=_numbers(args.seeds, "seeds", int),
+        seeds=_numbers(args.seed, "seeds", int),
         limit=limit,
     )
     if args.data_seed is None:  # each run's data seed follows its seed, as in `train`
@@ -203,7 +205,7 @@ def cmd_eval(args: argparse.Namespace) -> dict:
     from actscale.runs.store import RunStore
 
     bundle = load_run(args.run, RunStore(args.store))
-    model = load_model(bundle.config["model"], args.device)
+    model = load_model(bundle.record.config.model, args.device)
     metrics = evaluate_run(bundle, model, dataset=args.dataset, beta=args.beta)
     return {
         "run_id": bundle.run_id,
@@ -233,7 +235,7 @@ def cmd_analyse(args: argparse.Namespace) -> dict:
         ray_address=args.ray_address,
     )
     bundle = load_run(args.run, RunStore(args.store))
-    model = load_model(bundle.config["model"], args.device)
+    model = load_model(bundle.record.config.model, args.device)
     store = RunStore(args.store) if args.store else RunStore(bundle.path.parent)
 
     def progress(fraction: float, what: str) -> None:
@@ -257,19 +259,12 @@ def cmd_list(args: argparse.Namespace) -> dict:
     runs = []
     for row in store.list():
         entry = {"run_id": row.run_id, "ok": row.ok}
-        if row.ok:
-            c = row.config
+        if row.ok and row.record is not None:
+            c, created = row.record.config, row.record.provenance.created
             entry.update(
-                model=c.get("model"),
-                task=c.get("task"),
-                method=c.get("method"),
-                created=c.get("created"),
-                test=row.metrics.get("test", {}),
+                model=c.model, task=c.task, method=c.method, created=created, test=row.record.split("test").to_json()
             )
-            print(
-                f"{row.run_id}  {c.get('model')}  {c.get('task')}  {c.get('method')}  {c.get('created')}",
-                file=sys.stderr,
-            )
+            print(f"{row.run_id}  {c.model}  {c.task}  {c.method}  {created}", file=sys.stderr)
         else:
             entry["reason"] = row.reason
             print(f"{row.run_id}  BROKEN: {row.reason}", file=sys.stderr)

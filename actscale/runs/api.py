@@ -3,7 +3,7 @@
 from actscale import load_model, TrainConfig, train_run, load_run
 model = load_model("bundled")
 bundle = train_run(TrainConfig(task="ioi", method="activscalar"), model)
-bundle.metrics["test"]["flip_acc_pos"]
+bundle.record.split("test").flip_acc_pos
 """
 
 from __future__ import annotations
@@ -198,13 +198,13 @@ def load_run(run: str | Path, store: RunStore | str | Path | None = None) -> Run
 
 def intervention_from_bundle(bundle: RunBundle, model: LoadedModel) -> Intervention:
     """The bundle's trained intervention, ready to steer ``model`` (which must be the same)."""
-    cfg = bundle.config
-    if cfg.get("weights_hash") != model.weights_hash:
+    cfg, made = bundle.record.config, bundle.record.provenance
+    if made.weights_hash != model.weights_hash:
         raise ActscaleError(
-            f"run {bundle.run_id} was trained on model {cfg.get('model')!r} "
-            f"(weights {cfg.get('weights_hash')}); the loaded model is {model.name!r} ({model.weights_hash})"
+            f"run {bundle.run_id} was trained on model {cfg.model!r} "
+            f"(weights {made.weights_hash or None}); the loaded model is {model.name!r} ({model.weights_hash})"
         )
-    iv = make_intervention(cfg["method"], tuple(cfg["sites"]), model_dims(model, cfg["n_pos"]), cfg)
+    iv = make_intervention(cfg.method, cfg.sites, model_dims(model, made.n_pos), cfg.to_dict())
     try:
         iv.load_named_tensors(bundle.params)
     except ValueError as exc:  # the bundle's shapes are for other model dimensions
@@ -216,7 +216,7 @@ def evaluate_run(
     bundle: RunBundle, model: LoadedModel, dataset: str | Path | None = None, beta: float = 1.0
 ) -> dict[str, dict[str, float]]:
     """Metrics of a stored run on its own dataset (or on ``dataset``), with strength ``beta``."""
-    config = TrainConfig.from_bundle(bundle.config)
+    config = bundle.record.config
     iv = intervention_from_bundle(bundle, model)
     if dataset is None:
         examples = [Example.from_record(r) for r in bundle.dataset]

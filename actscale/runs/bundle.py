@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from actscale.engine.interventions import ModelDims, make_intervention
 from actscale.errors import ActscaleError, BrokenBundleError
 from actscale.runs.migrations import FORMAT_VERSION, format_version, migrate_config
+from actscale.runs.records import RunRecord
 
 # \Z, not $: "$" also matches before a trailing newline, which would let "<16 hex>\n" through.
 RUN_ID = re.compile(r"^[0-9a-f]{16}\Z")
@@ -103,14 +104,16 @@ class RunBundle:
     info: dict[str, Any] = field(default_factory=dict)
     # The format its files were written in (`config` is in today's: runs/migrations).
     stored_format: int = FORMAT_VERSION
+    # config.json and metrics.json as typed records: what pages, reports and checks read.
+    record: RunRecord = None  # type: ignore[assignment]  # load_bundle always sets it
 
     @property
     def method(self) -> str:
-        return self.config["method"]
+        return self.record.config.method
 
     @property
     def sites(self) -> tuple[str, ...]:
-        return tuple(self.config["sites"])
+        return self.record.config.sites
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -155,6 +158,7 @@ class RunListing:
     reason: str = ""
     config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    record: RunRecord | None = None  # a readable run's config and metrics, typed
 
 
 CHECKS_VERSION = 1
@@ -323,7 +327,20 @@ def verify_bundle(path: Path, expected_id: str | None = "folder") -> tuple[dict,
         _read_json(path / "analysis.json")
     _read_history(path / "history.csv")
     _read_dataset(path / "dataset.jsonl")
+    read_record(config, metrics)
     return config, metrics
+
+
+def read_record(config: dict[str, Any], metrics: dict[str, Any]) -> RunRecord:
+    """config.json (as stored) and metrics.json as a `RunRecord`; BrokenBundleError where the
+    configuration is not one a run can have (edited by hand, or made by a method or task this
+    process does not know)."""
+    try:
+        return RunRecord.from_json(migrate_config(config), metrics, format_version(config))
+    except (ActscaleError, KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, BrokenBundleError):
+            raise
+        raise BrokenBundleError(f"config.json is not a valid run configuration ({exc})") from None
 
 
 def load_bundle(path: Path, expected_id: str | None = "folder") -> RunBundle:
@@ -340,8 +357,9 @@ def load_bundle(path: Path, expected_id: str | None = "folder") -> RunBundle:
     info = _read_json(path / "analysis.json") if (path / "analysis.json").is_file() else {}
     history = _read_history(path / "history.csv")
     dataset = _read_dataset(path / "dataset.jsonl")
+    record = read_record(config, metrics)
     config = migrate_config(config)
-    return RunBundle(run_id, path, config, metrics, history, params, dataset, analysis, info, stored_format)
+    return RunBundle(run_id, path, config, metrics, history, params, dataset, analysis, info, stored_format, record)
 
 
 def _read_history(path: Path) -> list[dict[str, float]]:

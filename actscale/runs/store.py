@@ -32,6 +32,7 @@ from actscale.runs.bundle import (
     default_store,
     load_bundle,
     mtime_ns,
+    read_record,
     run_id_for,
     verify_bundle,
     write_history,
@@ -166,11 +167,14 @@ class RunStore:
                 continue
             try:
                 config, metrics = verify_bundle(path)
-                rows.append(RunListing(path.name, path, True, "", migrate_config(config), metrics))
+                record = read_record(config, metrics)
+                rows.append(RunListing(path.name, path, True, "", migrate_config(config), metrics, record))
             except BrokenBundleError as exc:
                 rows.append(RunListing(path.name, path, False, str(exc)))
         # `created` has one-second resolution; the folder's mtime orders runs made in the same second.
-        rows.sort(key=lambda r: (str(r.config.get("created", "")), mtime_ns(r.path), r.run_id), reverse=True)
+        rows.sort(
+            key=lambda r: (r.record.provenance.created if r.record else "", mtime_ns(r.path), r.run_id), reverse=True
+        )
         return rows
 
     # ---- moving bundles between stores ----

@@ -27,7 +27,7 @@ def check_sweep_size(n_runs: int, limit: int = MAX_SWEEP) -> None:
 
 
 def sweep_configs(
-    base: Mapping[str, Any],
+    base: TrainConfig,
     lambda_ms: Sequence[float],
     lambda_fs: Sequence[float],
     margins: Sequence[float],
@@ -36,11 +36,11 @@ def sweep_configs(
     limit: int = MAX_SWEEP,
 ) -> list[TrainConfig]:
     """Every combination of ``lambda_ms`` × ``lambda_fs`` × ``margins`` × ``seeds`` on the
-    configuration ``base`` (a config dict, as in a bundle's ``config.json``), in that order:
+    configuration ``base`` (a stored run's: ``bundle.record.config``), in that order:
     λ_M outermost, the seed innermost. ``seeds`` defaults to the base's seed, ``steps`` to the
     base's steps. The size is checked against ``limit`` before anything is built.
     Raises ActscaleError (too many runs, or a value TrainConfig rejects)."""
-    config = TrainConfig.from_bundle(dict(base))
+    config = base
     seeds = [config.seed] if seeds is None else list(seeds)
     check_sweep_size(math.prod(map(len, (lambda_ms, lambda_fs, margins, seeds))), limit)
     fixed = {} if steps is None else {"steps": int(steps)}

@@ -74,12 +74,12 @@ def launch_sweep(
     the model themselves. Raises ActscaleError."""
     deployment.check_writable("A sweep")
     limit = sweeps.MAX_SWEEP if executor == "local" else sweeps.MAX_CLUSTER_SWEEP
-    configs = sweeps.sweep_configs(bundle.config, lambda_ms, lambda_fs, margins, steps=int(steps), limit=limit)
+    configs = sweeps.sweep_configs(bundle.record.config, lambda_ms, lambda_fs, margins, steps=int(steps), limit=limit)
     examples = sweeps.base_examples(bundle.dataset)
     if executor != "local":
         _, address = resolve_executor(executor, ray_address)
         return common.jobs().submit_runs(configs, common.store(), examples, executor=executor, ray_address=address)
-    model = common.resident_model(bundle.config["model"])
+    model = common.resident_model(bundle.record.config.model)
     return common.jobs().submit(
         configs, model, common.store(), task_for=lambda config: build_task(model, config, examples)
     )

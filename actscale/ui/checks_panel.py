@@ -179,7 +179,7 @@ def _launcher(bundle: RunBundle, checks: dict[str, Any] | None) -> None:
                 options = CheckOptions(
                     prompts=int(prompts), draws=int(draws), seeds=int(seeds), vary=str(vary), generalisation=bool(gen)
                 )
-                model = common.resident_model(bundle.config.get("model"))
+                model = common.resident_model(bundle.record.config.model)
                 job = common.jobs().submit_checks(bundle, model, common.store(), options)
                 st.session_state[Keys.CHECKS_JOB] = job.id
                 if not job.done:

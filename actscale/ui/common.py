@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -19,6 +19,7 @@ from actscale.engine.models import LoadedModel, load_model
 from actscale.errors import ActscaleError, one_line
 from actscale.runs.bundle import RunBundle, RunListing, check_run_id
 from actscale.runs.jobs import JobManager
+from actscale.runs.records import SplitMetrics
 from actscale.runs.store import RunStore
 from actscale.ui import deployment
 from actscale.ui.keys import Keys
@@ -110,19 +111,20 @@ def run_plot(bundle: RunBundle, func: Callable[..., Any], *args: Any) -> Any:
 
 
 @st.cache_resource(max_entries=256, show_spinner=False)
-def _completed(root: str, run_id: str, stamp: float) -> dict[str, dict[str, Any]]:  # noqa: ARG001 - stamp: a cache key
+def _completed(root: str, run_id: str, stamp: float) -> dict[str, SplitMetrics]:  # noqa: ARG001 - stamp: a cache key
     return filled_metrics(RunStore(root).load(run_id))
 
 
-def completed_metrics(row: RunListing) -> dict[str, dict[str, Any]]:
+def completed_metrics(row: RunListing) -> Mapping[str, SplitMetrics]:
     """A run's metrics; for a run stored before baselines and comparable minimality existed,
     completed from its arrays (`analysis.filled_metrics`; reads its tensors once, cached)."""
-    if all("n_components" in m and "acc_base" in m for m in row.metrics.values()):
-        return row.metrics
+    splits = row.record.splits if row.record is not None else {}
+    if all(m.n_components is not None and m.acc_base is not None for m in splits.values()):
+        return splits
     try:
         return _completed(str(row.path.parent), row.run_id, row.path.stat().st_mtime)
     except (ActscaleError, OSError):
-        return row.metrics
+        return splits
 
 
 @st.cache_data(max_entries=8, show_spinner="Making the report…")
@@ -152,16 +154,12 @@ def list_runs() -> list[RunListing]:
 
 
 def run_label(row: RunListing) -> str:
-    c = row.config
-    if not row.ok:
+    if not row.ok or row.record is None:
         return f"{row.run_id} — broken: {row.reason}"
-    test = row.metrics.get("test", {})
-    try:
-        pos, neg = rate_text(test, "flip_acc_pos"), rate_text(test, "flip_acc_neg")
-        flips = f" · test β=+1 {pos.split(' [')[0]}, β=−1 {neg.split(' [')[0]}" if pos and neg else ""
-    except (TypeError, ValueError):  # a hand-edited metrics.json must not break every page's run picker
-        flips = ""
-    return f"{row.run_id} · {c.get('method')} · {c.get('task')} · {c.get('model')}{flips}"
+    c, test = row.record.config, row.record.split("test")  # a hand-edited value reads as absent
+    pos, neg = rate_text(test, "flip_acc_pos"), rate_text(test, "flip_acc_neg")
+    flips = f" · test β=+1 {pos.split(' [')[0]}, β=−1 {neg.split(' [')[0]}" if pos and neg else ""
+    return f"{row.run_id} · {c.method} · {c.task} · {c.model}{flips}"
 
 
 def query_run_id() -> str | None:

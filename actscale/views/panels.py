@@ -56,7 +56,7 @@ class Panel:
 
     def default_pick(self, bundle: RunBundle) -> int:
         """The pick a report uses: the first prompt, or the last position (where the answer is read)."""
-        return int(bundle.config["n_pos"]) - 1 if self.pick == "position" else 0
+        return bundle.record.provenance.n_pos - 1 if self.pick == "position" else 0
 
 
 PanelBuilder = Callable[[RunBundle], list[Panel]]

@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from actscale.runs.jobs import Job
+from actscale.runs.records import SplitMetrics
 from actscale.ui import common, navigation
 from actscale.ui.keys import Keys
 from actscale.ui.progress import job_progress, time_left
@@ -54,9 +55,10 @@ def training_status(job: Job) -> str:
         status = f"Preparing {which}{config.method} (tokenising, base model pass)…"
     elif (first := job.first_results.get(job.current)) is not None:
         split = {"val": "validation", "train": "training"}.get(first["split"], first["split"])
+        read = SplitMetrics.from_json(first)
         status = (
-            f"Trained {which}{config.method}. {split.capitalize()} flips: β = +1 {rate_text(first, 'flip_acc_pos')}, "
-            f"β = −1 {rate_text(first, 'flip_acc_neg')}. Evaluating the other prompts…"
+            f"Trained {which}{config.method}. {split.capitalize()} flips: β = +1 {rate_text(read, 'flip_acc_pos')}, "
+            f"β = −1 {rate_text(read, 'flip_acc_neg')}. Evaluating the other prompts…"
         )
     elif rows[-1]["step"] >= config.steps:
         status = f"Trained {which}{config.method}; evaluating…"

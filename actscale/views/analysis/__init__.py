@@ -33,7 +33,6 @@ from actscale.views.analysis.checks import (
 )
 from actscale.views.analysis.tables import (
     SPLIT_KEYS,
-    base_rate,
     best_on_validation,
     default_comparison,
     examples_frame,
@@ -52,7 +51,6 @@ from actscale.views.analysis.tables import (
 __all__ = [
     "SPLIT_KEYS",
     "ablation_table",
-    "base_rate",
     "best_on_validation",
     "checks_frame",
     "checks_tensor",

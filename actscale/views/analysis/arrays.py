@@ -21,7 +21,7 @@ def position_labels(bundle: RunBundle) -> list[str]:
     with absolute positions, ``"−1: in"`` / ``"−9: The (40%)"`` counted back from the answer;
     plain numbers for a bundle that has none."""
     labels = bundle.summary.get("position_labels")
-    n_pos = int(bundle.config["n_pos"])
+    n_pos = bundle.record.provenance.n_pos
     if isinstance(labels, list) and len(labels) == n_pos:
         return [str(x) for x in labels]
     return [str(i) for i in range(n_pos)]
@@ -32,7 +32,7 @@ def position_coverage(bundle: RunBundle) -> list[float] | None:
     runs reach their early positions through long prompts only), as stored at training time;
     None for a bundle that has none."""
     coverage = bundle.summary.get("position_coverage")
-    n_pos = int(bundle.config["n_pos"])
+    n_pos = bundle.record.provenance.n_pos
     if isinstance(coverage, list) and len(coverage) == n_pos and all(isinstance(c, (int, float)) for c in coverage):
         return [float(c) for c in coverage]
     return None
@@ -152,19 +152,22 @@ def describe_component(bundle: RunBundle, site: str, index: tuple[int, ...]) -> 
         f"the {'' if rank == 1 else _ordinal(rank) + ' '}largest in size of the {values.size:,} components at this site"
     )
     try:
-        relative = method.relative_magnitude(bundle.params, bundle.analysis, site, train_token_mask(bundle))
+        relative = bundle.analysis.get(f"magnitude.{site}")  # stored by the run's evaluation
+        if relative is None:  # a bundle stored before magnitudes were: recomputed from its arrays
+            relative = method.relative_magnitude(bundle.params, bundle.analysis, site, train_token_mask(bundle))
         rel = float(relative.detach().float().numpy()[index])
     except (KeyError, ValueError, IndexError, RuntimeError, TypeError):
         return text + "."
-    tau = float(bundle.config["tau"])
+    tau = bundle.record.config.tau
     verdict = "effective" if rel > tau else "not effective"
     return text + f"; it changes its activation by {rel:.3g} of its size ({verdict} at τ = {tau:g})."
 
 
 def train_token_mask(bundle: RunBundle) -> torch.Tensor:
     """[n pos] bool: the real tokens of the training prompts, from the stored token strings
-    (prompts are left-padded to the bundle's width)."""
-    tokens, n_pos = bundle.str_tokens(), int(bundle.config.get("n_pos", 0))
+    (prompts are left-padded to the bundle's width). Only for bundles stored before the run's
+    evaluation stored ``magnitude.<site>`` and ``n_components``: today's read those."""
+    tokens, n_pos = bundle.str_tokens(), bundle.record.provenance.n_pos
     width = max([n_pos, *(len(t) for t in tokens)]) if tokens else n_pos
     mask = torch.zeros(len(bundle.dataset), width, dtype=torch.bool)
     for i, row in enumerate(bundle.dataset):

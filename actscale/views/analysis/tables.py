@@ -3,6 +3,7 @@ reliability, groups, and which runs Compare opens on."""
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -10,9 +11,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from actscale.engine.config import TrainConfig
 from actscale.engine.interventions import effective_counts
 from actscale.engine.objective import RATE_NAMES, wilson_interval
 from actscale.runs.bundle import RunBundle, RunListing
+from actscale.runs.records import SplitMetrics
 from actscale.views.analysis.arrays import run_method, train_token_mask
 
 
@@ -22,26 +25,27 @@ def history_frame(bundle: RunBundle) -> pd.DataFrame:
 
 def metrics_frame(
     bundles: list[RunBundle] | list[RunListing],
-    metrics_of: Callable[[Any], Mapping[str, Mapping[str, Any]]] | None = None,
+    metrics_of: Callable[[Any], Mapping[str, SplitMetrics]] | None = None,
 ) -> pd.DataFrame:
     """One row per (run, split) with every metric: the tidy input of the comparison figures.
 
-    Anything with ``run_id``, ``config`` and ``metrics`` will do (a `RunListing` too, so the
-    Compare page never reads tensors); ``metrics_of(run)`` may complete a run's metrics (see
+    Anything with ``run_id`` and a ``record`` will do (a `RunListing` too, so the Compare page
+    never reads tensors); ``metrics_of(run)`` may complete a run's metrics (see
     `filled_metrics`). A run without ``n_components`` gets no minimality figure (NaN)."""
     rows = []
     for b in bundles:
-        for split, metrics in (metrics_of(b) if metrics_of else b.metrics).items():
+        config = b.record.config
+        for split, metrics in (metrics_of(b) if metrics_of else b.record.splits).items():
             rows.append(
                 {
                     "run_id": b.run_id,
-                    "method": b.config.get("method"),
-                    "task": b.config.get("task"),
+                    "method": config.method,
+                    "task": config.task,
                     "split": split,
-                    "lambda_m": b.config.get("lambda_m"),
-                    "lambda_f": b.config.get("lambda_f"),
-                    "margin": b.config.get("margin"),
-                    **metrics,
+                    "lambda_m": config.lambda_m,
+                    "lambda_f": config.lambda_f,
+                    "margin": config.margin,
+                    **metrics.to_json(),
                 }
             )
     df = pd.DataFrame(rows)
@@ -60,7 +64,7 @@ def metrics_frame(
 def metrics_table(bundle: RunBundle) -> pd.DataFrame:
     """The run's metrics (docs/method.md §4, completed by `filled_metrics`), one row per metric, one
     column per split (train, val, test first); each rate also as "base → rate [interval]"."""
-    metrics = filled_metrics(bundle)
+    metrics = {split: m.to_json() for split, m in filled_metrics(bundle).items()}
     order = ("train", "val", "test")
     splits = [s for s in order if s in metrics] + sorted(set(metrics) - set(order))
     names: list[str] = [f"{n} (base → rate [95% CI])" for n in RATE_NAMES[1:]]
@@ -69,7 +73,7 @@ def metrics_table(bundle: RunBundle) -> pd.DataFrame:
 
     def cell(split: str, name: str) -> Any:
         if name.endswith(" (base → rate [95% CI])"):
-            return rate_text(metrics[split], name.split(" ")[0])
+            return rate_text(SplitMetrics.from_json(metrics[split]), name.split(" ")[0])
         value = metrics[split].get(name)
         if value is None:
             return "n/a"
@@ -98,57 +102,53 @@ def examples_frame(bundle: RunBundle) -> pd.DataFrame:
     return df
 
 
-def base_rate(metrics: Mapping[str, Any], name: str) -> float | None:
-    """What a rate is read against (docs/method.md §4): ``flip_acc_pos`` against the share of prompts
-    the unmodified model already answers with a+ (``acc_base``), ``flip_acc_neg`` against the
-    share it already answers with a− (1 − ``acc_base``)."""
-    base = metrics.get("acc_base")
-    if not is_number(base):
-        return None
-    return {"flip_acc_pos": float(base), "flip_acc_neg": 1.0 - float(base)}.get(name)  # type: ignore[arg-type]
-
-
 def is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and value == value  # not NaN
 
 
-def rate_text(metrics: Mapping[str, Any], name: str, digits: int = 2) -> str:
-    """``"0.00 → 0.97 [0.94, 0.99] (n = 200)"``: a rate after its base and with its 95% interval;
-    what is not stored is left out; "" without the rate."""
-    rate = metrics.get(name)
-    if not is_number(rate):
+def rate_text(metrics: SplitMetrics, name: str, digits: int = 2) -> str:
+    """``"0.00 → 0.97 [0.94, 0.99] (n = 200)"``: a rate after its base (`SplitMetrics.base_rate`)
+    and with its 95% interval; what is not stored is left out; "" without the rate. A dict of
+    metrics (a group's, a table row) is read through `SplitMetrics.from_json` first."""
+    rate = metrics.rate(name)
+    if rate is None:
         return ""
-    base = base_rate(metrics, name)
+    base = metrics.base_rate(name)
     text = (f"{base:.{digits}f} → " if base is not None else "") + f"{rate:.{digits}f}"
-    ci = metrics.get(f"{name}_ci95")  # metrics.json may be hand-edited: only numbers are used
-    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(is_number(x) for x in ci):
+    ci = metrics.interval(name)
+    if ci is not None:
         text += f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
-    n = metrics.get("n_prompts")
-    return text + (f" (n = {int(n)})" if isinstance(n, numbers.Integral) and not isinstance(n, bool) else "")
+    n = metrics.n_prompts
+    return text + (f" (n = {n})" if n is not None else "")
 
 
-def filled_metrics(bundle: RunBundle) -> dict[str, dict[str, Any]]:
+def filled_metrics(bundle: RunBundle) -> dict[str, SplitMetrics]:
     """The run's metrics, completed for bundles written before baselines, intervals and
     comparable minimality existed: ``acc_base`` from the stored per-prompt Δ, intervals from the
     counts, ``n_components``/``n_effective``/``effective_frac`` recomputed from the stored arrays
     (docs/method.md §4) — or None ("n/a") where the arrays are not there, never the old figure, which
     counted in other units."""
-    out: dict[str, dict[str, Any]] = {split: dict(m) for split, m in bundle.metrics.items()}
-    if all("n_components" in m for m in out.values()):
+    out = dict(bundle.record.splits)
+    if all(m.n_components is not None for m in out.values()):
         return out
     counts = recompute_minimality(bundle)
     splits = [str(row.get("split", "")) for row in bundle.dataset]
     base = bundle.deltas().get("base")
     for split, m in out.items():
-        m["n_components"], m["n_effective"] = counts if counts else (None, None)
-        m["effective_frac"] = counts[1] / counts[0] if counts and counts[0] else None
+        changes: dict[str, Any] = {"n_components": None, "n_effective": None, "effective_frac": None}
+        if counts:
+            changes.update(n_components=counts[0], n_effective=counts[1])
+            changes["effective_frac"] = counts[1] / counts[0] if counts[0] else None
         rows = [i for i, s in enumerate(splits) if s == split]
-        if "acc_base" not in m and base is not None and len(base) == len(splits) and rows:
-            m["acc_base"] = float((base[rows] > 0).double().mean())
-        n = m.get("n_prompts")
+        if m.acc_base is None and base is not None and len(base) == len(splits) and rows:
+            changes["acc_base"] = float((base[rows] > 0).double().mean())
+        m = dataclasses.replace(m, **changes)
         for name in RATE_NAMES:
-            if f"{name}_ci95" not in m and isinstance(m.get(name), float) and isinstance(n, int):
-                m[f"{name}_ci95"] = [round(x, 6) for x in wilson_interval(round(m[name] * n), n)]
+            rate, n = m.rate(name), m.n_prompts
+            if m.interval(name) is None and rate is not None and n is not None:
+                ci = tuple(round(x, 6) for x in wilson_interval(round(rate * n), n))
+                m = dataclasses.replace(m, **{f"{name}_ci95": ci})
+        out[split] = m
     return out
 
 
@@ -156,7 +156,7 @@ def recompute_minimality(bundle: RunBundle) -> tuple[int, int] | None:
     """(n_components, n_effective) of docs/method.md §4 from a bundle's stored arrays; None when an
     array it needs is not stored."""
     method = run_method(bundle)
-    tau = float(bundle.config["tau"])
+    tau = bundle.record.config.tau
     try:
         return effective_counts(method, bundle.sites, bundle.params, bundle.analysis, train_token_mask(bundle), tau)
     except (KeyError, RuntimeError, ValueError, IndexError):
@@ -216,9 +216,9 @@ def group_table(groups: list[dict[str, Any]]) -> pd.DataFrame:
                     "split": g.get("split"),
                     "group": g.get("group"),
                     "n": g.get("n_prompts"),
-                    "unmodified prefers a+": rate_text(g, "acc_base"),
-                    "flip β = +1": rate_text(g, "flip_acc_pos"),
-                    "flip β = −1": rate_text(g, "flip_acc_neg"),
+                    "unmodified prefers a+": rate_text(SplitMetrics.from_json(g), "acc_base"),
+                    "flip β = +1": rate_text(SplitMetrics.from_json(g), "flip_acc_pos"),
+                    "flip β = −1": rate_text(SplitMetrics.from_json(g), "flip_acc_neg"),
                 }
             )
     return pd.DataFrame(rows)
@@ -247,17 +247,9 @@ SPLIT_KEYS = (
 )  # fmt: skip
 
 
-def _data_seed(config: Mapping[str, Any]) -> Any:
-    # A config that leaves data_seed unset draws its prompts with the seed.
-    value = config.get("data_seed")
-    return config.get("seed") if value is None else value
-
-
-def same_split(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    """Whether two run configs drew the same prompts into the same split (`SPLIT_KEYS`)."""
-    if _data_seed(a) != _data_seed(b):
-        return False
-    return all(a.get(k) == b.get(k) for k in SPLIT_KEYS if k != "data_seed")
+def same_split(a: TrainConfig, b: TrainConfig) -> bool:
+    """Whether two runs' configs drew the same prompts into the same split (`SPLIT_KEYS`)."""
+    return all(getattr(a, k) == getattr(b, k) for k in SPLIT_KEYS)
 
 
 def default_comparison(rows: list[RunListing]) -> list[str]:
@@ -265,19 +257,17 @@ def default_comparison(rows: list[RunListing]) -> list[str]:
     each method (methods in the order their latest runs were made), preferring, per method, a
     run on the newest run's split and seed, then on its split, then on its seed. ``rows``:
     newest first, as `RunStore.list` orders them."""
-    rows = [r for r in rows if r.ok]
-    if not rows:
+    configs = [(r.run_id, r.record.config) for r in rows if r.ok and r.record is not None]
+    if not configs:
         return []
-    newest = rows[0].config
-    pool = [
-        r for r in rows if r.config.get("task") == newest.get("task") and r.config.get("model") == newest.get("model")
-    ]
+    newest = configs[0][1]
     chosen: dict[str, str] = {}
     best: dict[str, tuple[bool, bool, bool]] = {}
-    for r in pool:  # newest first: among equal scores the first one seen (the latest) is kept
-        split, seed = same_split(r.config, newest), r.config.get("seed") == newest.get("seed")
+    for run_id, config in configs:  # newest first: among equal scores the first one seen (the latest) is kept
+        if (config.task, config.model) != (newest.task, newest.model):
+            continue
+        split, seed = same_split(config, newest), config.seed == newest.seed
         score = (split and seed, split, seed)
-        method = str(r.config.get("method"))
-        if method not in best or score > best[method]:
-            best[method], chosen[method] = score, r.run_id
+        if config.method not in best or score > best[config.method]:
+            best[config.method], chosen[config.method] = score, run_id
     return list(chosen.values())

@@ -128,7 +128,7 @@ def plot_dyn_weight_norms(bundle: RunBundle) -> go.Figure:
         fig.add_trace(go.Scatter(x=layers, y=w.numpy(), mode="lines+markers", name=f"‖w‖ {site}"))
         fig.add_trace(go.Scatter(x=layers, y=b.numpy(), mode="lines", name=f"|b| {site}", line=dict(dash="dot")))
     fig.update_layout(title="DynScalar: ‖w‖ and |b| per layer", xaxis_title="layer", yaxis_title="norm", **LAYOUT)
-    n_layers = int(bundle.config.get("model_dims", {}).get("n_layers", 1) or 1)
+    n_layers = bundle.record.provenance.model_shape.n_layers
     fig.update_xaxes(tickmode="linear", tick0=0, dtick=max(1, n_layers // 15))  # whole layers only
     return fig
 

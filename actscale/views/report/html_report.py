@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from actscale.runs.bundle import RunBundle
+from actscale.runs.records import SplitMetrics
 from actscale.views import panels, plots
 from actscale.views.analysis import (
     ablation_table,
@@ -103,7 +104,7 @@ def _figure_sections(bundle: RunBundle, prefix: str) -> list[str]:
 
 def _run_sections(bundle: RunBundle, heading: str, prefix: str = "") -> list[str]:
     """A run's findings, metrics, figures and configuration, under headings of level ``heading``."""
-    cfg = bundle.config
+    cfg = bundle.config  # config.json as stored, shown whole
     shows, cannot = findings(bundle)
     splits, metric_rows = metrics_rows(bundle)
     summary = bundle.info.get("summary")
@@ -149,9 +150,9 @@ def _page(title: str, subtitle: str, body: list[str]) -> str:
     )
 
 
-def _subtitle(cfg: dict[str, Any]) -> str:
-    what = " · ".join(str(cfg.get(k, "")) for k in ("method", "task", "model"))
-    return f"{what} · created {cfg.get('created', '?')}"
+def _subtitle(bundle: RunBundle) -> str:
+    cfg = bundle.record.config
+    return f"{cfg.method} · {cfg.task} · {cfg.model} · created {bundle.record.provenance.created or '?'}"
 
 
 def render_report(bundle: RunBundle) -> str:
@@ -159,7 +160,7 @@ def render_report(bundle: RunBundle) -> str:
     from its numbers), its metrics with base rates and intervals, every figure of
     `panels.run_figures` (interactive, token labels on the position axes) and its configuration;
     plotly.js inlined once, so it opens with no network."""
-    return _page(f"actscale run {bundle.run_id}", _subtitle(bundle.config), _run_sections(bundle, "h2"))
+    return _page(f"actscale run {bundle.run_id}", _subtitle(bundle), _run_sections(bundle, "h2"))
 
 
 def comparison_frame(bundles: list[RunBundle]) -> pd.DataFrame:
@@ -168,21 +169,22 @@ def comparison_frame(bundles: list[RunBundle]) -> pd.DataFrame:
     for b in bundles:
         metrics = filled_metrics(b)
         split = shown_split(metrics) or ""
-        m = metrics.get(split, {})
-        n_eff, n_comp = m.get("n_effective"), m.get("n_components")
+        m = metrics.get(split) or SplitMetrics()
+        n_eff, n_comp = m.n_effective, m.n_components
+        cfg = b.record.config
         rows.append(
             {
                 "run": b.run_id,
                 "method": b.method,
-                "task": b.config.get("task"),
-                "model": b.config.get("model"),
-                "seed": b.config.get("seed"),
+                "task": cfg.task,
+                "model": cfg.model,
+                "seed": cfg.seed,
                 "split": split,
                 "β = +1 (unmodified → steered [95% CI])": rate_text(m, "flip_acc_pos"),
                 "β = −1 (unmodified → steered [95% CI])": rate_text(m, "flip_acc_neg"),
-                "faithfulness KL": m.get("faithfulness_kl"),
+                "faithfulness KL": m.faithfulness_kl,
                 "effective / components": f"{n_eff} / {n_comp}" if n_eff is not None and n_comp else "n/a",
-                "parameters": m.get("n_params"),
+                "parameters": m.n_params,
             }
         )
     return pd.DataFrame(rows)
@@ -213,7 +215,7 @@ def render_comparison_report(bundles: list[RunBundle]) -> str:
     for i, b in enumerate(bundles):
         body += [
             f'<h2 id="run-{html.escape(b.run_id)}">Run {html.escape(b.run_id)}</h2>',
-            f'<p class="caption">{html.escape(_subtitle(b.config))}</p>',
+            f'<p class="caption">{html.escape(_subtitle(b))}</p>',
         ]
         body += _run_sections(b, "h3", prefix=f"run{i}-")
     methods = ", ".join(dict.fromkeys(b.method for b in bundles))

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from actscale.runs.bundle import RunListing
+from actscale.runs.records import SplitMetrics
 from actscale.views.analysis import (
     rate_text,
 )
@@ -31,34 +32,33 @@ def short_date(created: Any) -> str:
 
 def run_row(listing: RunListing) -> dict[str, Any]:
     """One row of the runs table; a broken run keeps its id and the reason, nothing else."""
-    if not listing.ok:
+    record = listing.record
+    if not listing.ok or record is None:
         return {"run_id": listing.run_id, "status": "broken", "reason": listing.reason}
-    c, m = listing.config, listing.metrics
-    test = m.get("test") or {}
-    any_split = test or next(iter(m.values()), {})
-    sites = c.get("sites")
+    c, test = record.config, record.split("test")
+    any_split = test if "test" in record.splits else next(iter(record.splits.values()), SplitMetrics())
     return {
         "run_id": listing.run_id,
         "status": "ok",
-        "created": short_date(c.get("created")),
-        "model": str(c.get("model", "")),
-        "task": str(c.get("task", "")),
-        "method": str(c.get("method", "")),
-        "sites": ",".join(map(str, sites)) if isinstance(sites, list) else str(sites or ""),
-        "steps": c.get("steps"),
-        "test_acc_base": test.get("acc_base"),
-        "test_flip_acc_pos": test.get("flip_acc_pos"),
-        "test_flip_acc_neg": test.get("flip_acc_neg"),
+        "created": short_date(record.provenance.created),
+        "model": c.model,
+        "task": c.task,
+        "method": c.method,
+        "sites": ",".join(c.sites),
+        "steps": c.steps,
+        "test_acc_base": test.acc_base,
+        "test_flip_acc_pos": test.flip_acc_pos,
+        "test_flip_acc_neg": test.flip_acc_neg,
         # Each flip rate after the unmodified model's rate, with its interval (docs/method.md §4).
         "test β = +1": rate_text(test, "flip_acc_pos"),
         "test β = −1": rate_text(test, "flip_acc_neg"),
-        "test_n": test.get("n_prompts"),
-        "test_faithfulness_kl": test.get("faithfulness_kl"),
+        "test_n": test.n_prompts,
+        "test_faithfulness_kl": test.faithfulness_kl,
         # Runs stored before components were counted: their n_effective used other units (n/a).
-        "n_effective": any_split.get("n_effective") if "n_components" in any_split else None,
-        "n_components": any_split.get("n_components"),
-        "effective_frac": any_split.get("effective_frac"),
-        "n_params": any_split.get("n_params"),
+        "n_effective": any_split.n_effective if any_split.n_components is not None else None,
+        "n_components": any_split.n_components,
+        "effective_frac": any_split.effective_frac,
+        "n_params": any_split.n_params,
         "reason": "",
     }
 

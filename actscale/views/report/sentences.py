@@ -4,12 +4,13 @@ between runs their intervals separate."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
 
-from actscale.engine.tasks.registry import TASK_REGISTRY
+from actscale.engine.config import TrainConfig
+from actscale.engine.tasks.registry import task_spec
 from actscale.runs.bundle import RunBundle
+from actscale.runs.records import SplitMetrics
 from actscale.views.analysis import (
-    base_rate,
     filled_metrics,
     k90_text,
     rare_positions,
@@ -20,36 +21,31 @@ from actscale.views.analysis import (
 _DIRECTIONS = (("flip_acc_pos", "a+", "+"), ("flip_acc_neg", "a−", "−"))
 
 
-def shown_split(metrics: dict[str, dict[str, Any]]) -> str | None:
-    """The split a reader should judge a run by: test, else validation, else train."""
-    return next((s for s in ("test", "val", "train") if metrics.get(s)), None)
+def shown_split(metrics: Mapping[str, SplitMetrics]) -> str | None:
+    """The split a reader should judge a run by: test, else validation, else train (one that
+    holds any metric)."""
+    return next((s for s in ("test", "val", "train") if metrics.get(s, SplitMetrics()) != SplitMetrics()), None)
 
 
-def interval_of(m: dict[str, Any], name: str) -> tuple[float, float, float] | None:
-    """(rate, lo, hi) where the rate and its 95% interval are stored as numbers."""
-    rate, ci = m.get(name), m.get(f"{name}_ci95")
-    if not isinstance(rate, (int, float)) or not isinstance(ci, (list, tuple)) or len(ci) != 2:
-        return None
-    lo, hi = ci
-    if not isinstance(lo, (int, float)) or not isinstance(hi, (int, float)):
-        return None
-    return float(rate), float(lo), float(hi)
+def interval_of(m: SplitMetrics, name: str) -> tuple[float, float, float] | None:
+    """(rate, lo, hi) where the rate and its 95% interval are stored."""
+    rate, ci = m.rate(name), m.interval(name)
+    return None if rate is None or ci is None else (rate, ci[0], ci[1])
 
 
-def n_text(m: dict[str, Any], split: str) -> str:
-    n = m.get("n_prompts")
-    return f"the {n} {split} prompts" if isinstance(n, int) else f"the {split} prompts"
+def n_text(m: SplitMetrics, split: str) -> str:
+    return f"the {m.n_prompts} {split} prompts" if m.n_prompts is not None else f"the {split} prompts"
 
 
-def direction_sentence(m: dict[str, Any], split: str, name: str, answer: str, sign: str) -> str:
+def direction_sentence(m: SplitMetrics, split: str, name: str, answer: str, sign: str) -> str:
     """What β = ±1 did on ``split``, read against the unmodified model's rate and the interval."""
     found = interval_of(m, name)
-    base = base_rate(m, name)
+    base = m.base_rate(name)
     if found is None:
-        rate = m.get(name)
-        if not isinstance(rate, (int, float)):
+        rate = m.rate(name)
+        if rate is None:
             return f"β = {sign}1: no flip rate is stored for the {split} split."
-        found = (float(rate), float("nan"), float("nan"))
+        found = (rate, float("nan"), float("nan"))
     rate, lo, hi = found
     prompts = n_text(m, split)
     steered = f"{rate:.2f}" + ("" if lo != lo else f" [{lo:.2f}, {hi:.2f}]")
@@ -78,14 +74,14 @@ def direction_sentence(m: dict[str, Any], split: str, name: str, answer: str, si
     )
 
 
-def _held_out_text(cfg: dict[str, Any]) -> str:
-    held = [*(cfg.get("test_templates") or []), *(cfg.get("test_groups") or [])]
+def _held_out_text(cfg: TrainConfig) -> str:
+    held = [*cfg.test_templates, *cfg.test_groups]
     if held:
         return (
             f"The test prompts come from groups held out of training ({', '.join(map(str, held))}): the test "
             "figures speak to prompts of a structure the intervention never saw."
         )
-    if cfg.get("task") in TASK_REGISTRY and TASK_REGISTRY[cfg["task"]].from_file:
+    if task_spec(cfg.task).from_file:
         return (
             "The test prompts are a share of the same file as the training prompts: the test figures speak to "
             "new prompts like those, not to other kinds of prompt."
@@ -106,33 +102,33 @@ def findings(bundle: RunBundle) -> tuple[list[str], list[str]]:
     return _what_it_shows(bundle, metrics, split), _what_it_cannot_show(bundle, metrics[split], split)
 
 
-def _what_it_shows(bundle: RunBundle, metrics: dict[str, dict[str, Any]], split: str) -> list[str]:
+def _what_it_shows(bundle: RunBundle, metrics: Mapping[str, SplitMetrics], split: str) -> list[str]:
     m = metrics[split]
     shows = [direction_sentence(m, split, name, answer, sign) for name, answer, sign in _DIRECTIONS]
-    shows += _generalisation_gaps(m, metrics.get("train") or {}, split)
-    kl = m.get("faithfulness_kl")
-    if isinstance(kl, (int, float)):
+    shows += _generalisation_gaps(m, metrics.get("train") or SplitMetrics(), split)
+    kl = m.faithfulness_kl
+    if kl is not None:
         shows.append(
             f"Faithfulness: at β = ±1 the next-token distribution over every other token moves by KL = {kl:.3g} nats "
             f"on average over {n_text(m, split)} (0 = untouched; lower is more faithful)."
         )
-    n_eff, n_comp = m.get("n_effective"), m.get("n_components")
-    if isinstance(n_eff, int) and isinstance(n_comp, int) and n_comp:
+    n_eff, n_comp = m.n_effective, m.n_components
+    if n_eff is not None and n_comp:
         shows.append(
             f"Minimality: {n_eff:,} of {n_comp:,} components ({n_eff / n_comp:.0%}) change their activation by more "
-            f"than τ = {float(bundle.config.get('tau', 0.05)):g} of its size; the maps below show where."
+            f"than τ = {bundle.record.config.tau:g} of its size; the maps below show where."
         )
     return shows
 
 
-def _generalisation_gaps(m: dict[str, Any], train: dict[str, Any], split: str) -> list[str]:
+def _generalisation_gaps(m: SplitMetrics, train: SplitMetrics, split: str) -> list[str]:
     """A sentence per direction that moves the held-out prompts less than the training prompts,
     each read against its own split's unmodified rate (the splits' prompts differ in difficulty)."""
     out = []
     for name, _, sign in _DIRECTIONS:
-        held, fitted = interval_of(m, name), train.get(name)
-        held_base, fitted_base = base_rate(m, name), base_rate(train, name)
-        if split == "train" or held is None or not isinstance(fitted, (int, float)):
+        held, fitted = interval_of(m, name), train.rate(name)
+        held_base, fitted_base = m.base_rate(name), train.base_rate(name)
+        if split == "train" or held is None or fitted is None:
             continue
         if held_base is None or fitted_base is None:
             continue
@@ -146,8 +142,8 @@ def _generalisation_gaps(m: dict[str, Any], train: dict[str, Any], split: str) -
     return out
 
 
-def _what_it_cannot_show(bundle: RunBundle, m: dict[str, Any], split: str) -> list[str]:
-    cfg = bundle.config
+def _what_it_cannot_show(bundle: RunBundle, m: SplitMetrics, split: str) -> list[str]:
+    cfg = bundle.record.config
     cannot = [
         "The maps show where the learned parameters are large, that is which components training used; they do "
         "not show that the model needs those components for the behaviour"
@@ -157,7 +153,7 @@ def _what_it_cannot_show(bundle: RunBundle, m: dict[str, Any], split: str) -> li
             else f" — that is what the checks test (sufficiency, necessity, a random control), which this run does "
             f"not have yet (python -m actscale analyse --run {bundle.run_id} adds them)."
         ),
-        f"One training run (seed {cfg.get('seed')}, data seed {cfg.get('data_seed', cfg.get('seed'))}): how much "
+        f"One training run (seed {cfg.seed}, data seed {cfg.data_seed}): how much "
         "these numbers move from one seed to another is not shown.",
         _held_out_text(cfg),
     ]
@@ -182,18 +178,18 @@ def comparison_findings(bundles: list[RunBundle]) -> list[str]:
     if len(bundles) < 2:
         return []
     out = []
-    configs = [b.config for b in bundles]
-    if not all(same_split(configs[0], c) for c in configs[1:]) or len({c.get("task") for c in configs}) > 1:
+    configs = [b.record.config for b in bundles]
+    if not all(same_split(configs[0], c) for c in configs[1:]) or len({c.task for c in configs}) > 1:
         out.append(
             "These runs were not all trained and tested on the same prompts (task, data seed, sizes or held-out "
             "groups differ): differences between them mix the methods with the data."
         )
-    all_test = all(filled_metrics(b).get("test") for b in bundles)
-    rows: list[tuple[RunBundle, str, dict[str, Any]]] = []
-    for b in bundles:
-        metrics = filled_metrics(b)
+    filled = [filled_metrics(b) for b in bundles]
+    all_test = all("test" in metrics for metrics in filled)
+    rows: list[tuple[RunBundle, str, SplitMetrics]] = []
+    for b, metrics in zip(bundles, filled):
         split = "test" if all_test else (shown_split(metrics) or "")
-        rows.append((b, split, metrics.get(split) or {}))
+        rows.append((b, split, metrics.get(split) or SplitMetrics()))
     for name, _, sign in _DIRECTIONS:
         scored: list[tuple[RunBundle, str, tuple[float, float, float]]] = []
         for b, split, m in rows:
@@ -216,7 +212,7 @@ def comparison_findings(bundles: list[RunBundle]) -> list[str]:
                 f"At β = {sign}1 {who} flips the most {split} prompts ({rate:.2f} [{lo:.2f}, {hi:.2f}]), but not "
                 f"measurably more than {', '.join(tied)}: their intervals overlap."
             )
-    kls = [(b, float(m["faithfulness_kl"])) for b, _, m in rows if isinstance(m.get("faithfulness_kl"), (int, float))]
+    kls = [(b, m.faithfulness_kl) for b, _, m in rows if m.faithfulness_kl is not None]
     if len(kls) >= 2:
         kls.sort(key=lambda x: x[1])
         (low, low_kl), (high, high_kl) = kls[0], kls[-1]
