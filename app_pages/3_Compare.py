@@ -149,7 +149,8 @@ with common.guarded("Comparing these runs"):
             )
         else:
             st.caption(
-                "k90: the fewest top components reaching 90% of the run's mean flip rate; the random control puts "
+                "k90: the fewest top components keeping 90% of the run's effect above the unmodified model in "
+                "each direction it moves (none where it moves neither); the random control puts "
                 "the same magnitudes on random components. A map whose top-k does not beat the random control's "
                 "95th percentile carries no claim about *which* components matter."
             )

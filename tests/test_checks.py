@@ -139,11 +139,60 @@ def test_full_run_in_the_checks_reproduces_the_runs_own_evaluation(tiny_llama, r
     assert part["grid"] == k_grid(part["n_components"])
     assert [r["k"] for r in part["necessity"]] == necessity_grid(part["n_components"])
     assert part["full"] == part["sufficiency"][-1]
-    assert 1 <= part["k90"] <= part["n_components"] and part["k90_frac"] == part["k90"] / part["n_components"]
-    assert [r["k"] for r in part["random"]] == [part["k90"]]
-    assert all(len(r["mean_flip"]) == 5 for r in part["random"])
-    assert [(r["k"], r["kind"]) for r in part["ablation"]] == [(part["k90"], "zero"), (part["k90"], "mean")]
+    # Four steps on the tiny model move neither direction beyond its interval: no effect to localise.
+    assert part["scale"] == "effect" and part["targets"] == {} and part["k90"] is None and part["k90_frac"] is None
+    assert (part["random"], part["ablation"], part["learned_above_random_p95"]) == ([], [], None)
+    for d in ("flip_acc_pos", "flip_acc_neg"):
+        assert part["full"][f"{d}_ci95"][0] <= part["base"][d]
+    assert part["base"]["flip_acc_pos"] == agree_base(part, bundle, ">") and part["base"]["flip_acc_neg"] == agree_base(
+        part, bundle, "<"
+    )
     assert torch.equal(tensors["order"], comps_of(bundle).order)
+
+
+def agree_base(part, bundle, sign):
+    """The unmodified model's rate on the check prompts, from the run's own stored Δ."""
+    d = bundle.analysis["delta.base"][part["prompts"]["rows"]]
+    return float(((d > 0) if sign == ">" else (d < 0)).double().mean())
+
+
+def test_no_effect_to_localise_is_said_not_drawn(tiny_llama, runs):
+    from actscale.views.analysis import k90_text
+
+    part, _ = checks.map_checks(tiny_llama, runs[1]["activscalar"], FAST)
+    assert k90_text({"map": part}) == (
+        "No effect to localise: on 8 test prompts neither direction of the full run beats the unmodified model "
+        "beyond its interval (β = +1 0.25 → 0.25 [0.07, 0.59]; β = −1 0.75 → 0.75 [0.41, 0.93]), so no k90 is "
+        "drawn and no control is run."
+    )
+
+
+def _row(k, pos, neg=0.75):
+    return {"k": k, "flip_acc_pos": pos, "flip_acc_neg": neg, "mean_flip": (pos + neg) / 2}
+
+
+def test_k90_is_on_the_effect_scale_per_direction():
+    """Only a direction whose full-run interval lies above the unmodified rate has a target,
+    base + 0.9·(full − base); k90 is the smallest k reaching every target (grid, then bisection)."""
+    from actscale.checks.sufficiency import _k90, effect_kept, effect_targets
+
+    base = {"flip_acc_pos": 0.25, "flip_acc_neg": 0.75}
+    full = {**_row(16, 0.95, 0.85), "flip_acc_pos_ci95": [0.8, 0.99], "flip_acc_neg_ci95": [0.7, 0.93]}
+    targets = effect_targets(base, full)
+    assert targets == {"flip_acc_pos": pytest.approx(0.88)}  # β = −1's interval holds its base rate: no target
+    rows = {1: _row(1, 0.3), 2: _row(2, 0.5), 4: _row(4, 0.85), 8: _row(8, 0.9), 16: full}
+    between = {6: _row(6, 0.88), 5: _row(5, 0.87)}
+    asked = []
+
+    def evaluate(k):
+        asked.append(k)
+        return between[k]
+
+    assert _k90([1, 2, 4, 8, 16], targets, rows, evaluate) == 6
+    assert asked == [6, 5] and sorted(rows) == [1, 2, 4, 5, 6, 8, 16]  # every k evaluated is on the curve
+    assert effect_kept(base, full, rows[6], targets) == {"flip_acc_pos": pytest.approx(0.9)}
+    # On the old scale (90% of the mean flip rate, 0.81) k = 4 would have "reached" it: 0.80 mean.
+    assert rows[4]["mean_flip"] == 0.8 and effect_targets(base, {**full, "flip_acc_pos_ci95": [0.2, 0.99]}) == {}
 
 
 def test_batching_does_not_change_a_variant(tiny_llama, runs):

@@ -56,6 +56,12 @@ def test_default_ioi_activscalar_map_is_sparse_and_beats_the_random_control(ioi_
     assert m["n_components"] == 960 and m["prompts"]["n"] == 16 and len(rand["mean_flip"]) == 20
     assert m["k90"] <= 0.10 * m["n_components"]
     assert at_k90["mean_flip"] > rand["mean_flip_p95"] and m["learned_above_random_p95"]
+    # k90 on the effect scale: the run moves both directions, and the top k90 keep 90% of each effect
+    assert sorted(m["targets"]) == ["flip_acc_neg", "flip_acc_pos"] and m["scale"] == "effect"
+    for d, target in m["targets"].items():
+        assert target == m["base"][d] + 0.9 * (m["full"][d] - m["base"][d]) and at_k90[d] >= target - 1e-12
+        assert m["effect_kept"][d] >= 0.9 - 1e-9
+    assert m["k90"] in [r["k"] for r in m["necessity"]]  # the necessity figure at k90 itself
     # float32 passes against the run's own evaluation: the same Δ.
     agree = m["precision_agreement"]
     assert agree["agree"] == agree["n"] and agree["max_abs_delta_change"] < 1e-3

@@ -51,3 +51,10 @@ def test_explore_draws_the_old_bundle(old_store):
     assert not at.exception and not at.error
     keys = [c.proto.id.split("-fig-", 1)[1] for c in at.get("plotly_chart")]
     assert keys == ["history", "alpha-attn_out", "alpha-mlp_out", "checks-sufficiency", "reliability"]
+    # Its checks predate k90 on the effect scale: shown as they were computed, and said so.
+    (check,) = [i.value for i in at.info if i.value.startswith("**Map check.**")]
+    assert check.startswith(
+        "**Map check.** k90 = 1 of 64 components (1.6%): keeping only the top 1 reaches 0.50 mean flip rate, 90% of "
+        "the full run's 0.50 (on 8 test prompts; checks of an earlier version, on the mean flip rate rather than "
+        "the effect above the unmodified model: run them again to update)."
+    )

@@ -4,7 +4,7 @@ the checks of one run's map."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from torch import Tensor
@@ -23,8 +23,12 @@ from actscale.checks.passes import (
 )
 from actscale.engine.models import LoadedModel
 from actscale.engine.objective import logit_diff
+from actscale.engine.tasks import PreparedTask
 from actscale.engine.training import CancelFlag
 from actscale.runs.bundle import RunBundle
+
+# The two directions, each read against the unmodified model's rate (docs/method.md §7.1).
+DIRECTIONS = ("flip_acc_pos", "flip_acc_neg")
 
 
 def map_checks(
@@ -35,48 +39,128 @@ def map_checks(
     cancel: CancelFlag | None = None,
 ) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """Sufficiency, necessity, the random control and the ablations of ``bundle``'s map
-    (docs/method.md §7.1–4), as (checks.json part, tensors)."""
+    (docs/method.md §7.1–4; k90 on the effect scale, none without an effect), as (checks.json part, tensors)."""
     start = time.perf_counter()
     ctx, task, rows = prepare_context(model, bundle, options, cancel)
     comps, n = ctx.comps, ctx.comps.n
     ctx.means = mean_activations(model, task, comps, ctx.template.dims.n_layers)
     grid, removed = k_grid(n), necessity_grid(n)
     learned = ctx.template.named_tensors()
-    advance = _progress(ctx.n * (2 * len(grid) + 2 * len(removed) + 2 * 4 + 2 * options.draws + 2), on_progress)
+    # every pass: the grids, up to 4 bisection steps and necessity at k90, the draws, the knock-outs
+    advance = _progress(ctx.n * (2 * len(grid) + 2 * len(removed) + 2 * 5 + 2 * options.draws + 2), on_progress)
 
     def suff(k: int) -> Variant:
         return Variant(f"top{k}", keep_params(learned, comps, comps.mask(comps.top(k))))
 
-    variants = [suff(k) for k in grid]
-    variants += [Variant(f"minus{k}", keep_params(learned, comps, ~comps.mask(comps.top(k)))) for k in removed]
+    def minus(k: int) -> Variant:
+        return Variant(f"minus{k}", keep_params(learned, comps, ~comps.mask(comps.top(k))))
+
+    variants = [suff(k) for k in grid] + [minus(k) for k in removed]
     results = evaluate_variants(ctx, variants, lambda r: advance(r, "sufficiency and necessity"))
     sufficiency = {k: steer_row(k, results[i]) for i, k in enumerate(grid)}
-    necessity = [steer_row(k, results[len(grid) + i]) for i, k in enumerate(removed)]
-    target = 0.9 * sufficiency[n]["mean_flip"]
-    k90 = _k90(grid, target, sufficiency, lambda k: evaluate_variants(ctx, [suff(k)], lambda r: advance(r, "k90"))[0])
-    random_row = _random_control(ctx, bundle, learned, k90, options, lambda r: advance(r, "random control"))
-    kinds = ("zero", "mean")
-    ablations = [Variant(f"{kind}{k90}", ablate=comps.mask(comps.top(k90)), kind=kind) for kind in kinds]
-    abl = evaluate_variants(ctx, ablations, lambda r: advance(r, "ablation"))
-    return {
-        "prompts": {"split": "test", "n": ctx.n, "rows": rows.tolist(), "of": int(task.split_indices("test").numel())},
-        "precision": ctx.precision_name,
-        "precision_agreement": _agreement(bundle, rows, ctx.base_logits, results[len(grid) - 1], ctx),
+    necessity = {k: steer_row(k, results[len(grid) + i]) for i, k in enumerate(removed)}
+    base = base_rates(ctx)
+    targets = effect_targets(base, sufficiency[n])
+    k90 = _locate(ctx, grid, targets, sufficiency, necessity, (suff, minus), advance)
+    part = {
+        **_passes_part(ctx, bundle, task, rows, results[len(grid) - 1]),
         "n_components": n,
         "magnitude": comps.method.magnitude_label,
         "grid": grid,
         "sufficiency": [sufficiency[k] for k in sorted(sufficiency)],
-        "necessity": necessity,
+        "necessity": [necessity[k] for k in sorted(necessity)],
         "full": sufficiency[n],
-        "target": target,
+        "scale": "effect",
+        "base": base,
+        "targets": targets,
         "k90": k90,
-        "k90_frac": k90 / n,
-        "top_components": _top_components(comps, min(k90, 50)),
+        "k90_frac": None if k90 is None else k90 / n,
+        "effect_kept": {} if k90 is None else effect_kept(base, sufficiency[n], sufficiency[k90], targets),
+        "top_components": _top_components(comps, min(k90 or 10, 50)),
+    }
+    part.update(_at_k90(ctx, bundle, learned, k90, sufficiency, options, advance))
+    part["seconds_map"] = round(time.perf_counter() - start, 3)
+    return part, {"order": comps.order.clone(), "magnitude": comps.magnitude.clone()}
+
+
+def _locate(
+    ctx: Context,
+    grid: list[int],
+    targets: Mapping[str, float],
+    sufficiency: dict[int, dict[str, Any]],
+    necessity: dict[int, dict[str, Any]],
+    make: tuple[Callable[[int], Variant], Callable[[int], Variant]],
+    advance: Callable[[int, str], None],
+) -> int | None:
+    """k90 (None without a target: no effect to localise), and the necessity point at k90
+    itself, added to ``necessity``."""
+    if not targets:
+        return None
+    suff, minus = make
+    k90 = _k90(
+        grid,
+        targets,
+        sufficiency,
+        lambda k: steer_row(k, evaluate_variants(ctx, [suff(k)], lambda r: advance(r, "k90"))[0]),
+    )
+    if k90 not in necessity and k90 < grid[-1]:
+        necessity[k90] = steer_row(k90, evaluate_variants(ctx, [minus(k90)], lambda r: advance(r, "necessity"))[0])
+    return k90
+
+
+def _passes_part(ctx: Context, bundle: RunBundle, task: PreparedTask, rows: Tensor, full: dict) -> dict[str, Any]:
+    """Which prompts the passes ran on, in which precision, and how they agree with the run's
+    own evaluation."""
+    return {
+        "prompts": {"split": "test", "n": ctx.n, "rows": rows.tolist(), "of": int(task.split_indices("test").numel())},
+        "precision": ctx.precision_name,
+        "precision_agreement": _agreement(bundle, rows, ctx.base_logits, full, ctx),
+    }
+
+
+def base_rates(ctx: Context) -> dict[str, float]:
+    """The unmodified model's rate per direction on the check prompts: the share already
+    preferring a+ (what β = +1's flip rate is read against) and the share preferring a−."""
+    d = logit_diff(ctx.base_logits, ctx.correct, ctx.wrong)
+    return {"flip_acc_pos": float((d > 0).double().mean()), "flip_acc_neg": float((d < 0).double().mean())}
+
+
+def effect_targets(base: Mapping[str, float], full: Mapping[str, Any]) -> dict[str, float]:
+    """k90's target per direction with an effect: ``base + 0.9·(full − base)``. A direction has
+    an effect where the full run's Wilson interval lies above the unmodified rate; {} where
+    neither has one (no effect to localise)."""
+    return {d: base[d] + 0.9 * (full[d] - base[d]) for d in DIRECTIONS if full[f"{d}_ci95"][0] > base[d]}
+
+
+def effect_kept(
+    base: Mapping[str, float], full: Mapping[str, Any], row: Mapping[str, Any], targets: Mapping[str, float]
+) -> dict[str, float]:
+    """The share of the full run's effect above the unmodified model that ``row`` keeps, per
+    direction with an effect."""
+    return {d: (row[d] - base[d]) / (full[d] - base[d]) for d in targets}
+
+
+def _at_k90(
+    ctx: Context,
+    bundle: RunBundle,
+    learned: dict[str, Tensor],
+    k90: int | None,
+    sufficiency: Mapping[int, dict[str, Any]],
+    options: CheckOptions,
+    advance: Callable[[int, str], None],
+) -> dict[str, Any]:
+    """The random control and the knock-outs at k90; none without a k90."""
+    if k90 is None:
+        return {"random": [], "learned_above_random_p95": None, "ablation": []}
+    random_row = _random_control(ctx, bundle, learned, k90, options, lambda r: advance(r, "random control"))
+    kinds = ("zero", "mean")
+    ablations = [Variant(f"{kind}{k90}", ablate=ctx.comps.mask(ctx.comps.top(k90)), kind=kind) for kind in kinds]
+    abl = evaluate_variants(ctx, ablations, lambda r: advance(r, "ablation"))
+    return {
         "random": [random_row],
         "learned_above_random_p95": bool(sufficiency[k90]["mean_flip"] > random_row["mean_flip_p95"]),
         "ablation": [ablation_row(k90, kind, abl[i]) for i, kind in enumerate(kinds)],
-        "seconds_map": round(time.perf_counter() - start, 3),
-    }, {"order": comps.order.clone(), "magnitude": comps.magnitude.clone()}
+    }
 
 
 def _top_components(comps: Components, k: int) -> list[dict[str, Any]]:
@@ -90,7 +174,7 @@ def _top_components(comps: Components, k: int) -> list[dict[str, Any]]:
 def _progress(total: int, on_progress: Progress | None) -> Callable[[int, str], None]:
     """A counter of evaluated rows that reports the share of ``total`` done (the map checks'
     total: sufficiency and necessity over their grids, up to four bisection steps, the random
-    draws and the two knock-outs at k90, each at β = ±1)."""
+    draws, the necessity point at k90 and the two knock-outs at k90, each at β = ±1)."""
     done = [0]
 
     def advance(rows_done: int, what: str = "") -> None:
@@ -102,17 +186,26 @@ def _progress(total: int, on_progress: Progress | None) -> Callable[[int, str], 
 
 
 def _k90(
-    grid: list[int], target: float, sufficiency: dict[int, dict[str, Any]], evaluate: Callable[[int], dict]
+    grid: list[int],
+    targets: Mapping[str, float],
+    sufficiency: dict[int, dict[str, Any]],
+    evaluate: Callable[[int], dict[str, Any]],
 ) -> int:
-    """The smallest grid k whose sufficiency reaches ``target``, then bisection between it and
-    the grid point below (which assumes the curve rises in between). Every k evaluated on the
-    way is added to ``sufficiency``, so it stays on the curve."""
-    k90 = next(k for k in grid if sufficiency[k]["mean_flip"] >= target - 1e-12)
+    """The smallest k whose flip rates reach every direction's target: the first grid point
+    that does, then bisection between it and the grid point below (which assumes the curve rises
+    in between); ``evaluate(k)`` gives k's sufficiency row. Every k evaluated on the way is added
+    to ``sufficiency``, so it stays on the curve. The full run (the last grid point) reaches
+    every target."""
+
+    def reached(row: Mapping[str, Any]) -> bool:
+        return all(row[d] >= t - 1e-12 for d, t in targets.items())
+
+    k90 = next(k for k in grid if reached(sufficiency[k]))
     lo = max([k for k in grid if k < k90], default=0)
     while k90 - lo > 1:
         mid = (lo + k90) // 2
-        sufficiency[mid] = steer_row(mid, evaluate(mid))
-        if sufficiency[mid]["mean_flip"] >= target - 1e-12:
+        sufficiency[mid] = evaluate(mid)
+        if reached(sufficiency[mid]):
             k90 = mid
         else:
             lo = mid

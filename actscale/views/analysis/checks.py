@@ -26,30 +26,63 @@ def interval_text(ci: Any) -> str:
     return f"[{ci[0]:.2f}, {ci[1]:.2f}]" if isinstance(ci, list) and len(ci) == 2 else ""
 
 
+_SIGNS = {"flip_acc_pos": "β = +1", "flip_acc_neg": "β = −1"}
+
+
 def k90_text(checks: Mapping[str, Any]) -> str:
     """One sentence: how many components carry the flips, against the random control."""
     m = checks.get("map") or {}
     if "k90" not in m:
         return ""
-    k90, n = m["k90"], m["n_components"]
-    rand = next((r for r in m.get("random", []) if r["k"] == k90), None)
-    learned: dict[str, Any] = next((r for r in m["sufficiency"] if r["k"] == k90), {})
+    if m.get("scale") != "effect":  # checks stored before k90 was on the effect scale
+        return _mean_scale_k90_text(m)
+    n, prompts, full, base = m["n_components"], m["prompts"]["n"], m["full"], m["base"]
+    if m["k90"] is None:
+        rates = "; ".join(
+            f"{_SIGNS[d]} {base[d]:.2f} → {full[d]:.2f} {interval_text(full[f'{d}_ci95'])}" for d in _SIGNS
+        )
+        return (
+            f"No effect to localise: on {prompts} test prompts neither direction of the full run beats the "
+            f"unmodified model beyond its interval ({rates}), so no k90 is drawn and no control is run."
+        )
+    k90, learned = m["k90"], next((r for r in m["sufficiency"] if r["k"] == m["k90"]), {})
+    kept = "; ".join(
+        f"{_SIGNS[d]} {base[d]:.2f} → {full[d]:.2f} in full, {learned.get(d, float('nan')):.2f} with the top {k90} "
+        f"({100 * share:.0f}% of the effect)"
+        for d, share in m["effect_kept"].items()
+    )
     text = (
+        f"k90 = {k90} of {n:,} components ({100 * k90 / n:.1f}%): the fewest top components that keep 90% of "
+        f"the full run's effect above the unmodified model in each direction it moves ({kept}; {prompts} test prompts)."
+    )
+    return text + _random_text(m, k90)
+
+
+def _random_text(m: Mapping[str, Any], k90: int) -> str:
+    rand = next((r for r in m.get("random", []) if r["k"] == k90), None)
+    if not rand:
+        return ""
+    return (
+        f" The same {k90} magnitudes on random components of the same sites (anywhere in them): median mean flip "
+        f"{rand['mean_flip_median']:.2f}, 95th percentile {rand['mean_flip_p95']:.2f} over {rand['draws']} draws"
+        + (
+            " — the learned components beat every draw but the top 5%."
+            if m.get("learned_above_random_p95")
+            else " — the learned components do NOT beat the random control's 95th percentile."
+        )
+    )
+
+
+def _mean_scale_k90_text(m: Mapping[str, Any]) -> str:
+    """The sentence of checks stored before k90 was on the effect scale (run them again for it)."""
+    k90, n = m["k90"], m["n_components"]
+    learned: dict[str, Any] = next((r for r in m["sufficiency"] if r["k"] == k90), {})
+    return (
         f"k90 = {k90} of {n:,} components ({100 * k90 / n:.1f}%): keeping only the top {k90} reaches "
         f"{learned.get('mean_flip', float('nan')):.2f} mean flip rate, 90% of the full run's "
-        f"{m['full']['mean_flip']:.2f} (on {m['prompts']['n']} test prompts)."
-    )
-    if rand:
-        text += (
-            f" The same {k90} magnitudes on random components: median {rand['mean_flip_median']:.2f}, "
-            f"95th percentile {rand['mean_flip_p95']:.2f} over {rand['draws']} draws"
-            + (
-                " — the learned components beat every draw but the top 5%."
-                if m.get("learned_above_random_p95")
-                else " — the learned components do NOT beat the random control's 95th percentile."
-            )
-        )
-    return text
+        f"{m['full']['mean_flip']:.2f} (on {m['prompts']['n']} test prompts; checks of an earlier version, on the "
+        "mean flip rate rather than the effect above the unmodified model: run them again to update)."
+    ) + _random_text(m, k90)
 
 
 def sufficiency_table(checks: Mapping[str, Any]) -> pd.DataFrame:
@@ -185,6 +218,10 @@ def checks_frame(bundles: list[RunBundle]) -> pd.DataFrame:
         if not data or "map" not in data:
             continue
         m = data["map"]
+        if m.get("k90") is None:  # no effect to localise
+            rows.append({"run_id": b.run_id, "method": b.method, "k90": None, "of components": m["n_components"],
+                         "full run": round(m["full"]["mean_flip"], 3), "prompts": m["prompts"]["n"]})  # fmt: skip
+            continue
         rand: dict[str, Any] = next((r for r in m.get("random", []) if r["k"] == m["k90"]), {})
         learned: dict[str, Any] = next((r for r in m["sufficiency"] if r["k"] == m["k90"]), {})
         nec: dict[str, Any] = next((r for r in m.get("necessity", []) if r["k"] == m["k90"]), {})

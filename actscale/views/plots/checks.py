@@ -45,13 +45,16 @@ def plot_sufficiency(bundle: RunBundle) -> go.Figure:
                 row=1,
                 col=col,
             )
-        fig.add_vline(x=m["k90"], line=dict(dash="dash", color="#c0392b", width=1), row=1, col=col)
+        target = (m.get("targets") or {}).get(name)
+        if target is not None:  # this direction's k90 target: 90% of the effect above the unmodified rate
+            fig.add_hline(y=target, line=dict(dash="dash", color="#c0392b", width=1), row=1, col=col)
+        if m["k90"] is not None:
+            fig.add_vline(x=m["k90"], line=dict(dash="dash", color="#c0392b", width=1), row=1, col=col)
     fig.update_xaxes(type="log", title_text="k (top components kept or removed, log scale)")
     fig.update_yaxes(range=[-0.03, 1.03])
     fig.update_yaxes(title_text="flip rate", col=1)
     fig.update_layout(
-        title=f"Sufficiency and necessity of the top-k components (k90 = {m['k90']} of {m['n_components']:,}; "
-        f"{m['prompts']['n']} test prompts)",
+        title=f"Sufficiency and necessity of the top-k components ({_k90_title(m)}; {m['prompts']['n']} test prompts)",
         legend=dict(orientation="h", y=-0.25),
         height=480,
         **LAYOUT,
@@ -127,8 +130,17 @@ def _add_ablations(fig: go.Figure, abl: pd.DataFrame, name: str, col: int) -> No
         )
 
 
+def _k90_title(m: dict) -> str:
+    if m["k90"] is None:
+        return "no effect to localise: no k90"
+    return f"k90 = {m['k90']} of {m['n_components']:,}"
+
+
 def _unmodified_rate(bundle: RunBundle, m: dict, name: str) -> float | None:
-    """The unmodified model's rate of ``name`` on the check prompts (from the stored Δ)."""
+    """The unmodified model's rate of ``name`` on the check prompts (stored with the checks, else
+    from the stored Δ)."""
+    if name in (m.get("base") or {}):
+        return float(m["base"][name])
     base = bundle.analysis.get("delta.base")
     rows = m.get("prompts", {}).get("rows")
     if base is None or not rows:

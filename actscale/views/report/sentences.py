@@ -5,7 +5,9 @@ between runs their intervals separate."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
+from actscale.checks.sufficiency import effect_kept
 from actscale.engine.config import TrainConfig
 from actscale.engine.tasks.registry import task_spec
 from actscale.runs.bundle import RunBundle
@@ -223,6 +225,26 @@ def comparison_findings(bundles: list[RunBundle]) -> list[str]:
     return out
 
 
+def _necessity_text(m: Mapping[str, Any]) -> list[str]:
+    """What removing the top k90 leaves: the share of the effect per direction (the effect
+    scale), or the mean flip rate for checks stored before it."""
+    nec = next((r for r in m.get("necessity", []) if m.get("k90") is not None and r["k"] == m["k90"]), None)
+    if nec is None:
+        return []
+    if m.get("scale") != "effect":
+        return [
+            f"Removing the top {m['k90']} from the full run leaves a mean flip rate of {nec['mean_flip']:.2f} "
+            f"(full run {m['full']['mean_flip']:.2f})."
+        ]
+    left = effect_kept(m["base"], m["full"], nec, m["targets"])
+    signs = {"flip_acc_pos": "β = +1", "flip_acc_neg": "β = −1"}
+    shares = ", ".join(f"{100 * share:.0f}% at {signs[d]}" for d, share in left.items())
+    return [
+        f"Removing the top {m['k90']} from the full run leaves {shares} of its effect above the unmodified model "
+        f"(on {m['prompts']['n']} test prompts; 100% would mean the rest of the map stands in for them entirely)."
+    ]
+
+
 def check_findings(bundle: RunBundle) -> list[str]:
     """Sentences on the run's map checks, from their numbers; [] until they are run."""
     found = bundle.checks()
@@ -231,17 +253,7 @@ def check_findings(bundle: RunBundle) -> list[str]:
     if "map" in data:
         out.append(k90_text(data))
         m = data["map"]
-        nec = [r for r in m.get("necessity", []) if r["k"] == m["k90"]]
-        if nec:
-            out.append(
-                f"Removing the top {m['k90']} from the full run leaves a mean flip rate of {nec[0]['mean_flip']:.2f} "
-                f"(full run {m['full']['mean_flip']:.2f}): "
-                + (
-                    "the rest of the map cannot stand in for them."
-                    if nec[0]["mean_flip"] < 0.9 * m["full"]["mean_flip"]
-                    else "the rest of the map largely makes up for them (redundant components)."
-                )
-            )
+        out += _necessity_text(m)
         agree = m.get("precision_agreement") or {}
         if agree.get("agree") is not None:
             out.append(
