@@ -94,6 +94,43 @@ def test_transplant_keeps_each_vectors_relative_magnitude(runs):
     assert int((new > 0).sum()) == len(set(dst.tolist()))  # nothing else is set
 
 
+@pytest.mark.parametrize("method", ["activscalar", "steervec", "dynscalar"])
+def test_a_transplanted_component_applies_its_learned_magnitude(tiny_llama, runs, method):
+    """The random control moves the top-k's parameters to other components; each must apply its
+    learned relative magnitude there. DynScalar's α = wᵀĥ + b is no longer aligned at another
+    layer, so (w, b) are rescaled: the mean |α| the moved components apply on the check prompts'
+    real tokens, recorded by the engine's own forward pass, is the learned one within 1%."""
+    from actscale.checks.sufficiency import placed_params
+    from actscale.engine.interventions import steer
+
+    bundle = runs[1][method]
+    ctx, _, _ = passes.prepare_context(tiny_llama, bundle, FAST, None)
+    comps = ctx.comps
+    src = comps.top(6)
+    (dst,) = random_draws(comps, src, 1, seed=11)
+    (moved,) = placed_params(ctx, ctx.template.named_tensors(), bundle.analysis, src, [dst])
+    if method == "dynscalar":
+        record: dict = {}
+        with (
+            torch.no_grad(),
+            steer(tiny_llama.bridge, ctx.intervention(moved), 1.0, batch=ctx.n, record=record, mask=ctx.mask),
+        ):
+            passes.last_position_logits(tiny_llama, ctx.tokens, ctx.mask)
+        real = ctx.mask.bool()
+        applied = {}
+        for site in comps.sites:
+            for layer in range(ctx.template.dims.n_layers):
+                alpha = record[(site, layer)][real].abs().mean(0)  # per head at the head site
+                for i, value in enumerate(alpha.reshape(-1).tolist()):
+                    applied[comps.offsets[site] + layer * alpha.numel() + i] = value
+        got = torch.tensor([applied[int(d)] for d in dst])
+    else:
+        got = torch.cat(
+            [comps.method.relative_magnitude(moved, bundle.analysis, s, None).reshape(-1) for s in comps.sites]
+        )[dst]
+    assert torch.allclose(got, comps.magnitude[src], rtol=0.01), (got, comps.magnitude[src])
+
+
 def test_random_draws_keep_each_site_count_and_are_seeded(runs):
     bundle = runs[1]["activscalar"]
     comps = comps_of(bundle)

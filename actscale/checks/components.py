@@ -71,10 +71,17 @@ def keep_params(params: Mapping[str, Tensor], comps: Components, keep: Tensor) -
 
 
 def transplant_params(
-    params: Mapping[str, Tensor], comps: Components, analysis: Mapping[str, Tensor], src: Tensor, dst: Tensor
+    params: Mapping[str, Tensor],
+    comps: Components,
+    analysis: Mapping[str, Tensor],
+    src: Tensor,
+    dst: Tensor,
+    reads: Mapping[str, Tensor] | None = None,
 ) -> dict[str, Tensor]:
     """Zero parameters except at components ``dst``, which get the parameters of components
-    ``src`` (same sites, one to one), rescaled so each keeps its relative magnitude."""
+    ``src`` (same sites, one to one), rescaled so each applies its learned relative magnitude
+    there (`Intervention.transplant_scale`; ``reads``: per site, what the method reads at each
+    component on the check prompts, where it needs them)."""
     payloads = _payloads(params, comps)
     out = {name: torch.zeros_like(flat) for name, (_, flat) in payloads.items()}
     for site in comps.sites:
@@ -83,11 +90,28 @@ def transplant_params(
         s, d = src[pick] - lo, dst[pick] - lo
         if not s.numel():
             continue
-        scale = comps.method.transplant_scale(analysis, site, s, d).float().unsqueeze(-1)
+        moved = {name.split(".", 1)[0]: flat[s] for name, (tsite, flat) in payloads.items() if tsite == site}
+        learned = comps.magnitude[src[pick]]
+        site_reads = None if reads is None else reads[site]
+        scale = comps.method.transplant_scale(analysis, site, s, d, learned, moved, site_reads).float().unsqueeze(-1)
         for name, (tsite, flat) in payloads.items():
             if tsite == site:
                 out[name][d] = flat[s] * scale
     return {name: out[name].reshape(params[name].shape) for name in out}
+
+
+def scale_components(
+    params: Mapping[str, Tensor], comps: Components, idx: Tensor, factors: Tensor
+) -> dict[str, Tensor]:
+    """``params`` with the parameters of components ``idx`` (flat) multiplied by ``factors``."""
+    out = {}
+    for name, (site, flat) in _payloads(params, comps).items():
+        flat = flat.clone()
+        lo, hi = comps.offsets[site], comps.offsets[site] + comps.sizes[site]
+        pick = (idx >= lo) & (idx < hi)
+        flat[idx[pick] - lo] *= factors[pick].float().unsqueeze(-1)
+        out[name] = flat.reshape(params[name].shape)
+    return out
 
 
 def k_grid(n: int) -> list[int]:

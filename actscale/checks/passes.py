@@ -161,6 +161,41 @@ def _forward_chunk(ctx: Context, segments: list[tuple[Variant, Intervention | No
             return last_position_logits(ctx.model, tokens, mask, autocast=ctx.bf16).float().cpu()
 
 
+def applied_magnitudes(ctx: Context, param_sets: list[dict[str, Tensor]]) -> list[Tensor]:
+    """Per parameter set: the relative magnitude each component applies on the check prompts at
+    β = +1, measured by the method from what it records in that pass (DynScalar: the mean |α|
+    over the real tokens), flat over the sites. Batched like `evaluate_variants`."""
+    per_pass, n, dev = max(1, ctx.options.rows_per_pass // ctx.n), ctx.n, ctx.model.device
+    out = []
+    for start in range(0, len(param_sets), per_pass):
+        _check_cancel(ctx)
+        chunk = param_sets[start : start + per_pass]
+        ivs, records = [ctx.intervention(p) for p in chunk], [{} for _ in chunk]
+
+        def edit(act: Tensor, site: str, layer: int) -> Tensor:
+            beta = torch.ones(n, device=dev)
+            return torch.cat(
+                [
+                    iv(act[j * n : (j + 1) * n], site=site, layer=layer, beta=beta, mask=ctx.mask, record=records[j])
+                    for j, iv in enumerate(ivs)
+                ]
+            )
+
+        with ctx.model.lock, torch.no_grad(), _flush_denormal():
+            with at_sites(ctx.model.bridge, ctx.template.sites, ctx.template.dims.n_layers, edit):
+                tokens, mask = ctx.tokens.repeat(len(chunk), 1), ctx.mask.repeat(len(chunk), 1)
+                last_position_logits(ctx.model, tokens, mask, autocast=ctx.bf16)
+        for iv, params, record in zip(ivs, chunk, records, strict=True):
+            arrays = iv.analysis_arrays({}, {key: [value] for key, value in record.items()})
+            sites = ctx.comps.sites
+            out.append(
+                torch.cat(
+                    [ctx.comps.method.relative_magnitude(params, arrays, s, ctx.mask.bool()).reshape(-1) for s in sites]
+                )
+            )
+    return out
+
+
 @contextlib.contextmanager
 def _flush_denormal() -> Iterator[None]:
     """Subnormal floats flushed to zero on the CPU for the block: a random placement can drive
@@ -262,6 +297,31 @@ def mean_activations(
             out[site] = stacked / per_pos.reshape(1, -1, *([1] * (stacked.dim() - 2)))
         else:
             out[site] = stacked / float(mask.sum().clamp_min(1))
+    return out
+
+
+def transplant_reads(model: LoadedModel, ctx: Context, batch: int = 32) -> dict[str, Tensor]:
+    """Per site, what the run's method reads from the activation (`Intervention.transplant_reads`)
+    at every (layer[, head]) component over the check prompts' real tokens: [components, tokens,
+    d] (layer-major, heads within a layer). What a moved DynScalar component is rescaled on."""
+    n_layers = ctx.template.dims.n_layers
+    chunks: dict[tuple[str, int], list[Tensor]] = {(s, layer): [] for s in ctx.comps.sites for layer in range(n_layers)}
+    real = [ctx.mask[:0].bool()]
+
+    def capture(act: Tensor, site: str, layer: int) -> None:
+        chunks[(site, layer)].append(ctx.template.transplant_reads(act.detach().float()[real[0]]).cpu())
+
+    with ctx.model.lock, torch.no_grad(), at_sites(model.bridge, ctx.comps.sites, n_layers, capture):
+        for start in range(0, ctx.n, batch):
+            sl = slice(start, start + batch)
+            real[0] = ctx.mask[sl].bool().to(ctx.tokens.device)
+            last_position_logits(model, ctx.tokens[sl], ctx.mask[sl], autocast=ctx.bf16)
+    out = {}
+    for site in ctx.comps.sites:
+        per_layer = torch.stack([torch.cat(chunks[(site, layer)]) for layer in range(n_layers)])  # [L T (H) d]
+        if per_layer.dim() == 4:  # the head site: one component per (layer, head)
+            per_layer = per_layer.permute(0, 2, 1, 3).reshape(-1, per_layer.shape[1], per_layer.shape[3])
+        out[site] = per_layer
     return out
 
 

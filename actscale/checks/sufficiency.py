@@ -9,17 +9,27 @@ from typing import Any
 
 from torch import Tensor
 
-from actscale.checks.components import Components, k_grid, keep_params, necessity_grid, random_draws, transplant_params
+from actscale.checks.components import (
+    Components,
+    k_grid,
+    keep_params,
+    necessity_grid,
+    random_draws,
+    scale_components,
+    transplant_params,
+)
 from actscale.checks.options import CheckOptions, Progress
 from actscale.checks.passes import (
     Context,
     Variant,
     ablation_row,
+    applied_magnitudes,
     evaluate_variants,
     mean_activations,
     prepare_context,
     quantile,
     steer_row,
+    transplant_reads,
 )
 from actscale.engine.models import LoadedModel
 from actscale.engine.objective import logit_diff
@@ -223,13 +233,10 @@ def _random_control(
     """The learned top-``k`` values moved to ``options.draws`` random sets of ``k`` components:
     each draw's flip rates, and their median and 5th and 95th percentiles. One k (k90): a minute
     holds 20 draws at one k (docs/checks.md, "the time budget")."""
-    comps = ctx.comps
-    top = comps.top(k)
-    draws = random_draws(comps, top, options.draws, options.random_seed + k)
-    variants = [
-        Variant(f"random{k}.{d}", transplant_params(learned, comps, bundle.analysis, top, dst))
-        for d, dst in enumerate(draws)
-    ]
+    top = ctx.comps.top(k)
+    draws = random_draws(ctx.comps, top, options.draws, options.random_seed + k)
+    placed = placed_params(ctx, learned, bundle.analysis, top, draws)
+    variants = [Variant(f"random{k}.{d}", params) for d, params in enumerate(placed)]
     per_draw = [steer_row(k, r) for r in evaluate_variants(ctx, variants, advance)]
     row: dict[str, Any] = {"k": k, "draws": options.draws}
     for name in ("mean_flip", "flip_acc_pos", "flip_acc_neg"):
@@ -239,6 +246,27 @@ def _random_control(
         row[f"{name}_p05"] = quantile(values, 0.05)
         row[f"{name}_p95"] = quantile(values, 0.95)
     return row
+
+
+def placed_params(
+    ctx: Context, learned: dict[str, Tensor], analysis: Mapping[str, Tensor], top: Tensor, draws: list[Tensor]
+) -> list[dict[str, Tensor]]:
+    """The random control's parameter sets: the top components' parameters moved onto each
+    draw, each applying its learned relative magnitude there (`transplant_params`). A method whose
+    magnitude is what it applies to the activation (DynScalar's α) is then measured in the
+    transplanted run itself and rescaled once more, so the moved components apply their learned
+    magnitude in the run as a whole (components moved to earlier layers change what later ones
+    read)."""
+    comps = ctx.comps
+    reads = transplant_reads(ctx.model, ctx) if comps.method.transplant_reads_activations else None
+    placed = [transplant_params(learned, comps, analysis, top, dst, reads) for dst in draws]
+    if not ctx.template.records:
+        return placed
+    applied = applied_magnitudes(ctx, placed)
+    return [
+        scale_components(p, comps, dst, comps.magnitude[top] / a[dst].clamp_min(1e-12))
+        for p, a, dst in zip(placed, applied, draws, strict=True)
+    ]
 
 
 def _agreement(bundle: RunBundle, rows: Tensor, base_logits: Tensor, full: dict, ctx: Context) -> dict[str, Any]:

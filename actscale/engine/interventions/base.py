@@ -118,6 +118,10 @@ class Intervention(nn.Module):
         array it needs is not stored."""
         return cls.component_values(params, analysis, site).abs()
 
+    # Whether `transplant_scale` needs what the method reads from the activation at the moved
+    # components' new places (`transplant_reads`, captured on the check prompts).
+    transplant_reads_activations: bool = False
+
     @classmethod
     def transplant_scale(
         cls,
@@ -125,12 +129,24 @@ class Intervention(nn.Module):
         site: str,  # noqa: ARG003
         src: Tensor,
         dst: Tensor,  # noqa: ARG003
+        learned: Tensor | None = None,  # noqa: ARG003
+        moved: Mapping[str, Tensor] | None = None,  # noqa: ARG003
+        reads: Tensor | None = None,  # noqa: ARG003
     ) -> Tensor:
         """The factor for a component's parameters moved from component ``src`` to component
-        ``dst`` of ``site`` (flat indices into `component_axes`, [k] each) so that it keeps its
-        relative magnitude (the map checks' random control, docs/method.md §7). The default, 1,
-        suits scalars multiplying the activation: their size is already relative."""
+        ``dst`` of ``site`` (flat indices into `component_axes`, [k] each) so that it applies its
+        learned relative magnitude there (the map checks' random control, docs/method.md §7.3).
+        ``learned``: the moved components' relative magnitudes [k]; ``moved``: their parameters
+        ({tensor: [k, payload]}); ``reads``: what the method reads from the activation at every
+        component of the site over the check prompts' real tokens ([components, tokens, ...],
+        given where `transplant_reads_activations`). The default, 1, suits scalars multiplying
+        the activation: their size is already relative."""
         return torch.ones(src.shape[0])
+
+    def transplant_reads(self, act: Tensor) -> Tensor:
+        """What the method reads from an activation [tokens, ...] when it computes its edit (the
+        default: the activation itself)."""
+        return act
 
     def analysis_arrays(
         self,

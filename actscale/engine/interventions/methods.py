@@ -105,7 +105,16 @@ class SteerVec(Intervention):
 
     @classmethod
     @override
-    def transplant_scale(cls, analysis: Mapping[str, Tensor], site: str, src: Tensor, dst: Tensor) -> Tensor:
+    def transplant_scale(
+        cls,
+        analysis: Mapping[str, Tensor],
+        site: str,
+        src: Tensor,
+        dst: Tensor,
+        learned: Tensor | None = None,
+        moved: Mapping[str, Tensor] | None = None,
+        reads: Tensor | None = None,
+    ) -> Tensor:
         """A vector moved to another (layer, position) is rescaled by the ratio of the mean
         ‖h‖ there to the mean ‖h‖ where it was learned, so ‖v‖/‖h‖ is kept."""
         hnorm = analysis[f"hnorm.{site}"].reshape(-1).float()
@@ -186,6 +195,33 @@ class DynScalar(Intervention):
     @override
     def component_axes(cls, site: str) -> tuple[str, ...]:
         return ("layer", "head") if is_head_site(site) else ("layer",)
+
+    transplant_reads_activations = True
+
+    @override
+    def transplant_reads(self, act: Tensor) -> Tensor:
+        return act / act.norm(dim=-1, keepdim=True).clamp_min(1e-6) if self.normalize else act
+
+    @classmethod
+    @override
+    def transplant_scale(
+        cls,
+        analysis: Mapping[str, Tensor],
+        site: str,
+        src: Tensor,
+        dst: Tensor,
+        learned: Tensor | None = None,
+        moved: Mapping[str, Tensor] | None = None,
+        reads: Tensor | None = None,
+    ) -> Tensor:
+        """α = wᵀĥ + b is linear in (w, b): a component moved to another layer (head) is scaled
+        so that the mean |α| it applies there, on the check prompts' real tokens (``reads``),
+        is its learned one (``learned``)."""
+        if learned is None or moved is None or reads is None:
+            raise ValueError("DynScalar's transplant needs the learned magnitudes, the moved (w, b) and the reads")
+        h = reads[dst].float()  # [k tokens d]
+        alpha = torch.einsum("ktd,kd->kt", h, moved["w"].float()) + moved["b"].float().reshape(-1, 1)
+        return learned.float() / alpha.abs().mean(1).clamp_min(1e-12)
 
     @classmethod
     @override
