@@ -21,7 +21,7 @@ from actscale.checks import (
     keep_params,
     necessity_grid,
     passes,
-    random_draws,
+    stratified_draws,
     transplant_params,
 )
 from actscale.engine.interventions import method_class
@@ -86,7 +86,7 @@ def test_transplant_keeps_each_vectors_relative_magnitude(runs):
     bundle = runs[1]["steervec"]
     comps = comps_of(bundle)
     src = comps.top(4)
-    (dst,) = random_draws(comps, src, 1, seed=3)
+    (dst,) = stratified_draws(comps, src, 1, 3, "site", torch.ones(comps.n, dtype=torch.bool))
     moved = transplant_params(bundle.params, comps, bundle.analysis, src, dst)
     sv = method_class("steervec")
     new = torch.cat([sv.component_values(moved, bundle.analysis, s).reshape(-1) for s in bundle.sites])
@@ -100,14 +100,15 @@ def test_a_transplanted_component_applies_its_learned_magnitude(tiny_llama, runs
     learned relative magnitude there. DynScalar's α = wᵀĥ + b is no longer aligned at another
     layer, so (w, b) are rescaled: the mean |α| the moved components apply on the check prompts'
     real tokens, recorded by the engine's own forward pass, is the learned one within 1%."""
-    from actscale.checks.sufficiency import placed_params
+    from actscale.checks.random_control import placed_params
     from actscale.engine.interventions import steer
 
     bundle = runs[1][method]
     ctx, _, _ = passes.prepare_context(tiny_llama, bundle, FAST, None)
     comps = ctx.comps
-    src = comps.top(6)
-    (dst,) = random_draws(comps, src, 1, seed=11)
+    head = comps.site_slice("head")  # the largest site: room to move three of its components
+    src = torch.tensor([c for c in comps.order.tolist() if head.start <= c < head.stop][:3])
+    (dst,) = stratified_draws(comps, src, 1, 11, "site", torch.ones(comps.n, dtype=torch.bool))
     (moved,) = placed_params(ctx, ctx.template.named_tensors(), bundle.analysis, src, [dst])
     if method == "dynscalar":
         record: dict = {}
@@ -131,19 +132,41 @@ def test_a_transplanted_component_applies_its_learned_magnitude(tiny_llama, runs
     assert torch.allclose(got, comps.magnitude[src], rtol=0.01), (got, comps.magnitude[src])
 
 
-def test_random_draws_keep_each_site_count_and_are_seeded(runs):
+def test_random_draws_keep_each_site_count_never_land_on_the_top_and_are_seeded(runs):
     bundle = runs[1]["activscalar"]
     comps = comps_of(bundle)
-    top = comps.top(10)
-    a, b = random_draws(comps, top, 2, seed=7), random_draws(comps, top, 2, seed=7)
+    top, every = comps.top(10), torch.ones(comps.n, dtype=torch.bool)
+    a, b = stratified_draws(comps, top, 2, 7, "site", every), stratified_draws(comps, top, 2, 7, "site", every)
     assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     assert not torch.equal(a[0], a[1])
     for draw in a:
-        assert len(set(draw.tolist())) == 10  # without replacement
+        assert len(set(draw.tolist())) == 10 and not set(draw.tolist()) & set(top.tolist())
         for site in comps.sites:
             sl = comps.site_slice(site)
             in_top = int(((top >= sl.start) & (top < sl.stop)).sum())
             assert int(((draw >= sl.start) & (draw < sl.stop)).sum()) == in_top
+
+
+def test_each_stratum_varies_one_axis_only():
+    """Two layers × three positions: the top two (L0 P0, L1 P1) moved to another layer keep
+    their position; to another position keep their layer, and never land where no check prompt
+    reaches (position 2 here) or on each other."""
+    magnitudes = {"attn_out": torch.tensor([[3.0, 0.0, 0.0], [0.0, 2.0, 0.0]])}
+    comps = Components(method_class("activscalar"), ("attn_out",), magnitudes)
+    top = comps.top(2)
+    assert top.tolist() == [0, 4]
+    every = torch.ones(6, dtype=torch.bool)
+    for seed in range(5):
+        (layer,) = stratified_draws(comps, top, 1, seed, "layer", every)
+        assert layer.tolist() == [3, 1]  # L1 P0, L0 P1
+    reached = torch.tensor([True, True, False] * 2)
+    (position,) = stratified_draws(comps, top, 1, 0, "position", reached)
+    assert position.tolist() == [1, 3]  # L0 P1, L1 P0: P2 is not reached, P0/P1 their own
+    assert stratified_draws(comps, top, 1, 0, "position", torch.tensor([True, False, False] * 2)) is None
+    per_layer = Components(method_class("dynscalar"), ("attn_out",), {"attn_out": torch.tensor([1.0, 2.0])})
+    assert stratified_draws(per_layer, per_layer.top(1), 1, 0, "position", torch.ones(2, dtype=torch.bool)) is None
+    draws = stratified_draws(per_layer, per_layer.top(1), 3, 0, "layer", torch.ones(2, dtype=torch.bool))
+    assert [d.tolist() for d in draws] == [[0], [0], [0]]  # L1's one other layer: L0
 
 
 def test_the_checks_run_at_the_runs_own_precision(tiny_llama, tmp_path):

@@ -48,14 +48,18 @@ def test_default_ioi_activscalar_map_is_sparse_and_beats_the_random_control(ioi_
     data, _ = ioi_activscalar.checks()
     m = data["map"]
     at_k90 = next(r for r in m["sufficiency"] if r["k"] == m["k90"])
-    rand = next(r for r in m["random"] if r["k"] == m["k90"])
-    print(
-        f"\nk90 {m['k90']} of {m['n_components']}, top-k90 mean flip {at_k90['mean_flip']:.2f}, random median "
-        f"{rand['mean_flip_median']:.2f} p95 {rand['mean_flip_p95']:.2f}, agreement {m['precision_agreement']}"
-    )
+    rand = next(r for r in m["random"] if r["k"] == m["k90"] and r["stratum"] == "site")
+    print(f"\nk90 {m['k90']} of {m['n_components']}, top-k90 {at_k90}, agreement {m['precision_agreement']}")
+    for r in m["random"]:
+        rates = {d: (round(r[f"{d}_median"], 3), round(r[f"{d}_p95"], 3)) for d in ("flip_acc_pos", "flip_acc_neg")}
+        print(f"random {r['stratum']}: {r['draws']} draws, (median, p95) {rates}, beaten {r['beats']}")
     assert m["n_components"] == 960 and m["prompts"]["n"] == 16 and len(rand["mean_flip"]) == 20
     assert m["k90"] <= 0.10 * m["n_components"]
-    assert at_k90["mean_flip"] > rand["mean_flip_p95"] and m["learned_above_random_p95"]
+    assert at_k90["mean_flip"] > rand["mean_flip_p95"] and m["learned_above_random_p95"] == rand["beats"]
+    # three stratified controls of 20 draws each (IOI's prompts share one length: every position is reached)
+    assert [(r["stratum"], r["draws"]) for r in m["random"]] == [("site", 20), ("layer", 20), ("position", 20)]
+    for r in m["random"]:
+        assert r["beats"] == all(at_k90[d] > r[f"{d}_p95"] for d in m["targets"])
     # k90 on the effect scale: the run moves both directions, and the top k90 keep 90% of each effect
     assert sorted(m["targets"]) == ["flip_acc_neg", "flip_acc_pos"] and m["scale"] == "effect"
     for d, target in m["targets"].items():

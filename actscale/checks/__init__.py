@@ -25,7 +25,14 @@ knock-outs), `over_seeds` (stability), `over_groups` (generalisation), `off_task
 `components` and `passes` are what they share, `run` the orchestration.
 """
 
-from actscale.checks.components import Components, k_grid, keep_params, necessity_grid, random_draws, transplant_params
+from actscale.checks.components import (
+    Components,
+    k_grid,
+    keep_params,
+    necessity_grid,
+    stratified_draws,
+    transplant_params,
+)
 from actscale.checks.off_task import all_position_logits, neutral_sentences, side_effects
 from actscale.checks.options import MAX_GENERALISATION_GROUPS, PRECISIONS, VARY, CheckOptions, Progress
 from actscale.checks.over_groups import generalisation, generalisation_configs, run_groups
@@ -50,7 +57,7 @@ __all__ = [
     "map_checks",
     "necessity_grid",
     "neutral_sentences",
-    "random_draws",
+    "stratified_draws",
     "reload",
     "run_checks",
     "run_groups",

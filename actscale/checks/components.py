@@ -125,16 +125,57 @@ def necessity_grid(n: int) -> list[int]:
     return [4**i for i in range(n.bit_length()) if 4**i < n]
 
 
-def random_draws(comps: Components, top: Tensor, draws: int, seed: int) -> list[Tensor]:
-    """``draws`` random placements of the components ``top``: for each site, as many
-    components of that site, drawn uniformly without replacement."""
+# The random control's strata (docs/method.md §7.3): where a learned component may be moved.
+STRATA = ("site", "layer", "position")
+STRATUM_LABELS = {
+    "site": "anywhere in the site",
+    "layer": "same site and position, another layer",
+    "position": "same site and layer, another position",
+}
+
+
+def stratified_draws(
+    comps: Components, top: Tensor, draws: int, seed: int, stratum: str, allowed: Tensor
+) -> list[Tensor] | None:
+    """``draws`` placements of the components ``top``, one to one, without replacement, never
+    onto a learned top component or one ``allowed`` ([n] bool) excludes: ``site`` anywhere in
+    the component's site; ``layer`` the same site and other axes (position, head), another
+    layer; ``position`` the same site, layer (and head), another position. None where the
+    stratum does not apply (a method without positions) or some component has no candidate."""
+    axes_of = {site: comps.method.component_axes(site) for site in comps.sites}
+    if stratum == "position" and not any("position" in a for a in axes_of.values()):
+        return None
+    free = allowed & ~comps.mask(top)
+    candidates = [_candidates(comps, int(c), stratum, axes_of, free) for c in top.tolist()]
+    if any(not len(c) for c in candidates):
+        return None
     gen = torch.Generator().manual_seed(seed)
     out = []
     for _ in range(draws):
+        taken: set[int] = set()
         dst = torch.empty_like(top)
-        for site in comps.sites:
-            lo, hi = comps.offsets[site], comps.offsets[site] + comps.sizes[site]
-            pick = (top >= lo) & (top < hi)
-            dst[pick] = lo + torch.randperm(hi - lo, generator=gen)[: int(pick.sum())]
+        for i, options in enumerate(candidates):
+            order = options[torch.randperm(len(options), generator=gen)].tolist()
+            pick = next((o for o in order if o not in taken), None)
+            if pick is None:
+                return None
+            taken.add(pick)
+            dst[i] = pick
         out.append(dst)
     return out
+
+
+def _candidates(comps: Components, flat: int, stratum: str, axes_of: dict, free: Tensor) -> Tensor:
+    """The flat indices component ``flat`` may move to in ``stratum``."""
+    site = next(s for s in comps.sites if comps.offsets[s] <= flat < comps.offsets[s] + comps.sizes[s])
+    lo, axes = comps.offsets[site], axes_of[site]
+    coords = torch.stack(torch.unravel_index(torch.arange(comps.sizes[site]), comps.shapes[site]), dim=1)
+    own = coords[flat - lo]
+    ok = free[comps.site_slice(site)].clone()
+    if stratum != "site":
+        axis = axes.index(stratum) if stratum in axes else None
+        if axis is None:
+            return torch.zeros(0, dtype=torch.long)
+        others = [i for i in range(len(axes)) if i != axis]
+        ok &= (coords[:, others] == own[others]).all(1) & (coords[:, axis] != own[axis])
+    return torch.nonzero(ok).flatten() + lo

@@ -14,23 +14,18 @@ from actscale.checks.components import (
     k_grid,
     keep_params,
     necessity_grid,
-    random_draws,
-    scale_components,
-    transplant_params,
 )
 from actscale.checks.options import CheckOptions, Progress
 from actscale.checks.passes import (
     Context,
     Variant,
     ablation_row,
-    applied_magnitudes,
     evaluate_variants,
     mean_activations,
     prepare_context,
-    quantile,
     steer_row,
-    transplant_reads,
 )
+from actscale.checks.random_control import random_controls
 from actscale.engine.models import LoadedModel
 from actscale.engine.objective import logit_diff
 from actscale.engine.tasks import PreparedTask
@@ -56,8 +51,8 @@ def map_checks(
     ctx.means = mean_activations(model, task, comps, ctx.template.dims.n_layers)
     grid, removed = k_grid(n), necessity_grid(n)
     learned = ctx.template.named_tensors()
-    # every pass: the grids, up to 4 bisection steps and necessity at k90, the draws, the knock-outs
-    advance = _progress(ctx.n * (2 * len(grid) + 2 * len(removed) + 2 * 5 + 2 * options.draws + 2), on_progress)
+    # every pass: the grids, up to 4 bisection steps and necessity at k90, 3 strata of draws, the knock-outs
+    advance = _progress(ctx.n * (2 * len(grid) + 2 * len(removed) + 2 * 5 + 6 * options.draws + 2), on_progress)
 
     def suff(k: int) -> Variant:
         return Variant(f"top{k}", keep_params(learned, comps, comps.mask(comps.top(k))))
@@ -88,7 +83,7 @@ def map_checks(
         "effect_kept": {} if k90 is None else effect_kept(base, sufficiency[n], sufficiency[k90], targets),
         "top_components": _top_components(comps, min(k90 or 10, 50)),
     }
-    part.update(_at_k90(ctx, bundle, learned, k90, sufficiency, options, advance))
+    part.update(_at_k90(ctx, bundle, learned, k90, sufficiency, targets, options, advance))
     part["seconds_map"] = round(time.perf_counter() - start, 3)
     return part, {"order": comps.order.clone(), "magnitude": comps.magnitude.clone()}
 
@@ -156,19 +151,23 @@ def _at_k90(
     learned: dict[str, Tensor],
     k90: int | None,
     sufficiency: Mapping[int, dict[str, Any]],
+    targets: Mapping[str, float],
     options: CheckOptions,
     advance: Callable[[int, str], None],
 ) -> dict[str, Any]:
-    """The random control and the knock-outs at k90; none without a k90."""
+    """The stratified random controls and the knock-outs at k90; none without a k90."""
     if k90 is None:
         return {"random": [], "learned_above_random_p95": None, "ablation": []}
-    random_row = _random_control(ctx, bundle, learned, k90, options, lambda r: advance(r, "random control"))
+    rows = random_controls(
+        ctx, bundle, learned, k90, options, sufficiency[k90], targets, lambda r: advance(r, "random control")
+    )
     kinds = ("zero", "mean")
     ablations = [Variant(f"{kind}{k90}", ablate=ctx.comps.mask(ctx.comps.top(k90)), kind=kind) for kind in kinds]
     abl = evaluate_variants(ctx, ablations, lambda r: advance(r, "ablation"))
     return {
-        "random": [random_row],
-        "learned_above_random_p95": bool(sufficiency[k90]["mean_flip"] > random_row["mean_flip_p95"]),
+        "random": rows,
+        # the control anywhere in the site; each stratum's own verdict is its row's "beats"
+        "learned_above_random_p95": next(r.get("beats", False) for r in rows if r["stratum"] == "site"),
         "ablation": [ablation_row(k90, kind, abl[i]) for i, kind in enumerate(kinds)],
     }
 
@@ -184,7 +183,8 @@ def _top_components(comps: Components, k: int) -> list[dict[str, Any]]:
 def _progress(total: int, on_progress: Progress | None) -> Callable[[int, str], None]:
     """A counter of evaluated rows that reports the share of ``total`` done (the map checks'
     total: sufficiency and necessity over their grids, up to four bisection steps, the random
-    draws, the necessity point at k90 and the two knock-outs at k90, each at β = ±1)."""
+    draws of the three random controls, the necessity point at k90 and the two knock-outs at
+    k90, each at β = ±1)."""
     done = [0]
 
     def advance(rows_done: int, what: str = "") -> None:
@@ -220,53 +220,6 @@ def _k90(
         else:
             lo = mid
     return k90
-
-
-def _random_control(
-    ctx: Context,
-    bundle: RunBundle,
-    learned: dict[str, Tensor],
-    k: int,
-    options: CheckOptions,
-    advance: Callable[[int], None],
-) -> dict[str, Any]:
-    """The learned top-``k`` values moved to ``options.draws`` random sets of ``k`` components:
-    each draw's flip rates, and their median and 5th and 95th percentiles. One k (k90): a minute
-    holds 20 draws at one k (docs/checks.md, "the time budget")."""
-    top = ctx.comps.top(k)
-    draws = random_draws(ctx.comps, top, options.draws, options.random_seed + k)
-    placed = placed_params(ctx, learned, bundle.analysis, top, draws)
-    variants = [Variant(f"random{k}.{d}", params) for d, params in enumerate(placed)]
-    per_draw = [steer_row(k, r) for r in evaluate_variants(ctx, variants, advance)]
-    row: dict[str, Any] = {"k": k, "draws": options.draws}
-    for name in ("mean_flip", "flip_acc_pos", "flip_acc_neg"):
-        values = [d[name] for d in per_draw]
-        row[name] = values
-        row[f"{name}_median"] = quantile(values, 0.5)
-        row[f"{name}_p05"] = quantile(values, 0.05)
-        row[f"{name}_p95"] = quantile(values, 0.95)
-    return row
-
-
-def placed_params(
-    ctx: Context, learned: dict[str, Tensor], analysis: Mapping[str, Tensor], top: Tensor, draws: list[Tensor]
-) -> list[dict[str, Tensor]]:
-    """The random control's parameter sets: the top components' parameters moved onto each
-    draw, each applying its learned relative magnitude there (`transplant_params`). A method whose
-    magnitude is what it applies to the activation (DynScalar's α) is then measured in the
-    transplanted run itself and rescaled once more, so the moved components apply their learned
-    magnitude in the run as a whole (components moved to earlier layers change what later ones
-    read)."""
-    comps = ctx.comps
-    reads = transplant_reads(ctx.model, ctx) if comps.method.transplant_reads_activations else None
-    placed = [transplant_params(learned, comps, analysis, top, dst, reads) for dst in draws]
-    if not ctx.template.records:
-        return placed
-    applied = applied_magnitudes(ctx, placed)
-    return [
-        scale_components(p, comps, dst, comps.magnitude[top] / a[dst].clamp_min(1e-12))
-        for p, a, dst in zip(placed, applied, draws, strict=True)
-    ]
 
 
 def _agreement(bundle: RunBundle, rows: Tensor, base_logits: Tensor, full: dict, ctx: Context) -> dict[str, Any]:

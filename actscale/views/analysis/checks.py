@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from actscale.checks.components import STRATUM_LABELS
 from actscale.runs.bundle import RunBundle
 
 
@@ -58,10 +59,40 @@ def k90_text(checks: Mapping[str, Any]) -> str:
     return text + _random_text(m, k90)
 
 
+STRATUM_CLAIMS = {
+    "site": "the learned components beat random components of the same sites",
+    "layer": "the learned layers matter: the same magnitudes at the same positions in other layers do less",
+    "position": "the learned positions matter: the same magnitudes in the same layers at other positions do less",
+}
+
+
 def _random_text(m: Mapping[str, Any], k90: int) -> str:
-    rand = next((r for r in m.get("random", []) if r["k"] == k90), None)
-    if not rand:
+    """The random controls at k90, each named, and what beating each one shows; nothing is
+    claimed against a control the learned components do not beat."""
+    rows = [r for r in m.get("random", []) if r["k"] == k90]
+    if not rows:
         return ""
+    if all("stratum" not in r for r in rows):  # checks stored before the controls were stratified
+        return _unstratified_text(m, rows[0], k90)
+    parts = []
+    for r in rows:
+        label = STRATUM_LABELS.get(r["stratum"], r["stratum"])
+        if not r.get("draws"):
+            parts.append(f"{label}: not run ({r.get('reason', 'no candidate')})")
+            continue
+        p95 = ", ".join(f"{_SIGNS[d]} {r[f'{d}_p95']:.2f}" for d in m["targets"])
+        parts.append(
+            f"{label} ({r['draws']} draws): 95th percentile {p95}, " + ("beaten" if r["beats"] else "NOT beaten")
+        )
+    beaten = [STRATUM_CLAIMS[r["stratum"]] for r in rows if r.get("beats")]
+    claim = " So " + "; ".join(beaten) + "." if beaten else " The learned placement beats none of these controls."
+    return (
+        f" The same {k90} magnitudes placed at random (never on the learned top {k90} or where the check prompts do "
+        f"not reach), against the top {k90}'s own rates: " + "; ".join(parts) + "." + claim
+    )
+
+
+def _unstratified_text(m: Mapping[str, Any], rand: Mapping[str, Any], k90: int) -> str:
     return (
         f" The same {k90} magnitudes on random components of the same sites (anywhere in them): median mean flip "
         f"{rand['mean_flip_median']:.2f}, 95th percentile {rand['mean_flip_p95']:.2f} over {rand['draws']} draws"
@@ -114,10 +145,15 @@ def random_table(checks: Mapping[str, Any]) -> pd.DataFrame:
     learned = {r["k"]: r for r in m.get("sufficiency", [])}
     rows = []
     for r in m.get("random", []):
+        if not r.get("draws"):
+            rows.append({"k": r["k"], "control": STRATUM_LABELS.get(r["stratum"], r["stratum"]), "draws": 0})
+            continue
         rows.append(
             {
                 "k": r["k"],
+                "control": STRATUM_LABELS.get(r.get("stratum", "site"), "anywhere in the site"),
                 "draws": r["draws"],
+                "beaten": r.get("beats", None),
                 "learned mean flip": round(learned.get(r["k"], {}).get("mean_flip", float("nan")), 3),
                 "random median": round(r["mean_flip_median"], 3),
                 "random 5%": round(r["mean_flip_p05"], 3),
@@ -222,7 +258,9 @@ def checks_frame(bundles: list[RunBundle]) -> pd.DataFrame:
             rows.append({"run_id": b.run_id, "method": b.method, "k90": None, "of components": m["n_components"],
                          "full run": round(m["full"]["mean_flip"], 3), "prompts": m["prompts"]["n"]})  # fmt: skip
             continue
-        rand: dict[str, Any] = next((r for r in m.get("random", []) if r["k"] == m["k90"]), {})
+        rands = [r for r in m.get("random", []) if r["k"] == m["k90"]]
+        rand: dict[str, Any] = next((r for r in rands if r.get("stratum", "site") == "site"), {})
+        beats = {r["stratum"]: r.get("beats") if r.get("draws") else None for r in rands if "stratum" in r}
         learned: dict[str, Any] = next((r for r in m["sufficiency"] if r["k"] == m["k90"]), {})
         nec: dict[str, Any] = next((r for r in m.get("necessity", []) if r["k"] == m["k90"]), {})
         stab = data.get("stability") or {}
@@ -235,7 +273,9 @@ def checks_frame(bundles: list[RunBundle]) -> pd.DataFrame:
                 "k90 share": round(m["k90_frac"], 4),
                 "top-k90 mean flip": round(learned.get("mean_flip", float("nan")), 3),
                 "random 95%": round(rand.get("mean_flip_p95", float("nan")), 3),
-                "beats random": bool(m.get("learned_above_random_p95")),
+                "beats random anywhere in the site": bool(m.get("learned_above_random_p95")),
+                "beats another layer": beats.get("layer"),
+                "beats another position": beats.get("position"),
                 "without top-k90": round(nec.get("mean_flip", float("nan")), 3),
                 "full run": round(m["full"]["mean_flip"], 3),
                 "seeds": len(stab.get("runs", [])) or None,

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from actscale.checks.components import STRATUM_LABELS
 from actscale.runs.bundle import RunBundle
 from actscale.views.analysis import (
     checks_tensor,
@@ -88,25 +89,34 @@ def _add_curves(fig: go.Figure, m: dict, name: str, col: int) -> None:
         )
 
 
+# Each random control's marker and its nudge along the (log) k axis, so the three at k90 stand apart.
+_STRATUM_MARKS = {"site": ("square", 1.0), "layer": ("triangle-up", 0.88), "position": ("triangle-down", 1.13)}
+
+
 def _add_random(fig: go.Figure, rand: pd.DataFrame, name: str, col: int) -> None:
-    """The random control's median of rate ``name`` with its 5–95% band, where it was run."""
+    """Each random control's median of rate ``name`` with its 5–95% band, where it was run."""
     if rand.empty:
         return
-    med, p05, p95 = (rand[f"{name}_{q}"] for q in ("median", "p05", "p95"))
-    fig.add_trace(
-        go.Scatter(
-            x=rand["k"],
-            y=med,
-            mode="markers",
-            marker=dict(symbol="square", color=COLOURS["random"], size=9),
-            name=f"random placement (median, 5–95% of {int(rand['draws'].iloc[0])} draws)",
-            legendgroup="random",
-            showlegend=col == 1,
-            error_y=dict(type="data", symmetric=False, array=p95 - med, arrayminus=med - p05, thickness=2),
-        ),
-        row=1,
-        col=col,
-    )
+    if "stratum" not in rand:  # checks stored before the controls were stratified
+        rand = rand.assign(stratum="site")
+    for stratum, part in rand[rand["draws"] > 0].groupby("stratum", sort=False):
+        symbol, nudge = _STRATUM_MARKS.get(str(stratum), ("square", 1.0))
+        med, p05, p95 = (part[f"{name}_{q}"] for q in ("median", "p05", "p95"))
+        fig.add_trace(
+            go.Scatter(
+                x=part["k"] * nudge,
+                y=med,
+                mode="markers",
+                marker=dict(symbol=symbol, color=COLOURS["random"], size=9),
+                name=f"random placement, {STRATUM_LABELS.get(str(stratum), stratum)} "
+                f"(median, 5–95% of {int(part['draws'].iloc[0])} draws)",
+                legendgroup=f"random-{stratum}",
+                showlegend=col == 1,
+                error_y=dict(type="data", symmetric=False, array=p95 - med, arrayminus=med - p05, thickness=2),
+            ),
+            row=1,
+            col=col,
+        )
 
 
 def _add_ablations(fig: go.Figure, abl: pd.DataFrame, name: str, col: int) -> None:
@@ -267,6 +277,8 @@ def plot_sufficiency_overlay(bundles: list[RunBundle]) -> go.Figure:
             )
         )
         rand = pd.DataFrame(m.get("random", []))
+        if not rand.empty and "stratum" in rand:
+            rand = rand[rand["stratum"] == "site"]  # one control per run: the one anywhere in the site
         if not rand.empty:
             fig.add_trace(
                 go.Scatter(
@@ -274,7 +286,7 @@ def plot_sufficiency_overlay(bundles: list[RunBundle]) -> go.Figure:
                     y=rand["mean_flip_median"],
                     mode="markers",
                     marker=dict(symbol="square-open", size=10),
-                    name=f"{label} random (median)",
+                    name=f"{label} random anywhere in the site (median)",
                     legendgroup=label,
                 )
             )
