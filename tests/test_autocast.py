@@ -67,26 +67,29 @@ def test_auto_is_resolved_before_the_run_id(tiny_llama, store, monkeypatch):
     asked for explicitly (same id, same parameters)."""
     import actscale.engine.models.forward as models  # where the precision rule reads them
 
-    assert TrainConfig().autocast == "auto" and CONFIG.autocast == "auto"
+    assert TrainConfig().autocast == "off" and CONFIG.autocast == "off"  # float32 by default, on every machine
+    auto_config = CONFIG.replace(autocast="auto")
     with pytest.raises(RuntimeError, match="resolved against the loaded model"):
-        _ = CONFIG.bf16
+        _ = auto_config.bf16
     assert tiny_llama.d_model == 64 < BF16_MIN_WIDTH and not bf16_pays(tiny_llama)  # too narrow to pay
-    plain = train_run(CONFIG.replace(autocast="off"), tiny_llama, store=store)
-    auto = train_run(CONFIG, tiny_llama, store=store)
+    plain = train_run(CONFIG, tiny_llama, store=store)
+    auto = train_run(auto_config, tiny_llama, store=store)
     assert auto.run_id == plain.run_id and "autocast" not in auto.config
     # A wide enough model on native hardware (both faked here): "auto" is the bf16 run.
     monkeypatch.setattr(models, "BF16_MIN_WIDTH", 64)
     monkeypatch.setattr(models, "native_bf16", lambda device: device == "cpu")
     assert bf16_pays(tiny_llama)
     bf16 = train_run(CONFIG.replace(autocast="bf16"), tiny_llama, store=store)
-    auto = train_run(CONFIG, tiny_llama, store=store, reuse=False)
+    auto = train_run(auto_config, tiny_llama, store=store, reuse=False)
     assert auto.run_id == bf16.run_id != plain.run_id and auto.config["autocast"] == "bf16"
     assert all(torch.equal(auto.params[k], bf16.params[k]) for k in bf16.params)
     # DynScalar's "auto" stays float32 (its bf16 runs differ from its float32 ones).
-    dyn = TrainConfig(model="tiny-llama", method="dynscalar")
+    dyn = TrainConfig(model="tiny-llama", method="dynscalar", autocast="auto")
     assert resolve_autocast(dyn, tiny_llama).autocast == "off"
     assert resolve_autocast(dyn.replace(autocast="bf16"), tiny_llama).autocast == "bf16"
-    assert resolve_autocast(TrainConfig(model="tiny-llama", method="steervec"), tiny_llama).autocast == "bf16"
+    steervec = TrainConfig(model="tiny-llama", method="steervec", autocast="auto")
+    assert resolve_autocast(steervec, tiny_llama).autocast == "bf16"
+    assert resolve_autocast(steervec.replace(autocast="off"), tiny_llama).autocast == "off"  # the default stays
     from actscale.ui.train_form import auto_precision_label as _auto_precision_label
 
     assert _auto_precision_label(tiny_llama) == "auto: bfloat16 here (dynscalar: float32)"

@@ -51,7 +51,7 @@ def test_report_lines():
             "round_ratios": [1.02, 0.9, 0.99],
             "batch": "8 prompts x 2 betas",
         },
-        "time_to_target_float32": {"error": "model 'x' is not in the local Hugging Face cache"},
+        "time_to_target_bf16": {"error": "model 'x' is not in the local Hugging Face cache"},
         "time_to_target": {
             "wall_s": 30.0,
             "first_result_s": 14.2,
@@ -105,7 +105,7 @@ def test_report_lines():
         "    where the time goes: start and imports 2.4 s, load 0.7 s",
         "    validation flips +1.00 / -0.90; test flips +0.98 / -0.97, n_effective 140/960; targets met (test flips "
         ">= 0.9, effective <= 20%): True",
-        "(b) (--autocast off: float32) time to target: failed: model 'x' is not in the local Hugging Face cache",
+        "(b) (--autocast bf16) time to target: failed: model 'x' is not in the local Hugging Face cache",
         "(d) depth (tiny Llama, width 256): step time ~ layers^0.95, peak memory ~ layers^0.9",
         "    2 layers: 256 tokens, float32, step 0.1 s, peak 10.0 MB; estimate 12.0 MB = 1.2 x measured (within +-30%)",
         "    4 layers: 256 tokens, bf16 autocast, step 0.2 s, peak 20.0 MB; estimate 28.0 MB = 1.4 x measured "

@@ -75,9 +75,13 @@ def test_train_smoke(ui_store):
     } <= labels
     assert at.multiselect(key="train_methods").value == ["activscalar"]
     assert "Train" in [b.label for b in at.button]
-    # The precision: "auto" by default, which says what it means for the loaded model.
+    # The precision: float32 by default on every machine; "auto" and bf16 say what they mean here.
+    from actscale.engine.models import native_bf16
+
     precision = next(w for w in at.selectbox if w.label == "Frozen model's precision")
-    assert precision.value == "auto" and precision.options == ["auto: float32 here", "float32", "bfloat16 autocast"]
+    here = "native here: faster" if native_bf16("cpu") else "emulated here: slower"
+    assert precision.value == "off"
+    assert precision.options == ["auto: float32 here", "float32", f"bfloat16 autocast ({here})"]
 
 
 def test_preview_follows_the_dataset_choices(ui_store):

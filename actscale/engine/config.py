@@ -89,14 +89,15 @@ class TrainConfig:
     # Resolved in __post_init__ ("auto" never reaches config.json), so the run id says which
     # alignment a run used. Methods whose parameters are not per position ignore it.
     positions: str = "auto"
-    # "bf16": the frozen model runs under torch.autocast in bfloat16; the intervention's
-    # parameters, the loss and the optimiser stay float32. "auto" (the default) is resolved
-    # against the loaded model before a run id is computed (`resources.resolve_autocast`): bf16
-    # where the device computes it natively and the model is wide enough for it to pay
-    # (`models.bf16_pays`), else "off". So config.json and the run id always name the precision
-    # a run used. Left out of config.json at "off" (OMITTED_AT_DEFAULT), so runs stored before
-    # the option existed keep their run ids.
-    autocast: str = "auto"
+    # "off" (the default): float32 on every machine, so the same command gives the same run id
+    # and the same numbers on any CPU. "bf16": the frozen model runs under torch.autocast in
+    # bfloat16; the intervention's parameters, the loss and the optimiser stay float32 (its own
+    # run id). "auto" is resolved against the loaded model before a run id is computed
+    # (`resources.resolve_autocast`): bf16 where the device computes it natively and the model is
+    # wide enough for it to pay (`models.bf16_pays`), else "off". So config.json and the run id
+    # always name the precision a run used. Left out of config.json at "off"
+    # (OMITTED_AT_DEFAULT), so runs stored before the option existed keep their run ids.
+    autocast: str = "off"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sites", parse_sites(self.sites))

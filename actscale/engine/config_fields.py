@@ -304,10 +304,11 @@ def _run_fields() -> tuple[FieldSpec, ...]:
         FieldSpec(
             "autocast",
             "Frozen model's precision",
-            "bf16: the frozen model runs in bfloat16 under torch.autocast; the intervention's parameters stay "
-            "float32. auto: bfloat16 where the device computes it natively and the model is wide "
-            "enough for it to pay, and the method allows it, else float32 (docs/usage.md, Defaults); the run's "
-            "config records which",
+            "off (the default): float32, the same numbers on every machine; bf16: the frozen model runs in "
+            "bfloat16 under torch.autocast, the intervention's parameters stay float32 (faster where the CPU or "
+            "GPU computes bf16 natively; its own run id); auto: bf16 where the device computes it natively and "
+            "the model is wide enough for it to pay, and the method allows it, else float32 (docs/usage.md); the "
+            "run's config records which",
             "choice",
             choices=("auto", "off", "bf16"),
             labels=("auto", "float32", "bfloat16 autocast"),

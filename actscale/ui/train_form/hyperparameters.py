@@ -9,7 +9,7 @@ import streamlit as st
 from actscale.engine.config import TrainConfig
 from actscale.engine.config_fields import CONFIG_FIELDS
 from actscale.engine.interventions import float32_under_auto
-from actscale.engine.models import LoadedModel, bf16_pays
+from actscale.engine.models import LoadedModel, bf16_pays, native_bf16
 from actscale.engine.sites import DEFAULT_SITES, SITES
 from actscale.runs.api import expected_run_id
 from actscale.runs.store import RunStore
@@ -24,6 +24,11 @@ def auto_precision_label(model: LoadedModel) -> str:
         return "auto: float32 here"
     kept = float32_under_auto()
     return "auto: bfloat16 here" + (f" ({', '.join(kept)}: float32)" if kept else "")
+
+
+def bf16_label(model: LoadedModel) -> str:
+    """bfloat16 autocast, with whether this machine computes it natively (faster) or emulates it."""
+    return "bfloat16 autocast" + (" (native here: faster)" if native_bf16(model.device) else " (emulated here: slower)")
 
 
 def hyperparameter_form(model: LoadedModel, job_running: bool) -> dict[str, Any] | None:
@@ -62,7 +67,7 @@ def _run_row(model: LoadedModel) -> dict[str, Any]:
     """Early stopping, the frozen model's precision and DynScalar's dot product."""
     c1, c3, c2 = st.columns([1, 1, 2])
     early = field_input(c1, "early_stop")
-    autocast = choice_input(c3, "autocast", labels={"auto": auto_precision_label(model)})
+    autocast = choice_input(c3, "autocast", labels={"auto": auto_precision_label(model), "bf16": bf16_label(model)})
     normalize = CONFIG_FIELDS["normalize"]
     on = c2.checkbox(normalize.label, value=bool(FIELD_DEFAULTS["normalize"]))
     return {"early_stop": early, "autocast": autocast, "normalize": bool(on)}
