@@ -60,8 +60,12 @@ def test_default_ioi_activscalar_map_is_sparse_and_beats_the_random_control(ioi_
     assert [(r["stratum"], r["draws"]) for r in m["random"]] == [("site", 20), ("layer", 20), ("position", 20)]
     for r in m["random"]:
         assert r["beats"] == all(at_k90[d] > r[f"{d}_p95"] for d in m["targets"])
-    # k90 on the effect scale: the run moves both directions, and the top k90 keep 90% of each effect
-    assert sorted(m["targets"]) == ["flip_acc_neg", "flip_acc_pos"] and m["scale"] == "effect"
+    # k90 on the effect scale: β = −1 has room to move (the unmodified model prefers a− on few prompts), so it
+    # has a target; β = +1 has one only where the full run's interval clears the unmodified rate (on these 16
+    # prompts in float32 it does not: 0.81 unmodified, 1.00 [0.81, 1.00] steered). The top k90 keep 90% of each.
+    assert "flip_acc_neg" in m["targets"] and m["scale"] == "effect"
+    for d in ("flip_acc_pos", "flip_acc_neg"):
+        assert (d in m["targets"]) == (m["full"][f"{d}_ci95"][0] > m["base"][d])
     for d, target in m["targets"].items():
         assert target == m["base"][d] + 0.9 * (m["full"][d] - m["base"][d]) and at_k90[d] >= target - 1e-12
         assert m["effect_kept"][d] >= 0.9 - 1e-9
