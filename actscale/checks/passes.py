@@ -170,7 +170,8 @@ def applied_magnitudes(ctx: Context, param_sets: list[dict[str, Tensor]]) -> lis
     for start in range(0, len(param_sets), per_pass):
         _check_cancel(ctx)
         chunk = param_sets[start : start + per_pass]
-        ivs, records = [ctx.intervention(p) for p in chunk], [{} for _ in chunk]
+        ivs = [ctx.intervention(p) for p in chunk]
+        records: list[dict[tuple[str, int], Tensor]] = [{} for _ in chunk]
 
         def edit(act: Tensor, site: str, layer: int) -> Tensor:
             beta = torch.ones(n, device=dev)

@@ -20,6 +20,8 @@ OPEN_GAP = {"int": 1, "float": 1e-6}
 def number_range(spec: FieldSpec) -> tuple[float, float]:
     """The [min, max] a number input offers for ``spec``: its range, an open end moved in by
     the input's step."""
+    if spec.low is None or spec.high is None:
+        raise ValueError(f"{spec.name} is not a number with a range")
     gap = spec.step or OPEN_GAP[spec.kind]
     low = spec.low + gap if spec.low_open else spec.low
     high = spec.high - gap if spec.high_open else spec.high

@@ -46,7 +46,8 @@ def k90_text(checks: Mapping[str, Any]) -> str:
             f"No effect to localise: on {prompts} test prompts neither direction of the full run beats the "
             f"unmodified model beyond its interval ({rates}), so no k90 is drawn and no control is run."
         )
-    k90, learned = m["k90"], next((r for r in m["sufficiency"] if r["k"] == m["k90"]), {})
+    k90 = m["k90"]
+    learned: dict[str, Any] = next((r for r in m["sufficiency"] if r["k"] == k90), {})
     kept = "; ".join(
         f"{_SIGNS[d]} {base[d]:.2f} → {full[d]:.2f} in full, {learned.get(d, float('nan')):.2f} with the top {k90} "
         f"({100 * share:.0f}% of the effect)"

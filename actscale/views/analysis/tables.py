@@ -34,8 +34,11 @@ def metrics_frame(
     `filled_metrics`). A run without ``n_components`` gets no minimality figure (NaN)."""
     rows = []
     for b in bundles:
-        config = b.record.config
-        for split, metrics in (metrics_of(b) if metrics_of else b.record.splits).items():
+        record = b.record
+        if record is None:  # a listing whose configuration could not be read
+            continue
+        config = record.config
+        for split, metrics in (metrics_of(b) if metrics_of else record.splits).items():
             rows.append(
                 {
                     "run_id": b.run_id,
@@ -146,8 +149,9 @@ def filled_metrics(bundle: RunBundle) -> dict[str, SplitMetrics]:
         for name in RATE_NAMES:
             rate, n = m.rate(name), m.n_prompts
             if m.interval(name) is None and rate is not None and n is not None:
-                ci = tuple(round(x, 6) for x in wilson_interval(round(rate * n), n))
-                m = dataclasses.replace(m, **{f"{name}_ci95": ci})
+                lo, hi = wilson_interval(round(rate * n), n)
+                interval: dict[str, Any] = {f"{name}_ci95": (round(lo, 6), round(hi, 6))}
+                m = dataclasses.replace(m, **interval)
         out[split] = m
     return out
 
