@@ -312,10 +312,10 @@ def _tensor_headers(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
         raise BrokenBundleError(f"{path.name} is not a readable safetensors file ({type(exc).__name__})") from None
 
 
-def verify_bundle(path: Path, expected_id: str | None = "folder") -> tuple[dict, dict]:
+def verify_bundle(path: Path, expected_id: str | None = "folder") -> tuple[dict, dict, RunRecord]:
     """Every check `load_bundle` makes, reading tensor headers only (what `RunStore.list` uses);
-    returns (config, metrics) as stored (not migrated: the run id is computed from it) or raises
-    BrokenBundleError naming the first problem."""
+    returns (config, metrics) as stored (not migrated: the run id is computed from it) and the
+    run's `RunRecord`, or raises BrokenBundleError naming the first problem."""
     path = Path(path)
     config, metrics = _read_summary(path)
     format_version(config)
@@ -327,8 +327,7 @@ def verify_bundle(path: Path, expected_id: str | None = "folder") -> tuple[dict,
         _read_json(path / "analysis.json")
     _read_history(path / "history.csv")
     _read_dataset(path / "dataset.jsonl")
-    read_record(config, metrics)
-    return config, metrics
+    return config, metrics, read_record(config, metrics)
 
 
 def read_record(config: dict[str, Any], metrics: dict[str, Any]) -> RunRecord:

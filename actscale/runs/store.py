@@ -32,7 +32,6 @@ from actscale.runs.bundle import (
     default_store,
     load_bundle,
     mtime_ns,
-    read_record,
     run_id_for,
     verify_bundle,
     write_history,
@@ -166,8 +165,7 @@ class RunStore:
             if not path.is_dir() or not RUN_ID.match(path.name):
                 continue
             try:
-                config, metrics = verify_bundle(path)
-                record = read_record(config, metrics)
+                config, metrics, record = verify_bundle(path)
                 rows.append(RunListing(path.name, path, True, "", migrate_config(config), metrics, record))
             except BrokenBundleError as exc:
                 rows.append(RunListing(path.name, path, False, str(exc)))
@@ -206,7 +204,7 @@ class RunStore:
             for name in BUNDLE_FILES:
                 if name in entries:
                     (tmp / name).write_bytes(_read_member(zf, entries[name], name))
-            config, _ = verify_bundle(tmp, expected_id=None)
+            config, _, _ = verify_bundle(tmp, expected_id=None)
             run_id = run_id_for(config)
             if config.get("run_id") != run_id:
                 raise BrokenBundleError("config.json does not match its run id (edited or corrupted)")
