@@ -22,7 +22,8 @@ def checks(random: list[dict]) -> dict:
         "map": {
             "scale": "effect",
             "n_components": 960,
-            "prompts": {"n": 16},
+            "prompts": {"split": "test", "n": 16, "of": 200, "seed": 0},
+            "choose": {"split": "val", "n": 16, "of": 40, "seed": 0},
             "base": {"flip_acc_pos": 0.25, "flip_acc_neg": 0.75},
             "full": full,
             "targets": {"flip_acc_pos": 0.925, "flip_acc_neg": 0.91875},
@@ -43,9 +44,10 @@ def test_each_control_is_named_and_only_the_beaten_ones_are_claimed():
         ]
     )
     assert k90_text(data) == (
-        "k90 = 16 of 960 components (1.7%): the fewest top components that keep 90% of the full run's effect above "
-        "the unmodified model in each direction it moves (β = +1 0.25 → 1.00 in full, 0.94 with the top 16 (92% of "
-        "the effect); β = −1 0.75 → 0.94 in full, 0.88 with the top 16 (67% of the effect); 16 test prompts). The "
+        "k90 = 16 of 960 components (1.7%), chosen on 16 of 40 validation prompts (drawn with seed 0): the fewest top "
+        "components that keep 90% of the full run's effect above the unmodified model in each direction it moves "
+        "there. On 16 of 200 test prompts (drawn with seed 0): β = +1 0.25 → 1.00 in full, 0.94 with the top 16 (92% "
+        "of the effect); β = −1 0.75 → 0.94 in full, 0.88 with the top 16 (67% of the effect). The "
         "same 16 magnitudes placed at random (never on the learned top 16 or where the check prompts do not reach), "
         "against the top 16's own rates: anywhere in the site (20 draws): 95th percentile β = +1 0.56, β = −1 0.81, "
         "beaten; same site and position, another layer (20 draws): 95th percentile β = +1 0.53, β = −1 0.88, NOT "
@@ -61,3 +63,18 @@ def test_each_control_is_named_and_only_the_beaten_ones_are_claimed():
         "same site and layer, another position",
     ]
     assert list(table["beaten"][:2]) == [True, False] and table["draws"].tolist() == [20, 20, 0]
+
+
+def test_a_direction_chosen_on_validation_that_does_not_move_the_test_prompts_says_so():
+    data = checks([])
+    data["map"]["effect_kept"]["flip_acc_neg"] = None
+    assert "β = −1 0.75 → 0.94 in full, 0.88 with the top 16 (no effect on these prompts)." in k90_text(data)
+
+
+def test_checks_stored_before_the_choice_on_validation_say_they_chose_on_the_test_prompts():
+    data = checks([])
+    del data["map"]["choose"]
+    data["map"]["prompts"] = {"split": "test", "n": 16, "of": 200, "rows": list(range(16))}
+    assert k90_text(data).startswith(
+        "k90 = 16 of 960 components (1.7%), chosen on the same 16 of 200 test prompts (the first ones): "
+    )

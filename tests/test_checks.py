@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -221,10 +222,30 @@ def test_no_effect_to_localise_is_said_not_drawn(tiny_llama, runs):
 
     part, _ = checks.map_checks(tiny_llama, runs[1]["activscalar"], FAST)
     assert k90_text({"map": part}) == (
-        "No effect to localise: on 8 test prompts neither direction of the full run beats the unmodified model "
-        "beyond its interval (β = +1 0.25 → 0.25 [0.07, 0.59]; β = −1 0.75 → 0.75 [0.41, 0.93]), so no k90 is "
+        "No effect to localise: on all 3 validation prompts neither direction of the full run beats the unmodified "
+        "model beyond its interval (β = +1 0.67 → 0.67 [0.21, 0.94]; β = −1 0.33 → 0.33 [0.06, 0.79]), so no k90 is "
         "drawn and no control is run."
     )
+
+
+def test_k90_is_chosen_on_validation_and_reported_on_a_seeded_test_sample(tiny_llama, runs):
+    """k90 is chosen on the validation prompts; every figure is reported on test prompts drawn
+    with the checks' seed; both are stored (dataset indices)."""
+    bundle = runs[1]["activscalar"]
+    task = passes.run_task(tiny_llama, bundle)
+    test, val = task.split_indices("test").tolist(), task.split_indices("val").tolist()
+    parts = {
+        seed: checks.map_checks(tiny_llama, bundle, replace(FAST, prompts=4, random_seed=seed))[0] for seed in (0, 1)
+    }
+    for seed, part in parts.items():
+        assert part["choose"]["split"] == "val" and part["choose"]["rows"] == val and part["choose"]["n"] == 3
+        assert part["prompts"]["split"] == "test" and part["prompts"]["seed"] == seed
+        assert part["prompts"]["n"] == 4 and part["prompts"]["of"] == len(test) == 8
+        assert part["prompts"]["rows"] == passes.sample_rows(task, "test", 4, seed).tolist()
+        assert set(part["prompts"]["rows"]) <= set(test) and part["prompts"]["rows"] == sorted(part["prompts"]["rows"])
+        assert part["base"]["flip_acc_pos"] == agree_base(part, bundle, ">")
+    assert parts[0]["prompts"]["rows"] != parts[1]["prompts"]["rows"]
+    assert [r["k"] for r in parts[0]["choose"]["sufficiency"]] == parts[0]["grid"]
 
 
 def _row(k, pos, neg=0.75):

@@ -60,15 +60,22 @@ def test_default_ioi_activscalar_map_is_sparse_and_beats_the_random_control(ioi_
     assert [(r["stratum"], r["draws"]) for r in m["random"]] == [("site", 20), ("layer", 20), ("position", 20)]
     for r in m["random"]:
         assert r["beats"] == all(at_k90[d] > r[f"{d}_p95"] for d in m["targets"])
-    # k90 on the effect scale: β = −1 has room to move (the unmodified model prefers a− on few prompts), so it
-    # has a target; β = +1 has one only where the full run's interval clears the unmodified rate (on these 16
-    # prompts in float32 it does not: 0.81 unmodified, 1.00 [0.81, 1.00] steered). The top k90 keep 90% of each.
-    assert "flip_acc_neg" in m["targets"] and m["scale"] == "effect"
+    # k90 on the effect scale, chosen on the run's validation prompts (all 10 of them, fewer than 16): β = −1 has
+    # room to move (the unmodified model prefers a− on few prompts), so it has a target; β = +1 has one only where
+    # the full run's interval clears the unmodified rate there. The top k90 keep 90% of each effect on those
+    # prompts; on the 16 test prompts drawn with the checks' seed the share is reported as measured.
+    chose = m["choose"]
+    assert (chose["split"], chose["n"], m["prompts"]["split"], m["prompts"]["seed"]) == ("val", 10, "test", 0)
+    assert not set(chose["rows"]) & set(m["prompts"]["rows"])
+    assert "flip_acc_neg" in chose["targets"] and m["scale"] == "effect"
+    chosen_at_k90 = next(r for r in chose["sufficiency"] if r["k"] == m["k90"])
     for d in ("flip_acc_pos", "flip_acc_neg"):
-        assert (d in m["targets"]) == (m["full"][f"{d}_ci95"][0] > m["base"][d])
-    for d, target in m["targets"].items():
-        assert target == m["base"][d] + 0.9 * (m["full"][d] - m["base"][d]) and at_k90[d] >= target - 1e-12
-        assert m["effect_kept"][d] >= 0.9 - 1e-9
+        assert (d in chose["targets"]) == (chose["full"][f"{d}_ci95"][0] > chose["base"][d])
+    for d, target in chose["targets"].items():
+        assert target == chose["base"][d] + 0.9 * (chose["full"][d] - chose["base"][d])
+        assert chosen_at_k90[d] >= target - 1e-12
+        kept = (at_k90[d] - m["base"][d]) / (m["full"][d] - m["base"][d])
+        assert m["targets"][d] == m["base"][d] + 0.9 * (m["full"][d] - m["base"][d]) and m["effect_kept"][d] == kept
     assert m["k90"] in [r["k"] for r in m["necessity"]]  # the necessity figure at k90 itself
     # float32 passes against the run's own evaluation: the same Δ.
     agree = m["precision_agreement"]

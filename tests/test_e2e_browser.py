@@ -348,7 +348,9 @@ def test_a_run_with_checks_shows_its_sufficiency_curve(request, tiny_llama):
         page.goto(f"{app.url}/Explore?run={bundle.run_id}")
         expect_explore(page, bundle.run_id)
         assert out["map"]["k90"] is None  # two steps on the tiny model: no effect, and the page says so
-        page.get_by_text(re.compile(r"Map check\. No effect to localise: on 8 test prompts")).wait_for(timeout=UI_MS)
+        page.get_by_text(re.compile(r"Map check\. No effect to localise: on all 3 validation prompts")).wait_for(
+            timeout=UI_MS
+        )
         curve = page.locator(
             ".js-plotly-plot", has=page.get_by_text(re.compile("Sufficiency and necessity of the top-k"))
         )

@@ -55,6 +55,6 @@ def test_explore_draws_the_old_bundle(old_store):
     (check,) = [i.value for i in at.info if i.value.startswith("**Map check.**")]
     assert check.startswith(
         "**Map check.** k90 = 1 of 64 components (1.6%): keeping only the top 1 reaches 0.50 mean flip rate, 90% of "
-        "the full run's 0.50 (on 8 test prompts; checks of an earlier version, on the mean flip rate rather than "
+        "the full run's 0.50 (on all 8 test prompts; checks of an earlier version, on the mean flip rate rather than "
         "the effect above the unmodified model: run them again to update)."
     )

@@ -209,7 +209,7 @@ def test_map_checks_are_drawn_from_the_bundle(runs, tiny_llama):
     infos = [i.value for i in at.info]
     # The tiny run moves neither direction beyond its interval: said, and nothing drawn at a k90.
     assert out["map"]["k90"] is None
-    assert any(v.startswith("**Map check.** No effect to localise: on 8 test prompts") for v in infos)
+    assert any(v.startswith("**Map check.** No effect to localise: on all 3 validation prompts") for v in infos)
     assert "checks-sufficiency" in chart_keys(at)
     fig = chart(at, "checks-sufficiency")
     names = {t.get("name") for t in fig["data"]}

@@ -273,7 +273,7 @@ def test_report_has_the_map_checks_when_the_run_has_them(tiny_llama, tmp_path):
     after = render_report(bundle)
     assert "Does the map mean anything?" in after
     assert out["map"]["k90"] is None  # two steps on the tiny model: no effect, said as such
-    assert "No effect to localise: on 8 test prompts neither direction of the full run beats" in after
+    assert "No effect to localise: on all 3 validation prompts neither direction of the full run beats" in after
     assert "Side effects on neutral text" in after and "Random control" not in after  # none without a k90
     assert after.count('class="plotly-graph-div"') == before.count('class="plotly-graph-div"') + 1
     assert after.count("plotly.js v") <= 1  # still one copy of plotly.js

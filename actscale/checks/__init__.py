@@ -1,15 +1,15 @@
 """Does the map mean anything? The checks of docs/method.md §7, from a stored run and the model.
 
 A trained run's map is a claim that *these* components carry the behaviour. Each check tests
-it with forward passes only, on the same test prompts (paired, so the curves compare like with
-like):
+it with forward passes only: k90 is chosen on validation prompts, and every figure is reported
+on test prompts drawn with the checks' seed, the same for every variant (paired):
 
 - **sufficiency**: keep the top-k components (by the relative magnitude that defines
-  ``n_effective``), zero the rest, for k on a log grid; ``k90`` is the smallest k whose mean
-  flip rate reaches 90% of the full run's (bisected between grid points);
-- **necessity**: the full run without its top-k (k = 1, 4, 16, …);
-- **random control**: the top-k's parameters moved onto k random components of the same sites
-  (keeping each one's relative magnitude), ``draws`` times, at k90;
+  ``n_effective``), zero the rest, for k on a log grid; ``k90`` is the smallest k that keeps 90%
+  of the full run's effect above the unmodified model in each direction it moves;
+- **necessity**: the full run without its top-k (k = 1, 4, 16, … and k90);
+- **random controls**: the top-k90's parameters moved onto other components, stratified
+  (anywhere in the site; another layer; another position), ``draws`` times each;
 - **ablation**: zero- and mean-ablation (mean over the training prompts) of the same top-k
   components, without any scaling: what a classical knock-out says;
 - **stability** over seeds, the **generalisation** matrix over groups and **side effects** on

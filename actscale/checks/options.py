@@ -18,7 +18,8 @@ class CheckOptions:
     """What `run_checks` computes, and how (the defaults keep the default IOI ActivScalar run's
     checks within a minute on two CPU cores; see docs/checks.md)."""
 
-    prompts: int = 16  # test prompts every variant is evaluated on (the first ones of the split)
+    # validation prompts k90 is chosen on, and test prompts (drawn with random_seed) every variant is reported on
+    prompts: int = 16
     draws: int = 20  # random placements per k
     seeds: int = 0  # stability over this many seeds (the run's own included); 0 or 1: none
     vary: str = "seed"  # "seed": training seed, same data (optimisation variance); "data": data seed
@@ -29,7 +30,7 @@ class CheckOptions:
     # on seed 0's default run 47 of its 48 flips agreed and Δ moved by up to 0.45.
     precision: str = "run"
     rows_per_pass: int = 128  # prompts (all variants together) in one forward pass
-    random_seed: int = 0  # draws of the random control
+    random_seed: int = 0  # the test prompts drawn and the random control's draws
     executor: str = "local"  # where the seeds' and groups' runs train: "local" or "ray"
     ray_address: str | None = None  # a Ray cluster's address ("auto": a local one)
 

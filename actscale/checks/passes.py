@@ -326,30 +326,49 @@ def transplant_reads(model: LoadedModel, ctx: Context, batch: int = 32) -> dict[
     return out
 
 
-def prepare_context(
-    model: LoadedModel, bundle: RunBundle, options: CheckOptions, cancel: CancelFlag | None
-) -> tuple[Context, PreparedTask, Tensor]:
-    from actscale.runs.api import intervention_from_bundle
+def sample_rows(task: PreparedTask, split: str, n: int, seed: int) -> Tensor:
+    """Up to ``n`` of ``split``'s prompts drawn without replacement with ``seed`` (in dataset
+    order): the prompts a check chooses on ("val") or reports on ("test")."""
+    rows = task.split_indices(split)
+    if rows.numel() <= n:
+        return rows
+    pick = torch.randperm(int(rows.numel()), generator=torch.Generator().manual_seed(seed))[:n]
+    return rows[pick.sort().values]
 
-    template = intervention_from_bundle(bundle, model)
-    task = run_task(model, bundle)
-    test = task.split_indices("test")
-    if not test.numel():
-        raise ActscaleError(f"run {bundle.run_id} has no test prompts to check its map on")
-    rows = test[: options.prompts]
-    comps = Components(type(template), template.sites, magnitudes(bundle, task))
-    ctx = Context(
-        model=model,
-        bundle=bundle,
-        template=template,
-        comps=comps,
+
+def context_on(ctx: Context, task: PreparedTask, rows: Tensor) -> Context:
+    """``ctx`` on other prompts (``rows`` of ``task``): its tokens, answers and unmodified logits."""
+    other = Context(
+        model=ctx.model,
+        bundle=ctx.bundle,
+        template=ctx.template,
+        comps=ctx.comps,
         tokens=task.tokens[rows],
         mask=task.attention_mask[rows],
         correct=task.correct_ids[rows],
         wrong=task.wrong_ids[rows],
-        options=options,
-        cancel=cancel,
+        options=ctx.options,
+        means=ctx.means,
+        cancel=ctx.cancel,
     )
-    with model.lock, torch.no_grad():
-        ctx.base_logits = last_position_logits(model, ctx.tokens, ctx.mask, autocast=ctx.bf16).float().cpu()
-    return ctx, task, rows
+    with ctx.model.lock, torch.no_grad():
+        other.base_logits = last_position_logits(ctx.model, other.tokens, other.mask, autocast=other.bf16).float().cpu()
+    return other
+
+
+def prepare_context(
+    model: LoadedModel, bundle: RunBundle, options: CheckOptions, cancel: CancelFlag | None
+) -> tuple[Context, PreparedTask, Tensor]:
+    """The context of the prompts the checks report on: ``options.prompts`` test prompts drawn
+    with the checks' seed (``options.random_seed``); with the task and those rows."""
+    from actscale.runs.api import intervention_from_bundle
+
+    template = intervention_from_bundle(bundle, model)
+    task = run_task(model, bundle)
+    if not task.split_indices("test").numel():
+        raise ActscaleError(f"run {bundle.run_id} has no test prompts to check its map on")
+    rows = sample_rows(task, "test", options.prompts, options.random_seed)
+    comps = Components(type(template), template.sites, magnitudes(bundle, task))
+    empty = torch.zeros(0, dtype=torch.long)
+    ctx = Context(model, bundle, template, comps, empty, empty, empty, empty, options, cancel=cancel)
+    return context_on(ctx, task, rows), task, rows

@@ -20,9 +20,11 @@ from actscale.checks.passes import (
     Context,
     Variant,
     ablation_row,
+    context_on,
     evaluate_variants,
     mean_activations,
     prepare_context,
+    sample_rows,
     steer_row,
 )
 from actscale.checks.random_control import random_controls
@@ -44,31 +46,37 @@ def map_checks(
     cancel: CancelFlag | None = None,
 ) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """Sufficiency, necessity, the random control and the ablations of ``bundle``'s map
-    (docs/method.md §7.1–4; k90 on the effect scale, none without an effect), as (checks.json part, tensors)."""
+    (docs/method.md §7.1–4), as (checks.json part, tensors). k90 (on the effect scale; none
+    without an effect) is chosen on validation prompts and every figure is reported on test
+    prompts drawn with the checks' seed, which are stored."""
     start = time.perf_counter()
     ctx, task, rows = prepare_context(model, bundle, options, cancel)
     comps, n = ctx.comps, ctx.comps.n
     ctx.means = mean_activations(model, task, comps, ctx.template.dims.n_layers)
+    choose_split = "val" if task.split_indices("val").numel() else "train"
+    choose_rows = sample_rows(task, choose_split, options.prompts, options.random_seed)
+    chooser = context_on(ctx, task, choose_rows)
     grid, removed = k_grid(n), necessity_grid(n)
     learned = ctx.template.named_tensors()
-    # every pass: the grids, up to 4 bisection steps and necessity at k90, 3 strata of draws, the knock-outs
-    advance = _progress(ctx.n * (2 * len(grid) + 2 * len(removed) + 2 * 5 + 6 * options.draws + 2), on_progress)
-
-    def suff(k: int) -> Variant:
-        return Variant(f"top{k}", keep_params(learned, comps, comps.mask(comps.top(k))))
-
-    def minus(k: int) -> Variant:
-        return Variant(f"minus{k}", keep_params(learned, comps, ~comps.mask(comps.top(k))))
-
-    variants = [suff(k) for k in grid] + [minus(k) for k in removed]
+    # the choice (grid and up to 4 bisection steps on validation); on test the grids, k90 and
+    # necessity at k90, 3 strata of draws and the knock-outs; each at β = ±1
+    advance = _progress(
+        chooser.n * 2 * (len(grid) + 4) + ctx.n * (2 * len(grid) + 2 * len(removed) + 4 + 6 * options.draws + 2),
+        on_progress,
+    )
+    make = _variants(learned, comps)
+    chosen = _choose_k90(chooser, grid, make[0], advance)
+    variants = [make[0](k) for k in grid] + [make[1](k) for k in removed]
     results = evaluate_variants(ctx, variants, lambda r: advance(r, "sufficiency and necessity"))
     sufficiency = {k: steer_row(k, results[i]) for i, k in enumerate(grid)}
     necessity = {k: steer_row(k, results[len(grid) + i]) for i, k in enumerate(removed)}
+    k90 = chosen["k90"]
+    _add_points(ctx, k90, grid, sufficiency, necessity, make, advance)
     base = base_rates(ctx)
-    targets = effect_targets(base, sufficiency[n])
-    k90 = _locate(ctx, grid, targets, sufficiency, necessity, (suff, minus), advance)
+    targets = {d: base[d] + 0.9 * (sufficiency[n][d] - base[d]) for d in chosen["targets"]}
     part = {
         **_passes_part(ctx, bundle, task, rows, results[len(grid) - 1]),
+        "choose": {**_rows_part(task, choose_split, choose_rows, options.random_seed), **chosen},
         "n_components": n,
         "magnitude": comps.method.magnitude_label,
         "grid": grid,
@@ -88,36 +96,77 @@ def map_checks(
     return part, {"order": comps.order.clone(), "magnitude": comps.magnitude.clone()}
 
 
-def _locate(
+Make = tuple[Callable[[int], Variant], Callable[[int], Variant]]
+
+
+def _variants(learned: dict[str, Tensor], comps: Components) -> Make:
+    """The variants "keep the top k" and "the full run without its top k"."""
+
+    def suff(k: int) -> Variant:
+        return Variant(f"top{k}", keep_params(learned, comps, comps.mask(comps.top(k))))
+
+    def minus(k: int) -> Variant:
+        return Variant(f"minus{k}", keep_params(learned, comps, ~comps.mask(comps.top(k))))
+
+    return suff, minus
+
+
+def _choose_k90(
+    chooser: Context, grid: list[int], suff: Callable[[int], Variant], advance: Callable[[int, str], None]
+) -> dict[str, Any]:
+    """k90 chosen on the chooser's (validation) prompts: their unmodified rates, the full run's,
+    the targets and the sufficiency points evaluated there (k90 None: no effect to localise)."""
+    results = evaluate_variants(chooser, [suff(k) for k in grid], lambda r: advance(r, "choosing k90"))
+    points = {k: steer_row(k, results[i]) for i, k in enumerate(grid)}
+    base = base_rates(chooser)
+    targets = effect_targets(base, points[grid[-1]])
+
+    def evaluate(k: int) -> dict[str, Any]:
+        return steer_row(k, evaluate_variants(chooser, [suff(k)], lambda r: advance(r, "choosing k90"))[0])
+
+    k90 = _k90(grid, targets, points, evaluate) if targets else None
+    return {
+        "base": base,
+        "full": points[grid[-1]],
+        "targets": targets,
+        "k90": k90,
+        "sufficiency": [points[k] for k in sorted(points)],
+    }
+
+
+def _add_points(
     ctx: Context,
+    k90: int | None,
     grid: list[int],
-    targets: Mapping[str, float],
     sufficiency: dict[int, dict[str, Any]],
     necessity: dict[int, dict[str, Any]],
-    make: tuple[Callable[[int], Variant], Callable[[int], Variant]],
+    make: Make,
     advance: Callable[[int, str], None],
-) -> int | None:
-    """k90 (None without a target: no effect to localise), and the necessity point at k90
-    itself, added to ``necessity``."""
-    if not targets:
-        return None
+) -> None:
+    """The report's points at k90 where the grids lack it: the top k90 alone, and the full run
+    without them."""
+    if k90 is None:
+        return
     suff, minus = make
-    k90 = _k90(
-        grid,
-        targets,
-        sufficiency,
-        lambda k: steer_row(k, evaluate_variants(ctx, [suff(k)], lambda r: advance(r, "k90"))[0]),
-    )
-    if k90 not in necessity and k90 < grid[-1]:
-        necessity[k90] = steer_row(k90, evaluate_variants(ctx, [minus(k90)], lambda r: advance(r, "necessity"))[0])
-    return k90
+    wanted = [v for v, missing in ((suff(k90), k90 not in sufficiency), (minus(k90), k90 not in necessity)) if missing]
+    if k90 >= grid[-1]:
+        wanted = [v for v in wanted if v.name.startswith("top")]
+    for v, result in zip(wanted, evaluate_variants(ctx, wanted, lambda r: advance(r, "k90")), strict=True):
+        (sufficiency if v.name.startswith("top") else necessity)[k90] = steer_row(k90, result)
+
+
+def _rows_part(task: PreparedTask, split: str, rows: Tensor, seed: int) -> dict[str, Any]:
+    """Which prompts of ``split`` a part of the checks used: the rows (dataset indices), how many
+    of how many, and the seed they were drawn with."""
+    of = int(task.split_indices(split).numel())
+    return {"split": split, "n": int(rows.numel()), "rows": rows.tolist(), "of": of, "seed": seed}
 
 
 def _passes_part(ctx: Context, bundle: RunBundle, task: PreparedTask, rows: Tensor, full: dict) -> dict[str, Any]:
     """Which prompts the passes ran on, in which precision, and how they agree with the run's
     own evaluation."""
     return {
-        "prompts": {"split": "test", "n": ctx.n, "rows": rows.tolist(), "of": int(task.split_indices("test").numel())},
+        "prompts": _rows_part(task, "test", rows, ctx.options.random_seed),
         "precision": ctx.precision_name,
         "precision_agreement": _agreement(bundle, rows, ctx.base_logits, full, ctx),
     }
@@ -139,10 +188,10 @@ def effect_targets(base: Mapping[str, float], full: Mapping[str, Any]) -> dict[s
 
 def effect_kept(
     base: Mapping[str, float], full: Mapping[str, Any], row: Mapping[str, Any], targets: Mapping[str, float]
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     """The share of the full run's effect above the unmodified model that ``row`` keeps, per
-    direction with an effect."""
-    return {d: (row[d] - base[d]) / (full[d] - base[d]) for d in targets}
+    direction with an effect (None where the full run does not move these prompts at all)."""
+    return {d: (row[d] - base[d]) / (full[d] - base[d]) if full[d] != base[d] else None for d in targets}
 
 
 def _at_k90(

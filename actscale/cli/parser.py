@@ -148,7 +148,13 @@ def _add_analyse_options(a: argparse.ArgumentParser) -> None:
         "--generalisation", action="store_true", help="train one run per group and test it on every other group"
     )
     a.add_argument("--no-side-effects", action="store_true", help="skip the neutral-text check (runs of any length)")
-    a.add_argument("--prompts", type=int, default=16, help="test prompts every variant is evaluated on")
+    a.add_argument(
+        "--prompts",
+        type=int,
+        default=16,
+        help="validation prompts k90 is chosen on, and test prompts (drawn with the checks' seed) "
+        "every figure is reported on",
+    )
     a.add_argument("--draws", type=int, default=20, help="random placements per k")
     a.add_argument(
         "--precision",

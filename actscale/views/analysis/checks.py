@@ -30,32 +30,54 @@ def interval_text(ci: Any) -> str:
 _SIGNS = {"flip_acc_pos": "β = +1", "flip_acc_neg": "β = −1"}
 
 
+def share_text(share: float | None) -> str:
+    """A share of an effect in percent; None: the full run does not move these prompts."""
+    return "no effect on these prompts" if share is None else f"{100 * share:.0f}% of the effect"
+
+
+SPLIT_WORDS = {"val": "validation", "train": "training", "test": "test"}
+
+
+def prompts_text(part: Mapping[str, Any]) -> str:
+    """A checks part's prompts: "all 3 validation prompts", "16 of 40 test prompts (drawn with seed 0)"."""
+    split = SPLIT_WORDS.get(part.get("split", "test"), part.get("split"))
+    n, of = part["n"], part.get("of")
+    if of is None or n >= of:
+        return f"{'all ' if of is not None else ''}{n} {split} prompts"
+    seed = part.get("seed")
+    return f"{n} of {of} {split} prompts" + (f" (drawn with seed {seed})" if seed is not None else " (the first ones)")
+
+
 def k90_text(checks: Mapping[str, Any]) -> str:
-    """One sentence: how many components carry the flips, against the random control."""
+    """One sentence: how many components carry the flips (chosen on validation, reported on
+    test), against the random controls."""
     m = checks.get("map") or {}
     if "k90" not in m:
         return ""
     if m.get("scale") != "effect":  # checks stored before k90 was on the effect scale
         return _mean_scale_k90_text(m)
-    n, prompts, full, base = m["n_components"], m["prompts"]["n"], m["full"], m["base"]
+    chose = m.get("choose") or m  # checks stored before 2026-12-04 chose k90 on the test prompts
+    where = prompts_text(chose) if "choose" in m else f"the same {prompts_text(m['prompts'])}"
     if m["k90"] is None:
         rates = "; ".join(
-            f"{_SIGNS[d]} {base[d]:.2f} → {full[d]:.2f} {interval_text(full[f'{d}_ci95'])}" for d in _SIGNS
+            f"{_SIGNS[d]} {chose['base'][d]:.2f} → {chose['full'][d]:.2f} {interval_text(chose['full'][f'{d}_ci95'])}"
+            for d in _SIGNS
         )
         return (
-            f"No effect to localise: on {prompts} test prompts neither direction of the full run beats the "
+            f"No effect to localise: on {where} neither direction of the full run beats the "
             f"unmodified model beyond its interval ({rates}), so no k90 is drawn and no control is run."
         )
-    k90 = m["k90"]
+    k90, n, full, base = m["k90"], m["n_components"], m["full"], m["base"]
     learned: dict[str, Any] = next((r for r in m["sufficiency"] if r["k"] == k90), {})
     kept = "; ".join(
         f"{_SIGNS[d]} {base[d]:.2f} → {full[d]:.2f} in full, {learned.get(d, float('nan')):.2f} with the top {k90} "
-        f"({100 * share:.0f}% of the effect)"
+        f"({share_text(share)})"
         for d, share in m["effect_kept"].items()
     )
     text = (
-        f"k90 = {k90} of {n:,} components ({100 * k90 / n:.1f}%): the fewest top components that keep 90% of "
-        f"the full run's effect above the unmodified model in each direction it moves ({kept}; {prompts} test prompts)."
+        f"k90 = {k90} of {n:,} components ({100 * k90 / n:.1f}%), chosen on {where}: the fewest top components "
+        f"that keep 90% of the full run's effect above the unmodified model in each direction it moves there. "
+        f"On {prompts_text(m['prompts'])}: {kept}."
     )
     return text + _random_text(m, k90)
 
@@ -112,7 +134,7 @@ def _mean_scale_k90_text(m: Mapping[str, Any]) -> str:
     return (
         f"k90 = {k90} of {n:,} components ({100 * k90 / n:.1f}%): keeping only the top {k90} reaches "
         f"{learned.get('mean_flip', float('nan')):.2f} mean flip rate, 90% of the full run's "
-        f"{m['full']['mean_flip']:.2f} (on {m['prompts']['n']} test prompts; checks of an earlier version, on the "
+        f"{m['full']['mean_flip']:.2f} (on {prompts_text(m['prompts'])}; checks of an earlier version, on the "
         "mean flip rate rather than the effect above the unmodified model: run them again to update)."
     ) + _random_text(m, k90)
 

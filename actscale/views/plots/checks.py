@@ -13,6 +13,7 @@ from actscale.views.analysis import (
     checks_tensor,
     layer_labels,
     position_labels,
+    prompts_text,
     run_checks_data,
     run_method,
 )
@@ -34,6 +35,7 @@ def plot_sufficiency(bundle: RunBundle) -> go.Figure:
     styled(fig)
     for col, (name, ablation_name) in enumerate((("flip_acc_neg", "prefers_neg"), ("flip_acc_pos", "prefers_pos")), 1):
         _add_curves(fig, m, name, col)
+        _add_chosen(fig, m, name, col)
         _add_random(fig, pd.DataFrame(m.get("random", [])), name, col)
         _add_ablations(fig, pd.DataFrame(m.get("ablation", [])), ablation_name, col)
         unmodified = _unmodified_rate(bundle, m, name)
@@ -55,7 +57,7 @@ def plot_sufficiency(bundle: RunBundle) -> go.Figure:
     fig.update_yaxes(range=[-0.03, 1.03])
     fig.update_yaxes(title_text="flip rate", col=1)
     fig.update_layout(
-        title=f"Sufficiency and necessity of the top-k components ({_k90_title(m)}; {m['prompts']['n']} test prompts)",
+        title=f"Sufficiency and necessity of the top-k components ({_k90_title(m)}; {prompts_text(m['prompts'])})",
         legend=dict(orientation="h", y=-0.25),
         height=480,
         **LAYOUT,
@@ -87,6 +89,29 @@ def _add_curves(fig: go.Figure, m: dict, name: str, col: int) -> None:
             row=1,
             col=col,
         )
+
+
+def _add_chosen(fig: go.Figure, m: dict, name: str, col: int) -> None:
+    """Where k90 was chosen: the sufficiency curve on the validation prompts (no intervals)."""
+    chose = m.get("choose")
+    if not chose:
+        return
+    frame = pd.DataFrame(chose["sufficiency"])
+    label = f"keep top-k, {prompts_text(chose)} (where k90 is chosen)"
+    fig.add_trace(
+        go.Scatter(
+            x=frame["k"],
+            y=frame[name],
+            mode="lines",
+            name=label,
+            legendgroup="choose",
+            showlegend=col == 1,
+            line=dict(color=COLOURS["keep"], dash="dot", width=1),
+            hovertemplate="k %{x}<br>flip rate %{y:.2f}<extra>chosen on</extra>",
+        ),
+        row=1,
+        col=col,
+    )
 
 
 # Each random control's marker and its nudge along the (log) k axis, so the three at k90 stand apart.

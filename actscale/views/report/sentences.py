@@ -15,8 +15,10 @@ from actscale.runs.records import SplitMetrics
 from actscale.views.analysis import (
     filled_metrics,
     k90_text,
+    prompts_text,
     rare_positions,
     same_split,
+    share_text,
 )
 
 # (metric, the answer it counts, β's sign)
@@ -238,10 +240,10 @@ def _necessity_text(m: Mapping[str, Any]) -> list[str]:
         ]
     left = effect_kept(m["base"], m["full"], nec, m["targets"])
     signs = {"flip_acc_pos": "β = +1", "flip_acc_neg": "β = −1"}
-    shares = ", ".join(f"{100 * share:.0f}% at {signs[d]}" for d, share in left.items())
+    shares = ", ".join(f"{share_text(share)} at {signs[d]}" for d, share in left.items())
     return [
-        f"Removing the top {m['k90']} from the full run leaves {shares} of its effect above the unmodified model "
-        f"(on {m['prompts']['n']} test prompts; 100% would mean the rest of the map stands in for them entirely)."
+        f"Removing the top {m['k90']} from the full run leaves {shares} above the unmodified model "
+        f"(on {prompts_text(m['prompts'])}; 100% would mean the rest of the map stands in for them entirely)."
     ]
 
 
