@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -93,8 +94,12 @@ def runs(tmp_path_factory):
         futures = {name: pool.submit(cli, args, root) for name, args in jobs.items()}
         done = {name: f.result() for name, f in futures.items()}
         bundle = last_json(done["train"])["bundle"]
+        own = (Path(bundle) / "dataset.jsonl").read_text().splitlines()
+        long = {"prompt": " ".join(["Mary"] * 40), "correct": " Mary", "wrong": " John"}
+        (root / "other.jsonl").write_text("\n".join([*own, json.dumps(long)]) + "\n")
         followups = {
             "eval": ["eval", "--run", bundle, "--device", "cpu"],
+            "eval_file": ["eval", "--run", bundle, "--device", "cpu", "--dataset", str(root / "other.jsonl")],
             "list": ["list", "--store", store],
         }
         futures = {name: pool.submit(cli, args, root) for name, args in followups.items()}
@@ -122,6 +127,15 @@ def test_train_prints_the_json_contract(runs):
         "evaluating the other prompts ..."
     ]
     assert stderr[5].startswith(f"validation flips: β = +1 {val['acc_base']:.2f} → ")
+
+
+def test_eval_on_a_file_evaluates_every_usable_row_and_says_what_it_dropped(runs, tmp_path):
+    out, trained = last_json(runs["eval_file"]), last_json(runs["train"])
+    n = sum(m["n_prompts"] for m in trained["metrics"].values())
+    assert n == 24 and set(out["metrics"]) == {"dataset"} and out["metrics"]["dataset"]["n_prompts"] == n
+    dropped = "dropped 1: 1 longer than the run's 16 positions"
+    assert {k: v for k, v in out["dataset"].items() if k != "path"} == {"rows": 25, "evaluated": 24, "dropped": dropped}
+    assert runs["eval_file"].stderr.splitlines()[-1] == f"{out['dataset']['path']}: evaluated 24 of 25 rows; {dropped}"
 
 
 def test_eval_prints_the_same_metrics(runs):

@@ -201,13 +201,25 @@ def cmd_sweep(args: argparse.Namespace) -> dict:
 
 def cmd_eval(args: argparse.Namespace) -> dict:
     from actscale.engine.models import load_model
-    from actscale.runs.api import evaluate_run, load_run
+    from actscale.engine.tasks import read_dataset
+    from actscale.runs.api import evaluate_file, evaluate_run, load_run
     from actscale.runs.store import RunStore
 
     bundle = load_run(args.run, RunStore(args.store))
+    if args.dataset is not None:
+        read_dataset(args.dataset)  # a broken file is reported before the model load
     model = load_model(bundle.record.config.model, args.device)
-    metrics = evaluate_run(bundle, model, dataset=args.dataset, beta=args.beta)
+    extra: dict[str, Any] = {}
+    if args.dataset is None:
+        metrics = evaluate_run(bundle, model, beta=args.beta)
+    else:
+        metrics, task = evaluate_file(bundle, model, args.dataset, beta=args.beta)
+        total = len(task.examples) + len(task.dropped)
+        extra["dataset"] = {"path": str(args.dataset), "rows": total, "evaluated": len(task.examples)}
+        extra["dataset"]["dropped"] = task.drop_summary()
+        print(f"{args.dataset}: evaluated {len(task.examples)} of {total} rows; {task.drop_summary()}", file=sys.stderr)
     return {
+        **extra,
         "run_id": bundle.run_id,
         "bundle": str(bundle.path),
         "method": bundle.method,

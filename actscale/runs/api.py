@@ -8,6 +8,7 @@ bundle.record.split("test").flip_acc_pos
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Sequence
 from importlib import metadata
@@ -215,13 +216,13 @@ def intervention_from_bundle(bundle: RunBundle, model: LoadedModel) -> Intervent
 def evaluate_run(
     bundle: RunBundle, model: LoadedModel, dataset: str | Path | None = None, beta: float = 1.0
 ) -> dict[str, dict[str, float]]:
-    """Metrics of a stored run on its own dataset (or on ``dataset``), with strength ``beta``."""
+    """Metrics of a stored run with strength ``beta``: per split on its own dataset, or on every
+    usable row of the file ``dataset`` as one set, under the key "dataset" (`evaluate_file`)."""
+    if dataset is not None:
+        return evaluate_file(bundle, model, dataset, beta)[0]
     config = bundle.record.config
     iv = intervention_from_bundle(bundle, model)
-    if dataset is None:
-        examples = [Example.from_record(r) for r in bundle.dataset]
-    else:
-        examples = read_dataset(dataset)
+    examples = [Example.from_record(r) for r in bundle.dataset]
     # Answer-aligned: the prompts are padded to the run's width (longer ones dropped), so every
     # per-position statistic lines up with the parameters.
     task = build_task(model, config, examples, n_pos=iv.n_pos if iv.answer_aligned else None)
@@ -242,3 +243,33 @@ def plan_run(
         config = config.replace(model=model.name)
     task = build_task(model, config, None if examples is None else list(examples))
     return config, task, expected_run_id(model, task, config)
+
+
+MINIMALITY = ("l1", "n_params", "n_components", "n_effective", "effective_frac")
+
+
+def evaluate_file(
+    bundle: RunBundle, model: LoadedModel, path: str | Path, beta: float = 1.0
+) -> tuple[dict[str, dict[str, float]], PreparedTask]:
+    """Every usable row of the CSV/JSONL ``path`` evaluated as one set (a split column is
+    ignored: nothing trains on these prompts), as ``{"dataset": metrics}``, and the task, whose
+    `summary()` says how many rows were dropped and why (a wrong answer length; a prompt longer
+    than the run's width; for a run with absolute positions, any other length than its own).
+    The minimality figures are the run's own: its parameters, measured on its training prompts."""
+    config = bundle.record.config
+    iv = intervention_from_bundle(bundle, model)
+    examples = [dataclasses.replace(e, split="test") for e in read_dataset(path)]
+    task = prepare_task(
+        examples,
+        model.tokenizer,
+        prepend_bos=resolved_prepend_bos(model, config),
+        fixed_length=config.one_length,
+        test_frac=0.0,
+        max_len=model.n_ctx,
+        n_pos=iv.n_pos if iv.answer_aligned or config.one_length else None,
+        require_train=False,
+    )
+    metrics = dict(evaluate(model, task, iv, config, beta=beta).metrics["test"])
+    own = next(iter(bundle.metrics.values()), {})
+    metrics.update({k: own[k] for k in MINIMALITY if k in own})
+    return {"dataset": metrics}, task

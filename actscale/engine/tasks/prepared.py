@@ -120,10 +120,11 @@ class PreparedTask:
         kept = len(self.examples)
         counts = Counter(e.split for e in self.examples)
         sizes = ", ".join(f"{counts[s]} {s}" for s in SPLITS if counts[s] or s != "val")
-        head = f"kept {kept} of {kept + len(self.dropped)} prompts ({sizes})"
-        if not self.dropped:
-            return f"{head}; dropped 0"
-        return f"{head}; dropped {len(self.dropped)}: {_drop_breakdown(self.dropped)}"
+        return f"kept {kept} of {kept + len(self.dropped)} prompts ({sizes}); {self.drop_summary()}"
+
+    def drop_summary(self) -> str:
+        """ "dropped 0", or "dropped 20: 18 multi-token answer, 2 ..." (each reason's count)."""
+        return f"dropped {len(self.dropped)}: {_drop_breakdown(self.dropped)}" if self.dropped else "dropped 0"
 
 
 def _drop_kind(reason: str) -> str:
@@ -158,6 +159,7 @@ def prepare_task(
     test_groups: tuple[str, ...] = (),
     by_group: bool = False,
     n_pos: int | None = None,
+    require_train: bool = True,
 ) -> PreparedTask:
     """Tokenise, filter and split `examples` (see the module docstring).
 
@@ -165,13 +167,14 @@ def prepare_task(
     front when `prepend_bos` (and the tokenizer has one). Dropped, with the reason: an empty
     prompt or answer, correct and wrong that are the same text or the same token, an answer
     that is not exactly one token, a prompt longer than `max_len` (or than `n_pos`), and (with
-    `fixed_length`, absolute positions) every length but the most common one (ties: shorter).
+    `fixed_length`, absolute positions) every length but the most common one (ties: shorter;
+    exactly `n_pos` when given: a stored run's positions).
     Without `fixed_length` prompts of every length are kept, left-padded to the longest (to
     `n_pos` when given: a stored run's width). Splits (`assign_splits`): an example's own split
     wins; a template in `test_templates` or a group in `test_groups` goes to test; the rest is
     shuffled by `seed` into test, val and train (by whole groups with `by_group`, when every
-    example carries one). Raises DatasetError when nothing or no training prompt is left, or
-    `examples` is empty.
+    example carries one). Raises DatasetError when nothing or (with `require_train`) no training
+    prompt is left, or `examples` is empty.
     """
     if not examples:
         raise DatasetError("the dataset is empty")
@@ -180,11 +183,11 @@ def prepare_task(
     bos = bos_id(tokenizer, prepend_bos)
     kept, dropped = _tokenise(examples, tokenizer, bos, max_len, n_pos)
     if fixed_length and kept:
-        kept, dropped = _keep_most_common_length(kept, dropped)
+        kept, dropped = _keep_one_length(kept, dropped, n_pos)
     if not kept:
         raise DatasetError(f"no usable prompts: {_drop_breakdown(dropped)}")
     splits = assign_splits([k[0] for k in kept], seed, test_frac, test_templates, val_frac, test_groups, by_group)
-    if "train" not in splits:
+    if require_train and "train" not in splits:
         raise DatasetError(f"no training prompts: all {len(kept)} kept prompts are in the test split")
     return _prepared(kept, splits, dropped, tokenizer, n_pos, fixed_length)
 
@@ -264,14 +267,14 @@ def _length_problem(n_tokens: int, max_len: int | None, n_pos: int | None) -> st
     return ""
 
 
-def _keep_most_common_length(
-    kept: list[_Tokenised], dropped: list[tuple[Example, str]]
+def _keep_one_length(
+    kept: list[_Tokenised], dropped: list[tuple[Example, str]], n_pos: int | None = None
 ) -> tuple[list[_Tokenised], list[tuple[Example, str]]]:
     """Fixed-length methods learn one parameter per position, so all prompts must align: keep
-    the most common token length (ties: the shorter), drop the rest with the reason."""
+    the most common token length (ties: the shorter), or ``n_pos`` (a stored run's), and drop
+    the rest with the reason."""
     counts = Counter(len(k[1]) for k in kept)
-    common = min(counts, key=lambda n: (-counts[n], n))
-    dropped = dropped + [
-        (k[0], f"length {len(k[1])}, not the most common length {common}") for k in kept if len(k[1]) != common
-    ]
+    common = n_pos if n_pos is not None else min(counts, key=lambda n: (-counts[n], n))
+    why = f"not the run's length {common}" if n_pos is not None else f"not the most common length {common}"
+    dropped = dropped + [(k[0], f"length {len(k[1])}, {why}") for k in kept if len(k[1]) != common]
     return [k for k in kept if len(k[1]) == common], dropped
