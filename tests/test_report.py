@@ -6,6 +6,7 @@ import dataclasses
 import re
 
 import pytest
+import torch
 from plotly.offline import get_plotlyjs
 
 from actscale.engine.objective import METRIC_NAMES
@@ -123,8 +124,9 @@ def test_sentences_are_computed_from_the_numbers(runs):
     )
     shows, cannot = findings(bundle)
     assert shows[0] == (
-        "β = +1 changes nothing measurable here: the unmodified model already prefers a+ on 0.86 of the 200 test "
-        "prompts, and the steered rate 0.88 [0.83, 0.92] includes that."
+        "β = +1 does not move the rate beyond its interval here: the unmodified model prefers a+ on 0.86 of the 200 "
+        "test prompts, and the steered rate 0.88 [0.83, 0.92] includes that; 1 prompt changed its preferred answer "
+        "(1 to a+, 0 away from it), which the rate's interval does not separate from no change."
     )
     assert (
         shows[1]
@@ -277,3 +279,38 @@ def test_report_has_the_map_checks_when_the_run_has_them(tiny_llama, tmp_path):
     assert "Side effects on neutral text" in after and "Random control" not in after  # none without a k90
     assert after.count('class="plotly-graph-div"') == before.count('class="plotly-graph-div"') + 1
     assert after.count("plotly.js v") <= 1  # still one copy of plotly.js
+
+
+def test_a_rate_within_its_interval_is_not_called_no_change_when_prompts_changed(runs):
+    """Prompts that change their answer are a change even where the rate does not move: the
+    sentence counts them from the stored per-prompt Δ (one to a+, one away), and says when none
+    changed."""
+    from actscale.views.report import findings
+
+    bundle = runs[1]["activscalar"]
+    rows = [i for i, r in enumerate(bundle.dataset) if r["split"] == "test"]
+    base, pos = torch.full((len(bundle.dataset),), -1.0), torch.full((len(bundle.dataset),), -1.0)
+    assert len(rows) == 200
+    base[rows[:175]] = 1.0  # 175 of the 200 test prompts prefer a+ unmodified
+    pos[rows[:174]] = 1.0  # steered: the 175th lost, the 176th gained
+    pos[rows[175]] = 1.0
+    edited = {**bundle.analysis, "delta.base": base, "delta.pos": pos, "delta.neg": base.clone()}
+    bundle = with_test_metrics(
+        dataclasses.replace(bundle, analysis=edited),
+        n_prompts=200,
+        acc_base=0.875,
+        flip_acc_pos=0.875,
+        flip_acc_pos_ci95=[0.82, 0.91],
+        flip_acc_neg=0.125,
+        flip_acc_neg_ci95=[0.09, 0.18],
+    )
+    shows, _ = findings(bundle)
+    assert shows[0] == (
+        "β = +1 does not move the rate beyond its interval here: the unmodified model prefers a+ on 0.88 of the 200 "
+        "test prompts, and the steered rate 0.88 [0.82, 0.91] includes that; 2 prompts changed their preferred "
+        "answer (1 to a+, 1 away from it), which the rate's interval does not separate from no change."
+    )
+    assert shows[1] == (
+        "β = −1 does not move the rate beyond its interval here: the unmodified model prefers a− on 0.12 of the 200 "
+        "test prompts, and the steered rate 0.12 [0.09, 0.18] includes that; no prompt changed its preferred answer."
+    )

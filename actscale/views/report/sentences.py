@@ -41,8 +41,26 @@ def n_text(m: SplitMetrics, split: str) -> str:
     return f"the {m.n_prompts} {split} prompts" if m.n_prompts is not None else f"the {split} prompts"
 
 
-def direction_sentence(m: SplitMetrics, split: str, name: str, answer: str, sign: str) -> str:
-    """What β = ±1 did on ``split``, read against the unmodified model's rate and the interval."""
+def changed_prompts(bundle: RunBundle, split: str, name: str) -> tuple[int, int] | None:
+    """How many of ``split``'s prompts β = ±1 (``name``'s direction) moved to its answer and how
+    many away from it, from the stored per-prompt Δ; None where they are not stored for exactly
+    the prompts the split's metrics count."""
+    deltas = bundle.deltas()
+    key = "pos" if name == "flip_acc_pos" else "neg"
+    rows = [i for i, r in enumerate(bundle.dataset) if r.get("split") == split]
+    stored = {"base", key} <= deltas.keys() and deltas["base"].numel() == len(bundle.dataset)
+    if not stored or not rows or len(rows) != bundle.record.split(split).n_prompts:
+        return None
+    sign = 1.0 if key == "pos" else -1.0
+    before, after = sign * deltas["base"][rows] > 0, sign * deltas[key][rows] > 0
+    return int((after & ~before).sum()), int((before & ~after).sum())
+
+
+def direction_sentence(
+    m: SplitMetrics, split: str, name: str, answer: str, sign: str, changed: tuple[int, int] | None = None
+) -> str:
+    """What β = ±1 did on ``split``, read against the unmodified model's rate and the interval;
+    ``changed``: the prompts it moved to ``answer`` and away from it (`changed_prompts`)."""
     found = interval_of(m, name)
     base = m.base_rate(name)
     if found is None:
@@ -62,8 +80,8 @@ def direction_sentence(m: SplitMetrics, split: str, name: str, answer: str, sign
         return f"β = {sign}1: {answer} preferred on {steered} of {prompts} when steered, against {base:.2f} unmodified."
     if lo <= base <= hi:
         return (
-            f"β = {sign}1 changes nothing measurable here: the unmodified model already prefers {answer} on "
-            f"{base:.2f} of {prompts}, and the steered rate {steered} includes that."
+            f"β = {sign}1 does not move the rate beyond its interval here: the unmodified model prefers {answer} on "
+            f"{base:.2f} of {prompts}, and the steered rate {steered} includes that" + _changed_text(changed, answer)
         )
     if lo > base:
         room = f" (the unmodified model already did on {base:.2f}, so the room to move was {1 - base:.2f})"
@@ -75,6 +93,20 @@ def direction_sentence(m: SplitMetrics, split: str, name: str, answer: str, sign
     return (
         f"β = {sign}1 works against its purpose here: the model prefers {answer} on {steered} of {prompts}, "
         f"fewer than the {base:.2f} of the unmodified model."
+    )
+
+
+def _changed_text(changed: tuple[int, int] | None, answer: str) -> str:
+    """The end of a "no change beyond the interval" sentence: the prompts that did change."""
+    if changed is None:
+        return "."
+    to, away = changed
+    if not to and not away:
+        return "; no prompt changed its preferred answer."
+    who = "1 prompt changed its" if to + away == 1 else f"{to + away} prompts changed their"
+    return (
+        f"; {who} preferred answer ({to} to {answer}, "
+        f"{away} away from it), which the rate's interval does not separate from no change."
     )
 
 
@@ -108,7 +140,10 @@ def findings(bundle: RunBundle) -> tuple[list[str], list[str]]:
 
 def _what_it_shows(bundle: RunBundle, metrics: Mapping[str, SplitMetrics], split: str) -> list[str]:
     m = metrics[split]
-    shows = [direction_sentence(m, split, name, answer, sign) for name, answer, sign in _DIRECTIONS]
+    shows = [
+        direction_sentence(m, split, name, answer, sign, changed_prompts(bundle, split, name))
+        for name, answer, sign in _DIRECTIONS
+    ]
     shows += _generalisation_gaps(m, metrics.get("train") or SplitMetrics(), split)
     kl = m.faithfulness_kl
     if kl is not None:
