@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from actscale.errors import ActscaleError
 
 PRECISIONS = ("run", "bf16", "float32")
-VARY = ("seed", "data")
+VARY = ("auto", "seed", "data")
 MAX_GENERALISATION_GROUPS = 8
 Progress = Callable[[float, str], None]
 
@@ -22,7 +22,10 @@ class CheckOptions:
     prompts: int = 16
     draws: int = 20  # random placements per k
     seeds: int = 0  # stability over this many seeds (the run's own included); 0 or 1: none
-    vary: str = "seed"  # "seed": training seed, same data (optimisation variance); "data": data seed
+    # "data": the data seed (other prompts and split, the same training seed: data variance);
+    # "seed": the training seed on the same data (only the batch order: every method starts at
+    # the identity); "auto": "data" where the task draws its data, "seed" for a dataset file
+    vary: str = "auto"
     generalisation: bool = False  # train one run per group and test it on every other group
     side_effects: bool = True  # for runs of any length: KL and perplexity on neutral text
     # The passes' precision: "run" (the run's own: bfloat16 autocast for a run trained under it,
@@ -38,7 +41,7 @@ class CheckOptions:
         if self.precision not in PRECISIONS:
             raise ActscaleError(f"unknown precision {self.precision!r}: choose run, bf16 or float32")
         if self.vary not in VARY:
-            raise ActscaleError(f"unknown stability variation {self.vary!r}: choose seed or data")
+            raise ActscaleError(f"unknown stability variation {self.vary!r}: choose auto, seed or data")
         for name, lo, hi in (("prompts", 1, 100_000), ("draws", 1, 10_000), ("seeds", 0, 100)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:

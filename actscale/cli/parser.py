@@ -140,9 +140,10 @@ def _add_analyse_options(a: argparse.ArgumentParser) -> None:
     )
     a.add_argument(
         "--vary",
-        default="seed",
-        choices=["seed", "data"],
-        help="stability: vary the training seed on the same data (default) or the data seed",
+        default="auto",
+        choices=["auto", "data", "seed"],
+        help="stability: vary the data seed (other prompts and split; the default where the task draws its data) "
+        "or the training seed on the same data (only the batch order; the default for a dataset file)",
     )
     a.add_argument(
         "--generalisation", action="store_true", help="train one run per group and test it on every other group"

@@ -88,11 +88,10 @@ def _draw_stability(bundle: RunBundle, checks: dict[str, Any], figure: FigureFn)
     st.markdown("**Stability across seeds**")
     if "stability" in checks:
         s = checks["stability"]
-        varied = "training seed varied, same data" if s["vary"] == "seed" else "data seed varied"
         st.caption(
-            f"{len(s['runs'])} runs ({varied}). {s['n_selected_all']} components selected (> τ = {s['tau']}) "
-            f"in every seed, {s['n_selected_any']} in any; "
-            f"mean rank correlation {s['mean_spearman']:.2f}. One run's map is one draw: trust what every seed selects."
+            f"{len(s['runs'])} runs ({analysis.vary_text(s)}). {s['n_selected_all']} components selected "
+            f"(> τ = {s['tau']}) in every seed, {s['n_selected_any']} in any; {analysis.spearman_text(s)}. "
+            "One run's map is one draw: trust what every seed selects."
         )
         for site in bundle.sites:
             figure(plots.plot_stability_map, site, key=f"checks-stability-{site}")
@@ -168,7 +167,11 @@ def _launcher(bundle: RunBundle, checks: dict[str, Any] | None) -> None:
             c1, c2, c3 = st.columns(3)
             seeds = c1.selectbox("Seeds for stability", [0, 3, 5], index=0, help="0: no stability check")
             vary = c2.radio(
-                "Vary", ["seed", "data"], horizontal=True, help="the training seed (same data) or the data seed"
+                "Vary",
+                ["auto", "data", "seed"],
+                horizontal=True,
+                help="data: the data seed (other prompts and split); seed: the training seed on the same data, which "
+                "changes only the batch order; auto: data where the task draws its data, seed for a dataset file",
             )
             gen = c3.checkbox("Generalisation across groups", help="trains one run per group")
             prompts = c1.number_input("Test prompts", min_value=8, max_value=1000, value=CheckOptions.prompts, step=8)

@@ -211,17 +211,51 @@ def ablation_table(checks: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def vary_text(s: Mapping[str, Any]) -> str:
+    """What the stability runs varied, in words."""
+    if s.get("varies"):
+        return str(s["varies"])
+    return "the training seed varied on the same data" if s.get("vary") == "seed" else "the data seed varied"
+
+
+def spearman_text(s: Mapping[str, Any]) -> str:
+    """The mean rank correlation, over the components effective in either run where stored."""
+    if "mean_spearman_all" not in s:  # stored before 2026-12-04: over every component
+        return f"mean rank correlation of the magnitudes over every component {s['mean_spearman']:.2f}"
+    return (
+        f"mean rank correlation of the magnitudes {s['mean_spearman']:.2f} over the components effective in either "
+        f"run of a pair ({s['mean_spearman_all']:.2f} over every component, most of them near zero)"
+    )
+
+
+def overlap_text(s: Mapping[str, Any]) -> str:
+    """The top-k overlaps against the overlap expected by chance."""
+    pairs, k = s.get("pairs") or [], s.get("k_top")
+    if not pairs or "top_k_chance" not in pairs[0]:
+        return f"top-{k} sets share " + ", ".join(str(p["top_k_shared"]) for p in pairs)
+    return (
+        f"top-{k} sets share {', '.join(str(p['top_k_shared']) for p in pairs)} components per pair, where two random "
+        f"{k}-sets would share {pairs[0]['top_k_chance']:.2f} on average (largest chance of sharing as many: "
+        f"p = {max(p['top_k_p'] for p in pairs):.2g})"
+    )
+
+
 def stability_tables(checks: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(runs, pairs, components selected in every seed) of the stability check."""
     s = checks.get("stability") or {}
     runs = pd.DataFrame(s.get("runs", []))
+    k = s.get("k_top")
     pairs = pd.DataFrame(
         [
             {
                 "seed a": p["seed_a"],
                 "seed b": p["seed_b"],
-                "rank correlation (Spearman)": round(p["spearman"], 3),
-                f"top-{s.get('k_top')} shared": p["top_k_shared"],
+                "effective in either": p.get("n_union"),
+                "Spearman (effective in either)": round(p["spearman"], 3) if "n_union" in p else None,
+                "Spearman (all components)": round(p.get("spearman_all", p["spearman"]), 3),
+                f"top-{k} shared": p["top_k_shared"],
+                "expected by chance": None if "top_k_chance" not in p else round(p["top_k_chance"], 2),
+                "p (hypergeometric)": p.get("top_k_p"),
                 "Jaccard": round(p["top_k_jaccard"], 3),
             }
             for p in s.get("pairs", [])

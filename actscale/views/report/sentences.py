@@ -15,10 +15,13 @@ from actscale.runs.records import SplitMetrics
 from actscale.views.analysis import (
     filled_metrics,
     k90_text,
+    overlap_text,
     prompts_text,
     rare_positions,
     same_split,
     share_text,
+    spearman_text,
+    vary_text,
 )
 
 # (metric, the answer it counts, β's sign)
@@ -300,9 +303,8 @@ def check_findings(bundle: RunBundle) -> list[str]:
     if "stability" in data:
         st = data["stability"]
         out.append(
-            f"Over {len(st['runs'])} seeds ({st['vary']} varied), {st['n_selected_all']} components are selected in "
-            f"every seed and {st['n_selected_any']} in at least one; mean rank correlation of the magnitudes "
-            f"{st['mean_spearman']:.2f}."
+            f"Over {len(st['runs'])} seeds ({vary_text(st)}), {st['n_selected_all']} components are selected in "
+            f"every seed and {st['n_selected_any']} in at least one; {spearman_text(st)}; {overlap_text(st)}."
         )
     if "side_effects" in data:
         rows = {r["beta"]: r for r in data["side_effects"]["rows"]}
