@@ -117,6 +117,7 @@ with common.guarded("Comparing these runs"):
                 "n_components",
                 "n_effective",
                 "effective_frac",
+                "cells_effective_frac",
                 "lambda_m",
                 "lambda_f",
                 "margin",

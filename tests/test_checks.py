@@ -519,3 +519,38 @@ def test_mean_activations_do_not_depend_on_the_batch(tiny_llama, runs, method):
     act = cache[hook_name("mlp_out", 0)]  # [n pos d]
     expected = act.mean(0)
     assert torch.allclose(small["mlp_out"][0], expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["activscalar", "steervec", "dynscalar"])
+def test_one_minimality_unit_for_every_method(tiny_llama, runs, method):
+    """Cells (site, layer, position[, head]) reached by a training prompt, and the share changed
+    by more than τ: the components themselves for the positioned methods; for DynScalar the
+    |α(h)| it applied at each answer-aligned position, averaged over the training prompts."""
+    bundle = runs[1][method]
+    m, tau = bundle.record.split("test"), bundle.record.config.tau
+    if method != "dynscalar":
+        assert (m.n_cells, m.n_cells_effective) == (m.n_components, m.n_effective)
+        return
+    task = passes.run_task(tiny_llama, bundle)
+    train = task.split_indices("train")
+    reached = task.attention_mask[train].bool().any(0)  # [pos]
+    cells = effective = 0
+    for site in bundle.sites:
+        alpha = bundle.analysis[f"dynalpha.{site}"].abs()[train]  # [n layer pos (head)]
+        mask = task.attention_mask[train].float().reshape(len(train), 1, -1, *([1] * (alpha.dim() - 3)))
+        mean = (alpha * mask).sum(0) / mask.sum(0).clamp_min(1)  # [layer pos (head)]
+        per_pos = mean[:, reached]
+        cells += per_pos.numel()
+        effective += int((per_pos > tau).sum())
+    assert (m.n_cells, m.n_cells_effective) == (cells, effective) and m.n_components == 2 + 2 + 2 * 4  # layers; heads
+    assert m.cells_effective_frac == effective / cells
+
+
+def test_dynscalar_map_and_checks_rank_by_the_same_magnitude(tiny_llama, runs):
+    bundle = runs[1]["dynscalar"]
+    task = passes.run_task(tiny_llama, bundle)
+    ranked = passes.magnitudes(bundle, task)
+    for site in bundle.sites:
+        drawn = method_class("dynscalar").component_values(bundle.params, bundle.analysis, site)
+        assert torch.equal(drawn, ranked[site])
+        assert not torch.allclose(drawn, bundle.params[f"w.{site}"].norm(dim=-1))

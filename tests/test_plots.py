@@ -209,6 +209,7 @@ RUNS = pd.DataFrame(
         "base_neg": [0.0, 0.0, 0.5, 0.5],
         "faithfulness_kl": [0.125, 0.25, 0.375, 0.5],
         "effective_frac": [0.5, 0.625, 0.75, 0.875],
+        "cells_effective_frac": [0.25, 0.25, 0.5, 0.5],  # the panel draws these, not effective_frac
         "n_params": [30, 30, 1920, 1920],
         "l1": [1.5, 1.5, 2.5, 2.5],
         "lambda_m": [0.01, 0.01, 0.1, 0.1],
@@ -234,11 +235,11 @@ def test_method_comparison_is_one_bar_per_split_and_panel():
         [1.0, 0.75],
         [1.0, 0.75],
         [0.125, 0.375],
-        [0.5, 0.75],  # train: β=+1, β=−1, KL, effective fraction
+        [0.25, 0.5],  # train: β=+1, β=−1, KL, share of cells
         [0.5, 0.25],
         [0.5, 0.25],
         [0.25, 0.5],
-        [0.625, 0.875],  # test
+        [0.25, 0.5],  # test
     ]
     # the 95% intervals as asymmetric error bars on the flip panels
     assert values(bars[4].error_y.array) == pytest.approx([0.5, 0.5])  # hi - rate
@@ -251,7 +252,7 @@ def test_method_comparison_is_one_bar_per_split_and_panel():
         "flip rate β = +1 (↑; ◆ unmodified)",
         "flip rate β = −1 (↑; ◆ unmodified)",
         "faithfulness (KL ↓)",
-        "minimality (effective fraction of components ↓)",
+        "minimality (share of cells changed > τ ↓)",
     ]
     assert tuple(fig.layout.yaxis.range) == (0, 1.05) and tuple(fig.layout.yaxis2.range) == (0, 1.05)
     assert fig.layout.barmode == "group"
@@ -433,16 +434,18 @@ def test_head_heatmap_of_steervec_is_the_norm_ratio(bundles):
     np.testing.assert_array_equal(plot_head_heatmap(bundle, None).data[0].z, ratio.sum(1))
 
 
-def test_head_heatmap_of_dynscalar_is_the_weight_norm(bundles):
+def test_head_heatmap_of_dynscalar_is_the_scalar_it_applied(bundles):
+    """DynScalar's map draws the mean |α(h)| it applied (what its checks rank by), not ‖w‖."""
     bundle = bundles["dynscalar"]
-    w = params(bundle)["w.head"].norm(dim=-1).numpy()  # [layer head]
+    w = bundle.analysis["magnitude.head"].numpy()  # [layer head]
+    assert not np.allclose(w, params(bundle)["w.head"].norm(dim=-1).numpy())
     for position in (None, 0):  # positions do not apply
         fig = plot_head_heatmap(bundle, position)
         trace = only_trace(fig, "heatmap")
         np.testing.assert_array_equal(trace.z, w)
         assert_layer_position_axes(fig, list(HEADS), LAYERS, xtitle="head")
         assert_sequential(trace)
-        assert trace.colorbar.title.text == "‖w‖"
+        assert trace.colorbar.title.text == "mean |α(h)|"
         assert fig.layout.title.text == "head site (per layer and head)"
 
 

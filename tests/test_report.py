@@ -121,6 +121,8 @@ def test_sentences_are_computed_from_the_numbers(runs):
         faithfulness_kl=0.2412,
         n_effective=140,
         n_components=960,
+        n_cells=960,
+        n_cells_effective=140,
     )
     shows, cannot = findings(bundle)
     assert shows[0] == (
@@ -139,7 +141,8 @@ def test_sentences_are_computed_from_the_numbers(runs):
     )
     assert (
         "Minimality: 140 of 960 components (15%) change their activation by more than τ = 0.05 of its size; the "
-        "maps below show where." in shows
+        "maps below show where. In the unit every method shares, 140 of 960 cells (site, layer, position[, head]; "
+        "15%) are changed by more than τ." in shows
     )
     seed = bundle.config["seed"]
     assert cannot[0].endswith(

@@ -308,13 +308,23 @@ def _minimality(intervention: Intervention, task: PreparedTask, analysis: dict[s
     params = intervention.named_tensors()
     train_tokens = train_token_mask(task.attention_mask, task.split_indices("train"))
     method = type(intervention)
-    n_components = n_effective = 0
+    n_components = n_effective = n_cells = n_cells_effective = 0
     for site in intervention.sites:
         magnitude = method.relative_magnitude(params, analysis, site, train_tokens).detach().float().contiguous()
         analysis[f"magnitude.{site}"] = magnitude
         n_components += magnitude.numel()
         n_effective += int((magnitude > tau).sum())
-    return Minimality(float(intervention.minimality().detach()), intervention.n_params, n_components, n_effective)
+        cells = method.cell_magnitude(params, analysis, site, train_tokens).detach().float()
+        n_cells += int(cells.isfinite().sum())
+        n_cells_effective += int((cells > tau).sum())
+    return Minimality(
+        float(intervention.minimality().detach()),
+        intervention.n_params,
+        n_components,
+        n_effective,
+        n_cells,
+        n_cells_effective,
+    )
 
 
 def train_token_mask(attention_mask: Tensor, train_rows: Tensor) -> Tensor:

@@ -101,6 +101,9 @@ METRIC_NAMES = (
     "n_components",
     "n_effective",
     "effective_frac",
+    "n_cells",
+    "n_cells_effective",
+    "cells_effective_frac",
     "n_prompts",
 )
 RATE_NAMES = ("acc_base", "flip_acc_pos", "flip_acc_neg")
@@ -130,10 +133,18 @@ class Minimality:
     n_params: int
     n_components: int
     n_effective: int
+    # The unit every method shares: cells (site, layer, position[, head]) reached by a training
+    # prompt, and those whose relative change of the activation exceeds τ.
+    n_cells: int = 0
+    n_cells_effective: int = 0
 
     @property
     def effective_frac(self) -> float:
         return self.n_effective / self.n_components if self.n_components else 0.0
+
+    @property
+    def cells_effective_frac(self) -> float:
+        return self.n_cells_effective / self.n_cells if self.n_cells else 0.0
 
 
 def _rate(hits: Tensor) -> tuple[float, list[float]]:
@@ -184,6 +195,9 @@ def split_metrics(
             "n_components": int(minimality.n_components),
             "n_effective": int(minimality.n_effective),
             "effective_frac": float(minimality.effective_frac),
+            "n_cells": int(minimality.n_cells),
+            "n_cells_effective": int(minimality.n_cells_effective),
+            "cells_effective_frac": float(minimality.cells_effective_frac),
             "n_prompts": n_prompts,
         }
     )

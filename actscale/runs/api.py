@@ -30,6 +30,7 @@ from actscale.engine.tokens import text_ids
 from actscale.engine.training import TrainResult, model_dims, train
 from actscale.errors import ActscaleError
 from actscale.runs.bundle import BundleContents, RunBundle, check_run_id, load_bundle, run_id_for
+from actscale.runs.records import SplitMetrics
 from actscale.runs.store import RunStore
 
 
@@ -245,7 +246,16 @@ def plan_run(
     return config, task, expected_run_id(model, task, config)
 
 
-MINIMALITY = ("l1", "n_params", "n_components", "n_effective", "effective_frac")
+MINIMALITY = (
+    "l1",
+    "n_params",
+    "n_components",
+    "n_effective",
+    "effective_frac",
+    "n_cells",
+    "n_cells_effective",
+    "cells_effective_frac",
+)
 
 
 def evaluate_file(
@@ -269,7 +279,7 @@ def evaluate_file(
         n_pos=iv.n_pos if iv.answer_aligned or config.one_length else None,
         require_train=False,
     )
-    metrics = dict(evaluate(model, task, iv, config, beta=beta).metrics["test"])
-    own = next(iter(bundle.metrics.values()), {})
-    metrics.update({k: own[k] for k in MINIMALITY if k in own})
+    (metrics,) = evaluate(model, task, iv, config, beta=beta).metrics.values()  # every row is a test row
+    own = next(iter(bundle.record.splits.values()), SplitMetrics()).to_json()
+    metrics = {**metrics, **{k: own[k] for k in MINIMALITY if k in own}}
     return {"dataset": metrics}, task

@@ -59,6 +59,9 @@ class SplitMetrics:
     n_components: int | None = None
     n_effective: int | None = None
     effective_frac: float | None = None
+    n_cells: int | None = None
+    n_cells_effective: int | None = None
+    cells_effective_frac: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -69,7 +72,7 @@ class SplitMetrics:
             raw = data.get(name)
             if name.endswith("_ci95"):
                 values[name] = _interval(raw)
-            elif name in ("n_prompts", "n_params", "n_components", "n_effective"):
+            elif name in ("n_prompts", "n_params", "n_components", "n_effective", "n_cells", "n_cells_effective"):
                 values[name] = _count(raw)
             else:
                 values[name] = _number(raw)

@@ -118,6 +118,16 @@ class Intervention(nn.Module):
         array it needs is not stored."""
         return cls.component_values(params, analysis, site).abs()
 
+    @classmethod
+    def cell_magnitude(
+        cls, params: Mapping[str, Tensor], analysis: Mapping[str, Tensor], site: str, train_tokens: Tensor
+    ) -> Tensor:
+        """The relative change of the activation in each *cell* (site, layer, position[, head]),
+        the unit every method is compared in (docs/method.md §4): [layer pos (head)], NaN at a
+        position no training prompt reaches. The default suits methods whose components are the
+        cells (one per position): `relative_magnitude`."""
+        return cls.relative_magnitude(params, analysis, site, train_tokens)
+
     # Whether `transplant_scale` needs what the method reads from the activation at the moved
     # components' new places (`transplant_reads`, captured on the check prompts).
     transplant_reads_activations: bool = False

@@ -20,6 +20,7 @@ from actscale.engine.interventions.base import (
 )
 from actscale.engine.interventions.registry import register_method
 from actscale.engine.sites import is_head_site
+from actscale.errors import ActscaleError
 
 
 @register_method
@@ -146,7 +147,8 @@ class DynScalar(Intervention):
     fixed_length = False
     # DynScalar's w grows by about lr·√D per step and overshoots at 0.02.
     defaults = MethodDefaults(steps=40, lr=0.015, batch_size=8, lambda_m=1e-3)
-    magnitude_name, magnitude_label = "w_norm", "‖w‖"
+    # its map and its checks rank by the scalar it applies (`relative_magnitude`), not by ‖w‖
+    magnitude_name, magnitude_label = "mean_abs_alpha", "mean |α(h)|"
     options = ("normalize",)
     # Its scalars are read off the activation (α = wᵀĥ + b), which under bf16 autocast is a
     # bfloat16 number: measured over seeds 1-3, bf16 moved its validation choice of learning rate
@@ -226,7 +228,11 @@ class DynScalar(Intervention):
     @classmethod
     @override
     def component_values(cls, params: Mapping[str, Tensor], analysis: Mapping[str, Tensor], site: str) -> Tensor:
-        return params[f"w.{site}"].norm(dim=-1)
+        """The mean |α(h)| it applied over the training prompts' real tokens (stored with the run
+        as ``magnitude.<site>``): what its checks rank by."""
+        if f"magnitude.{site}" not in analysis:
+            raise ActscaleError(f"this run's analysis arrays lack magnitude.{site} (the mean |α(h)| DynScalar applied)")
+        return analysis[f"magnitude.{site}"]
 
     @classmethod
     @override
@@ -239,6 +245,21 @@ class DynScalar(Intervention):
         mask = train_tokens.to(alpha.dtype)  # [n pos]
         mask = mask.reshape(mask.shape[0], 1, mask.shape[1], *([1] * (alpha.dim() - 3)))
         return (alpha * mask).sum(dim=(0, 2)) / mask.sum(dim=(0, 2)).clamp_min(1)
+
+    @classmethod
+    @override
+    def cell_magnitude(
+        cls, params: Mapping[str, Tensor], analysis: Mapping[str, Tensor], site: str, train_tokens: Tensor
+    ) -> Tensor:
+        """The |α(h)| applied at each answer-aligned position (left-padded prompts end on the
+        answer), averaged over the training prompts that reach it: [layer pos (head)]; NaN at a
+        position none reaches."""
+        alpha = analysis[f"dynalpha.{site}"].abs()  # [n layer pos (head)]
+        mask = train_tokens.to(alpha.dtype)
+        mask = mask.reshape(mask.shape[0], 1, mask.shape[1], *([1] * (alpha.dim() - 3)))
+        count = mask.sum(dim=0)
+        mean = (alpha * mask).sum(dim=0) / count.clamp_min(1)
+        return torch.where(count > 0, mean, torch.full_like(mean, float("nan")))
 
     @override
     def analysis_arrays(

@@ -102,7 +102,8 @@ COMPARISON_PANELS = (
     ("flip_acc_pos", "base_pos", "flip rate β = +1 (↑; ◆ unmodified)"),
     ("flip_acc_neg", "base_neg", "flip rate β = −1 (↑; ◆ unmodified)"),
     ("faithfulness_kl", None, "faithfulness (KL ↓)"),
-    ("effective_frac", None, "minimality (effective fraction of components ↓)"),
+    # one unit for every method: a DynScalar component is a whole layer, an ActivScalar one a position
+    ("cells_effective_frac", None, "minimality (share of cells changed > τ ↓)"),
 )
 
 

@@ -156,9 +156,17 @@ def _what_it_shows(bundle: RunBundle, metrics: Mapping[str, SplitMetrics], split
         )
     n_eff, n_comp = m.n_effective, m.n_components
     if n_eff is not None and n_comp:
+        cells = (
+            ""
+            if not m.n_cells or m.n_cells_effective is None
+            else (
+                f" In the unit every method shares, {m.n_cells_effective:,} of {m.n_cells:,} cells (site, layer, "
+                f"position[, head]; {m.n_cells_effective / m.n_cells:.0%}) are changed by more than τ."
+            )
+        )
         shows.append(
             f"Minimality: {n_eff:,} of {n_comp:,} components ({n_eff / n_comp:.0%}) change their activation by more "
-            f"than τ = {bundle.record.config.tau:g} of its size; the maps below show where."
+            f"than τ = {bundle.record.config.tau:g} of its size; the maps below show where." + cells
         )
     return shows
 
