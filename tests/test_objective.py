@@ -134,3 +134,34 @@ def test_wilson_interval_by_hand():
     # 0 of 200 and 200 of 200: the one-sided bound is 1.88%.
     assert round(wilson_interval(0, 200)[1], 4) == 0.0188 and round(wilson_interval(200, 200)[0], 4) == 0.9812
     assert wilson_interval(0, 0) == (0.0, 1.0)  # no prompts: nothing known
+
+
+def test_the_interval_by_group_carries_the_clustering():
+    from actscale.engine.objective import cluster_interval, cluster_metrics
+
+    groups = [f"g{i}" for i in range(10) for _ in range(20)]
+    # every group half right: resampling groups cannot move the rate
+    mixed = torch.tensor([j % 2 == 0 for _ in range(10) for j in range(20)])
+    assert cluster_interval(mixed, groups) == [0.5, 0.5]
+    # five groups all right, five all wrong: the same 0.5, but it rests on 10 groups, not 200 prompts
+    clustered = torch.tensor([i < 5 for i in range(10) for _ in range(20)])
+    lo, hi = cluster_interval(clustered, groups)
+    assert lo <= 0.2 and hi >= 0.8 and wilson_interval(100, 200)[0] > 0.43
+    assert cluster_interval(clustered, groups) == [lo, hi]  # seeded: the same every time
+    assert cluster_interval(clustered[:80], groups[:80]) is None  # 4 groups: too few
+    d = torch.where(clustered, 1.0, -1.0)
+    out = cluster_metrics(d, d, d, groups)
+    assert out["n_groups"] == 10 and out["flip_acc_pos_cluster95"] == [lo, hi]
+    assert out["flip_acc_neg_cluster95"] == cluster_interval(~clustered, groups)
+    assert cluster_metrics(d, d, d, [None] * 200) == {"n_groups": 0}  # prompts without a group
+
+
+def test_rate_text_gives_the_interval_by_group_next_to_wilsons():
+    from actscale.runs.records import SplitMetrics
+    from actscale.views.analysis import rate_text
+
+    m = SplitMetrics.from_json(
+        {"acc_base": 0.2, "flip_acc_pos": 0.9, "flip_acc_pos_ci95": [0.85, 0.93], "n_prompts": 200}
+        | {"n_groups": 12, "flip_acc_pos_cluster95": [0.7, 0.98]}
+    )
+    assert rate_text(m, "flip_acc_pos") == "0.20 → 0.90 [0.85, 0.93] (n = 200; by 12 groups [0.70, 0.98])"

@@ -246,9 +246,10 @@ def test_comparison_report(runs):
     out = comparison_findings([a, s])
     assert out == [
         f"At β = +1 activscalar (run {a.run_id}) flips the most test prompts, 0.98 [0.95, 0.99], and its interval "
-        "lies above every other run's: the difference is measurable.",
+        "lies above every other run's: the difference is measurable (intervals by group where the prompts have "
+        "groups).",
         f"At β = −1 steervec (run {s.run_id}) flips the most test prompts (0.97 [0.94, 0.99]), but not measurably "
-        "more than activscalar 0.96 [0.93, 0.98]: their intervals overlap.",
+        "more than activscalar 0.96 [0.93, 0.98]: their intervals overlap (by group where the prompts have groups).",
         f"Faithfulness: activscalar (run {a.run_id}) disturbs the other tokens least (KL = 0.24), steervec (run "
         f"{s.run_id}) most (KL = 0.52); no interval is computed for KL.",
     ]

@@ -292,8 +292,9 @@ def _evaluation(
     for split in SPLITS:
         idx = task.split_indices(split)
         if idx.numel():
+            groups = [task.examples[i].group for i in idx.tolist()]  # the clusters of the interval by group
             metrics[split] = split_metrics(
-                base.logits[idx], pos[idx], neg[idx], task.correct_ids[idx], task.wrong_ids[idx], minimality
+                base.logits[idx], pos[idx], neg[idx], task.correct_ids[idx], task.wrong_ids[idx], minimality, groups
             )
     return Evaluation(metrics, analysis, group_metrics(task, analysis), seconds)
 

@@ -7,6 +7,7 @@ hand-computed values without a model.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,8 +105,11 @@ METRIC_NAMES = (
     "n_cells",
     "n_cells_effective",
     "cells_effective_frac",
+    "n_groups",
     "n_prompts",
 )
+# Stored where the split has enough groups (`cluster_interval`): each rate's 95% interval by group.
+CLUSTER_NAMES = ("acc_base_cluster95", "flip_acc_pos_cluster95", "flip_acc_neg_cluster95")
 RATE_NAMES = ("acc_base", "flip_acc_pos", "flip_acc_neg")
 Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
 
@@ -147,6 +151,37 @@ class Minimality:
         return self.n_cells_effective / self.n_cells if self.n_cells else 0.0
 
 
+MIN_CLUSTERS = 5  # a bootstrap over fewer clusters says little (and can be narrower than Wilson's)
+
+
+def cluster_interval(hits: Tensor, groups: Sequence[str], n_boot: int = 2000, seed: int = 0) -> list[float] | None:
+    """The 95% percentile-bootstrap interval of the rate ``hits.mean()`` resampling whole groups
+    (countries, templates) with replacement: prompts of one group are not independent, so this
+    is the interval to compare runs by; None with fewer than `MIN_CLUSTERS` groups."""
+    names = sorted(set(groups))
+    if len(names) < MIN_CLUSTERS:
+        return None
+    index = torch.tensor([names.index(g) for g in groups])
+    k = torch.zeros(len(names), dtype=torch.float64).index_add_(0, index, hits.double())
+    n = torch.zeros(len(names), dtype=torch.float64).index_add_(0, index, torch.ones(len(groups), dtype=torch.float64))
+    draws = torch.randint(len(names), (n_boot, len(names)), generator=torch.Generator().manual_seed(seed))
+    rates = k[draws].sum(1) / n[draws].sum(1)
+    return [round(float(rates.quantile(q)), 6) for q in (0.025, 0.975)]
+
+
+def cluster_metrics(d_base: Tensor, d_pos: Tensor, d_neg: Tensor, groups: Sequence[str | None]) -> dict[str, Any]:
+    """``n_groups`` (the clusters: each prompt's group, e.g. its country or IOI template family;
+    0 where a prompt has none) and, where there are enough, each rate's `cluster_interval`."""
+    named = [g for g in groups if g]
+    whole = bool(named) and len(named) == len(groups)
+    out: dict[str, Any] = {"n_groups": len(set(named)) if whole else 0}
+    for name, hits in (("acc_base", d_base > 0), ("flip_acc_pos", d_pos > 0), ("flip_acc_neg", d_neg < 0)):
+        interval = cluster_interval(hits, named) if whole else None
+        if interval is not None:
+            out[f"{name}_cluster95"] = interval
+    return out
+
+
 def _rate(hits: Tensor) -> tuple[float, list[float]]:
     k, n = int(hits.sum()), int(hits.numel())
     # In float64: a float32 mean reports 9 of 10 as 0.8999999761581421, below a 0.90 target.
@@ -183,10 +218,19 @@ def flip_metrics(
 
 
 def split_metrics(
-    base_logits: Tensor, pos_logits: Tensor, neg_logits: Tensor, correct: Tensor, wrong: Tensor, minimality: Minimality
+    base_logits: Tensor,
+    pos_logits: Tensor,
+    neg_logits: Tensor,
+    correct: Tensor,
+    wrong: Tensor,
+    minimality: Minimality,
+    groups: Sequence[str | None] = (),
 ) -> dict[str, Any]:
-    """Every metric of docs/method.md §4 for one split: `flip_metrics` and the run's minimality."""
+    """Every metric of docs/method.md §4 for one split: `flip_metrics`, the run's minimality and,
+    from each prompt's group, the rates' intervals by group (`cluster_metrics`)."""
     out = flip_metrics(base_logits, pos_logits, neg_logits, correct, wrong)
+    d_base, d_pos, d_neg = (logit_diff(x, correct, wrong) for x in (base_logits, pos_logits, neg_logits))
+    clusters = cluster_metrics(d_base, d_pos, d_neg, list(groups) or [None] * int(correct.shape[0]))
     n_prompts = out.pop("n_prompts")  # last, in METRIC_NAMES' order
     out.update(
         {
@@ -198,6 +242,7 @@ def split_metrics(
             "n_cells": int(minimality.n_cells),
             "n_cells_effective": int(minimality.n_cells_effective),
             "cells_effective_frac": float(minimality.cells_effective_frac),
+            **clusters,
             "n_prompts": n_prompts,
         }
     )

@@ -62,6 +62,10 @@ class SplitMetrics:
     n_cells: int | None = None
     n_cells_effective: int | None = None
     cells_effective_frac: float | None = None
+    n_groups: int | None = None
+    acc_base_cluster95: Interval | None = None
+    flip_acc_pos_cluster95: Interval | None = None
+    flip_acc_neg_cluster95: Interval | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -70,9 +74,17 @@ class SplitMetrics:
         values: dict[str, Any] = {}
         for name in known:
             raw = data.get(name)
-            if name.endswith("_ci95"):
+            if name.endswith(("_ci95", "_cluster95")):
                 values[name] = _interval(raw)
-            elif name in ("n_prompts", "n_params", "n_components", "n_effective", "n_cells", "n_cells_effective"):
+            elif name in (
+                "n_prompts",
+                "n_params",
+                "n_components",
+                "n_effective",
+                "n_cells",
+                "n_cells_effective",
+                "n_groups",
+            ):
                 values[name] = _count(raw)
             else:
                 values[name] = _number(raw)
@@ -99,6 +111,14 @@ class SplitMetrics:
             "acc_base": self.acc_base_ci95,
             "flip_acc_pos": self.flip_acc_pos_ci95,
             "flip_acc_neg": self.flip_acc_neg_ci95,
+        }[name]
+
+    def cluster_interval(self, name: str) -> Interval | None:
+        """The 95% interval of rate ``name`` by group (bootstrap over groups), if stored."""
+        return {
+            "acc_base": self.acc_base_cluster95,
+            "flip_acc_pos": self.flip_acc_pos_cluster95,
+            "flip_acc_neg": self.flip_acc_neg_cluster95,
         }[name]
 
     def base_rate(self, name: str) -> float | None:

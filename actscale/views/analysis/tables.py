@@ -13,7 +13,7 @@ import pandas as pd
 
 from actscale.engine.config import TrainConfig
 from actscale.engine.interventions import effective_counts
-from actscale.engine.objective import RATE_NAMES, wilson_interval
+from actscale.engine.objective import METRIC_NAMES, RATE_NAMES, wilson_interval
 from actscale.runs.bundle import RunBundle, RunListing
 from actscale.runs.records import SplitMetrics
 from actscale.views.analysis.arrays import run_method, train_token_mask
@@ -73,6 +73,7 @@ def metrics_table(bundle: RunBundle) -> pd.DataFrame:
     names: list[str] = [f"{n} (base → rate [95% CI])" for n in RATE_NAMES[1:]]
     for split in splits:
         names += [k for k in metrics[split] if k not in names]
+    names += [k for k in METRIC_NAMES if k not in names]  # one not stored (e.g. no interval by group): "n/a"
 
     def cell(split: str, name: str) -> Any:
         if name.endswith(" (base → rate [95% CI])"):
@@ -110,9 +111,9 @@ def is_number(value: Any) -> bool:
 
 
 def rate_text(metrics: SplitMetrics, name: str, digits: int = 2) -> str:
-    """``"0.00 → 0.97 [0.94, 0.99] (n = 200)"``: a rate after its base (`SplitMetrics.base_rate`)
-    and with its 95% interval; what is not stored is left out; "" without the rate. A dict of
-    metrics (a group's, a table row) is read through `SplitMetrics.from_json` first."""
+    """``"0.00 → 0.97 [0.94, 0.99] (n = 200; by 12 groups [0.90, 1.00])"``: a rate after its base
+    (`SplitMetrics.base_rate`) with its 95% Wilson interval and, where stored, its interval by
+    group (bootstrap over groups); what is not stored is left out; "" without the rate."""
     rate = metrics.rate(name)
     if rate is None:
         return ""
@@ -121,8 +122,11 @@ def rate_text(metrics: SplitMetrics, name: str, digits: int = 2) -> str:
     ci = metrics.interval(name)
     if ci is not None:
         text += f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
-    n = metrics.n_prompts
-    return text + (f" (n = {n})" if n is not None else "")
+    n, by_group = metrics.n_prompts, metrics.cluster_interval(name)
+    parts = [f"n = {n}"] if n is not None else []
+    if by_group is not None:
+        parts.append(f"by {metrics.n_groups} groups [{by_group[0]:.{digits}f}, {by_group[1]:.{digits}f}]")
+    return text + (f" ({'; '.join(parts)})" if parts else "")
 
 
 def filled_metrics(bundle: RunBundle) -> dict[str, SplitMetrics]:

@@ -34,6 +34,16 @@ def shown_split(metrics: Mapping[str, SplitMetrics]) -> str | None:
     return next((s for s in ("test", "val", "train") if metrics.get(s, SplitMetrics()) != SplitMetrics()), None)
 
 
+def comparison_interval(m: SplitMetrics, name: str) -> tuple[float, float, float] | None:
+    """(rate, lo, hi) to compare runs by: the Wilson interval widened to the interval by group
+    where one is stored (prompts of one group are not independent), never narrower than either."""
+    found = interval_of(m, name)
+    by_group = m.cluster_interval(name)
+    if found is None or by_group is None:
+        return found
+    return found[0], min(found[1], by_group[0]), max(found[2], by_group[1])
+
+
 def interval_of(m: SplitMetrics, name: str) -> tuple[float, float, float] | None:
     """(rate, lo, hi) where the rate and its 95% interval are stored."""
     rate, ci = m.rate(name), m.interval(name)
@@ -243,7 +253,7 @@ def comparison_findings(bundles: list[RunBundle]) -> list[str]:
     for name, _, sign in _DIRECTIONS:
         scored: list[tuple[RunBundle, str, tuple[float, float, float]]] = []
         for b, split, m in rows:
-            found = interval_of(m, name)
+            found = comparison_interval(m, name)
             if found is not None:
                 scored.append((b, split, found))
         if len(scored) < 2:
@@ -255,12 +265,14 @@ def comparison_findings(bundles: list[RunBundle]) -> list[str]:
         if not tied:
             out.append(
                 f"At β = {sign}1 {who} flips the most {split} prompts, {rate:.2f} [{lo:.2f}, {hi:.2f}], and its "
-                "interval lies above every other run's: the difference is measurable."
+                "interval lies above every other run's: the difference is measurable (intervals by group where the "
+                "prompts have groups)."
             )
         else:
             out.append(
                 f"At β = {sign}1 {who} flips the most {split} prompts ({rate:.2f} [{lo:.2f}, {hi:.2f}]), but not "
-                f"measurably more than {', '.join(tied)}: their intervals overlap."
+                f"measurably more than {', '.join(tied)}: their intervals overlap (by group where the prompts have "
+                "groups)."
             )
     kls = [(b, m.faithfulness_kl) for b, _, m in rows if m.faithfulness_kl is not None]
     if len(kls) >= 2:
