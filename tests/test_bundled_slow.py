@@ -80,6 +80,8 @@ def test_flip_targets_on_held_out_prompts(bundled, bundled_run, task, method, te
         assert "scene-first" not in {r["group"] for r in bundle.dataset if r["split"] != "test"}
     if task == "ccc":
         countries = {s: {r["group"] for r in bundle.dataset if r["split"] == s} for s in ("train", "val", "test")}
+        assert (len(countries["test"]), len(countries["train"] | countries["val"])) == (30, 7)
+        assert test["n_groups"] == 30 and {"flip_acc_pos_cluster95", "flip_acc_neg_cluster95"} <= set(test)
         assert not (
             countries["train"] & countries["test"]
             or countries["val"] & countries["test"]

@@ -165,3 +165,15 @@ def test_rate_text_gives_the_interval_by_group_next_to_wilsons():
         | {"n_groups": 12, "flip_acc_pos_cluster95": [0.7, 0.98]}
     )
     assert rate_text(m, "flip_acc_pos") == "0.20 → 0.90 [0.85, 0.93] (n = 200; by 12 groups [0.70, 0.98])"
+
+
+def test_seed_level_interval_carries_the_seeds_spread():
+    from actscale.engine.objective import seed_interval
+
+    mean, lo, hi = seed_interval([0.865, 0.975, 0.98])  # CCC ActivScalar β = +1, seeds 1-3 (the case)
+    assert (round(mean, 2), round(lo, 2), hi) == (0.94, 0.78, 1.0)
+    assert seed_interval([0.5, 0.5, 0.5]) == (0.5, 0.5, 0.5)
+    mean, lo, hi = seed_interval([0.2, 0.4])  # t with 1 degree of freedom: 12.706 · 0.1414 / 1.414
+    assert (mean, round(lo, 6), round(hi, 6)) == (pytest.approx(0.3), 0.0, 1.0)
+    with pytest.raises(ValueError, match="at least two seeds"):
+        seed_interval([0.9])

@@ -154,6 +154,10 @@ def ioi_split_examples(
     return trainval + test
 
 
+CCC_TEST_COUNTRIES = 30  # of the 37: the test prompts' clusters
+CCC_TRAINVAL_COUNTRIES = 7  # left for training and validation
+
+
 def ccc_split_examples(
     n_trainval: int,
     n_test: int,
@@ -163,14 +167,17 @@ def ccc_split_examples(
     test_groups: tuple[str, ...] = (),
 ) -> list[Example]:
     """CCC prompts with every split assigned by country, so no country is asked about in two
-    splits: the countries in ``test_groups`` (else a third of them, drawn by ``seed``) for test,
-    ``val_frac`` of the rest for validation, the others for training."""
+    splits: the countries in ``test_groups`` (else `CCC_TEST_COUNTRIES` of them, drawn by
+    ``seed``, leaving at least `CCC_TRAINVAL_COUNTRIES`) for test, ``val_frac`` of the rest for
+    validation, the others for training. Test prompts of one country are not independent: many
+    test countries make the interval by country (bootstrap over countries) mean something."""
     countries = list(ccc_countries())
     unknown = [c for c in test_groups if c not in countries]
     if unknown:
         raise DatasetError(f"unknown CCC countr{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}")
     random.Random(seed).shuffle(countries)
-    test_c = [c for c in countries if c in test_groups] or countries[: round(len(countries) / 3)]
+    n_test_c = max(1, min(CCC_TEST_COUNTRIES, len(countries) - CCC_TRAINVAL_COUNTRIES))
+    test_c = [c for c in countries if c in test_groups] or countries[:n_test_c]
     rest = [c for c in countries if c not in test_c]
     val_c = rest[: max(1, round(val_frac * len(rest)))] if val_frac > 0 else []
     train_c = rest[len(val_c) :]
