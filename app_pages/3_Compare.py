@@ -238,6 +238,7 @@ def sweep_status(job: Job) -> str:
     else:  # runs side by side on the cluster: say which
         running = ", ".join(str(i + 1) for i in job.runs_running())
         where = f"{len(job.runs_done)} of {n} runs stored" + (f", running: {running}" if running else "")
+        where += f" · {job.retries[-1]}" if job.retries else ""
     return f"Sweep {state}: {where}" + (f" · {left}" if left else "")
 
 

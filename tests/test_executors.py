@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -323,3 +324,57 @@ def test_worker_count():
     assert worker_count(cluster(CPU=16.0), [cpu] * 8, 3) == (3, False)
     with pytest.raises(ActscaleError, match="workers must be at least 1"):
         worker_count(cluster(CPU=2.0), [cpu], 0)
+
+
+def killing(times: int, index: int = 0):
+    """Events of a sweep, and an observer that kills (SIGKILL) the Ray worker training run
+    ``index`` at its second step, ``times`` times (each time on the worker that took it again)."""
+    import signal
+
+    events: list[RunProgress] = []
+    killed: list[int] = []
+
+    def hear(event: RunProgress) -> None:
+        events.append(event)
+        running = event.state == "running" and event.index == index and event.step >= 2
+        if running and len(killed) < times and event.worker_pid not in killed:
+            killed.append(event.worker_pid)
+            os.kill(event.worker_pid, signal.SIGKILL)
+
+    return events, killed, sweep_observer(hear)
+
+
+LONG = [BASE.replace(steps=30, seed=0), BASE.replace(steps=3, seed=1)]
+
+
+@pytest.mark.slow
+def test_ray_a_lost_worker_is_replaced_and_every_run_completes(ray_cluster, tiny_llama, tmp_path):
+    """A worker killed mid-run, twice (the same run's new worker too), costs a retry each, not the
+    sweep: every run completes with the run id and byte-identical parameters of an in-process run."""
+    times = 2
+    events, killed, observer = killing(times)
+    remote, local = RunStore(tmp_path / "ray"), RunStore(tmp_path / "local")
+    on_ray = run_configs(LONG, executor="ray", store=remote, workers=2, observer=observer)
+    in_process = run_configs(LONG, store=local, model=tiny_llama)
+    assert len(killed) == times and len(set(killed)) == times
+    assert [b.run_id for b in on_ray] == [b.run_id for b in in_process]
+    for b in in_process:
+        assert param_bytes(remote, b.run_id) == param_bytes(local, b.run_id)
+    retries = [e.message for e in events if e.state == "retrying"]
+    assert len(retries) == times and all(e.index == 0 for e in events if e.state == "retrying")
+    for i, message in enumerate(retries, 1):
+        assert re.fullmatch(rf"its Ray worker was lost at step \d+; retry {i} of 2", message), message
+    assert sorted(p.name for p in remote.root.iterdir()) == sorted(b.run_id for b in on_ray)
+
+
+@pytest.mark.slow
+def test_ray_a_run_whose_worker_dies_three_times_is_lost_and_named_the_others_kept(ray_cluster, tmp_path):
+    events, killed, observer = killing(3)
+    store = RunStore(tmp_path / "ray")
+    with pytest.raises(ActscaleError) as error:
+        run_configs(LONG, executor="ray", store=store, workers=2, observer=observer)
+    assert str(error.value) == (
+        "run 1 lost: its Ray worker died 3 times; the 1 finished runs of 2 are kept in the store"
+    )
+    assert len(killed) == 3 and [e.message for e in events if e.state == "retrying"][-1].endswith("no retry left")
+    assert [r.run_id for r in store.list()] == [e.run_id for e in events if e.state == "done"]

@@ -159,6 +159,8 @@ class _SweepObserver(SweepObserver):
         if event.state == "running" and event.info is not None:
             print(f"[run {event.index + 1}/{self.n}] ", end="", file=sys.stderr)
             _progress(event.info)
+        elif event.state == "retrying":
+            print(f"[run {event.index + 1}/{self.n}] {event.message}", file=sys.stderr, flush=True)
         else:
             print(f"[run {event.index + 1}/{self.n}] {event.state} {event.run_id}", file=sys.stderr, flush=True)
 

@@ -57,6 +57,7 @@ class Job:
     executor: str = "local"  # "ray": the runs go to a Ray cluster, side by side
     run_steps: dict[int, int] = field(default_factory=dict)  # config index -> steps done so far
     runs_done: set[int] = field(default_factory=set)  # config indices stored (trained or reused)
+    retries: list[str] = field(default_factory=list)  # Ray: a line per run restarted after its worker was lost
     # config index -> its first result: {"split": "val", **flip_metrics}, before the other splits' evaluation
     first_results: dict[int, dict] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
@@ -95,6 +96,9 @@ class Job:
             self.state = "running"
             self.run_steps[event.index] = event.step
             self.steps.append({"run": event.index, **event.info.__dict__})
+        elif event.state == "retrying":
+            self.run_steps.pop(event.index, None)
+            self.retries.append(event.message)
         elif event.state in ("done", "reused") and event.index not in self.runs_done:
             self.runs_done.add(event.index)
             self.run_ids.append(event.run_id)

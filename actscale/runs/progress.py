@@ -15,7 +15,7 @@ EXECUTOR_NAMES: tuple[str, ...] = get_args(ExecutorName)
 RAY_ADDRESS_ENV = "ACTSCALE_RAY_ADDRESS"
 
 # The executor's state of one run, as `RunProgress.state` reports it.
-RunState = Literal["queued", "running", "done", "reused"]
+RunState = Literal["queued", "running", "done", "reused", "retrying"]
 
 
 @dataclass(frozen=True)
@@ -24,8 +24,9 @@ class RunProgress:
 
     ``state`` is ``running`` after each training step (``step`` of ``n_steps``, ``info`` the
     step's figures), ``done`` when the run is stored (``run_id``) and ``reused`` when it was
-    stored already and opened without training. Runs of a Ray sweep progress side by side, so
-    events of different indices interleave.
+    stored already and opened without training, ``retrying`` when the Ray worker training it was
+    lost and the run starts again on another (``message`` says so). Runs of a Ray sweep progress
+    side by side, so events of different indices interleave.
     """
 
     index: int
@@ -34,6 +35,8 @@ class RunProgress:
     n_steps: int = 0
     run_id: str = ""
     info: StepInfo | None = None
+    message: str = ""
+    worker_pid: int = 0  # Ray: the process training the run (0 in this process)
 
 
 ProgressCallback = Callable[[RunProgress], None]

@@ -32,10 +32,9 @@ from actscale.engine.training import StepInfo, TrainConfig
 from actscale.errors import ActscaleError, TrainingCancelled, one_line
 from actscale.runs.api import plan_run
 from actscale.runs.bundle import RunBundle
-from actscale.runs.progress import RunProgress, RunState, SweepObserver
+from actscale.runs.progress import SweepObserver
+from actscale.runs.ray_dispatch import Sweep
 from actscale.runs.store import RunStore
-
-POLL_S = 0.2  # how often this process drains progress and checks Cancel while runs are out
 
 
 def import_ray() -> Any:
@@ -197,6 +196,7 @@ class _ActorRunObserver(RunObserver):
 
     def step(self, info: StepInfo) -> None:
         event = {"index": self.index, "step": info.step, "n_steps": info.n_steps, "info": asdict(info)}
+        event["pid"] = os.getpid()
         self.last[:] = [self.sink.push.remote(event)]
 
     def cancelled(self) -> bool:
@@ -253,96 +253,9 @@ def run_on_ray(
             sink = ray.remote(num_cpus=0)(ProgressSink).remote()
             actor_class = ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0)(SweepWorker)
             actors = [actor_class.remote(1) for _ in range(n_workers)]
-            return _dispatch(ray, configs, examples, known, store, actors, sink, observer)
+            sweep = Sweep(ray, configs, examples, known, store, actors, sink, observer, lambda: actor_class.remote(1))
+            return sweep.dispatch()
         finally:
             for actor in [*actors, sink]:
                 if actor is not None:
                     ray.kill(actor)
-
-
-def _dispatch(
-    ray: Any,
-    configs: list[TrainConfig],
-    examples: list[list[Example] | None],
-    known: frozenset[str],
-    store: RunStore,
-    actors: list[Any],
-    sink: Any,
-    observer: SweepObserver,
-) -> list[RunBundle]:
-    """Hand runs to free actors, relay progress, gather bundles in the configs' order."""
-    bundles: list[RunBundle | None] = [None] * len(configs)
-    queue = list(range(len(configs)))
-    free = list(actors)
-    out: dict[Any, tuple[int, Any]] = {}  # result ref -> (config index, actor)
-
-    def relay() -> None:
-        for e in ray.get(sink.drain.remote()):
-            info = StepInfo(**e["info"])
-            observer.progress(RunProgress(e["index"], "running", e["step"], e["n_steps"], info=info))
-
-    while queue or out:
-        while queue and free:
-            index = queue.pop(0)
-            actor = free.pop()
-            ref = actor.run.remote(index, configs[index], examples[index], known, sink)
-            out[ref] = (index, actor)
-        if not queue and free:
-            _release(ray, free, actors)
-        ready, _ = ray.wait(list(out), num_returns=1, timeout=POLL_S)
-        relay()
-        if observer.cancelled():
-            _cancel_all(ray, out)
-            done = sum(b is not None for b in bundles)
-            raise TrainingCancelled(f"cancelled; {done} of {len(configs)} runs had finished and are kept")
-        for ref in ready:
-            index, actor = out.pop(ref)
-            free.append(actor)
-            result = ray.get(ref)
-            if result["status"] != "ok":
-                _cancel_all(ray, out)
-                _raise_for(result, index)
-            bundles[index] = _land(result, store, configs[index].steps, index, observer)
-    return [b for b in bundles if b is not None]
-
-
-def _raise_for(result: dict[str, Any], index: int) -> None:
-    """A worker's failed run as the exception this process raises."""
-    if result["status"] == "cancelled":
-        raise TrainingCancelled(result["message"])
-    if result["status"] == "error":
-        raise ActscaleError(result["message"])
-    raise RuntimeError(f"run {index + 1} failed on a Ray worker: {result['message']}")
-
-
-def _land(result: dict[str, Any], store: RunStore, steps: int, index: int, observer: SweepObserver) -> RunBundle:
-    """A finished run into the store (a stored one is opened), reported as done or reused."""
-    state: RunState = "reused" if result["bundle"] is None else "done"
-    run_id = result["run_id"] if result["bundle"] is None else store.import_zip(result["bundle"])
-    bundle = store.load(run_id)
-    observer.progress(RunProgress(index, state, steps, steps, bundle.run_id))
-    return bundle
-
-
-def _release(ray: Any, idle: list[Any], actors: list[Any]) -> None:
-    """End the actors that have nothing left to run, so their CPUs (or GPUs) go back to the
-    cluster at once. Runs are handed out before their actors have started: when two sweeps
-    share a cluster, each can hold one started actor and wait on one that cannot start until
-    a CPU is free, and an idle actor kept to the end of its sweep would never free one."""
-    for actor in idle:
-        ray.kill(actor)
-        actors.remove(actor)
-    idle.clear()
-
-
-def _cancel_all(ray: Any, out: dict[Any, tuple[int, Any]]) -> None:
-    """Cancel every run still out and wait until each has stopped (a running one stops at its
-    next step), so nothing is left working after the sweep has returned."""
-    for ref in out:
-        ray.cancel(ref)
-    for ref in list(out):
-        try:
-            ray.get(ref)
-        except Exception:  # noqa: BLE001, S110 - TaskCancelledError: what was asked for
-            pass
-    out.clear()
