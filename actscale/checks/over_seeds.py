@@ -136,11 +136,7 @@ def stability(
     tau = bundle.record.config.tau
     mags = _magnitudes_over_runs(model, bundle, bundles, task)  # [K n]
     selected = mags > tau
-    comps = Components(
-        method_class(bundle.method),
-        bundle.sites,
-        magnitudes(bundle, task or run_task(model, bundle)),
-    )
+    comps = Components(method_class(bundle.method), bundle.sites, magnitudes(bundle, task or run_task(model, bundle)))
     pairs = _pairs(bundles, mags, k_top, vary, tau)
     freq = selected.float().mean(0)
     consensus = mags.mean(0)

@@ -72,13 +72,30 @@ def map_checks(
     necessity = {k: steer_row(k, results[len(grid) + i]) for i, k in enumerate(removed)}
     k90 = chosen["k90"]
     _add_points(ctx, k90, grid, sufficiency, necessity, make, advance)
-    base = base_rates(ctx)
-    targets = {d: base[d] + 0.9 * (sufficiency[n][d] - base[d]) for d in chosen["targets"]}
     part = {
         **_passes_part(ctx, bundle, task, rows, results[len(grid) - 1]),
         "choose": {**_rows_part(task, choose_split, choose_rows, options.random_seed), **chosen},
+        **_curves_part(ctx, grid, sufficiency, necessity, chosen),
+    }
+    part.update(_at_k90(ctx, bundle, learned, k90, sufficiency, part["targets"], options, advance))
+    part["seconds_map"] = round(time.perf_counter() - start, 3)
+    return part, {"order": comps.order.clone(), "magnitude": comps.magnitude.clone()}
+
+
+def _curves_part(
+    ctx: Context,
+    grid: list[int],
+    sufficiency: dict[int, dict[str, Any]],
+    necessity: dict[int, dict[str, Any]],
+    chosen: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The reported curves on the test prompts, k90 (chosen on validation) and what the top k90
+    keep of each effect there."""
+    n, k90, base = ctx.comps.n, chosen["k90"], base_rates(ctx)
+    targets = {d: base[d] + 0.9 * (sufficiency[n][d] - base[d]) for d in chosen["targets"]}
+    return {
         "n_components": n,
-        "magnitude": comps.method.magnitude_label,
+        "magnitude": ctx.comps.method.magnitude_label,
         "grid": grid,
         "sufficiency": [sufficiency[k] for k in sorted(sufficiency)],
         "necessity": [necessity[k] for k in sorted(necessity)],
@@ -89,11 +106,8 @@ def map_checks(
         "k90": k90,
         "k90_frac": None if k90 is None else k90 / n,
         "effect_kept": {} if k90 is None else effect_kept(base, sufficiency[n], sufficiency[k90], targets),
-        "top_components": _top_components(comps, min(k90 or 10, 50)),
+        "top_components": _top_components(ctx.comps, min(k90 or 10, 50)),
     }
-    part.update(_at_k90(ctx, bundle, learned, k90, sufficiency, targets, options, advance))
-    part["seconds_map"] = round(time.perf_counter() - start, 3)
-    return part, {"order": comps.order.clone(), "magnitude": comps.magnitude.clone()}
 
 
 Make = tuple[Callable[[int], Variant], Callable[[int], Variant]]

@@ -274,15 +274,18 @@ def comparison_findings(bundles: list[RunBundle]) -> list[str]:
                 f"measurably more than {', '.join(tied)}: their intervals overlap (by group where the prompts have "
                 "groups)."
             )
-    kls = [(b, m.faithfulness_kl) for b, _, m in rows if m.faithfulness_kl is not None]
-    if len(kls) >= 2:
-        kls.sort(key=lambda x: x[1])
-        (low, low_kl), (high, high_kl) = kls[0], kls[-1]
-        out.append(
-            f"Faithfulness: {low.method} (run {low.run_id}) disturbs the other tokens least (KL = {low_kl:.3g}), "
-            f"{high.method} (run {high.run_id}) most (KL = {high_kl:.3g}); no interval is computed for KL."
-        )
-    return out
+    return out + _faithfulness_comparison(rows)
+
+
+def _faithfulness_comparison(rows: list[tuple[RunBundle, str, SplitMetrics]]) -> list[str]:
+    kls = sorted(((b, m.faithfulness_kl) for b, _, m in rows if m.faithfulness_kl is not None), key=lambda x: x[1])
+    if len(kls) < 2:
+        return []
+    (low, low_kl), (high, high_kl) = kls[0], kls[-1]
+    return [
+        f"Faithfulness: {low.method} (run {low.run_id}) disturbs the other tokens least (KL = {low_kl:.3g}), "
+        f"{high.method} (run {high.run_id}) most (KL = {high_kl:.3g}); no interval is computed for KL."
+    ]
 
 
 def _necessity_text(m: Mapping[str, Any]) -> list[str]:
