@@ -85,6 +85,17 @@ def objective(
     return LossTerms(total, l_e, l_f, l1)
 
 
+# The run-level figures (its parameters, measured on its training prompts), the same in every split.
+MINIMALITY_NAMES = (
+    "l1",
+    "n_params",
+    "n_components",
+    "n_effective",
+    "effective_frac",
+    "n_cells",
+    "n_cells_effective",
+    "cells_effective_frac",
+)
 METRIC_NAMES = (
     "acc_base",
     "flip_acc_pos",
@@ -97,14 +108,7 @@ METRIC_NAMES = (
     "logit_diff_neg",
     "faithfulness_kl",
     "kl_full",
-    "l1",
-    "n_params",
-    "n_components",
-    "n_effective",
-    "effective_frac",
-    "n_cells",
-    "n_cells_effective",
-    "cells_effective_frac",
+    *MINIMALITY_NAMES,
     "n_groups",
     "n_prompts",
 )

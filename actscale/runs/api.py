@@ -22,6 +22,7 @@ from actscale.engine.config import TrainConfig
 from actscale.engine.evaluation import evaluate
 from actscale.engine.interventions import Intervention, make_intervention
 from actscale.engine.models import LoadedModel
+from actscale.engine.objective import MINIMALITY_NAMES
 from actscale.engine.observer import RunObserver
 from actscale.engine.resources import resolve_autocast
 from actscale.engine.tasks import Example, PreparedTask, prepare_task, read_dataset
@@ -246,16 +247,7 @@ def plan_run(
     return config, task, expected_run_id(model, task, config)
 
 
-MINIMALITY = (
-    "l1",
-    "n_params",
-    "n_components",
-    "n_effective",
-    "effective_frac",
-    "n_cells",
-    "n_cells_effective",
-    "cells_effective_frac",
-)
+MINIMALITY = MINIMALITY_NAMES  # kept from the run itself when it is evaluated on another file
 
 
 def evaluate_file(
