@@ -162,11 +162,12 @@ def _add_points(
     if k90 is None:
         return
     suff, minus = make
-    wanted = [v for v, missing in ((suff(k90), k90 not in sufficiency), (minus(k90), k90 not in necessity)) if missing]
-    if k90 >= grid[-1]:
-        wanted = [v for v in wanted if v.name.startswith("top")]
-    for v, result in zip(wanted, evaluate_variants(ctx, wanted, lambda r: advance(r, "k90")), strict=True):
-        (sufficiency if v.name.startswith("top") else necessity)[k90] = steer_row(k90, result)
+    # removing every component (k90 = the last grid point) leaves nothing to evaluate
+    curves = [(suff, sufficiency), *([(minus, necessity)] if k90 < grid[-1] else [])]
+    wanted = [(make_one(k90), curve) for make_one, curve in curves if k90 not in curve]
+    results = evaluate_variants(ctx, [v for v, _ in wanted], lambda r: advance(r, "k90"))
+    for (_, curve), result in zip(wanted, results, strict=True):
+        curve[k90] = steer_row(k90, result)
 
 
 def _rows_part(task: PreparedTask, split: str, rows: Tensor, seed: int) -> dict[str, Any]:

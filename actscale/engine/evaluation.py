@@ -22,6 +22,7 @@ from actscale.engine.objective import (
     Minimality,
     flip_metrics,
     logit_diff,
+    rate_hits,
     split_metrics,
     wilson_interval,
 )
@@ -344,11 +345,7 @@ def group_metrics(task: PreparedTask, analysis: dict[str, Tensor]) -> list[dict[
     for split, group in keys:
         idx = torch.tensor([i for i, e in enumerate(task.examples) if e.split == split and e.group == group])
         row: dict[str, Any] = {"split": split, "group": group, "n_prompts": int(idx.numel())}
-        for name, hits in (
-            ("acc_base", d_base[idx] > 0),
-            ("flip_acc_pos", d_pos[idx] > 0),
-            ("flip_acc_neg", d_neg[idx] < 0),
-        ):
+        for name, hits in rate_hits(d_base[idx], d_pos[idx], d_neg[idx]):
             k = int(hits.sum())
             row[name] = k / idx.numel()
             row[f"{name}_ci95"] = [round(x, 6) for x in wilson_interval(k, int(idx.numel()))]

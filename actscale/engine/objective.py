@@ -197,11 +197,17 @@ def cluster_metrics(d_base: Tensor, d_pos: Tensor, d_neg: Tensor, groups: Sequen
     named = [g for g in groups if g]
     whole = bool(named) and len(named) == len(groups)
     out: dict[str, Any] = {"n_groups": len(set(named)) if whole else 0}
-    for name, hits in (("acc_base", d_base > 0), ("flip_acc_pos", d_pos > 0), ("flip_acc_neg", d_neg < 0)):
+    for name, hits in rate_hits(d_base, d_pos, d_neg):
         interval = cluster_interval(hits, named) if whole else None
         if interval is not None:
             out[f"{name}_cluster95"] = interval
     return out
+
+
+def rate_hits(d_base: Tensor, d_pos: Tensor, d_neg: Tensor) -> tuple[tuple[str, Tensor], ...]:
+    """Each rate of docs/method.md §4 with the prompts it counts, from Δ unmodified and at β = ±1:
+    ``acc_base`` (Δ > 0 unmodified), ``flip_acc_pos`` (Δ > 0 at +1), ``flip_acc_neg`` (Δ < 0 at −1)."""
+    return (("acc_base", d_base > 0), ("flip_acc_pos", d_pos > 0), ("flip_acc_neg", d_neg < 0))
 
 
 def _rate(hits: Tensor) -> tuple[float, list[float]]:
@@ -216,6 +222,13 @@ def flip_metrics(
     """The metrics of docs/method.md §4 that need no minimality figure: the base rate and flip rates
     with their intervals, the mean Δ, faithfulness and the prompt count, from last-position
     logits [n d_vocab] of the unmodified model and of the model steered with β = +1 and β = −1."""
+    return _flip_parts(base_logits, pos_logits, neg_logits, correct, wrong)[0]
+
+
+def _flip_parts(
+    base_logits: Tensor, pos_logits: Tensor, neg_logits: Tensor, correct: Tensor, wrong: Tensor
+) -> tuple[dict[str, Any], tuple[Tensor, Tensor, Tensor]]:
+    """`flip_metrics`, and the per-prompt Δ unmodified and at β = ±1 they were counted from."""
     d_base = logit_diff(base_logits, correct, wrong)
     d_pos = logit_diff(pos_logits, correct, wrong)
     d_neg = logit_diff(neg_logits, correct, wrong)
@@ -224,7 +237,7 @@ def flip_metrics(
     )
     full = torch.cat([kl_divergence(base_logits, pos_logits), kl_divergence(base_logits, neg_logits)])
     out: dict[str, Any] = {}
-    for name, hits in (("acc_base", d_base > 0), ("flip_acc_pos", d_pos > 0), ("flip_acc_neg", d_neg < 0)):
+    for name, hits in rate_hits(d_base, d_pos, d_neg):
         out[name], out[f"{name}_ci95"] = _rate(hits)
     out.update(
         {
@@ -236,7 +249,7 @@ def flip_metrics(
             "n_prompts": int(correct.shape[0]),
         }
     )
-    return out
+    return out, (d_base, d_pos, d_neg)
 
 
 def split_metrics(
@@ -250,9 +263,8 @@ def split_metrics(
 ) -> dict[str, Any]:
     """Every metric of docs/method.md §4 for one split: `flip_metrics`, the run's minimality and,
     from each prompt's group, the rates' intervals by group (`cluster_metrics`)."""
-    out = flip_metrics(base_logits, pos_logits, neg_logits, correct, wrong)
-    d_base, d_pos, d_neg = (logit_diff(x, correct, wrong) for x in (base_logits, pos_logits, neg_logits))
-    clusters = cluster_metrics(d_base, d_pos, d_neg, list(groups) or [None] * int(correct.shape[0]))
+    out, deltas = _flip_parts(base_logits, pos_logits, neg_logits, correct, wrong)
+    clusters = cluster_metrics(*deltas, list(groups) or [None] * int(correct.shape[0]))
     n_prompts = out.pop("n_prompts")  # last, in METRIC_NAMES' order
     out.update(
         {

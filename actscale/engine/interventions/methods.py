@@ -241,9 +241,7 @@ class DynScalar(Intervention):
     ) -> Tensor:
         """The mean of ``|α(h)|`` over the real tokens of the training prompts: the scalar it
         actually applied (recorded at β = +1), per [layer (head)]."""
-        alpha = analysis[f"dynalpha.{site}"].abs()  # [n layer pos (head)]
-        mask = train_tokens.to(alpha.dtype)  # [n pos]
-        mask = mask.reshape(mask.shape[0], 1, mask.shape[1], *([1] * (alpha.dim() - 3)))
+        alpha, mask = _alpha_and_training_tokens(analysis, site, train_tokens)
         return (alpha * mask).sum(dim=(0, 2)) / mask.sum(dim=(0, 2)).clamp_min(1)
 
     @classmethod
@@ -254,9 +252,7 @@ class DynScalar(Intervention):
         """The |α(h)| applied at each answer-aligned position (left-padded prompts end on the
         answer), averaged over the training prompts that reach it: [layer pos (head)]; NaN at a
         position none reaches."""
-        alpha = analysis[f"dynalpha.{site}"].abs()  # [n layer pos (head)]
-        mask = train_tokens.to(alpha.dtype)
-        mask = mask.reshape(mask.shape[0], 1, mask.shape[1], *([1] * (alpha.dim() - 3)))
+        alpha, mask = _alpha_and_training_tokens(analysis, site, train_tokens)
         count = mask.sum(dim=0)
         mean = (alpha * mask).sum(dim=0) / count.clamp_min(1)
         return torch.where(count > 0, mean, torch.full_like(mean, float("nan")))
@@ -273,3 +269,13 @@ class DynScalar(Intervention):
             per_layer = [torch.cat(record[(site, layer)]) for layer in range(self.dims.n_layers)]
             out[f"dynalpha.{site}"] = torch.stack(per_layer, dim=1).float().contiguous()
         return out
+
+
+def _alpha_and_training_tokens(
+    analysis: Mapping[str, Tensor], site: str, train_tokens: Tensor
+) -> tuple[Tensor, Tensor]:
+    """DynScalar's applied |α(h)| on every prompt, [n layer pos (head)], and the training
+    prompts' real tokens shaped to multiply it, [n 1 pos (1)]."""
+    alpha = analysis[f"dynalpha.{site}"].abs()
+    mask = train_tokens.to(alpha.dtype)  # [n pos]
+    return alpha, mask.reshape(mask.shape[0], 1, mask.shape[1], *([1] * (alpha.dim() - 3)))
