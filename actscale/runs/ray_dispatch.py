@@ -58,13 +58,17 @@ class Sweep:
             self._relay()
             if self.observer.cancelled():
                 _cancel_all(ray, out)
-                done = sum(b is not None for b in self.bundles)
-                raise TrainingCancelled(f"cancelled; {done} of {len(self.configs)} runs had finished and are kept")
+                raise TrainingCancelled(
+                    f"cancelled; {self._finished()} of {len(self.configs)} runs had finished and are kept"
+                )
             for ref in ready:
                 index, actor = out.pop(ref)
                 result = self._result(ref, index)
                 if result is None:  # its actor died: a new actor takes the run again, or it is lost
-                    queue.insert(0, index) if self.retries[index] <= MAX_RETRIES else self.lost.append(index)
+                    if self.retries[index] <= MAX_RETRIES:
+                        queue.insert(0, index)
+                    else:
+                        self.lost.append(index)
                     free.append(self._replace(actor))
                     continue
                 free.append(actor)
@@ -74,6 +78,10 @@ class Sweep:
                 self.bundles[index] = _land(result, self.store, self.configs[index].steps, index, self.observer)
         self._raise_for_lost()
         return [b for b in self.bundles if b is not None]
+
+    def _finished(self) -> int:
+        """How many runs are stored so far."""
+        return sum(b is not None for b in self.bundles)
 
     def _relay(self) -> None:
         for e in self.ray.get(self.sink.drain.remote()):
@@ -98,10 +106,9 @@ class Sweep:
             self.observer.progress(RunProgress(index, "retrying", message=message))
             return None
         except RaySystemError as exc:
-            done = sum(b is not None for b in self.bundles)
             raise ActscaleError(
-                f"lost the Ray cluster ({one_line(exc, 120)}); {done} of {len(self.configs)} runs had finished and "
-                "are kept"
+                f"lost the Ray cluster ({one_line(exc, 120)}); {self._finished()} of {len(self.configs)} runs had "
+                "finished and are kept"
             ) from None
 
     def _replace(self, dead: Any) -> Any:
@@ -114,7 +121,7 @@ class Sweep:
     def _raise_for_lost(self) -> None:
         if not self.lost:
             return
-        done = sum(b is not None for b in self.bundles)
+        done = self._finished()
         runs = ", ".join(str(i + 1) for i in sorted(self.lost))
         several = len(self.lost) > 1
         raise ActscaleError(
