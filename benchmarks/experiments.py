@@ -13,6 +13,9 @@
   one run (seed 1) the Wilson interval next to the interval by group (bootstrap over groups).
 - ``ccc``: ActivScalar and SteerVec at their defaults on CCC over seeds 1–3 (countries apart).
 - ``families``: DynScalar holding out each IOI template family in turn (seed 1).
+- ``cycles``: every method at its defaults as a user gets them (cycles of the method's steps
+  until validation reaches the target, docs/method.md §3) on IOI, and ActivScalar and SteerVec on
+  CCC, over seeds 1–3: the cycles each run took, whether it reached the target, its test figures.
 - ``first-result``: what shortens the time to a trained default IOI ActivScalar run (issue 10):
   bf16 autocast, batches of 4, fewer or larger steps, each over seeds 1–3 on VALIDATION only
   (one test prompt, so no test figure exists to read), with the steps' seconds.
@@ -187,6 +190,37 @@ def families(model: Any, store: Any) -> dict[str, Any]:
     return out
 
 
+CYCLES_RUNS = (
+    ("ioi", "activscalar"),
+    ("ioi", "steervec"),
+    ("ioi", "dynscalar"),
+    ("ccc", "activscalar"),
+    ("ccc", "steervec"),
+)
+
+
+def cycles(model: Any, store: Any) -> dict[str, Any]:
+    out = {}
+    for task, method in CYCLES_RUNS:
+        runs = [_run(model, store, task=task, method=method, seed=s) for s in SEEDS]
+        out[f"{task} {method}"] = {
+            "test": _summary(runs),
+            "targets": [b.info["target"] for b in runs],
+            "run_ids": [b.run_id for b in runs],
+        }
+    return out
+
+
+def _cycles_line(label: str, targets: list[dict[str, Any]]) -> str:
+    """Per seed: the cycles run, and the validation flips against the target."""
+    per_seed = "; ".join(
+        f"{t['cycles_run']} of {t['cycles']} cycles, validation {t['flip_acc_pos']:.2f}/{t['flip_acc_neg']:.2f}"
+        + ("" if t["met"] else " (target not reached)")
+        for t in targets
+    )
+    return f"- {label} (seeds {', '.join(map(str, SEEDS))}): {per_seed}"
+
+
 def first_result(model: Any, store: Any) -> dict[str, Any]:
     out = {}
     for changes in FIRST_RESULT_GRID:
@@ -213,6 +247,9 @@ def markdown(name: str, result: dict[str, Any]) -> str:
             )
         return "\n".join(lines)
 
+    if name == "cycles":
+        lines = [HEADER, *(_row(label, r["test"]) for label, r in result.items()), ""]
+        return "\n".join(lines + [_cycles_line(label, r["targets"]) for label, r in result.items()])
     if name in ("defaults", "ccc"):
         lines = [HEADER]
         for method, r in result.items():
@@ -241,7 +278,7 @@ def markdown(name: str, result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.experiments", description=__doc__.split("\n\n")[0])
-    parser.add_argument("name", choices=["defaults", "ccc", "families", "first-result"])
+    parser.add_argument("name", choices=["defaults", "ccc", "families", "first-result", "cycles"])
     parser.add_argument("--store", default="experiment-runs")
     parser.add_argument("--out", default=None, help="write the result as JSON here")
     args = parser.parse_args(argv)
@@ -253,7 +290,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(2)
     model = load_model("bundled", "cpu")
     start = time.perf_counter()
-    experiments = {"defaults": defaults, "ccc": ccc, "families": families, "first-result": first_result}
+    experiments = {
+        "defaults": defaults,
+        "ccc": ccc,
+        "families": families,
+        "first-result": first_result,
+        "cycles": cycles,
+    }
     result = experiments[args.name](model, RunStore(args.store))
     seconds = time.perf_counter() - start
     if args.out:

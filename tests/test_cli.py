@@ -85,7 +85,12 @@ def runs(tmp_path_factory):
     importing torch): the training and the bad inputs, then eval and list on the bundle."""
     root = tmp_path_factory.mktemp("cli")
     store = str(root / "runs")
-    jobs = {"train": TRAIN + ["--store", store]}
+    jobs = {
+        "train": TRAIN + ["--store", store],
+        # one step a cycle, two cycles, every validation prompt wanted: a target the tiny model misses
+        "unmet": [*TRAIN[:-4], "--steps", "1", "--cycles", "2", "--target", "1", "--n-prompts", "16", "--n-test", "8"]
+        + ["--store", str(root / "other-runs")],  # a store of its own: `list` reads the first
+    }
     for name, (args, file, _) in BAD_INPUTS.items():
         if file:
             (root / file[0]).write_text(file[1])
@@ -107,9 +112,30 @@ def runs(tmp_path_factory):
     return done
 
 
+def test_a_missed_target_is_said_on_stderr_with_what_to_try(runs):
+    out = last_json(runs["unmet"])
+    val = out["metrics"]["val"]
+    assert out["target"] == {
+        "target": 1.0,
+        "split": "val",
+        "n": val["n_prompts"],
+        "flip_acc_pos": val["flip_acc_pos"],
+        "flip_acc_neg": val["flip_acc_neg"],
+        "met": False,
+        "cycles_run": 2,
+        "cycles": 2,
+        "steps": 1,
+    }
+    assert runs["unmet"].stderr.splitlines()[-1] == (
+        f"Validation target not reached: after 2 steps (2 cycles of 1) the {val['n_prompts']} validation prompts "
+        f"flip {val['flip_acc_pos']:.2f} at β = +1 and {val['flip_acc_neg']:.2f} at β = −1, where the target is "
+        "1.00 in both directions; try more cycles, a higher learning rate (now 0.1) or more training prompts."
+    )
+
+
 def test_train_prints_the_json_contract(runs):
     out = last_json(runs["train"])
-    assert set(out) == {"run_id", "bundle", "method", "n_params", "metrics", "timing"}
+    assert set(out) == {"run_id", "bundle", "method", "n_params", "metrics", "target", "timing"}
     assert {"load_s", "task_s", "run_s"} <= set(out["timing"]) and all(v >= 0 for v in out["timing"].values())
     assert out["method"] == "activscalar" and out["n_params"] == 2 * 2 * 16  # |S|·L·I on tiny-llama
     assert out["bundle"].endswith(out["run_id"]) and os.path.isfile(os.path.join(out["bundle"], "params.safetensors"))
@@ -122,6 +148,8 @@ def test_train_prints_the_json_contract(runs):
     # Then the first result, the validation prompts' flip rates, before the other prompts' evaluation.
     val = out["metrics"]["val"]
     read = SplitMetrics.from_json(val)
+    # --steps given: one cycle of 3 steps, with no target to judge.
+    assert out["target"] is None
     assert stderr[5:] == [
         f"validation flips: β = +1 {rate_text(read, 'flip_acc_pos')}, β = -1 {rate_text(read, 'flip_acc_neg')}; "
         "evaluating the other prompts ..."

@@ -47,7 +47,8 @@ def test_each_field_has_one_option_with_its_description(command):
 def test_every_option_given_reaches_the_config():
     argv = (
         "train --model tiny-llama --task ioi --method steervec --sites head,mlp_out --device cpu --steps 7 "
-        "--lr 0.02 --batch-size 3 --schedule constant --early-stop 2 --margin 1.5 --lambda-f 0.5 "
+        "--lr 0.02 --batch-size 3 --schedule constant --cycles 3 --target 0.8 --early-stop 2 --margin 1.5 "
+        "--lambda-f 0.5 "
         "--lambda-m 0.01 --tau 0.1 --seed 4 --n-prompts 24 --n-test 30 --test-frac 0.3 --val-frac 0.25 "
         "--data-seed 9 --dataset x.csv --templates a,b --test-templates b --test-groups g1,g2 "
         "--ccc-context-is-correct --prepend-bos no --positions answer --autocast bf16 --raw-dot"
@@ -62,6 +63,8 @@ def test_every_option_given_reaches_the_config():
         "lr": 0.02,
         "batch_size": 3,
         "schedule": "constant",
+        "cycles": 3,
+        "target": 0.8,
         "early_stop": 2,
         "margin": 1.5,
         "lambda_f": 0.5,
@@ -147,6 +150,6 @@ def test_the_form_offers_each_number_in_its_described_range(monkeypatch, tmp_pat
     by_label = {spec.label: spec for spec in CONFIG_FIELDS.values()}
     shown = {w.label: (w.min, w.max) for w in at.number_input}
     expected = {label: number_range(by_label[label]) for label in shown}
-    assert shown == expected and len(shown) == 13  # every number but the test fraction (a file's only)
+    assert shown == expected and len(shown) == 15  # every number but the test fraction (a file's only)
     schedule = next(w for w in at.selectbox if w.label == CONFIG_FIELDS["schedule"].label)
     assert schedule.options == ["cosine", "constant"] and schedule.help.startswith("Cosine: decays to 0")

@@ -46,3 +46,14 @@ def test_first_result_table():
         "| {} | 0.950 | 0.105 | 18.5 |",
         '| {"autocast": "bf16"} | 0.950 | 0.106 | 11.4 |',
     ]
+
+
+def test_cycles_line_names_each_seeds_cycles_and_an_unmet_target():
+    def target(cycles_run: int, pos: float, neg: float, met: bool) -> dict:
+        return {"cycles_run": cycles_run, "cycles": 4, "flip_acc_pos": pos, "flip_acc_neg": neg, "met": met}
+
+    targets = [target(1, 1.0, 1.0, True), target(3, 1.0, 0.9, True), target(4, 1.0, 0.6, False)]
+    assert experiments._cycles_line("ioi dynscalar", targets) == (  # noqa: SLF001 - the table's line
+        "- ioi dynscalar (seeds 1, 2, 3): 1 of 4 cycles, validation 1.00/1.00; 3 of 4 cycles, validation "
+        "1.00/0.90; 4 of 4 cycles, validation 1.00/0.60 (target not reached)"
+    )

@@ -212,6 +212,7 @@ def test_equivalent_spellings_give_one_run_id(method, task, sites, spell_default
         task=task,
         sites=tuple(sites),  # any order
         steps=d.steps if spell_defaults else None,
+        cycles=4 if spell_defaults else None,  # the method's steps spelled out are one cycle unless cycles are too
         lr=d.lr if spell_defaults else None,
         batch_size=float(d.batch_size) if as_int else d.batch_size,  # 8.0 is 8
         lambda_m=d.lambda_m if spell_defaults else None,

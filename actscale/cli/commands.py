@@ -76,6 +76,7 @@ def cmd_train(args: argparse.Namespace) -> dict:
     from actscale.engine.models import load_model
     from actscale.runs.api import build_task, train_run
     from actscale.runs.store import RunStore
+    from actscale.views.analysis import target_text
 
     config = _config(args, margin=args.margin, lambda_f=args.lambda_f, lambda_m=args.lambda_m, seed=args.seed)
     _read_dataset_first(config)
@@ -92,6 +93,8 @@ def cmd_train(args: argparse.Namespace) -> dict:
             config, model, store=RunStore(args.store), task=task, observer=observer, reuse=not args.no_reuse
         )
     done = time.perf_counter()
+    if (unmet := target_text(bundle.summary, bundle.record.config)) is not None:
+        print(unmet, file=sys.stderr, flush=True)
     # Where this process's time went (a reused run: only the load and the task were this process's).
     timing = {"load_s": round(loaded - started, 3), "task_s": round(built - loaded, 3), "run_s": round(done - built, 3)}
     if observer.steps_seen and isinstance(bundle.info.get("timing"), dict):
@@ -102,6 +105,7 @@ def cmd_train(args: argparse.Namespace) -> dict:
         "method": bundle.method,
         "n_params": int(next(iter(bundle.metrics.values()))["n_params"]),
         "metrics": bundle.metrics,
+        "target": bundle.info.get("target"),
         "timing": timing,
     }
 

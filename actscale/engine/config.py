@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 Autocast = Literal["auto", "off", "bf16"]
 AUTOCASTS: tuple[str, ...] = get_args(Autocast)
 # Fields a run's config.json leaves out at these values (TrainConfig.to_record).
-OMITTED_AT_DEFAULT: dict[str, object] = {"autocast": "off"}
+# A run of one cycle (the only kind before cycles existed) leaves both out, so its id is the one it
+# had; the target cannot matter then (`_canonicalise`).
+OMITTED_AT_DEFAULT: dict[str, object] = {"autocast": "off", "cycles": 1, "target": 0.9}
 Schedule = Literal["cosine", "constant"]
 SCHEDULES: tuple[str, ...] = get_args(Schedule)
 # How ActivScalar's and SteerVec's position index meets a prompt (docs/method.md §2): "absolute"
@@ -33,8 +35,11 @@ BuiltinMethod = Literal["activscalar", "steervec", "dynscalar"]
 
 # The fields a method sets when left at None (`MethodDefaults`).
 METHOD_DEFAULT_FIELDS: tuple[str, ...] = ("steps", "lr", "batch_size", "lambda_m")
-FLOAT_FIELDS = ("lr", "margin", "lambda_f", "lambda_m", "test_frac", "val_frac", "tau")
-INT_FIELDS = ("steps", "batch_size", "seed", "n_prompts", "n_test", "early_stop", "data_seed")
+FLOAT_FIELDS = ("lr", "margin", "lambda_f", "lambda_m", "test_frac", "val_frac", "tau", "target")
+INT_FIELDS = ("steps", "batch_size", "seed", "n_prompts", "n_test", "early_stop", "data_seed", "cycles")
+# Cycles of the method's step count a default run may train (docs/method.md §3, "How long a run
+# trains"); a run whose steps are given trains exactly those unless its cycles are given too.
+DEFAULT_CYCLES = 4
 
 
 def _whole_number(value: Any) -> int | None:
@@ -81,6 +86,13 @@ class TrainConfig:
     test_templates: tuple[str, ...] = ()  # IOI templates held out for the test split
     early_stop: int = 0  # stop after this many steps in a row with L_E = 0 on validation (0 = off)
     schedule: str = "cosine"  # learning rate: "cosine" decay to 0 over the steps, or "constant"
+    # Training runs cycles of ``steps`` (the schedule restarts with each) until, at the end of a
+    # cycle, the validation prompts' flip rates reach ``target`` in both directions, for at most
+    # ``cycles`` cycles. None: DEFAULT_CYCLES where the steps are the method's default, else 1 (the
+    # steps given are the steps run). config.json leaves both out for a run of one cycle
+    # (OMITTED_AT_DEFAULT), so runs stored before they existed read as what they were.
+    cycles: int = None  # type: ignore[assignment]
+    target: float = 0.9
     val_frac: float = 0.2  # the share of the non-test prompts held out for validation
     n_test: int = 200  # generated tasks: test prompts, drawn apart from the n_prompts
     data_seed: int = None  # type: ignore[assignment]  # draws the prompts and the split; None: the seed
@@ -102,6 +114,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "sites", parse_sites(self.sites))
         defaults = _method_class(self.method).defaults.as_dict()  # ActscaleError for an unknown method
+        if self.cycles is None:
+            object.__setattr__(self, "cycles", DEFAULT_CYCLES if self.steps is None else 1)
         # Fields left at None take the method's default, so config.json holds real values.
         for name in METHOD_DEFAULT_FIELDS:
             if getattr(self, name) is None:
@@ -146,6 +160,7 @@ class TrainConfig:
         defaults = {f.name: f.default for f in fields(self)}
         irrelevant = {name: name not in task.fields for name in TASK_FIELDS}
         irrelevant["normalize"] = "normalize" not in _method_class(self.method).options
+        irrelevant["target"] = self.cycles == 1  # one cycle is the whole run, whatever the target
         for name, reset in irrelevant.items():
             if reset:
                 object.__setattr__(self, name, defaults[name])
@@ -205,12 +220,15 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with ``changes``; switching the method also switches to the new method's
-        defaults for the fields not given in ``changes``, and switching the task resolves
-        ``positions`` afresh (answer-aligned for a file, absolute for a generated task)."""
+        defaults for the fields not given in ``changes``, switching the task resolves
+        ``positions`` afresh (answer-aligned for a file, absolute for a generated task), and new
+        steps (or the method's) resolve ``cycles`` afresh unless it is given."""
         data = self.to_dict()
         if changes.get("method", self.method) != self.method:
             for name in METHOD_DEFAULT_FIELDS:
                 data[name] = None
+        if "cycles" not in changes and ("steps" in changes or data["steps"] is None):
+            data["cycles"] = None  # resolved afresh: the default adapts, a step count given is kept
         if changes.get("task", self.task) != self.task:
             data["positions"] = "auto"
         return TrainConfig.from_dict({**data, **changes})

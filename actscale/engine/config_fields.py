@@ -94,6 +94,7 @@ def _fields() -> tuple[FieldSpec, ...]:
     return (
         *_what_fields(),
         *_optimiser_fields(),
+        *_stopping_fields(),
         *_objective_fields(),
         *_data_fields(),
         *_draw_fields(),
@@ -152,6 +153,31 @@ def _optimiser_fields() -> tuple[FieldSpec, ...]:
             "cosine: decays to 0 over the steps; constant: the same rate throughout",
             "choice",
             choices=("cosine", "constant"),
+        ),
+    )
+
+
+def _stopping_fields() -> tuple[FieldSpec, ...]:
+    return (
+        FieldSpec(
+            "cycles",
+            "Cycles",
+            "train cycles of the steps (the schedule restarts with each) until validation reaches the "
+            "target, at most this many; default: 4 at the method's steps, 1 where the steps are given",
+            "int",
+            1,
+            1000,
+            optional=True,
+        ),
+        FieldSpec(
+            "target",
+            "Validation target",
+            "the flip rate the validation prompts must reach in both directions to end the run after a "
+            "cycle (0: one cycle is enough)",
+            "float",
+            0,
+            1,
+            step=0.05,
         ),
         FieldSpec(
             "early_stop",

@@ -65,6 +65,7 @@ class TrainResult:
     stopped_early: bool
     # Where the time went: base_pass_s, steps_s, eval_s (the validation prompts), rest_eval_s.
     timing: dict[str, float] = field(default_factory=dict)
+    cycles_run: int = 1
 
 
 def model_dims(model: LoadedModel, n_pos: int) -> ModelDims:
@@ -147,8 +148,8 @@ def train(
     base = base_pass(model, task, config.sites, autocast=config.bf16, splits=("train", "val"))
     base_done = time.perf_counter()
     intervention = new_intervention(model, task, config)
-    history, step, stopped_early = _optimise(model, task, base, intervention, config, start, observer)
-    _check_cancel(observer, f"cancelled after step {step} of {config.steps}")
+    history, step, stopped_early, cycles_run = _optimise(model, task, base, intervention, config, start, observer)
+    _check_cancel(observer, f"cancelled after step {step}")
     steps_done = time.perf_counter()
     result = evaluate(model, task, intervention, config, base=base, on_result=observer.first_result)
     _check_cancel(observer, f"cancelled during the evaluation after step {step}")  # nothing stored either
@@ -167,19 +168,53 @@ def train(
             "steps_s": round(steps_done - base_done, 3),
             **{k: round(v, 3) for k, v in result.seconds.items()},
         },
+        cycles_run,
     )
 
 
-def _optimiser(
-    intervention: Intervention, config: TrainConfig
-) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
-    """Adam over the intervention's parameters, with cosine decay unless the config says
-    constant (ours): with an L1 term, Adam keeps unneeded scalars jittering around 0 at about
-    the step size; a step size that shrinks to 0 lets them settle there."""
-    optimiser = torch.optim.Adam(intervention.parameters(), lr=config.lr)
+def target_outcome(config: TrainConfig, metrics: dict[str, dict[str, Any]], cycles_run: int) -> dict[str, Any] | None:
+    """Whether a run that trains until its validation target (more than one cycle allowed)
+    reached it: the flip rates of the split its choices read (validation, or training without
+    any) against ``config.target``, with the steps and cycles it took; None for a run of one
+    cycle, whose steps were given and which has no target. Stored in the bundle
+    (``info.target``) for the CLI, the Train page and the report to say so when it was not."""
+    if config.cycles == 1:
+        return None
+    split = "val" if metrics.get("val", {}).get("n_prompts") else "train"
+    pos, neg = float(metrics[split]["flip_acc_pos"]), float(metrics[split]["flip_acc_neg"])
+    return {
+        "target": config.target,
+        "split": split,
+        "n": int(metrics[split]["n_prompts"]),
+        "flip_acc_pos": pos,
+        "flip_acc_neg": neg,
+        "met": min(pos, neg) >= config.target,
+        "cycles_run": cycles_run,
+        "cycles": config.cycles,
+        "steps": config.steps,
+    }
+
+
+def _schedule(optimiser: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """A cycle's learning rate: cosine decay from ``config.lr`` over its steps unless the config
+    says constant (ours): with an L1 term, Adam keeps unneeded scalars jittering around 0 at
+    about the step size; a step size that shrinks to 0 lets them settle there. Each cycle starts
+    again at ``config.lr`` (a warm restart; Adam's moments are kept)."""
+    for group in optimiser.param_groups:
+        group["lr"] = config.lr
     if config.schedule != "cosine":
-        return optimiser, None
-    return optimiser, torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.steps)
+        return None
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.steps)
+
+
+@dataclass
+class _Steps:
+    """The optimisation's state across cycles: the history's rows, the last step, and the
+    streak of steps with L_E = 0 that early stopping counts."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    step: int = 0
+    zero_streak: int = 0
 
 
 def _optimise(
@@ -190,34 +225,88 @@ def _optimise(
     config: TrainConfig,
     start: float,
     observer: RunObserver,
-) -> tuple[list[dict[str, float]], int, bool]:
-    """The training steps: (the history's rows, the last step, whether it stopped early)."""
-    optimiser, schedule = _optimiser(intervention, config)
+) -> tuple[list[dict[str, float]], int, bool, int]:
+    """The training steps: (the history's rows, the last step, whether it stopped early, the
+    cycles run). A cycle is ``config.steps`` steps; after each but the last allowed, the run ends
+    if the validation prompts' flip rates reach ``config.target`` in both directions."""
+    optimiser = torch.optim.Adam(intervention.parameters(), lr=config.lr)
     order = _BatchOrder(task.split_indices("train"), config.batch_size, config.seed)
-    history: list[dict[str, float]] = []
-    zero_streak, step = 0, 0
-    for step in range(1, config.steps + 1):
-        _check_cancel(observer, f"cancelled at step {step} of {config.steps}")
-        with _holding(model.lock, observer):
-            terms, delta = _train_step(model, task, base, intervention, config, order.next(), step)
-            optimiser.zero_grad(set_to_none=True)
-            terms.total.backward()
-            optimiser.step()
-            if schedule is not None:
-                schedule.step()
-        info = _step_info(step, config.steps, terms, delta, time.perf_counter() - start)
-        row: dict[str, float] = {k: v for k, v in asdict(info).items() if k != "n_steps"}
-        if config.early_stop:
-            # The stopping rule reads the validation prompts (the training batch where there are none).
-            val_loss = validation_effectiveness(model, task, intervention, config)
-            if val_loss is not None:
-                row["val_effectiveness"] = val_loss
-            zero_streak = zero_streak + 1 if (info.effectiveness if val_loss is None else val_loss) == 0.0 else 0
-        history.append(row)
-        observer.step(info)
-        if config.early_stop and zero_streak >= config.early_stop:
-            return history, step, True
-    return history, step, False
+    state = _Steps()
+    for cycle in range(1, config.cycles + 1):
+        schedule = _schedule(optimiser, config)
+        for _ in range(config.steps):
+            state.step += 1
+            _check_cancel(observer, f"cancelled at step {state.step} of {cycle * config.steps}")
+            with _holding(model.lock, observer):
+                terms, delta = _train_step(model, task, base, intervention, config, order.next(), state.step)
+                optimiser.zero_grad(set_to_none=True)
+                terms.total.backward()
+                optimiser.step()
+                if schedule is not None:
+                    schedule.step()
+            if _record_step(model, task, intervention, config, observer, state, (terms, delta), cycle, start):
+                return state.history, state.step, True, cycle
+        if cycle < config.cycles and min(validation_flips(model, task, intervention, config)) >= config.target:
+            return state.history, state.step, False, cycle
+    return state.history, state.step, False, config.cycles
+
+
+def _record_step(
+    model: LoadedModel,
+    task: PreparedTask,
+    intervention: Intervention,
+    config: TrainConfig,
+    observer: RunObserver,
+    state: _Steps,
+    outputs: tuple[LossTerms, Tensor],
+    cycle: int,
+    start: float,
+) -> bool:
+    """Record a step in the history, tell the observer, and say whether early stopping ends the
+    run here (its rule reads the validation prompts; the training batch where there are none)."""
+    info = _step_info(state.step, cycle * config.steps, *outputs, time.perf_counter() - start)
+    row: dict[str, float] = {k: v for k, v in asdict(info).items() if k != "n_steps"}
+    if config.early_stop:
+        val_loss = validation_effectiveness(model, task, intervention, config)
+        if val_loss is not None:
+            row["val_effectiveness"] = val_loss
+        zero = (info.effectiveness if val_loss is None else val_loss) == 0.0
+        state.zero_streak = state.zero_streak + 1 if zero else 0
+    state.history.append(row)
+    observer.step(info)
+    return bool(config.early_stop) and state.zero_streak >= config.early_stop
+
+
+def _check_split(task: PreparedTask) -> Tensor:
+    """The prompts the run's own choices read: validation, or training where there are none."""
+    idx = task.split_indices("val")
+    return idx if idx.numel() else task.split_indices("train")
+
+
+def validation_flips(
+    model: LoadedModel, task: PreparedTask, intervention: Intervention, config: TrainConfig
+) -> tuple[float, float]:
+    """The flip rates at β = +1 and β = −1 on the validation prompts (the training prompts for a
+    run without any), no gradient."""
+    idx = _check_split(task)
+    pos, neg = _steered_pair(model, task, intervention, config, idx)
+    correct, wrong = task.correct_ids[idx], task.wrong_ids[idx]
+    return (
+        float((logit_diff(pos, correct, wrong) > 0).double().mean()),
+        float((logit_diff(neg, correct, wrong) < 0).double().mean()),
+    )
+
+
+def _steered_pair(
+    model: LoadedModel, task: PreparedTask, intervention: Intervention, config: TrainConfig, idx: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The last position's logits of the prompts ``idx`` at β = +1 and β = −1 (no gradient)."""
+    tokens, mask = task.tokens[idx], task.attention_mask[idx]
+    with torch.no_grad():
+        return (
+            steered_logits(model, intervention, tokens, mask, 1.0, autocast=config.bf16),
+            steered_logits(model, intervention, tokens, mask, -1.0, autocast=config.bf16),
+        )
 
 
 def validation_effectiveness(
@@ -227,9 +316,7 @@ def validation_effectiveness(
     idx = task.split_indices("val")
     if idx.numel() == 0:
         return None
-    tokens, mask = task.tokens[idx], task.attention_mask[idx]
-    pos = steered_logits(model, intervention, tokens, mask, 1.0, autocast=config.bf16)
-    neg = steered_logits(model, intervention, tokens, mask, -1.0, autocast=config.bf16)
+    pos, neg = _steered_pair(model, task, intervention, config, idx)
     correct, wrong = task.correct_ids[idx], task.wrong_ids[idx]
     hinge = torch.cat(
         [

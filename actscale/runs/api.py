@@ -28,7 +28,7 @@ from actscale.engine.resources import resolve_autocast
 from actscale.engine.tasks import Example, PreparedTask, prepare_task, read_dataset
 from actscale.engine.tasks.registry import task_spec
 from actscale.engine.tokens import text_ids
-from actscale.engine.training import TrainResult, model_dims, train
+from actscale.engine.training import TrainResult, model_dims, target_outcome, train
 from actscale.errors import ActscaleError
 from actscale.runs.bundle import BundleContents, RunBundle, check_run_id, load_bundle, run_id_for
 from actscale.runs.records import SplitMetrics
@@ -151,6 +151,7 @@ def save_result(store: RunStore, model: LoadedModel, task: PreparedTask, result:
         "seconds": round(result.seconds, 3),
         "timing": result.timing,
         "stopped_early": result.stopped_early,
+        "target": target_outcome(result.config, result.metrics, result.cycles_run),
         "model_name": model.name,
         "group_metrics": result.groups,
     }

@@ -41,7 +41,13 @@ def hyperparameter_form(model: LoadedModel, job_running: bool) -> dict[str, Any]
             default=list(DEFAULT_SITES),
             help="attn_out and mlp_out are the paper's; head is one scalar per attention head.",
         )
-        fields = {"sites": tuple(sites), **_optimiser_row(), **_objective_row(), **_run_row(model)}
+        fields = {
+            "sites": tuple(sites),
+            **_optimiser_row(),
+            **_stopping_row(),
+            **_objective_row(),
+            **_run_row(model),
+        }
         submitted = st.form_submit_button("Train", type="primary", disabled=job_running)
     return fields if submitted else None
 
@@ -57,6 +63,13 @@ def _optimiser_row() -> dict[str, Any]:
     }
 
 
+def _stopping_row() -> dict[str, Any]:
+    """How long a run trains: the most cycles (empty: 4 at the method's steps, 1 where the steps
+    are given), the validation target that ends it after a cycle, and early stopping."""
+    columns = st.columns(4)
+    return {name: field_input(c, name) for c, name in zip(columns, ("cycles", "target", "early_stop"))}
+
+
 def _objective_row() -> dict[str, Any]:
     """The objective's m, λ_F and λ_M (empty: each method's default), and τ."""
     columns = st.columns(4)
@@ -64,13 +77,12 @@ def _objective_row() -> dict[str, Any]:
 
 
 def _run_row(model: LoadedModel) -> dict[str, Any]:
-    """Early stopping, the frozen model's precision and DynScalar's dot product."""
-    c1, c3, c2 = st.columns([1, 1, 2])
-    early = field_input(c1, "early_stop")
+    """The frozen model's precision and DynScalar's dot product."""
+    c3, c2 = st.columns([1, 2])
     autocast = choice_input(c3, "autocast", labels={"auto": auto_precision_label(model), "bf16": bf16_label(model)})
     normalize = CONFIG_FIELDS["normalize"]
     on = c2.checkbox(normalize.label, value=bool(FIELD_DEFAULTS["normalize"]))
-    return {"early_stop": early, "autocast": autocast, "normalize": bool(on)}
+    return {"autocast": autocast, "normalize": bool(on)}
 
 
 def make_configs(

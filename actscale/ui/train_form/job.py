@@ -12,7 +12,7 @@ from actscale.ui import common, navigation
 from actscale.ui.keys import Keys
 from actscale.ui.progress import job_progress, time_left
 from actscale.views import plots, report
-from actscale.views.analysis import rate_text
+from actscale.views.analysis import rate_text, target_text
 
 
 def job_panel(job_id: str | None) -> None:
@@ -92,9 +92,18 @@ def _outcome(job: Job) -> None:
             + "."
         )
     show_run_links(job.run_ids)
+    _unmet_targets(job.run_ids)
     curves = pd.DataFrame([r for r in job.steps if r.get("run") == len(job.run_ids) - 1])
     if len(curves):
         common.show_figure(plots.plot_history(curves), f"training-{job.run_ids[-1]}", key=f"final-{job.id}")
+
+
+def _unmet_targets(run_ids: list[str]) -> None:
+    """A warning for each run that did not reach its validation target, with what to try."""
+    for run_id in run_ids:
+        bundle = common.load_bundle(run_id)
+        if (unmet := target_text(bundle.summary, bundle.record.config)) is not None:
+            st.warning(f"Run {run_id} ({bundle.method}): {unmet}", icon=":material/warning:")
 
 
 def show_run_links(run_ids: list[str]) -> None:

@@ -58,6 +58,8 @@ FORM_FIELDS = (
     "steps",
     "lr",
     "batch_size",
+    "cycles",
+    "target",
     "early_stop",
     "schedule",
     "margin",

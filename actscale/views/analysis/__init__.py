@@ -51,6 +51,7 @@ from actscale.views.analysis.tables import (
     recompute_minimality,
     reliability,
     same_split,
+    target_text,
 )
 
 __all__ = [
@@ -93,6 +94,7 @@ __all__ = [
     "side_effects_table",
     "spearman_text",
     "stability_tables",
+    "target_text",
     "sufficiency_table",
     "top_components",
     "train_token_mask",

@@ -129,6 +129,23 @@ def rate_text(metrics: SplitMetrics, name: str, digits: int = 2) -> str:
     return text + (f" ({'; '.join(parts)})" if parts else "")
 
 
+def target_text(info: Mapping[str, Any], config: TrainConfig) -> str | None:
+    """One sentence where a run did not reach its validation target (`training.target_outcome`),
+    with what to try; None where it did, or for a run stored before targets were recorded."""
+    target = info.get("target")
+    if not isinstance(target, Mapping) or target.get("met", True):
+        return None
+    split = {"val": "validation", "train": "training"}.get(str(target["split"]), str(target["split"]))
+    steps, cycles = int(target["steps"]), int(target["cycles_run"])
+    took = f"{steps * cycles} steps" + (f" ({cycles} cycles of {steps})" if cycles > 1 else "")
+    return (
+        f"Validation target not reached: after {took} the {target['n']} {split} prompts flip "
+        f"{target['flip_acc_pos']:.2f} at β = +1 and {target['flip_acc_neg']:.2f} at β = −1, where the target is "
+        f"{target['target']:.2f} in both directions; try more cycles, a higher learning rate (now "
+        f"{config.lr:g}) or more training prompts."
+    )
+
+
 def filled_metrics(bundle: RunBundle) -> dict[str, SplitMetrics]:
     """The run's metrics, completed for bundles written before baselines, intervals and
     comparable minimality existed: ``acc_base`` from the stored per-prompt Δ, intervals from the

@@ -21,6 +21,7 @@ from actscale.views.analysis import (
     same_split,
     share_text,
     spearman_text,
+    target_text,
     vary_text,
 )
 
@@ -158,6 +159,8 @@ def _what_it_shows(bundle: RunBundle, metrics: Mapping[str, SplitMetrics], split
         for name, answer, sign in _DIRECTIONS
     ]
     shows += _generalisation_gaps(m, metrics.get("train") or SplitMetrics(), split)
+    if (unmet := target_text(bundle.summary, bundle.record.config)) is not None:
+        shows.append(unmet)
     kl = m.faithfulness_kl
     if kl is not None:
         shows.append(
