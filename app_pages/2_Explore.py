@@ -9,7 +9,7 @@ from collections.abc import Callable
 import streamlit as st
 
 from actscale.runs.records import SplitMetrics
-from actscale.ui import checks_panel, common, links
+from actscale.ui import common, explore_tabs, links
 from actscale.ui.keys import Keys
 from actscale.views import analysis, panels, plots
 
@@ -39,14 +39,23 @@ def grid(items: list[tuple[Callable, tuple, str, tuple[int, ...] | None]], n_col
                 figure(func, *args, key=key, mark=mark)
 
 
+def _steps_text(info: dict, steps: int) -> str:
+    """ "18 steps", or "54 steps (3 cycles of 18)" for a run that needed more than one cycle."""
+    target = info.get("target") if isinstance(info.get("target"), dict) else {}
+    cycles = target.get("cycles_run", 1)
+    return f"{info.get('steps_run', steps)} steps" + (f" ({cycles} cycles of {steps})" if cycles > 1 else "")
+
+
 cfg, method = bundle.record.config, bundle.method
 info = bundle.summary  # analysis.json is optional and unchecked
 with common.guarded("The run's summary"):
     st.caption(
         f"**{method}** on **{cfg.task}** · model `{cfg.model}` · "
         f"sites {', '.join(map(str, bundle.sites))} · "
-        f"{info.get('steps_run', cfg.steps)} steps · {info.get('summary', f'{len(bundle.dataset)} prompts')}"
+        f"{_steps_text(info, cfg.steps)} · {info.get('summary', f'{len(bundle.dataset)} prompts')}"
     )
+    if (unmet := analysis.target_text(info, cfg)) is not None:
+        st.warning(unmet, icon=":material/warning:")
 
 # ---- What the link points at: a site (or all) and one of its components (?site=, ?component=).
 ALL_SITES = ""
@@ -103,7 +112,7 @@ with common.guarded("Choosing a site and a component"):
         links.to_link("component", None)
 
 # Each section fails on its own, as one line: a damaged tensor hides one figure, not the page.
-st.subheader("Metrics and training")
+st.subheader("Metrics")
 with common.guarded("The metrics"):
     metrics = analysis.filled_metrics(bundle)
     split = "test" if "test" in metrics else "train"
@@ -132,19 +141,6 @@ with common.guarded("The metrics"):
         "compares methods whose components differ (a DynScalar component is a whole layer); n/a for a run stored "
         "without the arrays to recompute it",
     )
-    table = analysis.metrics_table(bundle)
-    left, right = st.columns([2, 3])
-    with left:
-        common.show_table(
-            table, f"{bundle.run_id}-metrics", "metrics", hide_index=True, height=35 * (len(table) + 1) + 3
-        )  # every row, no inner scrolling
-    with right:
-        figure(plots.plot_run_history, key="history")
-    groups = info.get("group_metrics")
-    if isinstance(groups, list) and groups:
-        st.markdown("**Per group** (template family, country or the dataset's groups)")
-        common.show_table(analysis.group_table(groups), f"{bundle.run_id}-groups", "groups", hide_index=True)
-
 
 PICK_PARAMS = {"prompt": "prompt_index", "position": "position"}  # a panel's pick → its query parameter
 
@@ -233,44 +229,9 @@ for panel in panels.explore_panels(bundle):
 for name in set(PICK_PARAMS.values()) - picked:  # a pick not shown is not part of the view
     links.to_link(name, None)
 
-st.subheader("Does the map mean anything?")
-with common.guarded("The map checks"):
-    checks_panel.show(bundle, checks_data, figure)
-
-st.subheader("Reliability per example")
-with common.guarded("The per-example reliability"):
-    rel_split = "test" if any(r.get("split") == "test" for r in bundle.dataset) else "train"
-    frame, summary = analysis.reliability(bundle, rel_split)
-    if frame.empty:
-        st.info("This bundle holds no per-prompt results.")
-    else:
-        st.caption(
-            f"{int(summary['n'])} {rel_split} prompts. Never flipped: {100 * summary['never_flipped_pos']:.0f}% at "
-            f"β = +1, {100 * summary['never_flipped_neg']:.0f}% at β = −1. Pushed the wrong way: "
-            f"{100 * summary['wrong_way_pos']:.0f}% at β = +1, {100 * summary['wrong_way_neg']:.0f}% at β = −1."
-        )
-        figure(plots.plot_reliability, rel_split, key="reliability")
-        st.markdown("**The ten prompts furthest from flipping** (shortfall > 0: not flipped in one direction)")
-        common.show_table(frame.head(10), f"{bundle.run_id}-worst", "worst", hide_index=True)
-        st.download_button(
-            "Download every prompt (CSV)",
-            frame.to_csv(index=False).encode(),
-            file_name=f"{bundle.run_id}-reliability.csv",
-            mime="text/csv",
-            key="dl-reliability-all",
-            on_click="ignore",
-        )
-
-st.subheader("Top components")
-with common.guarded("The top components"):
-    k = st.number_input("How many", min_value=5, max_value=500, value=20, step=5, key="explore_top_k")
-    st.caption(f"The components with the largest {analysis.run_method(bundle).magnitude_label} (in absolute value).")
-    common.show_table(
-        common.run_plot(bundle, analysis.top_components, int(k)),
-        f"{bundle.run_id}-top-components",
-        "top",
-        hide_index=True,
-    )
+# Below the maps: tabs that draw only when opened (the metrics table and curves, the checks'
+# figures, the per-prompt reliability, the top components), so the maps are drawn first.
+explore_tabs.show(bundle, checks_data, figure)
 
 dropped = info.get("dropped") or []
 if isinstance(dropped, list) and dropped:

@@ -12,7 +12,10 @@
 (d) how cost grows: step time and peak step memory against tokens per batch (×1, ×2, ×4 prompts
     per batch on the bundled model) and against depth (tiny Llama models of 2, 4, 8 and 16
     layers at one width), each with its fitted growth exponent, and the pre-training memory
-    estimate (`resources.step_memory_bytes`) against the measured peak.
+    estimate (`resources.step_memory_bytes`) against the measured peak;
+(e) the map checks (``analyse``) of the run of (b);
+(f) that run's Explore page in Chromium: a fresh page on a warm server, until its maps and until
+    every figure is drawn (`explore_timing`).
 
 Everything runs on the device it prints first (CUDA when there is one, else the CPU).
 
@@ -391,6 +394,17 @@ def bench_checks(store: Path, run_id: str) -> dict:
     return {"wall_s": round(wall, 2), "checks_s": result["seconds"], "k90": result["k90"], "of": result["n_components"]}
 
 
+def explore_part(store: Path, run_id: str) -> dict:
+    """(f): the run's Explore page in a browser (`explore_timing`); the maps are the figures of
+    its first panel."""
+    from actscale.runs.store import RunStore
+    from actscale.views.panels import explore_panels
+    from benchmarks.explore_timing import bench_explore
+
+    n_maps = len(explore_panels(RunStore(store).load(run_id))[0].figures)
+    return bench_explore(store, run_id, n_maps)
+
+
 def bench_loads() -> dict:
     # The libraries (torch, transformers, TransformerLens) are imported first and timed apart:
     # a process pays for them once, whatever it loads; the load is what a model costs.
@@ -416,7 +430,7 @@ def bench_loads() -> dict:
     }
 
 
-PARTS = ("loads", "step", "target", "checks", "scaling")
+PARTS = ("loads", "step", "target", "checks", "explore", "scaling")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -462,6 +476,9 @@ def main(argv: list[str] | None = None) -> int:
             if "checks" in parts and "run_id" in results["time_to_target"]:
                 print("(e) the map checks of that run ...", file=sys.stderr, flush=True)
                 results["checks"] = bench_checks(Path(store) / "time_to_target", results["time_to_target"]["run_id"])
+            if "explore" in parts and "run_id" in results["time_to_target"]:
+                print("(f) that run's Explore page in a browser ...", file=sys.stderr, flush=True)
+                results["explore"] = explore_part(Path(store) / "time_to_target", results["time_to_target"]["run_id"])
     if "scaling" in parts:
         print("(d) how cost grows ...", file=sys.stderr, flush=True)
         depths = tuple(int(d) for d in args.depths.split(","))
@@ -533,6 +550,16 @@ def report_lines(results: dict) -> list[str]:
             lines.append(
                 f"(e) map checks (analyse, defaults) of that run: {c['checks_s']} s of checks, {c['wall_s']} s for the "
                 f"whole command (target <= 60 s); k90 {c['k90']} of {c['of']}"
+            )
+    if "explore" in results:
+        e = results["explore"]
+        if "error" in e:
+            lines.append(f"(f) Explore in a browser: not measured: {e['error']}")
+        else:
+            lines.append(
+                f"(f) Explore in Chromium, a fresh page on a warm server (median of {len(e['page_each_s'])}): the "
+                f"run's {e['n_maps']} maps drawn {e['maps_s']} s after the navigation starts, the whole page "
+                f"({e['figures']} figures) {e['page_s']} s (targets 1.5 s and 3 s)"
             )
     if "loads" in results:
         loads = results["loads"]

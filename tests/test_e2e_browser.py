@@ -351,6 +351,9 @@ def test_a_run_with_checks_shows_its_sufficiency_curve(request, tiny_llama):
         page.get_by_text(re.compile(r"Map check\. No effect to localise: on all 3 validation prompts")).wait_for(
             timeout=UI_MS
         )
+        # The checks' figures are in a tab of their own, drawn when it is opened (and kept in the link).
+        page.get_by_role("tab", name="Does the map mean anything?").click()
+        expect(page).to_have_url(re.compile(r"[?&]tab=checks"), timeout=UI_MS)
         curve = page.locator(
             ".js-plotly-plot", has=page.get_by_text(re.compile("Sufficiency and necessity of the top-k"))
         )
@@ -359,3 +362,18 @@ def test_a_run_with_checks_shows_its_sufficiency_curve(request, tiny_llama):
         expect(curve.first.get_by_text("keep top-k (sufficiency)")).to_have_count(1)
     finally:
         context.close()
+
+
+def test_the_bench_times_a_runs_explore_page(tmp_path, tiny_llama):
+    """`make bench` (f) on a tiny run: every visit waits for the maps, then for every figure."""
+    require_browser()
+    from actscale.engine.training import TrainConfig
+    from actscale.runs.api import train_run
+    from actscale.runs.store import RunStore
+    from benchmarks.explore_timing import bench_explore
+
+    config = TrainConfig(model="tiny-llama", steps=1, n_prompts=16, n_test=8, sites=("attn_out", "mlp_out"))
+    bundle = train_run(config, tiny_llama, store=RunStore(tmp_path / "runs"))
+    out = bench_explore(tmp_path / "runs", bundle.run_id, n_maps=2, visits=2)
+    assert (out["n_maps"], out["figures"], len(out["page_each_s"])) == (2, 3, 2)  # two maps and the curves
+    assert all(0 < m <= p for m, p in zip(out["maps_each_s"], out["page_each_s"]))

@@ -14,6 +14,8 @@ from conftest import make_method_runs
 from safetensors.torch import save_file
 from streamlit.testing.v1 import AppTest
 
+from actscale.ui import explore_tabs
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "app_pages" / "2_Explore.py")
 METHODS = ("activscalar", "steervec", "dynscalar")
@@ -117,7 +119,7 @@ def test_dyn_prompt_select_changes_the_scalars(runs):
 
 
 def test_top_components_count(runs):
-    at = open_page(runs[1]["activscalar"].run_id)
+    at = open_link(run=runs[1]["activscalar"].run_id, tab="top")
     at.number_input(key="explore_top_k").set_value(7).run()
     assert not at.exception
     tables = [d.value for d in at.dataframe if "abs" in d.value.columns]
@@ -135,10 +137,9 @@ def copy_run(root: Path, src: str, new_id: str) -> Path:
     return dest
 
 
-BROKEN_FIGURES = [  # one line per figure drawn from the broken arrays
+BROKEN_FIGURES = [  # one line per figure drawn from the broken arrays (the top components' tab is closed)
     "this run's analysis arrays lack magnitude.head (the mean |α(h)| DynScalar applied)",
     "The per-prompt scalars failed: IndexError: too many indices for tensor of dimension 1",
-    "this run's analysis arrays lack magnitude.attn_out (the mean |α(h)| DynScalar applied)",
 ]
 
 
@@ -166,6 +167,11 @@ def test_broken_bundles_never_break_the_page(runs):
         assert not at.exception
         assert [e.value for e in at.error] == BROKEN_FIGURES
         assert "history" in chart_keys(at)  # the rest of the page is drawn
+        at = open_link(run="cccccccccccccccc", tab="top")  # the top components rank by the missing arrays too
+        assert [e.value for e in at.error] == [
+            *BROKEN_FIGURES,
+            "this run's analysis arrays lack magnitude.attn_out (the mean |α(h)| DynScalar applied)",
+        ]
         at = open_page(bundles["steervec"].run_id)
         assert not at.exception and not at.error
     finally:
@@ -190,7 +196,7 @@ def test_viewer_mode_never_loads_a_model(runs, method, monkeypatch):
 
 def test_headline_tiles_say_what_moved_and_reliability_is_drawn(runs):
     bundle = runs[1]["activscalar"]
-    at = open_page(bundle.run_id)
+    at = open_link(run=bundle.run_id, tab="reliability")
     assert not at.exception and not at.error
     m = bundle.metrics["test"]
     tiles = {t.label: t for t in at.metric}
@@ -213,7 +219,7 @@ def test_map_checks_are_drawn_from_the_bundle(runs, tiny_llama):
 
     bundle = runs[1]["dynscalar"]
     out = run_checks(tiny_llama, bundle, CheckOptions(prompts=8, draws=5, precision="float32"))
-    at = open_page(bundle.run_id)
+    at = open_link(run=bundle.run_id, tab="checks")
     assert not at.exception and not at.error
     infos = [i.value for i in at.info]
     # The tiny run moves neither direction beyond its interval: said, and nothing drawn at a k90.
@@ -228,7 +234,7 @@ def test_map_checks_are_drawn_from_the_bundle(runs, tiny_llama):
     assert [e.label for e in at.expander if e.label.startswith("Run the checks")] == ["Run the checks again"]
     other = runs[1]["steervec"]
     if other.checks() is None:
-        at = open_page(other.run_id)
+        at = open_link(run=other.run_id, tab="checks")
         assert any("No map checks for this run yet" in c.value for c in at.caption)
         assert [e.label for e in at.expander if e.label.startswith("Run the checks")] == ["Run the checks"]
 
@@ -236,7 +242,7 @@ def test_map_checks_are_drawn_from_the_bundle(runs, tiny_llama):
 def test_read_only_deployment_offers_the_command_not_the_button(runs, monkeypatch):
     monkeypatch.setenv("ACTSCALE_READONLY", "1")
     run_id = runs[1]["steervec"].run_id
-    at = open_page(run_id)
+    at = open_link(run=run_id, tab="checks")
     assert not at.exception
     assert not [e for e in at.expander if e.label.startswith("Run the checks")]
     assert any(f"python -m actscale analyse --run {run_id} --seeds 3" in c.value for c in at.caption)
@@ -360,3 +366,45 @@ def test_bad_link_values_are_one_warning_and_ignored(runs, params, warning):
         assert param(at, "component") is None
     if params.get("site") == "resid":
         assert at.selectbox(key="explore_site").value == "" and param(at, "site") is None
+
+
+# ---------------------------------------------------------------- the tabs below the maps
+def test_only_the_open_tab_is_drawn_and_the_link_keeps_it(runs):
+    bundle = runs[1]["activscalar"]
+    at = open_page(bundle.run_id)
+    assert [t.label for t in at.tabs] == list(explore_tabs.TABS.values())
+    keys = chart_keys(at)
+    assert "history" in keys and "reliability" not in keys and not any(k.startswith("checks-") for k in keys)
+    assert param(at, "tab") is None  # the first tab is the default and not written
+    at.session_state["explore_tab"] = "Reliability per example"
+    at.run()
+    keys = chart_keys(at)
+    assert "reliability" in keys and "history" not in keys and param(at, "tab") == "reliability"
+    at = open_link(run=bundle.run_id, tab="nope")
+    assert [w.value for w in at.warning] == [
+        "Ignored ?tab='nope' from the link: tab must be one of training, checks, reliability, top"
+    ]
+    assert "history" in chart_keys(at)
+
+
+def test_the_reliability_figure_draws_bands_and_the_worst_prompts_as_lines(runs):
+    from actscale.views.analysis import reliability
+
+    bundle = runs[1]["activscalar"]
+    frame, _ = reliability(bundle, "test")
+    fig = chart(open_link(run=bundle.run_id, tab="reliability"), "reliability")
+    n = len(frame)
+    assert [t.get("name") for t in fig["data"]] == [
+        None,
+        f"5%–95% of the {n} prompts",
+        None,
+        f"25%–75% of the {n} prompts",
+        "median",
+        f"the {min(10, n)} furthest from flipping",
+    ]
+    deltas = frame[["delta_neg", "delta_base", "delta_pos"]]
+    assert fig["data"][0]["y"] == deltas.quantile(0.95).tolist()
+    assert fig["data"][1]["y"] == deltas.quantile(0.05).tolist()
+    assert fig["data"][4]["y"] == deltas.median().tolist()
+    worst = fig["data"][5]["y"]
+    assert len(worst) == 4 * min(10, n) and worst[:3] == frame.loc[0, ["delta_neg", "delta_base", "delta_pos"]].tolist()

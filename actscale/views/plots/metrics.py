@@ -296,40 +296,51 @@ def plot_length_generalisation(bundle: RunBundle) -> go.Figure:
     return fig
 
 
-def plot_reliability(bundle: RunBundle, split: str = "test") -> go.Figure:
-    """Per-example reliability: each prompt's Δ at β = −1, 0 and +1 as one line (a slope chart);
-    lines that end on the wrong side of 0 did not flip."""
+RELIABILITY_BANDS = ((0.05, 0.95, "rgba(59,110,168,0.18)"), (0.25, 0.75, "rgba(59,110,168,0.35)"))
+
+
+def plot_reliability(bundle: RunBundle, split: str = "test", worst: int = 10) -> go.Figure:
+    """Per-example reliability: the spread of Δ over the split's prompts at β = −1, 0 and +1 as
+    bands (5–95% and 25–75% of the prompts, the median as a line), and the ``worst`` prompts
+    (furthest from flipping, `reliability`'s order) as lines of their own; a line that ends on
+    the wrong side of 0 did not flip. Bands, not a line per prompt: 200 lines draw slowly and
+    hide each other."""
     df, _ = reliability(bundle, split)
     fig = new_figure()
     if df.empty:
         fig.update_layout(title=f"no per-prompt results for the {split} split", **LAYOUT)
         return fig
     xs = ["β = −1", "β = 0", "β = +1"]
-    for flipped, colour, name in (
-        (True, "rgba(59,110,168,0.35)", "flipped both ways"),
-        (False, "rgba(180,35,44,0.8)", "not flipped one way"),
-    ):
-        part = df[(df["shortfall"] < 0) == flipped]
-        x, y, text = [], [], []
-        for _, row in part.iterrows():  # one polyline per prompt, separated by gaps
-            x += [*xs, None]
-            y += [row["delta_neg"], row["delta_base"], row["delta_pos"], None]
-            text += [str(row["prompt"])[:80]] * 3 + [None]
+    deltas = df[["delta_neg", "delta_base", "delta_pos"]]
+    for low, high, colour in RELIABILITY_BANDS:
+        lo, hi = deltas.quantile(low).tolist(), deltas.quantile(high).tolist()
+        name = f"{low:.0%}–{high:.0%} of the {len(df)} prompts"
+        fig.add_trace(go.Scatter(x=xs, y=hi, mode="lines", line=dict(width=0), showlegend=False, hoverinfo="skip"))
         fig.add_trace(
-            go.Scatter(
-                x=x,
-                y=y,
-                mode="lines+markers",
-                name=f"{name} ({len(part)})",
-                text=text,
-                line=dict(color=colour, width=1),
-                marker=dict(size=4),
-                hovertemplate="%{text}<br>Δ %{y:.2f}<extra></extra>",
-            )
+            go.Scatter(x=xs, y=lo, mode="lines", line=dict(width=0), fill="tonexty", fillcolor=colour, name=name)
         )
+    median = deltas.median().tolist()
+    fig.add_trace(go.Scatter(x=xs, y=median, mode="lines+markers", name="median", line=dict(color="#3b6ea8")))
+    x, y, text = [], [], []
+    for _, row in df.head(worst).iterrows():  # one polyline per prompt, separated by gaps
+        x += [*xs, None]
+        y += [row["delta_neg"], row["delta_base"], row["delta_pos"], None]
+        text += [str(row["prompt"])[:80]] * 3 + [None]
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=y,
+            mode="lines+markers",
+            name=f"the {min(worst, len(df))} furthest from flipping",
+            text=text,
+            line=dict(color="rgba(180,35,44,0.8)", width=1),
+            marker=dict(size=4),
+            hovertemplate="%{text}<br>Δ %{y:.2f}<extra></extra>",
+        )
+    )
     fig.add_hline(y=0, line=dict(color="#999", width=1))
     fig.update_layout(
-        title=f"Δ per {split} prompt at β = −1, 0, +1",
+        title=f"Δ over the {split} prompts at β = −1, 0, +1",
         xaxis_title="steering strength",
         yaxis_title="Δ = logit(a+) − logit(a−)",
         **LAYOUT,
