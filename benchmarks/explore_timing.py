@@ -96,20 +96,24 @@ def _visit(browser, url: str, n_maps: int) -> tuple[float, float, int]:
         context.close()
 
 
-def bench_explore(store: Path, run_id: str, n_maps: int, visits: int = 3) -> dict:
-    """The median over ``visits`` fresh pages of the run's Explore page (module docstring)."""
-    if not Path(CHROMIUM).is_file():
-        return {"error": f"no Chromium at {CHROMIUM} (`make browser` installs it)"}
-    from playwright.sync_api import sync_playwright
+def bench_explore(store: Path, run_id: str, n_maps: int, visits: int = 3, browser=None) -> dict:
+    """The median over ``visits`` fresh pages of the run's Explore page (module docstring), in
+    ``browser`` (a Playwright Chromium) or one launched for it."""
+    if browser is None:
+        if not Path(CHROMIUM).is_file():
+            return {"error": f"no Chromium at {CHROMIUM} (`make browser` installs it)"}
+        from playwright.sync_api import sync_playwright
 
-    with dashboard(store) as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            page_url = f"{url}/Explore?run={run_id}"
-            _visit(browser, page_url, n_maps)  # warms the server's caches
-            times = [_visit(browser, page_url, n_maps) for _ in range(visits)]
-        finally:
-            browser.close()
+        with sync_playwright() as p:
+            launched = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            try:
+                return bench_explore(store, run_id, n_maps, visits, launched)
+            finally:
+                launched.close()
+    with dashboard(store) as url:
+        page_url = f"{url}/Explore?run={run_id}"
+        _visit(browser, page_url, n_maps)  # warms the server's caches
+        times = [_visit(browser, page_url, n_maps) for _ in range(visits)]
     return {
         "maps_s": round(statistics.median(t[0] for t in times), 2),
         "page_s": round(statistics.median(t[1] for t in times), 2),

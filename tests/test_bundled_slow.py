@@ -42,12 +42,17 @@ def test_warm_load(bundled):
 )
 def test_flip_targets_on_held_out_prompts(bundled, bundled_run, task, method, test_groups, target):
     """Each run is trained into the session's store, where the map checks' slow tests open the
-    IOI ActivScalar and the held-out DynScalar runs again."""
-    config = TrainConfig(model="bundled", task=task, method=method, test_groups=test_groups)
+    IOI ActivScalar run again. The defaults as a user gets them, but DynScalar's held-out run is
+    one cycle of its 40 steps: where it misses the validation target its default trains up to 4
+    cycles (160 steps, minutes more of the suite's time on a slow CPU); its adaptive runs are
+    measured in docs/measured.md, and its assertion is the same either way."""
+    fields = {"cycles": 1} if method == "dynscalar" else {}
+    config = TrainConfig(model="bundled", task=task, method=method, test_groups=test_groups, **fields)
     start = time.perf_counter()
-    bundle = bundled_run(task=task, method=method, test_groups=test_groups)
+    bundle = bundled_run(task=task, method=method, test_groups=test_groups, **fields)
     test = bundle.metrics["test"]
-    print(f"\n{task} {method}: {time.perf_counter() - start:.0f} s, {bundle.info['steps_run']} steps")
+    took = f"{time.perf_counter() - start:.0f} s, {bundle.info['steps_run']} steps"
+    print(f"\n{task} {method}: {took}, target {bundle.info['target']}")
     for split, m in bundle.metrics.items():
         print(
             f"  {split}: n {m['n_prompts']} base {m['acc_base']:.2f} flip +{m['flip_acc_pos']:.2f} "
@@ -65,6 +70,8 @@ def test_flip_targets_on_held_out_prompts(bundled, bundled_run, task, method, te
     else:  # held out: no target was tuned; the steered rate must beat the unmodified one beyond its interval
         assert test["flip_acc_neg_ci95"][0] > 1 - test["acc_base"]
     assert 0 < test["effective_frac"] <= 1
+    if (task, method) == ("ioi", "activscalar"):  # the default reaches its validation target (0.9 each way)
+        assert bundle.info["target"]["met"] and bundle.info["target"]["cycles"] == 4
     if method == "activscalar":
         assert test["n_params"] == test["n_components"] == n_sites * n_layers * n_pos
         assert test["effective_frac"] <= 0.25  # measured 15% on IOI, 20% on CCC (seed 0)

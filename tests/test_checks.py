@@ -318,7 +318,13 @@ def test_checks_are_written_into_the_bundle_and_merged(tiny_llama, tmp_path):
     assert seen[-1] == 1.0 and seen == sorted(seen)
     data, tensors = load_bundle(bundle.path).checks()
     assert data["version"] == 1 and data["map"]["k90"] == out["map"]["k90"]
-    assert sorted(tensors) == ["map.magnitude", "map.order"] == data["tensors"]
+    free = [f"map.{m}.{s}" for m in ("atp", "atp_mean") for s in ("attn_out", "mlp_out")]
+    assert sorted(tensors) == sorted(["map.magnitude", "map.order", *free]) == data["tensors"]
+    # The free maps are per cell (layer, position counted back from the answer), whatever the method's components.
+    n_pos = max(len(t) for t in bundle.info["str_tokens"])
+    assert {tuple(tensors[name].shape) for name in free} == {(tiny_llama.n_layers, n_pos)}
+    assert [r["map"] for r in data["map"]["free"]["agreement"]] == ["atp", "atp_mean"]
+    assert data["map"]["free"]["n"] == sum(r["split"] == "train" for r in bundle.dataset)
     # A later call adds a part and keeps the others.
     side = checks.run_checks(tiny_llama, bundle, CheckOptions(prompts=8, draws=5, precision="float32"))
     assert "side_effects" in side and side["map"]["k90"] == out["map"]["k90"]

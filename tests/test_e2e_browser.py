@@ -364,9 +364,10 @@ def test_a_run_with_checks_shows_its_sufficiency_curve(request, tiny_llama):
         context.close()
 
 
-def test_the_bench_times_a_runs_explore_page(tmp_path, tiny_llama):
+def test_the_bench_times_a_runs_explore_page(request, tmp_path, tiny_llama):
     """`make bench` (f) on a tiny run: every visit waits for the maps, then for every figure."""
     require_browser()
+    browser = request.getfixturevalue("browser")
     from actscale.engine.training import TrainConfig
     from actscale.runs.api import train_run
     from actscale.runs.store import RunStore
@@ -374,6 +375,6 @@ def test_the_bench_times_a_runs_explore_page(tmp_path, tiny_llama):
 
     config = TrainConfig(model="tiny-llama", steps=1, n_prompts=16, n_test=8, sites=("attn_out", "mlp_out"))
     bundle = train_run(config, tiny_llama, store=RunStore(tmp_path / "runs"))
-    out = bench_explore(tmp_path / "runs", bundle.run_id, n_maps=2, visits=2)
+    out = bench_explore(tmp_path / "runs", bundle.run_id, n_maps=2, visits=2, browser=browser)
     assert (out["n_maps"], out["figures"], len(out["page_each_s"])) == (2, 3, 2)  # two maps and the curves
     assert all(0 < m <= p for m, p in zip(out["maps_each_s"], out["page_each_s"]))

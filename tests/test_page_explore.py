@@ -232,6 +232,14 @@ def test_map_checks_are_drawn_from_the_bundle(runs, tiny_llama):
     assert not any(str(n).startswith("random placement") for n in names)
     assert fig["layout"]["title"]["text"].startswith("Sufficiency and necessity of the top-k components (no effect")
     assert [e.label for e in at.expander if e.label.startswith("Run the checks")] == ["Run the checks again"]
+    # next to the learned map, the free ones on the same cells, with their agreement
+    assert {"free-atp-attn_out", "free-atp-mlp_out", "free-atp-head"} <= set(chart_keys(at))
+    assert chart(at, "free-atp-head")["data"][0]["zmid"] == 0
+    tables = [d.value for d in at.dataframe if "Spearman (effective in either)" in d.value.columns]
+    assert len(tables) == 1 and list(tables[0]["map"]) == [
+        "gradient × activation (AtP, zero ablation)",
+        "AtP, mean ablation",
+    ]
     other = runs[1]["steervec"]
     if other.checks() is None:
         at = open_link(run=other.run_id, tab="checks")

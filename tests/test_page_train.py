@@ -231,6 +231,18 @@ def test_the_train_page_default_run_and_the_cli_default_run_have_one_id(ui_store
     button(at, "Train").click().run()  # every widget at its default; the job runs in this run
     assert not at.exception and not at.error
     (page_run,) = [r.run_id for r in ui_store.list()]
+    # The default adapts (cycles of the method's steps until validation reaches the target): a
+    # missed target is a warning with what to try, on the page as in the CLI's JSON.
+    from actscale.runs.store import RunStore
+    from actscale.views.analysis import target_text
+
+    stored = RunStore(ui_store.root).load(page_run)
+    target = stored.info["target"]
+    assert target["cycles"] == 4 and 1 <= target["cycles_run"] <= 4
+    unmet = target_text(stored.info, stored.record.config)
+    assert [w.value for w in at.warning if "Validation target" in w.value] == (
+        [] if target["met"] else [f"Run {page_run} (activscalar): {unmet}"]
+    )
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
         [
@@ -253,7 +265,7 @@ def test_the_train_page_default_run_and_the_cli_default_run_have_one_id(ui_store
     )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["run_id"] == page_run
+    assert out["run_id"] == page_run and out["target"] == target
     assert [r.run_id for r in ui_store.list()] == [page_run]  # the CLI reused the page's run
     assert json.loads((ui_store.root / page_run / "config.json").read_text())["templates"] == []
 

@@ -15,6 +15,7 @@ from actscale.checks.components import (
     keep_params,
     necessity_grid,
 )
+from actscale.checks.free_maps import agreement, free_maps
 from actscale.checks.options import CheckOptions, Progress
 from actscale.checks.passes import (
     Context,
@@ -79,7 +80,18 @@ def map_checks(
     }
     part.update(_at_k90(ctx, bundle, learned, k90, sufficiency, part["targets"], options, advance))
     part["seconds_map"] = round(time.perf_counter() - start, 3)
-    return part, {"order": comps.order.clone(), "magnitude": comps.magnitude.clone()}
+    part["free"], free = _free_part(model, bundle, task)
+    return part, {"order": comps.order.clone(), "magnitude": comps.magnitude.clone(), **free}
+
+
+def _free_part(model: LoadedModel, bundle: RunBundle, task: PreparedTask) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """The training-free maps on the run's cells and how they agree with the learned one
+    (`free_maps`), computed on the training prompts."""
+    start = time.perf_counter()
+    maps = free_maps(model, task, bundle.sites)
+    rows = agreement(bundle, task, maps)
+    n = int(task.split_indices("train").numel())
+    return {"split": "train", "n": n, "agreement": rows, "seconds": round(time.perf_counter() - start, 3)}, maps
 
 
 def _curves_part(

@@ -49,6 +49,7 @@ def show(bundle: RunBundle, checks: dict[str, Any] | None, figure: FigureFn) -> 
 
 def _draw(bundle: RunBundle, checks: dict[str, Any], figure: FigureFn) -> None:
     _draw_map(bundle, checks, figure)
+    _draw_free(bundle, checks, figure)
     _draw_stability(bundle, checks, figure)
     _draw_generalisation(bundle, checks, figure)
     _draw_side_effects(bundle, checks)
@@ -65,8 +66,9 @@ def _draw_map(bundle: RunBundle, checks: dict[str, Any], figure: FigureFn) -> No
         else "."
     )
     st.caption(
-        f"On the first {m['prompts']['n']} of the run's {m['prompts']['of']} test prompts, the same prompts for "
-        f"every variant. Components ranked by {m['magnitude']} (relative size, docs/method.md §4). {prec} "
+        f"On {analysis.prompts_text(m['prompts'])}, the same prompts for every variant (k90 chosen on "
+        f"{analysis.prompts_text(m.get('choose') or m['prompts'])}). Components ranked by {m['magnitude']} "
+        f"(relative size, docs/method.md §4). {prec} "
         "What this cannot show: that the components are the model's own mechanism (scaling can steer "
         "through components the unmodified model does not use), or anything beyond these prompts."
     )
@@ -81,6 +83,21 @@ def _draw_map(bundle: RunBundle, checks: dict[str, Any], figure: FigureFn) -> No
     with c2:
         st.markdown("**Knock-outs of the same components**")
         common.show_table(analysis.ablation_table(checks), f"{name}-ablation", "checks-ablation", hide_index=True)
+
+
+def _draw_free(bundle: RunBundle, checks: dict[str, Any], figure: FigureFn) -> None:
+    """The maps the field gets without training, on the run's cells, and how they rank the cells
+    against the learned map (checks stored before they existed have none)."""
+    if analysis.free_part(checks) is None:
+        return
+    st.markdown("**Next to the maps the field gets for free: gradient × activation (AtP)**")
+    st.caption(analysis.free_text(checks))
+    common.show_table(analysis.free_table(checks), f"{bundle.run_id}-free-maps", "checks-free", hide_index=True)
+    sites = list(bundle.sites)
+    for start in range(0, len(sites), 2):  # two to a row, like the learned maps above
+        for site, column in zip(sites[start : start + 2], st.columns(2)):
+            with column:
+                figure(plots.plot_free_map, "atp", site, key=f"free-atp-{site}")
 
 
 def _draw_stability(bundle: RunBundle, checks: dict[str, Any], figure: FigureFn) -> None:

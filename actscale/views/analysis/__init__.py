@@ -36,6 +36,7 @@ from actscale.views.analysis.checks import (
     sufficiency_table,
     vary_text,
 )
+from actscale.views.analysis.free import FREE_MAPS, free_part, free_table, free_text, free_values
 from actscale.views.analysis.tables import (
     SPLIT_KEYS,
     best_on_validation,
@@ -55,6 +56,7 @@ from actscale.views.analysis.tables import (
 )
 
 __all__ = [
+    "FREE_MAPS",
     "SPLIT_KEYS",
     "ablation_table",
     "best_on_validation",
@@ -68,6 +70,10 @@ __all__ = [
     "dyn_prompt_scalars",
     "examples_frame",
     "filled_metrics",
+    "free_part",
+    "free_table",
+    "free_text",
+    "free_values",
     "generalisation_table",
     "group_table",
     "head_values",

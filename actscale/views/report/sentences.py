@@ -14,6 +14,7 @@ from actscale.runs.bundle import RunBundle
 from actscale.runs.records import SplitMetrics
 from actscale.views.analysis import (
     filled_metrics,
+    free_text,
     k90_text,
     overlap_text,
     prompts_text,
@@ -326,6 +327,7 @@ def check_findings(bundle: RunBundle) -> list[str]:
                 f"The checks ran in {m['precision']}: the sign of Δ agrees with the run's own evaluation on "
                 f"{agree['agree']} of {agree['n']} prompt-directions."
             )
+        out.append(free_text(data))
     if "stability" in data:
         st = data["stability"]
         out.append(

@@ -1,0 +1,73 @@
+"""The training-free maps the map checks store next to the learned one (docs/method.md §7.7):
+their agreement with the learned map as a table and a sentence, and their values per site."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from actscale.checks.free_maps import FREE_MAPS
+from actscale.runs.bundle import RunBundle
+from actscale.views.analysis.checks import checks_tensor
+
+
+def free_part(checks: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """checks.json's free maps (None for checks stored before they existed)."""
+    part = ((checks or {}).get("map") or {}).get("free")
+    return part if isinstance(part, Mapping) and part.get("agreement") else None
+
+
+def free_table(checks: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per free map: its rank agreement with the learned map and the top-k overlap."""
+    part = free_part(checks) or {}
+    return pd.DataFrame(
+        [
+            {
+                "map": r["label"],
+                "Spearman (effective in either)": round(r["spearman"], 3),
+                "cells in either": r["n_union"],
+                "Spearman (all cells)": round(r["spearman_all"], 3),
+                "top-k shared": r["top_k_shared"],
+                "k": r["k"],
+                "by chance": round(r["top_k_chance"], 1),
+                "p": float(f"{r['top_k_p']:.3g}"),
+            }
+            for r in part.get("agreement", [])
+        ]
+    )
+
+
+def free_text(checks: Mapping[str, Any]) -> str:
+    """What the free maps' agreement says, and what it cannot show; "" without them."""
+    part = free_part(checks)
+    if part is None:
+        return ""
+    sentences = []
+    for r in part["agreement"]:
+        if not r["k"]:
+            sentences.append(f"{r['label']}: the learned map has no effective cell to compare.")
+            continue
+        sentences.append(
+            f"{r['label'][0].upper()}{r['label'][1:]}: Spearman {r['spearman']:.2f} over the {r['n_union']} cells "
+            f"effective in either map ({r['spearman_all']:.2f} over all {r['n_cells']}); the two top {r['k']} share "
+            f"{r['top_k_shared']} cells against {r['top_k_chance']:.1f} by chance (p = {r['top_k_p']:.2g})."
+        )
+    return (
+        f"On the {part['n']} training prompts, one forward and one backward pass: " + " ".join(sentences) + " "
+        "Agreement is not localisation: which map's top cells carry the behaviour is not measured here."
+    )
+
+
+def free_values(bundle: RunBundle, name: str, site: str) -> np.ndarray | None:
+    """A free map's signed estimates at ``site``, [layer pos] (the head site summed over heads)."""
+    stored = checks_tensor(bundle, f"map.{name}.{site}")
+    if stored is None:
+        return None
+    values = stored.float().numpy()
+    return values.sum(-1) if values.ndim == 3 else values
+
+
+__all__ = ["FREE_MAPS", "free_part", "free_table", "free_text", "free_values"]
