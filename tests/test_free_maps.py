@@ -1,4 +1,4 @@
-"""The training-free maps next to the learned one (docs/method.md §7.7): gradient × activation
+"""The training-free maps next to the learned one (docs/method.md §7.8): gradient × activation
 (zero-ablation AtP) and its mean-ablation variant on the run's own cells, checked against a
 direct computation with bare hooks, and how their rankings are compared with the learned map."""
 

@@ -6,7 +6,7 @@ activation does to the logit difference Δ = logit(a+) − logit(a−), ``⟨∇
 ActivScalar's first gradient (``∂Δ/∂α = β·⟨∇_h Δ, h⟩`` at α = 0), so a learned map that only
 repeats it adds nothing beyond the first step. Its **mean-ablation** variant estimates replacing
 the activation by its mean over the training prompts instead, ``⟨∇_h Δ, h − h̄⟩``. Both come
-from one forward and one backward pass over the training prompts (docs/method.md §7.7), with
+from one forward and one backward pass over the training prompts (docs/method.md §7.8), with
 zero-valued probes on every cell: a scalar multiplying the activation (its gradient is
 ``⟨∇_h Δ, h⟩``) and a vector added to it (its gradient, ``∇_h Δ`` summed over prompts, meets h̄).
 

@@ -1,4 +1,4 @@
-"""The training-free maps the map checks store next to the learned one (docs/method.md §7.7):
+"""The training-free maps the map checks store next to the learned one (docs/method.md §7.8):
 their agreement with the learned map as a table and a sentence, and their values per site."""
 
 from __future__ import annotations
