@@ -325,6 +325,9 @@ def test_checks_are_written_into_the_bundle_and_merged(tiny_llama, tmp_path):
     assert {tuple(tensors[name].shape) for name in free} == {(tiny_llama.n_layers, n_pos)}
     assert [r["map"] for r in data["map"]["free"]["agreement"]] == ["atp", "atp_mean"]
     assert data["map"]["free"]["n"] == sum(r["split"] == "train" for r in bundle.dataset)
+    local = data["map"]["free"]["localisation"]
+    assert sorted(local["curves"]) == ["atp", "atp_mean", "learned", "random 1", "random 2", "random 3"]
+    assert local["n_cells"] == 2 * tiny_llama.n_layers * n_pos and local["n_prompts"] == data["map"]["prompts"]["n"]
     # A later call adds a part and keeps the others.
     side = checks.run_checks(tiny_llama, bundle, CheckOptions(prompts=8, draws=5, precision="float32"))
     assert "side_effects" in side and side["map"]["k90"] == out["map"]["k90"]

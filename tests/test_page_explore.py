@@ -240,6 +240,10 @@ def test_map_checks_are_drawn_from_the_bundle(runs, tiny_llama):
         "gradient × activation (AtP, zero ablation)",
         "AtP, mean ablation",
     ]
+    local = chart(at, "free-localisation")
+    assert {t["name"] for t in local["data"] if t.get("showlegend", True)} >= {"random (each draw)"}
+    areas = [d.value for d in at.dataframe if "area keeping top-k" in d.value.columns]
+    assert len(areas) == 1 and list(areas[0]["ranking"])[0] == "learned map"
     other = runs[1]["steervec"]
     if other.checks() is None:
         at = open_link(run=other.run_id, tab="checks")

@@ -27,7 +27,7 @@ from actscale.checks.components import Components
 from actscale.checks.over_seeds import overlap_p, spearman
 from actscale.checks.passes import mean_activations
 from actscale.engine.evaluation import train_token_mask
-from actscale.engine.interventions import at_sites, make_intervention, method_class
+from actscale.engine.interventions import Intervention, at_sites, make_intervention, method_class
 from actscale.engine.models import LoadedModel, last_position_logits
 from actscale.engine.objective import logit_diff
 from actscale.engine.tasks import PreparedTask
@@ -37,30 +37,43 @@ from actscale.runs.bundle import RunBundle
 FREE_MAPS = {"atp": "gradient × activation (AtP, zero ablation)", "atp_mean": "AtP, mean ablation"}
 
 
-def free_maps(model: LoadedModel, task: PreparedTask, sites: tuple[str, ...], batch: int = 8) -> dict[str, Tensor]:
+def cell_probe(
+    model: LoadedModel, task: PreparedTask, sites: tuple[str, ...], method: str = "activscalar"
+) -> Intervention:
+    """A zero-valued intervention with one parameter per cell of ``sites`` (positions counted
+    back from the answer): the cells every free map, and the localisation curves, are on."""
+    return make_intervention(method, sites, model_dims(model, task.n_pos), {"positions": "answer"}).to(model.device)
+
+
+def cell_means(model: LoadedModel, task: PreparedTask, probe: Intervention) -> dict[str, Tensor]:
+    """h̄ per cell, [layer pos (head) d], over the training prompts' real tokens."""
+    shapes = {s: probe.tensor("alpha", s).detach().cpu() for s in probe.sites}
+    return mean_activations(model, task, Components(type(probe), probe.sites, shapes), probe.dims.n_layers)
+
+
+def free_maps(
+    model: LoadedModel, task: PreparedTask, probe: Intervention, means: Mapping[str, Tensor], batch: int = 8
+) -> dict[str, Tensor]:
     """``atp.<site>`` and ``atp_mean.<site>``: [layer pos (head)], the mean over the training
-    prompts of each cell's estimate (signed: > 0 where the activation raises Δ). Positions count
-    back from the answer (left padding), as the learned cells of an answer-aligned run do."""
-    dims = model_dims(model, task.n_pos)
-    probes = [make_intervention(m, sites, dims, {"positions": "answer"}).to(model.device) for m in FREE_PROBES]
-    scale, shift = probes
-    # h̄ per cell over the training prompts' real tokens (the probe's cells are per position)
-    shapes = {s: scale.tensor("alpha", s).detach().cpu() for s in sites}
-    means = mean_activations(model, task, Components(type(scale), sites, shapes), dims.n_layers)
+    prompts of each cell's estimate (signed: > 0 where the activation raises Δ), on ``probe``'s
+    cells (`cell_probe`); ``means`` from `cell_means`."""
+    sites = probe.sites
+    probes = [probe, cell_probe(model, task, sites, "steervec")]
     rows = task.split_indices("train")
     for chunk in rows.split(batch):
         tokens, mask = task.tokens[chunk], task.attention_mask[chunk]
         beta = torch.ones(len(chunk), device=model.device)
 
         def edit(act: Tensor, site: str, layer: int, beta: Tensor = beta, mask: Tensor = mask) -> Tensor:
-            for probe in probes:
-                act = probe(act, site=site, layer=layer, beta=beta, mask=mask.to(act.device))
+            for p in probes:
+                act = p(act, site=site, layer=layer, beta=beta, mask=mask.to(act.device))
             return act
 
-        with model.lock, at_sites(model.bridge, sites, dims.n_layers, edit):
+        with model.lock, at_sites(model.bridge, sites, probe.dims.n_layers, edit):
             logits = last_position_logits(model, tokens, mask)
             correct, wrong = task.correct_ids[chunk].to(logits.device), task.wrong_ids[chunk].to(logits.device)
             logit_diff(logits, correct, wrong).sum().backward()
+    scale, shift = probes
     n = max(int(rows.numel()), 1)
     out = {}
     for site in sites:
@@ -71,29 +84,33 @@ def free_maps(model: LoadedModel, task: PreparedTask, sites: tuple[str, ...], ba
     return out
 
 
-# A scalar multiplying each cell and a vector added to it: zero-valued, so the pass is the
-# unmodified model's, and their gradients are the two estimates' ingredients.
-FREE_PROBES = ("activscalar", "steervec")
-
-
-def agreement(bundle: RunBundle, task: PreparedTask, maps: Mapping[str, Tensor]) -> list[dict[str, Any]]:
-    """How each free map ranks the cells against the learned map, over every site's cells that a
-    training prompt reaches: Spearman over the union of the learned map's effective cells (its
-    relative change of the activation > τ) and the free map's as many largest |estimates|, over
-    every cell too, and the overlap of the two top-k sets (k = the learned effective count)
-    against the k²/n expected by chance, with the hypergeometric p."""
-    method, config = method_class(bundle.method), bundle.record.config
+def learned_cells(bundle: RunBundle, task: PreparedTask) -> Tensor:
+    """The learned map on the cells, flat over the run's sites: each cell's relative change of the
+    activation (ActivScalar |α|, SteerVec ‖v‖/‖h‖, DynScalar the mean |α(h)| applied there); NaN
+    at a cell no training prompt reaches."""
+    method = method_class(bundle.method)
     mask = train_token_mask(task.attention_mask, task.split_indices("train"))
-    learned = torch.cat(
+    return torch.cat(
         [method.cell_magnitude(bundle.params, bundle.analysis, s, mask).reshape(-1).float() for s in bundle.sites]
     )
+
+
+def flat(maps: Mapping[str, Tensor], name: str, sites: tuple[str, ...]) -> Tensor:
+    """A free map's |estimates|, flat over ``sites`` in the learned map's cell order."""
+    return torch.cat([maps[f"{name}.{s}"].reshape(-1).abs().float() for s in sites])
+
+
+def agreement(learned: Tensor, maps: Mapping[str, Tensor], sites: tuple[str, ...], tau: float) -> list[dict[str, Any]]:
+    """How each free map ranks the cells against the learned one (``learned``: `learned_cells`),
+    over the cells a training prompt reaches: Spearman over the union of the learned map's
+    effective cells (its relative change > τ) and the free map's as many largest |estimates|,
+    over every cell too, and the overlap of the two top-k sets (k = the learned effective count)
+    against the k²/n expected by chance, with the hypergeometric p."""
     reached = ~torch.isnan(learned)
-    learned = learned[reached]
-    rows = []
-    for name, label in FREE_MAPS.items():
-        free = torch.cat([maps[f"{name}.{s}"].reshape(-1).abs().float() for s in bundle.sites])[reached]
-        rows.append({"map": name, "label": label, **_compare(learned, free, config.tau)})
-    return rows
+    return [
+        {"map": name, "label": label, **_compare(learned[reached], flat(maps, name, sites)[reached], tau)}
+        for name, label in FREE_MAPS.items()
+    ]
 
 
 def _compare(learned: Tensor, free: Tensor, tau: float) -> dict[str, Any]:

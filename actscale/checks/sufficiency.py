@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from actscale.checks.components import (
@@ -15,7 +16,8 @@ from actscale.checks.components import (
     keep_params,
     necessity_grid,
 )
-from actscale.checks.free_maps import agreement, free_maps
+from actscale.checks.free_maps import FREE_MAPS, agreement, cell_means, cell_probe, flat, free_maps, learned_cells
+from actscale.checks.localisation import localisation
 from actscale.checks.options import CheckOptions, Progress
 from actscale.checks.passes import (
     Context,
@@ -80,18 +82,28 @@ def map_checks(
     }
     part.update(_at_k90(ctx, bundle, learned, k90, sufficiency, part["targets"], options, advance))
     part["seconds_map"] = round(time.perf_counter() - start, 3)
-    part["free"], free = _free_part(model, bundle, task)
+    part["free"], free = _free_part(model, bundle, task, ctx)
     return part, {"order": comps.order.clone(), "magnitude": comps.magnitude.clone(), **free}
 
 
-def _free_part(model: LoadedModel, bundle: RunBundle, task: PreparedTask) -> tuple[dict[str, Any], dict[str, Tensor]]:
-    """The training-free maps on the run's cells and how they agree with the learned one
-    (`free_maps`), computed on the training prompts."""
+def _free_part(
+    model: LoadedModel, bundle: RunBundle, task: PreparedTask, ctx: Context
+) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """The training-free maps on the run's cells (from the training prompts), how they agree with
+    the learned one, and which ranking localises the answer on the checks' test prompts
+    (`free_maps`, `localisation`)."""
     start = time.perf_counter()
-    maps = free_maps(model, task, bundle.sites)
-    rows = agreement(bundle, task, maps)
+    probe = cell_probe(model, task, bundle.sites)
+    means = cell_means(model, task, probe)
+    maps = free_maps(model, task, probe, means)
+    learned = learned_cells(bundle, task)
+    rows = agreement(learned, maps, bundle.sites, bundle.record.config.tau)
+    maps_s = time.perf_counter() - start
+    rankings = {"learned": torch.nan_to_num(learned, nan=-1.0)} | {n: flat(maps, n, bundle.sites) for n in FREE_MAPS}
+    local = localisation(ctx, probe, means, rankings)
+    local["seconds"] = round(time.perf_counter() - start - maps_s, 3)
     n = int(task.split_indices("train").numel())
-    return {"split": "train", "n": n, "agreement": rows, "seconds": round(time.perf_counter() - start, 3)}, maps
+    return {"split": "train", "n": n, "agreement": rows, "seconds": round(maps_s, 3), "localisation": local}, maps
 
 
 def _curves_part(

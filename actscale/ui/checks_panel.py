@@ -98,6 +98,12 @@ def _draw_free(bundle: RunBundle, checks: dict[str, Any], figure: FigureFn) -> N
         for site, column in zip(sites[start : start + 2], st.columns(2)):
             with column:
                 figure(plots.plot_free_map, "atp", site, key=f"free-atp-{site}")
+    if analysis.localisation_part(checks) is not None:
+        st.markdown("**Which ranking localises the answer**")
+        st.caption(analysis.localisation_text(checks))
+        figure(plots.plot_localisation, key="free-localisation")
+        table = analysis.localisation_table(checks)
+        common.show_table(table, f"{bundle.run_id}-localisation", "checks-localisation", hide_index=True)
 
 
 def _draw_stability(bundle: RunBundle, checks: dict[str, Any], figure: FigureFn) -> None:

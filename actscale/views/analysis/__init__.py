@@ -36,7 +36,17 @@ from actscale.views.analysis.checks import (
     sufficiency_table,
     vary_text,
 )
-from actscale.views.analysis.free import FREE_MAPS, free_part, free_table, free_text, free_values
+from actscale.views.analysis.free import (
+    FREE_MAPS,
+    RANKING_LABELS,
+    free_part,
+    free_table,
+    free_text,
+    free_values,
+    localisation_part,
+    localisation_table,
+    localisation_text,
+)
 from actscale.views.analysis.tables import (
     SPLIT_KEYS,
     best_on_validation,
@@ -57,6 +67,7 @@ from actscale.views.analysis.tables import (
 
 __all__ = [
     "FREE_MAPS",
+    "RANKING_LABELS",
     "SPLIT_KEYS",
     "ablation_table",
     "best_on_validation",
@@ -83,6 +94,9 @@ __all__ = [
     "k90_text",
     "overlap_text",
     "layer_labels",
+    "localisation_part",
+    "localisation_table",
+    "localisation_text",
     "metrics_frame",
     "metrics_table",
     "position_coverage",

@@ -5,6 +5,7 @@ the map checks (`checks`), on one style (`style`)."""
 
 from actscale.views.plots.checks import (
     plot_generalisation,
+    plot_localisation,
     plot_stability_map,
     plot_sufficiency,
     plot_sufficiency_overlay,
@@ -56,6 +57,7 @@ __all__ = [
     "plot_dyn_prompt",
     "plot_dyn_weight_norms",
     "plot_generalisation",
+    "plot_localisation",
     "plot_head_heatmap",
     "plot_history",
     "plot_length_generalisation",

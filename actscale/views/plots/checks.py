@@ -10,8 +10,10 @@ import plotly.graph_objects as go
 from actscale.checks.components import STRATUM_LABELS
 from actscale.runs.bundle import RunBundle
 from actscale.views.analysis import (
+    RANKING_LABELS,
     checks_tensor,
     layer_labels,
+    localisation_part,
     position_labels,
     prompts_text,
     run_checks_data,
@@ -318,4 +320,46 @@ def plot_sufficiency_overlay(bundles: list[RunBundle]) -> go.Figure:
     fig.update_xaxes(type="log", title_text="share of components kept (log scale)")
     fig.update_yaxes(range=[-0.03, 1.03], title_text="mean flip rate ((β = +1 and β = −1) / 2)")
     fig.update_layout(title="Sufficiency of the top components, runs compared", **LAYOUT)
+    return fig
+
+
+LOCALISATION_COLOURS = {"learned": "#b4232c", "atp": "#3b6ea8", "atp_mean": "#2e8b57"}
+
+
+def plot_localisation(bundle: RunBundle) -> go.Figure:
+    """The restored logit difference against k (log) for each ranking of the cells, keeping only
+    its top-k (left) and without them (right); the random draws in grey, with the areas in the
+    legend (docs/method.md §7.8)."""
+    from plotly.subplots import make_subplots
+
+    local = localisation_part(run_checks_data(bundle))
+    if local is None:
+        raise ValueError("this run's checks store no localisation curves")
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("keeping only the top-k cells", "without the top-k cells"))
+    styled(fig)
+    for name, curve in local["curves"].items():
+        random = name.startswith("random ")
+        colour = "#aaa" if random else LOCALISATION_COLOURS.get(name, "#555")
+        label = "random (each draw)" if random else RANKING_LABELS.get(name, name)
+        for col, key in enumerate(("keep", "drop"), 1):
+            points = curve[key]
+            fig.add_trace(
+                go.Scatter(
+                    x=[p["k"] for p in points],
+                    y=[p["restored"] for p in points],
+                    mode="lines" if random else "lines+markers",
+                    name=label if random else f"{label} (areas {curve['auc_keep']:.2f} / {curve['auc_drop']:.2f})",
+                    legendgroup=name,
+                    showlegend=col == 1 and (not random or name == "random 1"),
+                    line=dict(color=colour, width=1 if random else 2),
+                ),
+                row=1,
+                col=col,
+            )
+    fig.update_xaxes(type="log", title_text=f"k (of {local['n_cells']} cells)")
+    fig.update_yaxes(title_text="restored logit difference", col=1)
+    fig.update_layout(
+        title=f"Which ranking localises the answer ({local['n_prompts']} test prompts, the rest mean-ablated)",
+        **LAYOUT,
+    )
     return fig

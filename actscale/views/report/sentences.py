@@ -16,6 +16,7 @@ from actscale.views.analysis import (
     filled_metrics,
     free_text,
     k90_text,
+    localisation_text,
     overlap_text,
     prompts_text,
     rare_positions,
@@ -327,7 +328,7 @@ def check_findings(bundle: RunBundle) -> list[str]:
                 f"The checks ran in {m['precision']}: the sign of Δ agrees with the run's own evaluation on "
                 f"{agree['agree']} of {agree['n']} prompt-directions."
             )
-        out.append(free_text(data))
+        out += [free_text(data), localisation_text(data)]
     if "stability" in data:
         st = data["stability"]
         out.append(
