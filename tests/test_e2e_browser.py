@@ -24,17 +24,11 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.explore_timing import CHROMIUM, CHROMIUM_ARGS  # one launch for the tests and the bench
+
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = os.environ.get("ACTSCALE_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 START_TIMEOUT_S = 90
 # Milliseconds (Playwright's unit). The machine may be small and busy: every wait is generous,
 # and each one returns as soon as its condition holds.
