@@ -130,3 +130,11 @@ def test_the_explore_line_and_a_missing_browser():
     assert report_lines({"explore": {"error": "no Chromium at /x (`make browser` installs it)"}}) == [
         "(f) Explore in a browser: not measured: no Chromium at /x (`make browser` installs it)"
     ]
+
+
+def test_the_checks_line_names_the_free_maps_time():
+    checks = {"wall_s": 40.1, "checks_s": 35.2, "k90": 40, "of": 960, "free_maps_s": 4.1, "localisation_s": 12.5}
+    assert report_lines({"checks": checks}) == [
+        "(e) map checks (analyse, defaults) of that run: 35.2 s of checks, 40.1 s for the whole command (target <= "
+        "60 s); k90 40 of 960; of the checks, the AtP maps 4.1 s (target: a few s) and the localisation curves 12.5 s"
+    ]
