@@ -151,10 +151,18 @@ def test_localisation_curves_end_where_nothing_or_everything_is_ablated(tiny_lla
     out = localisation(ctx, probe, means, {"atp": score})
     assert out["grid"] == cell_grid(n) and out["grid"][-1] == n and out["n_cells"] == n
     assert sorted(out["curves"]) == ["atp", *[f"random {i + 1}" for i in range(RANDOM_DRAWS)]]
-    for curve in out["curves"].values():
-        assert curve["keep"][-1]["restored"] == pytest.approx(1.0, abs=1e-4)
-        assert curve["drop"][-1]["restored"] == pytest.approx(0.0, abs=1e-4)
+    for curve in out["curves"].values():  # the ends are not run again: the unmodified model, and "none"
+        assert (curve["keep"][-1]["restored"], curve["drop"][-1]["restored"]) == (1.0, 0.0)
         assert curve["auc_keep"] == pytest.approx(_auc(curve["keep"], n))
+    # ... which they are: the ablation with nothing chosen is the unmodified model
+    from actscale.checks.components import Components
+    from actscale.checks.passes import Variant, evaluate_variants
+
+    cells = Components(type(probe), SITES, {s: probe.tensor("alpha", s).detach() for s in SITES})
+    on_cells = Context(tiny_llama, None, probe, cells, tokens, mask, ctx.correct, ctx.wrong, ctx.options,
+                       base_logits=base, means=means)  # fmt: skip
+    (nothing,) = evaluate_variants(on_cells, [Variant("all kept", None, torch.zeros(n, dtype=torch.bool), "mean")])
+    assert torch.allclose(nothing[0.0][0], logit_diff(base, ctx.correct, ctx.wrong), atol=1e-5)
     assert out["random_auc_keep"] == pytest.approx(
         sum(out["curves"][f"random {i + 1}"]["auc_keep"] for i in range(RANDOM_DRAWS)) / RANDOM_DRAWS
     )

@@ -50,10 +50,11 @@ def localisation(
     generator = torch.Generator().manual_seed(ctx.options.random_seed)
     scores = dict(rankings) | {f"random {i + 1}": torch.rand(cells.n, generator=generator) for i in range(RANDOM_DRAWS)}
     grid = cell_grid(cells.n)
+    inner = grid[:-1]  # every cell kept is the unmodified model, every cell out is "none": not run again
     variants = [Variant("none", None, torch.ones(cells.n, dtype=torch.bool), kind="mean")]
     for name, score in scores.items():
         order = torch.sort(-score.float(), stable=True).indices
-        for k in grid:
+        for k in inner:
             top = cells.mask(order[:k])
             variants += [Variant(f"{name} keep {k}", None, ~top, "mean")]
             variants += [Variant(f"{name} drop {k}", None, top, "mean")]
@@ -63,9 +64,9 @@ def localisation(
     span = float((clean - none).mean())
     curves = {}
     for i, name in enumerate(scores):
-        block = results[1 + 2 * len(grid) * i : 1 + 2 * len(grid) * (i + 1)]
-        keep = [_point(k, block[2 * j][0.0][0], none, span) for j, k in enumerate(grid)]
-        drop = [_point(k, block[2 * j + 1][0.0][0], none, span) for j, k in enumerate(grid)]
+        block = [r[0.0][0] for r in results[1 + 2 * len(inner) * i : 1 + 2 * len(inner) * (i + 1)]]
+        keep = [_point(k, d, none, span) for k, d in zip(grid, [*block[0::2], clean], strict=True)]
+        drop = [_point(k, d, none, span) for k, d in zip(grid, [*block[1::2], none], strict=True)]
         curves[name] = {"keep": keep, "drop": drop, "auc_keep": _auc(keep, cells.n), "auc_drop": _auc(drop, cells.n)}
     return _summary(curves, grid, cells.n, ctx, span, clean)
 
