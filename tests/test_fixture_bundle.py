@@ -50,7 +50,13 @@ def test_explore_draws_the_old_bundle(old_store):
     at.run()
     assert not at.exception and not at.error
     keys = [c.proto.id.split("-fig-", 1)[1] for c in at.get("plotly_chart")]
-    assert keys == ["history", "alpha-attn_out", "alpha-mlp_out", "checks-sufficiency", "reliability"]
+    assert keys == ["alpha-attn_out", "alpha-mlp_out", "history"]  # the maps first; the other tabs closed
+    for tab, key in (("checks", "checks-sufficiency"), ("reliability", "reliability")):
+        opened = AppTest.from_file(str(ROOT / "app_pages" / "2_Explore.py"), default_timeout=60)
+        opened.query_params["run"], opened.query_params["tab"] = RUN_ID, tab
+        opened.run()
+        assert not opened.exception and not opened.error
+        assert key in [c.proto.id.split("-fig-", 1)[1] for c in opened.get("plotly_chart")]
     # Its checks predate k90 on the effect scale: shown as they were computed, and said so.
     (check,) = [i.value for i in at.info if i.value.startswith("**Map check.**")]
     assert check.startswith(
