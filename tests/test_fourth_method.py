@@ -118,14 +118,7 @@ def test_its_explore_page_renders(stored, monkeypatch):
     at.run()
     assert not at.exception and not at.error
     keys = [c.proto.id.split("-fig-", 1)[1] for c in at.get("plotly_chart")]
-    assert keys == [
-        "history",
-        "components-attn_out",
-        "components-mlp_out",
-        "components-head",
-        "head-dyn",
-        "reliability",
-    ]
+    assert keys == ["components-attn_out", "components-mlp_out", "components-head", "head-dyn", "history"]
     bars = json.loads(
         next(c for c in at.get("plotly_chart") if c.proto.id.endswith("-fig-components-attn_out")).proto.spec
     )
