@@ -126,5 +126,7 @@ def test_its_explore_page_renders(stored, monkeypatch):
     assert bars["data"][0]["y"] == pytest.approx(bundle.params["gain.attn_out"].tolist())
     heads = json.loads(next(c for c in at.get("plotly_chart") if c.proto.id.endswith("-fig-head-dyn")).proto.spec)
     assert heads["data"][0]["zmid"] == 0  # signed: centred on "no change"
+    at.session_state["explore_tab"] = "Top components"  # opening the tab draws it
+    at.run()
     tables = [d.value for d in at.dataframe if "abs" in d.value.columns]
     assert len(tables) == 1 and list(tables[0]["metric"].unique()) == ["gain"]
