@@ -105,6 +105,8 @@ def test_report_lines():
         "    where the time goes: start and imports 2.4 s, load 0.7 s",
         "    validation flips +1.00 / -0.90; test flips +0.98 / -0.97, n_effective 140/960; targets met (test flips "
         ">= 0.9, effective <= 20%): True",
+        "    the first result in plain-PyTorch floor steps (the float32 floor step of (a), 1.17 s): 12.1 "
+        "(target <= 12)",
         "(b) (--autocast bf16) time to target: failed: model 'x' is not in the local Hugging Face cache",
         "(d) depth (tiny Llama, width 256): step time ~ layers^0.95, peak memory ~ layers^0.9",
         "    2 layers: 256 tokens, float32, step 0.1 s, peak 10.0 MB; estimate 12.0 MB = 1.2 x measured (within +-30%)",
