@@ -155,10 +155,10 @@ def test_localisation_curves_end_where_nothing_or_everything_is_ablated(tiny_lla
         assert (curve["keep"][-1]["restored"], curve["drop"][-1]["restored"]) == (1.0, 0.0)
         assert curve["auc_keep"] == pytest.approx(_auc(curve["keep"], n))
     # ... which they are: the ablation with nothing chosen is the unmodified model
-    from actscale.checks.components import Components
+    from actscale.checks.free_maps import cell_components
     from actscale.checks.passes import Variant, evaluate_variants
 
-    cells = Components(type(probe), SITES, {s: probe.tensor("alpha", s).detach() for s in SITES})
+    cells = cell_components(probe)
     on_cells = Context(tiny_llama, None, probe, cells, tokens, mask, ctx.correct, ctx.wrong, ctx.options,
                        base_logits=base, means=means)  # fmt: skip
     (nothing,) = evaluate_variants(on_cells, [Variant("all kept", None, torch.zeros(n, dtype=torch.bool), "mean")])

@@ -45,10 +45,15 @@ def cell_probe(
     return make_intervention(method, sites, model_dims(model, task.n_pos), {"positions": "answer"}).to(model.device)
 
 
+def cell_components(probe: Intervention) -> Components:
+    """``probe``'s cells as the checks' components (flat over its sites, in its cell order), so
+    the checks' passes can mean-ablate them and average activations on them."""
+    return Components(type(probe), probe.sites, {s: probe.tensor("alpha", s).detach().cpu() for s in probe.sites})
+
+
 def cell_means(model: LoadedModel, task: PreparedTask, probe: Intervention) -> dict[str, Tensor]:
     """h̄ per cell, [layer pos (head) d], over the training prompts' real tokens."""
-    shapes = {s: probe.tensor("alpha", s).detach().cpu() for s in probe.sites}
-    return mean_activations(model, task, Components(type(probe), probe.sites, shapes), probe.dims.n_layers)
+    return mean_activations(model, task, cell_components(probe), probe.dims.n_layers)
 
 
 def free_maps(

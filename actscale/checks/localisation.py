@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from actscale.checks.components import Components
+from actscale.checks.free_maps import cell_components
 from actscale.checks.passes import Context, Variant, evaluate_variants
 from actscale.engine.interventions import Intervention
 from actscale.engine.objective import logit_diff
@@ -41,8 +41,7 @@ def localisation(
 ) -> dict[str, Any]:
     """The keep and knock-out curves of each ranking (a score per cell, flat over the sites in
     the probe's cell order; larger first) and three random rankings, on ``ctx``'s prompts."""
-    shapes = {s: probe.tensor("alpha", s).detach().cpu() for s in probe.sites}
-    cells = Components(type(probe), probe.sites, shapes)
+    cells = cell_components(probe)
     on_cells = Context(
         ctx.model, ctx.bundle, probe, cells, ctx.tokens, ctx.mask, ctx.correct, ctx.wrong, ctx.options,
         base_logits=ctx.base_logits, means=dict(means), cancel=ctx.cancel,
