@@ -56,7 +56,7 @@ def map_checks(
     ctx, task, rows = prepare_context(model, bundle, options, cancel)
     comps, n = ctx.comps, ctx.comps.n
     ctx.means = mean_activations(model, task, comps, ctx.template.dims.n_layers)
-    choose_split = "val" if task.split_indices("val").numel() else "train"
+    choose_split = task.choice_split
     choose_rows = sample_rows(task, choose_split, options.prompts, options.random_seed)
     chooser = context_on(ctx, task, choose_rows)
     grid, removed = k_grid(n), necessity_grid(n)

@@ -259,7 +259,7 @@ def evaluate(
 def _evaluation_parts(task: PreparedTask) -> tuple[str, list[tuple[str, Tensor]]]:
     """The split read first (validation; training where there is none) and the rows of the two
     parts, named by the timing key each part's seconds go to."""
-    first_split = "val" if task.split_indices("val").numel() else "train"
+    first_split = task.choice_split
     first = task.split_indices(first_split)
     in_first = torch.zeros(task.tokens.shape[0], dtype=torch.bool)
     in_first[first] = True

@@ -277,18 +277,12 @@ def _record_step(
     return bool(config.early_stop) and state.zero_streak >= config.early_stop
 
 
-def _check_split(task: PreparedTask) -> Tensor:
-    """The prompts the run's own choices read: validation, or training where there are none."""
-    idx = task.split_indices("val")
-    return idx if idx.numel() else task.split_indices("train")
-
-
 def validation_flips(
     model: LoadedModel, task: PreparedTask, intervention: Intervention, config: TrainConfig
 ) -> tuple[float, float]:
     """The flip rates at β = +1 and β = −1 on the validation prompts (the training prompts for a
     run without any), no gradient."""
-    idx = _check_split(task)
+    idx = task.split_indices(task.choice_split)
     pos, neg = _steered_pair(model, task, intervention, config, idx)
     correct, wrong = task.correct_ids[idx], task.wrong_ids[idx]
     return (

@@ -40,6 +40,12 @@ class PreparedTask:
             raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
         return torch.tensor([i for i, ex in enumerate(self.examples) if ex.split == split], dtype=torch.long)
 
+    @property
+    def choice_split(self) -> str:
+        """The split a run's own choices read (the first result, how long it trains, the checks'
+        k90): "val", or "train" for a task without validation prompts."""
+        return "val" if self.split_indices("val").numel() else "train"
+
     def subset(self, split: str) -> PreparedTask:
         """The same task restricted to one split; n_pos and `dropped` are unchanged."""
         idx = self.split_indices(split)
