@@ -344,7 +344,10 @@ def killing(times: int, index: int = 0):
     return events, killed, sweep_observer(hear)
 
 
-LONG = [BASE.replace(steps=30, seed=0), BASE.replace(steps=3, seed=1)]
+# Run 0 is killed at its second step as the driver hears of it, which is up to a poll (0.2 s) and a
+# relay later: at about 6 ms a step on the tiny model, 600 steps leave it seconds to be still running
+# when the kill lands (30 steps finished first on a loaded machine, and the sweep raised nothing).
+LONG = [BASE.replace(steps=600, seed=0), BASE.replace(steps=3, seed=1)]
 
 
 @pytest.mark.slow
