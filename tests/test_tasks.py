@@ -436,6 +436,7 @@ def test_smol_ioi_lengths_and_single_tokens(smol_tokenizer):
             generate_ioi(30, seed=0, templates=(tid,)), smol_tokenizer, prepend_bos=True, fixed_length=True
         )
         assert task.dropped == [] and task.tokens[:, 0].eq(smol_tokenizer.bos_token_id).all()
+        assert task.has_counterfactual.all()  # the ABC names are single tokens too: same length
         lengths[tid] = task.n_pos
     assert lengths == {
         "ioi-0": 15,
@@ -465,7 +466,7 @@ def test_smol_ioi_lengths_and_single_tokens(smol_tokenizer):
 @pytest.mark.slow
 def test_smol_ccc_and_vocabulary_single_tokens(smol_tokenizer):
     task = prepare_task(generate_ccc(500, seed=0), smol_tokenizer, prepend_bos=True, fixed_length=True)
-    assert task.dropped == [] and task.n_pos == 19
+    assert task.dropped == [] and task.n_pos == 19 and task.has_counterfactual.all()
     assert task.str_tokens[0][-3:] == ["?", " A", ":"]
     multi = [
         w

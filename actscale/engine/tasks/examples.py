@@ -23,6 +23,10 @@ class Example:
     split: str = ""  # "train", "val", "test" or "" (unassigned)
     template: str = ""  # generator template id, e.g. "ioi-3"; "" for custom data
     group: str = ""  # IOI: the template family; CCC: the country; custom: the file's group column
+    # The prompt with the information that decides between the answers replaced, token for token
+    # (IOI: the three names; CCC: the context's capital; custom: the file's counterfactual column):
+    # what activation patching patches from. "" where there is none.
+    counterfactual: str = ""
     # Where a file's example came from ("row 5", "line 3"), to name it when it is dropped; not
     # part of the example's identity.
     source: str = dataclasses.field(default="", compare=False)
@@ -36,6 +40,7 @@ class Example:
             str(row["wrong"]),
             str(row.get("split") or ""),
             group=str(row.get("group") or ""),
+            counterfactual=str(row.get("counterfactual") or ""),
         )
 
 

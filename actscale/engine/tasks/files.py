@@ -1,4 +1,5 @@
-"""A user's dataset: a CSV or JSONL file of prompt, correct, wrong[, split, group] rows, read
+"""A user's dataset: a CSV or JSONL file of prompt, correct, wrong[, split, group,
+counterfactual] rows, read
 with every problem of one row kept as that row's reason."""
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from actscale.errors import DatasetError
 
 
 def read_dataset(path: str | Path, max_bytes: int = 50_000_000) -> list[Example]:
-    """Examples from a CSV (.csv) or JSONL (.jsonl/.json) file with prompt, correct, wrong[, split].
+    """Examples from a CSV (.csv) or JSONL (.jsonl/.json) file with prompt, correct, wrong[, split, group,
+    counterfactual].
 
     Values are kept as written (an answer's leading space matters), also empty ones and equal
     answers: `prepare_task` drops such a row with its reason, so one bad row never costs the
@@ -90,10 +92,10 @@ def _jsonl_rows(text: str, name: str) -> list[tuple[str, dict]]:
 
 def _row_to_example(values: dict, where: str, name: str) -> Example:
     fields = {}
-    for col in ("prompt", "correct", "wrong", "split", "group"):
+    for col in ("prompt", "correct", "wrong", "split", "group", "counterfactual"):
         v = values.get(col)
         if v is None:
-            v = ""  # a short CSV row, or JSON null for split or group
+            v = ""  # a short CSV row, or JSON null for an optional column
         if not isinstance(v, str):
             raise DatasetError(f"{name}: {col} in {where} is not a string (got {type(v).__name__})")
         fields[col] = v
@@ -106,5 +108,6 @@ def _row_to_example(values: dict, where: str, name: str) -> Example:
         fields["wrong"],
         split=SPLIT_NAMES.get(split, ""),
         group=fields["group"].strip(),
+        counterfactual=fields["counterfactual"],
         source=where,
     )

@@ -56,6 +56,9 @@ NAMES = (
 PLACES = "store park school office hospital station garden restaurant market beach house library".split()
 OBJECTS = "drink ring ball book bone kiss necklace computer basketball snack apple bag pen letter key".split()
 
+# The counterfactuals' names and capitals come from a random stream of their own.
+_COUNTERFACTUAL_STREAM = 2_000_003
+
 CCC_TEMPLATE = "The capital of {country} is {other}. Q: What is the capital of {country}? A:"
 _COUNTRIES_CSV = Path(__file__).parents[2] / "data" / "countries.csv"
 
@@ -64,7 +67,11 @@ def generate_ioi(n: int, seed: int, templates: tuple[str, ...] | None = None) ->
     """`n` IOI examples, deterministic given `seed`; a+ = " {IO}", a- = " {S}" (never equal).
 
     Example i uses template `templates[i % len(templates)]` (all of `IOI_TEMPLATES` when None),
-    so templates are used evenly. Raises DatasetError on an unknown template id.
+    so templates are used evenly. Each carries its **ABC** counterfactual (Wang et al. 2023; the
+    ``ABB->XYZ`` of TransformerLens's IOI dataset): the same sentence with the indirect object,
+    the subject and the subject's repetition replaced by three other names, all different, drawn
+    from a stream of their own (so the prompts are those of before counterfactuals existed).
+    Raises DatasetError on an unknown template id.
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
@@ -72,13 +79,22 @@ def generate_ioi(n: int, seed: int, templates: tuple[str, ...] | None = None) ->
     unknown = [t for t in ids if t not in IOI_TEMPLATES]
     if unknown or not ids:
         raise DatasetError(f"unknown IOI template(s) {unknown or '(none given)'}; known: {', '.join(IOI_TEMPLATES)}")
-    rng = random.Random(seed)
+    rng, abc = random.Random(seed), random.Random(seed + _COUNTERFACTUAL_STREAM)
     out = []
     for i in range(n):
         tid = ids[i % len(ids)]
         io_name, s_name = rng.sample(NAMES, 2)  # sample: the two names always differ
-        prompt = IOI_TEMPLATES[tid].format(A=io_name, B=s_name, PLACE=rng.choice(PLACES), OBJECT=rng.choice(OBJECTS))
-        out.append(Example(prompt, f" {io_name}", f" {s_name}", template=tid, group=IOI_FAMILY_OF[tid]))
+        where = {"PLACE": rng.choice(PLACES), "OBJECT": rng.choice(OBJECTS)}
+        prompt = IOI_TEMPLATES[tid].format(A=io_name, B=s_name, **where)
+        x, y, z = abc.sample([name for name in NAMES if name not in (io_name, s_name)], 3)
+        template = IOI_TEMPLATES[tid]
+        last = template.rindex("{B}")  # the subject's repetition, in the clause that gives
+        counterfactual = (template[:last] + "{C}" + template[last + 3 :]).format(A=x, B=y, C=z, **where)
+        out.append(
+            Example(
+                prompt, f" {io_name}", f" {s_name}", template=tid, group=IOI_FAMILY_OF[tid], counterfactual=counterfactual
+            )
+        )
     return out
 
 
@@ -94,7 +110,9 @@ def generate_ccc(
 ) -> list[Example]:
     """`n` country-capital conflict examples, deterministic given `seed`.
 
-    Prompt: `CCC_TEMPLATE` with another country's capital as context. correct/wrong are
+    Prompt: `CCC_TEMPLATE` with another country's capital as context. Counterfactual: the same
+    question with a third capital as context (neither the true one nor the prompt's, drawn from
+    a stream of its own), so patching from it localises where the context's capital is read. correct/wrong are
     " {true capital}"/" {other capital}" when `memory_is_correct`, swapped otherwise.
     Countries are cycled in a shuffled order; round r pairs each country with the r-th of its
     own shuffled list of other capitals, so pairs only repeat past countries * (countries - 1).
@@ -107,7 +125,7 @@ def generate_ccc(
     asked = everything if countries is None else [c for c in everything if c[0] in set(countries)]
     if not asked:
         raise DatasetError("no CCC countries to ask about")
-    rng = random.Random(seed)
+    rng, third = random.Random(seed), random.Random(seed + _COUNTERFACTUAL_STREAM)
     order = rng.sample(asked, len(asked))
     others = {c: rng.sample([k for _, k in everything if k != cap], len(everything) - 1) for c, cap in order}
     out = []
@@ -116,8 +134,16 @@ def generate_ccc(
         other = others[country][(i // len(order)) % len(others[country])]
         memory, context = f" {capital}", f" {other}"
         correct, wrong = (memory, context) if memory_is_correct else (context, memory)
+        swap = third.choice([k for _, k in everything if k not in (capital, other)])
         out.append(
-            Example(CCC_TEMPLATE.format(country=country, other=other), correct, wrong, template="ccc", group=country)
+            Example(
+                CCC_TEMPLATE.format(country=country, other=other),
+                correct,
+                wrong,
+                template="ccc",
+                group=country,
+                counterfactual=CCC_TEMPLATE.format(country=country, other=swap),
+            )
         )
     return out
 

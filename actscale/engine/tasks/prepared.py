@@ -29,6 +29,11 @@ class PreparedTask:
     str_tokens: list[list[str]]  # real tokens only, no padding
     dropped: list[tuple[Example, str]]
     fixed_length: bool
+    # Each row's counterfactual prompt left-padded like the row (the row's own prompt where it
+    # has none), and whether it has one: a counterfactual is used only at its prompt's token
+    # length, so position for position it patches the same token slots.
+    counterfactual_tokens: torch.Tensor  # [batch pos] long
+    has_counterfactual: torch.Tensor  # [batch] bool
 
     @property
     def n_pos(self) -> int:
@@ -58,21 +63,42 @@ class PreparedTask:
             [self.str_tokens[i] for i in idx.tolist()],
             self.dropped,
             self.fixed_length,
+            self.counterfactual_tokens[idx],
+            self.has_counterfactual[idx],
         )
 
+    def counterfactual_rows(self, split: str) -> torch.Tensor:
+        """Long indices of ``split``'s examples that have a counterfactual of their own length."""
+        idx = self.split_indices(split)
+        return idx[self.has_counterfactual[idx]]
+
+    def counterfactual_summary(self, split: str) -> str:
+        """E.g. "40 of 48 train prompts have a counterfactual (3 of another token length, 5 none)"."""
+        idx = self.split_indices(split).tolist()
+        given = sum(bool(self.examples[i].counterfactual) for i in idx)
+        usable = int(self.has_counterfactual[idx].sum()) if idx else 0
+        misses = ((given - usable, "of another token length"), (len(idx) - given, "none"))
+        why = ", ".join(f"{n} {what}" for n, what in misses if n)
+        return f"{usable} of {len(idx)} {split} prompts have a counterfactual" + (f" ({why})" if why else "")
+
     def to_records(self) -> list[dict]:
-        """One {"prompt", "correct", "wrong", "split", "group"} dict per kept example (the bundle's
-        dataset.jsonl)."""
+        """One {"prompt", "correct", "wrong", "split", "group"[, "counterfactual"]} dict per kept
+        example (the bundle's dataset.jsonl; the counterfactual where there is one)."""
         return [
             {"prompt": e.prompt, "correct": e.correct, "wrong": e.wrong, "split": e.split, "group": e.group}
+            | ({"counterfactual": e.counterfactual} if e.counterfactual else {})
             for e in self.examples
         ]
 
     @property
     def dataset_hash(self) -> str:
-        """First 16 hex chars of the sha256 of the kept examples as compact, key-sorted JSONL."""
+        """First 16 hex chars of the sha256 of the kept examples as compact, key-sorted JSONL,
+        without their counterfactuals: nothing trains on those (the analyses that patch read them),
+        so a run's id is the same with or without them."""
         # An empty group is left out, so data without groups hashes as it did before groups existed.
-        records = [{k: v for k, v in r.items() if k != "group" or v} for r in self.to_records()]
+        records = [
+            {k: v for k, v in r.items() if (k != "group" or v) and k != "counterfactual"} for r in self.to_records()
+        ]
         lines = [json.dumps(r, sort_keys=True, ensure_ascii=False, separators=(",", ":")) for r in records]
         return hashlib.sha256(("\n".join(lines) + "\n").encode("utf-8")).hexdigest()[:16]
 
@@ -147,8 +173,9 @@ def _drop_breakdown(dropped: list[tuple[Example, str]]) -> str:
     return ", ".join(f"{c} {k}" for k, c in sorted(counts.items(), key=lambda kc: -kc[1]))
 
 
-# One usable example: the example, its prompt's token ids, and the ids of a+ and a−.
-_Tokenised = tuple[Example, list[int], int, int]
+# One usable example: the example, its prompt's token ids, the ids of a+ and a−, and its
+# counterfactual's ids (None where it has none of the prompt's token length).
+_Tokenised = tuple[Example, list[int], int, int, list[int] | None]
 
 
 def prepare_task(
@@ -208,6 +235,7 @@ def _prepared(
 ) -> PreparedTask:
     """The kept prompts left-padded (to ``n_pos`` when given) with their splits and answers."""
     tokens, mask = left_pad([k[1] for k in kept], pad_id(tokenizer), n_pos)
+    counterfactual, _ = left_pad([k[4] or k[1] for k in kept], pad_id(tokenizer), tokens.shape[1])
     return PreparedTask(
         examples=[dataclasses.replace(k[0], split=s) for k, s in zip(kept, splits)],
         tokens=tokens,
@@ -217,6 +245,8 @@ def _prepared(
         str_tokens=[[tokenizer.decode([i]) for i in k[1]] for k in kept],
         dropped=dropped,
         fixed_length=fixed_length,
+        counterfactual_tokens=counterfactual,
+        has_counterfactual=torch.tensor([k[4] is not None for k in kept], dtype=torch.bool),
     )
 
 
@@ -250,7 +280,10 @@ def _tokenise_one(ex: Example, tokenizer, bos: int | None, max_len: int | None, 
     if answer_ids[0] == answer_ids[1]:
         return "correct and wrong are the same token"
     ids = prompt_ids(tokenizer, ex.prompt, bos)
-    return _length_problem(len(ids), max_len, n_pos) or (ex, ids, answer_ids[0], answer_ids[1])
+    counterfactual = prompt_ids(tokenizer, ex.counterfactual, bos) if ex.counterfactual.strip() else None
+    if counterfactual is not None and len(counterfactual) != len(ids):
+        counterfactual = None
+    return _length_problem(len(ids), max_len, n_pos) or (ex, ids, answer_ids[0], answer_ids[1], counterfactual)
 
 
 def _text_problem(ex: Example) -> str:
