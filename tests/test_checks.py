@@ -318,7 +318,7 @@ def test_checks_are_written_into_the_bundle_and_merged(tiny_llama, tmp_path):
     assert seen[-1] == 1.0 and seen == sorted(seen)
     data, tensors = load_bundle(bundle.path).checks()
     assert data["version"] == 1 and data["map"]["k90"] == out["map"]["k90"]
-    free = [f"map.{m}.{s}" for m in ("atp", "atp_mean") for s in ("attn_out", "mlp_out")]
+    free = [f"map.{m}.{s}" for m in ("atp", "atp_mean", "patch") for s in ("attn_out", "mlp_out")]
     assert sorted(tensors) == sorted(["map.magnitude", "map.order", *free]) == data["tensors"]
     # The free maps are per cell (layer, position counted back from the answer), whatever the method's components.
     n_pos = max(len(t) for t in bundle.info["str_tokens"])
@@ -327,6 +327,12 @@ def test_checks_are_written_into_the_bundle_and_merged(tiny_llama, tmp_path):
     assert data["map"]["free"]["n"] == sum(r["split"] == "train" for r in bundle.dataset)
     local = data["map"]["free"]["localisation"]
     assert sorted(local["curves"]) == ["atp", "atp_mean", "learned", "random 1", "random 2", "random 3"]
+    # a random tiny model: the counterfactual names move Δ no more than its noise, so nothing is
+    # patched (and no patching ranking joins the curves); the patch tensors are all NaN
+    patched = data["map"]["free"]["patching"]
+    assert (patched["patched"], patched["rankings"], patched["mode"]) == (0, [], "top")
+    assert patched["why"].startswith("the counterfactual prompts move Δ by ")
+    assert all(bool(tensors[f"map.patch.{s}"].isnan().all()) for s in ("attn_out", "mlp_out"))
     assert local["n_cells"] == 2 * tiny_llama.n_layers * n_pos and local["n_prompts"] == data["map"]["prompts"]["n"]
     # A later call adds a part and keeps the others.
     side = checks.run_checks(tiny_llama, bundle, CheckOptions(prompts=8, draws=5, precision="float32"))

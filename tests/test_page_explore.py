@@ -251,6 +251,42 @@ def test_map_checks_are_drawn_from_the_bundle(runs, tiny_llama):
         assert [e.label for e in at.expander if e.label.startswith("Run the checks")] == ["Run the checks"]
 
 
+def test_exact_patching_is_drawn_next_to_the_free_maps_or_says_why_not(runs, tiny_llama, tmp_path):
+    """A run whose counterfactuals move Δ shows the patching map per site and its verification
+    table; the random tiny IOI runs' counterfactuals do not, and the page says so."""
+    from test_patching import last_word_dataset
+
+    from actscale.checks import CheckOptions, run_checks
+    from actscale.engine.training import TrainConfig
+    from actscale.runs.api import train_run
+    from actscale.runs.store import RunStore
+
+    last_word_dataset(tmp_path / "d.csv")
+    config = TrainConfig(model="tiny-llama", task="custom", dataset=str(tmp_path / "d.csv"), steps=2)
+    bundle = train_run(config, tiny_llama, store=RunStore(runs[0]))
+    out = run_checks(tiny_llama, bundle, CheckOptions(prompts=8, draws=5, precision="float32", side_effects=False))
+    assert out["map"]["free"]["patching"]["patched"] > 0
+    at = open_link(run=bundle.run_id, tab="checks")
+    assert not at.exception and not at.error
+    assert {"free-patch-attn_out", "free-patch-mlp_out"} <= set(chart_keys(at))
+    patch = chart(at, "free-patch-attn_out")
+    assert patch["data"][0]["zmid"] == 0 and patch["layout"]["title"]["text"].startswith("activation patching")
+    tables = [d.value for d in at.dataframe if "mean |share restored|" in d.value.columns]
+    assert len(tables) == 1 and list(tables[0]["ranking"]) == [
+        "learned map",
+        "gradient × activation (AtP, zero ablation)",
+        "AtP, mean ablation",
+    ]
+    areas = [d.value for d in at.dataframe if "area keeping top-k" in d.value.columns]
+    assert list(areas[0]["ranking"])[-2] == "activation patching"  # a ranking in the localisation curves
+    refused = runs[1]["dynscalar"]
+    if refused.checks() is None:  # the map checks' test above runs them first in a whole-file run
+        run_checks(tiny_llama, refused, CheckOptions(prompts=8, draws=5, precision="float32"))
+    at = open_link(run=refused.run_id, tab="checks")
+    assert any(c.value.startswith("Exact activation patching patched nothing: the counterfactual") for c in at.caption)
+    assert not [k for k in chart_keys(at) if k.startswith("free-patch-")]
+
+
 def test_read_only_deployment_offers_the_command_not_the_button(runs, monkeypatch):
     monkeypatch.setenv("ACTSCALE_READONLY", "1")
     run_id = runs[1]["steervec"].run_id

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from actscale.errors import ActscaleError
 
 PRECISIONS = ("run", "bf16", "float32")
+PATCHING = ("top", "full")
 VARY = ("auto", "seed", "data")
 MAX_GENERALISATION_GROUPS = 8
 Progress = Callable[[float, str], None]
@@ -34,12 +35,17 @@ class CheckOptions:
     precision: str = "run"
     rows_per_pass: int = 128  # prompts (all variants together) in one forward pass
     random_seed: int = 0  # the test prompts drawn and the random control's draws
+    # Exact activation patching: "top" (each ranking's top 64 cells, as AtP* verifies its
+    # candidates) or "full" (every cell; one pass of the patching prompts per cell)
+    patching: str = "top"
     executor: str = "local"  # where the seeds' and groups' runs train: "local" or "ray"
     ray_address: str | None = None  # a Ray cluster's address ("auto": a local one)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ActscaleError(f"unknown precision {self.precision!r}: choose run, bf16 or float32")
+        if self.patching not in PATCHING:
+            raise ActscaleError(f"unknown patching {self.patching!r}: choose top or full")
         if self.vary not in VARY:
             raise ActscaleError(f"unknown stability variation {self.vary!r}: choose auto, seed or data")
         for name, lo, hi in (("prompts", 1, 100_000), ("draws", 1, 10_000), ("seeds", 0, 100)):

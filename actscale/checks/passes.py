@@ -31,7 +31,7 @@ class Variant:
     name: str
     params: dict[str, Tensor] | None = None
     ablate: Tensor | None = None  # [n] bool
-    kind: str = "steer"  # "steer", "zero" or "mean"
+    kind: str = "steer"  # "steer", "zero", "mean" or "patch" (the `Context.patch` activations put back)
 
     @property
     def betas(self) -> tuple[float, ...]:
@@ -54,6 +54,8 @@ class Context:
     base_logits: Tensor = field(default_factory=lambda: torch.zeros(0))
     means: dict[str, Tensor] = field(default_factory=dict)
     cancel: CancelFlag | None = None
+    # what a "patch" variant puts back: per site [prompt layer pos (head) d]
+    patch: dict[str, Tensor] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -80,7 +82,8 @@ class Context:
 
 
 def _ablation_edit(ctx: Context, variant: Variant, site: str, layer: int, act: Tensor, mask: Tensor) -> Tensor:
-    """Zero- or mean-ablate the variant's components at (site, layer); pad positions are kept."""
+    """Zero- or mean-ablate the variant's components at (site, layer), or put each prompt's
+    `Context.patch` activation back there; pad positions are kept."""
     assert variant.ablate is not None
     comps = ctx.comps
     chosen = variant.ablate[comps.site_slice(site)].reshape(comps.shapes[site])[layer]  # [pos (head)] or [(head)]
@@ -94,6 +97,8 @@ def _ablation_edit(ctx: Context, variant: Variant, site: str, layer: int, act: T
     )
     if variant.kind == "zero":
         fill = torch.zeros((), dtype=act.dtype, device=act.device)
+    elif variant.kind == "patch":
+        fill = ctx.patch[site][:, layer, -width:].to(act.device, act.dtype)  # [prompt pos (head) d]
     else:
         mean = ctx.means[site][layer]
         mean = (

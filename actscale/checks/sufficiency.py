@@ -30,6 +30,7 @@ from actscale.checks.passes import (
     sample_rows,
     steer_row,
 )
+from actscale.checks.patching import patching, patching_ranking
 from actscale.checks.random_control import random_controls
 from actscale.engine.models import LoadedModel
 from actscale.engine.objective import logit_diff
@@ -90,8 +91,8 @@ def _free_part(
     model: LoadedModel, bundle: RunBundle, task: PreparedTask, ctx: Context
 ) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """The training-free maps on the run's cells (from the training prompts), how they agree with
-    the learned one, and which ranking localises the answer on the checks' test prompts
-    (`free_maps`, `localisation`)."""
+    the learned one, exact patching of each ranking's top cells (`patching`), and which ranking
+    localises the answer on the checks' test prompts (`free_maps`, `localisation`)."""
     start = time.perf_counter()
     probe = cell_probe(model, task, bundle.sites)
     means = cell_means(model, task, probe)
@@ -100,10 +101,26 @@ def _free_part(
     rows = agreement(learned, maps, bundle.sites, bundle.record.config.tau)
     maps_s = time.perf_counter() - start
     rankings = {"learned": torch.nan_to_num(learned, nan=-1.0)} | {n: flat(maps, n, bundle.sites) for n in FREE_MAPS}
+    patched, share = patching(ctx, task, probe, rankings, ctx.options.patching == "full")
+    patched["seconds"] = round(time.perf_counter() - start - maps_s, 3)
+    if patched["rankings"]:
+        rankings["patching"] = patching_ranking(share, rankings["atp_mean"])
     local = localisation(ctx, probe, means, rankings)
-    local["seconds"] = round(time.perf_counter() - start - maps_s, 3)
+    local["seconds"] = round(time.perf_counter() - start - maps_s - patched["seconds"], 3)
     n = int(task.split_indices("train").numel())
-    return {"split": "train", "n": n, "agreement": rows, "seconds": round(maps_s, 3), "localisation": local}, maps
+    part = {"split": "train", "n": n, "agreement": rows, "seconds": round(maps_s, 3), "localisation": local}
+    shapes = {site: tuple(maps[f"atp.{site}"].shape) for site in bundle.sites}
+    return part | {"patching": patched}, maps | _per_site(share, shapes, "patch")
+
+
+def _per_site(values: Tensor, shapes: Mapping[str, tuple[int, ...]], name: str) -> dict[str, Tensor]:
+    """A flat cell map (over the sites, in order) as ``<name>.<site>`` tensors of those shapes."""
+    out, start = {}, 0
+    for site, shape in shapes.items():
+        size = int(torch.Size(shape).numel())
+        out[f"{name}.{site}"] = values[start : start + size].reshape(shape)
+        start += size
+    return out
 
 
 def _curves_part(

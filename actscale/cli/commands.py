@@ -244,6 +244,7 @@ def cmd_analyse(args: argparse.Namespace) -> dict:
     options = CheckOptions(
         prompts=args.prompts,
         draws=args.draws,
+        patching=args.patching,
         seeds=args.seeds,
         vary=args.vary,
         generalisation=args.generalisation,

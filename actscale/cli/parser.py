@@ -158,6 +158,12 @@ def _add_analyse_options(a: argparse.ArgumentParser) -> None:
     )
     a.add_argument("--draws", type=int, default=20, help="random placements per k")
     a.add_argument(
+        "--patching",
+        default="top",
+        choices=["top", "full"],
+        help="exact activation patching of each ranking's top 64 cells (default), or of every cell",
+    )
+    a.add_argument(
         "--precision",
         default="run",
         choices=["run", "bf16", "float32"],

@@ -98,12 +98,31 @@ def _draw_free(bundle: RunBundle, checks: dict[str, Any], figure: FigureFn) -> N
         for site, column in zip(sites[start : start + 2], st.columns(2)):
             with column:
                 figure(plots.plot_free_map, "atp", site, key=f"free-atp-{site}")
+    _draw_patching(bundle, checks, figure)
     if analysis.localisation_part(checks) is not None:
         st.markdown("**Which ranking localises the answer**")
         st.caption(analysis.localisation_text(checks))
         figure(plots.plot_localisation, key="free-localisation")
         table = analysis.localisation_table(checks)
         common.show_table(table, f"{bundle.run_id}-localisation", "checks-localisation", hide_index=True)
+
+
+def _draw_patching(bundle: RunBundle, checks: dict[str, Any], figure: FigureFn) -> None:
+    """Exact activation patching: what it measured, its map per site, its verification table."""
+    part = analysis.patching_part(checks)
+    if part is None:
+        return
+    st.markdown("**Exact activation patching**")
+    st.caption(analysis.patching_text(checks))
+    if not part["rankings"]:
+        return
+    sites = list(bundle.sites)
+    for start in range(0, len(sites), 2):
+        for site, column in zip(sites[start : start + 2], st.columns(2)):
+            with column:
+                figure(plots.plot_free_map, "patch", site, key=f"free-patch-{site}")
+    table = analysis.patching_table(checks)
+    common.show_table(table, f"{bundle.run_id}-patching", "checks-patching", hide_index=True)
 
 
 def _draw_stability(bundle: RunBundle, checks: dict[str, Any], figure: FigureFn) -> None:
@@ -199,11 +218,19 @@ def _launcher(bundle: RunBundle, checks: dict[str, Any] | None) -> None:
             gen = c3.checkbox("Generalisation across groups", help="trains one run per group")
             prompts = c1.number_input("Test prompts", min_value=8, max_value=1000, value=CheckOptions.prompts, step=8)
             draws = c2.number_input("Random draws", min_value=5, max_value=200, value=CheckOptions.draws, step=5)
+            full = c3.checkbox(
+                "Patch every cell", help="exact activation patching of every cell, not only each map's top 64 (slower)"
+            )
             go = st.form_submit_button(label, type="primary")
         if go:
             with common.user_errors():
                 options = CheckOptions(
-                    prompts=int(prompts), draws=int(draws), seeds=int(seeds), vary=str(vary), generalisation=bool(gen)
+                    prompts=int(prompts),
+                    draws=int(draws),
+                    seeds=int(seeds),
+                    vary=str(vary),
+                    generalisation=bool(gen),
+                    patching="full" if full else "top",
                 )
                 model = common.resident_model(bundle.record.config.model)
                 job = common.jobs().submit_checks(bundle, model, common.store(), options)

@@ -90,11 +90,8 @@ def generate_ioi(n: int, seed: int, templates: tuple[str, ...] | None = None) ->
         template = IOI_TEMPLATES[tid]
         last = template.rindex("{B}")  # the subject's repetition, in the clause that gives
         counterfactual = (template[:last] + "{C}" + template[last + 3 :]).format(A=x, B=y, C=z, **where)
-        out.append(
-            Example(
-                prompt, f" {io_name}", f" {s_name}", template=tid, group=IOI_FAMILY_OF[tid], counterfactual=counterfactual
-            )
-        )
+        answers = (f" {io_name}", f" {s_name}")
+        out.append(Example(prompt, *answers, template=tid, group=IOI_FAMILY_OF[tid], counterfactual=counterfactual))
     return out
 
 

@@ -38,6 +38,7 @@ from actscale.views.analysis.checks import (
 )
 from actscale.views.analysis.free import (
     FREE_MAPS,
+    MAP_LABELS,
     RANKING_LABELS,
     free_part,
     free_table,
@@ -46,6 +47,9 @@ from actscale.views.analysis.free import (
     localisation_part,
     localisation_table,
     localisation_text,
+    patching_part,
+    patching_table,
+    patching_text,
 )
 from actscale.views.analysis.tables import (
     SPLIT_KEYS,
@@ -67,6 +71,7 @@ from actscale.views.analysis.tables import (
 
 __all__ = [
     "FREE_MAPS",
+    "MAP_LABELS",
     "RANKING_LABELS",
     "SPLIT_KEYS",
     "ablation_table",
@@ -97,6 +102,9 @@ __all__ = [
     "localisation_part",
     "localisation_table",
     "localisation_text",
+    "patching_part",
+    "patching_table",
+    "patching_text",
     "metrics_frame",
     "metrics_table",
     "position_coverage",

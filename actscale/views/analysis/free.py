@@ -1,5 +1,6 @@
 """The training-free maps the map checks store next to the learned one (docs/method.md §7.8):
-their agreement with the learned map as a table and a sentence, and their values per site."""
+their agreement with the learned map as a table and a sentence, exact activation patching's
+verification of each ranking's top cells, which ranking localises, and the maps' values per site."""
 
 from __future__ import annotations
 
@@ -61,7 +62,63 @@ def free_text(checks: Mapping[str, Any]) -> str:
     )
 
 
-RANKING_LABELS = {"learned": "learned map", **FREE_MAPS}
+MAP_LABELS = {**FREE_MAPS, "patch": "activation patching (share of Δ restored)"}
+RANKING_LABELS = {"learned": "learned map", **FREE_MAPS, "patching": "activation patching"}
+
+
+def patching_part(checks: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    part = free_part(checks)
+    patched = part.get("patching") if part else None
+    return patched if isinstance(patched, Mapping) else None
+
+
+def patching_table(checks: Mapping[str, Any]) -> pd.DataFrame:
+    """Per ranking, what exact patching says of its top cells."""
+    part = patching_part(checks) or {}
+    frame = pd.DataFrame(
+        [
+            {
+                "ranking": RANKING_LABELS.get(r["ranking"], r["ranking"]),
+                "top cells": r["k"],
+                "mean |share restored|": r["mean_abs_share"],
+                f"among patching's top {part['top']}": r["shared_with_patching"],
+                "Spearman with |share| (patched cells)": r["spearman"],
+            }
+            for r in part.get("rankings", [])
+        ]
+    )
+    return frame.round(3) if len(frame) else frame
+
+
+def patching_text(checks: Mapping[str, Any]) -> str:
+    """What exact patching measured, on which prompts, and what it cannot show; "" without it."""
+    part = patching_part(checks)
+    if part is None:
+        return ""
+    if not part["rankings"]:
+        return f"Exact activation patching patched nothing: {part['why']} ({part['prompts']})."
+    which = (
+        "every cell"
+        if part["mode"] == "full"
+        else f"the union of each ranking's top {part['top']} cells (the AtP* practice of verifying an estimate's "
+        "candidates; the cells outside every top are not verified, and the patching ranking orders them by "
+        "mean-ablation AtP)"
+    )
+    before = part.get("patched_before_difference", 0)
+    known = f" ({before} before the first token that differs, 0 without a pass)" if before else ""
+    best = ", ".join(
+        f"{RANKING_LABELS.get(r['ranking'], r['ranking'])} {r['shared_with_patching']} (mean |share| "
+        f"{r['mean_abs_share']:.3f})"
+        for r in part["rankings"]
+    )
+    return (
+        f"Exact activation patching, counterfactual → clean, one cell at a time, on {part['n']} training prompts "
+        f"({part['prompts']}): the counterfactuals move Δ from {part['clean_logit_diff']:.2f} to "
+        f"{part['counterfactual_logit_diff']:.2f}, and a cell's value is the share of that gap it restores. "
+        f"{part['patched']} of {part['n_cells']} cells patched{known}: {which}. Of each ranking's top {part['top']}, "
+        f"how many are among the {part['top']} cells patching ranks first: {best}. A cell patched alone misses "
+        "what cells do only together, and these prompts' counterfactual fixes what 'the information' is."
+    )
 
 
 def localisation_part(checks: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
@@ -120,16 +177,21 @@ def localisation_text(checks: Mapping[str, Any]) -> str:
 
 
 def free_values(bundle: RunBundle, name: str, site: str) -> np.ndarray | None:
-    """A free map's signed estimates at ``site``, [layer pos] (the head site summed over heads)."""
+    """A free map's signed values at ``site``, [layer pos] (the head site summed over heads; a
+    patching map's cells not patched are NaN, and a sum over heads none of which was patched)."""
     stored = checks_tensor(bundle, f"map.{name}.{site}")
     if stored is None:
         return None
     values = stored.float().numpy()
-    return values.sum(-1) if values.ndim == 3 else values
+    if values.ndim != 3:
+        return values
+    summed = np.nansum(values, -1)
+    return np.where(np.isnan(values).all(-1), np.nan, summed)
 
 
 __all__ = [
     "FREE_MAPS",
+    "MAP_LABELS",
     "RANKING_LABELS",
     "free_part",
     "free_table",
@@ -138,4 +200,7 @@ __all__ = [
     "localisation_part",
     "localisation_table",
     "localisation_text",
+    "patching_part",
+    "patching_table",
+    "patching_text",
 ]

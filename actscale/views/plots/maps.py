@@ -13,7 +13,7 @@ from actscale.engine.sites import is_head_site
 from actscale.errors import ActscaleError
 from actscale.runs.bundle import RunBundle
 from actscale.views.analysis import (
-    FREE_MAPS,
+    MAP_LABELS,
     component_values,
     dyn_prompt_scalars,
     free_values,
@@ -37,17 +37,19 @@ def plot_scalar_heatmap(bundle: RunBundle, site: str) -> go.Figure:
 
 
 def plot_free_map(bundle: RunBundle, name: str, site: str) -> go.Figure:
-    """A training-free map the checks stored (`analysis.FREE_MAPS`), per layer × position on the
-    learned map's axes, signed and centred on 0 like α (the head site summed over heads)."""
+    """A training-free map the checks stored (`analysis.MAP_LABELS`), per layer × position on the
+    learned map's axes, signed and centred on 0 like α (the head site summed over heads; cells
+    activation patching did not patch are blank)."""
     values = free_values(bundle, name, site)
     if values is None:
-        raise ActscaleError(f"this run's checks store no {FREE_MAPS[name]} map for {site}: run the checks again")
+        raise ActscaleError(f"this run's checks store no {MAP_LABELS[name]} map for {site}: run the checks again")
     labels = position_labels(bundle)
     if len(labels) != values.shape[1]:  # counted back from the answer
         labels = [f"−{values.shape[1] - 1 - i}" if i < values.shape[1] - 1 else "last" for i in range(values.shape[1])]
     where = " summed over heads" if is_head_site(site) else ""
-    title = f"{FREE_MAPS[name]}{where} — {site}"
-    return heatmap(values, labels, layer_labels(values.shape[0]), title, diverging=True, zlabel="⟨∇Δ, h⟩")
+    title = f"{MAP_LABELS[name]}{where} — {site}"
+    zlabel = "share restored" if name == "patch" else "⟨∇Δ, h⟩"
+    return heatmap(values, labels, layer_labels(values.shape[0]), title, diverging=True, zlabel=zlabel)
 
 
 def plot_head_heatmap(bundle: RunBundle, position: int | None) -> go.Figure:

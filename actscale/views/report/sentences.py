@@ -18,6 +18,7 @@ from actscale.views.analysis import (
     k90_text,
     localisation_text,
     overlap_text,
+    patching_text,
     prompts_text,
     rare_positions,
     same_split,
@@ -328,7 +329,7 @@ def check_findings(bundle: RunBundle) -> list[str]:
                 f"The checks ran in {m['precision']}: the sign of Δ agrees with the run's own evaluation on "
                 f"{agree['agree']} of {agree['n']} prompt-directions."
             )
-        out += [free_text(data), localisation_text(data)]
+        out += [free_text(data), patching_text(data), localisation_text(data)]
     if "stability" in data:
         st = data["stability"]
         out.append(
