@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from actscale.checks import generalisation, side_effects, sweep_trainer
 from actscale.runs.store import RunStore
@@ -77,6 +78,15 @@ def test_default_ioi_activscalar_map_is_sparse_and_beats_the_random_control(ioi_
         kept = (at_k90[d] - m["base"][d]) / (m["full"][d] - m["base"][d])
         assert m["targets"][d] == m["base"][d] + 0.9 * (m["full"][d] - m["base"][d]) and m["effect_kept"][d] == kept
     assert m["k90"] in [r["k"] for r in m["necessity"]]  # the necessity figure at k90 itself
+    # exact activation patching of each map's top 64 cells against the ABC counterfactuals, which move Δ
+    patched = m["free"]["patching"]
+    assert (patched["n"], patched["mode"], patched["split"]) == (16, "top", "train") and "why" not in patched
+    assert 64 <= patched["patched"] <= 3 * 64 and patched["span"] > 2 * patched["span_se"]
+    assert [r["ranking"] for r in patched["rankings"]] == ["learned", "atp", "atp_mean"]
+    _, tensors = ioi_activscalar.checks()
+    shares = torch.cat([tensors[f"map.patch.{s}"].reshape(-1) for s in ("attn_out", "mlp_out")])
+    assert int((~shares.isnan()).sum()) == patched["patched"]
+    assert "patching" in m["free"]["localisation"]["curves"]
     # float32 passes against the run's own evaluation: the same Δ.
     agree = m["precision_agreement"]
     assert agree["agree"] == agree["n"] and agree["max_abs_delta_change"] < 1e-3
