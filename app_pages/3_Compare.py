@@ -1,12 +1,14 @@
 """Compare runs: the methods side by side (docs/method.md §6.3), parameter counts, and sweeps of
 λ_M, λ_F and m with their trade-off plots (§6.4), where clicking a point opens that run.
 
-Reads only config.json and metrics.json of each run (no tensors, no model), except to launch
-a sweep, which trains on the resident model in the background.
+Reads each run's stored bundle (no model): its metrics, its map checks and the per-prompt Δ of
+the unmodified model the logit-bias floor is computed from; only a sweep trains, on the resident
+model in the background.
 """
 
 import time
 
+import pandas as pd
 import streamlit as st
 
 from actscale.engine.config_fields import CONFIG_FIELDS
@@ -90,16 +92,21 @@ with common.guarded("Comparing these runs"):
         st.info("Choose at least one run.")
     else:
         st.subheader("Methods compared")
-        common.show_figure(plots.plot_method_comparison(df), "methods-compared", "methods")
+        bundles = [common.load_bundle(r.run_id) for r in selected]
+        # the logit-bias floor beside the runs, on each dataset and split among them (not a run: no
+        # trade-off point, never "best")
+        shown = pd.concat([df, analysis.floor_frame(bundles)], ignore_index=True)
+        common.show_figure(plots.plot_method_comparison(shown), "methods-compared", "methods")
+        st.caption(analysis.floor_text(bundles))
         left, right = st.columns(2)
         with left:
-            common.show_figure(plots.plot_param_counts(df), "parameter-counts", "params")
+            common.show_figure(plots.plot_param_counts(shown), "parameter-counts", "params")
         with right:
             st.markdown("**Comparison table** (one row per run and split)")
             # Each flip rate after the unmodified model's, with its 95% interval and n.
-            rows_read = [SplitMetrics.from_json(row) for _, row in df.iterrows()]
-            df["β = +1"] = [analysis.rate_text(m, "flip_acc_pos") for m in rows_read]
-            df["β = −1"] = [analysis.rate_text(m, "flip_acc_neg") for m in rows_read]
+            rows_read = [SplitMetrics.from_json(row) for _, row in shown.iterrows()]
+            shown["β = +1"] = [analysis.rate_text(m, "flip_acc_pos") for m in rows_read]
+            shown["β = −1"] = [analysis.rate_text(m, "flip_acc_neg") for m in rows_read]
             wanted = (
                 "run_id",
                 "method",
@@ -123,8 +130,8 @@ with common.guarded("Comparing these runs"):
                 "margin",
                 "task",
             )
-            columns = [c for c in wanted if c in df.columns]
-            common.show_table(df[columns], "comparison", "comparison", hide_index=True)
+            columns = [c for c in wanted if c in shown.columns]
+            common.show_table(shown[columns], "comparison", "comparison", hide_index=True)
 
         best = analysis.best_on_validation(df)
         if best is not None:
@@ -142,7 +149,7 @@ with common.guarded("Comparing these runs"):
             )
 
         st.subheader("Do the maps mean anything?")
-        checked = analysis.checks_frame([common.load_bundle(r.run_id) for r in selected])
+        checked = analysis.checks_frame(bundles)
         if checked.empty:
             st.caption(
                 "None of these runs has its map checks yet (Explore → “Does the map mean anything?”, or "

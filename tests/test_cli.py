@@ -234,6 +234,6 @@ def test_an_unknown_method_is_one_line_and_status_2(tmp_path):
         text=True,
         timeout=120,
     )
-    expected = "error: unknown method 'lora': choose from activscalar, steervec, dynscalar\n"
+    expected = "error: unknown method 'lora': choose from activscalar, steervec, dynscalar, diffmean\n"
     assert (done.returncode, done.stderr) == (2, expected)
     assert list(tmp_path.iterdir()) == []

@@ -372,3 +372,52 @@ def test_the_bench_times_a_runs_explore_page(request, tmp_path, tiny_llama):
     out = bench_explore(tmp_path / "runs", bundle.run_id, n_maps=2, visits=2, browser=browser)
     assert (out["n_maps"], out["figures"], len(out["page_each_s"])) == (2, 3, 2)  # two maps and the curves
     assert all(0 < m <= p for m, p in zip(out["maps_each_s"], out["page_each_s"]))
+
+
+def _overlaps(boxes: list[dict]) -> list[tuple[int, int]]:
+    """Pairs of bounding boxes (Playwright's x, y, width, height) that overlap."""
+    return [
+        (i, j)
+        for i, a in enumerate(boxes)
+        for j, b in enumerate(boxes)
+        if i < j
+        and a["x"] < b["x"] + b["width"]
+        and b["x"] < a["x"] + a["width"]
+        and a["y"] < b["y"] + b["height"]
+        and b["y"] < a["y"] + a["height"]
+    ]
+
+
+def test_compare_stays_legible_with_five_methods(request, tiny_llama):
+    """The four trained or fitted methods and the logit-bias floor on one figure at 1,400 px: no
+    subplot title overlaps another, and no bar label another in the same panel."""
+    require_browser()
+    browser = request.getfixturevalue("browser")
+    app: App = request.getfixturevalue("app")
+    from actscale.engine.training import TrainConfig
+    from actscale.runs.api import train_run
+    from actscale.runs.store import RunStore
+
+    base = TrainConfig(model="tiny-llama", steps=2, n_prompts=16, n_test=8, seed=12)
+    ids = [
+        train_run(base.replace(method=m), tiny_llama, store=RunStore(app.store)).run_id
+        for m in ("activscalar", "steervec", "dynscalar", "diffmean")
+    ]
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        page = context.new_page()
+        page.goto(f"{app.url}/Compare?runs={','.join(ids)}")
+        figure = page.locator(".js-plotly-plot", has=page.get_by_text("methods compared")).first
+        figure.wait_for(state="visible", timeout=UI_MS)
+        figure.scroll_into_view_if_needed(timeout=UI_MS)
+        titles = figure.locator(".annotation-text")
+        assert titles.count() == 4
+        assert _overlaps([titles.nth(i).bounding_box() for i in range(4)]) == []
+        for axis in ("x", "x2", "x3", "x4"):  # each panel's bar labels (plotly's classes: xtick, x2tick, ...)
+            labels = figure.locator(f".{axis}tick text")
+            texts = [labels.nth(i).text_content() or "" for i in range(labels.count())]
+            # four runs and a floor per dataset: DynScalar keeps every prompt length, the others one
+            assert len(texts) == 6 and sum(t.startswith("logit-biasfloor") for t in texts) == 2, texts  # lines joined
+            assert _overlaps([labels.nth(i).bounding_box() for i in range(6)]) == []
+    finally:
+        context.close()

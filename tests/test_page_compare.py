@@ -10,6 +10,7 @@ from conftest import make_method_runs
 from streamlit.testing.v1 import AppTest
 
 from actscale.runs.store import RunStore
+from actscale.views.analysis import floor_result
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "app_pages" / "3_Compare.py")
@@ -65,12 +66,21 @@ def test_selecting_runs_shows_their_comparison(runs):
     at.multiselect(key="compare_pick").set_value(two).run()
     assert not at.exception and not at.error
     table = comparison_table(at)
-    assert sorted(table["run_id"].unique()) == sorted(two)
-    assert set(table["split"]) == {"train", "val", "test"} and len(table) == 6
+    # the two runs share their prompts and split: one logit-bias floor beside them, from the first one's Δ
+    first = next(i for i in table["run_id"] if not i.endswith(":floor"))
+    assert sorted(table["run_id"].unique()) == sorted([*two, f"{first}:floor"])
+    assert set(table["split"]) == {"train", "val", "test"} and len(table) == 9
+    floor = table[table["method"] == "logit-bias floor"].set_index("split")
+    expected = floor_result(runs[1]["activscalar"])
+    for split in ("train", "val", "test"):
+        assert floor.loc[split, "flip_acc_neg"] == expected["splits"][split]["flip_acc_neg"]
+        assert (floor.loc[split, "n_params"], floor.loc[split, "faithfulness_kl"]) == (1, 0.0)
     methods = chart(at, "methods")
     # train and test side by side, each flip rate next to the unmodified model's
     assert {t["name"] for t in methods["data"]} == {"train", "test", "unmodified (train)", "unmodified (test)"}
     assert len(methods["data"]) == 12  # (4 panels + 2 base-rate markers) × 2 splits
+    assert methods["data"][0]["x"][-1] == f"logit-bias<br>floor<br>{first[:6]}"
+    assert any(c.value.startswith("The **logit-bias floor** adds ±") for c in at.caption)
     assert set(table["β = −1"].str.extract(r"^(\d\.\d\d) → ")[0].notna()) == {True}
     # every trade-off point carries its run id for click-through
     points = chart(at, "tradeoff-faith")
@@ -289,7 +299,8 @@ def test_a_link_reproduces_the_selection(runs):
     at = open_link(",".join(two))
     assert not at.exception and not at.error and not at.warning
     assert at.multiselect(key="compare_pick").value == two
-    assert sorted(comparison_table(at)["run_id"].unique()) == sorted(two)
+    table = comparison_table(at)
+    assert sorted(table[table["method"] != "logit-bias floor"]["run_id"].unique()) == sorted(two)
     assert param(at, "runs") == ",".join(two)
 
 

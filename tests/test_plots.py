@@ -215,7 +215,7 @@ RUNS = pd.DataFrame(
         "lambda_m": [0.01, 0.01, 0.1, 0.1],
     }
 )
-LABELS = ["activscalar · aaaaaa", "steervec · bbbbbb"]
+LABELS = ["activscalar<br>aaaaaa", "steervec<br>bbbbbb"]
 
 
 def test_method_comparison_is_one_bar_per_split_and_panel():
@@ -273,7 +273,7 @@ def test_param_counts_is_one_bar_per_run_on_a_log_axis():
     fig = plot_param_counts(RUNS)
     assert fig.layout.yaxis.type == "log" and fig.layout.yaxis.dtick == 1
     assert fig.layout.yaxis.title.text == "parameters (log)"
-    assert fig.layout.title.text == "learned parameters"
+    assert fig.layout.title.text == "parameters (learned, fitted or chosen)"
 
 
 def test_tradeoff_is_one_marker_series_per_method():

@@ -109,7 +109,7 @@ def test_bundle_files_and_tensors(tiny_llama, store, method, shapes):
     metrics = json.loads((path / "metrics.json").read_text())
     assert set(metrics) == {"train", "val", "test"} and all(set(m) == METRICS for m in metrics.values())
     rows = [json.loads(line) for line in (path / "dataset.jsonl").read_text().splitlines()]
-    assert all(set(r) == {"prompt", "correct", "wrong", "split", "group"} for r in rows)
+    assert all(set(r) == {"prompt", "correct", "wrong", "split", "group", "counterfactual"} for r in rows)
     assert {r["group"] for r in rows} <= {"subordinate", "two-sentences", "coordinated", "scene-first"}  # IOI families
     assert [r["split"] for r in rows].count("test") == metrics["test"]["n_prompts"] == 8
     assert (metrics["train"]["n_prompts"], metrics["val"]["n_prompts"]) == (13, 3)  # 16 with 20% for validation

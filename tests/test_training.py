@@ -223,7 +223,7 @@ def test_fixed_length_method_refuses_padded_task(tiny_llama):
 @pytest.mark.parametrize(
     "changes,message",
     [
-        ({"method": "lora"}, "unknown method 'lora': choose from activscalar, steervec, dynscalar"),
+        ({"method": "lora"}, "unknown method 'lora': choose from activscalar, steervec, dynscalar, diffmean"),
         ({"task": "sst2"}, "unknown task 'sst2': choose from ioi, ccc, custom"),
         ({"task": "custom"}, "the custom task needs a dataset file (--dataset FILE)"),
         ({"steps": 0}, "steps must be between 1 and 1,000,000"),

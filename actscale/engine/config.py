@@ -114,8 +114,12 @@ class TrainConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "sites", parse_sites(self.sites))
         defaults = _method_class(self.method).defaults.as_dict()  # ActscaleError for an unknown method
+        fitted = _method_class(self.method).fitted
+        if fitted:  # set without gradient steps: the optimiser's fields cannot matter
+            for name in ("steps", "lr", "batch_size", "lambda_m", "cycles"):
+                object.__setattr__(self, name, None)
         if self.cycles is None:
-            object.__setattr__(self, "cycles", DEFAULT_CYCLES if self.steps is None else 1)
+            object.__setattr__(self, "cycles", DEFAULT_CYCLES if self.steps is None and not fitted else 1)
         # Fields left at None take the method's default, so config.json holds real values.
         for name in METHOD_DEFAULT_FIELDS:
             if getattr(self, name) is None:
@@ -161,6 +165,8 @@ class TrainConfig:
         irrelevant = {name: name not in task.fields for name in TASK_FIELDS}
         irrelevant["normalize"] = "normalize" not in _method_class(self.method).options
         irrelevant["target"] = self.cycles == 1  # one cycle is the whole run, whatever the target
+        if _method_class(self.method).fitted:  # no loss, no steps
+            irrelevant |= dict.fromkeys(("margin", "lambda_f", "early_stop", "schedule"), True)
         for name, reset in irrelevant.items():
             if reset:
                 object.__setattr__(self, name, defaults[name])

@@ -8,6 +8,7 @@ behaviour comes from its class (`interventions`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 from collections.abc import Iterator
@@ -66,6 +67,7 @@ class TrainResult:
     # Where the time went: base_pass_s, steps_s, eval_s (the validation prompts), rest_eval_s.
     timing: dict[str, float] = field(default_factory=dict)
     cycles_run: int = 1
+    fit: dict[str, Any] | None = None  # a fitted method's (DiffMean's) measurements and choices
 
 
 def model_dims(model: LoadedModel, n_pos: int) -> ModelDims:
@@ -139,16 +141,15 @@ def train(
     seed gives the same parameters on a CPU.
     """
     observer = observer or RunObserver()
-    config = resolve_autocast(config, model)
-    if config.one_length and not task.fixed_length:
-        raise ActscaleError(f"{config.method} needs prompts of one length; prepare the task with fixed_length=True")
-    check_memory(model, task, config)
+    config = _runnable(model, task, config)
     start = time.perf_counter()
     # The test prompts' base pass comes with their evaluation, after the run's first result.
     base = base_pass(model, task, config.sites, autocast=config.bf16, splits=("train", "val"))
     base_done = time.perf_counter()
     intervention = new_intervention(model, task, config)
-    history, step, stopped_early, cycles_run = _optimise(model, task, base, intervention, config, start, observer)
+    fit = _fit(model, task, intervention, config, observer) if intervention.fitted else None  # no step then
+    steps = _optimise(model, task, base, intervention, config, start, observer) if fit is None else ([], 0, False, 1)
+    history, step, stopped_early, cycles_run = steps
     _check_cancel(observer, f"cancelled after step {step}")
     steps_done = time.perf_counter()
     result = evaluate(model, task, intervention, config, base=base, on_result=observer.first_result)
@@ -169,7 +170,27 @@ def train(
             **{k: round(v, 3) for k, v in result.seconds.items()},
         },
         cycles_run,
+        fit,
     )
+
+
+def _runnable(model: LoadedModel, task: PreparedTask, config: TrainConfig) -> TrainConfig:
+    """``config`` with its precision resolved, once it is known to fit the task and the memory."""
+    config = resolve_autocast(config, model)
+    if config.one_length and not task.fixed_length:
+        raise ActscaleError(f"{config.method} needs prompts of one length; prepare the task with fixed_length=True")
+    check_memory(model, task, config)
+    return config
+
+
+def _fit(
+    model: LoadedModel, task: PreparedTask, intervention: Intervention, config: TrainConfig, observer: RunObserver
+) -> dict[str, Any]:
+    """A fitted method's parameters (`Intervention.fit`), holding the model as a step would."""
+    with _holding(model.lock, observer):
+        return intervention.fit(
+            model, task, functools.partial(last_position_logits, model, autocast=config.bf16), observer.cancelled
+        )
 
 
 def target_outcome(config: TrainConfig, metrics: dict[str, dict[str, Any]], cycles_run: int) -> dict[str, Any] | None:

@@ -154,6 +154,7 @@ def save_result(store: RunStore, model: LoadedModel, task: PreparedTask, result:
         "target": target_outcome(result.config, result.metrics, result.cycles_run),
         "model_name": model.name,
         "group_metrics": result.groups,
+        **({"fit": result.fit} if result.fit is not None else {}),
     }
     params = result.intervention.named_tensors()
     contents = BundleContents(config, params, result.metrics, result.history, task.to_records(), result.analysis, info)

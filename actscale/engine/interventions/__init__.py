@@ -34,7 +34,13 @@ from actscale.engine.interventions.base import (
     expand_beta,
     positioned_axes,
 )
+
+# The registry lists methods in the order they register: the three trained ones first.
+# isort: off
 from actscale.engine.interventions.methods import ActivScalar, DynScalar, SteerVec
+from actscale.engine.interventions.diffmean import DiffMean
+
+# isort: on
 from actscale.engine.interventions.registry import (
     REGISTRY,
     effective_counts,
@@ -50,6 +56,7 @@ from actscale.engine.interventions.steering import at_sites, hook_count, steer
 __all__ = [
     "at_sites",
     "ActivScalar",
+    "DiffMean",
     "DynScalar",
     "HookFn",
     "Intervention",

@@ -52,6 +52,9 @@ class Intervention(nn.Module):
     label: ClassVar[str] = ""  # one line for pickers
     fixed_length: ClassVar[bool] = True  # tied to prompts of one token length
     options: ClassVar[tuple[str, ...]] = ()  # the TrainConfig fields `from_config` reads
+    # A method set from the prompts without gradient steps (DiffMean): `fit` sets its parameters
+    # and `training.train` runs no step; the optimiser's fields keep the method's defaults.
+    fitted: ClassVar[bool] = False
     # Whether autocast "auto" may pick bfloat16 for this method (`resources.resolve_autocast`);
     # a method whose bf16 runs were not measured to match its float32 ones says False.
     auto_bf16: ClassVar[bool] = True
@@ -173,6 +176,15 @@ class Intervention(nn.Module):
         """Whether `edit` records anything worth keeping (the evaluation then keeps full-width,
         left-padded batches so the recorded tensors line up across batches)."""
         return False
+
+    def fit(
+        self, model: Any, task: Any, logits: Callable[[Tensor, Tensor], Tensor], cancelled: Callable[[], bool]
+    ) -> dict[str, Any]:
+        """A `fitted` method's parameters from ``task``'s training (and validation) prompts, set in
+        place; returns what was measured and chosen (stored as the run's ``info.fit``).
+        ``logits(tokens, mask)``: the model's last-position logits. Raises TrainingCancelled when
+        ``cancelled()`` says so."""
+        raise NotImplementedError(f"{self.method} is trained by gradient steps, not fitted")
 
     # -- shared behaviour --
     @property

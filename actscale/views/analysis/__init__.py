@@ -36,6 +36,7 @@ from actscale.views.analysis.checks import (
     sufficiency_table,
     vary_text,
 )
+from actscale.views.analysis.floor import FLOOR_METHOD, floor_frame, floor_result, floor_text
 from actscale.views.analysis.free import (
     FREE_MAPS,
     MAP_LABELS,
@@ -70,6 +71,7 @@ from actscale.views.analysis.tables import (
 )
 
 __all__ = [
+    "FLOOR_METHOD",
     "FREE_MAPS",
     "MAP_LABELS",
     "RANKING_LABELS",
@@ -86,6 +88,9 @@ __all__ = [
     "dyn_prompt_scalars",
     "examples_frame",
     "filled_metrics",
+    "floor_frame",
+    "floor_result",
+    "floor_text",
     "free_part",
     "free_table",
     "free_text",

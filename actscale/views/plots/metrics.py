@@ -107,21 +107,29 @@ COMPARISON_PANELS = (
 )
 
 
+def run_labels(frame: pd.DataFrame) -> pd.Series:
+    """A bar's label: its method, a line per word, over the run id's first six characters (six
+    bars fit half a page's width at 1,400 px)."""
+    return frame["method"].str.replace(" ", "<br>") + "<br>" + frame["run_id"].str[:6]
+
+
 def plot_method_comparison(df: pd.DataFrame) -> go.Figure:
     """Effectiveness (each direction, with its 95% interval and the unmodified model's rate as a
     diamond), faithfulness and minimality per run, train and test side by side."""
     from plotly.subplots import make_subplots
 
-    fig = styled(
-        make_subplots(rows=1, cols=len(COMPARISON_PANELS), subplot_titles=[title for _, _, title in COMPARISON_PANELS])
-    )
+    # Two panels to a row: four in one row overlapped their titles at 1,400 px, and five methods'
+    # labels need the width.
+    titles = [title for _, _, title in COMPARISON_PANELS]
+    fig = styled(make_subplots(rows=2, cols=2, subplot_titles=titles, vertical_spacing=0.28, horizontal_spacing=0.1))
     colours = {"train": "#9aa5b1", "test": "#b4232c"}
     for split in ("train", "test"):
         part = df[df["split"] == split]
         if part.empty:
             continue
-        label = part["method"] + " · " + part["run_id"].str[:6]
-        for col, (metric, base, _) in enumerate(COMPARISON_PANELS, start=1):
+        label = run_labels(part)
+        for i, (metric, base, _) in enumerate(COMPARISON_PANELS):
+            at = {"row": i // 2 + 1, "col": i % 2 + 1}
             y = part[metric] if metric in part else pd.Series(np.nan, index=part.index)
             fig.add_trace(
                 go.Bar(
@@ -129,12 +137,11 @@ def plot_method_comparison(df: pd.DataFrame) -> go.Figure:
                     y=y,
                     name=split,
                     marker_color=colours[split],
-                    showlegend=col == 1,
+                    showlegend=i == 0,
                     legendgroup=split,
                     error_y=_error_bars(part, metric) if metric in part else None,
                 ),
-                row=1,
-                col=col,
+                **at,
             )
             if base and base in part:
                 fig.add_trace(
@@ -145,15 +152,15 @@ def plot_method_comparison(df: pd.DataFrame) -> go.Figure:
                         name=f"unmodified ({split})",
                         marker=dict(symbol="diamond", size=9, color="#222", line=dict(width=0)),
                         legendgroup=split,
-                        showlegend=col == 1,
+                        showlegend=i == 0,
                         offsetgroup=split,
                     ),
-                    row=1,
-                    col=col,
+                    **at,
                 )
     for col in (1, 2):
         fig.update_yaxes(range=[0, 1.05], row=1, col=col)
-    fig.update_layout(barmode="group", scattermode="group", title="methods compared", **LAYOUT)
+    fig.update_xaxes(tickangle=0)
+    fig.update_layout(barmode="group", scattermode="group", title="methods compared", **{**LAYOUT, "height": 720})
     return fig
 
 
@@ -162,14 +169,14 @@ def plot_param_counts(df: pd.DataFrame) -> go.Figure:
     first = df.drop_duplicates("run_id")
     fig = new_figure(
         go.Bar(
-            x=first["method"] + " · " + first["run_id"].str[:6],
+            x=run_labels(first),
             y=first["n_params"],
             text=first["n_params"],
             textposition="outside",
             marker_color="#3b6ea8",
         )
     )
-    fig.update_layout(title="learned parameters", yaxis_title="parameters (log)", **LAYOUT)
+    fig.update_layout(title="parameters (learned, fitted or chosen)", yaxis_title="parameters (log)", **LAYOUT)
     fig.update_yaxes(type="log", dtick=1)  # one tick per power of ten
     return fig
 
