@@ -16,6 +16,7 @@
 - ``cycles``: every method at its defaults as a user gets them (cycles of the method's steps
   until validation reaches the target, docs/method.md §3) on IOI, and ActivScalar and SteerVec on
   CCC, over seeds 1–3: the cycles each run took, whether it reached the target, its test figures.
+- ``baselines``: the learned interventions and map next to the free ones (`benchmarks.baselines`).
 - ``first-result``: what shortens the time to a trained default IOI ActivScalar run (issue 10):
   bf16 autocast, batches of 4, fewer or larger steps, each over seeds 1–3 on VALIDATION only
   (one test prompt, so no test figure exists to read), with the steps' seconds.
@@ -247,6 +248,10 @@ def markdown(name: str, result: dict[str, Any]) -> str:
             )
         return "\n".join(lines)
 
+    if name == "baselines":
+        from benchmarks.baselines import baselines_markdown
+
+        return baselines_markdown(result)
     if name == "cycles":
         lines = [HEADER, *(_row(label, r["test"]) for label, r in result.items()), ""]
         return "\n".join(lines + [_cycles_line(label, r["targets"]) for label, r in result.items()])
@@ -278,7 +283,7 @@ def markdown(name: str, result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.experiments", description=__doc__.split("\n\n")[0])
-    parser.add_argument("name", choices=["defaults", "ccc", "families", "first-result", "cycles"])
+    parser.add_argument("name", choices=["defaults", "ccc", "families", "first-result", "cycles", "baselines"])
     parser.add_argument("--store", default="experiment-runs")
     parser.add_argument("--out", default=None, help="write the result as JSON here")
     args = parser.parse_args(argv)
@@ -286,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from actscale.engine.models import load_model
     from actscale.runs.store import RunStore
+    from benchmarks.baselines import baselines
 
     torch.set_num_threads(2)
     model = load_model("bundled", "cpu")
@@ -296,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         "families": families,
         "first-result": first_result,
         "cycles": cycles,
+        "baselines": baselines,
     }
     result = experiments[args.name](model, RunStore(args.store))
     seconds = time.perf_counter() - start

@@ -33,15 +33,14 @@ def fitted(tiny_llama, tmp_path_factory):
 def test_the_edit_adds_the_chosen_vector_at_the_last_position_only():
     iv = DiffMean(("mlp_out",), ModelDims(n_layers=2, n_pos=4, d_model=3, n_heads=1, d_head=3))
     with torch.no_grad():
-        iv.tensor("vector", "mlp_out").copy_(torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]))
-        iv.tensor("strength", "mlp_out")[1] = 2.0
+        iv.tensor("vector", "mlp_out")[1] = torch.tensor([8.0, 10.0, 12.0])
     act = torch.arange(24, dtype=torch.float32).reshape(2, 4, 3)
     beta = torch.tensor([1.0, -1.0])
     out = iv(act, site="mlp_out", layer=1, beta=beta)
     assert torch.equal(out[:, :-1], act[:, :-1])
     assert torch.equal(out[:, -1], act[:, -1] + torch.tensor([[8.0, 10.0, 12.0], [-8.0, -10.0, -12.0]]))
-    assert torch.equal(iv(act, site="mlp_out", layer=0, beta=beta), act)  # strength 0 there
-    assert iv.n_params == 3 + 1  # the chosen vector and its strength
+    assert torch.equal(iv(act, site="mlp_out", layer=0, beta=beta), act)  # zero there
+    assert iv.n_params == 3  # the chosen vector
     with pytest.raises(ActscaleError, match="^diffmean adds one vector per layer at attn_out, mlp_out or resid_post"):
         DiffMean(("head",), ModelDims(n_layers=2, n_pos=4, d_model=3, n_heads=1, d_head=3))
 
@@ -68,7 +67,9 @@ def test_the_vector_is_the_mean_difference_measured_with_bare_hooks(fitted, tiny
     for site in CONFIG.sites:
         for layer in range(tiny_llama.n_layers):
             expected = orientation * (last[(site, layer, True)] - last[(site, layer, False)])
-            assert torch.allclose(bundle.params[f"vector.{site}"][layer], expected, atol=1e-5)
+            assert torch.allclose(bundle.analysis[f"measured.{site}"][layer], expected, atol=1e-5)
+            used = fit["strength"] * expected if (site, layer) == (fit["site"], fit["layer"]) else 0 * expected
+            assert torch.allclose(bundle.params[f"vector.{site}"][layer], used, atol=1e-4)
 
 
 def test_layer_and_strength_are_chosen_on_validation(fitted, tiny_llama, tmp_path):
@@ -81,9 +82,8 @@ def test_layer_and_strength_are_chosen_on_validation(fitted, tiny_llama, tmp_pat
     scores = [(r["flip_acc_pos"] + r["flip_acc_neg"], -i) for i, r in enumerate(fit["strengths"])]
     assert [r["strength"] for r in fit["strengths"]] == list(STRENGTHS)
     assert fit["strength"] == STRENGTHS[-max(scores)[1]]
-    strengths = {s: bundle.params[f"strength.{s}"] for s in CONFIG.sites}
-    assert sum(int((v != 0).sum()) for v in strengths.values()) == 1
-    assert float(strengths[fit["site"]][fit["layer"]]) == fit["strength"]
+    used = {s: bundle.params[f"vector.{s}"].abs().sum(-1) != 0 for s in CONFIG.sites}
+    assert sum(int(v.sum()) for v in used.values()) == 1 and bool(used[fit["site"]][fit["layer"]])
     # the test prompts are never read: more of them leave the parameters as they were
     more = train_run(CONFIG.replace(n_test=40), tiny_llama, store=RunStore(tmp_path))
     assert all(torch.equal(more.params[k], v) for k, v in bundle.params.items())
@@ -93,7 +93,7 @@ def test_layer_and_strength_are_chosen_on_validation(fitted, tiny_llama, tmp_pat
 def test_it_is_evaluated_and_stored_like_a_trained_method(fitted, tiny_llama):
     _, bundle = fitted
     test = bundle.metrics["test"]
-    assert test["n_params"] == tiny_llama.d_model + 1 and test["n_components"] == 2 * tiny_llama.n_layers
+    assert test["n_params"] == tiny_llama.d_model and test["n_components"] == 2 * tiny_llama.n_layers
     assert 0 <= test["flip_acc_pos"] <= 1 and len(test["flip_acc_pos_ci95"]) == 2
     again = evaluate_run(bundle, tiny_llama)
     assert again["test"]["flip_acc_neg"] == test["flip_acc_neg"]
@@ -136,3 +136,25 @@ def test_its_explore_page_renders(fitted, monkeypatch):
     )
     values = DiffMean.component_values(bundle.params, bundle.analysis, "attn_out")
     assert bars["data"][0]["y"] == pytest.approx(values.tolist())
+
+
+def test_its_map_checks_keep_and_move_the_chosen_vector(fitted, tiny_llama):
+    """The checks rank (site, layer) components, keep the chosen one alone, and a vector moved to
+    another layer keeps its ‖v‖/‖h‖ (SteerVec's rule, at the last position)."""
+    from actscale.checks import CheckOptions, run_checks
+    from actscale.checks.components import Components, keep_params, transplant_params
+
+    _, bundle = fitted
+    mags = {s: DiffMean.relative_magnitude(bundle.params, bundle.analysis, s, None) for s in bundle.sites}
+    comps = Components(DiffMean, bundle.sites, mags)
+    assert comps.n == 2 * tiny_llama.n_layers and int((comps.magnitude > 0).sum()) == 1
+    kept = keep_params(bundle.params, comps, comps.mask(comps.top(1)))
+    assert all(torch.equal(kept[k], bundle.params[k]) for k in bundle.params)
+    src = comps.top(1)
+    site = next(s for s in bundle.sites if comps.offsets[s] <= int(src) < comps.offsets[s] + tiny_llama.n_layers)
+    dst = torch.tensor([comps.offsets[site] + (int(src) - comps.offsets[site] + 1) % tiny_llama.n_layers])  # same site
+    moved = transplant_params(bundle.params, comps, bundle.analysis, src, dst)
+    new = torch.cat([DiffMean.component_values(moved, bundle.analysis, s) for s in bundle.sites])
+    assert float(new[dst]) == pytest.approx(float(comps.magnitude[src]), rel=1e-5)
+    out = run_checks(tiny_llama, bundle, CheckOptions(prompts=8, draws=5, precision="float32", side_effects=False))
+    assert out["map"]["n_components"] == comps.n

@@ -38,8 +38,8 @@ Logits = Callable[[Tensor, Tensor], Tensor]  # (tokens, mask) -> last-position l
 
 @register_method
 class DiffMean(Intervention):
-    """``h'[−1] = h[−1] + β·s[s,l]·v[s,l]``: the mean clean − counterfactual difference, added at
-    the last position of one chosen (site, layer) with a strength chosen on validation."""
+    """``h'[−1] = h[−1] + β·v[s,l]``: ``v`` = s × the mean clean − counterfactual difference at the
+    one (site, layer) and strength chosen on validation, zero at every other layer."""
 
     method = "diffmean"
     label = "DiffMean (a mean-difference vector at one layer; no training)"
@@ -47,20 +47,22 @@ class DiffMean(Intervention):
     fitted: ClassVar[bool] = True
     # Nothing is trained: the optimiser's fields do not matter and are kept at these values.
     defaults = MethodDefaults(steps=1, lr=0.1, batch_size=4, lambda_m=0.0)
-    magnitude_name, magnitude_label = "norm_ratio", "s·‖v‖/‖h‖ (last position)"
+    magnitude_name, magnitude_label = "norm_ratio", "‖v‖/‖h‖ (last position)"
+
+    def __init__(self, sites: tuple[str, ...], dims: ModelDims, *, answer_aligned: bool = False):
+        super().__init__(sites, dims, answer_aligned=answer_aligned)
+        self.measured: dict[str, Tensor] = {}  # every layer's mean difference, set by `fit`
 
     @classmethod
     @override
     def param_shapes(cls, site: str, dims: ModelDims) -> dict[str, tuple[int, ...]]:
         if is_head_site(site):
             raise ActscaleError("diffmean adds one vector per layer at attn_out, mlp_out or resid_post, not per head")
-        return {"vector": (dims.n_layers, dims.d_model), "strength": (dims.n_layers,)}
+        return {"vector": (dims.n_layers, dims.d_model)}
 
     @override
     def edit(self, act: Tensor, site: str, layer: int, beta: Tensor, record: Recorder | None) -> Tensor:
-        shift = (
-            expand_beta(beta, act[:, -1:]) * self.tensor("strength", site)[layer] * self.tensor("vector", site)[layer]
-        )
+        shift = expand_beta(beta, act[:, -1:]) * self.tensor("vector", site)[layer]
         return torch.cat([act[:, :-1], act[:, -1:] + shift], dim=1)
 
     @classmethod
@@ -71,8 +73,8 @@ class DiffMean(Intervention):
     @classmethod
     @override
     def component_values(cls, params: Mapping[str, Tensor], analysis: Mapping[str, Tensor], site: str) -> Tensor:
-        """``|s|·‖v‖ / mean‖h‖`` at the last position, per layer (``|s|·‖v‖`` without ``‖h‖``)."""
-        size = params[f"strength.{site}"].abs() * params[f"vector.{site}"].norm(dim=-1)
+        """``‖v‖ / mean‖h‖`` at the last position, per layer (``‖v‖`` without ``‖h‖``)."""
+        size = params[f"vector.{site}"].norm(dim=-1)
         hnorm = analysis.get(f"hnorm.{site}")
         return size if hnorm is None else size / hnorm[:, -1].clamp_min(1e-6)
 
@@ -87,11 +89,36 @@ class DiffMean(Intervention):
         cells[:, -1] = cls.component_values(params, analysis, site)
         return cells.masked_fill(~train_tokens.bool().any(0).reshape(1, -1), float("nan"))
 
+    @classmethod
+    @override
+    def transplant_scale(
+        cls,
+        analysis: Mapping[str, Tensor],
+        site: str,
+        src: Tensor,
+        dst: Tensor,
+        learned: Tensor | None = None,
+        moved: Mapping[str, Tensor] | None = None,
+        reads: Tensor | None = None,
+    ) -> Tensor:
+        """A vector moved to another layer is rescaled by the mean ‖h‖ at the last position there
+        against where it was chosen, so ‖v‖/‖h‖ is kept."""
+        hnorm = analysis[f"hnorm.{site}"][:, -1].float()
+        return hnorm[dst] / hnorm[src].clamp_min(1e-6)
+
     @property
     @override
     def n_params(self) -> int:
-        """The chosen vector and its strength (the other layers' vectors are measured, not used)."""
-        return sum(int((self.tensor("strength", s) != 0).sum()) * (self.dims.d_model + 1) for s in self.sites)
+        """The chosen vector (every other layer's is zero)."""
+        return sum(int((self.tensor("vector", s).abs().sum(-1) != 0).sum()) * self.dims.d_model for s in self.sites)
+
+    @override
+    def analysis_arrays(
+        self, hdir: Mapping[str, Tensor], record: Mapping[tuple[str, int], list[Tensor]]
+    ) -> dict[str, Tensor]:
+        """``measured.<site>``: every layer's oriented mean difference (the chosen one, times its
+        strength, is the parameter)."""
+        return {f"measured.{site}": v.contiguous() for site, v in self.measured.items()}
 
     @override
     def fit(self, model: Any, task: Any, logits: Logits, cancelled: Callable[[], bool]) -> dict[str, Any]:
@@ -109,11 +136,11 @@ class DiffMean(Intervention):
         site, layer = candidates[int(torch.argmax(moves))]
         tried = run.flips(batch, [(site, layer, s * vectors[site][layer]) for s in STRENGTHS])
         best = max(range(len(STRENGTHS)), key=lambda i: (tried[i][0] + tried[i][1], -i))
+        self.measured = {s: v.detach().cpu().float() for s, v in vectors.items()}
         with torch.no_grad():
             for s in self.sites:
-                self.tensor("vector", s).copy_(vectors[s])
-                self.tensor("strength", s).zero_()
-            self.tensor("strength", site)[layer] = STRENGTHS[best]
+                self.tensor("vector", s).zero_()
+            self.tensor("vector", site)[layer] = STRENGTHS[best] * vectors[site][layer]
         return {
             "split": split,
             "n": int(rows.numel()),
@@ -175,14 +202,12 @@ class _Fitting:
         the ``batch`` prompts, ``∂Δ/∂s`` at s = 0, from one forward and backward pass with every
         layer's vector attached at strength 0."""
         tokens, mask, correct, wrong = batch
-        probe = DiffMean(self.iv.sites, self.iv.dims).to(self.model.device)
-        with torch.no_grad():
-            for site in self.iv.sites:
-                probe.tensor("vector", site).copy_(vectors[site])
+        probe = DiffMean(self.iv.sites, self.iv.dims).to(self.model.device)  # zero: the gradient is ∇_h Δ
         with self.model.lock, steer(self.model.bridge, probe, 1.0, batch=int(tokens.shape[0]), mask=mask):
             out = self.logits(tokens, mask)
             logit_diff(out, correct.to(out.device), wrong.to(out.device)).mean().backward()
-        return torch.cat([probe.tensor("strength", s).grad.detach().cpu() for s in self.iv.sites])  # type: ignore[union-attr]
+        grads = {s: probe.tensor("vector", s).grad.detach().cpu() for s in self.iv.sites}  # type: ignore[union-attr]
+        return torch.cat([(grads[s] * vectors[s]).sum(-1) for s in self.iv.sites])
 
     def flips(self, batch: tuple[Tensor, ...], shifts: list[Shift]) -> list[tuple[float, float]]:
         """Per shift, the share of prompts preferring a+ at β = +1 and a− at β = −1."""
