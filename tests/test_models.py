@@ -89,3 +89,17 @@ def test_last_position_logits_reads_the_last_token(tiny_llama):
         last = last_position_logits(tiny_llama, x)
     assert last.shape == (2, tiny_llama.d_vocab)
     assert torch.allclose(last, full[:, -1], atol=1e-6)
+
+
+def test_a_reinitialised_control_is_the_same_architecture_with_other_weights(tiny_llama, monkeypatch):
+    control = load_model("tiny-llama:reinit", "cpu")
+    assert control.name == "tiny-llama:reinit" and control.weights_hash != tiny_llama.weights_hash
+    assert load_model("tiny-llama:reinit", "cpu").weights_hash == control.weights_hash  # seed 0: one model
+    assert (control.n_layers, control.d_model, control.n_heads) == (tiny_llama.n_layers, tiny_llama.d_model, 4)
+    ids = control.tokenizer(" Mary", add_special_tokens=False).input_ids
+    assert ids == tiny_llama.tokenizer(" Mary", add_special_tokens=False).input_ids
+    norm = control.bridge.original_model.model.norm.weight
+    assert torch.equal(norm, torch.ones_like(norm))  # the architecture's own initialisation
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match="^model 'no-such-org/no-such-model-xyz' is not in the local"):
+        load_model("no-such-org/no-such-model-xyz:reinit", "cpu")

@@ -7,12 +7,17 @@
   named by the file's hash;
 - a Hugging Face hub id, which needs the network or a filled cache, and fails with one line
   when neither is there;
-- ``tiny-llama`` / ``tiny-gpt2``: the tests' small random models."""
+- ``tiny-llama`` / ``tiny-gpt2``: the tests' small random models;
+- any of these followed by ``:reinit`` (``bundled:reinit``): a control, the same architecture
+  and tokenizer with every weight re-initialised as the architecture initialises a new model
+  (seed 0, so every load is the same model): a map learned there reflects no trained mechanism."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+import torch
 
 from actscale.engine.models.base import (
     BUNDLED,
@@ -29,6 +34,8 @@ from actscale.engine.models.tiny import boot_tiny
 from actscale.engine.models.wiring import check_wiring
 from actscale.errors import ModelLoadError
 
+REINIT = ":reinit"  # a control model: the named one with its weights re-initialised
+
 
 def load_model(name: str = BUNDLED, device: str = "auto") -> LoadedModel:
     """Load ``name`` (``bundled``, a local folder, a hub id, or a tiny test model) on ``device``.
@@ -39,6 +46,8 @@ def load_model(name: str = BUNDLED, device: str = "auto") -> LoadedModel:
     if not name:
         raise ModelLoadError("no model name given: use 'bundled', a local folder or a Hugging Face id")
     device = resolve_device(device)
+    if name.endswith(REINIT) and len(name) > len(REINIT):
+        return _reinitialised(name, device)
     with quiet():
         if name == BUNDLED:
             folder = bundled_model_folder()
@@ -62,6 +71,19 @@ def load_model(name: str = BUNDLED, device: str = "auto") -> LoadedModel:
             weights_hash = parameter_fingerprint(bridge)
     model = wrap_bridge(name, bridge, device, weights_hash)
     check_wiring(model)  # ModelLoadError where the hooks are not what the interventions rely on
+    return model
+
+
+def _reinitialised(name: str, device: str) -> LoadedModel:
+    """``name`` without its ``:reinit``, loaded, then every weight re-initialised by the
+    architecture's own initialisation (Hugging Face ``_init_weights``) with seed 0."""
+    base = load_model(name[: -len(REINIT)], device)
+    hf = base.bridge.original_model
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        hf.apply(hf._init_weights)
+    model = wrap_bridge(name, base.bridge, device, parameter_fingerprint(base.bridge))
+    check_wiring(model)
     return model
 
 
