@@ -386,7 +386,7 @@ def bench_time_to_target(store: Path, model: str = "bundled", extra: tuple[str, 
     }
 
 
-def bench_checks(store: Path, run_id: str) -> dict:
+def bench_checks(store: Path, run_id: str, model: str = "bundled") -> dict:
     """A new process running the map checks (``analyse``, default options) on a stored run."""
     wall, result = _cli("analyse", "--run", run_id, "--store", str(store))
     if "error" in result:
@@ -399,7 +399,21 @@ def bench_checks(store: Path, run_id: str) -> dict:
         "of": result["n_components"],
         "free_maps_s": free.get("seconds"),
         "localisation_s": (free.get("localisation") or {}).get("seconds"),
+        "patching_s": (free.get("patching") or {}).get("seconds"),
+        "patched": (free.get("patching") or {}).get("patched"),
+        "diffmean_fit_s": bench_diffmean_fit(store, model),
     }
+
+
+def bench_diffmean_fit(store: Path, model: str) -> float | None:
+    """DiffMean on the default IOI prompts in a new process: the seconds of its fit (what it has
+    instead of training steps), as stored with the run."""
+    from actscale.runs.store import RunStore
+
+    _, result = _cli("train", "--model", model, "--task", "ioi", "--method", "diffmean", "--store", str(store))
+    if "run_id" not in result:
+        return None
+    return RunStore(store).load(result["run_id"]).info["fit"]["seconds"]
 
 
 def explore_part(store: Path, run_id: str) -> dict:
@@ -483,7 +497,8 @@ def main(argv: list[str] | None = None) -> int:
                 results[key] = bench_time_to_target(Path(store) / key, args.target_model, extra)
             if "checks" in parts and "run_id" in results["time_to_target"]:
                 print("(e) the map checks of that run ...", file=sys.stderr, flush=True)
-                results["checks"] = bench_checks(Path(store) / "time_to_target", results["time_to_target"]["run_id"])
+                run_id = results["time_to_target"]["run_id"]
+                results["checks"] = bench_checks(Path(store) / "time_to_target", run_id, args.target_model)
             if "explore" in parts and "run_id" in results["time_to_target"]:
                 print("(f) that run's Explore page in a browser ...", file=sys.stderr, flush=True)
                 results["explore"] = explore_part(Path(store) / "time_to_target", results["time_to_target"]["run_id"])
@@ -565,6 +580,12 @@ def report_lines(results: dict) -> list[str]:
                 f"(e) map checks (analyse, defaults) of that run: {c['checks_s']} s of checks, {c['wall_s']} s for the "
                 f"whole command (target <= 60 s); k90 {c['k90']} of {c['of']}; of the checks, the AtP maps "
                 f"{c.get('free_maps_s')} s (target: a few s) and the localisation curves {c.get('localisation_s')} s"
+                + (
+                    f"; exact patching of {c['patched']} cells {c['patching_s']} s (target <= 60 s)"
+                    if c.get("patching_s") is not None
+                    else ""
+                )
+                + (f"; DiffMean's fit {c['diffmean_fit_s']} s (target: a few s)" if c.get("diffmean_fit_s") else "")
             )
     if "explore" in results:
         e = results["explore"]

@@ -140,3 +140,8 @@ def test_the_checks_line_names_the_free_maps_time():
         "(e) map checks (analyse, defaults) of that run: 35.2 s of checks, 40.1 s for the whole command (target <= "
         "60 s); k90 40 of 960; of the checks, the AtP maps 4.1 s (target: a few s) and the localisation curves 12.5 s"
     ]
+    more = checks | {"patching_s": 48.2, "patched": 119, "diffmean_fit_s": 6.3}
+    assert report_lines({"checks": more})[0].endswith(
+        "the localisation curves 12.5 s; exact patching of 119 cells 48.2 s (target <= 60 s); DiffMean's fit 6.3 s "
+        "(target: a few s)"
+    )
