@@ -94,3 +94,29 @@ def test_flip_targets_on_held_out_prompts(bundled, bundled_run, task, method, te
             or countries["val"] & countries["test"]
             or countries["train"] & countries["val"]
         )
+
+
+@pytest.mark.parametrize("task", ["ioi", "ccc"])
+def test_diffmean_and_the_floor_share_the_default_runs_split(bundled_run, task):
+    """The training-free baselines on the default IOI and CCC prompts: DiffMean fitted on the same
+    prompts and split as ActivScalar and SteerVec (one dataset hash), its layer and strength chosen
+    on validation; the logit-bias floor on those prompts; all with base rates and intervals."""
+    from actscale.views.analysis import floor_frame, floor_result, metrics_frame
+
+    trained = [bundled_run(task=task, method=m) for m in ("activscalar", "steervec")]
+    fitted = bundled_run(task=task, method="diffmean")
+    hashes = {b.record.provenance.dataset_hash for b in [*trained, fitted]}
+    assert len(hashes) == 1
+    fit = fitted.info["fit"]
+    assert (fit["split"], fit["n"], fit["n_pairs"]) == ("val", fitted.metrics["val"]["n_prompts"], 38)
+    test = fitted.metrics["test"]
+    assert test["n_prompts"] == 200 and test["n_params"] == 576 and len(test["flip_acc_neg_ci95"]) == 2
+    print(f"\n{task} DiffMean {fit['site']} L{fit['layer']} × {fit['strength']:g}: test {test['flip_acc_pos']:.2f} / "
+          f"{test['flip_acc_neg']:.2f} (unmodified {test['acc_base']:.2f}), KL {test['faithfulness_kl']:.3f}")  # fmt: skip
+    floor = floor_result(trained[0])
+    assert floor is not None and floor["split"] == "val"
+    assert floor["splits"]["test"]["n_prompts"] == 200 and floor["splits"]["test"]["faithfulness_kl"] == 0.0
+    shown = metrics_frame([*trained, fitted])
+    both = floor_frame([*trained, fitted])
+    assert set(shown["method"]) | set(both["method"]) == {"activscalar", "steervec", "diffmean", "logit-bias floor"}
+    assert len(both) == 3  # one floor (one dataset), per split

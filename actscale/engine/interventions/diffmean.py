@@ -43,7 +43,9 @@ class DiffMean(Intervention):
 
     method = "diffmean"
     label = "DiffMean (a mean-difference vector at one layer; no training)"
-    fixed_length = False
+    # Its vector sits at the last position, so no length ties it; it keeps the prompts ActivScalar
+    # and SteerVec keep (one length on the generated tasks), so the three share one split.
+    fixed_length = True
     fitted: ClassVar[bool] = True
     # Nothing is trained: the optimiser's fields do not matter and are kept at these values.
     defaults = MethodDefaults(steps=1, lr=0.1, batch_size=4, lambda_m=0.0)
