@@ -111,8 +111,9 @@ def test_diffmean_and_the_floor_share_the_default_runs_split(bundled_run, task):
     assert (fit["split"], fit["n"], fit["n_pairs"]) == ("val", fitted.metrics["val"]["n_prompts"], 38)
     test = fitted.metrics["test"]
     assert test["n_prompts"] == 200 and test["n_params"] == 576 and len(test["flip_acc_neg_ci95"]) == 2
-    print(f"\n{task} DiffMean {fit['site']} L{fit['layer']} × {fit['strength']:g}: test {test['flip_acc_pos']:.2f} / "
-          f"{test['flip_acc_neg']:.2f} (unmodified {test['acc_base']:.2f}), KL {test['faithfulness_kl']:.3f}")  # fmt: skip
+    chosen = f"{fit['site']} L{fit['layer']} × {fit['strength']:g}"
+    rates = f"{test['flip_acc_pos']:.2f} / {test['flip_acc_neg']:.2f} (unmodified {test['acc_base']:.2f})"
+    print(f"\n{task} DiffMean {chosen}: test {rates}, KL {test['faithfulness_kl']:.3f}")
     floor = floor_result(trained[0])
     assert floor is not None and floor["split"] == "val"
     assert floor["splits"]["test"]["n_prompts"] == 200 and floor["splits"]["test"]["faithfulness_kl"] == 0.0
