@@ -219,6 +219,7 @@ def test_heatmaps_carry_the_token_labels(runs):
 
 
 def test_comparison_report(runs):
+    from actscale.views.analysis import floor_result
     from actscale.views.report import comparison_findings, human_size, render_comparison_report
 
     bundles = list(runs[1].values())
@@ -232,6 +233,8 @@ def test_comparison_report(runs):
     for b in bundles:
         assert f'<h2 id="run-{b.run_id}">Run {b.run_id}</h2>' in page
     assert "<h1>actscale: 3 runs compared</h1>" in page
+    floor = floor_result(bundles[0])
+    assert f"<li>The logit-bias floor adds ±{floor['bias']:.2f} to the two answer logits" in page  # beside the runs
     assert len(page) < len(render_report(bundles[0])) * 2  # not three copies of plotly.js
     with pytest.raises(ValueError):
         render_comparison_report([])

@@ -15,6 +15,8 @@ from actscale.views import panels, plots
 from actscale.views.analysis import (
     ablation_table,
     filled_metrics,
+    floor_frame,
+    floor_text,
     generalisation_table,
     metrics_frame,
     metrics_table,
@@ -197,7 +199,8 @@ def render_comparison_report(bundles: list[RunBundle]) -> str:
     if not bundles:
         raise ValueError("a comparison report needs at least one run")
     table = comparison_frame(bundles)
-    df = metrics_frame(bundles, metrics_of=filled_metrics)
+    # the logit-bias floor beside the runs on each dataset among them, as on the Compare page
+    df = pd.concat([metrics_frame(bundles, metrics_of=filled_metrics), floor_frame(bundles)], ignore_index=True)
     figures = []
     for i, fig in enumerate((plots.plot_method_comparison(df), plots.plot_param_counts(df))):
         figures.append(
@@ -209,7 +212,9 @@ def render_comparison_report(bundles: list[RunBundle]) -> str:
         "<h2>The runs</h2>",
         html_table(table.values.tolist(), list(table.columns)),
         "<h2>What the comparison shows</h2>",
-        html_sentences(comparison_findings(bundles) or ["One run: nothing to compare."]),
+        html_sentences(
+            [*(comparison_findings(bundles) or ["One run: nothing to compare."]), floor_text(bundles).replace("**", "")]
+        ),
         *[f'<section class="figure">{f}</section>' for f in figures],
     ]
     for i, b in enumerate(bundles):
