@@ -68,12 +68,13 @@ def _maps(model: Any, bundle: Any) -> dict[str, Any]:
     }
 
 
-def _pm(values: list[float], digits: int = 2) -> str:
+def _pm(values: list[float], digits: int = 2, rate: bool = False) -> str:
+    """Mean ± sd [the seed-level 95% t interval, clipped to [0, 1] only for a rate]."""
     from actscale.engine.objective import seed_interval
 
     mean = statistics.mean(values)
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    lo, hi = seed_interval(values)[1:]
+    lo, hi = seed_interval(values, rate=rate)[1:]
     return f"{mean:.{digits}f} ± {sd:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
@@ -89,7 +90,8 @@ def baselines_markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"| logit-bias floor (b {biases}) | "
             f"{'/'.join(str(f['test']['n_prompts']) for f in floors)} | | "
-            f"{_pm([f['test']['flip_acc_pos'] for f in floors])} | {_pm([f['test']['flip_acc_neg'] for f in floors])} "
+            f"{_pm([f['test']['flip_acc_pos'] for f in floors], rate=True)} | "
+            f"{_pm([f['test']['flip_acc_neg'] for f in floors], rate=True)} "
             "| | 0 (by construction) | no component | no cell |"
         )
         params = "; ".join(f"{m} {'/'.join(map(str, s['n_params']))}" for m, s in r["methods"].items())

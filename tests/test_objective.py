@@ -175,5 +175,7 @@ def test_seed_level_interval_carries_the_seeds_spread():
     assert seed_interval([0.5, 0.5, 0.5]) == (0.5, 0.5, 0.5)
     mean, lo, hi = seed_interval([0.2, 0.4])  # t with 1 degree of freedom: 12.706 · 0.1414 / 1.414
     assert (mean, round(lo, 6), round(hi, 6)) == (pytest.approx(0.3), 0.0, 1.0)
+    # an area or a correlation is not a rate: not clipped (mean 0.3 ± 12.706 · 0.1)
+    assert tuple(round(x, 4) for x in seed_interval([0.2, 0.4], rate=False)) == (0.3, -0.9706, 1.5706)
     with pytest.raises(ValueError, match="at least two seeds"):
         seed_interval([0.9])

@@ -159,18 +159,18 @@ class Minimality:
 T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
 
 
-def seed_interval(values: Sequence[float]) -> tuple[float, float, float]:
+def seed_interval(values: Sequence[float], rate: bool = True) -> tuple[float, float, float]:
     """(mean, lo, hi): the 95% t interval of a figure over independently trained seeds, clipped
-    to [0, 1] for a rate. The interval that carries what varies between runs (three seeds of
-    0.94 ± 0.07 give [0.77, 1.00]; pooling their prompts into one Wilson interval would give
-    about [0.92, 0.96]). Needs two values at least."""
+    to [0, 1] for a rate (``rate``; a correlation or an area is not clipped). The interval that
+    carries what varies between runs (three seeds of 0.94 ± 0.07 give [0.77, 1.00]; pooling their
+    prompts into one Wilson interval would give about [0.92, 0.96]). Needs two values at least."""
     if len(values) < 2:
         raise ValueError("a seed-level interval needs at least two seeds")
     mean = sum(values) / len(values)
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
     df = len(values) - 1
     half = (T975[df - 1] if df <= len(T975) else Z95 + 2.4 / df) * sd / math.sqrt(len(values))
-    return mean, max(0.0, mean - half), min(1.0, mean + half)
+    return (mean, max(0.0, mean - half), min(1.0, mean + half)) if rate else (mean, mean - half, mean + half)
 
 
 MIN_CLUSTERS = 5  # a bootstrap over fewer clusters says little (and can be narrower than Wilson's)
