@@ -14,7 +14,7 @@ few cells and loses it without them; random rankings (three draws) are the floor
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -38,6 +38,7 @@ def localisation(
     probe: Intervention,
     means: Mapping[str, Tensor],
     rankings: Mapping[str, Tensor],
+    progress: Callable[[int, str], None] | None = None,
 ) -> dict[str, Any]:
     """The keep and knock-out curves of each ranking (a score per cell, flat over the sites in
     the probe's cell order; larger first) and three random rankings, on ``ctx``'s prompts."""
@@ -57,7 +58,7 @@ def localisation(
             top = cells.mask(order[:k])
             variants += [Variant(f"{name} keep {k}", None, ~top, "mean")]
             variants += [Variant(f"{name} drop {k}", None, top, "mean")]
-    results = evaluate_variants(on_cells, variants)
+    results = evaluate_variants(on_cells, variants, None if progress is None else lambda r: progress(r, "localisation"))
     clean = logit_diff(ctx.base_logits, ctx.correct, ctx.wrong)
     none = results[0][0.0][0]
     span = float((clean - none).mean())

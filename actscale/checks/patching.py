@@ -20,7 +20,7 @@ they are not used.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -75,7 +75,12 @@ def cell_activations(
 
 
 def patching(
-    ctx: Context, task: PreparedTask, probe: Intervention, rankings: Mapping[str, Tensor], full: bool
+    ctx: Context,
+    task: PreparedTask,
+    probe: Intervention,
+    rankings: Mapping[str, Tensor],
+    full: bool,
+    progress: Callable[[int, str], None] | None = None,
 ) -> tuple[dict[str, Any], Tensor]:
     """The patching part (prompts, the clean–counterfactual gap, per-ranking verification) and
     each cell's restored share, flat in the probe's cell order (NaN where not patched). Nothing is
@@ -100,7 +105,7 @@ def patching(
     chosen = cells_to_patch(rankings, n_cells, full)
     same = cell_columns(probe)[chosen] < first_difference(task.tokens[rows], counter.tokens)
     share[chosen[same]] = 0.0  # before the first token that differs, clean and counterfactual are one computation
-    share[chosen[~same]] = (patched_deltas(counter, chosen[~same]) - corrupt).mean(1) / span
+    share[chosen[~same]] = (patched_deltas(counter, chosen[~same], progress) - corrupt).mean(1) / span
     part |= {"patched": int(chosen.numel()), "patched_before_difference": int(same.sum())}
     return part | {"rankings": verification(rankings, share)}, share
 
@@ -137,11 +142,12 @@ def counterfactual_context(
     return counter, logit_diff(clean_logits, counter.correct, counter.wrong)
 
 
-def patched_deltas(counter: Context, cells: Tensor) -> Tensor:
+def patched_deltas(counter: Context, cells: Tensor, progress: Callable[[int, str], None] | None = None) -> Tensor:
     """Δ on each counterfactual prompt with one cell at a time patched from its clean prompt:
     [cells, prompts] (several cells to a forward pass, as the checks batch their variants)."""
     variants = [Variant(f"cell {c}", None, counter.comps.mask(c.reshape(1)), "patch") for c in cells]
-    results = evaluate_variants(counter, variants)
+    report = None if progress is None else lambda rows: progress(rows, "exact patching")
+    results = evaluate_variants(counter, variants, report)
     return torch.stack([r[0.0][0] for r in results]) if results else torch.zeros(0, counter.n)
 
 

@@ -17,7 +17,7 @@ from actscale.checks.components import (
     necessity_grid,
 )
 from actscale.checks.free_maps import FREE_MAPS, agreement, cell_means, cell_probe, flat, free_maps, learned_cells
-from actscale.checks.localisation import localisation
+from actscale.checks.localisation import RANDOM_DRAWS, cell_grid, localisation
 from actscale.checks.options import CheckOptions, Progress
 from actscale.checks.passes import (
     Context,
@@ -30,10 +30,11 @@ from actscale.checks.passes import (
     sample_rows,
     steer_row,
 )
-from actscale.checks.patching import patching, patching_ranking
+from actscale.checks.patching import PATCH_TOP, patching, patching_ranking
 from actscale.checks.random_control import random_controls
 from actscale.engine.models import LoadedModel
 from actscale.engine.objective import logit_diff
+from actscale.engine.sites import is_head_site
 from actscale.engine.tasks import PreparedTask
 from actscale.engine.training import CancelFlag
 from actscale.runs.bundle import RunBundle
@@ -63,11 +64,9 @@ def map_checks(
     grid, removed = k_grid(n), necessity_grid(n)
     learned = ctx.template.named_tensors()
     # the choice (grid and up to 4 bisection steps on validation); on test the grids, k90 and
-    # necessity at k90, 3 strata of draws and the knock-outs; each at β = ±1
-    advance = _progress(
-        chooser.n * 2 * (len(grid) + 4) + ctx.n * (2 * len(grid) + 2 * len(removed) + 4 + 6 * options.draws + 2),
-        on_progress,
-    )
+    # necessity at k90, 3 strata of draws and the knock-outs; each at β = ±1; then the free part
+    checks = chooser.n * 2 * (len(grid) + 4) + ctx.n * (2 * len(grid) + 2 * len(removed) + 4 + 6 * options.draws + 2)
+    advance = _progress(checks + _free_rows(ctx, task, options), on_progress)
     make = _variants(learned, comps)
     chosen = _choose_k90(chooser, grid, make[0], advance)
     variants = [make[0](k) for k in grid] + [make[1](k) for k in removed]
@@ -83,12 +82,23 @@ def map_checks(
     }
     part.update(_at_k90(ctx, bundle, learned, k90, sufficiency, part["targets"], options, advance))
     part["seconds_map"] = round(time.perf_counter() - start, 3)
-    part["free"], free = _free_part(model, bundle, task, ctx)
+    part["free"], free = _free_part(model, bundle, task, ctx, advance)
     return part, {"order": comps.order.clone(), "magnitude": comps.magnitude.clone(), **free}
 
 
+def _free_rows(ctx: Context, task: PreparedTask, options: CheckOptions) -> int:
+    """About how many prompt rows the free part evaluates (for the progress): each ranking's
+    top cells patched (every cell under the full grid) on the patching prompts, and the
+    localisation curves of up to five rankings and three random ones on the checks' prompts."""
+    dims = ctx.template.dims
+    cells = sum(dims.n_layers * task.n_pos * (dims.n_heads if is_head_site(s) else 1) for s in ctx.template.sites)
+    patched = cells if options.patching == "full" else min(cells, 3 * PATCH_TOP)
+    curves = 1 + 2 * (len(cell_grid(cells)) - 1) * (5 + RANDOM_DRAWS)
+    return patched * min(options.prompts, int(task.counterfactual_rows("train").numel())) + curves * ctx.n
+
+
 def _free_part(
-    model: LoadedModel, bundle: RunBundle, task: PreparedTask, ctx: Context
+    model: LoadedModel, bundle: RunBundle, task: PreparedTask, ctx: Context, advance: Callable[[int, str], None]
 ) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """The training-free maps on the run's cells (from the training prompts), how they agree with
     the learned one, exact patching of each ranking's top cells (`patching`), and which ranking
@@ -101,11 +111,11 @@ def _free_part(
     rows = agreement(learned, maps, bundle.sites, bundle.record.config.tau)
     maps_s = time.perf_counter() - start
     rankings = {"learned": torch.nan_to_num(learned, nan=-1.0)} | {n: flat(maps, n, bundle.sites) for n in FREE_MAPS}
-    patched, share = patching(ctx, task, probe, rankings, ctx.options.patching == "full")
+    patched, share = patching(ctx, task, probe, rankings, ctx.options.patching == "full", advance)
     patched["seconds"] = round(time.perf_counter() - start - maps_s, 3)
     if patched["rankings"]:
         rankings["patching"] = patching_ranking(share, rankings["atp_mean"])
-    local = localisation(ctx, probe, means, rankings)
+    local = localisation(ctx, probe, means, rankings, advance)
     local["seconds"] = round(time.perf_counter() - start - maps_s - patched["seconds"], 3)
     n = int(task.split_indices("train").numel())
     part = {"split": "train", "n": n, "agreement": rows, "seconds": round(maps_s, 3), "localisation": local}
