@@ -187,9 +187,10 @@ def test_the_patching_sentence_and_table():
         "without a pass): the union of each ranking's top 64 cells (the "
         "AtP* practice of verifying an estimate's candidates; the cells outside every top are not verified, and the "
         "patching ranking orders them by mean-ablation AtP). Of each ranking's top 64, how many are among the 64 "
-        "cells patching ranks first: learned map 20 (mean |share| 0.012), AtP, mean ablation 51 (mean |share| "
-        "0.046). A cell patched alone misses what cells do only together, and these prompts' counterfactual fixes "
-        "what 'the information' is."
+        "cells patching ranks first of those it patched: learned map 20 (mean |share| 0.012), AtP, mean ablation 51 "
+        "(mean |share| 0.046) (drawn from the rankings' own candidates, this overlap flatters them). A cell "
+        "patched alone misses what cells do only together, and these prompts' counterfactual fixes what 'the "
+        "information' is."
     )
     assert patching_table(checks).iloc[1].to_dict() == {
         "ranking": "AtP, mean ablation",

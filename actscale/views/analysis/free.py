@@ -116,8 +116,10 @@ def patching_text(checks: Mapping[str, Any]) -> str:
         f"({part['prompts']}): the counterfactuals move Δ from {part['clean_logit_diff']:.2f} to "
         f"{part['counterfactual_logit_diff']:.2f}, and a cell's value is the share of that gap it restores. "
         f"{part['patched']} of {part['n_cells']} cells patched{known}: {which}. Of each ranking's top {part['top']}, "
-        f"how many are among the {part['top']} cells patching ranks first: {best}. A cell patched alone misses "
-        "what cells do only together, and these prompts' counterfactual fixes what 'the information' is."
+        f"how many are among the {part['top']} cells patching ranks first of those it patched: {best}"
+        + (" (drawn from the rankings' own candidates, this overlap flatters them)" if part["mode"] == "top" else "")
+        + ". A cell patched alone misses what cells do only together, and these prompts' counterfactual fixes "
+        "what 'the information' is."
     )
 
 
