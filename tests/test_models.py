@@ -99,7 +99,10 @@ def test_a_reinitialised_control_is_the_same_architecture_with_other_weights(tin
     ids = control.tokenizer(" Mary", add_special_tokens=False).input_ids
     assert ids == tiny_llama.tokenizer(" Mary", add_special_tokens=False).input_ids
     norm = control.bridge.original_model.model.norm.weight
-    assert torch.equal(norm, torch.ones_like(norm))  # the architecture's own initialisation
+    assert torch.equal(norm, torch.ones_like(norm))  # as Hugging Face initialises a new model
+    tokens = torch.tensor([[1, 5, 6, 7]])
+    with torch.no_grad():  # another function of the same tokens
+        assert not torch.allclose(control.bridge(tokens), tiny_llama.bridge(tokens))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelLoadError, match="^model 'no-such-org/no-such-model-xyz' is not in the local"):
         load_model("no-such-org/no-such-model-xyz:reinit", "cpu")

@@ -9,8 +9,9 @@
   when neither is there;
 - ``tiny-llama`` / ``tiny-gpt2``: the tests' small random models;
 - any of these followed by ``:reinit`` (``bundled:reinit``): a control, the same architecture
-  and tokenizer with every weight re-initialised as the architecture initialises a new model
-  (seed 0, so every load is the same model): a map learned there reflects no trained mechanism."""
+  and tokenizer with every weight re-initialised as Hugging Face initialises a new model (matrices
+  and embeddings normal with the config's ``initializer_range``, norms 1, biases 0; seed 0, so
+  every load is the same model): a map learned there reflects no trained mechanism."""
 
 from __future__ import annotations
 
@@ -75,13 +76,19 @@ def load_model(name: str = BUNDLED, device: str = "auto") -> LoadedModel:
 
 
 def _reinitialised(name: str, device: str) -> LoadedModel:
-    """``name`` without its ``:reinit``, loaded, then every weight re-initialised by the
-    architecture's own initialisation (Hugging Face ``_init_weights``) with seed 0."""
+    """``name`` without its ``:reinit``, loaded, then every weight re-initialised with seed 0:
+    matrices and embeddings normal(0, ``initializer_range``), norm weights 1, biases 0. (Not
+    ``_init_weights``: Hugging Face skips the modules it loaded from a checkpoint.)"""
     base = load_model(name[: -len(REINIT)], device)
     hf = base.bridge.original_model
+    std = float(getattr(hf.config, "initializer_range", 0.02))
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        hf.apply(hf._init_weights)
+        for param_name, param in hf.named_parameters():
+            if param.dim() >= 2:
+                param.normal_(0.0, std)
+            else:
+                param.fill_(0.0 if param_name.endswith("bias") else 1.0)
     model = wrap_bridge(name, base.bridge, device, parameter_fingerprint(base.bridge))
     check_wiring(model)
     return model
