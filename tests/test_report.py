@@ -284,7 +284,11 @@ def test_report_has_the_map_checks_when_the_run_has_them(tiny_llama, tmp_path):
     assert out["map"]["k90"] is None  # two steps on the tiny model: no effect, said as such
     assert "No effect to localise: on all 3 validation prompts neither direction of the full run beats" in after
     assert "Side effects on neutral text" in after and "Random control" not in after  # none without a k90
-    assert after.count('class="plotly-graph-div"') == before.count('class="plotly-graph-div"') + 1
+    # the sufficiency figure, the AtP map of each site and the localisation curves (the random tiny
+    # model's counterfactuals move Δ within its noise: no patching map, and the page says why)
+    assert after.count('class="plotly-graph-div"') == before.count('class="plotly-graph-div"') + 1 + 2 + 1
+    assert "Which ranking localises the answer</h3>" in after and "Next to the free maps</h3>" in after
+    assert "Exact activation patching patched nothing: the counterfactual prompts move Δ by" in after
     assert after.count("plotly.js v") <= 1  # still one copy of plotly.js
 
 

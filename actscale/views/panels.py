@@ -15,7 +15,7 @@ from typing import Any, Literal
 import plotly.graph_objects as go
 
 from actscale.runs.bundle import RunBundle
-from actscale.views import plots
+from actscale.views import analysis, plots
 from actscale.views.analysis import run_method
 
 Pick = Literal["prompt", "position"]
@@ -93,12 +93,28 @@ def check_figures(bundle: RunBundle) -> dict[str, go.Figure]:
     figs: dict[str, go.Figure] = {}
     if "map" in data:
         figs["sufficiency and necessity, with the random control and the knock-outs"] = plots.plot_sufficiency(bundle)
+    figs |= _free_figures(bundle, data)
     if "stability" in data:
         for site in bundle.sites:
             figs[f"consensus over seeds — {site}"] = plots.plot_stability_map(bundle, site)
     if "generalisation" in data:
         figs["generalisation across groups, β = −1"] = plots.plot_generalisation(bundle, "flip_acc_neg")
         figs["generalisation across groups, β = +1"] = plots.plot_generalisation(bundle, "flip_acc_pos")
+    return figs
+
+
+def _free_figures(bundle: RunBundle, data: dict) -> dict[str, go.Figure]:
+    """The free maps, exact patching's maps (where it patched) and the localisation curves, by title."""
+    figs: dict[str, go.Figure] = {}
+    if analysis.free_part(data) is None:
+        return figs
+    patched = (analysis.patching_part(data) or {}).get("rankings")
+    for site in bundle.sites:
+        figs[f"gradient × activation (AtP) — {site}"] = plots.plot_free_map(bundle, "atp", site)
+        if patched:
+            figs[f"exact activation patching — {site}"] = plots.plot_free_map(bundle, "patch", site)
+    if analysis.localisation_part(data) is not None:
+        figs["which ranking localises the answer"] = plots.plot_localisation(bundle)
     return figs
 
 

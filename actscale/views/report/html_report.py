@@ -17,9 +17,13 @@ from actscale.views.analysis import (
     filled_metrics,
     floor_frame,
     floor_text,
+    free_part,
+    free_table,
     generalisation_table,
+    localisation_table,
     metrics_frame,
     metrics_table,
+    patching_table,
     random_table,
     rate_text,
     side_effects_table,
@@ -80,6 +84,9 @@ def _check_sections(bundle: RunBundle, heading: str, prefix: str) -> list[str]:
     for title, frame in (
         ("Random control", random_table(data)),
         ("Knock-outs of the same components", ablation_table(data)),
+        ("Next to the free maps", free_table(data) if free_part(data) else pd.DataFrame()),
+        ("Exact activation patching of each ranking's top cells", patching_table(data)),
+        ("Which ranking localises the answer", localisation_table(data)),
         ("Generalisation", generalisation_table(data)),
         ("Side effects on neutral text", side_effects_table(data)),
     ):
