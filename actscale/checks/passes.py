@@ -334,7 +334,11 @@ def transplant_reads(model: LoadedModel, ctx: Context, batch: int = 32) -> dict[
 def sample_rows(task: PreparedTask, split: str, n: int, seed: int) -> Tensor:
     """Up to ``n`` of ``split``'s prompts drawn without replacement with ``seed`` (in dataset
     order): the prompts a check chooses on ("val") or reports on ("test")."""
-    rows = task.split_indices(split)
+    return draw_rows(task.split_indices(split), n, seed)
+
+
+def draw_rows(rows: Tensor, n: int, seed: int) -> Tensor:
+    """Up to ``n`` of ``rows`` drawn without replacement with ``seed``, in their own order."""
     if rows.numel() <= n:
         return rows
     pick = torch.randperm(int(rows.numel()), generator=torch.Generator().manual_seed(seed))[:n]

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from actscale.checks.free_maps import cell_components
 from actscale.checks.over_seeds import spearman
-from actscale.checks.passes import Context, Variant, evaluate_variants
+from actscale.checks.passes import Context, Variant, draw_rows, evaluate_variants
 from actscale.engine.interventions import Intervention, at_sites
 from actscale.engine.models import LoadedModel, last_position_logits
 from actscale.engine.objective import logit_diff
@@ -39,11 +39,7 @@ PATCH_TOP = 64  # each ranking's top cells patched exactly (every cell with patc
 
 def patch_rows(task: PreparedTask, n: int, seed: int) -> Tensor:
     """Up to ``n`` training prompts with a usable counterfactual, drawn with ``seed`` (in order)."""
-    rows = task.counterfactual_rows("train")
-    if rows.numel() <= n:
-        return rows
-    pick = torch.randperm(int(rows.numel()), generator=torch.Generator().manual_seed(seed))[:n]
-    return rows[pick.sort().values]
+    return draw_rows(task.counterfactual_rows("train"), n, seed)
 
 
 def cells_to_patch(rankings: Mapping[str, Tensor], n: int, full: bool, top: int = PATCH_TOP) -> Tensor:
