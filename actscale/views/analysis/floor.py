@@ -57,10 +57,10 @@ def floor_frame(bundles: Iterable[RunBundle]) -> pd.DataFrame:
 
 def floor_text(bundles: Iterable[RunBundle]) -> str:
     """What the floor is and is worth, with its bias and test rates; "" without one."""
-    found = [(b, f) for b in bundles if (f := floor_result(b)) is not None]
-    if not found:
+    found = next(((b, f) for b in bundles if (f := floor_result(b)) is not None), None)
+    if found is None:
         return ""
-    bundle, floor = found[0]
+    bundle, floor = found
     test: Mapping[str, Any] | None = floor["splits"].get("test")
     rates = (
         f" On test it flips {test['flip_acc_pos']:.2f} (β = +1) and {test['flip_acc_neg']:.2f} (β = −1) of "
