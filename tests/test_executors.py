@@ -381,3 +381,19 @@ def test_ray_a_run_whose_worker_dies_three_times_is_lost_and_named_the_others_ke
     )
     assert len(killed) == 3 and [e.message for e in events if e.state == "retrying"][-1].endswith("no retry left")
     assert [r.run_id for r in store.list()] == [e.run_id for e in events if e.state == "done"]
+
+
+def test_a_killed_workers_scratch_store_is_removed_by_the_next_run_and_live_ones_kept(tmp_path):
+    from actscale.runs.ray_executor import SCRATCH_PREFIX, remove_stale_scratch
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(gone.stdout)
+    dead = tmp_path / f"{SCRATCH_PREFIX}{dead_pid}-abc123"
+    live = tmp_path / f"{SCRATCH_PREFIX}{os.getpid()}-def456"
+    older = tmp_path / f"{SCRATCH_PREFIX}x1y2z3"  # a name without a pid: not ours to judge
+    other = tmp_path / "elsewhere-1-a"
+    for folder in (dead, live, older, other):
+        (folder / "runs").mkdir(parents=True)
+    assert remove_stale_scratch(tmp_path) == [dead]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (live, older, other))
+    assert remove_stale_scratch(tmp_path) == []

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import tempfile
 import threading
 import traceback
@@ -134,6 +135,31 @@ def connection(address: str) -> Iterator[Any]:
                 owner.close()
 
 
+SCRATCH_PREFIX = "actscale-ray-"  # a worker's scratch store: actscale-ray-<pid>-<random>
+
+
+def remove_stale_scratch(root: str | Path | None = None) -> list[Path]:
+    """Remove the scratch stores of workers whose process is gone (a worker killed mid-run
+    cannot remove its own); those of running processes are kept. Returns what was removed."""
+    removed = []
+    for path in sorted(Path(root or tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*")):
+        pid = path.name[len(SCRATCH_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
 class SweepWorker:
     """A Ray actor: keeps the models it has loaded and trains one config per call."""
 
@@ -170,7 +196,8 @@ class SweepWorker:
             config, task, run_id = plan_run(config, model, examples)
             if run_id in known:
                 return {"status": "ok", "run_id": run_id, "bundle": None}
-            with tempfile.TemporaryDirectory(prefix="actscale-ray-") as scratch:
+            remove_stale_scratch()
+            with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as scratch:
                 store = RunStore(scratch)
                 bundle = api.train_run(config, model, store=store, task=task, observer=observer)
                 data = store.export_zip(bundle.run_id)
