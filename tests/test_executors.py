@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from actscale.engine.training import TrainConfig
 from actscale.errors import ActscaleError, TrainingCancelled
 from actscale.runs.executors import RAY_ADDRESS_ENV, resolve_executor, run_configs
 from actscale.runs.progress import RunProgress
+from actscale.runs.ray_executor import SCRATCH_PREFIX, remove_stale_scratch
 from actscale.runs.store import RunStore
 from actscale.runs.sweeps import sweep_configs
 
@@ -368,6 +370,9 @@ def test_ray_a_lost_worker_is_replaced_and_every_run_completes(ray_cluster, tiny
     for i, message in enumerate(retries, 1):
         assert re.fullmatch(rf"its Ray worker was lost at step \d+; retry {i} of 2", message), message
     assert sorted(p.name for p in remote.root.iterdir()) == sorted(b.run_id for b in on_ray)
+    # each killed worker's scratch store was removed by a later run (the retry), none left behind
+    left = [p.name for p in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*")]
+    assert [name for name in left if any(name.startswith(f"{SCRATCH_PREFIX}{pid}-") for pid in killed)] == []
 
 
 @pytest.mark.slow
@@ -383,9 +388,7 @@ def test_ray_a_run_whose_worker_dies_three_times_is_lost_and_named_the_others_ke
     assert [r.run_id for r in store.list()] == [e.run_id for e in events if e.state == "done"]
 
 
-def test_a_killed_workers_scratch_store_is_removed_by_the_next_run_and_live_ones_kept(tmp_path):
-    from actscale.runs.ray_executor import SCRATCH_PREFIX, remove_stale_scratch
-
+def test_scratch_stores_of_gone_processes_are_removed_and_live_ones_kept(tmp_path):
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(gone.stdout)
     dead = tmp_path / f"{SCRATCH_PREFIX}{dead_pid}-abc123"
