@@ -11,6 +11,9 @@
   the chosen config's TEST figures are reported as mean ± sd over the seeds with the seed-level
   95% t interval (never the pooled counts' Wilson interval: the seeds are what varies), and for
   one run (seed 1) the Wilson interval next to the interval by group (bootstrap over groups).
+  With several ``--model`` (``--model bundled --model path/to/other.gguf``), the grid runs on each
+  and the rule also reads each configuration's validation scores averaged over the models (each
+  family weighs the same): docs/measured.md, "A second family".
 - ``ccc``: ActivScalar and SteerVec at their defaults on CCC over seeds 1–3 (countries apart).
 - ``families``: DynScalar holding out each IOI template family in turn (seed 1).
 - ``cycles``: every method at its defaults as a user gets them (cycles of the method's steps
@@ -332,7 +335,12 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.baselines import baselines
 
     torch.set_num_threads(2)
-    models = [load_model(name, "cpu") for name in args.model or ["bundled"]]
+    names = args.model or ["bundled"]
+    if len(set(names)) < len(names):
+        parser.error("each --model once")
+    if len(names) > 1 and args.name != "defaults":
+        parser.error(f"{args.name} takes one --model")
+    models = [load_model(name, "cpu") for name in names]
     start = time.perf_counter()
     experiments = {
         "defaults": defaults,
@@ -343,10 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         "baselines": baselines,
     }
     store = RunStore(args.store)
-    if args.name == "defaults" and len(models) > 1:
+    if len(models) > 1:
         result = defaults_over(models, store)
-    elif len(models) > 1:
-        parser.error(f"{args.name} takes one --model")
     else:
         result = experiments[args.name](models[0], store)
     seconds = time.perf_counter() - start
