@@ -25,10 +25,11 @@ if bundle is None:
 
 
 def figure(func: Callable, *args, key: str, mark: tuple[int, ...] | None = None) -> None:
-    """A cached figure of this run, drawn with its HTML download; ``mark``: a component to
-    outline on it (a copy: the cached figure is shared)."""
+    """A cached figure of this run (a heatmap as SVG, drawn at once, unless the maps are
+    interactive); ``mark``: a component to outline on it (a copy: the cached figure is shared)."""
     fig = common.run_plot(bundle, func, *args)
-    common.show_figure(fig if mark is None else plots.mark_component(fig, mark), f"{bundle.run_id}-{key}", key)
+    marked = fig if mark is None else plots.mark_component(fig, mark)
+    common.show_map(marked, f"{bundle.run_id}-{key}", key, interactive=interactive)
 
 
 def grid(items: list[tuple[Callable, tuple, str, tuple[int, ...] | None]], n_cols: int = 2) -> None:
@@ -57,10 +58,12 @@ with common.guarded("The run's summary"):
     if (unmet := analysis.target_text(info, cfg)) is not None:
         st.warning(unmet, icon=":material/warning:")
 
-# ---- What the link points at: a site (or all) and one of its components (?site=, ?component=).
+# ---- What the link points at: a site (or all), one of its components and how the maps are drawn
+# (?site=, ?component=, ?interactive=).
 ALL_SITES = ""
 site_options = [ALL_SITES, *map(str, bundle.sites)]
-site, component = ALL_SITES, None
+site, component, interactive = ALL_SITES, None, False
+
 with common.guarded("Choosing a site and a component"):
     links.keep_valid(Keys.EXPLORE_SITE, lambda v: v in site_options, ALL_SITES)
     links.from_link(Keys.EXPLORE_SITE, "site", lambda raw: links.parse_choice(raw, site_options[1:], "site"), ALL_SITES)
@@ -75,6 +78,16 @@ with common.guarded("Choosing a site and a component"):
         )
     )
     links.to_link("site", site or None)
+    links.from_link(Keys.EXPLORE_INTERACTIVE, "interactive", lambda raw: links.parse_flag(raw, "interactive"), False)
+    interactive = bool(
+        left.toggle(
+            "Interactive maps",
+            key=Keys.EXPLORE_INTERACTIVE,
+            help="Off: each map is an SVG the browser draws at once (a cell's value in its tooltip, an SVG "
+            "download). On: plotly figures (zoom, pan, hover, an HTML download), drawn once plotly.js is loaded.",
+        )
+    )
+    links.to_link("interactive", "1" if interactive else None)
     NONE = ""
     if site:
         axes = analysis.run_method(bundle).component_axes(site)

@@ -4,8 +4,10 @@ The dashboard runs as a subprocess on a free port over the store holding the run
 never loaded: Explore is viewer mode); one visit warms the server's caches, then each measured
 visit is a fresh browser page on ``/Explore?run=<id>``. Two times per visit, from the start of
 the navigation (the page's ``performance.now()``): **maps**, every figure of the run's first
-panel ("What was learned") drawn; **page**, the script finished and every figure on the page
-drawn. Debian's Chromium with the flags the browser tests use; the median of the visits.
+panel ("What was learned") drawn (a heatmap as an SVG image, `common.show_map`; any other figure
+by plotly); **page**, the script finished and every plotly figure it sent drawn (counted apart:
+`plotly_figures`). Debian's Chromium with the flags the browser tests use; the median of the
+visits.
 """
 
 from __future__ import annotations
@@ -32,9 +34,12 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 WAIT_MS = 120_000
-# Every plotly figure Streamlit shows, and the ones whose SVG is drawn.
-_FIGURES = "document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')"
+# Every plotly figure on the page (`common.show_figure` keys each "fig-…"), the ones whose SVG is
+# drawn, and the maps shown as SVG images, decoded (`common.show_map`, unless the maps are
+# interactive).
+_FIGURES = "document.querySelectorAll('[class*=\"st-key-fig-\"]')"
 _DRAWN = "[...FIGS].filter(f => f.querySelector('.main-svg')).length".replace("FIGS", _FIGURES)
+_MAPS = "[...document.querySelectorAll('[data-testid=\"stImage\"] img')].filter(i => i.naturalWidth).length"
 _IDLE = "!document.querySelector('[data-testid=\"stStatusWidget\"]')"
 
 
@@ -75,30 +80,40 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def _visit(browser, url: str, n_maps: int) -> tuple[float, float, int]:
-    """One fresh page: (maps drawn s, whole page drawn s, figures on the page)."""
+def plotly_figures(store: Path, run_id: str, interactive: bool = False) -> int:
+    """The plotly figures the run's Explore page draws as it opens: its panels' figures that are
+    not heatmaps (those are SVG images, unless ``interactive``) and the open tab's training
+    curves, as `run_figures` lists them for the report (the page's default view: every site,
+    each panel's default pick)."""
+    from actscale.runs.store import RunStore
+    from actscale.views.panels import run_figures
+    from actscale.views.plots import heatmap_svg
+
+    figures = run_figures(RunStore(store).load(run_id)).values()
+    return sum(interactive or heatmap_svg(fig) is None for fig in figures)
+
+
+def _visit(browser, url: str, n_maps: int, n_figures: int) -> tuple[float, float, int]:
+    """One fresh page: (maps drawn s, whole page drawn s, figures on the page); the page is drawn
+    when its ``n_figures`` plotly figures are."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     try:
         page = context.new_page()
         page.goto(url)
-        maps = page.wait_for_function(f"() => {_DRAWN} >= {n_maps} && performance.now()", timeout=WAIT_MS)
+        maps = page.wait_for_function(f"() => {_MAPS} + {_DRAWN} >= {n_maps} && performance.now()", timeout=WAIT_MS)
         t_maps = float(maps.json_value())
-        # The page is drawn when the script is done and every figure it sent has its SVG, twice in a
-        # row 100 ms apart (a figure sent last may not be in the DOM at the first look).
-        page.wait_for_function(f"() => {_IDLE} && {_FIGURES}.length > 0 && {_DRAWN} === {_FIGURES}.length")
-        page.wait_for_timeout(100)
-        done = page.wait_for_function(
-            f"() => {_IDLE} && {_DRAWN} === {_FIGURES}.length && performance.now()", timeout=WAIT_MS
-        )
-        t_page = float(done.json_value()) - 100
-        return t_maps / 1000, t_page / 1000, int(page.evaluate(f"() => {_FIGURES}.length"))
+        # The page is drawn when the script is done and every figure it sent has its SVG.
+        done = page.wait_for_function(f"() => {_IDLE} && {_DRAWN} >= {n_figures} && performance.now()", timeout=WAIT_MS)
+        t_page = float(done.json_value())
+        return t_maps / 1000, t_page / 1000, int(page.evaluate(f"() => {_MAPS} + {_FIGURES}.length"))
     finally:
         context.close()
 
 
 def bench_explore(store: Path, run_id: str, n_maps: int, visits: int = 3, browser=None) -> dict:
-    """The median over ``visits`` fresh pages of the run's Explore page (module docstring), in
-    ``browser`` (a Playwright Chromium) or one launched for it."""
+    """The median over ``visits`` fresh pages of the run's Explore page (module docstring), as it
+    opens and with interactive maps (``"interactive"``), in ``browser`` (a Playwright Chromium)
+    or one launched for it."""
     if browser is None:
         if not Path(CHROMIUM).is_file():
             return {"error": f"no Chromium at {CHROMIUM} (`make browser` installs it)"}
@@ -110,15 +125,26 @@ def bench_explore(store: Path, run_id: str, n_maps: int, visits: int = 3, browse
                 return bench_explore(store, run_id, n_maps, visits, launched)
             finally:
                 launched.close()
+    # The page as it opens (maps as SVG images) and with ?interactive=1 (the maps as plotly
+    # figures, as before the images), visit after visit on one server.
+    views = {False: f"/Explore?run={run_id}", True: f"/Explore?run={run_id}&interactive=1"}
+    n_figures = {view: plotly_figures(store, run_id, view) for view in views}
+    times: dict[bool, list[tuple[float, float, int]]] = {view: [] for view in views}
     with dashboard(store) as url:
-        page_url = f"{url}/Explore?run={run_id}"
-        _visit(browser, page_url, n_maps)  # warms the server's caches
-        times = [_visit(browser, page_url, n_maps) for _ in range(visits)]
+        for view, path in views.items():  # warms the server's caches
+            _visit(browser, url + path, n_maps, n_figures[view])
+        for _ in range(visits):
+            for view, path in views.items():
+                times[view].append(_visit(browser, url + path, n_maps, n_figures[view]))
+    result, plotly = _summary(times[False]), _summary(times[True])
+    return {**result, "n_maps": n_maps, "interactive": plotly}
+
+
+def _summary(times: list[tuple[float, float, int]]) -> dict:
     return {
         "maps_s": round(statistics.median(t[0] for t in times), 2),
         "page_s": round(statistics.median(t[1] for t in times), 2),
         "maps_each_s": [round(t[0], 2) for t in times],
         "page_each_s": [round(t[1], 2) for t in times],
         "figures": times[-1][2],
-        "n_maps": n_maps,
     }

@@ -289,7 +289,7 @@ def test_explore_labels_positions_from_the_end_and_lists_rare_ones(aligned_run, 
     bundle, root = aligned_run
     monkeypatch.setenv("ACTSCALE_STORE", str(root))
     at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app_pages" / "2_Explore.py"), default_timeout=60)
-    at.query_params["run"] = bundle.run_id
+    at.query_params["run"], at.query_params["interactive"] = bundle.run_id, "1"  # the maps as plotly figures
     at.run()
     assert not at.exception and not at.error
     rare = [c.value for c in at.caption if "fewer than half of the training prompts" in c.value]

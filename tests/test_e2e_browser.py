@@ -226,7 +226,7 @@ def click_cancel(page, attempts: int = 3) -> None:
 
 
 def expect_explore(page, run_id: str) -> None:
-    """Explore shows ``run_id`` and its heatmaps (plotly)."""
+    """Explore shows ``run_id`` and its maps (SVG images, drawn)."""
     from playwright.sync_api import expect
 
     page.get_by_role("heading", name="Explore a run").wait_for(timeout=UI_MS)
@@ -234,10 +234,12 @@ def expect_explore(page, run_id: str) -> None:
     # The run picker (a combobox whose value is the run's label, which starts with its id).
     expect(page.get_by_role("combobox", name="Run")).to_have_value(re.compile(rf"^{re.escape(run_id)} "), timeout=UI_MS)
     page.get_by_role("heading", name="What was learned").wait_for(timeout=UI_MS)
-    # A figure with a heatmap trace (g.hm), not just any figure: the training curves are plotly too.
-    heatmap = page.locator(".js-plotly-plot", has=page.locator("g.hm")).first
+    # A map: an SVG image the browser has decoded (the training curves are plotly figures).
+    heatmap = page.get_by_test_id("stImage").locator("img").first
     heatmap.wait_for(state="visible", timeout=UI_MS)
     heatmap.scroll_into_view_if_needed()
+    expect(heatmap).to_have_attribute("src", re.compile(r"^data:image/svg\+xml;base64,"))
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=heatmap.element_handle())
     expect(page.get_by_text("is not in this store")).to_have_count(0)
 
 

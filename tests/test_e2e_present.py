@@ -11,6 +11,7 @@ test_e2e_browser.py for why the browser is Debian's and why its absence fails).
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import subprocess
@@ -263,8 +264,11 @@ def test_links_reproduce_the_view(request, tmp_path, store):
             expect(shared.get_by_role("combobox", name="Site")).to_have_value("attn_out")
             expect(shared.get_by_role("combobox", name=re.compile(r"^Component"))).to_have_value(chosen)
             expect(shared.get_by_text(sentence, exact=True)).to_be_visible()
-            # the component is outlined on its maps (a plotly shape), and other sites are not drawn
-            expect(shared.locator(".js-plotly-plot .shapelayer path").first).to_be_attached()
+            # the component is outlined on its maps (a rectangle in the SVG image), and other sites are not drawn
+            first_map = shared.get_by_test_id("stImage").locator("img").first
+            first_map.wait_for(timeout=UI_MS)
+            svg = base64.b64decode(first_map.get_attribute("src").split(",", 1)[1]).decode()
+            assert svg.count('fill="none" stroke="#111"') == 1
             expect(shared.get_by_role("heading", name="Attention heads")).to_have_count(0)
             shots(shared, "explore-shared")
             fresh.close()

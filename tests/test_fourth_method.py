@@ -117,6 +117,12 @@ def test_its_explore_page_renders(stored, monkeypatch):
     at.query_params["run"] = bundle.run_id
     at.run()
     assert not at.exception and not at.error
+    # its components per layer are bars (plotly); the head site's two maps (layer × head) are heatmaps,
+    # SVG images until made interactive
+    keys = [c.proto.id.split("-fig-", 1)[1] for c in at.get("plotly_chart")]
+    assert keys == ["components-attn_out", "components-mlp_out", "history"] and len(at.get("image")) == 2
+    at.query_params["interactive"] = "1"
+    at.run()
     keys = [c.proto.id.split("-fig-", 1)[1] for c in at.get("plotly_chart")]
     assert keys == ["components-attn_out", "components-mlp_out", "components-head", "head-dyn", "history"]
     bars = json.loads(

@@ -4,6 +4,7 @@ Explore is viewer mode: no test here may need a model on the page, and none is l
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 from pathlib import Path
@@ -36,7 +37,10 @@ def env(runs, monkeypatch):
 
 
 def open_page(run_id: str | None = None) -> AppTest:
+    """The page on ``run_id`` with interactive maps: plotly figures, whose specifications these
+    tests read (the default, SVG images: `test_the_maps_are_svg_images_unless_interactive`)."""
     at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["interactive"] = "1"
     if run_id is not None:
         at.query_params["run"] = run_id
     return at.run()
@@ -219,7 +223,7 @@ def test_map_checks_are_drawn_from_the_bundle(runs, tiny_llama):
 
     bundle = runs[1]["dynscalar"]
     out = run_checks(tiny_llama, bundle, CheckOptions(prompts=8, draws=5, precision="float32"))
-    at = open_link(run=bundle.run_id, tab="checks")
+    at = open_link(run=bundle.run_id, tab="checks", interactive="1")
     assert not at.exception and not at.error
     infos = [i.value for i in at.info]
     # The tiny run moves neither direction beyond its interval: said, and nothing drawn at a k90.
@@ -266,7 +270,7 @@ def test_exact_patching_is_drawn_next_to_the_free_maps_or_says_why_not(runs, tin
     bundle = train_run(config, tiny_llama, store=RunStore(runs[0]))
     out = run_checks(tiny_llama, bundle, CheckOptions(prompts=8, draws=5, precision="float32", side_effects=False))
     assert out["map"]["free"]["patching"]["patched"] > 0
-    at = open_link(run=bundle.run_id, tab="checks")
+    at = open_link(run=bundle.run_id, tab="checks", interactive="1")
     assert not at.exception and not at.error
     assert {"free-patch-attn_out", "free-patch-mlp_out"} <= set(chart_keys(at))
     patch = chart(at, "free-patch-attn_out")
@@ -342,7 +346,7 @@ def test_describe_component_from_the_numbers(runs):
 
 def test_a_link_opens_the_site_and_component(runs):
     bundle = runs[1]["activscalar"]
-    at = open_link(run=bundle.run_id, site="attn_out", component="1,2")
+    at = open_link(run=bundle.run_id, site="attn_out", component="1,2", interactive="1")
     assert not at.exception and not at.error and not at.warning
     assert at.selectbox(key="explore_site").value == "attn_out"
     assert at.selectbox(key="explore_component").value == "1,2"
@@ -370,12 +374,12 @@ def test_a_link_opens_the_site_and_component(runs):
 
 def test_a_link_opens_the_position_and_the_prompt(runs):
     bundle = runs[1]["steervec"]
-    at = open_link(run=bundle.run_id, position="1")
+    at = open_link(run=bundle.run_id, position="1", interactive="1")
     assert not at.exception and not at.error and not at.warning
     assert at.select_slider(key="explore_head_position").value == 1
     assert bundle.info["position_labels"][1] in chart(at, "head-position")["layout"]["title"]["text"]
     dyn = runs[1]["dynscalar"]
-    at = open_link(run=dyn.run_id, prompt_index="3", site="head", component="0,1")
+    at = open_link(run=dyn.run_id, prompt_index="3", site="head", component="0,1", interactive="1")
     assert not at.exception and not at.error and not at.warning
     assert at.selectbox(key="explore_dyn_prompt").value == 3
     assert chart(at, "dyn-prompt-head")["layout"]["title"]["text"].startswith("scalars α on prompt 3")
@@ -456,3 +460,40 @@ def test_the_reliability_figure_draws_bands_and_the_worst_prompts_as_lines(runs)
     assert fig["data"][4]["y"] == deltas.median().tolist()
     worst = fig["data"][5]["y"]
     assert len(worst) == 4 * min(10, n) and worst[:3] == frame.loc[0, ["delta_neg", "delta_base", "delta_pos"]].tolist()
+
+
+def map_images(at: AppTest) -> list[str]:
+    """The SVG of every map the page shows as an image (`common.show_map`)."""
+    prefix = "data:image/svg+xml;base64,"
+    urls = [img.url for image in at.get("image") for img in image.proto.imgs]
+    assert all(u.startswith(prefix) for u in urls)
+    return [base64.b64decode(u[len(prefix) :]).decode() for u in urls]
+
+
+def test_the_maps_are_svg_images_unless_interactive(runs):
+    """Issue 21 item 5: a heatmap is shown as an SVG image the browser draws at once (no
+    plotly.js), with its SVG download; a link's component is outlined on it. ``?interactive=1``
+    (the toggle) draws the same figures with plotly, and is kept in the link."""
+    from actscale.views.plots import heatmap_svg, mark_component, plot_scalar_heatmap
+
+    bundle = runs[1]["activscalar"]
+    at = open_link(run=bundle.run_id, site="attn_out", component="1,2")
+    assert not at.exception and not at.error and not at.warning
+    assert at.toggle(key="explore_interactive").value is False and param(at, "interactive") is None
+    shown = map_images(at)
+    # the site's one map, outlined; the training curves (no heatmap) stay a plotly figure
+    assert shown == [heatmap_svg(mark_component(plot_scalar_heatmap(bundle, "attn_out"), (1, 2)))]
+    assert "alpha-attn_out" not in chart_keys(at) and "history" in chart_keys(at)
+    downloads = [b.proto.label for b in at.get("download_button") if b.proto.label == "Download figure (SVG)"]
+    assert len(downloads) == 1
+    # interactive: plotly figures in their place, no image
+    at.toggle(key="explore_interactive").set_value(True).run()
+    assert not at.exception and not at.error
+    assert map_images(at) == [] and {"alpha-attn_out", "history"} <= set(chart_keys(at))
+    assert param(at, "interactive") == "1"
+    linked = open_link(run=bundle.run_id, interactive="1")
+    assert linked.toggle(key="explore_interactive").value is True and map_images(linked) == []
+    bad = open_link(run=bundle.run_id, interactive="yes")
+    assert [w.value for w in bad.warning] == [
+        "Ignored ?interactive='yes' from the link: interactive must be 1 (on) or 0 (off)"
+    ]

@@ -16,8 +16,8 @@ Progress = Callable[[float, str], None]
 
 @dataclass(frozen=True)
 class CheckOptions:
-    """What `run_checks` computes, and how (the defaults keep the default IOI ActivScalar run's
-    checks within a minute on two CPU cores; see docs/checks.md)."""
+    """What `run_checks` computes, and how (docs/checks.md; the default IOI ActivScalar run's map
+    checks take about three minutes on two CPU cores: `make bench` (e), docs/measured.md)."""
 
     # validation prompts k90 is chosen on, and test prompts (drawn with random_seed) every variant is reported on
     prompts: int = 16

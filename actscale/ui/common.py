@@ -239,6 +239,27 @@ def show_figure(fig, name: str, key: str, *, selectable: bool = False) -> Any:
     return event
 
 
+def show_map(fig, name: str, key: str, *, interactive: bool) -> None:
+    """A heatmap as an SVG image with its SVG download (a cell's value is its tooltip in the
+    file), or with ``interactive`` (and for any other figure) the plotly figure of `show_figure`.
+    The browser draws the image without loading plotly.js (docs/measured.md, "Explore")."""
+    from actscale.views.plots import heatmap_svg
+
+    svg = None if interactive else heatmap_svg(fig)
+    if svg is None:
+        show_figure(fig, name, key)
+        return
+    st.image(svg, width="stretch")
+    st.download_button(
+        "Download figure (SVG)",
+        svg.encode(),
+        file_name=f"{name}.svg",
+        mime="image/svg+xml",
+        key=f"svg-{key}",
+        on_click="ignore",
+    )
+
+
 def selected_customdata(event: Any) -> list[Any]:
     """The first customdata value of each point clicked in a ``selectable`` figure."""
     try:

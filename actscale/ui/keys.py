@@ -36,6 +36,7 @@ class Keys:
     EXPLORE_COMPONENT = "explore_component"
     EXPLORE_POSITION = "explore_head_position"
     EXPLORE_PROMPT = "explore_dyn_prompt"
+    EXPLORE_INTERACTIVE = "explore_interactive"  # the maps drawn by plotly instead of as SVG
     EXPLORE_TAB = "explore_tab"  # the open tab below the maps (ui/explore_tabs.py)
     PG_SOURCE = "pg_source"
     PG_PICK = "pg_pick"

@@ -95,6 +95,13 @@ def parse_choice(raw: str, options: list[str], what: str) -> str:
     return raw
 
 
+def parse_flag(raw: str, what: str) -> bool:
+    """On or off from a link: ``1`` or ``0``."""
+    if raw not in ("0", "1"):
+        raise ActscaleError(f"{what} must be 1 (on) or 0 (off)")
+    return raw == "1"
+
+
 def parse_beta(raw: str) -> float:
     """β from a link: a number in [−1, +1] on the slider's 0.05 grid."""
     try:

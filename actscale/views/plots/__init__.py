@@ -38,6 +38,7 @@ from actscale.views.plots.metrics import (
     plot_tradeoff,
 )
 from actscale.views.plots.style import DIVERGING, LAYOUT, SEQUENTIAL, TEMPLATE, every_tick, heatmap, new_figure, styled
+from actscale.views.plots.svg import heatmap_svg
 
 __all__ = [
     "COMPARISON_PANELS",
@@ -48,6 +49,7 @@ __all__ = [
     "TEMPLATE",
     "every_tick",
     "heatmap",
+    "heatmap_svg",
     "layer_position_map",
     "mark_component",
     "new_figure",
