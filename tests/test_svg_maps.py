@@ -70,6 +70,20 @@ def test_other_figures_stay_plotly():
     assert heatmap_svg(two) is None
 
 
+def test_a_heatmap_with_text_in_its_cells_stays_plotly():
+    """The generalisation matrix prints each cell's rate and interval: an image would drop them."""
+    fig = small_map(np.zeros((2, 3)))
+    fig.update_traces(text=[["a"] * 3] * 2, texttemplate="%{text}")
+    assert heatmap_svg(fig) is None
+
+
+def test_zmid_alone_centres_the_range_as_plotly_does():
+    fig = go.Figure(go.Heatmap(z=[[-1.0, 3.0]], x=["a", "b"], y=["L0"], colorscale="RdBu_r", zmid=0))
+    drawn = cells(heatmap_svg(fig) or "")
+    assert [c["fill"] for c in drawn] == colour_of(fig.data[0].colorscale, np.array([[2 / 6, 1.0]]))[0]
+    assert drawn[0]["tip"] == "L0\na\nvalue -1.0000"  # no axis titles: the labels alone
+
+
 def test_text_is_escaped():
     fig = heatmap(np.ones((1, 1)), ["<b>&"], ["L0"], "a < b", diverging=False, zlabel="α")
     svg = heatmap_svg(fig) or ""

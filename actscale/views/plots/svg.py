@@ -25,9 +25,11 @@ def heatmap_svg(fig: go.Figure) -> str | None:
     """``fig``'s one Heatmap trace as an SVG string: the cells on the trace's colour scale and
     range (NaN cells blank, as plotly leaves them), a tooltip per cell naming its row, column and
     value, the axis labels, the title, a colour bar and the figure's rectangles (a component
-    outlined by `mark_component`). None for a figure that is not a single heatmap on category
-    axes, which stays a plotly figure."""
+    outlined by `mark_component`). None for any other figure, and for a heatmap whose cells carry
+    text (the generalisation matrix's rates and intervals): those stay plotly figures."""
     if len(fig.data) != 1 or not isinstance(fig.data[0], go.Heatmap) or fig.data[0].z is None:
+        return None
+    if fig.data[0].text is not None or fig.data[0].texttemplate:
         return None
     trace = fig.data[0]
     z = np.asarray(trace.z, dtype=float)
@@ -54,7 +56,7 @@ def heatmap_svg(fig: go.Figure) -> str | None:
         for j in range(n_cols):
             if math.isnan(z[i, j]):
                 continue
-            tip = f"{names[0]} {y[i]}\n{names[1]} {x[j]}\n{names[2]} {z[i, j]:.4f}"
+            tip = f"{names[0]} {y[i]}".strip() + "\n" + f"{names[1]} {x[j]}".strip() + f"\n{names[2]} {z[i, j]:.4f}"
             parts.append(
                 f'<rect x="{j}" y="{n_rows - 1 - i}" width="1" height="1" fill="{colours[i][j]}">'
                 f"<title>{escape(tip)}</title></rect>"
@@ -93,11 +95,15 @@ def _text(title: Any) -> str:
 
 
 def _range(trace: go.Heatmap, z: np.ndarray) -> tuple[float, float]:
-    """The colour range: the trace's zmin/zmax where set (every diverging map sets them, centred
-    on 0), else the data's finite range."""
+    """The colour range as plotly draws it: the trace's zmin/zmax where set (every diverging map
+    of `heatmap` sets them, centred on 0), else the data's finite range, widened to be symmetric
+    about ``zmid`` where that is set."""
     finite = z[np.isfinite(z)]
     lo = float(trace.zmin) if trace.zmin is not None else float(finite.min()) if finite.size else 0.0
     hi = float(trace.zmax) if trace.zmax is not None else float(finite.max()) if finite.size else 1.0
+    if trace.zmid is not None and trace.zmin is None and trace.zmax is None:
+        reach = max(abs(lo - trace.zmid), abs(hi - trace.zmid))
+        lo, hi = trace.zmid - reach, trace.zmid + reach
     return lo, hi
 
 
