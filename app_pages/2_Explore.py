@@ -83,8 +83,9 @@ with common.guarded("Choosing a site and a component"):
         left.toggle(
             "Interactive maps",
             key=Keys.EXPLORE_INTERACTIVE,
-            help="Off: each map is an SVG the browser draws at once (a cell's value in its tooltip, an SVG "
-            "download). On: plotly figures (zoom, pan, hover, an HTML download), drawn once plotly.js is loaded.",
+            help="Off: each map is an SVG image the browser draws at once, with an SVG download (in the file, "
+            "a cell's value is its tooltip). On: plotly figures (zoom, pan, hover, an HTML download), drawn once "
+            "plotly.js is loaded.",
         )
     )
     links.to_link("interactive", "1" if interactive else None)

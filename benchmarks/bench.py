@@ -419,12 +419,9 @@ def bench_diffmean_fit(store: Path, model: str) -> float | None:
 def explore_part(store: Path, run_id: str) -> dict:
     """(f): the run's Explore page in a browser (`explore_timing`); the maps are the figures of
     its first panel."""
-    from actscale.runs.store import RunStore
-    from actscale.views.panels import explore_panels
     from benchmarks.explore_timing import bench_explore
 
-    n_maps = len(explore_panels(RunStore(store).load(run_id))[0].figures)
-    return bench_explore(store, run_id, n_maps)
+    return bench_explore(store, run_id)
 
 
 def bench_loads() -> dict:

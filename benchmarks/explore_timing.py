@@ -5,8 +5,8 @@ never loaded: Explore is viewer mode); one visit warms the server's caches, then
 visit is a fresh browser page on ``/Explore?run=<id>``. Two times per visit, from the start of
 the navigation (the page's ``performance.now()``): **maps**, every figure of the run's first
 panel ("What was learned") drawn (a heatmap as an SVG image, `common.show_map`; any other figure
-by plotly); **page**, the script finished and every plotly figure it sent drawn (counted apart:
-`plotly_figures`). Debian's Chromium with the flags the browser tests use; the median of the
+by plotly); **page**, the script finished and every plotly figure it sent drawn (both counted
+apart from the run: `_figures`). Debian's Chromium with the flags the browser tests use; the median of the
 visits.
 """
 
@@ -35,11 +35,10 @@ CHROMIUM_ARGS = [
 ]
 WAIT_MS = 120_000
 # Every plotly figure on the page (`common.show_figure` keys each "fig-…"), the ones whose SVG is
-# drawn, and the maps shown as SVG images, decoded (`common.show_map`, unless the maps are
-# interactive).
+# drawn, and the images (the maps as SVG images, `common.show_map`, unless they are interactive).
 _FIGURES = "document.querySelectorAll('[class*=\"st-key-fig-\"]')"
 _DRAWN = "[...FIGS].filter(f => f.querySelector('.main-svg')).length".replace("FIGS", _FIGURES)
-_MAPS = "[...document.querySelectorAll('[data-testid=\"stImage\"] img')].filter(i => i.naturalWidth).length"
+_IMAGES = "document.querySelectorAll('[data-testid=\"stImage\"] img')"
 _IDLE = "!document.querySelector('[data-testid=\"stStatusWidget\"]')"
 
 
@@ -80,40 +79,57 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def plotly_figures(store: Path, run_id: str, interactive: bool = False) -> int:
-    """The plotly figures the run's Explore page draws as it opens: its panels' figures that are
-    not heatmaps (those are SVG images, unless ``interactive``) and the open tab's training
-    curves, as `run_figures` lists them for the report (the page's default view: every site,
-    each panel's default pick)."""
+def _figures(store: Path, run_id: str) -> tuple[list[bool], list[tuple[str, bool]]]:
+    """Whether each figure the run's Explore page draws as it opens is a heatmap (an SVG image
+    unless the maps are interactive), as `run_figures` lists them for the report (the page's
+    default view: every site, each panel's default pick, then the open tab's training curves);
+    and the first panel's (its key, whether a heatmap), in page order."""
     from actscale.runs.store import RunStore
-    from actscale.views.panels import run_figures
+    from actscale.views.panels import explore_panels, run_figures
     from actscale.views.plots import heatmap_svg
 
-    figures = run_figures(RunStore(store).load(run_id)).values()
-    return sum(interactive or heatmap_svg(fig) is None for fig in figures)
+    bundle = RunStore(store).load(run_id)
+    every = [heatmap_svg(fig) is not None for fig in run_figures(bundle).values()]
+    panel = explore_panels(bundle)[0]
+    pick = panel.default_pick(bundle)
+    first = [
+        (spec.key, heatmap_svg(spec.func(bundle, *spec.args, *((pick,) if spec.takes_pick else ()))) is not None)
+        for spec in panel.figures
+    ]
+    return every, first
 
 
-def _visit(browser, url: str, n_maps: int, n_figures: int) -> tuple[float, float, int]:
-    """One fresh page: (maps drawn s, whole page drawn s, figures on the page); the page is drawn
-    when its ``n_figures`` plotly figures are."""
+def _maps_drawn(first: list[tuple[str, bool]], interactive: bool) -> str:
+    """A browser expression: the first panel's figures are drawn (its heatmaps, the page's first
+    images, decoded; its other figures, or every one with interactive maps, plotly's SVG)."""
+    n_images = 0 if interactive else sum(heatmap for _, heatmap in first)
+    keys = [key for key, heatmap in first if interactive or not heatmap]
+    images = f"[...{_IMAGES}].slice(0, {n_images}).filter(i => i.naturalWidth).length === {n_images}"
+    plotly = " && ".join(f"!!document.querySelector('.st-key-fig-{key} .main-svg')" for key in keys) or "true"
+    return f"{images} && {plotly}"
+
+
+def _visit(browser, url: str, maps_drawn: str, n_figures: int) -> tuple[float, float, int]:
+    """One fresh page: (maps drawn s, whole page drawn s, figures on the page); the maps are drawn
+    when ``maps_drawn`` holds, the page when its ``n_figures`` plotly figures are."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     try:
         page = context.new_page()
         page.goto(url)
-        maps = page.wait_for_function(f"() => {_MAPS} + {_DRAWN} >= {n_maps} && performance.now()", timeout=WAIT_MS)
+        maps = page.wait_for_function(f"() => {maps_drawn} && performance.now()", timeout=WAIT_MS)
         t_maps = float(maps.json_value())
         # The page is drawn when the script is done and every figure it sent has its SVG.
         done = page.wait_for_function(f"() => {_IDLE} && {_DRAWN} >= {n_figures} && performance.now()", timeout=WAIT_MS)
         t_page = float(done.json_value())
-        return t_maps / 1000, t_page / 1000, int(page.evaluate(f"() => {_MAPS} + {_FIGURES}.length"))
+        return t_maps / 1000, t_page / 1000, int(page.evaluate(f"() => {_IMAGES}.length + {_FIGURES}.length"))
     finally:
         context.close()
 
 
-def bench_explore(store: Path, run_id: str, n_maps: int, visits: int = 3, browser=None) -> dict:
+def bench_explore(store: Path, run_id: str, visits: int = 3, browser=None) -> dict:
     """The median over ``visits`` fresh pages of the run's Explore page (module docstring), as it
     opens and with interactive maps (``"interactive"``), in ``browser`` (a Playwright Chromium)
-    or one launched for it."""
+    or one launched for it; ``n_maps`` in the result: the figures of its first panel."""
     if browser is None:
         if not Path(CHROMIUM).is_file():
             return {"error": f"no Chromium at {CHROMIUM} (`make browser` installs it)"}
@@ -122,22 +138,23 @@ def bench_explore(store: Path, run_id: str, n_maps: int, visits: int = 3, browse
         with sync_playwright() as p:
             launched = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             try:
-                return bench_explore(store, run_id, n_maps, visits, launched)
+                return bench_explore(store, run_id, visits, launched)
             finally:
                 launched.close()
+    every, first = _figures(store, run_id)
     # The page as it opens (maps as SVG images) and with ?interactive=1 (the maps as plotly
     # figures, as before the images), visit after visit on one server.
     views = {False: f"/Explore?run={run_id}", True: f"/Explore?run={run_id}&interactive=1"}
-    n_figures = {view: plotly_figures(store, run_id, view) for view in views}
+    waits = {view: (_maps_drawn(first, view), sum(view or not heatmap for heatmap in every)) for view in views}
     times: dict[bool, list[tuple[float, float, int]]] = {view: [] for view in views}
     with dashboard(store) as url:
         for view, path in views.items():  # warms the server's caches
-            _visit(browser, url + path, n_maps, n_figures[view])
+            _visit(browser, url + path, *waits[view])
         for _ in range(visits):
             for view, path in views.items():
-                times[view].append(_visit(browser, url + path, n_maps, n_figures[view]))
+                times[view].append(_visit(browser, url + path, *waits[view]))
     result, plotly = _summary(times[False]), _summary(times[True])
-    return {**result, "n_maps": n_maps, "interactive": plotly}
+    return {**result, "n_maps": len(first), "interactive": plotly}
 
 
 def _summary(times: list[tuple[float, float, int]]) -> dict:

@@ -371,7 +371,7 @@ def test_the_bench_times_a_runs_explore_page(request, tmp_path, tiny_llama):
 
     config = TrainConfig(model="tiny-llama", steps=1, n_prompts=16, n_test=8, sites=("attn_out", "mlp_out"))
     bundle = train_run(config, tiny_llama, store=RunStore(tmp_path / "runs"))
-    out = bench_explore(tmp_path / "runs", bundle.run_id, n_maps=2, visits=2, browser=browser)
+    out = bench_explore(tmp_path / "runs", bundle.run_id, visits=2, browser=browser)
     assert (out["n_maps"], out["figures"], len(out["page_each_s"])) == (2, 3, 2)  # two maps and the curves
     assert all(0 < m <= p for m, p in zip(out["maps_each_s"], out["page_each_s"]))
 
