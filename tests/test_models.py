@@ -91,6 +91,24 @@ def test_last_position_logits_reads_the_last_token(tiny_llama):
     assert torch.allclose(last, full[:, -1], atol=1e-6)
 
 
+@pytest.mark.parametrize("family", ["tiny-llama", "tiny-gpt2"])
+def test_the_unembedding_gets_a_contiguous_input(family, tiny_llama, tiny_gpt2):
+    """The last position sliced out of the hidden states is a strided view; the unembedding
+    of a loaded model gets a contiguous copy (one matrix product, not one per prompt)."""
+    model = tiny_llama if family == "tiny-llama" else tiny_gpt2
+    head = model.bridge.original_model.get_output_embeddings()
+    seen: list[tuple[bool, tuple[int, ...]]] = []
+    handle = head.register_forward_pre_hook(lambda m, args: seen.append((args[0].is_contiguous(), args[0].shape)))
+    x = torch.randint(4, 150, (3, 6), generator=torch.Generator().manual_seed(0))
+    try:
+        with torch.no_grad():
+            last_position_logits(model, x)
+    finally:
+        handle.remove()
+    assert seen == [(True, (3, 1, model.d_model))]
+    assert not any(p.requires_grad for p in model.bridge.parameters())  # the frozen weights that need it
+
+
 def test_a_reinitialised_control_is_the_same_architecture_with_other_weights(tiny_llama, monkeypatch):
     control = load_model("tiny-llama:reinit", "cpu")
     assert control.name == "tiny-llama:reinit" and control.weights_hash != tiny_llama.weights_hash
