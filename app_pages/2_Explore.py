@@ -81,11 +81,11 @@ with common.guarded("Choosing a site and a component"):
     links.from_link(Keys.EXPLORE_INTERACTIVE, "interactive", lambda raw: links.parse_flag(raw, "interactive"), False)
     interactive = bool(
         left.toggle(
-            "Interactive maps",
+            "Interactive figures",
             key=Keys.EXPLORE_INTERACTIVE,
-            help="Off: each map is an SVG image the browser draws at once, with an SVG download (in the file, "
-            "a cell's value is its tooltip). On: plotly figures (zoom, pan, hover, an HTML download), drawn once "
-            "plotly.js is loaded.",
+            help="Off: each map, and the training curves, an SVG image the browser draws at once, with an SVG "
+            "download (in the file, a cell's value is its tooltip), and the metrics as a text table. On: plotly "
+            "figures (zoom, pan, hover, an HTML download) drawn once plotly.js is loaded, and a sortable table.",
         )
     )
     links.to_link("interactive", "1" if interactive else None)
@@ -245,7 +245,7 @@ for name in set(PICK_PARAMS.values()) - picked:  # a pick not shown is not part 
 
 # Below the maps: tabs that draw only when opened (the metrics table and curves, the checks'
 # figures, the per-prompt reliability, the top components), so the maps are drawn first.
-explore_tabs.show(bundle, checks_data, figure)
+explore_tabs.show(bundle, checks_data, figure, interactive=interactive)
 
 dropped = info.get("dropped") or []
 if isinstance(dropped, list) and dropped:

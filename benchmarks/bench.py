@@ -598,7 +598,7 @@ def report_lines(results: dict) -> list[str]:
             lines.append(
                 f"(f) Explore in Chromium, a fresh page on a warm server (median of {len(e['page_each_s'])}): the "
                 f"run's {e['n_maps']} maps (SVG images) drawn {e['maps_s']} s after the navigation starts, the whole "
-                f"page ({e['figures']} figures) {e['page_s']} s (targets 1.5 s and 3 s); with interactive maps "
+                f"page ({e['figures']} figures) {e['page_s']} s (targets 1.5 s and 3 s); with interactive figures "
                 f"(plotly, visits alternated) {plotly['maps_s']} s and {plotly['page_s']} s "
                 f"({plotly['figures']} figures)"
             )

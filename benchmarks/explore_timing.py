@@ -5,7 +5,7 @@ never loaded: Explore is viewer mode); one visit warms the server's caches, then
 visit is a fresh browser page on ``/Explore?run=<id>``. Two times per visit, from the start of
 the navigation (the page's ``performance.now()``): **maps**, every figure of the run's first
 panel ("What was learned") drawn (a heatmap as an SVG image, `common.show_map`; any other figure
-by plotly); **page**, the script finished and every plotly figure it sent drawn (both counted
+by plotly); **page**, the script finished and every image and plotly figure it sent drawn (both counted
 apart from the run: `_figures`). Debian's Chromium with the flags the browser tests use; the median of the
 visits.
 """
@@ -80,20 +80,20 @@ def _healthy(url: str) -> bool:
 
 
 def _figures(store: Path, run_id: str) -> tuple[list[bool], list[tuple[str, bool]]]:
-    """Whether each figure the run's Explore page draws as it opens is a heatmap (an SVG image
-    unless the maps are interactive), as `run_figures` lists them for the report (the page's
-    default view: every site, each panel's default pick, then the open tab's training curves);
-    and the first panel's (its key, whether a heatmap), in page order."""
+    """Whether each figure the run's Explore page draws as it opens is an SVG image unless the
+    figures are interactive (a heatmap or lines, `figure_svg`), as `run_figures` lists them for
+    the report (the page's default view: every site, each panel's default pick, then the open
+    tab's training curves); and the first panel's (its key, whether an image), in page order."""
     from actscale.runs.store import RunStore
     from actscale.views.panels import explore_panels, run_figures
-    from actscale.views.plots import heatmap_svg
+    from actscale.views.plots import figure_svg
 
     bundle = RunStore(store).load(run_id)
-    every = [heatmap_svg(fig) is not None for fig in run_figures(bundle).values()]
+    every = [figure_svg(fig) is not None for fig in run_figures(bundle).values()]
     panel = explore_panels(bundle)[0]
     pick = panel.default_pick(bundle)
     first = [
-        (spec.key, heatmap_svg(spec.func(bundle, *spec.args, *((pick,) if spec.takes_pick else ()))) is not None)
+        (spec.key, figure_svg(spec.func(bundle, *spec.args, *((pick,) if spec.takes_pick else ()))) is not None)
         for spec in panel.figures
     ]
     return every, first
@@ -109,9 +109,10 @@ def _maps_drawn(first: list[tuple[str, bool]], interactive: bool) -> str:
     return f"{images} && {plotly}"
 
 
-def _visit(browser, url: str, maps_drawn: str, n_figures: int) -> tuple[float, float, int]:
+def _visit(browser, url: str, maps_drawn: str, n_figures: int, n_images: int) -> tuple[float, float, int]:
     """One fresh page: (maps drawn s, whole page drawn s, figures on the page); the maps are drawn
-    when ``maps_drawn`` holds, the page when its ``n_figures`` plotly figures are."""
+    when ``maps_drawn`` holds, the page when its ``n_figures`` plotly figures and its ``n_images``
+    SVG images are."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     try:
         page = context.new_page()
@@ -119,7 +120,10 @@ def _visit(browser, url: str, maps_drawn: str, n_figures: int) -> tuple[float, f
         maps = page.wait_for_function(f"() => {maps_drawn} && performance.now()", timeout=WAIT_MS)
         t_maps = float(maps.json_value())
         # The page is drawn when the script is done and every figure it sent has its SVG.
-        done = page.wait_for_function(f"() => {_IDLE} && {_DRAWN} >= {n_figures} && performance.now()", timeout=WAIT_MS)
+        images = f"[...{_IMAGES}].filter(i => i.naturalWidth).length >= {n_images}"
+        done = page.wait_for_function(
+            f"() => {_IDLE} && {_DRAWN} >= {n_figures} && {images} && performance.now()", timeout=WAIT_MS
+        )
         t_page = float(done.json_value())
         return t_maps / 1000, t_page / 1000, int(page.evaluate(f"() => {_IMAGES}.length + {_FIGURES}.length"))
     finally:
@@ -145,7 +149,10 @@ def bench_explore(store: Path, run_id: str, visits: int = 3, browser=None) -> di
     # The page as it opens (maps as SVG images) and with ?interactive=1 (the maps as plotly
     # figures, as before the images), visit after visit on one server.
     views = {False: f"/Explore?run={run_id}", True: f"/Explore?run={run_id}&interactive=1"}
-    waits = {view: (_maps_drawn(first, view), sum(view or not heatmap for heatmap in every)) for view in views}
+    waits = {
+        view: (_maps_drawn(first, view), sum(view or not svg for svg in every), sum(not view and svg for svg in every))
+        for view in views
+    }
     times: dict[bool, list[tuple[float, float, int]]] = {view: [] for view in views}
     with dashboard(store) as url:
         for view, path in views.items():  # warms the server's caches

@@ -129,7 +129,7 @@ def test_the_explore_line_and_a_missing_browser():
     assert report_lines({"explore": {**explore, "figures": 3, "n_maps": 2, "interactive": plotly}}) == [
         "(f) Explore in Chromium, a fresh page on a warm server (median of 3): the run's 2 maps (SVG images) drawn "
         "1.2 s after the navigation starts, the whole page (3 figures) 2.5 s (targets 1.5 s and 3 s); with "
-        "interactive maps (plotly, visits alternated) 2.7 s and 2.9 s (3 figures)"
+        "interactive figures (plotly, visits alternated) 2.7 s and 2.9 s (3 figures)"
     ]
     assert report_lines({"explore": {"error": "no Chromium at /x (`make browser` installs it)"}}) == [
         "(f) Explore in a browser: not measured: no Chromium at /x (`make browser` installs it)"

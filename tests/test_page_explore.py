@@ -16,6 +16,9 @@ from safetensors.torch import save_file
 from streamlit.testing.v1 import AppTest
 
 from actscale.ui import explore_tabs
+from actscale.ui.common import markdown_table
+from actscale.views import analysis
+from actscale.views.plots import lines_svg, plot_run_history
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "app_pages" / "2_Explore.py")
@@ -436,7 +439,7 @@ def test_only_the_open_tab_is_drawn_and_the_link_keeps_it(runs):
     assert [w.value for w in at.warning] == [
         "Ignored ?tab='nope' from the link: tab must be one of training, checks, reliability, top"
     ]
-    assert "history" in chart_keys(at)
+    assert lines_svg(plot_run_history(bundle)) in map_images(at)  # the first tab, its curves an image
 
 
 def test_the_reliability_figure_draws_bands_and_the_worst_prompts_as_lines(runs):
@@ -471,9 +474,11 @@ def map_images(at: AppTest) -> list[str]:
 
 
 def test_the_maps_are_svg_images_unless_interactive(runs):
-    """Issue 21 item 5: a heatmap is shown as an SVG image the browser draws at once (no
-    plotly.js), with its SVG download; a link's component is outlined on it. ``?interactive=1``
-    (the toggle) draws the same figures with plotly, and is kept in the link."""
+    """Issue 21 item 5: a heatmap, and the first tab's training curves, are shown as SVG images
+    the browser draws at once (no plotly.js), each with its SVG download, and the first tab's
+    tables as text (no grid to load); a link's component is outlined on its map.
+    ``?interactive=1`` (the toggle) draws the same figures with plotly and the tables as grids,
+    and is kept in the link."""
     from actscale.views.plots import heatmap_svg, mark_component, plot_scalar_heatmap
 
     bundle = runs[1]["activscalar"]
@@ -481,15 +486,19 @@ def test_the_maps_are_svg_images_unless_interactive(runs):
     assert not at.exception and not at.error and not at.warning
     assert at.toggle(key="explore_interactive").value is False and param(at, "interactive") is None
     shown = map_images(at)
-    # the site's one map, outlined; the training curves (no heatmap) stay a plotly figure
-    assert shown == [heatmap_svg(mark_component(plot_scalar_heatmap(bundle, "attn_out"), (1, 2)))]
-    assert "alpha-attn_out" not in chart_keys(at) and "history" in chart_keys(at)
+    # the site's one map, outlined, then the training curves
+    marked = heatmap_svg(mark_component(plot_scalar_heatmap(bundle, "attn_out"), (1, 2)))
+    assert shown == [marked, lines_svg(plot_run_history(bundle))]
+    assert chart_keys(at) == [] and len(at.dataframe) == 0
+    metrics = analysis.metrics_table(bundle)
+    assert markdown_table(metrics) in [m.value for m in at.markdown]
     downloads = [b.proto.label for b in at.get("download_button") if b.proto.label == "Download figure (SVG)"]
-    assert len(downloads) == 1
-    # interactive: plotly figures in their place, no image
+    assert len(downloads) == 2
+    # interactive: plotly figures in their place, no image, the tables as grids
     at.toggle(key="explore_interactive").set_value(True).run()
     assert not at.exception and not at.error
     assert map_images(at) == [] and {"alpha-attn_out", "history"} <= set(chart_keys(at))
+    assert at.dataframe[0].value.equals(metrics)
     assert param(at, "interactive") == "1"
     linked = open_link(run=bundle.run_id, interactive="1")
     assert linked.toggle(key="explore_interactive").value is True and map_images(linked) == []
@@ -497,3 +506,15 @@ def test_the_maps_are_svg_images_unless_interactive(runs):
     assert [w.value for w in bad.warning] == [
         "Ignored ?interactive='yes' from the link: interactive must be 1 (on) or 0 (off)"
     ]
+
+
+def test_a_text_table_shows_every_cell_as_typed():
+    import pandas as pd
+
+    frame = pd.DataFrame({"metric": ["flip_acc_pos", "a|b"], "test": ["0.86 → 0.98 [0.96, 0.99]", "*x*"]})
+    assert markdown_table(frame) == (
+        "| metric | test |\n"
+        "| --- | --- |\n"
+        "| flip\\_acc\\_pos | 0\\.86 → 0\\.98 \\[0\\.96, 0\\.99\\] |\n"
+        "| a\\|b | \\*x\\* |"
+    )

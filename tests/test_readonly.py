@@ -186,8 +186,8 @@ def test_explore(readonly, no_model_loads, runs):
     assert_nothing_writes(at)
     assert [t.value for t in at.title] == ["Explore a run"]
     assert at.selectbox(key="explore_run").value == run_id
-    # SteerVec's norm ratio and direction for its three sites, as SVG images; the training curves
-    assert len(at.get("image")) == 6 and [c.proto.id.split("-fig-")[1] for c in at.get("plotly_chart")] == ["history"]
+    # SteerVec's norm ratio and direction for its three sites and the training curves, as SVG images
+    assert len(at.get("image")) == 7 and at.get("plotly_chart") == []
     assert store_snapshot(readonly) == before
 
 

@@ -240,12 +240,13 @@ def show_figure(fig, name: str, key: str, *, selectable: bool = False) -> Any:
 
 
 def show_map(fig, name: str, key: str, *, interactive: bool) -> None:
-    """A heatmap as an SVG image with its SVG download (a cell's value is its tooltip in the
-    file), or with ``interactive`` (and for any other figure) the plotly figure of `show_figure`.
-    The browser draws the image without loading plotly.js (docs/measured.md, "Explore")."""
-    from actscale.views.plots import heatmap_svg
+    """A heatmap or a figure of lines as an SVG image with its SVG download (in the file a map's
+    cell has its value as its tooltip, a line its name), or with ``interactive`` (and for any
+    other figure) the plotly figure of `show_figure`. The browser draws the image without loading
+    plotly.js (docs/measured.md, "Explore")."""
+    from actscale.views.plots import figure_svg
 
-    svg = None if interactive else heatmap_svg(fig)
+    svg = None if interactive else figure_svg(fig)
     if svg is None:
         show_figure(fig, name, key)
         return
@@ -288,6 +289,26 @@ def show_table(df: pd.DataFrame, name: str, key: str, **kwargs) -> None:
         key=f"dl-{key}",
         on_click="ignore",
     )
+
+
+def show_text_table(df: pd.DataFrame, name: str, key: str) -> None:
+    """A table as Markdown text (no grid to load: nothing to sort) with a CSV download."""
+    st.markdown(markdown_table(df))
+    st.download_button(
+        "Download table (CSV)",
+        lambda: df.to_csv(index=False).encode(),
+        file_name=f"{name}.csv",
+        mime="text/csv",
+        key=f"dl-{key}",
+        on_click="ignore",
+    )
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    """``df``'s columns and rows (not its index) as a Markdown table, every cell shown as typed."""
+    rows = [[plain(str(c)) for c in df.columns], ["---"] * len(df.columns)]
+    rows += [[plain(str(v)) for v in row] for row in df.itertuples(index=False)]
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
 def plain(text: str) -> str:

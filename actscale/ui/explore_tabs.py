@@ -29,14 +29,15 @@ TABS: dict[str, str] = {
 WORST_SHOWN = 10  # the prompts furthest from flipping: a table's rows, and the figure's lines
 
 
-def show(bundle: RunBundle, checks_data: dict[str, Any] | None, figure: Figure) -> None:
-    """The tabs, with only the open one drawn (each failing on its own, as one line)."""
+def show(bundle: RunBundle, checks_data: dict[str, Any] | None, figure: Figure, *, interactive: bool) -> None:
+    """The tabs, with only the open one drawn (each failing on its own, as one line);
+    ``interactive``: the page's figures are plotly's, and so is the first tab's table."""
     slugs, labels = list(TABS), list(TABS.values())
     links.keep_valid(Keys.EXPLORE_TAB, lambda v: v in labels, labels[0])
     links.from_link(Keys.EXPLORE_TAB, "tab", lambda raw: TABS[links.parse_choice(raw, slugs, "tab")], labels[0])
     tabs = st.tabs(labels, key=Keys.EXPLORE_TAB, on_change="rerun")
     sections: dict[str, Callable[[], None]] = {
-        "training": lambda: _training(bundle, figure),
+        "training": lambda: _training(bundle, figure, interactive),
         "checks": lambda: checks_panel.show(bundle, checks_data, figure),
         "reliability": lambda: _reliability(bundle, figure),
         "top": lambda: _top_components(bundle),
@@ -48,20 +49,30 @@ def show(bundle: RunBundle, checks_data: dict[str, Any] | None, figure: Figure) 
                 sections[slug]()
 
 
-def _training(bundle: RunBundle, figure: Figure) -> None:
-    """Every metric of every split, the training curves, and the metrics per group."""
+def _training(bundle: RunBundle, figure: Figure, interactive: bool) -> None:
+    """Every metric of every split, the training curves, and the metrics per group. The tab opens
+    with the page: unless the figures are interactive its table is text, as its curves are an
+    image, so that the page loads neither plotly.js nor the table grid's code before the maps are
+    drawn (docs/measured.md, "Explore")."""
     table = analysis.metrics_table(bundle)
     left, right = st.columns([2, 3])
     with left:
-        common.show_table(
-            table, f"{bundle.run_id}-metrics", "metrics", hide_index=True, height=35 * (len(table) + 1) + 3
-        )  # every row, no inner scrolling
+        if interactive:
+            common.show_table(
+                table, f"{bundle.run_id}-metrics", "metrics", hide_index=True, height=35 * (len(table) + 1) + 3
+            )  # every row, no inner scrolling
+        else:
+            common.show_text_table(table, f"{bundle.run_id}-metrics", "metrics")
     with right:
         figure(plots.plot_run_history, key="history")
     groups = bundle.summary.get("group_metrics")
     if isinstance(groups, list) and groups:
         st.markdown("**Per group** (template family, country or the dataset's groups)")
-        common.show_table(analysis.group_table(groups), f"{bundle.run_id}-groups", "groups", hide_index=True)
+        table = analysis.group_table(groups)
+        if interactive:
+            common.show_table(table, f"{bundle.run_id}-groups", "groups", hide_index=True)
+        else:
+            common.show_text_table(table, f"{bundle.run_id}-groups", "groups")
 
 
 def _reliability(bundle: RunBundle, figure: Figure) -> None:

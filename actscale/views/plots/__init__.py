@@ -39,6 +39,7 @@ from actscale.views.plots.metrics import (
 )
 from actscale.views.plots.style import DIVERGING, LAYOUT, SEQUENTIAL, TEMPLATE, every_tick, heatmap, new_figure, styled
 from actscale.views.plots.svg import heatmap_svg
+from actscale.views.plots.svg_lines import figure_svg, lines_svg
 
 __all__ = [
     "COMPARISON_PANELS",
@@ -48,9 +49,11 @@ __all__ = [
     "SEQUENTIAL",
     "TEMPLATE",
     "every_tick",
+    "figure_svg",
     "heatmap",
     "heatmap_svg",
     "layer_position_map",
+    "lines_svg",
     "mark_component",
     "new_figure",
     "plot_beta_curve",
