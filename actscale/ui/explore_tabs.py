@@ -55,16 +55,18 @@ def _training(bundle: RunBundle, figure: Figure, interactive: bool) -> None:
     image, so that the page loads neither plotly.js nor the table grid's code before the maps are
     drawn (docs/measured.md, "Explore")."""
     table = analysis.metrics_table(bundle)
-    left, right = st.columns([2, 3])
-    with left:
-        if interactive:
+    if interactive:  # the grid beside the curves (it scrolls sideways)
+        left, right = st.columns([2, 3])
+        with left:
             common.show_table(
                 table, f"{bundle.run_id}-metrics", "metrics", hide_index=True, height=35 * (len(table) + 1) + 3
             )  # every row, no inner scrolling
-        else:
-            common.show_text_table(table, f"{bundle.run_id}-metrics", "metrics")
-    with right:
-        figure(plots.plot_run_history, key="history")
+        with right:
+            figure(plots.plot_run_history, key="history")
+    else:  # the curves, then the text table across the page (in a column its cells would wrap)
+        with st.columns([3, 2])[0]:
+            figure(plots.plot_run_history, key="history")
+        common.show_text_table(table, f"{bundle.run_id}-metrics", "metrics")
     groups = bundle.summary.get("group_metrics")
     if isinstance(groups, list) and groups:
         st.markdown("**Per group** (template family, country or the dataset's groups)")
