@@ -11,6 +11,7 @@ import xml.dom.minidom
 import plotly.graph_objects as go
 import pytest
 from plotly.subplots import make_subplots
+from test_plots import HISTORY
 
 from actscale.views.plots import figure_svg, heatmap, heatmap_svg, lines_svg, plot_history
 from actscale.views.plots.svg_lines import BOTTOM, COLORWAY, HEIGHT, LEFT, RIGHT, TOP, WIDTH, ticks
@@ -22,7 +23,7 @@ def polylines(svg: str) -> list[tuple[str, str, str]]:
 
 
 def test_each_point_is_where_its_axes_put_it():
-    fig = go.Figure(go.Scatter(x=[0, 1, 2], y=[0.0, 1.0, 2.0], name="a", mode="lines"))
+    fig = go.Figure(go.Scatter(x=[0, 1, 2], y=[0.0, 1.0, 2.0], name="a", mode="lines"), layout=dict(template="plotly"))
     fig.update_yaxes(range=[0, 2])
     svg = lines_svg(fig) or ""
     xml.dom.minidom.parseString(svg)  # well-formed
@@ -37,7 +38,8 @@ def test_a_missing_value_breaks_the_line_and_colours_follow_the_trace_order_or_t
         [
             go.Scatter(x=[0, 1, 2, 3], y=[1.0, float("nan"), 1.0, 1.0], name="gap", mode="lines"),
             go.Scatter(x=[0, 3], y=[0.0, 0.0], name="own", mode="lines", line=dict(color="#123456", dash="dash")),
-        ]
+        ],
+        layout=dict(template="plotly"),
     )
     fig.update_yaxes(range=[0, 1])
     drawn = polylines(lines_svg(fig) or "")
@@ -69,6 +71,16 @@ def test_an_overlaying_axis_shares_its_panel_and_is_labelled_on_the_right():
     assert on_the_right == ["0", "0.5", "1"]
 
 
+def test_streamlits_placeholder_colours_give_way_to_plotlys():
+    """Streamlit's plotly template (the default once it is imported) lists #000001, #000002, …
+    for its browser code to replace: drawn as they are, every line would be black."""
+    placeholders = go.layout.Template(layout=dict(colorway=["#000001", "#000002"]))
+    own = go.layout.Template(layout=dict(colorway=["#aa0000", "#00aa00"]))
+    for template, first in ((placeholders, COLORWAY[0]), (own, "#aa0000"), ("none", COLORWAY[0])):
+        fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="a"), layout=dict(template=template))
+        assert polylines(lines_svg(fig) or "")[0][1] == f' stroke="{first}"'
+
+
 def test_ticks_are_one_two_or_five_times_a_power_of_ten_or_the_axis_own():
     assert ticks(0.0, 1.05, 0.25) == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert ticks(0.3, 6.2) == [2.0, 4.0, 6.0]
@@ -78,20 +90,7 @@ def test_ticks_are_one_two_or_five_times_a_power_of_ten_or_the_axis_own():
 
 
 def test_the_training_curves_are_drawn_and_named():
-    import pandas as pd
-
-    history = pd.DataFrame(
-        {
-            "step": [1, 2, 3],
-            "loss": [3.0, 2.0, 1.0],
-            "effectiveness": [2.0, 1.0, 0.5],
-            "faithfulness": [0.1, 0.2, 0.2],
-            "flip_acc_pos": [0.5, 1.0, 1.0],
-            "flip_acc_neg": [0.0, 0.5, 1.0],
-            "minimality": [0.0, 5.0, 4.0],
-        }
-    )
-    svg = lines_svg(plot_history(history)) or ""
+    svg = lines_svg(plot_history(HISTORY)) or ""
     names = [name for _, _, name in polylines(svg)]
     assert names == ["loss", "effectiveness", "faithfulness", "flip_acc_pos", "flip_acc_neg", "minimality ‖θ‖₁"]
     assert [stroke for _, stroke, _ in polylines(svg)][3:] == [

@@ -277,23 +277,14 @@ def selected_customdata(event: Any) -> list[Any]:
     return out
 
 
-def show_table(df: pd.DataFrame, name: str, key: str, **kwargs) -> None:
-    """A table with a CSV download."""
-    kwargs.setdefault("width", "stretch")
-    st.dataframe(df, **kwargs, key=f"tbl-{key}")
-    st.download_button(
-        "Download table (CSV)",
-        lambda: df.to_csv(index=False).encode(),
-        file_name=f"{name}.csv",
-        mime="text/csv",
-        key=f"dl-{key}",
-        on_click="ignore",
-    )
-
-
-def show_text_table(df: pd.DataFrame, name: str, key: str) -> None:
-    """A table as Markdown text (no grid to load: nothing to sort) with a CSV download."""
-    st.markdown(markdown_table(df))
+def show_table(df: pd.DataFrame, name: str, key: str, *, text: bool = False, **kwargs) -> None:
+    """A table with a CSV download: a grid (``st.dataframe``, given ``kwargs``), or with ``text``
+    Markdown text (no grid's code for the browser to load; nothing to sort)."""
+    if text:
+        st.markdown(markdown_table(df))
+    else:
+        kwargs.setdefault("width", "stretch")
+        st.dataframe(df, **kwargs, key=f"tbl-{key}")
     st.download_button(
         "Download table (CSV)",
         lambda: df.to_csv(index=False).encode(),

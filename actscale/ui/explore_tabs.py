@@ -66,15 +66,12 @@ def _training(bundle: RunBundle, figure: Figure, interactive: bool) -> None:
     else:  # the curves, then the text table across the page (in a column its cells would wrap)
         with st.columns([3, 2])[0]:
             figure(plots.plot_run_history, key="history")
-        common.show_text_table(table, f"{bundle.run_id}-metrics", "metrics")
+        common.show_table(table, f"{bundle.run_id}-metrics", "metrics", text=True)
     groups = bundle.summary.get("group_metrics")
     if isinstance(groups, list) and groups:
         st.markdown("**Per group** (template family, country or the dataset's groups)")
         table = analysis.group_table(groups)
-        if interactive:
-            common.show_table(table, f"{bundle.run_id}-groups", "groups", hide_index=True)
-        else:
-            common.show_text_table(table, f"{bundle.run_id}-groups", "groups")
+        common.show_table(table, f"{bundle.run_id}-groups", "groups", text=not interactive, hide_index=True)
 
 
 def _reliability(bundle: RunBundle, figure: Figure) -> None:

@@ -5,6 +5,7 @@ another on the panel's right, the traces' own colours and dashes, a legend below
 from __future__ import annotations
 
 import math
+import re
 from html import escape
 from typing import Any
 
@@ -32,7 +33,7 @@ def lines_svg(fig: go.Figure) -> str | None:
     if not fig.data or not all(_plain_line(t) for t in fig.data):
         return None
     layout = fig.layout
-    colorway = tuple(layout.template.layout.colorway or ()) or COLORWAY
+    colorway = _colorway(layout)
     xs = np.concatenate([np.asarray(t.x, dtype=float) for t in fig.data])
     if not np.isfinite(xs).any():
         return None
@@ -51,6 +52,16 @@ def lines_svg(fig: go.Figure) -> str | None:
     parts += _legend(fig, colorway)
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _colorway(layout: Any) -> tuple[str, ...]:
+    """The template's colour order, else plotly's. Streamlit's own plotly template (the default
+    once Streamlit is imported) lists placeholders, #000001, #000002, …, that its browser code
+    replaces with the theme's colours: a static drawing takes plotly's instead."""
+    colours = tuple(layout.template.layout.colorway or ())
+    if not colours or all(re.fullmatch(r"#0000\d\d", str(c)) for c in colours):
+        return COLORWAY
+    return colours
 
 
 def _plain_line(trace: Any) -> bool:
