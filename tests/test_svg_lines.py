@@ -118,6 +118,14 @@ def test_other_figures_stay_plotly(fig):
     assert lines_svg(fig) is None and figure_svg(fig) is None
 
 
+@pytest.mark.parametrize("axis", [dict(type="log"), dict(type="date"), dict(autorange="reversed")])
+def test_a_line_on_an_axis_this_drawing_does_not_scale_stays_plotly(axis):
+    fig = go.Figure(go.Scatter(x=[1, 10], y=[1, 2], mode="lines"))
+    assert lines_svg(fig) is not None
+    fig.update_xaxes(**axis)
+    assert lines_svg(fig) is None
+
+
 def test_figure_svg_draws_heatmaps_and_lines():
     import numpy as np
 

@@ -29,10 +29,14 @@ def figure_svg(fig: go.Figure) -> str | None:
 
 def lines_svg(fig: go.Figure) -> str | None:
     """``fig`` as an SVG string when every trace is a line (``go.Scatter`` in mode "lines") on
-    numeric axes; None for any other figure (markers, fills, error bars, bars: they stay plotly)."""
+    linear numeric axes; None for any other figure (markers, fills, error bars, bars, log, date or
+    category axes, a reversed axis: they stay plotly)."""
     if not fig.data or not all(_plain_line(t) for t in fig.data):
         return None
     layout = fig.layout
+    axes = [layout[k] for k in layout.to_plotly_json() if re.fullmatch(r"[xy]axis\d*", k)]
+    if any(a.type not in (None, "-", "linear") or a.autorange == "reversed" for a in axes):
+        return None
     colorway = _colorway(layout)
     xs = np.concatenate([np.asarray(t.x, dtype=float) for t in fig.data])
     if not np.isfinite(xs).any():
