@@ -118,9 +118,9 @@ def test_its_explore_page_renders(stored, monkeypatch):
     at.run()
     assert not at.exception and not at.error
     # its components per layer are bars (plotly); the head site's two maps (layer × head) are heatmaps,
-    # SVG images until made interactive
+    # SVG images until made interactive, as are the training curves
     keys = [c.proto.id.split("-fig-", 1)[1] for c in at.get("plotly_chart")]
-    assert keys == ["components-attn_out", "components-mlp_out", "history"] and len(at.get("image")) == 2
+    assert keys == ["components-attn_out", "components-mlp_out"] and len(at.get("image")) == 3
     at.query_params["interactive"] = "1"
     at.run()
     keys = [c.proto.id.split("-fig-", 1)[1] for c in at.get("plotly_chart")]

@@ -94,7 +94,9 @@ def test_last_position_logits_reads_the_last_token(tiny_llama):
 @pytest.mark.parametrize("family", ["tiny-llama", "tiny-gpt2"])
 def test_the_unembedding_gets_a_contiguous_input(family, tiny_llama, tiny_gpt2):
     """The last position sliced out of the hidden states is a strided view; the unembedding
-    of a loaded model gets a contiguous copy (one matrix product, not one per prompt)."""
+    of a loaded model gets a contiguous copy (one matrix product, not one per prompt) where
+    gradients are off, and the view in a training step (whose parameters must not depend on the
+    number of threads: the Ray tests compare them byte for byte)."""
     model = tiny_llama if family == "tiny-llama" else tiny_gpt2
     head = model.bridge.original_model.get_output_embeddings()
     seen: list[tuple[bool, tuple[int, ...]]] = []
@@ -103,9 +105,11 @@ def test_the_unembedding_gets_a_contiguous_input(family, tiny_llama, tiny_gpt2):
     try:
         with torch.no_grad():
             last_position_logits(model, x)
+        with torch.enable_grad():
+            last_position_logits(model, x)
     finally:
         handle.remove()
-    assert seen == [(True, (3, 1, model.d_model))]
+    assert seen == [(True, (3, 1, model.d_model)), (False, (3, 1, model.d_model))]
     assert not any(p.requires_grad for p in model.bridge.parameters())  # the frozen weights that need it
 
 

@@ -106,7 +106,12 @@ def contiguous_unembedding(model: Any) -> None:
     weight, one matrix-vector product per prompt, reading all of the unembedding (113 MB on the
     bundled model) once a prompt: 0.63 s of a 3.4 s forward pass of 128 prompts, against 0.06 s
     for the same product on a contiguous copy (docs/measured.md, "The unembedding's
-    matrix-vector products")."""
+    matrix-vector products").
+
+    Only where gradients are off (evaluation, base passes, the checks): in a training step the
+    one matrix product's backward sums over the vocabulary in blocks that depend on the number
+    of threads, so a run's parameters would differ in their last bits between a process of two
+    threads and a Ray worker of one, where the matrix-vector products give the same bits."""
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if isinstance(head, torch.nn.Module):
         head.register_forward_pre_hook(_contiguous_first)
@@ -114,6 +119,8 @@ def contiguous_unembedding(model: Any) -> None:
 
 def _contiguous_first(_module: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
     first = args[0] if args else None
+    if torch.is_grad_enabled():  # a training step: see `contiguous_unembedding`
+        return None
     if isinstance(first, torch.Tensor) and not first.is_contiguous():
         return (first.contiguous(), *args[1:])
     return None
