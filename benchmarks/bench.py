@@ -47,14 +47,9 @@ from actscale.machine import cpu_description
 def _floor_model(folder: Path):
     from transformers import AutoModelForCausalLM
 
-    from actscale.engine.models.base import contiguous_unembedding
-
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    # The engine's own fix for frozen weights (`contiguous_unembedding`): without it the floor
-    # would pay for matrix-vector products the engine does not, and read as the slower one.
-    contiguous_unembedding(model)
     return model
 
 

@@ -35,7 +35,8 @@ CHROMIUM_ARGS = [
 ]
 WAIT_MS = 120_000
 # Every plotly figure on the page (`common.show_figure` keys each "fig-…"), the ones whose SVG is
-# drawn, and the images (the maps as SVG images, `common.show_map`, unless they are interactive).
+# drawn, and the images (the maps and the training curves as SVG images, `common.show_map`, unless
+# the figures are interactive).
 _FIGURES = "document.querySelectorAll('[class*=\"st-key-fig-\"]')"
 _DRAWN = "[...FIGS].filter(f => f.querySelector('.main-svg')).length".replace("FIGS", _FIGURES)
 _IMAGES = "document.querySelectorAll('[data-testid=\"stImage\"] img')"
@@ -100,10 +101,10 @@ def _figures(store: Path, run_id: str) -> tuple[list[bool], list[tuple[str, bool
 
 
 def _maps_drawn(first: list[tuple[str, bool]], interactive: bool) -> str:
-    """A browser expression: the first panel's figures are drawn (its heatmaps, the page's first
-    images, decoded; its other figures, or every one with interactive maps, plotly's SVG)."""
-    n_images = 0 if interactive else sum(heatmap for _, heatmap in first)
-    keys = [key for key, heatmap in first if interactive or not heatmap]
+    """A browser expression: the first panel's figures are drawn (its images, the page's first,
+    decoded; its other figures, or every one with interactive figures, plotly's SVG)."""
+    n_images = 0 if interactive else sum(image for _, image in first)
+    keys = [key for key, image in first if interactive or not image]
     images = f"[...{_IMAGES}].slice(0, {n_images}).filter(i => i.naturalWidth).length === {n_images}"
     plotly = " && ".join(f"!!document.querySelector('.st-key-fig-{key} .main-svg')" for key in keys) or "true"
     return f"{images} && {plotly}"

@@ -118,9 +118,9 @@ def contiguous_unembedding(model: Any) -> None:
 
 
 def _contiguous_first(_module: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
-    first = args[0] if args else None
     if torch.is_grad_enabled():  # a training step: see `contiguous_unembedding`
         return None
+    first = args[0] if args else None
     if isinstance(first, torch.Tensor) and not first.is_contiguous():
         return (first.contiguous(), *args[1:])
     return None

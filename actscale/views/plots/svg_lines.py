@@ -47,11 +47,11 @@ def lines_svg(fig: go.Figure) -> str | None:
         f'width="100%" role="img" aria-label="{escape(_text(layout.title), quote=True)}">',
         f'<text x="{WIDTH / 2}" y="20" text-anchor="middle" {TITLE_FONT}>{escape(_text(layout.title))}</text>',
     ]
-    axes = sorted({t.yaxis or "y" for t in fig.data}, key=_axis_number)
-    for name in axes:
-        parts += _axis(fig, name)
+    frames = {name: _frame(layout, name, fig) for name in sorted({_y(t) for t in fig.data}, key=_axis_number)}
+    for name, frame in frames.items():
+        parts += _axis(layout[_key(name)], frame)
     for i, trace in enumerate(fig.data):
-        parts += _polyline(trace, _frame(layout, trace.yaxis or "y", fig), x_range, colorway[i % len(colorway)])
+        parts += _polyline(trace, frames[_y(trace)], x_range, colorway[i % len(colorway)])
     parts += _x_axis(layout, x_range)
     parts += _legend(fig, colorway)
     parts.append("</svg>")
@@ -80,6 +80,11 @@ def _plain_line(trace: Any) -> bool:
     return True
 
 
+def _y(trace: Any) -> str:
+    """A trace's y axis ("y", "y2", …)."""
+    return str(trace.yaxis or "y")
+
+
 def _axis_number(name: str) -> int:
     return int(name[1:] or 1)
 
@@ -104,7 +109,7 @@ def _value_range(axis: Any, name: str, fig: go.Figure) -> tuple[float, float]:
     autorange, about)."""
     if axis.range is not None:
         return float(axis.range[0]), float(axis.range[1])
-    ys = np.concatenate([np.asarray(t.y, dtype=float) for t in fig.data if (t.yaxis or "y") == name])
+    ys = np.concatenate([np.asarray(t.y, dtype=float) for t in fig.data if _y(t) == name])
     finite = ys[np.isfinite(ys)]
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     pad = (hi - lo) * 0.05 or abs(hi) * 0.05 or 0.5
@@ -125,11 +130,10 @@ def ticks(lo: float, hi: float, dtick: float | None = None, tick0: float = 0.0) 
     return [round(float(v), 12) for v in np.arange(first, hi + dtick * 1e-9, dtick)]
 
 
-def _axis(fig: go.Figure, name: str) -> list[str]:
-    """One y axis: its ticks (with grid lines on a left axis), its title, and its panel's frame."""
-    layout = fig.layout
-    axis = layout[_key(name)]
-    top, bottom, (lo, hi), right = _frame(layout, name, fig)
+def _axis(axis: Any, frame: tuple[float, float, tuple[float, float], bool]) -> list[str]:
+    """One y axis on its `_frame`: its ticks (with grid lines on a left axis), its title, and its
+    panel's frame."""
+    top, bottom, (lo, hi), right = frame
     x0, x1 = LEFT, WIDTH - RIGHT
     parts = (
         []
