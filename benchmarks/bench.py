@@ -15,7 +15,8 @@
     estimate (`resources.step_memory_bytes`) against the measured peak;
 (e) the map checks (``analyse``) of the run of (b);
 (f) that run's Explore page in Chromium: a fresh page on a warm server, until its maps and until
-    every figure is drawn (`explore_timing`).
+    every figure is drawn, and the floor: the same maps on a page with only a title, visited in
+    turn, Explore's maps as a multiple of it (`explore_timing`).
 
 Everything runs on the device it prints first (CUDA when there is one, else the CPU).
 
@@ -597,6 +598,11 @@ def report_lines(results: dict) -> list[str]:
                 f"(plotly, visits alternated) {plotly['maps_s']} s and {plotly['page_s']} s "
                 f"({plotly['figures']} figures)"
             )
+            if "floor" in e:
+                lines.append(
+                    f"    the floor, a Streamlit page with only a title and these {e['n_maps']} maps as images (visits "
+                    f"alternated): {e['floor']['maps_s']} s; Explore's maps take {e['maps_over_floor']} x the floor"
+                )
     if "loads" in results:
         loads = results["loads"]
         lines.append(

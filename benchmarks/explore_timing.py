@@ -8,6 +8,11 @@ panel ("What was learned") drawn (a heatmap as an SVG image, `common.show_map`; 
 by plotly); **page**, the script finished and every image and plotly figure it sent drawn (both counted
 apart from the run: `_figures`). Debian's Chromium with the flags the browser tests use; the median of the
 visits.
+
+**floor**: the same maps as images on a Streamlit page with nothing else but a title, served by a
+second Streamlit on the same machine and visited in turn with Explore: the least a Streamlit page
+showing those maps takes, on whatever machine runs the bench (seconds depend on the CPU, as the
+floor step does for (a) and (b)), and Explore's maps as a multiple of it.
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,12 +55,45 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# The floor's page: a title and the maps, two to a row as Explore's grid draws them.
+_FLOOR_PAGE = """from pathlib import Path
+
+import streamlit as st
+
+st.set_page_config(layout="wide")  # as the dashboard's pages
+st.title("Explore a run")
+maps = sorted(Path(__file__).parent.glob("map-*.svg"))
+for start in range(0, len(maps), 2):
+    for col, path in zip(st.columns(2), maps[start : start + 2]):
+        col.image(path.read_text(), width="stretch")
+"""
+
+
 @contextmanager
 def dashboard(store: Path) -> Iterator[str]:
     """``streamlit run app.py`` over ``store`` on a free port; yields its URL once it answers."""
+    with _streamlit("app.py", {"ACTSCALE_STORE": str(store)}) as url:
+        yield url
+
+
+@contextmanager
+def floor_page(svgs: list[str]) -> Iterator[str]:
+    """The floor's page (module docstring) showing ``svgs`` on a free port; yields its URL."""
+    with tempfile.TemporaryDirectory(prefix="actscale-floor-") as folder:
+        for i, svg in enumerate(svgs):
+            Path(folder, f"map-{i:02d}.svg").write_text(svg)
+        Path(folder, "floor.py").write_text(_FLOOR_PAGE)
+        with _streamlit(str(Path(folder, "floor.py")), {}) as url:
+            yield url
+
+
+@contextmanager
+def _streamlit(script: str, env_extra: dict[str, str]) -> Iterator[str]:
+    """``streamlit run script`` (relative to the repository) on a free port, headless; yields its
+    URL once it answers."""
     port = _free_port()
-    env = {**os.environ, "ACTSCALE_STORE": str(store), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
+    env = {**os.environ, **env_extra, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    cmd = [sys.executable, "-m", "streamlit", "run", script, "--server.port", str(port)]
     cmd += ["--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none"]
     proc = subprocess.Popen(
         cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
@@ -64,7 +103,7 @@ def dashboard(store: Path) -> Iterator[str]:
         deadline = time.monotonic() + 90
         while not _healthy(url):
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the dashboard did not start on {url}")
+                raise RuntimeError(f"streamlit run {script} did not start on {url}")
             time.sleep(0.5)
         yield url
     finally:
@@ -80,11 +119,11 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def _figures(store: Path, run_id: str) -> tuple[list[bool], list[tuple[str, bool]]]:
+def _figures(store: Path, run_id: str) -> tuple[list[bool], list[tuple[str, str | None]]]:
     """Whether each figure the run's Explore page draws as it opens is an SVG image unless the
     figures are interactive (a heatmap or lines, `figure_svg`), as `run_figures` lists them for
     the report (the page's default view: every site, each panel's default pick, then the open
-    tab's training curves); and the first panel's (its key, whether an image), in page order."""
+    tab's training curves); and the first panel's (its key, its SVG or None), in page order."""
     from actscale.runs.store import RunStore
     from actscale.views.panels import explore_panels, run_figures
     from actscale.views.plots import figure_svg
@@ -94,17 +133,17 @@ def _figures(store: Path, run_id: str) -> tuple[list[bool], list[tuple[str, bool
     panel = explore_panels(bundle)[0]
     pick = panel.default_pick(bundle)
     first = [
-        (spec.key, figure_svg(spec.func(bundle, *spec.args, *((pick,) if spec.takes_pick else ()))) is not None)
+        (spec.key, figure_svg(spec.func(bundle, *spec.args, *((pick,) if spec.takes_pick else ()))))
         for spec in panel.figures
     ]
     return every, first
 
 
-def _maps_drawn(first: list[tuple[str, bool]], interactive: bool) -> str:
+def _maps_drawn(first: list[tuple[str, str | None]], interactive: bool) -> str:
     """A browser expression: the first panel's figures are drawn (its images, the page's first,
     decoded; its other figures, or every one with interactive figures, plotly's SVG)."""
-    n_images = 0 if interactive else sum(image for _, image in first)
-    keys = [key for key, image in first if interactive or not image]
+    n_images = 0 if interactive else sum(svg is not None for _, svg in first)
+    keys = [key for key, svg in first if interactive or svg is None]
     images = f"[...{_IMAGES}].slice(0, {n_images}).filter(i => i.naturalWidth).length === {n_images}"
     plotly = " && ".join(f"!!document.querySelector('.st-key-fig-{key} .main-svg')" for key in keys) or "true"
     return f"{images} && {plotly}"
@@ -147,22 +186,47 @@ def bench_explore(store: Path, run_id: str, visits: int = 3, browser=None) -> di
             finally:
                 launched.close()
     every, first = _figures(store, run_id)
-    # The page as it opens (maps as SVG images) and with ?interactive=1 (the maps as plotly
-    # figures, as before the images), visit after visit on one server.
-    views = {False: f"/Explore?run={run_id}", True: f"/Explore?run={run_id}&interactive=1"}
+    # The page as it opens (maps as SVG images), with ?interactive=1 (the maps as plotly figures,
+    # as before the images) and the floor's page, visited in turn: one after the other, visit
+    # after visit, so that the machine's speed at the time is shared.
+    views = {"static": f"/Explore?run={run_id}", "interactive": f"/Explore?run={run_id}&interactive=1"}
     waits = {
-        view: (_maps_drawn(first, view), sum(view or not svg for svg in every), sum(not view and svg for svg in every))
+        view: (_maps_drawn(first, view == "interactive"), *_page_figures(every, view == "interactive"))
         for view in views
     }
-    times: dict[bool, list[tuple[float, float, int]]] = {view: [] for view in views}
-    with dashboard(store) as url:
-        for view, path in views.items():  # warms the server's caches
-            _visit(browser, url + path, *waits[view])
-        for _ in range(visits):
-            for view, path in views.items():
-                times[view].append(_visit(browser, url + path, *waits[view]))
-    result, plotly = _summary(times[False]), _summary(times[True])
-    return {**result, "n_maps": len(first), "interactive": plotly}
+    svgs = [svg for _, svg in first if svg is not None]
+    with ExitStack() as stack:
+        url = stack.enter_context(dashboard(store))
+        pages = {view: url + path for view, path in views.items()}
+        if svgs:
+            pages["floor"] = stack.enter_context(floor_page(svgs))
+            waits["floor"] = (_maps_drawn([(str(i), svg) for i, svg in enumerate(svgs)], False), 0, len(svgs))
+        times = _visits(browser, pages, waits, visits)
+    result = {**_summary(times["static"]), "n_maps": len(first), "interactive": _summary(times["interactive"])}
+    if svgs:
+        floor = _summary(times["floor"])
+        ratios = [m / f for m, f in zip(result["maps_each_s"], floor["maps_each_s"])]  # visit by visit
+        result["floor"] = {k: floor[k] for k in ("maps_s", "maps_each_s")}
+        result["maps_over_floor"] = round(statistics.median(ratios), 2)
+    return result
+
+
+def _page_figures(every: list[bool], interactive: bool) -> tuple[int, int]:
+    """(plotly figures, SVG images) the page draws as it opens: every figure as plotly with
+    interactive figures, else the ones `figure_svg` cannot draw."""
+    return sum(interactive or not svg for svg in every), sum(not interactive and svg for svg in every)
+
+
+def _visits(browser, pages: dict[str, str], waits: dict, visits: int) -> dict[str, list[tuple[float, float, int]]]:
+    """One visit of each page to warm its server's caches, then ``visits`` rounds of one visit
+    each, in turn; each page's visits' times (`_visit`)."""
+    for view, url in pages.items():
+        _visit(browser, url, *waits[view])
+    times: dict[str, list[tuple[float, float, int]]] = {view: [] for view in pages}
+    for _ in range(visits):
+        for view, url in pages.items():
+            times[view].append(_visit(browser, url, *waits[view]))
+    return times
 
 
 def _summary(times: list[tuple[float, float, int]]) -> dict:

@@ -131,6 +131,11 @@ def test_the_explore_line_and_a_missing_browser():
         "1.2 s after the navigation starts, the whole page (3 figures) 2.5 s (targets 1.5 s and 3 s); with "
         "interactive figures (plotly, visits alternated) 2.7 s and 2.9 s (3 figures)"
     ]
+    floor = {"floor": {"maps_s": 0.8, "maps_each_s": [0.8, 0.7, 0.9]}, "maps_over_floor": 1.5}
+    assert report_lines({"explore": {**explore, "figures": 3, "n_maps": 2, "interactive": plotly, **floor}})[1:] == [
+        "    the floor, a Streamlit page with only a title and these 2 maps as images (visits alternated): 0.8 s; "
+        "Explore's maps take 1.5 x the floor"
+    ]
     assert report_lines({"explore": {"error": "no Chromium at /x (`make browser` installs it)"}}) == [
         "(f) Explore in a browser: not measured: no Chromium at /x (`make browser` installs it)"
     ]

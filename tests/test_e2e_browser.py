@@ -374,6 +374,11 @@ def test_the_bench_times_a_runs_explore_page(request, tmp_path, tiny_llama):
     out = bench_explore(tmp_path / "runs", bundle.run_id, visits=2, browser=browser)
     assert (out["n_maps"], out["figures"], len(out["page_each_s"])) == (2, 3, 2)  # two maps and the curves
     assert all(0 < m <= p for m, p in zip(out["maps_each_s"], out["page_each_s"]))
+    # the floor: the same two maps on a page with only a title, visited in turn with Explore
+    floor = out["floor"]["maps_each_s"]
+    assert len(floor) == 2 and all(f > 0 for f in floor)
+    ratios = [m / f for m, f in zip(out["maps_each_s"], floor)]
+    assert out["maps_over_floor"] == round(sorted(ratios)[0] / 2 + sorted(ratios)[1] / 2, 2)
 
 
 def _overlaps(boxes: list[dict]) -> list[tuple[int, int]]:
