@@ -6,6 +6,7 @@ Viewer mode: this page never loads a model; everything comes from the bundle (do
 
 from collections.abc import Callable
 
+import pandas as pd
 import streamlit as st
 
 from actscale.runs.records import SplitMetrics
@@ -251,4 +252,6 @@ dropped = info.get("dropped") or []
 if isinstance(dropped, list) and dropped:
     with st.expander(f"{len(dropped)} prompts were dropped from the dataset, and why"):
         with common.guarded("The dropped prompts"):
-            st.dataframe(dropped, width="stretch")
+            # text unless the figures are interactive, as the first tab's tables: no grid to load
+            frame = pd.DataFrame(dropped)
+            common.show_table(frame, f"{bundle.run_id}-dropped", "dropped", text=not interactive)

@@ -508,6 +508,30 @@ def test_the_maps_are_svg_images_unless_interactive(runs):
     ]
 
 
+def test_the_dropped_prompts_are_a_text_table_unless_interactive(runs):
+    """A run that dropped prompts lists them, and why, under the page: as text with a CSV
+    download (no grid's code to load with the page), as a grid with interactive figures."""
+    import pandas as pd
+
+    root, made = runs
+    dest = copy_run(root, made["activscalar"].run_id, "d50bbed000000001")
+    summary = json.loads((dest / "analysis.json").read_text())
+    dropped = [
+        {"prompt": "When *Mary* and John", "correct": " Mary", "wrong": " John", "row": 3, "reason": "wrong | length"},
+        {"prompt": "Then Anna and Bob", "correct": " Anna", "wrong": " Bob", "row": 7, "reason": "too long"},
+    ]
+    (dest / "analysis.json").write_text(json.dumps({**summary, "dropped": dropped}))
+    at = open_link(run="d50bbed000000001")
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert [e.label for e in at.expander] == ["2 prompts were dropped from the dataset, and why"]
+    table = markdown_table(pd.DataFrame(dropped))
+    assert table.startswith("| prompt | correct | wrong | row | reason |\n") and "When \\*Mary\\* and John" in table
+    assert table in [m.value for m in at.expander[0].markdown] and len(at.dataframe) == 0
+    assert [b.proto.label for b in at.expander[0].get("download_button")] == ["Download table (CSV)"]
+    at.toggle(key="explore_interactive").set_value(True).run()
+    assert not at.exception and at.expander[0].dataframe[0].value.equals(pd.DataFrame(dropped))
+
+
 def test_a_text_table_shows_every_cell_as_typed():
     import pandas as pd
 
