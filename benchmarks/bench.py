@@ -16,7 +16,12 @@
 (e) the map checks (``analyse``) of the run of (b);
 (f) that run's Explore page in Chromium: a fresh page on a warm server, until its maps and until
     every figure is drawn, and the floor: the same maps on a page with only a title, visited in
-    turn, Explore's maps as a multiple of it (`explore_timing`).
+    turn, Explore's maps as a multiple of it (`explore_timing`);
+(g) the dashboard with the model resident: from the Train page's click on the default form to
+    the first result on the page (`dashboard_timing`).
+
+The parts live beside this module: (d) in `scaling`, (f) and (g) in `explore_timing` and
+`dashboard_timing`, the printed lines in `report`, what they share in `timing`.
 
 Everything runs on the device it prints first (CUDA when there is one, else the CPU).
 
@@ -27,22 +32,20 @@ apart from the model load.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
-import math
 import os
-import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from actscale.machine import cpu_description
+from benchmarks.report import TARGET_VARIANTS, report_lines, write_markdown
+from benchmarks.scaling import bench_scaling
+from benchmarks.timing import cli, device_description, engine_steps
 
 
 def _floor_model(folder: Path):
@@ -106,22 +109,6 @@ def _floor_steps(hf, task, config, base_logits: torch.Tensor, n_steps: int) -> l
     return times
 
 
-def _engine_steps(model, task, config, n_steps: int) -> list[float]:
-    from actscale.engine.observer import RunObserver
-    from actscale.engine.training import train
-
-    class Stamps(RunObserver):
-        def __init__(self) -> None:
-            self.times: list[float] = []
-
-        def step(self, info) -> None:  # noqa: ARG002 - the observer's signature
-            self.times.append(time.perf_counter())
-
-    stamps = Stamps()
-    train(model, task, config.replace(steps=n_steps, early_stop=0), observer=stamps)
-    return [b - a for a, b in zip(stamps.times, stamps.times[1:])]
-
-
 def bench_step_ratio(rounds: int, n_steps: int) -> dict:
     from actscale.engine.evaluation import base_pass
     from actscale.engine.models import bundled_model_folder, load_model
@@ -135,10 +122,10 @@ def bench_step_ratio(rounds: int, n_steps: int) -> dict:
     hf = _floor_model(bundled_model_folder())
     base_logits = base_pass(model, task, config.sites, autocast=config.bf16).logits  # shared, as in training
     engine, floor, ratios = [], [], []
-    _engine_steps(model, task, config, 2)  # warm-up both paths
+    engine_steps(model, task, config, 2)  # warm-up both paths
     _floor_steps(hf, task, config, base_logits, 2)
     for _ in range(rounds):  # alternate, so both see the same machine load
-        e_round = _engine_steps(model, task, config, n_steps + 1)
+        e_round = engine_steps(model, task, config, n_steps + 1)
         f_round = _floor_steps(hf, task, config, base_logits, n_steps)
         engine += e_round
         floor += f_round
@@ -156,190 +143,9 @@ def bench_step_ratio(rounds: int, n_steps: int) -> dict:
     }
 
 
-def device_description(device: str) -> str:
-    """The device the figures were measured on, in words."""
-    if device.startswith("cuda"):
-        props = torch.cuda.get_device_properties(torch.device(device))
-        return f"{device}: {props.name}, {props.total_memory / 2**30:.0f} GiB"
-    return f"cpu: {cpu_description()}, torch threads {torch.get_num_threads()}"
-
-
-def growth_exponent(xs: list[float], ys: list[float]) -> float:
-    """The least-squares slope of log y against log x: y grows as x to this power."""
-    lx, ly = [math.log(x) for x in xs], [math.log(y) for y in ys]
-    mx, my = statistics.fmean(lx), statistics.fmean(ly)
-    return sum((a - mx) * (b - my) for a, b in zip(lx, ly)) / sum((a - mx) ** 2 for a in lx)
-
-
-def _status_bytes(key: str) -> int:
-    """A ``kB`` line of /proc/self/status (Linux), in bytes."""
-    found = re.search(rf"^{key}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M)
-    if found is None:
-        raise OSError(f"no {key} in /proc/self/status")
-    return int(found.group(1)) * 1024
-
-
-def step_peak_bytes(model, task, config) -> int | None:
-    """Peak memory of one training step (a full batch, forward and backward) beyond what was in
-    use before it: on CUDA the allocator's peak; on a Linux CPU the process's resident peak
-    (VmHWM, reset through /proc/self/clear_refs after returning freed memory to the system),
-    which is what the operating system kills a process for; None elsewhere. The step runs
-    twice and the second is measured, so one-off allocations are not counted."""
-    from actscale.engine.evaluation import base_pass
-    from actscale.engine.resources import resolve_autocast
-    from actscale.engine.training import _BatchOrder, _train_step, new_intervention
-
-    config = resolve_autocast(config, model)
-    base = base_pass(model, task, config.sites, autocast=config.bf16)
-    intervention = new_intervention(model, task, config)
-    rows = _BatchOrder(task.split_indices("train"), config.batch_size, config.seed).next()
-
-    def step() -> None:
-        terms, _ = _train_step(model, task, base, intervention, config, rows, 1)
-        terms.total.backward()
-
-    step()
-    if model.device.startswith("cuda"):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-        step()
-        torch.cuda.synchronize()
-        return int(torch.cuda.max_memory_allocated() - before)
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-        Path("/proc/self/clear_refs").write_text("5")  # resets the resident peak to the current size
-        before = _status_bytes("VmRSS")
-        step()
-        return _status_bytes("VmHWM") - before
-    except OSError:
-        return None
-
-
-def peak_in_new_process(model: str, device: str, fields: dict, layers: int = 0, width: int = 0) -> int | None:
-    """`step_peak_bytes` measured in a new process that loads ``model`` (``tiny``: a tiny Llama
-    of ``layers`` × ``width``), builds the task of ``TrainConfig(**fields)`` and takes two
-    warm-up steps first, as a user's training process does. Measured in the bench's own
-    process, after the other points' steps, the resident peak of the ×4 point read about a
-    fifth lower (the heap kept and reused their freed memory)."""
-    spec = json.dumps({"model": model, "device": device, "fields": fields, "layers": layers, "width": width})
-    code = (
-        "import json, sys; from benchmarks import bench; print(json.dumps(bench.child_peak(json.loads(sys.argv[1]))))"
-    )
-    _, result = _json_process("-c", code, spec)
-    if isinstance(result, dict) and "error" in result:
-        print(f"  peak not measured: {result['error']}", file=sys.stderr, flush=True)
-        return None
-    return result
-
-
-def child_peak(spec: dict) -> int | None:
-    from actscale.engine.models import load_model, tiny_model
-    from actscale.engine.training import TrainConfig
-    from actscale.runs.api import build_task
-
-    if spec["model"] == "tiny":
-        model = tiny_model(spec["layers"], spec["width"], spec["device"])
-        config = TrainConfig(**{**spec["fields"], "model": model.name})
-    else:
-        model = load_model(spec["model"], spec["device"])
-        config = TrainConfig(**spec["fields"])
-    task = build_task(model, config)
-    _engine_steps(model, task, config, 2)
-    return step_peak_bytes(model, task, config)
-
-
-def _scaling_point(model, task, config, n_steps: int, peak: int | None) -> dict:
-    from actscale.engine.resources import resolve_autocast, step_memory_bytes
-
-    config = resolve_autocast(config, model)
-    _engine_steps(model, task, config, 2)  # warm-up: one-off costs of a new model or batch shape
-    times = _engine_steps(model, task, config, n_steps + 1)
-    estimate = step_memory_bytes(model, task.n_pos, config.batch_size, bf16=config.bf16)
-    return {
-        "tokens": 2 * config.batch_size * task.n_pos,
-        "precision": "bf16 autocast" if config.bf16 else "float32",
-        "step_s": round(statistics.median(times), 4),
-        "peak_mb": None if peak is None else round(peak / 1e6, 2),
-        "estimate_mb": round(estimate / 1e6, 2),
-        "estimate_over_peak": None if not peak else round(estimate / peak, 2),
-    }
-
-
-def bench_scaling(device: str, n_steps: int, depths: tuple[int, ...], width: int, bundled: bool) -> dict:
-    """(d): cost against tokens per batch (bundled model, ×1, ×2, ×4 prompts per batch) and
-    against depth (tiny models), with fitted exponents and the memory estimate's ratio."""
-    from actscale.engine.models import load_model, tiny_model
-    from actscale.engine.training import TrainConfig
-    from actscale.runs.api import build_task
-
-    out: dict = {}
-    # 128 training prompts: batches of 8, 16 and 32 all come full, so every timed step has the
-    # batch it is labelled with. Each model at its default precision ("auto": on a device with
-    # native bf16 the bundled model steps in bf16, the 256-wide tiny models in float32).
-    fields: dict[str, Any] = dict(
-        task="ioi", method="activscalar", n_prompts=160, val_frac=0.2, n_test=8, early_stop=0, batch_size=8
-    )
-    base = TrainConfig(**fields)
-    if bundled:
-        model = load_model("bundled", device)
-        task = build_task(model, base)
-        points = []
-        for factor in (1, 2, 4):
-            config = base.replace(batch_size=base.batch_size * factor)
-            print(f"  bundled model, {config.batch_size} prompts per batch ...", file=sys.stderr, flush=True)
-            peak = peak_in_new_process("bundled", device, {**fields, "batch_size": config.batch_size})
-            points.append({"factor": factor, **_scaling_point(model, task, config, n_steps, peak)})
-        out["tokens"] = {"model": model.describe(), "points": points, **_exponents(points, "tokens")}
-        del model
-    points = []
-    for n_layers in depths:
-        model = tiny_model(n_layers, width, device)
-        config = base.replace(model=model.name)
-        task = build_task(model, config)
-        print(f"  {model.name} ...", file=sys.stderr, flush=True)
-        peak = peak_in_new_process("tiny", device, fields, n_layers, width)
-        points.append({"layers": n_layers, **_scaling_point(model, task, config, n_steps, peak)})
-    out["depth"] = {"width": width, "points": points, **_exponents(points, "layers")}
-    return out
-
-
-def _exponents(points: list[dict], x: str) -> dict:
-    xs = [float(p[x]) for p in points]
-    peaks = [p["peak_mb"] for p in points]
-    return {
-        "time_exponent": round(growth_exponent(xs, [p["step_s"] for p in points]), 2),
-        "memory_exponent": None if None in peaks else round(growth_exponent(xs, peaks), 2),
-    }
-
-
-def _json_process(*args: str) -> tuple[float, Any]:
-    """``python ARGS`` in a new process: (wall seconds, the JSON of its last output line, or
-    {"error": its last line of stderr} when it fails)."""
-    t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, *args], capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - t0
-    if out.returncode != 0:
-        return wall, {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
-    return wall, json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def _cli(*args: str) -> tuple[float, dict]:
-    """``python -m actscale ARGS`` in a new process: (wall seconds, its JSON or {"error": line})."""
-    return _json_process("-m", "actscale", *args)
-
-
-# (b)'s runs: the default (float32 on every machine), then the same under bfloat16 autocast,
-# which pays where the device computes bf16 natively (docs/measured.md).
-TARGET_VARIANTS = (
-    ("time_to_target", "", ()),
-    ("time_to_target_bf16", " (--autocast bf16)", ("--autocast", "bf16")),
-)
-
-
 def bench_time_to_target(store: Path, model: str = "bundled", extra: tuple[str, ...] = ()) -> dict:
     """A new process, as a user runs it: imports, warm model load, task, training, evaluation."""
-    wall, result = _cli(
+    wall, result = cli(
         "train",
         "--model",
         model,
@@ -389,7 +195,7 @@ def bench_time_to_target(store: Path, model: str = "bundled", extra: tuple[str, 
 
 def bench_checks(store: Path, run_id: str, model: str = "bundled") -> dict:
     """A new process running the map checks (``analyse``, default options) on a stored run."""
-    wall, result = _cli("analyse", "--run", run_id, "--store", str(store))
+    wall, result = cli("analyse", "--run", run_id, "--store", str(store))
     if "error" in result:
         return result
     free = json.loads((store / run_id / "checks.json").read_text())["map"].get("free") or {}
@@ -411,7 +217,7 @@ def bench_diffmean_fit(store: Path, model: str) -> float | None:
     instead of training steps), as stored with the run."""
     from actscale.runs.store import RunStore
 
-    _, result = _cli("train", "--model", model, "--task", "ioi", "--method", "diffmean", "--store", str(store))
+    _, result = cli("train", "--model", model, "--task", "ioi", "--method", "diffmean", "--store", str(store))
     if "run_id" not in result:
         return None
     return RunStore(store).load(result["run_id"]).info["fit"]["seconds"]
@@ -450,7 +256,51 @@ def bench_loads() -> dict:
     }
 
 
-PARTS = ("loads", "step", "target", "checks", "explore", "scaling")
+PARTS = ("loads", "step", "target", "checks", "explore", "dashboard", "scaling")
+
+
+def _run_parts(parts: list[str], args: argparse.Namespace, device: str) -> dict:
+    """Each part of ``parts`` measured, in an order that keeps (b)'s run for (e) and (f)."""
+    results: dict = {}
+    if "loads" in parts:
+        print("(c) model loads ...", file=sys.stderr, flush=True)
+        results["loads"] = bench_loads()
+    if "step" in parts:
+        print("(a) step time, engine vs plain PyTorch ...", file=sys.stderr, flush=True)
+        results["step"] = bench_step_ratio(args.rounds, args.steps)
+    if "target" in parts:
+        results.update(_target_parts(parts, args.target_model))
+    if "dashboard" in parts:
+        print("(g) the dashboard's first result in a browser ...", file=sys.stderr, flush=True)
+        from benchmarks.dashboard_timing import bench_dashboard
+
+        results["dashboard"] = bench_dashboard(args.target_model)
+    if "scaling" in parts:
+        print("(d) how cost grows ...", file=sys.stderr, flush=True)
+        depths = tuple(int(d) for d in args.depths.split(","))
+        results["scaling"] = bench_scaling(device, args.scale_steps, depths, args.width, not args.no_bundled_scaling)
+    return results
+
+
+def _target_parts(parts: list[str], model: str) -> dict:
+    """(b) in a new process per variant, then (e) and (f) on its default run."""
+    print("(b) time to a trained IOI ActivScalar ...", file=sys.stderr, flush=True)
+    results: dict = {}
+    with tempfile.TemporaryDirectory() as store:
+        # A store per variant: where two variants are the same run (autocast "auto" resolving
+        # to float32), a shared store would keep the first bundle and report its timings.
+        for key, label, extra in TARGET_VARIANTS:
+            if extra:
+                print(f"(b) the same with {' '.join(extra)} ...", file=sys.stderr, flush=True)
+            results[key] = bench_time_to_target(Path(store) / key, model, extra)
+        run_id = results["time_to_target"].get("run_id")
+        if "checks" in parts and run_id:
+            print("(e) the map checks of that run ...", file=sys.stderr, flush=True)
+            results["checks"] = bench_checks(Path(store) / "time_to_target", run_id, model)
+        if "explore" in parts and run_id:
+            print("(f) that run's Explore page in a browser ...", file=sys.stderr, flush=True)
+            results["explore"] = explore_part(Path(store) / "time_to_target", run_id)
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -465,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--markdown", type=Path, help="also write the figures, dated, to this Markdown file")
     parser.add_argument(
-        "--target-model", default="bundled", help="(b): the model (tiny-llama: a quick check of the bench)"
+        "--target-model", default="bundled", help="(b), (g): the model (tiny-llama: a quick check of the bench)"
     )
     args = parser.parse_args(argv)
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
@@ -477,33 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     torch.manual_seed(0)
     print(f"device {device_description(device)}")
-    results: dict = {"device": device_description(device)}
-    if "loads" in parts:
-        print("(c) model loads ...", file=sys.stderr, flush=True)
-        results["loads"] = bench_loads()
-    if "step" in parts:
-        print("(a) step time, engine vs plain PyTorch ...", file=sys.stderr, flush=True)
-        results["step"] = bench_step_ratio(args.rounds, args.steps)
-    if "target" in parts:
-        print("(b) time to a trained IOI ActivScalar ...", file=sys.stderr, flush=True)
-        with tempfile.TemporaryDirectory() as store:
-            # A store per variant: where two variants are the same run (autocast "auto" resolving
-            # to float32), a shared store would keep the first bundle and report its timings.
-            for key, label, extra in TARGET_VARIANTS:
-                if extra:
-                    print(f"(b) the same with {' '.join(extra)} ...", file=sys.stderr, flush=True)
-                results[key] = bench_time_to_target(Path(store) / key, args.target_model, extra)
-            if "checks" in parts and "run_id" in results["time_to_target"]:
-                print("(e) the map checks of that run ...", file=sys.stderr, flush=True)
-                run_id = results["time_to_target"]["run_id"]
-                results["checks"] = bench_checks(Path(store) / "time_to_target", run_id, args.target_model)
-            if "explore" in parts and "run_id" in results["time_to_target"]:
-                print("(f) that run's Explore page in a browser ...", file=sys.stderr, flush=True)
-                results["explore"] = explore_part(Path(store) / "time_to_target", results["time_to_target"]["run_id"])
-    if "scaling" in parts:
-        print("(d) how cost grows ...", file=sys.stderr, flush=True)
-        depths = tuple(int(d) for d in args.depths.split(","))
-        results["scaling"] = bench_scaling(device, args.scale_steps, depths, args.width, not args.no_bundled_scaling)
+    results: dict = {"device": device_description(device), **_run_parts(parts, args, device)}
     lines = report_lines(results)
     for line in lines:
         print(line)
@@ -511,126 +335,6 @@ def main(argv: list[str] | None = None) -> int:
         write_markdown(args.markdown, results["device"], lines)
     print(json.dumps(results, sort_keys=True))
     return 0
-
-
-def write_markdown(path: Path, device: str, lines: list[str]) -> None:
-    """The figures as a dated Markdown page naming the machine (``make bench`` regenerates
-    docs/bench-latest.md with it): seconds depend on the CPU, ratios much less."""
-    stamp = time.strftime("%Y-%m-%d %H:%M %Z")
-    body = [
-        "# The latest `make bench`",
-        "",
-        f"Measured {stamp} on {device}. Regenerated by `make bench`; the dated figures of earlier",
-        "sessions, and what each part measures, are in [measured.md](measured.md).",
-        "",
-        "```",
-        *lines,
-        "```",
-        "",
-    ]
-    path.write_text("\n".join(body), encoding="utf-8")
-
-
-def report_lines(results: dict) -> list[str]:
-    """The figures of ``results`` as lines a person reads (the JSON follows them)."""
-    lines = []
-    if "step" in results:
-        s = results["step"]
-        spread = s.get("round_ratios") or []
-        rounds = f", {len(spread)} rounds {min(spread)}-{max(spread)}" if spread else ""
-        lines.append(
-            f"(a) step time ratio engine/floor: {s['step_ratio']}  (median; {s['engine_step_s']} s vs "
-            f"{s['floor_step_s']} s{rounds}, {s['batch']}; target <= 1.05)"
-        )
-    for key, label, _ in TARGET_VARIANTS:
-        if key not in results:
-            continue
-        t = results[key]
-        if "error" in t:
-            lines.append(f"(b){label} time to target: failed: {t['error']}")
-        else:
-            lines.append(
-                f"(b){label} new process -> trained IOI ActivScalar with its validation metrics "
-                f"({t['n_val']} prompts; {t['dtype']}): {t['first_result_s']} s (target <= 15 s); then the other "
-                f"{t['n_rest']} prompts' evaluation (training, and {t['n_test']} test): {t['rest_eval_s']} s; "
-                f"whole command {t['wall_s']} s"
-            )
-            where = ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {v} s" for k, v in t["phases"].items())
-            lines.append(f"    where the time goes: {where}")
-            lines.append(
-                f"    validation flips +{t['val_flip_acc_pos']:.2f} / -{t['val_flip_acc_neg']:.2f}; "
-                f"test flips +{t['flip_acc_pos']:.2f} / -{t['flip_acc_neg']:.2f}, n_effective "
-                f"{t['n_effective']}/{t['n_components']}; targets met (test flips >= 0.9, effective <= 20%): "
-                f"{t['targets_met']}"
-            )
-            if key == "time_to_target" and "step" in results:  # seconds depend on the CPU: in floor steps too
-                floor = results["step"]["floor_step_s"]
-                lines.append(
-                    f"    the first result in plain-PyTorch floor steps (the float32 floor step of (a), {floor} s): "
-                    f"{t['first_result_s'] / floor:.1f} (target <= 12)"
-                )
-    if "checks" in results:
-        c = results["checks"]
-        if "error" in c:
-            lines.append(f"(e) map checks: failed: {c['error']}")
-        else:
-            lines.append(
-                f"(e) map checks (analyse, defaults) of that run: {c['checks_s']} s of checks, {c['wall_s']} s for the "
-                f"whole command (target <= 60 s); k90 {c['k90']} of {c['of']}; of the checks, the AtP maps "
-                f"{c.get('free_maps_s')} s (target: a few s) and the localisation curves {c.get('localisation_s')} s"
-                + (
-                    f"; exact patching of {c['patched']} cells {c['patching_s']} s (target <= 60 s)"
-                    if c.get("patching_s") is not None
-                    else ""
-                )
-                + (f"; DiffMean's fit {c['diffmean_fit_s']} s (target: a few s)" if c.get("diffmean_fit_s") else "")
-            )
-    if "explore" in results:
-        e = results["explore"]
-        if "error" in e:
-            lines.append(f"(f) Explore in a browser: not measured: {e['error']}")
-        else:
-            plotly = e["interactive"]
-            lines.append(
-                f"(f) Explore in Chromium, a fresh page on a warm server (median of {len(e['page_each_s'])}): the "
-                f"run's {e['n_maps']} maps (SVG images) drawn {e['maps_s']} s after the navigation starts, the whole "
-                f"page ({e['figures']} figures) {e['page_s']} s (targets 1.5 s and 3 s); with interactive figures "
-                f"(plotly, visits alternated) {plotly['maps_s']} s and {plotly['page_s']} s "
-                f"({plotly['figures']} figures)"
-            )
-            if "floor" in e:
-                lines.append(
-                    f"    the floor, a Streamlit page with only a title and these {e['n_maps']} maps as images (visits "
-                    f"alternated): {e['floor']['maps_s']} s; Explore's maps take {e['maps_over_floor']} x the floor"
-                )
-    if "loads" in results:
-        loads = results["loads"]
-        lines.append(
-            f"(c) model load: cold {loads['cold_load_s']} s, warm {loads['warm_load_s']} s (target <= 3 s), "
-            f"cold/warm {loads['cold_over_warm']}x; library imports before the load, once per process: "
-            f"{loads['import_s']} s; the hook wiring check each load runs: {loads['wiring_check_s']} s (target < 1 s)"
-        )
-    if "scaling" in results:
-        sc = results["scaling"]
-        for key, label, unit in (("tokens", "tokens per batch", "tokens"), ("depth", "depth", "layers")):
-            if key not in sc:
-                continue
-            part = sc[key]
-            what = part.get("model", f"tiny Llama, width {part.get('width')}")
-            lines.append(
-                f"(d) {label} ({what}): step time ~ {unit}^{part['time_exponent']}, "
-                f"peak memory ~ {unit}^{part['memory_exponent']}"
-            )
-            for p in part["points"]:
-                x = f"x{p['factor']}" if "factor" in p else f"{p['layers']} layers"
-                ratio = p["estimate_over_peak"]
-                ok = "n/a" if ratio is None else "within +-30%" if abs(ratio - 1) <= 0.3 else "OUTSIDE +-30%"
-                lines.append(
-                    f"    {x}: {p['tokens']} tokens, {p.get('precision', 'float32')}, step {p['step_s']} s, "
-                    f"peak {p['peak_mb']} MB; estimate "
-                    f"{p['estimate_mb']} MB = {ratio} x measured ({ok})"
-                )
-    return lines
 
 
 if __name__ == "__main__":

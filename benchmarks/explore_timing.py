@@ -29,6 +29,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("ACTSCALE_CHROMIUM", "/usr/bin/chromium")
@@ -47,6 +48,26 @@ _FIGURES = "document.querySelectorAll('[class*=\"st-key-fig-\"]')"
 _DRAWN = "[...FIGS].filter(f => f.querySelector('.main-svg')).length".replace("FIGS", _FIGURES)
 _IMAGES = "document.querySelectorAll('[data-testid=\"stImage\"] img')"
 _IDLE = "!document.querySelector('[data-testid=\"stStatusWidget\"]')"
+
+
+NO_BROWSER = {"error": f"no Chromium at {CHROMIUM} (`make browser` installs it)"}
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """A headless Playwright Chromium (Debian's, with the browser tests' flags), or None where
+    there is none."""
+    if not Path(CHROMIUM).is_file():
+        yield None
+        return
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 def _free_port() -> int:
@@ -72,7 +93,7 @@ for start in range(0, len(maps), 2):
 @contextmanager
 def dashboard(store: Path) -> Iterator[str]:
     """``streamlit run app.py`` over ``store`` on a free port; yields its URL once it answers."""
-    with _streamlit("app.py", {"ACTSCALE_STORE": str(store)}) as url:
+    with streamlit_server("app.py", {"ACTSCALE_STORE": str(store)}) as url:
         yield url
 
 
@@ -83,12 +104,12 @@ def floor_page(svgs: list[str]) -> Iterator[str]:
         for i, svg in enumerate(svgs):
             Path(folder, f"map-{i:02d}.svg").write_text(svg)
         Path(folder, "floor.py").write_text(_FLOOR_PAGE)
-        with _streamlit(str(Path(folder, "floor.py")), {}) as url:
+        with streamlit_server(str(Path(folder, "floor.py")), {}) as url:
             yield url
 
 
 @contextmanager
-def _streamlit(script: str, env_extra: dict[str, str]) -> Iterator[str]:
+def streamlit_server(script: str, env_extra: dict[str, str]) -> Iterator[str]:
     """``streamlit run script`` (relative to the repository) on a free port, headless; yields its
     URL once it answers."""
     port = _free_port()
@@ -175,16 +196,8 @@ def bench_explore(store: Path, run_id: str, visits: int = 3, browser=None) -> di
     opens and with interactive maps (``"interactive"``), in ``browser`` (a Playwright Chromium)
     or one launched for it; ``n_maps`` in the result: the figures of its first panel."""
     if browser is None:
-        if not Path(CHROMIUM).is_file():
-            return {"error": f"no Chromium at {CHROMIUM} (`make browser` installs it)"}
-        from playwright.sync_api import sync_playwright
-
-        with sync_playwright() as p:
-            launched = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-            try:
-                return bench_explore(store, run_id, visits, launched)
-            finally:
-                launched.close()
+        with chromium() as launched:
+            return NO_BROWSER if launched is None else bench_explore(store, run_id, visits, launched)
     every, first = _figures(store, run_id)
     # The page as it opens (maps as SVG images), with ?interactive=1 (the maps as plotly figures,
     # as before the images) and the floor's page, visited in turn: one after the other, visit

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from actscale.machine import cpu_description
-from benchmarks.bench import device_description, growth_exponent, report_lines, write_markdown
+from benchmarks.report import report_lines, write_markdown
+from benchmarks.scaling import growth_exponent
+from benchmarks.timing import device_description
 
 EPYC = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma\n\n"
 XEON = "model name\t: Intel Xeon\nflags\t\t: avx2 avx512f avx512_bf16 amx_bf16\n"
@@ -138,6 +140,23 @@ def test_the_explore_line_and_a_missing_browser():
     ]
     assert report_lines({"explore": {"error": "no Chromium at /x (`make browser` installs it)"}}) == [
         "(f) Explore in a browser: not measured: no Chromium at /x (`make browser` installs it)"
+    ]
+
+
+def test_the_dashboard_line_in_floor_steps_or_not_shown():
+    timing = {"base_pass_s": 1.4, "steps_s": 20.5, "eval_s": 0.7}
+    shown = {"model": "bundled", "first_result_s": 24.2, "done_s": 45.0, "steps_run": 18, "timing": timing}
+    step = {"step_ratio": 1.0, "engine_step_s": 1.1, "floor_step_s": 1.1, "batch": "b"}
+    assert report_lines({"step": step, "dashboard": shown})[1:] == [
+        "(g) the dashboard, model resident (one visit, the default run on bundled): from the Train click to the "
+        "first result on the page 24.2 s = 22.0 floor steps of (a) (target <= 8); of it, as the run stored it, the "
+        "base pass 1.4 s, 18 steps 20.5 s, validation 0.7 s; the run done 45.0 s after the click"
+    ]
+    quick = {**shown, "model": "tiny-llama", "first_result_s": None, "done_s": 3.1}
+    assert report_lines({"dashboard": quick}) == [
+        "(g) the dashboard, model resident (one visit, the default run on tiny-llama): the first result was not "
+        "shown before the run was done (within one refresh of the live panel); of it, as the run stored it, the "
+        "base pass 1.4 s, 18 steps 20.5 s, validation 0.7 s; the run done 3.1 s after the click"
     ]
 
 

@@ -381,6 +381,27 @@ def test_the_bench_times_a_runs_explore_page(request, tmp_path, tiny_llama):
     assert out["maps_over_floor"] == round(sorted(ratios)[0] / 2 + sorted(ratios)[1] / 2, 2)
 
 
+def test_the_bench_times_the_dashboards_first_result(request):
+    """`make bench` (g) on the tiny model: the click on Train, the first result shown (unless the
+    tiny run was done within one refresh of the live panel), the outcome shown, in that order,
+    and the run's own timing beside them."""
+    require_browser()
+    browser = request.getfixturevalue("browser")
+    from actscale.engine.training import TrainConfig
+    from benchmarks.dashboard_timing import bench_dashboard
+
+    out = bench_dashboard("tiny-llama", browser=browser)
+    assert out["model"] == "tiny-llama" and len(out["run_id"]) == 16
+    first = out["first_result_s"]
+    assert first is None or 0 < first <= out["done_s"]
+    assert set(out["timing"]) == {"base_pass_s", "steps_s", "eval_s"}
+    # the run's base pass, steps and validation, as it stored them, lie within the click's wait
+    assert sum(out["timing"].values()) < (out["done_s"] if first is None else first)
+    # the Train page's default form: the default run, its steps a whole number of cycles
+    config = TrainConfig(model="tiny-llama")
+    assert out["steps_run"] % config.steps == 0 and out["steps_run"] <= config.steps * config.cycles
+
+
 def _overlaps(boxes: list[dict]) -> list[tuple[int, int]]:
     """Pairs of bounding boxes (Playwright's x, y, width, height) that overlap."""
     return [

@@ -198,7 +198,7 @@ def test_the_bench_measures_a_peak_in_a_new_process():
     """`make bench` (d) measures each point's peak in a new process (a warm heap reads low);
     that process builds the same task and its peak is within ±30% of the estimate."""
     from actscale.engine.models import tiny_model
-    from benchmarks.bench import peak_in_new_process
+    from benchmarks.scaling import peak_in_new_process
 
     fields = {"task": "ioi", "method": "activscalar", "n_prompts": 160, "n_test": 8, "batch_size": 32}
     peak = peak_in_new_process("tiny", "cpu", fields, layers=4, width=256)

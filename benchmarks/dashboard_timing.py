@@ -1,0 +1,81 @@
+"""``make bench`` (g): the dashboard's first result with the model resident (issue 21 item 4).
+
+The dashboard runs over an empty store of its own with ``ACTSCALE_MODEL`` set. In Chromium the
+bench opens the Train page and waits until the model is resident and the form's validation
+preview is drawn (what a user sees before pressing Train), presses Train on the default form (the
+default IOI ActivScalar run) and times in the page (``performance.now()``, a mutation observer
+on the page's text) from the click to the status line that first shows the validation prompts'
+flip rates ("Validation flips: β = +1 …", drawn by the live panel, which refreshes every second),
+and to the outcome ("Done: 1 run(s) trained."). The run's own record says how much of that was
+its base pass, steps and validation (its ``timing``); the rest is the page's: the job's start,
+the panel's refresh, the drawing. One visit: each is a training.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+
+from benchmarks.explore_timing import NO_BROWSER, chromium, streamlit_server
+
+LOAD_MS = 180_000  # the page, the model's load, the validation preview
+RUN_MS = 600_000  # the default run, trained and evaluated
+# Set before the click: when the click lands, and when each text first appears on the page.
+_WATCH = """() => {
+  const times = (window.__times = {click: null, first: null, done: null});
+  document.addEventListener("click", () => { times.click ??= performance.now(); }, true);
+  const seen = () => {
+    const text = document.body.textContent;
+    if (times.first === null && /flips: β = \\+1/.test(text)) times.first = performance.now();
+    if (times.done === null && text.includes("Done: 1 run(s) trained")) times.done = performance.now();
+  };
+  new MutationObserver(seen).observe(document.body, {subtree: true, childList: true, characterData: true});
+}"""
+_IDLE = "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+
+
+def bench_dashboard(model: str = "bundled", browser=None) -> dict:
+    """The module docstring's times for ``model``'s default run, in ``browser`` (a Playwright
+    Chromium) or one launched for it: ``first_result_s`` and ``done_s`` from the click, the run's
+    id and its stored ``timing``; ``first_result_s`` None where the live panel never showed the
+    first result (the run was done within one of its refreshes)."""
+    if browser is None:
+        with chromium() as launched:
+            return NO_BROWSER if launched is None else bench_dashboard(model, launched)
+    with tempfile.TemporaryDirectory(prefix="actscale-dashboard-") as store:
+        with streamlit_server("app.py", {"ACTSCALE_STORE": store, "ACTSCALE_MODEL": model}) as url:
+            times = _train_once(browser, url)
+        from actscale.runs.store import RunStore
+
+        (run_id,) = [p.name for p in Path(store).iterdir() if (p / "config.json").is_file()]
+        info = RunStore(Path(store)).load(run_id).info
+    return {
+        "model": model,
+        # None where the run was done within one refresh of the live panel (a tiny model's)
+        "first_result_s": None if times["first"] is None else round((times["first"] - times["click"]) / 1000, 2),
+        "done_s": round((times["done"] - times["click"]) / 1000, 2),
+        "run_id": run_id,
+        "steps_run": info["steps_run"],
+        "timing": {k: info["timing"][k] for k in ("base_pass_s", "steps_s", "eval_s")},
+    }
+
+
+def _train_once(browser, url: str) -> dict:
+    """Open Train, wait for the resident model and the preview, press Train, and return the
+    page's times (ms): the click, the first result shown, the outcome shown."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        page = context.new_page()
+        page.goto(f"{url}/Train")
+        page.get_by_text(re.compile(r"^Loaded model: ")).first.wait_for(timeout=LOAD_MS)
+        page.get_by_text(re.compile(r"the unmodified model prefers a\+ on")).first.wait_for(timeout=LOAD_MS)
+        train = page.get_by_role("button", name="Train", exact=True)
+        train.wait_for(timeout=LOAD_MS)
+        page.wait_for_function(_IDLE, timeout=LOAD_MS)
+        page.evaluate(_WATCH)
+        train.click()
+        page.wait_for_function("() => window.__times.done !== null", timeout=RUN_MS, polling=250)
+        return dict(page.evaluate("() => window.__times"))
+    finally:
+        context.close()
