@@ -214,3 +214,13 @@ def sweep_observer(progress=None, cancel=None):
             return cancel is not None and cancel.is_set()
 
     return Functions()
+
+
+def svg_images(at) -> list[str]:
+    """The SVG of every image an AppTest's page shows (`common.show_map`, the live curves)."""
+    import base64
+
+    prefix = "data:image/svg+xml;base64,"
+    urls = [img.url for image in at.get("image") for img in image.proto.imgs]
+    assert all(u.startswith(prefix) for u in urls)
+    return [base64.b64decode(u[len(prefix) :]).decode() for u in urls]

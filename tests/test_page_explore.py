@@ -4,14 +4,13 @@ Explore is viewer mode: no test here may need a model on the page, and none is l
 
 from __future__ import annotations
 
-import base64
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_method_runs
+from conftest import make_method_runs, svg_images
 from safetensors.torch import save_file
 from streamlit.testing.v1 import AppTest
 
@@ -439,7 +438,7 @@ def test_only_the_open_tab_is_drawn_and_the_link_keeps_it(runs):
     assert [w.value for w in at.warning] == [
         "Ignored ?tab='nope' from the link: tab must be one of training, checks, reliability, top"
     ]
-    assert lines_svg(plot_run_history(bundle)) in map_images(at)  # the first tab, its curves an image
+    assert lines_svg(plot_run_history(bundle)) in svg_images(at)  # the first tab, its curves an image
 
 
 def test_the_reliability_figure_draws_bands_and_the_worst_prompts_as_lines(runs):
@@ -465,14 +464,6 @@ def test_the_reliability_figure_draws_bands_and_the_worst_prompts_as_lines(runs)
     assert len(worst) == 4 * min(10, n) and worst[:3] == frame.loc[0, ["delta_neg", "delta_base", "delta_pos"]].tolist()
 
 
-def map_images(at: AppTest) -> list[str]:
-    """The SVG of every map the page shows as an image (`common.show_map`)."""
-    prefix = "data:image/svg+xml;base64,"
-    urls = [img.url for image in at.get("image") for img in image.proto.imgs]
-    assert all(u.startswith(prefix) for u in urls)
-    return [base64.b64decode(u[len(prefix) :]).decode() for u in urls]
-
-
 def test_the_maps_are_svg_images_unless_interactive(runs):
     """Issue 21 item 5: a heatmap, and the first tab's training curves, are shown as SVG images
     the browser draws at once (no plotly.js), each with its SVG download, and the first tab's
@@ -485,7 +476,7 @@ def test_the_maps_are_svg_images_unless_interactive(runs):
     at = open_link(run=bundle.run_id, site="attn_out", component="1,2")
     assert not at.exception and not at.error and not at.warning
     assert at.toggle(key="explore_interactive").value is False and param(at, "interactive") is None
-    shown = map_images(at)
+    shown = svg_images(at)
     # the site's one map, outlined, then the training curves
     marked = heatmap_svg(mark_component(plot_scalar_heatmap(bundle, "attn_out"), (1, 2)))
     assert shown == [marked, lines_svg(plot_run_history(bundle))]
@@ -497,11 +488,11 @@ def test_the_maps_are_svg_images_unless_interactive(runs):
     # interactive: plotly figures in their place, no image, the tables as grids
     at.toggle(key="explore_interactive").set_value(True).run()
     assert not at.exception and not at.error
-    assert map_images(at) == [] and {"alpha-attn_out", "history"} <= set(chart_keys(at))
+    assert svg_images(at) == [] and {"alpha-attn_out", "history"} <= set(chart_keys(at))
     assert at.dataframe[0].value.equals(metrics)
     assert param(at, "interactive") == "1"
     linked = open_link(run=bundle.run_id, interactive="1")
-    assert linked.toggle(key="explore_interactive").value is True and map_images(linked) == []
+    assert linked.toggle(key="explore_interactive").value is True and svg_images(linked) == []
     bad = open_link(run=bundle.run_id, interactive="yes")
     assert [w.value for w in bad.warning] == [
         "Ignored ?interactive='yes' from the link: interactive must be 1 (on) or 0 (off)"

@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import mixed_rows
+from conftest import mixed_rows, svg_images
 from streamlit.testing.v1 import AppTest
 
 from actscale.engine.training import TrainConfig
@@ -164,8 +164,11 @@ def test_submit_trains_in_the_background_then_reuses_the_stored_run(ui_store):
 def test_cancel_stores_nothing(ui_store, monkeypatch):
     """Cancel while the job trains: this test's subject is a job running beside the page, so
     its job runs in a thread, held after its first step until the page has pressed Cancel."""
+    import pandas as pd
+
     from actscale.runs import api
     from actscale.ui import common
+    from actscale.views.plots import lines_svg, plot_history
 
     monkeypatch.setenv("ACTSCALE_JOBS", "thread")
     first_step, pressed = threading.Event(), threading.Event()
@@ -195,6 +198,10 @@ def test_cancel_stores_nothing(ui_store, monkeypatch):
     assert not at.exception
     assert "step 1 of 100000" in at.get("progress")[0].proto.text
     assert "s left" in at.get("progress")[0].proto.text
+    # the live curves: the steps so far as an SVG image (no plotly figure redrawn every second)
+    job = common.jobs().get(at.session_state["job_id"])
+    curves = lines_svg(plot_history(pd.DataFrame([r for r in job.steps if r.get("run") == 0])))
+    assert svg_images(at) == [curves] and not at.get("plotly_chart")
     at.button(key="cancel_training").click().run()
     assert not at.exception
     pressed.set()

@@ -69,7 +69,18 @@ def training_status(job: Job) -> str:
 
 
 def _live_curves(job: Job) -> None:
-    st.plotly_chart(plots.plot_history(pd.DataFrame(_current_rows(job))), width="stretch", key=f"live-{job.id}")
+    """The current run's curves so far, redrawn with the panel: an SVG image the browser draws
+    at once (a plotly figure redrawn every second costs the browser far more, and a browser on a
+    2-core machine takes it from the training: docs/measured.md), nothing before the first step."""
+    rows = _current_rows(job)
+    if not rows:
+        return
+    fig = plots.plot_history(pd.DataFrame(rows))
+    svg = plots.figure_svg(fig)
+    if svg is None:  # not drawn by `figure_svg` (lines only): plotly
+        st.plotly_chart(fig, width="stretch", key=f"live-{job.id}")
+    else:
+        st.image(svg, width="stretch")
 
 
 def _outcome(job: Job) -> None:
