@@ -5,7 +5,7 @@ bench opens the Train page and waits until the model is resident and the form's 
 preview is drawn (what a user sees before pressing Train), presses Train on the default form (the
 default IOI ActivScalar run) and times in the page (``performance.now()``, a mutation observer
 on the page's text) from the click to the status line that first shows the validation prompts'
-flip rates ("Validation flips: β = +1 …", drawn by the live panel, which refreshes every second),
+flip rates ("Validation flips: β = +1 …", drawn by the live panel, which refreshes every 2 s),
 and to the outcome ("Done: 1 run(s) trained."). The run's own record says how much of that was
 its base pass, steps and validation (its ``timing``); the rest is the page's: the job's start,
 the panel's refresh, the drawing. One visit: each is a training.

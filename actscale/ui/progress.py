@@ -1,6 +1,6 @@
 """The live panel of a background job, shared by Train (a training) and Compare (a sweep): a
-progress bar with its status line and a Cancel button, redrawn every second as a fragment (not
-the whole page); once the job is over, the whole page reruns and draws the outcome."""
+progress bar with its status line and a Cancel button, redrawn every `REFRESH_S` seconds as a
+fragment (not the whole page); once the job is over, the whole page reruns and draws the outcome."""
 
 from __future__ import annotations
 
@@ -11,8 +11,15 @@ import streamlit as st
 from actscale.runs.jobs import Job
 from actscale.ui import common
 
+# Each redraw costs the server and the browser a little CPU, and on a 2-core machine that also
+# runs the browser, the training's two threads pay for it many times over (a thread that loses
+# its core stalls the other at every parallel region): the default run's first result came
+# 42.8 s after the click with a redraw every second, 34.1 s every 2 s (medians of 5 and 5;
+# 22 s in a new process without a browser; docs/measured.md).
+REFRESH_S = 2.0
 
-@st.fragment(run_every=1.0)
+
+@st.fragment(run_every=REFRESH_S)
 def job_progress(
     job_id: str,
     status: Callable[[Job], str],

@@ -70,7 +70,7 @@ def training_status(job: Job) -> str:
 
 def _live_curves(job: Job) -> None:
     """The current run's curves so far, redrawn with the panel: an SVG image the browser draws
-    at once (a plotly figure redrawn every second costs the browser far more, and a browser on a
+    at once (a plotly figure redrawn with the panel costs the browser far more, and a browser on a
     2-core machine takes it from the training: docs/measured.md), nothing before the first step."""
     rows = _current_rows(job)
     if not rows:
