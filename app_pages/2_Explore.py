@@ -145,11 +145,13 @@ with common.guarded("The metrics"):
     kl = shown.faithfulness_kl
     cols[2].metric(f"faithfulness KL ({split})", "–" if kl is None else f"{kl:.3g}", help="lower is better")
     n_eff, n_comp, frac = shown.n_effective, shown.n_components, shown.effective_frac
-    cells = "" if shown.cells_effective_frac is None else f"; {100 * shown.cells_effective_frac:.1f}% of cells"
+    # The cells' share only where it says something else (a component that is a cell has the same share).
+    share, cell_share = (None if f is None else f"{100 * f:.1f}%" for f in (frac, shown.cells_effective_frac))
+    cells = "" if cell_share is None or cell_share == share else f"; {cell_share} of cells"
     cols[3].metric(
         "effective components",
         "n/a" if n_eff is None else f"{n_eff:,} of {n_comp:,}",
-        None if frac is None else f"{100 * frac:.1f}% of components{cells}",
+        None if share is None else f"{share} of components{cells}",
         delta_color="off",
         help="components whose relative change of the activation exceeds τ (docs/method.md §4); cells: the unit "
         "every method shares, (site, layer, position[, head]) — the share of them changed by more than τ, which "

@@ -212,10 +212,25 @@ def test_headline_tiles_say_what_moved_and_reliability_is_drawn(runs):
     neg = tiles[f"flip rate β = −1 (test, n = {m['n_prompts']})"]
     assert neg.delta == f"{m['flip_acc_neg'] - (1 - m['acc_base']):+.2f} vs unmodified {1 - m['acc_base']:.2f}"
     assert tiles["effective components"].value == f"{m['n_effective']:,} of {m['n_components']:,}"
+    # an ActivScalar component is a cell: one share, not the same figure twice
+    assert tiles["effective components"].delta == f"{100 * m['effective_frac']:.1f}% of components"
     assert "reliability" in chart_keys(at)
     worst = [d.value for d in at.dataframe if "shortfall" in d.value.columns]
     assert len(worst) == 1 and len(worst[0]) == min(10, m["n_prompts"])
     assert any(b.proto.label == "Download every prompt (CSV)" for b in at.get("download_button"))
+
+
+def test_the_effective_tile_gives_the_cells_share_where_it_differs(runs):
+    """A DynScalar component is a whole layer: its tile gives the share of components and the
+    share of cells, which differ."""
+    bundle = runs[1]["dynscalar"]
+    at = open_link(run=bundle.run_id)
+    assert not at.exception and not at.error
+    m = bundle.metrics["test"]
+    share, cells = f"{100 * m['effective_frac']:.1f}%", f"{100 * m['cells_effective_frac']:.1f}%"
+    assert share != cells
+    tile = next(t for t in at.metric if t.label == "effective components")
+    assert tile.delta == f"{share} of components; {cells} of cells"
 
 
 def test_map_checks_are_drawn_from_the_bundle(runs, tiny_llama):
