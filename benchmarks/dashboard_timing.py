@@ -17,7 +17,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from benchmarks.explore_timing import NO_BROWSER, chromium, streamlit_server
+from benchmarks.explore_timing import NO_BROWSER, PAGE_IDLE, chromium, streamlit_server
 
 LOAD_MS = 180_000  # the page, the model's load, the validation preview
 RUN_MS = 600_000  # the default run, trained and evaluated
@@ -32,7 +32,6 @@ _WATCH = """() => {
   };
   new MutationObserver(seen).observe(document.body, {subtree: true, childList: true, characterData: true});
 }"""
-_IDLE = "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
 
 
 def bench_dashboard(model: str = "bundled", browser=None) -> dict:
@@ -42,7 +41,7 @@ def bench_dashboard(model: str = "bundled", browser=None) -> dict:
     first result (the run was done within one of its refreshes)."""
     if browser is None:
         with chromium() as launched:
-            return NO_BROWSER if launched is None else bench_dashboard(model, launched)
+            return dict(NO_BROWSER) if launched is None else bench_dashboard(model, launched)
     with tempfile.TemporaryDirectory(prefix="actscale-dashboard-") as store:
         with streamlit_server("app.py", {"ACTSCALE_STORE": store, "ACTSCALE_MODEL": model}) as url:
             times = _train_once(browser, url)
@@ -72,7 +71,7 @@ def _train_once(browser, url: str) -> dict:
         page.get_by_text(re.compile(r"the unmodified model prefers a\+ on")).first.wait_for(timeout=LOAD_MS)
         train = page.get_by_role("button", name="Train", exact=True)
         train.wait_for(timeout=LOAD_MS)
-        page.wait_for_function(_IDLE, timeout=LOAD_MS)
+        page.wait_for_function(f"() => {PAGE_IDLE}", timeout=LOAD_MS)
         page.evaluate(_WATCH)
         train.click()
         page.wait_for_function("() => window.__times.done !== null", timeout=RUN_MS, polling=250)

@@ -47,7 +47,8 @@ WAIT_MS = 120_000
 _FIGURES = "document.querySelectorAll('[class*=\"st-key-fig-\"]')"
 _DRAWN = "[...FIGS].filter(f => f.querySelector('.main-svg')).length".replace("FIGS", _FIGURES)
 _IMAGES = "document.querySelectorAll('[data-testid=\"stImage\"] img')"
-_IDLE = "!document.querySelector('[data-testid=\"stStatusWidget\"]')"
+# The script is not running: Streamlit's status widget (“Running…”) is gone.
+PAGE_IDLE = "!document.querySelector('[data-testid=\"stStatusWidget\"]')"
 
 
 NO_BROWSER = {"error": f"no Chromium at {CHROMIUM} (`make browser` installs it)"}
@@ -183,7 +184,7 @@ def _visit(browser, url: str, maps_drawn: str, n_figures: int, n_images: int) ->
         # The page is drawn when the script is done and every figure it sent has its SVG.
         images = f"[...{_IMAGES}].filter(i => i.naturalWidth).length >= {n_images}"
         done = page.wait_for_function(
-            f"() => {_IDLE} && {_DRAWN} >= {n_figures} && {images} && performance.now()", timeout=WAIT_MS
+            f"() => {PAGE_IDLE} && {_DRAWN} >= {n_figures} && {images} && performance.now()", timeout=WAIT_MS
         )
         t_page = float(done.json_value())
         return t_maps / 1000, t_page / 1000, int(page.evaluate(f"() => {_IMAGES}.length + {_FIGURES}.length"))
@@ -197,7 +198,7 @@ def bench_explore(store: Path, run_id: str, visits: int = 3, browser=None) -> di
     or one launched for it; ``n_maps`` in the result: the figures of its first panel."""
     if browser is None:
         with chromium() as launched:
-            return NO_BROWSER if launched is None else bench_explore(store, run_id, visits, launched)
+            return dict(NO_BROWSER) if launched is None else bench_explore(store, run_id, visits, launched)
     every, first = _figures(store, run_id)
     # The page as it opens (maps as SVG images), with ?interactive=1 (the maps as plotly figures,
     # as before the images) and the floor's page, visited in turn: one after the other, visit
