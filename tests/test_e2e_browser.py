@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.explore_timing import CHROMIUM, CHROMIUM_ARGS  # one launch for the tests and the bench
+from benchmarks.explore_timing import CHROMIUM, chromium  # one launch for the tests and the bench
 
 pytestmark = pytest.mark.browser
 
@@ -157,14 +157,8 @@ def require_browser() -> None:
 @pytest.fixture(scope="module")
 def browser():
     require_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 class Shots:

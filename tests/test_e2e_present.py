@@ -26,7 +26,6 @@ from pathlib import Path
 import pytest
 from conftest import make_method_runs, store_snapshot
 from test_e2e_browser import (  # noqa: F401 - browser: a fixture, requested by name
-    CHROMIUM_ARGS,
     ROOT,
     START_TIMEOUT_S,
     UI_MS,
@@ -40,7 +39,6 @@ from test_e2e_browser import (  # noqa: F401 - browser: a fixture, requested by 
 )
 
 pytestmark = pytest.mark.browser
-assert CHROMIUM_ARGS  # the same launch as the other browser test (its `browser` fixture)
 SITES = ("attn_out", "head")
 
 
