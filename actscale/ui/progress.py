@@ -12,8 +12,8 @@ from actscale.runs.jobs import Job
 from actscale.ui import common
 
 # Each redraw costs the server and the browser a little CPU, and on a 2-core machine that also
-# runs the browser, the training's two threads pay for it many times over (a thread that loses
-# its core stalls the other at every parallel region): the default run's first result came
+# runs the browser, the training's two threads pay for it many times over (likely: a thread that
+# loses its core stalls the other at every parallel region): the default run's first result came
 # 42.8 s after the click with a redraw every second, 34.1 s every 2 s (medians of 5 and 5;
 # 22 s in a new process without a browser; docs/measured.md).
 REFRESH_S = 2.0
