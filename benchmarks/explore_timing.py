@@ -195,7 +195,8 @@ def _visit(browser, url: str, maps_drawn: str, n_figures: int, n_images: int) ->
 def bench_explore(store: Path, run_id: str, visits: int = 3, browser=None) -> dict:
     """The median over ``visits`` fresh pages of the run's Explore page (module docstring), as it
     opens and with interactive maps (``"interactive"``), in ``browser`` (a Playwright Chromium)
-    or one launched for it; ``n_maps`` in the result: the figures of its first panel."""
+    or one launched for it; ``n_maps`` in the result: the figures of its first panel; ``floor``
+    and ``maps_over_floor``: the floor's page (module docstring), where that panel has images."""
     if browser is None:
         with chromium() as launched:
             return dict(NO_BROWSER) if launched is None else bench_explore(store, run_id, visits, launched)
