@@ -5,8 +5,10 @@ bench opens the Train page and waits until the model is resident and the form's 
 preview is drawn (what a user sees before pressing Train), presses Train on the default form (the
 default IOI ActivScalar run) and times in the page (``performance.now()``, a mutation observer
 on the page's text) from the click to the status line that first shows the validation prompts'
-flip rates ("Validation flips: β = +1 …", drawn by the live panel, which refreshes every 2 s),
-and to the outcome ("Done: 1 run(s) trained."). The run's own record says how much of that was
+flip rates: the first result, the step that reached the target ("Target (0.90) reached after
+step 4: validation flips: β = +1 …", while the run trains on), and the trained run's ("Trained
+ActivScalar. Validation flips: β = +1 …"), both drawn by the live panel, which refreshes every
+2 s; and to the outcome ("Done: 1 run(s) trained."). The run's own record says how much of that was
 its base pass, steps and validation (its ``timing``); the rest is the page's: the job's start,
 the panel's refresh, the drawing. One visit: each is a training.
 """
@@ -23,12 +25,14 @@ LOAD_MS = 180_000  # the page, the model's load, the validation preview
 RUN_MS = 600_000  # the default run, trained and evaluated
 # Set before the click: when the click lands, and when each text first appears on the page.
 _WATCH = """() => {
-  const times = (window.__times = {click: null, first: null, done: null});
+  const times = (window.__times = {click: null, target: null, first: null, done: null});
   document.addEventListener("click", () => { times.click ??= performance.now(); }, true);
   const seen = () => {
     const text = document.body.textContent;
-    if (times.first === null && /flips: β = \\+1/.test(text)) times.first = performance.now();
-    if (times.done === null && text.includes("Done: 1 run(s) trained")) times.done = performance.now();
+    const now = performance.now();
+    if (times.target === null && /reached after step \\d+: validation flips/.test(text)) times.target = now;
+    if (times.first === null && /Validation flips: β = \\+1/.test(text)) times.first = now;
+    if (times.done === null && text.includes("Done: 1 run(s) trained")) times.done = now;
   };
   new MutationObserver(seen).observe(document.body, {subtree: true, childList: true, characterData: true});
 }"""
@@ -36,9 +40,10 @@ _WATCH = """() => {
 
 def bench_dashboard(model: str = "bundled", browser=None) -> dict:
     """The module docstring's times for ``model``'s default run, in ``browser`` (a Playwright
-    Chromium) or one launched for it: ``first_result_s`` and ``done_s`` from the click, the run's
-    id and its stored ``timing``; ``first_result_s`` None where the live panel never showed the
-    first result (the run was done within one of its refreshes)."""
+    Chromium) or one launched for it: ``target_result_s`` (the step that reached the target),
+    ``first_result_s`` (the trained run's validation flips) and ``done_s`` from the click, the
+    run's id and its stored ``timing``; either result None where the live panel never showed it
+    (no step seen to reach the target, or the run done within one of its refreshes)."""
     if browser is None:
         with chromium() as launched:
             return dict(NO_BROWSER) if launched is None else bench_dashboard(model, launched)
@@ -49,14 +54,19 @@ def bench_dashboard(model: str = "bundled", browser=None) -> dict:
 
         (run_id,) = [p.name for p in Path(store).iterdir() if (p / "config.json").is_file()]
         info = RunStore(Path(store)).load(run_id).info
+
+    def since_click(key: str) -> float | None:
+        return None if times[key] is None else round((times[key] - times["click"]) / 1000, 2)
+
     return {
         "model": model,
+        "target_result_s": since_click("target"),
         # None where the run was done within one refresh of the live panel (a tiny model's)
-        "first_result_s": None if times["first"] is None else round((times["first"] - times["click"]) / 1000, 2),
-        "done_s": round((times["done"] - times["click"]) / 1000, 2),
+        "first_result_s": since_click("first"),
+        "done_s": since_click("done"),
         "run_id": run_id,
         "steps_run": info["steps_run"],
-        "timing": {k: info["timing"][k] for k in ("base_pass_s", "steps_s", "eval_s")},
+        "timing": {k: info["timing"].get(k) for k in ("base_pass_s", "steps_s", "eval_s", "target_s", "target_step")},
     }
 
 

@@ -57,6 +57,8 @@ def test_report_lines():
         "time_to_target": {
             "wall_s": 30.0,
             "first_result_s": 14.2,
+            "target_step": 4,
+            "target_result_s": 8.9,
             "dtype": "bfloat16 autocast, parameters float32",
             "rest_eval_s": 9.1,
             "n_val": 10,
@@ -107,13 +109,42 @@ def test_report_lines():
         "    where the time goes: start and imports 2.4 s, load 0.7 s",
         "    validation flips +1.00 / -0.90; test flips +0.98 / -0.97, n_effective 140/960; targets met (test flips "
         ">= 0.9, effective <= 20%): True",
-        "    the first result in plain-PyTorch floor steps (the float32 floor step of (a), 1.17 s): 12.1 "
-        "(target <= 12)",
+        "    the first result while it trains on: the validation target reached after step 4, its flips shown 8.9 s "
+        "after the start",
+        "    in plain-PyTorch floor steps (the float32 floor step of (a), 1.17 s): the first result 7.6 (target <= "
+        "12), the trained run's 12.1",
         "(b) (--autocast bf16) time to target: failed: model 'x' is not in the local Hugging Face cache",
         "(d) depth (tiny Llama, width 256): step time ~ layers^0.95, peak memory ~ layers^0.9",
         "    2 layers: 256 tokens, float32, step 0.1 s, peak 10.0 MB; estimate 12.0 MB = 1.2 x measured (within +-30%)",
         "    4 layers: 256 tokens, bf16 autocast, step 0.2 s, peak 20.0 MB; estimate 28.0 MB = 1.4 x measured "
         "(OUTSIDE +-30%)",
+    ]
+
+
+def test_the_first_result_without_a_step_that_reached_the_target():
+    t = {
+        "wall_s": 30.0,
+        "first_result_s": 14.2,
+        "target_step": None,
+        "dtype": "float32",
+        "rest_eval_s": 9.1,
+        "n_val": 10,
+        "n_rest": 238,
+        "n_test": 200,
+        "phases": {"load_s": 0.7},
+        "val_flip_acc_pos": 1.0,
+        "val_flip_acc_neg": 0.9,
+        "flip_acc_pos": 0.98,
+        "flip_acc_neg": 0.975,
+        "n_effective": 140,
+        "n_components": 960,
+        "targets_met": True,
+    }
+    step = {"step_ratio": 1.0, "engine_step_s": 1.0, "floor_step_s": 1.0, "batch": "b"}
+    assert report_lines({"step": step, "time_to_target": t})[-2:] == [
+        "    no step was seen to reach the validation target while it trained",
+        "    in plain-PyTorch floor steps (the float32 floor step of (a), 1.0 s): the first result 14.2 (target <= "
+        "12), the trained run's 14.2",
     ]
 
 
@@ -144,19 +175,36 @@ def test_the_explore_line_and_a_missing_browser():
 
 
 def test_the_dashboard_line_in_floor_steps_or_not_shown():
-    timing = {"base_pass_s": 1.4, "steps_s": 20.5, "eval_s": 0.7}
-    shown = {"model": "bundled", "first_result_s": 24.2, "done_s": 45.0, "steps_run": 18, "timing": timing}
+    timing = {"base_pass_s": 1.4, "steps_s": 20.5, "eval_s": 0.7, "target_s": 6.1, "target_step": 4}
+    shown = {
+        "model": "bundled",
+        "target_result_s": 8.8,
+        "first_result_s": 24.2,
+        "done_s": 45.0,
+        "steps_run": 18,
+        "timing": timing,
+    }
     step = {"step_ratio": 1.0, "engine_step_s": 1.1, "floor_step_s": 1.1, "batch": "b"}
+    stored = "    as the run stored it: the base pass 1.4 s, 18 steps 20.5 s, validation 0.7 s"
     assert report_lines({"step": step, "dashboard": shown})[1:] == [
-        "(g) the dashboard, model resident (one visit, the default run on bundled): from the Train click to the "
-        "first result on the page 24.2 s = 22.0 floor steps of (a) (target <= 8); of it, as the run stored it, the "
-        "base pass 1.4 s, 18 steps 20.5 s, validation 0.7 s; the run done 45.0 s after the click"
+        "(g) the dashboard, model resident (one visit, the default run on bundled), from the Train click: the first "
+        "result on the page (the target reached after step 4) 8.8 s = 8.0 floor steps of (a) (target <= 8); the "
+        "trained run's 24.2 s = 22.0 floor steps of (a); the run done 45.0 s after the click",
+        stored,
     ]
-    quick = {**shown, "model": "tiny-llama", "first_result_s": None, "done_s": 3.1}
+    quick = {
+        **shown,
+        "model": "tiny-llama",
+        "target_result_s": None,
+        "first_result_s": None,
+        "done_s": 3.1,
+        "timing": {**timing, "target_s": None, "target_step": None},
+    }
     assert report_lines({"dashboard": quick}) == [
-        "(g) the dashboard, model resident (one visit, the default run on tiny-llama): the first result was not "
-        "shown before the run was done (within one refresh of the live panel); of it, as the run stored it, the "
-        "base pass 1.4 s, 18 steps 20.5 s, validation 0.7 s; the run done 3.1 s after the click"
+        "(g) the dashboard, model resident (one visit, the default run on tiny-llama), from the Train click: the "
+        "first result on the page was not shown by the live panel; the trained run's was not shown by the live "
+        "panel; the run done 3.1 s after the click",
+        stored,
     ]
 
 

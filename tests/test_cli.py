@@ -150,11 +150,13 @@ def test_train_prints_the_json_contract(runs):
     read = SplitMetrics.from_json(val)
     # --steps given: one cycle of 3 steps, with no target to judge.
     assert out["target"] is None
+    # The tiny model never flips the validation prompts both ways, so no step reached the target.
     assert stderr[5:] == [
-        f"validation flips: β = +1 {rate_text(read, 'flip_acc_pos')}, β = -1 {rate_text(read, 'flip_acc_neg')}; "
-        "evaluating the other prompts ..."
+        f"trained: validation flips: β = +1 {rate_text(read, 'flip_acc_pos')}, β = -1 "
+        f"{rate_text(read, 'flip_acc_neg')}; evaluating the other prompts ..."
     ]
-    assert stderr[5].startswith(f"validation flips: β = +1 {val['acc_base']:.2f} → ")
+    assert stderr[5].startswith(f"trained: validation flips: β = +1 {val['acc_base']:.2f} → ")
+    assert "target_step" not in out["timing"] and "target_s" not in out["timing"]
 
 
 def test_eval_on_a_file_evaluates_every_usable_row_and_says_what_it_dropped(runs, tmp_path):

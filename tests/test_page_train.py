@@ -347,3 +347,27 @@ def test_the_status_line_shows_the_validation_result_before_the_other_splits():
         "Trained activscalar. Validation flips: β = +1 0.80 → 1.00 [0.72, 1.00] (n = 10), "
         "β = −1 0.20 → 0.90 [0.60, 0.98] (n = 10). Evaluating the other prompts…"
     )
+
+
+def test_the_status_line_shows_the_step_that_reached_the_target_while_training_goes_on():
+    from actscale.runs.jobs import Job, JobObserver
+    from actscale.ui.train_form import training_status as _training_status
+
+    config = TrainConfig(model="tiny-llama", steps=4, cycles=2)
+    job = Job(id="j", configs=[config], state="running")
+    job.steps = [{"run": 0, "step": 1}, {"run": 0, "step": 2}, {"run": 0, "step": 3}]
+    observer = JobObserver(job, 0)
+    assert observer.watches_target  # the page shows it, so the run looks for it
+    observer.target_reached(
+        2,
+        "val",
+        {"acc_base": 0.8, "flip_acc_pos": 1.0, "flip_acc_pos_ci95": [0.72, 1.0], "n_prompts": 10,
+         "flip_acc_neg": 0.9, "flip_acc_neg_ci95": [0.6, 0.98]},
+    )  # fmt: skip
+    flips = "validation flips: β = +1 0.80 → 1.00 [0.72, 1.00] (n = 10), β = −1 0.20 → 0.90 [0.60, 0.98] (n = 10)"
+    assert _training_status(job) == (
+        f"Training activscalar, step 3 of 4. Target (0.90) reached after step 2: {flips}; training on for "
+        "faithfulness and minimality"
+    )
+    job.steps.append({"run": 0, "step": 4})
+    assert _training_status(job) == f"Trained activscalar. Target (0.90) reached after step 2: {flips}. Evaluating…"

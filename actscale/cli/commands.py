@@ -68,8 +68,20 @@ class _TrainObserver(CancelOn):
         self.steps_seen.append(info.step)
         _progress(info)
 
+    watches_target = True
+
+    def target_reached(self, step: int, split: str, metrics: dict) -> None:
+        print(
+            f"step {step}: the target reached, {_first_result(split, metrics)}; training on for faithfulness "
+            "and minimality ...",
+            file=sys.stderr,
+            flush=True,
+        )
+
     def first_result(self, split: str, metrics: dict) -> None:
-        print(f"{_first_result(split, metrics)}; evaluating the other prompts ...", file=sys.stderr, flush=True)
+        print(
+            f"trained: {_first_result(split, metrics)}; evaluating the other prompts ...", file=sys.stderr, flush=True
+        )
 
 
 def cmd_train(args: argparse.Namespace) -> dict:

@@ -15,12 +15,22 @@ if TYPE_CHECKING:
 
 
 class RunObserver:
+    # True: the run looks for the step that reaches its validation target and calls
+    # `target_reached` (a few validation passes, `validation.TargetWatch`); a caller that does
+    # not show it to anyone (a sweep, a test) leaves it False and pays nothing.
+    watches_target = False
+
     def step(self, info: StepInfo) -> None:
         """After every training step, with its figures."""
 
+    def target_reached(self, step: int, split: str, metrics: dict[str, Any]) -> None:
+        """While the training goes on: ``step`` is the first after which the validation prompts
+        (``split``: "train" for a task without any) flip at least the run's target both ways,
+        with their `flip_metrics` then (`validation.TargetWatch`)."""
+
     def first_result(self, split: str, metrics: dict[str, Any]) -> None:
-        """The validation prompts' flip rates, as soon as they are evaluated (before the other
-        splits): the run's first result."""
+        """The trained run's validation flip rates, as soon as they are evaluated (before the
+        other splits): the trained run's first result."""
 
     def waiting(self) -> None:
         """A step waits for another session's use of the model (the dashboard shares one)."""

@@ -19,18 +19,19 @@ import torch
 from torch import Tensor
 
 from actscale.engine.config import TrainConfig  # noqa: F401 - re-exported: `from actscale.engine.training import TrainConfig`
-from actscale.engine.evaluation import BaseOutputs, base_pass, evaluate, steered_logits
+from actscale.engine.evaluation import BaseOutputs, base_pass, evaluate
 from actscale.engine.interventions import Intervention, ModelDims, make_intervention, steer
 from actscale.engine.models import LoadedModel, last_position_logits
-from actscale.engine.objective import (
-    LossTerms,
-    effectiveness,
-    logit_diff,
-    objective,
-)
+from actscale.engine.objective import LossTerms, logit_diff, objective
 from actscale.engine.observer import RunObserver
 from actscale.engine.resources import check_memory, resolve_autocast
 from actscale.engine.tasks import PreparedTask
+from actscale.engine.validation import (  # noqa: F401 - target_outcome re-exported
+    TargetWatch,
+    target_outcome,
+    validation_effectiveness,
+    validation_flips,
+)
 from actscale.errors import ActscaleError, TrainingCancelled, TrainingDiverged
 
 
@@ -134,11 +135,12 @@ def train(
     """Train ``config.method`` on the task's train split, then evaluate every split.
 
     Both β directions share one batched forward pass. The ``observer`` hears every step, the
-    first result (the validation prompts' flip rates, before the other splits are evaluated) and
-    any wait for the model; it is asked whether to cancel before every step and after the final
-    evaluation (TrainingCancelled). A NaN or infinite loss raises TrainingDiverged; a batch that
-    would not fit in memory raises ActscaleError before anything runs (`check_memory`). The same
-    seed gives the same parameters on a CPU.
+    step that first reaches the validation target (`validation.TargetWatch`, while the training
+    goes on), the trained run's first result (the validation prompts' flip rates, before the other
+    splits are evaluated) and any wait for the model; it is asked whether to cancel before every
+    step and after the final evaluation (TrainingCancelled). A NaN or infinite loss raises
+    TrainingDiverged; a batch that would not fit in memory raises ActscaleError before anything
+    runs (`check_memory`). The same seed gives the same parameters on a CPU.
     """
     observer = observer or RunObserver()
     config = _runnable(model, task, config)
@@ -148,28 +150,28 @@ def train(
     base_done = time.perf_counter()
     intervention = new_intervention(model, task, config)
     fit = _fit(model, task, intervention, config, observer) if intervention.fitted else None  # no step then
-    steps = _optimise(model, task, base, intervention, config, start, observer) if fit is None else ([], 0, False, 1)
-    history, step, stopped_early, cycles_run = steps
-    _check_cancel(observer, f"cancelled after step {step}")
+    steps = _optimise(model, task, base, intervention, config, start, observer) if fit is None else _Steps()
+    _check_cancel(observer, f"cancelled after step {steps.step}")
     steps_done = time.perf_counter()
     result = evaluate(model, task, intervention, config, base=base, on_result=observer.first_result)
-    _check_cancel(observer, f"cancelled during the evaluation after step {step}")  # nothing stored either
+    _check_cancel(observer, f"cancelled during the evaluation after step {steps.step}")  # nothing stored either
     return TrainResult(
         config,
         intervention,
         result.metrics,
-        history,
+        steps.history,
         result.analysis,
         result.groups,
-        step,
+        steps.step,
         time.perf_counter() - start,
-        stopped_early,
+        steps.stopped_early,
         {
             "base_pass_s": round(base_done - start, 3),
             "steps_s": round(steps_done - base_done, 3),
             **{k: round(v, 3) for k, v in result.seconds.items()},
+            **(steps.watch.timing() if steps.watch is not None else {}),
         },
-        cycles_run,
+        steps.cycles_run,
         fit,
     )
 
@@ -193,29 +195,6 @@ def _fit(
         )
 
 
-def target_outcome(config: TrainConfig, metrics: dict[str, dict[str, Any]], cycles_run: int) -> dict[str, Any] | None:
-    """Whether a run that trains until its validation target (more than one cycle allowed)
-    reached it: the flip rates of the split its choices read (validation, or training without
-    any) against ``config.target``, with the steps and cycles it took; None for a run of one
-    cycle, whose steps were given and which has no target. Stored in the bundle
-    (``info.target``) for the CLI, the Train page and the report to say so when it was not."""
-    if config.cycles == 1:
-        return None
-    split = "val" if metrics.get("val", {}).get("n_prompts") else "train"
-    pos, neg = float(metrics[split]["flip_acc_pos"]), float(metrics[split]["flip_acc_neg"])
-    return {
-        "target": config.target,
-        "split": split,
-        "n": int(metrics[split]["n_prompts"]),
-        "flip_acc_pos": pos,
-        "flip_acc_neg": neg,
-        "met": min(pos, neg) >= config.target,
-        "cycles_run": cycles_run,
-        "cycles": config.cycles,
-        "steps": config.steps,
-    }
-
-
 def _schedule(optimiser: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler | None:
     """A cycle's learning rate: cosine decay from ``config.lr`` over its steps unless the config
     says constant (ours): with an L1 term, Adam keeps unneeded scalars jittering around 0 at
@@ -230,12 +209,16 @@ def _schedule(optimiser: torch.optim.Optimizer, config: TrainConfig) -> torch.op
 
 @dataclass
 class _Steps:
-    """The optimisation's state across cycles: the history's rows, the last step, and the
-    streak of steps with L_E = 0 that early stopping counts."""
+    """The optimisation's state across cycles: the history's rows, the last step, the streak of
+    steps with L_E = 0 that early stopping counts, the watch for the validation target, and at
+    the end whether it stopped early and the cycles it ran."""
 
     history: list[dict[str, float]] = field(default_factory=list)
     step: int = 0
     zero_streak: int = 0
+    watch: TargetWatch | None = None
+    stopped_early: bool = False
+    cycles_run: int = 1
 
 
 def _optimise(
@@ -246,13 +229,13 @@ def _optimise(
     config: TrainConfig,
     start: float,
     observer: RunObserver,
-) -> tuple[list[dict[str, float]], int, bool, int]:
-    """The training steps: (the history's rows, the last step, whether it stopped early, the
-    cycles run). A cycle is ``config.steps`` steps; after each but the last allowed, the run ends
-    if the validation prompts' flip rates reach ``config.target`` in both directions."""
+) -> _Steps:
+    """The training steps, and where they ended (`_Steps`). A cycle is ``config.steps`` steps;
+    after each but the last allowed, the run ends if the validation prompts' flip rates reach
+    ``config.target`` in both directions."""
     optimiser = torch.optim.Adam(intervention.parameters(), lr=config.lr)
     order = _BatchOrder(task.split_indices("train"), config.batch_size, config.seed)
-    state = _Steps()
+    state = _Steps(watch=TargetWatch(task, base, config, start) if observer.watches_target else None)
     for cycle in range(1, config.cycles + 1):
         schedule = _schedule(optimiser, config)
         for _ in range(config.steps):
@@ -265,11 +248,13 @@ def _optimise(
                 optimiser.step()
                 if schedule is not None:
                     schedule.step()
+            state.cycles_run = cycle
             if _record_step(model, task, intervention, config, observer, state, (terms, delta), cycle, start):
-                return state.history, state.step, True, cycle
+                state.stopped_early = True
+                return state
         if cycle < config.cycles and min(validation_flips(model, task, intervention, config)) >= config.target:
-            return state.history, state.step, False, cycle
-    return state.history, state.step, False, config.cycles
+            return state
+    return state
 
 
 def _record_step(
@@ -295,51 +280,10 @@ def _record_step(
         state.zero_streak = state.zero_streak + 1 if zero else 0
     state.history.append(row)
     observer.step(info)
+    if state.watch is not None:
+        batch = (info.flip_acc_pos, info.flip_acc_neg, outputs[1].shape[0] // 2)
+        state.watch.after_step(model, intervention, state.step, batch, observer)
     return bool(config.early_stop) and state.zero_streak >= config.early_stop
-
-
-def validation_flips(
-    model: LoadedModel, task: PreparedTask, intervention: Intervention, config: TrainConfig
-) -> tuple[float, float]:
-    """The flip rates at β = +1 and β = −1 on the validation prompts (the training prompts for a
-    run without any), no gradient."""
-    idx = task.split_indices(task.choice_split)
-    pos, neg = _steered_pair(model, task, intervention, config, idx)
-    correct, wrong = task.correct_ids[idx], task.wrong_ids[idx]
-    return (
-        float((logit_diff(pos, correct, wrong) > 0).double().mean()),
-        float((logit_diff(neg, correct, wrong) < 0).double().mean()),
-    )
-
-
-def _steered_pair(
-    model: LoadedModel, task: PreparedTask, intervention: Intervention, config: TrainConfig, idx: Tensor
-) -> tuple[Tensor, Tensor]:
-    """The last position's logits of the prompts ``idx`` at β = +1 and β = −1 (no gradient)."""
-    tokens, mask = task.tokens[idx], task.attention_mask[idx]
-    with torch.no_grad():
-        return (
-            steered_logits(model, intervention, tokens, mask, 1.0, autocast=config.bf16),
-            steered_logits(model, intervention, tokens, mask, -1.0, autocast=config.bf16),
-        )
-
-
-def validation_effectiveness(
-    model: LoadedModel, task: PreparedTask, intervention: Intervention, config: TrainConfig
-) -> float | None:
-    """``L_E`` on the validation prompts at β = ±1 (no gradient), or None without any."""
-    idx = task.split_indices("val")
-    if idx.numel() == 0:
-        return None
-    pos, neg = _steered_pair(model, task, intervention, config, idx)
-    correct, wrong = task.correct_ids[idx], task.wrong_ids[idx]
-    hinge = torch.cat(
-        [
-            effectiveness(logit_diff(pos, correct, wrong), torch.ones(len(idx)), config.margin),
-            effectiveness(logit_diff(neg, correct, wrong), -torch.ones(len(idx)), config.margin),
-        ]
-    )
-    return float(hinge.mean())
 
 
 def _train_step(

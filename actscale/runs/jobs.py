@@ -60,6 +60,9 @@ class Job:
     retries: list[str] = field(default_factory=list)  # Ray: a line per run restarted after its worker was lost
     # config index -> its first result: {"split": "val", **flip_metrics}, before the other splits' evaluation
     first_results: dict[int, dict] = field(default_factory=dict)
+    # config index -> the step first seen to reach its validation target, while it trains on:
+    # {"step": k, "split": "val", **flip_metrics} (`validation.TargetWatch`)
+    target_results: dict[int, dict] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     finished: float | None = None
     cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -103,6 +106,10 @@ class Job:
             self.runs_done.add(event.index)
             self.run_ids.append(event.run_id)
             self.reused.append(event.state == "reused")
+
+    def record_target(self, index: int, step: int, split: str, metrics: dict) -> None:
+        """Config ``index`` reached its validation target after ``step``, with these flip rates."""
+        self.target_results[index] = {"step": step, "split": split, **metrics}
 
     def record_result(self, index: int, split: str, metrics: dict) -> None:
         """Config ``index``'s first result: its validation flip rates."""
@@ -315,11 +322,16 @@ class JobObserver(RunObserver):
     """Config ``index`` of ``job`` as its run's observer: steps become rows of the curves, the
     first result and waits for the model show on the page, and the job's Cancel stops the run."""
 
+    watches_target = True  # the Train page shows the step that reaches the target
+
     def __init__(self, job: Job, index: int) -> None:
         self.job, self.index = job, index
 
     def step(self, info: StepInfo) -> None:
         self.job.record_step(info)
+
+    def target_reached(self, step: int, split: str, metrics: dict[str, Any]) -> None:
+        self.job.record_target(self.index, step, split, metrics)
 
     def first_result(self, split: str, metrics: dict[str, Any]) -> None:
         self.job.record_result(self.index, split, metrics)

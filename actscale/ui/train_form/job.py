@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from actscale.engine.config import TrainConfig
 from actscale.runs.jobs import Job
 from actscale.runs.records import SplitMetrics
 from actscale.ui import common, navigation
@@ -54,18 +55,35 @@ def training_status(job: Job) -> str:
     elif job.state == "queued" or not rows:
         status = f"Preparing {which}{config.method} (tokenising, base model pass)…"
     elif (first := job.first_results.get(job.current)) is not None:
-        split = {"val": "validation", "train": "training"}.get(first["split"], first["split"])
-        read = SplitMetrics.from_json(first)
-        status = (
-            f"Trained {which}{config.method}. {split.capitalize()} flips: β = +1 {rate_text(read, 'flip_acc_pos')}, "
-            f"β = −1 {rate_text(read, 'flip_acc_neg')}. Evaluating the other prompts…"
-        )
-    elif rows[-1]["step"] >= config.steps:
-        status = f"Trained {which}{config.method}; evaluating…"
+        flips = _flips_text(first)
+        status = f"Trained {which}{config.method}. {flips[0].upper()}{flips[1:]}. Evaluating the other prompts…"
     else:
-        status = f"Training {which}{config.method}, step {rows[-1]['step']} of {config.steps}"
+        status = _training_line(job, config, which, rows[-1]["step"])
     left = time_left(job)
     return f"{status} — {left}" if left else status
+
+
+def _training_line(job: Job, config: TrainConfig, which: str, step: int) -> str:
+    """The status while the current run trains, or after its last step; with the step that
+    first reached the validation target, once one has."""
+    done = step >= config.steps
+    head = (
+        f"Trained {which}{config.method}" if done else f"Training {which}{config.method}, step {step} of {config.steps}"
+    )
+    if (reached := job.target_results.get(job.current)) is None:
+        return f"{head}; evaluating…" if done else head
+    target = f"Target ({config.target:.2f}) reached after step {reached['step']}: {_flips_text(reached)}"
+    return (
+        f"{head}. {target}. Evaluating…" if done else f"{head}. {target}; training on for faithfulness and minimality"
+    )
+
+
+def _flips_text(result: dict) -> str:
+    """The flip rates of a job's stored result (its split and `flip_metrics`), as in
+    "validation flips: β = +1 0.90 → 1.00 [0.72, 1.00] (n = 10), β = −1 …"."""
+    split = {"val": "validation", "train": "training"}.get(result["split"], result["split"])
+    read = SplitMetrics.from_json(result)
+    return f"{split} flips: β = +1 {rate_text(read, 'flip_acc_pos')}, β = −1 {rate_text(read, 'flip_acc_neg')}"
 
 
 def _live_curves(job: Job) -> None:

@@ -1,0 +1,155 @@
+"""What a run reads from its validation prompts while it trains: the flip rates against its
+target (the end of a cycle, and the first step that reaches it: the run's first result while the
+training goes on), the effectiveness early stopping counts, and the outcome a bundle stores.
+
+The training prompts stand in where a task has none (`PreparedTask.choice_split`). Nothing here
+takes a gradient or draws a random number, so reading the validation prompts never changes what
+a run learns.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from actscale.engine.config import TrainConfig
+from actscale.engine.evaluation import BaseOutputs, steered_logits
+from actscale.engine.interventions import Intervention, steer
+from actscale.engine.models import LoadedModel, last_position_logits
+from actscale.engine.objective import effectiveness, flip_metrics, logit_diff
+from actscale.engine.observer import RunObserver
+from actscale.engine.tasks import PreparedTask
+
+# A run looks for the step that reaches its target (`TargetWatch`) with at most this many
+# validation passes (each one forward pass of the validation prompts at β = ±1, about half a
+# training step), and only after a step whose training batch came within this many prompts of
+# the target in both directions: a run that never gets there pays for no more than these.
+TARGET_CHECKS = 6
+BATCH_SLACK = 2
+
+
+class TargetWatch:
+    """The first step seen to leave the validation prompts flipping at least ``config.target``
+    both ways, told to the observer at once (`RunObserver.target_reached`) with those prompts'
+    `flip_metrics` (base rate, n, intervals): the run's first result, while the training goes on
+    for faithfulness and minimality. A step is checked only where its training batch came within
+    BATCH_SLACK prompts of the target both ways (the step's own figures, free), at most
+    TARGET_CHECKS times; so a step that reached it unchecked is found at a later one, or not at
+    all. ``step`` and ``seconds`` (since ``start``, the run's start) say when it was found."""
+
+    def __init__(self, task: PreparedTask, base: BaseOutputs, config: TrainConfig, start: float) -> None:
+        self.task, self.base, self.config, self.start = task, base, config, start
+        self.checks = 0
+        self.step: int | None = None
+        self.seconds: float | None = None
+
+    def after_step(
+        self,
+        model: LoadedModel,
+        intervention: Intervention,
+        step: int,
+        batch: tuple[float, float, int],
+        observer: RunObserver,
+    ) -> None:
+        """Tell ``observer`` if this step is the first seen to reach the target; ``batch``: the
+        step's flip rates at β = +1 and β = −1 and its prompts per direction."""
+        pos, neg, n = batch
+        short = self.config.target * n - BATCH_SLACK > min(pos, neg) * n
+        if self.step is not None or self.checks >= TARGET_CHECKS or short:
+            return
+        self.checks += 1
+        idx = self.task.split_indices(self.task.choice_split)
+        metrics = _flips_at(model, self.task, intervention, self.config, idx, self.base.logits[idx])
+        if min(metrics["flip_acc_pos"], metrics["flip_acc_neg"]) >= self.config.target:
+            self.step, self.seconds = step, time.perf_counter() - self.start
+            observer.target_reached(step, self.task.choice_split, metrics)
+
+    def timing(self) -> dict[str, float]:
+        """The run's timing entries: ``target_s`` and ``target_step`` where the target was seen."""
+        if self.step is None or self.seconds is None:
+            return {}
+        return {"target_s": round(self.seconds, 3), "target_step": self.step}
+
+
+def _flips_at(
+    model: LoadedModel, task: PreparedTask, intervention: Intervention, config: TrainConfig, idx: Tensor, base: Tensor
+) -> dict[str, Any]:
+    """`flip_metrics` of the prompts ``idx`` (``base``: their unmodified logits), both β in one
+    forward pass as a training step has them (no gradient)."""
+    tokens, mask = task.tokens[idx], task.attention_mask[idx]
+    beta = torch.cat([torch.ones(len(idx)), -torch.ones(len(idx))]).to(model.device)
+    tokens, mask = tokens.repeat(2, 1), mask.repeat(2, 1)
+    with model.lock, torch.no_grad(), steer(model.bridge, intervention, beta, mask=mask):
+        logits = last_position_logits(model, tokens, mask, config.bf16).float().cpu()
+    pos, neg = logits[: len(idx)], logits[len(idx) :]
+    return flip_metrics(base, pos, neg, task.correct_ids[idx], task.wrong_ids[idx])
+
+
+def target_outcome(config: TrainConfig, metrics: dict[str, dict[str, Any]], cycles_run: int) -> dict[str, Any] | None:
+    """Whether a run that trains until its validation target (more than one cycle allowed)
+    reached it: the flip rates of the split its choices read (validation, or training without
+    any) against ``config.target``, with the steps and cycles it took; None for a run of one
+    cycle, whose steps were given and which has no target. Stored in the bundle
+    (``info.target``) for the CLI, the Train page and the report to say so when it was not."""
+    if config.cycles == 1:
+        return None
+    split = "val" if metrics.get("val", {}).get("n_prompts") else "train"
+    pos, neg = float(metrics[split]["flip_acc_pos"]), float(metrics[split]["flip_acc_neg"])
+    return {
+        "target": config.target,
+        "split": split,
+        "n": int(metrics[split]["n_prompts"]),
+        "flip_acc_pos": pos,
+        "flip_acc_neg": neg,
+        "met": min(pos, neg) >= config.target,
+        "cycles_run": cycles_run,
+        "cycles": config.cycles,
+        "steps": config.steps,
+    }
+
+
+def validation_flips(
+    model: LoadedModel, task: PreparedTask, intervention: Intervention, config: TrainConfig
+) -> tuple[float, float]:
+    """The flip rates at β = +1 and β = −1 on the validation prompts (the training prompts for a
+    run without any), no gradient."""
+    idx = task.split_indices(task.choice_split)
+    pos, neg = _steered_pair(model, task, intervention, config, idx)
+    correct, wrong = task.correct_ids[idx], task.wrong_ids[idx]
+    return (
+        float((logit_diff(pos, correct, wrong) > 0).double().mean()),
+        float((logit_diff(neg, correct, wrong) < 0).double().mean()),
+    )
+
+
+def _steered_pair(
+    model: LoadedModel, task: PreparedTask, intervention: Intervention, config: TrainConfig, idx: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The last position's logits of the prompts ``idx`` at β = +1 and β = −1 (no gradient)."""
+    tokens, mask = task.tokens[idx], task.attention_mask[idx]
+    with torch.no_grad():
+        return (
+            steered_logits(model, intervention, tokens, mask, 1.0, autocast=config.bf16),
+            steered_logits(model, intervention, tokens, mask, -1.0, autocast=config.bf16),
+        )
+
+
+def validation_effectiveness(
+    model: LoadedModel, task: PreparedTask, intervention: Intervention, config: TrainConfig
+) -> float | None:
+    """``L_E`` on the validation prompts at β = ±1 (no gradient), or None without any."""
+    idx = task.split_indices("val")
+    if idx.numel() == 0:
+        return None
+    pos, neg = _steered_pair(model, task, intervention, config, idx)
+    correct, wrong = task.correct_ids[idx], task.wrong_ids[idx]
+    hinge = torch.cat(
+        [
+            effectiveness(logit_diff(pos, correct, wrong), torch.ones(len(idx)), config.margin),
+            effectiveness(logit_diff(neg, correct, wrong), -torch.ones(len(idx)), config.margin),
+        ]
+    )
+    return float(hinge.mean())

@@ -1,0 +1,89 @@
+"""The step that first reaches the validation target, told while the run trains on
+(`validation.TargetWatch`): the flip rates it reports are the ones the evaluation gives, it costs
+a bounded number of validation passes, and watching changes nothing a run learns."""
+
+from __future__ import annotations
+
+import torch
+
+from actscale.engine import validation
+from actscale.engine.evaluation import base_pass, evaluate
+from actscale.engine.observer import RunObserver
+from actscale.engine.training import TrainConfig, new_intervention, train
+from actscale.runs.api import build_task
+
+
+def config(model, **changes) -> TrainConfig:
+    base = dict(model=model.name, task="ioi", steps=2, cycles=2, n_prompts=16, n_test=8, batch_size=4, device="cpu")
+    return TrainConfig(**{**base, **changes})
+
+
+class Heard(RunObserver):
+    def __init__(self, watches: bool = True) -> None:
+        self.watches_target = watches
+        self.targets: list[tuple[int, str, dict]] = []
+
+    def target_reached(self, step: int, split: str, metrics: dict) -> None:
+        self.targets.append((step, split, metrics))
+
+
+def _watch(model, cfg):
+    task = build_task(model, cfg)
+    base = base_pass(model, task, cfg.sites, splits=("train", "val"))
+    intervention = new_intervention(model, task, cfg)
+    with torch.no_grad():
+        for p in intervention.parameters():
+            p.copy_(torch.linspace(-2.0, 3.0, p.numel()).reshape(p.shape))
+    return task, intervention, validation.TargetWatch(task, base, cfg, start=0.0)
+
+
+def test_the_reported_flips_are_the_evaluations(tiny_llama):
+    cfg = config(tiny_llama, target=0.0)  # any flip rate reaches it: the first step checked reports
+    task, intervention, watch = _watch(tiny_llama, cfg)
+    heard = Heard()
+    watch.after_step(tiny_llama, intervention, 3, (0.0, 0.0, 4), heard)
+    ((step, split, metrics),) = heard.targets
+    val = evaluate(tiny_llama, task, intervention, cfg).metrics["val"]
+    assert (step, split, watch.step, watch.checks) == (3, "val", 3, 1)
+    exact = ("acc_base", "flip_acc_pos", "flip_acc_neg", "flip_acc_pos_ci95", "flip_acc_neg_ci95", "n_prompts")
+    assert {k: metrics[k] for k in exact} == {k: val[k] for k in exact}
+    assert metrics["n_prompts"] == len(task.split_indices("val"))
+    # Both β in one pass here, one pass each in the evaluation: the same logits to float precision.
+    assert abs(metrics["logit_diff_pos"] - val["logit_diff_pos"]) < 1e-4
+    assert abs(metrics["faithfulness_kl"] - val["faithfulness_kl"]) < 1e-4
+    watch.after_step(tiny_llama, intervention, 4, (1.0, 1.0, 4), heard)
+    assert len(heard.targets) == 1 and watch.checks == 1  # told once
+    assert watch.timing()["target_step"] == 3
+
+
+def test_a_batch_short_of_the_target_costs_no_pass_and_the_checks_are_bounded(tiny_llama):
+    cfg = config(tiny_llama, target=1.0)
+    task, intervention, watch = _watch(tiny_llama, cfg)
+    heard = Heard()
+    # 5 of 8 prompts flipped one way: more than BATCH_SLACK (2) short of 8 -> not checked.
+    watch.after_step(tiny_llama, intervention, 1, (1.0, 5 / 8, 8), heard)
+    assert watch.checks == 0
+    watch.after_step(tiny_llama, intervention, 2, (6 / 8, 1.0, 8), heard)  # within 2: checked
+    assert watch.checks == 1
+    val = evaluate(tiny_llama, task, intervention, cfg).metrics["val"]
+    assert min(val["flip_acc_pos"], val["flip_acc_neg"]) < 1.0  # so no check can report
+    for step in range(3, 20):
+        watch.after_step(tiny_llama, intervention, step, (1.0, 1.0, 8), heard)
+    assert (watch.checks, heard.targets, watch.timing()) == (validation.TARGET_CHECKS, [], {})
+
+
+def test_watching_changes_nothing_the_run_learns(tiny_llama):
+    cfg = config(tiny_llama, target=0.0)
+    task = build_task(tiny_llama, cfg)
+    watched, unwatched = Heard(), Heard(watches=False)
+    a = train(tiny_llama, task, cfg, observer=watched)
+    b = train(tiny_llama, task, cfg, observer=unwatched)
+    assert [s for s, _, _ in watched.targets] == [1] and unwatched.targets == []
+    assert (a.timing["target_step"], "target_step" in b.timing) == (1, False)
+    assert 0 < a.timing["target_s"] <= a.timing["base_pass_s"] + a.timing["steps_s"]
+    assert [{k: v for k, v in r.items() if k != "elapsed"} for r in a.history] == [
+        {k: v for k, v in r.items() if k != "elapsed"} for r in b.history
+    ]
+    for (name, p), q in zip(a.intervention.state_dict().items(), b.intervention.state_dict().values(), strict=True):
+        assert torch.equal(p, q), name
+    assert a.metrics == b.metrics
