@@ -1,6 +1,7 @@
 """The step that first reaches the validation target, told while the run trains on
 (`validation.TargetWatch`): the flip rates it reports are the ones the evaluation gives, it costs
-a bounded number of validation passes, and watching changes nothing a run learns."""
+one validation pass after each of a run's first six steps and no more, and watching changes
+nothing a run learns."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def test_the_reported_flips_are_the_evaluations(tiny_llama):
     cfg = config(tiny_llama, target=0.0)  # any flip rate reaches it: the first step checked reports
     task, intervention, watch = _watch(tiny_llama, cfg)
     heard = Heard()
-    watch.after_step(tiny_llama, intervention, 3, (0.0, 0.0, 4), heard)
+    watch.after_step(tiny_llama, intervention, 3, heard)
     ((step, split, metrics),) = heard.targets
     val = evaluate(tiny_llama, task, intervention, cfg).metrics["val"]
     assert (step, split, watch.step, watch.checks) == (3, "val", 3, 1)
@@ -51,25 +52,21 @@ def test_the_reported_flips_are_the_evaluations(tiny_llama):
     # Both β in one pass here, one pass each in the evaluation: the same logits to float precision.
     assert abs(metrics["logit_diff_pos"] - val["logit_diff_pos"]) < 1e-4
     assert abs(metrics["faithfulness_kl"] - val["faithfulness_kl"]) < 1e-4
-    watch.after_step(tiny_llama, intervention, 4, (1.0, 1.0, 4), heard)
+    watch.after_step(tiny_llama, intervention, 4, heard)
     assert len(heard.targets) == 1 and watch.checks == 1  # told once
     assert watch.timing()["target_step"] == 3
 
 
-def test_a_batch_short_of_the_target_costs_no_pass_and_the_checks_are_bounded(tiny_llama):
+def test_only_the_first_steps_are_looked_at(tiny_llama):
     cfg = config(tiny_llama, target=1.0)
     task, intervention, watch = _watch(tiny_llama, cfg)
-    heard = Heard()
-    # 5 of 8 prompts flipped one way: more than BATCH_SLACK (2) short of 8 -> not checked.
-    watch.after_step(tiny_llama, intervention, 1, (1.0, 5 / 8, 8), heard)
-    assert watch.checks == 0
-    watch.after_step(tiny_llama, intervention, 2, (6 / 8, 1.0, 8), heard)  # within 2: checked
-    assert watch.checks == 1
     val = evaluate(tiny_llama, task, intervention, cfg).metrics["val"]
-    assert min(val["flip_acc_pos"], val["flip_acc_neg"]) < 1.0  # so no check can report
-    for step in range(3, 20):
-        watch.after_step(tiny_llama, intervention, step, (1.0, 1.0, 8), heard)
-    assert (watch.checks, heard.targets, watch.timing()) == (validation.TARGET_CHECKS, [], {})
+    assert min(val["flip_acc_pos"], val["flip_acc_neg"]) < 1.0  # so no look can report
+    heard = Heard()
+    for step in range(1, 20):
+        watch.after_step(tiny_llama, intervention, step, heard)
+        assert watch.checks == min(step, validation.TARGET_CHECKS)  # one pass a step, the first six
+    assert (validation.TARGET_CHECKS, heard.targets, watch.timing()) == (6, [], {})
 
 
 def test_watching_changes_nothing_the_run_learns(tiny_llama):

@@ -281,8 +281,7 @@ def _record_step(
     state.history.append(row)
     observer.step(info)
     if state.watch is not None:
-        batch = (info.flip_acc_pos, info.flip_acc_neg, outputs[1].shape[0] // 2)
-        state.watch.after_step(model, intervention, state.step, batch, observer)
+        state.watch.after_step(model, intervention, state.step, observer)
     return bool(config.early_stop) and state.zero_streak >= config.early_stop
 
 

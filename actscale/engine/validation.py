@@ -23,22 +23,19 @@ from actscale.engine.objective import effectiveness, flip_metrics, logit_diff
 from actscale.engine.observer import RunObserver
 from actscale.engine.tasks import PreparedTask
 
-# A run looks for the step that reaches its target (`TargetWatch`) with at most this many
-# validation passes (each one forward pass of the validation prompts at β = ±1, about half a
-# training step), and only after a step whose training batch came within this many prompts of
-# the target in both directions: a run that never gets there pays for no more than these.
+# A run looks for the step that reaches its target (`TargetWatch`) among its first this many
+# steps, with one validation pass after each (one forward pass of the validation prompts at
+# β = ±1, about half a training step): a run that gets there later shows its first result when
+# trained, and one that never does pays for no more than these.
 TARGET_CHECKS = 6
-BATCH_SLACK = 2
 
 
 class TargetWatch:
-    """The first step seen to leave the validation prompts flipping at least ``config.target``
-    both ways, told to the observer at once (`RunObserver.target_reached`) with those prompts'
-    `flip_metrics` (base rate, n, intervals): the run's first result, while the training goes on
-    for faithfulness and minimality. A step is checked only where its training batch came within
-    BATCH_SLACK prompts of the target both ways (the step's own figures, free), at most
-    TARGET_CHECKS times; so a step that reached it unchecked is found at a later one, or not at
-    all. ``step`` and ``seconds`` (since ``start``, the run's start) say when it was found."""
+    """The first step after which the validation prompts flip at least ``config.target`` both
+    ways, among the run's first TARGET_CHECKS steps, told to the observer at once
+    (`RunObserver.target_reached`) with those prompts' `flip_metrics` (base rate, n, intervals):
+    the run's first result, while the training goes on for faithfulness and minimality.
+    ``step`` and ``seconds`` (since ``start``, the run's start) say when it was found."""
 
     def __init__(self, task: PreparedTask, base: BaseOutputs, config: TrainConfig, start: float) -> None:
         self.task, self.base, self.config, self.start = task, base, config, start
@@ -46,19 +43,10 @@ class TargetWatch:
         self.step: int | None = None
         self.seconds: float | None = None
 
-    def after_step(
-        self,
-        model: LoadedModel,
-        intervention: Intervention,
-        step: int,
-        batch: tuple[float, float, int],
-        observer: RunObserver,
-    ) -> None:
-        """Tell ``observer`` if this step is the first seen to reach the target; ``batch``: the
-        step's flip rates at β = +1 and β = −1 and its prompts per direction."""
-        pos, neg, n = batch
-        short = self.config.target * n - BATCH_SLACK > min(pos, neg) * n
-        if self.step is not None or self.checks >= TARGET_CHECKS or short:
+    def after_step(self, model: LoadedModel, intervention: Intervention, step: int, observer: RunObserver) -> None:
+        """Tell ``observer`` if ``step`` (just taken) is the first to reach the target; nothing
+        where it was reached before or the step is past the ones looked at."""
+        if self.step is not None or step > TARGET_CHECKS:
             return
         self.checks += 1
         idx = self.task.split_indices(self.task.choice_split)
