@@ -7,7 +7,9 @@ of their own. Subclass it and override what you need: the base hears nothing and
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -49,3 +51,15 @@ class CancelOn(RunObserver):
 
     def cancelled(self) -> bool:
         return self.event.is_set()
+
+
+@contextlib.contextmanager
+def holding(lock: threading.RLock, observer: RunObserver) -> Iterator[None]:
+    """Hold ``lock`` (a model's); if another session holds it, tell the observer first, then wait."""
+    if not lock.acquire(blocking=False):
+        observer.waiting()
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()

@@ -7,11 +7,8 @@ behaviour comes from its class (`interventions`).
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -23,7 +20,7 @@ from actscale.engine.evaluation import BaseOutputs, base_pass, evaluate
 from actscale.engine.interventions import Intervention, ModelDims, make_intervention, steer
 from actscale.engine.models import LoadedModel, last_position_logits
 from actscale.engine.objective import LossTerms, logit_diff, objective
-from actscale.engine.observer import RunObserver
+from actscale.engine.observer import RunObserver, holding
 from actscale.engine.resources import check_memory, resolve_autocast
 from actscale.engine.tasks import PreparedTask
 from actscale.engine.validation import (  # noqa: F401 - target_outcome re-exported
@@ -89,18 +86,6 @@ def _trim(tokens: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     keep = mask.any(0).nonzero()
     start = int(keep[0]) if keep.numel() else 0
     return tokens[:, start:], mask[:, start:]
-
-
-@contextlib.contextmanager
-def _holding(lock: threading.RLock, observer: RunObserver) -> Iterator[None]:
-    """Hold ``lock``; if another session holds it, tell the observer first, then wait."""
-    if not lock.acquire(blocking=False):
-        observer.waiting()
-        lock.acquire()
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 class _BatchOrder:
@@ -189,7 +174,7 @@ def _fit(
     model: LoadedModel, task: PreparedTask, intervention: Intervention, config: TrainConfig, observer: RunObserver
 ) -> dict[str, Any]:
     """A fitted method's parameters (`Intervention.fit`), holding the model as a step would."""
-    with _holding(model.lock, observer):
+    with holding(model.lock, observer):
         return intervention.fit(
             model, task, functools.partial(last_position_logits, model, autocast=config.bf16), observer.cancelled
         )
@@ -241,7 +226,7 @@ def _optimise(
         for _ in range(config.steps):
             state.step += 1
             _check_cancel(observer, f"cancelled at step {state.step} of {cycle * config.steps}")
-            with _holding(model.lock, observer):
+            with holding(model.lock, observer):
                 terms, delta = _train_step(model, task, base, intervention, config, order.next(), state.step)
                 optimiser.zero_grad(set_to_none=True)
                 terms.total.backward()

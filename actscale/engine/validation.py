@@ -20,7 +20,7 @@ from actscale.engine.evaluation import BaseOutputs, steered_logits
 from actscale.engine.interventions import Intervention, steer
 from actscale.engine.models import LoadedModel, last_position_logits
 from actscale.engine.objective import effectiveness, flip_metrics, logit_diff
-from actscale.engine.observer import RunObserver
+from actscale.engine.observer import RunObserver, holding
 from actscale.engine.tasks import PreparedTask
 
 # A run looks for the step that reaches its target (`TargetWatch`) among its first this many
@@ -50,7 +50,7 @@ class TargetWatch:
             return
         self.checks += 1
         idx = self.task.split_indices(self.task.choice_split)
-        metrics = _flips_at(model, self.task, intervention, self.config, idx, self.base.logits[idx])
+        metrics = _flips_at(model, self.task, intervention, self.config, idx, self.base.logits[idx], observer)
         if min(metrics["flip_acc_pos"], metrics["flip_acc_neg"]) >= self.config.target:
             self.step, self.seconds = step, time.perf_counter() - self.start
             observer.target_reached(step, self.task.choice_split, metrics)
@@ -63,14 +63,21 @@ class TargetWatch:
 
 
 def _flips_at(
-    model: LoadedModel, task: PreparedTask, intervention: Intervention, config: TrainConfig, idx: Tensor, base: Tensor
+    model: LoadedModel,
+    task: PreparedTask,
+    intervention: Intervention,
+    config: TrainConfig,
+    idx: Tensor,
+    base: Tensor,
+    observer: RunObserver,
 ) -> dict[str, Any]:
     """`flip_metrics` of the prompts ``idx`` (``base``: their unmodified logits), both β in one
-    forward pass as a training step has them (no gradient)."""
+    forward pass as a training step has them (no gradient), holding the model as a step does
+    (``observer`` hears of a wait)."""
     tokens, mask = task.tokens[idx], task.attention_mask[idx]
     beta = torch.cat([torch.ones(len(idx)), -torch.ones(len(idx))]).to(model.device)
     tokens, mask = tokens.repeat(2, 1), mask.repeat(2, 1)
-    with model.lock, torch.no_grad(), steer(model.bridge, intervention, beta, mask=mask):
+    with holding(model.lock, observer), torch.no_grad(), steer(model.bridge, intervention, beta, mask=mask):
         logits = last_position_logits(model, tokens, mask, config.bf16).float().cpu()
     pos, neg = logits[: len(idx)], logits[len(idx) :]
     return flip_metrics(base, pos, neg, task.correct_ids[idx], task.wrong_ids[idx])
