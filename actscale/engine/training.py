@@ -266,7 +266,7 @@ def _record_step(
     state.history.append(row)
     observer.step(info)
     if state.watch is not None:
-        state.watch.after_step(model, intervention, state.step, observer)
+        state.watch.after_step(model, intervention, state.step, (info.flip_acc_pos, info.flip_acc_neg), observer)
     return bool(config.early_stop) and state.zero_streak >= config.early_stop
 
 

@@ -17,16 +17,16 @@ from torch import Tensor
 
 from actscale.engine.config import TrainConfig
 from actscale.engine.evaluation import BaseOutputs, steered_logits
-from actscale.engine.interventions import Intervention, steer
-from actscale.engine.models import LoadedModel, last_position_logits
+from actscale.engine.interventions import Intervention
+from actscale.engine.models import LoadedModel
 from actscale.engine.objective import effectiveness, flip_metrics, logit_diff
 from actscale.engine.observer import RunObserver, holding
 from actscale.engine.tasks import PreparedTask
 
 # A run looks for the step that reaches its target (`TargetWatch`) among its first this many
-# steps, with one validation pass after each (one forward pass of the validation prompts at
-# β = ±1, about half a training step): a run that gets there later shows its first result when
-# trained, and one that never does pays for no more than these.
+# steps, after each of them: a run that gets there later shows its first result when trained,
+# and one that never does pays for no more than these looks (each one or two forward passes of
+# the validation prompts, a quarter to half a training step).
 TARGET_CHECKS = 6
 
 
@@ -43,44 +43,47 @@ class TargetWatch:
         self.step: int | None = None
         self.seconds: float | None = None
 
-    def after_step(self, model: LoadedModel, intervention: Intervention, step: int, observer: RunObserver) -> None:
-        """Tell ``observer`` if ``step`` (just taken) is the first to reach the target; nothing
-        where it was reached before or the step is past the ones looked at."""
+    def after_step(
+        self,
+        model: LoadedModel,
+        intervention: Intervention,
+        step: int,
+        batch_flips: tuple[float, float],
+        observer: RunObserver,
+    ) -> None:
+        """Tell ``observer`` if ``step`` (just taken; ``batch_flips``: its training batch's flip
+        rates at β = +1 and β = −1) is the first to reach the target; nothing where it was
+        reached before or the step is past the ones looked at."""
         if self.step is not None or step > TARGET_CHECKS:
             return
         self.checks += 1
-        idx = self.task.split_indices(self.task.choice_split)
-        metrics = _flips_at(model, self.task, intervention, self.config, idx, self.base.logits[idx], observer)
-        if min(metrics["flip_acc_pos"], metrics["flip_acc_neg"]) >= self.config.target:
+        metrics = self._reached(model, intervention, batch_flips, observer)
+        if metrics is not None:
             self.step, self.seconds = step, time.perf_counter() - self.start
             observer.target_reached(step, self.task.choice_split, metrics)
+
+    def _reached(
+        self, model: LoadedModel, intervention: Intervention, batch_flips: tuple[float, float], observer: RunObserver
+    ) -> dict[str, Any] | None:
+        """The validation prompts' `flip_metrics` where both directions reach the target, else
+        None. A pass per direction, as the evaluation runs them (so the same figures), the one the
+        step's batch flipped less first: where it falls short, the other is not run."""
+        task, idx = self.task, self.task.split_indices(self.task.choice_split)
+        tokens, mask = task.tokens[idx], task.attention_mask[idx]
+        correct, wrong = task.correct_ids[idx], task.wrong_ids[idx]
+        logits: dict[float, Tensor] = {}
+        for beta in (1.0, -1.0) if batch_flips[0] <= batch_flips[1] else (-1.0, 1.0):
+            with holding(model.lock, observer):  # a wait for another session's use is told
+                logits[beta] = steered_logits(model, intervention, tokens, mask, beta, autocast=self.config.bf16)
+            if int((logit_diff(logits[beta], correct, wrong) * beta > 0).sum()) / len(idx) < self.config.target:
+                return None
+        return flip_metrics(self.base.logits[idx], logits[1.0], logits[-1.0], correct, wrong)
 
     def timing(self) -> dict[str, float]:
         """The run's timing entries: ``target_s`` and ``target_step`` where the target was seen."""
         if self.step is None or self.seconds is None:
             return {}
         return {"target_s": round(self.seconds, 3), "target_step": self.step}
-
-
-def _flips_at(
-    model: LoadedModel,
-    task: PreparedTask,
-    intervention: Intervention,
-    config: TrainConfig,
-    idx: Tensor,
-    base: Tensor,
-    observer: RunObserver,
-) -> dict[str, Any]:
-    """`flip_metrics` of the prompts ``idx`` (``base``: their unmodified logits), both β in one
-    forward pass as a training step has them (no gradient), holding the model as a step does
-    (``observer`` hears of a wait)."""
-    tokens, mask = task.tokens[idx], task.attention_mask[idx]
-    beta = torch.cat([torch.ones(len(idx)), -torch.ones(len(idx))]).to(model.device)
-    tokens, mask = tokens.repeat(2, 1), mask.repeat(2, 1)
-    with holding(model.lock, observer), torch.no_grad(), steer(model.bridge, intervention, beta, mask=mask):
-        logits = last_position_logits(model, tokens, mask, config.bf16).float().cpu()
-    pos, neg = logits[: len(idx)], logits[len(idx) :]
-    return flip_metrics(base, pos, neg, task.correct_ids[idx], task.wrong_ids[idx])
 
 
 def target_outcome(config: TrainConfig, metrics: dict[str, dict[str, Any]], cycles_run: int) -> dict[str, Any] | None:
