@@ -44,6 +44,28 @@ def test_the_markdown_page_is_dated_and_names_the_machine(tmp_path):
     assert lines[5:9] == ["```", "(a) ratio 1.0", "(b) 9 s", "```"]
 
 
+# (b)'s result as `bench_time_to_target` returns it, the validation target reached after step 4
+TIME_TO_TARGET = {
+    "wall_s": 30.0,
+    "first_result_s": 14.2,
+    "target_step": 4,
+    "target_result_s": 8.9,
+    "dtype": "bfloat16 autocast, parameters float32",
+    "rest_eval_s": 9.1,
+    "n_val": 10,
+    "n_rest": 238,
+    "n_test": 200,
+    "phases": {"start_and_imports_s": 2.4, "load_s": 0.7},
+    "val_flip_acc_pos": 1.0,
+    "val_flip_acc_neg": 0.9,
+    "flip_acc_pos": 0.98,
+    "flip_acc_neg": 0.975,
+    "n_effective": 140,
+    "n_components": 960,
+    "targets_met": True,
+}
+
+
 def test_report_lines():
     results = {
         "step": {
@@ -54,25 +76,7 @@ def test_report_lines():
             "batch": "8 prompts x 2 betas",
         },
         "time_to_target_bf16": {"error": "model 'x' is not in the local Hugging Face cache"},
-        "time_to_target": {
-            "wall_s": 30.0,
-            "first_result_s": 14.2,
-            "target_step": 4,
-            "target_result_s": 8.9,
-            "dtype": "bfloat16 autocast, parameters float32",
-            "rest_eval_s": 9.1,
-            "n_val": 10,
-            "n_rest": 238,
-            "n_test": 200,
-            "phases": {"start_and_imports_s": 2.4, "load_s": 0.7},
-            "val_flip_acc_pos": 1.0,
-            "val_flip_acc_neg": 0.9,
-            "flip_acc_pos": 0.98,
-            "flip_acc_neg": 0.975,
-            "n_effective": 140,
-            "n_components": 960,
-            "targets_met": True,
-        },
+        "time_to_target": TIME_TO_TARGET,
         "scaling": {
             "depth": {
                 "width": 256,
@@ -122,24 +126,7 @@ def test_report_lines():
 
 
 def test_the_first_result_without_a_step_that_reached_the_target():
-    t = {
-        "wall_s": 30.0,
-        "first_result_s": 14.2,
-        "target_step": None,
-        "dtype": "float32",
-        "rest_eval_s": 9.1,
-        "n_val": 10,
-        "n_rest": 238,
-        "n_test": 200,
-        "phases": {"load_s": 0.7},
-        "val_flip_acc_pos": 1.0,
-        "val_flip_acc_neg": 0.9,
-        "flip_acc_pos": 0.98,
-        "flip_acc_neg": 0.975,
-        "n_effective": 140,
-        "n_components": 960,
-        "targets_met": True,
-    }
+    t = {k: v for k, v in TIME_TO_TARGET.items() if k != "target_result_s"} | {"target_step": None}
     step = {"step_ratio": 1.0, "engine_step_s": 1.0, "floor_step_s": 1.0, "batch": "b"}
     assert report_lines({"step": step, "time_to_target": t})[-2:] == [
         "    no step was seen to reach the validation target while it trained",

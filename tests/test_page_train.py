@@ -371,3 +371,5 @@ def test_the_status_line_shows_the_step_that_reached_the_target_while_training_g
     )
     job.steps.append({"run": 0, "step": 4})
     assert _training_status(job) == f"Trained activscalar. Target (0.90) reached after step 2: {flips}. Evaluating…"
+    job.steps.append({"run": 0, "step": 5, "n_steps": 8})  # a second cycle: its steps counted to its end
+    assert _training_status(job).startswith("Training activscalar, step 5 of 8. Target (0.90) reached after step 2")

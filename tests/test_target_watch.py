@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from actscale.engine import validation
+from actscale.engine import training, validation
 from actscale.engine.evaluation import base_pass, evaluate
 from actscale.engine.observer import RunObserver
 from actscale.engine.training import TrainConfig, new_intervention, train
@@ -94,3 +94,19 @@ def test_watching_changes_nothing_the_run_learns(tiny_llama):
     for (name, p), q in zip(a.intervention.state_dict().items(), b.intervention.state_dict().values(), strict=True):
         assert torch.equal(p, q), name
     assert a.metrics == b.metrics
+
+
+def test_only_a_run_with_a_target_looks_for_it(tiny_llama, monkeypatch):
+    made: list[int] = []
+
+    class Counted(validation.TargetWatch):
+        def __init__(self, task, base, cfg, start) -> None:
+            made.append(cfg.cycles)
+            super().__init__(task, base, cfg, start)
+
+    monkeypatch.setattr(training, "TargetWatch", Counted)
+    for cycles in (1, 2):  # one cycle trains the steps it was given: it has no target
+        cfg = config(tiny_llama, cycles=cycles, target=0.0 if cycles > 1 else 0.9)
+        train(tiny_llama, build_task(tiny_llama, cfg), cfg, observer=Heard())
+    train(tiny_llama, build_task(tiny_llama, cfg), cfg, observer=Heard(watches=False))
+    assert made == [2]

@@ -220,7 +220,9 @@ def _optimise(
     ``config.target`` in both directions."""
     optimiser = torch.optim.Adam(intervention.parameters(), lr=config.lr)
     order = _BatchOrder(task.split_indices("train"), config.batch_size, config.seed)
-    state = _Steps(watch=TargetWatch(task, base, config, start) if observer.watches_target else None)
+    # Only a run with a target looks for it (one of one cycle trains the steps it was given).
+    watched = observer.watches_target and config.cycles > 1
+    state = _Steps(watch=TargetWatch(task, base, config, start) if watched else None)
     for cycle in range(1, config.cycles + 1):
         schedule = _schedule(optimiser, config)
         for _ in range(config.steps):

@@ -58,18 +58,18 @@ def training_status(job: Job) -> str:
         flips = _flips_text(first)
         status = f"Trained {which}{config.method}. {flips[0].upper()}{flips[1:]}. Evaluating the other prompts…"
     else:
-        status = _training_line(job, config, which, rows[-1]["step"])
+        status = _training_line(job, config, which, rows[-1])
     left = time_left(job)
     return f"{status} — {left}" if left else status
 
 
-def _training_line(job: Job, config: TrainConfig, which: str, step: int) -> str:
-    """The status while the current run trains, or after its last step; with the step that
-    first reached the validation target, once one has."""
-    done = step >= config.steps
-    head = (
-        f"Trained {which}{config.method}" if done else f"Training {which}{config.method}, step {step} of {config.steps}"
-    )
+def _training_line(job: Job, config: TrainConfig, which: str, row: dict) -> str:
+    """The status while the current run trains, or after its last step (``row``: the last
+    step's); with the step that first reached the validation target, once one has. A run that
+    needs another cycle counts its steps to that cycle's end (the row's ``n_steps``)."""
+    step, of = row["step"], row.get("n_steps", config.steps)
+    done = step >= of
+    head = f"Trained {which}{config.method}" if done else f"Training {which}{config.method}, step {step} of {of}"
     if (reached := job.target_results.get(job.current)) is None:
         return f"{head}; evaluating…" if done else head
     target = f"Target ({config.target:.2f}) reached after step {reached['step']}: {_flips_text(reached)}"
