@@ -239,3 +239,23 @@ def test_an_unknown_method_is_one_line_and_status_2(tmp_path):
     expected = "error: unknown method 'lora': choose from activscalar, steervec, dynscalar, diffmean\n"
     assert (done.returncode, done.stderr) == (2, expected)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_train_prints_the_step_that_reached_the_target(capsys):
+    """A run of the default steps (a target, cycles) that meets it while training says so on stderr."""
+    import threading
+
+    from actscale.cli.commands import _TrainObserver
+
+    observer = _TrainObserver(threading.Event())
+    assert observer.watches_target
+    observer.target_reached(
+        4,
+        "val",
+        {"acc_base": 0.8, "flip_acc_pos": 1.0, "flip_acc_pos_ci95": [0.72, 1.0], "n_prompts": 10,
+         "flip_acc_neg": 0.9, "flip_acc_neg_ci95": [0.6, 0.98]},
+    )  # fmt: skip
+    assert capsys.readouterr().err == (
+        "step 4: the target reached, validation flips: β = +1 0.80 → 1.00 [0.72, 1.00] (n = 10), β = -1 0.20 → 0.90 "
+        "[0.60, 0.98] (n = 10); training on for faithfulness and minimality ...\n"
+    )

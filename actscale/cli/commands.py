@@ -60,6 +60,8 @@ class _TrainObserver(CancelOn):
     """The train command's run observer: a progress line per step and the first result on
     stderr; Ctrl-C cancels."""
 
+    watches_target = True  # the step that reaches the validation target gets a line
+
     def __init__(self, event: threading.Event) -> None:
         super().__init__(event)
         self.steps_seen: list[int] = []
@@ -67,8 +69,6 @@ class _TrainObserver(CancelOn):
     def step(self, info: Any) -> None:
         self.steps_seen.append(info.step)
         _progress(info)
-
-    watches_target = True
 
     def target_reached(self, step: int, split: str, metrics: dict) -> None:
         print(

@@ -35,7 +35,8 @@ class RunObserver:
         other splits): the trained run's first result."""
 
     def waiting(self) -> None:
-        """A step waits for another session's use of the model (the dashboard shares one)."""
+        """A step (or a look for the target) waits for another session's use of the model (the
+        dashboard shares one)."""
 
     def cancelled(self) -> bool:
         """Asked before every step and after the evaluation: True stops the run with
