@@ -31,15 +31,11 @@ def _progress(info) -> None:
     )
 
 
-def _first_result(split: str, m: dict) -> str:
-    """A trained run's first result in one line: the flip rates after the unmodified model's,
-    with their 95% intervals."""
-    from actscale.runs.records import SplitMetrics
-    from actscale.views.analysis import rate_text
+def _flips(split: str, metrics: dict) -> str:
+    """A split's flip rates in one line, as the pages write them but with an ASCII minus."""
+    from actscale.views.analysis import flips_text
 
-    name = {"val": "validation", "train": "training"}.get(split, split)
-    read = SplitMetrics.from_json(m)
-    return f"{name} flips: β = +1 {rate_text(read, 'flip_acc_pos')}, β = -1 {rate_text(read, 'flip_acc_neg')}"
+    return flips_text(split, metrics, minus="-")
 
 
 def _config(args: argparse.Namespace, **grid_values: Any) -> Any:
@@ -72,16 +68,14 @@ class _TrainObserver(CancelOn):
 
     def target_reached(self, step: int, split: str, metrics: dict) -> None:
         print(
-            f"step {step}: the target reached, {_first_result(split, metrics)}; training on for faithfulness "
+            f"step {step}: the target reached, {_flips(split, metrics)}; training on for faithfulness "
             "and minimality ...",
             file=sys.stderr,
             flush=True,
         )
 
     def first_result(self, split: str, metrics: dict) -> None:
-        print(
-            f"trained: {_first_result(split, metrics)}; evaluating the other prompts ...", file=sys.stderr, flush=True
-        )
+        print(f"trained: {_flips(split, metrics)}; evaluating the other prompts ...", file=sys.stderr, flush=True)
 
 
 def cmd_train(args: argparse.Namespace) -> dict:

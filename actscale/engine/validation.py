@@ -75,7 +75,7 @@ class TargetWatch:
         for beta in (1.0, -1.0) if batch_flips[0] <= batch_flips[1] else (-1.0, 1.0):
             with holding(model.lock, observer):  # a wait for another session's use is told
                 logits[beta] = steered_logits(model, intervention, tokens, mask, beta, autocast=self.config.bf16)
-            if int((logit_diff(logits[beta], correct, wrong) * beta > 0).sum()) / len(idx) < self.config.target:
+            if _flip_rate(logits[beta], beta, correct, wrong) < self.config.target:
                 return None
         return flip_metrics(self.base.logits[idx], logits[1.0], logits[-1.0], correct, wrong)
 
@@ -117,10 +117,13 @@ def validation_flips(
     idx = task.split_indices(task.choice_split)
     pos, neg = _steered_pair(model, task, intervention, config, idx)
     correct, wrong = task.correct_ids[idx], task.wrong_ids[idx]
-    return (
-        float((logit_diff(pos, correct, wrong) > 0).double().mean()),
-        float((logit_diff(neg, correct, wrong) < 0).double().mean()),
-    )
+    return _flip_rate(pos, 1.0, correct, wrong), _flip_rate(neg, -1.0, correct, wrong)
+
+
+def _flip_rate(logits: Tensor, beta: float, correct: Tensor, wrong: Tensor) -> float:
+    """The share of prompts flipped at ``beta`` (±1): Δ > 0 at +1, Δ < 0 at −1 (docs/method.md
+    §4), as k / n in float64."""
+    return int((logit_diff(logits, correct, wrong) * beta > 0).sum()) / logits.shape[0]
 
 
 def _steered_pair(

@@ -8,12 +8,11 @@ import streamlit as st
 
 from actscale.engine.config import TrainConfig
 from actscale.runs.jobs import Job
-from actscale.runs.records import SplitMetrics
 from actscale.ui import common, navigation
 from actscale.ui.keys import Keys
 from actscale.ui.progress import job_progress, time_left
 from actscale.views import plots, report
-from actscale.views.analysis import rate_text, target_text
+from actscale.views.analysis import flips_text, target_text
 
 
 def job_panel(job_id: str | None) -> None:
@@ -55,7 +54,7 @@ def training_status(job: Job) -> str:
     elif job.state == "queued" or not rows:
         status = f"Preparing {which}{config.method} (tokenising, base model pass)…"
     elif (first := job.first_results.get(job.current)) is not None:
-        flips = _flips_text(first)
+        flips = flips_text(first["split"], first)
         status = f"Trained {which}{config.method}. {flips[0].upper()}{flips[1:]}. Evaluating the other prompts…"
     else:
         status = _training_line(job, config, which, rows[-1])
@@ -72,18 +71,12 @@ def _training_line(job: Job, config: TrainConfig, which: str, row: dict) -> str:
     head = f"Trained {which}{config.method}" if done else f"Training {which}{config.method}, step {step} of {of}"
     if (reached := job.target_results.get(job.current)) is None:
         return f"{head}; evaluating…" if done else head
-    target = f"Target ({config.target:.2f}) reached after step {reached['step']}: {_flips_text(reached)}"
+    target = (
+        f"Target ({config.target:.2f}) reached after step {reached['step']}: {flips_text(reached['split'], reached)}"
+    )
     return (
         f"{head}. {target}. Evaluating…" if done else f"{head}. {target}; training on for faithfulness and minimality"
     )
-
-
-def _flips_text(result: dict) -> str:
-    """The flip rates of a job's stored result (its split and `flip_metrics`), as in
-    "validation flips: β = +1 0.90 → 1.00 [0.72, 1.00] (n = 10), β = −1 …"."""
-    split = {"val": "validation", "train": "training"}.get(result["split"], result["split"])
-    read = SplitMetrics.from_json(result)
-    return f"{split} flips: β = +1 {rate_text(read, 'flip_acc_pos')}, β = −1 {rate_text(read, 'flip_acc_neg')}"
 
 
 def _live_curves(job: Job) -> None:

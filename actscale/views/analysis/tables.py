@@ -129,6 +129,15 @@ def rate_text(metrics: SplitMetrics, name: str, digits: int = 2) -> str:
     return text + (f" ({'; '.join(parts)})" if parts else "")
 
 
+def flips_text(split: str, metrics: Mapping[str, Any], minus: str = "−") -> str:
+    """``"validation flips: β = +1 0.90 → 1.00 [0.72, 1.00] (n = 10), β = −1 …"``: a split's flip
+    rates from its stored `flip_metrics`, each after its base rate (`rate_text`); ``minus`` is the
+    sign written for β = −1 (the command line writes "-")."""
+    name = {"val": "validation", "train": "training"}.get(split, split)
+    read = SplitMetrics.from_json(metrics)
+    return f"{name} flips: β = +1 {rate_text(read, 'flip_acc_pos')}, β = {minus}1 {rate_text(read, 'flip_acc_neg')}"
+
+
 def target_text(info: Mapping[str, Any], config: TrainConfig) -> str | None:
     """One sentence where a run did not reach its validation target (`training.target_outcome`),
     with what to try; None where it did, or for a run stored before targets were recorded."""
