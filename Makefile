@@ -6,6 +6,10 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
+# The suite runs in pytest-xdist workers, one per core up to two, each with its share of the
+# cores (tests/conftest.py; docs/measured.md, "The suite in two workers").
+TEST_WORKERS ?= $(shell python3 -c "import os; print(min(2, os.cpu_count() or 1))")
+PYTEST := $(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup
 
 .PHONY: setup model second-model run present lint test test-fast bench browser clean
 
@@ -61,10 +65,10 @@ lint: setup
 	$(PY) -m mypy
 
 test: lint model browser
-	$(PY) -m pytest -q -p no:cacheprovider --durations=25
+	$(PYTEST) --durations=25
 
 test-fast: setup
-	$(PY) -m pytest -q -p no:cacheprovider -m "not slow and not browser"
+	$(PYTEST) -m "not slow and not browser"
 
 bench: model
 	$(PY) -m benchmarks.bench --markdown docs/bench-latest.md

@@ -12,6 +12,15 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+# `make test` runs the suite in pytest-xdist workers (two on two cores): each worker's real-model
+# tests get its share of the cores, and so do the processes they start (the command line's,
+# `analyse`'s), so that two workers' OpenMP teams never outnumber the cores (docs/measured.md,
+# "The suite in two workers").
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+THREADS = max(1, (os.cpu_count() or 1) // WORKERS)
+if WORKERS > 1:
+    os.environ["OMP_NUM_THREADS"] = str(THREADS)
+
 
 @pytest.fixture(scope="session")
 def tiny_llama():
@@ -127,13 +136,13 @@ def _one_thread():
 
 @pytest.fixture(autouse=True)
 def _all_threads_for_slow_tests(request):
-    """The real model's slow tests use every core."""
+    """The real model's slow tests use every core (the worker's share of them under xdist)."""
     import torch
 
     if request.node.get_closest_marker("slow") is None:
         yield
         return
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(THREADS)
     yield
     torch.set_num_threads(1)
 
@@ -166,6 +175,16 @@ def store_snapshot(root) -> dict[str, tuple[bytes | None, int]]:
     for path in sorted(root.rglob("*")):
         out[str(path.relative_to(root))] = (path.read_bytes() if path.is_file() else None, path.stat().st_mtime_ns)
     return out
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    """Under ``--dist loadgroup`` a worker takes a whole module (its module-scoped fixtures are
+    built once), or a group named by ``xdist_group`` across modules: the tests that read one
+    session-trained real-model run share a worker, whose store trains it once."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 _SUITE_START = time.monotonic()
