@@ -161,6 +161,35 @@ def test_submit_trains_in_the_background_then_reuses_the_stored_run(ui_store):
     assert [r.run_id for r in ui_store.list()] == [run_id]
 
 
+def test_a_run_of_the_default_sites_reuses_the_previews_pass_of_the_unmodified_model(ui_store, monkeypatch):
+    """The preview runs the unmodified model over every prompt at the default sites and
+    precision; a run of those trains and evaluates without running it again (`base_pass`'s
+    cache): before its first step, and for the test prompts after it."""
+    from actscale.engine import evaluation
+    from actscale.ui.train_form import preview
+
+    passes: list[tuple[int, bool]] = []
+    real = evaluation._base_rows
+
+    def counted(model, task, sites, todo, eval_batch, autocast, stats):
+        passes.append((todo.numel(), stats))
+        return real(model, task, sites, todo, eval_batch, autocast, stats)
+
+    monkeypatch.setattr(evaluation, "_base_rows", counted)
+    evaluation._BASE_CACHE.clear()
+    preview._preview.clear()
+    at = train_page()
+    assert passes == [(248, True)]  # every prompt, with the training prompts' activation statistics
+    number(at, "Steps").set_value(3)
+    number(at, "Early stop").set_value(0)
+    button(at, "Train").click().run()
+    assert not at.exception and "Done: 1 run(s) trained" in at.success[0].value
+    assert passes == [(248, True)]
+    run = next(r for r in ui_store.list() if r.ok)
+    # the default sites in float32 ("off": left out of the stored config at its default)
+    assert run.config["sites"] == list(TrainConfig().sites) and run.config.get("autocast", "off") == "off"
+
+
 def test_cancel_stores_nothing(ui_store, monkeypatch):
     """Cancel while the job trains: this test's subject is a job running beside the page, so
     its job runs in a thread, held after its first step until the page has pressed Cancel."""

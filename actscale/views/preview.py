@@ -11,14 +11,18 @@ from actscale.engine.objective import logit_diff
 from actscale.engine.tasks import PreparedTask
 
 
-def preview_task(model: LoadedModel, task: PreparedTask) -> pd.DataFrame:
+def preview_task(
+    model: LoadedModel, task: PreparedTask, sites: tuple[str, ...] = (), autocast: bool = False
+) -> pd.DataFrame:
     """The validation preview of a prepared task: one row per kept prompt with its split, its
     tokens (as the model sees them), the answer pair, the unmodified model's ``Δ`` and the
     token it predicts next. ``picks`` says which answer the model prefers (``a+`` when Δ > 0).
 
-    Runs the unmodified model once (no sites hooked); the result is cached with the task.
+    Runs the unmodified model once over every prompt (`base_pass`, cached per model, prompts,
+    ``sites`` and precision): with a run's sites and precision, the training of these prompts
+    reuses that pass instead of running the model again before its first step.
     """
-    base = base_pass(model, task, ())
+    base = base_pass(model, task, sites, autocast=autocast)
     delta = logit_diff(base.logits, task.correct_ids, task.wrong_ids)  # [n]
     top = base.logits.argmax(-1)  # [n]
     return pd.DataFrame(

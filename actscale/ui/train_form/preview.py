@@ -13,6 +13,7 @@ import streamlit as st
 from actscale.engine.config import TrainConfig
 from actscale.engine.interventions import method_class, registered_methods
 from actscale.engine.models import LoadedModel
+from actscale.engine.resources import resolve_autocast
 from actscale.engine.tasks import PreparedTask
 from actscale.errors import ActscaleError, one_line
 from actscale.runs.api import build_task
@@ -30,9 +31,11 @@ class Preview:
 @st.cache_resource(max_entries=16, show_spinner=False)
 def _preview(_model: LoadedModel, model_key: str, config_json: str) -> Preview:  # noqa: ARG001 - model_key: a cache key
     # Keyed by strings; the model is passed along unhashed. Shared by sessions: never mutated.
-    config = TrainConfig.from_dict(json.loads(config_json))
+    # The key leaves out the form's fields, so the config has the default sites and precision:
+    # a run of the default form finds this pass of the unmodified model in `base_pass`'s cache.
+    config = resolve_autocast(TrainConfig.from_dict(json.loads(config_json)), _model)
     task = build_task(_model, config)
-    return Preview(task, preview_task(_model, task), dropped_frame(task))
+    return Preview(task, preview_task(_model, task, config.sites, config.bf16), dropped_frame(task))
 
 
 def model_key(model: LoadedModel) -> str:
