@@ -177,16 +177,6 @@ def store_snapshot(root) -> dict[str, tuple[bytes | None, int]]:
     return out
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items):
-    """Under ``--dist loadgroup`` a worker takes a whole module (its module-scoped fixtures are
-    built once), or a group named by ``xdist_group`` across modules: the tests that read one
-    session-trained real-model run share a worker, whose store trains it once."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
-
-
 _SUITE_START = time.monotonic()
 
 

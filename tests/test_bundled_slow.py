@@ -14,10 +14,6 @@ from actscale.engine.models import bundled_model_folder, load_model
 from actscale.engine.training import TrainConfig
 
 pytestmark = pytest.mark.slow
-# The default IOI and CCC runs, each trained once into the session's store of one xdist worker
-# (conftest): the tests that read them share that worker, the map checks' IOI tests included.
-IOI_RUNS = pytest.mark.xdist_group("bundled-ioi-runs")
-CCC_RUNS = pytest.mark.xdist_group("bundled-ccc-runs")
 
 
 def test_warm_load(bundled):
@@ -37,10 +33,10 @@ def test_warm_load(bundled):
 @pytest.mark.parametrize(
     "task,method,test_groups,target",
     [
-        pytest.param("ioi", "activscalar", (), 0.90, marks=IOI_RUNS),
-        pytest.param("ioi", "steervec", (), 0.90, marks=IOI_RUNS),
-        pytest.param("ccc", "activscalar", (), 0.90, marks=CCC_RUNS),
-        pytest.param("ccc", "steervec", (), 0.90, marks=CCC_RUNS),
+        ("ioi", "activscalar", (), 0.90),
+        ("ioi", "steervec", (), 0.90),
+        ("ccc", "activscalar", (), 0.90),
+        ("ccc", "steervec", (), 0.90),
         ("ioi", "dynscalar", ("scene-first",), None),  # a template family (two lengths) it never saw
     ],
 )
@@ -100,7 +96,7 @@ def test_flip_targets_on_held_out_prompts(bundled, bundled_run, task, method, te
         )
 
 
-@pytest.mark.parametrize("task", [pytest.param("ioi", marks=IOI_RUNS), pytest.param("ccc", marks=CCC_RUNS)])
+@pytest.mark.parametrize("task", ["ioi", "ccc"])
 def test_diffmean_and_the_floor_share_the_default_runs_split(bundled_run, task):
     """The training-free baselines on the default IOI and CCC prompts: DiffMean fitted on the same
     prompts and split as ActivScalar and SteerVec (one dataset hash), its layer and strength chosen

@@ -45,7 +45,6 @@ def ioi_activscalar(bundled_run):
     return RunStore(store).load(bundle.run_id)
 
 
-@pytest.mark.xdist_group("bundled-ioi-runs")  # the worker that trains the default IOI run (test_bundled_slow)
 def test_default_ioi_activscalar_map_is_sparse_and_beats_the_random_control(ioi_activscalar):
     data, _ = ioi_activscalar.checks()
     m = data["map"]
@@ -93,7 +92,6 @@ def test_default_ioi_activscalar_map_is_sparse_and_beats_the_random_control(ioi_
     assert agree["agree"] == agree["n"] and agree["max_abs_delta_change"] < 1e-3
 
 
-@pytest.mark.xdist_group("bundled-ioi-runs")
 def test_analyse_with_three_seeds_writes_the_stability_figures(ioi_activscalar):
     data, tensors = ioi_activscalar.checks()
     s = data["stability"]

@@ -23,8 +23,6 @@ from actscale.runs.ray_executor import SCRATCH_PREFIX, remove_stale_scratch
 from actscale.runs.store import RunStore
 from actscale.runs.sweeps import sweep_configs
 
-# One local Ray cluster at a time: these tests and the Compare page's Ray sweep share an xdist worker.
-pytestmark = pytest.mark.xdist_group("ray-cluster")
 ROOT = Path(__file__).resolve().parent.parent
 BASE = TrainConfig(model="tiny-llama", task="ioi", method="activscalar", steps=3, n_prompts=16, n_test=8)
 # The acceptance grid of issue 10 (λ_M 0.01, 0.05 × seeds 0, 1), shortened to 3 steps.

@@ -364,7 +364,6 @@ def test_map_checks_are_compared(runs, tiny_llama):
     assert [t["name"] for t in overlay["data"]] == [f"activscalar {runs[1]['activscalar'].run_id[:8]} top-k"]
 
 
-@pytest.mark.xdist_group("ray-cluster")  # one local Ray cluster at a time: test_executors' worker
 def test_sweep_on_a_ray_cluster_gives_the_runs_a_local_sweep_would(runs, tiny_llama, tmp_path):
     """The launcher's Ray choice (a local cluster, 'auto'): the same run ids as the same grid
     trained in this process, stored in the page's store."""
