@@ -7,10 +7,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
 # The suite runs in pytest-xdist workers, one per core up to two, each with its share of the
-# cores (tests/conftest.py; docs/measured.md, "The suite in two workers"). xdist 3.8.0 does not
-# apply `xdist_group` marks under pytest 9 (it renames `item._nodeid`, which pytest 9 no longer
-# reads), so under `--dist loadgroup` every test is its own unit, as measured; a run that slow
-# tests share may be trained in both workers' session stores.
+# cores (tests/conftest.py; docs/measured.md, "The suite in two workers"). Under `--dist loadgroup`
+# the suite's own scheduler (tests/scheduling.py) keeps a module in one worker and the slow tests
+# that share a default run together, so each run is trained once, the heaviest units first.
 TEST_WORKERS ?= $(shell python3 -c "import os; print(min(2, os.cpu_count() or 1))")
 PYTEST := $(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup
 

@@ -180,6 +180,17 @@ def store_snapshot(root) -> dict[str, tuple[bytes | None, int]]:
 _SUITE_START = time.monotonic()
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Under `--dist loadgroup` (`make test`), the suite's own units of work (tests/scheduling.py):
+    a module whole, the slow tests by the default run they share, the heaviest first."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from scheduling import SuiteScheduling
+
+    return SuiteScheduling(config, log)
+
+
 def pytest_terminal_summary(terminalreporter):
     """The suite's wall time and the CPU it ran on, above pytest's closing line: CI allows 90
     minutes, and the same suite is several times slower on a CPU without AVX-512."""
