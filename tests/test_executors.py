@@ -84,6 +84,12 @@ def test_local_runs_in_order_with_progress_and_reuse(tiny_llama, store):
     reused = run_configs(GRID[:2], store=store, observer=sweep_observer(again.append), model=tiny_llama)
     assert [b.run_id for b in reused] == [b.run_id for b in bundles]
     assert [(e.index, e.state, e.run_id) for e in again] == [(i, "reused", b.run_id) for i, b in enumerate(bundles)]
+    # Without reuse (`sweep --no-reuse`) the run is trained again and replaces the stored folder.
+    (bundles[0].path / "stray.txt").write_text("a file of the folder it replaces")
+    fresh: list[RunProgress] = []
+    retrained = run_configs(GRID[:1], store=store, observer=sweep_observer(fresh.append), model=tiny_llama, reuse=False)
+    assert [(e.state, e.step) for e in fresh] == [("running", 1), ("running", 2), ("running", 3), ("done", 3)]
+    assert retrained[0].run_id == bundles[0].run_id and not (bundles[0].path / "stray.txt").exists()
 
 
 def test_local_loads_each_model_once_from_the_configs(store, monkeypatch):
@@ -193,6 +199,13 @@ def test_ray_gives_the_local_run_ids_and_byte_identical_params(ray_cluster, tiny
     reused = run_configs(GRID, executor="ray", store=remote, observer=sweep_observer(again.append))
     assert [b.run_id for b in reused] == [b.run_id for b in on_ray]
     assert sorted((e.index, e.state) for e in again) == [(i, "reused") for i in range(4)]
+    # Without reuse, a run trained again on the cluster replaces the stored folder.
+    (on_ray[0].path / "stray.txt").write_text("a file of the folder it replaces")
+    retrained = run_configs(GRID[:1], executor="ray", store=remote, observer=sweep_observer(), reuse=False)
+    assert retrained[0].run_id == on_ray[0].run_id and not (on_ray[0].path / "stray.txt").exists()
+    assert (remote.path(on_ray[0].run_id) / "params.safetensors").read_bytes() == (
+        local.path(on_ray[0].run_id) / "params.safetensors"
+    ).read_bytes()
 
 
 def test_ray_cancel_stops_the_sweep_and_keeps_finished_runs(ray_cluster, store):

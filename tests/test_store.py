@@ -247,3 +247,58 @@ def test_a_run_stored_under_an_older_id_is_reused_and_opens_under_todays(tiny_ll
     del old_config["n_test"]
     (store.root / old_id / "config.json").write_text(json.dumps(old_config))
     assert store.aliases() == {} and store.resolve(today.run_id) is None
+
+
+def test_no_reuse_trains_again_and_replaces_the_stored_run_with_its_checks_where_the_parameters_agree(
+    tiny_llama, store
+):
+    """`reuse=False` (`train --no-reuse`): trained again, the new bundle replaces the stored one;
+    the stored run's map checks come along where the parameters are byte-identical, not where
+    they differ (here the stored parameters were changed on disk)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from actscale.runs.bundle import save_checks
+
+    cfg = config(tiny_llama)
+    first = train_run(cfg, tiny_llama, store=store)
+    save_checks(first.path, {"map": {"k90": 3}}, {"map.share": torch.ones(2)})
+    (first.path / "stray.txt").write_text("a file of the folder it replaces")
+    steps = []
+    again = train_run(cfg, tiny_llama, store=store, reuse=False, observer=observer(lambda i: steps.append(i.step)))
+    assert steps == [1, 2, 3] and again.run_id == first.run_id and [r.run_id for r in store.list()] == [first.run_id]
+    assert not (again.path / "stray.txt").exists()  # the folder is the new run's
+    data, tensors = again.checks()
+    assert data["map"] == {"k90": 3} and torch.equal(tensors["map.share"], torch.ones(2))
+    assert all(torch.equal(again.params[k], first.params[k]) for k in first.params)
+    # The stored parameters no longer those a training gives: the checks do not hold for the new run.
+    save_file({k: v + 1 for k, v in again.params.items()}, str(again.path / "params.safetensors"))
+    third = train_run(cfg, tiny_llama, store=store, reuse=False)
+    assert third.checks() is None and all(torch.equal(third.params[k], first.params[k]) for k in first.params)
+    assert [p.name for p in store.root.iterdir() if p.name.startswith(".")] == []  # no temporary or trash left
+    # Without reuse=False a stored run is kept as it is.
+    (third.path / "stray.txt").write_text("kept")
+    assert train_run(cfg, tiny_llama, store=store).path.joinpath("stray.txt").read_text() == "kept"
+
+
+def test_train_no_reuse_says_whether_the_stored_runs_checks_were_kept(tiny_llama, store, capsys):
+    from actscale.cli import main
+    from actscale.cli.commands import replaced_text
+    from actscale.runs.bundle import save_checks
+
+    args = ["train", "--model", "tiny-llama", "--device", "cpu", "--steps", "3", "--n-prompts", "16"]
+    args += ["--n-test", "8", "--store", str(store.root)]
+    assert main(args) == 0
+    run_id = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["run_id"]
+    assert main([*args, "--no-reuse"]) == 0
+    assert capsys.readouterr().err.splitlines()[-1] == f"replaced the stored run {run_id} with this training"
+    save_checks(store.path(run_id), {"map": {}}, {})
+    assert main([*args, "--no-reuse"]) == 0
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"replaced the stored run {run_id} with this training; its map checks are kept: the parameters are "
+        "byte-identical"
+    )
+    assert replaced_text("0123456789abcdef", True, False) == (
+        "replaced the stored run 0123456789abcdef with this training; its map checks were dropped, since the "
+        "parameters differ: run analyse again"
+    )

@@ -93,12 +93,14 @@ def cmd_train(args: argparse.Namespace) -> dict:
     task = build_task(model, config)
     built = time.perf_counter()
     print(task.summary(), file=sys.stderr, flush=True)
+    store = RunStore(args.store)
+    stored = _stored_checks(store, model, task, config) if args.no_reuse else None
     with _cancel_on_interrupt() as cancel:
         observer = _TrainObserver(cancel)
-        bundle = train_run(
-            config, model, store=RunStore(args.store), task=task, observer=observer, reuse=not args.no_reuse
-        )
+        bundle = train_run(config, model, store=store, task=task, observer=observer, reuse=not args.no_reuse)
     done = time.perf_counter()
+    if stored is not None:
+        print(replaced_text(bundle.run_id, stored, bundle.checks() is not None), file=sys.stderr, flush=True)
     if (unmet := target_text(bundle.summary, bundle.record.config)) is not None:
         print(unmet, file=sys.stderr, flush=True)
     # Where this process's time went (a reused run: only the load and the task were this process's).
@@ -114,6 +116,28 @@ def cmd_train(args: argparse.Namespace) -> dict:
         "target": bundle.info.get("target"),
         "timing": timing,
     }
+
+
+def _stored_checks(store, model, task, config) -> bool | None:
+    """Whether the stored run of ``config`` has map checks; None where none is stored (or only a
+    broken copy, which a new run replaces without a word)."""
+    from actscale.runs.api import expected_run_id
+
+    run_id = expected_run_id(model, task, config.replace(model=model.name))
+    try:
+        return store.load(run_id).checks() is not None if store.exists(run_id) else None
+    except ActscaleError:
+        return None
+
+
+def replaced_text(run_id: str, had_checks: bool, has_checks: bool) -> str:
+    """The line `train --no-reuse` writes where it replaced a stored run."""
+    text = f"replaced the stored run {run_id} with this training"
+    if not had_checks:
+        return text
+    if has_checks:
+        return f"{text}; its map checks are kept: the parameters are byte-identical"
+    return f"{text}; its map checks were dropped, since the parameters differ: run analyse again"
 
 
 def _numbers(text: str, name: str, kind: type = float) -> list:

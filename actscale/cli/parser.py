@@ -41,7 +41,7 @@ def _add_run_options(t: argparse.ArgumentParser, d: Any, sweep: bool) -> None:
         else:
             _add_field_option(t, spec, getattr(d, spec.name))
     t.add_argument("--store", default=None, help="where bundles go (default $ACTSCALE_STORE, else ./runs)")
-    t.add_argument("--no-reuse", action="store_true", help="train even if the same run is stored")
+    t.add_argument("--no-reuse", action="store_true", help="train even if the same run is stored, and replace it")
 
 
 def _add_field_option(t: argparse.ArgumentParser, spec: FieldSpec, default: Any) -> None:

@@ -136,7 +136,9 @@ def expected_run_id(model: LoadedModel, task: PreparedTask, config: TrainConfig)
     return run_id_for(run_config(model, task, config))
 
 
-def save_result(store: RunStore, model: LoadedModel, task: PreparedTask, result: TrainResult) -> RunBundle:
+def save_result(
+    store: RunStore, model: LoadedModel, task: PreparedTask, result: TrainResult, *, replace: bool = False
+) -> RunBundle:
     config = run_config(model, task, result.config)
     info = {
         "position_labels": task.position_labels(),
@@ -158,7 +160,7 @@ def save_result(store: RunStore, model: LoadedModel, task: PreparedTask, result:
     }
     params = result.intervention.named_tensors()
     contents = BundleContents(config, params, result.metrics, result.history, task.to_records(), result.analysis, info)
-    path = store.save(contents)
+    path = store.save(contents, replace=replace)
     return load_bundle(path)
 
 
@@ -173,9 +175,11 @@ def train_run(
 ) -> RunBundle:
     """Train (or reuse) the run ``config`` describes and return its stored bundle.
 
-    A run whose configuration is already in the store is loaded, not retrained. The
-    ``observer`` hears the steps and the first result and may cancel (`training.train`);
-    cancelling or a diverging loss raises before anything is written.
+    A run whose configuration is already in the store is loaded, not retrained; with
+    ``reuse=False`` it is trained again and replaces the stored one (whose map checks it keeps
+    where the parameters are byte-identical: `RunStore.save`). The ``observer`` hears the steps
+    and the first result and may cancel (`training.train`); cancelling or a diverging loss raises
+    before anything is written.
     """
     store = store if isinstance(store, RunStore) else RunStore(store)
     if config.model != model.name:
@@ -189,7 +193,7 @@ def train_run(
             pass  # a broken copy is replaced by a fresh run
     store.check_writable()  # refused before training, not after it
     result = train(model, task, config, observer=observer)
-    return save_result(store, model, task, result)
+    return save_result(store, model, task, result, replace=not reuse)
 
 
 def load_run(run: str | Path, store: RunStore | str | Path | None = None) -> RunBundle:

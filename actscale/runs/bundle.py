@@ -31,7 +31,8 @@ from actscale.runs.records import RunRecord
 # \Z, not $: "$" also matches before a trailing newline, which would let "<16 hex>\n" through.
 RUN_ID = re.compile(r"^[0-9a-f]{16}\Z")
 REQUIRED_FILES = ("config.json", "params.safetensors", "metrics.json", "history.csv", "dataset.jsonl")
-OPTIONAL_FILES = ("analysis.safetensors", "analysis.json", "checks.json", "checks.safetensors")
+CHECKS_FILES = ("checks.json", "checks.safetensors")  # written by the map checks, after the run
+OPTIONAL_FILES = ("analysis.safetensors", "analysis.json", *CHECKS_FILES)
 BUNDLE_FILES = REQUIRED_FILES + OPTIONAL_FILES
 MAX_BUNDLE_BYTES = 200_000_000
 # Keys of config.json that do not define the run: when it was made, and where a custom

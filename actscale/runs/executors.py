@@ -163,7 +163,7 @@ def train_one(
             observer.progress(RunProgress(index, "reused", config.steps, config.steps, run_id))
             return bundle
     run_observer = SweepRunObserver(index, observer)
-    bundle = api.train_run(config, model, store=store, task=task, observer=run_observer, reuse=False)
+    bundle = api.train_run(config, model, store=store, task=task, observer=run_observer, reuse=reuse)
     observer.progress(RunProgress(index, "done", config.steps, config.steps, bundle.run_id))
     return bundle
 

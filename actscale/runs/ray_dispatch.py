@@ -34,8 +34,10 @@ class Sweep:
         sink: Any,
         observer: SweepObserver,
         new_actor: Any,
+        replace: bool = False,
     ) -> None:
         self.ray, self.configs, self.examples, self.known, self.store = ray, configs, examples, known, store
+        self.replace = replace  # trained again on purpose (no reuse): each run replaces a stored one
         self.actors, self.sink, self.observer, self.new_actor = actors, sink, observer, new_actor
         self.bundles: list[RunBundle | None] = [None] * len(configs)
         self.retries = [0] * len(configs)
@@ -75,9 +77,21 @@ class Sweep:
                 if result["status"] != "ok":
                     _cancel_all(ray, out)
                     _raise_for(result, index)
-                self.bundles[index] = _land(result, self.store, self.configs[index].steps, index, self.observer)
+                self.bundles[index] = self._land(result, index)
         self._raise_for_lost()
         return [b for b in self.bundles if b is not None]
+
+    def _land(self, result: dict[str, Any], index: int) -> RunBundle:
+        """A finished run into the store (a stored one is opened), reported as done or reused."""
+        state: RunState = "reused" if result["bundle"] is None else "done"
+        if result["bundle"] is None:
+            run_id = result["run_id"]
+        else:
+            run_id = self.store.import_zip(result["bundle"], replace=self.replace)
+        bundle = self.store.load(run_id)
+        steps = self.configs[index].steps
+        self.observer.progress(RunProgress(index, state, steps, steps, bundle.run_id))
+        return bundle
 
     def _finished(self) -> int:
         """How many runs are stored so far."""
@@ -137,15 +151,6 @@ def _raise_for(result: dict[str, Any], index: int) -> None:
     if result["status"] == "error":
         raise ActscaleError(result["message"])
     raise RuntimeError(f"run {index + 1} failed on a Ray worker: {result['message']}")
-
-
-def _land(result: dict[str, Any], store: RunStore, steps: int, index: int, observer: SweepObserver) -> RunBundle:
-    """A finished run into the store (a stored one is opened), reported as done or reused."""
-    state: RunState = "reused" if result["bundle"] is None else "done"
-    run_id = result["run_id"] if result["bundle"] is None else store.import_zip(result["bundle"])
-    bundle = store.load(run_id)
-    observer.progress(RunProgress(index, state, steps, steps, bundle.run_id))
-    return bundle
 
 
 def _release(ray: Any, idle: list[Any], actors: list[Any]) -> None:

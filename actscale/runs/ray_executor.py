@@ -280,7 +280,10 @@ def run_on_ray(
             sink = ray.remote(num_cpus=0)(ProgressSink).remote()
             actor_class = ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0)(SweepWorker)
             actors = [actor_class.remote(1) for _ in range(n_workers)]
-            sweep = Sweep(ray, configs, examples, known, store, actors, sink, observer, lambda: actor_class.remote(1))
+            sweep = Sweep(
+                ray, configs, examples, known, store, actors, sink, observer, lambda: actor_class.remote(1),
+                replace=not reuse,
+            )  # fmt: skip
             return sweep.dispatch()
         finally:
             for actor in [*actors, sink]:

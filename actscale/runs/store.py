@@ -3,6 +3,8 @@ renames, so a half-written run never appears."""
 
 from __future__ import annotations
 
+import contextlib
+import filecmp
 import io
 import json
 import os
@@ -20,6 +22,7 @@ from safetensors.torch import save_file
 from actscale.errors import ActscaleError
 from actscale.runs.bundle import (
     BUNDLE_FILES,
+    CHECKS_FILES,
     MAX_BUNDLE_BYTES,
     REQUIRED_FILES,
     RUN_ID,
@@ -85,10 +88,12 @@ class RunStore:
         return out
 
     # ---- writing ----
-    def save(self, contents: BundleContents) -> Path:
+    def save(self, contents: BundleContents, *, replace: bool = False) -> Path:
         """Write a new bundle into a temporary folder and rename it into place, so a half-written
         run never appears; its config gets today's ``format_version``, a ``created`` time where it
-        has none, and its ``run_id``. A readable run with the same id is kept as it is; a broken
+        has none, and its ``run_id``. A readable run with the same id is kept as it is (the same
+        config gives the same run), unless ``replace`` (a run trained again on purpose: the
+        stored run's map checks come along where the parameters are byte-identical); a broken
         one is replaced."""
         self.check_writable()
         config = {**contents.config, "format_version": FORMAT_VERSION}
@@ -115,23 +120,31 @@ class RunStore:
                     str(tmp / "analysis.safetensors"),
                 )
             write_json(tmp / "analysis.json", contents.info)
-            self._place(tmp, final)
+            self._place(tmp, final, replace)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return final
 
-    def _place(self, tmp: Path, final: Path) -> None:
-        """Rename a complete bundle folder into place. A readable run already there is kept (the
-        same config gives the same run); a broken one is replaced. Another session saving the
-        same run at the same moment is not an error: the first rename wins."""
+    def _place(self, tmp: Path, final: Path, replace: bool) -> None:
+        """Rename a complete bundle folder into place. A readable run already there is kept
+        unless ``replace``; a broken one is replaced. Another session saving the same run at the
+        same moment is not an error: the first rename wins."""
         if final.exists():
             try:
                 verify_bundle(final)
-                return
+                readable = True
             except BrokenBundleError:
-                trash = self.root / f".trash-{final.name}-{uuid.uuid4().hex[:8]}"
+                readable = False
+            if readable and not replace:
+                return
+            if readable and _same_bytes(final / "params.safetensors", tmp / "params.safetensors"):
+                for name in CHECKS_FILES:  # checks of the same parameters hold for the new run
+                    if (final / name).is_file():
+                        shutil.copy2(final / name, tmp / name)
+            trash = self.root / f".trash-{final.name}-{uuid.uuid4().hex[:8]}"
+            with contextlib.suppress(FileNotFoundError):  # another session moved it first
                 os.replace(final, trash)
-                shutil.rmtree(trash, ignore_errors=True)
+            shutil.rmtree(trash, ignore_errors=True)
         try:
             os.replace(tmp, final)
         except OSError:
@@ -186,8 +199,9 @@ class RunStore:
                     zf.write(path / name, f"{run_id}/{name}")
         return buf.getvalue()
 
-    def import_zip(self, data: bytes, max_bytes: int = MAX_BUNDLE_BYTES) -> str:
-        """Validate an uploaded bundle (a zip of one run folder) and add it to the store.
+    def import_zip(self, data: bytes, max_bytes: int = MAX_BUNDLE_BYTES, *, replace: bool = False) -> str:
+        """Validate an uploaded bundle (a zip of one run folder) and add it to the store (over a
+        stored run with the same id where ``replace``, as `save`).
 
         Only the known file names are read, each with json or safetensors; nothing is unpickled
         and no path from the archive is ever used to write.
@@ -208,10 +222,14 @@ class RunStore:
             run_id = run_id_for(config)
             if config.get("run_id") != run_id:
                 raise BrokenBundleError("config.json does not match its run id (edited or corrupted)")
-            self._place(tmp, self.path(run_id))
+            self._place(tmp, self.path(run_id), replace)
             return run_id
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    return a.is_file() and b.is_file() and filecmp.cmp(a, b, shallow=False)
 
 
 def _zip_entries(data: bytes, max_bytes: int) -> tuple[zipfile.ZipFile, dict[str, zipfile.ZipInfo]]:
