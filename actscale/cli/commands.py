@@ -9,12 +9,18 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from actscale.cli.parser import config_fields_of
 from actscale.engine.observer import CancelOn  # no torch: --help stays fast
 from actscale.errors import ActscaleError
 from actscale.runs.progress import SweepObserver
+
+if TYPE_CHECKING:  # annotations only: the commands import torch when they run
+    from actscale.engine.config import TrainConfig
+    from actscale.engine.models import LoadedModel
+    from actscale.engine.tasks import PreparedTask
+    from actscale.runs.store import RunStore
 
 
 def _split(text: str) -> tuple[str, ...]:
@@ -118,7 +124,7 @@ def cmd_train(args: argparse.Namespace) -> dict:
     }
 
 
-def _stored_checks(store, model, task, config) -> bool | None:
+def _stored_checks(store: RunStore, model: LoadedModel, task: PreparedTask, config: TrainConfig) -> bool | None:
     """Whether the stored run of ``config`` has map checks; None where none is stored (or only a
     broken copy, which a new run replaces without a word)."""
     from actscale.runs.api import expected_run_id
