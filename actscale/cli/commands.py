@@ -106,7 +106,8 @@ def cmd_train(args: argparse.Namespace) -> dict:
         bundle = train_run(config, model, store=store, task=task, observer=observer, reuse=not args.no_reuse)
     done = time.perf_counter()
     if stored is not None:
-        print(replaced_text(bundle.run_id, stored, bundle.checks() is not None), file=sys.stderr, flush=True)
+        has_checks = (bundle.path / "checks.json").is_file()
+        print(replaced_text(bundle.run_id, stored, has_checks), file=sys.stderr, flush=True)
     if (unmet := target_text(bundle.summary, bundle.record.config)) is not None:
         print(unmet, file=sys.stderr, flush=True)
     # Where this process's time went (a reused run: only the load and the task were this process's).
@@ -125,13 +126,14 @@ def cmd_train(args: argparse.Namespace) -> dict:
 
 
 def _stored_checks(store: RunStore, model: LoadedModel, task: PreparedTask, config: TrainConfig) -> bool | None:
-    """Whether the stored run of ``config`` has map checks; None where none is stored (or only a
-    broken copy, which a new run replaces without a word)."""
+    """Whether the stored run of ``config`` has map checks (their file, which a replacing run
+    carries over or drops: `RunStore.save`, without reading the checks' tensors); None where none
+    is stored (or only a broken copy, which a new run replaces without a word)."""
     from actscale.runs.api import expected_run_id
 
     run_id = expected_run_id(model, task, config.replace(model=model.name))
     try:
-        return store.load(run_id).checks() is not None if store.exists(run_id) else None
+        return (store.load(run_id).path / "checks.json").is_file() if store.exists(run_id) else None
     except ActscaleError:
         return None
 
