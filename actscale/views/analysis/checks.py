@@ -10,6 +10,7 @@ import torch
 
 from actscale.checks.components import STRATUM_LABELS
 from actscale.runs.bundle import RunBundle
+from actscale.views.analysis.tables import split_word
 
 
 def run_checks_data(bundle: RunBundle) -> dict[str, Any] | None:
@@ -35,12 +36,9 @@ def share_text(share: float | None) -> str:
     return "no effect on these prompts" if share is None else f"{100 * share:.0f}% of the effect"
 
 
-SPLIT_WORDS = {"val": "validation", "train": "training", "test": "test"}
-
-
 def prompts_text(part: Mapping[str, Any]) -> str:
     """A checks part's prompts: "all 3 validation prompts", "16 of 40 test prompts (drawn with seed 0)"."""
-    split = SPLIT_WORDS.get(part.get("split", "test"), part.get("split"))
+    split = split_word(str(part.get("split", "test")))
     n, of = part["n"], part.get("of")
     if of is None or n >= of:
         return f"{'all ' if of is not None else ''}{n} {split} prompts"

@@ -129,11 +129,19 @@ def rate_text(metrics: SplitMetrics, name: str, digits: int = 2) -> str:
     return text + (f" ({'; '.join(parts)})" if parts else "")
 
 
+SPLIT_WORDS = {"val": "validation", "train": "training", "test": "test"}
+
+
+def split_word(split: str) -> str:
+    """A split's name in a sentence: "validation" for "val", "training" for "train"."""
+    return SPLIT_WORDS.get(split, split)
+
+
 def flips_text(split: str, metrics: Mapping[str, Any], minus: str = "−") -> str:
     """``"validation flips: β = +1 0.90 → 1.00 [0.72, 1.00] (n = 10), β = −1 …"``: a split's flip
     rates from its stored `flip_metrics`, each after its base rate (`rate_text`); ``minus`` is the
     sign written for β = −1 (the command line writes "-")."""
-    name = {"val": "validation", "train": "training"}.get(split, split)
+    name = split_word(split)
     read = SplitMetrics.from_json(metrics)
     return f"{name} flips: β = +1 {rate_text(read, 'flip_acc_pos')}, β = {minus}1 {rate_text(read, 'flip_acc_neg')}"
 
@@ -144,7 +152,7 @@ def target_text(info: Mapping[str, Any], config: TrainConfig) -> str | None:
     target = info.get("target")
     if not isinstance(target, Mapping) or target.get("met", True):
         return None
-    split = {"val": "validation", "train": "training"}.get(str(target["split"]), str(target["split"]))
+    split = split_word(str(target["split"]))
     steps, cycles = int(target["steps"]), int(target["cycles_run"])
     took = f"{steps * cycles} steps" + (f" ({cycles} cycles of {steps})" if cycles > 1 else "")
     return (
