@@ -8,7 +8,7 @@ on the page's text) from the click to the status line that first shows the valid
 flip rates: the first result, the step that reached the target ("Target (0.90) reached after
 step 4: validation flips: β = +1 …", while the run trains on), and the trained run's ("Trained
 ActivScalar. Validation flips: β = +1 …"), both drawn by the live panel, which refreshes every
-2 s; and to the outcome ("Done: 1 run(s) trained."). The run's own record says how much of that was
+`REFRESH_S` (1 s); and to the outcome ("Done: 1 run(s) trained."). The run's own record says how much of that was
 its base pass, steps and validation (its ``timing``); the rest is the page's: the job's start,
 the panel's refresh, the drawing. One visit: each is a training.
 """

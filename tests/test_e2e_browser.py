@@ -202,7 +202,7 @@ def start_training(page, steps: int) -> None:
 
 
 def click_cancel(page, attempts: int = 3) -> None:
-    """Press Cancel on the live panel. The panel is a fragment redrawn every 2 s; should a
+    """Press Cancel on the live panel. The panel is a fragment redrawn every second; should a
     click land in a redraw and be lost (the button still enabled, no “Cancelling…”), press again,
     and say so in a warning."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout

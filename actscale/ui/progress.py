@@ -11,12 +11,13 @@ import streamlit as st
 from actscale.runs.jobs import Job
 from actscale.ui import common
 
-# Each redraw costs the server and the browser a little CPU, and on a 2-core machine that also
-# runs the browser, the training's two threads pay for it many times over (likely: a thread that
-# loses its core stalls the other at every parallel region): the default run's first result came
-# 42.8 s after the click with a redraw every second, 34.1 s every 2 s (medians of 5 and 5;
-# 22 s in a new process without a browser; docs/measured.md).
-REFRESH_S = 2.0
+# Each redraw costs the server and the browser a little CPU, and on a 2-core machine the training
+# pays for it: every second with Streamlit's collection after each script run (a full
+# `gc.collect`, 0.3-0.5 s holding the GIL with the model resident) the default run's 18 steps took
+# 43-49 s; with that collection off (.streamlit/config.toml) 27-32 s, as every 2 s, and the first
+# result came 10.3 s after the click (median of 3) against 12.5 s as before (every 2 s, collection
+# on; docs/measured.md, "The live panel's cost").
+REFRESH_S = 1.0
 
 
 @st.fragment(run_every=REFRESH_S)
