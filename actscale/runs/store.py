@@ -141,10 +141,8 @@ class RunStore:
                 for name in CHECKS_FILES:  # checks of the same parameters hold for the new run
                     if (final / name).is_file():
                         shutil.copy2(final / name, tmp / name)
-            trash = self.root / f".trash-{final.name}-{uuid.uuid4().hex[:8]}"
             with contextlib.suppress(FileNotFoundError):  # another session moved it first
-                os.replace(final, trash)
-            shutil.rmtree(trash, ignore_errors=True)
+                self._discard(final)
         try:
             os.replace(tmp, final)
         except OSError:
@@ -156,9 +154,13 @@ class RunStore:
         path = self.path(run_id)
         if not path.is_dir():
             raise ActscaleError(f"no run {run_id} in {self.root}")
-        # Rename first so a half-deleted folder is never listed as a run.
-        trash = self.root / f".trash-{run_id}-{uuid.uuid4().hex[:8]}"
-        os.replace(path, trash)
+        self._discard(path)
+
+    def _discard(self, folder: Path) -> None:
+        """Remove a run's folder: renamed out of the listing first, so a half-deleted folder is
+        never listed as a run, then deleted."""
+        trash = self.root / f".trash-{folder.name}-{uuid.uuid4().hex[:8]}"
+        os.replace(folder, trash)
         shutil.rmtree(trash, ignore_errors=True)
 
     # ---- reading ----
