@@ -17,6 +17,7 @@ from conftest import sweep_observer
 
 from actscale.engine.training import TrainConfig
 from actscale.errors import ActscaleError, TrainingCancelled
+from actscale.runs.bundle import save_checks
 from actscale.runs.executors import RAY_ADDRESS_ENV, resolve_executor, run_configs
 from actscale.runs.progress import RunProgress
 from actscale.runs.ray_executor import SCRATCH_PREFIX, remove_stale_scratch
@@ -84,12 +85,23 @@ def test_local_runs_in_order_with_progress_and_reuse(tiny_llama, store):
     reused = run_configs(GRID[:2], store=store, observer=sweep_observer(again.append), model=tiny_llama)
     assert [b.run_id for b in reused] == [b.run_id for b in bundles]
     assert [(e.index, e.state, e.run_id) for e in again] == [(i, "reused", b.run_id) for i, b in enumerate(bundles)]
-    # Without reuse (`sweep --no-reuse`) the run is trained again and replaces the stored folder.
+    assert all(e.message == "" for e in events + again)  # nothing replaced
+    # Without reuse (`sweep --no-reuse`) the run is trained again and replaces the stored folder,
+    # and its event says so: with the checks it carries over (the same bytes), or that it had none.
     (bundles[0].path / "stray.txt").write_text("a file of the folder it replaces")
+    save_checks(bundles[0].path, {"map": {}}, {})
     fresh: list[RunProgress] = []
-    retrained = run_configs(GRID[:1], store=store, observer=sweep_observer(fresh.append), model=tiny_llama, reuse=False)
-    assert [(e.state, e.step) for e in fresh] == [("running", 1), ("running", 2), ("running", 3), ("done", 3)]
+    retrained = run_configs(GRID[:2], store=store, observer=sweep_observer(fresh.append), model=tiny_llama, reuse=False)
+    assert [(e.index, e.state, e.step) for e in fresh if e.index == 0] == [(0, "running", i) for i in (1, 2, 3)] + [
+        (0, "done", 3)
+    ]
     assert retrained[0].run_id == bundles[0].run_id and not (bundles[0].path / "stray.txt").exists()
+    assert [e.message for e in fresh if e.state == "done"] == [
+        f"replaced the stored run {bundles[0].run_id} with this training; its map checks are kept: the parameters "
+        "are byte-identical",
+        f"replaced the stored run {bundles[1].run_id} with this training",
+    ]
+    assert retrained[0].checks() is not None
 
 
 def test_local_loads_each_model_once_from_the_configs(store, monkeypatch):
@@ -199,10 +211,14 @@ def test_ray_gives_the_local_run_ids_and_byte_identical_params(ray_cluster, tiny
     reused = run_configs(GRID, executor="ray", store=remote, observer=sweep_observer(again.append))
     assert [b.run_id for b in reused] == [b.run_id for b in on_ray]
     assert sorted((e.index, e.state) for e in again) == [(i, "reused") for i in range(4)]
-    # Without reuse, a run trained again on the cluster replaces the stored folder.
+    # Without reuse, a run trained again on the cluster replaces the stored folder, and says so.
     (on_ray[0].path / "stray.txt").write_text("a file of the folder it replaces")
-    retrained = run_configs(GRID[:1], executor="ray", store=remote, observer=sweep_observer(), reuse=False)
+    fresh: list[RunProgress] = []
+    retrained = run_configs(GRID[:1], executor="ray", store=remote, observer=sweep_observer(fresh.append), reuse=False)
     assert retrained[0].run_id == on_ray[0].run_id and not (on_ray[0].path / "stray.txt").exists()
+    assert [e.message for e in fresh if e.state == "done"] == [
+        f"replaced the stored run {on_ray[0].run_id} with this training"
+    ]
     assert (remote.path(on_ray[0].run_id) / "params.safetensors").read_bytes() == (
         local.path(on_ray[0].run_id) / "params.safetensors"
     ).read_bytes()
@@ -298,6 +314,15 @@ def test_cli_sweep_prints_the_runs_in_grid_order(tmp_path):
     assert sorted(r["run_id"] for r in runs) == sorted(p.name for p in tmp_path.iterdir())
     assert all(set(r["metrics"]) == {"train", "val", "test"} and "created" not in r["config"] for r in runs)
     assert "sweep of 4 runs in this process" in out.stderr and "[run 4/4] done" in out.stderr
+    assert "replaced" not in out.stderr
+    # --no-reuse trains the grid again: each run's line says which stored run it replaced.
+    again = cli(
+        "--model", "tiny-llama", "--lambda-m", "0.01", "--seeds", "0,1", "--steps", "2",
+        "--n-prompts", "8", "--n-test", "4", "--store", str(tmp_path), "--no-reuse",
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    said = [line for line in again.stderr.splitlines() if "replaced" in line]
+    assert said == [f"[run {i + 1}/2] replaced the stored run {runs[i]['run_id']} with this training" for i in (0, 1)]
 
 
 @pytest.mark.parametrize(

@@ -283,8 +283,8 @@ def test_no_reuse_trains_again_and_replaces_the_stored_run_with_its_checks_where
 
 def test_train_no_reuse_says_whether_the_stored_runs_checks_were_kept(tiny_llama, store, capsys):
     from actscale.cli import main
-    from actscale.cli.commands import replaced_text
     from actscale.runs.bundle import save_checks
+    from actscale.runs.store import replaced_text
 
     args = ["train", "--model", "tiny-llama", "--device", "cpu", "--steps", "3", "--n-prompts", "16"]
     args += ["--n-test", "8", "--store", str(store.root)]

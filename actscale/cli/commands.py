@@ -105,9 +105,8 @@ def cmd_train(args: argparse.Namespace) -> dict:
         observer = _TrainObserver(cancel)
         bundle = train_run(config, model, store=store, task=task, observer=observer, reuse=not args.no_reuse)
     done = time.perf_counter()
-    if stored is not None:
-        has_checks = (bundle.path / "checks.json").is_file()
-        print(replaced_text(bundle.run_id, stored, has_checks), file=sys.stderr, flush=True)
+    if said := store.replaced(bundle.run_id, stored):
+        print(said, file=sys.stderr, flush=True)
     if (unmet := target_text(bundle.summary, bundle.record.config)) is not None:
         print(unmet, file=sys.stderr, flush=True)
     # Where this process's time went (a reused run: only the load and the task were this process's).
@@ -126,26 +125,11 @@ def cmd_train(args: argparse.Namespace) -> dict:
 
 
 def _stored_checks(store: RunStore, model: LoadedModel, task: PreparedTask, config: TrainConfig) -> bool | None:
-    """Whether the stored run of ``config`` has map checks (their file, which a replacing run
-    carries over or drops: `RunStore.save`, without reading the checks' tensors); None where none
-    is stored (or only a broken copy, which a new run replaces without a word)."""
+    """`RunStore.replacing` for the run of ``config``: whether its stored run has map checks;
+    None where none is stored."""
     from actscale.runs.api import expected_run_id
 
-    run_id = expected_run_id(model, task, config.replace(model=model.name))
-    try:
-        return (store.load(run_id).path / "checks.json").is_file() if store.exists(run_id) else None
-    except ActscaleError:
-        return None
-
-
-def replaced_text(run_id: str, had_checks: bool, has_checks: bool) -> str:
-    """The line `train --no-reuse` writes where it replaced a stored run."""
-    text = f"replaced the stored run {run_id} with this training"
-    if not had_checks:
-        return text
-    if has_checks:
-        return f"{text}; its map checks are kept: the parameters are byte-identical"
-    return f"{text}; its map checks were dropped, since the parameters differ: run analyse again"
+    return store.replacing(expected_run_id(model, task, config.replace(model=model.name)))
 
 
 def _numbers(text: str, name: str, kind: type = float) -> list:
@@ -205,6 +189,8 @@ class _SweepObserver(SweepObserver):
             print(f"[run {event.index + 1}/{self.n}] {event.message}", file=sys.stderr, flush=True)
         else:
             print(f"[run {event.index + 1}/{self.n}] {event.state} {event.run_id}", file=sys.stderr, flush=True)
+            if event.message:  # a run that replaced a stored one (--no-reuse)
+                print(f"[run {event.index + 1}/{self.n}] {event.message}", file=sys.stderr, flush=True)
 
     def cancelled(self) -> bool:
         return self.interrupt.is_set()

@@ -162,9 +162,11 @@ def train_one(
         else:
             observer.progress(RunProgress(index, "reused", config.steps, config.steps, run_id))
             return bundle
+    had_checks = None if reuse else store.replacing(run_id)
     run_observer = SweepRunObserver(index, observer)
     bundle = api.train_run(config, model, store=store, task=task, observer=run_observer, reuse=reuse)
-    observer.progress(RunProgress(index, "done", config.steps, config.steps, bundle.run_id))
+    said = store.replaced(bundle.run_id, had_checks)
+    observer.progress(RunProgress(index, "done", config.steps, config.steps, bundle.run_id, message=said))
     return bundle
 
 

@@ -25,7 +25,8 @@ class RunProgress:
     ``state`` is ``running`` after each training step (``step`` of ``n_steps``, ``info`` the
     step's figures), ``done`` when the run is stored (``run_id``) and ``reused`` when it was
     stored already and opened without training, ``retrying`` when the Ray worker training it was
-    lost and the run starts again on another (``message`` says so). Runs of a Ray sweep progress
+    lost and the run starts again on another (``message`` says so; on ``done``, it says where the
+    run replaced a stored one, trained again on purpose). Runs of a Ray sweep progress
     side by side, so events of different indices interleave.
     """
 

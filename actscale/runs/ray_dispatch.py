@@ -84,13 +84,16 @@ class Sweep:
     def _land(self, result: dict[str, Any], index: int) -> RunBundle:
         """A finished run into the store (a stored one is opened), reported as done or reused."""
         state: RunState = "reused" if result["bundle"] is None else "done"
+        said = ""
         if result["bundle"] is None:
             run_id = result["run_id"]
         else:
+            had_checks = self.store.replacing(result["run_id"]) if self.replace else None
             run_id = self.store.import_zip(result["bundle"], replace=self.replace)
+            said = self.store.replaced(run_id, had_checks)
         bundle = self.store.load(run_id)
         steps = self.configs[index].steps
-        self.observer.progress(RunProgress(index, state, steps, steps, bundle.run_id))
+        self.observer.progress(RunProgress(index, state, steps, steps, bundle.run_id, message=said))
         return bundle
 
     def _finished(self) -> int:

@@ -64,6 +64,26 @@ class RunStore:
     def exists(self, run_id: str) -> bool:
         return (self.path(run_id) / "config.json").is_file()
 
+    def replacing(self, run_id: str) -> bool | None:
+        """Before a run trained again on purpose replaces ``run_id`` (`save` with ``replace``):
+        whether the readable run stored there has map checks; None where none is stored (or only
+        a broken copy, which the new run replaces without a word)."""
+        path = self.path(run_id)
+        if not (path / "config.json").is_file():
+            return None
+        try:
+            verify_bundle(path)
+        except BrokenBundleError:
+            return None
+        return (path / "checks.json").is_file()
+
+    def replaced(self, run_id: str, had_checks: bool | None) -> str:
+        """The line for a run just saved over a stored one (``had_checks``: what `replacing` said
+        before; None: it replaced none, and the line is empty)."""
+        if had_checks is None:
+            return ""
+        return replaced_text(run_id, had_checks, (self.path(run_id) / "checks.json").is_file())
+
     def resolve(self, run_id: str) -> str | None:
         """The folder holding run ``run_id``: its own, or that of a run stored under an older
         id whose config canonicalises to ``run_id`` (an alias); None if neither is here."""
@@ -228,6 +248,18 @@ class RunStore:
             return run_id
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def replaced_text(run_id: str, had_checks: bool, has_checks: bool) -> str:
+    """The line a training that replaced the stored run ``run_id`` ends with (`train` and
+    `sweep` with --no-reuse): whether its map checks (``had_checks``) came along (``has_checks``:
+    the parameters are byte-identical) or were dropped."""
+    text = f"replaced the stored run {run_id} with this training"
+    if not had_checks:
+        return text
+    if has_checks:
+        return f"{text}; its map checks are kept: the parameters are byte-identical"
+    return f"{text}; its map checks were dropped, since the parameters differ: run analyse again"
 
 
 def _same_bytes(a: Path, b: Path) -> bool:
