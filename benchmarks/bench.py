@@ -283,9 +283,9 @@ def _run_parts(parts: list[str], args: argparse.Namespace, device: str) -> dict:
         results.update(_target_parts(parts, args.target_model))
     if "dashboard" in parts:
         print("(g) the dashboard's first result in a browser ...", file=sys.stderr, flush=True)
-        from benchmarks.dashboard_timing import bench_dashboard
+        from benchmarks.dashboard_timing import bench_dashboard_visits
 
-        results["dashboard"] = bench_dashboard(args.target_model)
+        results["dashboard"] = bench_dashboard_visits(args.target_model, args.visits)
     if "scaling" in parts:
         print("(d) how cost grows ...", file=sys.stderr, flush=True)
         depths = tuple(int(d) for d in args.depths.split(","))
@@ -317,6 +317,7 @@ def _target_parts(parts: list[str], model: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="(a): alternated rounds of engine and floor steps")
+    parser.add_argument("--visits", type=int, default=3, help="(g): visits, each a training (their median is reported)")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--parts", default=",".join(PARTS), help=f"which figures, from {','.join(PARTS)}")
     parser.add_argument("--scale-steps", type=int, default=3, help="(d): timed steps per point")

@@ -144,8 +144,15 @@ def _dashboard_lines(d: dict, floor: float | None) -> list[str]:
         return f"{what} {d[key]} s{steps}"
 
     reached = f" (the target reached after step {t['target_step']})" if t.get("target_step") else ""
+    visits = d.get("visits") or [d.get("target_result_s")]
+    which = (
+        "one visit"
+        if len(visits) == 1
+        else f"the median of {len(visits)} visits by the first result, each "
+        + ", ".join("not shown" if v is None else f"{v} s" for v in visits)
+    )
     return [
-        f"(g) the dashboard, model resident (one visit, the default run on {d['model']}), from the Train click: "
+        f"(g) the dashboard, model resident ({which}; the default run on {d['model']}), from the Train click: "
         + shown("target_result_s", f"the first result on the page{reached}", " (target <= 8)")
         + "; "
         + shown("first_result_s", "the trained run's", "")

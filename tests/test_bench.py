@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
@@ -174,7 +175,7 @@ def test_the_dashboard_line_in_floor_steps_or_not_shown():
     step = {"step_ratio": 1.0, "engine_step_s": 1.1, "floor_step_s": 1.1, "batch": "b"}
     stored = "    as the run stored it: the base pass 1.4 s, 18 steps 20.5 s, validation 0.7 s"
     assert report_lines({"step": step, "dashboard": shown})[1:] == [
-        "(g) the dashboard, model resident (one visit, the default run on bundled), from the Train click: the first "
+        "(g) the dashboard, model resident (one visit; the default run on bundled), from the Train click: the first "
         "result on the page (the target reached after step 4) 8.8 s = 8.0 floor steps of (a) (target <= 8); the "
         "trained run's 24.2 s = 22.0 floor steps of (a); the run done 45.0 s after the click",
         stored,
@@ -188,11 +189,33 @@ def test_the_dashboard_line_in_floor_steps_or_not_shown():
         "timing": {**timing, "target_s": None, "target_step": None},
     }
     assert report_lines({"dashboard": quick}) == [
-        "(g) the dashboard, model resident (one visit, the default run on tiny-llama), from the Train click: the "
+        "(g) the dashboard, model resident (one visit; the default run on tiny-llama), from the Train click: the "
         "first result on the page was not shown by the live panel; the trained run's was not shown by the live "
         "panel; the run done 3.1 s after the click",
         stored,
     ]
+
+    median = {**shown, "visits": [11.3, None, 8.8]}
+    assert report_lines({"step": step, "dashboard": median})[1] == (
+        "(g) the dashboard, model resident (the median of 3 visits by the first result, each 11.3 s, not shown, "
+        "8.8 s; the default run on bundled), from the Train click: the first result on the page (the target "
+        "reached after step 4) 8.8 s = 8.0 floor steps of (a) (target <= 8); the trained run's 24.2 s = 22.0 "
+        "floor steps of (a); the run done 45.0 s after the click"
+    )
+
+
+@pytest.mark.parametrize(
+    "firsts, chosen",
+    [([10.1, 11.3, 9.2], 0), ([11.3, None, 9.2], 2), ([None, None], 0), ([9.0, 8.0, 7.0, 6.0], 2), ([5.0], 0)],
+)
+def test_the_dashboard_bench_reports_its_median_visit(monkeypatch, firsts, chosen):
+    from benchmarks import dashboard_timing
+
+    visits = iter([{"target_result_s": first, "visit": i} for i, first in enumerate(firsts)])
+    monkeypatch.setattr(dashboard_timing, "chromium", lambda: contextlib.nullcontext("a browser"))
+    monkeypatch.setattr(dashboard_timing, "bench_dashboard", lambda model, browser: next(visits))
+    out = dashboard_timing.bench_dashboard_visits("bundled", len(firsts))
+    assert out == {"target_result_s": firsts[chosen], "visit": chosen, "visits": firsts}
 
 
 def test_the_checks_line_names_the_free_maps_time():
