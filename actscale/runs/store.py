@@ -69,13 +69,7 @@ class RunStore:
         whether the readable run stored there has map checks; None where none is stored (or only
         a broken copy, which the new run replaces without a word)."""
         path = self.path(run_id)
-        if not (path / "config.json").is_file():
-            return None
-        try:
-            verify_bundle(path)
-        except BrokenBundleError:
-            return None
-        return (path / "checks.json").is_file()
+        return (path / "checks.json").is_file() if self.exists(run_id) and _readable(path) else None
 
     def replaced(self, run_id: str, had_checks: bool | None) -> str:
         """The line for a run just saved over a stored one (``had_checks``: what `replacing` said
@@ -150,11 +144,7 @@ class RunStore:
         unless ``replace``; a broken one is replaced. Another session saving the same run at the
         same moment is not an error: the first rename wins."""
         if final.exists():
-            try:
-                verify_bundle(final)
-                readable = True
-            except BrokenBundleError:
-                readable = False
+            readable = _readable(final)
             if readable and not replace:
                 return
             if readable and _same_bytes(final / "params.safetensors", tmp / "params.safetensors"):
@@ -260,6 +250,15 @@ def replaced_text(run_id: str, had_checks: bool, has_checks: bool) -> str:
     if has_checks:
         return f"{text}; its map checks are kept: the parameters are byte-identical"
     return f"{text}; its map checks were dropped, since the parameters differ: run analyse again"
+
+
+def _readable(folder: Path) -> bool:
+    """Whether the run folder passes `verify_bundle` (a broken one is replaced without a word)."""
+    try:
+        verify_bundle(folder)
+    except BrokenBundleError:
+        return False
+    return True
 
 
 def _same_bytes(a: Path, b: Path) -> bool:
