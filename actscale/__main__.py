@@ -1,5 +1,5 @@
 import sys
 
-from actscale.cli import main
+from actscale.cli import run
 
-sys.exit(main())
+sys.exit(run())

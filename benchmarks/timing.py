@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -41,12 +42,29 @@ def engine_steps(model, task, config, n_steps: int) -> list[float]:
 def json_process(*args: str) -> tuple[float, Any]:
     """``python ARGS`` in a new process: (wall seconds, the JSON of its last output line, or
     {"error": its last line of stderr} when it fails)."""
+    wall, result, _ = json_process_lines(*args)
+    return wall, result
+
+
+def json_process_lines(*args: str) -> tuple[float, Any, list[tuple[float, str]]]:
+    """`json_process`, with each line the process wrote to stderr and the seconds from its start
+    at which it arrived: what someone watching the command sees, and when (the process's exit
+    comes after its last line)."""
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, *args], capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - t0
-    if out.returncode != 0:
-        return wall, {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
-    return wall, json.loads(out.stdout.strip().splitlines()[-1])
+    lines: list[tuple[float, str]] = []
+    with tempfile.TemporaryFile("w+") as out:  # a file, not a pipe: no wait on a full buffer
+        proc = subprocess.Popen([sys.executable, *args], stdout=out, stderr=subprocess.PIPE, text=True)
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append((time.perf_counter() - t0, line.rstrip("\n")))
+        code = proc.wait()
+        wall = time.perf_counter() - t0
+        out.seek(0)
+        stdout = out.read().strip()
+    if code != 0:
+        last = [text for _, text in lines if text.strip()]
+        return wall, {"error": last[-1] if last else f"exit {code}"}, lines
+    return wall, json.loads(stdout.splitlines()[-1]), lines
 
 
 def cli(*args: str) -> tuple[float, dict]:
@@ -54,5 +72,11 @@ def cli(*args: str) -> tuple[float, dict]:
     return json_process("-m", "actscale", *args)
 
 
-# (b)'s runs: the default (float32 on every machine), then the same under bfloat16 autocast,
-# which pays where the device computes bf16 natively (docs/measured.md).
+def cli_lines(*args: str) -> tuple[float, dict, list[tuple[float, str]]]:
+    """`cli`, with its stderr lines as `json_process_lines` gives them."""
+    return json_process_lines("-m", "actscale", *args)
+
+
+def first_line_at(lines: list[tuple[float, str]], prefix: str) -> float | None:
+    """The seconds at which the first of ``lines`` starting with ``prefix`` arrived, or None."""
+    return next((round(t, 2) for t, text in lines if text.startswith(prefix)), None)

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from actscale.machine import cpu_description
+from benchmarks.bench import _phases
 from benchmarks.report import report_lines, write_markdown
 from benchmarks.scaling import growth_exponent
-from benchmarks.timing import device_description
+from benchmarks.timing import device_description, first_line_at, json_process_lines
 
 EPYC = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma\n\n"
 XEON = "model name\t: Intel Xeon\nflags\t\t: avx2 avx512f avx512_bf16 amx_bf16\n"
@@ -32,6 +33,42 @@ def test_the_cpu_is_named_with_its_vector_extensions():
     assert cpu_description(EPYC) == f"AMD EPYC, {cores} cores, AVX2 (no AVX-512)"
     assert cpu_description(XEON) == f"Intel Xeon, {cores} cores, AMX-BF16, AVX512-BF16, AVX-512, AVX2"
     assert cpu_description("model name\t: Old\nflags\t: sse2\n") == f"Old, {cores} cores, no AVX2"
+
+
+# A command as (b) runs it: a line before its load, a result line 0.3 s later, its JSON last.
+COMMAND = """import json, sys, time
+print("loading model x ...", file=sys.stderr, flush=True)
+time.sleep(0.3)
+print("trained: validation flips", file=sys.stderr, flush=True)
+print(json.dumps({"ok": 1}))
+"""
+
+
+def test_a_commands_lines_are_timed_as_they_arrive():
+    """(b) times a result when its line arrives on stderr, not from the process's end."""
+    wall, result, lines = json_process_lines("-c", COMMAND)
+    assert (result, [text for _, text in lines]) == ({"ok": 1}, ["loading model x ...", "trained: validation flips"])
+    loading, trained = first_line_at(lines, "loading model "), first_line_at(lines, "trained: ")
+    assert loading is not None and trained is not None and first_line_at(lines, "step ") is None
+    assert 0.3 <= trained - loading + 0.01 and trained <= wall  # the sleep lies between them
+    failed = json_process_lines("-c", "import sys; print('a', file=sys.stderr); sys.exit('error: boom')")
+    assert (failed[1], [text for _, text in failed[2]]) == ({"error": "error: boom"}, ["a", "error: boom"])
+
+
+def test_b_s_phases_from_its_lines_and_the_runs_record():
+    timing = {"load_s": 3.6, "task_s": 0.2, "run_s": 42.0, "base_pass_s": 1.5, "steps_s": 21.0}
+    timing |= {"eval_s": 0.5, "rest_eval_s": 18.5}
+    assert _phases(48.0, timing, [(0.5, "Warning"), (1.4, "loading model bundled ...")]) == {
+        "start_and_imports_s": 1.4,
+        "load_s": 3.6,
+        "task_s": 0.2,
+        "base_pass_s": 1.5,
+        "steps_s": 21.0,
+        "eval_s": 0.5,
+        "rest_eval_s": 18.5,
+        "store_s": 0.5,
+        "exit_s": 0.8,
+    }
 
 
 def test_the_markdown_page_is_dated_and_names_the_machine(tmp_path):

@@ -209,6 +209,32 @@ def test_unexpected_error_exits_1_with_one_line(monkeypatch, capsys):
     assert (captured.out, captured.err) == ("", "error: RuntimeError: disk on fire\n")
 
 
+def test_the_program_ends_with_its_objects_out_of_the_collectors_reach(monkeypatch, tmp_path):
+    """``python -m actscale`` and the ``actscale`` script go through `cli.run`: main's status,
+    and every object alive then frozen (`gc.freeze`), so that the interpreter's shutdown does not
+    walk a loaded model's objects; `main` alone leaves the collector as it was."""
+    import gc
+    import runpy
+
+    import tomllib
+
+    from actscale import cli as cli_module
+
+    monkeypatch.setattr(cli_module, "main", lambda argv=None: 2)
+    gc.unfreeze()
+    try:
+        with pytest.raises(SystemExit) as ended:
+            runpy.run_module("actscale", run_name="__main__")
+        assert (ended.value.code, gc.get_freeze_count() > 0) == (2, True)
+        gc.unfreeze()
+        monkeypatch.undo()
+        assert (cli_module.main(["list", "--store", str(tmp_path)]), gc.get_freeze_count()) == (0, 0)
+    finally:
+        gc.unfreeze()
+    scripts = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"actscale": "actscale.cli:run"}
+
+
 HEAVY = ("torch", "transformer_lens", "transformers", "numpy", "pandas", "safetensors", "streamlit")
 
 
