@@ -190,14 +190,14 @@ def bench_time_to_target(store: Path, model: str = "bundled", extra: tuple[str, 
 
 def _phases(wall: float, timing: dict, lines: list[tuple[float, str]]) -> dict[str, float]:
     """Where (b)'s process spent its time: its start and imports (until the line it prints before
-    the load), the run's own record, the bundle's write within the run, then the JSON and the
-    exit after it."""
+    the load), the run's own record of its passes, the rest of the run (``other``: its set-up,
+    the metrics' arithmetic, the bundle's write), then the JSON and the exit after it."""
     loading = first_line_at(lines, "loading model ") or 0.0
     phases = {"start_and_imports_s": loading}
     for key in ("load_s", "task_s", "base_pass_s", "steps_s", "eval_s", "rest_eval_s"):
         phases[key] = round(timing[key], 2)
     in_run = sum(timing[k] for k in ("base_pass_s", "steps_s", "eval_s", "rest_eval_s"))
-    phases["store_s"] = round(timing["run_s"] - in_run, 2)
+    phases["other_s"] = round(timing["run_s"] - in_run, 2)
     phases["exit_s"] = round(wall - loading - timing["load_s"] - timing["task_s"] - timing["run_s"], 2)
     return phases
 

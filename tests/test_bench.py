@@ -66,7 +66,7 @@ def test_b_s_phases_from_its_lines_and_the_runs_record():
         "steps_s": 21.0,
         "eval_s": 0.5,
         "rest_eval_s": 18.5,
-        "store_s": 0.5,
+        "other_s": 0.5,
         "exit_s": 0.8,
     }
 
