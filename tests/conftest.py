@@ -191,6 +191,15 @@ def pytest_xdist_make_scheduler(config, log):
     return SuiteScheduling(config, log)
 
 
+def pytest_unconfigure(config):
+    """The session is over (in each xdist worker too): the process's shutdown need not walk the
+    loaded models' objects with the cyclic collector, about a second per bundled model, as the
+    CLI does not (`actscale.cli.run`)."""
+    import gc
+
+    gc.freeze()
+
+
 def pytest_terminal_summary(terminalreporter):
     """The suite's wall time and the CPU it ran on, above pytest's closing line: CI allows 90
     minutes, and the same suite is several times slower on a CPU without AVX-512."""
