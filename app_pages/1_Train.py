@@ -48,6 +48,8 @@ if hyper is not None:
             st.stop()
         if running:
             raise ActscaleError("a training is already running in this session: cancel it or wait for it")
-        st.session_state[Keys.JOB] = common.jobs().submit(configs, model, common.store()).id
+        # The job trains on the prompts the preview tokenised (`stored_run_ids` read them too).
+        task_for = tf.previewed_tasks(model, configs)
+        st.session_state[Keys.JOB] = common.jobs().submit(configs, model, common.store(), task_for).id
 
 tf.job_panel(st.session_state.get(Keys.JOB))

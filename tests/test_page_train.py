@@ -190,6 +190,27 @@ def test_a_run_of_the_default_sites_reuses_the_previews_pass_of_the_unmodified_m
     assert run.config["sites"] == list(TrainConfig().sites) and run.config.get("autocast", "off") == "off"
 
 
+def test_a_run_trains_on_the_prompts_the_preview_tokenised(ui_store, monkeypatch):
+    """The job is handed the preview's task (`previewed_tasks`): nothing tokenises the prompts
+    again between the click and the first step, and the run is the one the page's check named."""
+    from actscale.runs import api
+    from actscale.ui.train_form import preview
+
+    preview._preview.clear()
+    at = train_page()
+    built: list[str] = []
+    real = api.build_task
+    monkeypatch.setattr(
+        api, "build_task", lambda model, config, *a, **k: built.append(config.method) or real(model, config, *a, **k)
+    )
+    number(at, "Steps").set_value(3)
+    number(at, "Early stop").set_value(0)
+    button(at, "Train").click().run()
+    assert not at.exception and "Done: 1 run(s) trained" in at.success[0].value
+    (run,) = [r for r in ui_store.list() if r.ok]
+    assert (built, run.config["steps"], run.config["n_prompts"]) == ([], 3, TrainConfig().n_prompts)
+
+
 def test_cancel_stores_nothing(ui_store, monkeypatch):
     """Cancel while the job trains: this test's subject is a job running beside the page, so
     its job runs in a thread, held after its first step until the page has pressed Cancel."""

@@ -34,7 +34,15 @@ from actscale.ui.train_form.model import (
     method_label,
     model_picker,
 )
-from actscale.ui.train_form.preview import Preview, alignment_counts, model_key, prepared, prompt_set, show_preview
+from actscale.ui.train_form.preview import (
+    Preview,
+    alignment_counts,
+    model_key,
+    prepared,
+    previewed_tasks,
+    prompt_set,
+    show_preview,
+)
 
 __all__ = [
     "DATASET_FIELDS",
@@ -59,6 +67,7 @@ __all__ = [
     "model_picker",
     "positions_picker",
     "prepared",
+    "previewed_tasks",
     "prompt_set",
     "save_upload",
     "show_preview",

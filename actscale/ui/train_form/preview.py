@@ -4,6 +4,7 @@ what was dropped and why, and how many prompts each alignment keeps."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +55,15 @@ def _prompts_key(config: TrainConfig) -> str:
 def prepared(model: LoadedModel, config: TrainConfig) -> Preview:
     """The task ``config`` trains on, with its preview tables (cached). Raises ActscaleError."""
     return _preview(model, model_key(model), _prompts_key(config))
+
+
+def previewed_tasks(model: LoadedModel, configs: list[TrainConfig]) -> Callable[[TrainConfig], PreparedTask]:
+    """A job's ``task_for``: each config's task as the preview tokenised it (`prepared`, cached by
+    the time Train is pressed, and the task the page's stored-run check reads the run id from),
+    so that the job does not tokenise the prompts again before its first step (0.17-0.2 s for
+    IOI's 248 default prompts on the bundled model)."""
+    tasks = {_prompts_key(config): prepared(model, config).task for config in configs}
+    return lambda config: tasks[_prompts_key(config)]
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
