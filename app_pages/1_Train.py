@@ -40,7 +40,10 @@ hyper = tf.hyperparameter_form(model, job_running=running)
 if hyper is not None:
     with common.guarded("Starting the training"):
         configs = tf.make_configs(model, st.session_state.get(Keys.DEVICE, "auto"), fields, methods, hyper)
-        stored = tf.stored_run_ids(model, configs, common.store())
+        # The prompts the preview tokenised: the stored-run check reads the run ids from them, and
+        # the job trains on them.
+        task_for = tf.previewed_tasks(model, configs)
+        stored = tf.stored_run_ids(model, configs, common.store(), task_for)
         if all(stored):
             st.success("Every configuration was already trained: here are the stored runs.")
             st.session_state.pop(Keys.JOB, None)
@@ -48,8 +51,6 @@ if hyper is not None:
             st.stop()
         if running:
             raise ActscaleError("a training is already running in this session: cancel it or wait for it")
-        # The job trains on the prompts the preview tokenised (`stored_run_ids` read them too).
-        task_for = tf.previewed_tasks(model, configs)
         st.session_state[Keys.JOB] = common.jobs().submit(configs, model, common.store(), task_for).id
 
 tf.job_panel(st.session_state.get(Keys.JOB))

@@ -182,15 +182,15 @@ class _SweepObserver(SweepObserver):
         self.interrupt, self.n = interrupt, n
 
     def progress(self, event: Any) -> None:
+        head = f"[run {event.index + 1}/{self.n}]"
         if event.state == "running" and event.info is not None:
-            print(f"[run {event.index + 1}/{self.n}] ", end="", file=sys.stderr)
+            print(f"{head} ", end="", file=sys.stderr)
             _progress(event.info)
-        elif event.state == "retrying":
-            print(f"[run {event.index + 1}/{self.n}] {event.message}", file=sys.stderr, flush=True)
-        else:
-            print(f"[run {event.index + 1}/{self.n}] {event.state} {event.run_id}", file=sys.stderr, flush=True)
-            if event.message:  # a run that replaced a stored one (--no-reuse)
-                print(f"[run {event.index + 1}/{self.n}] {event.message}", file=sys.stderr, flush=True)
+            return
+        # retrying: why; done or reused: the run's id, then whether it replaced a stored one (--no-reuse)
+        lines = [event.message] if event.state == "retrying" else [f"{event.state} {event.run_id}", event.message]
+        for line in filter(None, lines):
+            print(f"{head} {line}", file=sys.stderr, flush=True)
 
     def cancelled(self) -> bool:
         return self.interrupt.is_set()

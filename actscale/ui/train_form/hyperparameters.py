@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
@@ -11,10 +12,10 @@ from actscale.engine.config_fields import CONFIG_FIELDS
 from actscale.engine.interventions import float32_under_auto
 from actscale.engine.models import LoadedModel, bf16_pays, native_bf16
 from actscale.engine.sites import DEFAULT_SITES, SITES
+from actscale.engine.tasks import PreparedTask
 from actscale.runs.api import expected_run_id
 from actscale.runs.store import RunStore
 from actscale.ui.train_form.model import FIELD_DEFAULTS
-from actscale.ui.train_form.preview import prepared
 from actscale.ui.train_form.widgets import choice_input, field_input
 
 
@@ -92,10 +93,13 @@ def make_configs(
     return [TrainConfig(model=model.name, method=m, device=device, **fields, **hyper) for m in methods]
 
 
-def stored_run_ids(model: LoadedModel, configs: list[TrainConfig], store: RunStore) -> list[str | None]:
-    """The run id of each config if it is already in the store, else None."""
+def stored_run_ids(
+    model: LoadedModel, configs: list[TrainConfig], store: RunStore, task_for: Callable[[TrainConfig], PreparedTask]
+) -> list[str | None]:
+    """The run id of each config (on its task, ``task_for(config)``: the preview's,
+    `previewed_tasks`) if it is already in the store, else None."""
     out = []
     for config in configs:
-        run_id = expected_run_id(model, prepared(model, config).task, config)
+        run_id = expected_run_id(model, task_for(config), config)
         out.append(run_id if store.exists(run_id) else None)
     return out

@@ -58,8 +58,8 @@ def prepared(model: LoadedModel, config: TrainConfig) -> Preview:
 
 
 def previewed_tasks(model: LoadedModel, configs: list[TrainConfig]) -> Callable[[TrainConfig], PreparedTask]:
-    """A job's ``task_for``: each config's task as the preview tokenised it (`prepared`, cached by
-    the time Train is pressed, and the task the page's stored-run check reads the run id from),
+    """Each config's task as the preview tokenised it (`prepared`, cached by the time Train is
+    pressed): what the page's stored-run check reads the run ids from and the job's ``task_for``,
     so that the job does not tokenise the prompts again before its first step (0.17-0.2 s for
     IOI's 248 default prompts on the bundled model)."""
     tasks = {_prompts_key(config): prepared(model, config).task for config in configs}
