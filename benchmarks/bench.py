@@ -166,12 +166,13 @@ def bench_time_to_target(store: Path, model: str = "bundled", extra: tuple[str, 
     # The step that first reached the validation target, told while the run trained on.
     target: dict[str, Any] = {"target_step": timing.get("target_step")}
     if timing.get("target_step") is not None:
-        target["target_result_s"] = first_line_at(lines, f"step {timing['target_step']}: the target reached")
+        reached = first_line_at(lines, f"step {timing['target_step']}: the target reached")
+        target["target_result_s"] = None if reached is None else round(reached, 2)
     return {
         "run_id": result["run_id"],
         "dtype": json.loads((Path(result["bundle"]) / "config.json").read_text())["dtype"],
         "wall_s": round(wall, 2),
-        "first_result_s": trained,
+        "first_result_s": round(trained, 2),
         **target,
         "rest_eval_s": phases["rest_eval_s"],
         "n_val": metrics["val"]["n_prompts"],
@@ -193,7 +194,7 @@ def _phases(wall: float, timing: dict, lines: list[tuple[float, str]]) -> dict[s
     the load), the run's own record of its passes, the rest of the run (``other``: its set-up,
     the metrics' arithmetic, the bundle's write), then the JSON and the exit after it."""
     loading = first_line_at(lines, "loading model ") or 0.0
-    phases = {"start_and_imports_s": loading}
+    phases = {"start_and_imports_s": round(loading, 2)}
     for key in ("load_s", "task_s", "base_pass_s", "steps_s", "eval_s", "rest_eval_s"):
         phases[key] = round(timing[key], 2)
     in_run = sum(timing[k] for k in ("base_pass_s", "steps_s", "eval_s", "rest_eval_s"))

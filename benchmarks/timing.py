@@ -78,5 +78,6 @@ def cli_lines(*args: str) -> tuple[float, dict, list[tuple[float, str]]]:
 
 
 def first_line_at(lines: list[tuple[float, str]], prefix: str) -> float | None:
-    """The seconds at which the first of ``lines`` starting with ``prefix`` arrived, or None."""
-    return next((round(t, 2) for t, text in lines if text.startswith(prefix)), None)
+    """The seconds at which the first of ``lines`` starting with ``prefix`` arrived, or None
+    (unrounded, so that it compares with the process's wall time; the report rounds)."""
+    return next((t for t, text in lines if text.startswith(prefix)), None)
