@@ -10,19 +10,19 @@ import time
 import pytest
 import torch
 
-from actscale.engine.models import bundled_model_folder, load_model
+from actscale.engine.models import bundled_model_folder, gguf, load_model
 from actscale.engine.training import TrainConfig
 
 pytestmark = pytest.mark.slow
 
 
-def test_warm_load(bundled):
+def test_warm_load(bundled, monkeypatch):
     assert (bundled_model_folder() / "actscale.json").is_file()  # converted once, kept in the cache
+    # A warm load reads the converted folder and never converts again (its time is in the bench).
+    monkeypatch.setattr(gguf, "convert_gguf", lambda *args: pytest.fail("the warm load converted again"))
     start = time.perf_counter()
     again = load_model("bundled", "cpu")
-    seconds = time.perf_counter() - start
-    print(f"\nwarm load of the bundled model: {seconds:.1f} s")
-    assert seconds < 15  # a re-conversion takes about 30 s; the target (bench) is 3 s
+    print(f"\nwarm load of the bundled model: {time.perf_counter() - start:.1f} s")
     assert again.weights_hash == bundled.weights_hash
     assert (again.n_layers, again.d_model, again.n_heads) == (30, 576, 9)
     x = torch.tensor([bundled.tokenizer("When Mary and John went to the store, John gave a drink to").input_ids])
