@@ -11,6 +11,7 @@ import torch
 from conftest import observer
 
 from actscale.engine import evaluation, training
+from actscale.engine.models import last_position_logits
 from actscale.engine.objective import LossTerms
 from actscale.engine.training import TrainConfig, new_intervention, train
 from actscale.errors import ActscaleError, TrainingCancelled, TrainingDiverged
@@ -316,3 +317,31 @@ def test_evaluation_after_the_cached_partial_pass_was_evicted(tiny_llama, monkey
     monkeypatch.setattr(training, "evaluate", evicting)
     disturbed = train(tiny_llama, task, cfg)
     assert disturbed.metrics == undisturbed.metrics
+
+
+def test_the_evaluations_passes_give_the_same_logits_in_any_batch(tiny_gpt2):
+    """The evaluation's passes yield logits only, in batches of `EVAL_BATCH` (32) where the
+    statistics pass keeps 16: on prompts of several lengths (left-padded to the task's width in
+    every batch) a steered pass gives the same logits in batches of 3, 16 or all at once, and so
+    does the unmodified model's pass of the rows a partial pass left."""
+    assert (evaluation.STATS_BATCH, evaluation.EVAL_BATCH) == (16, 32)
+    cfg = config(tiny_gpt2, method="dynscalar", steps=1, n_prompts=24, n_test=12)
+    task = build_task(tiny_gpt2, cfg)
+    assert len(set(task.attention_mask.sum(1).tolist())) >= 2  # several lengths, padded
+    iv = new_intervention(tiny_gpt2, task, cfg)
+    with torch.no_grad():
+        for p in iv.parameters():
+            p.add_(0.5 * torch.randn(p.shape, generator=torch.Generator().manual_seed(0)))
+    tokens, mask = task.tokens, task.attention_mask
+    n = tokens.shape[0]
+    each = [evaluation.steered_logits(tiny_gpt2, iv, tokens, mask, -1.0, eval_batch=b) for b in (3, 16, n)]
+    default = evaluation.steered_logits(tiny_gpt2, iv, tokens, mask, -1.0)
+    for other in (*each[1:], default):
+        assert torch.allclose(each[0], other, rtol=0, atol=1e-5)
+    base = evaluation.base_pass(tiny_gpt2, task, cfg.sites, splits=("train",))
+    completed = evaluation.base_pass(tiny_gpt2, task, cfg.sites)
+    assert completed.computed is None and completed.hnorm is base.hnorm
+    test = task.split_indices("test")
+    with torch.no_grad():
+        alone = torch.cat([last_position_logits(tiny_gpt2, tokens[i : i + 1], mask[i : i + 1]) for i in test.tolist()])
+    assert torch.allclose(completed.logits[test], alone, rtol=0, atol=1e-5)

@@ -66,6 +66,13 @@ class Evaluation:
 _BASE_CACHE: OrderedDict[tuple, BaseOutputs] = OrderedDict()
 _BASE_CACHE_LOCK = threading.Lock()
 _BASE_CACHE_SIZE = 4
+# Prompts per forward pass. The unmodified model's first pass sums the training prompts'
+# activation statistics batch by batch, so its batches are part of every run's numbers and stay
+# at 16. A pass that only yields logits gives the same bits at any batch size (checked on a CPU
+# with one and two threads) and runs faster in larger ones: the evaluation's passes take 32
+# (docs/measured.md, "The evaluation's batch").
+STATS_BATCH = 16
+EVAL_BATCH = 32
 
 
 def _batches(n: int, size: int) -> Iterator[slice]:
@@ -115,7 +122,7 @@ def base_pass(
     model: LoadedModel,
     task: PreparedTask,
     sites: tuple[str, ...],
-    eval_batch: int = 16,
+    eval_batch: int = STATS_BATCH,
     autocast: bool = False,
     splits: tuple[str, ...] | None = None,
 ) -> BaseOutputs:
@@ -124,7 +131,7 @@ def base_pass(
     and precision (a run under bfloat16 autocast compares itself with the model under
     autocast). A later call for more splits computes only the rows still missing: training
     asks for the training and validation prompts, and the test prompts' pass comes with their
-    evaluation, after the run's first result."""
+    evaluation, after the run's first result (in batches of `EVAL_BATCH`: no statistics then)."""
     # n_pos: the same prompts padded wider (evaluating a run on another file) give other statistics' shapes.
     key = (id(model), model.weights_hash, task.dataset_hash, task.n_pos, tuple(sites), autocast)
     n = task.tokens.shape[0]
@@ -144,7 +151,7 @@ def base_pass(
     else:  # the statistics are there already: only the missing rows' logits
         assert cached.computed is not None  # `has` was False
         missing = (wanted & ~cached.computed).nonzero().flatten()
-        more = _base_rows(model, task, sites, missing, eval_batch, autocast, stats=False)
+        more = _base_rows(model, task, sites, missing, EVAL_BATCH, autocast, stats=False)
         logits = cached.logits.clone()
         logits[missing] = more.logits[missing]
         computed = cached.computed | wanted
@@ -190,7 +197,7 @@ def steered_logits(
     tokens: Tensor,
     mask: Tensor,
     beta: float,
-    eval_batch: int = 16,
+    eval_batch: int = EVAL_BATCH,
     record: dict[tuple[str, int], list[Tensor]] | None = None,
     autocast: bool = False,
 ) -> Tensor:
