@@ -122,7 +122,7 @@ def base_pass(
     model: LoadedModel,
     task: PreparedTask,
     sites: tuple[str, ...],
-    eval_batch: int = STATS_BATCH,
+    stats_batch: int = STATS_BATCH,
     autocast: bool = False,
     splits: tuple[str, ...] | None = None,
 ) -> BaseOutputs:
@@ -147,7 +147,7 @@ def base_pass(
             if cached.has(wanted.nonzero().flatten()):
                 return cached
     if cached is None:
-        result = _base_rows(model, task, sites, wanted.nonzero().flatten(), eval_batch, autocast, stats=True)
+        result = _base_rows(model, task, sites, wanted.nonzero().flatten(), stats_batch, autocast, stats=True)
     else:  # the statistics are there already: only the missing rows' logits
         assert cached.computed is not None  # `has` was False
         missing = (wanted & ~cached.computed).nonzero().flatten()
