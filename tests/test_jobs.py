@@ -34,6 +34,21 @@ def test_inline_launcher_returns_the_finished_job(tiny_llama, store):
     assert again.first_results == {}
 
 
+def test_a_page_waiting_for_news_wakes_when_it_comes(tiny_llama, store):
+    """A page waits for the job's news (`Job.wait_news`) rather than polling for it: a target
+    reached, a first result, a run stored and the job's end each wake it."""
+    from actscale.runs.jobs import Job
+
+    job = Job(id="j", configs=[CONFIG])
+    assert job.news == 0 and job.wait_news(0, 0.01) is False
+    threading.Timer(0.05, job.record_target, args=(0, 2, "val", {})).start()
+    assert job.wait_news(0, 60) is True and job.news == 1
+    assert job.wait_news(0, 0) is True and job.wait_news(1, 0) is False  # news already there, and none newer
+    # A whole job: its first result, its run stored, its end; no step is news.
+    done = JobManager(launch="inline").submit([CONFIG], tiny_llama, store)
+    assert done.state == "done" and len(done.steps) == 2 and done.news == 3
+
+
 def test_thread_launcher_is_the_default(tiny_llama, store):
     job = JobManager().submit([CONFIG], tiny_llama, store)
     assert isinstance(job.thread, threading.Thread) and job.thread.name == f"actscale-job-{job.id}"

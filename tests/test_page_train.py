@@ -375,6 +375,58 @@ def test_a_gguf_file_is_a_model_of_the_picker(ui_store, tmp_path, monkeypatch):
     assert any(str(path) in c.value and "2 layers" in c.value for c in at.caption)
 
 
+def test_the_live_panel_shows_news_that_comes_while_it_waits(ui_store, monkeypatch):
+    """The panel, once drawn, waits for the job's news and redraws its status line in place: a
+    target reached during the wait is on the page at the end of that run, not a refresh later."""
+    from actscale.runs import api
+    from actscale.ui import common
+
+    monkeypatch.setenv("ACTSCALE_JOBS", "thread")
+    first_step, release = threading.Event(), threading.Event()
+    real = api.train_run
+
+    def held_after_the_first_step(config, model, *, observer, **kwargs):
+        heard = observer.step
+
+        def step(info) -> None:
+            heard(info)
+            first_step.set()
+            assert release.wait(60), "the test never released the job"
+
+        observer.step = step
+        return real(config, model, observer=observer, **kwargs)
+
+    monkeypatch.setattr(api, "train_run", held_after_the_first_step)
+    at = train_page()
+    number(at, "Steps").set_value(100_000)
+    number(at, "Early stop").set_value(0)
+    button(at, "Train").click().run()
+    assert first_step.wait(60), "the job never took a step"
+    job = common.jobs().get(at.session_state["job_id"])
+    waits: list[float] = []
+    real_wait = job.wait_news
+
+    def news_during_the_wait(seen: int, timeout: float) -> bool:
+        waits.append(timeout)
+        if len(waits) == 1:  # as if the run reached its target just after the panel was drawn
+            job.record_target(0, 1, "val", {"acc_base": 0.5, "flip_acc_pos": 1.0, "flip_acc_neg": 1.0,
+                                            "n_prompts": 2, "flip_acc_pos_ci95": [0.34, 1.0],
+                                            "flip_acc_neg_ci95": [0.34, 1.0]})  # fmt: skip
+        return real_wait(seen, timeout)
+
+    monkeypatch.setattr(job, "wait_news", news_during_the_wait)
+    at.run()  # as the fragment's timer would
+    try:
+        assert not at.exception
+        assert waits == [0.7]
+        (bar,) = at.get("progress")  # one bar, redrawn in place
+        assert "step 1 of 100000. Target (0.90) reached after step 1: validation flips" in bar.proto.text
+    finally:
+        job.cancel()
+        release.set()
+        assert job.wait(60) and job.state == "cancelled"
+
+
 def test_the_status_line_shows_the_validation_result_before_the_other_splits():
     """Between the last step and the stored run, the progress line says what the validation
     prompts showed, while the training and test prompts are still being evaluated."""

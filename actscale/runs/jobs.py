@@ -67,6 +67,22 @@ class Job:
     finished: float | None = None
     cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
     thread: threading.Thread | None = field(default=None, repr=False)
+    # Counts what a page shows as soon as it happens (`announce`): a step that reached the
+    # validation target, a first result, a run stored or restarted, the job's end.
+    news: int = 0
+    _news: threading.Condition = field(default_factory=threading.Condition, repr=False)
+
+    def announce(self) -> None:
+        """One more piece of news: wake the pages waiting for it (`wait_news`)."""
+        with self._news:
+            self.news += 1
+            self._news.notify_all()
+
+    def wait_news(self, seen: int, timeout: float) -> bool:
+        """Block until there is news after ``seen`` (a value of ``news``): True, or False once
+        ``timeout`` seconds have passed without any."""
+        with self._news:
+            return self._news.wait_for(lambda: self.news > seen, timeout)
 
     def cancel(self) -> None:
         self.cancel_event.set()
@@ -102,18 +118,22 @@ class Job:
         elif event.state == "retrying":
             self.run_steps.pop(event.index, None)
             self.retries.append(event.message)
+            self.announce()
         elif event.state in ("done", "reused") and event.index not in self.runs_done:
             self.runs_done.add(event.index)
             self.run_ids.append(event.run_id)
             self.reused.append(event.state == "reused")
+            self.announce()
 
     def record_target(self, index: int, step: int, split: str, metrics: dict) -> None:
         """Config ``index`` reached its validation target after ``step``, with these flip rates."""
         self.target_results[index] = {"step": step, "split": split, **metrics}
+        self.announce()
 
     def record_result(self, index: int, split: str, metrics: dict) -> None:
         """Config ``index``'s first result: its validation flip rates."""
         self.first_results[index] = {"split": split, **metrics}
+        self.announce()
 
     def runs_running(self) -> list[int]:
         """Indices of the configs with steps done but not yet stored (several on Ray)."""
@@ -277,6 +297,7 @@ def _run_to_outcome(job: Job, work: Callable[[], None]) -> None:
         traceback.print_exc()
     finally:
         job.finished = time.time()
+        job.announce()
 
 
 def run_checks_job(job: Job, bundle: RunBundle, model: LoadedModel, store: RunStore, options: CheckOptions) -> None:

@@ -34,6 +34,7 @@ def _live(job_id: str) -> None:
         cancel_key="cancel_training",
         cancelling="Cancelling…",
         below=_live_curves,
+        wait_for_news=True,
     )
 
 
