@@ -211,31 +211,39 @@ def test_a_run_trains_on_the_prompts_the_preview_tokenised(ui_store, monkeypatch
     assert (built, run.config["steps"], run.config["n_prompts"]) == ([], 3, TrainConfig().n_prompts)
 
 
-def test_cancel_stores_nothing(ui_store, monkeypatch):
-    """Cancel while the job trains: this test's subject is a job running beside the page, so
-    its job runs in a thread, held after its first step until the page has pressed Cancel."""
-    import pandas as pd
-
+def held_after_the_first_step(monkeypatch) -> tuple[threading.Event, threading.Event]:
+    """The page's jobs run in a thread (a job beside the page), each held after its first step
+    until the test sets the second event; the first is set at that step."""
     from actscale.runs import api
-    from actscale.ui import common
-    from actscale.views.plots import lines_svg, plot_history
 
     monkeypatch.setenv("ACTSCALE_JOBS", "thread")
-    first_step, pressed = threading.Event(), threading.Event()
+    first_step, release = threading.Event(), threading.Event()
     real = api.train_run
 
-    def held_after_the_first_step(config, model, *, observer, **kwargs):
+    def held(config, model, *, observer, **kwargs):
         heard = observer.step
 
         def step(info) -> None:
             heard(info)
             first_step.set()
-            assert pressed.wait(60), "Cancel was never pressed"
+            assert release.wait(60), "the test never released the job"
 
         observer.step = step
         return real(config, model, observer=observer, **kwargs)
 
-    monkeypatch.setattr(api, "train_run", held_after_the_first_step)
+    monkeypatch.setattr(api, "train_run", held)
+    return first_step, release
+
+
+def test_cancel_stores_nothing(ui_store, monkeypatch):
+    """Cancel while the job trains: this test's subject is a job running beside the page, so
+    its job runs in a thread, held after its first step until the page has pressed Cancel."""
+    import pandas as pd
+
+    from actscale.ui import common
+    from actscale.views.plots import lines_svg, plot_history
+
+    first_step, pressed = held_after_the_first_step(monkeypatch)
     at = train_page()
     at.number_input(key="train_n_prompts").set_value(16)
     at.number_input(key="train_n_test").set_value(8)
@@ -378,25 +386,9 @@ def test_a_gguf_file_is_a_model_of_the_picker(ui_store, tmp_path, monkeypatch):
 def test_the_live_panel_shows_news_that_comes_while_it_waits(ui_store, monkeypatch):
     """The panel, once drawn, waits for the job's news and redraws its status line in place: a
     target reached during the wait is on the page at the end of that run, not a refresh later."""
-    from actscale.runs import api
     from actscale.ui import common
 
-    monkeypatch.setenv("ACTSCALE_JOBS", "thread")
-    first_step, release = threading.Event(), threading.Event()
-    real = api.train_run
-
-    def held_after_the_first_step(config, model, *, observer, **kwargs):
-        heard = observer.step
-
-        def step(info) -> None:
-            heard(info)
-            first_step.set()
-            assert release.wait(60), "the test never released the job"
-
-        observer.step = step
-        return real(config, model, observer=observer, **kwargs)
-
-    monkeypatch.setattr(api, "train_run", held_after_the_first_step)
+    first_step, release = held_after_the_first_step(monkeypatch)
     at = train_page()
     number(at, "Steps").set_value(100_000)
     number(at, "Early stop").set_value(0)
