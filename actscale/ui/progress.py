@@ -21,8 +21,8 @@ REFRESH_S = 1.0
 # Where the page asks for it (Train), each redraw then waits this long for the job's news (a step
 # that reached the validation target, a first result, the job's end) and redraws the status line
 # at once: shown 0.05-0.48 s after it happened rather than at the next redraw (0.23-1.11 s), and
-# the wait takes no core (docs/measured.md, "The live panel's wait for news"). A click (Cancel)
-# is answered when the wait ends, within a refresh as before.
+# the wait takes no core (docs/measured.md, "The live panel's wait for news"). A click in the
+# session (Cancel, another page) is answered when the wait ends: up to NEWS_WAIT_S later.
 NEWS_WAIT_S = 0.7
 
 
