@@ -44,19 +44,21 @@ def job_progress(
     if job is None:
         return
     seen = job.news
-    if job.done:
-        st.rerun()  # the whole page: the form comes back and the outcome is drawn
     bar = st.empty()
-    bar.progress(job.progress(), text=status(job))
+
+    def show() -> None:
+        if job.done:
+            st.rerun()  # the whole page: the form comes back and the outcome is drawn
+        bar.progress(job.progress(), text=status(job))  # drawn again in place with news
+
+    show()
     if st.button(cancel_label, key=cancel_key, disabled=job.cancel_event.is_set()):
         job.cancel()
         st.info(cancelling)
     if below is not None:
         below(job)
     if wait_for_news and job.wait_news(seen, NEWS_WAIT_S):
-        if job.done:
-            st.rerun()
-        bar.progress(job.progress(), text=status(job))  # in place: the status line carries the news
+        show()
 
 
 def time_left(job: Job) -> str:
