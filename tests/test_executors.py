@@ -143,6 +143,15 @@ def test_local_never_imports_ray(tmp_path):
     assert out.stdout.strip() == "False"
 
 
+def test_the_progress_sinks_module_imports_no_library():
+    """Ray's process for a sweep's progress sink imports the sink's module and nothing of the
+    engine: none of the heavy libraries is loaded there (a new interpreter; this one has them)."""
+    heavy = ("torch", "numpy", "ray", "transformers", "transformer_lens", "pandas")
+    code = f"import sys, actscale.runs.ray_sink; print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r}))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 # ---- on a local Ray cluster ---------------------------------------------------------------
 
 
@@ -246,7 +255,7 @@ def test_ray_an_actor_with_nothing_left_to_run_frees_its_cpu(ray_cluster, store,
     kept to the end of the sweep, it would hold the CPU and the sweep would never finish (two
     dashboard sessions' sweeps on one cluster hung that way)."""
     ray = ray_cluster
-    from actscale.runs.ray_executor import ProgressSink
+    from actscale.runs.ray_sink import ProgressSink
 
     holder = ray.remote(num_cpus=1)(ProgressSink).remote()  # any actor that takes a CPU
     assert ray.get(holder.drain.remote()) == []

@@ -35,6 +35,7 @@ from actscale.runs.api import plan_run
 from actscale.runs.bundle import RunBundle
 from actscale.runs.progress import SweepObserver
 from actscale.runs.ray_dispatch import Sweep
+from actscale.runs.ray_sink import ProgressSink
 from actscale.runs.store import RunStore
 
 
@@ -228,20 +229,6 @@ class _ActorRunObserver(RunObserver):
 
     def cancelled(self) -> bool:
         return bool(self.ray.get_runtime_context().is_canceled())
-
-
-class ProgressSink:
-    """A Ray actor that holds step events until the driver drains them."""
-
-    def __init__(self) -> None:
-        self._events: list[dict[str, Any]] = []
-
-    def push(self, event: dict[str, Any]) -> None:
-        self._events.append(event)
-
-    def drain(self) -> list[dict[str, Any]]:
-        events, self._events = self._events, []
-        return events
 
 
 def worker_count(ray: Any, configs: Sequence[TrainConfig], workers: int | None) -> tuple[int, bool]:
