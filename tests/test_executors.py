@@ -144,8 +144,8 @@ def test_local_never_imports_ray(tmp_path):
 
 
 def test_the_progress_sinks_module_imports_no_library():
-    """Ray's process for a sweep's progress sink imports the sink's module and nothing of the
-    engine: none of the heavy libraries is loaded there (a new interpreter; this one has them)."""
+    """Ray's process for a sweep's progress sink imports the sink's module: imported alone in a
+    new interpreter (this one has them all), it loads none of the heavy libraries."""
     heavy = ("torch", "numpy", "ray", "transformers", "transformer_lens", "pandas")
     code = f"import sys, actscale.runs.ray_sink; print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r}))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
