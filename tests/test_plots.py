@@ -228,6 +228,8 @@ def test_method_comparison_is_one_bar_per_split_and_panel():
     ]
     assert [t.xaxis for t in fig.data] == ["x", "x", "x2", "x2", "x3", "x4"] * 2
     assert [t.legendgroup for t in fig.data] == ["train"] * 6 + ["test"] * 6
+    # bars and diamonds in one slot per split: a bar without one was drawn over the other split's
+    assert [t.offsetgroup for t in fig.data] == ["train"] * 6 + ["test"] * 6
     for trace in fig.data:
         assert list(trace.x) == LABELS
     bars = [t for t in fig.data if t.type == "bar"]

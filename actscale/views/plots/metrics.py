@@ -139,6 +139,9 @@ def plot_method_comparison(df: pd.DataFrame) -> go.Figure:
                     marker_color=colours[split],
                     showlegend=i == 0,
                     legendgroup=split,
+                    # the slot the diamonds take too: without it plotly draws a panel's bars over one
+                    # another once markers there are grouped, the test bar hiding the train bar
+                    offsetgroup=split,
                     error_y=_error_bars(part, metric) if metric in part else None,
                 ),
                 **at,
