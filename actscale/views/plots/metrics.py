@@ -122,49 +122,37 @@ def plot_method_comparison(df: pd.DataFrame) -> go.Figure:
     # labels need the width.
     titles = [title for _, _, title in COMPARISON_PANELS]
     fig = styled(make_subplots(rows=2, cols=2, subplot_titles=titles, vertical_spacing=0.28, horizontal_spacing=0.1))
-    colours = {"train": "#9aa5b1", "test": "#b4232c"}
     for split in ("train", "test"):
         part = df[df["split"] == split]
-        if part.empty:
-            continue
-        label = run_labels(part)
-        for i, (metric, base, _) in enumerate(COMPARISON_PANELS):
-            at = {"row": i // 2 + 1, "col": i % 2 + 1}
-            y = part[metric] if metric in part else pd.Series(np.nan, index=part.index)
-            fig.add_trace(
-                go.Bar(
-                    x=label,
-                    y=y,
-                    name=split,
-                    marker_color=colours[split],
-                    showlegend=i == 0,
-                    legendgroup=split,
-                    # the slot the diamonds take too: without it plotly draws a panel's bars over one
-                    # another once markers there are grouped, the test bar hiding the train bar
-                    offsetgroup=split,
-                    error_y=_error_bars(part, metric) if metric in part else None,
-                ),
-                **at,
-            )
-            if base and base in part:
-                fig.add_trace(
-                    go.Scatter(
-                        x=label,
-                        y=part[base],
-                        mode="markers",
-                        name=f"unmodified ({split})",
-                        marker=dict(symbol="diamond", size=9, color="#222", line=dict(width=0)),
-                        legendgroup=split,
-                        showlegend=i == 0,
-                        offsetgroup=split,
-                    ),
-                    **at,
-                )
+        for i, trace in () if part.empty else _comparison_traces(part, split):
+            fig.add_trace(trace, row=i // 2 + 1, col=i % 2 + 1)
     for col in (1, 2):
         fig.update_yaxes(range=[0, 1.05], row=1, col=col)
     fig.update_xaxes(tickangle=0)
     fig.update_layout(barmode="group", scattermode="group", title="methods compared", **{**LAYOUT, "height": 720})
     return fig
+
+
+SPLIT_COLOURS = {"train": "#9aa5b1", "test": "#b4232c"}
+
+
+def _comparison_traces(part: pd.DataFrame, split: str) -> list[tuple[int, go.BaseTraceType]]:
+    """One split's traces of `plot_method_comparison`, each with its panel's index: a bar per
+    panel, and on the flip panels the unmodified model's rates as diamonds. Bars and diamonds
+    share the split's slot (``offsetgroup``): a bar without one is drawn over the other split's
+    once the panel's diamonds are grouped."""
+    label = run_labels(part)
+    traces: list[tuple[int, go.BaseTraceType]] = []
+    for i, (metric, base, _) in enumerate(COMPARISON_PANELS):
+        y = part[metric] if metric in part else pd.Series(np.nan, index=part.index)
+        error_y = _error_bars(part, metric) if metric in part else None
+        bar = go.Bar(x=label, y=y, name=split, marker_color=SPLIT_COLOURS[split], error_y=error_y)
+        traces.append((i, bar.update(showlegend=i == 0, legendgroup=split, offsetgroup=split)))
+        if base and base in part:
+            diamond = dict(symbol="diamond", size=9, color="#222", line=dict(width=0))
+            marks = go.Scatter(x=label, y=part[base], mode="markers", name=f"unmodified ({split})", marker=diamond)
+            traces.append((i, marks.update(showlegend=i == 0, legendgroup=split, offsetgroup=split)))
+    return traces
 
 
 def plot_param_counts(df: pd.DataFrame) -> go.Figure:
