@@ -158,6 +158,10 @@ with common.guarded("The metrics"):
         "compares methods whose components differ (a DynScalar component is a whole layer); n/a for a run stored "
         "without the arrays to recompute it",
     )
+    # The tiles give each rate with its base and n; the sentence adds its interval, as quoted.
+    if shown.rate("flip_acc_pos") is not None and shown.rate("flip_acc_neg") is not None:
+        flips = analysis.flips_text(split, shown)
+        st.caption(f"{flips[0].upper()}{flips[1:]} (unmodified → steered [95% Wilson interval]).")
 
 PICK_PARAMS = {"prompt": "prompt_index", "position": "position"}  # a panel's pick → its query parameter
 

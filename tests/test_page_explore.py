@@ -211,6 +211,15 @@ def test_headline_tiles_say_what_moved_and_reliability_is_drawn(runs):
     assert pos.delta == f"{m['flip_acc_pos'] - m['acc_base']:+.2f} vs unmodified {m['acc_base']:.2f}"
     neg = tiles[f"flip rate β = −1 (test, n = {m['n_prompts']})"]
     assert neg.delta == f"{m['flip_acc_neg'] - (1 - m['acc_base']):+.2f} vs unmodified {1 - m['acc_base']:.2f}"
+    # the intervals beside the tiles, not only in their help
+
+    def quoted(base: float, name: str) -> str:
+        lo, hi = m[f"{name}_ci95"]
+        return f"{base:.2f} → {m[name]:.2f} [{lo:.2f}, {hi:.2f}] (n = {m['n_prompts']})"
+
+    assert f"Test flips: β = +1 {quoted(m['acc_base'], 'flip_acc_pos')}, β = −1 " + quoted(
+        1 - m["acc_base"], "flip_acc_neg"
+    ) + " (unmodified → steered [95% Wilson interval])." in [c.value for c in at.caption]
     assert tiles["effective components"].value == f"{m['n_effective']:,} of {m['n_components']:,}"
     # an ActivScalar component is a cell: one share, not the same figure twice
     assert tiles["effective components"].delta == f"{100 * m['effective_frac']:.1f}% of components"
