@@ -147,6 +147,12 @@ UNMET = {
             "β = +1 and 0.50 at β = −1, where the target is 0.90 in both directions; try more cycles, a higher "
             "learning rate (now 0.1) or more training prompts.",
         ),
+        (
+            {"target": {**UNMET["target"], "n": 1, "flip_acc_neg": 0.0}},  # one prompt: `train --n-prompts 3`
+            "Validation target not reached: after 72 steps (4 cycles of 18) the 1 validation prompt flips 1.00 at "
+            "β = +1 and 0.00 at β = −1, where the target is 0.90 in both directions; try more cycles, a higher "
+            "learning rate (now 0.1) or more training prompts.",
+        ),
         ({"target": {**UNMET["target"], "met": True}}, None),
         ({"target": None}, None),  # a run of given steps
         ({}, None),  # stored before targets were recorded

@@ -155,8 +155,9 @@ def target_text(info: Mapping[str, Any], config: TrainConfig) -> str | None:
     split = split_word(str(target["split"]))
     steps, cycles = int(target["steps"]), int(target["cycles_run"])
     took = f"{steps * cycles} steps" + (f" ({cycles} cycles of {steps})" if cycles > 1 else "")
+    prompts = "prompt flips" if int(target["n"]) == 1 else "prompts flip"
     return (
-        f"Validation target not reached: after {took} the {target['n']} {split} prompts flip "
+        f"Validation target not reached: after {took} the {target['n']} {split} {prompts} "
         f"{target['flip_acc_pos']:.2f} at β = +1 and {target['flip_acc_neg']:.2f} at β = −1, where the target is "
         f"{target['target']:.2f} in both directions; try more cycles, a higher learning rate (now "
         f"{config.lr:g}) or more training prompts."
