@@ -34,7 +34,12 @@ def figure(func: Callable, *args, key: str, mark: tuple[int, ...] | None = None)
 
 
 def grid(items: list[tuple[Callable, tuple, str, tuple[int, ...] | None]], n_cols: int = 2) -> None:
-    """(plot function, arguments, key, component to mark) drawn side by side, ``n_cols`` to a row."""
+    """(plot function, arguments, key, component to mark) drawn side by side, ``n_cols`` to a row
+    (one: each across the page)."""
+    if n_cols == 1:
+        for func, args, key, mark in items:
+            figure(func, *args, key=key, mark=mark)
+        return
     for start in range(0, len(items), n_cols):
         for col, (func, args, key, mark) in zip(st.columns(n_cols), items[start : start + n_cols]):
             with col:
@@ -236,17 +241,17 @@ for panel in panels.explore_panels(bundle):
         pick = pick_widget(panel) if panel.pick else None
         if panel.pick:
             picked.add(PICK_PARAMS[panel.pick])
-        grid(
-            [
-                (
-                    spec.func,
-                    (*spec.args, pick) if spec.takes_pick else spec.args,
-                    spec.key,
-                    component if component is not None and spec.maps_components and spec.site == site else None,
-                )
-                for spec in specs
-            ]
-        )
+        items = [
+            (
+                spec.func,
+                (*spec.args, pick) if spec.takes_pick else spec.args,
+                spec.key,
+                component if component is not None and spec.maps_components and spec.site == site else None,
+            )
+            for spec in specs
+        ]
+        grid([item for item, spec in zip(items, specs) if not spec.wide])
+        grid([item for item, spec in zip(items, specs) if spec.wide], n_cols=1)
 for name in set(PICK_PARAMS.values()) - picked:  # a pick not shown is not part of the view
     links.to_link(name, None)
 

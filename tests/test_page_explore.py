@@ -78,6 +78,9 @@ def test_query_param_opens_that_run(runs, method):
         assert chart(at, "cos-mlp_out")["data"][0]["zmin"] == -1
     else:
         assert {"dyn-norms", "head-dyn", "dyn-prompt-attn_out", "dyn-lengths"} <= set(keys)
+        # the lengths' bars (six a length) across the page, the per-site maps two to a row
+        in_columns = {c.proto.id.split("-fig-", 1)[1] for col in at.columns for c in col.get("plotly_chart")}
+        assert "dyn-prompt-attn_out" in in_columns and "dyn-lengths" not in in_columns
     # the top-components table, the metrics table, and a model never loaded
     assert len(at.dataframe) >= 2
     assert any("Download table (CSV)" == b.proto.label for b in at.get("download_button"))

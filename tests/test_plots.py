@@ -514,13 +514,18 @@ def _flip_rates_by_length(bundle) -> dict[str, dict[str, dict[str, float]]]:
 def test_length_generalisation_is_flip_rate_per_length_split_and_direction(bundles):
     bundle = bundles["dynscalar"]
     expected = _flip_rates_by_length(bundle)
-    splits = sorted({r["split"] for r in dataset(bundle)})
+    splits = [s for s in ("train", "val", "test") if s in {r["split"] for r in dataset(bundle)}]
+    assert len(splits) == 3
     fig = plot_length_generalisation(bundle)
     names = [
         n for s in splits for n in (f"{s} β = +1", f"{s} β = +1 unmodified", f"{s} β = −1", f"{s} β = −1 unmodified")
     ]
     assert [t.name for t in fig.data] == names
     assert [t.type for t in fig.data] == ["bar", "scatter"] * (2 * len(splits))
+    # each bar its own colour (the split's hue, β = −1 darker), its diamonds in its slot
+    bars = [t for t in fig.data if t.type == "bar"]
+    assert [t.marker.color for t in bars] == ["#b9c1ca", "#6b7785", "#9cc0e4", "#3b6ea8", "#eea3a6", "#b4232c"]
+    assert [t.offsetgroup for t in fig.data] == [n.removesuffix(" unmodified") for n in names]
     assert sum(len(by_n) for by_n in expected.values()) > 8  # the tiny task has several lengths
     for trace in fig.data:
         lengths = sorted(expected[trace.name], key=int)

@@ -17,8 +17,7 @@ from typing import Any
 from torch import Tensor
 
 from actscale.engine.objective import wilson_interval
-
-SPLIT_ORDER = ("train", "val", "test")
+from actscale.engine.tasks.examples import SPLITS
 
 
 def logit_bias_floor(delta: Tensor, splits: Sequence[str], margin: float) -> dict[str, Any]:
@@ -30,7 +29,7 @@ def logit_bias_floor(delta: Tensor, splits: Sequence[str], margin: float) -> dic
     chosen = delta[[s == choose for s in splits]].float()
     bias = float(chosen.abs().max()) + margin if chosen.numel() else margin
     out: dict[str, Any] = {"bias": bias, "split": choose, "n": int(chosen.numel()), "splits": {}}
-    for split in SPLIT_ORDER:
+    for split in SPLITS:
         d = delta[[s == split for s in splits]].float()
         n = int(d.numel())
         if not n:

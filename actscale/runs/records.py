@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from actscale.engine.config import TrainConfig
+from actscale.engine.tasks.examples import SPLITS
 
 Interval = tuple[float, float]
 
@@ -188,7 +189,6 @@ class Provenance:
 
 
 # The order splits are shown in; others follow, by name.
-SPLIT_ORDER = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -217,7 +217,7 @@ class RunRecord:
     @property
     def split_names(self) -> list[str]:
         """The splits stored, train, val and test first."""
-        return [s for s in SPLIT_ORDER if s in self.splits] + sorted(set(self.splits) - set(SPLIT_ORDER))
+        return [s for s in SPLITS if s in self.splits] + sorted(set(self.splits) - set(SPLITS))
 
     @property
     def reported_split(self) -> str | None:

@@ -35,6 +35,7 @@ class FigureSpec:
     # Rows are layers and columns the second of the method's component axes at ``site`` (or, with
     # one axis, a bar per layer): a chosen component can be marked on it (`plots.mark_component`).
     maps_components: bool = False
+    wide: bool = False  # drawn across the page, not in a column beside another figure
 
 
 @dataclass(frozen=True)
@@ -238,7 +239,8 @@ def _dynscalar_panels(bundle: RunBundle) -> list[Panel]:
     lengths = Panel(
         "Across prompt lengths",
         "",
-        (FigureSpec(plots.plot_length_generalisation, (), "dyn-lengths", "length generalisation"),),
+        # six bars (three splits, two directions) for each of the prompts' lengths
+        (FigureSpec(plots.plot_length_generalisation, (), "dyn-lengths", "length generalisation", wide=True),),
     )
     return [learned, *head_panels(bundle), per_prompt, lengths]
 

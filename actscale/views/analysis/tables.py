@@ -14,6 +14,7 @@ import pandas as pd
 from actscale.engine.config import TrainConfig
 from actscale.engine.interventions import effective_counts
 from actscale.engine.objective import METRIC_NAMES, RATE_NAMES, wilson_interval
+from actscale.engine.tasks.examples import SPLITS
 from actscale.runs.bundle import RunBundle, RunListing
 from actscale.runs.records import SplitMetrics
 from actscale.views.analysis.arrays import run_method, train_token_mask
@@ -68,8 +69,7 @@ def metrics_table(bundle: RunBundle) -> pd.DataFrame:
     """The run's metrics (docs/method.md §4, completed by `filled_metrics`), one row per metric, one
     column per split (train, val, test first); each rate also as "base → rate [interval]"."""
     metrics = {split: m.to_json() for split, m in filled_metrics(bundle).items()}
-    order = ("train", "val", "test")
-    splits = [s for s in order if s in metrics] + sorted(set(metrics) - set(order))
+    splits = [s for s in SPLITS if s in metrics] + sorted(set(metrics) - set(SPLITS))
     names: list[str] = [f"{n} (base → rate [95% CI])" for n in RATE_NAMES[1:]]
     for split in splits:
         names += [k for k in metrics[split] if k not in names]

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from actscale.engine.tasks.examples import SPLITS
 from actscale.runs.bundle import RunBundle
 from actscale.views.analysis import (
     examples_frame,
@@ -250,6 +251,18 @@ def plot_beta_curve(curve: pd.DataFrame, beta: float | None = None) -> go.Figure
     return fig
 
 
+# A colour per split and direction (the split's hue, β = −1 the darker): plotly's own cycle of
+# ten colours gave the sixth bar the first one's, with the diamonds' traces taking turns in it.
+LENGTH_COLOURS = {
+    ("train", "pos"): "#b9c1ca",
+    ("train", "neg"): "#6b7785",
+    ("val", "pos"): "#9cc0e4",
+    ("val", "neg"): "#3b6ea8",
+    ("test", "pos"): "#eea3a6",
+    ("test", "neg"): "#b4232c",
+}
+
+
 def plot_length_generalisation(bundle: RunBundle) -> go.Figure:
     """Flip rate per prompt length, split and direction (DynScalar across lengths, docs/method.md
     §6.6), each next to the unmodified model's rate at that length (◆)."""
@@ -261,14 +274,12 @@ def plot_length_generalisation(bundle: RunBundle) -> go.Figure:
     df["base_pos"], df["base_neg"] = df["delta_base"] > 0, df["delta_base"] < 0
     cols = ["flipped_pos", "flipped_neg", "base_pos", "base_neg"]
     grouped = df.groupby(["split", "n_tokens"])[cols].mean().reset_index()
-    for split, part in grouped.groupby("split"):
+    for split in [s for s in SPLITS if s in set(grouped["split"])]:
+        part = grouped[grouped["split"] == split]
         x = part["n_tokens"].astype(str)
         for direction, sign in (("pos", "+1"), ("neg", "−1")):
-            fig.add_trace(
-                go.Bar(
-                    x=x, y=part[f"flipped_{direction}"], name=f"{split} β = {sign}", offsetgroup=f"{split}-{direction}"
-                )
-            )
+            name, colour = f"{split} β = {sign}", LENGTH_COLOURS[(split, direction)]
+            fig.add_trace(go.Bar(x=x, y=part[f"flipped_{direction}"], name=name, offsetgroup=name, marker_color=colour))
             fig.add_trace(
                 go.Scatter(
                     x=x,
@@ -276,7 +287,7 @@ def plot_length_generalisation(bundle: RunBundle) -> go.Figure:
                     mode="markers",
                     showlegend=False,
                     name=f"{split} β = {sign} unmodified",
-                    offsetgroup=f"{split}-{direction}",
+                    offsetgroup=name,
                     marker=dict(symbol="diamond", size=8, color="#222"),
                 )
             )
