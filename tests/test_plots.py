@@ -34,6 +34,7 @@ from actscale.views.plots import (
     plot_run_history,
     plot_scalar_heatmap,
     plot_steer_heatmaps,
+    plot_sufficiency_overlay,
     plot_tradeoff,
 )
 
@@ -555,3 +556,32 @@ def test_length_generalisation_without_per_prompt_results(bundles, tmp_path):
     fig = plot_length_generalisation(RunStore(root).load(bundle.run_id))
     assert len(fig.data) == 0
     assert fig.layout.title.text == "no per-prompt results in this bundle"
+
+
+class _Checked:
+    """A run as `plot_sufficiency_overlay` reads it: its method, id and map checks."""
+
+    def __init__(self, i: int):
+        self.method, self.run_id = "activscalar", f"{i:016x}"
+        sufficiency = [{"k": k, "mean_flip": 0.1 * k} for k in (1, 2, 4)]
+        self._map = {
+            "n_components": 8,
+            "sufficiency": sufficiency,
+            "random": [{"stratum": "site", "k": 2, "mean_flip_median": 0.1}],
+        }
+
+    def checks(self):
+        return {"map": self._map}, {}
+
+
+def test_sufficiency_overlay_draws_each_run_in_one_colour():
+    """A run's curve and its random control's markers share a colour, each run its own (ten of
+    them; plotly's cycle gave a run's two traces two colours, and the sixth run the first's)."""
+    fig = plot_sufficiency_overlay([_Checked(i) for i in range(11)])
+    assert [t.name for t in fig.data[:2]] == [
+        "activscalar 00000000 top-k",
+        "activscalar 00000000 random anywhere in the site (median)",
+    ]
+    lines, marks = fig.data[0::2], fig.data[1::2]
+    assert [t.line.color for t in lines] == [t.marker.color for t in lines] == [t.marker.color for t in marks]
+    assert len({t.line.color for t in lines[:10]}) == 10 and lines[10].line.color == lines[0].line.color

@@ -19,7 +19,7 @@ from actscale.views.analysis import (
     run_checks_data,
     run_method,
 )
-from actscale.views.plots.style import LAYOUT, SEQUENTIAL, heatmap, new_figure, styled
+from actscale.views.plots.style import LAYOUT, RUN_COLOURS, SEQUENTIAL, heatmap, new_figure, styled
 
 COLOURS = {"keep": "#c0392b", "remove": "#2c7fb8", "random": "#7f7f7f", "zero": "#000000", "mean": "#8e44ad"}
 
@@ -291,16 +291,20 @@ def plot_sufficiency_overlay(bundles: list[RunBundle]) -> go.Figure:
     """Runs side by side: mean flip rate of the top-k against k as a share of each run's
     components (log), the learned curve solid and the random control's median as markers."""
     fig = new_figure()
-    for b in bundles:
-        m = (run_checks_data(b) or {}).get("map") or {}
-        if not m:
-            continue
+    checked = [(b, m) for b in bundles if (m := (run_checks_data(b) or {}).get("map") or {})]
+    for i, (b, m) in enumerate(checked):
         frame = pd.DataFrame(m["sufficiency"])
         n = m["n_components"]
-        label = f"{b.method} {b.run_id[:8]}"
+        label, colour = f"{b.method} {b.run_id[:8]}", RUN_COLOURS[i % len(RUN_COLOURS)]
         fig.add_trace(
             go.Scatter(
-                x=frame["k"] / n, y=frame["mean_flip"], mode="lines+markers", name=f"{label} top-k", legendgroup=label
+                x=frame["k"] / n,
+                y=frame["mean_flip"],
+                mode="lines+markers",
+                name=f"{label} top-k",
+                legendgroup=label,
+                line=dict(color=colour),
+                marker=dict(color=colour),
             )
         )
         rand = pd.DataFrame(m.get("random", []))
@@ -312,7 +316,7 @@ def plot_sufficiency_overlay(bundles: list[RunBundle]) -> go.Figure:
                     x=rand["k"] / n,
                     y=rand["mean_flip_median"],
                     mode="markers",
-                    marker=dict(symbol="square-open", size=10),
+                    marker=dict(symbol="square-open", size=10, color=colour),
                     name=f"{label} random anywhere in the site (median)",
                     legendgroup=label,
                 )
