@@ -321,6 +321,7 @@ def test_beta_curve_draws_delta_and_both_probabilities():
         assert values(trace.x) == [-1.0, 0.0, 1.0]
         assert values(trace.y) == CURVE[col].tolist()
     layout = fig.layout
+    assert layout.title.text == "Δ, p(a+) and p(a−) against the steering strength β"
     assert layout.xaxis.title.text == "β" and layout.yaxis.title.text == "Δ"
     assert layout.yaxis2.title.text == "probability"
     assert layout.yaxis2.overlaying == "y" and layout.yaxis2.side == "right" and layout.yaxis2.rangemode == "tozero"

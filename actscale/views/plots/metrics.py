@@ -233,7 +233,7 @@ def plot_beta_curve(curve: pd.DataFrame, beta: float | None = None) -> go.Figure
             annotation_position="top",
         )
     fig.update_layout(
-        title="steering strength β",
+        title="Δ, p(a+) and p(a−) against the steering strength β",
         xaxis_title="β",
         yaxis_title="Δ",
         yaxis2=dict(
