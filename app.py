@@ -20,5 +20,8 @@ page = st.navigation(list(pages.values()))
 st.set_page_config(
     page_title="actscale" if page is pages[navigation.HOME] else f"{page.title} · actscale", layout="wide"
 )
-common.show_sidebar()
+model_line = common.show_sidebar()
 page.run()
+# Again after the page, which may have loaded the model (Train, Playground): named on this run.
+# (A page that ends with st.stop() keeps the line as it was before it.)
+common.show_model_line(model_line)

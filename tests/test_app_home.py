@@ -136,6 +136,27 @@ def test_every_page_runs_in_the_frame_with_the_sidebar(ui_store):
     assert at.sidebar.caption[0].value.startswith("Model: tiny-llama (")
 
 
+def test_the_sidebar_names_the_model_the_page_loaded_on_the_same_run(ui_store):
+    """The sidebar is drawn before the page; a page that loads the model (Train) has it named
+    when it is done, not on the next run."""
+    from actscale.ui import common, navigation
+
+    saved = dict(common._RESIDENT)
+    common._resident_model.clear()  # so that the page loads it (and not the cache's copy)
+    common._RESIDENT.clear()
+    try:
+        at = home()
+        assert at.sidebar.caption[0].value == "No model loaded (viewer mode)"
+        at.switch_page(navigation.TRAIN.path).run()
+        assert not at.exception
+        assert at.sidebar.caption[0].value.startswith("Model: tiny-llama (")
+        assert [c.value for c in at.sidebar.caption][1:] == [f"Runs in `{ui_store.root}`"]
+    finally:
+        common._resident_model.clear()
+        common._RESIDENT.clear()
+        common._RESIDENT.update(saved)
+
+
 def test_page_config_is_set_once_in_app_py():
     sources = {p.name: p.read_text() for p in [ROOT / "app.py", *sorted((ROOT / "app_pages").glob("*.py"))]}
     assert [name for name, text in sources.items() if "set_page_config" in text] == ["app.py"]

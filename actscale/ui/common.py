@@ -374,13 +374,21 @@ def model_status_line(model: Any | None) -> str:
     return f"Loaded model: {model.describe()}"
 
 
-def show_sidebar() -> None:
+def show_sidebar() -> Any:
     """The sidebar under the list of pages (drawn once, by app.py): what this deployment allows,
-    the resident model (never loading one) and the run store."""
+    the resident model's line (its place returned, for `show_model_line` to name a model the
+    page loads) and the run store."""
     for problem in deployment.problems():
         st.sidebar.warning(problem)
     if deployment.readonly():
         st.sidebar.info(deployment.describe(), icon=":material/lock:")
-    model = loaded_model_or_none()
-    st.sidebar.caption(f"Model: {model.describe()}" if model else "No model loaded (viewer mode)")
+    model_line = st.sidebar.empty()
+    show_model_line(model_line)
     st.sidebar.caption(f"Runs in `{store().root}`")
+    return model_line
+
+
+def show_model_line(place: Any) -> None:
+    """The resident model in the sidebar's ``place`` (never loading one), or that there is none."""
+    model = loaded_model_or_none()
+    place.caption(f"Model: {model.describe()}" if model else "No model loaded (viewer mode)")
