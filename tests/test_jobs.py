@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -86,3 +87,26 @@ def test_failures_become_the_job_state(tiny_llama, store):
 def test_unknown_launcher_name():
     with pytest.raises(ValueError, match="unknown job launcher 'ray'"):
         JobManager(launch="ray")
+
+
+def test_the_time_left_is_to_the_last_step_and_not_claimed_after_it():
+    """Each run's evaluation follows its steps and is not estimated: once every step is done the
+    job claims no time left (it had said "about 0 s left" while a default run's evaluation took
+    about as long as its steps)."""
+    from actscale.engine.training import StepInfo
+    from actscale.runs.jobs import Job
+
+    job = Job(id="j", configs=[CONFIG, CONFIG], started=time.time() - 10)  # two runs of two steps, 10 s ago
+    assert job.seconds_left() is None  # no step yet
+    row = dict(loss=1.0, effectiveness=1.0, faithfulness=0.0, minimality=0.0, flip_acc_pos=1.0, flip_acc_neg=0.0)
+    job.record_step(StepInfo(step=1, n_steps=2, elapsed=1.0, **row))
+    left = job.seconds_left()
+    assert job.progress() == 0.25 and left == pytest.approx(30, abs=0.5)  # a quarter in 10 s: 30 s to go
+    job.record_step(StepInfo(step=2, n_steps=2, elapsed=2.0, **row))
+    job.current = 1
+    job.record_step(StepInfo(step=1, n_steps=2, elapsed=1.0, **row))
+    job.record_step(StepInfo(step=2, n_steps=2, elapsed=2.0, **row))
+    assert job.progress() == 1.0 and job.state == "running" and job.seconds_left() is None
+    from actscale.ui.progress import time_left
+
+    assert time_left(job) == ""

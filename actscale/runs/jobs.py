@@ -150,12 +150,14 @@ class Job:
         return self.done
 
     def seconds_left(self) -> float | None:
-        """A rough estimate from the mean step time so far (early stopping can only shorten it)."""
+        """Seconds to the last step, roughly, from the mean step time so far (early stopping can
+        only shorten it); None before the first step and once every step is done (a run's
+        evaluation after its steps is not estimated)."""
         if not self.steps:
             return None
         elapsed = time.time() - self.started
         fraction = self.progress()
-        return None if fraction <= 0 else max(0.0, elapsed / fraction - elapsed)
+        return None if fraction <= 0 or fraction >= 1 else elapsed / fraction - elapsed
 
 
 # A launcher starts a job's work, given a name for it, and returns the thread it started, if

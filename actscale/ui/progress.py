@@ -62,6 +62,7 @@ def job_progress(
 
 
 def time_left(job: Job) -> str:
-    """``"about 40 s left"``, or ``""`` before the first step."""
+    """``"about 40 s to the last step"``, or ``""`` before the first step and after the last (the
+    evaluation that follows is not estimated: "about 0 s left" while it ran read as done)."""
     left = job.seconds_left()
-    return "" if left is None else f"about {left:.0f} s left"
+    return "" if left is None else f"about {left:.0f} s to the last step"
