@@ -74,6 +74,9 @@ def test_train_smoke(ui_store):
         "Test prompts",
         "Data seed",
     } <= labels
+    # an optional field left empty says what that means
+    empty = {label: number(at, label).proto.placeholder for label in ("Steps", "Cycles", "Data seed")}
+    assert empty == {"Steps": "method default", "Cycles": "4, or 1 with steps given", "Data seed": "the seed"}
     assert at.multiselect(key="train_methods").value == ["activscalar"]
     assert "Train" in [b.label for b in at.button]
     # The precision: float32 by default on every machine; "auto" and bf16 say what they mean here.

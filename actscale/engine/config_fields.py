@@ -47,6 +47,7 @@ class FieldSpec:
     sweep_flag: str = ""
     range_message: str = ""
     step: float | None = None  # the form's step (and its gap to an open end of the range)
+    empty: str = "empty"  # what an optional field left empty shows in the form: what it then means
 
     @property
     def cli_flag(self) -> str:
@@ -168,6 +169,7 @@ def _stopping_fields() -> tuple[FieldSpec, ...]:
             1,
             1000,
             optional=True,
+            empty="4, or 1 with steps given",
         ),
         FieldSpec(
             "target",
@@ -283,6 +285,7 @@ def _draw_fields() -> tuple[FieldSpec, ...]:
             high_open=True,
             optional=True,
             range_message="seeds must be integers in [0, 2^63)",
+            empty="the seed",
         ),
         FieldSpec(
             "dataset", "Dataset file", "CSV/JSONL with prompt,correct,wrong[,split][,group] (task custom)", "text"

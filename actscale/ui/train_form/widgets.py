@@ -51,7 +51,7 @@ def field_input(column: Any, name: str, key: str | None = None) -> Any:
         value=value,
         step=cast(spec.step) if spec.step else None,
         format="%g" if spec.kind == "float" else None,
-        placeholder=("method default" if name in METHOD_DEFAULT_FIELDS else "empty") if optional else None,
+        placeholder=("method default" if name in METHOD_DEFAULT_FIELDS else spec.empty) if optional else None,
         key=key,
         help=help_text,
     )
