@@ -14,7 +14,7 @@ from actscale.views.analysis import (
     history_frame,
     reliability,
 )
-from actscale.views.plots.style import LAYOUT, new_figure, styled
+from actscale.views.plots.style import LAYOUT, RUN_COLOURS, SEQUENTIAL, new_figure, styled
 
 
 def plot_history(history: pd.DataFrame) -> go.Figure:
@@ -189,11 +189,24 @@ METRIC_LABELS = {
 }
 
 
+def value_colours(n: int) -> list[str]:
+    """``n`` colours of the sequential scale in order, from its dark end to short of its pale
+    yellow (hard to see on white)."""
+    from plotly.colors import sample_colorscale
+
+    return sample_colorscale(SEQUENTIAL, [0.85 * i / max(1, n - 1) for i in range(n)])
+
+
 def plot_tradeoff(df: pd.DataFrame, x: str, y: str = "flip_acc", colour: str = "method") -> go.Figure:
-    """A trade-off scatter (docs/method.md §6.4); each point carries its run id for click-through."""
+    """A trade-off scatter (docs/method.md §6.4); each point carries its run id for click-through.
+    A colour per group: by method, the runs' colours; by a number (λ_M, λ_F, m), a sequential
+    scale in the values' order, so that eleven values are eleven colours and neighbours look alike."""
     fig = new_figure()
     xl, yl = METRIC_LABELS.get(x, x), METRIC_LABELS.get(y, y)
-    for key, part in df.groupby(colour, sort=True):
+    groups = list(df.groupby(colour, sort=True))
+    numbers = bool(groups) and not any(isinstance(key, str) for key, _ in groups)
+    colours = value_colours(len(groups)) if numbers else [RUN_COLOURS[i % len(RUN_COLOURS)] for i in range(len(groups))]
+    for (key, part), marker_colour in zip(groups, colours):
         label = str(key) if isinstance(key, str) else f"{METRIC_LABELS.get(colour, colour)} = {key:g}"
         fig.add_trace(
             go.Scatter(
@@ -202,7 +215,7 @@ def plot_tradeoff(df: pd.DataFrame, x: str, y: str = "flip_acc", colour: str = "
                 mode="markers",
                 name=label,
                 customdata=part[["run_id", "method"]].to_numpy(),
-                marker=dict(size=11),
+                marker=dict(size=11, color=marker_colour),
                 hovertemplate=f"run %{{customdata[0]}} (%{{customdata[1]}})<br>{xl}: %{{x:.4g}}<br>{yl}: %{{y:.3f}}"
                 "<extra></extra>",
             )
