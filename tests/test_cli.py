@@ -165,13 +165,25 @@ def test_eval_on_a_file_evaluates_every_usable_row_and_says_what_it_dropped(runs
     assert n == 24 and set(out["metrics"]) == {"dataset"} and out["metrics"]["dataset"]["n_prompts"] == n
     dropped = "dropped 1: 1 longer than the run's 16 positions"
     assert {k: v for k, v in out["dataset"].items() if k != "path"} == {"rows": 25, "evaluated": 24, "dropped": dropped}
-    assert runs["eval_file"].stderr.splitlines()[-1] == f"{out['dataset']['path']}: evaluated 24 of 25 rows; {dropped}"
+    read = SplitMetrics.from_json(out["metrics"]["dataset"])
+    assert runs["eval_file"].stderr.splitlines()[-2:] == [
+        f"{out['dataset']['path']}: evaluated 24 of 25 rows; {dropped}",
+        f"evaluated: dataset flips: β = +1 {rate_text(read, 'flip_acc_pos')}, β = -1 {rate_text(read, 'flip_acc_neg')}",
+    ]
 
 
 def test_eval_prints_the_same_metrics(runs):
     trained, evaluated = last_json(runs["train"]), last_json(runs["eval"])
     assert evaluated["run_id"] == trained["run_id"] and evaluated["beta"] == 1.0
     assert set(evaluated["metrics"]) == {"train", "val", "test"}
+    # and says so on stderr, a line a split, each rate after its base with its interval and n
+    said = {"train": "training", "val": "validation", "test": "test"}
+    assert runs["eval"].stderr.splitlines() == [
+        f"evaluated: {said[split]} flips: β = +1 {rate_text(read, 'flip_acc_pos')}, β = -1 "
+        + rate_text(read, "flip_acc_neg")
+        for split in ("train", "val", "test")
+        for read in [SplitMetrics.from_json(evaluated["metrics"][split])]
+    ]
     for split, metrics in trained["metrics"].items():
         assert set(evaluated["metrics"][split]) == METRICS
         for name, value in metrics.items():

@@ -37,11 +37,11 @@ def _progress(info) -> None:
     )
 
 
-def _flips(split: str, metrics: dict) -> str:
+def _flips(split: str, metrics: dict, beta: float = 1.0) -> str:
     """A split's flip rates in one line, as the pages write them but with an ASCII minus."""
     from actscale.views.analysis import flips_text
 
-    return flips_text(split, metrics, minus="-")
+    return flips_text(split, metrics, minus="-", beta=beta)
 
 
 def _config(args: argparse.Namespace, **grid_values: Any) -> Any:
@@ -248,6 +248,8 @@ def cmd_eval(args: argparse.Namespace) -> dict:
         extra["dataset"] = {"path": str(args.dataset), "rows": total, "evaluated": len(task.examples)}
         extra["dataset"]["dropped"] = task.drop_summary()
         print(f"{args.dataset}: evaluated {len(task.examples)} of {total} rows; {task.drop_summary()}", file=sys.stderr)
+    for split, split_metrics in metrics.items():
+        print(f"evaluated: {_flips(split, split_metrics, args.beta)}", file=sys.stderr)
     return {
         **extra,
         "run_id": bundle.run_id,

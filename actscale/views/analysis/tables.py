@@ -137,13 +137,15 @@ def split_word(split: str) -> str:
     return SPLIT_WORDS.get(split, split)
 
 
-def flips_text(split: str, metrics: Mapping[str, Any] | SplitMetrics, minus: str = "−") -> str:
+def flips_text(split: str, metrics: Mapping[str, Any] | SplitMetrics, minus: str = "−", beta: float = 1.0) -> str:
     """``"validation flips: β = +1 0.90 → 1.00 [0.72, 1.00] (n = 10), β = −1 …"``: a split's flip
     rates from its stored `flip_metrics` (or their `SplitMetrics`), each after its base rate
-    (`rate_text`); ``minus`` is the sign written for β = −1 (the command line writes "-")."""
+    (`rate_text`); ``minus`` is the sign written for β = −1 (the command line writes "-"), ``beta``
+    the strength they were measured at (±1 unless evaluated at another)."""
     name = split_word(split)
     read = metrics if isinstance(metrics, SplitMetrics) else SplitMetrics.from_json(metrics)
-    return f"{name} flips: β = +1 {rate_text(read, 'flip_acc_pos')}, β = {minus}1 {rate_text(read, 'flip_acc_neg')}"
+    pos, neg = rate_text(read, "flip_acc_pos"), rate_text(read, "flip_acc_neg")
+    return f"{name} flips: β = +{beta:g} {pos}, β = {minus}{beta:g} {neg}"
 
 
 def target_text(info: Mapping[str, Any], config: TrainConfig) -> str | None:
