@@ -493,6 +493,11 @@ def test_cli_analyse(runs, tmp_path):
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["run_id"] == run_id and result["checks"] == ["map", "side_effects"]
     assert "checks 100.0%" in out.stderr
+    # then what the map check found, in the sentence Explore shows
+    from actscale.views.analysis import k90_text
+
+    written = json.loads((root / run_id / "checks.json").read_text())
+    assert out.stderr.splitlines()[-1] == f"map check: {k90_text(written)}" and k90_text(written)
     bad = subprocess.run(
         [sys.executable, "-m", "actscale", "analyse", "--run", "0123456789abcdef", "--store", str(tmp_path)],
         capture_output=True,

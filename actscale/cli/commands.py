@@ -266,6 +266,7 @@ def cmd_analyse(args: argparse.Namespace) -> dict:
     from actscale.engine.models import load_model
     from actscale.runs.api import load_run
     from actscale.runs.store import RunStore
+    from actscale.views.analysis import k90_text
 
     options = CheckOptions(
         prompts=args.prompts,
@@ -287,6 +288,8 @@ def cmd_analyse(args: argparse.Namespace) -> dict:
         print(f"checks {100 * fraction:5.1f}%  {what}", file=sys.stderr, flush=True)
 
     checks = run_checks(model, bundle, options, store=store, on_progress=progress)
+    if said := k90_text(checks):  # what the map check found, as Explore says it
+        print(f"map check: {said}", file=sys.stderr)
     summary = {k: v for k, v in checks.get("map", {}).items() if k in ("k90", "k90_frac", "n_components")}
     return {
         "run_id": bundle.run_id,
