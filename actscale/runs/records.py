@@ -188,9 +188,6 @@ class Provenance:
         )
 
 
-# The order splits are shown in; others follow, by name.
-
-
 @dataclass(frozen=True)
 class RunRecord:
     """A stored run's configuration, provenance and metrics, typed."""
