@@ -65,3 +65,11 @@ def test_explore_draws_the_old_bundle(old_store):
         "the full run's 0.50 (on all 8 test prompts; checks of an earlier version, on the mean flip rate rather than "
         "the effect above the unmodified model: run them again to update)."
     )
+
+
+def test_the_top_components_of_a_run_without_heads_have_no_head_column(old_store):
+    from actscale.views.analysis import top_components
+
+    top = top_components(old_store.load(RUN_ID), k=5)
+    assert list(top.columns) == ["site", "layer", "value", "metric", "position", "token", "abs"]
+    assert len(top) == 5 and list(top["abs"]) == sorted(top["abs"], reverse=True)

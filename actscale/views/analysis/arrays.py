@@ -85,7 +85,9 @@ def dyn_prompt_scalars(bundle: RunBundle, site: str, index: int) -> tuple[np.nda
 
 def top_components(bundle: RunBundle, k: int = 20) -> pd.DataFrame:
     """The ``k`` components with the largest size (method's `component_values`), one row each
-    with its site, layer and, where the method has them, position (and its token) and head."""
+    with its site, layer and, where the method has them, position (and its token) and head (a
+    column only where a chosen component has a head: it read "None" on every row of a run without
+    the head site)."""
     method = run_method(bundle)
     labels = position_labels(bundle)
     parts = []
@@ -114,7 +116,8 @@ def top_components(bundle: RunBundle, k: int = 20) -> pd.DataFrame:
     df = pd.concat(parts, ignore_index=True)
     df["head"] = df["head"].astype("Int64")  # empty outside the head site
     df["abs"] = df["value"].abs()
-    return df.sort_values(["abs", "site", "layer"], ascending=[False, True, True]).head(k).reset_index(drop=True)
+    top = df.sort_values(["abs", "site", "layer"], ascending=[False, True, True]).head(k).reset_index(drop=True)
+    return top.drop(columns="head") if top["head"].isna().all() else top
 
 
 def _ordinal(n: int) -> str:
