@@ -153,11 +153,14 @@ with common.guarded("The metrics"):
     # The cells' share only where it says something else (a component that is a cell has the same share).
     share, cell_share = (None if f is None else f"{100 * f:.1f}%" for f in (frac, shown.cells_effective_frac))
     cells = "" if cell_share is None or cell_share == share else f"; {cell_share} of cells"
+    # The count alone as the value ("140 of 960" was cut to "140 of …" in a laptop's quarter
+    # page), the whole under it, without an arrow: a share is not a change.
     cols[3].metric(
         "effective components",
-        "n/a" if n_eff is None else f"{n_eff:,} of {n_comp:,}",
-        None if share is None else f"{share} of components{cells}",
+        "n/a" if n_eff is None else f"{n_eff:,}",
+        None if n_eff is None or share is None else f"of {n_comp:,} ({share}){cells}",
         delta_color="off",
+        delta_arrow="off",
         help="components whose relative change of the activation exceeds τ (docs/method.md §4); cells: the unit "
         "every method shares, (site, layer, position[, head]) — the share of them changed by more than τ, which "
         "compares methods whose components differ (a DynScalar component is a whole layer); n/a for a run stored "

@@ -223,9 +223,12 @@ def test_headline_tiles_say_what_moved_and_reliability_is_drawn(runs):
     assert f"Test flips: β = +1 {quoted(m['acc_base'], 'flip_acc_pos')}, β = −1 " + quoted(
         1 - m["acc_base"], "flip_acc_neg"
     ) + " (unmodified → steered [95% Wilson interval])." in [c.value for c in at.caption]
-    assert tiles["effective components"].value == f"{m['n_effective']:,} of {m['n_components']:,}"
+    assert tiles["effective components"].value == f"{m['n_effective']:,}"
     # an ActivScalar component is a cell: one share, not the same figure twice
-    assert tiles["effective components"].delta == f"{100 * m['effective_frac']:.1f}% of components"
+    assert tiles["effective components"].delta == f"of {m['n_components']:,} ({100 * m['effective_frac']:.1f}%)"
+    from streamlit.proto.Metric_pb2 import Metric
+
+    assert tiles["effective components"].proto.direction == Metric.NONE  # no arrow: a share is not a change
     assert "reliability" in chart_keys(at)
     worst = [d.value for d in at.dataframe if "shortfall" in d.value.columns]
     assert len(worst) == 1 and len(worst[0]) == min(10, m["n_prompts"])
@@ -242,7 +245,10 @@ def test_the_effective_tile_gives_the_cells_share_where_it_differs(runs):
     share, cells = f"{100 * m['effective_frac']:.1f}%", f"{100 * m['cells_effective_frac']:.1f}%"
     assert share != cells
     tile = next(t for t in at.metric if t.label == "effective components")
-    assert tile.delta == f"{share} of components; {cells} of cells"
+    assert (tile.value, tile.delta) == (
+        f"{m['n_effective']:,}",
+        f"of {m['n_components']:,} ({share}); {cells} of cells",
+    )
 
 
 def test_map_checks_are_drawn_from_the_bundle(runs, tiny_llama):
