@@ -305,7 +305,7 @@ def test_tradeoff_names_numeric_groups_by_their_value():
 def test_tradeoff_colours_each_group_by_methods_or_along_the_values():
     """Plotly's own cycle has ten colours: an eleventh λ_M took the first one's. A number is
     coloured along a sequential scale in the values' order; a method by the runs' colours."""
-    from actscale.views.plots.style import RUN_COLOURS
+    from actscale.views.plots.style import COLORWAY
 
     lambdas = [0.001 * 2**i for i in range(11)]
     sweep = pd.DataFrame(
@@ -322,7 +322,7 @@ def test_tradeoff_colours_each_group_by_methods_or_along_the_values():
     assert [t.name for t in fig.data] == [f"λ_M = {v:g}" for v in lambdas]
     assert len(set(colours)) == 11 and colours[0] == "rgb(68, 1, 84)"  # the scale's dark end first
     by_method = plot_tradeoff(RUNS[RUNS["split"] == "train"], "l1", "flip_acc", "method")
-    assert [t.marker.color for t in by_method.data] == list(RUN_COLOURS[:2])
+    assert [t.marker.color for t in by_method.data] == list(COLORWAY[:2])
 
 
 CURVE = pd.DataFrame(

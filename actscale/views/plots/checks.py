@@ -19,7 +19,7 @@ from actscale.views.analysis import (
     run_checks_data,
     run_method,
 )
-from actscale.views.plots.style import LAYOUT, RUN_COLOURS, SEQUENTIAL, heatmap, new_figure, styled
+from actscale.views.plots.style import COLORWAY, LAYOUT, SEQUENTIAL, heatmap, new_figure, styled
 
 COLOURS = {"keep": "#c0392b", "remove": "#2c7fb8", "random": "#7f7f7f", "zero": "#000000", "mean": "#8e44ad"}
 
@@ -295,7 +295,7 @@ def plot_sufficiency_overlay(bundles: list[RunBundle]) -> go.Figure:
     for i, (b, m) in enumerate(checked):
         frame = pd.DataFrame(m["sufficiency"])
         n = m["n_components"]
-        label, colour = f"{b.method} {b.run_id[:8]}", RUN_COLOURS[i % len(RUN_COLOURS)]
+        label, colour = f"{b.method} {b.run_id[:8]}", COLORWAY[i % len(COLORWAY)]
         fig.add_trace(
             go.Scatter(
                 x=frame["k"] / n,

@@ -14,7 +14,7 @@ from actscale.views.analysis import (
     history_frame,
     reliability,
 )
-from actscale.views.plots.style import LAYOUT, RUN_COLOURS, SEQUENTIAL, new_figure, styled
+from actscale.views.plots.style import COLORWAY, LAYOUT, SEQUENTIAL, new_figure, styled
 
 
 def plot_history(history: pd.DataFrame) -> go.Figure:
@@ -205,7 +205,7 @@ def plot_tradeoff(df: pd.DataFrame, x: str, y: str = "flip_acc", colour: str = "
     xl, yl = METRIC_LABELS.get(x, x), METRIC_LABELS.get(y, y)
     groups = list(df.groupby(colour, sort=True))
     numbers = bool(groups) and not any(isinstance(key, str) for key, _ in groups)
-    colours = value_colours(len(groups)) if numbers else [RUN_COLOURS[i % len(RUN_COLOURS)] for i in range(len(groups))]
+    colours = value_colours(len(groups)) if numbers else [COLORWAY[i % len(COLORWAY)] for i in range(len(groups))]
     for (key, part), marker_colour in zip(groups, colours):
         label = str(key) if isinstance(key, str) else f"{METRIC_LABELS.get(colour, colour)} = {key:g}"
         fig.add_trace(

@@ -10,19 +10,20 @@ import plotly.graph_objects as go
 DIVERGING = "RdBu_r"  # red = scaled up, blue = scaled down, white = no change
 SEQUENTIAL = "Viridis"
 LAYOUT = dict(margin=dict(l=60, r=20, t=50, b=60))
-# One colour per run where a figure draws several traces of each run (plotly's own cycle gives
-# each trace the next colour, so a run's traces would not match, and the eleventh the first's).
-RUN_COLOURS = (
+# plotly's own colour order (the house template's): the n-th trace's colour where a trace has none
+# of its own (`svg_lines`), and one colour per run where a figure draws several traces of each run
+# (plotly's cycle gives each trace the next colour, so a run's traces would not match).
+COLORWAY = (
     "#636efa",
-    "#ef553b",
+    "#EF553B",
     "#00cc96",
     "#ab63fa",
-    "#ffa15a",
+    "#FFA15A",
     "#19d3f3",
-    "#ff6692",
-    "#b6e880",
-    "#ff97ff",
-    "#fecb52",
+    "#FF6692",
+    "#B6E880",
+    "#FF97FF",
+    "#FECB52",
 )
 TEMPLATE = "plotly_white"
 

@@ -12,13 +12,12 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
+from actscale.views.plots.style import COLORWAY
 from actscale.views.plots.svg import FONT, TITLE_FONT, _text, heatmap_svg
 
 WIDTH, HEIGHT = 640, 420
 LEFT, RIGHT, TOP, BOTTOM = 64, 64, 36, 76
 DASHES = {"dash": "6 4", "dot": "2 3", "dashdot": "6 3 2 3"}
-# plotly's own colour order, for a trace without a colour of its own (the n-th trace, the n-th colour)
-COLORWAY = ("#636efa", "#EF553B", "#00cc96", "#ab63fa", "#FFA15A", "#19d3f3", "#FF6692", "#B6E880", "#FF97FF")
 
 
 def figure_svg(fig: go.Figure) -> str | None:
