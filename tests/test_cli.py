@@ -267,6 +267,32 @@ def test_help_answers_without_loading_torch(argv):
     assert "usage: python -m actscale" in done.stdout
 
 
+RANGE = "beta must be a number in [0, 1000] (+beta and -beta are both evaluated)"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("nan", f"{RANGE}, got nan"),
+        ("inf", f"{RANGE}, got inf"),
+        ("-1", f"{RANGE}, got -1.0"),  # both directions are evaluated: a sign would only name them twice
+        ("1000.5", f"{RANGE}, got 1000.5"),
+        ("x", "invalid float value: 'x'"),
+    ],
+)
+def test_eval_refuses_a_beta_out_of_range_before_anything_loads(capsys, value, message):
+    """A NaN or infinite β steered every logit to NaN and printed "β = +nan … → 0.00" as if
+    measured, and ``--beta -2`` printed "β = +-2" for what it evaluated at ±2."""
+    from actscale import cli as cli_module
+
+    with pytest.raises(SystemExit) as ended:
+        cli_module.main(["eval", "--run", "0" * 16, f"--beta={value}"])
+    usage = "(see `python -m actscale eval --help`)"
+    assert (ended.value.code, capsys.readouterr().err) == (2, f"error: argument --beta: {message} {usage}\n")
+    args = cli_module.build_parser().parse_args(["eval", "--run", "0" * 16, "--beta", "1000"])
+    assert args.beta == 1000.0 and cli_module.build_parser().parse_args(["eval", "--run", "r"]).beta == 1.0
+
+
 def test_an_unknown_method_is_one_line_and_status_2(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "actscale", "train", "--method", "lora", "--store", str(tmp_path)],

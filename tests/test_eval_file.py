@@ -9,6 +9,7 @@ import json
 import pytest
 
 from actscale.engine.training import TrainConfig
+from actscale.errors import ActscaleError
 from actscale.runs.api import MINIMALITY, evaluate_file, evaluate_run, train_run
 from actscale.runs.store import RunStore
 
@@ -54,3 +55,16 @@ def test_every_usable_row_is_evaluated_and_each_drop_is_counted_with_its_reason(
         extra = round(metrics["dataset"]["n_prompts"] * metrics["dataset"][name]) - hits
         assert extra in ((0, 1) if positions == "answer" else (0,))  # only the 11-token prompt may add one
     assert {k: metrics["dataset"][k] for k in MINIMALITY} == {k: bundle.metrics["test"][k] for k in MINIMALITY}
+
+
+@pytest.mark.parametrize("beta", [float("nan"), float("inf"), -0.5, 1001])
+def test_a_beta_out_of_range_is_one_line_before_any_pass(tiny_llama, run_and_file, beta):
+    _, bundle, path = run_and_file
+    message = f"beta must be a number in [0, 1000] (+beta and -beta are both evaluated), got {beta!r}"
+    for evaluate in (
+        lambda: evaluate_run(bundle, tiny_llama, beta=beta),
+        lambda: evaluate_file(bundle, tiny_llama, path, beta),
+    ):
+        with pytest.raises(ActscaleError) as raised:
+            evaluate()
+        assert str(raised.value) == message

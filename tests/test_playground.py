@@ -149,6 +149,18 @@ def test_bad_inputs_are_actscale_errors(case, prompt, correct, wrong, message):
     assert hook_count(model.bridge) == 0
 
 
+def test_a_beta_out_of_range_is_one_line(case):
+    model, iv, _, row = case
+    for beta in (float("nan"), -1000.5, True):
+        with pytest.raises(ActscaleError) as raised:
+            steer_prompt(model, iv, row["prompt"], row["correct"], row["wrong"], beta)
+        assert str(raised.value) == f"beta must be a number in [-1000, 1000], got {beta!r}"
+    with pytest.raises(ActscaleError, match=r"^beta must be a number in \[-1000, 1000\], got inf$"):
+        beta_curve(model, iv, row["prompt"], row["correct"], row["wrong"], [0.0, float("inf")])
+    assert steer_prompt(model, iv, row["prompt"], row["correct"], row["wrong"], -1000).beta == -1000.0
+    assert hook_count(model.bridge) == 0
+
+
 def test_fixed_length_runs_refuse_other_lengths(runs, tiny_llama):
     for method in ("activscalar", "steervec"):
         bundle = runs[method]

@@ -7,8 +7,9 @@ from dataclasses import fields
 from types import SimpleNamespace
 from typing import Any
 
-from actscale.engine.config import TrainConfig
+from actscale.engine.config import TrainConfig, checked_beta
 from actscale.engine.config_fields import CONFIG_FIELDS, FieldSpec
+from actscale.errors import ActscaleError
 from actscale.runs.progress import EXECUTOR_NAMES, RAY_ADDRESS_ENV
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
@@ -125,10 +126,22 @@ def _add_sweep_executor_options(w: argparse.ArgumentParser) -> None:
     )
 
 
+def _beta(text: str) -> float:
+    """``--beta``'s value: `checked_beta`'s rule, said by argparse as a bad value."""
+    try:
+        return checked_beta(float(text), signed=False)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    except ActscaleError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _add_eval_options(e: argparse.ArgumentParser) -> None:
     e.add_argument("--run", required=True, help="a run folder, or a run id in --store")
     e.add_argument("--dataset", default=None, help="evaluate on this CSV/JSONL instead of the run's data")
-    e.add_argument("--beta", type=float, default=1.0, help="steering strength (evaluated at +beta and -beta)")
+    e.add_argument(
+        "--beta", type=_beta, default=1.0, help="steering strength in [0, 1000] (evaluated at +beta and -beta)"
+    )
     e.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     e.add_argument("--store", default=None)
 

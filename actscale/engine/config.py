@@ -42,6 +42,21 @@ INT_FIELDS = ("steps", "batch_size", "seed", "n_prompts", "n_test", "early_stop"
 DEFAULT_CYCLES = 4
 
 
+BETA_MAX = 1000.0  # a steering strength past this only overflows the activations
+
+
+def checked_beta(beta: Any, *, signed: bool = True) -> float:
+    """A steering strength a user gave (the API's ``beta``, ``eval --beta``) as a float; one
+    line of ActscaleError unless it is a number in [−1000, 1000], or in [0, 1000] where +β and
+    −β are both evaluated (``signed=False``, where a negative β would only name them twice). A
+    NaN or an infinity steers to NaN logits, which would count as no flip."""
+    lo = -BETA_MAX if signed else 0.0
+    if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not lo <= float(beta) <= BETA_MAX:
+        both = "" if signed else " (+beta and -beta are both evaluated)"
+        raise ActscaleError(f"beta must be a number in [{lo:g}, {BETA_MAX:g}]{both}, got {beta!r}")
+    return float(beta)
+
+
 def _whole_number(value: Any) -> int | None:
     """``value`` as an int when it is a whole number (3, 3.0, numpy's int64), else None."""
     if isinstance(value, bool):

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from actscale.engine.config import TrainConfig  # noqa: F401 - re-exported: `from actscale.engine.training import TrainConfig`
+from actscale.engine.config import TrainConfig, checked_beta  # noqa: F401 - TrainConfig re-exported: `from actscale.engine.training import TrainConfig`
 from actscale.engine.interventions import Intervention, at_sites, steer
 from actscale.engine.models import LoadedModel, last_position_logits
 from actscale.engine.objective import (
@@ -236,6 +236,7 @@ def evaluate(
     training prompts where there are none), then the others; ``on_result(split, metrics)`` gets
     the first part's `flip_metrics` as soon as they exist (its minimality figures need the
     training prompts, so they come with the rest)."""
+    beta = checked_beta(beta, signed=False)
     record: dict[tuple[str, int], list[Tensor]] | None = {} if intervention.records else None
     first_split, named = _evaluation_parts(task)
     parts = [idx for _, idx in named]
@@ -248,8 +249,8 @@ def evaluate(
             so_far = torch.cat(parts[: k + 1])
             base = base_pass(model, task, config.sites, autocast=config.bf16, splits=_splits_of(task, so_far))
         tokens, mask, bf16 = task.tokens[idx], task.attention_mask[idx], config.bf16
-        pos_parts.append(steered_logits(model, intervention, tokens, mask, abs(beta), record=record, autocast=bf16))
-        neg_parts.append(steered_logits(model, intervention, tokens, mask, -abs(beta), autocast=bf16))
+        pos_parts.append(steered_logits(model, intervention, tokens, mask, beta, record=record, autocast=bf16))
+        neg_parts.append(steered_logits(model, intervention, tokens, mask, -beta, autocast=bf16))
         seconds[name] = time.perf_counter() - started
         if k == 0 and on_result is not None and name == "eval_s":
             correct, wrong = task.correct_ids[idx], task.wrong_ids[idx]

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from actscale.engine.config import checked_beta
 from actscale.engine.interventions import Intervention, steer
 from actscale.engine.models import LoadedModel, last_position_logits
 from actscale.engine.tokens import bos_id, prompt_ids, text_ids
@@ -162,7 +163,8 @@ def steer_prompt(
     model: LoadedModel, intervention: Intervention, prompt: str, correct: str, wrong: str, beta: float
 ) -> PlaygroundResult:
     """The prompt under the unmodified model and under ``intervention`` at strength ``beta``.
-    Raises ActscaleError for an unusable prompt or answer."""
+    Raises ActscaleError for an unusable prompt or answer, or a β out of range (`checked_beta`)."""
+    beta = checked_beta(beta)
     pt = tokenize_prompt(model, intervention, prompt, correct, wrong)
     base = _logits(model, None, pt.tokens, None)[0]  # [d_vocab]
     steered = _logits(model, intervention, pt.tokens, torch.tensor([float(beta)]))[0]  # [d_vocab]
@@ -198,7 +200,7 @@ def beta_curve(
 ) -> pd.DataFrame:
     """``beta, delta, p_correct, p_wrong`` for each β (default ``linspace(-1, 1, 21)``), all in
     one batched forward pass (docs/method.md §6.5). Raises ActscaleError like ``steer_prompt``."""
-    values = np.linspace(-1.0, 1.0, 21) if betas is None else np.asarray(list(betas), dtype=float)
+    values = np.linspace(-1.0, 1.0, 21) if betas is None else np.asarray([checked_beta(b) for b in betas])
     if values.size == 0:
         raise ActscaleError("no β values given")
     pt = tokenize_prompt(model, intervention, prompt, correct, wrong)
