@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -474,3 +475,62 @@ def test_smol_ccc_and_vocabulary_single_tokens(smol_tokenizer):
         if w[0].isalpha() and len(smol_tokenizer(" " + w, add_special_tokens=False).input_ids) != 1
     ]
     assert multi == []
+
+
+def test_held_out_ioi_families_and_templates_must_be_known_and_used():
+    """A held-out family or template that none of the templates used is would hold nothing out:
+    the test prompts would have been drawn from the training templates, unsaid."""
+    from actscale.engine.tasks import ioi_split_examples
+
+    with pytest.raises(DatasetError) as raised:
+        ioi_split_examples(8, 4, 0, test_groups=("nope", "zz"))
+    families = "subordinate, two-sentences, coordinated, scene-first"
+    assert str(raised.value) == f"unknown IOI families nope, zz; known: {families}"
+    with pytest.raises(DatasetError, match=r"^unknown IOI template\(s\) \['ioi-99'\]; known: ioi-0, "):
+        ioi_split_examples(8, 4, 0, test_templates=("ioi-99",))
+    with pytest.raises(DatasetError) as raised:
+        ioi_split_examples(8, 4, 0, ("ioi-0", "ioi-2"), test_templates=("ioi-5",), test_groups=("coordinated",))
+    assert str(raised.value) == "held out for test but not among the templates used (ioi-0, ioi-2): ioi-5, coordinated"
+    held = ioi_split_examples(8, 4, 0, ("ioi-0", "ioi-10", "ioi-11"), test_groups=("coordinated",))
+    assert {e.template for e in held if e.split == "test"} == {"ioi-10", "ioi-11"}
+    assert {e.template for e in held if e.split != "test"} == {"ioi-0"}
+
+
+def test_a_run_whose_held_out_prompts_are_all_lost_is_refused_with_why(tiny_llama, tmp_path):
+    """Held out for test, but no test prompt of it: the run had trained without a test split
+    (absolute positions keep the training prompts' one length, and no coordinated IOI template
+    has it), or a file's unknown group held nothing out."""
+    from actscale.engine.training import TrainConfig
+    from actscale.runs.api import build_task
+
+    ioi = TrainConfig(model="tiny-llama", test_groups=("coordinated",))
+    with pytest.raises(DatasetError) as raised:
+        build_task(tiny_llama, ioi.replace(positions="absolute"))
+    assert str(raised.value) == (
+        "held out for test: coordinated, but none of its prompts has the 17 tokens of the training prompts, the "
+        "one length absolute positions take (answer-aligned positions take others)"
+    )
+    aligned = build_task(tiny_llama, ioi.replace(positions="answer"))  # every length up to the training width
+    test = [aligned.examples[i] for i in aligned.split_indices("test")]
+    assert len(test) == 200 and {e.group for e in test} == {"coordinated"}
+    rows = [
+        {"prompt": f"When Amy and Tom went out, Tom gave a {w} to", "correct": a, "wrong": " Tom", "group": g}
+        for w, a, g in (
+            ("ball", " Amy", "g1"),
+            ("book", " Amy", "g2"),
+            ("pen", " Amy", "g2"),
+            ("key", " Amy Ann", "g3"),
+        )
+    ]
+    path = tmp_path / "groups.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    custom = TrainConfig(model="tiny-llama", task="custom", dataset=str(path), method="dynscalar")
+    for groups, reason in [
+        (("nope",), "no prompt is in it (the groups are g1, g2)"),  # g3's one prompt is dropped
+        (("g3",), "its one prompt is not usable (1 multi-token answer)"),
+    ]:
+        with pytest.raises(DatasetError) as raised:
+            build_task(tiny_llama, custom.replace(test_groups=groups))
+        assert str(raised.value) == f"held out for test: {groups[0]}, but {reason}"
+    held = build_task(tiny_llama, custom.replace(test_groups=("g2",)))
+    assert [e.group for e in held.examples if e.split == "test"] == ["g2", "g2"]

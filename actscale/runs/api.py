@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from actscale.engine.objective import MINIMALITY_NAMES
 from actscale.engine.observer import RunObserver
 from actscale.engine.resources import resolve_autocast
 from actscale.engine.tasks import Example, PreparedTask, prepare_task, read_dataset
+from actscale.engine.tasks.prepared import check_held_out
 from actscale.engine.tasks.registry import task_spec
 from actscale.engine.tokens import text_ids
 from actscale.engine.training import TrainResult, model_dims, target_outcome, train
@@ -73,12 +74,30 @@ def build_task(
             n_pos=n_pos,
         )
 
-    if examples is not None or from_file or not config.one_length:
-        return prepare(task_examples(config) if examples is None else examples)
-    # Generated prompts come from templates of several token lengths, and fixed-length methods
-    # keep one length: draw eight times as many, take the most common length among the training
-    # and validation prompts (never the test prompts: they must not shape training), and keep the
-    # asked number of each split among the prompts of that length.
+    if examples is not None:  # a stored run's prompts, split as they were
+        return prepare(examples)
+    if from_file or not config.one_length:
+        task = prepare(task_examples(config))
+        groups = sorted({e.group for e in task.examples if e.group})
+        known = f"the groups are {', '.join(groups[:8])}{' …' if len(groups) > 8 else ''}" if groups else "no group"
+        why = f"no prompt is in it ({known})"
+    else:
+        chosen, width = _of_one_length(model, config, prepare)
+        task = prepare(chosen)
+        why = f"none of its prompts has the {width} tokens of the training prompts, the one length absolute "
+        why += "positions take (answer-aligned positions take others)"
+    check_held_out(task, config.test_templates, config.test_groups, why)
+    return task
+
+
+def _of_one_length(
+    model: LoadedModel, config: TrainConfig, prepare: Callable[[list[Example]], PreparedTask]
+) -> tuple[list[Example], int]:
+    """A generated task's prompts for a fixed-length method with absolute positions, and their
+    length. The templates have several token lengths and such a method keeps one: draw eight
+    times as many, take the most common length among the training and validation prompts (never
+    the test prompts: they must not shape training), and keep the asked number of each split
+    among the prompts of that length."""
     drawn = task_examples(config, oversample=8)
     trainval = prepare([e for e in drawn if e.split != "test"])
     bos = 1 if resolved_prepend_bos(model, config) and model.tokenizer.bos_token_id is not None else 0
@@ -95,7 +114,7 @@ def build_task(
         if quota[e.split] > 0 and fits(e):
             quota[e.split] -= 1
             chosen.append(e)
-    return prepare(chosen)
+    return chosen, trainval.n_pos
 
 
 def package_versions() -> dict[str, str]:

@@ -161,8 +161,11 @@ def ioi_split_examples(
     """IOI prompts for training and validation (split left unassigned) and ``n_test`` test
     prompts (split "test"), drawn separately. Templates in ``test_templates`` or of a family in
     ``test_groups`` are held out: only the test prompts use them. A test prompt identical to a
-    training one is skipped."""
+    training one is skipped. Raises DatasetError for a held-out template or family that none of
+    the templates used is (it would hold nothing out, and the test prompts would be the training
+    templates')."""
     ids = tuple(templates) or tuple(IOI_TEMPLATES)
+    _check_held_out(ids, test_templates, test_groups)
     held = tuple(t for t in ids if t in test_templates or IOI_FAMILY_OF.get(t) in test_groups)
     train_ids = tuple(t for t in ids if t not in held)
     if not train_ids:
@@ -175,6 +178,21 @@ def ioi_split_examples(
         if e.prompt not in seen
     ][:n_test]
     return trainval + test
+
+
+def _check_held_out(ids: tuple[str, ...], test_templates: tuple[str, ...], test_groups: tuple[str, ...]) -> None:
+    """DatasetError for an unknown held-out family or template, or one of none of the templates
+    used (``ids``): it would hold nothing out."""
+    unknown = [g for g in test_groups if g not in IOI_FAMILIES]
+    if unknown:
+        s = "y" if len(unknown) == 1 else "ies"
+        raise DatasetError(f"unknown IOI famil{s} {', '.join(unknown)}; known: {', '.join(IOI_FAMILIES)}")
+    generate_ioi(0, 0, test_templates or None)  # DatasetError for an unknown template id
+    unused = [t for t in test_templates if t not in ids]
+    unused += [g for g in test_groups if not set(IOI_FAMILIES[g]) & set(ids)]
+    if unused:
+        used = ", ".join(ids)
+        raise DatasetError(f"held out for test but not among the templates used ({used}): {', '.join(unused)}")
 
 
 CCC_TEST_COUNTRIES = 30  # of the 37: the test prompts' clusters

@@ -8,6 +8,7 @@ import hashlib
 import json
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -171,6 +172,19 @@ def _drop_kind(reason: str) -> str:
 def _drop_breakdown(dropped: list[tuple[Example, str]]) -> str:
     counts = Counter(_drop_kind(r) for _, r in dropped)  # first-seen order breaks count ties
     return ", ".join(f"{c} {k}" for k, c in sorted(counts.items(), key=lambda kc: -kc[1]))
+
+
+def check_held_out(task: PreparedTask, templates: Sequence[str], groups: Sequence[str], why_missing: str) -> None:
+    """DatasetError for a held-out template or group with no prompt in ``task``'s test split,
+    saying why (its prompts' drop reasons, else ``why_missing``): the run would test on other
+    prompts than asked for, or have no test split at all."""
+    for name, of in [(t, lambda ex: ex.template) for t in templates] + [(g, lambda ex: ex.group) for g in groups]:
+        if any(of(ex) == name and ex.split == "test" for ex in task.examples):
+            continue
+        lost = [(ex, why) for ex, why in task.dropped if of(ex) == name]
+        usable = "its one prompt is not" if len(lost) == 1 else f"none of its {len(lost)} prompts is"
+        reason = f"{usable} usable ({_drop_breakdown(lost)})" if lost else why_missing
+        raise DatasetError(f"held out for test: {name}, but {reason}")
 
 
 # One usable example: the example, its prompt's token ids, the ids of a+ and a−, and its
