@@ -448,6 +448,28 @@ def test_generalisation_matrix_for_ioi_families(tiny_llama, tmp_path):
     assert len({c["run_id"] for c in g["cells"]}) == 4
 
 
+def test_generalisation_of_a_fixed_length_ioi_run_trains_each_row_on_its_family_alone(tiny_llama, tmp_path):
+    """ActivScalar with absolute positions keeps one token length, so its prompts carry only the
+    families with templates of that length (here two of four). Each row's run must train on its
+    family alone: holding out the run's other families was not enough, since IOI draws from every
+    template, and the row "coordinated" had trained on the two families the run never had (its
+    own validation cell empty, every cell of the matrix 0 prompts)."""
+    store = RunStore(tmp_path / "runs")
+    bundle = train_run(TrainConfig(model=tiny_llama.name, steps=2, n_prompts=16, n_test=16), tiny_llama, store=store)
+    out = checks.run_checks(tiny_llama, bundle, CheckOptions(prompts=8, draws=5, generalisation=True))
+    g = out["generalisation"]
+    cells = [(c["train"], c["test"], c["split"], c["n_prompts"]) for c in g["cells"]]
+    assert g["groups"] == ["coordinated", "two-sentences"] and cells == [
+        ("coordinated", "coordinated", "val", 3),
+        ("coordinated", "two-sentences", "test", 16),
+        ("two-sentences", "coordinated", "test", 16),
+        ("two-sentences", "two-sentences", "val", 3),
+    ]
+    for family in g["groups"]:
+        run = store.load(next(c["run_id"] for c in g["cells"] if c["train"] == family))
+        assert {m["group"] for m in run.info["group_metrics"] if m["split"] in ("train", "val")} == {family}
+
+
 def test_errors(tiny_llama, runs):
     with pytest.raises(ActscaleError, match="^unknown precision 'half': choose run, bf16 or float32$"):
         CheckOptions(precision="half")

@@ -128,6 +128,20 @@ def test_uploaded_dataset_preview_shows_dropped_prompts_and_bad_files_one_error(
     assert "\n" not in at.error[0].value
 
 
+def test_a_held_out_family_without_test_prompts_is_one_error_and_no_train_button(ui_store):
+    """ActivScalar with absolute positions keeps the training prompts' one length, which no
+    coordinated IOI template has: the run would have no test split (it trained so before)."""
+    at = train_page()
+    at.multiselect(key="train_test_groups").set_value(["coordinated"]).run()
+    assert not at.exception and [e.value for e in at.error] == [
+        "held out for test: coordinated, but no prompt held out has the 17 tokens of the training prompts, the one "
+        "length absolute positions take (answer-aligned positions take others)"
+    ]
+    assert "Train" not in [b.label for b in at.button]
+    at.multiselect(key="train_methods").set_value(["dynscalar"]).run()  # every length
+    assert not at.error and "Train" in [b.label for b in at.button]
+
+
 def test_a_bad_model_name_is_one_line(ui_store):
     at = train_page()
     at.radio(key="train_model_source").set_value("Local folder").run()

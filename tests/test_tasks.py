@@ -501,15 +501,25 @@ def test_a_run_whose_held_out_prompts_are_all_lost_is_refused_with_why(tiny_llam
     (absolute positions keep the training prompts' one length, and no coordinated IOI template
     has it), or a file's unknown group held nothing out."""
     from actscale.engine.training import TrainConfig
-    from actscale.runs.api import build_task
+    from actscale.runs.api import build_task, checked_task, train_run
+    from actscale.runs.store import RunStore
 
     ioi = TrainConfig(model="tiny-llama", test_groups=("coordinated",))
     with pytest.raises(DatasetError) as raised:
-        build_task(tiny_llama, ioi.replace(positions="absolute"))
+        checked_task(tiny_llama, ioi.replace(positions="absolute"))
     assert str(raised.value) == (
-        "held out for test: coordinated, but none of its prompts has the 17 tokens of the training prompts, the "
+        "held out for test: coordinated, but no prompt held out has the 17 tokens of the training prompts, the "
         "one length absolute positions take (answer-aligned positions take others)"
     )
+    with pytest.raises(DatasetError, match="^held out for test: coordinated, but no prompt held out has the 17 "):
+        train_run(ioi.replace(positions="absolute"), tiny_llama, store=RunStore(tmp_path / "runs"))
+    assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
+    # The checks' own runs tokenise with build_task: the generalisation matrix's runs hold out every family but
+    # one and show a cell of none where a family has no prompt of the training length.
+    assert build_task(tiny_llama, ioi.replace(positions="absolute")).split_indices("test").numel() == 0
+    # of two families held out, one with prompts of the training length: a test split of that one alone
+    two = checked_task(tiny_llama, ioi.replace(positions="absolute", test_groups=("coordinated", "subordinate")))
+    assert (two.n_pos, {two.examples[i].group for i in two.split_indices("test")}) == (16, {"coordinated"})
     aligned = build_task(tiny_llama, ioi.replace(positions="answer"))  # every length up to the training width
     test = [aligned.examples[i] for i in aligned.split_indices("test")]
     assert len(test) == 200 and {e.group for e in test} == {"coordinated"}
@@ -526,11 +536,11 @@ def test_a_run_whose_held_out_prompts_are_all_lost_is_refused_with_why(tiny_llam
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     custom = TrainConfig(model="tiny-llama", task="custom", dataset=str(path), method="dynscalar")
     for groups, reason in [
-        (("nope",), "no prompt is in it (the groups are g1, g2)"),  # g3's one prompt is dropped
-        (("g3",), "its one prompt is not usable (1 multi-token answer)"),
+        (("g2", "nope"), "nope, but no prompt is in it (the groups are g1, g2, g3)"),  # whatever else is held out
+        (("g3",), "g3, but no prompt held out is usable (1 multi-token answer)"),
     ]:
         with pytest.raises(DatasetError) as raised:
-            build_task(tiny_llama, custom.replace(test_groups=groups))
-        assert str(raised.value) == f"held out for test: {groups[0]}, but {reason}"
-    held = build_task(tiny_llama, custom.replace(test_groups=("g2",)))
+            checked_task(tiny_llama, custom.replace(test_groups=groups))
+        assert str(raised.value) == f"held out for test: {reason}"
+    held = checked_task(tiny_llama, custom.replace(test_groups=("g2",)))
     assert [e.group for e in held.examples if e.split == "test"] == ["g2", "g2"]

@@ -22,7 +22,7 @@ def run_groups(bundle: RunBundle) -> list[str]:
 
 def generalisation_configs(bundle: RunBundle) -> list[tuple[str, TrainConfig]]:
     """One configuration per group: trained on that group alone, every other group held out
-    for test (each run's per-group test metrics are one row of the matrix)."""
+    for test (each run's per-group test metrics are one row of the matrix; `TaskSpec.trained_on`)."""
     groups = run_groups(bundle)
     if len(groups) < 2:
         raise ActscaleError(f"run {bundle.run_id}'s prompts carry {len(groups)} group(s): the matrix needs at least 2")
@@ -32,7 +32,7 @@ def generalisation_configs(bundle: RunBundle) -> list[tuple[str, TrainConfig]]:
             f"so it takes at most {MAX_GENERALISATION_GROUPS}"
         )
     base = bundle.record.config
-    return [(g, base.replace(test_groups=tuple(h for h in groups if h != g))) for g in groups]
+    return [(g, task_spec(base.task).trained_on(base, g, groups)) for g in groups]
 
 
 def generalisation(bundle: RunBundle, trainer: Trainer) -> dict[str, Any]:

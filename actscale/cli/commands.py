@@ -86,7 +86,7 @@ class _TrainObserver(CancelOn):
 
 def cmd_train(args: argparse.Namespace) -> dict:
     from actscale.engine.models import load_model
-    from actscale.runs.api import build_task, train_run
+    from actscale.runs.api import checked_task, train_run
     from actscale.runs.store import RunStore
     from actscale.views.analysis import target_text
 
@@ -96,7 +96,7 @@ def cmd_train(args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     model = load_model(config.model, config.device)
     loaded = time.perf_counter()
-    task = build_task(model, config)
+    task = checked_task(model, config)
     built = time.perf_counter()
     print(task.summary(), file=sys.stderr, flush=True)
     store = RunStore(args.store)

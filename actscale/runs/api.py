@@ -26,7 +26,7 @@ from actscale.engine.objective import MINIMALITY_NAMES
 from actscale.engine.observer import RunObserver
 from actscale.engine.resources import resolve_autocast
 from actscale.engine.tasks import Example, PreparedTask, prepare_task, read_dataset
-from actscale.engine.tasks.prepared import check_held_out
+from actscale.engine.tasks.prepared import check_groups_known, check_held_out
 from actscale.engine.tasks.registry import task_spec
 from actscale.engine.tokens import text_ids
 from actscale.engine.training import TrainResult, model_dims, target_outcome, train
@@ -77,27 +77,36 @@ def build_task(
     if examples is not None:  # a stored run's prompts, split as they were
         return prepare(examples)
     if from_file or not config.one_length:
-        task = prepare(task_examples(config))
-        groups = sorted({e.group for e in task.examples if e.group})
-        known = f"the groups are {', '.join(groups[:8])}{' …' if len(groups) > 8 else ''}" if groups else "no group"
-        why = f"no prompt is in it ({known})"
-    else:
-        chosen, width = _of_one_length(model, config, prepare)
-        task = prepare(chosen)
-        why = f"none of its prompts has the {width} tokens of the training prompts, the one length absolute "
-        why += "positions take (answer-aligned positions take others)"
+        return prepare(task_examples(config))
+    return prepare(_of_one_length(model, config, prepare))
+
+
+def checked_task(model: LoadedModel, config: TrainConfig) -> PreparedTask:
+    """`build_task` for a run a user asked for (`train_run`, the command line's ``train``, the
+    Train page): DatasetError, saying why, where a held-out group is in none of a file's rows, or
+    the groups and templates held out for test leave no test prompt (a run without a test split).
+    The checks' own runs (the generalisation matrix holds out every group but one, and shows a
+    cell of none) and sweeps build theirs with `build_task`."""
+    task = build_task(model, config)
+    from_file = task_spec(config.task).from_file
+    if from_file:  # the generators refuse an unknown family or country themselves
+        check_groups_known(task, config.test_groups)
+    why = "no prompt is in the test split"
+    if config.one_length and not from_file:  # a file's prompts of other lengths are dropped, and counted
+        why = f"no prompt held out has the {task.n_pos} tokens of the training prompts, the one length "
+        why += "absolute positions take (answer-aligned positions take others)"
     check_held_out(task, config.test_templates, config.test_groups, why)
     return task
 
 
 def _of_one_length(
     model: LoadedModel, config: TrainConfig, prepare: Callable[[list[Example]], PreparedTask]
-) -> tuple[list[Example], int]:
-    """A generated task's prompts for a fixed-length method with absolute positions, and their
-    length. The templates have several token lengths and such a method keeps one: draw eight
-    times as many, take the most common length among the training and validation prompts (never
-    the test prompts: they must not shape training), and keep the asked number of each split
-    among the prompts of that length."""
+) -> list[Example]:
+    """A generated task's prompts for a fixed-length method with absolute positions. The
+    templates have several token lengths and such a method keeps one: draw eight times as many,
+    take the most common length among the training and validation prompts (never the test
+    prompts: they must not shape training), and keep the asked number of each split among the
+    prompts of that length."""
     drawn = task_examples(config, oversample=8)
     trainval = prepare([e for e in drawn if e.split != "test"])
     bos = 1 if resolved_prepend_bos(model, config) and model.tokenizer.bos_token_id is not None else 0
@@ -114,7 +123,7 @@ def _of_one_length(
         if quota[e.split] > 0 and fits(e):
             quota[e.split] -= 1
             chosen.append(e)
-    return chosen, trainval.n_pos
+    return chosen
 
 
 def package_versions() -> dict[str, str]:
@@ -203,7 +212,7 @@ def train_run(
     store = store if isinstance(store, RunStore) else RunStore(store)
     if config.model != model.name:
         config = config.replace(model=model.name)
-    task = task or build_task(model, config)
+    task = task or checked_task(model, config)
     run_id = expected_run_id(model, task, config)
     if reuse and (stored := store.resolve(run_id)) is not None:
         try:

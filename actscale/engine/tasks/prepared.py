@@ -175,16 +175,29 @@ def _drop_breakdown(dropped: list[tuple[Example, str]]) -> str:
 
 
 def check_held_out(task: PreparedTask, templates: Sequence[str], groups: Sequence[str], why_missing: str) -> None:
-    """DatasetError for a held-out template or group with no prompt in ``task``'s test split,
-    saying why (its prompts' drop reasons, else ``why_missing``): the run would test on other
-    prompts than asked for, or have no test split at all."""
-    for name, of in [(t, lambda ex: ex.template) for t in templates] + [(g, lambda ex: ex.group) for g in groups]:
-        if any(of(ex) == name and ex.split == "test" for ex in task.examples):
-            continue
-        lost = [(ex, why) for ex, why in task.dropped if of(ex) == name]
-        usable = "its one prompt is not" if len(lost) == 1 else f"none of its {len(lost)} prompts is"
-        reason = f"{usable} usable ({_drop_breakdown(lost)})" if lost else why_missing
-        raise DatasetError(f"held out for test: {name}, but {reason}")
+    """DatasetError where prompts were held out for test (``templates``, ``groups``) and none is
+    in ``task``'s test split, saying why (the held-out prompts' drop reasons, else
+    ``why_missing``): the run would have no test split. Of several held out, one may leave no
+    prompt where another does (a cell of none in the generalisation matrix, whose runs hold out
+    every group but one)."""
+    names = [*templates, *groups]
+    if not names or any(ex.split == "test" for ex in task.examples):
+        return
+    lost = [(ex, why) for ex, why in task.dropped if ex.template in templates or ex.group in groups]
+    reason = f"no prompt held out is usable ({_drop_breakdown(lost)})" if lost else why_missing
+    raise DatasetError(f"held out for test: {', '.join(names)}, but {reason}")
+
+
+def check_groups_known(task: PreparedTask, groups: Sequence[str]) -> None:
+    """DatasetError for a held-out group in none of the prompts of ``task``, kept or dropped (a
+    file's every row): a name that holds nothing out."""
+    present = sorted({ex.group for ex in task.examples if ex.group} | {ex.group for ex, _ in task.dropped if ex.group})
+    unknown = [g for g in groups if g not in present]
+    if unknown:
+        shown = ", ".join(present[:8]) + (f" and {len(present) - 8} more" if len(present) > 8 else "")
+        known = f"the groups are {shown}" if present else "no prompt has a group"
+        them = "it" if len(unknown) == 1 else "them"
+        raise DatasetError(f"held out for test: {', '.join(unknown)}, but no prompt is in {them} ({known})")
 
 
 # One usable example: the example, its prompt's token ids, the ids of a+ and a−, and its

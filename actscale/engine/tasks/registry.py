@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from actscale.engine.tasks.examples import Example
 from actscale.engine.tasks.files import read_dataset
-from actscale.engine.tasks.generated import IOI_TEMPLATES, ccc_split_examples, ioi_split_examples
+from actscale.engine.tasks.generated import IOI_FAMILY_OF, IOI_TEMPLATES, ccc_split_examples, ioi_split_examples
 from actscale.errors import ActscaleError
 
 if TYPE_CHECKING:
@@ -59,6 +59,18 @@ class TaskSpec:
     def canonical_templates(self, templates: tuple[str, ...]) -> tuple[str, ...]:
         """The IOI templates in one spelling: every template is ``()``."""
         return () if templates == tuple(IOI_TEMPLATES) else templates
+
+    def trained_on(self, config: TrainConfig, group: str, groups: list[str]) -> TrainConfig:
+        """The config trained on ``group`` alone and tested on the rest of ``groups`` (a row of
+        the generalisation matrix): every other group held out for test. IOI draws its prompts
+        from its templates rather than from the run's, so there the templates are narrowed to
+        the families of ``groups`` as well: a run of one token length carries only the families
+        that have it, and the others would have trained beside ``group``."""
+        config = config.replace(test_groups=tuple(g for g in groups if g != group))
+        if "templates" not in self.fields:
+            return config
+        used = config.templates or tuple(IOI_TEMPLATES)
+        return config.replace(templates=tuple(t for t in used if IOI_FAMILY_OF[t] in groups))
 
 
 def _ioi(config: TrainConfig, oversample: int) -> list[Example]:

@@ -17,7 +17,7 @@ from actscale.engine.models import LoadedModel
 from actscale.engine.resources import resolve_autocast
 from actscale.engine.tasks import PreparedTask
 from actscale.errors import ActscaleError, one_line
-from actscale.runs.api import build_task
+from actscale.runs.api import build_task, checked_task
 from actscale.ui.train_form.model import FORM_FIELDS
 from actscale.views.preview import dropped_frame, preview_task
 
@@ -35,7 +35,7 @@ def _preview(_model: LoadedModel, model_key: str, config_json: str) -> Preview: 
     # The key leaves out the form's fields, so the config has the default sites and precision:
     # a run of the default form finds this pass of the unmodified model in `base_pass`'s cache.
     config = resolve_autocast(TrainConfig.from_dict(json.loads(config_json)), _model)
-    task = build_task(_model, config)
+    task = checked_task(_model, config)
     return Preview(task, preview_task(_model, task, config.sites, config.bf16), dropped_frame(task))
 
 
