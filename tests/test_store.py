@@ -302,3 +302,33 @@ def test_train_no_reuse_says_whether_the_stored_runs_checks_were_kept(tiny_llama
         "replaced the stored run 0123456789abcdef with this training; its map checks were dropped, since the "
         "parameters differ: run analyse again"
     )
+
+
+def test_a_store_where_a_file_is_is_refused_before_anything_trains(tmp_path, tiny_llama, monkeypatch, capsys):
+    """`--store` naming a file (or a folder under one) had trained the whole run and then lost it
+    to "FileExistsError" when it was saved."""
+    from actscale import cli as cli_module
+    from actscale.runs import api
+    from actscale.runs.store import RunStore
+
+    afile = tmp_path / "notes.txt"
+    afile.write_text("mine")
+    for root in (afile, afile / "runs"):
+        with pytest.raises(ActscaleError) as raised:
+            RunStore(root).check_writable()
+        assert str(raised.value) == f"the run store {root} cannot be a folder: {afile} is a file"
+    RunStore(tmp_path / "new" / "runs").check_writable()  # a folder still to be made is fine
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the store must be refused before training")
+
+    monkeypatch.setattr(api, "train", no_training)
+    config = TrainConfig(model="tiny-llama", steps=1, n_prompts=16, n_test=8)
+    with pytest.raises(ActscaleError, match="cannot be a folder"):
+        train_run(config, tiny_llama, store=afile / "runs")
+    args = ["--model", "tiny-llama", "--steps", "1", "--n-prompts", "16", "--n-test", "8", "--store", str(afile)]
+    assert cli_module.main(["train", *args]) == 2  # before the model loads: no "loading model" line
+    assert capsys.readouterr().err == f"error: the run store {afile} cannot be a folder: {afile} is a file\n"
+    assert cli_module.main(["sweep", *args]) == 2
+    assert capsys.readouterr().err == f"error: the run store {afile} cannot be a folder: {afile} is a file\n"
+    assert afile.read_text() == "mine"

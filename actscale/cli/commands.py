@@ -92,6 +92,8 @@ def cmd_train(args: argparse.Namespace) -> dict:
 
     config = _config(args, margin=args.margin, lambda_f=args.lambda_f, lambda_m=args.lambda_m, seed=args.seed)
     _read_dataset_first(config)
+    store = RunStore(args.store)
+    store.check_writable()  # before the model loads
     print(f"loading model {config.model} ...", file=sys.stderr, flush=True)
     started = time.perf_counter()
     model = load_model(config.model, config.device)
@@ -99,7 +101,6 @@ def cmd_train(args: argparse.Namespace) -> dict:
     task = checked_task(model, config)
     built = time.perf_counter()
     print(task.summary(), file=sys.stderr, flush=True)
-    store = RunStore(args.store)
     stored = _stored_checks(store, model, task, config) if args.no_reuse else None
     with _cancel_on_interrupt() as cancel:
         observer = _TrainObserver(cancel)
@@ -203,6 +204,8 @@ def cmd_sweep(args: argparse.Namespace) -> dict:
 
     executor, address = resolve_executor(args.executor, args.ray_address)
     check_executor_options(executor, args.workers, None)  # before the grid is built
+    store = RunStore(args.store)
+    store.check_writable()
     configs = _sweep_grid(args, MAX_SWEEP if executor == "local" else MAX_CLUSTER_SWEEP)
     where = "in this process" if executor == "local" else f"on Ray ({address})"
     print(f"sweep of {len(configs)} runs {where} ...", file=sys.stderr, flush=True)
@@ -211,7 +214,7 @@ def cmd_sweep(args: argparse.Namespace) -> dict:
             configs,
             executor=executor,
             ray_address=address,
-            store=RunStore(args.store),
+            store=store,
             observer=_SweepObserver(cancel, len(configs)),
             reuse=not args.no_reuse,
             workers=args.workers,
@@ -281,8 +284,9 @@ def cmd_analyse(args: argparse.Namespace) -> dict:
         ray_address=args.ray_address,
     )
     bundle = load_run(args.run, RunStore(args.store))
-    model = load_model(bundle.record.config.model, args.device)
     store = RunStore(args.store) if args.store else RunStore(bundle.path.parent)
+    store.check_writable()  # before the model loads
+    model = load_model(bundle.record.config.model, args.device)
 
     def progress(fraction: float, what: str) -> None:
         print(f"checks {100 * fraction:5.1f}%  {what}", file=sys.stderr, flush=True)

@@ -87,6 +87,7 @@ def run_configs(
     configs = list(configs)
     observer = observer or SweepObserver()
     check_executor_options(name, workers, model)
+    store.check_writable()  # before any run trains (Ray's come back to this process's store)
     if name == "local":
         return _run_local(configs, store, examples, observer, reuse, model)
     return _run_ray(configs, address or "auto", store, examples, observer, reuse, workers)

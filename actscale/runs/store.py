@@ -54,9 +54,17 @@ class RunStore:
         self.readonly = readonly
 
     def check_writable(self) -> None:
-        """Raise ActscaleError where this store is read-only."""
+        """Raise ActscaleError where runs cannot be written here: a read-only store, or a path
+        that is a file or lies under one (asked before a run trains, not when it is saved)."""
         if self.readonly:
             raise ActscaleError(f"the run store {self.root} is read-only")
+        for folder in (self.root, *self.root.parents):
+            if folder.exists():
+                if not folder.is_dir():
+                    raise ActscaleError(f"the run store {self.root} cannot be a folder: {folder} is a file")
+                if not os.access(folder, os.W_OK | os.X_OK):
+                    raise ActscaleError(f"the run store {self.root} cannot be written: {folder} is not writable")
+                return
 
     def path(self, run_id: str) -> Path:
         return self.root / check_run_id(run_id)
