@@ -544,3 +544,33 @@ def test_a_run_whose_held_out_prompts_are_all_lost_is_refused_with_why(tiny_llam
         assert str(raised.value) == f"held out for test: {reason}"
     held = checked_task(tiny_llama, custom.replace(test_groups=("g2",)))
     assert [e.group for e in held.examples if e.split == "test"] == ["g2", "g2"]
+
+
+def test_a_files_repeated_rows_are_dropped_with_the_row_they_repeat(tiny_llama, tmp_path):
+    """Thirty copies of one row had been split 18 / 6 / 6: the test split was the training
+    prompt. A file's task keeps the first of a prompt-and-answers, whatever its split or group;
+    the same prompt with other answers is another row. A worker handed the file's rows (Ray)
+    builds the same task as this process (one dataset hash, so one run id)."""
+    from actscale.engine.training import TrainConfig
+    from actscale.runs.api import build_task
+
+    ex = [Example(" a b c", " x", " y", source=f"row {i}") for i in (2, 3)]
+    ex += [Example(" a b c", " x", " z", source="row 4"), Example(" a b c", " x", " y", split="test", source="row 5")]
+    task = prepare_task(ex, WordTokenizer(), prepend_bos=False, fixed_length=False, test_frac=0.0, unique=True)
+    assert [e.source for e in task.examples] == ["row 2", "row 4"]
+    assert [(e.source, why) for e, why in task.dropped] == [
+        ("row 3", "a repeat of row 2"),
+        ("row 5", "a repeat of row 2"),
+    ]
+    assert task.drop_summary() == "dropped 2: 2 repeated row"
+    assert len(prepare_task(ex, WordTokenizer(), prepend_bos=False, fixed_length=False, test_frac=0.0).examples) == 4
+
+    rows = [{"prompt": f"When Amy and Tom went out, Tom gave a {w} to", "correct": " Amy", "wrong": " Tom"} for w in
+            ("ball", "book", "pen", "key", "cup", "hat", "map", "box", "toy", "jar")]  # fmt: skip
+    path = tmp_path / "repeats.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows + rows[:3] * 2))
+    config = TrainConfig(model="tiny-llama", task="custom", dataset=str(path), method="dynscalar")
+    task = build_task(tiny_llama, config)
+    assert len(task.examples) == 10 and task.drop_summary() == "dropped 6: 6 repeated row"
+    assert [why for _, why in task.dropped] == [f"a repeat of line {i}" for i in (1, 2, 3, 1, 2, 3)]
+    assert build_task(tiny_llama, config, read_dataset(path)).dataset_hash == task.dataset_hash

@@ -72,6 +72,7 @@ def build_task(
             max_len=model.n_ctx,
             by_group=from_file,  # a file's groups never span two splits
             n_pos=n_pos,
+            unique=from_file,  # a user's file may repeat a row (its stored runs' prompts never do)
         )
 
     if examples is not None:  # a stored run's prompts, split as they were
@@ -290,7 +291,8 @@ def evaluate_file(
     """Every usable row of the CSV/JSONL ``path`` evaluated as one set (a split column is
     ignored: nothing trains on these prompts), as ``{"dataset": metrics}``, and the task, whose
     `summary()` says how many rows were dropped and why (a wrong answer length; a prompt longer
-    than the run's width; for a run with absolute positions, any other length than its own).
+    than the run's width; for a run with absolute positions, any other length than its own; a
+    row repeating an earlier one, which would count twice).
     The minimality figures are the run's own: its parameters, measured on its training prompts."""
     config = bundle.record.config
     iv = intervention_from_bundle(bundle, model)
@@ -304,6 +306,7 @@ def evaluate_file(
         max_len=model.n_ctx,
         n_pos=iv.n_pos if iv.answer_aligned or config.one_length else None,
         require_train=False,
+        unique=True,
     )
     (metrics,) = evaluate(model, task, iv, config, beta=beta).metrics.values()  # every row is a test row
     own = next(iter(bundle.record.splits.values()), SplitMetrics()).to_json()

@@ -166,6 +166,8 @@ def _drop_kind(reason: str) -> str:
         return "empty answer" if reason.endswith(" 0 tokens") else "multi-token answer"
     if re.fullmatch(r"empty (correct|wrong) answer", reason):
         return "empty answer"
+    if reason.startswith("a repeat of "):
+        return "repeated row"
     return reason.replace(",", "")
 
 
@@ -220,6 +222,7 @@ def prepare_task(
     by_group: bool = False,
     n_pos: int | None = None,
     require_train: bool = True,
+    unique: bool = False,
 ) -> PreparedTask:
     """Tokenise, filter and split `examples` (see the module docstring).
 
@@ -233,15 +236,19 @@ def prepare_task(
     `n_pos` when given: a stored run's width). Splits (`assign_splits`): an example's own split
     wins; a template in `test_templates` or a group in `test_groups` goes to test; the rest is
     shuffled by `seed` into test, val and train (by whole groups with `by_group`, when every
-    example carries one). Raises DatasetError when nothing or (with `require_train`) no training
-    prompt is left, or `examples` is empty.
+    example carries one). With `unique` (a user's file), a row that repeats an earlier one's
+    prompt and answers is dropped: in another split it would test on a training prompt. Raises
+    DatasetError when nothing or (with `require_train`) no training prompt is left, or
+    `examples` is empty.
     """
     if not examples:
         raise DatasetError("the dataset is empty")
     if not (0.0 <= test_frac < 1.0 and 0.0 <= val_frac < 1.0 and test_frac + val_frac < 1.0):
         raise ValueError(f"test_frac and val_frac must be in [0, 1) with a sum below 1, got {test_frac} and {val_frac}")
     bos = bos_id(tokenizer, prepend_bos)
+    examples, repeats = _without_repeats(examples) if unique else (examples, [])
     kept, dropped = _tokenise(examples, tokenizer, bos, max_len, n_pos)
+    dropped += repeats
     if fixed_length and kept:
         kept, dropped = _keep_one_length(kept, dropped, n_pos)
     if not kept:
@@ -275,6 +282,20 @@ def _prepared(
         counterfactual_tokens=counterfactual,
         has_counterfactual=torch.tensor([k[4] is not None for k in kept], dtype=torch.bool),
     )
+
+
+def _without_repeats(examples: list[Example]) -> tuple[list[Example], list[tuple[Example, str]]]:
+    """The examples but those repeating an earlier one's prompt and answers, and those, each with
+    the row it repeats."""
+    first: dict[tuple[str, str, str], Example] = {}
+    kept, dropped = [], []
+    for ex in examples:
+        earlier = first.setdefault((ex.prompt, ex.correct, ex.wrong), ex)
+        if earlier is ex:
+            kept.append(ex)
+        else:
+            dropped.append((ex, f"a repeat of {earlier.source or 'an earlier row'}"))
+    return kept, dropped
 
 
 def _tokenise(
