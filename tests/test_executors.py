@@ -339,6 +339,7 @@ def test_cli_sweep_prints_the_runs_in_grid_order(tmp_path):
     [
         (["--lambda-m", "0.1,x"], "error: --lambda-m takes comma-separated numbers, e.g. 0.01,0.05; got '0.1,x'"),
         (["--seeds", ","], "error: --seeds needs at least one value"),
+        (["--seeds", "0,x"], "error: --seeds takes comma-separated numbers, e.g. 0,1; got '0,x'"),
         (["--workers", "2"], "error: workers is an option of the Ray executor"),
         (["--executor", "local", "--ray-address", "h:1"], "error: a Ray address was given with the local executor"),
         (

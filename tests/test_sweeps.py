@@ -55,6 +55,9 @@ def test_the_base_may_be_a_stored_runs_config():
 
 def test_the_cap():
     assert MAX_SWEEP == 27
+    # a value given twice is one run (0.01 and 0.010 are one number), the order kept
+    twice = sweep_configs(BASE, [0.01, 0.05, 0.010], [1.0], [2.0, 2.0], seeds=[3, 0, 3])
+    assert [(c.lambda_m, c.seed) for c in twice] == [(0.01, 3), (0.01, 0), (0.05, 3), (0.05, 0)]
     assert len(sweep_configs(BASE, [1, 2, 3], [1, 2, 3], [1, 2, 3])) == 27
     with pytest.raises(ActscaleError, match="that sweep is 32 runs; at most 27 at a time"):
         sweep_configs(BASE, [0.001, 0.01], [0, 0.5, 1, 2], [1, 2, 3, 4])

@@ -138,7 +138,8 @@ def _numbers(text: str, name: str, kind: type = float) -> list:
     try:
         values = [kind(v) for v in _split(text)]
     except ValueError:
-        raise ActscaleError(f"--{name} takes comma-separated numbers, e.g. 0.01,0.05; got {text!r}") from None
+        example = "0,1" if kind is int else "0.01,0.05"
+        raise ActscaleError(f"--{name} takes comma-separated numbers, e.g. {example}; got {text!r}") from None
     if not values:
         raise ActscaleError(f"--{name} needs at least one value")
     return values
@@ -208,7 +209,7 @@ def cmd_sweep(args: argparse.Namespace) -> dict:
     store.check_writable()
     configs = _sweep_grid(args, MAX_SWEEP if executor == "local" else MAX_CLUSTER_SWEEP)
     where = "in this process" if executor == "local" else f"on Ray ({address})"
-    print(f"sweep of {len(configs)} runs {where} ...", file=sys.stderr, flush=True)
+    print(f"sweep of {len(configs)} run{'s' if len(configs) != 1 else ''} {where} ...", file=sys.stderr, flush=True)
     with _cancel_on_interrupt() as cancel:
         bundles = run_configs(
             configs,
