@@ -72,7 +72,7 @@ def build_task(
             max_len=model.n_ctx,
             by_group=from_file,  # a file's groups never span two splits
             n_pos=n_pos,
-            unique=from_file,  # a user's file may repeat a row (its stored runs' prompts never do)
+            unique=from_file,  # a user's file may repeat a row
         )
 
     if examples is not None:  # a stored run's prompts, split as they were

@@ -180,8 +180,7 @@ def check_held_out(task: PreparedTask, templates: Sequence[str], groups: Sequenc
     """DatasetError where prompts were held out for test (``templates``, ``groups``) and none is
     in ``task``'s test split, saying why (the held-out prompts' drop reasons, else
     ``why_missing``): the run would have no test split. Of several held out, one may leave no
-    prompt where another does (a cell of none in the generalisation matrix, whose runs hold out
-    every group but one)."""
+    prompt where another does: the run's per-group rates say which were tested."""
     names = [*templates, *groups]
     if not names or any(ex.split == "test" for ex in task.examples):
         return
