@@ -574,3 +574,20 @@ def test_a_files_repeated_rows_are_dropped_with_the_row_they_repeat(tiny_llama, 
     assert len(task.examples) == 10 and task.drop_summary() == "dropped 6: 6 repeated row"
     assert [why for _, why in task.dropped] == [f"a repeat of line {i}" for i in (1, 2, 3, 1, 2, 3)]
     assert build_task(tiny_llama, config, read_dataset(path)).dataset_hash == task.dataset_hash
+
+
+def test_a_files_groups_never_span_two_splits():
+    """Files with a group column are split by whole groups (a country, a speaker): a test prompt
+    must not share its group with a training one. Seven groups of unequal size, three seeds."""
+    sizes = {"a": 1, "b": 2, "c": 3, "d": 4, "e": 5, "f": 6, "g": 7}
+    ex = [Example(f" p{g}{i} q", " x", " y", group=g) for g, n in sizes.items() for i in range(n)]
+    for seed in (0, 1, 2):
+        task = prepare_task(ex, WordTokenizer(), prepend_bos=False, fixed_length=False, seed=seed, test_frac=0.2,
+                            val_frac=0.2, by_group=True)  # fmt: skip
+        split_of: dict[str, set[str]] = {}
+        for e in task.examples:
+            split_of.setdefault(e.group, set()).add(e.split)
+        assert all(len(s) == 1 for s in split_of.values()) and set(split_of) == set(sizes)
+        assert {"train", "test"} <= {e.split for e in task.examples}
+    free = prepare_task(ex, WordTokenizer(), prepend_bos=False, fixed_length=False, test_frac=0.2, by_group=False)
+    assert any(len({e.split for e in free.examples if e.group == g}) > 1 for g in sizes)  # without: groups split
