@@ -13,6 +13,7 @@ from actscale.engine.tasks import (
     IOI_TEMPLATES,
     Example,
     PreparedTask,
+    assign_splits,
     generate_ccc,
     generate_ioi,
     prepare_task,
@@ -591,3 +592,19 @@ def test_a_files_groups_never_span_two_splits():
         assert {"train", "test"} <= {e.split for e in task.examples}
     free = prepare_task(ex, WordTokenizer(), prepend_bos=False, fixed_length=False, test_frac=0.2, by_group=False)
     assert any(len({e.split for e in free.examples if e.group == g}) > 1 for g in sizes)  # without: groups split
+
+
+def test_a_group_joins_test_only_where_it_brings_the_split_nearer_its_share():
+    """One group of 28 prompts and one of 2 at test_frac 0.2 (6 of 30): the large group drawn
+    first had taken test, 28 prompts, leaving 2 to train on. Where every group would overshoot
+    (two of 15), the smallest tests, so there is a test split. Without groups every prompt is a
+    unit of one, and the rule is the one before (round(0.2 · 30) = 6 test prompts)."""
+    ex = [Example(f" p{i} q", " x", " y", group="big" if i < 28 else "small") for i in range(30)]
+    for seed in range(4):  # whichever group is drawn first
+        splits = assign_splits(ex, seed, 0.2, by_group=True)
+        assert (splits.count("train"), splits[28:]) == (28, ["test", "test"])
+    even = [Example(f" p{i} q", " x", " y", group="one" if i < 15 else "two") for i in range(30)]
+    for seed in range(4):
+        splits = assign_splits(even, seed, 0.2, by_group=True)
+        assert sorted(splits.count(s) for s in ("train", "test")) == [15, 15] and len(set(splits[:15])) == 1
+    assert assign_splits(ex, 0, 0.2, by_group=False).count("test") == 6

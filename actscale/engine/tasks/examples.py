@@ -57,7 +57,10 @@ def assign_splits(
     group in ``test_groups`` goes to test (and then no other prompt does); the rest is shuffled
     by ``seed``: round(test_frac·n) to test (at least one when n >= 2 and no prompt is in test yet),
     round(val_frac·n) to val, the others to train (at least one). With ``by_group`` and every
-    free example carrying a group, whole groups are assigned, so no group spans two splits."""
+    free example carrying a group, whole groups are assigned, so no group spans two splits; a
+    group joins test or val only where that brings the split nearer its share (one group of 28
+    and one of 2 at test_frac 0.2: the 2 test), and where every group would overshoot, the
+    smallest tests."""
     splits = [ex.split for ex in examples]
     held_out = False
     if test_templates or test_groups:
@@ -78,17 +81,28 @@ def assign_splits(
     n_test = round(test_frac * n) if held_out or len(units) < 2 else max(round(test_frac * n), 1)
     n_val = round(val_frac * n)
     taken = {"test": 0, "val": 0}
-    for unit in units:
-        rows = members[unit]
-        left_for_train = len(units) - units.index(unit)  # this unit and the ones after it
-        if taken["test"] < n_test and left_for_train > 1:
-            split = "test"
-        elif taken["val"] < n_val and left_for_train > 1:
-            split = "val"
+    chosen: dict[str, str] = {}
+    for k, unit in enumerate(units):
+        size, last = len(members[unit]), k == len(units) - 1  # the last one trains: at least one does
+        if not last and _nearer(taken["test"], size, n_test):
+            chosen[unit] = "test"
+        elif not last and _nearer(taken["val"], size, n_val):
+            chosen[unit] = "val"
         else:
-            split = "train"
-        if split != "train":
-            taken[split] += len(rows)
-        for i in rows:
+            chosen[unit] = "train"
+        if chosen[unit] != "train":
+            taken[chosen[unit]] += size
+    training = [u for u in units if chosen[u] == "train"]
+    if n_test and not taken["test"] and len(training) > 1:  # every group would have overshot the share
+        chosen[min(training, key=lambda u: len(members[u]))] = "test"  # the smallest (ties: first drawn)
+    for unit, split in chosen.items():
+        for i in members[unit]:
             splits[i] = split
     return splits
+
+
+def _nearer(taken: int, size: int, target: int) -> bool:
+    """Whether a unit of ``size`` prompts joins a split holding ``taken`` of its ``target``:
+    while the split is short, and only where it ends no farther from the target than it was (a
+    prompt always does; a large group that would overshoot by more than it fills does not)."""
+    return taken < target and taken + size - target <= target - taken
