@@ -608,3 +608,14 @@ def test_a_group_joins_test_only_where_it_brings_the_split_nearer_its_share():
         splits = assign_splits(even, seed, 0.2, by_group=True)
         assert sorted(splits.count(s) for s in ("train", "test")) == [15, 15] and len(set(splits[:15])) == 1
     assert assign_splits(ex, 0, 0.2, by_group=False).count("test") == 6
+
+
+def test_a_test_split_given_with_the_data_is_the_whole_test_split():
+    """Three rows marked test and 27 blank: the blank rows had been split by test_frac too, so 5
+    more prompts joined the test split the file had named (as the code's own comment said they
+    must not). Now the 27 go to training and validation (val_frac) only."""
+    ex = [Example(f" p{i} q", " x", " y", split="test" if i < 3 else "") for i in range(30)]
+    splits = assign_splits(ex, 0, 0.2, val_frac=0.2)
+    assert (splits[:3], splits.count("test"), splits.count("val"), splits.count("train")) == (["test"] * 3, 3, 5, 22)
+    blank = [Example(f" p{i} q", " x", " y") for i in range(30)]  # no test named: test_frac makes one
+    assert [assign_splits(blank, 0, 0.2, val_frac=0.2).count(s) for s in ("test", "val", "train")] == [6, 6, 18]

@@ -54,7 +54,8 @@ def assign_splits(
     by_group: bool = False,
 ) -> list[str]:
     """The split of each example. Its own split wins; a template in ``test_templates`` or a
-    group in ``test_groups`` goes to test (and then no other prompt does); the rest is shuffled
+    group in ``test_groups`` goes to test; where any example is then in test, no other joins it
+    (``test_frac`` is for data that names no test prompt); the rest is shuffled
     by ``seed``: round(test_frac·n) to test (at least one when n >= 2 and no prompt is in test yet),
     round(val_frac·n) to val, the others to train (at least one). With ``by_group`` and every
     free example carrying a group, whole groups are assigned, so no group spans two splits; a
@@ -69,10 +70,13 @@ def assign_splits(
                 splits[i] = "test"
         held_out, test_frac = True, 0.0
     free = [i for i, s in enumerate(splits) if not s]
-    held_out = held_out or "test" in splits  # a test split given with the data: no other prompt joins it
+    if "test" in splits:  # a test split given with the data (or held out above): no other prompt joins it
+        held_out, test_frac = True, 0.0
     if by_group and free and all(examples[i].group for i in free):
-        units = sorted({examples[i].group for i in free})  # whole groups
-        members = {g: [i for i in free if examples[i].group == g] for g in units}
+        members: dict[str, list[int]] = {}
+        for i in free:
+            members.setdefault(examples[i].group, []).append(i)
+        units = sorted(members)  # whole groups
     else:
         units = [str(i) for i in free]
         members = {str(i): [i] for i in free}
