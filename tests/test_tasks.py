@@ -619,3 +619,17 @@ def test_a_test_split_given_with_the_data_is_the_whole_test_split():
     assert (splits[:3], splits.count("test"), splits.count("val"), splits.count("train")) == (["test"] * 3, 3, 5, 22)
     blank = [Example(f" p{i} q", " x", " y") for i in range(30)]  # no test named: test_frac makes one
     assert [assign_splits(blank, 0, 0.2, val_frac=0.2).count(s) for s in ("test", "val", "train")] == [6, 6, 18]
+
+
+def test_a_file_of_one_group_cannot_be_split_and_says_so():
+    """Thirty rows of one group had all trained (no test, no validation split) without a word."""
+    ex = [Example(f" p{i} q", " x", " y", group="g") for i in range(30)]
+    with pytest.raises(DatasetError) as raised:
+        assign_splits(ex, 0, 0.2, val_frac=0.2, by_group=True)
+    assert str(raised.value) == (
+        "every prompt to split is in the group 'g', and a group never spans two splits: none is left for test; give "
+        "the file more groups or a split column, or set test_frac to 0"
+    )
+    assert set(assign_splits(ex, 0, 0.0, val_frac=0.2, by_group=True)) == {"train"}  # asked for no test
+    marked = [Example(" t q", " x", " y", split="test", group="g"), *ex]  # the file names its test rows
+    assert assign_splits(marked, 0, 0.2, by_group=True).count("test") == 1

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from actscale.errors import DatasetError
+
 SPLITS = ("train", "val", "test")
 # What a dataset file may write in its split column.
 SPLIT_NAMES = {"train": "train", "val": "val", "validation": "val", "dev": "val", "test": "test"}
@@ -77,6 +79,11 @@ def assign_splits(
         for i in free:
             members.setdefault(examples[i].group, []).append(i)
         units = sorted(members)  # whole groups
+        if len(units) == 1 and round(test_frac * len(free)):
+            raise DatasetError(
+                f"every prompt to split is in the group {units[0]!r}, and a group never spans two splits: none is "
+                "left for test; give the file more groups or a split column, or set test_frac to 0"
+            )
     else:
         units = [str(i) for i in free]
         members = {str(i): [i] for i in free}
