@@ -74,23 +74,39 @@ def assign_splits(
     free = [i for i, s in enumerate(splits) if not s]
     if "test" in splits:  # a test split given with the data (or held out above): no other prompt joins it
         held_out, test_frac = True, 0.0
-    if by_group and free and all(examples[i].group for i in free):
-        members: dict[str, list[int]] = {}
-        for i in free:
-            members.setdefault(examples[i].group, []).append(i)
-        units = sorted(members)  # whole groups
-        if len(units) == 1 and round(test_frac * len(free)):
-            raise DatasetError(
-                f"every prompt to split is in the group {units[0]!r}, and a group never spans two splits: none is "
-                "left for test; give the file more groups or a split column, or set test_frac to 0"
-            )
-    else:
-        units = [str(i) for i in free]
-        members = {str(i): [i] for i in free}
+    members = _units(examples, free, by_group, test_frac)
+    units = list(members)
     random.Random(seed).shuffle(units)
     n = len(free)
     n_test = round(test_frac * n) if held_out or len(units) < 2 else max(round(test_frac * n), 1)
-    n_val = round(val_frac * n)
+    for unit, split in _assigned(units, members, n_test, round(val_frac * n)).items():
+        for i in members[unit]:
+            splits[i] = split
+    return splits
+
+
+def _units(examples: list[Example], free: list[int], by_group: bool, test_frac: float) -> dict[str, list[int]]:
+    """The free examples as the units the split assigns, in the order it shuffles: whole groups
+    by name (``by_group``, where every free example has one), else one unit a prompt in the
+    examples' order. DatasetError where one group holds them all and a test share is asked for:
+    a group never spans two splits."""
+    if not (by_group and free and all(examples[i].group for i in free)):
+        return {str(i): [i] for i in free}
+    members: dict[str, list[int]] = {}
+    for i in free:
+        members.setdefault(examples[i].group, []).append(i)
+    if len(members) == 1 and round(test_frac * len(free)):
+        raise DatasetError(
+            f"every prompt to split is in the group {next(iter(members))!r}, and a group never spans two splits: "
+            "none is left for test; give the file more groups or a split column, or set test_frac to 0"
+        )
+    return {group: members[group] for group in sorted(members)}
+
+
+def _assigned(units: list[str], members: dict[str, list[int]], n_test: int, n_val: int) -> dict[str, str]:
+    """Each unit's split, the units taken in ``units``' order: test while it is short of
+    ``n_test`` prompts, then val (`_nearer`), the rest train, the last unit always; where no unit
+    joined test though some should, the smallest training unit (ties: the first drawn)."""
     taken = {"test": 0, "val": 0}
     chosen: dict[str, str] = {}
     for k, unit in enumerate(units):
@@ -105,11 +121,8 @@ def assign_splits(
             taken[chosen[unit]] += size
     training = [u for u in units if chosen[u] == "train"]
     if n_test and not taken["test"] and len(training) > 1:  # every group would have overshot the share
-        chosen[min(training, key=lambda u: len(members[u]))] = "test"  # the smallest (ties: first drawn)
-    for unit, split in chosen.items():
-        for i in members[unit]:
-            splits[i] = split
-    return splits
+        chosen[min(training, key=lambda u: len(members[u]))] = "test"
+    return chosen
 
 
 def _nearer(taken: int, size: int, target: int) -> bool:
