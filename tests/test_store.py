@@ -332,3 +332,16 @@ def test_a_store_where_a_file_is_is_refused_before_anything_trains(tmp_path, tin
     assert cli_module.main(["sweep", *args]) == 2
     assert capsys.readouterr().err == f"error: the run store {afile} cannot be a folder: {afile} is a file\n"
     assert afile.read_text() == "mine"
+
+
+def test_load_run_names_a_folder_that_is_not_a_run_and_a_path_that_is_not_there(tmp_path):
+    """`eval --run /tmp` had said "invalid run id '/tmp'", and `--run runs/nope` the same."""
+    for run, message in [
+        (tmp_path, f"{tmp_path} is a folder but not a run's: it has no config.json"),
+        (tmp_path / "runs" / "nope", f"no run folder {tmp_path / 'runs' / 'nope'}"),
+        ("0" * 16, f"no run {'0' * 16} in {tmp_path / 'store'}"),
+        ("zzz", "invalid run id 'zzz': a run id is 16 hexadecimal digits"),
+    ]:
+        with pytest.raises(ActscaleError) as raised:
+            load_run(str(run), store=tmp_path / "store")
+        assert str(raised.value) == message

@@ -31,7 +31,7 @@ from actscale.engine.tasks.registry import task_spec
 from actscale.engine.tokens import text_ids
 from actscale.engine.training import TrainResult, model_dims, target_outcome, train
 from actscale.errors import ActscaleError
-from actscale.runs.bundle import BundleContents, RunBundle, check_run_id, load_bundle, run_id_for
+from actscale.runs.bundle import RUN_ID, BundleContents, RunBundle, check_run_id, load_bundle, run_id_for
 from actscale.runs.records import SplitMetrics
 from actscale.runs.store import RunStore
 
@@ -226,10 +226,15 @@ def train_run(
 
 
 def load_run(run: str | Path, store: RunStore | str | Path | None = None) -> RunBundle:
-    """A run by id (in ``store``) or by folder path."""
+    """A run by id (in ``store``) or by folder path; ActscaleError naming a folder that is not a
+    run's, or a path that is not there."""
     path = Path(run)
     if path.is_dir() and (path / "config.json").exists():
         return load_bundle(path)
+    if path.is_dir() and not RUN_ID.match(path.name):
+        raise ActscaleError(f"{path} is a folder but not a run's: it has no config.json")
+    if len(path.parts) > 1 and not path.exists():
+        raise ActscaleError(f"no run folder {path}")
     store = store if isinstance(store, RunStore) else RunStore(store)
     return store.load(check_run_id(str(run)))
 
