@@ -76,9 +76,7 @@ def generate_ioi(n: int, seed: int, templates: tuple[str, ...] | None = None) ->
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     ids = tuple(IOI_TEMPLATES) if templates is None else tuple(templates)
-    unknown = [t for t in ids if t not in IOI_TEMPLATES]
-    if unknown or not ids:
-        raise DatasetError(f"unknown IOI template(s) {unknown or '(none given)'}; known: {', '.join(IOI_TEMPLATES)}")
+    _check_template_ids(ids)
     rng, abc = random.Random(seed), random.Random(seed + _COUNTERFACTUAL_STREAM)
     out = []
     for i in range(n):
@@ -93,6 +91,13 @@ def generate_ioi(n: int, seed: int, templates: tuple[str, ...] | None = None) ->
         answers = (f" {io_name}", f" {s_name}")
         out.append(Example(prompt, *answers, template=tid, group=IOI_FAMILY_OF[tid], counterfactual=counterfactual))
     return out
+
+
+def _check_template_ids(ids: tuple[str, ...]) -> None:
+    """DatasetError for an unknown IOI template id, or for none given."""
+    unknown = [t for t in ids if t not in IOI_TEMPLATES]
+    if unknown or not ids:
+        raise DatasetError(f"unknown IOI template(s) {unknown or '(none given)'}; known: {', '.join(IOI_TEMPLATES)}")
 
 
 @functools.lru_cache(maxsize=1)
@@ -187,7 +192,8 @@ def _check_held_out(ids: tuple[str, ...], test_templates: tuple[str, ...], test_
     if unknown:
         s = "y" if len(unknown) == 1 else "ies"
         raise DatasetError(f"unknown IOI famil{s} {', '.join(unknown)}; known: {', '.join(IOI_FAMILIES)}")
-    generate_ioi(0, 0, test_templates or None)  # DatasetError for an unknown template id
+    if test_templates:
+        _check_template_ids(test_templates)
     unused = [t for t in test_templates if t not in ids]
     unused += [g for g in test_groups if not set(IOI_FAMILIES[g]) & set(ids)]
     if unused:
