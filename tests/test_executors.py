@@ -295,6 +295,30 @@ def test_ray_a_worker_error_is_its_one_line(ray_cluster, store):
     assert store.list() == []
 
 
+HELD_OUT_NONE = (
+    "held out for test: coordinated, but no prompt held out has the 17 tokens of the training prompts, "
+    "the one length absolute positions take (answer-aligned positions take others)"
+)
+
+
+def test_ray_a_users_run_whose_held_out_prompts_leave_no_test_split_is_refused(ray_cluster, store):
+    # On the tiny model no coordinated template has the training prompts' 17 tokens.
+    config = BASE.replace(test_groups=("coordinated",))
+    with pytest.raises(ActscaleError, match=f"^{re.escape(HELD_OUT_NONE)}$"):
+        run_configs([config], executor="ray", store=store, checked=True)
+    assert store.list() == []
+
+
+def test_local_held_out_check_is_the_users_runs_only(tiny_llama, store):
+    config = BASE.replace(test_groups=("coordinated",))
+    with pytest.raises(ActscaleError, match=f"^{re.escape(HELD_OUT_NONE)}$"):
+        run_configs([config], store=store, model=tiny_llama, checked=True)
+    assert store.list() == []
+    # The checks' own runs (a generalisation cell of none) train without a test split.
+    (bundle,) = run_configs([config], store=store, model=tiny_llama)
+    assert set(bundle.metrics) == {"train", "val"}
+
+
 # ---- the command line -----------------------------------------------------------------------
 
 
@@ -355,6 +379,15 @@ def test_cli_sweep_bad_input_is_exit_2_and_one_line(args, message, tmp_path, cap
     assert main(["sweep", "--model", "tiny-llama", "--store", str(tmp_path), *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith(message) and err.count("\n") == 1, err
+
+
+def test_cli_sweep_refuses_held_out_prompts_that_leave_no_test_split(tmp_path, capsys, monkeypatch):
+    from actscale.cli import main
+
+    monkeypatch.delenv(RAY_ADDRESS_ENV, raising=False)
+    assert main(["sweep", "--model", "tiny-llama", "--store", str(tmp_path), "--test-groups", "coordinated"]) == 2
+    assert capsys.readouterr().err == f"sweep of 1 run in this process ...\nerror: {HELD_OUT_NONE}\n"
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_worker_count():

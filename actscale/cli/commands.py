@@ -219,6 +219,7 @@ def cmd_sweep(args: argparse.Namespace) -> dict:
             observer=_SweepObserver(cancel, len(configs)),
             reuse=not args.no_reuse,
             workers=args.workers,
+            checked=True,  # held-out prompts that leave no test split are refused, as in `train`
         )
     return {
         "runs": [

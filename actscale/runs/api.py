@@ -82,13 +82,13 @@ def build_task(
     return prepare(_of_one_length(model, config, prepare))
 
 
-def checked_task(model: LoadedModel, config: TrainConfig) -> PreparedTask:
-    """`build_task` for a run a user asked for (`train_run`, the command line's ``train``, the
-    Train page): DatasetError, saying why, where a held-out group is in none of a file's rows, or
-    the groups and templates held out for test leave no test prompt (a run without a test split).
-    The checks' own runs (the generalisation matrix holds out every group but one, and shows a
-    cell of none) and sweeps build theirs with `build_task`."""
-    task = build_task(model, config)
+def checked_task(model: LoadedModel, config: TrainConfig, examples: Sequence[Example] | None = None) -> PreparedTask:
+    """`build_task` for a run a user asked for (`train_run`, the command line's ``train`` and
+    ``sweep``, the Train page): DatasetError, saying why, where a held-out group is in none of a
+    file's rows, or the groups and templates held out for test leave no test prompt (a run
+    without a test split). The checks' own runs (the generalisation matrix holds out every group
+    but one, and shows a cell of none) build theirs with `build_task`."""
+    task = build_task(model, config, None if examples is None else list(examples))
     from_file = task_spec(config.task).from_file
     if from_file:  # the generators refuse an unknown family or country themselves
         check_groups_known(task, config.test_groups)
@@ -276,14 +276,14 @@ def evaluate_run(
 
 
 def plan_run(
-    config: TrainConfig, model: LoadedModel, examples: Sequence[Example] | None
+    config: TrainConfig, model: LoadedModel, examples: Sequence[Example] | None, checked: bool = False
 ) -> tuple[TrainConfig, PreparedTask, str]:
-    """The config as it runs on ``model``, its tokenised task (from ``examples`` when given) and
-    the run id it will have. A worker and this process plan a run with the same code, so both
-    give the same run id."""
+    """The config as it runs on ``model``, its tokenised task (from ``examples`` when given;
+    `checked_task`'s when ``checked``) and the run id it will have. A worker and this process
+    plan a run with the same code, so both give the same run id."""
     if config.model != model.name:
         config = config.replace(model=model.name)
-    task = build_task(model, config, None if examples is None else list(examples))
+    task = (checked_task if checked else build_task)(model, config, None if examples is None else list(examples))
     return config, task, expected_run_id(model, task, config)
 
 

@@ -56,6 +56,7 @@ def run_configs(
     reuse: bool = True,
     model: LoadedModel | None = None,
     workers: int | None = None,
+    checked: bool = False,
 ) -> list[RunBundle]:
     """Train (or open, when stored) every config and return the bundles in the order of ``configs``.
 
@@ -79,6 +80,9 @@ def run_configs(
         default: each config's ``model`` loaded once on its ``device``.
     workers: Ray only: how many actors (default: one per GPU of the cluster when the configs
         may use CUDA and it has any, else one per CPU; never more than the runs).
+    checked: runs a user asked for: a config whose held-out groups or templates leave no test
+        prompt is refused before it trains (`api.checked_task`, as ``train`` does). The checks'
+        own runs leave it off (the generalisation matrix shows a cell of none).
 
     Raises ActscaleError for bad input (the first run's error, one line), TrainingCancelled.
     """
@@ -89,8 +93,8 @@ def run_configs(
     check_executor_options(name, workers, model)
     store.check_writable()  # before any run trains (Ray's come back to this process's store)
     if name == "local":
-        return _run_local(configs, store, examples, observer, reuse, model)
-    return _run_ray(configs, address or "auto", store, examples, observer, reuse, workers)
+        return _run_local(configs, store, examples, observer, reuse, model, checked)
+    return _run_ray(configs, address or "auto", store, examples, observer, reuse, workers, checked)
 
 
 def _run_ray(
@@ -101,6 +105,7 @@ def _run_ray(
     observer: SweepObserver,
     reuse: bool,
     workers: int | None,
+    checked: bool,
 ) -> list[RunBundle]:
     from actscale.runs import ray_executor  # imported only here: the local path never imports Ray
 
@@ -112,6 +117,7 @@ def _run_ray(
         observer=observer,
         reuse=reuse,
         workers=workers,
+        checked=checked,
     )
 
 
@@ -150,11 +156,12 @@ def train_one(
     index: int = 0,
     observer: SweepObserver | None = None,
     reuse: bool = True,
+    checked: bool = False,
 ) -> RunBundle:
     """One config on ``model``: the stored run, or a new one, reporting `RunProgress` events
-    for ``index`` to the sweep's observer."""
+    for ``index`` to the sweep's observer (``checked``: see `run_configs`)."""
     observer = observer or SweepObserver()
-    config, task, run_id = api.plan_run(config, model, examples)
+    config, task, run_id = api.plan_run(config, model, examples, checked)
     if reuse and store.exists(run_id):
         try:
             bundle = store.load(run_id)
@@ -195,6 +202,7 @@ def _run_local(
     observer: SweepObserver,
     reuse: bool,
     model: LoadedModel | None,
+    checked: bool,
 ) -> list[RunBundle]:
     models: dict[tuple[str, str], LoadedModel] = {}
     bundles = []
@@ -208,5 +216,7 @@ def _run_local(
             run_model = models[key]
         else:
             run_model = model
-        bundles.append(train_one(config, run_model, store, examples, index=index, observer=observer, reuse=reuse))
+        bundles.append(
+            train_one(config, run_model, store, examples, index=index, observer=observer, reuse=reuse, checked=checked)
+        )
     return bundles

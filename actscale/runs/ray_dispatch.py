@@ -35,9 +35,11 @@ class Sweep:
         observer: SweepObserver,
         new_actor: Any,
         replace: bool = False,
+        checked: bool = False,
     ) -> None:
         self.ray, self.configs, self.examples, self.known, self.store = ray, configs, examples, known, store
         self.replace = replace  # trained again on purpose (no reuse): each run replaces a stored one
+        self.checked = checked  # a user's runs: refused where the held-out prompts leave no test split
         self.actors, self.sink, self.observer, self.new_actor = actors, sink, observer, new_actor
         self.bundles: list[RunBundle | None] = [None] * len(configs)
         self.retries = [0] * len(configs)
@@ -50,10 +52,8 @@ class Sweep:
         while queue or out:
             while queue and free:
                 index, actor = queue.pop(0), free.pop()
-                out[actor.run.remote(index, self.configs[index], self.examples[index], self.known, self.sink)] = (
-                    index,
-                    actor,
-                )
+                args = (index, self.configs[index], self.examples[index], self.known, self.sink, self.checked)
+                out[actor.run.remote(*args)] = (index, actor)
             if not queue and free:
                 _release(ray, free, self.actors)
             ready, _ = ray.wait(list(out), num_returns=1, timeout=POLL_S)

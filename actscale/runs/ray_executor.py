@@ -180,9 +180,16 @@ class SweepWorker:
         return self._models[key]
 
     def run(
-        self, index: int, config: TrainConfig, examples: list[Example] | None, known: frozenset[str], sink: Any
+        self,
+        index: int,
+        config: TrainConfig,
+        examples: list[Example] | None,
+        known: frozenset[str],
+        sink: Any,
+        checked: bool = False,
     ) -> dict[str, Any]:
-        """Train config ``index`` (or find it among the ``known`` stored run ids). Returns
+        """Train config ``index`` (or find it among the ``known`` stored run ids; ``checked``:
+        see `executors.run_configs`). Returns
         ``{"status": "ok", "run_id", "bundle": zip bytes or None when known}``, or
         ``{"status": "error" | "failed" | "cancelled", "message"}``: an exception's class need
         not travel."""
@@ -194,7 +201,7 @@ class SweepWorker:
 
         try:
             model = self._model(config.model, config.device)
-            config, task, run_id = plan_run(config, model, examples)
+            config, task, run_id = plan_run(config, model, examples, checked)
             if run_id in known:
                 return {"status": "ok", "run_id": run_id, "bundle": None}
             remove_stale_scratch()
@@ -254,6 +261,7 @@ def run_on_ray(
     observer: SweepObserver,
     reuse: bool,
     workers: int | None,
+    checked: bool = False,
 ) -> list[RunBundle]:
     """`executors.run_configs` on Ray (see there)."""
     if not configs:
@@ -269,7 +277,7 @@ def run_on_ray(
             actors = [actor_class.remote(1) for _ in range(n_workers)]
             sweep = Sweep(
                 ray, configs, examples, known, store, actors, sink, observer, lambda: actor_class.remote(1),
-                replace=not reuse,
+                replace=not reuse, checked=checked,
             )  # fmt: skip
             return sweep.dispatch()
         finally:
