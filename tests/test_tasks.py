@@ -621,6 +621,16 @@ def test_a_test_split_given_with_the_data_is_the_whole_test_split():
     assert [assign_splits(blank, 0, 0.2, val_frac=0.2).count(s) for s in ("test", "val", "train")] == [6, 6, 18]
 
 
+def test_a_validation_split_given_with_the_data_is_the_whole_validation_split():
+    """Four rows marked val and 26 blank: 5 blank rows had joined the file's validation split
+    by val_frac. Now the blank rows go to test (test_frac) and training only."""
+    ex = [Example(f" p{i} q", " x", " y", split="val" if i < 4 else "") for i in range(30)]
+    splits = assign_splits(ex, 0, 0.2, val_frac=0.2)
+    assert (splits[:4], splits.count("val"), splits.count("test"), splits.count("train")) == (["val"] * 4, 4, 5, 21)
+    both = [Example(f" p{i} q", " x", " y", split="val" if i < 4 else "test" if i < 7 else "") for i in range(30)]
+    assert [assign_splits(both, 0, 0.2, val_frac=0.2).count(s) for s in ("val", "test", "train")] == [4, 3, 23]
+
+
 def test_a_file_of_one_group_cannot_be_split_and_says_so():
     """Thirty rows of one group had all trained (no test, no validation split) without a word."""
     ex = [Example(f" p{i} q", " x", " y", group="g") for i in range(30)]

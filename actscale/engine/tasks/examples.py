@@ -57,7 +57,8 @@ def assign_splits(
 ) -> list[str]:
     """The split of each example. Its own split wins; a template in ``test_templates`` or a
     group in ``test_groups`` goes to test; where any example is then in test, no other joins it
-    (``test_frac`` is for data that names no test prompt); the rest is shuffled
+    (``test_frac`` is for data that names no test prompt), and so for val (``val_frac``); the
+    rest is shuffled
     by ``seed``: round(test_frac·n) to test (at least one when n >= 2 and no prompt is in test yet),
     round(val_frac·n) to val, the others to train (at least one). With ``by_group`` and every
     free example carrying a group, whole groups are assigned, so no group spans two splits; a
@@ -74,6 +75,8 @@ def assign_splits(
     free = [i for i, s in enumerate(splits) if not s]
     if "test" in splits:  # a test split given with the data (or held out above): no other prompt joins it
         held_out, test_frac = True, 0.0
+    if "val" in splits:  # so for a validation split given with the data
+        val_frac = 0.0
     members = _units(examples, free, by_group, test_frac)
     units = list(members)
     random.Random(seed).shuffle(units)
