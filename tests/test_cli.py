@@ -199,6 +199,25 @@ def test_list(runs):
     assert run["test"] == last_json(runs["train"])["metrics"]["test"]
 
 
+def test_list_says_where_there_are_no_runs_and_refuses_a_file(tmp_path, capsys):
+    """A mistyped store had listed nothing without a word, and a file as the store had been an
+    empty store."""
+    from actscale.cli import main
+
+    missing, empty, afile = tmp_path / "nope", tmp_path / "empty", tmp_path / "notes.txt"
+    empty.mkdir()
+    afile.write_text("x")
+    said = []
+    for store in (missing, empty, afile):
+        status = main(["list", "--store", str(store)])
+        said.append((status, *capsys.readouterr()))
+    assert said == [
+        (0, json.dumps({"runs": [], "store": str(missing)}) + "\n", f"no runs: there is no folder {missing}\n"),
+        (0, json.dumps({"runs": [], "store": str(empty)}) + "\n", f"no runs in {empty}\n"),
+        (2, "", f"error: the run store {afile} is a file, not a folder of runs\n"),
+    ]
+
+
 @pytest.mark.parametrize("name", list(BAD_INPUTS))
 def test_bad_input_exits_2_with_one_line(runs, name):
     proc, expected = runs[name], BAD_INPUTS[name][2]

@@ -107,6 +107,24 @@ def test_unreadable_setting_is_named(monkeypatch):
         deployment.check_model_allowed("The Playground")
 
 
+def test_a_store_that_cannot_hold_runs_is_named_in_the_sidebar(monkeypatch, tmp_path):
+    """ACTSCALE_STORE naming a file (or a path under one) had shown "No runs in the store yet" on
+    every page, unsaid until a Train click failed."""
+    (notes := tmp_path / "notes.txt").write_text("x")
+    monkeypatch.delenv("ACTSCALE_READONLY", raising=False)
+    monkeypatch.delenv("ACTSCALE_READONLY_MODEL", raising=False)
+    monkeypatch.setenv("ACTSCALE_STORE", str(notes / "runs"))
+    assert deployment.problems() == [
+        f"No run trained here can be saved (the run store {notes / 'runs'} cannot be a folder: {notes} is a file); "
+        "set ACTSCALE_STORE to a folder."
+    ]
+    monkeypatch.setenv("ACTSCALE_READONLY", "1")  # served read-only: nothing is saved anyway
+    assert deployment.problems() == []
+    monkeypatch.setenv("ACTSCALE_READONLY", "0")
+    monkeypatch.setenv("ACTSCALE_STORE", str(tmp_path / "new" / "runs"))  # made at the first save
+    assert deployment.problems() == []
+
+
 # ---------------------------------------------------------------- the store itself
 def test_readonly_store_refuses_every_write(runs, tiny_llama, monkeypatch):
     root, bundles = runs

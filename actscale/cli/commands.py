@@ -310,7 +310,11 @@ def cmd_list(args: argparse.Namespace) -> dict:
     from actscale.runs.store import RunStore
 
     store = RunStore(args.store)
+    if store.root.exists() and not store.root.is_dir():
+        raise ActscaleError(f"the run store {store.root} is a file, not a folder of runs")
     runs = []
+    if not store.root.is_dir():
+        print(f"no runs: there is no folder {store.root}", file=sys.stderr)
     for row in store.list():
         entry = {"run_id": row.run_id, "ok": row.ok}
         if row.ok and row.record is not None:
@@ -323,4 +327,6 @@ def cmd_list(args: argparse.Namespace) -> dict:
             entry["reason"] = row.reason
             print(f"{row.run_id}  BROKEN: {row.reason}", file=sys.stderr)
         runs.append(entry)
+    if store.root.is_dir() and not runs:
+        print(f"no runs in {store.root}", file=sys.stderr)
     return {"store": str(store.root), "runs": runs}

@@ -84,10 +84,19 @@ def describe() -> str:
 
 
 def problems() -> list[str]:
-    """A line per setting whose value is not one of the known spellings, and how it was read."""
+    """A line per setting whose value is not one of the known spellings, and how it was read;
+    and, where runs may be trained, one where the run store cannot hold them (a file, or a
+    folder that cannot be written: said before a run trains, not when it is saved)."""
+    from actscale.runs.store import RunStore  # here: the pages' helpers import this module early
+
     out = []
     for name, reading in ((READONLY, "read-only"), (READONLY_MODEL, "no model")):
         value = os.environ.get(name, "")
         if value.strip().lower() not in _YES + _NO:
             out.append(f"{name}={value[:20]!r} is not 1 or 0: read as {reading} (the safe reading).")
+    if not readonly():
+        try:
+            RunStore().check_writable()
+        except ActscaleError as exc:
+            out.append(f"No run trained here can be saved ({exc}); set ACTSCALE_STORE to a folder.")
     return out
