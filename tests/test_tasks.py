@@ -349,10 +349,16 @@ def test_nothing_usable_and_empty():
         prepare_task([ex("")], WordTokenizer(), prepend_bos=False, fixed_length=False)
     with pytest.raises(DatasetError, match="^the dataset is empty$"):
         prepare_task([], WordTokenizer(), prepend_bos=True, fixed_length=False)
-    with pytest.raises(DatasetError, match="^no training prompts: all 2 kept prompts are in the test split$"):
+    with pytest.raises(DatasetError, match="^no training prompts: the 2 kept prompts are all in the test split$"):
         prepare_task(
             [ex("p", split="test"), ex("q", split="test")], WordTokenizer(), prepend_bos=True, fixed_length=False
         )
+    # A file naming every row val (or val and test) had been said to hold only test prompts.
+    named = [ex("p", split="val"), ex("q", split="test"), ex("r", split="val")]
+    with pytest.raises(
+        DatasetError, match=r"^no training prompts: the 3 kept prompts are in the val \(2\) and test \(1\) splits$"
+    ):
+        prepare_task(named, WordTokenizer(), prepend_bos=True, fixed_length=False)
 
 
 def test_random_split_deterministic_and_sized():
