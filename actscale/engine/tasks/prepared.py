@@ -254,14 +254,17 @@ def prepare_task(
         raise DatasetError(f"no usable prompts: {_drop_breakdown(dropped)}")
     splits = assign_splits([k[0] for k in kept], seed, test_frac, test_templates, val_frac, test_groups, by_group)
     if require_train and "train" not in splits:
-        counts = Counter(splits)
-        where = (
-            f"are all in the {splits[0]} split"
-            if len(counts) == 1
-            else "are in the val ({val}) and test ({test}) splits"
-        )
-        raise DatasetError(f"no training prompts: the {len(kept)} kept prompts {where.format(**counts)}")
+        raise _no_training(splits)
     return _prepared(kept, splits, dropped, tokenizer, n_pos, fixed_length)
+
+
+def _no_training(splits: list[str]) -> DatasetError:
+    """Where the kept prompts are, none of them in the training split."""
+    counts = Counter(splits)
+    where = (
+        f"are all in the {splits[0]} split" if len(counts) == 1 else "are in the val ({val}) and test ({test}) splits"
+    )
+    return DatasetError(f"no training prompts: the {len(splits)} kept prompts {where.format(**counts)}")
 
 
 def _prepared(
