@@ -485,6 +485,38 @@ def test_errors(tiny_llama, runs):
         checks.generalisation_configs(fake)
 
 
+def test_a_check_that_cannot_run_is_refused_before_any_check_runs(tiny_llama, runs, tmp_path, monkeypatch, capsys):
+    """`--generalisation` on a run of no groups, or `--vary data` on a file's run, had failed
+    after the map check ran (minutes on the bundled model) and lost it with them."""
+    import actscale.checks.run as checks_run
+    import actscale.engine.models as models
+    from actscale.cli import main
+    from actscale.engine.tasks import generate_ioi
+
+    monkeypatch.setattr(checks_run, "map_checks", lambda *a, **k: pytest.fail("the map check ran"))
+    root, bundles = runs
+    run = bundles["activscalar"]
+    for group, carry in (("", "no group"), ("g", "one group ('g')")):
+        fake = type(run)(**{**run.__dict__, "dataset": [{**r, "group": group} for r in run.dataset]})
+        with pytest.raises(ActscaleError) as refused:
+            checks.run_checks(tiny_llama, fake, CheckOptions(generalisation=True), store=RunStore(root))
+        assert str(refused.value) == (
+            f"run {run.run_id}'s prompts carry {carry}: the generalisation matrix needs at least 2"
+        )
+    rows = "".join(f"{e.prompt},{e.correct},{e.wrong}\n" for e in generate_ioi(20, seed=3))
+    (data := tmp_path / "rows.csv").write_text("prompt,correct,wrong\n" + rows)
+    store = RunStore(tmp_path / "runs")
+    filed = train_run(
+        TrainConfig(model="tiny-llama", task="custom", dataset=str(data), steps=2), tiny_llama, store=store
+    )
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: pytest.fail("the model loaded"))
+    capsys.readouterr()
+    argv = ["analyse", "--run", filed.run_id, "--store", str(store.root), "--seeds", "3", "--vary", "data"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == "error: a dataset file has one draw of its data: vary the training seed instead\n"
+    assert not (filed.path / "checks.json").exists()
+
+
 def test_cli_analyse(runs, tmp_path):
     root, bundles = runs
     run_id = bundles["dynscalar"].run_id

@@ -37,7 +37,7 @@ from actscale.checks.off_task import all_position_logits, neutral_sentences, sid
 from actscale.checks.options import MAX_GENERALISATION_GROUPS, PRECISIONS, VARY, CheckOptions, Progress
 from actscale.checks.over_groups import generalisation, generalisation_configs, run_groups
 from actscale.checks.over_seeds import Trainer, spearman, stability, stability_configs, sweep_trainer
-from actscale.checks.run import reload, run_checks
+from actscale.checks.run import check_asked, reload, run_checks
 from actscale.checks.sufficiency import map_checks
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "Progress",
     "Trainer",
     "all_position_logits",
+    "check_asked",
     "sweep_trainer",
     "generalisation",
     "generalisation_configs",

@@ -25,7 +25,8 @@ def generalisation_configs(bundle: RunBundle) -> list[tuple[str, TrainConfig]]:
     for test (each run's per-group test metrics are one row of the matrix; `TaskSpec.trained_on`)."""
     groups = run_groups(bundle)
     if len(groups) < 2:
-        raise ActscaleError(f"run {bundle.run_id}'s prompts carry {len(groups)} group(s): the matrix needs at least 2")
+        carry = f"one group ({groups[0]!r})" if groups else "no group"
+        raise ActscaleError(f"run {bundle.run_id}'s prompts carry {carry}: the generalisation matrix needs at least 2")
     if len(groups) > MAX_GENERALISATION_GROUPS:
         raise ActscaleError(
             f"run {bundle.run_id}'s prompts carry {len(groups)} groups; the matrix trains one run per group, "

@@ -10,8 +10,8 @@ from typing import Any
 
 from actscale.checks.off_task import side_effects
 from actscale.checks.options import CheckOptions, Progress
-from actscale.checks.over_groups import generalisation
-from actscale.checks.over_seeds import Trainer, stability, sweep_trainer
+from actscale.checks.over_groups import generalisation, generalisation_configs
+from actscale.checks.over_seeds import Trainer, stability, stability_configs, sweep_trainer
 from actscale.checks.sufficiency import map_checks
 from actscale.engine.interventions import method_class
 from actscale.engine.models import LoadedModel
@@ -32,6 +32,16 @@ def _stage(on_progress: Progress | None, lo: float, hi: float) -> Iterator[Progr
     report(1.0, "")
 
 
+def check_asked(bundle: RunBundle, options: CheckOptions) -> None:
+    """ActscaleError where a check ``options`` asks for cannot run on ``bundle`` (stability over
+    data seeds of a dataset file; a generalisation matrix of fewer than two groups, or more than
+    it takes): asked before any check runs, so that the map check's minutes are not lost with it."""
+    if options.seeds >= 2:
+        stability_configs(bundle, options.seeds, options.vary)
+    if options.generalisation:
+        generalisation_configs(bundle)
+
+
 def run_checks(
     model: LoadedModel,
     bundle: RunBundle,
@@ -49,6 +59,7 @@ def run_checks(
     start = time.perf_counter()
     store = store or RunStore(bundle.path.parent)
     store.check_writable()  # the checks are written into the bundle
+    check_asked(bundle, options)
     stages = ["map"] + (["stability"] if options.seeds >= 2 else [])
     stages += ["generalisation"] if options.generalisation else []
     stages += ["side_effects"] if options.side_effects and not method_class(bundle.method).fixed_length else []

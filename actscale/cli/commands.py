@@ -267,7 +267,7 @@ def cmd_eval(args: argparse.Namespace) -> dict:
 
 
 def cmd_analyse(args: argparse.Namespace) -> dict:
-    from actscale.checks import CheckOptions, run_checks
+    from actscale.checks import CheckOptions, check_asked, run_checks
     from actscale.engine.models import load_model
     from actscale.runs.api import load_run
     from actscale.runs.store import RunStore
@@ -288,6 +288,7 @@ def cmd_analyse(args: argparse.Namespace) -> dict:
     bundle = load_run(args.run, RunStore(args.store))
     store = RunStore(args.store) if args.store else RunStore(bundle.path.parent)
     store.check_writable()  # before the model loads
+    check_asked(bundle, options)
     model = load_model(bundle.record.config.model, args.device)
 
     def progress(fraction: float, what: str) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import streamlit as st
 
-from actscale.checks import CheckOptions
+from actscale.checks import CheckOptions, check_asked
 from actscale.runs.bundle import RunBundle
 from actscale.runs.jobs import Job
 from actscale.ui import common, deployment
@@ -232,6 +232,7 @@ def _launcher(bundle: RunBundle, checks: dict[str, Any] | None) -> None:
                     generalisation=bool(gen),
                     patching="full" if full else "top",
                 )
+                check_asked(bundle, options)  # before the job: the map check's minutes are not lost with it
                 model = common.resident_model(bundle.record.config.model)
                 job = common.jobs().submit_checks(bundle, model, common.store(), options)
                 st.session_state[Keys.CHECKS_JOB] = job.id
