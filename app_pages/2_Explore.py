@@ -141,11 +141,13 @@ with common.guarded("The metrics"):
     # Each flip rate is read against the unmodified model's rate: the tile says what moved.
     for col, (name, label) in zip(cols, (("flip_acc_pos", "flip rate β = +1"), ("flip_acc_neg", "flip rate β = −1"))):
         rate, base = shown.rate(name), shown.base_rate(name)
+        delta, arrow = (None, {}) if rate is None or base is None else analysis.change_delta(rate - base, 2)
         col.metric(
             f"{label} ({split}, n = {shown.n_prompts if shown.n_prompts is not None else '?'})",
             "–" if rate is None else f"{rate:.2f}",
-            None if rate is None or base is None else f"{rate - base:+.2f} vs unmodified {base:.2f}",
+            None if delta is None else f"{delta} vs unmodified {base:.2f}",
             help=analysis.rate_text(shown, name) + " — unmodified → steered [95% Wilson interval]",
+            **arrow,
         )
     kl = shown.faithfulness_kl
     cols[2].metric(f"faithfulness KL ({split})", "–" if kl is None else f"{kl:.3g}", help="lower is better")

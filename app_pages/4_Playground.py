@@ -91,14 +91,14 @@ with common.guarded("Steering this prompt"):
     iv = actions.run_intervention(bundle, model)
     out = playground.steer_prompt(model, iv, prompt, correct, wrong, beta)
     c1, c2, c3 = st.columns(3)
+    delta, arrow = analysis.change_delta(out.delta - out.delta_base, 3, " vs β = 0")
     c1.metric(
-        "Δ = logit(a+) − logit(a−)",
-        f"{out.delta:+.3f}",
-        f"{out.delta - out.delta_base:+.3f} vs β = 0",
-        help=f"unmodified: {out.delta_base:+.3f}",
+        "Δ = logit(a+) − logit(a−)", f"{out.delta:+.3f}", delta, help=f"unmodified: {out.delta_base:+.3f}", **arrow
     )
-    c2.metric("p(a+)", f"{out.p_correct:.4f}", f"{out.p_correct - out.p_correct_base:+.4f}")
-    c3.metric("p(a−)", f"{out.p_wrong:.4f}", f"{out.p_wrong - out.p_wrong_base:+.4f}", delta_color="inverse")
+    delta, arrow = analysis.change_delta(out.p_correct - out.p_correct_base, 4)
+    c2.metric("p(a+)", f"{out.p_correct:.4f}", delta, **arrow)
+    delta, arrow = analysis.change_delta(out.p_wrong - out.p_wrong_base, 4)
+    c3.metric("p(a−)", f"{out.p_wrong:.4f}", delta, **{"delta_color": "inverse", **arrow})
     winner = "a+" if out.delta > 0 else ("a−" if out.delta < 0 else "neither")
     st.markdown(
         f"At β = {beta:+.2f} the model prefers **{winner}** (Δ = {out.delta:+.3f}; "

@@ -240,3 +240,16 @@ def test_different_experiments_keep_different_ids():
         {"data_seed": 5},
     ):
         assert run_id_for(base.replace(**change).to_dict()) != run_id_for(base.to_dict()), change
+
+
+def test_a_change_that_rounds_to_zero_has_no_sign_arrow_or_colour():
+    """A metric tile's change: "±0.00" without arrow or colour where it rounds to zero (it had
+    been "+0.00" under a green arrow, or "-0.00" under a red one); signed otherwise."""
+    from actscale.views.analysis import change_delta
+
+    off = {"delta_arrow": "off", "delta_color": "off"}
+    assert change_delta(0.0, 2) == ("±0.00", off)
+    assert change_delta(-0.004, 2, " vs unmodified 0.50") == ("±0.00 vs unmodified 0.50", off)
+    assert change_delta(0.00004, 4) == ("±0.0000", off)
+    assert change_delta(0.005001, 2) == ("+0.01", {})
+    assert change_delta(-0.25, 3, " vs β = 0") == ("-0.250 vs β = 0", {})

@@ -209,11 +209,16 @@ def test_headline_tiles_say_what_moved_and_reliability_is_drawn(runs):
     assert not at.exception and not at.error
     m = bundle.metrics["test"]
     tiles = {t.label: t for t in at.metric}
+    from streamlit.proto.Metric_pb2 import Metric
+
     pos = tiles[f"flip rate β = +1 (test, n = {m['n_prompts']})"]
     assert pos.value == f"{m['flip_acc_pos']:.2f}"
-    assert pos.delta == f"{m['flip_acc_pos'] - m['acc_base']:+.2f} vs unmodified {m['acc_base']:.2f}"
+    # The tiny run moves no test prompt either way: no change, drawn without an arrow (it had been
+    # "+0.00" under a green arrow up).
+    assert (m["flip_acc_pos"], m["flip_acc_neg"]) == (m["acc_base"], 1 - m["acc_base"])
+    assert (pos.delta, pos.proto.direction) == (f"±0.00 vs unmodified {m['acc_base']:.2f}", Metric.NONE)
     neg = tiles[f"flip rate β = −1 (test, n = {m['n_prompts']})"]
-    assert neg.delta == f"{m['flip_acc_neg'] - (1 - m['acc_base']):+.2f} vs unmodified {1 - m['acc_base']:.2f}"
+    assert (neg.delta, neg.proto.direction) == (f"±0.00 vs unmodified {1 - m['acc_base']:.2f}", Metric.NONE)
     # the intervals beside the tiles, not only in their help
 
     def quoted(base: float, name: str) -> str:
@@ -226,8 +231,6 @@ def test_headline_tiles_say_what_moved_and_reliability_is_drawn(runs):
     assert tiles["effective components"].value == f"{m['n_effective']:,}"
     # an ActivScalar component is a cell: one share, not the same figure twice
     assert tiles["effective components"].delta == f"of {m['n_components']:,} ({100 * m['effective_frac']:.1f}%)"
-    from streamlit.proto.Metric_pb2 import Metric
-
     assert tiles["effective components"].proto.direction == Metric.NONE  # no arrow: a share is not a change
     assert "reliability" in chart_keys(at)
     worst = [d.value for d in at.dataframe if "shortfall" in d.value.columns]

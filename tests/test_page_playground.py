@@ -91,8 +91,15 @@ def test_beta_slider_changes_delta(runs):
     at_minus = metrics(at)[DELTA]
     assert at_plus != at_minus
     at.slider(key="pg_beta").set_value(0.0).run()
-    # β = 0 is the unmodified model: no change against it
-    assert [m.delta for m in at.metric if m.label == DELTA] == ["+0.000 vs β = 0"]
+    # β = 0 is the unmodified model: no change against it, drawn without an arrow or colour (it
+    # had been "+0.000" under a green arrow up)
+    from streamlit.proto.Metric_pb2 import Metric
+
+    assert [(m.delta, m.proto.direction, m.proto.color) for m in at.metric] == [
+        ("±0.000 vs β = 0", Metric.NONE, Metric.GRAY),
+        ("±0.0000", Metric.NONE, Metric.GRAY),
+        ("±0.0000", Metric.NONE, Metric.GRAY),
+    ]
 
 
 def test_picking_a_dataset_prompt(runs):

@@ -55,6 +55,7 @@ from actscale.views.analysis.free import (
 from actscale.views.analysis.tables import (
     SPLIT_KEYS,
     best_on_validation,
+    change_delta,
     default_comparison,
     examples_frame,
     filled_metrics,
@@ -79,6 +80,7 @@ __all__ = [
     "SPLIT_KEYS",
     "ablation_table",
     "best_on_validation",
+    "change_delta",
     "checks_frame",
     "checks_tensor",
     "component_label",

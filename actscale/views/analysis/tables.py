@@ -110,6 +110,16 @@ def is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and value == value  # not NaN
 
 
+def change_delta(change: float, digits: int, then: str = "") -> tuple[str, dict[str, str]]:
+    """A metric tile's change as text, and the tile's options: a change that rounds to zero is
+    "±0.00" with neither arrow nor colour (it had been "+0.00" under a green arrow up, or
+    "-0.00" under a red one down: a rate that did not move drawn as a gain or a loss)."""
+    text = f"{change:+.{digits}f}"
+    if float(text) == 0:
+        return f"±{0:.{digits}f}{then}", {"delta_arrow": "off", "delta_color": "off"}
+    return f"{text}{then}", {}
+
+
 def rate_text(metrics: SplitMetrics, name: str, digits: int = 2) -> str:
     """``"0.00 → 0.97 [0.94, 0.99] (n = 200; by 12 groups [0.90, 1.00])"``: a rate after its base
     (`SplitMetrics.base_rate`) with its 95% Wilson interval and, where stored, its interval by
