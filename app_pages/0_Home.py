@@ -7,6 +7,7 @@ import streamlit as st
 
 from actscale.ui import common, deployment, navigation
 from actscale.views import report
+from actscale.views.words import counted
 
 common.page_header("actscale", "Activation scaling for steering and interpreting language models")
 
@@ -32,8 +33,12 @@ with common.guarded("Reading the run store"):
     if ok:
         st.dataframe(report.headline_frame(ok[:8]), hide_index=True, width="stretch")
         st.caption(
-            f"{len(ok)} run(s) in {common.store().root}"
-            + (f"; {broken} broken bundle(s) are listed on **Runs**" if broken else "")
+            f"{counted(len(ok), 'run')} in {common.store().root}"
+            + (
+                f"; {counted(broken, 'broken bundle')} {'is' if broken == 1 else 'are'} listed on **Runs**"
+                if broken
+                else ""
+            )
             + "."
         )
         labels = {r.run_id: common.run_label(r) for r in ok}
@@ -42,7 +47,7 @@ with common.guarded("Reading the run store"):
             navigation.EXPLORE.path, f"Open run {chosen} on Explore", icon=":material/search:", run_id=chosen
         )
     else:
-        st.write("No runs yet" + (f" ({broken} broken bundle(s), see **Runs**)" if broken else "") + ".")
+        st.write("No runs yet" + (f" ({counted(broken, 'broken bundle')}, see **Runs**)" if broken else "") + ".")
 
 st.subheader("Pages")
 for info in deployment.pages():

@@ -83,7 +83,10 @@ def test_home_lists_recent_runs_with_headline_metrics(ui_store, source_runs):
     row = table.set_index("run").loc[newer.run_id]
     assert row["effective / components"] == f"{n['n_effective']} / {n['n_components']}"
     assert row["test flip β=+1 (unmodified → steered)"].startswith(f"{n['acc_base']:.2f} → {n['flip_acc_pos']:.2f} [")
-    assert any("1 broken bundle" in c.value for c in at.caption)
+    # counted in words ("2 run(s)", "1 broken bundle(s) are" before)
+    assert [c.value for c in at.caption if "broken" in c.value] == [
+        f"2 runs in {ui_store.root}; 1 broken bundle is listed on **Runs**."
+    ]
 
 
 def test_home_run_picker_links_to_the_chosen_run(ui_store, source_runs):

@@ -261,7 +261,7 @@ def test_train_explore_share_cancel(request, tmp_path):
         expect(nav.get_by_test_id("stSidebarNavLink").first).to_contain_text("Home")
         expect(nav.get_by_text("app", exact=True)).to_have_count(0)
         start_training(page, 3)
-        page.get_by_text("Done: 1 run(s) trained.").wait_for(timeout=TRAIN_MS)
+        page.get_by_text("Done: 1 run trained.").wait_for(timeout=TRAIN_MS)
         runs = app.runs()
         assert len(runs) == 1, f"expected one stored run, the store holds {app.entries()}"
         run_id = runs[0]

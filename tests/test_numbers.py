@@ -253,3 +253,10 @@ def test_a_change_that_rounds_to_zero_has_no_sign_arrow_or_colour():
     assert change_delta(0.00004, 4) == ("±0.0000", off)
     assert change_delta(0.005001, 2) == ("+0.01", {})
     assert change_delta(-0.25, 3, " vs β = 0") == ("-0.250 vs β = 0", {})
+
+
+def test_counts_in_words():
+    from actscale.views.words import counted
+
+    assert [counted(n, "run") for n in (0, 1, 2)] == ["0 runs", "1 run", "2 runs"]
+    assert counted(1, "broken bundle") == "1 broken bundle" and counted(3, "query", "queries") == "3 queries"

@@ -163,7 +163,7 @@ def test_submit_trains_in_the_background_then_reuses_the_stored_run(ui_store):
     number(at, "Early stop").set_value(0)
     button(at, "Train").click().run()  # the job runs inside this run (inline_jobs)
     assert not at.exception and not at.error
-    assert "Done: 1 run(s) trained" in at.success[0].value
+    assert "Done: 1 run trained" in at.success[0].value
     runs = [r for r in ui_store.list() if r.ok]
     assert len(runs) == 1
     run_id = runs[0].run_id
@@ -201,7 +201,7 @@ def test_a_run_of_the_default_sites_reuses_the_previews_pass_of_the_unmodified_m
     number(at, "Steps").set_value(3)
     number(at, "Early stop").set_value(0)
     button(at, "Train").click().run()
-    assert not at.exception and "Done: 1 run(s) trained" in at.success[0].value
+    assert not at.exception and "Done: 1 run trained" in at.success[0].value
     assert passes == [(248, True)]
     run = next(r for r in ui_store.list() if r.ok)
     # the default sites in float32 ("off": left out of the stored config at its default)
@@ -224,7 +224,7 @@ def test_a_run_trains_on_the_prompts_the_preview_tokenised(ui_store, monkeypatch
     number(at, "Steps").set_value(3)
     number(at, "Early stop").set_value(0)
     button(at, "Train").click().run()
-    assert not at.exception and "Done: 1 run(s) trained" in at.success[0].value
+    assert not at.exception and "Done: 1 run trained" in at.success[0].value
     (run,) = [r for r in ui_store.list() if r.ok]
     assert (built, run.config["steps"], run.config["n_prompts"]) == ([], 3, TrainConfig().n_prompts)
 

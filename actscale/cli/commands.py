@@ -15,6 +15,7 @@ from actscale.cli.parser import config_fields_of
 from actscale.engine.observer import CancelOn  # no torch: --help stays fast
 from actscale.errors import ActscaleError
 from actscale.runs.progress import SweepObserver
+from actscale.views.words import counted
 
 if TYPE_CHECKING:  # annotations only: the commands import torch when they run
     from actscale.engine.config import TrainConfig
@@ -209,7 +210,7 @@ def cmd_sweep(args: argparse.Namespace) -> dict:
     store.check_writable()
     configs = _sweep_grid(args, MAX_SWEEP if executor == "local" else MAX_CLUSTER_SWEEP)
     where = "in this process" if executor == "local" else f"on Ray ({address})"
-    print(f"sweep of {len(configs)} run{'s' if len(configs) != 1 else ''} {where} ...", file=sys.stderr, flush=True)
+    print(f"sweep of {counted(len(configs), 'run')} {where} ...", file=sys.stderr, flush=True)
     with _cancel_on_interrupt() as cancel:
         bundles = run_configs(
             configs,

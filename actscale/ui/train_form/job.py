@@ -13,6 +13,7 @@ from actscale.ui.keys import Keys
 from actscale.ui.progress import job_progress, time_left
 from actscale.views import plots, report
 from actscale.views.analysis import flips_text, target_text
+from actscale.views.words import counted
 
 
 def job_panel(job_id: str | None) -> None:
@@ -98,8 +99,10 @@ def _live_curves(job: Job) -> None:
 def _outcome(job: Job) -> None:
     if job.state == "cancelled":
         if job.run_ids:
+            n = len(job.run_ids)
             st.warning(
-                f"Cancelled — the {len(job.run_ids)} run(s) finished before it were kept; the rest was not stored."
+                f"Cancelled — the {counted(n, 'run')} finished before it {'was' if n == 1 else 'were'} kept; "
+                "the rest was not stored."
             )
         else:
             st.warning("Cancelled — nothing was stored.")
@@ -110,7 +113,7 @@ def _outcome(job: Job) -> None:
     if job.state == "done":
         trained = sum(not r for r in job.reused)
         st.success(
-            f"Done: {trained} run(s) trained"
+            f"Done: {counted(trained, 'run')} trained"
             + (f", {len(job.run_ids) - trained} already stored" if trained < len(job.run_ids) else "")
             + "."
         )

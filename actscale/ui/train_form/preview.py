@@ -20,6 +20,7 @@ from actscale.errors import ActscaleError, one_line
 from actscale.runs.api import build_task, checked_task
 from actscale.ui.train_form.model import FORM_FIELDS
 from actscale.views.preview import dropped_frame, preview_task
+from actscale.views.words import counted
 
 
 @dataclass
@@ -153,7 +154,7 @@ def _show_prompt_set(pv: Preview, names: str, config: TrainConfig, counts: str) 
         },
     )
     if len(pv.dropped):
-        st.caption(f"Dropped {len(pv.dropped)} prompt(s):")
+        st.caption(f"Dropped {counted(len(pv.dropped), 'prompt')}:")
         st.dataframe(pv.dropped, hide_index=True, width="stretch", height=160)
 
 
