@@ -128,3 +128,6 @@ def test_a_reinitialised_control_is_the_same_architecture_with_other_weights(tin
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelLoadError, match="^model 'no-such-org/no-such-model-xyz' is not in the local"):
         load_model("no-such-org/no-such-model-xyz:reinit", "cpu")
+    # It had loaded the control and re-initialised it again, under another name (another run id).
+    with pytest.raises(ModelLoadError, match="^tiny-llama:reinit:reinit: a model re-initialised twice is the same "):
+        load_model("tiny-llama:reinit:reinit", "cpu")

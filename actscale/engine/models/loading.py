@@ -79,6 +79,8 @@ def _reinitialised(name: str, device: str) -> LoadedModel:
     """``name`` without its ``:reinit``, loaded, then every weight re-initialised with seed 0:
     matrices and embeddings normal(0, ``initializer_range``), norm weights 1, biases 0. (Not
     ``_init_weights``: Hugging Face skips the modules it loaded from a checkpoint.)"""
+    if name[: -len(REINIT)].endswith(REINIT):
+        raise ModelLoadError(f"{name}: a model re-initialised twice is the same control; use {name[: -len(REINIT)]}")
     base = load_model(name[: -len(REINIT)], device)
     hf = base.bridge.original_model
     std = float(getattr(hf.config, "initializer_range", 0.02))
