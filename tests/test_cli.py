@@ -57,6 +57,17 @@ BAD_INPUTS = {
         None,
         ["error: unknown site(s) mlp: choose from attn_out, mlp_out, head, resid_post"],
     ),
+    # before the model load (the prompts are drawn first); a template listed twice had been drawn twice as often
+    "template listed twice": (
+        ["--templates", "ioi-0,ioi-1,ioi-0"],
+        None,
+        ["error: template listed twice in ioi-0,ioi-1,ioi-0"],
+    ),
+    "unknown family": (
+        ["--test-groups", "nofamily"],
+        None,
+        ["error: unknown IOI family nofamily; known: subordinate, two-sentences, coordinated, scene-first"],
+    ),
     "bad argument value": (
         ["--steps", "abc"],
         None,

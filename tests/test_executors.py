@@ -366,6 +366,7 @@ def test_cli_sweep_prints_the_runs_in_grid_order(tmp_path):
         (["--seeds", "0,x"], "error: --seeds takes comma-separated numbers, e.g. 0,1; got '0,x'"),
         (["--workers", "2"], "error: workers is an option of the Ray executor"),
         (["--executor", "local", "--ray-address", "h:1"], "error: a Ray address was given with the local executor"),
+        (["--templates", "ioi-0,ioi-0"], "error: template listed twice in ioi-0,ioi-0"),  # before any run
         (
             ["--margin", "1,2,3", "--lambda-f", "1,2,3", "--lambda-m", "1,2,3", "--seeds", "0,1"],
             "error: that sweep is 54 runs",

@@ -52,11 +52,16 @@ def _config(args: argparse.Namespace, **grid_values: Any) -> Any:
     return TrainConfig(**{**config_fields_of(args), **grid_values})
 
 
-def _read_dataset_first(config: Any) -> None:
-    """A broken dataset file is reported before the model load, which can take half a minute."""
+def _task_first(config: Any) -> None:
+    """A broken dataset file, or a generated task's bad template, family or country, is reported
+    before the model load, which can take half a minute (drawing the prompts takes milliseconds)."""
     from actscale.engine.tasks.registry import task_spec
 
-    task_spec(config.task).file_examples(config)
+    spec = task_spec(config.task)
+    if spec.from_file:
+        spec.file_examples(config)
+    else:
+        spec.draw(config, 1)
 
 
 class _TrainObserver(CancelOn):
@@ -92,7 +97,7 @@ def cmd_train(args: argparse.Namespace) -> dict:
     from actscale.views.analysis import target_text
 
     config = _config(args, margin=args.margin, lambda_f=args.lambda_f, lambda_m=args.lambda_m, seed=args.seed)
-    _read_dataset_first(config)
+    _task_first(config)
     store = RunStore(args.store)
     store.check_writable()  # before the model loads
     print(f"loading model {config.model} ...", file=sys.stderr, flush=True)
@@ -209,6 +214,7 @@ def cmd_sweep(args: argparse.Namespace) -> dict:
     store = RunStore(args.store)
     store.check_writable()
     configs = _sweep_grid(args, MAX_SWEEP if executor == "local" else MAX_CLUSTER_SWEEP)
+    _task_first(configs[0])  # the grid's runs differ in seeds and weights, not in their task's inputs
     where = "in this process" if executor == "local" else f"on Ray ({address})"
     print(f"sweep of {counted(len(configs), 'run')} {where} ...", file=sys.stderr, flush=True)
     with _cancel_on_interrupt() as cancel:

@@ -94,10 +94,13 @@ def generate_ioi(n: int, seed: int, templates: tuple[str, ...] | None = None) ->
 
 
 def _check_template_ids(ids: tuple[str, ...]) -> None:
-    """DatasetError for an unknown IOI template id, or for none given."""
+    """DatasetError for an unknown IOI template id, one listed twice (it would be drawn twice as
+    often), or for none given."""
     unknown = [t for t in ids if t not in IOI_TEMPLATES]
     if unknown or not ids:
         raise DatasetError(f"unknown IOI template(s) {unknown or '(none given)'}; known: {', '.join(IOI_TEMPLATES)}")
+    if len(set(ids)) < len(ids):
+        raise DatasetError(f"template listed twice in {','.join(ids)}")
 
 
 @functools.lru_cache(maxsize=1)
