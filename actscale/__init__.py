@@ -11,6 +11,7 @@ The names are imported on first use (PEP 562), so ``import actscale`` and the co
 from __future__ import annotations
 
 from importlib import import_module
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from actscale._version import __version__
@@ -90,4 +91,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_HOMES})
+    """The API and the package's modules imported so far: not this module's own helpers
+    (`Any`, `import_module`), which a notebook's completion had offered beside the API."""
+    modules = [name for name, value in globals().items() if isinstance(value, ModuleType) and name[0] != "_"]
+    return sorted({*__all__, *modules})

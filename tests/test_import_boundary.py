@@ -132,3 +132,21 @@ def test_the_scan_sees_every_form_of_import(tmp_path):
         path = tmp_path / f"case{i}.py"
         path.write_text(source, encoding="utf-8")
         assert _imports_streamlit(path) is imports, source
+
+
+def test_the_package_lists_its_api_not_its_helpers():
+    """``dir(actscale)`` is the API (and the package's modules once imported): it had offered
+    `Any`, `TYPE_CHECKING` and `import_module` beside it, and importing it loads no torch."""
+    code = (
+        "import json, sys, actscale\n"
+        "first = dir(actscale)\n"
+        "torch = 'torch' in sys.modules\n"
+        "actscale.RunStore\n"
+        "print(json.dumps([first, torch, dir(actscale), sorted(actscale.__all__)]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    first, torch_loaded, after, api = json.loads(out.stdout)
+    assert (first, torch_loaded) == (api, False)
+    assert after == sorted(
+        [*api, "engine", "errors", "runs"]
+    )  # the subpackages RunStore loaded, as any package lists them
