@@ -20,6 +20,8 @@ LOADING = "loading model tiny-llama ..."
 TRAIN = ["train", "--model", "tiny-llama", "--device", "cpu", "--steps", "3", "--n-prompts", "16", "--n-test", "8"]
 
 # name: (arguments after TRAIN's "train", file to write, the exact stderr lines)
+# TRAIN's generated-task sizes, which a file's task does not read: said, not dropped unsaid.
+FILE_NOTES = [f"note: --{name} is ignored: the custom task does not read it" for name in ("n-prompts", "n-test")]
 BAD_INPUTS = {
     "learning rate out of range": (["--lr", "1e38"], None, ["error: the learning rate must be a number in (0, 10]"]),
     "negative margin": (["--margin", "-1"], None, ["error: the margin must be a number in [0, 1000]"]),
@@ -36,7 +38,7 @@ BAD_INPUTS = {
     "malformed dataset": (
         ["--task", "custom", "--dataset", "bad.jsonl"],
         ("bad.jsonl", '{"prompt": "a", "correct": " b"\n'),
-        ["error: bad.jsonl: malformed JSON on line 1: Expecting ',' delimiter"],
+        [*FILE_NOTES, "error: bad.jsonl: malformed JSON on line 1: Expecting ',' delimiter"],
     ),  # before the model load
     "multi-token answers only": (
         ["--task", "custom", "--dataset", "multi.csv"],
@@ -45,12 +47,12 @@ BAD_INPUTS = {
             "prompt,correct,wrong\nWhen Mary went to the store she met, New York, Paris\n"
             "The capital is, Los Angeles, Rome\n",
         ),
-        [LOADING, "error: no usable prompts: 2 multi-token answer"],
+        [*FILE_NOTES, LOADING, "error: no usable prompts: 2 multi-token answer"],
     ),
     "empty dataset": (
         ["--task", "custom", "--dataset", "empty.csv"],
         ("empty.csv", ""),
-        ["error: empty.csv: file is empty"],
+        [*FILE_NOTES, "error: empty.csv: file is empty"],
     ),
     "unknown site": (
         ["--sites", "attn_out,mlp"],

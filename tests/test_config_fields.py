@@ -153,3 +153,42 @@ def test_the_form_offers_each_number_in_its_described_range(monkeypatch, tmp_pat
     assert shown == expected and len(shown) == 15  # every number but the test fraction (a file's only)
     schedule = next(w for w in at.selectbox if w.label == CONFIG_FIELDS["schedule"].label)
     assert schedule.options == ["cosine", "constant"] and schedule.help.startswith("Cosine: decays to 0")
+
+
+def test_options_a_config_does_not_read_are_named_with_why():
+    """`--templates` for CCC, `--target` with `--steps` (one cycle), `--raw-dot` for ActivScalar
+    and DiffMean's optimiser options had been dropped without a word."""
+
+    def ignored(*argv: str) -> list[tuple[str, str]]:
+        asked = config_fields_of(build_parser().parse_args(["train", *argv]))
+        return TrainConfig(**asked).ignored(asked)
+
+    assert ignored() == [] and ignored("--steps", "5") == []
+    assert ignored("--task", "ccc", "--templates", "ioi-0", "--target", "0.8") == [
+        ("templates", "the ccc task does not read it")
+    ]
+    assert ignored("--steps", "5", "--target", "0.8", "--raw-dot") == [
+        ("normalize", "the activscalar method has no such option"),
+        ("target", "a run of one cycle has no target (the steps given are the run; give --cycles)"),
+    ]
+    fitted = "the diffmean method is fitted, not trained"
+    assert ignored("--method", "diffmean", "--steps", "5", "--margin", "3", "--schedule", "constant") == [
+        ("margin", fitted),
+        ("schedule", fitted),
+        ("steps", fitted),
+    ]
+
+
+def test_the_commands_say_which_options_they_ignore(tmp_path, capsys, monkeypatch):
+    """A sweep's margins for DiffMean (fitted: no margin) are one run, and the command says why."""
+    from actscale.cli import main
+
+    monkeypatch.delenv("ACTSCALE_RAY_ADDRESS", raising=False)
+    argv = ["sweep", "--model", "tiny-llama", "--method", "diffmean", "--margin", "2,3", "--store", str(tmp_path)]
+    assert main(argv) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[:2] == [
+        "note: --margin is ignored: the diffmean method is fitted, not trained",
+        "sweep of 1 run in this process ...",
+    ]
+    assert len(list(tmp_path.iterdir())) == 1

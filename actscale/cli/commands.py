@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import signal
 import sys
 import threading
@@ -52,6 +53,20 @@ def _config(args: argparse.Namespace, **grid_values: Any) -> Any:
     return TrainConfig(**{**config_fields_of(args), **grid_values})
 
 
+def _say_ignored(config: Any, args: argparse.Namespace, grid: dict[str, list] | None = None) -> None:
+    """A line on stderr for each option given that the config's task or method does not read
+    (`TrainConfig.ignored`): `--templates` for CCC, `--target` for a run of one cycle. ``grid``:
+    a sweep's listed values by field (one given away from its default counts as given)."""
+    from actscale.engine.config_fields import CONFIG_FIELDS
+
+    asked, defaults = config_fields_of(args), {f.name: f.default for f in dataclasses.fields(config)}
+    for name, values in (grid or {}).items():
+        asked[name] = next((v for v in values if v != defaults[name]), None)
+    for name, why in config.ignored(asked):
+        flag = CONFIG_FIELDS[name].sweep_flag if grid and name in grid else CONFIG_FIELDS[name].cli_flag
+        print(f"note: {flag} is ignored: {why}", file=sys.stderr, flush=True)
+
+
 def _task_first(config: Any) -> None:
     """A broken dataset file, or a generated task's bad template, family or country, is reported
     before the model load, which can take half a minute (drawing the prompts takes milliseconds)."""
@@ -97,6 +112,7 @@ def cmd_train(args: argparse.Namespace) -> dict:
     from actscale.views.analysis import target_text
 
     config = _config(args, margin=args.margin, lambda_f=args.lambda_f, lambda_m=args.lambda_m, seed=args.seed)
+    _say_ignored(config, args)
     _task_first(config)
     store = RunStore(args.store)
     store.check_writable()  # before the model loads
@@ -214,6 +230,10 @@ def cmd_sweep(args: argparse.Namespace) -> dict:
     store = RunStore(args.store)
     store.check_writable()
     configs = _sweep_grid(args, MAX_SWEEP if executor == "local" else MAX_CLUSTER_SWEEP)
+    listed = {name: getattr(args, name) for name in ("margin", "lambda_f", "lambda_m")}
+    _say_ignored(
+        configs[0], args, {n: _numbers(v, n.replace("_", "-")) if v.strip() else [] for n, v in listed.items()}
+    )
     _task_first(configs[0])  # the grid's runs differ in seeds and weights, not in their task's inputs
     where = "in this process" if executor == "local" else f"on Ray ({address})"
     print(f"sweep of {counted(len(configs), 'run')} {where} ...", file=sys.stderr, flush=True)

@@ -37,18 +37,20 @@ def sweep_configs(
     """Every combination of ``lambda_ms`` × ``lambda_fs`` × ``margins`` × ``seeds`` on the
     configuration ``base`` (a stored run's: ``bundle.record.config``), in that order:
     λ_M outermost, the seed innermost. ``seeds`` defaults to the base's seed, ``steps`` to the
-    base's steps. A value given twice counts once (the same run, trained once). The size is
-    checked against ``limit`` before anything is built.
+    base's steps. A value given twice counts once (the same run, trained once), and so does a
+    combination the method does not read (DiffMean is fitted: its margins are one run). The
+    size is checked against ``limit`` before anything is built.
     Raises ActscaleError (too many runs, or a value TrainConfig rejects)."""
     config = base
     lms, lfs, ms = (list(dict.fromkeys(v)) for v in (lambda_ms, lambda_fs, margins))
     seed_list = list(dict.fromkeys([config.seed] if seeds is None else seeds))
     check_sweep_size(len(lms) * len(lfs) * len(ms) * len(seed_list), limit)
     fixed = {} if steps is None else {"steps": int(steps)}
-    return [
+    configs = (
         config.replace(lambda_m=lm, lambda_f=lf, margin=m, seed=seed, **fixed)
         for lm, lf, m, seed in product(lms, lfs, ms, seed_list)
-    ]
+    )
+    return list(dict.fromkeys(configs))
 
 
 def base_examples(rows: Iterable[Mapping[str, Any]]) -> list[Example]:
