@@ -9,7 +9,7 @@ flip rates: the first result, the step that reached the target ("Target (0.90) r
 step 4: validation flips: β = +1 …", while the run trains on), and the trained run's ("Trained
 ActivScalar. Validation flips: β = +1 …"), both drawn by the live panel, which refreshes every
 `REFRESH_S` (1 s) and in between waits `NEWS_WAIT_S` for such news; and to the outcome ("Done: 1
-run(s) trained."). The run's own record says how much of that was its base pass, steps and
+run trained."). The run's own record says how much of that was its base pass, steps and
 validation (its ``timing``); the rest is the page's: the job's start, the panel's wait or
 refresh, the drawing. Each visit is a training on a new server; one visit varies by
 a second or more on a 2-core machine (8.2-11.3 s in one hour), so `make bench` reports the
@@ -18,10 +18,12 @@ median of three (`bench_dashboard_visits`).
 
 from __future__ import annotations
 
+import json
 import re
 import tempfile
 from pathlib import Path
 
+from actscale.ui.train_form.job import done_text
 from benchmarks.explore_timing import NO_BROWSER, PAGE_IDLE, chromium, streamlit_server
 
 LOAD_MS = 180_000  # the page, the model's load, the validation preview
@@ -35,7 +37,7 @@ _WATCH = """() => {
     const now = performance.now();
     if (times.target === null && /reached after step \\d+: validation flips/.test(text)) times.target = now;
     if (times.first === null && /Validation flips: β = \\+1/.test(text)) times.first = now;
-    if (times.done === null && text.includes("Done: 1 run(s) trained")) times.done = now;
+    if (times.done === null && text.includes(DONE)) times.done = now;
   };
   new MutationObserver(seen).observe(document.body, {subtree: true, childList: true, characterData: true});
 }"""
@@ -98,7 +100,7 @@ def _train_once(browser, url: str) -> dict:
         train = page.get_by_role("button", name="Train", exact=True)
         train.wait_for(timeout=LOAD_MS)
         page.wait_for_function(f"() => {PAGE_IDLE}", timeout=LOAD_MS)
-        page.evaluate(_WATCH)
+        page.evaluate(_WATCH.replace("DONE", json.dumps(done_text(1))))
         train.click()
         page.wait_for_function("() => window.__times.done !== null", timeout=RUN_MS, polling=250)
         return dict(page.evaluate("() => window.__times"))

@@ -96,6 +96,11 @@ def _live_curves(job: Job) -> None:
         st.image(svg, width="stretch")
 
 
+def done_text(trained: int) -> str:
+    """The outcome's first words, "Done: 1 run trained" (`make bench` (g) waits for them)."""
+    return f"Done: {counted(trained, 'run')} trained"
+
+
 def _outcome(job: Job) -> None:
     if job.state == "cancelled":
         if job.run_ids:
@@ -113,7 +118,7 @@ def _outcome(job: Job) -> None:
     if job.state == "done":
         trained = sum(not r for r in job.reused)
         st.success(
-            f"Done: {counted(trained, 'run')} trained"
+            done_text(trained)
             + (f", {len(job.run_ids) - trained} already stored" if trained < len(job.run_ids) else "")
             + "."
         )
