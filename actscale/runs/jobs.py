@@ -279,7 +279,6 @@ def run_configs_job(
             store=store,
             examples=examples,
             observer=JobSweepObserver(job),
-            checked=True,  # the Train page's runs (its preview checked them in this process)
         )
         job.run_ids = [b.run_id for b in bundles]  # in the grid's order, as a local job has them
 

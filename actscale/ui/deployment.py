@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 
 from actscale.errors import ActscaleError
+from actscale.runs.store import RunStore
 from actscale.ui import navigation
 from actscale.ui.navigation import PageInfo
 
@@ -87,8 +88,6 @@ def problems() -> list[str]:
     """A line per setting whose value is not one of the known spellings, and how it was read;
     and, where runs may be trained, one where the run store cannot hold them (a file, or a
     folder that cannot be written: said before a run trains, not when it is saved)."""
-    from actscale.runs.store import RunStore  # here: the pages' helpers import this module early
-
     out = []
     for name, reading in ((READONLY, "read-only"), (READONLY_MODEL, "no model")):
         value = os.environ.get(name, "")
