@@ -179,23 +179,28 @@ def _cancel_on_interrupt() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _sweep_grid(args: argparse.Namespace, limit: int) -> list:
-    """The sweep's configurations: λ_M × λ_F × m × seed around the base options."""
+def _sweep_grid(args: argparse.Namespace, limit: int) -> tuple[list, dict[str, list[float]]]:
+    """The sweep's configurations, λ_M × λ_F × m × seed around the base options, and the values
+    listed for λ_M, λ_F and m by field name (none for an empty ``--lambda-m``: the method's)."""
     from actscale.runs.sweeps import sweep_configs
 
     base = _config(args, margin=2.0, lambda_f=1.0, lambda_m=None, seed=0)
-    lambda_ms = _numbers(args.lambda_m, "lambda-m") if args.lambda_m.strip() else [base.lambda_m]
+    listed = {
+        "lambda_m": _numbers(args.lambda_m, "lambda-m") if args.lambda_m.strip() else [],
+        "lambda_f": _numbers(args.lambda_f, "lambda-f"),
+        "margin": _numbers(args.margin, "margin"),
+    }
     configs = sweep_configs(
         base,
-        lambda_ms,
-        _numbers(args.lambda_f, "lambda-f"),
-        _numbers(args.margin, "margin"),
+        listed["lambda_m"] or [base.lambda_m],
+        listed["lambda_f"],
+        listed["margin"],
         seeds=_numbers(args.seed, "seeds", int),
         limit=limit,
     )
     if args.data_seed is None:  # each run's data seed follows its seed, as in `train`
         configs = [c.replace(data_seed=c.seed) for c in configs]
-    return configs
+    return configs, listed
 
 
 class _SweepObserver(SweepObserver):
@@ -229,11 +234,8 @@ def cmd_sweep(args: argparse.Namespace) -> dict:
     check_executor_options(executor, args.workers, None)  # before the grid is built
     store = RunStore(args.store)
     store.check_writable()
-    configs = _sweep_grid(args, MAX_SWEEP if executor == "local" else MAX_CLUSTER_SWEEP)
-    listed = {name: getattr(args, name) for name in ("margin", "lambda_f", "lambda_m")}
-    _say_ignored(
-        configs[0], args, {n: _numbers(v, n.replace("_", "-")) if v.strip() else [] for n, v in listed.items()}
-    )
+    configs, listed = _sweep_grid(args, MAX_SWEEP if executor == "local" else MAX_CLUSTER_SWEEP)
+    _say_ignored(configs[0], args, listed)
     _task_first(configs[0])  # the grid's runs differ in seeds and weights, not in their task's inputs
     where = "in this process" if executor == "local" else f"on Ray ({address})"
     print(f"sweep of {counted(len(configs), 'run')} {where} ...", file=sys.stderr, flush=True)
@@ -341,8 +343,6 @@ def cmd_list(args: argparse.Namespace) -> dict:
     if store.root.exists() and not store.root.is_dir():
         raise ActscaleError(f"the run store {store.root} is a file, not a folder of runs")
     runs = []
-    if not store.root.is_dir():
-        print(f"no runs: there is no folder {store.root}", file=sys.stderr)
     for row in store.list():
         entry = {"run_id": row.run_id, "ok": row.ok}
         if row.ok and row.record is not None:
@@ -355,6 +355,9 @@ def cmd_list(args: argparse.Namespace) -> dict:
             entry["reason"] = row.reason
             print(f"{row.run_id}  BROKEN: {row.reason}", file=sys.stderr)
         runs.append(entry)
-    if store.root.is_dir() and not runs:
-        print(f"no runs in {store.root}", file=sys.stderr)
+    if not runs:
+        print(
+            f"no runs in {store.root}" if store.root.exists() else f"no runs: there is no folder {store.root}",
+            file=sys.stderr,
+        )
     return {"store": str(store.root), "runs": runs}

@@ -180,9 +180,11 @@ class TrainConfig:
         for name in self._unused():
             object.__setattr__(self, name, defaults[name])
 
-    def _unused(self) -> dict[str, str]:
+    def _unused(self, optimiser: bool = False) -> dict[str, str]:
         """The fields this config's task and method do not read, each with why: they are kept at
-        their defaults (so they never change a run id), and an option given for one is ignored."""
+        their defaults (so they never change a run id), and an option given for one is ignored.
+        ``optimiser``: a fitted method's optimiser fields too, which are not reset but set from
+        the method (`__post_init__`)."""
         method, task = _method_class(self.method), task_spec(self.task)
         unused = {name: f"the {task.name} task does not read it" for name in TASK_FIELDS if name not in task.fields}
         if "normalize" not in method.options:
@@ -190,19 +192,17 @@ class TrainConfig:
         if self.cycles == 1:
             unused["target"] = "a run of one cycle has no target (the steps given are the run; give --cycles)"
         if method.fitted:  # no loss, no steps
-            for name in ("margin", "lambda_f", "early_stop", "schedule", "target"):
+            more = (*METHOD_DEFAULT_FIELDS, "cycles") if optimiser else ()
+            for name in ("margin", "lambda_f", "early_stop", "schedule", "target", *more):
                 unused[name] = f"the {self.method} method is fitted, not trained"
         return unused
 
     def ignored(self, asked: dict[str, Any]) -> list[tuple[str, str]]:
         """Of the fields ``asked`` for (a command line's options, by field name), those set away
         from their defaults that this config does not read, each with why (the command says so
-        rather than ignore them unsaid). A fitted method's optimiser fields are among them: they
-        are set from the method, not reset (`__post_init__`)."""
+        rather than ignore them unsaid), a fitted method's optimiser fields among them."""
         defaults = {f.name: f.default for f in fields(self)}
-        unused = self._unused()
-        if _method_class(self.method).fitted:
-            unused |= dict.fromkeys((*METHOD_DEFAULT_FIELDS, "cycles"), unused["margin"])
+        unused = self._unused(optimiser=True)
         return [(n, unused[n]) for n in unused if n in asked and asked[n] not in (defaults[n], None)]
 
     def _range_checks(self) -> list[tuple[bool, str]]:

@@ -49,7 +49,7 @@ def task_examples(config: TrainConfig, oversample: int = 1) -> list[Example]:
 
 
 def build_task(
-    model: LoadedModel, config: TrainConfig, examples: list[Example] | None = None, n_pos: int | None = None
+    model: LoadedModel, config: TrainConfig, examples: Sequence[Example] | None = None, n_pos: int | None = None
 ) -> PreparedTask:
     """Tokenise the config's examples for ``model``: single-token answers, one length for
     fixed-length methods with absolute positions (every length, left-padded, otherwise),
@@ -76,7 +76,7 @@ def build_task(
         )
 
     if examples is not None:  # a stored run's prompts, split as they were
-        return prepare(examples)
+        return prepare(list(examples))
     if from_file or not config.one_length:
         return prepare(task_examples(config))
     return prepare(_of_one_length(model, config, prepare))
@@ -88,7 +88,7 @@ def checked_task(model: LoadedModel, config: TrainConfig, examples: Sequence[Exa
     file's rows, or the groups and templates held out for test leave no test prompt (a run
     without a test split). The checks' own runs (the generalisation matrix holds out every group
     but one, and shows a cell of none) build theirs with `build_task`."""
-    task = build_task(model, config, None if examples is None else list(examples))
+    task = build_task(model, config, examples)
     from_file = task_spec(config.task).from_file
     if from_file:  # the generators refuse an unknown family or country themselves
         check_groups_known(task, config.test_groups)
@@ -283,7 +283,7 @@ def plan_run(
     plan a run with the same code, so both give the same run id."""
     if config.model != model.name:
         config = config.replace(model=model.name)
-    task = (checked_task if checked else build_task)(model, config, None if examples is None else list(examples))
+    task = (checked_task if checked else build_task)(model, config, examples)
     return config, task, expected_run_id(model, task, config)
 
 
