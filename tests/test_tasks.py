@@ -112,7 +112,7 @@ def test_vocabulary_covers_generated_text():
 # ---------------------------------------------------------------- read_dataset
 def test_read_csv(tmp_path):
     path = tmp_path / "d.csv"
-    path.write_text('prompt,correct,wrong,split\n"Hi, A gave to", Mary, John,train\nX is, Y, Z,\nP, Q, R, TEST \n')
+    path.write_text('prompt,correct,wrong,split\n"Hi, A gave to", Mary, John,train\nX is, Y, Z,\nP, Q, R, TEST ,, \n')
     assert read_dataset(path) == [
         Example("Hi, A gave to", " Mary", " John", "train"),
         Example("X is", " Y", " Z", ""),
@@ -138,6 +138,11 @@ CSV_ERRORS = [
     (b"prompt,correct,wrong,split\na, b, c,holdout\n", "d.csv: split 'holdout' in row 1 is not train, val or test"),
     (b'prompt,correct,wrong\n"a\x00,b', "d.csv: malformed CSV: unexpected end of data"),
     (b'prompt,correct,wrong\n"a"x,b,c\n', "d.csv: malformed CSV: ',' expected after '\"'"),
+    (
+        b"prompt,correct,wrong\nA, b, c\nThe capital of France, is, Paris, London\n",
+        "d.csv: row 2 has 4 fields, the header 3; quote a prompt or answer that holds a comma",
+    ),
+    (b"prompt,correct,wrong,split\na, b, c,,x,\n", "d.csv: row 1 has 6 fields, the header 4; quote a prompt or answer that holds a comma"),
 ]
 
 

@@ -63,9 +63,24 @@ def _csv_rows(text: str, name: str) -> list[tuple[str, dict]]:
             )
         reader.fieldnames = header
         # A short row gives None for the missing fields: empty, dropped by prepare_task.
-        return [(f"row {k}", row) for k, row in enumerate(reader, start=1)]
+        rows = [(f"row {k}", row) for k, row in enumerate(reader, start=1)]
+        for where, row in rows:
+            _no_extra_fields(row, where, name, len(header))
+        return rows
     except csv.Error as e:
         raise DatasetError(f"{name}: malformed CSV: {e}") from None
+
+
+def _no_extra_fields(row: dict, where: str, name: str, n_header: int) -> None:
+    """A row longer than the header is refused unless its extra fields are empty (a trailing
+    comma): an unquoted comma inside a prompt shifts the answers into the wrong columns, and a
+    shifted row can still hold two one-token answers that would train on the wrong pair."""
+    extra = row.get(None) or []
+    if any(v.strip() for v in extra):
+        raise DatasetError(
+            f"{name}: {where} has {n_header + len(extra)} fields, the header {n_header}; "
+            "quote a prompt or answer that holds a comma"
+        )
 
 
 def _jsonl_rows(text: str, name: str) -> list[tuple[str, dict]]:
