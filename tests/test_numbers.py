@@ -92,7 +92,11 @@ def test_every_split_has_a_base_rate_and_intervals(runs):
     text = analysis.rate_text(bundle.record.split("test"), "flip_acc_neg")
     m = bundle.metrics["test"]
     lo, hi = m["flip_acc_neg_ci95"]
-    assert text == f"{1 - m['acc_base']:.2f} → {m['flip_acc_neg']:.2f} [{lo:.2f}, {hi:.2f}] (n = {m['n_prompts']})"
+    # IOI's test prompts come from 2 template families: too few for an interval by group, said.
+    assert m["n_groups"] == 2 and "flip_acc_neg_cluster95" not in m
+    assert text == (
+        f"{1 - m['acc_base']:.2f} → {m['flip_acc_neg']:.2f} [{lo:.2f}, {hi:.2f}] (n = {m['n_prompts']} from 2 groups)"
+    )
 
 
 def test_old_bundles_get_recomputed_minimality_or_na(runs, tmp_path):

@@ -165,6 +165,12 @@ def test_rate_text_gives_the_interval_by_group_next_to_wilsons():
         | {"n_groups": 12, "flip_acc_pos_cluster95": [0.7, 0.98]}
     )
     assert rate_text(m, "flip_acc_pos") == "0.20 → 0.90 [0.85, 0.93] (n = 200; by 12 groups [0.70, 0.98])"
+    # Too few groups for an interval by group: their count, so the Wilson interval is not read as
+    # covering other groups; prompts without groups (0), or a bundle from before groups: nothing.
+    few = {"acc_base": 0.2, "flip_acc_pos": 0.9, "flip_acc_pos_ci95": [0.85, 0.93], "n_prompts": 200}
+    for groups, said in ((1, " from 1 group"), (4, " from 4 groups"), (0, ""), (None, "")):
+        text = rate_text(SplitMetrics.from_json(few | {"n_groups": groups}), "flip_acc_pos")
+        assert text == f"0.20 → 0.90 [0.85, 0.93] (n = 200{said})"
 
 
 def test_seed_level_interval_carries_the_seeds_spread():

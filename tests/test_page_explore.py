@@ -221,9 +221,11 @@ def test_headline_tiles_say_what_moved_and_reliability_is_drawn(runs):
     assert (neg.delta, neg.proto.direction) == (f"±0.00 vs unmodified {1 - m['acc_base']:.2f}", Metric.NONE)
     # the intervals beside the tiles, not only in their help
 
+    assert m["n_groups"] == 2  # IOI's two template families: too few for an interval by group
+
     def quoted(base: float, name: str) -> str:
         lo, hi = m[f"{name}_ci95"]
-        return f"{base:.2f} → {m[name]:.2f} [{lo:.2f}, {hi:.2f}] (n = {m['n_prompts']})"
+        return f"{base:.2f} → {m[name]:.2f} [{lo:.2f}, {hi:.2f}] (n = {m['n_prompts']} from {m['n_groups']} groups)"
 
     assert f"Test flips: β = +1 {quoted(m['acc_base'], 'flip_acc_pos')}, β = −1 " + quoted(
         1 - m["acc_base"], "flip_acc_neg"

@@ -82,7 +82,10 @@ def test_runs_frame_lists_broken_runs_with_their_reason(runs):
     assert row["test_flip_acc_pos"] == test["flip_acc_pos"] and row["test_acc_base"] == test["acc_base"]
     lo, hi = test["flip_acc_pos_ci95"]
     n = test["n_prompts"]
-    assert row["test β = +1"] == f"{test['acc_base']:.2f} → {test['flip_acc_pos']:.2f} [{lo:.2f}, {hi:.2f}] (n = {n})"
+    assert test["n_groups"] == 2  # too few for an interval by group: the count is said instead
+    assert row["test β = +1"] == (
+        f"{test['acc_base']:.2f} → {test['flip_acc_pos']:.2f} [{lo:.2f}, {hi:.2f}] (n = {n} from 2 groups)"
+    )
     assert row["n_params"] == test["n_params"] and row["n_components"] == test["n_components"]
 
     head = headline_frame(listings)

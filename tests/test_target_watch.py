@@ -46,8 +46,9 @@ def test_the_reported_flips_are_the_evaluations(tiny_llama):
     ((step, split, metrics),) = heard.targets
     val = evaluate(tiny_llama, task, intervention, cfg, base=base).metrics["val"]
     assert (step, split, watch.step, watch.checks) == (3, "val", 3, 1)
-    # the evaluation's passes, so its very figures: every one of `flip_metrics`
-    assert metrics == {k: val[k] for k in metrics} and len(metrics) == 12
+    # the evaluation's passes, so its very figures: every one of `flip_metrics`, and the count of
+    # groups the prompts come from (too few for an interval by group)
+    assert metrics == {k: val[k] for k in metrics} and len(metrics) == 13 and metrics["n_groups"] == 2
     assert metrics["n_prompts"] == len(task.split_indices("val"))
     watch.after_step(tiny_llama, intervention, 4, (1.0, 1.0), heard)
     assert len(heard.targets) == 1 and watch.checks == 1  # told once

@@ -142,7 +142,10 @@ CSV_ERRORS = [
         b"prompt,correct,wrong\nA, b, c\nThe capital of France, is, Paris, London\n",
         "d.csv: row 2 has 4 fields, the header 3; quote a prompt or answer that holds a comma",
     ),
-    (b"prompt,correct,wrong,split\na, b, c,,x,\n", "d.csv: row 1 has 6 fields, the header 4; quote a prompt or answer that holds a comma"),
+    (
+        b"prompt,correct,wrong,split\na, b, c,,x,\n",
+        "d.csv: row 1 has 6 fields, the header 4; quote a prompt or answer that holds a comma",
+    ),
 ]
 
 

@@ -254,7 +254,8 @@ def evaluate(
         seconds[name] = time.perf_counter() - started
         if k == 0 and on_result is not None and name == "eval_s":
             correct, wrong = task.correct_ids[idx], task.wrong_ids[idx]
-            on_result(first_split, flip_metrics(base.logits[idx], pos_parts[0], neg_parts[0], correct, wrong))
+            groups = task.groups_of(idx)
+            on_result(first_split, flip_metrics(base.logits[idx], pos_parts[0], neg_parts[0], correct, wrong, groups))
     if base is None:  # a task without a single prompt
         base = base_pass(model, task, config.sites, autocast=config.bf16)
     order = torch.argsort(torch.cat(parts))  # back to the task's row order
@@ -301,7 +302,7 @@ def _evaluation(
     for split in SPLITS:
         idx = task.split_indices(split)
         if idx.numel():
-            groups = [task.examples[i].group for i in idx.tolist()]  # the clusters of the interval by group
+            groups = task.groups_of(idx)
             metrics[split] = split_metrics(
                 base.logits[idx], pos[idx], neg[idx], task.correct_ids[idx], task.wrong_ids[idx], minimality, groups
             )

@@ -217,12 +217,20 @@ def _rate(hits: Tensor) -> tuple[float, list[float]]:
 
 
 def flip_metrics(
-    base_logits: Tensor, pos_logits: Tensor, neg_logits: Tensor, correct: Tensor, wrong: Tensor
+    base_logits: Tensor,
+    pos_logits: Tensor,
+    neg_logits: Tensor,
+    correct: Tensor,
+    wrong: Tensor,
+    groups: Sequence[str | None] | None = None,
 ) -> dict[str, Any]:
     """The metrics of docs/method.md §4 that need no minimality figure: the base rate and flip rates
     with their intervals, the mean Δ, faithfulness and the prompt count, from last-position
-    logits [n d_vocab] of the unmodified model and of the model steered with β = +1 and β = −1."""
-    return _flip_parts(base_logits, pos_logits, neg_logits, correct, wrong)[0]
+    logits [n d_vocab] of the unmodified model and of the model steered with β = +1 and β = −1;
+    with each prompt's group, the rates' intervals by group too (`cluster_metrics`), as a
+    split's stored metrics have them."""
+    out, deltas = _flip_parts(base_logits, pos_logits, neg_logits, correct, wrong)
+    return out if groups is None else {**out, **cluster_metrics(*deltas, groups)}
 
 
 def _flip_parts(

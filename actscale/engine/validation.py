@@ -77,7 +77,7 @@ class TargetWatch:
                 logits[beta] = steered_logits(model, intervention, tokens, mask, beta, autocast=self.config.bf16)
             if _flip_rate(logits[beta], beta, correct, wrong) < self.config.target:
                 return None
-        return flip_metrics(self.base.logits[idx], logits[1.0], logits[-1.0], correct, wrong)
+        return flip_metrics(self.base.logits[idx], logits[1.0], logits[-1.0], correct, wrong, task.groups_of(idx))
 
     def timing(self) -> dict[str, float]:
         """The run's timing entries: ``target_s`` and ``target_step`` where the target was seen."""

@@ -46,6 +46,11 @@ class PreparedTask:
             raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
         return torch.tensor([i for i, ex in enumerate(self.examples) if ex.split == split], dtype=torch.long)
 
+    def groups_of(self, idx: torch.Tensor) -> list[str]:
+        """The group of each example at ``idx`` ("" where it has none): the clusters of the
+        rates' intervals by group (`objective.cluster_metrics`)."""
+        return [self.examples[i].group for i in idx.tolist()]
+
     @property
     def choice_split(self) -> str:
         """The split a run's own choices read (the first result, how long it trains, the checks'

@@ -18,6 +18,7 @@ from actscale.engine.tasks.examples import SPLITS
 from actscale.runs.bundle import RunBundle, RunListing
 from actscale.runs.records import SplitMetrics
 from actscale.views.analysis.arrays import run_method, train_token_mask
+from actscale.views.words import counted
 
 
 def history_frame(bundle: RunBundle) -> pd.DataFrame:
@@ -123,7 +124,10 @@ def change_delta(change: float, digits: int, then: str = "") -> tuple[str, dict[
 def rate_text(metrics: SplitMetrics, name: str, digits: int = 2) -> str:
     """``"0.00 → 0.97 [0.94, 0.99] (n = 200; by 12 groups [0.90, 1.00])"``: a rate after its base
     (`SplitMetrics.base_rate`) with its 95% Wilson interval and, where stored, its interval by
-    group (bootstrap over groups); what is not stored is left out; "" without the rate."""
+    group (bootstrap over groups); where the prompts come from too few groups for that
+    (``"(n = 200 from 2 groups)"``), the count of groups, since the Wilson interval reads the
+    prompts as independent and says nothing of other groups; what is not stored is left out;
+    "" without the rate."""
     rate = metrics.rate(name)
     if rate is None:
         return ""
@@ -132,8 +136,12 @@ def rate_text(metrics: SplitMetrics, name: str, digits: int = 2) -> str:
     ci = metrics.interval(name)
     if ci is not None:
         text += f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
-    n, by_group = metrics.n_prompts, metrics.cluster_interval(name)
-    parts = [f"n = {n}"] if n is not None else []
+    n, by_group, groups = metrics.n_prompts, metrics.cluster_interval(name), metrics.n_groups
+    parts = (
+        [f"n = {n}" + (f" from {counted(groups, 'group')}" if groups and by_group is None else "")]
+        if n is not None
+        else []
+    )
     if by_group is not None:
         parts.append(f"by {metrics.n_groups} groups [{by_group[0]:.{digits}f}, {by_group[1]:.{digits}f}]")
     return text + (f" ({'; '.join(parts)})" if parts else "")
