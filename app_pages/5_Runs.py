@@ -33,14 +33,15 @@ def import_upload() -> None:
     if upload is None:
         return
     try:
-        run_id = common.store().import_zip(upload.getvalue())
+        imported = common.store().import_zip(upload.getvalue())
     except ActscaleError as exc:
         common.flash("error", f"{upload.name}: {exc}", slot="upload")
     except Exception as exc:  # noqa: BLE001 - one line, never a traceback
         common.flash("error", f"{upload.name}: could not import it ({type(exc).__name__})", slot="upload")
     else:
-        common.flash("success", f"Imported run {run_id}.", slot="upload")
-        st.session_state[Keys.RUN] = st.session_state[Keys.RUNS_PICK] = run_id
+        kind = {"kept": "info", "checks differ": "warning"}.get(imported.outcome, "success")
+        common.flash(kind, imported.text(), slot="upload")
+        st.session_state[Keys.RUN] = st.session_state[Keys.RUNS_PICK] = imported.run_id
 
 
 listings = []

@@ -344,7 +344,7 @@ def test_checks_are_written_into_the_bundle_and_merged(tiny_llama, tmp_path):
     # The bundle still verifies, lists, exports with its checks, and imports elsewhere.
     assert [r.ok for r in store.list()] == [True]
     other = RunStore(tmp_path / "other")
-    run_id = other.import_zip(store.export_zip(bundle.run_id))
+    run_id = other.import_zip(store.export_zip(bundle.run_id)).run_id
     assert other.load(run_id).checks()[0]["map"]["k90"] == out["map"]["k90"]
 
 

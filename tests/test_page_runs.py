@@ -133,9 +133,15 @@ def test_upload_garbage_is_one_error_and_a_good_bundle_is_imported(ui_store, sou
     at.file_uploader(key="runs_upload").upload("run.zip", other.export_zip(other_id), "application/zip")
     at.run()
     assert not at.exception and not at.error and not at.warning
-    assert any(f"Imported run {other_id}" in s.value for s in at.success)
+    assert [s.value for s in at.success] == [f"Imported run {other_id}."]
     assert other_id in {r.run_id for r in ui_store.list()}
     assert at.selectbox(key="runs_pick").value == other_id
+    # The same bundle again: the stored run is kept, and the page says so instead of "Imported".
+    at.file_uploader(key="runs_upload").upload("run (1).zip", other.export_zip(other_id), "application/zip")
+    at.run()
+    assert not at.exception and not at.error and not at.warning and not at.success
+    assert [i.value for i in at.info] == [f"Run {other_id} is already in the store: the stored run is kept as it is."]
+    assert len(ui_store.list()) == 3
 
 
 def _tiny():

@@ -162,7 +162,7 @@ def test_zip_slip_names_write_nothing_outside_the_store(good_run, tmp_path):
         }
     )
     store.root.mkdir(parents=True)
-    run_id = store.import_zip(_zip(entries))
+    run_id = store.import_zip(_zip(entries)).run_id
     assert run_id == good_run.run_id
     assert _tree(sandbox) == {"a", "a/b", "a/b/runs", f"a/b/runs/{run_id}", *(f"a/b/runs/{run_id}/{n}" for n in files)}
     assert not outside_abs.exists() and not Path(f"/tmp/{marker}.sh").exists()

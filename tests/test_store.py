@@ -345,3 +345,64 @@ def test_load_run_names_a_folder_that_is_not_a_run_and_a_path_that_is_not_there(
         with pytest.raises(ActscaleError) as raised:
             load_run(str(run), store=tmp_path / "store")
         assert str(raised.value) == message
+
+
+def test_an_upload_of_a_stored_run_keeps_it_and_adds_its_checks_only_where_the_parameters_agree(
+    tiny_llama, store, tmp_path
+):
+    """`import_zip` of a run already stored: the stored run is kept and says so; an upload with
+    map checks gives them to a stored run without any where the parameters are byte-identical,
+    and not where they differ; a broken stored bundle is replaced."""
+    import torch
+    from safetensors.torch import save_file
+
+    from actscale.runs.bundle import save_checks
+    from actscale.runs.store import RunStore
+
+    first = train_run(config(tiny_llama), tiny_llama, store=store)
+    other = RunStore(tmp_path / "other")
+    run_id = first.run_id
+    fresh = other.import_zip(store.export_zip(run_id))
+    assert (fresh.run_id, fresh.outcome, fresh.text()) == (run_id, "added", f"Imported run {run_id}.")
+    kept = other.import_zip(store.export_zip(run_id))
+    assert (kept.outcome, kept.text()) == (
+        "kept",
+        f"Run {run_id} is already in the store: the stored run is kept as it is.",
+    )
+    # The sender ran the checks: the receiver's copy, without any, takes them.
+    save_checks(first.path, {"map": {"k90": 3}}, {"map.share": torch.ones(2)})
+    added = other.import_zip(store.export_zip(run_id))
+    assert (added.outcome, added.text()) == (
+        "checks added",
+        f"Run {run_id} is already in the store: the upload's map checks were added to it (the parameters are "
+        "byte-identical).",
+    )
+    data, tensors = other.load(run_id).checks()
+    assert data["map"] == {"k90": 3} and torch.equal(tensors["map.share"], torch.ones(2))
+    # Stored checks are never overwritten by an upload's.
+    save_checks(first.path, {"map": {"k90": 5}}, {"map.share": torch.zeros(2)})
+    assert other.import_zip(store.export_zip(run_id)).outcome == "kept"
+    assert other.load(run_id).checks()[0]["map"] == {"k90": 3}
+    # Parameters that differ (another machine's training, here changed on disk): no checks taken.
+    third = RunStore(tmp_path / "third")
+    third.import_zip(other.export_zip(run_id))
+    (third.path(run_id) / "checks.json").unlink()
+    params = third.load(run_id).params
+    save_file({k: v + 1 for k, v in params.items()}, str(third.path(run_id) / "params.safetensors"))
+    before = (third.path(run_id) / "params.safetensors").read_bytes()
+    differ = third.import_zip(store.export_zip(run_id))
+    assert differ.outcome == "checks differ" and differ.text() == (
+        f"Run {run_id} is already in the store and is kept without the upload's map checks: the upload's parameters "
+        "differ from the stored run's, so its checks do not hold for them (delete the stored run, then upload, to "
+        "keep the upload's)."
+    )
+    assert third.load(run_id).checks() is None and (third.path(run_id) / "params.safetensors").read_bytes() == before
+    # A broken stored bundle is replaced by the upload.
+    (third.path(run_id) / "metrics.json").write_text("{")
+    replaced = third.import_zip(store.export_zip(run_id))
+    assert (replaced.outcome, replaced.text()) == (
+        "replaced",
+        f"Imported run {run_id} in place of the broken bundle stored under its id.",
+    )
+    assert third.load(run_id).checks()[0]["map"] == {"k90": 5}
+    assert [p.name for p in third.root.iterdir() if p.name.startswith(".")] == []

@@ -89,7 +89,7 @@ class Sweep:
             run_id = result["run_id"]
         else:
             had_checks = self.store.replacing(result["run_id"]) if self.replace else None
-            run_id = self.store.import_zip(result["bundle"], replace=self.replace)
+            run_id = self.store.import_zip(result["bundle"], replace=self.replace).run_id
             said = self.store.replaced(run_id, had_checks)
         bundle = self.store.load(run_id)
         steps = self.configs[index].steps

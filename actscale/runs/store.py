@@ -13,6 +13,7 @@ import tempfile
 import uuid
 import zipfile
 import zlib
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -34,8 +35,10 @@ from actscale.runs.bundle import (
     check_run_id,
     default_store,
     load_bundle,
+    load_checks,
     mtime_ns,
     run_id_for,
+    save_checks,
     verify_bundle,
     write_history,
     write_json,
@@ -147,14 +150,17 @@ class RunStore:
             shutil.rmtree(tmp, ignore_errors=True)
         return final
 
-    def _place(self, tmp: Path, final: Path, replace: bool) -> None:
-        """Rename a complete bundle folder into place. A readable run already there is kept
-        unless ``replace``; a broken one is replaced. Another session saving the same run at the
-        same moment is not an error: the first rename wins."""
-        if final.exists():
+    def _place(self, tmp: Path, final: Path, replace: bool) -> str:
+        """Rename a complete bundle folder into place: "added", "replaced" (a broken run already
+        there, or a readable one with ``replace``) or "kept" (a readable one, without). Another
+        session saving the same run at the same moment is not an error: the first rename wins."""
+        if not final.exists():
+            outcome = "added"
+        else:
             readable = _readable(final)
             if readable and not replace:
-                return
+                return "kept"
+            outcome = "replaced"
             if readable and _same_bytes(final / "params.safetensors", tmp / "params.safetensors"):
                 for name in CHECKS_FILES:  # checks of the same parameters hold for the new run
                     if (final / name).is_file():
@@ -166,6 +172,7 @@ class RunStore:
         except OSError:
             if not (final / "config.json").is_file():
                 raise
+        return outcome
 
     def delete(self, run_id: str) -> None:
         self.check_writable()
@@ -219,9 +226,11 @@ class RunStore:
                     zf.write(path / name, f"{run_id}/{name}")
         return buf.getvalue()
 
-    def import_zip(self, data: bytes, max_bytes: int = MAX_BUNDLE_BYTES, *, replace: bool = False) -> str:
+    def import_zip(self, data: bytes, max_bytes: int = MAX_BUNDLE_BYTES, *, replace: bool = False) -> Imported:
         """Validate an uploaded bundle (a zip of one run folder) and add it to the store (over a
-        stored run with the same id where ``replace``, as `save`).
+        stored run with the same id where ``replace``, as `save`). A stored run it does not
+        replace is kept, and takes the upload's map checks where it has none and the parameters
+        are byte-identical (`Imported` says which).
 
         Only the known file names are read, each with json or safetensors; nothing is unpickled
         and no path from the archive is ever used to write.
@@ -242,10 +251,48 @@ class RunStore:
             run_id = run_id_for(config)
             if config.get("run_id") != run_id:
                 raise BrokenBundleError("config.json does not match its run id (edited or corrupted)")
-            self._place(tmp, self.path(run_id), replace)
-            return run_id
+            outcome = self._place(tmp, self.path(run_id), replace)
+            if outcome == "kept":
+                outcome = _adopt_checks(tmp, self.path(run_id))
+            return Imported(run_id, outcome)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Imported:
+    """What `RunStore.import_zip` did with a bundle: ``outcome`` is "added", "replaced" (a broken
+    bundle stored under its id, or any with ``replace``), "kept" (the stored run, as it was),
+    "checks added" (the stored run, with the upload's map checks) or "checks differ" (the stored
+    run, without the upload's checks: its parameters are not the upload's)."""
+
+    run_id: str
+    outcome: str
+
+    def text(self) -> str:
+        """The outcome in one sentence, for the page that took the upload."""
+        stored = f"Run {self.run_id} is already in the store"
+        return {
+            "added": f"Imported run {self.run_id}.",
+            "replaced": f"Imported run {self.run_id} in place of the broken bundle stored under its id.",
+            "kept": f"{stored}: the stored run is kept as it is.",
+            "checks added": f"{stored}: the upload's map checks were added to it (the parameters are byte-identical).",
+            "checks differ": f"{stored} and is kept without the upload's map checks: the upload's parameters differ "
+            "from the stored run's, so its checks do not hold for them (delete the stored run, then upload, to keep "
+            "the upload's).",
+        }[self.outcome]
+
+
+def _adopt_checks(upload: Path, stored: Path) -> str:
+    """The outcome for a stored run an upload of the same id left in place: the upload's map
+    checks are written into it where it has none and their parameters are byte-identical."""
+    theirs = load_checks(upload)
+    if theirs is None or load_checks(stored) is not None:
+        return "kept"
+    if not _same_bytes(upload / "params.safetensors", stored / "params.safetensors"):
+        return "checks differ"
+    save_checks(stored, *theirs)
+    return "checks added"
 
 
 def replaced_text(run_id: str, had_checks: bool, has_checks: bool) -> str:
