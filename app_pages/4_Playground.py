@@ -178,10 +178,8 @@ st.subheader("Every prompt of the run's dataset")
 with common.guarded("The per-example table"):
     examples = analysis.examples_frame(bundle)
     if "flipped_pos" in examples:
-        n = len(examples)
         st.caption(
-            f"Δ before (β = 0) and after (β = ±1), stored with the run (no model needed). Flipped at β = +1: "
-            f"{int(examples['flipped_pos'].sum())} of {n}; at β = −1: {int(examples['flipped_neg'].sum())} of {n}. "
-            "Click a column header to sort."
+            "Δ before (β = 0) and after (β = ±1), stored with the run (no model needed). "
+            f"{analysis.examples_flips_text(examples)} Click a column header to sort."
         )
     common.show_table(examples, f"{bundle.run_id}-examples", "examples", hide_index=True)

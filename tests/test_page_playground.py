@@ -76,6 +76,13 @@ def test_smoke(runs, method):
     examples = [t for t in tables if "delta_base" in t.columns]
     assert len(examples) == 1 and len(examples[0]) == len(bundle.dataset)
     assert {"delta_pos", "delta_neg", "flipped_pos", "flipped_neg"} <= set(examples[0].columns)
+    # its flips over every prompt, each after its base (the unmodified model's), as every rate is shown
+    d = bundle.deltas()
+    n, base = len(bundle.dataset), int((d["base"] > 0).sum())
+    pos, neg = int((d["pos"] > 0).sum()), int((d["neg"] < 0).sum())
+    said = f"Flips over all {n} prompts (every split): β = +1 {base} → {pos}, β = −1 {n - base} → {neg} "
+    said += "(unmodified → steered)."
+    assert any(said in c.value for c in at.caption)
     curve = [c for c in at.get("plotly_chart") if c.proto.id.endswith("-fig-beta-curve")]
     assert len(curve) == 1
     spec = json.loads(curve[0].proto.spec)

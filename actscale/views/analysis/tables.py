@@ -107,6 +107,20 @@ def examples_frame(bundle: RunBundle) -> pd.DataFrame:
     return df
 
 
+def examples_flips_text(examples: pd.DataFrame) -> str:
+    """The per-example table's flips over all its prompts, each after its base as every rate is
+    (`rate_text`): ``"Flips over all 248 prompts (every split): β = +1 215 → 245, β = −1 33 → 242
+    (unmodified → steered)."``; "" where the table has no Δ at β = ±1."""
+    if not {"delta_base", "flipped_pos", "flipped_neg"} <= set(examples):
+        return ""
+    n, base = len(examples), int((examples["delta_base"] > 0).sum())
+    pos, neg = int(examples["flipped_pos"].sum()), int(examples["flipped_neg"].sum())
+    return (
+        f"Flips over all {counted(n, 'prompt')} (every split): β = +1 {base} → {pos}, β = −1 {n - base} → {neg} "
+        "(unmodified → steered)."
+    )
+
+
 def is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and value == value  # not NaN
 
