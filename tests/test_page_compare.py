@@ -10,7 +10,7 @@ from conftest import make_method_runs
 from streamlit.testing.v1 import AppTest
 
 from actscale.runs.store import RunStore
-from actscale.views.analysis import floor_result
+from actscale.views.analysis import flips_text, floor_result
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "app_pages" / "3_Compare.py")
@@ -80,7 +80,11 @@ def test_selecting_runs_shows_their_comparison(runs):
     assert {t["name"] for t in methods["data"]} == {"train", "test", "unmodified (train)", "unmodified (test)"}
     assert len(methods["data"]) == 12  # (4 panels + 2 base-rate markers) × 2 splits
     assert methods["data"][0]["x"][-1] == f"logit-bias<br>floor<br>{first[:6]}"
-    assert any(c.value.startswith("The **logit-bias floor** adds ±") for c in at.caption)
+    (said,) = [c.value for c in at.caption if c.value.startswith("The **logit-bias floor** adds ±")]
+    # its test rates after their base, with their intervals and n, as every run's are
+    test = expected["splits"]["test"]
+    assert test["n_groups"] == 2 and f"Its {flips_text('test', test)} (unmodified → steered" in said
+    assert f"β = −1 {1 - test['acc_base']:.2f} → {test['flip_acc_neg']:.2f} [" in said
     assert set(table["β = −1"].str.extract(r"^(\d\.\d\d) → ")[0].notna()) == {True}
     # every trade-off point carries its run id for click-through
     points = chart(at, "tradeoff-faith")

@@ -16,28 +16,33 @@ from typing import Any
 
 from torch import Tensor
 
-from actscale.engine.objective import wilson_interval
+from actscale.engine.objective import cluster_metrics, wilson_interval
 from actscale.engine.tasks.examples import SPLITS
 
 
-def logit_bias_floor(delta: Tensor, splits: Sequence[str], margin: float) -> dict[str, Any]:
+def logit_bias_floor(
+    delta: Tensor, splits: Sequence[str], margin: float, groups: Sequence[str | None] | None = None
+) -> dict[str, Any]:
     """The bias chosen on validation (training without it) and each split's metrics under it, in
     the fields of a run's metrics (flip rates with Wilson intervals and the base rate; KL 0; one
     parameter, no component). ``delta``: per-prompt Δ of the unmodified model, ``splits`` each
-    prompt's split."""
+    prompt's split, ``groups`` each prompt's group (then each split's `cluster_metrics` too, as
+    a run's metrics have them)."""
     choose = "val" if "val" in splits else "train"
     chosen = delta[[s == choose for s in splits]].float()
     bias = float(chosen.abs().max()) + margin if chosen.numel() else margin
     out: dict[str, Any] = {"bias": bias, "split": choose, "n": int(chosen.numel()), "splits": {}}
     for split in SPLITS:
-        d = delta[[s == split for s in splits]].float()
+        rows = [s == split for s in splits]
+        d = delta[rows].float()
         n = int(d.numel())
         if not n:
             continue
-        pos, neg = int((d + bias > 0).sum()), int((d - bias < 0).sum())
+        pos, neg, base = int((d + bias > 0).sum()), int((d - bias < 0).sum()), int((d > 0).sum())
         out["splits"][split] = {
             "n_prompts": n,
-            "acc_base": float((d > 0).double().mean()),
+            "acc_base": base / n,
+            "acc_base_ci95": [round(x, 6) for x in wilson_interval(base, n)],
             "flip_acc_pos": pos / n,
             "flip_acc_pos_ci95": [round(x, 6) for x in wilson_interval(pos, n)],
             "flip_acc_neg": neg / n,
@@ -50,4 +55,7 @@ def logit_bias_floor(delta: Tensor, splits: Sequence[str], margin: float) -> dic
             "effective_frac": 0.0,
             "cells_effective_frac": 0.0,
         }
+        if groups is not None:
+            grouped = [g for g, keep in zip(groups, rows, strict=True) if keep]
+            out["splits"][split] |= cluster_metrics(d, d + bias, d - bias, grouped)
     return out

@@ -11,6 +11,7 @@ import pandas as pd
 from actscale.engine.floor import logit_bias_floor
 from actscale.runs.bundle import RunBundle
 from actscale.runs.records import SplitMetrics
+from actscale.views.analysis.tables import flips_text
 
 FLOOR_METHOD = "logit-bias floor"
 
@@ -21,7 +22,8 @@ def floor_result(bundle: RunBundle) -> dict[str, Any] | None:
     splits = [str(r.get("split") or "") for r in bundle.dataset]
     if delta is None or delta.numel() != len(splits):
         return None
-    return logit_bias_floor(delta, splits, bundle.record.config.margin)
+    groups = [str(r.get("group") or "") for r in bundle.dataset]
+    return logit_bias_floor(delta, splits, bundle.record.config.margin, groups)
 
 
 def floor_frame(bundles: Iterable[RunBundle]) -> pd.DataFrame:
@@ -62,12 +64,7 @@ def floor_text(bundles: Iterable[RunBundle]) -> str:
         return ""
     bundle, floor = found
     test: Mapping[str, Any] | None = floor["splits"].get("test")
-    rates = (
-        f" On test it flips {test['flip_acc_pos']:.2f} (β = +1) and {test['flip_acc_neg']:.2f} (β = −1) of "
-        f"{test['n_prompts']} prompts."
-        if test
-        else ""
-    )
+    rates = f" Its {flips_text('test', test)} (unmodified → steered [95% Wilson interval])." if test else ""
     return (
         f"The **{FLOOR_METHOD}** adds ±{floor['bias']:.2f} to the two answer logits (one parameter: the largest "
         f"|Δ| of the {floor['n']} {floor['split']} prompts plus the margin {bundle.record.config.margin:g}, "
