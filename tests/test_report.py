@@ -15,6 +15,7 @@ from actscale.runs.api import train_run
 from actscale.runs.records import SplitMetrics
 from actscale.runs.store import RunStore
 from actscale.views import panels
+from actscale.views.analysis import rate_text
 from actscale.views.report import headline_frame, render_report, runs_frame
 
 
@@ -44,6 +45,11 @@ def test_report_is_self_contained_and_complete(runs, method):
     assert bundle.run_id in page
     for name in METRIC_NAMES:
         assert f"<td>{name}</td>" in page, name
+    # the rates of the table as every page gives them, and the caption saying what their brackets hold
+    test = bundle.record.split("test")
+    # (IOI's four template families where every length is kept, two where one length is)
+    assert test.n_groups == (4 if method == "dynscalar" else 2) and f"<td>{rate_text(test, 'flip_acc_neg')}</td>" in page
+    assert "else with the count of groups (the Wilson interval reads the prompts as independent).</p>" in page
     # plotly.js inlined exactly once, and no script loaded from anywhere.
     js = get_plotlyjs()
     assert page.count(js[:2000]) == 1

@@ -126,7 +126,8 @@ def _run_sections(bundle: RunBundle, heading: str, prefix: str = "") -> list[str
         html_sentences(cannot),
         f"<{heading}>Metrics</{heading}>",
         '<p class="caption">Each flip rate is given after the unmodified model\'s rate (β = 0), with its 95% '
-        "Wilson interval and the number of prompts.</p>",
+        "Wilson interval and the number of prompts; with the interval by group where they come from 5 groups or "
+        "more, else with the count of groups (the Wilson interval reads the prompts as independent).</p>",
         html_table(metric_rows, ["metric", *splits]),
         f"<{heading}>Figures</{heading}>",
         *[x.replace("<h3>", f"<{sub}>").replace("</h3>", f"</{sub}>") for x in _figure_sections(bundle, prefix)],
