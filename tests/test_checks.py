@@ -503,7 +503,8 @@ def test_a_check_that_cannot_run_is_refused_before_any_check_runs(tiny_llama, ru
         assert str(refused.value) == (
             f"run {run.run_id}'s prompts carry {carry}: the generalisation matrix needs at least 2"
         )
-    rows = "".join(f"{e.prompt},{e.correct},{e.wrong}\n" for e in generate_ioi(20, seed=3))
+    # quoted: IOI's prompts hold commas
+    rows = "".join(f'"{e.prompt}",{e.correct},{e.wrong}\n' for e in generate_ioi(20, seed=3))
     (data := tmp_path / "rows.csv").write_text("prompt,correct,wrong\n" + rows)
     store = RunStore(tmp_path / "runs")
     filed = train_run(
