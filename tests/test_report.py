@@ -48,7 +48,9 @@ def test_report_is_self_contained_and_complete(runs, method):
     # the rates of the table as every page gives them, and the caption saying what their brackets hold
     test = bundle.record.split("test")
     # (IOI's four template families where every length is kept, two where one length is)
-    assert test.n_groups == (4 if method == "dynscalar" else 2) and f"<td>{rate_text(test, 'flip_acc_neg')}</td>" in page
+    assert (
+        test.n_groups == (4 if method == "dynscalar" else 2) and f"<td>{rate_text(test, 'flip_acc_neg')}</td>" in page
+    )
     assert "else with the count of groups (the Wilson interval reads the prompts as independent).</p>" in page
     # plotly.js inlined exactly once, and no script loaded from anywhere.
     js = get_plotlyjs()

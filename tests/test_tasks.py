@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -643,6 +644,24 @@ def test_a_validation_split_given_with_the_data_is_the_whole_validation_split():
     assert (splits[:4], splits.count("val"), splits.count("test"), splits.count("train")) == (["val"] * 4, 4, 5, 21)
     both = [Example(f" p{i} q", " x", " y", split="val" if i < 4 else "test" if i < 7 else "") for i in range(30)]
     assert [assign_splits(both, 0, 0.2, val_frac=0.2).count(s) for s in ("val", "test", "train")] == [4, 3, 23]
+
+
+def test_a_file_with_a_group_missing_on_some_rows_says_so():
+    """59 rows of eight groups and one row without: the file had been split prompt by prompt,
+    each group in training and validation alike, without a word, for one blank cell."""
+    ex = [Example(f" p{i} q", " x", " y", group="" if i in (7, 9) else f"g{i % 8}", source=f"row {i + 1}")
+          for i in range(60)]  # fmt: skip
+    with pytest.raises(DatasetError) as raised:
+        assign_splits(ex, 0, 0.2, val_frac=0.2, by_group=True)
+    assert str(raised.value) == (
+        "2 of 60 prompts to split have no group (the first: row 8), so the file cannot be split by whole groups: "
+        "give each a group, or leave the group column empty"
+    )
+    # a row whose split the file names needs no group; without by_group (generated tasks) nothing is asked
+    named = [dataclasses.replace(e, split="test") if not e.group else e for e in ex]
+    splits = assign_splits(named, 0, 0.2, val_frac=0.2, by_group=True)
+    assert (splits[7], splits[9], splits.count("test")) == ("test", "test", 2)
+    assert assign_splits(ex, 0, 0.2, val_frac=0.2).count("test") == 12
 
 
 def test_a_file_of_one_group_cannot_be_split_and_says_so():

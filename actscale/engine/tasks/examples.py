@@ -92,8 +92,18 @@ def _units(examples: list[Example], free: list[int], by_group: bool, test_frac: 
     """The free examples as the units the split assigns, in the order it shuffles: whole groups
     by name (``by_group``, where every free example has one), else one unit a prompt in the
     examples' order. DatasetError where one group holds them all and a test share is asked for:
-    a group never spans two splits."""
-    if not (by_group and free and all(examples[i].group for i in free)):
+    a group never spans two splits; and where some carry a group and some do not (the split by
+    groups would be dropped unsaid for one blank cell)."""
+    grouped = [i for i in free if examples[i].group]
+    if by_group and grouped and len(grouped) < len(free):
+        first = next(examples[i] for i in free if not examples[i].group)
+        raise DatasetError(
+            f"{len(free) - len(grouped)} of {len(free)} prompts to split "
+            f"{'has' if len(free) - len(grouped) == 1 else 'have'} no group"
+            f"{f' (the first: {first.source})' if first.source else ''}, so the file cannot be split by whole "
+            "groups: give each a group, or leave the group column empty"
+        )
+    if not (by_group and free and len(grouped) == len(free)):
         return {str(i): [i] for i in free}
     members: dict[str, list[int]] = {}
     for i in free:
