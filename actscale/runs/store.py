@@ -16,6 +16,7 @@ import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Literal
 
 import torch
 from safetensors.torch import save_file
@@ -44,6 +45,9 @@ from actscale.runs.bundle import (
     write_json,
 )
 from actscale.runs.migrations import FORMAT_VERSION, migrate_config
+
+# What a bundle written into the store did there (`RunStore._place`, `Imported`).
+ImportOutcome = Literal["added", "replaced", "kept", "checks added", "checks differ"]
 
 
 class RunStore:
@@ -150,10 +154,11 @@ class RunStore:
             shutil.rmtree(tmp, ignore_errors=True)
         return final
 
-    def _place(self, tmp: Path, final: Path, replace: bool) -> str:
+    def _place(self, tmp: Path, final: Path, replace: bool) -> ImportOutcome:
         """Rename a complete bundle folder into place: "added", "replaced" (a broken run already
         there, or a readable one with ``replace``) or "kept" (a readable one, without). Another
         session saving the same run at the same moment is not an error: the first rename wins."""
+        outcome: ImportOutcome
         if not final.exists():
             outcome = "added"
         else:
@@ -267,7 +272,7 @@ class Imported:
     run, without the upload's checks: its parameters are not the upload's)."""
 
     run_id: str
-    outcome: str
+    outcome: ImportOutcome
 
     def text(self) -> str:
         """The outcome in one sentence, for the page that took the upload."""
@@ -283,7 +288,7 @@ class Imported:
         }[self.outcome]
 
 
-def _adopt_checks(upload: Path, stored: Path) -> str:
+def _adopt_checks(upload: Path, stored: Path) -> ImportOutcome:
     """The outcome for a stored run an upload of the same id left in place: the upload's map
     checks are written into it where it has none and their parameters are byte-identical."""
     theirs = load_checks(upload)
