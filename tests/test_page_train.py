@@ -106,6 +106,12 @@ def test_uploaded_dataset_preview_shows_dropped_prompts_and_bad_files_one_error(
     at = train_page()
     at.radio(key="train_task").set_value("custom").run()
     assert any("Upload a CSV or JSONL" in i.value for i in at.info)
+    # every column a file may have, named where it is uploaded (it had said "split (train/test)" only)
+    uploader = at.get("file_uploader")[0].proto
+    assert uploader.label == (
+        "Dataset file: columns prompt, correct, wrong; optional split (train, val or test), group, counterfactual"
+    )
+    assert "split by whole groups (every row to split needs one)" in uploader.help
     good = (
         "prompt,correct,wrong\n"
         "When Mary and John went to the store John gave a drink to, Mary, John\n"

@@ -115,12 +115,21 @@ def _ccc_fields() -> dict[str, Any]:
     return {"memory_is_correct": side == "memory", "test_groups": test_groups}
 
 
+FILE_LABEL = "Dataset file: columns prompt, correct, wrong; optional split (train, val or test), group, counterfactual"
+FILE_HELP = (
+    "A row's split wins over the fractions below. A file with a group column is split by whole groups (every "
+    "row to split needs one), so no group is in two splits. A counterfactual (a prompt of the same token "
+    "length) is what the map checks' activation patching reads."
+)
+
+
 def _file_fields() -> dict[str, Any] | None:
     """A user's file: the upload, kept on disk for the run (None until there is one)."""
     upload = st.file_uploader(
-        "Dataset file: columns prompt, correct, wrong and optionally split (train/test)",
+        FILE_LABEL,
         type=["csv", "jsonl", "json"],
         key="train_upload",
+        help=FILE_HELP,
     )
     if upload is None:
         st.info("Upload a CSV or JSONL file to continue.")
