@@ -58,6 +58,13 @@ def test_train_smoke(ui_store):
     assert len(preview) == n == 248
     assert preview["split"].value_counts().to_dict() == {"test": 200, "train": 38, "val": 10}
     assert any(f"kept {n} of {n} prompts" in m.value for m in at.markdown)
+    # each prompt's group, and how the groups fall into the splits (IOI's prompts split one by one)
+    families = {f: set(preview[preview["group"] == f]["split"]) for f in preview["group"].unique()}
+    assert {split for splits in families.values() for split in splits} == {"train", "val", "test"}
+    shared = f"{len(families)} groups: " + ", ".join(
+        f"{sum(s in splits for splits in families.values())} in {s}" for s in ("train", "val", "test")
+    )
+    assert f"Groups: {shared}; a test prompt's group is a training one's too." in [c.value for c in at.caption]
     # Every hyperparameter of TrainConfig is in the form.
     labels = {w.label.split(" (")[0] for w in at.number_input}
     assert {

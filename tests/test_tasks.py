@@ -676,3 +676,23 @@ def test_a_file_of_one_group_cannot_be_split_and_says_so():
     assert set(assign_splits(ex, 0, 0.0, val_frac=0.2, by_group=True)) == {"train"}  # asked for no test
     marked = [Example(" t q", " x", " y", split="test", group="g"), *ex]  # the file names its test rows
     assert assign_splits(marked, 0, 0.2, by_group=True).count("test") == 1
+
+
+def test_the_preview_says_how_the_groups_fall_into_the_splits():
+    """The Train page's preview names the groups per split, so a file's groups are seen to be read
+    and held apart, and a generated task's shared groups are said."""
+    from actscale.views.preview import groups_text
+
+    def task(rows: list[tuple[str, str]]) -> PreparedTask:
+        ex = [Example(f" p{i} q", " x", " y", split=s, group=g) for i, (s, g) in enumerate(rows)]
+        return prepare_task(ex, WordTokenizer(), prepend_bos=False, fixed_length=False)
+
+    apart = [("train", "a"), ("train", "b"), ("train", "a"), ("val", "c"), ("test", "d")]
+    assert groups_text(task(apart)) == "4 groups: 2 in train, 1 in val, 1 in test; none is in two splits"
+    shared = [("train", "a"), ("train", "b"), ("test", "a"), ("test", "b")]
+    assert groups_text(task(shared)) == "2 groups: 2 in train, 2 in test; a test prompt's group is a training one's too"
+    val_only = [("train", "a"), ("val", "a"), ("test", "b")]
+    assert groups_text(task(val_only)) == "2 groups: 1 in train, 1 in val, 1 in test; some are in two splits"
+    one = [("train", "a"), ("test", "")]
+    assert groups_text(task(one)) == "1 group: 1 in train; none is in two splits"
+    assert groups_text(task([("train", ""), ("test", "")])) == ""

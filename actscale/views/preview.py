@@ -9,6 +9,8 @@ from actscale.engine.evaluation import base_pass
 from actscale.engine.models import LoadedModel
 from actscale.engine.objective import logit_diff
 from actscale.engine.tasks import PreparedTask
+from actscale.engine.tasks.examples import SPLITS
+from actscale.views.words import counted
 
 
 def preview_task(
@@ -28,6 +30,7 @@ def preview_task(
     return pd.DataFrame(
         {
             "split": [e.split for e in task.examples],
+            "group": [e.group for e in task.examples],
             "prompt": [e.prompt for e in task.examples],
             "correct": [e.correct for e in task.examples],
             "wrong": [e.wrong for e in task.examples],
@@ -38,6 +41,24 @@ def preview_task(
             # ␣ marks a space, so " Mary" and "Mary" (different tokens) look different.
             "tokens": [" ".join(_visible(t) for t in toks) for toks in task.str_tokens],
         }
+    )
+
+
+def groups_text(task: PreparedTask) -> str:
+    """How the kept prompts' groups fall into the splits: ``"8 groups: 5 in train, 2 in val, 1 in
+    test; none is in two splits"``, or where groups are shared (generated prompts split one by
+    one) ``"2 groups: 2 in train, 2 in val, 2 in test; a test prompt's group is a training one's
+    too"``; "" where no prompt has a group."""
+    per = {s: {e.group for e in task.examples if e.split == s and e.group} for s in SPLITS}
+    named = sorted(set().union(*per.values()))
+    if not named:
+        return ""
+    spread = ", ".join(f"{len(per[s])} in {s}" for s in SPLITS if per[s])
+    shared = sum(len(g) for g in per.values()) > len(named)
+    if not shared:
+        return f"{counted(len(named), 'group')}: {spread}; none is in two splits"
+    return f"{counted(len(named), 'group')}: {spread}; " + (
+        "a test prompt's group is a training one's too" if per["test"] & per["train"] else "some are in two splits"
     )
 
 

@@ -19,7 +19,7 @@ from actscale.engine.tasks import PreparedTask
 from actscale.errors import ActscaleError, one_line
 from actscale.runs.api import build_task, checked_task
 from actscale.ui.train_form.model import FORM_FIELDS
-from actscale.views.preview import dropped_frame, preview_task
+from actscale.views.preview import dropped_frame, groups_text, preview_task
 from actscale.views.words import counted
 
 
@@ -139,6 +139,9 @@ def _show_prompt_set(pv: Preview, names: str, config: TrainConfig, counts: str) 
         f"**{names} ({prompt_set(config)})** — {pv.task.summary()}; the unmodified model prefers a+ "
         f"on {100 * picks:.0f}% of them."
     )
+    groups = groups_text(pv.task)
+    if groups:
+        st.caption(f"Groups: {groups}.")
     if counts:
         st.caption(f"Alignment: {counts}.")
     st.dataframe(
