@@ -141,7 +141,7 @@ def _show_prompt_set(pv: Preview, names: str, config: TrainConfig, counts: str) 
     )
     groups = groups_text(pv.task)
     if groups:
-        st.caption(f"Groups: {groups}.")
+        st.caption(f"{groups}.")
     if counts:
         st.caption(f"Alignment: {counts}.")
     st.dataframe(
