@@ -64,7 +64,7 @@ def test_train_smoke(ui_store):
     shared = f"{len(families)} groups: " + ", ".join(
         f"{sum(s in splits for splits in families.values())} in {s}" for s in ("train", "val", "test")
     )
-    assert f"{shared}; a test prompt's group is a training one's too." in [c.value for c in at.caption]
+    assert f"{shared}; test shares groups with training." in [c.value for c in at.caption]
     # Every hyperparameter of TrainConfig is in the form.
     labels = {w.label.split(" (")[0] for w in at.number_input}
     assert {

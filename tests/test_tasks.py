@@ -690,7 +690,7 @@ def test_the_preview_says_how_the_groups_fall_into_the_splits():
     apart = [("train", "a"), ("train", "b"), ("train", "a"), ("val", "c"), ("test", "d")]
     assert groups_text(task(apart)) == "4 groups: 2 in train, 1 in val, 1 in test; none is in two splits"
     shared = [("train", "a"), ("train", "b"), ("test", "a"), ("test", "b")]
-    assert groups_text(task(shared)) == "2 groups: 2 in train, 2 in test; a test prompt's group is a training one's too"
+    assert groups_text(task(shared)) == "2 groups: 2 in train, 2 in test; test shares groups with training"
     val_only = [("train", "a"), ("val", "a"), ("test", "b")]
     assert groups_text(task(val_only)) == "2 groups: 1 in train, 1 in val, 1 in test; some are in two splits"
     one = [("train", "a"), ("test", "")]

@@ -47,8 +47,8 @@ def preview_task(
 def groups_text(task: PreparedTask) -> str:
     """How the kept prompts' groups fall into the splits: ``"8 groups: 5 in train, 2 in val, 1 in
     test; none is in two splits"``, or where groups are shared (generated prompts split one by
-    one) ``"2 groups: 2 in train, 2 in val, 2 in test; a test prompt's group is a training one's
-    too"``; "" where no prompt has a group."""
+    one) ``"2 groups: 2 in train, 2 in val, 2 in test; test shares groups with training"``; ""
+    where no prompt has a group."""
     per = {s: {e.group for e in task.examples if e.split == s and e.group} for s in SPLITS}
     named = sorted(set().union(*per.values()))
     if not named:
@@ -58,7 +58,7 @@ def groups_text(task: PreparedTask) -> str:
     if not shared:
         return f"{counted(len(named), 'group')}: {spread}; none is in two splits"
     return f"{counted(len(named), 'group')}: {spread}; " + (
-        "a test prompt's group is a training one's too" if per["test"] & per["train"] else "some are in two splits"
+        "test shares groups with training" if per["test"] & per["train"] else "some are in two splits"
     )
 
 
