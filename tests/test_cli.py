@@ -13,7 +13,7 @@ import pytest
 
 from actscale.engine.objective import METRIC_NAMES
 from actscale.runs.records import SplitMetrics
-from actscale.views.analysis import rate_text
+from actscale.views.analysis import flips_text, rate_text
 
 METRICS = set(METRIC_NAMES)  # every metric of docs/method.md §4
 LOADING = "loading model tiny-llama ..."
@@ -210,6 +210,10 @@ def test_list(runs):
     assert run["run_id"] == last_json(runs["train"])["run_id"] and run["ok"] is True
     assert (run["model"], run["task"], run["method"]) == ("tiny-llama", "ioi", "activscalar")
     assert run["test"] == last_json(runs["train"])["metrics"]["test"]
+    # the line a person reads names the run's test flips after their base, as eval's does
+    flips = flips_text("test", SplitMetrics.from_json(run["test"]), minus="-")
+    assert flips.startswith("test flips: β = +1 ") and " → " in flips
+    assert runs["list"].stderr == f"{run['run_id']}  tiny-llama  ioi  activscalar  {run['created']}  {flips}\n"
 
 
 def test_list_says_where_there_are_no_runs_and_refuses_a_file(tmp_path, capsys):

@@ -338,6 +338,7 @@ def cmd_analyse(args: argparse.Namespace) -> dict:
 
 def cmd_list(args: argparse.Namespace) -> dict:
     from actscale.runs.store import RunStore
+    from actscale.views.analysis.tables import flips_text
 
     store = RunStore(args.store)
     if store.root.exists() and not store.root.is_dir():
@@ -350,7 +351,9 @@ def cmd_list(args: argparse.Namespace) -> dict:
             entry.update(
                 model=c.model, task=c.task, method=c.method, created=created, test=row.record.split("test").to_json()
             )
-            print(f"{row.run_id}  {c.model}  {c.task}  {c.method}  {created}", file=sys.stderr)
+            test = row.record.split("test")
+            flips = flips_text("test", test, minus="-") if test.flip_acc_pos is not None else "no test split"
+            print(f"{row.run_id}  {c.model}  {c.task}  {c.method}  {created}  {flips}", file=sys.stderr)
         else:
             entry["reason"] = row.reason
             print(f"{row.run_id}  BROKEN: {row.reason}", file=sys.stderr)
