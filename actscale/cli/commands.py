@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # annotations only: the commands import torch when they run
     from actscale.engine.config import TrainConfig
     from actscale.engine.models import LoadedModel
     from actscale.engine.tasks import PreparedTask
+    from actscale.runs.records import SplitMetrics
     from actscale.runs.store import RunStore
 
 
@@ -39,7 +40,7 @@ def _progress(info) -> None:
     )
 
 
-def _flips(split: str, metrics: dict, beta: float = 1.0) -> str:
+def _flips(split: str, metrics: dict | SplitMetrics, beta: float = 1.0) -> str:
     """A split's flip rates in one line, as the pages write them but with an ASCII minus."""
     from actscale.views.analysis import flips_text
 
@@ -338,7 +339,6 @@ def cmd_analyse(args: argparse.Namespace) -> dict:
 
 def cmd_list(args: argparse.Namespace) -> dict:
     from actscale.runs.store import RunStore
-    from actscale.views.analysis.tables import flips_text
 
     store = RunStore(args.store)
     if store.root.exists() and not store.root.is_dir():
@@ -352,7 +352,7 @@ def cmd_list(args: argparse.Namespace) -> dict:
                 model=c.model, task=c.task, method=c.method, created=created, test=row.record.split("test").to_json()
             )
             test = row.record.split("test")
-            flips = flips_text("test", test, minus="-") if test.flip_acc_pos is not None else "no test split"
+            flips = _flips("test", test) if test.flip_acc_pos is not None else "no test split"
             print(f"{row.run_id}  {c.model}  {c.task}  {c.method}  {created}  {flips}", file=sys.stderr)
         else:
             entry["reason"] = row.reason

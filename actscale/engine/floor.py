@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import Tensor
 
-from actscale.engine.objective import cluster_metrics, wilson_interval
+from actscale.engine.objective import cluster_metrics, rate_metrics
 from actscale.engine.tasks.examples import SPLITS
 
 
@@ -38,15 +38,9 @@ def logit_bias_floor(
         n = int(d.numel())
         if not n:
             continue
-        pos, neg, base = int((d + bias > 0).sum()), int((d - bias < 0).sum()), int((d > 0).sum())
         out["splits"][split] = {
             "n_prompts": n,
-            "acc_base": base / n,
-            "acc_base_ci95": [round(x, 6) for x in wilson_interval(base, n)],
-            "flip_acc_pos": pos / n,
-            "flip_acc_pos_ci95": [round(x, 6) for x in wilson_interval(pos, n)],
-            "flip_acc_neg": neg / n,
-            "flip_acc_neg_ci95": [round(x, 6) for x in wilson_interval(neg, n)],
+            **rate_metrics(d, d + bias, d - bias),
             "faithfulness_kl": 0.0,
             "l1": bias,
             "n_params": 1,

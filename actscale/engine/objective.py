@@ -210,6 +210,15 @@ def rate_hits(d_base: Tensor, d_pos: Tensor, d_neg: Tensor) -> tuple[tuple[str, 
     return (("acc_base", d_base > 0), ("flip_acc_pos", d_pos > 0), ("flip_acc_neg", d_neg < 0))
 
 
+def rate_metrics(d_base: Tensor, d_pos: Tensor, d_neg: Tensor) -> dict[str, Any]:
+    """Each rate of `rate_hits` and its 95% Wilson interval (``*_ci95``), from per-prompt Δ
+    unmodified and at β = ±1: a run's split and the logit-bias floor count them alike."""
+    out: dict[str, Any] = {}
+    for name, hits in rate_hits(d_base, d_pos, d_neg):
+        out[name], out[f"{name}_ci95"] = _rate(hits)
+    return out
+
+
 def _rate(hits: Tensor) -> tuple[float, list[float]]:
     k, n = int(hits.sum()), int(hits.numel())
     # In float64: a float32 mean reports 9 of 10 as 0.8999999761581421, below a 0.90 target.
@@ -244,9 +253,7 @@ def _flip_parts(
         [kl_divergence(base_logits, pos_logits, correct, wrong), kl_divergence(base_logits, neg_logits, correct, wrong)]
     )
     full = torch.cat([kl_divergence(base_logits, pos_logits), kl_divergence(base_logits, neg_logits)])
-    out: dict[str, Any] = {}
-    for name, hits in rate_hits(d_base, d_pos, d_neg):
-        out[name], out[f"{name}_ci95"] = _rate(hits)
+    out = rate_metrics(d_base, d_pos, d_neg)
     out.update(
         {
             "logit_diff_base": float(d_base.mean()),
