@@ -68,6 +68,8 @@ def _target_lines(t: dict, label: str, floor: float | None) -> list[str]:
     steps too (seconds depend on the CPU)."""
     if "error" in t:
         return [f"(b){label} time to target: failed: {t['error']}"]
+    if "skipped" in t:
+        return [f"(b){label} not run: {t['skipped']}; a training step takes many times as long as in float32 there"]
     where = ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {v} s" for k, v in t["phases"].items())
     lines = [
         f"(b){label} new process -> trained IOI ActivScalar with its validation metrics "

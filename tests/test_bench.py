@@ -269,3 +269,29 @@ def test_the_checks_line_names_the_free_maps_time():
         "the localisation curves 12.5 s; exact patching of 119 cells 48.2 s (target <= 60 s); DiffMean's fit 6.3 s "
         "(target: a few s)"
     )
+
+
+def test_the_bf16_variant_is_left_out_where_bf16_is_emulated(monkeypatch):
+    """(b) under bf16 autocast is not timed on a device that emulates bfloat16 (13 of the bench's
+    31 minutes on the AVX2-only CPU), and the report says so; where it is native it is timed."""
+    import actscale.engine.models as models
+    from benchmarks import bench
+
+    timed: list[tuple[str, ...]] = []
+
+    def fake_target(_store, _model, extra=()):
+        timed.append(extra)
+        return TIME_TO_TARGET
+
+    monkeypatch.setattr(bench, "bench_time_to_target", fake_target)
+    monkeypatch.setattr(models, "native_bf16", lambda _device: False)
+    results = bench._target_parts(["target"], "bundled", "cpu")
+    assert timed == [()]
+    assert results["time_to_target_bf16"] == {"skipped": "cpu computes bfloat16 by emulation (no native bf16)"}
+    assert report_lines({"time_to_target_bf16": results["time_to_target_bf16"]}) == [
+        "(b) (--autocast bf16) not run: cpu computes bfloat16 by emulation (no native bf16); a training step takes "
+        "many times as long as in float32 there"
+    ]
+    monkeypatch.setattr(models, "native_bf16", lambda _device: True)
+    assert set(bench._target_parts(["target"], "bundled", "cpu")) == {"time_to_target", "time_to_target_bf16"}
+    assert timed == [(), (), ("--autocast", "bf16")]

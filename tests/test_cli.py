@@ -359,3 +359,32 @@ def test_train_prints_the_step_that_reached_the_target(capsys):
         "step 4: the target reached, validation flips: β = +1 0.80 → 1.00 [0.72, 1.00] (n = 10), β = -1 0.20 → 0.90 "
         "[0.60, 0.98] (n = 10); training on for faithfulness and minimality ...\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("autocast", "device", "native", "said"),
+    [
+        ("bf16", "cpu", False, "a CPU without AVX512-BF16 or AMX"),
+        ("bf16", "cuda", False, "a GPU without bf16 support"),
+        ("bf16", "cpu", True, None),
+        ("off", "cpu", False, None),
+        ("auto", "cpu", False, None),
+    ],
+)
+def test_train_says_where_bf16_autocast_is_emulated(monkeypatch, capsys, autocast, device, native, said):
+    """`--autocast bf16` on a device without native bfloat16 trains, after one note (20 times
+    slower a step on the AVX2-only CPU: docs/measured.md); nothing is said anywhere else."""
+    import actscale.engine.models as models
+    from actscale.cli.commands import _say_emulated
+    from actscale.engine.training import TrainConfig
+
+    monkeypatch.setattr(models, "native_bf16", lambda _device: native)
+    _say_emulated(TrainConfig(autocast=autocast), device)
+    expected = (
+        ""
+        if said is None
+        else f"note: --autocast bf16 on {device}, {said}: PyTorch emulates bfloat16 there, and a training step takes "
+        "many times as long as in float32 (about 20 times on a 2-core AVX2 CPU, docs/measured.md); --autocast off "
+        "(the default) trains in float32\n"
+    )
+    assert capsys.readouterr().err == expected

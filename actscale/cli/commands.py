@@ -80,6 +80,23 @@ def _task_first(config: Any) -> None:
         spec.draw(config, 1)
 
 
+def _say_emulated(config: Any, device: str) -> None:
+    """A note where ``--autocast bf16`` asks for bfloat16 that ``device`` only emulates: the run
+    trains, many times slower than in float32 (docs/measured.md, "bfloat16 where it is emulated")."""
+    from actscale.engine.models import native_bf16
+
+    if config.autocast != "bf16" or native_bf16(device) or not device.startswith(("cpu", "cuda")):
+        return
+    why = "a CPU without AVX512-BF16 or AMX" if device == "cpu" else "a GPU without bf16 support"
+    print(
+        f"note: --autocast bf16 on {device}, {why}: PyTorch emulates bfloat16 there, and a training step "
+        "takes many times as long as in float32 (about 20 times on a 2-core AVX2 CPU, docs/measured.md); "
+        "--autocast off (the default) trains in float32",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 class _TrainObserver(CancelOn):
     """The train command's run observer: a progress line per step and the first result on
     stderr; Ctrl-C cancels."""
@@ -121,6 +138,7 @@ def cmd_train(args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     model = load_model(config.model, config.device)
     loaded = time.perf_counter()
+    _say_emulated(config, model.device)
     task = checked_task(model, config)
     built = time.perf_counter()
     print(task.summary(), file=sys.stderr, flush=True)

@@ -29,7 +29,9 @@ def auto_precision_label(model: LoadedModel) -> str:
 
 def bf16_label(model: LoadedModel) -> str:
     """bfloat16 autocast, with whether this machine computes it natively (faster) or emulates it."""
-    return "bfloat16 autocast" + (" (native here: faster)" if native_bf16(model.device) else " (emulated here: slower)")
+    return "bfloat16 autocast" + (
+        " (native here: faster)" if native_bf16(model.device) else " (emulated here: many times slower)"
+    )
 
 
 def hyperparameter_form(model: LoadedModel, job_running: bool) -> dict[str, Any] | None:
