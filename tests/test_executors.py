@@ -391,6 +391,24 @@ def test_cli_sweep_refuses_held_out_prompts_that_leave_no_test_split(tmp_path, c
     assert list(tmp_path.iterdir()) == []
 
 
+def test_cli_sweep_in_this_process_says_where_bf16_is_emulated(tmp_path, capsys, monkeypatch):
+    """A local sweep under `--autocast bf16` on a CPU that emulates bfloat16 says so first, as
+    `train` does (test_cli.py); refused here by its held-out prompts, so nothing trains."""
+    import actscale.engine.models as models
+    from actscale.cli import main
+
+    monkeypatch.delenv(RAY_ADDRESS_ENV, raising=False)
+    monkeypatch.setattr(models, "native_bf16", lambda _device: False)
+    args = ["sweep", "--model", "tiny-llama", "--store", str(tmp_path), "--test-groups", "coordinated"]
+    assert main([*args, "--autocast", "bf16", "--device", "cpu"]) == 2
+    assert capsys.readouterr().err == (
+        "note: --autocast bf16 on cpu, a CPU without AVX512-BF16 or AMX: PyTorch emulates bfloat16 there, and a "
+        "training step takes many times as long as in float32 (about 20 times on a 2-core AVX2 CPU, "
+        "docs/measured.md); --autocast off (the default) trains in float32\n"
+        f"sweep of 1 run in this process ...\nerror: {HELD_OUT_NONE}\n"
+    )
+
+
 def test_worker_count():
     from types import SimpleNamespace
 

@@ -256,6 +256,10 @@ def cmd_sweep(args: argparse.Namespace) -> dict:
     configs, listed = _sweep_grid(args, MAX_SWEEP if executor == "local" else MAX_CLUSTER_SWEEP)
     _say_ignored(configs[0], args, listed)
     _task_first(configs[0])  # the grid's runs differ in seeds and weights, not in their task's inputs
+    if executor == "local":  # a cluster's workers may have other processors
+        from actscale.engine.models import resolve_device
+
+        _say_emulated(configs[0], resolve_device(configs[0].device))
     where = "in this process" if executor == "local" else f"on Ray ({address})"
     print(f"sweep of {counted(len(configs), 'run')} {where} ...", file=sys.stderr, flush=True)
     with _cancel_on_interrupt() as cancel:
