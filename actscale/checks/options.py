@@ -54,3 +54,10 @@ class CheckOptions:
                 raise ActscaleError(f"{name} must be a whole number between {lo} and {hi}")
         if not 1 <= self.rows_per_pass <= 100_000:
             raise ActscaleError("rows_per_pass must be between 1 and 100,000")
+
+    def precision_for(self, run_autocast: str) -> str:
+        """The passes' precision, "bf16" or "float32", for a run trained with ``run_autocast``
+        (its config's resolved value): ``precision``, or with "run" the run's own."""
+        if self.precision != "run":
+            return self.precision
+        return "bf16" if run_autocast == "bf16" else "float32"

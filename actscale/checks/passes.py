@@ -64,9 +64,7 @@ class Context:
     @property
     def precision_name(self) -> str:
         """The passes' precision, "bf16" or "float32" ("run": the run's own)."""
-        if self.options.precision != "run":
-            return self.options.precision
-        return "bf16" if self.bundle.record.config.autocast == "bf16" else "float32"
+        return self.options.precision_for(self.bundle.record.config.autocast)
 
     @property
     def bf16(self) -> bool:

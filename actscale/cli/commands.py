@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from actscale.cli.parser import config_fields_of
+from actscale.cli.precision import PASS_COST, say_emulated, say_emulated_training
 from actscale.engine.observer import CancelOn  # no torch: --help stays fast
 from actscale.errors import ActscaleError
 from actscale.runs.progress import SweepObserver
@@ -80,23 +81,6 @@ def _task_first(config: Any) -> None:
         spec.draw(config, 1)
 
 
-def _say_emulated(config: Any, device: str) -> None:
-    """A note where ``--autocast bf16`` asks for bfloat16 that ``device`` only emulates: the run
-    trains, many times slower than in float32 (docs/measured.md, "bfloat16 where it is emulated")."""
-    from actscale.engine.models import native_bf16
-
-    if config.autocast != "bf16" or native_bf16(device) or not device.startswith(("cpu", "cuda")):
-        return
-    why = "a CPU without AVX512-BF16 or AMX" if device == "cpu" else "a GPU without bf16 support"
-    print(
-        f"note: --autocast bf16 on {device}, {why}: PyTorch emulates bfloat16 there, and a training step "
-        "takes many times as long as in float32 (about 20 times on a 2-core AVX2 CPU, docs/measured.md); "
-        "--autocast off (the default) trains in float32",
-        file=sys.stderr,
-        flush=True,
-    )
-
-
 class _TrainObserver(CancelOn):
     """The train command's run observer: a progress line per step and the first result on
     stderr; Ctrl-C cancels."""
@@ -138,7 +122,7 @@ def cmd_train(args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     model = load_model(config.model, config.device)
     loaded = time.perf_counter()
-    _say_emulated(config, model.device)
+    say_emulated_training(config, model.device)
     task = checked_task(model, config)
     built = time.perf_counter()
     print(task.summary(), file=sys.stderr, flush=True)
@@ -259,7 +243,7 @@ def cmd_sweep(args: argparse.Namespace) -> dict:
     if executor == "local":  # a cluster's workers may have other processors
         from actscale.engine.models import resolve_device
 
-        _say_emulated(configs[0], resolve_device(configs[0].device))
+        say_emulated_training(configs[0], resolve_device(configs[0].device))
     where = "in this process" if executor == "local" else f"on Ray ({address})"
     print(f"sweep of {counted(len(configs), 'run')} {where} ...", file=sys.stderr, flush=True)
     with _cancel_on_interrupt() as cancel:
@@ -296,6 +280,8 @@ def cmd_eval(args: argparse.Namespace) -> dict:
     if args.dataset is not None:
         read_dataset(args.dataset)  # a broken file is reported before the model load
     model = load_model(bundle.record.config.model, args.device)
+    what = f"run {bundle.run_id}'s passes (it was trained under bfloat16 autocast)"
+    say_emulated(bundle.record.config.autocast == "bf16", model.device, what, PASS_COST)
     extra: dict[str, Any] = {}
     if args.dataset is None:
         metrics = evaluate_run(bundle, model, beta=args.beta)
@@ -342,6 +328,9 @@ def cmd_analyse(args: argparse.Namespace) -> dict:
     store.check_writable()  # before the model loads
     check_asked(bundle, options)
     model = load_model(bundle.record.config.model, args.device)
+    bf16 = options.precision_for(bundle.record.config.autocast) == "bf16"
+    what = f"the checks' passes (--precision {options.precision})"
+    say_emulated(bf16, model.device, what, PASS_COST, "--precision float32 runs them in float32")
 
     def progress(fraction: float, what: str) -> None:
         print(f"checks {100 * fraction:5.1f}%  {what}", file=sys.stderr, flush=True)
