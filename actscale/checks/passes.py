@@ -64,6 +64,8 @@ class Context:
     @property
     def precision_name(self) -> str:
         """The passes' precision, "bf16" or "float32" ("run": the run's own)."""
+        if self.options.precision != "run":  # no bundle needed (a bare context of the tests has none)
+            return self.options.precision
         return self.options.precision_for(self.bundle.record.config.autocast)
 
     @property
