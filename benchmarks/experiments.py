@@ -257,51 +257,62 @@ def first_result(model: Any, store: Any) -> dict[str, Any]:
     return out
 
 
-def markdown(name: str, result: dict[str, Any]) -> str:
+def _first_result_markdown(result: dict[str, Any]) -> str:
+    lines = [
+        "| ActivScalar, IOI (settings, the rest default) | validation mean flip | effective fraction | steps' s |",
+        "|---|---|---|---|",
+    ]
+    for changes, r in result.items():
+        lines.append(f"| {changes} | {r['val_mean_flip']:.3f} | {r['val_effective_frac']:.3f} | {r['steps_s']:.1f} |")
+    return "\n".join(lines)
+
+
+def _baselines_markdown(result: dict[str, Any]) -> str:
+    from benchmarks.baselines import baselines_markdown
+
+    return baselines_markdown(result)
+
+
+def _cycles_markdown(result: dict[str, Any]) -> str:
+    lines = [HEADER, *(_row(label, r["test"]) for label, r in result.items()), ""]
+    return "\n".join(lines + [_cycles_line(label, r["targets"]) for label, r in result.items()])
+
+
+def _models_markdown(result: dict[str, Any]) -> str:
+    """`defaults` over several models: each model's table, then the configurations' validation
+    scores averaged over the models."""
+    sections = [f"### {model}\n\n{_methods_markdown(r, grid=True)}" for model, r in result["models"].items()]
+    combined = [
+        f"- {m}: chosen {r['chosen']}; "
+        + "; ".join(
+            f"{g['changes']} {g['val_mean_flip']:.3f} (effective fraction {g['val_effective_frac']:.3f})"
+            for g in r["grid"]
+        )
+        for m, r in result["combined"].items()
+    ]
+    heading = "### Over the models (each configuration's validation scores averaged)"
+    return "\n\n".join([*sections, heading, "\n".join(combined)])
+
+
+def _methods_markdown(result: dict[str, Any], grid: bool) -> str:
+    """One test row per method (`defaults`, `ccc`); ``grid``: each configuration's validation
+    mean flip rate under it (`defaults`)."""
+    lines = [HEADER]
+    for method, r in result.items():
+        label = f"{method} ({', '.join(f'{k} {v}' for k, v in r['chosen'].items())})" if "chosen" in r else method
+        lines.append(_row(label, r["test"]))
+    if grid:
+        lines.append("\nValidation mean flip rate per config (mean over seeds 1–3):\n")
+        lines += [
+            f"- {m}: " + "; ".join(f"{g['changes']} {g['val_mean_flip']:.3f}" for g in r["grid"])
+            for m, r in result.items()
+        ]
+    return "\n".join(lines)
+
+
+def _families_markdown(result: dict[str, Any]) -> str:
     from actscale.views.analysis import rate_text
 
-    if name == "first-result":
-        lines = [
-            "| ActivScalar, IOI (settings, the rest default) | validation mean flip | effective fraction | steps' s |"
-        ]
-        lines.append("|---|---|---|---|")
-        for changes, r in result.items():
-            lines.append(
-                f"| {changes} | {r['val_mean_flip']:.3f} | {r['val_effective_frac']:.3f} | {r['steps_s']:.1f} |"
-            )
-        return "\n".join(lines)
-
-    if name == "baselines":
-        from benchmarks.baselines import baselines_markdown
-
-        return baselines_markdown(result)
-    if name == "cycles":
-        lines = [HEADER, *(_row(label, r["test"]) for label, r in result.items()), ""]
-        return "\n".join(lines + [_cycles_line(label, r["targets"]) for label, r in result.items()])
-    if name == "defaults" and "combined" in result:
-        sections = [f"### {model}\n\n{markdown('defaults', r)}" for model, r in result["models"].items()]
-        combined = [
-            f"- {m}: chosen {r['chosen']}; "
-            + "; ".join(
-                f"{g['changes']} {g['val_mean_flip']:.3f} (effective fraction {g['val_effective_frac']:.3f})"
-                for g in r["grid"]
-            )
-            for m, r in result["combined"].items()
-        ]
-        heading = "### Over the models (each configuration's validation scores averaged)"
-        return "\n\n".join([*sections, heading, "\n".join(combined)])
-    if name in ("defaults", "ccc"):
-        lines = [HEADER]
-        for method, r in result.items():
-            label = f"{method} ({', '.join(f'{k} {v}' for k, v in r['chosen'].items())})" if "chosen" in r else method
-            lines.append(_row(label, r["test"]))
-        if name == "defaults":
-            lines.append("\nValidation mean flip rate per config (mean over seeds 1–3):\n")
-            lines += [
-                f"- {m}: " + "; ".join(f"{g['changes']} {g['val_mean_flip']:.3f}" for g in r["grid"])
-                for m, r in result.items()
-            ]
-        return "\n".join(lines)
     lines = [
         "| held-out family | test n | flip β = +1 (unmodified → steered) | flip β = −1 (unmodified → steered) "
         "| validation flip β = −1 |",
@@ -314,6 +325,19 @@ def markdown(name: str, result: dict[str, Any]) -> str:
             f"| {rate_text(v, 'flip_acc_neg')} |"
         )
     return "\n".join(lines)
+
+
+def markdown(name: str, result: dict[str, Any]) -> str:
+    """The experiment ``name``'s result as the Markdown measured.md quotes."""
+    if name == "defaults":
+        return _models_markdown(result) if "combined" in result else _methods_markdown(result, grid=True)
+    writers = {
+        "first-result": _first_result_markdown,
+        "baselines": _baselines_markdown,
+        "cycles": _cycles_markdown,
+        "ccc": lambda r: _methods_markdown(r, grid=False),
+    }
+    return writers.get(name, _families_markdown)(result)
 
 
 def main(argv: list[str] | None = None) -> int:
