@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import torch
+from word_tokenizer import WordTokenizer
 
 from actscale.engine.tasks import (
     IOI_TEMPLATES,
@@ -17,7 +18,6 @@ from actscale.engine.tasks import (
     prepare_task,
     read_dataset,
 )
-from tests.test_tasks import WordTokenizer
 
 
 def test_ioi_counterfactual_is_the_abc_corruption_of_the_same_sentence():
