@@ -56,6 +56,14 @@ def make_method_runs(root, model, sites=("attn_out", "mlp_out", "head"), **confi
     }
 
 
+@pytest.fixture(scope="module")
+def check_runs(tmp_path_factory, tiny_llama):
+    """The map checks' modules' tiny runs: (store root, {method: RunBundle}), one run per
+    method at the default sites, 4 steps each, made once per module."""
+    root = tmp_path_factory.mktemp("checks") / "runs"
+    return root, make_method_runs(root, tiny_llama, steps=4)
+
+
 def mixed_rows(seed: int = 0) -> list[dict[str, str]]:
     """A user's file of IOI prompts of four token lengths (15, 16, 17 and 18 tokens with BOS on
     the tiny models; templates ioi-0, ioi-2, ioi-4, ioi-6, 6 + 5 + 4 + 3 = 18 usable rows), then

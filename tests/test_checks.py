@@ -1,19 +1,15 @@
 """The map checks of docs/method.md §7 (actscale.checks) on tiny-model runs: the component
-operations exactly, the batched evaluation against the engine's own, the bundle's checks files,
-stability, generalisation, side effects, the CLI and the errors."""
+operations exactly, the batched evaluation against the engine's own, k90 and the minimality unit
+(running them, the bundle's files and the CLI: test_checks_run; over seeds and families:
+test_checks_over_seeds)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import make_method_runs
 
 from actscale import checks
 from actscale.checks import (
@@ -22,27 +18,18 @@ from actscale.checks import (
     k_grid,
     keep_params,
     necessity_grid,
-    over_seeds,
     passes,
     stratified_draws,
     transplant_params,
 )
 from actscale.engine.interventions import method_class
 from actscale.engine.training import TrainConfig
-from actscale.errors import ActscaleError, TrainingCancelled
 from actscale.runs.api import train_run
-from actscale.runs.bundle import load_bundle
 from actscale.runs.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 SITES = ("attn_out", "mlp_out", "head")
 FAST = CheckOptions(prompts=8, draws=5, side_effects=False, precision="float32")
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory, tiny_llama):
-    root = tmp_path_factory.mktemp("checks") / "runs"
-    return root, make_method_runs(root, tiny_llama, SITES, steps=4)
 
 
 def comps_of(bundle) -> Components:
@@ -60,8 +47,8 @@ def test_k_grid():
 
 
 @pytest.mark.parametrize("method", ["activscalar", "steervec", "dynscalar"])
-def test_components_rank_and_keep(runs, method):
-    bundle = runs[1][method]
+def test_components_rank_and_keep(check_runs, method):
+    bundle = check_runs[1][method]
     comps = comps_of(bundle)
     n_site = {s: bundle.analysis[f"magnitude.{s}"].numel() for s in SITES}
     assert comps.n == sum(n_site.values())
@@ -84,9 +71,9 @@ def test_components_rank_and_keep(runs, method):
         assert alive <= {int(i) - lo for i in top if lo <= int(i) < lo + n_site[site]}
 
 
-def test_transplant_keeps_each_vectors_relative_magnitude(runs):
+def test_transplant_keeps_each_vectors_relative_magnitude(check_runs):
     """SteerVec: a vector moved to another (layer, position) is rescaled to the mean ‖h‖ there."""
-    bundle = runs[1]["steervec"]
+    bundle = check_runs[1]["steervec"]
     comps = comps_of(bundle)
     src = comps.top(4)
     (dst,) = stratified_draws(comps, src, 1, 3, "site", torch.ones(comps.n, dtype=torch.bool))
@@ -98,7 +85,7 @@ def test_transplant_keeps_each_vectors_relative_magnitude(runs):
 
 
 @pytest.mark.parametrize("method", ["activscalar", "steervec", "dynscalar"])
-def test_a_transplanted_component_applies_its_learned_magnitude(tiny_llama, runs, method):
+def test_a_transplanted_component_applies_its_learned_magnitude(tiny_llama, check_runs, method):
     """The random control moves the top-k's parameters to other components; each must apply its
     learned relative magnitude there. DynScalar's α = wᵀĥ + b is no longer aligned at another
     layer, so (w, b) are rescaled: the mean |α| the moved components apply on the check prompts'
@@ -106,7 +93,7 @@ def test_a_transplanted_component_applies_its_learned_magnitude(tiny_llama, runs
     from actscale.checks.random_control import placed_params
     from actscale.engine.interventions import steer
 
-    bundle = runs[1][method]
+    bundle = check_runs[1][method]
     ctx, _, _ = passes.prepare_context(tiny_llama, bundle, FAST, None)
     comps = ctx.comps
     head = comps.site_slice("head")  # the largest site: room to move three of its components
@@ -135,8 +122,8 @@ def test_a_transplanted_component_applies_its_learned_magnitude(tiny_llama, runs
     assert torch.allclose(got, comps.magnitude[src], rtol=0.01), (got, comps.magnitude[src])
 
 
-def test_random_draws_keep_each_site_count_never_land_on_the_top_and_are_seeded(runs):
-    bundle = runs[1]["activscalar"]
+def test_random_draws_keep_each_site_count_never_land_on_the_top_and_are_seeded(check_runs):
+    bundle = check_runs[1]["activscalar"]
     comps = comps_of(bundle)
     top, every = comps.top(10), torch.ones(comps.n, dtype=torch.bool)
     a, b = stratified_draws(comps, top, 2, 7, "site", every), stratified_draws(comps, top, 2, 7, "site", every)
@@ -190,10 +177,10 @@ def test_the_checks_run_at_the_runs_own_precision(tiny_llama, tmp_path):
 
 
 @pytest.mark.parametrize("method", ["activscalar", "steervec", "dynscalar"])
-def test_full_run_in_the_checks_reproduces_the_runs_own_evaluation(tiny_llama, runs, method):
+def test_full_run_in_the_checks_reproduces_the_runs_own_evaluation(tiny_llama, check_runs, method):
     """At k = n_components the batched variant is the run itself: in float32 the sign of Δ
     agrees with the stored evaluation on every prompt-direction, and Δ within 1e-4."""
-    bundle = runs[1][method]
+    bundle = check_runs[1][method]
     part, tensors = checks.map_checks(tiny_llama, bundle, FAST)
     agree = part["precision_agreement"]
     assert agree["n"] == 3 * part["prompts"]["n"] == 24
@@ -219,10 +206,10 @@ def agree_base(part, bundle, sign):
     return float(((d > 0) if sign == ">" else (d < 0)).double().mean())
 
 
-def test_no_effect_to_localise_is_said_not_drawn(tiny_llama, runs):
+def test_no_effect_to_localise_is_said_not_drawn(tiny_llama, check_runs):
     from actscale.views.analysis import k90_text
 
-    part, _ = checks.map_checks(tiny_llama, runs[1]["activscalar"], FAST)
+    part, _ = checks.map_checks(tiny_llama, check_runs[1]["activscalar"], FAST)
     assert k90_text({"map": part}) == (
         "No effect to localise: on all 3 validation prompts neither direction of the full run beats the unmodified "
         "model beyond its interval (β = +1 0.67 → 0.67 [0.21, 0.94]; β = −1 0.33 → 0.33 [0.06, 0.79]), so no k90 is "
@@ -230,10 +217,10 @@ def test_no_effect_to_localise_is_said_not_drawn(tiny_llama, runs):
     )
 
 
-def test_k90_is_chosen_on_validation_and_reported_on_a_seeded_test_sample(tiny_llama, runs):
+def test_k90_is_chosen_on_validation_and_reported_on_a_seeded_test_sample(tiny_llama, check_runs):
     """k90 is chosen on the validation prompts; every figure is reported on test prompts drawn
     with the checks' seed; both are stored (dataset indices)."""
-    bundle = runs[1]["activscalar"]
+    bundle = check_runs[1]["activscalar"]
     task = passes.run_task(tiny_llama, bundle)
     test, val = task.split_indices("test").tolist(), task.split_indices("val").tolist()
     parts = {
@@ -278,9 +265,9 @@ def test_k90_is_on_the_effect_scale_per_direction():
     assert rows[4]["mean_flip"] == 0.8 and effect_targets(base, {**full, "flip_acc_pos_ci95": [0.2, 0.99]}) == {}
 
 
-def test_batching_does_not_change_a_variant(tiny_llama, runs):
+def test_batching_does_not_change_a_variant(tiny_llama, check_runs):
     """Variants stacked along the batch give the same Δ as each evaluated alone."""
-    bundle = runs[1]["activscalar"]
+    bundle = check_runs[1]["activscalar"]
     one = checks.map_checks(tiny_llama, bundle, CheckOptions(prompts=8, draws=5, precision="float32", rows_per_pass=8))
     many = checks.map_checks(
         tiny_llama, bundle, CheckOptions(prompts=8, draws=5, precision="float32", rows_per_pass=1000)
@@ -290,9 +277,9 @@ def test_batching_does_not_change_a_variant(tiny_llama, runs):
         assert abs(a["logit_diff_neg"] - b["logit_diff_neg"]) < 1e-4
 
 
-def test_zero_ablation_equals_scaling_by_minus_one(tiny_llama, runs):
+def test_zero_ablation_equals_scaling_by_minus_one(tiny_llama, check_runs):
     """ActivScalar's h·(1 + β·α) with α = −1 at β = +1 is the zero-ablation of that component."""
-    bundle = runs[1]["activscalar"]
+    bundle = check_runs[1]["activscalar"]
     ctx, _, _ = passes.prepare_context(tiny_llama, bundle, FAST, None)
     comps = ctx.comps
     chosen = comps.mask(comps.top(7))
@@ -306,278 +293,11 @@ def test_zero_ablation_equals_scaling_by_minus_one(tiny_llama, runs):
     assert torch.allclose(steer[1.0][0], zero[0.0][0], atol=1e-4)
 
 
-def test_checks_are_written_into_the_bundle_and_merged(tiny_llama, tmp_path):
-    store = RunStore(tmp_path / "runs")
-    bundle = train_run(
-        TrainConfig(model=tiny_llama.name, method="dynscalar", steps=3, n_prompts=16, n_test=8), tiny_llama, store=store
-    )
-    assert bundle.checks() is None
-    seen = []
-    out = checks.run_checks(tiny_llama, bundle, FAST, on_progress=lambda f, w: seen.append(f))
-    assert sorted(k for k in out if k in ("map", "stability", "generalisation", "side_effects")) == ["map"]
-    assert seen[-1] == 1.0 and seen == sorted(seen)
-    data, tensors = load_bundle(bundle.path).checks()
-    assert data["version"] == 1 and data["map"]["k90"] == out["map"]["k90"]
-    free = [f"map.{m}.{s}" for m in ("atp", "atp_mean", "patch") for s in ("attn_out", "mlp_out")]
-    assert sorted(tensors) == sorted(["map.magnitude", "map.order", *free]) == data["tensors"]
-    # The free maps are per cell (layer, position counted back from the answer), whatever the method's components.
-    n_pos = max(len(t) for t in bundle.info["str_tokens"])
-    assert {tuple(tensors[name].shape) for name in free} == {(tiny_llama.n_layers, n_pos)}
-    assert [r["map"] for r in data["map"]["free"]["agreement"]] == ["atp", "atp_mean"]
-    assert data["map"]["free"]["n"] == sum(r["split"] == "train" for r in bundle.dataset)
-    local = data["map"]["free"]["localisation"]
-    assert sorted(local["curves"]) == ["atp", "atp_mean", "learned", "random 1", "random 2", "random 3"]
-    # a random tiny model: the counterfactual names move Δ no more than its noise, so nothing is
-    # patched (and no patching ranking joins the curves); the patch tensors are all NaN
-    patched = data["map"]["free"]["patching"]
-    assert (patched["patched"], patched["rankings"], patched["mode"]) == (0, [], "top")
-    assert patched["why"].startswith("the counterfactual prompts move Δ by ")
-    assert all(bool(tensors[f"map.patch.{s}"].isnan().all()) for s in ("attn_out", "mlp_out"))
-    assert local["n_cells"] == 2 * tiny_llama.n_layers * n_pos and local["n_prompts"] == data["map"]["prompts"]["n"]
-    # A later call adds a part and keeps the others.
-    side = checks.run_checks(tiny_llama, bundle, CheckOptions(prompts=8, draws=5, precision="float32"))
-    assert "side_effects" in side and side["map"]["k90"] == out["map"]["k90"]
-    rows = side["side_effects"]["rows"]
-    assert [r["beta"] for r in rows] == [1.0, -1.0]
-    assert side["side_effects"]["n_sentences"] == len(checks.neutral_sentences()) >= 100
-    assert all(r["kl_per_token_mean"] >= 0 and 0 <= r["top1_unchanged"] <= 1 for r in rows)
-    # The bundle still verifies, lists, exports with its checks, and imports elsewhere.
-    assert [r.ok for r in store.list()] == [True]
-    other = RunStore(tmp_path / "other")
-    run_id = other.import_zip(store.export_zip(bundle.run_id)).run_id
-    assert other.load(run_id).checks()[0]["map"]["k90"] == out["map"]["k90"]
-
-
-def test_cancel_writes_nothing(tiny_llama, runs):
-    import threading
-
-    bundle = runs[1]["steervec"]
-    before = sorted(p.name for p in bundle.path.iterdir())
-    flag = threading.Event()
-    flag.set()
-    with pytest.raises(TrainingCancelled, match="the checks were cancelled; nothing was written"):
-        checks.run_checks(tiny_llama, bundle, FAST, cancel=flag)
-    assert sorted(p.name for p in bundle.path.iterdir()) == before
-
-
-def test_stability_over_two_seeds(tiny_llama, tmp_path):
-    store = RunStore(tmp_path / "runs")
-    bundle = train_run(
-        TrainConfig(model=tiny_llama.name, method="activscalar", steps=3, n_prompts=16, n_test=8),
-        tiny_llama,
-        store=store,
-    )
-    out = checks.run_checks(tiny_llama, bundle, CheckOptions(prompts=8, draws=5, seeds=2, precision="float32"))
-    s = out["stability"]
-    # the default varies the data seed (IOI draws its data), with the training seed fixed
-    assert [r["seed"] for r in s["runs"]] == [0, 0] and [r["data_seed"] for r in s["runs"]] == [0, 1]
-    assert s["vary"] == "data" and s["varies"] == over_seeds.VARIES["data"]
-    assert s["runs"][0]["run_id"] == bundle.run_id  # the run's own seed is reused, not retrained
-    (pair,) = s["pairs"]
-    n = sum(bundle.analysis[f"magnitude.{site}"].numel() for site in bundle.sites)
-    assert pair["top_k_chance"] == s["k_top"] ** 2 / n
-    assert pair["top_k_p"] == over_seeds.overlap_p(pair["top_k_shared"], s["k_top"], n)
-    assert s["n_selected_all"] <= s["n_selected_any"]
-    assert len(store.list()) == 2
-    _, tensors = load_bundle(bundle.path).checks()
-    for site in bundle.sites:
-        freq = tensors[f"stability.freq.{site}"]
-        assert freq.shape == bundle.analysis[f"magnitude.{site}"].shape
-        assert set(torch.unique(freq).tolist()) <= {0.0, 0.5, 1.0}
-
-
-def test_stability_pairs_rank_over_the_effective_components_and_count_overlaps_against_chance():
-    """Over every component the many near-zero ones agree and dominate the correlation; over the
-    components effective (> τ) in either run it says how the two maps rank what they use."""
-    a = torch.tensor([0.9, 0.5, 0.3, 0.0, 0.001, 0.002, 0.003, 0.004, 0.005, 0.006])
-    b = torch.tensor([0.2, 0.5, 0.9, 0.0, 0.001, 0.002, 0.003, 0.004, 0.005, 0.006])
-    bundles = [
-        SimpleNamespace(run_id=r, record=SimpleNamespace(config=SimpleNamespace(seed=i))) for i, r in enumerate("xy")
-    ]
-    (pair,) = over_seeds._pairs(bundles, torch.stack([a, b]), 2, "seed", 0.05)
-    assert (pair["n_union"], pair["spearman"]) == (3, pytest.approx(-1.0))
-    assert pair["spearman_all"] == pytest.approx(157 / 165)  # 0.95: the seven near-zero ones agree
-    # top-2: {0, 1} and {2, 1} share 1, where two random 2-sets of 10 share 2·2/10 on average
-    assert (pair["top_k_shared"], pair["top_k_chance"], pair["top_k_p"]) == (1, 0.4, pytest.approx(17 / 45))
-    # two random 2-sets of 4 components share both with chance 1/C(4,2); at least none with chance 1
-    assert over_seeds.overlap_p(2, 2, 4) == pytest.approx(1 / 6) and over_seeds.overlap_p(0, 2, 4) == 1.0
-    assert over_seeds.overlap_p(1, 2, 4) == pytest.approx(5 / 6)
-
-
-def test_stability_aligns_answer_aligned_runs_of_other_widths_on_the_answer():
-    values = torch.tensor([[1.0, 2.0, 3.0]])  # [layer, position], the last position next to the answer
-    axes = ("layer", "position")
-    assert over_seeds._on_answer(values, axes, 5).tolist() == [[0.0, 0.0, 1.0, 2.0, 3.0]]
-    assert over_seeds._on_answer(values, axes, 2).tolist() == [[2.0, 3.0]]
-    assert over_seeds._on_answer(values, ("layer",), 2) is values
-
-
-def test_stability_varies_the_data_by_default_and_the_training_seed_for_a_file():
-    def of(task):
-        return SimpleNamespace(record=SimpleNamespace(config=SimpleNamespace(task=task)))
-
-    assert [over_seeds.resolved_vary(of(t), "auto") for t in ("ioi", "ccc", "custom")] == ["data", "data", "seed"]
-    assert over_seeds.resolved_vary(of("ioi"), "seed") == "seed" and CheckOptions().vary == "auto"
-
-
-def test_spearman():
-    a = torch.tensor([1.0, 2.0, 3.0, 4.0])
-    assert checks.spearman(a, a * 10) == pytest.approx(1.0)
-    assert checks.spearman(a, -a) == pytest.approx(-1.0)
-    assert checks.spearman(torch.tensor([1.0, 1.0, 2.0]), torch.tensor([1.0, 1.0, 2.0])) == pytest.approx(1.0)
-
-
-def test_generalisation_matrix_for_ioi_families(tiny_llama, tmp_path):
-    store = RunStore(tmp_path / "runs")
-    bundle = train_run(
-        TrainConfig(model=tiny_llama.name, method="dynscalar", steps=2, n_prompts=16, n_test=16),
-        tiny_llama,
-        store=store,
-    )
-    groups = checks.run_groups(bundle)
-    assert groups == ["coordinated", "scene-first", "subordinate", "two-sentences"]
-    out = checks.run_checks(
-        tiny_llama, bundle, CheckOptions(prompts=8, draws=5, generalisation=True, side_effects=False)
-    )
-    g = out["generalisation"]
-    assert g["groups"] == groups and len(g["cells"]) == 16
-    diagonal = [c for c in g["cells"] if c["train"] == c["test"]]
-    assert [c["split"] for c in diagonal] == ["val"] * 4
-    assert all(c["split"] == "test" for c in g["cells"] if c["train"] != c["test"])
-    assert sum(c["n_prompts"] for c in g["cells"] if c["train"] == "coordinated" and c["split"] == "test") == 16
-    assert len({c["run_id"] for c in g["cells"]}) == 4
-
-
-def test_generalisation_of_a_fixed_length_ioi_run_trains_each_row_on_its_family_alone(tiny_llama, tmp_path):
-    """ActivScalar with absolute positions keeps one token length, so its prompts carry only the
-    families with templates of that length (here two of four). Each row's run must train on its
-    family alone: holding out the run's other families was not enough, since IOI draws from every
-    template, and the row "coordinated" had trained on the two families the run never had (its
-    own validation cell empty, every cell of the matrix 0 prompts)."""
-    store = RunStore(tmp_path / "runs")
-    bundle = train_run(TrainConfig(model=tiny_llama.name, steps=2, n_prompts=16, n_test=16), tiny_llama, store=store)
-    out = checks.run_checks(tiny_llama, bundle, CheckOptions(prompts=8, draws=5, generalisation=True))
-    g = out["generalisation"]
-    cells = [(c["train"], c["test"], c["split"], c["n_prompts"]) for c in g["cells"]]
-    assert g["groups"] == ["coordinated", "two-sentences"] and cells == [
-        ("coordinated", "coordinated", "val", 3),
-        ("coordinated", "two-sentences", "test", 16),
-        ("two-sentences", "coordinated", "test", 16),
-        ("two-sentences", "two-sentences", "val", 3),
-    ]
-    for family in g["groups"]:
-        run = store.load(next(c["run_id"] for c in g["cells"] if c["train"] == family))
-        assert {m["group"] for m in run.info["group_metrics"] if m["split"] in ("train", "val")} == {family}
-
-
-def test_errors(tiny_llama, runs):
-    with pytest.raises(ActscaleError, match="^unknown precision 'half': choose run, bf16 or float32$"):
-        CheckOptions(precision="half")
-    with pytest.raises(ActscaleError, match="^draws must be a whole number between 1 and 10000$"):
-        CheckOptions(draws=0)
-    with pytest.raises(ActscaleError, match="side effects on other text need a run of any length"):
-        checks.side_effects(tiny_llama, runs[1]["activscalar"])
-    many = runs[1]["activscalar"]
-    fake = type(many)(**{**many.__dict__, "dataset": [{**r, "group": f"g{i}"} for i, r in enumerate(many.dataset)]})
-    with pytest.raises(
-        ActscaleError, match=r"carry \d+ groups; the matrix trains one run per group, so it takes at most 8"
-    ):
-        checks.generalisation_configs(fake)
-
-
-def test_a_check_that_cannot_run_is_refused_before_any_check_runs(tiny_llama, runs, tmp_path, monkeypatch, capsys):
-    """`--generalisation` on a run of no groups, or `--vary data` on a file's run, had failed
-    after the map check ran (minutes on the bundled model) and lost it with them."""
-    import actscale.checks.run as checks_run
-    import actscale.engine.models as models
-    from actscale.cli import main
-    from actscale.engine.tasks import generate_ioi
-
-    monkeypatch.setattr(checks_run, "map_checks", lambda *a, **k: pytest.fail("the map check ran"))
-    root, bundles = runs
-    run = bundles["activscalar"]
-    for group, carry in (("", "no group"), ("g", "one group ('g')")):
-        fake = type(run)(**{**run.__dict__, "dataset": [{**r, "group": group} for r in run.dataset]})
-        with pytest.raises(ActscaleError) as refused:
-            checks.run_checks(tiny_llama, fake, CheckOptions(generalisation=True), store=RunStore(root))
-        assert str(refused.value) == (
-            f"run {run.run_id}'s prompts carry {carry}: the generalisation matrix needs at least 2"
-        )
-    # quoted: IOI's prompts hold commas
-    rows = "".join(f'"{e.prompt}",{e.correct},{e.wrong}\n' for e in generate_ioi(20, seed=3))
-    (data := tmp_path / "rows.csv").write_text("prompt,correct,wrong\n" + rows)
-    store = RunStore(tmp_path / "runs")
-    filed = train_run(
-        TrainConfig(model="tiny-llama", task="custom", dataset=str(data), steps=2), tiny_llama, store=store
-    )
-    monkeypatch.setattr(models, "load_model", lambda *a, **k: pytest.fail("the model loaded"))
-    capsys.readouterr()
-    argv = ["analyse", "--run", filed.run_id, "--store", str(store.root), "--seeds", "3", "--vary", "data"]
-    assert main(argv) == 2
-    assert capsys.readouterr().err == "error: a dataset file has one draw of its data: vary the training seed instead\n"
-    assert not (filed.path / "checks.json").exists()
-
-
-def test_cli_analyse(runs, tmp_path):
-    root, bundles = runs
-    run_id = bundles["dynscalar"].run_id
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "actscale",
-            "analyse",
-            "--run",
-            run_id,
-            "--store",
-            str(root),
-            "--prompts",
-            "8",
-            "--draws",
-            "5",
-            "--precision",
-            "float32",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["run_id"] == run_id and result["checks"] == ["map", "side_effects"]
-    assert "checks 100.0%" in out.stderr
-    # then what the map check found, in the sentence Explore shows
-    from actscale.views.analysis import k90_text
-
-    written = json.loads((root / run_id / "checks.json").read_text())
-    assert out.stderr.splitlines()[-1] == f"map check: {k90_text(written)}" and k90_text(written)
-    bad = subprocess.run(
-        [sys.executable, "-m", "actscale", "analyse", "--run", "0123456789abcdef", "--store", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-        check=False,
-    )
-    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [f"error: no run 0123456789abcdef in {tmp_path}"]
-
-
-def test_cli_defaults_are_the_engines():
-    from actscale.cli import build_parser
-
-    args = build_parser().parse_args(["analyse", "--run", "x"])
-    d = CheckOptions()
-    assert (args.prompts, args.draws, args.precision, args.seeds) == (d.prompts, d.draws, d.precision, d.seeds)
-    assert (d.prompts, d.draws, d.precision) == (16, 20, "run")
-
-
 @pytest.mark.parametrize("method", ["activscalar", "dynscalar"])
-def test_mean_activations_do_not_depend_on_the_batch(tiny_llama, runs, method):
+def test_mean_activations_do_not_depend_on_the_batch(tiny_llama, check_runs, method):
     """The training prompts' mean activation, per (layer, position) or per layer, is the same
     whether they run in batches of 3 or all at once, and matches a hand computation."""
-    bundle = runs[1][method]
+    bundle = check_runs[1][method]
     ctx, task, _ = passes.prepare_context(tiny_llama, bundle, FAST, None)
     n_layers = ctx.template.dims.n_layers
     small = passes.mean_activations(tiny_llama, task, ctx.comps, n_layers, batch=3)
@@ -597,11 +317,11 @@ def test_mean_activations_do_not_depend_on_the_batch(tiny_llama, runs, method):
 
 
 @pytest.mark.parametrize("method", ["activscalar", "steervec", "dynscalar"])
-def test_one_minimality_unit_for_every_method(tiny_llama, runs, method):
+def test_one_minimality_unit_for_every_method(tiny_llama, check_runs, method):
     """Cells (site, layer, position[, head]) reached by a training prompt, and the share changed
     by more than τ: the components themselves for the positioned methods; for DynScalar the
     |α(h)| it applied at each answer-aligned position, averaged over the training prompts."""
-    bundle = runs[1][method]
+    bundle = check_runs[1][method]
     m, tau = bundle.record.split("test"), bundle.record.config.tau
     if method != "dynscalar":
         assert (m.n_cells, m.n_cells_effective) == (m.n_components, m.n_effective)
@@ -621,8 +341,8 @@ def test_one_minimality_unit_for_every_method(tiny_llama, runs, method):
     assert m.cells_effective_frac == effective / cells
 
 
-def test_dynscalar_map_and_checks_rank_by_the_same_magnitude(tiny_llama, runs):
-    bundle = runs[1]["dynscalar"]
+def test_dynscalar_map_and_checks_rank_by_the_same_magnitude(tiny_llama, check_runs):
+    bundle = check_runs[1]["dynscalar"]
     task = passes.run_task(tiny_llama, bundle)
     ranked = passes.magnitudes(bundle, task)
     for site in bundle.sites:
