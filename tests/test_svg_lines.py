@@ -11,7 +11,7 @@ import xml.dom.minidom
 import plotly.graph_objects as go
 import pytest
 from plotly.subplots import make_subplots
-from test_plots import HISTORY
+from test_plots_frames import HISTORY
 
 from actscale.views.plots import figure_svg, heatmap, heatmap_svg, lines_svg, plot_history
 from actscale.views.plots.svg_lines import BOTTOM, COLORWAY, HEIGHT, LEFT, RIGHT, TOP, WIDTH, ticks
