@@ -1,10 +1,11 @@
-"""The figure functions of `actscale.views.plots`, with exact expectations: trace counts and types,
-the plotted values, axis titles, legend names, category axes, and diverging colour scales
-centred on 0 ("no change").
+"""The figure functions of `actscale.views.plots` that draw one run, with exact expectations:
+trace counts and types, the plotted values, axis titles, legend names, category axes, and
+diverging colour scales centred on 0 ("no change"); the figures of hand-made frames are in
+test_plots_frames.
 
-Frames are built by hand with known numbers. Bundles are tiny-model runs of the three methods,
-read back from disk as the dashboard reads them; the values a figure must show are read from
-the bundle's own files (safetensors and JSON), not through the code under test.
+Bundles are tiny-model runs of the three methods, read back from disk as the dashboard reads
+them; the values a figure must show are read from the bundle's own files (safetensors and JSON),
+not through the code under test.
 """
 
 from __future__ import annotations
