@@ -57,6 +57,22 @@ def make_method_runs(root, model, sites=("attn_out", "mlp_out", "head"), **confi
 
 
 @pytest.fixture(scope="module")
+def explore_runs(tmp_path_factory, tiny_llama):
+    """The Explore page modules' tiny runs: (store root, {method: RunBundle}), one run per
+    method at the default sites, made once per module."""
+    root = tmp_path_factory.mktemp("explore") / "runs"
+    return root, make_method_runs(root, tiny_llama)
+
+
+@pytest.fixture
+def explore_env(explore_runs, monkeypatch):
+    """The page reads `explore_runs`' store, with the tiny model named (`pytestmark` of the
+    Explore modules)."""
+    monkeypatch.setenv("ACTSCALE_STORE", str(explore_runs[0]))
+    monkeypatch.setenv("ACTSCALE_MODEL", "tiny-llama")
+
+
+@pytest.fixture(scope="module")
 def check_runs(tmp_path_factory, tiny_llama):
     """The map checks' modules' tiny runs: (store root, {method: RunBundle}), one run per
     method at the default sites, 4 steps each, made once per module."""
