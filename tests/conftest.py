@@ -1,10 +1,12 @@
 """Shared fixtures: the tiny random models of the two architecture families (the engine's
-test seam, no download) and a fresh run store per test."""
+test seam, no download), a fresh run store per test, and the stores and tiny runs that the
+modules of one page or one concept share (the map checks', Explore's, Train's)."""
 
 from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -54,6 +56,20 @@ def make_method_runs(root, model, sites=("attn_out", "mlp_out", "head"), **confi
         m: train_run(TrainConfig(model=model.name, method=m, sites=sites, **config), model, store=RunStore(root))
         for m in ("activscalar", "steervec", "dynscalar")
     }
+
+
+@pytest.fixture
+def train_store(tmp_path, monkeypatch, inline_jobs):
+    """The Train page modules' store: empty, in the test's folder, with the tiny model named,
+    the pages' jobs inline and uploads saved beside it; a RunStore."""
+    from actscale.runs.store import RunStore
+    from actscale.ui.train_form import dataset as train_form  # where uploads are saved
+
+    monkeypatch.setenv("ACTSCALE_MODEL", "tiny-llama")
+    monkeypatch.setenv("ACTSCALE_STORE", str(tmp_path / "runs"))
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    monkeypatch.setattr(train_form, "UPLOAD_DIR", tmp_path / "uploads")  # uploads stay in the test's folder
+    return RunStore(tmp_path / "runs")
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,10 @@
 """Sweeps through `executors.run_configs`: in this process, and on a local 2-CPU Ray cluster,
-which must give the same run ids and byte-identical parameters (issue 10, part 1)."""
+which must give the same run ids and byte-identical parameters (issue 10, part 1), and survive a
+lost worker (issue 21). The `sweep` command: test_sweep_cli; choosing the executor:
+test_executor_choice."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -18,9 +19,9 @@ from conftest import sweep_observer
 from actscale.engine.training import TrainConfig
 from actscale.errors import ActscaleError, TrainingCancelled
 from actscale.runs.bundle import save_checks
-from actscale.runs.executors import RAY_ADDRESS_ENV, resolve_executor, run_configs
+from actscale.runs.executors import RAY_ADDRESS_ENV, run_configs
 from actscale.runs.progress import RunProgress
-from actscale.runs.ray_executor import SCRATCH_PREFIX, remove_stale_scratch
+from actscale.runs.ray_executor import SCRATCH_PREFIX
 from actscale.runs.store import RunStore
 from actscale.runs.sweeps import sweep_configs
 
@@ -34,25 +35,7 @@ def param_bytes(store: RunStore, run_id: str) -> bytes:
     return (store.path(run_id) / "params.safetensors").read_bytes()
 
 
-# ---- choosing the executor ----------------------------------------------------------------
-
-
-def test_resolve_executor(monkeypatch):
-    monkeypatch.delenv(RAY_ADDRESS_ENV, raising=False)
-    assert resolve_executor(None) == ("local", None)
-    assert resolve_executor("local") == ("local", None)
-    assert resolve_executor("ray") == ("ray", "auto")
-    assert resolve_executor("ray", "head:6379") == ("ray", "head:6379")
-    assert resolve_executor(None, "head:6379") == ("ray", "head:6379")
-    monkeypatch.setenv(RAY_ADDRESS_ENV, "ray://head:10001")
-    assert resolve_executor(None) == ("ray", "ray://head:10001")
-    assert resolve_executor("ray") == ("ray", "ray://head:10001")
-    assert resolve_executor("ray", "other:6379") == ("ray", "other:6379")
-    assert resolve_executor("local") == ("local", None)  # the flag wins over the variable
-    with pytest.raises(ActscaleError, match="unknown executor 'spark': choose local or ray"):
-        resolve_executor("spark")
-    with pytest.raises(ActscaleError, match="a Ray address was given with the local executor"):
-        resolve_executor("local", "head:6379")
+# ---- options the executor refuses (choosing it: test_executor_choice) -------------------
 
 
 def test_local_options_the_local_executor_refuses(tiny_llama, store):
@@ -319,115 +302,6 @@ def test_local_held_out_check_is_the_users_runs_only(tiny_llama, store):
     assert set(bundle.metrics) == {"train", "val"}
 
 
-# ---- the command line -----------------------------------------------------------------------
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    full_env.pop(RAY_ADDRESS_ENV, None)
-    return subprocess.run(
-        [sys.executable, "-m", "actscale", "sweep", *args], cwd=ROOT, env=full_env, capture_output=True, text=True
-    )
-
-
-def test_cli_sweep_prints_the_runs_in_grid_order(tmp_path):
-    out = cli(
-        "--model", "tiny-llama", "--lambda-m", "0.01,0.05", "--seeds", "0,1", "--steps", "2",
-        "--n-prompts", "8", "--n-test", "4", "--store", str(tmp_path),
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    runs = json.loads(out.stdout.strip().splitlines()[-1])["runs"]
-    assert [(r["config"]["lambda_m"], r["config"]["seed"], r["config"]["data_seed"]) for r in runs] == [
-        (0.01, 0, 0),
-        (0.01, 1, 1),
-        (0.05, 0, 0),
-        (0.05, 1, 1),
-    ]
-    assert [r["run_id"] for r in runs] == [r["config"]["run_id"] for r in runs]
-    assert sorted(r["run_id"] for r in runs) == sorted(p.name for p in tmp_path.iterdir())
-    assert all(set(r["metrics"]) == {"train", "val", "test"} and "created" not in r["config"] for r in runs)
-    assert "sweep of 4 runs in this process" in out.stderr and "[run 4/4] done" in out.stderr
-    assert "replaced" not in out.stderr
-    # --no-reuse trains the grid again: each run's line says which stored run it replaced.
-    again = cli(
-        "--model", "tiny-llama", "--lambda-m", "0.01", "--seeds", "0,1", "--steps", "2",
-        "--n-prompts", "8", "--n-test", "4", "--store", str(tmp_path), "--no-reuse",
-    )  # fmt: skip
-    assert again.returncode == 0, again.stderr
-    said = [line for line in again.stderr.splitlines() if "replaced" in line]
-    assert said == [f"[run {i + 1}/2] replaced the stored run {runs[i]['run_id']} with this training" for i in (0, 1)]
-
-
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["--lambda-m", "0.1,x"], "error: --lambda-m takes comma-separated numbers, e.g. 0.01,0.05; got '0.1,x'"),
-        (["--seeds", ","], "error: --seeds needs at least one value"),
-        (["--seeds", "0,x"], "error: --seeds takes comma-separated numbers, e.g. 0,1; got '0,x'"),
-        (["--workers", "2"], "error: workers is an option of the Ray executor"),
-        (["--executor", "local", "--ray-address", "h:1"], "error: a Ray address was given with the local executor"),
-        (["--templates", "ioi-0,ioi-0"], "error: template listed twice in ioi-0,ioi-0"),  # before any run
-        (
-            ["--margin", "1,2,3", "--lambda-f", "1,2,3", "--lambda-m", "1,2,3", "--seeds", "0,1"],
-            "error: that sweep is 54 runs",
-        ),
-    ],
-)
-def test_cli_sweep_bad_input_is_exit_2_and_one_line(args, message, tmp_path, capsys, monkeypatch):
-    from actscale.cli import main
-
-    monkeypatch.delenv(RAY_ADDRESS_ENV, raising=False)
-    assert main(["sweep", "--model", "tiny-llama", "--store", str(tmp_path), *args]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith(message) and err.count("\n") == 1, err
-
-
-def test_cli_sweep_refuses_held_out_prompts_that_leave_no_test_split(tmp_path, capsys, monkeypatch):
-    from actscale.cli import main
-
-    monkeypatch.delenv(RAY_ADDRESS_ENV, raising=False)
-    assert main(["sweep", "--model", "tiny-llama", "--store", str(tmp_path), "--test-groups", "coordinated"]) == 2
-    assert capsys.readouterr().err == f"sweep of 1 run in this process ...\nerror: {HELD_OUT_NONE}\n"
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_cli_sweep_in_this_process_says_where_bf16_is_emulated(tmp_path, capsys, monkeypatch):
-    """A local sweep under `--autocast bf16` on a CPU that emulates bfloat16 says so first, as
-    `train` does (test_cli.py); refused here by its held-out prompts, so nothing trains."""
-    import actscale.engine.models as models
-    from actscale.cli import main
-
-    monkeypatch.delenv(RAY_ADDRESS_ENV, raising=False)
-    monkeypatch.setattr(models, "native_bf16", lambda _device: False)
-    args = ["sweep", "--model", "tiny-llama", "--store", str(tmp_path), "--test-groups", "coordinated"]
-    assert main([*args, "--autocast", "bf16", "--device", "cpu"]) == 2
-    assert capsys.readouterr().err == (
-        "note: --autocast bf16 on cpu, a CPU without AVX512-BF16 or AMX: PyTorch emulates bfloat16 there, and a "
-        "training step takes many times as long as in float32 (about 20 times on a 2-core AVX2 CPU, "
-        "docs/measured.md); --autocast off (the default) trains in float32\n"
-        f"sweep of 1 run in this process ...\nerror: {HELD_OUT_NONE}\n"
-    )
-
-
-def test_worker_count():
-    from types import SimpleNamespace
-
-    from actscale.runs.ray_executor import worker_count
-
-    def cluster(**resources):
-        return SimpleNamespace(cluster_resources=lambda: resources)
-
-    cpu, gpu = BASE.replace(device="cpu"), BASE.replace(device="auto")
-    assert worker_count(cluster(CPU=16.0), [cpu] * 40, None) == (16, False)
-    assert worker_count(cluster(CPU=16.0), [cpu] * 3, None) == (3, False)  # never more than the runs
-    assert worker_count(cluster(CPU=16.0, GPU=2.0), [gpu] * 8, None) == (2, True)  # one per GPU
-    assert worker_count(cluster(CPU=16.0, GPU=2.0), [cpu] * 8, None) == (8, False)  # CPU runs use CPUs
-    assert worker_count(cluster(CPU=16.0, GPU=2.0), [gpu] * 8, 4) == (2, True)  # no actor that cannot start
-    assert worker_count(cluster(CPU=16.0), [cpu] * 8, 3) == (3, False)
-    with pytest.raises(ActscaleError, match="workers must be at least 1"):
-        worker_count(cluster(CPU=2.0), [cpu], 0)
-
-
 def killing(times: int, index: int = 0):
     """Events of a sweep, and an observer that kills (SIGKILL) the Ray worker training run
     ``index`` at its second step, ``times`` times (each time on the worker that took it again)."""
@@ -486,17 +360,3 @@ def test_ray_a_run_whose_worker_dies_three_times_is_lost_and_named_the_others_ke
     )
     assert len(killed) == 3 and [e.message for e in events if e.state == "retrying"][-1].endswith("no retry left")
     assert [r.run_id for r in store.list()] == [e.run_id for e in events if e.state == "done"]
-
-
-def test_scratch_stores_of_gone_processes_are_removed_and_live_ones_kept(tmp_path):
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead_pid = int(gone.stdout)
-    dead = tmp_path / f"{SCRATCH_PREFIX}{dead_pid}-abc123"
-    live = tmp_path / f"{SCRATCH_PREFIX}{os.getpid()}-def456"
-    older = tmp_path / f"{SCRATCH_PREFIX}x1y2z3"  # a name without a pid: not ours to judge
-    other = tmp_path / "elsewhere-1-a"
-    for folder in (dead, live, older, other):
-        (folder / "runs").mkdir(parents=True)
-    assert remove_stale_scratch(tmp_path) == [dead]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (live, older, other))
-    assert remove_stale_scratch(tmp_path) == []

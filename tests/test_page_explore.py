@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 import torch
-from explore_page import METHODS, chart, chart_keys, copy_run, open_link, open_page
+from explore_page_helpers import METHODS, chart, chart_keys, copy_run, open_link, open_page
 from safetensors.torch import save_file
 
 pytestmark = pytest.mark.usefixtures("explore_env")

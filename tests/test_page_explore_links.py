@@ -5,7 +5,7 @@ AppTest on tiny-model runs."""
 from __future__ import annotations
 
 import pytest
-from explore_page import chart, chart_keys, open_link, param
+from explore_page_helpers import chart, chart_keys, open_link, param
 
 pytestmark = pytest.mark.usefixtures("explore_env")
 

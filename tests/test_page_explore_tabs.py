@@ -8,7 +8,7 @@ import json
 
 import pytest
 from conftest import svg_images
-from explore_page import chart, chart_keys, copy_run, open_link, open_page, param
+from explore_page_helpers import chart, chart_keys, copy_run, open_link, open_page, param
 
 from actscale.ui import explore_tabs
 from actscale.ui.common import markdown_table

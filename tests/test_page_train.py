@@ -1,52 +1,20 @@
 """Train page through Streamlit's AppTest, on the tiny test model: the preview, a real
-background training, reuse of a stored run, Cancel, and one-line errors."""
+background training, reuse of a stored run, Cancel, and one-line errors (the live panel and its
+status line: test_page_train_progress)."""
 
 from __future__ import annotations
 
 import re
-import threading
-from pathlib import Path
 
 import pytest
 from conftest import mixed_rows, svg_images
-from streamlit.testing.v1 import AppTest
+from train_page_helpers import ROOT, button, held_after_the_first_step, number, train_page
 
 from actscale.engine.training import TrainConfig
 from actscale.runs.store import RunStore
 
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "app.py")
-TRAIN = "app_pages/1_Train.py"
 
-
-@pytest.fixture
-def ui_store(tmp_path, monkeypatch, inline_jobs) -> RunStore:
-    monkeypatch.setenv("ACTSCALE_MODEL", "tiny-llama")
-    monkeypatch.setenv("ACTSCALE_STORE", str(tmp_path / "runs"))
-    monkeypatch.chdir(ROOT)
-    from actscale.ui.train_form import dataset as train_form  # where uploads are saved
-
-    monkeypatch.setattr(train_form, "UPLOAD_DIR", tmp_path / "uploads")  # uploads stay in the test's folder
-    return RunStore(tmp_path / "runs")
-
-
-def train_page() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state["model_name"] = "tiny-llama"
-    at.session_state["device"] = "cpu"
-    at.run()
-    return at.switch_page(TRAIN).run()
-
-
-def number(at: AppTest, label_start: str):
-    return next(w for w in at.number_input if w.label.startswith(label_start))
-
-
-def button(at: AppTest, label: str):
-    return next(b for b in at.button if b.label == label)
-
-
-def test_train_smoke(ui_store):
+def test_train_smoke(train_store):
     at = train_page()
     assert not at.exception and not at.error
     assert at.title[0].value == "Train"
@@ -95,7 +63,7 @@ def test_train_smoke(ui_store):
     assert precision.options == ["auto: float32 here", "float32", f"bfloat16 autocast ({here})"]
 
 
-def test_preview_follows_the_dataset_choices(ui_store):
+def test_preview_follows_the_dataset_choices(train_store):
     at = train_page()
     at.number_input(key="train_n_prompts").set_value(10)
     at.number_input(key="train_n_test").set_value(6).run()
@@ -109,7 +77,7 @@ def test_preview_follows_the_dataset_choices(ui_store):
     assert len(at.dataframe) == 2
 
 
-def test_uploaded_dataset_preview_shows_dropped_prompts_and_bad_files_one_error(ui_store):
+def test_uploaded_dataset_preview_shows_dropped_prompts_and_bad_files_one_error(train_store):
     at = train_page()
     at.radio(key="train_task").set_value("custom").run()
     assert any("Upload a CSV or JSONL" in i.value for i in at.info)
@@ -132,7 +100,7 @@ def test_uploaded_dataset_preview_shows_dropped_prompts_and_bad_files_one_error(
     prompts, dropped = at.dataframe[0].value, at.dataframe[1].value
     assert len(prompts) == 3
     assert list(dropped["reason"]) == ["answer ' Anne Paul' is 2 tokens"]
-    assert len(list((ui_store.root.parent / "uploads").glob("*.csv"))) == 1
+    assert len(list((train_store.root.parent / "uploads").glob("*.csv"))) == 1
 
     at.file_uploader(key="train_upload").upload("bad.csv", b"\xff\xfe\x00garbage", "text/csv")
     at.run()
@@ -141,7 +109,7 @@ def test_uploaded_dataset_preview_shows_dropped_prompts_and_bad_files_one_error(
     assert "\n" not in at.error[0].value
 
 
-def test_a_held_out_family_without_test_prompts_is_one_error_and_no_train_button(ui_store):
+def test_a_held_out_family_without_test_prompts_is_one_error_and_no_train_button(train_store):
     """ActivScalar with absolute positions keeps the training prompts' one length, which no
     coordinated IOI template has: the run would have no test split (it trained so before)."""
     at = train_page()
@@ -155,7 +123,7 @@ def test_a_held_out_family_without_test_prompts_is_one_error_and_no_train_button
     assert not at.error and "Train" in [b.label for b in at.button]
 
 
-def test_a_bad_model_name_is_one_line(ui_store):
+def test_a_bad_model_name_is_one_line(train_store):
     at = train_page()
     at.radio(key="train_model_source").set_value("Local folder").run()
     at.text_input(key="train_model_name").set_value("/no/such/model/folder").run()
@@ -166,7 +134,7 @@ def test_a_bad_model_name_is_one_line(ui_store):
     assert len(at.error) == 1
 
 
-def test_submit_trains_in_the_background_then_reuses_the_stored_run(ui_store):
+def test_submit_trains_in_the_background_then_reuses_the_stored_run(train_store):
     at = train_page()
     at.number_input(key="train_n_prompts").set_value(16)
     at.number_input(key="train_n_test").set_value(8)
@@ -177,7 +145,7 @@ def test_submit_trains_in_the_background_then_reuses_the_stored_run(ui_store):
     button(at, "Train").click().run()  # the job runs inside this run (inline_jobs)
     assert not at.exception and not at.error
     assert "Done: 1 run trained" in at.success[0].value
-    runs = [r for r in ui_store.list() if r.ok]
+    runs = [r for r in train_store.list() if r.ok]
     assert len(runs) == 1
     run_id = runs[0].run_id
     assert f"Open run {run_id} on Explore" in [p.value for p in at.get("page_link")]
@@ -189,10 +157,10 @@ def test_submit_trains_in_the_background_then_reuses_the_stored_run(ui_store):
     assert not at.exception
     assert "already trained" in at.success[0].value
     assert f"Open run {run_id} on Explore" in [p.value for p in at.get("page_link")]
-    assert [r.run_id for r in ui_store.list()] == [run_id]
+    assert [r.run_id for r in train_store.list()] == [run_id]
 
 
-def test_a_run_of_the_default_sites_reuses_the_previews_pass_of_the_unmodified_model(ui_store, monkeypatch):
+def test_a_run_of_the_default_sites_reuses_the_previews_pass_of_the_unmodified_model(train_store, monkeypatch):
     """The preview runs the unmodified model over every prompt at the default sites and
     precision; a run of those trains and evaluates without running it again (`base_pass`'s
     cache): before its first step, and for the test prompts after it."""
@@ -216,12 +184,12 @@ def test_a_run_of_the_default_sites_reuses_the_previews_pass_of_the_unmodified_m
     button(at, "Train").click().run()
     assert not at.exception and "Done: 1 run trained" in at.success[0].value
     assert passes == [(248, True)]
-    run = next(r for r in ui_store.list() if r.ok)
+    run = next(r for r in train_store.list() if r.ok)
     # the default sites in float32 ("off": left out of the stored config at its default)
     assert run.config["sites"] == list(TrainConfig().sites) and run.config.get("autocast", "off") == "off"
 
 
-def test_a_run_trains_on_the_prompts_the_preview_tokenised(ui_store, monkeypatch):
+def test_a_run_trains_on_the_prompts_the_preview_tokenised(train_store, monkeypatch):
     """The job is handed the preview's task (`previewed_tasks`): nothing tokenises the prompts
     again between the click and the first step, and the run is the one the page's check named."""
     from actscale.runs import api
@@ -238,35 +206,11 @@ def test_a_run_trains_on_the_prompts_the_preview_tokenised(ui_store, monkeypatch
     number(at, "Early stop").set_value(0)
     button(at, "Train").click().run()
     assert not at.exception and "Done: 1 run trained" in at.success[0].value
-    (run,) = [r for r in ui_store.list() if r.ok]
+    (run,) = [r for r in train_store.list() if r.ok]
     assert (built, run.config["steps"], run.config["n_prompts"]) == ([], 3, TrainConfig().n_prompts)
 
 
-def held_after_the_first_step(monkeypatch) -> tuple[threading.Event, threading.Event]:
-    """The page's jobs run in a thread (a job beside the page), each held after its first step
-    until the test sets the second event; the first is set at that step."""
-    from actscale.runs import api
-
-    monkeypatch.setenv("ACTSCALE_JOBS", "thread")
-    first_step, release = threading.Event(), threading.Event()
-    real = api.train_run
-
-    def held(config, model, *, observer, **kwargs):
-        heard = observer.step
-
-        def step(info) -> None:
-            heard(info)
-            first_step.set()
-            assert release.wait(60), "the test never released the job"
-
-        observer.step = step
-        return real(config, model, observer=observer, **kwargs)
-
-    monkeypatch.setattr(api, "train_run", held)
-    return first_step, release
-
-
-def test_cancel_stores_nothing(ui_store, monkeypatch):
+def test_cancel_stores_nothing(train_store, monkeypatch):
     """Cancel while the job trains: this test's subject is a job running beside the page, so
     its job runs in a thread, held after its first step until the page has pressed Cancel."""
     import pandas as pd
@@ -299,8 +243,8 @@ def test_cancel_stores_nothing(ui_store, monkeypatch):
     at.run()
     assert not at.exception
     assert any(w.value == "Cancelled — nothing was stored." for w in at.warning)
-    assert ui_store.list() == []
-    assert not [p for p in ui_store.root.iterdir()] if ui_store.root.exists() else True
+    assert train_store.list() == []
+    assert not [p for p in train_store.root.iterdir()] if train_store.root.exists() else True
 
 
 def test_the_page_sets_every_trainconfig_field():
@@ -314,7 +258,7 @@ def test_the_page_sets_every_trainconfig_field():
 
 
 @pytest.mark.slow  # a default-size run and a CLI process: half a minute on 2 cores
-def test_the_train_page_default_run_and_the_cli_default_run_have_one_id(ui_store):
+def test_the_train_page_default_run_and_the_cli_default_run_have_one_id(train_store):
     """One run id per experiment, whichever door it came through (issue 11): the page's
     default IOI ActivScalar run (templates: the full list on the page) and the CLI's (no
     templates given) are the same run."""
@@ -326,13 +270,12 @@ def test_the_train_page_default_run_and_the_cli_default_run_have_one_id(ui_store
     at = train_page()
     button(at, "Train").click().run()  # every widget at its default; the job runs in this run
     assert not at.exception and not at.error
-    (page_run,) = [r.run_id for r in ui_store.list()]
+    (page_run,) = [r.run_id for r in train_store.list()]
     # The default adapts (cycles of the method's steps until validation reaches the target): a
     # missed target is a warning with what to try, on the page as in the CLI's JSON.
-    from actscale.runs.store import RunStore
     from actscale.views.analysis import target_text
 
-    stored = RunStore(ui_store.root).load(page_run)
+    stored = RunStore(train_store.root).load(page_run)
     target = stored.info["target"]
     assert target["cycles"] == 4 and 1 <= target["cycles_run"] <= 4
     unmet = target_text(stored.info, stored.record.config)
@@ -351,7 +294,7 @@ def test_the_train_page_default_run_and_the_cli_default_run_have_one_id(ui_store
             "--device",
             "cpu",
             "--store",
-            str(ui_store.root),
+            str(train_store.root),
         ],
         capture_output=True,
         text=True,
@@ -362,11 +305,11 @@ def test_the_train_page_default_run_and_the_cli_default_run_have_one_id(ui_store
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["run_id"] == page_run and out["target"] == target
-    assert [r.run_id for r in ui_store.list()] == [page_run]  # the CLI reused the page's run
-    assert json.loads((ui_store.root / page_run / "config.json").read_text())["templates"] == []
+    assert [r.run_id for r in train_store.list()] == [page_run]  # the CLI reused the page's run
+    assert json.loads((train_store.root / page_run / "config.json").read_text())["templates"] == []
 
 
-def test_preview_counts_both_alignments_and_the_choice_follows(ui_store):
+def test_preview_counts_both_alignments_and_the_choice_follows(train_store):
     """Issue 12: before training, the preview says how many prompts each alignment keeps, and
     the Positions choice changes which prompts the fixed-length methods train on."""
     rows = mixed_rows()
@@ -397,7 +340,7 @@ def test_preview_counts_both_alignments_and_the_choice_follows(ui_store):
     assert not at.exception and not [r for r in at.radio if r.key == "train_positions"]
 
 
-def test_a_gguf_file_is_a_model_of_the_picker(ui_store, tmp_path, monkeypatch):
+def test_a_gguf_file_is_a_model_of_the_picker(train_store, tmp_path, monkeypatch):
     from tiny_gguf import write_tiny_gguf
 
     monkeypatch.setenv("ACTSCALE_CACHE", str(tmp_path / "cache"))
@@ -412,89 +355,3 @@ def test_a_gguf_file_is_a_model_of_the_picker(ui_store, tmp_path, monkeypatch):
     button(at, "Load model").click().run()
     assert not at.exception and not at.error
     assert any(str(path) in c.value and "2 layers" in c.value for c in at.caption)
-
-
-def test_the_live_panel_shows_news_that_comes_while_it_waits(ui_store, monkeypatch):
-    """The panel, once drawn, waits for the job's news and redraws its status line in place: a
-    target reached during the wait is on the page at the end of that run, not a refresh later."""
-    from actscale.ui import common
-
-    first_step, release = held_after_the_first_step(monkeypatch)
-    at = train_page()
-    number(at, "Steps").set_value(100_000)
-    number(at, "Early stop").set_value(0)
-    button(at, "Train").click().run()
-    assert first_step.wait(60), "the job never took a step"
-    job = common.jobs().get(at.session_state["job_id"])
-    waits: list[float] = []
-    real_wait = job.wait_news
-
-    def news_during_the_wait(seen: int, timeout: float) -> bool:
-        waits.append(timeout)
-        if len(waits) == 1:  # as if the run reached its target just after the panel was drawn
-            job.record_target(0, 1, "val", {"acc_base": 0.5, "flip_acc_pos": 1.0, "flip_acc_neg": 1.0,
-                                            "n_prompts": 2, "flip_acc_pos_ci95": [0.34, 1.0],
-                                            "flip_acc_neg_ci95": [0.34, 1.0]})  # fmt: skip
-        return real_wait(seen, timeout)
-
-    monkeypatch.setattr(job, "wait_news", news_during_the_wait)
-    at.run()  # as the fragment's timer would
-    try:
-        assert not at.exception
-        assert waits == [0.7]
-        (bar,) = at.get("progress")  # one bar, redrawn in place
-        assert "step 1 of 100000. Target (0.90) reached after step 1: validation flips" in bar.proto.text
-    finally:
-        job.cancel()
-        release.set()
-        assert job.wait(60) and job.state == "cancelled"
-
-
-def test_the_status_line_shows_the_validation_result_before_the_other_splits():
-    """Between the last step and the stored run, the progress line says what the validation
-    prompts showed, while the training and test prompts are still being evaluated."""
-    from actscale.runs.jobs import Job
-    from actscale.ui.train_form import training_status as _training_status
-
-    config = TrainConfig(model="tiny-llama", steps=2)
-    job = Job(id="j", configs=[config], state="running")
-    job.steps = [{"run": 0, "step": 1}]
-    assert _training_status(job).startswith("Training activscalar, step 1 of 2")
-    job.steps.append({"run": 0, "step": 2})
-    assert _training_status(job).startswith("Trained activscalar; evaluating…")
-    job.record_result(
-        0,
-        "val",
-        {"acc_base": 0.8, "flip_acc_pos": 1.0, "flip_acc_pos_ci95": [0.72, 1.0], "n_prompts": 10,
-         "flip_acc_neg": 0.9, "flip_acc_neg_ci95": [0.6, 0.98]},
-    )  # fmt: skip
-    assert _training_status(job).startswith(
-        "Trained activscalar. Validation flips: β = +1 0.80 → 1.00 [0.72, 1.00] (n = 10), "
-        "β = −1 0.20 → 0.90 [0.60, 0.98] (n = 10). Evaluating the other prompts…"
-    )
-
-
-def test_the_status_line_shows_the_step_that_reached_the_target_while_training_goes_on():
-    from actscale.runs.jobs import Job, JobObserver
-    from actscale.ui.train_form import training_status as _training_status
-
-    config = TrainConfig(model="tiny-llama", steps=4, cycles=2)
-    job = Job(id="j", configs=[config], state="running")
-    job.steps = [{"run": 0, "step": 1}, {"run": 0, "step": 2}, {"run": 0, "step": 3}]
-    observer = JobObserver(job, 0)
-    assert observer.watches_target  # the page shows it, so the run looks for it
-    observer.target_reached(
-        2,
-        "val",
-        {"acc_base": 0.8, "flip_acc_pos": 1.0, "flip_acc_pos_ci95": [0.72, 1.0], "n_prompts": 10,
-         "flip_acc_neg": 0.9, "flip_acc_neg_ci95": [0.6, 0.98]},
-    )  # fmt: skip
-    flips = "validation flips: β = +1 0.80 → 1.00 [0.72, 1.00] (n = 10), β = −1 0.20 → 0.90 [0.60, 0.98] (n = 10)"
-    assert _training_status(job) == (
-        f"Training activscalar, step 3 of 4. Target (0.90) reached after step 2: {flips}; training on for "
-        "faithfulness and minimality"
-    )
-    job.steps.append({"run": 0, "step": 4})
-    assert _training_status(job) == f"Trained activscalar. Target (0.90) reached after step 2: {flips}. Evaluating…"
-    job.steps.append({"run": 0, "step": 5, "n_steps": 8})  # a second cycle: its steps counted to its end
-    assert _training_status(job).startswith("Training activscalar, step 5 of 8. Target (0.90) reached after step 2")
