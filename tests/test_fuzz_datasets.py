@@ -4,26 +4,39 @@ Random bytes, non-UTF-8 text, wrong or missing columns, empty and huge files, an
 multi-token, identical or empty, prompts longer than the model's context. Whatever the input,
 `read_dataset`, `prepare_task` and `build_task` either succeed (with the documented invariants)
 or raise DatasetError / ActscaleError with a one-line message: never another exception, never a
-traceback, never a partial run in the store. The command line answers exit 2 with one error line.
+traceback, never a partial run in the store (the command line's exit 2 and one error line:
+test_hostile_datasets_cli; the strategies: dataset_strategies).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
+from dataset_strategies import (
+    ANSWER,
+    COLUMN,
+    JSON_VALUE,
+    LONG_PROMPT,
+    MULTI,
+    N_CTX,
+    PROMPT,
+    SHORT_PROMPT,
+    SINGLE,
+    SPLIT,
+    SUFFIXES,
+    UNKNOWN,
+    csv_bytes,
+    dataset_bytes,
+    rows,
+)
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from actscale.engine.tasks import Example, PreparedTask, prepare_task, read_dataset, task_vocabulary
+from actscale.engine.tasks import Example, PreparedTask, prepare_task, read_dataset
 from actscale.engine.training import TrainConfig
 from actscale.errors import ActscaleError, DatasetError
 from actscale.runs.api import build_task, train_run
@@ -42,7 +55,6 @@ MAX_EXAMPLES = {
     "end_to_end": 40,
 }
 FUZZED: dict[str, int] = {}
-N_CTX = 256  # the tiny models' context
 
 
 def fuzz_settings(name: str):
@@ -125,60 +137,6 @@ def checked_prepare(examples: list[Example], model, fixed_length: bool) -> Prepa
     return task
 
 
-# ---- strategies ---------------------------------------------------------------------------
-
-SUFFIXES = st.sampled_from([".csv", ".jsonl", ".json", ".CSV", ".txt", ""])
-WORDS = [w for w in task_vocabulary() if w.isalpha()]
-SINGLE = st.sampled_from(WORDS).map(lambda w: " " + w)  # one token for the tiny tokenizer
-MULTI = st.lists(st.sampled_from(WORDS), min_size=2, max_size=4).map(lambda ws: " " + " ".join(ws))
-UNKNOWN = st.text(alphabet="qxzjk", min_size=5, max_size=8).map(lambda w: " " + w)  # one [UNK] token
-BLANK = st.sampled_from(["", " ", "\t", "  "])
-ANSWER = st.one_of(SINGLE, SINGLE, MULTI, UNKNOWN, BLANK, st.text(max_size=12))
-SHORT_PROMPT = st.lists(st.sampled_from(WORDS), min_size=1, max_size=20).map(" ".join)
-LONG_PROMPT = st.integers(N_CTX, N_CTX + 60).map(lambda n: " ".join(["Mary"] * n))  # > context with BOS
-PROMPT = st.one_of(SHORT_PROMPT, SHORT_PROMPT, LONG_PROMPT, BLANK, st.text(max_size=40))
-SPLIT = st.sampled_from(["", "train", "test", "TEST", " train ", "validation", None])
-COLUMN = st.sampled_from(["prompt", "correct", "wrong", "split", " prompt ", "Prompt", "answer", "", "x"])
-
-
-@st.composite
-def rows(draw, min_size: int = 0, max_size: int = 8):
-    out = []
-    for _ in range(draw(st.integers(min_size, max_size))):
-        row = {"prompt": draw(PROMPT), "correct": draw(ANSWER)}
-        row["wrong"] = draw(st.one_of(ANSWER, st.just(row["correct"])))  # sometimes identical
-        split = draw(SPLIT)
-        if split is not None:
-            row["split"] = split
-        out.append(row)
-    return out
-
-
-def _csv_bytes(header: list[str], body: list[list[str]]) -> bytes:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(header)
-    writer.writerows(body)
-    return buf.getvalue().encode("utf-8")
-
-
-def _dataset_bytes(table: list[dict], fmt: str, ascii_json: bool = True) -> bytes:
-    if fmt == ".jsonl":
-        return "".join(json.dumps(r, ensure_ascii=ascii_json) + "\n" for r in table).encode("utf-8")
-    header = ["prompt", "correct", "wrong", "split"]
-    return _csv_bytes(header, [[r.get(c, "") for c in header] for r in table])
-
-
-JSON_VALUE = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
-    max_leaves=8,
-)
-
-
-# ---- the properties -----------------------------------------------------------------------
-
-
 @fuzz_settings("random_bytes")
 @given(data=st.binary(max_size=3000), suffix=SUFFIXES)
 @example(data=b"\x00" * 64, suffix=".csv")
@@ -206,7 +164,7 @@ INVALID_UTF8 = st.sampled_from([b"\xff", b"\xfe", b"\xc0\xaf", b"\xed\xa0\x80", 
 )
 def test_non_utf8(fuzz_dir, table, fmt, bad, where, latin1):
     _count("non_utf8")
-    data = _dataset_bytes(table, fmt)
+    data = dataset_bytes(table, fmt)
     if latin1:  # a file saved in Latin-1 by a spreadsheet
         data = data.decode("utf-8").replace("a", "\u00e9").encode("latin-1", errors="replace")
     else:
@@ -237,7 +195,7 @@ def test_non_utf8(fuzz_dir, table, fmt, bad, where, latin1):
 @example(header=["prompt", "correct", "wrong"], body=[])  # header only
 def test_csv_columns(fuzz_dir, tiny_llama, header, body):
     _count("csv_columns")
-    examples = checked_read(_write(fuzz_dir, _csv_bytes(header, body), ".csv"))
+    examples = checked_read(_write(fuzz_dir, csv_bytes(header, body), ".csv"))
     present = {h.strip() for h in header}
     if not {"prompt", "correct", "wrong"} <= present:
         assert examples is None, "a CSV without the required columns was accepted"
@@ -331,7 +289,7 @@ def test_answers_and_prompts(fuzz_dir, tiny_llama, table, fmt, fixed, ascii_json
     """Multi-token, identical, empty and unknown answers; prompts longer than the context: each
     costs its row (dropped with the reason), never the file."""
     _count("answers_and_prompts")
-    examples = checked_read(_write(fuzz_dir, _dataset_bytes(table, fmt, ascii_json), fmt))
+    examples = checked_read(_write(fuzz_dir, dataset_bytes(table, fmt, ascii_json), fmt))
     if all(_clean(r) for r in table):  # a file with known splits is read back exactly as written
         assert examples is not None, "a valid dataset was refused"
         assert [(e.prompt, e.correct, e.wrong) for e in examples] == [
@@ -385,7 +343,7 @@ def mostly_usable_rows(draw):
 )
 def test_build_task_and_train_never_leave_a_partial_run(fuzz_dir, tiny_llama, table, fmt, method):
     _count("end_to_end")
-    path = _write(fuzz_dir, _dataset_bytes(table, fmt), fmt)
+    path = _write(fuzz_dir, dataset_bytes(table, fmt), fmt)
     store = RunStore(fuzz_dir / f"store-{uuid.uuid4().hex[:8]}")
     config = TrainConfig(model="tiny-llama", task="custom", dataset=str(path), method=method, steps=1, early_stop=0)
     try:
@@ -413,66 +371,3 @@ def test_inputs_fuzzed_total():
     )
     assert total >= 1000
     assert trained >= 5, "the end-to-end inputs hardly ever reached training"
-
-
-# ---- the command line ---------------------------------------------------------------------
-
-CLI_FILES = {
-    "random.csv": bytes(range(256)) * 4,
-    "latin1.jsonl": '{"prompt": "Caf\u00e9 Mary", "correct": " Mary", "wrong": " John"}\n'.encode("latin-1"),
-    "columns.csv": b"question,answer\nWhen Mary and John went to the store,Mary\n",
-    "answers.csv": _csv_bytes(
-        ["prompt", "correct", "wrong"],
-        [
-            ["When Mary and John went to the store, John gave a drink to", " Mary Anne", " John"],
-            [" ".join(["Mary"] * 300), " Mary", " John"],
-            ["When Mary and John went to the store, John gave a drink to", " zzzz", " qqqq"],
-        ],
-    ),
-}
-
-
-def test_cli_hostile_datasets_exit_2(tmp_path):
-    env = {
-        **os.environ,
-        "ACTSCALE_STORE": str(tmp_path / "runs"),
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "OMP_NUM_THREADS": "1",
-        "PYTHONWARNINGS": "ignore",
-    }
-    procs = {}
-    for name, data in CLI_FILES.items():  # started together: each spends its time importing
-        path = tmp_path / name
-        path.write_bytes(data)
-        procs[name] = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "actscale",
-                "train",
-                "--model",
-                "tiny-llama",
-                "--task",
-                "custom",
-                "--dataset",
-                str(path),
-                "--steps",
-                "1",
-                "--device",
-                "cpu",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=tmp_path,
-        )
-    for name, proc in procs.items():
-        out, err = proc.communicate(timeout=300)
-        assert proc.returncode == 2, f"{name}: exit {proc.returncode}: {err}"
-        assert out == "", f"{name}: stdout {out!r}"
-        assert "Traceback" not in err
-        errors = [line for line in err.splitlines() if line.startswith("error:")]
-        assert len(errors) == 1 and err.splitlines()[-1] == errors[0], f"{name}: {err!r}"
-    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
