@@ -11,174 +11,25 @@ broken setup, not an optional feature.
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 import warnings
-from pathlib import Path
 
 import pytest
-
-from benchmarks.explore_timing import CHROMIUM, chromium  # one launch for the tests and the bench
+from browser_helpers import (  # noqa: F401 - app, browser: the module's fixtures, requested by name
+    UI_MS,
+    App,
+    Shots,
+    app,
+    browser,
+    log_tail,
+    require_browser,
+    wait_idle,
+)
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[1]
-START_TIMEOUT_S = 90
-# Milliseconds (Playwright's unit). The machine may be small and busy: every wait is generous,
-# and each one returns as soon as its condition holds.
-UI_MS = 60_000  # a page, a model load, a validation preview
 TRAIN_MS = 150_000  # a short training to its stored run
 LONG_TRAINING_STEPS = 100_000
-
-
-# ---------------------------------------------------------------- the app
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _log_tail(log: Path, n: int = 60) -> str:
-    try:
-        lines = log.read_text(errors="replace").splitlines()
-    except OSError:
-        return "(no server log)"
-    return "\n".join(lines[-n:])
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM the server's process group (it was started in its own session), then SIGKILL."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=15)
-
-
-class App:
-    def __init__(self, url: str, store: Path, log: Path):
-        self.url, self.store, self.log = url, store, log
-
-    def entries(self) -> list[str]:
-        """Everything in the store folder (run folders, and any half-written temporary one)."""
-        return sorted(p.name for p in self.store.iterdir()) if self.store.is_dir() else []
-
-    def runs(self) -> list[str]:
-        return [name for name in self.entries() if not name.startswith(".") and (self.store / name).is_dir()]
-
-
-@pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    """The dashboard as a subprocess on a free port, with its own empty run store."""
-    base = tmp_path_factory.mktemp("e2e-app")
-    store, log_path = base / "runs", base / "server.log"
-    port = _free_port()
-    env = dict(
-        os.environ,
-        ACTSCALE_MODEL="tiny-llama",
-        ACTSCALE_STORE=str(store),
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        OMP_NUM_THREADS="1",
-        PYTHONUNBUFFERED="1",
-        STREAMLIT_BROWSER_GATHER_USAGE_STATS="false",
-    )
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "app.py",
-        "--server.port",
-        str(port),
-        "--server.address",
-        "127.0.0.1",
-        "--server.headless",
-        "true",
-        "--server.fileWatcherType",
-        "none",
-        "--browser.gatherUsageStats",
-        "false",
-    ]
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the app exited with status {proc.returncode} while starting:\n{_log_tail(log_path)}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as response:
-                    if response.read().decode().strip() == "ok":
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"the app did not answer {url}/_stcore/health within {START_TIMEOUT_S} s:\n{_log_tail(log_path)}"
-                )
-            time.sleep(0.5)
-        yield App(url, store, log_path)
-    finally:
-        _stop(proc)
-        log.close()
-
-
-# ---------------------------------------------------------------- the browser
-def require_browser() -> None:
-    """Fail (never skip) without Chromium or Playwright: CI installs both."""
-    if not (Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK)):
-        pytest.fail(
-            f"no Chromium at {CHROMIUM}: the browser test needs Debian's chromium "
-            "(`make browser`, or `apt-get install -y chromium`); Playwright cannot download one here"
-        )
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError as exc:  # pragma: no cover - the dev extra installs it
-        pytest.fail(f"the python package playwright is missing ({exc}); `pip install -e '.[dev]'`")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    require_browser()
-    with chromium() as b:
-        yield b
-
-
-class Shots:
-    """Numbered screenshots of every stage into the test's tmp_path (and of every open page on
-    failure), so a failure can be looked at rather than guessed."""
-
-    def __init__(self, folder: Path):
-        self.folder, self.n = folder, 0
-
-    def __call__(self, page, name: str) -> None:
-        self.n += 1
-        try:
-            page.screenshot(path=str(self.folder / f"{self.n:02d}-{name}.png"), full_page=True, timeout=15_000)
-        except Exception:  # noqa: BLE001 - a screenshot never hides the real failure
-            pass
-
-
-def wait_idle(page) -> None:
-    """Until Streamlit is not running the script: its status widget (“Running…”) is gone."""
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=UI_MS)
 
 
 def open_train_page(page, url: str, shots: Shots, tag: str) -> None:
@@ -242,18 +93,18 @@ def test_train_explore_share_cancel(request, tmp_path):
     # Checked here, before the fixtures, so a missing browser is this test's failure (not a
     # fixture error) and costs no app start.
     require_browser()
-    browser = request.getfixturevalue("browser")
-    app: App = request.getfixturevalue("app")
+    chromium = request.getfixturevalue("browser")
+    server: App = request.getfixturevalue("app")
     shots = Shots(tmp_path)
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
     context.set_default_timeout(UI_MS)
     page = context.new_page()
     pages = [page]
     try:
-        assert app.runs() == [], app.entries()
+        assert server.runs() == [], server.entries()
 
         # 1 · A short training on Train, to its stored run.
-        open_train_page(page, app.url, shots, "first")
+        open_train_page(page, server.url, shots, "first")
         # The sidebar lists app.py's pages, Home first (the legacy pages/ folder said "app").
         from playwright.sync_api import expect
 
@@ -262,8 +113,8 @@ def test_train_explore_share_cancel(request, tmp_path):
         expect(nav.get_by_text("app", exact=True)).to_have_count(0)
         start_training(page, 3)
         page.get_by_text("Done: 1 run trained.").wait_for(timeout=TRAIN_MS)
-        runs = app.runs()
-        assert len(runs) == 1, f"expected one stored run, the store holds {app.entries()}"
+        runs = server.runs()
+        assert len(runs) == 1, f"expected one stored run, the store holds {server.entries()}"
         run_id = runs[0]
         link = page.get_by_role("link", name=f"Open run {run_id} on Explore")
         link.wait_for(timeout=UI_MS)
@@ -278,18 +129,18 @@ def test_train_explore_share_cancel(request, tmp_path):
         shots(page, "explore")
 
         # 3 · The ?run= link, in a fresh browser (no session, no cookies), shows the same run.
-        fresh = browser.new_context(viewport={"width": 1400, "height": 1000})
+        fresh = chromium.new_context(viewport={"width": 1400, "height": 1000})
         fresh.set_default_timeout(UI_MS)
         shared = fresh.new_page()
         pages.append(shared)
-        shared.goto(f"{app.url}/Explore?run={run_id}")
+        shared.goto(f"{server.url}/Explore?run={run_id}")
         expect_explore(shared, run_id)
         shots(shared, "shared-link")
         fresh.close()
         pages.remove(shared)
 
         # 4 · A long training, cancelled while it trains: a message, and nothing more stored.
-        open_train_page(page, app.url, shots, "second")
+        open_train_page(page, server.url, shots, "second")
         start_training(page, LONG_TRAINING_STEPS)
         page.get_by_text(re.compile(rf"Training activscalar, step \d+ of {LONG_TRAINING_STEPS}")).wait_for(
             timeout=TRAIN_MS
@@ -299,7 +150,7 @@ def test_train_explore_share_cancel(request, tmp_path):
         page.get_by_text("Cancelled — nothing was stored.").wait_for(timeout=TRAIN_MS)
         wait_idle(page)
         shots(page, "cancelled")
-        assert app.entries() == [run_id], f"the cancelled training left {app.entries()} in the store"
+        assert server.entries() == [run_id], f"the cancelled training left {server.entries()} in the store"
         # The Train form is back, and enabled, for the next training.
         expect(page.get_by_role("button", name="Train", exact=True)).to_be_enabled(timeout=UI_MS)
     except Exception as exc:
@@ -307,7 +158,7 @@ def test_train_explore_share_cancel(request, tmp_path):
             shots(pg, f"FAILED-{i}")
         raise AssertionError(
             f"{type(exc).__name__}: {exc}\n\nscreenshots in {tmp_path}\n\n"
-            f"server log (last lines):\n{_log_tail(app.log)}"
+            f"server log (last lines):\n{log_tail(server.log)}"
         ) from exc
     finally:
         context.close()
@@ -317,8 +168,8 @@ def test_a_run_with_checks_shows_its_sufficiency_curve(request, tiny_llama):
     """Explore in a real browser draws a run's map checks from its bundle: the k90 summary next
     to the maps and the sufficiency curve with the random control."""
     require_browser()
-    browser = request.getfixturevalue("browser")
-    app: App = request.getfixturevalue("app")
+    chromium = request.getfixturevalue("browser")
+    server: App = request.getfixturevalue("app")
     from playwright.sync_api import expect
 
     from actscale.checks import CheckOptions, run_checks
@@ -329,13 +180,13 @@ def test_a_run_with_checks_shows_its_sufficiency_curve(request, tiny_llama):
     bundle = train_run(
         TrainConfig(model="tiny-llama", method="activscalar", steps=2, n_prompts=16, n_test=8, seed=11),
         tiny_llama,
-        store=RunStore(app.store),
+        store=RunStore(server.store),
     )
     out = run_checks(tiny_llama, bundle, CheckOptions(prompts=8, draws=5, precision="float32"))
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
     try:
         page = context.new_page()
-        page.goto(f"{app.url}/Explore?run={bundle.run_id}")
+        page.goto(f"{server.url}/Explore?run={bundle.run_id}")
         expect_explore(page, bundle.run_id)
         assert out["map"]["k90"] is None  # two steps on the tiny model: no effect, and the page says so
         page.get_by_text(re.compile(r"Map check\. No effect to localise: on all 3 validation prompts")).wait_for(
@@ -357,7 +208,7 @@ def test_a_run_with_checks_shows_its_sufficiency_curve(request, tiny_llama):
 def test_the_bench_times_a_runs_explore_page(request, tmp_path, tiny_llama):
     """`make bench` (f) on a tiny run: every visit waits for the maps, then for every figure."""
     require_browser()
-    browser = request.getfixturevalue("browser")
+    chromium = request.getfixturevalue("browser")
     from actscale.engine.training import TrainConfig
     from actscale.runs.api import train_run
     from actscale.runs.store import RunStore
@@ -365,7 +216,7 @@ def test_the_bench_times_a_runs_explore_page(request, tmp_path, tiny_llama):
 
     config = TrainConfig(model="tiny-llama", steps=1, n_prompts=16, n_test=8, sites=("attn_out", "mlp_out"))
     bundle = train_run(config, tiny_llama, store=RunStore(tmp_path / "runs"))
-    out = bench_explore(tmp_path / "runs", bundle.run_id, visits=2, browser=browser)
+    out = bench_explore(tmp_path / "runs", bundle.run_id, visits=2, browser=chromium)
     assert (out["n_maps"], out["figures"], len(out["page_each_s"])) == (2, 3, 2)  # two maps and the curves
     assert all(0 < m <= p for m, p in zip(out["maps_each_s"], out["page_each_s"]))
     # the floor: the same two maps on a page with only a title, visited in turn with Explore
@@ -380,11 +231,11 @@ def test_the_bench_times_the_dashboards_first_result(request):
     tiny run was done within one refresh of the live panel), the outcome shown, in that order,
     and the run's own timing beside them."""
     require_browser()
-    browser = request.getfixturevalue("browser")
+    chromium = request.getfixturevalue("browser")
     from actscale.engine.training import TrainConfig
     from benchmarks.dashboard_timing import bench_dashboard
 
-    out = bench_dashboard("tiny-llama", browser=browser)
+    out = bench_dashboard("tiny-llama", browser=chromium)
     assert out["model"] == "tiny-llama" and len(out["run_id"]) == 16
     first, target, timing = out["first_result_s"], out["target_result_s"], out["timing"]
     assert first is None or 0 < first <= out["done_s"]
@@ -416,21 +267,21 @@ def test_compare_stays_legible_with_five_methods(request, tiny_llama):
     """The four trained or fitted methods and the logit-bias floor on one figure at 1,400 px: no
     subplot title overlaps another, and no bar label another in the same panel."""
     require_browser()
-    browser = request.getfixturevalue("browser")
-    app: App = request.getfixturevalue("app")
+    chromium = request.getfixturevalue("browser")
+    server: App = request.getfixturevalue("app")
     from actscale.engine.training import TrainConfig
     from actscale.runs.api import train_run
     from actscale.runs.store import RunStore
 
     base = TrainConfig(model="tiny-llama", steps=2, n_prompts=16, n_test=8, seed=12)
     ids = [
-        train_run(base.replace(method=m), tiny_llama, store=RunStore(app.store)).run_id
+        train_run(base.replace(method=m), tiny_llama, store=RunStore(server.store)).run_id
         for m in ("activscalar", "steervec", "dynscalar", "diffmean")
     ]
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
     try:
         page = context.new_page()
-        page.goto(f"{app.url}/Compare?runs={','.join(ids)}")
+        page.goto(f"{server.url}/Compare?runs={','.join(ids)}")
         figure = page.locator(".js-plotly-plot", has=page.get_by_text("methods compared")).first
         figure.wait_for(state="visible", timeout=UI_MS)
         figure.scroll_into_view_if_needed(timeout=UI_MS)

@@ -24,19 +24,19 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import make_method_runs, store_snapshot
-from test_e2e_browser import (  # noqa: F401 - browser: a fixture, requested by name
+from browser_helpers import (  # noqa: F401 - browser: a fixture, requested by name
     ROOT,
     START_TIMEOUT_S,
     UI_MS,
     Shots,
-    _free_port,
-    _log_tail,
-    _stop,
     browser,  # noqa: F811
+    free_port,
+    log_tail,
     require_browser,
+    stop,
     wait_idle,
 )
+from conftest import make_method_runs, store_snapshot
 
 pytestmark = pytest.mark.browser
 SITES = ("attn_out", "head")
@@ -45,7 +45,7 @@ SITES = ("attn_out", "head")
 @contextmanager
 def serve(store: Path, log_path: Path, **env: str) -> Iterator[str]:
     """``streamlit run app.py`` on a free port over ``store`` with ``env`` added; yields its URL."""
-    port = _free_port()
+    port = free_port()
     full_env = dict(
         os.environ,
         ACTSCALE_MODEL="tiny-llama",
@@ -68,7 +68,7 @@ def serve(store: Path, log_path: Path, **env: str) -> Iterator[str]:
             deadline = time.monotonic() + START_TIMEOUT_S
             while True:
                 if proc.poll() is not None:
-                    pytest.fail(f"the app exited with status {proc.returncode}:\n{_log_tail(log_path)}")
+                    pytest.fail(f"the app exited with status {proc.returncode}:\n{log_tail(log_path)}")
                 try:
                     with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as response:
                         if response.read().decode().strip() == "ok":
@@ -76,11 +76,11 @@ def serve(store: Path, log_path: Path, **env: str) -> Iterator[str]:
                 except OSError:
                     pass
                 if time.monotonic() > deadline:
-                    pytest.fail(f"the app did not start within {START_TIMEOUT_S} s:\n{_log_tail(log_path)}")
+                    pytest.fail(f"the app did not start within {START_TIMEOUT_S} s:\n{log_tail(log_path)}")
                 time.sleep(0.5)
             yield url
         finally:
-            _stop(proc)
+            stop(proc)
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +183,7 @@ def test_readonly_deployment_writes_nothing(request, tmp_path, store):
             shots(page, "FAILED")
             raise AssertionError(
                 f"{type(exc).__name__}: {exc}\n\nscreenshots in {tmp_path}\n\nserver log:\n"
-                f"{_log_tail(tmp_path / 'server.log')}"
+                f"{log_tail(tmp_path / 'server.log')}"
             ) from exc
         finally:
             context.close()
@@ -334,7 +334,7 @@ def test_links_reproduce_the_view(request, tmp_path, store):
                 shots(pg, f"FAILED-{i}")
             raise AssertionError(
                 f"{type(exc).__name__}: {exc}\n\nscreenshots in {tmp_path}\n\nserver log:\n"
-                f"{_log_tail(tmp_path / 'server.log')}"
+                f"{log_tail(tmp_path / 'server.log')}"
             ) from exc
         finally:
             context.close()
