@@ -12,6 +12,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -69,13 +71,12 @@ class App:
         return [name for name in self.entries() if not name.startswith(".") and (self.store / name).is_dir()]
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    """The dashboard as a subprocess on a free port, with its own empty run store."""
-    base = tmp_path_factory.mktemp("e2e-app")
-    store, log_path = base / "runs", base / "server.log"
+@contextmanager
+def serve(store: Path, log_path: Path, **env: str) -> Iterator[str]:
+    """``streamlit run app.py`` on a free port over ``store`` with ``env`` added, its output in
+    ``log_path``; yields its URL once /_stcore/health answers, and stops it after."""
     port = free_port()
-    env = dict(
+    full_env = dict(
         os.environ,
         ACTSCALE_MODEL="tiny-llama",
         ACTSCALE_STORE=str(store),
@@ -84,47 +85,43 @@ def app(tmp_path_factory):
         OMP_NUM_THREADS="1",
         PYTHONUNBUFFERED="1",
         STREAMLIT_BROWSER_GATHER_USAGE_STATS="false",
+        **env,
     )
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "app.py",
-        "--server.port",
-        str(port),
-        "--server.address",
-        "127.0.0.1",
-        "--server.headless",
-        "true",
-        "--server.fileWatcherType",
-        "none",
-        "--browser.gatherUsageStats",
-        "false",
-    ]
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the app exited with status {proc.returncode} while starting:\n{log_tail(log_path)}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as response:
-                    if response.read().decode().strip() == "ok":
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"the app did not answer {url}/_stcore/health within {START_TIMEOUT_S} s:\n{log_tail(log_path)}"
-                )
-            time.sleep(0.5)
+    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
+    cmd += ["--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none"]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while True:
+                if proc.poll() is not None:
+                    pytest.fail(f"the app exited with status {proc.returncode} while starting:\n{log_tail(log_path)}")
+                try:
+                    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as response:
+                        if response.read().decode().strip() == "ok":
+                            break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    pytest.fail(
+                        f"the app did not answer {url}/_stcore/health within {START_TIMEOUT_S} s:\n{log_tail(log_path)}"
+                    )
+                time.sleep(0.5)
+            yield url
+        finally:
+            stop(proc)
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    """The dashboard as a subprocess on a free port, with its own empty run store."""
+    base = tmp_path_factory.mktemp("e2e-app")
+    store, log_path = base / "runs", base / "server.log"
+    with serve(store, log_path) as url:
         yield App(url, store, log_path)
-    finally:
-        stop(proc)
-        log.close()
 
 
 def require_browser() -> None:
@@ -160,6 +157,22 @@ class Shots:
             page.screenshot(path=str(self.folder / f"{self.n:02d}-{name}.png"), full_page=True, timeout=15_000)
         except Exception:  # noqa: BLE001 - a screenshot never hides the real failure
             pass
+
+
+@contextmanager
+def explained_failure(shots: Shots, pages: list, log_path: Path) -> Iterator[None]:
+    """A failure inside becomes an AssertionError that names the screenshots' folder and ends
+    with the server log's last lines, after a screenshot of each page still open in ``pages``
+    (a list the test may add to and take from as it opens and closes pages)."""
+    try:
+        yield
+    except Exception as exc:
+        for i, page in enumerate(pages):
+            shots(page, f"FAILED-{i}")
+        raise AssertionError(
+            f"{type(exc).__name__}: {exc}\n\nscreenshots in {shots.folder}\n\n"
+            f"server log (last lines):\n{log_tail(log_path)}"
+        ) from exc
 
 
 def wait_idle(page) -> None:

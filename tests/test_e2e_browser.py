@@ -21,7 +21,7 @@ from browser_helpers import (  # noqa: F401 - app, browser: the module's fixture
     Shots,
     app,
     browser,
-    log_tail,
+    explained_failure,
     require_browser,
     wait_idle,
 )
@@ -89,6 +89,39 @@ def expect_explore(page, run_id: str) -> None:
 
 
 # ---------------------------------------------------------------- the test
+def train_to_a_stored_run(page, server: App, shots: Shots) -> str:
+    """1 · A short training on Train, to its stored run; its id."""
+    from playwright.sync_api import expect
+
+    open_train_page(page, server.url, shots, "first")
+    # The sidebar lists app.py's pages, Home first (the legacy pages/ folder said "app").
+    nav = page.get_by_test_id("stSidebarNav")
+    expect(nav.get_by_test_id("stSidebarNavLink").first).to_contain_text("Home")
+    expect(nav.get_by_text("app", exact=True)).to_have_count(0)
+    start_training(page, 3)
+    page.get_by_text("Done: 1 run trained.").wait_for(timeout=TRAIN_MS)
+    runs = server.runs()
+    assert len(runs) == 1, f"expected one stored run, the store holds {server.entries()}"
+    return runs[0]
+
+
+def cancel_a_long_training(page, server: App, shots: Shots, run_id: str) -> None:
+    """4 · A long training, cancelled while it trains: a message, and nothing more stored."""
+    from playwright.sync_api import expect
+
+    open_train_page(page, server.url, shots, "second")
+    start_training(page, LONG_TRAINING_STEPS)
+    page.get_by_text(re.compile(rf"Training activscalar, step \d+ of {LONG_TRAINING_STEPS}")).wait_for(timeout=TRAIN_MS)
+    shots(page, "long-training")
+    click_cancel(page)
+    page.get_by_text("Cancelled — nothing was stored.").wait_for(timeout=TRAIN_MS)
+    wait_idle(page)
+    shots(page, "cancelled")
+    assert server.entries() == [run_id], f"the cancelled training left {server.entries()} in the store"
+    # The Train form is back, and enabled, for the next training.
+    expect(page.get_by_role("button", name="Train", exact=True)).to_be_enabled(timeout=UI_MS)
+
+
 def test_train_explore_share_cancel(request, tmp_path):
     # Checked here, before the fixtures, so a missing browser is this test's failure (not a
     # fixture error) and costs no app start.
@@ -101,65 +134,33 @@ def test_train_explore_share_cancel(request, tmp_path):
     page = context.new_page()
     pages = [page]
     try:
-        assert server.runs() == [], server.entries()
+        with explained_failure(shots, pages, server.log):
+            assert server.runs() == [], server.entries()
+            run_id = train_to_a_stored_run(page, server, shots)
+            link = page.get_by_role("link", name=f"Open run {run_id} on Explore")
+            link.wait_for(timeout=UI_MS)
+            wait_idle(page)
+            shots(page, "trained")
 
-        # 1 · A short training on Train, to its stored run.
-        open_train_page(page, server.url, shots, "first")
-        # The sidebar lists app.py's pages, Home first (the legacy pages/ folder said "app").
-        from playwright.sync_api import expect
+            # 2 · Its link opens the run on Explore, with its heatmaps.
+            link.click()
+            expect_explore(page, run_id)
+            # The run has the 3 steps typed into the form (not the method's default).
+            page.get_by_text(re.compile(r"\b3 steps\b")).first.wait_for(timeout=UI_MS)
+            shots(page, "explore")
 
-        nav = page.get_by_test_id("stSidebarNav")
-        expect(nav.get_by_test_id("stSidebarNavLink").first).to_contain_text("Home")
-        expect(nav.get_by_text("app", exact=True)).to_have_count(0)
-        start_training(page, 3)
-        page.get_by_text("Done: 1 run trained.").wait_for(timeout=TRAIN_MS)
-        runs = server.runs()
-        assert len(runs) == 1, f"expected one stored run, the store holds {server.entries()}"
-        run_id = runs[0]
-        link = page.get_by_role("link", name=f"Open run {run_id} on Explore")
-        link.wait_for(timeout=UI_MS)
-        wait_idle(page)
-        shots(page, "trained")
+            # 3 · The ?run= link, in a fresh browser (no session, no cookies), shows the same run.
+            fresh = chromium.new_context(viewport={"width": 1400, "height": 1000})
+            fresh.set_default_timeout(UI_MS)
+            shared = fresh.new_page()
+            pages.append(shared)
+            shared.goto(f"{server.url}/Explore?run={run_id}")
+            expect_explore(shared, run_id)
+            shots(shared, "shared-link")
+            fresh.close()
+            pages.remove(shared)
 
-        # 2 · Its link opens the run on Explore, with its heatmaps.
-        link.click()
-        expect_explore(page, run_id)
-        # The run has the 3 steps typed into the form (not the method's default).
-        page.get_by_text(re.compile(r"\b3 steps\b")).first.wait_for(timeout=UI_MS)
-        shots(page, "explore")
-
-        # 3 · The ?run= link, in a fresh browser (no session, no cookies), shows the same run.
-        fresh = chromium.new_context(viewport={"width": 1400, "height": 1000})
-        fresh.set_default_timeout(UI_MS)
-        shared = fresh.new_page()
-        pages.append(shared)
-        shared.goto(f"{server.url}/Explore?run={run_id}")
-        expect_explore(shared, run_id)
-        shots(shared, "shared-link")
-        fresh.close()
-        pages.remove(shared)
-
-        # 4 · A long training, cancelled while it trains: a message, and nothing more stored.
-        open_train_page(page, server.url, shots, "second")
-        start_training(page, LONG_TRAINING_STEPS)
-        page.get_by_text(re.compile(rf"Training activscalar, step \d+ of {LONG_TRAINING_STEPS}")).wait_for(
-            timeout=TRAIN_MS
-        )
-        shots(page, "long-training")
-        click_cancel(page)
-        page.get_by_text("Cancelled — nothing was stored.").wait_for(timeout=TRAIN_MS)
-        wait_idle(page)
-        shots(page, "cancelled")
-        assert server.entries() == [run_id], f"the cancelled training left {server.entries()} in the store"
-        # The Train form is back, and enabled, for the next training.
-        expect(page.get_by_role("button", name="Train", exact=True)).to_be_enabled(timeout=UI_MS)
-    except Exception as exc:
-        for i, pg in enumerate(pages):
-            shots(pg, f"FAILED-{i}")
-        raise AssertionError(
-            f"{type(exc).__name__}: {exc}\n\nscreenshots in {tmp_path}\n\n"
-            f"server log (last lines):\n{log_tail(server.log)}"
-        ) from exc
+            cancel_a_long_training(page, server, shots, run_id)
     finally:
         context.close()
 
