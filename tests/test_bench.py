@@ -107,6 +107,35 @@ TIME_TO_TARGET = {
 }
 
 
+# (d)'s depth series: a point within ±30% of its estimate and one outside, in bf16.
+SCALING = {
+    "depth": {
+        "width": 256,
+        "time_exponent": 0.95,
+        "memory_exponent": 0.9,
+        "points": [
+            {
+                "layers": 2,
+                "tokens": 256,
+                "step_s": 0.1,
+                "peak_mb": 10.0,
+                "estimate_mb": 12.0,
+                "estimate_over_peak": 1.2,
+            },
+            {
+                "layers": 4,
+                "tokens": 256,
+                "precision": "bf16 autocast",
+                "step_s": 0.2,
+                "peak_mb": 20.0,
+                "estimate_mb": 28.0,
+                "estimate_over_peak": 1.4,
+            },
+        ],
+    }
+}
+
+
 def test_report_lines():
     results = {
         "step": {
@@ -118,32 +147,7 @@ def test_report_lines():
         },
         "time_to_target_bf16": {"error": "model 'x' is not in the local Hugging Face cache"},
         "time_to_target": TIME_TO_TARGET,
-        "scaling": {
-            "depth": {
-                "width": 256,
-                "time_exponent": 0.95,
-                "memory_exponent": 0.9,
-                "points": [
-                    {
-                        "layers": 2,
-                        "tokens": 256,
-                        "step_s": 0.1,
-                        "peak_mb": 10.0,
-                        "estimate_mb": 12.0,
-                        "estimate_over_peak": 1.2,
-                    },
-                    {
-                        "layers": 4,
-                        "tokens": 256,
-                        "precision": "bf16 autocast",
-                        "step_s": 0.2,
-                        "peak_mb": 20.0,
-                        "estimate_mb": 28.0,
-                        "estimate_over_peak": 1.4,
-                    },
-                ],
-            }
-        },
+        "scaling": SCALING,
     }
     assert report_lines(results) == [
         "(a) step time ratio engine/floor: 0.99  (median; 1.16 s vs 1.17 s, 3 rounds 0.9-1.02, 8 prompts x 2 betas; "

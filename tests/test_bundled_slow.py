@@ -30,6 +30,49 @@ def test_warm_load(bundled, monkeypatch):
         assert torch.equal(again.bridge(x), bundled.bridge(x))
 
 
+def print_metrics(name: str, bundle, seconds: float) -> None:
+    """The run's time, target and every split's numbers, for the suite's log."""
+    print(f"\n{name}: {seconds:.0f} s, {bundle.info['steps_run']} steps, target {bundle.info['target']}")
+    for split, m in bundle.metrics.items():
+        print(
+            f"  {split}: n {m['n_prompts']} base {m['acc_base']:.2f} flip +{m['flip_acc_pos']:.2f} "
+            f"{m['flip_acc_pos_ci95']} -{m['flip_acc_neg']:.2f} {m['flip_acc_neg_ci95']} "
+            f"KL {m['faithfulness_kl']:.4f} effective {m['n_effective']}/{m['n_components']}"
+        )
+
+
+def assert_method_shape(bundle, method: str, bundled, n_sites: int) -> None:
+    """The method's parameter and component counts on the bundled model; DynScalar's held-out
+    run trained and tested across prompt lengths, its test family alone in the test split."""
+    test, n_layers, n_pos = bundle.metrics["test"], bundled.n_layers, bundle.config["n_pos"]
+    if method == "activscalar":
+        assert test["n_params"] == test["n_components"] == n_sites * n_layers * n_pos
+        assert test["effective_frac"] <= 0.25  # measured 15% on IOI, 20% on CCC (seed 0)
+    if method == "steervec":
+        assert test["n_params"] == bundled.d_model * n_sites * n_layers * n_pos
+        assert test["n_components"] == n_sites * n_layers * n_pos and test["n_effective"] > 0
+    if method == "dynscalar":
+        assert test["n_params"] == n_sites * n_layers * (bundled.d_model + 1)
+        assert test["n_components"] == n_sites * n_layers
+        lengths = {len(t) for t in bundle.info["str_tokens"]}
+        assert len(lengths) >= 3  # trained and tested across prompt lengths
+        assert {r["group"] for r in bundle.dataset if r["split"] == "test"} == {"scene-first"}
+        assert "scene-first" not in {r["group"] for r in bundle.dataset if r["split"] != "test"}
+
+
+def assert_countries_held_out(bundle) -> None:
+    """CCC: 30 countries tested, 7 trained on, no country in two splits; intervals by country."""
+    test = bundle.metrics["test"]
+    countries = {s: {r["group"] for r in bundle.dataset if r["split"] == s} for s in ("train", "val", "test")}
+    assert (len(countries["test"]), len(countries["train"] | countries["val"])) == (30, 7)
+    assert test["n_groups"] == 30 and {"flip_acc_pos_cluster95", "flip_acc_neg_cluster95"} <= set(test)
+    assert not (
+        countries["train"] & countries["test"]
+        or countries["val"] & countries["test"]
+        or countries["train"] & countries["val"]
+    )
+
+
 @pytest.mark.parametrize(
     "task,method,test_groups,target",
     [
@@ -51,20 +94,12 @@ def test_flip_targets_on_held_out_prompts(bundled, bundled_run, task, method, te
     start = time.perf_counter()
     bundle = bundled_run(task=task, method=method, test_groups=test_groups, **fields)
     test = bundle.metrics["test"]
-    took = f"{time.perf_counter() - start:.0f} s, {bundle.info['steps_run']} steps"
-    print(f"\n{task} {method}: {took}, target {bundle.info['target']}")
-    for split, m in bundle.metrics.items():
-        print(
-            f"  {split}: n {m['n_prompts']} base {m['acc_base']:.2f} flip +{m['flip_acc_pos']:.2f} "
-            f"{m['flip_acc_pos_ci95']} -{m['flip_acc_neg']:.2f} {m['flip_acc_neg_ci95']} "
-            f"KL {m['faithfulness_kl']:.4f} effective {m['n_effective']}/{m['n_components']}"
-        )
+    print_metrics(f"{task} {method}", bundle, time.perf_counter() - start)
     # Every split has its base rate and an interval for every rate (issue 8).
     assert set(bundle.metrics) == {"train", "val", "test"}
     for m in bundle.metrics.values():
         assert {"acc_base", "acc_base_ci95", "flip_acc_pos_ci95", "flip_acc_neg_ci95"} <= set(m)
     assert test["n_prompts"] >= 200  # generated tasks test on 200 prompts drawn apart
-    n_sites, n_layers, n_pos = len(config.sites), bundled.n_layers, bundle.config["n_pos"]
     if target is not None:
         assert test["flip_acc_pos"] >= target and test["flip_acc_neg"] >= target
     else:  # held out: no target was tuned; the steered rate must beat the unmodified one beyond its interval
@@ -72,28 +107,9 @@ def test_flip_targets_on_held_out_prompts(bundled, bundled_run, task, method, te
     assert 0 < test["effective_frac"] <= 1
     if (task, method) == ("ioi", "activscalar"):  # the default reaches its validation target (0.9 each way)
         assert bundle.info["target"]["met"] and bundle.info["target"]["cycles"] == 4
-    if method == "activscalar":
-        assert test["n_params"] == test["n_components"] == n_sites * n_layers * n_pos
-        assert test["effective_frac"] <= 0.25  # measured 15% on IOI, 20% on CCC (seed 0)
-    if method == "steervec":
-        assert test["n_params"] == bundled.d_model * n_sites * n_layers * n_pos
-        assert test["n_components"] == n_sites * n_layers * n_pos and test["n_effective"] > 0
-    if method == "dynscalar":
-        assert test["n_params"] == n_sites * n_layers * (bundled.d_model + 1)
-        assert test["n_components"] == n_sites * n_layers
-        lengths = {len(t) for t in bundle.info["str_tokens"]}
-        assert len(lengths) >= 3  # trained and tested across prompt lengths
-        assert {r["group"] for r in bundle.dataset if r["split"] == "test"} == {"scene-first"}
-        assert "scene-first" not in {r["group"] for r in bundle.dataset if r["split"] != "test"}
+    assert_method_shape(bundle, method, bundled, len(config.sites))
     if task == "ccc":
-        countries = {s: {r["group"] for r in bundle.dataset if r["split"] == s} for s in ("train", "val", "test")}
-        assert (len(countries["test"]), len(countries["train"] | countries["val"])) == (30, 7)
-        assert test["n_groups"] == 30 and {"flip_acc_pos_cluster95", "flip_acc_neg_cluster95"} <= set(test)
-        assert not (
-            countries["train"] & countries["test"]
-            or countries["val"] & countries["test"]
-            or countries["train"] & countries["val"]
-        )
+        assert_countries_held_out(bundle)
 
 
 @pytest.mark.parametrize("task", ["ioi", "ccc"])

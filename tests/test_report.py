@@ -121,10 +121,9 @@ def with_test_metrics(bundle, **test):
     )
 
 
-def test_sentences_are_computed_from_the_numbers(runs):
-    from actscale.views.report import findings
-
-    bundle = with_test_metrics(
+def measured(runs):
+    """The default run's test numbers (docs/measured.md), on a tiny run."""
+    return with_test_metrics(
         runs[1]["activscalar"],
         n_prompts=200,
         acc_base=0.86,
@@ -138,6 +137,12 @@ def test_sentences_are_computed_from_the_numbers(runs):
         n_cells=960,
         n_cells_effective=140,
     )
+
+
+def test_sentences_are_computed_from_the_numbers(runs):
+    from actscale.views.report import findings
+
+    bundle = measured(runs)
     shows, cannot = findings(bundle)
     assert shows[0] == (
         "β = +1 does not move the rate beyond its interval here: the unmodified model prefers a+ on 0.86 of the 200 "
@@ -169,9 +174,13 @@ def test_sentences_are_computed_from_the_numbers(runs):
     assert cannot[2].startswith("The test prompts are new prompts from the same templates as training")
     assert len(cannot) == 3  # 200 prompts: narrow intervals, no sentence about them
 
-    # Other numbers, other sentences: a direction that goes the wrong way, a large base, few prompts.
+
+def test_other_numbers_give_other_sentences(runs):
+    """A direction that goes the wrong way, a large base, few prompts."""
+    from actscale.views.report import findings
+
     other = with_test_metrics(
-        bundle,
+        measured(runs),
         n_prompts=8,
         acc_base=0.75,
         flip_acc_pos=0.95,
@@ -192,7 +201,12 @@ def test_sentences_are_computed_from_the_numbers(runs):
         "With the 8 test prompts the intervals are wide (up to 0.19 across): differences smaller than that are "
         "not measured."
     )
-    # no base rate stored: said, not guessed
+
+
+def test_a_base_rate_not_stored_is_said_not_guessed(runs):
+    from actscale.views.report import findings
+
+    bundle = measured(runs)
     splits = {s: dataclasses.replace(m, acc_base=None, acc_base_ci95=None) for s, m in bundle.record.splits.items()}
     shows, _ = findings(dataclasses.replace(bundle, record=dataclasses.replace(bundle.record, splits=splits)))
     assert shows[0].endswith(

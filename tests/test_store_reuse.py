@@ -98,14 +98,11 @@ def test_train_no_reuse_says_whether_the_stored_runs_checks_were_kept(tiny_llama
     )
 
 
-def test_an_upload_of_a_stored_run_keeps_it_and_adds_its_checks_only_where_the_parameters_agree(
-    tiny_llama, store, tmp_path
-):
+def test_an_upload_of_a_stored_run_keeps_it_and_adds_its_checks_only_where_it_has_none(tiny_llama, store, tmp_path):
     """`import_zip` of a run already stored: the stored run is kept and says so; an upload with
-    map checks gives them to a stored run without any where the parameters are byte-identical,
-    and not where they differ; a broken stored bundle is replaced."""
+    map checks gives them to a stored run without any (the parameters byte-identical), and never
+    overwrites stored checks."""
     import torch
-    from safetensors.torch import save_file
 
     from actscale.runs.bundle import save_checks
     from actscale.runs.store import RunStore
@@ -134,9 +131,22 @@ def test_an_upload_of_a_stored_run_keeps_it_and_adds_its_checks_only_where_the_p
     save_checks(first.path, {"map": {"k90": 5}}, {"map.share": torch.zeros(2)})
     assert other.import_zip(store.export_zip(run_id)).outcome == "kept"
     assert other.load(run_id).checks()[0]["map"] == {"k90": 3}
-    # Parameters that differ (another machine's training, here changed on disk): no checks taken.
+
+
+def test_an_upload_whose_parameters_differ_brings_no_checks_and_replaces_a_broken_bundle(tiny_llama, store, tmp_path):
+    """Parameters that differ (another machine's training, here changed on disk): the stored run
+    is kept without the upload's checks; a broken stored bundle is replaced by the upload."""
+    import torch
+    from safetensors.torch import save_file
+
+    from actscale.runs.bundle import save_checks
+    from actscale.runs.store import RunStore
+
+    first = train_run(config(tiny_llama), tiny_llama, store=store)
+    run_id = first.run_id
+    save_checks(first.path, {"map": {"k90": 5}}, {"map.share": torch.zeros(2)})
     third = RunStore(tmp_path / "third")
-    third.import_zip(other.export_zip(run_id))
+    third.import_zip(store.export_zip(run_id))
     (third.path(run_id) / "checks.json").unlink()
     params = third.load(run_id).params
     save_file({k: v + 1 for k, v in params.items()}, str(third.path(run_id) / "params.safetensors"))
