@@ -44,6 +44,25 @@ def tiny_model(request, tiny_llama, tiny_gpt2):
     return tiny_llama if request.param == "tiny-llama" else tiny_gpt2
 
 
+def open_page_link(page: str, **params: str):
+    """The Streamlit page file ``page`` opened through AppTest on a link's query parameters."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(page, default_timeout=60)
+    for key, value in params.items():
+        at.query_params[key] = value
+    return at.run()
+
+
+def param(at, name: str) -> str | None:
+    """A query parameter as an AppTest page left it (AppTest gives a list for a value the page
+    wrote)."""
+    if name not in at.query_params:
+        return None
+    value = at.query_params[name]
+    return value[-1] if isinstance(value, list) else value
+
+
 def make_method_runs(root, model, sites=("attn_out", "mlp_out", "head"), **config):
     """One tiny run per method in a store at ``root``: {method: RunBundle}. The page tests
     share this (each in a module-scoped fixture of its own)."""

@@ -1,6 +1,7 @@
 """What the Explore page's test modules share: the page opened on a run or on a link's query
-parameters through Streamlit's AppTest, the plotly figures and parameters it left, and a run
-copied under another id. Their tiny runs are conftest's `explore_runs`."""
+parameters through Streamlit's AppTest, the plotly figures it drew, and a run copied under
+another id. Their tiny runs are conftest's `explore_runs`; a parameter the page left is
+conftest's `param`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
+from conftest import open_page_link
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,19 +39,8 @@ def chart_keys(at: AppTest) -> list[str]:
 
 
 def open_link(**params: str) -> AppTest:
-    """The page opened on a link's query parameters."""
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    for key, value in params.items():
-        at.query_params[key] = value
-    return at.run()
-
-
-def param(at: AppTest, name: str) -> str | None:
-    """A query parameter as the page left it (AppTest gives a list for a value the page wrote)."""
-    if name not in at.query_params:
-        return None
-    value = at.query_params[name]
-    return value[-1] if isinstance(value, list) else value
+    """The Explore page opened on a link's query parameters."""
+    return open_page_link(PAGE, **params)
 
 
 def copy_run(root: Path, src: str, new_id: str) -> Path:

@@ -5,7 +5,8 @@ AppTest on tiny-model runs."""
 from __future__ import annotations
 
 import pytest
-from explore_page_helpers import chart, chart_keys, open_link, param
+from conftest import param
+from explore_page_helpers import chart, chart_keys, open_link
 
 pytestmark = pytest.mark.usefixtures("explore_env")
 

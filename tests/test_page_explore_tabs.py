@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import svg_images
-from explore_page_helpers import chart, chart_keys, copy_run, open_link, open_page, param
+from conftest import param, svg_images
+from explore_page_helpers import chart, chart_keys, copy_run, open_link, open_page
 
 from actscale.ui import explore_tabs
 from actscale.ui.common import markdown_table

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_method_runs
+from conftest import make_method_runs, open_page_link, param
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -177,18 +177,8 @@ def test_run_made_on_another_model_is_one_error(runs, monkeypatch):
 
 # ---------------------------------------------------------------- links that reproduce the view
 def open_link(**params: str) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    for key, value in params.items():
-        at.query_params[key] = value
-    return at.run()
-
-
-def param(at: AppTest, name: str) -> str | None:
-    """A query parameter as the page left it (AppTest gives a list for a value the page wrote)."""
-    if name not in at.query_params:
-        return None
-    value = at.query_params[name]
-    return value[-1] if isinstance(value, list) else value
+    """The Playground opened on a link's query parameters."""
+    return open_page_link(PAGE, **params)
 
 
 def test_a_link_opens_the_dataset_prompt_and_beta(runs):
