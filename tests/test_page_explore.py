@@ -286,3 +286,50 @@ def test_read_only_deployment_offers_the_command_not_the_button(explore_runs, mo
     assert not at.exception
     assert not [e for e in at.expander if e.label.startswith("Run the checks")]
     assert any(f"python -m actscale analyse --run {run_id} --seeds 3" in c.value for c in at.caption)
+
+
+BF16_NOTE = (
+    "The checks' passes (in this run's precision: it was trained under bfloat16 autocast) on cpu, a CPU without "
+    "AVX512-BF16 or AMX: PyTorch emulates bfloat16 there, and a pass takes several times as long as in float32 "
+    "(6–7 times on a 2-core AVX2 CPU, docs/measured.md); “Passes in float32” runs them in float32."
+)
+
+
+def test_a_bf16_runs_checks_offer_float32_and_say_where_bf16_is_emulated(
+    explore_runs, tiny_llama, monkeypatch, tmp_path
+):
+    """A run trained under bf16 autocast has its checks' passes in it (`analyse --precision
+    run`): the launcher offers them in float32, says what bf16 costs where the CPU emulates it,
+    and launches with the precision chosen. A float32 run's launcher offers no such choice."""
+    import actscale.engine.models as models
+    import actscale.ui.checks_panel as panel
+    from actscale.engine.training import TrainConfig
+    from actscale.errors import ActscaleError
+    from actscale.runs.api import train_run
+    from actscale.runs.store import RunStore
+
+    config = TrainConfig(model="tiny-llama", autocast="bf16", steps=2, n_prompts=16, n_test=8, seed=5)
+    bf16_run = train_run(config, tiny_llama, store=RunStore(tmp_path / "runs"))  # the module's store stays as it is
+    monkeypatch.setenv("ACTSCALE_STORE", str(tmp_path / "runs"))
+    asked = []
+
+    def stop(bundle, options):
+        asked.append((bundle.run_id, options.precision))
+        raise ActscaleError("stopped before the job")
+
+    monkeypatch.setattr(panel, "check_asked", stop)
+    for native, note in ((False, [BF16_NOTE]), (True, [])):
+        monkeypatch.setattr(models, "native_bf16", lambda _device, native=native: native)
+        at = open_link(run=bf16_run.run_id, tab="checks")
+        assert [c.value for c in at.caption if "bfloat16" in c.value] == note
+        assert [c.label for c in at.checkbox if c.label == "Passes in float32"] == ["Passes in float32"]
+    for tick, precision in ((True, "float32"), (False, "run")):
+        next(c for c in at.checkbox if c.label == "Passes in float32").set_value(tick)
+        at = next(b for b in at.button if b.label == "Run the checks").click().run()
+        assert [e.value for e in at.error] == ["stopped before the job"]
+        assert asked.pop() == (bf16_run.run_id, precision)
+    monkeypatch.setattr(models, "native_bf16", lambda _device: False)
+    monkeypatch.setenv("ACTSCALE_STORE", str(explore_runs[0]))
+    at = open_link(run=explore_runs[1]["activscalar"].run_id, tab="checks")
+    assert not [c for c in at.checkbox if c.label == "Passes in float32"]
+    assert not [c for c in at.caption if "bfloat16" in c.value]

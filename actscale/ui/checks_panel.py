@@ -17,6 +17,7 @@ from actscale.ui import common, deployment
 from actscale.ui.keys import Keys
 from actscale.ui.progress import job_progress
 from actscale.views import analysis, plots
+from actscale.views.precision import PASS_COST, emulated_sentence
 
 FigureFn = Callable[..., None]
 
@@ -205,33 +206,10 @@ def _launcher(bundle: RunBundle, checks: dict[str, Any] | None) -> None:
         return
     label = "Run the checks again" if checks and "map" in checks else "Run the checks"
     with st.expander(label, expanded=not checks):
-        with st.form("checks-form", border=False):
-            c1, c2, c3 = st.columns(3)
-            seeds = c1.selectbox("Seeds for stability", [0, 3, 5], index=0, help="0: no stability check")
-            vary = c2.radio(
-                "Vary",
-                ["auto", "data", "seed"],
-                horizontal=True,
-                help="data: the data seed (other prompts and split); seed: the training seed on the same data, which "
-                "changes only the batch order; auto: data where the task draws its data, seed for a dataset file",
-            )
-            gen = c3.checkbox("Generalisation across groups", help="trains one run per group")
-            prompts = c1.number_input("Test prompts", min_value=8, max_value=1000, value=CheckOptions.prompts, step=8)
-            draws = c2.number_input("Random draws", min_value=5, max_value=200, value=CheckOptions.draws, step=5)
-            full = c3.checkbox(
-                "Patch every cell", help="exact activation patching of every cell, not only each map's top 64 (slower)"
-            )
-            go = st.form_submit_button(label, type="primary")
-        if go:
+        fields = _form(bundle, label)
+        if fields is not None:
             with common.user_errors():
-                options = CheckOptions(
-                    prompts=int(prompts),
-                    draws=int(draws),
-                    seeds=int(seeds),
-                    vary=str(vary),
-                    generalisation=bool(gen),
-                    patching="full" if full else "top",
-                )
+                options = CheckOptions(**fields)
                 check_asked(bundle, options)  # before the job: the map check's minutes are not lost with it
                 model = common.resident_model(bundle.record.config.model)
                 job = common.jobs().submit_checks(bundle, model, common.store(), options)
@@ -239,3 +217,61 @@ def _launcher(bundle: RunBundle, checks: dict[str, Any] | None) -> None:
                 if not job.done:
                     time.sleep(0.2)
                 st.rerun()
+
+
+def _form(bundle: RunBundle, label: str) -> dict[str, Any] | None:
+    """The launcher's form; the CheckOptions fields it was submitted with, None until then. A
+    run trained under bfloat16 autocast has its checks' passes in it unless "Passes in float32"
+    is ticked, and where this server's device emulates bfloat16 the form says what that costs."""
+    run_bf16 = bundle.record.config.autocast == "bf16"
+    with st.form("checks-form", border=False):
+        c1, c2, c3 = st.columns(3)
+        seeds = c1.selectbox("Seeds for stability", [0, 3, 5], index=0, help="0: no stability check")
+        vary = c2.radio(
+            "Vary",
+            ["auto", "data", "seed"],
+            horizontal=True,
+            help="data: the data seed (other prompts and split); seed: the training seed on the same data, which "
+            "changes only the batch order; auto: data where the task draws its data, seed for a dataset file",
+        )
+        gen = c3.checkbox("Generalisation across groups", help="trains one run per group")
+        prompts = c1.number_input("Test prompts", min_value=8, max_value=1000, value=CheckOptions.prompts, step=8)
+        draws = c2.number_input("Random draws", min_value=5, max_value=200, value=CheckOptions.draws, step=5)
+        full = c3.checkbox(
+            "Patch every cell", help="exact activation patching of every cell, not only each map's top 64 (slower)"
+        )
+        float32 = run_bf16 and c3.checkbox(
+            "Passes in float32",
+            help="this run was trained under bfloat16 autocast, and its checks' passes run in it unless this is "
+            "ticked: another computation, whose flips the checks compare with the run's own (docs/checks.md)",
+        )
+        note = _emulation_note() if run_bf16 else None
+        if note:
+            st.caption(note)
+        if not st.form_submit_button(label, type="primary"):
+            return None
+    return {
+        "prompts": int(prompts),
+        "draws": int(draws),
+        "seeds": int(seeds),
+        "vary": str(vary),
+        "generalisation": bool(gen),
+        "patching": "full" if full else "top",
+        "precision": "float32" if float32 else "run",
+    }
+
+
+def _emulation_note() -> str | None:
+    """What a bf16 run's check passes cost on this server's device where it emulates bfloat16
+    (the resident model's device, else the session's choice); None elsewhere."""
+    from actscale.engine.models import resolve_device
+    from actscale.errors import ActscaleError
+
+    model = common.loaded_model_or_none()
+    try:
+        device = model.device if model is not None else resolve_device(st.session_state.get(Keys.DEVICE, "auto"))
+    except ActscaleError:  # a device this machine lacks: the launch says so
+        return None
+    what = "The checks' passes (in this run's precision: it was trained under bfloat16 autocast)"
+    sentence = emulated_sentence(True, device, what, PASS_COST, "“Passes in float32” runs them in float32")
+    return None if sentence is None else f"{sentence}."
