@@ -13,10 +13,11 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from actscale.cli.parser import config_fields_of
-from actscale.cli.precision import PASS_COST, say_emulated, say_emulated_training
+from actscale.cli.precision import say_emulated, say_emulated_training
 from actscale.engine.observer import CancelOn  # no torch: --help stays fast
 from actscale.errors import ActscaleError
 from actscale.runs.progress import SweepObserver
+from actscale.views.precision import PASS_COST
 from actscale.views.words import counted
 
 if TYPE_CHECKING:  # annotations only: the commands import torch when they run

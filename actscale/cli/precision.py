@@ -7,9 +7,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from actscale.views.precision import PASS_COST, TRAIN_COST, emulated_sentence
-
-__all__ = ["PASS_COST", "TRAIN_COST", "say_emulated", "say_emulated_training"]
+from actscale.views.precision import TRAIN_COST, emulated_sentence
 
 
 def say_emulated(bf16: bool, device: str, what: str, cost: str, instead: str = "") -> None:
