@@ -21,6 +21,12 @@ common.page_header(
 bundle = common.pick_run(key="playground_run")
 if bundle is None:
     st.stop()
+if bundle.record.config.autocast == "bf16":
+    st.caption(
+        "This run was trained under bfloat16 autocast, and its stored results (the per-example table) were "
+        "computed in it; this page steers in float32, so a prompt's Δ here can differ from its stored Δ by "
+        "bfloat16's rounding (docs/checks.md: up to 0.45 on the default run)."
+    )
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

@@ -256,3 +256,26 @@ def test_bad_link_values_are_one_warning_and_ignored(runs, params, warning):
     assert at.radio(key="pg_source").value == "From the run's dataset"
     assert at.selectbox(key="pg_pick").value == 0
     assert (param(at, "beta"), param(at, "example")) == ("1", "0")
+
+
+def test_a_bf16_run_says_its_stored_results_were_computed_in_bf16(runs, tiny_llama, tmp_path, monkeypatch):
+    """The page steers in float32 whatever the run's precision, while a bf16 run's per-example
+    table was computed under bfloat16 autocast: said for that run, and for no other."""
+    from actscale.engine.training import TrainConfig
+    from actscale.runs.api import train_run
+    from actscale.runs.store import RunStore
+
+    said = (
+        "This run was trained under bfloat16 autocast, and its stored results (the per-example table) were "
+        "computed in it; this page steers in float32, so a prompt's Δ here can differ from its stored Δ by "
+        "bfloat16's rounding (docs/checks.md: up to 0.45 on the default run)."
+    )
+    config = TrainConfig(model="tiny-llama", autocast="bf16", steps=2, n_prompts=16, n_test=8, seed=5)
+    bf16_run = train_run(config, tiny_llama, store=RunStore(tmp_path / "runs"))  # the module's store stays as it is
+    monkeypatch.setenv("ACTSCALE_STORE", str(tmp_path / "runs"))
+    at = open_page(bf16_run.run_id)
+    assert not at.exception
+    assert [c.value for c in at.caption if "bfloat16" in c.value] == [said]
+    monkeypatch.setenv("ACTSCALE_STORE", str(runs[0]))
+    at = open_page(runs[1]["activscalar"].run_id)
+    assert not at.exception and not [c.value for c in at.caption if "bfloat16" in c.value]
