@@ -237,6 +237,9 @@ def test_cancel_stores_nothing(train_store, monkeypatch):
     assert svg_images(at) == [curves] and not at.get("plotly_chart")
     at.button(key="cancel_training").click().run()
     assert not at.exception
+    # pressed: the button drawn again in its place, disabled (a run of the page: Cancel is outside the panel's fragment)
+    assert [(b.key, b.disabled) for b in at.button if b.label == "Cancel"] == [("cancel_training-pressed", True)]
+    assert at.info[0].value == "Cancelling…"
     pressed.set()
     job = common.jobs().get(at.session_state["job_id"])
     assert job.wait(60) and job.state == "cancelled"

@@ -51,3 +51,16 @@ def held_after_the_first_step(monkeypatch) -> tuple[threading.Event, threading.E
 
     monkeypatch.setattr(api, "train_run", held)
     return first_step, release
+
+
+def panel_by_its_timer(job_id: str) -> AppTest:
+    """Train's live panel (its fragment) run as its timer runs it, not inside a run of the page:
+    where it stays and waits for its job's news."""
+
+    def script(job_id: str) -> None:
+        from actscale.ui import progress
+        from actscale.ui.train_form.job import _live_curves, training_status
+
+        progress._live_panel(job_id, training_status, _live_curves, True)
+
+    return AppTest.from_function(script, args=(job_id,), default_timeout=60)

@@ -1,9 +1,11 @@
-"""The live panel of a background job, shared by Train (a training) and Compare (a sweep): a
-progress bar with its status line and a Cancel button, redrawn every `REFRESH_S` seconds as a
-fragment (not the whole page); once the job is over, the whole page reruns and draws the outcome."""
+"""The live panel of a background job, shared by Train (a training), Compare (a sweep) and
+Explore (the checks): a progress bar with its status line and a Cancel button, a fragment (not the
+whole page) run every `REFRESH_S` seconds; Train's stays, waiting for its job's news and redrawing
+in place. Once the job is over, the whole page reruns and draws the outcome."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import streamlit as st
@@ -24,9 +26,19 @@ REFRESH_S = 1.0
 # the wait takes no core (docs/measured.md, "The live panel's wait for news"). A click in the
 # session (Cancel, another page) is answered when the wait ends: up to NEWS_WAIT_S later.
 NEWS_WAIT_S = 0.7
+# ... and a run of the fragment by its timer stays for this many such waits, redrawing the bar and
+# what is below it in place as the job moves on (a step, news), rather than ending to be run again
+# every second: the start and end of a fragment's run redraw the page's running state, and on a
+# 2-core machine the training pays for the browser's work (Chromium's renderer 1.5-1.7 s of CPU in
+# 10 s of training against 1.13-1.21 s in place; docs/measured.md, "The live panel in place").
+# About 21 s a run; the timer's next run follows at once. Streamlit queues a click inside a
+# fragment behind the fragment's current run, so Cancel is drawn outside it: its click reruns the
+# page, which ends a staying run at its next redraw (within NEWS_WAIT_S). A run of the whole page
+# draws the panel once, without waiting.
+LIVE_WAITS = 30
+_page = threading.local()  # ``drawing``: the panel is being drawn by a run of the whole page
 
 
-@st.fragment(run_every=REFRESH_S)
 def job_progress(
     job_id: str,
     status: Callable[[Job], str],
@@ -37,28 +49,62 @@ def job_progress(
     below: Callable[[Job], None] | None = None,
     wait_for_news: bool = False,
 ) -> None:
-    """``status(job)`` is the progress bar's text; ``cancelling`` is shown when Cancel is
-    pressed; ``below(job)`` draws more under the bar (Train's live curves). With
-    ``wait_for_news``, news that comes within `NEWS_WAIT_S` of the redraw is shown at once."""
+    """``status(job)`` is the progress bar's text; ``below(job)`` draws more under the bar
+    (Train's live curves); a Cancel button (``cancel_label``) under them shows ``cancelling``
+    when pressed. With ``wait_for_news``, a run of the panel by its timer stays for `LIVE_WAITS`
+    waits of up to `NEWS_WAIT_S` for the job's news, redrawing the bar after each and ``below``
+    after each new step: news is shown at once."""
+    job = common.jobs().get(job_id)
+    if job is None:
+        return
+    _page.drawing = True
+    try:
+        _live_panel(job_id, status, below, wait_for_news)
+    finally:
+        _page.drawing = False
+    slot = st.empty()
+    if slot.button(cancel_label, key=cancel_key, disabled=job.cancel_event.is_set()):
+        job.cancel()
+        slot.button(cancel_label, key=f"{cancel_key}-pressed", disabled=True)
+        st.info(cancelling)
+
+
+@st.fragment(run_every=REFRESH_S)
+def _live_panel(job_id: str, status: Callable[[Job], str], below: Callable[[Job], None] | None, stays: bool) -> None:
+    """The bar and ``below``: drawn once in a run of the whole page; in a run of its own (the
+    timer's), drawn and, where it ``stays``, redrawn in place as the job moves on."""
     job = common.jobs().get(job_id)
     if job is None:
         return
     seen = job.news
-    bar = st.empty()
+    panel = _Panel(job, status, below)
+    for _ in range(0 if getattr(_page, "drawing", False) or not stays else LIVE_WAITS):
+        if job.wait_news(seen, NEWS_WAIT_S):
+            seen = job.news
+        panel.redraw()
 
-    def show() -> None:
+
+class _Panel:
+    """The bar and the area below it, drawn once and then again in place when they change; the
+    whole page reruns once the job is done (its form comes back and the outcome is drawn)."""
+
+    def __init__(self, job: Job, status: Callable[[Job], str], below: Callable[[Job], None] | None) -> None:
+        self.job, self.status, self.below = job, status, below
+        self.bar, self.area, self.steps = st.empty(), st.empty(), -1
+        self.redraw()
+
+    def redraw(self) -> None:
+        """The bar each time, ``below`` after a new step (the curves change with the steps). The
+        bar's redraw is also where Streamlit ends a staying run for a click elsewhere on the page
+        (each element sent is such a point): so within `NEWS_WAIT_S`, in every phase of the job."""
+        job = self.job
         if job.done:
-            st.rerun()  # the whole page: the form comes back and the outcome is drawn
-        bar.progress(job.progress(), text=status(job))  # drawn again in place with news
-
-    show()
-    if st.button(cancel_label, key=cancel_key, disabled=job.cancel_event.is_set()):
-        job.cancel()
-        st.info(cancelling)
-    if below is not None:
-        below(job)
-    if wait_for_news and job.wait_news(seen, NEWS_WAIT_S):
-        show()
+            st.rerun()
+        self.bar.progress(job.progress(), text=self.status(job))
+        if self.below is not None and len(job.steps) != self.steps:
+            self.steps = len(job.steps)
+            with self.area.container():
+                self.below(job)
 
 
 def time_left(job: Job) -> str:
