@@ -9,11 +9,11 @@ flip rates: the first result, the step that reached the target ("Target (0.90) r
 step 4: validation flips: β = +1 …", while the run trains on), and the trained run's ("Trained
 ActivScalar. Validation flips: β = +1 …"), both drawn by the live panel, a fragment run by its
 timer every `REFRESH_S` (1 s) that stays for `LIVE_WAITS` waits of up to `NEWS_WAIT_S` for such
-news, redrawing in place; and to the outcome ("Done: 1 run trained."). The run's own record says how much of that was its base pass, steps and
-validation (its ``timing``); the rest is the page's: the job's start, the panel's wait or
-refresh, the drawing. Each visit is a training on a new server; one visit varies by
-a second or more on a 2-core machine (8.2-11.3 s in one hour), so `make bench` reports the
-median of three (`bench_dashboard_visits`).
+news, redrawing in place; and to the outcome ("Done: 1 run trained."). The run's own record says
+how much of that was its base pass, steps and validation (its ``timing``); the rest is the
+page's: the job's start, the panel's wait or refresh, the drawing. Each visit is a training on a
+new server; one visit varies by a second or more on a 2-core machine (8.2-11.3 s in one hour), so
+`make bench` reports the median of three (`bench_dashboard_visits`).
 """
 
 from __future__ import annotations

@@ -85,8 +85,8 @@ def _live_panel(job_id: str, status: Callable[[Job], str], below: Callable[[Job]
 
 
 class _Panel:
-    """The bar and the area below it, drawn once and then again in place when they change; the
-    whole page reruns once the job is done (its form comes back and the outcome is drawn)."""
+    """The bar and the area below it, drawn and then drawn again in place (`redraw`); the whole
+    page reruns once the job is done (its form comes back and the outcome is drawn)."""
 
     def __init__(self, job: Job, status: Callable[[Job], str], below: Callable[[Job], None] | None) -> None:
         self.job, self.status, self.below = job, status, below
